@@ -1,0 +1,250 @@
+#include "agent/image_backup.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "base/time.h"
+#include "snapshot/image_source.h"
+
+namespace haven::agent {
+namespace {
+
+using repository::ChunkId;
+using repository::ChunkType;
+using repository::Manifest;
+using repository::Repository;
+
+constexpr uint64_t kResultWindow = 4096;  // results buffered ahead of the tree
+
+struct Job {
+  uint64_t index;
+  uint64_t offset;
+  uint32_t len;
+  size_t buffer;
+};
+
+// Shared state of one backup's threads; one mutex guards all of it (the
+// per-chunk critical sections are a few instructions).
+class Pipeline {
+ public:
+  Pipeline(Repository& repo, snapshot::ImageSource& src, uint32_t chunk_size,
+           int workers)
+      : repo_(repo), src_(src), chunk_size_(chunk_size), workers_(workers) {
+    size_t n = 4 + 4 * static_cast<size_t>(workers);
+    buffers_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      buffers_[i].resize(chunk_size);
+      free_.push_back(i);
+    }
+    count_ = (src.size() + chunk_size - 1) / chunk_size;
+    writer_ = repo.NewWriter();
+  }
+
+  Result<repository::TreeRoot> Run(const ImageBackupOptions& opt,
+                                   repository::BackupStats& stats);
+  repository::ChunkWriter& writer() { return *writer_; }
+
+ private:
+  void Fail(const Status& s) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!failed_) {
+      failed_ = true;
+      error_ = s;
+    }
+    cv_.notify_all();
+  }
+  void Reader();
+  void Worker();
+
+  Repository& repo_;
+  snapshot::ImageSource& src_;
+  uint32_t chunk_size_;
+  int workers_;
+  uint64_t count_ = 0;
+  std::unique_ptr<repository::ChunkWriter> writer_;
+  std::vector<Bytes> buffers_;
+  std::atomic<uint64_t> read_bytes_{0};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<size_t> free_;
+  std::deque<Job> work_;
+  std::map<uint64_t, ChunkId> results_;
+  uint64_t consumed_ = 0;
+  bool reader_done_ = false;
+  bool failed_ = false;
+  Status error_;
+};
+
+void Pipeline::Reader() {
+  for (uint64_t i = 0; i < count_; ++i) {
+    uint64_t off = i * chunk_size_;
+    uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(chunk_size_, src_.size() - off));
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return failed_ || i < consumed_ + kResultWindow; });
+      if (failed_) return;
+    }
+    auto has_data = src_.RangeHasData(off, off + len);
+    if (!has_data.ok()) return Fail(has_data.status());
+    if (!*has_data) {
+      std::lock_guard<std::mutex> l(mu_);
+      results_[i] = ChunkId{};
+      cv_.notify_all();
+      continue;
+    }
+    size_t buf;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return failed_ || !free_.empty(); });
+      if (failed_) return;
+      buf = free_.back();
+      free_.pop_back();
+    }
+    Status s = src_.Read(off, buffers_[buf].data(), len);
+    if (!s.ok()) return Fail(s);
+    read_bytes_ += len;
+    std::lock_guard<std::mutex> l(mu_);
+    work_.push_back({i, off, len, buf});
+    cv_.notify_all();
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  reader_done_ = true;
+  cv_.notify_all();
+}
+
+void Pipeline::Worker() {
+  repository::WriteContext ctx(repo_.config().compression_level);
+  while (true) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return failed_ || !work_.empty() || reader_done_; });
+      if (failed_ || work_.empty()) return;
+      job = work_.front();
+      work_.pop_front();
+    }
+    const uint8_t* data = buffers_[job.buffer].data();
+    ChunkId id;
+    if (!IsAllZero(data, job.len)) {
+      id = repo_.IdFor(ChunkType::kData, ByteSpan(data, job.len));
+      auto r = writer_->Put(ChunkType::kData, id, ByteSpan(data, job.len), ctx);
+      if (!r.ok())
+        return Fail(r.status().WithContext("image offset " + std::to_string(job.offset)));
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    results_[job.index] = id;
+    free_.push_back(job.buffer);
+    cv_.notify_all();
+  }
+}
+
+Result<repository::TreeRoot> Pipeline::Run(const ImageBackupOptions& opt,
+                                           repository::BackupStats& stats) {
+  double start = MonotonicSeconds(), last_report = 0;
+  std::vector<std::thread> threads;
+  threads.emplace_back([this] { Reader(); });
+  for (int i = 0; i < workers_; ++i) threads.emplace_back([this] { Worker(); });
+
+  repository::WriteContext tree_ctx(repo_.config().compression_level);
+  repository::TreeWriter tree([&](ByteSpan node) -> Result<ChunkId> {
+    ChunkId id = repo_.IdFor(ChunkType::kTree, node);
+    HAVEN_RETURN_IF_ERROR(writer_->Put(ChunkType::kTree, id, node, tree_ctx).status());
+    return id;
+  });
+  for (uint64_t i = 0; i < count_; ++i) {
+    ChunkId id;
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return failed_ || results_.count(i); });
+      if (failed_) break;
+      auto it = results_.find(i);
+      id = it->second;
+      results_.erase(it);
+      consumed_ = i + 1;
+      cv_.notify_all();
+    }
+    Status s = tree.Add(id);
+    if (!s.ok()) {
+      Fail(s);
+      break;
+    }
+    uint64_t len = std::min<uint64_t>(chunk_size_, src_.size() - i * chunk_size_);
+    if (id.IsZero()) stats.hole_bytes += len;
+    double now = MonotonicSeconds();
+    if (opt.progress && now - last_report >= opt.progress_interval) {
+      last_report = now;
+      opt.progress({std::min(src_.size(), (i + 1) * chunk_size_), src_.size(),
+                    writer_->new_stored_bytes(), now - start, false});
+    }
+  }
+  for (auto& t : threads) t.join();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (failed_) return error_;
+  }
+  stats.read_bytes = read_bytes_;
+  return tree.Finish();
+}
+
+}  // namespace
+
+Result<Manifest> BackupImage(Repository& repo, const std::string& path,
+                             const ImageBackupOptions& options) {
+  if (options.name.empty()) return InvalidArgument("a backup name is required (--name)");
+  double start = MonotonicSeconds();
+  HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
+  HAVEN_ASSIGN_OR_RETURN(auto before, src->Fingerprint());
+  int workers = options.threads > 0 ? options.threads
+                                    : std::max(1u, std::thread::hardware_concurrency());
+  uint32_t chunk_size = repo.config().chunk_size;
+  Manifest m;
+  Pipeline pipeline(repo, *src, chunk_size, workers);
+  HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot root, pipeline.Run(options, m.stats));
+  HAVEN_RETURN_IF_ERROR(pipeline.writer().Flush());
+  HAVEN_ASSIGN_OR_RETURN(auto after, src->Fingerprint());
+
+  m.name = options.name;
+  m.kind = "image";
+  m.time = NowIso8601();
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  m.hostname = host;
+  m.tool = "haven 0.1.0";
+  if (!(before == after)) {
+    m.consistency = "inconsistent";
+    m.consistency_reason = "the image changed while it was read; it may not be usable";
+  } else {
+    m.consistency = "offline";
+    m.consistency_reason = src->is_block_device()
+                               ? "block device read directly; its size did not change"
+                               : "image file read directly; unchanged during the read";
+  }
+  auto parent = repo.FindSnapshot(options.name + ":latest");
+  if (parent.ok()) m.parent = parent->id;
+  repository::DiskManifest disk;
+  disk.name = options.disk_name;
+  disk.source = path;
+  disk.size = src->size();
+  disk.chunk_size = chunk_size;
+  disk.tree = root;
+  m.disks.push_back(disk);
+  m.stats.logical_bytes = src->size();
+  m.stats.new_chunks = pipeline.writer().new_chunks();
+  m.stats.new_raw_bytes = pipeline.writer().new_raw_bytes();
+  m.stats.new_stored_bytes = pipeline.writer().new_stored_bytes();
+  m.stats.duration_seconds = MonotonicSeconds() - start;
+  HAVEN_RETURN_IF_ERROR(repo.CommitSnapshot(m));
+  if (options.progress)
+    options.progress({src->size(), src->size(), m.stats.new_stored_bytes,
+                      m.stats.duration_seconds, true});
+  return m;
+}
+
+}  // namespace haven::agent

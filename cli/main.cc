@@ -1,0 +1,406 @@
+// haven: the command line, a thin layer over the libraries.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "agent/image_backup.h"
+#include "base/bytes.h"
+#include "cli/output.h"
+#include "cli/passphrase.h"
+#include "repository/repository.h"
+#include "restore/image_restore.h"
+
+namespace haven::cli {
+namespace {
+
+using repository::Manifest;
+using repository::Repository;
+
+constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitPartial = 3;
+
+struct Globals {
+  std::string repo;
+  std::string password_file;
+  bool json = false;
+  bool quiet = false;
+  double lock_wait = 24 * 3600;
+};
+
+std::string DefaultRepository() {
+  if (const char* r = std::getenv("HAVEN_REPOSITORY"); r && *r) return r;
+  if (::geteuid() == 0) return "/var/lib/haven/repository";
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
+    return std::string(x) + "/haven/repository";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.local/share/haven/repository";
+}
+
+int Fail(const Globals& g, const Status& s) {
+  if (g.json) {
+    nlohmann::json j = {{"error", s.message()}, {"code", std::string(CodeName(s.code()))}};
+    std::cout << j.dump() << "\n";
+  }
+  std::fprintf(stderr, "haven: error: %s\n", s.message().c_str());
+  return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+Result<std::string> Passphrase(const Globals& g, bool confirm) {
+  PassphraseSource src;
+  src.env_var = "HAVEN_PASSWORD";
+  src.file = g.password_file;
+  if (src.file.empty())
+    if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f) src.file = f;
+  src.prompt = "Repository passphrase: ";
+  src.confirm = confirm;
+  return GetPassphrase(src);
+}
+
+repository::OpenOptions OpenOpts(const Globals& g, bool write) {
+  repository::OpenOptions o;
+  o.write = write;
+  o.lock_wait_seconds = g.lock_wait;
+  bool quiet = g.quiet;
+  o.on_wait = [quiet](const std::string& msg) {
+    if (!quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
+  return o;
+}
+
+Result<std::unique_ptr<Repository>> OpenRepo(const Globals& g, bool write) {
+  HAVEN_ASSIGN_OR_RETURN(std::string pass, Passphrase(g, false));
+  return Repository::Open(g.repo, pass, OpenOpts(g, write));
+}
+
+nlohmann::ordered_json SnapshotJson(const Manifest& m) {
+  nlohmann::ordered_json j;
+  j["id"] = m.id;
+  j["name"] = m.name;
+  j["kind"] = m.kind;
+  j["time"] = m.time;
+  j["hostname"] = m.hostname;
+  j["consistency"] = m.consistency;
+  j["consistency_reason"] = m.consistency_reason;
+  j["parent"] = m.parent;
+  j["logical_bytes"] = m.stats.logical_bytes;
+  j["read_bytes"] = m.stats.read_bytes;
+  j["hole_bytes"] = m.stats.hole_bytes;
+  j["new_chunks"] = m.stats.new_chunks;
+  j["new_raw_bytes"] = m.stats.new_raw_bytes;
+  j["new_stored_bytes"] = m.stats.new_stored_bytes;
+  j["duration_seconds"] = m.stats.duration_seconds;
+  j["disks"] = nlohmann::ordered_json::array();
+  for (const auto& d : m.disks)
+    j["disks"].push_back({{"name", d.name}, {"source", d.source}, {"size", d.size},
+                          {"chunk_size", d.chunk_size}, {"chunks", d.tree.count}});
+  return j;
+}
+
+// ------------------------------------------------------------------ commands
+
+int CmdInit(const Globals& g, const repository::InitOptions& opts) {
+  auto pass = Passphrase(g, true);
+  if (!pass.ok()) return Fail(g, pass.status());
+  Status s = Repository::Init(g.repo, *pass, opts);
+  if (!s.ok()) return Fail(g, s);
+  if (g.json)
+    std::cout << nlohmann::json({{"repository", g.repo}, {"created", true}}).dump() << "\n";
+  else if (!g.quiet)
+    std::printf("created repository at %s (chunk size %s)\n", g.repo.c_str(),
+                HumanBytes(opts.chunk_size).c_str());
+  return kExitOk;
+}
+
+int CmdBackupImage(const Globals& g, const std::string& path, const std::string& name) {
+  auto repo = OpenRepo(g, true);
+  if (!repo.ok()) return Fail(g, repo.status());
+  agent::ImageBackupOptions opt;
+  opt.name = name;
+  opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
+  auto m = agent::BackupImage(**repo, path, opt);
+  if (!m.ok()) return Fail(g, m.status().WithContext("backup of " + path + " failed"));
+  bool partial = m->consistency == "inconsistent";
+  if (g.json) {
+    std::cout << SnapshotJson(*m).dump() << "\n";
+  } else if (!g.quiet) {
+    const auto& st = m->stats;
+    std::printf("snapshot %s saved: %s '%s'\n", m->id.substr(0, 8).c_str(), m->kind.c_str(),
+                m->name.c_str());
+    std::printf("  size %s, read %s, holes %s\n", HumanBytes(st.logical_bytes).c_str(),
+                HumanBytes(st.read_bytes).c_str(), HumanBytes(st.hole_bytes).c_str());
+    std::printf("  new data %s in %llu chunks, stored as %s\n",
+                HumanBytes(st.new_raw_bytes).c_str(),
+                static_cast<unsigned long long>(st.new_chunks),
+                HumanBytes(st.new_stored_bytes).c_str());
+    std::printf("  took %s (%s/s), consistency: %s\n", FormatDuration(st.duration_seconds).c_str(),
+                HumanBytes(static_cast<uint64_t>(st.logical_bytes / std::max(st.duration_seconds, 1e-3)))
+                    .c_str(),
+                m->consistency.c_str());
+  }
+  if (partial) {
+    std::fprintf(stderr, "haven: warning: %s\n", m->consistency_reason.c_str());
+    return kExitPartial;
+  }
+  return kExitOk;
+}
+
+int CmdSnapshots(const Globals& g, const std::string& name) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  std::vector<std::string> errors;
+  auto all = (*repo)->ListSnapshots(&errors);
+  if (!all.ok()) return Fail(g, all.status());
+  if (g.json) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::array();
+    for (const auto& m : *all)
+      if (name.empty() || m.name == name) j.push_back(SnapshotJson(m));
+    std::cout << j.dump() << "\n";
+  } else {
+    std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", "ID", "TIME", "NAME", "SIZE", "NEW",
+                "CONSISTENCY");
+    for (const auto& m : *all) {
+      if (!name.empty() && m.name != name) continue;
+      std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", m.id.substr(0, 8).c_str(),
+                  m.time.c_str(), m.name.c_str(), HumanBytes(m.stats.logical_bytes).c_str(),
+                  HumanBytes(m.stats.new_stored_bytes).c_str(), m.consistency.c_str());
+    }
+  }
+  for (const auto& e : errors) std::fprintf(stderr, "haven: warning: unreadable %s\n", e.c_str());
+  return errors.empty() ? kExitOk : kExitPartial;
+}
+
+int CmdShow(const Globals& g, const std::string& spec) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto m = (*repo)->FindSnapshot(spec);
+  if (!m.ok()) return Fail(g, m.status());
+  if (g.json) {
+    std::cout << SnapshotJson(*m).dump(2) << "\n";
+    return kExitOk;
+  }
+  std::printf("snapshot     %s\nname         %s\nkind         %s\ntime         %s\n"
+              "host         %s\nconsistency  %s (%s)\nparent       %s\n",
+              m->id.c_str(), m->name.c_str(), m->kind.c_str(), m->time.c_str(),
+              m->hostname.c_str(), m->consistency.c_str(), m->consistency_reason.c_str(),
+              m->parent.empty() ? "-" : m->parent.c_str());
+  for (const auto& d : m->disks)
+    std::printf("disk         %s: %s (%llu bytes), chunk size %s, from %s\n", d.name.c_str(),
+                HumanBytes(d.size).c_str(), static_cast<unsigned long long>(d.size),
+                HumanBytes(d.chunk_size).c_str(), d.source.c_str());
+  std::printf("new data     %s stored\n", HumanBytes(m->stats.new_stored_bytes).c_str());
+  return kExitOk;
+}
+
+int CmdRestoreImage(const Globals& g, const std::string& spec, const std::string& to,
+                    const std::string& disk, bool overwrite) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto m = (*repo)->FindSnapshot(spec);
+  if (!m.ok()) return Fail(g, m.status());
+  restore::ImageRestoreOptions opt;
+  opt.disk = disk;
+  opt.overwrite = overwrite;
+  opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
+  auto st = restore::RestoreImage(**repo, *m, to, opt);
+  if (!st.ok()) return Fail(g, st.status());
+  if (g.json) {
+    std::cout << nlohmann::ordered_json({{"snapshot", m->id}, {"target", to},
+                                         {"size", st->size}, {"data_bytes", st->data_bytes},
+                                         {"hole_bytes", st->hole_bytes},
+                                         {"duration_seconds", st->duration_seconds}})
+                     .dump()
+              << "\n";
+  } else if (!g.quiet) {
+    std::printf("restored snapshot %s (%s) to %s: %s, %s of data, in %s\n",
+                m->id.substr(0, 8).c_str(), m->name.c_str(), to.c_str(),
+                HumanBytes(st->size).c_str(), HumanBytes(st->data_bytes).c_str(),
+                FormatDuration(st->duration_seconds).c_str());
+  }
+  return kExitOk;
+}
+
+int CmdRebuildIndex(const Globals& g) {
+  auto pass = Passphrase(g, false);
+  if (!pass.ok()) return Fail(g, pass.status());
+  auto r = Repository::RebuildIndex(g.repo, *pass, OpenOpts(g, true));
+  if (!r.ok()) return Fail(g, r.status());
+  if (g.json) {
+    std::cout << nlohmann::json({{"packs", r->packs}, {"chunks", r->chunks},
+                                 {"damaged", r->damaged}})
+                     .dump()
+              << "\n";
+  } else {
+    std::printf("index rebuilt: %llu chunks from %llu packs\n",
+                static_cast<unsigned long long>(r->chunks),
+                static_cast<unsigned long long>(r->packs));
+  }
+  for (const auto& d : r->damaged) std::fprintf(stderr, "haven: damaged: %s\n", d.c_str());
+  return r->damaged.empty() ? kExitOk : kExitPartial;
+}
+
+int CmdKeyList(const Globals& g) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto slots = (*repo)->key_slots().List();
+  if (!slots.ok()) return Fail(g, slots.status());
+  if (g.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& s : *slots)
+      j.push_back({{"slot", s.slot}, {"created", s.created}, {"kdf", s.kdf},
+                   {"current", s.slot == (*repo)->unlocked_slot()}});
+    std::cout << j.dump() << "\n";
+    return kExitOk;
+  }
+  std::printf("  %-16s  %-20s  %s\n", "SLOT", "CREATED", "KDF");
+  for (const auto& s : *slots)
+    std::printf("%s %-16s  %-20s  %s\n", s.slot == (*repo)->unlocked_slot() ? "*" : " ",
+                s.slot.c_str(), s.created.c_str(), s.kdf.c_str());
+  return kExitOk;
+}
+
+int CmdKeyAdd(const Globals& g, const std::string& new_password_file) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  PassphraseSource src;
+  src.env_var = "HAVEN_NEW_PASSWORD";
+  src.file = new_password_file;
+  src.prompt = "New passphrase: ";
+  src.confirm = true;
+  auto pass = GetPassphrase(src);
+  if (!pass.ok()) return Fail(g, pass.status());
+  auto slot = (*repo)->key_slots().Add((*repo)->master_key(), *pass);
+  if (!slot.ok()) return Fail(g, slot.status());
+  if (g.json)
+    std::cout << nlohmann::json({{"slot", *slot}}).dump() << "\n";
+  else
+    std::printf("added key slot %s\n", slot->c_str());
+  return kExitOk;
+}
+
+int CmdKeyRemove(const Globals& g, const std::string& slot) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  Status s = (*repo)->key_slots().Remove(slot);
+  if (!s.ok()) return Fail(g, s);
+  if (!g.json) std::printf("removed key slot %s\n", slot.c_str());
+  return kExitOk;
+}
+
+uint32_t ParseSize(const std::string& s) {
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  std::string unit = end ? end : "";
+  if (unit == "K" || unit == "KiB" || unit == "k") v <<= 10;
+  else if (unit == "M" || unit == "MiB") v <<= 20;
+  else if (!unit.empty()) return 0;
+  return v > UINT32_MAX ? 0 : static_cast<uint32_t>(v);
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "Haven: deduplicated, encrypted backups of virtual machine disks.\n"
+      "The repository is -r PATH, else $HAVEN_REPOSITORY, else a default local path\n"
+      "(/var/lib/haven/repository for root). The passphrase comes from\n"
+      "$HAVEN_PASSWORD, --password-file / $HAVEN_PASSWORD_FILE, or a prompt.\n"
+      "A snapshot is named by an id prefix, 'latest' or 'NAME:latest'.\n"
+      "Exit codes: 0 ok, 1 failure, 2 usage error, 3 finished but partial.",
+      "haven"};
+  app.set_version_flag("--version", "haven 0.1.0");
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand
+  Globals g;
+  g.repo = DefaultRepository();
+  app.add_option("-r,--repo", g.repo, "repository directory")->capture_default_str();
+  app.add_option("--password-file", g.password_file, "read the passphrase from this file");
+  app.add_flag("--json", g.json, "machine-readable output on stdout");
+  app.add_flag("-q,--quiet", g.quiet, "no progress or summaries");
+  app.add_option("--lock-wait", g.lock_wait,
+                 "seconds to wait for another haven process's lock")
+      ->capture_default_str();
+
+  int rc = kExitOk;
+  repository::InitOptions init_opts;
+  std::string chunk_size_text = "64K";
+  auto* init = app.add_subcommand("init", "create a new encrypted repository");
+  init->add_option("--chunk-size", chunk_size_text,
+                   "image chunk size, a power of two from 4K to 8M")
+      ->capture_default_str();
+  init->add_option("--compression-level", init_opts.compression_level, "zstd level (-7..19)")
+      ->capture_default_str();
+  init->callback([&] {
+    init_opts.chunk_size = ParseSize(chunk_size_text);
+    rc = CmdInit(g, init_opts);
+  });
+
+  auto* key = app.add_subcommand("key", "manage passphrases (key slots)");
+  key->require_subcommand(1);
+  key->add_subcommand("list", "list key slots; * marks the one that opened")
+      ->callback([&] { rc = CmdKeyList(g); });
+  std::string new_password_file;
+  auto* key_add = key->add_subcommand(
+      "add", "add a passphrase (from $HAVEN_NEW_PASSWORD, --new-password-file or a prompt)");
+  key_add->add_option("--new-password-file", new_password_file, "file holding the new passphrase");
+  key_add->callback([&] { rc = CmdKeyAdd(g, new_password_file); });
+  std::string slot;
+  auto* key_rm = key->add_subcommand("remove", "remove a key slot (never the last one)");
+  key_rm->add_option("SLOT", slot, "slot id from 'haven key list'")->required();
+  key_rm->callback([&] { rc = CmdKeyRemove(g, slot); });
+
+  auto* backup = app.add_subcommand("backup", "create a recovery point");
+  backup->require_subcommand(1);
+  std::string image_path, backup_name;
+  auto* backup_image = backup->add_subcommand(
+      "image", "back up a raw disk image file or block device (holes and zeros are not stored)");
+  backup_image->add_option("PATH", image_path, "image file or block device")->required();
+  backup_image->add_option("--name", backup_name, "backup name, e.g. the VM's name")->required();
+  backup_image->callback([&] { rc = CmdBackupImage(g, image_path, backup_name); });
+
+  std::string filter_name;
+  auto* snaps = app.add_subcommand("snapshots", "list recovery points");
+  snaps->add_option("--name", filter_name, "only this backup name");
+  snaps->callback([&] { rc = CmdSnapshots(g, filter_name); });
+
+  std::string spec;
+  auto* show = app.add_subcommand("show", "show what a recovery point holds");
+  show->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")->required();
+  show->callback([&] { rc = CmdShow(g, spec); });
+
+  auto* rest = app.add_subcommand("restore", "restore from a recovery point");
+  rest->require_subcommand(1);
+  std::string to, disk;
+  bool overwrite = false;
+  auto* rest_image = rest->add_subcommand(
+      "image", "write a disk of a recovery point to a sparse raw file or a block device");
+  rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")->required();
+  rest_image->add_option("--to", to, "target file (must not exist) or block device")->required();
+  rest_image->add_option("--disk", disk, "which disk, when the snapshot has several");
+  rest_image->add_flag("--overwrite", overwrite,
+                       "replace an existing file, or write onto a block device");
+  rest_image->callback([&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite); });
+
+  app.add_subcommand("rebuild-index", "rebuild the chunk index from the pack files")
+      ->callback([&] { rc = CmdRebuildIndex(g); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return rc;
+}
+
+}  // namespace haven::cli
+
+int main(int argc, char** argv) { return haven::cli::Main(argc, argv); }

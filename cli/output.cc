@@ -1,0 +1,39 @@
+#include "cli/output.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "base/bytes.h"
+
+namespace haven::cli {
+
+std::string FormatDuration(double seconds) {
+  char buf[32];
+  if (seconds < 60) {
+    std::snprintf(buf, sizeof buf, "%.1fs", seconds);
+  } else {
+    long s = static_cast<long>(seconds);
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
+  }
+  return buf;
+}
+
+agent::ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
+  if (!enabled || !::isatty(STDERR_FILENO)) return nullptr;
+  return [verb](const agent::Progress& p) {
+    double rate = p.elapsed_seconds > 0 ? p.done_bytes / p.elapsed_seconds : 0;
+    double pct = p.total_bytes ? 100.0 * p.done_bytes / p.total_bytes : 100.0;
+    std::string eta = "--";
+    if (rate > 0 && p.done_bytes < p.total_bytes)
+      eta = FormatDuration((p.total_bytes - p.done_bytes) / rate);
+    std::fprintf(stderr, "\r\033[K%s %s / %s  %3.0f%%  %s/s  ETA %s", verb.c_str(),
+                 HumanBytes(p.done_bytes).c_str(), HumanBytes(p.total_bytes).c_str(), pct,
+                 HumanBytes(static_cast<uint64_t>(rate)).c_str(), eta.c_str());
+    if (p.new_bytes) std::fprintf(stderr, "  new %s", HumanBytes(p.new_bytes).c_str());
+    if (p.final) std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+  };
+}
+
+}  // namespace haven::cli

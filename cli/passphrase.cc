@@ -1,0 +1,59 @@
+#include "cli/passphrase.h"
+
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "base/file.h"
+
+namespace haven::cli {
+namespace {
+
+Result<std::string> Prompt(const std::string& text) {
+  int fd = STDIN_FILENO;
+  std::fprintf(stderr, "%s", text.c_str());
+  std::fflush(stderr);
+  termios old{};
+  bool tty = ::tcgetattr(fd, &old) == 0;
+  if (tty) {
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(fd, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  bool got = static_cast<bool>(std::getline(std::cin, line));
+  if (tty) ::tcsetattr(fd, TCSAFLUSH, &old);
+  std::fprintf(stderr, "\n");
+  if (!got) return InvalidArgument("no passphrase was entered");
+  return line;
+}
+
+}  // namespace
+
+Result<std::string> GetPassphrase(const PassphraseSource& src) {
+  if (const char* v = std::getenv(src.env_var.c_str()); v && *v) return std::string(v);
+  if (!src.file.empty()) {
+    auto data = ReadFile(src.file, 4096);
+    if (!data.ok())
+      return InvalidArgument("cannot read the password file: " + data.status().message());
+    std::string s(data->begin(), data->end());
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    if (s.empty()) return InvalidArgument("the password file " + src.file + " is empty");
+    return s;
+  }
+  if (!::isatty(STDIN_FILENO))
+    return InvalidArgument("no passphrase given: set " + src.env_var +
+                           ", pass --password-file, or run on a terminal");
+  HAVEN_ASSIGN_OR_RETURN(std::string first, Prompt(src.prompt));
+  if (first.empty()) return InvalidArgument("the passphrase is empty");
+  if (src.confirm) {
+    HAVEN_ASSIGN_OR_RETURN(std::string second, Prompt("Repeat: "));
+    if (second != first) return InvalidArgument("the passphrases do not match");
+  }
+  return first;
+}
+
+}  // namespace haven::cli

@@ -1,0 +1,173 @@
+#include "repository/chunk_index.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "base/time.h"
+
+namespace haven::repository {
+namespace {
+
+constexpr size_t kValueSize = 16 + 8 + 4 + 4 + 1;
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return OkStatus();
+  if (s.IsCorruption())
+    return DataLoss(what + ": index is damaged (" + s.ToString() +
+                    "); run 'haven rebuild-index'");
+  if (s.IsIOError() && s.ToString().find("No space") != std::string::npos)
+    return IoError(what + ": " + s.ToString());
+  return IoError(what + ": " + s.ToString());
+}
+
+std::string IndexKey(const ChunkId& id) {
+  std::string k(33, 'c');
+  std::memcpy(k.data() + 1, id.bytes.data(), 32);
+  return k;
+}
+
+std::string EncodeValue(const ChunkLocation& loc) {
+  auto pack = HexDecode(loc.pack);
+  Bytes v = pack ? *pack : Bytes(16, 0);
+  PutU64(v, loc.offset);
+  PutU32(v, loc.stored_len);
+  PutU32(v, loc.raw_len);
+  v.push_back(static_cast<uint8_t>(loc.type));
+  return std::string(v.begin(), v.end());
+}
+
+Result<ChunkLocation> DecodeValue(const std::string& v, const ChunkId& id) {
+  if (v.size() != kValueSize || static_cast<uint8_t>(v[32]) > 1)
+    return DataLoss("index entry for chunk " + id.Hex() +
+                    " is malformed; run 'haven rebuild-index'");
+  auto p = reinterpret_cast<const uint8_t*>(v.data());
+  ChunkLocation loc;
+  loc.pack = HexEncode(ByteSpan(p, 16));
+  loc.offset = GetU64(p + 16);
+  loc.stored_len = GetU32(p + 24);
+  loc.raw_len = GetU32(p + 28);
+  loc.type = static_cast<ChunkType>(p[32]);
+  return loc;
+}
+
+rocksdb::Options MakeOptions() {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  // Memory stays flat whatever the repository size: a small block cache,
+  // small memtables, bloom filters so misses (new chunks) rarely touch disk.
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = rocksdb::NewLRUCache(16 << 20);
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.cache_index_and_filter_blocks = true;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  o.write_buffer_size = 8 << 20;
+  o.max_write_buffer_number = 2;
+  o.max_open_files = 256;
+  o.keep_log_file_num = 2;
+  o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  return o;
+}
+
+bool IsLockError(const rocksdb::Status& s) {
+  std::string m = s.ToString();
+  return s.IsIOError() && (m.find("lock") != std::string::npos ||
+                           m.find("Resource temporarily unavailable") != std::string::npos);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(const std::string& dir,
+                                                     const OpenOptions& options) {
+  rocksdb::Options o = MakeOptions();
+  rocksdb::DB* db = nullptr;
+  if (options.read_only) {
+    o.create_if_missing = false;
+    rocksdb::Status s = rocksdb::DB::OpenForReadOnly(o, dir, &db);
+    HAVEN_RETURN_IF_ERROR(FromRocks(s, "open index " + dir));
+    return std::unique_ptr<ChunkIndex>(new ChunkIndex(db));
+  }
+  double deadline = MonotonicSeconds() + options.lock_wait_seconds;
+  bool told = false;
+  while (true) {
+    rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
+    if (s.ok()) break;
+    if (!IsLockError(s)) return FromRocks(s, "open index " + dir);
+    if (MonotonicSeconds() > deadline)
+      return Unavailable("the index is held by another haven process (a backup "
+                         "or maintenance job) for longer than the wait limit");
+    if (!told && options.on_wait) {
+      options.on_wait("waiting for another haven process to release the index");
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return std::unique_ptr<ChunkIndex>(new ChunkIndex(db));
+}
+
+ChunkIndex::ChunkIndex(rocksdb::DB* db) : db_(db) {}
+
+ChunkIndex::~ChunkIndex() {
+  if (db_) db_->Close().PermitUncheckedError();
+}
+
+Result<std::optional<ChunkLocation>> ChunkIndex::Get(const ChunkId& id) const {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), IndexKey(id), &v);
+  if (s.IsNotFound()) return std::optional<ChunkLocation>();
+  HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
+  HAVEN_ASSIGN_OR_RETURN(ChunkLocation loc, DecodeValue(v, id));
+  return std::optional<ChunkLocation>(loc);
+}
+
+Status ChunkIndex::Put(const std::vector<std::pair<ChunkId, ChunkLocation>>& entries,
+                       bool sync) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [id, loc] : entries) {
+    rocksdb::Status s = batch.Put(IndexKey(id), EncodeValue(loc));
+    HAVEN_RETURN_IF_ERROR(FromRocks(s, "index batch"));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, &batch), "index write");
+}
+
+Status ChunkIndex::SetRepositoryId(const std::string& id) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->Put(wo, "m:repository", id), "index write");
+}
+
+Result<std::string> ChunkIndex::RepositoryId() const {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "m:repository", &v);
+  if (s.IsNotFound()) return std::string();
+  HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
+  return v;
+}
+
+Status ChunkIndex::Sync() { return FromRocks(db_->FlushWAL(true), "index sync"); }
+
+Status ChunkIndex::DeleteAllChunks() {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->DeleteRange(wo, db_->DefaultColumnFamily(), "c", "d"),
+                   "index clear");
+}
+
+Result<uint64_t> ChunkIndex::CountChunks() const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  uint64_t n = 0;
+  for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) ++n;
+  HAVEN_RETURN_IF_ERROR(FromRocks(it->status(), "index scan"));
+  return n;
+}
+
+}  // namespace haven::repository

@@ -1,0 +1,70 @@
+// The chunk index: RocksDB mapping chunk id -> where its blob lives. It is a
+// cache of what the pack headers say; deleting index/ loses nothing
+// (Repository::RebuildIndex reads the packs again).
+//
+// Keys and values:
+//   "c" | chunk id (32)  ->  pack name (16 raw bytes) | offset (u64) |
+//                            stored_len (u32) | raw_len (u32) | type (u8)
+//   "m:repository"       ->  repository id (so a foreign index is noticed)
+//
+// RocksDB allows one writing process; a second writer waits for the first
+// (its LOCK is an fcntl lock, released if the holder is killed). Readers
+// open read-only and never wait.
+#ifndef HAVEN_REPOSITORY_CHUNK_INDEX_H_
+#define HAVEN_REPOSITORY_CHUNK_INDEX_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "repository/chunk_codec.h"
+#include "repository/crypto.h"
+
+namespace rocksdb {
+class DB;
+}
+
+namespace haven::repository {
+
+struct ChunkLocation {
+  std::string pack;  // 32 hex digits
+  uint64_t offset = 0;
+  uint32_t stored_len = 0;
+  uint32_t raw_len = 0;
+  ChunkType type = ChunkType::kData;
+};
+
+class ChunkIndex {
+ public:
+  struct OpenOptions {
+    bool read_only = false;
+    // How long a writer waits for another writer's lock.
+    double lock_wait_seconds = 24 * 3600;
+    std::function<void(const std::string&)> on_wait;
+  };
+  static Result<std::unique_ptr<ChunkIndex>> Open(const std::string& dir,
+                                                  const OpenOptions& options);
+  ~ChunkIndex();
+
+  // nullopt if the chunk is not indexed. Thread-safe.
+  Result<std::optional<ChunkLocation>> Get(const ChunkId& id) const;
+  // Thread-safe. `sync` makes the batch durable before returning.
+  Status Put(const std::vector<std::pair<ChunkId, ChunkLocation>>& entries,
+             bool sync);
+  Status SetRepositoryId(const std::string& id);
+  Result<std::string> RepositoryId() const;
+  Status Sync();
+  Status DeleteAllChunks();
+  Result<uint64_t> CountChunks() const;
+
+ private:
+  explicit ChunkIndex(rocksdb::DB* db);
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+}  // namespace haven::repository
+
+#endif  // HAVEN_REPOSITORY_CHUNK_INDEX_H_

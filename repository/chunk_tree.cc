@@ -1,0 +1,103 @@
+#include "repository/chunk_tree.h"
+
+#include <cstring>
+
+namespace haven::repository {
+
+Status TreeWriter::Flush(size_t level) {
+  auto& ids = levels_[level];
+  ChunkId node_id;  // zero: the whole node is a hole
+  bool all_zero = true;
+  for (const auto& id : ids)
+    if (!id.IsZero()) {
+      all_zero = false;
+      break;
+    }
+  if (!all_zero) {
+    Bytes node(ids.size() * 32);
+    for (size_t i = 0; i < ids.size(); ++i)
+      std::memcpy(node.data() + 32 * i, ids[i].bytes.data(), 32);
+    HAVEN_ASSIGN_OR_RETURN(node_id, store_(node));
+  }
+  ids.clear();
+  if (levels_.size() <= level + 1) levels_.emplace_back();
+  levels_[level + 1].push_back(node_id);
+  if (levels_[level + 1].size() == kTreeFanout) return Flush(level + 1);
+  return OkStatus();
+}
+
+Status TreeWriter::Add(const ChunkId& id) {
+  if (levels_.empty()) levels_.emplace_back();
+  levels_[0].push_back(id);
+  ++count_;
+  if (levels_[0].size() == kTreeFanout) return Flush(0);
+  return OkStatus();
+}
+
+Result<TreeRoot> TreeWriter::Finish() {
+  if (levels_.empty()) levels_.emplace_back();
+  for (size_t level = 0;; ++level) {
+    bool higher = false;
+    for (size_t k = level + 1; k < levels_.size(); ++k)
+      if (!levels_[k].empty()) higher = true;
+    if (!higher) {
+      if (level == 0 && levels_[0].empty()) return TreeRoot{ChunkId{}, 1, 0};
+      if (level > 0 && levels_[level].size() == 1) {
+        TreeRoot r{levels_[level][0], static_cast<int>(level), count_};
+        if (r.height > kMaxTreeHeight) return Internal("chunk tree too tall");
+        return r;
+      }
+    }
+    // A partial node is only ever the last one of its level.
+    if (!levels_[level].empty()) HAVEN_RETURN_IF_ERROR(Flush(level));
+  }
+}
+
+namespace {
+
+uint64_t Capacity(int level) {  // level-0 entries under a node at `level`
+  uint64_t c = 1;
+  for (int i = 0; i < level; ++i) c *= kTreeFanout;
+  return c;
+}
+
+Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
+            const LoadNodeFn& load,
+            const std::function<Status(uint64_t, const ChunkId&)>& visit) {
+  if (node_id.IsZero()) return OkStatus();
+  uint64_t child_cap = Capacity(level - 1);
+  uint64_t remaining = total - first;
+  uint64_t expected = std::min<uint64_t>(kTreeFanout, (remaining + child_cap - 1) / child_cap);
+  HAVEN_ASSIGN_OR_RETURN(Bytes node, load(node_id));
+  if (node.size() != expected * 32)
+    return DataLoss("chunk-list node " + node_id.Hex() + " holds " +
+                    std::to_string(node.size() / 32) + " entries, expected " +
+                    std::to_string(expected));
+  for (uint64_t i = 0; i < expected; ++i) {
+    ChunkId child;
+    std::memcpy(child.bytes.data(), node.data() + 32 * i, 32);
+    uint64_t child_first = first + i * child_cap;
+    if (level == 1) {
+      if (!child.IsZero()) HAVEN_RETURN_IF_ERROR(visit(child_first, child));
+    } else {
+      HAVEN_RETURN_IF_ERROR(Walk(child, level - 1, child_first, total, load, visit));
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
+                const std::function<Status(uint64_t, const ChunkId&)>& visit) {
+  if (root.height < 1 || root.height > kMaxTreeHeight)
+    return DataLoss("chunk-list tree height " + std::to_string(root.height) +
+                    " is out of range");
+  if (root.count == 0) return OkStatus();
+  if (root.count > Capacity(root.height))
+    return DataLoss("chunk-list tree of height " + std::to_string(root.height) +
+                    " cannot hold " + std::to_string(root.count) + " chunks");
+  return Walk(root.root, root.height, 0, root.count, load, visit);
+}
+
+}  // namespace haven::repository

@@ -1,0 +1,61 @@
+// Chunk-list trees: how an image's "offset -> chunk id" array is stored.
+//
+// Level 0 is the array of data chunk ids, one per chunk_size bytes of the
+// image (the all-zero id is a hole). Every kTreeFanout consecutive ids at
+// level L are stored as one node (a kTree chunk whose bytes are the ids
+// concatenated); the node's id goes to level L+1. The root is the single id
+// at the top; `height` is the number of node levels (>= 1). A node whose ids
+// are all zero is not stored: the zero id stands for it, so a hole of any
+// size costs nothing.
+//
+// Nodes are deduplicated like data, so a nightly point of a large disk costs
+// its changed leaves and their path to the root, not a whole new list. All
+// nodes but the last at each level are full, so chunk i is found by
+// division: O(height) node reads.
+#ifndef HAVEN_REPOSITORY_CHUNK_TREE_H_
+#define HAVEN_REPOSITORY_CHUNK_TREE_H_
+
+#include <functional>
+#include <vector>
+
+#include "base/status.h"
+#include "repository/crypto.h"
+
+namespace haven::repository {
+
+inline constexpr size_t kTreeFanout = 1024;
+inline constexpr int kMaxTreeHeight = 8;
+
+struct TreeRoot {
+  ChunkId root;
+  int height = 1;
+  uint64_t count = 0;  // number of level-0 entries (chunks)
+};
+
+// Stores a node and returns its id.
+using StoreNodeFn = std::function<Result<ChunkId>(ByteSpan node)>;
+// Loads a node's bytes (authenticated).
+using LoadNodeFn = std::function<Result<Bytes>(const ChunkId& id)>;
+
+class TreeWriter {
+ public:
+  explicit TreeWriter(StoreNodeFn store) : store_(std::move(store)) {}
+  Status Add(const ChunkId& id);
+  Result<TreeRoot> Finish();
+
+ private:
+  Status Flush(size_t level);
+  StoreNodeFn store_;
+  std::vector<std::vector<ChunkId>> levels_;
+  uint64_t count_ = 0;
+};
+
+// Calls `visit(index, id)` for every level-0 entry in order, skipping whole
+// hole subtrees (visit is not called for their entries). Validates node sizes
+// against `root.count`; a mismatch is DataLoss.
+Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
+                const std::function<Status(uint64_t index, const ChunkId& id)>& visit);
+
+}  // namespace haven::repository
+
+#endif  // HAVEN_REPOSITORY_CHUNK_TREE_H_

@@ -1,0 +1,64 @@
+#include "repository/config.h"
+
+#include <nlohmann/json.hpp>
+
+namespace haven::repository {
+
+std::string Config::ToJson() const {
+  nlohmann::ordered_json j;
+  j["format"] = "haven-repository";
+  j["version"] = kFormatVersion;
+  j["id"] = id;
+  j["chunk_size"] = chunk_size;
+  j["pack_size"] = pack_size;
+  j["compression"] = "zstd";
+  j["compression_level"] = compression_level;
+  j["created"] = created;
+  return j.dump(2) + "\n";
+}
+
+Status Config::Validate() const {
+  if (id.size() != 32 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
+    return DataLoss("config: repository id must be 32 hex digits");
+  if (chunk_size < kMinChunkSize || chunk_size > kMaxChunkSize ||
+      (chunk_size & (chunk_size - 1)) != 0)
+    return InvalidArgument("chunk size " + std::to_string(chunk_size) +
+                           " must be a power of two between 4 KiB and 8 MiB");
+  if (pack_size < (1u << 20) || pack_size > (1u << 30))
+    return InvalidArgument("pack size must be between 1 MiB and 1 GiB");
+  if (compression_level < -7 || compression_level > 19)
+    return InvalidArgument("zstd level must be between -7 and 19");
+  return OkStatus();
+}
+
+Result<Config> Config::FromJson(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return DataLoss("config: not a JSON object");
+  Config c;
+  try {
+    if (j.at("format").get<std::string>() != "haven-repository")
+      return DataLoss("config: not a Haven repository");
+    int version = j.at("version").get<int>();
+    if (version != kFormatVersion)
+      return FailedPrecondition("config: repository format version " +
+                                std::to_string(version) +
+                                " is not supported (this haven reads version " +
+                                std::to_string(kFormatVersion) + ")");
+    if (j.at("compression").get<std::string>() != "zstd")
+      return DataLoss("config: unknown compression");
+    c.id = j.at("id").get<std::string>();
+    c.chunk_size = j.at("chunk_size").get<uint32_t>();
+    c.pack_size = j.at("pack_size").get<uint64_t>();
+    c.compression_level = j.at("compression_level").get<int>();
+    c.created = j.value("created", "");
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(std::string("config: missing or malformed field (") +
+                    e.what() + ")");
+  }
+  Status s = c.Validate();
+  if (!s.ok()) return s.WithContext("config");
+  return c;
+}
+
+}  // namespace haven::repository

@@ -1,0 +1,157 @@
+#include "repository/key_slots.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "base/file.h"
+#include "base/time.h"
+
+namespace haven::repository {
+namespace {
+
+constexpr size_t kMaxSlotFile = 64 * 1024;
+
+std::string Aad(const std::string& repo_id, const std::string& slot) {
+  return "haven-key-slot:" + repo_id + ":" + slot;
+}
+
+bool IsSlotName(const std::string& s) {
+  return s.size() == 16 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+struct ParsedSlot {
+  std::string slot, created;
+  ScryptParams params;
+  Bytes salt, wrapped;
+};
+
+Result<ParsedSlot> ParseSlot(const std::string& path, const std::string& name) {
+  HAVEN_ASSIGN_OR_RETURN(Bytes raw, ReadFile(path, kMaxSlotFile));
+  auto j = nlohmann::json::parse(raw.begin(), raw.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return DataLoss("key slot " + name + ": not a JSON object");
+  ParsedSlot p;
+  try {
+    if (j.at("version").get<int>() != 1)
+      return DataLoss("key slot " + name + ": unknown version");
+    p.slot = j.at("slot").get<std::string>();
+    p.created = j.value("created", "");
+    const auto& kdf = j.at("kdf");
+    if (kdf.at("name").get<std::string>() != "scrypt")
+      return DataLoss("key slot " + name + ": unknown KDF");
+    p.params.n = kdf.at("n").get<uint64_t>();
+    p.params.r = kdf.at("r").get<uint32_t>();
+    p.params.p = kdf.at("p").get<uint32_t>();
+    auto salt = HexDecode(kdf.at("salt").get<std::string>());
+    auto wrapped = HexDecode(j.at("wrapped").get<std::string>());
+    if (!salt || !wrapped || salt->size() < 16 ||
+        wrapped->size() != kKeySize + kSealOverhead)
+      return DataLoss("key slot " + name + ": malformed salt or wrapped key");
+    p.salt = *salt;
+    p.wrapped = *wrapped;
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss("key slot " + name + ": malformed (" + e.what() + ")");
+  }
+  if (p.slot != name) return DataLoss("key slot " + name + ": names another slot");
+  return p;
+}
+
+}  // namespace
+
+Result<std::string> KeySlots::Add(const Key& master, std::string_view passphrase,
+                                  const ScryptParams& params) {
+  if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
+  uint8_t id_raw[8];
+  RandomBytes(id_raw, sizeof id_raw);
+  std::string slot = HexEncode(ByteSpan(id_raw, sizeof id_raw));
+  Bytes salt(32);
+  RandomBytes(salt.data(), salt.size());
+  HAVEN_ASSIGN_OR_RETURN(Key wrap, Scrypt(passphrase, salt, params));
+  Bytes sealed;
+  HAVEN_RETURN_IF_ERROR(Seal(wrap, AsBytes(Aad(repo_id_, slot)), master, sealed));
+  nlohmann::ordered_json j;
+  j["version"] = 1;
+  j["slot"] = slot;
+  j["created"] = NowIso8601();
+  j["kdf"] = {{"name", "scrypt"}, {"n", params.n}, {"r", params.r},
+              {"p", params.p}, {"salt", HexEncode(salt)}};
+  j["wrapped"] = HexEncode(sealed);
+  std::string text = j.dump(2) + "\n";
+  HAVEN_RETURN_IF_ERROR(WriteFileExclusive(dir_ + "/" + slot, AsBytes(text), 0600));
+  return slot;
+}
+
+Result<Key> KeySlots::Unlock(std::string_view passphrase, std::string* slot) const {
+  HAVEN_ASSIGN_OR_RETURN(auto slots, List());
+  if (slots.empty())
+    return DataLoss("the repository has no key slots (keys/ is empty)");
+  std::vector<std::string> damaged;
+  for (const auto& info : slots) {
+    auto parsed = ParseSlot(dir_ + "/" + info.slot, info.slot);
+    if (!parsed.ok()) {
+      damaged.push_back(parsed.status().message());
+      continue;
+    }
+    auto wrap = Scrypt(passphrase, parsed->salt, parsed->params);
+    if (!wrap.ok()) {
+      damaged.push_back("key slot " + info.slot + ": " + wrap.status().message());
+      continue;
+    }
+    Bytes master;
+    if (Unseal(*wrap, AsBytes(Aad(repo_id_, info.slot)), parsed->wrapped, master,
+             "key slot " + info.slot)
+            .ok() &&
+        master.size() == kKeySize) {
+      Key k;
+      std::copy(master.begin(), master.end(), k.begin());
+      if (slot) *slot = info.slot;
+      return k;
+    }
+  }
+  std::string msg = "wrong passphrase: no key slot of this repository opens with it";
+  for (const auto& d : damaged) msg += "; " + d;
+  return PermissionDenied(msg);
+}
+
+Result<std::vector<KeySlotInfo>> KeySlots::List() const {
+  std::vector<KeySlotInfo> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+    std::string name = e.path().filename().string();
+    if (!IsSlotName(name)) continue;  // temp files, foreign files
+    KeySlotInfo info;
+    info.slot = name;
+    auto parsed = ParseSlot(e.path().string(), name);
+    if (parsed.ok()) {
+      info.created = parsed->created;
+      info.kdf = "scrypt N=" + std::to_string(parsed->params.n) +
+                 " r=" + std::to_string(parsed->params.r) +
+                 " p=" + std::to_string(parsed->params.p);
+    } else {
+      info.kdf = "damaged: " + parsed.status().message();
+    }
+    out.push_back(info);
+  }
+  if (ec) return IoError("list " + dir_ + ": " + ec.message());
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.slot < b.slot; });
+  return out;
+}
+
+Status KeySlots::Remove(std::string_view slot) {
+  HAVEN_ASSIGN_OR_RETURN(auto slots, List());
+  auto it = std::find_if(slots.begin(), slots.end(),
+                         [&](const auto& s) { return s.slot == slot; });
+  if (it == slots.end()) return NotFound("no key slot " + std::string(slot));
+  if (slots.size() == 1)
+    return FailedPrecondition("refusing to remove the last key slot: the "
+                              "repository would become unreadable");
+  std::string path = dir_ + "/" + std::string(slot);
+  if (::unlink(path.c_str()) != 0) return ErrnoStatus("remove " + path, errno);
+  return FsyncDir(dir_);
+}
+
+}  // namespace haven::repository

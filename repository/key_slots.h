@@ -1,0 +1,51 @@
+// Key slots: the repository's master secret wrapped by passphrase-derived
+// keys, one file per slot under keys/, so passphrases can be added and
+// removed without touching data.
+//
+// keys/<slot id> (JSON):
+//   {"version": 1, "slot": "<16 hex>", "created": "...",
+//    "kdf": {"name": "scrypt", "n": 32768, "r": 8, "p": 1, "salt": "<hex>"},
+//    "wrapped": "<hex of sealed master secret>"}
+// The master secret (32 bytes) is sealed with AES-256-GCM under
+// scrypt(passphrase, salt); associated data is
+// "haven-key-slot:<repository id>:<slot id>".
+#ifndef HAVEN_REPOSITORY_KEY_SLOTS_H_
+#define HAVEN_REPOSITORY_KEY_SLOTS_H_
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "repository/crypto.h"
+
+namespace haven::repository {
+
+struct KeySlotInfo {
+  std::string slot;
+  std::string created;
+  std::string kdf;  // "scrypt N=32768 r=8 p=1"
+};
+
+class KeySlots {
+ public:
+  KeySlots(std::string keys_dir, std::string repo_id)
+      : dir_(std::move(keys_dir)), repo_id_(std::move(repo_id)) {}
+
+  // Writes a new slot wrapping `master` under `passphrase`; returns its id.
+  Result<std::string> Add(const Key& master, std::string_view passphrase,
+                          const ScryptParams& params = {});
+  // Tries every slot; PermissionDenied if none opens with `passphrase`.
+  // On success `*slot` names the slot that opened.
+  Result<Key> Unlock(std::string_view passphrase, std::string* slot) const;
+  Result<std::vector<KeySlotInfo>> List() const;
+  // Removes a slot; refuses to remove the last one.
+  Status Remove(std::string_view slot);
+
+ private:
+  std::string dir_;
+  std::string repo_id_;
+};
+
+}  // namespace haven::repository
+
+#endif  // HAVEN_REPOSITORY_KEY_SLOTS_H_

@@ -1,0 +1,97 @@
+#include "repository/manifest.h"
+
+#include <nlohmann/json.hpp>
+
+namespace haven::repository {
+namespace {
+
+constexpr uint64_t kMaxDiskSize = 1ull << 56;  // 64 PiB: beyond any disk
+
+}  // namespace
+
+bool IsSnapshotId(const std::string& s) {
+  return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+std::string Manifest::ToJson() const {
+  nlohmann::ordered_json j;
+  j["version"] = 1;
+  j["id"] = id;
+  j["name"] = name;
+  j["kind"] = kind;
+  j["time"] = time;
+  j["hostname"] = hostname;
+  j["tool"] = tool;
+  j["consistency"] = consistency;
+  j["consistency_reason"] = consistency_reason;
+  j["parent"] = parent;
+  j["disks"] = nlohmann::ordered_json::array();
+  for (const auto& d : disks) {
+    nlohmann::ordered_json dj;
+    dj["name"] = d.name;
+    dj["source"] = d.source;
+    dj["size"] = d.size;
+    dj["chunk_size"] = d.chunk_size;
+    dj["chunks"] = d.tree.count;
+    dj["tree"] = {{"root", d.tree.root.Hex()}, {"height", d.tree.height}};
+    j["disks"].push_back(dj);
+  }
+  j["stats"] = {{"logical_bytes", stats.logical_bytes},
+                {"read_bytes", stats.read_bytes},
+                {"hole_bytes", stats.hole_bytes},
+                {"new_chunks", stats.new_chunks},
+                {"new_raw_bytes", stats.new_raw_bytes},
+                {"new_stored_bytes", stats.new_stored_bytes},
+                {"duration_seconds", stats.duration_seconds}};
+  return j.dump();
+}
+
+Result<Manifest> Manifest::FromJson(std::string_view text, const std::string& what) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return DataLoss(what + ": not a JSON object");
+  Manifest m;
+  try {
+    if (j.at("version").get<int>() != 1)
+      return DataLoss(what + ": unsupported manifest version");
+    m.id = j.at("id").get<std::string>();
+    m.name = j.at("name").get<std::string>();
+    m.kind = j.at("kind").get<std::string>();
+    m.time = j.at("time").get<std::string>();
+    m.hostname = j.value("hostname", "");
+    m.tool = j.value("tool", "");
+    m.consistency = j.at("consistency").get<std::string>();
+    m.consistency_reason = j.value("consistency_reason", "");
+    m.parent = j.value("parent", "");
+    for (const auto& dj : j.at("disks")) {
+      DiskManifest d;
+      d.name = dj.at("name").get<std::string>();
+      d.source = dj.value("source", "");
+      d.size = dj.at("size").get<uint64_t>();
+      d.chunk_size = dj.at("chunk_size").get<uint32_t>();
+      d.tree.count = dj.at("chunks").get<uint64_t>();
+      d.tree.height = dj.at("tree").at("height").get<int>();
+      auto root = HexDecode(dj.at("tree").at("root").get<std::string>());
+      if (!root || root->size() != 32) return DataLoss(what + ": bad tree root");
+      std::copy(root->begin(), root->end(), d.tree.root.bytes.begin());
+      if (d.size > kMaxDiskSize || d.chunk_size < 512 ||
+          (d.chunk_size & (d.chunk_size - 1)) != 0 || d.chunk_size > (64u << 20))
+        return DataLoss(what + ": disk " + d.name + " has an impossible size or chunk size");
+      if (d.tree.count != (d.size + d.chunk_size - 1) / d.chunk_size)
+        return DataLoss(what + ": disk " + d.name + " chunk count does not match its size");
+      m.disks.push_back(d);
+    }
+    const auto& s = j.at("stats");
+    m.stats.logical_bytes = s.value("logical_bytes", 0ull);
+    m.stats.read_bytes = s.value("read_bytes", 0ull);
+    m.stats.hole_bytes = s.value("hole_bytes", 0ull);
+    m.stats.new_chunks = s.value("new_chunks", 0ull);
+    m.stats.new_raw_bytes = s.value("new_raw_bytes", 0ull);
+    m.stats.new_stored_bytes = s.value("new_stored_bytes", 0ull);
+    m.stats.duration_seconds = s.value("duration_seconds", 0.0);
+  } catch (const nlohmann::json::exception& e) {
+    return DataLoss(what + ": malformed manifest (" + e.what() + ")");
+  }
+  return m;
+}
+
+}  // namespace haven::repository

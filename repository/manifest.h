@@ -1,0 +1,69 @@
+// Snapshot manifests: one per recovery point, the commit point of a backup.
+//
+// snapshots/<id> holds Seal(data key, aad = "haven-snapshot:" + id,
+// codec byte | payload) where the payload is the zstd-compressed JSON below
+// (codec as in chunk_codec.h). The id is 32 hex digits (16 random bytes).
+//
+//   {"version": 1, "id": ..., "name": "vm1", "kind": "image",
+//    "time": "2026-11-22T20:00:00Z", "hostname": ..., "tool": "haven 0.1.0",
+//    "consistency": "offline" | "crash-consistent" | "application-consistent"
+//                   | "inconsistent",
+//    "consistency_reason": "...", "parent": "<id>" or "",
+//    "disks": [{"name": "disk0", "source": "/path", "size": N,
+//               "chunk_size": 65536, "chunks": N,
+//               "tree": {"root": "<hex>", "height": 1}}],
+//    "stats": {"logical_bytes", "read_bytes", "hole_bytes", "new_chunks",
+//              "new_raw_bytes", "new_stored_bytes", "duration_seconds"}}
+#ifndef HAVEN_REPOSITORY_MANIFEST_H_
+#define HAVEN_REPOSITORY_MANIFEST_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "repository/chunk_tree.h"
+
+namespace haven::repository {
+
+struct DiskManifest {
+  std::string name;
+  std::string source;
+  uint64_t size = 0;
+  uint32_t chunk_size = 0;
+  TreeRoot tree;
+};
+
+struct BackupStats {
+  uint64_t logical_bytes = 0;     // size of everything captured
+  uint64_t read_bytes = 0;        // bytes actually read from the source
+  uint64_t hole_bytes = 0;        // zero or unallocated: stored as holes
+  uint64_t new_chunks = 0;        // chunks not in the repository before
+  uint64_t new_raw_bytes = 0;     // their size before compression
+  uint64_t new_stored_bytes = 0;  // what they added to packs
+  double duration_seconds = 0;
+};
+
+struct Manifest {
+  std::string id;
+  std::string name;
+  std::string kind = "image";
+  std::string time;
+  std::string hostname;
+  std::string tool;
+  std::string consistency;
+  std::string consistency_reason;
+  std::string parent;
+  std::vector<DiskManifest> disks;
+  BackupStats stats;
+
+  std::string ToJson() const;
+  // Parses and validates untrusted JSON (sizes, counts, tree shape).
+  static Result<Manifest> FromJson(std::string_view json, const std::string& what);
+};
+
+bool IsSnapshotId(const std::string& s);
+
+}  // namespace haven::repository
+
+#endif  // HAVEN_REPOSITORY_MANIFEST_H_

@@ -1,0 +1,391 @@
+#include "repository/repository.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "base/time.h"
+
+namespace haven::repository {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kMaxConfigFile = 64 * 1024;
+constexpr size_t kMaxManifestFile = 64u << 20;
+constexpr size_t kMaxOpenPacksPerThread = 16;
+
+std::string SnapshotAad(const std::string& id) { return "haven-snapshot:" + id; }
+
+std::string NewId() {
+  uint8_t raw[16];
+  RandomBytes(raw, sizeof raw);
+  return HexEncode(ByteSpan(raw, sizeof raw));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- reading
+
+Result<int> ReadContext::PackFd(const std::string& repo_dir, const std::string& pack) {
+  for (auto it = fds_.begin(); it != fds_.end(); ++it) {
+    if (it->first == pack) {
+      fds_.splice(fds_.begin(), fds_, it);
+      return fds_.front().second.get();
+    }
+  }
+  std::string path = PackPath(repo_dir, pack);
+  auto fd = OpenFile(path, O_RDONLY);
+  if (!fd.ok()) {
+    if (fd.status().code() == Code::kNotFound)
+      return DataLoss("pack " + pack + " is missing");
+    return fd.status();
+  }
+  fds_.emplace_front(pack, std::move(fd).value());
+  if (fds_.size() > kMaxOpenPacksPerThread) fds_.pop_back();
+  return fds_.front().second.get();
+}
+
+Status Repository::ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
+                             ReadContext& ctx) const {
+  HAVEN_ASSIGN_OR_RETURN(auto loc, index_->Get(id));
+  if (!loc)
+    return DataLoss("chunk " + id.Hex() +
+                    " is not in the index (missing from the repository, or the "
+                    "index is stale: run 'haven rebuild-index')");
+  std::string what = "pack " + loc->pack + ", chunk " + id.Hex();
+  if (loc->type != type)
+    return DataLoss(what + ": index says it is of another type");
+  if (loc->raw_len > kMaxChunkSize || loc->stored_len > kMaxChunkSize + 1024)
+    return DataLoss(what + ": index entry has an impossible length");
+  HAVEN_ASSIGN_OR_RETURN(int fd, ctx.PackFd(dir_, loc->pack));
+  ctx.sealed.resize(loc->stored_len);
+  HAVEN_RETURN_IF_ERROR(PReadExact(fd, ctx.sealed.data(), loc->stored_len,
+                                   loc->offset, what));
+  return OpenChunk(data_key_, type, id, ctx.sealed, loc->raw_len,
+                   ctx.decompressor, ctx.scratch, out, what);
+}
+
+// ---------------------------------------------------------------- writing
+
+ChunkWriter::~ChunkWriter() = default;
+
+Result<bool> ChunkWriter::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
+                              WriteContext& ctx) {
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    if (pending_.count(id)) return false;
+  }
+  HAVEN_ASSIGN_OR_RETURN(auto loc, repo_->index().Get(id));
+  if (loc) return false;
+  {
+    std::lock_guard<std::mutex> l(pending_mu_);
+    if (!pending_.insert(id).second) return false;  // another thread has it
+  }
+  HAVEN_RETURN_IF_ERROR(SealChunk(repo_->data_key(), type, id, raw,
+                                  ctx.compressor, ctx.scratch, ctx.sealed));
+  std::unique_ptr<PackWriter> full;
+  {
+    std::lock_guard<std::mutex> l(pack_mu_);
+    if (!current_) {
+      HAVEN_ASSIGN_OR_RETURN(current_, PackWriter::Create(repo_->dir()));
+    }
+    HAVEN_RETURN_IF_ERROR(current_->Append(type, id, static_cast<uint32_t>(raw.size()),
+                                           ctx.sealed));
+    if (current_->size() >= repo_->config().pack_size) {
+      full = std::move(current_);
+      std::lock_guard<std::mutex> f(finish_mu_);
+      ++finishing_;
+    }
+  }
+  new_chunks_ += 1;
+  new_raw_bytes_ += raw.size();
+  new_stored_bytes_ += ctx.sealed.size() + kPackEntrySize;
+  if (full) {
+    // The fsync happens outside pack_mu_: other threads go on filling the
+    // next pack meanwhile.
+    Status s = FinishPack(std::move(full));
+    std::lock_guard<std::mutex> f(finish_mu_);
+    --finishing_;
+    finish_cv_.notify_all();
+    HAVEN_RETURN_IF_ERROR(s);
+  }
+  return true;
+}
+
+Status ChunkWriter::FinishPack(std::unique_ptr<PackWriter> pack) {
+  HAVEN_RETURN_IF_ERROR(pack->Finish(repo_->data_key()));
+  std::vector<std::pair<ChunkId, ChunkLocation>> batch;
+  batch.reserve(pack->count());
+  for (const auto& e : pack->entries())
+    batch.push_back({e.id, {pack->name(), e.offset, e.stored_len, e.raw_len, e.type}});
+  HAVEN_RETURN_IF_ERROR(repo_->index().Put(batch, /*sync=*/false));
+  std::lock_guard<std::mutex> l(pending_mu_);
+  for (const auto& e : pack->entries()) pending_.erase(e.id);
+  return OkStatus();
+}
+
+Status ChunkWriter::Flush() {
+  std::unique_ptr<PackWriter> last;
+  {
+    std::lock_guard<std::mutex> l(pack_mu_);
+    last = std::move(current_);
+  }
+  if (last) HAVEN_RETURN_IF_ERROR(FinishPack(std::move(last)));
+  {
+    std::unique_lock<std::mutex> f(finish_mu_);
+    finish_cv_.wait(f, [&] { return finishing_ == 0; });
+  }
+  return repo_->index().Sync();
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+Status Repository::Init(const std::string& dir, std::string_view passphrase,
+                        const InitOptions& options) {
+  if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
+  Config config;
+  config.id = NewId();
+  config.chunk_size = options.chunk_size;
+  config.pack_size = options.pack_size;
+  config.compression_level = options.compression_level;
+  config.created = NowIso8601();
+  HAVEN_RETURN_IF_ERROR(config.Validate());
+  std::error_code ec;
+  if (fs::exists(dir + "/config", ec))
+    return AlreadyExists("a repository already exists at " + dir);
+  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
+    return AlreadyExists(dir + " exists and is not empty; refusing to create a "
+                         "repository in it");
+  HAVEN_RETURN_IF_ERROR(MakeDirs(dir));
+  for (const char* sub : {"keys", "packs", "snapshots", "locks", "tmp"})
+    HAVEN_RETURN_IF_ERROR(MakeDirs(dir + "/" + sub));
+  for (int i = 0; i < 256; ++i) {
+    char name[3];
+    std::snprintf(name, sizeof name, "%02x", i);
+    std::string p = dir + "/packs/" + name;
+    if (::mkdir(p.c_str(), 0700) != 0 && errno != EEXIST)
+      return ErrnoStatus("mkdir " + p, errno);
+  }
+  HAVEN_RETURN_IF_ERROR(FsyncDir(dir + "/packs"));
+  Key master;
+  RandomBytes(master.data(), master.size());
+  KeySlots slots(dir + "/keys", config.id);
+  HAVEN_ASSIGN_OR_RETURN(std::string slot, slots.Add(master, passphrase, options.scrypt));
+  (void)slot;
+  {
+    HAVEN_ASSIGN_OR_RETURN(auto index, ChunkIndex::Open(dir + "/index", {}));
+    HAVEN_RETURN_IF_ERROR(index->SetRepositoryId(config.id));
+  }
+  // The config is written last: its presence is what makes a repository.
+  return WriteFileExclusive(dir + "/config", AsBytes(config.ToJson()), 0644);
+}
+
+Result<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
+                                                     std::string_view passphrase,
+                                                     const OpenOptions& options) {
+  std::unique_ptr<Repository> r(new Repository);
+  r->dir_ = dir;
+  auto raw = ReadFile(dir + "/config", kMaxConfigFile);
+  if (!raw.ok()) {
+    if (raw.status().code() == Code::kNotFound)
+      return NotFound("no Haven repository at " + dir +
+                      " (create one with 'haven init')");
+    return raw.status();
+  }
+  HAVEN_ASSIGN_OR_RETURN(r->config_, Config::FromJson(std::string(raw->begin(), raw->end())));
+  r->slots_ = std::make_unique<KeySlots>(dir + "/keys", r->config_.id);
+  HAVEN_ASSIGN_OR_RETURN(r->master_, r->slots_->Unlock(passphrase, &r->slot_));
+  r->data_key_ = DeriveKey(r->master_, "haven/v1/data-encryption");
+  r->hasher_ = std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/chunk-id"));
+  r->tree_hasher_ =
+      std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/tree-id"));
+  HAVEN_ASSIGN_OR_RETURN(r->lock_, RepositoryLock::Acquire(
+                                       dir, RepositoryLock::Mode::kShared,
+                                       options.lock_wait_seconds, options.on_wait));
+  std::error_code ec;
+  bool have_index = fs::exists(dir + "/index/CURRENT", ec);
+  if (!have_index || options.write) {
+    ChunkIndex::OpenOptions io;
+    io.lock_wait_seconds = options.lock_wait_seconds;
+    io.on_wait = options.on_wait;
+    HAVEN_ASSIGN_OR_RETURN(r->index_, ChunkIndex::Open(dir + "/index", io));
+    HAVEN_ASSIGN_OR_RETURN(std::string owner, r->index_->RepositoryId());
+    if (owner != r->config_.id) {
+      if (options.on_wait)
+        options.on_wait(have_index ? "index belongs to another repository; rebuilding it"
+                                   : "index is missing; rebuilding it from the packs");
+      HAVEN_RETURN_IF_ERROR(r->RebuildIndexLocked().status());
+    }
+    if (options.write) RemoveAbandonedTempPacks(dir);
+  }
+  if (!options.write) {
+    r->index_.reset();
+    ChunkIndex::OpenOptions io;
+    io.read_only = true;
+    HAVEN_ASSIGN_OR_RETURN(r->index_, ChunkIndex::Open(dir + "/index", io));
+    HAVEN_ASSIGN_OR_RETURN(std::string owner, r->index_->RepositoryId());
+    if (owner != r->config_.id)
+      return FailedPrecondition("the index in " + dir +
+                                "/index belongs to another repository; run "
+                                "'haven rebuild-index'");
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------- snapshots
+
+Status Repository::CommitSnapshot(Manifest& m) {
+  m.id = NewId();
+  std::string json = m.ToJson();
+  Compressor c(3);
+  Bytes plain{1};  // codec: zstd
+  HAVEN_RETURN_IF_ERROR(c.Compress(AsBytes(json), plain));
+  Bytes sealed;
+  HAVEN_RETURN_IF_ERROR(Seal(data_key_, AsBytes(SnapshotAad(m.id)), plain, sealed));
+  // Put the decompressed size up front so a reader can bound its buffer.
+  Bytes file;
+  PutU32(file, static_cast<uint32_t>(json.size()));
+  file.insert(file.end(), sealed.begin(), sealed.end());
+  return WriteFileExclusive(dir_ + "/snapshots/" + m.id, file, 0600);
+}
+
+Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
+  std::string what = "snapshot " + id;
+  if (!IsSnapshotId(id)) return InvalidArgument("'" + id + "' is not a snapshot id");
+  auto file = ReadFile(dir_ + "/snapshots/" + id, kMaxManifestFile);
+  if (!file.ok()) {
+    if (file.status().code() == Code::kNotFound) return NotFound("no " + what);
+    return file.status();
+  }
+  if (file->size() < 4) return DataLoss(what + ": manifest is truncated");
+  uint32_t json_len = GetU32(file->data());
+  if (json_len > kMaxManifestFile * 16) return DataLoss(what + ": impossible length");
+  Bytes plain;
+  HAVEN_RETURN_IF_ERROR(Unseal(data_key_, AsBytes(SnapshotAad(id)),
+                             ByteSpan(file->data() + 4, file->size() - 4), plain,
+                             what));
+  if (plain.empty() || plain[0] != 1) return DataLoss(what + ": unknown codec");
+  Bytes json(json_len);
+  Decompressor d;
+  HAVEN_RETURN_IF_ERROR(d.Decompress(ByteSpan(plain.data() + 1, plain.size() - 1),
+                                     json_len, json.data(), what));
+  HAVEN_ASSIGN_OR_RETURN(Manifest m, Manifest::FromJson(
+                                         std::string_view(reinterpret_cast<char*>(json.data()),
+                                                          json.size()),
+                                         what));
+  if (m.id != id) return DataLoss(what + ": manifest names another id");
+  return m;
+}
+
+Result<std::vector<Manifest>> Repository::ListSnapshots(std::vector<std::string>* errors) const {
+  std::vector<Manifest> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_ + "/snapshots", ec)) {
+    std::string name = e.path().filename().string();
+    if (!IsSnapshotId(name)) continue;
+    auto m = LoadSnapshot(name);
+    if (m.ok())
+      out.push_back(std::move(m).value());
+    else if (errors)
+      errors->push_back(m.status().message());
+  }
+  if (ec) return IoError("list snapshots: " + ec.message());
+  std::sort(out.begin(), out.end(), [](const Manifest& a, const Manifest& b) {
+    return a.time != b.time ? a.time < b.time : a.id < b.id;
+  });
+  return out;
+}
+
+Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
+  if (spec.empty()) return InvalidArgument("empty snapshot name");
+  std::vector<std::string> errors;
+  HAVEN_ASSIGN_OR_RETURN(auto all, ListSnapshots(&errors));
+  std::string name;
+  bool latest = false;
+  if (spec == "latest") {
+    latest = true;
+  } else if (spec.size() > 7 && spec.compare(spec.size() - 7, 7, ":latest") == 0) {
+    latest = true;
+    name = spec.substr(0, spec.size() - 7);
+  }
+  if (latest) {
+    for (auto it = all.rbegin(); it != all.rend(); ++it)
+      if (name.empty() || it->name == name) return *it;
+    return NotFound(name.empty() ? "the repository has no snapshots"
+                                 : "no snapshot named '" + name + "'");
+  }
+  std::vector<const Manifest*> hits;
+  for (const auto& m : all)
+    if (m.id.compare(0, spec.size(), spec) == 0) hits.push_back(&m);
+  if (hits.size() == 1) return *hits[0];
+  if (hits.size() > 1)
+    return InvalidArgument("snapshot id prefix '" + spec + "' matches " +
+                           std::to_string(hits.size()) + " snapshots; give more digits");
+  std::string msg = "no snapshot matches '" + spec + "' (use an id prefix, latest or NAME:latest)";
+  if (!errors.empty()) msg += "; unreadable snapshots: " + errors.front();
+  return NotFound(msg);
+}
+
+// ---------------------------------------------------------------- index
+
+Result<RebuildReport> Repository::RebuildIndexLocked() {
+  RebuildReport report;
+  std::vector<std::pair<ChunkId, ChunkLocation>> batch;
+  std::error_code ec;
+  for (const auto& sub : fs::directory_iterator(dir_ + "/packs", ec)) {
+    if (!sub.is_directory()) continue;
+    for (const auto& e : fs::directory_iterator(sub.path(), ec)) {
+      std::string name = e.path().filename().string();
+      if (!IsPackName(name) || name.compare(0, 2, sub.path().filename().string()) != 0)
+        continue;
+      auto entries = ReadPackHeader(e.path().string(), name, data_key_);
+      if (!entries.ok()) {
+        report.damaged.push_back(entries.status().message());
+        continue;
+      }
+      ++report.packs;
+      for (const auto& pe : *entries) {
+        batch.push_back({pe.id, {name, pe.offset, pe.stored_len, pe.raw_len, pe.type}});
+        ++report.chunks;
+      }
+      if (batch.size() > 10000) {
+        HAVEN_RETURN_IF_ERROR(index_->Put(batch, false));
+        batch.clear();
+      }
+    }
+  }
+  if (ec) return IoError("list packs: " + ec.message());
+  HAVEN_RETURN_IF_ERROR(index_->Put(batch, false));
+  HAVEN_RETURN_IF_ERROR(index_->SetRepositoryId(config_.id));
+  HAVEN_RETURN_IF_ERROR(index_->Sync());
+  return report;
+}
+
+Result<RebuildReport> Repository::RebuildIndex(const std::string& dir,
+                                               std::string_view passphrase,
+                                               const OpenOptions& options) {
+  OpenOptions o = options;
+  o.write = true;
+  auto repo = Open(dir, passphrase, o);
+  if (!repo.ok() && repo.status().code() == Code::kDataLoss &&
+      repo.status().message().find("index") != std::string::npos) {
+    // RocksDB itself is unreadable: set it aside and start from nothing.
+    std::error_code ec;
+    std::string aside = dir + "/index.damaged-" + NewId().substr(0, 8);
+    fs::rename(dir + "/index", aside, ec);
+    if (ec) return IoError("move damaged index aside: " + ec.message());
+    repo = Open(dir, passphrase, o);
+  }
+  if (!repo.ok()) return repo.status();
+  // Drop every chunk entry first so entries for vanished packs go away; the
+  // index lock stays held throughout.
+  HAVEN_RETURN_IF_ERROR((*repo)->index_->DeleteAllChunks());
+  return (*repo)->RebuildIndexLocked();
+}
+
+}  // namespace haven::repository

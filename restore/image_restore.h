@@ -1,0 +1,42 @@
+// restore/: rebuild what a recovery point holds. This file: write one disk
+// of a snapshot to a raw image file (sparse) or a block device.
+//
+// Every chunk is authenticated (AES-GCM) and its keyed id recomputed before a
+// byte of it is written. A damaged chunk does not stop the walk: every
+// damaged range is collected so the error names all packs and image offsets
+// affected, and then the restore fails — the target is never left looking
+// complete. A regular-file target is written as PATH.haven-partial and
+// renamed to PATH only when everything was written and synced.
+#ifndef HAVEN_RESTORE_IMAGE_RESTORE_H_
+#define HAVEN_RESTORE_IMAGE_RESTORE_H_
+
+#include <string>
+#include <vector>
+
+#include "agent/progress.h"
+#include "repository/repository.h"
+
+namespace haven::restore {
+
+struct ImageRestoreOptions {
+  std::string disk;         // disk name; empty: the snapshot's only disk
+  bool overwrite = false;   // replace an existing file / write a block device
+  int threads = 0;          // 0: one per core
+  agent::ProgressFn progress;
+};
+
+struct ImageRestoreStats {
+  uint64_t size = 0;
+  uint64_t data_bytes = 0;  // bytes written from chunks
+  uint64_t hole_bytes = 0;
+  double duration_seconds = 0;
+};
+
+Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
+                                       const repository::Manifest& snapshot,
+                                       const std::string& target,
+                                       const ImageRestoreOptions& options);
+
+}  // namespace haven::restore
+
+#endif  // HAVEN_RESTORE_IMAGE_RESTORE_H_

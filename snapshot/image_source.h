@@ -1,0 +1,51 @@
+// snapshot/: capture a point in time from a source. This file: a disk image
+// read as is — a raw image file or a block device — with its allocation map
+// (SEEK_DATA/SEEK_HOLE), so unallocated ranges are never read.
+#ifndef HAVEN_SNAPSHOT_IMAGE_SOURCE_H_
+#define HAVEN_SNAPSHOT_IMAGE_SOURCE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/file.h"
+
+namespace haven::snapshot {
+
+// What identifies the version of a source; compared before and after a read
+// to notice a writer.
+struct SourceFingerprint {
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  bool operator==(const SourceFingerprint&) const = default;
+};
+
+class ImageSource {
+ public:
+  static Result<std::unique_ptr<ImageSource>> Open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  bool is_block_device() const { return block_device_; }
+
+  // True if [begin, end) may hold data; false if it is entirely a hole.
+  // Not thread-safe (caches the last SEEK_DATA answer).
+  Result<bool> RangeHasData(uint64_t begin, uint64_t end);
+  // Reads exactly `len` bytes at `offset`. Thread-safe.
+  Status Read(uint64_t offset, uint8_t* buf, size_t len) const;
+  Result<SourceFingerprint> Fingerprint() const;
+
+ private:
+  ImageSource() = default;
+  std::string path_;
+  UniqueFd fd_;
+  uint64_t size_ = 0;
+  bool block_device_ = false;
+  bool seek_data_ = true;
+  uint64_t cached_from_ = 1, cached_next_ = 0;  // SEEK_DATA(cached_from_)
+};
+
+}  // namespace haven::snapshot
+
+#endif  // HAVEN_SNAPSHOT_IMAGE_SOURCE_H_
