@@ -20,29 +20,34 @@ using repository::ChunkType;
 using repository::Manifest;
 using repository::Repository;
 
-constexpr uint64_t kResultWindow = 4096;  // results buffered ahead of the tree
+constexpr uint64_t kBatchBytes = 1 << 20;  // chunks travel in ~1 MiB batches
+constexpr uint64_t kBatchWindow = 64;      // batches buffered ahead of the tree
 
-struct Job {
-  uint64_t index;
-  uint64_t offset;
-  uint32_t len;
-  size_t buffer;
+// A run of consecutive chunks read with one pread and handed to one worker,
+// so threads synchronize once per batch rather than once per chunk.
+struct Batch {
+  uint64_t index;  // batch number
+  uint64_t first_chunk;
+  uint32_t chunks;
+  size_t buffer;  // SIZE_MAX: the whole batch is a hole, nothing read
 };
 
-// Shared state of one backup's threads; one mutex guards all of it (the
-// per-chunk critical sections are a few instructions).
+// Shared state of one backup's threads, guarded by one mutex.
 class Pipeline {
  public:
   Pipeline(Repository& repo, snapshot::ImageSource& src, uint32_t chunk_size,
            int workers)
       : repo_(repo), src_(src), chunk_size_(chunk_size), workers_(workers) {
-    size_t n = 4 + 4 * static_cast<size_t>(workers);
+    batch_chunks_ =
+        static_cast<uint32_t>(std::max<uint64_t>(1, kBatchBytes / chunk_size));
+    size_t n = 2 + 2 * static_cast<size_t>(workers);
     buffers_.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      buffers_[i].resize(chunk_size);
+      buffers_[i].resize(static_cast<size_t>(batch_chunks_) * chunk_size);
       free_.push_back(i);
     }
     count_ = (src.size() + chunk_size - 1) / chunk_size;
+    batches_ = (count_ + batch_chunks_ - 1) / batch_chunks_;
     writer_ = repo.NewWriter();
   }
 
@@ -57,7 +62,12 @@ class Pipeline {
       failed_ = true;
       error_ = s;
     }
-    cv_.notify_all();
+    reader_cv_.notify_all();
+    worker_cv_.notify_all();
+    result_cv_.notify_all();
+  }
+  uint64_t ChunkLen(uint64_t chunk) const {
+    return std::min<uint64_t>(chunk_size_, src_.size() - chunk * chunk_size_);
   }
   void Reader();
   void Worker();
@@ -66,44 +76,46 @@ class Pipeline {
   snapshot::ImageSource& src_;
   uint32_t chunk_size_;
   int workers_;
-  uint64_t count_ = 0;
+  uint32_t batch_chunks_ = 1;
+  uint64_t count_ = 0, batches_ = 0;
   std::unique_ptr<repository::ChunkWriter> writer_;
   std::vector<Bytes> buffers_;
   std::atomic<uint64_t> read_bytes_{0};
 
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable reader_cv_, worker_cv_, result_cv_;
   std::vector<size_t> free_;
-  std::deque<Job> work_;
-  std::map<uint64_t, ChunkId> results_;
-  uint64_t consumed_ = 0;
+  std::deque<Batch> work_;
+  std::map<uint64_t, std::vector<ChunkId>> results_;
+  uint64_t consumed_ = 0;  // batches taken by the tree builder
   bool reader_done_ = false;
   bool failed_ = false;
   Status error_;
 };
 
 void Pipeline::Reader() {
-  for (uint64_t i = 0; i < count_; ++i) {
-    uint64_t off = i * chunk_size_;
-    uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(chunk_size_, src_.size() - off));
-    {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return failed_ || i < consumed_ + kResultWindow; });
-      if (failed_) return;
-    }
+  for (uint64_t b = 0; b < batches_; ++b) {
+    uint64_t first = b * batch_chunks_;
+    uint32_t n = static_cast<uint32_t>(
+        std::min<uint64_t>(batch_chunks_, count_ - first));
+    uint64_t off = first * chunk_size_;
+    uint64_t len = std::min<uint64_t>(static_cast<uint64_t>(n) * chunk_size_,
+                                      src_.size() - off);
     auto has_data = src_.RangeHasData(off, off + len);
     if (!has_data.ok()) return Fail(has_data.status());
-    if (!*has_data) {
-      std::lock_guard<std::mutex> l(mu_);
-      results_[i] = ChunkId{};
-      cv_.notify_all();
-      continue;
-    }
-    size_t buf;
+    size_t buf = SIZE_MAX;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return failed_ || !free_.empty(); });
+      reader_cv_.wait(l, [&] {
+        return failed_ ||
+               (b < consumed_ + kBatchWindow && (!*has_data || !free_.empty()));
+      });
       if (failed_) return;
+      if (!*has_data) {  // unallocated: every chunk is a hole, nothing to read
+        results_[b] = std::vector<ChunkId>(n);
+        result_cv_.notify_one();
+        continue;
+      }
       buf = free_.back();
       free_.pop_back();
     }
@@ -111,37 +123,44 @@ void Pipeline::Reader() {
     if (!s.ok()) return Fail(s);
     read_bytes_ += len;
     std::lock_guard<std::mutex> l(mu_);
-    work_.push_back({i, off, len, buf});
-    cv_.notify_all();
+    work_.push_back({b, first, n, buf});
+    worker_cv_.notify_one();
   }
   std::lock_guard<std::mutex> l(mu_);
   reader_done_ = true;
-  cv_.notify_all();
+  worker_cv_.notify_all();
 }
 
 void Pipeline::Worker() {
   repository::WriteContext ctx(repo_.config().compression_level);
   while (true) {
-    Job job;
+    Batch batch;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return failed_ || !work_.empty() || reader_done_; });
+      worker_cv_.wait(
+          l, [&] { return failed_ || !work_.empty() || reader_done_; });
       if (failed_ || work_.empty()) return;
-      job = work_.front();
+      batch = work_.front();
       work_.pop_front();
     }
-    const uint8_t* data = buffers_[job.buffer].data();
-    ChunkId id;
-    if (!IsAllZero(data, job.len)) {
-      id = repo_.IdFor(ChunkType::kData, ByteSpan(data, job.len));
-      auto r = writer_->Put(ChunkType::kData, id, ByteSpan(data, job.len), ctx);
+    std::vector<ChunkId> ids(batch.chunks);
+    for (uint32_t i = 0; i < batch.chunks; ++i) {
+      uint64_t chunk = batch.first_chunk + i;
+      const uint8_t* data =
+          buffers_[batch.buffer].data() + static_cast<size_t>(i) * chunk_size_;
+      size_t len = ChunkLen(chunk);
+      if (IsAllZero(data, len)) continue;  // zero id: a hole
+      ids[i] = repo_.IdFor(ChunkType::kData, ByteSpan(data, len));
+      auto r = writer_->Put(ChunkType::kData, ids[i], ByteSpan(data, len), ctx);
       if (!r.ok())
-        return Fail(r.status().WithContext("image offset " + std::to_string(job.offset)));
+        return Fail(r.status().WithContext(
+            "image offset " + std::to_string(chunk * chunk_size_)));
     }
     std::lock_guard<std::mutex> l(mu_);
-    results_[job.index] = id;
-    free_.push_back(job.buffer);
-    cv_.notify_all();
+    results_[batch.index] = std::move(ids);
+    free_.push_back(batch.buffer);
+    reader_cv_.notify_one();
+    result_cv_.notify_one();
   }
 }
 
@@ -155,33 +174,38 @@ Result<repository::TreeRoot> Pipeline::Run(const ImageBackupOptions& opt,
   repository::WriteContext tree_ctx(repo_.config().compression_level);
   repository::TreeWriter tree([&](ByteSpan node) -> Result<ChunkId> {
     ChunkId id = repo_.IdFor(ChunkType::kTree, node);
-    HAVEN_RETURN_IF_ERROR(writer_->Put(ChunkType::kTree, id, node, tree_ctx).status());
+    HAVEN_RETURN_IF_ERROR(
+        writer_->Put(ChunkType::kTree, id, node, tree_ctx).status());
     return id;
   });
-  for (uint64_t i = 0; i < count_; ++i) {
-    ChunkId id;
+  for (uint64_t b = 0; b < batches_; ++b) {
+    std::vector<ChunkId> ids;
     {
       std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return failed_ || results_.count(i); });
+      result_cv_.wait(l, [&] { return failed_ || results_.count(b); });
       if (failed_) break;
-      auto it = results_.find(i);
-      id = it->second;
+      auto it = results_.find(b);
+      ids = std::move(it->second);
       results_.erase(it);
-      consumed_ = i + 1;
-      cv_.notify_all();
+      consumed_ = b + 1;
+      reader_cv_.notify_one();
     }
-    Status s = tree.Add(id);
+    Status s;
+    for (size_t i = 0; i < ids.size() && s.ok(); ++i) {
+      s = tree.Add(ids[i]);
+      if (ids[i].IsZero()) stats.hole_bytes += ChunkLen(b * batch_chunks_ + i);
+    }
     if (!s.ok()) {
       Fail(s);
       break;
     }
-    uint64_t len = std::min<uint64_t>(chunk_size_, src_.size() - i * chunk_size_);
-    if (id.IsZero()) stats.hole_bytes += len;
     double now = MonotonicSeconds();
     if (opt.progress && now - last_report >= opt.progress_interval) {
       last_report = now;
-      opt.progress({std::min(src_.size(), (i + 1) * chunk_size_), src_.size(),
-                    writer_->new_stored_bytes(), now - start, false});
+      opt.progress({std::min(src_.size(),
+                             (b + 1) * batch_chunks_ * uint64_t{chunk_size_}),
+                    src_.size(), writer_->new_stored_bytes(), now - start,
+                    false});
     }
   }
   for (auto& t : threads) t.join();
@@ -197,16 +221,19 @@ Result<repository::TreeRoot> Pipeline::Run(const ImageBackupOptions& opt,
 
 Result<Manifest> BackupImage(Repository& repo, const std::string& path,
                              const ImageBackupOptions& options) {
-  if (options.name.empty()) return InvalidArgument("a backup name is required (--name)");
+  if (options.name.empty())
+    return InvalidArgument("a backup name is required (--name)");
   double start = MonotonicSeconds();
   HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
   HAVEN_ASSIGN_OR_RETURN(auto before, src->Fingerprint());
-  int workers = options.threads > 0 ? options.threads
-                                    : std::max(1u, std::thread::hardware_concurrency());
+  int workers = options.threads > 0
+                    ? options.threads
+                    : std::max(1u, std::thread::hardware_concurrency());
   uint32_t chunk_size = repo.config().chunk_size;
   Manifest m;
   Pipeline pipeline(repo, *src, chunk_size, workers);
-  HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot root, pipeline.Run(options, m.stats));
+  HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot root,
+                         pipeline.Run(options, m.stats));
   HAVEN_RETURN_IF_ERROR(pipeline.writer().Flush());
   HAVEN_ASSIGN_OR_RETURN(auto after, src->Fingerprint());
 
@@ -219,12 +246,14 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   m.tool = "haven 0.1.0";
   if (!(before == after)) {
     m.consistency = "inconsistent";
-    m.consistency_reason = "the image changed while it was read; it may not be usable";
+    m.consistency_reason =
+        "the image changed while it was read; it may not be usable";
   } else {
     m.consistency = "offline";
-    m.consistency_reason = src->is_block_device()
-                               ? "block device read directly; its size did not change"
-                               : "image file read directly; unchanged during the read";
+    m.consistency_reason =
+        src->is_block_device()
+            ? "block device read directly; its size did not change"
+            : "image file read directly; unchanged during the read";
   }
   auto parent = repo.FindSnapshot(options.name + ":latest");
   if (parent.ok()) m.parent = parent->id;

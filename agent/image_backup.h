@@ -1,10 +1,10 @@
 // agent/: drive a capture into the repository. This file: back up one disk
 // image (raw file or block device) as a recovery point.
 //
-// Pipeline (both cores busy; memory bounded by kInFlight chunk buffers):
+// Pipeline (both cores busy; memory bounded by a few 1 MiB batch buffers):
 //
-//   reader thread:  for each chunk-aligned range: hole? -> result(zero id)
-//                   else pread into a free buffer -> work queue
+//   reader thread:  for each batch of chunks (~1 MiB): unallocated? -> zero
+//                   ids; else one pread into a free buffer -> work queue
 //   worker threads: all zeros? -> zero id; else id = HMAC(chunk);
 //                   writer.Put(id) (compress, encrypt, append to a pack)
 //   this thread:    consume results in offset order -> chunk-list tree

@@ -21,7 +21,8 @@ namespace {
 using repository::ChunkId;
 using repository::ChunkType;
 
-constexpr size_t kQueueDepth = 256;
+constexpr size_t kQueueDepth = 16;   // batches waiting for a worker
+constexpr size_t kBatchChunks = 16;  // chunks handed to a worker at once
 constexpr size_t kMaxReportedDamage = 50;
 
 struct Target {
@@ -30,14 +31,17 @@ struct Target {
   bool block_device = false;
 };
 
-Result<Target> OpenTarget(const std::string& path, uint64_t size, bool overwrite) {
+Result<Target> OpenTarget(const std::string& path, uint64_t size,
+                          bool overwrite) {
   Target t;
   t.final_path = path;
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISBLK(st.st_mode)) {
       if (!overwrite)
-        return AlreadyExists(path + " is a block device; pass --overwrite to write the image onto it");
+        return AlreadyExists(
+            path +
+            " is a block device; pass --overwrite to write the image onto it");
       t.block_device = true;
       t.write_path = path;
       HAVEN_ASSIGN_OR_RETURN(t.fd, OpenFile(path, O_WRONLY));
@@ -55,12 +59,15 @@ Result<Target> OpenTarget(const std::string& path, uint64_t size, bool overwrite
       return t;
     }
     if (!overwrite)
-      return AlreadyExists(path + " already exists; choose another path or pass --overwrite");
-    if (!S_ISREG(st.st_mode)) return InvalidArgument(path + " is not a regular file");
+      return AlreadyExists(
+          path + " already exists; choose another path or pass --overwrite");
+    if (!S_ISREG(st.st_mode))
+      return InvalidArgument(path + " is not a regular file");
   }
   t.write_path = path + ".haven-partial";
   ::unlink(t.write_path.c_str());  // a leftover of an interrupted restore
-  HAVEN_ASSIGN_OR_RETURN(t.fd, OpenFile(t.write_path, O_WRONLY | O_CREAT | O_EXCL, 0600));
+  HAVEN_ASSIGN_OR_RETURN(
+      t.fd, OpenFile(t.write_path, O_WRONLY | O_CREAT | O_EXCL, 0600));
   if (::ftruncate(t.fd.get(), static_cast<off_t>(size)) != 0)
     return ErrnoStatus("size " + t.write_path, errno);
   return t;
@@ -80,19 +87,23 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
   double start = MonotonicSeconds();
   const repository::DiskManifest* disk = nullptr;
   for (const auto& d : snapshot.disks)
-    if (options.disk.empty() ? snapshot.disks.size() == 1 : d.name == options.disk) disk = &d;
+    if (options.disk.empty() ? snapshot.disks.size() == 1
+                             : d.name == options.disk)
+      disk = &d;
   if (!disk) {
     std::string names;
-    for (const auto& d : snapshot.disks) names += (names.empty() ? "" : ", ") + d.name;
-    return InvalidArgument("snapshot " + snapshot.id.substr(0, 8) + " has disks: " + names +
-                           "; choose one with --disk");
+    for (const auto& d : snapshot.disks)
+      names += (names.empty() ? "" : ", ") + d.name;
+    return InvalidArgument("snapshot " + snapshot.id.substr(0, 8) +
+                           " has disks: " + names + "; choose one with --disk");
   }
   const uint64_t size = disk->size;
   const uint32_t cs = disk->chunk_size;
-  HAVEN_ASSIGN_OR_RETURN(Target out, OpenTarget(target, size, options.overwrite));
+  HAVEN_ASSIGN_OR_RETURN(Target out,
+                         OpenTarget(target, size, options.overwrite));
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Job> queue;
+  std::deque<std::vector<Job>> queue;
   bool walk_done = false, fatal = false;
   Status fatal_error;
   std::vector<std::string> damage;
@@ -103,89 +114,106 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
     repository::ReadContext ctx;
     Bytes data;
     while (true) {
-      Job job;
+      std::vector<Job> batch;
       {
         std::unique_lock<std::mutex> l(mu);
         cv.wait(l, [&] { return fatal || !queue.empty() || walk_done; });
         if (fatal || queue.empty()) return;
-        job = queue.front();
+        batch = std::move(queue.front());
         queue.pop_front();
         cv.notify_all();
       }
-      uint64_t off = job.index * cs;
-      uint64_t len = std::min<uint64_t>(cs, size - off);
-      Status s = repo.ReadChunk(ChunkType::kData, job.id, data, ctx);
-      if (s.ok() && data.size() != len)
-        s = DataLoss("chunk " + job.id.Hex() + " holds " + std::to_string(data.size()) +
-                     " bytes where the image needs " + std::to_string(len));
-      if (s.ok() && !(repo.IdFor(ChunkType::kData, data) == job.id))
-        s = DataLoss("chunk " + job.id.Hex() + " does not match its id");
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> l(mu);
-        if (s.code() != Code::kDataLoss) {
+      for (const Job& job : batch) {
+        uint64_t off = job.index * cs;
+        uint64_t len = std::min<uint64_t>(cs, size - off);
+        Status s = repo.ReadChunk(ChunkType::kData, job.id, data, ctx);
+        if (s.ok() && data.size() != len)
+          s = DataLoss("chunk " + job.id.Hex() + " holds " +
+                       std::to_string(data.size()) +
+                       " bytes where the image needs " + std::to_string(len));
+        if (s.ok() && !(repo.IdFor(ChunkType::kData, data) == job.id))
+          s = DataLoss("chunk " + job.id.Hex() + " does not match its id");
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> l(mu);
+          if (s.code() != Code::kDataLoss) {
+            fatal = true;
+            fatal_error = s;
+            cv.notify_all();
+            return;
+          }
+          ++damaged_chunks;
+          if (damage.size() < kMaxReportedDamage) {
+            char range[80];
+            std::snprintf(range, sizeof range, "image offsets %llu-%llu: ",
+                          static_cast<unsigned long long>(off),
+                          static_cast<unsigned long long>(off + len - 1));
+            damage.push_back(range + s.message());
+          }
+          continue;
+        }
+        s = PWriteAll(out.fd.get(), data.data(), len, off, out.write_path);
+        if (!s.ok()) {
+          std::lock_guard<std::mutex> l(mu);
           fatal = true;
           fatal_error = s;
           cv.notify_all();
           return;
         }
-        ++damaged_chunks;
-        if (damage.size() < kMaxReportedDamage) {
-          char range[80];
-          std::snprintf(range, sizeof range, "image offsets %llu-%llu: ",
-                        static_cast<unsigned long long>(off),
-                        static_cast<unsigned long long>(off + len - 1));
-          damage.push_back(range + s.message());
-        }
-        continue;
+        written += len;
       }
-      s = PWriteAll(out.fd.get(), data.data(), len, off, out.write_path);
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> l(mu);
-        fatal = true;
-        fatal_error = s;
-        cv.notify_all();
-        return;
-      }
-      written += len;
     }
   };
 
-  int n = options.threads > 0 ? options.threads
-                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int n =
+      options.threads > 0
+          ? options.threads
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) threads.emplace_back(worker);
 
+  std::vector<Job> pending;
+  auto push_pending = [&]() -> Status {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return fatal || queue.size() < kQueueDepth; });
+    if (fatal) return fatal_error;
+    queue.push_back(std::move(pending));
+    pending.clear();
+    cv.notify_all();
+    return OkStatus();
+  };
   repository::ReadContext tree_ctx;
   double last_report = 0;
   Status walk = repository::WalkTree(
       disk->tree,
       [&](const ChunkId& id) -> Result<Bytes> {
         Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo.ReadChunk(ChunkType::kTree, id, node, tree_ctx));
+        HAVEN_RETURN_IF_ERROR(
+            repo.ReadChunk(ChunkType::kTree, id, node, tree_ctx));
         if (!(repo.IdFor(ChunkType::kTree, node) == id))
-          return DataLoss("chunk-list node " + id.Hex() + " does not match its id");
+          return DataLoss("chunk-list node " + id.Hex() +
+                          " does not match its id");
         return node;
       },
       [&](uint64_t index, const ChunkId& id) -> Status {
-        std::unique_lock<std::mutex> l(mu);
-        cv.wait(l, [&] { return fatal || queue.size() < kQueueDepth; });
-        if (fatal) return fatal_error;
-        queue.push_back({index, id});
-        cv.notify_all();
-        l.unlock();
+        pending.push_back({index, id});
+        if (pending.size() < kBatchChunks) return OkStatus();
+        HAVEN_RETURN_IF_ERROR(push_pending());
         double now = MonotonicSeconds();
         if (options.progress && now - last_report > 0.2) {
           last_report = now;
-          options.progress({std::min(size, index * cs), size, 0, now - start, false});
+          options.progress(
+              {std::min(size, index * cs), size, 0, now - start, false});
         }
         return OkStatus();
       });
+  if (walk.ok() && !pending.empty()) walk = push_pending();
   {
     std::lock_guard<std::mutex> l(mu);
     walk_done = true;
     if (!walk.ok() && !fatal) {
       fatal = true;
-      fatal_error = walk.WithContext("reading the chunk list of disk " + disk->name);
+      fatal_error =
+          walk.WithContext("reading the chunk list of disk " + disk->name);
     }
     cv.notify_all();
   }
@@ -202,10 +230,12 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
     discard();
     std::string msg = "restore failed: " + std::to_string(damaged_chunks) +
                       " chunk(s) of disk " + disk->name +
-                      " could not be read; nothing was written to " + target + ":";
+                      " could not be read; nothing was written to " + target +
+                      ":";
     for (const auto& d : damage) msg += "\n  " + d;
     if (damaged_chunks > damage.size())
-      msg += "\n  ... and " + std::to_string(damaged_chunks - damage.size()) + " more";
+      msg += "\n  ... and " + std::to_string(damaged_chunks - damage.size()) +
+             " more";
     return DataLoss(msg);
   }
   HAVEN_RETURN_IF_ERROR(FsyncFd(out.fd.get(), out.write_path));
@@ -221,7 +251,8 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
   stats.data_bytes = written;
   stats.hole_bytes = size - written;
   stats.duration_seconds = MonotonicSeconds() - start;
-  if (options.progress) options.progress({size, size, 0, stats.duration_seconds, true});
+  if (options.progress)
+    options.progress({size, size, 0, stats.duration_seconds, true});
   return stats;
 }
 

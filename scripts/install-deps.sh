@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything Haven needs to build, test and benchmark on Debian 12.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+PACKAGES=(
+  g++ cmake ninja-build pkg-config          # toolchain
+  libssl-dev                                 # AES-GCM, HMAC-SHA256, scrypt
+  libzstd-dev                                # chunk compression
+  librocksdb-dev                             # chunk index
+  nlohmann-json3-dev                         # config, manifests, --json
+  libcli11-dev                               # command line
+  libgtest-dev libgmock-dev                  # unit tests
+  e2fsprogs python3 time                     # test and bench images, measurements
+)
+if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup); fi
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds, and runs every test: unit and integration
+# tests on the release build, then the unit tests again under AddressSanitizer
+# and UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+BUILD_DIR=build scripts/build.sh
+ctest --test-dir build --output-on-failure --timeout 900 -j 2
+BUILD_DIR=build-asan scripts/build.sh -DHAVEN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan -L unit --output-on-failure --timeout 900 -j 2
