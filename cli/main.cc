@@ -195,7 +195,7 @@ int CmdShow(const Globals& g, const std::string& spec) {
 }
 
 int CmdRestoreImage(const Globals& g, const std::string& spec, const std::string& to,
-                    const std::string& disk, bool overwrite) {
+                    const std::string& disk, bool overwrite, bool verify_ids) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
   auto m = (*repo)->FindSnapshot(spec);
@@ -203,6 +203,7 @@ int CmdRestoreImage(const Globals& g, const std::string& spec, const std::string
   restore::ImageRestoreOptions opt;
   opt.disk = disk;
   opt.overwrite = overwrite;
+  opt.verify_ids = verify_ids;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
   auto st = restore::RestoreImage(**repo, *m, to, opt);
   if (!st.ok()) return Fail(g, st.status());
@@ -373,7 +374,7 @@ int Main(int argc, char** argv) {
   auto* rest = app.add_subcommand("restore", "restore from a recovery point");
   rest->require_subcommand(1);
   std::string to, disk;
-  bool overwrite = false;
+  bool overwrite = false, verify_ids = false;
   auto* rest_image = rest->add_subcommand(
       "image", "write a disk of a recovery point to a sparse raw file or a block device");
   rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")->required();
@@ -381,7 +382,10 @@ int Main(int argc, char** argv) {
   rest_image->add_option("--disk", disk, "which disk, when the snapshot has several");
   rest_image->add_flag("--overwrite", overwrite,
                        "replace an existing file, or write onto a block device");
-  rest_image->callback([&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite); });
+  rest_image->add_flag("--verify-ids", verify_ids,
+                       "also recompute every chunk's keyed hash (AES-GCM already "
+                       "authenticates each chunk)");
+  rest_image->callback([&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite, verify_ids); });
 
   app.add_subcommand("rebuild-index", "rebuild the chunk index from the pack files")
       ->callback([&] { rc = CmdRebuildIndex(g); });

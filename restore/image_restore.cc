@@ -131,7 +131,8 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
           s = DataLoss("chunk " + job.id.Hex() + " holds " +
                        std::to_string(data.size()) +
                        " bytes where the image needs " + std::to_string(len));
-        if (s.ok() && !(repo.IdFor(ChunkType::kData, data) == job.id))
+        if (s.ok() && options.verify_ids &&
+            !(repo.IdFor(ChunkType::kData, data) == job.id))
           s = DataLoss("chunk " + job.id.Hex() + " does not match its id");
         if (!s.ok()) {
           std::lock_guard<std::mutex> l(mu);
@@ -160,6 +161,14 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
           return;
         }
         written += len;
+      }
+      // Start writeback of this batch now, so the final fsync finds little
+      // left to do and disk writes overlap decryption.
+      if (!batch.empty()) {
+        uint64_t first = batch.front().index * cs;
+        uint64_t end = std::min<uint64_t>(size, (batch.back().index + 1) * cs);
+        ::sync_file_range(out.fd.get(), static_cast<off_t>(first),
+                          static_cast<off_t>(end - first), SYNC_FILE_RANGE_WRITE);
       }
     }
   };

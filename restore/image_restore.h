@@ -1,8 +1,11 @@
 // restore/: rebuild what a recovery point holds. This file: write one disk
 // of a snapshot to a raw image file (sparse) or a block device.
 //
-// Every chunk is authenticated (AES-GCM) and its keyed id recomputed before a
-// byte of it is written. A damaged chunk does not stop the walk: every
+// Every chunk is authenticated before a byte of it is written: AES-GCM with
+// the chunk's id and type as associated data proves the blob was sealed for
+// exactly this id by a holder of the key. `verify_ids` also recomputes each
+// data chunk's keyed id (about a quarter more CPU); chunk-list nodes are
+// always re-hashed. A damaged chunk does not stop the walk: every
 // damaged range is collected so the error names all packs and image offsets
 // affected, and then the restore fails — the target is never left looking
 // complete. A regular-file target is written as PATH.haven-partial and
@@ -22,6 +25,7 @@ struct ImageRestoreOptions {
   std::string disk;         // disk name; empty: the snapshot's only disk
   bool overwrite = false;   // replace an existing file / write a block device
   int threads = 0;          // 0: one per core
+  bool verify_ids = false;  // recompute every data chunk's keyed id
   agent::ProgressFn progress;
 };
 
