@@ -224,6 +224,7 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   if (options.name.empty())
     return InvalidArgument("a backup name is required (--name)");
   double start = MonotonicSeconds();
+  std::string started = NowIso8601();  // the recovery point's time
   HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
   HAVEN_ASSIGN_OR_RETURN(auto before, src->Fingerprint());
   int workers = options.threads > 0
@@ -239,7 +240,7 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
 
   m.name = options.name;
   m.kind = "image";
-  m.time = NowIso8601();
+  m.time = started;
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   m.hostname = host;

@@ -5,7 +5,7 @@
 
 namespace haven {
 
-// Current UTC time as "2026-11-22T20:03:35Z".
+// Current UTC time as "2026-11-22T20:03:35.123456Z".
 std::string NowIso8601();
 // Monotonic seconds, for durations and rates.
 double MonotonicSeconds();

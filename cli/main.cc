@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -163,8 +164,10 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
                 "CONSISTENCY");
     for (const auto& m : *all) {
       if (!name.empty() && m.name != name) continue;
+      std::string when = m.time.substr(0, 19);  // to the second
+      std::replace(when.begin(), when.end(), 'T', ' ');
       std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", m.id.substr(0, 8).c_str(),
-                  m.time.c_str(), m.name.c_str(), HumanBytes(m.stats.logical_bytes).c_str(),
+                  when.c_str(), m.name.c_str(), HumanBytes(m.stats.logical_bytes).c_str(),
                   HumanBytes(m.stats.new_stored_bytes).c_str(), m.consistency.c_str());
     }
   }
