@@ -52,9 +52,8 @@ int Fail(const Globals& g, const Status& s) {
 Result<std::string> Passphrase(const Globals& g, bool confirm) {
   PassphraseSource src;
   src.env_var = "HAVEN_PASSWORD";
-  src.file = g.password_file;
-  if (src.file.empty())
-    if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f) src.file = f;
+  src.flag_file = g.password_file;
+  if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f) src.env_file = f;
   src.prompt = "Repository passphrase: ";
   src.confirm = confirm;
   return GetPassphrase(src);
@@ -270,7 +269,7 @@ int CmdKeyAdd(const Globals& g, const std::string& new_password_file) {
   if (!repo.ok()) return Fail(g, repo.status());
   PassphraseSource src;
   src.env_var = "HAVEN_NEW_PASSWORD";
-  src.file = new_password_file;
+  src.flag_file = new_password_file;
   src.prompt = "New passphrase: ";
   src.confirm = true;
   auto pass = GetPassphrase(src);

@@ -33,17 +33,20 @@ Result<std::string> Prompt(const std::string& text) {
 
 }  // namespace
 
+Result<std::string> ReadPassphraseFile(const std::string& path) {
+  auto data = ReadFile(path, 4096);
+  if (!data.ok())
+    return InvalidArgument("cannot read the password file: " + data.status().message());
+  std::string s(data->begin(), data->end());
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  if (s.empty()) return InvalidArgument("the password file " + path + " is empty");
+  return s;
+}
+
 Result<std::string> GetPassphrase(const PassphraseSource& src) {
+  if (!src.flag_file.empty()) return ReadPassphraseFile(src.flag_file);
   if (const char* v = std::getenv(src.env_var.c_str()); v && *v) return std::string(v);
-  if (!src.file.empty()) {
-    auto data = ReadFile(src.file, 4096);
-    if (!data.ok())
-      return InvalidArgument("cannot read the password file: " + data.status().message());
-    std::string s(data->begin(), data->end());
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    if (s.empty()) return InvalidArgument("the password file " + src.file + " is empty");
-    return s;
-  }
+  if (!src.env_file.empty()) return ReadPassphraseFile(src.env_file);
   if (!::isatty(STDIN_FILENO))
     return InvalidArgument("no passphrase given: set " + src.env_var +
                            ", pass --password-file, or run on a terminal");

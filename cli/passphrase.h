@@ -1,5 +1,6 @@
-// Where the passphrase comes from: HAVEN_PASSWORD, --password-file /
-// HAVEN_PASSWORD_FILE, or a prompt on the terminal. It is never logged.
+// Where the passphrase comes from, first match wins: --password-file,
+// HAVEN_PASSWORD, HAVEN_PASSWORD_FILE, a prompt on the terminal. It is never
+// logged.
 #ifndef HAVEN_CLI_PASSPHRASE_H_
 #define HAVEN_CLI_PASSPHRASE_H_
 
@@ -11,7 +12,8 @@ namespace haven::cli {
 
 struct PassphraseSource {
   std::string env_var;     // "HAVEN_PASSWORD"
-  std::string file;        // from a flag or the *_FILE variable
+  std::string flag_file;   // from a command-line flag: wins over everything
+  std::string env_file;    // from the *_FILE variable: after env_var
   std::string prompt;      // "Repository passphrase: "
   bool confirm = false;    // ask twice on a terminal (new passphrases)
 };

@@ -1,10 +1,12 @@
 #include "repository/pack_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -88,6 +90,24 @@ Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
   HAVEN_RETURN_IF_ERROR(
       Unseal(data_key, AsBytes(PackHeaderAad(name)), sealed, plain, what + " header"));
   return DecodePackHeader(plain, header_off, what);
+}
+
+void RemoveAbandonedTempFiles(const std::string& repo_dir) {
+  // Manifests and key slots are written as NAME.tmp-PID-N and linked into
+  // place; a writer killed in between leaves the temp file. Remove those
+  // whose writer process is gone.
+  for (const char* dir : {"/snapshots", "/keys"}) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(repo_dir + dir, ec)) {
+      std::string name = e.path().filename().string();
+      size_t at = name.find(".tmp-");
+      if (at == std::string::npos) continue;
+      long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
+      if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH))
+        ::unlink(e.path().c_str());
+    }
+  }
+  RemoveAbandonedTempPacks(repo_dir);
 }
 
 void RemoveAbandonedTempPacks(const std::string& repo_dir) {

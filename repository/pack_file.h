@@ -46,6 +46,8 @@ Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
 
 // Removes temporary pack files whose writer has died (its flock is free).
 void RemoveAbandonedTempPacks(const std::string& repo_dir);
+// Also removes temp files of manifests and key slots whose writer has died.
+void RemoveAbandonedTempFiles(const std::string& repo_dir);
 
 }  // namespace haven::repository
 

@@ -221,7 +221,7 @@ Result<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
                                    : "index is missing; rebuilding it from the packs");
       HAVEN_RETURN_IF_ERROR(r->RebuildIndexLocked().status());
     }
-    if (options.write) RemoveAbandonedTempPacks(dir);
+    if (options.write) RemoveAbandonedTempFiles(dir);
   }
   if (!options.write) {
     r->index_.reset();
@@ -312,6 +312,15 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
   } else if (spec.size() > 7 && spec.compare(spec.size() - 7, 7, ":latest") == 0) {
     latest = true;
     name = spec.substr(0, spec.size() - 7);
+  }
+  if (latest && !errors.empty()) {
+    // A manifest that cannot be read might be the newest one: answering with
+    // an older point would restore the wrong data without a word.
+    std::string msg = std::to_string(errors.size()) +
+                      " snapshot manifest(s) cannot be read, so '" + spec +
+                      "' cannot be resolved safely; name the recovery point by its id. "
+                      "Unreadable: " + errors.front();
+    return DataLoss(msg);
   }
   if (latest) {
     for (auto it = all.rbegin(); it != all.rend(); ++it)
