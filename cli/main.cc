@@ -12,6 +12,7 @@
 #include "base/bytes.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
+#include "repository/json_fields.h"
 #include "repository/repository.h"
 #include "restore/image_restore.h"
 
@@ -42,8 +43,9 @@ std::string DefaultRepository() {
 
 int Fail(const Globals& g, const Status& s) {
   if (g.json) {
-    nlohmann::json j = {{"error", s.message()}, {"code", std::string(CodeName(s.code()))}};
-    std::cout << j.dump() << "\n";
+    nlohmann::json j = {{"error", s.message()},
+                        {"code", std::string(CodeName(s.code()))}};
+    std::cout << repository::DumpJson(j) << "\n";
   }
   std::fprintf(stderr, "haven: error: %s\n", s.message().c_str());
   return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure;
@@ -53,7 +55,8 @@ Result<std::string> Passphrase(const Globals& g, bool confirm) {
   PassphraseSource src;
   src.env_var = "HAVEN_PASSWORD";
   src.flag_file = g.password_file;
-  if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f) src.env_file = f;
+  if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f)
+    src.env_file = f;
   src.prompt = "Repository passphrase: ";
   src.confirm = confirm;
   return GetPassphrase(src);
@@ -94,8 +97,11 @@ nlohmann::ordered_json SnapshotJson(const Manifest& m) {
   j["duration_seconds"] = m.stats.duration_seconds;
   j["disks"] = nlohmann::ordered_json::array();
   for (const auto& d : m.disks)
-    j["disks"].push_back({{"name", d.name}, {"source", d.source}, {"size", d.size},
-                          {"chunk_size", d.chunk_size}, {"chunks", d.tree.count}});
+    j["disks"].push_back({{"name", d.name},
+                          {"source", d.source},
+                          {"size", d.size},
+                          {"chunk_size", d.chunk_size},
+                          {"chunks", d.tree.count}});
   return j;
 }
 
@@ -107,38 +113,46 @@ int CmdInit(const Globals& g, const repository::InitOptions& opts) {
   Status s = Repository::Init(g.repo, *pass, opts);
   if (!s.ok()) return Fail(g, s);
   if (g.json)
-    std::cout << nlohmann::json({{"repository", g.repo}, {"created", true}}).dump() << "\n";
+    std::cout << repository::DumpJson(nlohmann::json(
+                     {{"repository", g.repo}, {"created", true}}))
+              << "\n";
   else if (!g.quiet)
     std::printf("created repository at %s (chunk size %s)\n", g.repo.c_str(),
                 HumanBytes(opts.chunk_size).c_str());
   return kExitOk;
 }
 
-int CmdBackupImage(const Globals& g, const std::string& path, const std::string& name) {
+int CmdBackupImage(const Globals& g, const std::string& path,
+                   const std::string& name) {
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
   agent::ImageBackupOptions opt;
   opt.name = name;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   auto m = agent::BackupImage(**repo, path, opt);
-  if (!m.ok()) return Fail(g, m.status().WithContext("backup of " + path + " failed"));
+  if (!m.ok())
+    return Fail(g, m.status().WithContext("backup of " + path + " failed"));
   bool partial = m->consistency == "inconsistent";
   if (g.json) {
-    std::cout << SnapshotJson(*m).dump() << "\n";
+    std::cout << repository::DumpJson(SnapshotJson(*m)) << "\n";
   } else if (!g.quiet) {
     const auto& st = m->stats;
-    std::printf("snapshot %s saved: %s '%s'\n", m->id.substr(0, 8).c_str(), m->kind.c_str(),
-                m->name.c_str());
-    std::printf("  size %s, read %s, holes %s\n", HumanBytes(st.logical_bytes).c_str(),
-                HumanBytes(st.read_bytes).c_str(), HumanBytes(st.hole_bytes).c_str());
+    std::printf("snapshot %s saved: %s '%s'\n", m->id.substr(0, 8).c_str(),
+                m->kind.c_str(), m->name.c_str());
+    std::printf(
+        "  size %s, read %s, holes %s\n", HumanBytes(st.logical_bytes).c_str(),
+        HumanBytes(st.read_bytes).c_str(), HumanBytes(st.hole_bytes).c_str());
     std::printf("  new data %s in %llu chunks, stored as %s\n",
                 HumanBytes(st.new_raw_bytes).c_str(),
                 static_cast<unsigned long long>(st.new_chunks),
                 HumanBytes(st.new_stored_bytes).c_str());
-    std::printf("  took %s (%s/s), consistency: %s\n", FormatDuration(st.duration_seconds).c_str(),
-                HumanBytes(static_cast<uint64_t>(st.logical_bytes / std::max(st.duration_seconds, 1e-3)))
-                    .c_str(),
-                m->consistency.c_str());
+    std::printf(
+        "  took %s (%s/s), consistency: %s\n",
+        FormatDuration(st.duration_seconds).c_str(),
+        HumanBytes(static_cast<uint64_t>(st.logical_bytes /
+                                         std::max(st.duration_seconds, 1e-3)))
+            .c_str(),
+        m->consistency.c_str());
   }
   if (partial) {
     std::fprintf(stderr, "haven: warning: %s\n", m->consistency_reason.c_str());
@@ -157,20 +171,23 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
     nlohmann::ordered_json j = nlohmann::ordered_json::array();
     for (const auto& m : *all)
       if (name.empty() || m.name == name) j.push_back(SnapshotJson(m));
-    std::cout << j.dump() << "\n";
+    std::cout << repository::DumpJson(j) << "\n";
   } else {
-    std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", "ID", "TIME", "NAME", "SIZE", "NEW",
-                "CONSISTENCY");
+    std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", "ID", "TIME", "NAME",
+                "SIZE", "NEW", "CONSISTENCY");
     for (const auto& m : *all) {
       if (!name.empty() && m.name != name) continue;
       std::string when = m.time.substr(0, 19);  // to the second
       std::replace(when.begin(), when.end(), 'T', ' ');
-      std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", m.id.substr(0, 8).c_str(),
-                  when.c_str(), m.name.c_str(), HumanBytes(m.stats.logical_bytes).c_str(),
-                  HumanBytes(m.stats.new_stored_bytes).c_str(), m.consistency.c_str());
+      std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n",
+                  m.id.substr(0, 8).c_str(), when.c_str(), m.name.c_str(),
+                  HumanBytes(m.stats.logical_bytes).c_str(),
+                  HumanBytes(m.stats.new_stored_bytes).c_str(),
+                  m.consistency.c_str());
     }
   }
-  for (const auto& e : errors) std::fprintf(stderr, "haven: warning: unreadable %s\n", e.c_str());
+  for (const auto& e : errors)
+    std::fprintf(stderr, "haven: warning: unreadable %s\n", e.c_str());
   return errors.empty() ? kExitOk : kExitPartial;
 }
 
@@ -180,24 +197,29 @@ int CmdShow(const Globals& g, const std::string& spec) {
   auto m = (*repo)->FindSnapshot(spec);
   if (!m.ok()) return Fail(g, m.status());
   if (g.json) {
-    std::cout << SnapshotJson(*m).dump(2) << "\n";
+    std::cout << repository::DumpJson(SnapshotJson(*m), 2) << "\n";
     return kExitOk;
   }
-  std::printf("snapshot     %s\nname         %s\nkind         %s\ntime         %s\n"
-              "host         %s\nconsistency  %s (%s)\nparent       %s\n",
-              m->id.c_str(), m->name.c_str(), m->kind.c_str(), m->time.c_str(),
-              m->hostname.c_str(), m->consistency.c_str(), m->consistency_reason.c_str(),
-              m->parent.empty() ? "-" : m->parent.c_str());
+  std::printf(
+      "snapshot     %s\nname         %s\nkind         %s\ntime         %s\n"
+      "host         %s\nconsistency  %s (%s)\nparent       %s\n",
+      m->id.c_str(), m->name.c_str(), m->kind.c_str(), m->time.c_str(),
+      m->hostname.c_str(), m->consistency.c_str(),
+      m->consistency_reason.c_str(),
+      m->parent.empty() ? "-" : m->parent.c_str());
   for (const auto& d : m->disks)
-    std::printf("disk         %s: %s (%llu bytes), chunk size %s, from %s\n", d.name.c_str(),
-                HumanBytes(d.size).c_str(), static_cast<unsigned long long>(d.size),
+    std::printf("disk         %s: %s (%llu bytes), chunk size %s, from %s\n",
+                d.name.c_str(), HumanBytes(d.size).c_str(),
+                static_cast<unsigned long long>(d.size),
                 HumanBytes(d.chunk_size).c_str(), d.source.c_str());
-  std::printf("new data     %s stored\n", HumanBytes(m->stats.new_stored_bytes).c_str());
+  std::printf("new data     %s stored\n",
+              HumanBytes(m->stats.new_stored_bytes).c_str());
   return kExitOk;
 }
 
-int CmdRestoreImage(const Globals& g, const std::string& spec, const std::string& to,
-                    const std::string& disk, bool overwrite, bool verify_ids) {
+int CmdRestoreImage(const Globals& g, const std::string& spec,
+                    const std::string& to, const std::string& disk,
+                    bool overwrite, bool verify_ids) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
   auto m = (*repo)->FindSnapshot(spec);
@@ -210,16 +232,19 @@ int CmdRestoreImage(const Globals& g, const std::string& spec, const std::string
   auto st = restore::RestoreImage(**repo, *m, to, opt);
   if (!st.ok()) return Fail(g, st.status());
   if (g.json) {
-    std::cout << nlohmann::ordered_json({{"snapshot", m->id}, {"target", to},
-                                         {"size", st->size}, {"data_bytes", st->data_bytes},
-                                         {"hole_bytes", st->hole_bytes},
-                                         {"duration_seconds", st->duration_seconds}})
-                     .dump()
+    std::cout << repository::DumpJson(nlohmann::ordered_json(
+                     {{"snapshot", m->id},
+                      {"target", to},
+                      {"size", st->size},
+                      {"data_bytes", st->data_bytes},
+                      {"hole_bytes", st->hole_bytes},
+                      {"duration_seconds", st->duration_seconds}}))
               << "\n";
   } else if (!g.quiet) {
     std::printf("restored snapshot %s (%s) to %s: %s, %s of data, in %s\n",
                 m->id.substr(0, 8).c_str(), m->name.c_str(), to.c_str(),
-                HumanBytes(st->size).c_str(), HumanBytes(st->data_bytes).c_str(),
+                HumanBytes(st->size).c_str(),
+                HumanBytes(st->data_bytes).c_str(),
                 FormatDuration(st->duration_seconds).c_str());
   }
   return kExitOk;
@@ -231,16 +256,17 @@ int CmdRebuildIndex(const Globals& g) {
   auto r = Repository::RebuildIndex(g.repo, *pass, OpenOpts(g, true));
   if (!r.ok()) return Fail(g, r.status());
   if (g.json) {
-    std::cout << nlohmann::json({{"packs", r->packs}, {"chunks", r->chunks},
-                                 {"damaged", r->damaged}})
-                     .dump()
+    std::cout << repository::DumpJson(nlohmann::json({{"packs", r->packs},
+                                                      {"chunks", r->chunks},
+                                                      {"damaged", r->damaged}}))
               << "\n";
   } else {
     std::printf("index rebuilt: %llu chunks from %llu packs\n",
                 static_cast<unsigned long long>(r->chunks),
                 static_cast<unsigned long long>(r->packs));
   }
-  for (const auto& d : r->damaged) std::fprintf(stderr, "haven: damaged: %s\n", d.c_str());
+  for (const auto& d : r->damaged)
+    std::fprintf(stderr, "haven: damaged: %s\n", d.c_str());
   return r->damaged.empty() ? kExitOk : kExitPartial;
 }
 
@@ -252,15 +278,18 @@ int CmdKeyList(const Globals& g) {
   if (g.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& s : *slots)
-      j.push_back({{"slot", s.slot}, {"created", s.created}, {"kdf", s.kdf},
+      j.push_back({{"slot", s.slot},
+                   {"created", s.created},
+                   {"kdf", s.kdf},
                    {"current", s.slot == (*repo)->unlocked_slot()}});
-    std::cout << j.dump() << "\n";
+    std::cout << repository::DumpJson(j) << "\n";
     return kExitOk;
   }
   std::printf("  %-16s  %-20s  %s\n", "SLOT", "CREATED", "KDF");
   for (const auto& s : *slots)
-    std::printf("%s %-16s  %-20s  %s\n", s.slot == (*repo)->unlocked_slot() ? "*" : " ",
-                s.slot.c_str(), s.created.c_str(), s.kdf.c_str());
+    std::printf("%s %-16s  %-20s  %s\n",
+                s.slot == (*repo)->unlocked_slot() ? "*" : " ", s.slot.c_str(),
+                s.created.c_str(), s.kdf.c_str());
   return kExitOk;
 }
 
@@ -277,7 +306,8 @@ int CmdKeyAdd(const Globals& g, const std::string& new_password_file) {
   auto slot = (*repo)->key_slots().Add((*repo)->master_key(), *pass);
   if (!slot.ok()) return Fail(g, slot.status());
   if (g.json)
-    std::cout << nlohmann::json({{"slot", *slot}}).dump() << "\n";
+    std::cout << repository::DumpJson(nlohmann::json({{"slot", *slot}}))
+              << "\n";
   else
     std::printf("added key slot %s\n", slot->c_str());
   return kExitOk;
@@ -296,9 +326,12 @@ uint32_t ParseSize(const std::string& s) {
   char* end = nullptr;
   unsigned long long v = std::strtoull(s.c_str(), &end, 10);
   std::string unit = end ? end : "";
-  if (unit == "K" || unit == "KiB" || unit == "k") v <<= 10;
-  else if (unit == "M" || unit == "MiB") v <<= 20;
-  else if (!unit.empty()) return 0;
+  if (unit == "K" || unit == "KiB" || unit == "k")
+    v <<= 10;
+  else if (unit == "M" || unit == "MiB")
+    v <<= 20;
+  else if (!unit.empty())
+    return 0;
   return v > UINT32_MAX ? 0 : static_cast<uint32_t>(v);
 }
 
@@ -307,7 +340,8 @@ uint32_t ParseSize(const std::string& s) {
 int Main(int argc, char** argv) {
   CLI::App app{
       "Haven: deduplicated, encrypted backups of virtual machine disks.\n"
-      "The repository is -r PATH, else $HAVEN_REPOSITORY, else a default local path\n"
+      "The repository is -r PATH, else $HAVEN_REPOSITORY, else a default local "
+      "path\n"
       "(/var/lib/haven/repository for root). The passphrase comes from\n"
       "$HAVEN_PASSWORD, --password-file / $HAVEN_PASSWORD_FILE, or a prompt.\n"
       "A snapshot is named by an id prefix, 'latest' or 'NAME:latest'.\n"
@@ -318,8 +352,10 @@ int Main(int argc, char** argv) {
   app.fallthrough();  // global options may follow the subcommand
   Globals g;
   g.repo = DefaultRepository();
-  app.add_option("-r,--repo", g.repo, "repository directory")->capture_default_str();
-  app.add_option("--password-file", g.password_file, "read the passphrase from this file");
+  app.add_option("-r,--repo", g.repo, "repository directory")
+      ->capture_default_str();
+  app.add_option("--password-file", g.password_file,
+                 "read the passphrase from this file");
   app.add_flag("--json", g.json, "machine-readable output on stdout");
   app.add_flag("-q,--quiet", g.quiet, "no progress or summaries");
   app.add_option("--lock-wait", g.lock_wait,
@@ -333,7 +369,8 @@ int Main(int argc, char** argv) {
   init->add_option("--chunk-size", chunk_size_text,
                    "image chunk size, a power of two from 4K to 8M")
       ->capture_default_str();
-  init->add_option("--compression-level", init_opts.compression_level, "zstd level (-7..19)")
+  init->add_option("--compression-level", init_opts.compression_level,
+                   "zstd level (-7..19)")
       ->capture_default_str();
   init->callback([&] {
     init_opts.chunk_size = ParseSize(chunk_size_text);
@@ -345,23 +382,33 @@ int Main(int argc, char** argv) {
   key->add_subcommand("list", "list key slots; * marks the one that opened")
       ->callback([&] { rc = CmdKeyList(g); });
   std::string new_password_file;
-  auto* key_add = key->add_subcommand(
-      "add", "add a passphrase (from $HAVEN_NEW_PASSWORD, --new-password-file or a prompt)");
-  key_add->add_option("--new-password-file", new_password_file, "file holding the new passphrase");
+  auto* key_add =
+      key->add_subcommand("add",
+                          "add a passphrase (from $HAVEN_NEW_PASSWORD, "
+                          "--new-password-file or a prompt)");
+  key_add->add_option("--new-password-file", new_password_file,
+                      "file holding the new passphrase");
   key_add->callback([&] { rc = CmdKeyAdd(g, new_password_file); });
   std::string slot;
-  auto* key_rm = key->add_subcommand("remove", "remove a key slot (never the last one)");
+  auto* key_rm =
+      key->add_subcommand("remove", "remove a key slot (never the last one)");
   key_rm->add_option("SLOT", slot, "slot id from 'haven key list'")->required();
   key_rm->callback([&] { rc = CmdKeyRemove(g, slot); });
 
   auto* backup = app.add_subcommand("backup", "create a recovery point");
   backup->require_subcommand(1);
   std::string image_path, backup_name;
-  auto* backup_image = backup->add_subcommand(
-      "image", "back up a raw disk image file or block device (holes and zeros are not stored)");
-  backup_image->add_option("PATH", image_path, "image file or block device")->required();
-  backup_image->add_option("--name", backup_name, "backup name, e.g. the VM's name")->required();
-  backup_image->callback([&] { rc = CmdBackupImage(g, image_path, backup_name); });
+  auto* backup_image =
+      backup->add_subcommand("image",
+                             "back up a raw disk image file or block device "
+                             "(holes and zeros are not stored)");
+  backup_image->add_option("PATH", image_path, "image file or block device")
+      ->required();
+  backup_image
+      ->add_option("--name", backup_name, "backup name, e.g. the VM's name")
+      ->required();
+  backup_image->callback(
+      [&] { rc = CmdBackupImage(g, image_path, backup_name); });
 
   std::string filter_name;
   auto* snaps = app.add_subcommand("snapshots", "list recovery points");
@@ -370,26 +417,37 @@ int Main(int argc, char** argv) {
 
   std::string spec;
   auto* show = app.add_subcommand("show", "show what a recovery point holds");
-  show->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")->required();
+  show->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
+      ->required();
   show->callback([&] { rc = CmdShow(g, spec); });
 
   auto* rest = app.add_subcommand("restore", "restore from a recovery point");
   rest->require_subcommand(1);
   std::string to, disk;
   bool overwrite = false, verify_ids = false;
-  auto* rest_image = rest->add_subcommand(
-      "image", "write a disk of a recovery point to a sparse raw file or a block device");
-  rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")->required();
-  rest_image->add_option("--to", to, "target file (must not exist) or block device")->required();
-  rest_image->add_option("--disk", disk, "which disk, when the snapshot has several");
-  rest_image->add_flag("--overwrite", overwrite,
-                       "replace an existing file, or write onto a block device");
-  rest_image->add_flag("--verify-ids", verify_ids,
-                       "also recompute every chunk's keyed hash (AES-GCM already "
-                       "authenticates each chunk)");
-  rest_image->callback([&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite, verify_ids); });
+  auto* rest_image =
+      rest->add_subcommand("image",
+                           "write a disk of a recovery point to a sparse raw "
+                           "file or a block device");
+  rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
+      ->required();
+  rest_image
+      ->add_option("--to", to, "target file (must not exist) or block device")
+      ->required();
+  rest_image->add_option("--disk", disk,
+                         "which disk, when the snapshot has several");
+  rest_image->add_flag(
+      "--overwrite", overwrite,
+      "replace an existing file, or write onto a block device");
+  rest_image->add_flag(
+      "--verify-ids", verify_ids,
+      "also recompute every chunk's keyed hash (AES-GCM already "
+      "authenticates each chunk)");
+  rest_image->callback(
+      [&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite, verify_ids); });
 
-  app.add_subcommand("rebuild-index", "rebuild the chunk index from the pack files")
+  app.add_subcommand("rebuild-index",
+                     "rebuild the chunk index from the pack files")
       ->callback([&] { rc = CmdRebuildIndex(g); });
 
   try {

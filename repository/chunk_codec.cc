@@ -28,7 +28,7 @@ Status SealChunk(const Key& data_key, ChunkType type, const ChunkId& id,
   if (scratch.size() >= raw.size() + 1) {
     scratch.resize(1 + raw.size());
     scratch[0] = kCodecStored;
-    std::memcpy(scratch.data() + 1, raw.data(), raw.size());
+    if (!raw.empty()) std::memcpy(scratch.data() + 1, raw.data(), raw.size());
   }
   auto aad = Aad(type, id);
   return Seal(data_key, aad, scratch, sealed);
@@ -47,7 +47,7 @@ Status OpenChunk(const Key& data_key, ChunkType type, const ChunkId& id,
       if (payload.size() != raw_len)
         return DataLoss(what + ": holds " + std::to_string(payload.size()) +
                         " bytes, expected " + std::to_string(raw_len));
-      std::memcpy(out.data(), payload.data(), raw_len);
+      if (raw_len > 0) std::memcpy(out.data(), payload.data(), raw_len);
       return OkStatus();
     case kCodecZstd:
       return decompressor.Decompress(payload, raw_len, out.data(), what);

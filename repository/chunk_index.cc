@@ -78,14 +78,15 @@ rocksdb::Options MakeOptions() {
 
 bool IsLockError(const rocksdb::Status& s) {
   std::string m = s.ToString();
-  return s.IsIOError() && (m.find("lock") != std::string::npos ||
-                           m.find("Resource temporarily unavailable") != std::string::npos);
+  return s.IsIOError() &&
+         (m.find("lock") != std::string::npos ||
+          m.find("Resource temporarily unavailable") != std::string::npos);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(const std::string& dir,
-                                                     const OpenOptions& options) {
+Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(
+    const std::string& dir, const OpenOptions& options) {
   rocksdb::Options o = MakeOptions();
   rocksdb::DB* db = nullptr;
   if (options.read_only) {
@@ -101,8 +102,9 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(const std::string& dir,
     if (s.ok()) break;
     if (!IsLockError(s)) return FromRocks(s, "open index " + dir);
     if (MonotonicSeconds() > deadline)
-      return Unavailable("the index is held by another haven process (a backup "
-                         "or maintenance job) for longer than the wait limit");
+      return Unavailable(
+          "the index is held by another haven process (a backup "
+          "or maintenance job) for longer than the wait limit");
     if (!told && options.on_wait) {
       options.on_wait("waiting for another haven process to release the index");
       told = true;
@@ -127,8 +129,8 @@ Result<std::optional<ChunkLocation>> ChunkIndex::Get(const ChunkId& id) const {
   return std::optional<ChunkLocation>(loc);
 }
 
-Status ChunkIndex::Put(const std::vector<std::pair<ChunkId, ChunkLocation>>& entries,
-                       bool sync) {
+Status ChunkIndex::Put(
+    const std::vector<std::pair<ChunkId, ChunkLocation>>& entries, bool sync) {
   rocksdb::WriteBatch batch;
   for (const auto& [id, loc] : entries) {
     rocksdb::Status s = batch.Put(IndexKey(id), EncodeValue(loc));
@@ -153,7 +155,9 @@ Result<std::string> ChunkIndex::RepositoryId() const {
   return v;
 }
 
-Status ChunkIndex::Sync() { return FromRocks(db_->FlushWAL(true), "index sync"); }
+Status ChunkIndex::Sync() {
+  return FromRocks(db_->FlushWAL(true), "index sync");
+}
 
 Status ChunkIndex::DeleteAllChunks() {
   rocksdb::WriteOptions wo;
@@ -163,9 +167,11 @@ Status ChunkIndex::DeleteAllChunks() {
 }
 
 Result<uint64_t> ChunkIndex::CountChunks() const {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   uint64_t n = 0;
-  for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) ++n;
+  for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next())
+    ++n;
   HAVEN_RETURN_IF_ERROR(FromRocks(it->status(), "index scan"));
   return n;
 }

@@ -4,6 +4,12 @@
 
 namespace haven::repository {
 
+uint64_t TreeCapacity(int height) {  // level-0 entries under a node at `height`
+  uint64_t c = 1;
+  for (int i = 0; i < height && i < kMaxTreeHeight; ++i) c *= kTreeFanout;
+  return c;
+}
+
 Status TreeWriter::Flush(size_t level) {
   auto& ids = levels_[level];
   ChunkId node_id;  // zero: the whole node is a hole
@@ -55,24 +61,35 @@ Result<TreeRoot> TreeWriter::Finish() {
 
 namespace {
 
-uint64_t Capacity(int level) {  // level-0 entries under a node at `level`
-  uint64_t c = 1;
-  for (int i = 0; i < level; ++i) c *= kTreeFanout;
-  return c;
-}
+uint64_t Capacity(int level) { return TreeCapacity(level); }
 
 Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
-            const LoadNodeFn& load,
+            uint64_t unit_bytes, const LoadNodeFn& load,
             const std::function<Status(uint64_t, const ChunkId&)>& visit) {
   if (node_id.IsZero()) return OkStatus();
   uint64_t child_cap = Capacity(level - 1);
   uint64_t remaining = total - first;
-  uint64_t expected = std::min<uint64_t>(kTreeFanout, (remaining + child_cap - 1) / child_cap);
-  HAVEN_ASSIGN_OR_RETURN(Bytes node, load(node_id));
-  if (node.size() != expected * 32)
-    return DataLoss("chunk-list node " + node_id.Hex() + " holds " +
-                    std::to_string(node.size() / 32) + " entries, expected " +
-                    std::to_string(expected));
+  uint64_t expected =
+      std::min<uint64_t>(kTreeFanout, (remaining + child_cap - 1) / child_cap);
+  auto loaded = load(node_id);
+  Status bad;
+  if (!loaded.ok())
+    bad = loaded.status();
+  else if (loaded->size() != expected * 32)
+    bad = DataLoss("chunk-list node " + node_id.Hex() + " holds " +
+                   std::to_string(loaded->size() / 32) + " entries, expected " +
+                   std::to_string(expected));
+  if (!bad.ok()) {
+    // Say which part of the image the lost node described.
+    uint64_t last = std::min(total, first + Capacity(level)) - 1;
+    std::string where =
+        "chunks " + std::to_string(first) + "-" + std::to_string(last);
+    if (unit_bytes)
+      where += " (image offsets " + std::to_string(first * unit_bytes) + "-" +
+               std::to_string((last + 1) * unit_bytes - 1) + ")";
+    return bad.WithContext(where);
+  }
+  const Bytes& node = *loaded;
   for (uint64_t i = 0; i < expected; ++i) {
     ChunkId child;
     std::memcpy(child.bytes.data(), node.data() + 32 * i, 32);
@@ -80,7 +97,8 @@ Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
     if (level == 1) {
       if (!child.IsZero()) HAVEN_RETURN_IF_ERROR(visit(child_first, child));
     } else {
-      HAVEN_RETURN_IF_ERROR(Walk(child, level - 1, child_first, total, load, visit));
+      HAVEN_RETURN_IF_ERROR(
+          Walk(child, level - 1, child_first, total, unit_bytes, load, visit));
     }
   }
   return OkStatus();
@@ -89,7 +107,8 @@ Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
 }  // namespace
 
 Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
-                const std::function<Status(uint64_t, const ChunkId&)>& visit) {
+                const std::function<Status(uint64_t, const ChunkId&)>& visit,
+                uint64_t chunk_size) {
   if (root.height < 1 || root.height > kMaxTreeHeight)
     return DataLoss("chunk-list tree height " + std::to_string(root.height) +
                     " is out of range");
@@ -97,7 +116,7 @@ Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
   if (root.count > Capacity(root.height))
     return DataLoss("chunk-list tree of height " + std::to_string(root.height) +
                     " cannot hold " + std::to_string(root.count) + " chunks");
-  return Walk(root.root, root.height, 0, root.count, load, visit);
+  return Walk(root.root, root.height, 0, root.count, chunk_size, load, visit);
 }
 
 }  // namespace haven::repository

@@ -24,7 +24,12 @@
 namespace haven::repository {
 
 inline constexpr size_t kTreeFanout = 1024;
-inline constexpr int kMaxTreeHeight = 8;
+// 1024^6 chunks of 4 KiB is 4 EiB: no disk needs more, and 1024^6 still
+// fits in 64 bits.
+inline constexpr int kMaxTreeHeight = 6;
+
+// Number of level-0 entries a tree of `height` can hold (1024^height).
+uint64_t TreeCapacity(int height);
 
 struct TreeRoot {
   ChunkId root;
@@ -53,8 +58,12 @@ class TreeWriter {
 // Calls `visit(index, id)` for every level-0 entry in order, skipping whole
 // hole subtrees (visit is not called for their entries). Validates node sizes
 // against `root.count`; a mismatch is DataLoss.
-Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
-                const std::function<Status(uint64_t index, const ChunkId& id)>& visit);
+// A node that cannot be loaded is reported with the chunks it covered (and
+// their image offsets when `chunk_size` is given).
+Status WalkTree(
+    const TreeRoot& root, const LoadNodeFn& load,
+    const std::function<Status(uint64_t index, const ChunkId& id)>& visit,
+    uint64_t chunk_size = 0);
 
 }  // namespace haven::repository
 

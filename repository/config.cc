@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "repository/json_fields.h"
+
 namespace haven::repository {
 
 std::string Config::ToJson() const {
@@ -14,11 +16,12 @@ std::string Config::ToJson() const {
   j["compression"] = "zstd";
   j["compression_level"] = compression_level;
   j["created"] = created;
-  return j.dump(2) + "\n";
+  return DumpJson(j, 2) + "\n";
 }
 
 Status Config::Validate() const {
-  if (id.size() != 32 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
+  if (id.size() != 32 ||
+      id.find_first_not_of("0123456789abcdef") != std::string::npos)
     return DataLoss("config: repository id must be 32 hex digits");
   if (chunk_size < kMinChunkSize || chunk_size > kMaxChunkSize ||
       (chunk_size & (chunk_size - 1)) != 0)
@@ -39,7 +42,12 @@ Result<Config> Config::FromJson(std::string_view text) {
   try {
     if (j.at("format").get<std::string>() != "haven-repository")
       return DataLoss("config: not a Haven repository");
-    int version = j.at("version").get<int>();
+    auto malformed = [](const char* field) {
+      return DataLoss(std::string("config: missing or malformed field '") + field +
+                      "' (an integer in range is required)");
+    };
+    int64_t version = 0;
+    if (!GetInt(j, "version", version)) return malformed("version");
     if (version != kFormatVersion)
       return FailedPrecondition("config: repository format version " +
                                 std::to_string(version) +
@@ -48,9 +56,15 @@ Result<Config> Config::FromJson(std::string_view text) {
     if (j.at("compression").get<std::string>() != "zstd")
       return DataLoss("config: unknown compression");
     c.id = j.at("id").get<std::string>();
-    c.chunk_size = j.at("chunk_size").get<uint32_t>();
-    c.pack_size = j.at("pack_size").get<uint64_t>();
-    c.compression_level = j.at("compression_level").get<int>();
+    int64_t chunk_size = 0;
+    if (!GetInt(j, "chunk_size", chunk_size)) return malformed("chunk_size");
+    if (chunk_size < 0 || chunk_size > kMaxChunkSize)
+      return InvalidArgument("config: chunk size " + std::to_string(chunk_size) +
+                             " must be a power of two between 4 KiB and 8 MiB");
+    c.chunk_size = static_cast<uint32_t>(chunk_size);
+    if (!GetInt(j, "pack_size", c.pack_size)) return malformed("pack_size");
+    if (!GetInt(j, "compression_level", c.compression_level))
+      return malformed("compression_level");
     c.created = j.value("created", "");
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(std::string("config: missing or malformed field (") +

@@ -102,8 +102,9 @@ Status Seal(const Key& key, ByteSpan aad, ByteSpan plaintext, Bytes& out) {
   if (!ctx ||
       EVP_EncryptInit_ex2(ctx.get(), Aes256Gcm(), key.data(), out.data(),
                           nullptr) != 1 ||
-      (aad.size() > 0 && EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(),
-                                           static_cast<int>(aad.size())) != 1) ||
+      (aad.size() > 0 &&
+       EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                         static_cast<int>(aad.size())) != 1) ||
       EVP_EncryptUpdate(ctx.get(), ct, &len, plaintext.data(),
                         static_cast<int>(plaintext.size())) != 1 ||
       EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) != 1 ||
@@ -114,7 +115,7 @@ Status Seal(const Key& key, ByteSpan aad, ByteSpan plaintext, Bytes& out) {
 }
 
 Status Unseal(const Key& key, ByteSpan aad, ByteSpan sealed, Bytes& out,
-            const std::string& what) {
+              const std::string& what) {
   if (sealed.size() < kSealOverhead)
     return DataLoss(what + ": encrypted blob is truncated (" +
                     std::to_string(sealed.size()) + " bytes)");
@@ -127,8 +128,9 @@ Status Unseal(const Key& key, ByteSpan aad, ByteSpan sealed, Bytes& out,
   if (!ctx ||
       EVP_DecryptInit_ex2(ctx.get(), Aes256Gcm(), key.data(), sealed.data(),
                           nullptr) != 1 ||
-      (aad.size() > 0 && EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(),
-                                           static_cast<int>(aad.size())) != 1) ||
+      (aad.size() > 0 &&
+       EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad.data(),
+                         static_cast<int>(aad.size())) != 1) ||
       EVP_DecryptUpdate(ctx.get(), out.data(), &len, ct,
                         static_cast<int>(ct_len)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize,
@@ -143,8 +145,13 @@ Status Unseal(const Key& key, ByteSpan aad, ByteSpan sealed, Bytes& out,
 
 Result<Key> Scrypt(std::string_view passphrase, ByteSpan salt,
                    const ScryptParams& params) {
-  if (params.n < 2 || (params.n & (params.n - 1)) != 0 || params.n > (1u << 22) ||
-      params.r == 0 || params.r > 32 || params.p == 0 || params.p > 16)
+  // Key slot files are unauthenticated: bound the memory and time a planted
+  // slot can make every Open spend: memory 128·N·r (default 32 MiB, cap
+  // 256 MiB), time ~N·r·p (cap 16 times the default).
+  if (params.n < 2 || (params.n & (params.n - 1)) != 0 || params.n > (1u << 20) ||
+      params.r == 0 || params.r > 32 || params.p == 0 || params.p > 16 ||
+      128 * params.n * params.r > (256ull << 20) ||
+      params.n * params.r * params.p > (1ull << 22))
     return DataLoss("scrypt parameters out of range");
   Key out;
   uint64_t maxmem = 128 * params.r * params.n * params.p + (64u << 20);

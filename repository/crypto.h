@@ -70,7 +70,7 @@ Status Seal(const Key& key, ByteSpan aad, ByteSpan plaintext, Bytes& out);
 // Decrypts and authenticates; DataLoss if the tag does not verify or the blob
 // is too short. `what` names the blob in the error.
 Status Unseal(const Key& key, ByteSpan aad, ByteSpan sealed, Bytes& out,
-            const std::string& what);
+              const std::string& what);
 
 struct ScryptParams {
   uint64_t n = 1 << 15;

@@ -8,6 +8,7 @@
 
 #include "base/file.h"
 #include "base/time.h"
+#include "repository/json_fields.h"
 
 namespace haven::repository {
 namespace {
@@ -19,7 +20,8 @@ std::string Aad(const std::string& repo_id, const std::string& slot) {
 }
 
 bool IsSlotName(const std::string& s) {
-  return s.size() == 16 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+  return s.size() == 16 &&
+         s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
 struct ParsedSlot {
@@ -35,16 +37,18 @@ Result<ParsedSlot> ParseSlot(const std::string& path, const std::string& name) {
     return DataLoss("key slot " + name + ": not a JSON object");
   ParsedSlot p;
   try {
-    if (j.at("version").get<int>() != 1)
+    int version = 0;
+    if (!GetInt(j, "version", version) || version != 1)
       return DataLoss("key slot " + name + ": unknown version");
     p.slot = j.at("slot").get<std::string>();
     p.created = j.value("created", "");
     const auto& kdf = j.at("kdf");
     if (kdf.at("name").get<std::string>() != "scrypt")
       return DataLoss("key slot " + name + ": unknown KDF");
-    p.params.n = kdf.at("n").get<uint64_t>();
-    p.params.r = kdf.at("r").get<uint32_t>();
-    p.params.p = kdf.at("p").get<uint32_t>();
+    if (!GetInt(kdf, "n", p.params.n) || !GetInt(kdf, "r", p.params.r) ||
+        !GetInt(kdf, "p", p.params.p))
+      return DataLoss("key slot " + name +
+                      ": scrypt parameters missing or out of range");
     auto salt = HexDecode(kdf.at("salt").get<std::string>());
     auto wrapped = HexDecode(j.at("wrapped").get<std::string>());
     if (!salt || !wrapped || salt->size() < 16 ||
@@ -55,13 +59,15 @@ Result<ParsedSlot> ParseSlot(const std::string& path, const std::string& name) {
   } catch (const nlohmann::json::exception& e) {
     return DataLoss("key slot " + name + ": malformed (" + e.what() + ")");
   }
-  if (p.slot != name) return DataLoss("key slot " + name + ": names another slot");
+  if (p.slot != name)
+    return DataLoss("key slot " + name + ": names another slot");
   return p;
 }
 
 }  // namespace
 
-Result<std::string> KeySlots::Add(const Key& master, std::string_view passphrase,
+Result<std::string> KeySlots::Add(const Key& master,
+                                  std::string_view passphrase,
                                   const ScryptParams& params) {
   if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
   uint8_t id_raw[8];
@@ -71,20 +77,26 @@ Result<std::string> KeySlots::Add(const Key& master, std::string_view passphrase
   RandomBytes(salt.data(), salt.size());
   HAVEN_ASSIGN_OR_RETURN(Key wrap, Scrypt(passphrase, salt, params));
   Bytes sealed;
-  HAVEN_RETURN_IF_ERROR(Seal(wrap, AsBytes(Aad(repo_id_, slot)), master, sealed));
+  HAVEN_RETURN_IF_ERROR(
+      Seal(wrap, AsBytes(Aad(repo_id_, slot)), master, sealed));
   nlohmann::ordered_json j;
   j["version"] = 1;
   j["slot"] = slot;
   j["created"] = NowIso8601();
-  j["kdf"] = {{"name", "scrypt"}, {"n", params.n}, {"r", params.r},
-              {"p", params.p}, {"salt", HexEncode(salt)}};
+  j["kdf"] = {{"name", "scrypt"},
+              {"n", params.n},
+              {"r", params.r},
+              {"p", params.p},
+              {"salt", HexEncode(salt)}};
   j["wrapped"] = HexEncode(sealed);
-  std::string text = j.dump(2) + "\n";
-  HAVEN_RETURN_IF_ERROR(WriteFileExclusive(dir_ + "/" + slot, AsBytes(text), 0600));
+  std::string text = DumpJson(j, 2) + "\n";
+  HAVEN_RETURN_IF_ERROR(
+      WriteFileExclusive(dir_ + "/" + slot, AsBytes(text), 0600));
   return slot;
 }
 
-Result<Key> KeySlots::Unlock(std::string_view passphrase, std::string* slot) const {
+Result<Key> KeySlots::Unlock(std::string_view passphrase,
+                             std::string* slot) const {
   HAVEN_ASSIGN_OR_RETURN(auto slots, List());
   if (slots.empty())
     return DataLoss("the repository has no key slots (keys/ is empty)");
@@ -97,12 +109,13 @@ Result<Key> KeySlots::Unlock(std::string_view passphrase, std::string* slot) con
     }
     auto wrap = Scrypt(passphrase, parsed->salt, parsed->params);
     if (!wrap.ok()) {
-      damaged.push_back("key slot " + info.slot + ": " + wrap.status().message());
+      damaged.push_back("key slot " + info.slot + ": " +
+                        wrap.status().message());
       continue;
     }
     Bytes master;
-    if (Unseal(*wrap, AsBytes(Aad(repo_id_, info.slot)), parsed->wrapped, master,
-             "key slot " + info.slot)
+    if (Unseal(*wrap, AsBytes(Aad(repo_id_, info.slot)), parsed->wrapped,
+               master, "key slot " + info.slot)
             .ok() &&
         master.size() == kKeySize) {
       Key k;
@@ -111,7 +124,8 @@ Result<Key> KeySlots::Unlock(std::string_view passphrase, std::string* slot) con
       return k;
     }
   }
-  std::string msg = "wrong passphrase: no key slot of this repository opens with it";
+  std::string msg =
+      "wrong passphrase: no key slot of this repository opens with it";
   for (const auto& d : damaged) msg += "; " + d;
   return PermissionDenied(msg);
 }
@@ -146,9 +160,13 @@ Status KeySlots::Remove(std::string_view slot) {
   auto it = std::find_if(slots.begin(), slots.end(),
                          [&](const auto& s) { return s.slot == slot; });
   if (it == slots.end()) return NotFound("no key slot " + std::string(slot));
-  if (slots.size() == 1)
-    return FailedPrecondition("refusing to remove the last key slot: the "
-                              "repository would become unreadable");
+  size_t readable = 0;
+  for (const auto& s : slots)
+    if (s.slot != slot && s.kdf.rfind("damaged", 0) != 0) ++readable;
+  if (readable == 0)
+    return FailedPrecondition(
+        "refusing to remove the last key slot that opens the repository: the "
+        "repository would become unreadable");
   std::string path = dir_ + "/" + std::string(slot);
   if (::unlink(path.c_str()) != 0) return ErrnoStatus("remove " + path, errno);
   return FsyncDir(dir_);

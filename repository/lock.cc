@@ -20,7 +20,8 @@ Result<RepositoryLock> RepositoryLock::Acquire(
   double deadline = MonotonicSeconds() + wait_seconds;
   bool told = false;
   while (::flock(fd.get(), op) != 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR) return ErrnoStatus("lock " + path, errno);
+    if (errno != EWOULDBLOCK && errno != EINTR)
+      return ErrnoStatus("lock " + path, errno);
     if (MonotonicSeconds() > deadline)
       return Unavailable("the repository is locked by another haven process");
     if (!told && on_wait) {

@@ -15,9 +15,9 @@ namespace haven::repository {
 class RepositoryLock {
  public:
   enum class Mode { kShared, kExclusive };
-  static Result<RepositoryLock> Acquire(const std::string& repo_dir, Mode mode,
-                                        double wait_seconds,
-                                        const std::function<void(const std::string&)>& on_wait);
+  static Result<RepositoryLock> Acquire(
+      const std::string& repo_dir, Mode mode, double wait_seconds,
+      const std::function<void(const std::string&)>& on_wait);
 
  private:
   explicit RepositoryLock(UniqueFd fd) : fd_(std::move(fd)) {}

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "repository/json_fields.h"
+
 namespace haven::repository {
 namespace {
 
@@ -10,7 +12,8 @@ constexpr uint64_t kMaxDiskSize = 1ull << 56;  // 64 PiB: beyond any disk
 }  // namespace
 
 bool IsSnapshotId(const std::string& s) {
-  return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+  return s.size() == 32 &&
+         s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
 
 std::string Manifest::ToJson() const {
@@ -43,15 +46,20 @@ std::string Manifest::ToJson() const {
                 {"new_raw_bytes", stats.new_raw_bytes},
                 {"new_stored_bytes", stats.new_stored_bytes},
                 {"duration_seconds", stats.duration_seconds}};
-  return j.dump();
+  return DumpJson(j);
 }
 
-Result<Manifest> Manifest::FromJson(std::string_view text, const std::string& what) {
+Result<Manifest> Manifest::FromJson(std::string_view text,
+                                    const std::string& what) {
   auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return DataLoss(what + ": not a JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return DataLoss(what + ": not a JSON object");
   Manifest m;
   try {
-    if (j.at("version").get<int>() != 1)
+    int64_t version = 0;
+    if (!GetInt(j, "version", version))
+      return DataLoss(what + ": malformed manifest (field 'version')");
+    if (version != 1)
       return DataLoss(what + ": unsupported manifest version");
     m.id = j.at("id").get<std::string>();
     m.name = j.at("name").get<std::string>();
@@ -66,18 +74,28 @@ Result<Manifest> Manifest::FromJson(std::string_view text, const std::string& wh
       DiskManifest d;
       d.name = dj.at("name").get<std::string>();
       d.source = dj.value("source", "");
-      d.size = dj.at("size").get<uint64_t>();
-      d.chunk_size = dj.at("chunk_size").get<uint32_t>();
-      d.tree.count = dj.at("chunks").get<uint64_t>();
-      d.tree.height = dj.at("tree").at("height").get<int>();
+      if (!GetInt(dj, "size", d.size) || !GetInt(dj, "chunk_size", d.chunk_size) ||
+          !GetInt(dj, "chunks", d.tree.count) || !GetInt(dj.at("tree"), "height", d.tree.height))
+        return DataLoss(what + ": malformed manifest (disk " + d.name +
+                        ": size, chunk_size, chunks or tree height is missing, not an "
+                        "integer, or out of range)");
       auto root = HexDecode(dj.at("tree").at("root").get<std::string>());
-      if (!root || root->size() != 32) return DataLoss(what + ": bad tree root");
+      if (!root || root->size() != 32)
+        return DataLoss(what + ": bad tree root");
       std::copy(root->begin(), root->end(), d.tree.root.bytes.begin());
       if (d.size > kMaxDiskSize || d.chunk_size < 512 ||
-          (d.chunk_size & (d.chunk_size - 1)) != 0 || d.chunk_size > (64u << 20))
-        return DataLoss(what + ": disk " + d.name + " has an impossible size or chunk size");
+          (d.chunk_size & (d.chunk_size - 1)) != 0 ||
+          d.chunk_size > (64u << 20))
+        return DataLoss(what + ": disk " + d.name +
+                        " has an impossible size or chunk size");
       if (d.tree.count != (d.size + d.chunk_size - 1) / d.chunk_size)
-        return DataLoss(what + ": disk " + d.name + " chunk count does not match its size");
+        return DataLoss(what + ": disk " + d.name +
+                        " chunk count does not match its size");
+      if (d.tree.height < 1 || d.tree.height > kMaxTreeHeight ||
+          d.tree.count > TreeCapacity(d.tree.height))
+        return DataLoss(what + ": disk " + d.name +
+                        " has an impossible chunk-list tree height " +
+                        std::to_string(d.tree.height));
       m.disks.push_back(d);
     }
     const auto& s = j.at("stats");

@@ -59,7 +59,8 @@ struct Manifest {
 
   std::string ToJson() const;
   // Parses and validates untrusted JSON (sizes, counts, tree shape).
-  static Result<Manifest> FromJson(std::string_view json, const std::string& what);
+  static Result<Manifest> FromJson(std::string_view json,
+                                   const std::string& what);
 };
 
 bool IsSnapshotId(const std::string& s);

@@ -16,14 +16,16 @@ std::string PackPath(const std::string& repo_dir, const std::string& name) {
   return repo_dir + "/packs/" + name.substr(0, 2) + "/" + name;
 }
 
-Result<std::unique_ptr<PackWriter>> PackWriter::Create(const std::string& repo_dir) {
+Result<std::unique_ptr<PackWriter>> PackWriter::Create(
+    const std::string& repo_dir) {
   std::unique_ptr<PackWriter> w(new PackWriter);
   uint8_t raw[16];
   RandomBytes(raw, sizeof raw);
   w->repo_dir_ = repo_dir;
   w->name_ = HexEncode(ByteSpan(raw, sizeof raw));
   w->tmp_path_ = repo_dir + "/tmp/pack-" + w->name_ + ".tmp";
-  HAVEN_ASSIGN_OR_RETURN(w->fd_, OpenFile(w->tmp_path_, O_RDWR | O_CREAT | O_EXCL, 0600));
+  HAVEN_ASSIGN_OR_RETURN(
+      w->fd_, OpenFile(w->tmp_path_, O_RDWR | O_CREAT | O_EXCL, 0600));
   if (::flock(w->fd_.get(), LOCK_EX | LOCK_NB) != 0)
     return ErrnoStatus("lock " + w->tmp_path_, errno);
   HAVEN_RETURN_IF_ERROR(PWriteAll(w->fd_.get(),
@@ -41,7 +43,8 @@ Status PackWriter::Append(ChunkType type, const ChunkId& id, uint32_t raw_len,
                           ByteSpan sealed) {
   HAVEN_RETURN_IF_ERROR(
       PWriteAll(fd_.get(), sealed.data(), sealed.size(), offset_, tmp_path_));
-  entries_.push_back({type, raw_len, offset_, static_cast<uint32_t>(sealed.size()), id});
+  entries_.push_back(
+      {type, raw_len, offset_, static_cast<uint32_t>(sealed.size()), id});
   offset_ += sealed.size();
   return OkStatus();
 }
@@ -86,9 +89,10 @@ Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
                     "-byte pack");
   uint64_t header_off = size - kPackTrailerSize - header_len;
   Bytes sealed(header_len), plain;
-  HAVEN_RETURN_IF_ERROR(PReadExact(fd.get(), sealed.data(), header_len, header_off, what));
   HAVEN_RETURN_IF_ERROR(
-      Unseal(data_key, AsBytes(PackHeaderAad(name)), sealed, plain, what + " header"));
+      PReadExact(fd.get(), sealed.data(), header_len, header_off, what));
+  HAVEN_RETURN_IF_ERROR(Unseal(data_key, AsBytes(PackHeaderAad(name)), sealed,
+                               plain, what + " header"));
   return DecodePackHeader(plain, header_off, what);
 }
 
@@ -98,12 +102,14 @@ void RemoveAbandonedTempFiles(const std::string& repo_dir) {
   // whose writer process is gone.
   for (const char* dir : {"/snapshots", "/keys"}) {
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(repo_dir + dir, ec)) {
+    for (const auto& e :
+         std::filesystem::directory_iterator(repo_dir + dir, ec)) {
       std::string name = e.path().filename().string();
       size_t at = name.find(".tmp-");
       if (at == std::string::npos) continue;
       long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
-      if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH))
+      if (pid <= 0 ||
+          (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH))
         ::unlink(e.path().c_str());
     }
   }
@@ -112,7 +118,8 @@ void RemoveAbandonedTempFiles(const std::string& repo_dir) {
 
 void RemoveAbandonedTempPacks(const std::string& repo_dir) {
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(repo_dir + "/tmp", ec)) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(repo_dir + "/tmp", ec)) {
     std::string path = e.path().string();
     if (e.path().extension() != ".tmp") continue;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

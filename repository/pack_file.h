@@ -14,7 +14,8 @@ namespace haven::repository {
 // cleaner can tell a live writer from a dead one. Not thread-safe.
 class PackWriter {
  public:
-  static Result<std::unique_ptr<PackWriter>> Create(const std::string& repo_dir);
+  static Result<std::unique_ptr<PackWriter>> Create(
+      const std::string& repo_dir);
   ~PackWriter();  // removes the temporary file unless Finish() succeeded
 
   Status Append(ChunkType type, const ChunkId& id, uint32_t raw_len,

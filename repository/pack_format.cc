@@ -34,7 +34,8 @@ Result<std::vector<PackEntry>> DecodePackHeader(ByteSpan p, uint64_t data_end,
   for (uint32_t i = 0; i < count; ++i, q += kPackEntrySize) {
     PackEntry& e = out[i];
     if (q[0] > static_cast<uint8_t>(ChunkType::kTree))
-      return DataLoss(what + ": entry " + std::to_string(i) + " has unknown type");
+      return DataLoss(what + ": entry " + std::to_string(i) +
+                      " has unknown type");
     e.type = static_cast<ChunkType>(q[0]);
     e.raw_len = GetU32(q + 4);
     e.offset = GetU64(q + 8);

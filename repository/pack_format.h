@@ -30,7 +30,8 @@
 namespace haven::repository {
 
 inline constexpr char kPackMagic[8] = {'H', 'A', 'V', 'E', 'N', 'P', 'K', '1'};
-inline constexpr char kPackEndMagic[8] = {'H', 'A', 'V', 'E', 'N', 'E', 'N', 'D'};
+inline constexpr char kPackEndMagic[8] = {'H', 'A', 'V', 'E',
+                                          'N', 'E', 'N', 'D'};
 inline constexpr char kPackHeaderMagic[4] = {'H', 'V', 'P', 'H'};
 inline constexpr size_t kPackTrailerSize = 4 + 8;
 inline constexpr size_t kPackEntrySize = 52;

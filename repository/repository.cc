@@ -10,6 +10,8 @@
 
 #include "base/time.h"
 
+#include <zstd.h>
+
 namespace haven::repository {
 namespace fs = std::filesystem;
 
@@ -19,7 +21,9 @@ constexpr size_t kMaxConfigFile = 64 * 1024;
 constexpr size_t kMaxManifestFile = 64u << 20;
 constexpr size_t kMaxOpenPacksPerThread = 16;
 
-std::string SnapshotAad(const std::string& id) { return "haven-snapshot:" + id; }
+std::string SnapshotAad(const std::string& id) {
+  return "haven-snapshot:" + id;
+}
 
 std::string NewId() {
   uint8_t raw[16];
@@ -31,7 +35,8 @@ std::string NewId() {
 
 // ---------------------------------------------------------------- reading
 
-Result<int> ReadContext::PackFd(const std::string& repo_dir, const std::string& pack) {
+Result<int> ReadContext::PackFd(const std::string& repo_dir,
+                                const std::string& pack) {
   for (auto it = fds_.begin(); it != fds_.end(); ++it) {
     if (it->first == pack) {
       fds_.splice(fds_.begin(), fds_, it);
@@ -64,8 +69,8 @@ Status Repository::ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
     return DataLoss(what + ": index entry has an impossible length");
   HAVEN_ASSIGN_OR_RETURN(int fd, ctx.PackFd(dir_, loc->pack));
   ctx.sealed.resize(loc->stored_len);
-  HAVEN_RETURN_IF_ERROR(PReadExact(fd, ctx.sealed.data(), loc->stored_len,
-                                   loc->offset, what));
+  HAVEN_RETURN_IF_ERROR(
+      PReadExact(fd, ctx.sealed.data(), loc->stored_len, loc->offset, what));
   return OpenChunk(data_key_, type, id, ctx.sealed, loc->raw_len,
                    ctx.decompressor, ctx.scratch, out, what);
 }
@@ -94,8 +99,8 @@ Result<bool> ChunkWriter::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
     if (!current_) {
       HAVEN_ASSIGN_OR_RETURN(current_, PackWriter::Create(repo_->dir()));
     }
-    HAVEN_RETURN_IF_ERROR(current_->Append(type, id, static_cast<uint32_t>(raw.size()),
-                                           ctx.sealed));
+    HAVEN_RETURN_IF_ERROR(current_->Append(
+        type, id, static_cast<uint32_t>(raw.size()), ctx.sealed));
     if (current_->size() >= repo_->config().pack_size) {
       full = std::move(current_);
       std::lock_guard<std::mutex> f(finish_mu_);
@@ -122,7 +127,8 @@ Status ChunkWriter::FinishPack(std::unique_ptr<PackWriter> pack) {
   std::vector<std::pair<ChunkId, ChunkLocation>> batch;
   batch.reserve(pack->count());
   for (const auto& e : pack->entries())
-    batch.push_back({e.id, {pack->name(), e.offset, e.stored_len, e.raw_len, e.type}});
+    batch.push_back(
+        {e.id, {pack->name(), e.offset, e.stored_len, e.raw_len, e.type}});
   HAVEN_RETURN_IF_ERROR(repo_->index().Put(batch, /*sync=*/false));
   std::lock_guard<std::mutex> l(pending_mu_);
   for (const auto& e : pack->entries()) pending_.erase(e.id);
@@ -159,7 +165,8 @@ Status Repository::Init(const std::string& dir, std::string_view passphrase,
   if (fs::exists(dir + "/config", ec))
     return AlreadyExists("a repository already exists at " + dir);
   if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
-    return AlreadyExists(dir + " exists and is not empty; refusing to create a "
+    return AlreadyExists(dir +
+                         " exists and is not empty; refusing to create a "
                          "repository in it");
   HAVEN_RETURN_IF_ERROR(MakeDirs(dir));
   for (const char* sub : {"keys", "packs", "snapshots", "locks", "tmp"})
@@ -175,7 +182,8 @@ Status Repository::Init(const std::string& dir, std::string_view passphrase,
   Key master;
   RandomBytes(master.data(), master.size());
   KeySlots slots(dir + "/keys", config.id);
-  HAVEN_ASSIGN_OR_RETURN(std::string slot, slots.Add(master, passphrase, options.scrypt));
+  HAVEN_ASSIGN_OR_RETURN(std::string slot,
+                         slots.Add(master, passphrase, options.scrypt));
   (void)slot;
   {
     HAVEN_ASSIGN_OR_RETURN(auto index, ChunkIndex::Open(dir + "/index", {}));
@@ -185,9 +193,9 @@ Status Repository::Init(const std::string& dir, std::string_view passphrase,
   return WriteFileExclusive(dir + "/config", AsBytes(config.ToJson()), 0644);
 }
 
-Result<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
-                                                     std::string_view passphrase,
-                                                     const OpenOptions& options) {
+Result<std::unique_ptr<Repository>> Repository::Open(
+    const std::string& dir, std::string_view passphrase,
+    const OpenOptions& options) {
   std::unique_ptr<Repository> r(new Repository);
   r->dir_ = dir;
   auto raw = ReadFile(dir + "/config", kMaxConfigFile);
@@ -197,16 +205,19 @@ Result<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
                       " (create one with 'haven init')");
     return raw.status();
   }
-  HAVEN_ASSIGN_OR_RETURN(r->config_, Config::FromJson(std::string(raw->begin(), raw->end())));
+  HAVEN_ASSIGN_OR_RETURN(
+      r->config_, Config::FromJson(std::string(raw->begin(), raw->end())));
   r->slots_ = std::make_unique<KeySlots>(dir + "/keys", r->config_.id);
   HAVEN_ASSIGN_OR_RETURN(r->master_, r->slots_->Unlock(passphrase, &r->slot_));
   r->data_key_ = DeriveKey(r->master_, "haven/v1/data-encryption");
-  r->hasher_ = std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/chunk-id"));
+  r->hasher_ =
+      std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/chunk-id"));
   r->tree_hasher_ =
       std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/tree-id"));
-  HAVEN_ASSIGN_OR_RETURN(r->lock_, RepositoryLock::Acquire(
-                                       dir, RepositoryLock::Mode::kShared,
-                                       options.lock_wait_seconds, options.on_wait));
+  HAVEN_ASSIGN_OR_RETURN(
+      r->lock_,
+      RepositoryLock::Acquire(dir, RepositoryLock::Mode::kShared,
+                              options.lock_wait_seconds, options.on_wait));
   std::error_code ec;
   bool have_index = fs::exists(dir + "/index/CURRENT", ec);
   if (!have_index || options.write) {
@@ -217,8 +228,9 @@ Result<std::unique_ptr<Repository>> Repository::Open(const std::string& dir,
     HAVEN_ASSIGN_OR_RETURN(std::string owner, r->index_->RepositoryId());
     if (owner != r->config_.id) {
       if (options.on_wait)
-        options.on_wait(have_index ? "index belongs to another repository; rebuilding it"
-                                   : "index is missing; rebuilding it from the packs");
+        options.on_wait(
+            have_index ? "index belongs to another repository; rebuilding it"
+                       : "index is missing; rebuilding it from the packs");
       HAVEN_RETURN_IF_ERROR(r->RebuildIndexLocked().status());
     }
     if (options.write) RemoveAbandonedTempFiles(dir);
@@ -246,7 +258,8 @@ Status Repository::CommitSnapshot(Manifest& m) {
   Bytes plain{1};  // codec: zstd
   HAVEN_RETURN_IF_ERROR(c.Compress(AsBytes(json), plain));
   Bytes sealed;
-  HAVEN_RETURN_IF_ERROR(Seal(data_key_, AsBytes(SnapshotAad(m.id)), plain, sealed));
+  HAVEN_RETURN_IF_ERROR(
+      Seal(data_key_, AsBytes(SnapshotAad(m.id)), plain, sealed));
   // Put the decompressed size up front so a reader can bound its buffer.
   Bytes file;
   PutU32(file, static_cast<uint32_t>(json.size()));
@@ -256,7 +269,8 @@ Status Repository::CommitSnapshot(Manifest& m) {
 
 Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
   std::string what = "snapshot " + id;
-  if (!IsSnapshotId(id)) return InvalidArgument("'" + id + "' is not a snapshot id");
+  if (!IsSnapshotId(id))
+    return InvalidArgument("'" + id + "' is not a snapshot id");
   auto file = ReadFile(dir_ + "/snapshots/" + id, kMaxManifestFile);
   if (!file.ok()) {
     if (file.status().code() == Code::kNotFound) return NotFound("no " + what);
@@ -264,25 +278,31 @@ Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
   }
   if (file->size() < 4) return DataLoss(what + ": manifest is truncated");
   uint32_t json_len = GetU32(file->data());
-  if (json_len > kMaxManifestFile * 16) return DataLoss(what + ": impossible length");
   Bytes plain;
   HAVEN_RETURN_IF_ERROR(Unseal(data_key_, AsBytes(SnapshotAad(id)),
-                             ByteSpan(file->data() + 4, file->size() - 4), plain,
-                             what));
+                               ByteSpan(file->data() + 4, file->size() - 4), plain, what));
   if (plain.empty() || plain[0] != 1) return DataLoss(what + ": unknown codec");
+  // The length prefix is not authenticated; the zstd frame header is. Only
+  // allocate what the authenticated frame says, and only if both agree.
+  unsigned long long frame = ZSTD_getFrameContentSize(plain.data() + 1, plain.size() - 1);
+  if (frame != json_len || json_len > kMaxManifestFile * 4)
+    return DataLoss(what + ": manifest length does not match its contents");
   Bytes json(json_len);
   Decompressor d;
-  HAVEN_RETURN_IF_ERROR(d.Decompress(ByteSpan(plain.data() + 1, plain.size() - 1),
-                                     json_len, json.data(), what));
-  HAVEN_ASSIGN_OR_RETURN(Manifest m, Manifest::FromJson(
-                                         std::string_view(reinterpret_cast<char*>(json.data()),
-                                                          json.size()),
-                                         what));
+  HAVEN_RETURN_IF_ERROR(
+      d.Decompress(ByteSpan(plain.data() + 1, plain.size() - 1), json_len,
+                   json.data(), what));
+  HAVEN_ASSIGN_OR_RETURN(
+      Manifest m,
+      Manifest::FromJson(
+          std::string_view(reinterpret_cast<char*>(json.data()), json.size()),
+          what));
   if (m.id != id) return DataLoss(what + ": manifest names another id");
   return m;
 }
 
-Result<std::vector<Manifest>> Repository::ListSnapshots(std::vector<std::string>* errors) const {
+Result<std::vector<Manifest>> Repository::ListSnapshots(
+    std::vector<std::string>* errors) const {
   std::vector<Manifest> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir_ + "/snapshots", ec)) {
@@ -309,17 +329,20 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
   bool latest = false;
   if (spec == "latest") {
     latest = true;
-  } else if (spec.size() > 7 && spec.compare(spec.size() - 7, 7, ":latest") == 0) {
+  } else if (spec.size() > 7 &&
+             spec.compare(spec.size() - 7, 7, ":latest") == 0) {
     latest = true;
     name = spec.substr(0, spec.size() - 7);
   }
   if (latest && !errors.empty()) {
     // A manifest that cannot be read might be the newest one: answering with
     // an older point would restore the wrong data without a word.
-    std::string msg = std::to_string(errors.size()) +
-                      " snapshot manifest(s) cannot be read, so '" + spec +
-                      "' cannot be resolved safely; name the recovery point by its id. "
-                      "Unreadable: " + errors.front();
+    std::string msg =
+        std::to_string(errors.size()) +
+        " snapshot manifest(s) cannot be read, so '" + spec +
+        "' cannot be resolved safely; name the recovery point by its id. "
+        "Unreadable: " +
+        errors.front();
     return DataLoss(msg);
   }
   if (latest) {
@@ -334,8 +357,10 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
   if (hits.size() == 1) return *hits[0];
   if (hits.size() > 1)
     return InvalidArgument("snapshot id prefix '" + spec + "' matches " +
-                           std::to_string(hits.size()) + " snapshots; give more digits");
-  std::string msg = "no snapshot matches '" + spec + "' (use an id prefix, latest or NAME:latest)";
+                           std::to_string(hits.size()) +
+                           " snapshots; give more digits");
+  std::string msg = "no snapshot matches '" + spec +
+                    "' (use an id prefix, latest or NAME:latest)";
   if (!errors.empty()) msg += "; unreadable snapshots: " + errors.front();
   return NotFound(msg);
 }
@@ -350,7 +375,8 @@ Result<RebuildReport> Repository::RebuildIndexLocked() {
     if (!sub.is_directory()) continue;
     for (const auto& e : fs::directory_iterator(sub.path(), ec)) {
       std::string name = e.path().filename().string();
-      if (!IsPackName(name) || name.compare(0, 2, sub.path().filename().string()) != 0)
+      if (!IsPackName(name) ||
+          name.compare(0, 2, sub.path().filename().string()) != 0)
         continue;
       auto entries = ReadPackHeader(e.path().string(), name, data_key_);
       if (!entries.ok()) {
@@ -359,7 +385,8 @@ Result<RebuildReport> Repository::RebuildIndexLocked() {
       }
       ++report.packs;
       for (const auto& pe : *entries) {
-        batch.push_back({pe.id, {name, pe.offset, pe.stored_len, pe.raw_len, pe.type}});
+        batch.push_back(
+            {pe.id, {name, pe.offset, pe.stored_len, pe.raw_len, pe.type}});
         ++report.chunks;
       }
       if (batch.size() > 10000) {

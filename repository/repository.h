@@ -99,7 +99,8 @@ class ChunkWriter {
 
   Repository* repo_;
   std::mutex pending_mu_;
-  std::unordered_set<ChunkId, ChunkIdHash> pending_;  // in packs not yet indexed
+  std::unordered_set<ChunkId, ChunkIdHash>
+      pending_;  // in packs not yet indexed
   std::mutex pack_mu_;
   std::unique_ptr<PackWriter> current_;
   std::mutex finish_mu_;
@@ -133,7 +134,8 @@ class Repository {
   // Keyed id of a chunk; data and tree chunks use different keys so their
   // ids can never collide.
   ChunkId IdFor(ChunkType type, ByteSpan raw) const {
-    return type == ChunkType::kTree ? tree_hasher_->Hash(raw) : hasher_->Hash(raw);
+    return type == ChunkType::kTree ? tree_hasher_->Hash(raw)
+                                    : hasher_->Hash(raw);
   }
 
   // Reads a chunk into `out`, authenticated. Errors name the pack and chunk.
@@ -147,7 +149,8 @@ class Repository {
   // Assigns `m.id` and writes the manifest: the commit point of a backup.
   Status CommitSnapshot(Manifest& m);
   // All readable snapshots, oldest first; unreadable ones go to `errors`.
-  Result<std::vector<Manifest>> ListSnapshots(std::vector<std::string>* errors) const;
+  Result<std::vector<Manifest>> ListSnapshots(
+      std::vector<std::string>* errors) const;
   Result<Manifest> LoadSnapshot(const std::string& id) const;
   // `spec` is an id prefix, "latest" or "NAME:latest".
   Result<Manifest> FindSnapshot(const std::string& spec) const;

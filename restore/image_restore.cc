@@ -168,7 +168,8 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
         uint64_t first = batch.front().index * cs;
         uint64_t end = std::min<uint64_t>(size, (batch.back().index + 1) * cs);
         ::sync_file_range(out.fd.get(), static_cast<off_t>(first),
-                          static_cast<off_t>(end - first), SYNC_FILE_RANGE_WRITE);
+                          static_cast<off_t>(end - first),
+                          SYNC_FILE_RANGE_WRITE);
       }
     }
   };
@@ -214,7 +215,8 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
               {std::min(size, index * cs), size, 0, now - start, false});
         }
         return OkStatus();
-      });
+      },
+      cs);
   if (walk.ok() && !pending.empty()) walk = push_pending();
   {
     std::lock_guard<std::mutex> l(mu);
