@@ -43,8 +43,8 @@ Result<Config> Config::FromJson(std::string_view text) {
     if (j.at("format").get<std::string>() != "haven-repository")
       return DataLoss("config: not a Haven repository");
     auto malformed = [](const char* field) {
-      return DataLoss(std::string("config: missing or malformed field '") + field +
-                      "' (an integer in range is required)");
+      return DataLoss(std::string("config: missing or malformed field '") +
+                      field + "' (an integer in range is required)");
     };
     int64_t version = 0;
     if (!GetInt(j, "version", version)) return malformed("version");
@@ -59,7 +59,8 @@ Result<Config> Config::FromJson(std::string_view text) {
     int64_t chunk_size = 0;
     if (!GetInt(j, "chunk_size", chunk_size)) return malformed("chunk_size");
     if (chunk_size < 0 || chunk_size > kMaxChunkSize)
-      return InvalidArgument("config: chunk size " + std::to_string(chunk_size) +
+      return InvalidArgument("config: chunk size " +
+                             std::to_string(chunk_size) +
                              " must be a power of two between 4 KiB and 8 MiB");
     c.chunk_size = static_cast<uint32_t>(chunk_size);
     if (!GetInt(j, "pack_size", c.pack_size)) return malformed("pack_size");

@@ -148,8 +148,9 @@ Result<Key> Scrypt(std::string_view passphrase, ByteSpan salt,
   // Key slot files are unauthenticated: bound the memory and time a planted
   // slot can make every Open spend: memory 128·N·r (default 32 MiB, cap
   // 256 MiB), time ~N·r·p (cap 16 times the default).
-  if (params.n < 2 || (params.n & (params.n - 1)) != 0 || params.n > (1u << 20) ||
-      params.r == 0 || params.r > 32 || params.p == 0 || params.p > 16 ||
+  if (params.n < 2 || (params.n & (params.n - 1)) != 0 ||
+      params.n > (1u << 20) || params.r == 0 || params.r > 32 ||
+      params.p == 0 || params.p > 16 ||
       128 * params.n * params.r > (256ull << 20) ||
       params.n * params.r * params.p > (1ull << 22))
     return DataLoss("scrypt parameters out of range");

@@ -59,8 +59,7 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
     int64_t version = 0;
     if (!GetInt(j, "version", version))
       return DataLoss(what + ": malformed manifest (field 'version')");
-    if (version != 1)
-      return DataLoss(what + ": unsupported manifest version");
+    if (version != 1) return DataLoss(what + ": unsupported manifest version");
     m.id = j.at("id").get<std::string>();
     m.name = j.at("name").get<std::string>();
     m.kind = j.at("kind").get<std::string>();
@@ -74,11 +73,14 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
       DiskManifest d;
       d.name = dj.at("name").get<std::string>();
       d.source = dj.value("source", "");
-      if (!GetInt(dj, "size", d.size) || !GetInt(dj, "chunk_size", d.chunk_size) ||
-          !GetInt(dj, "chunks", d.tree.count) || !GetInt(dj.at("tree"), "height", d.tree.height))
-        return DataLoss(what + ": malformed manifest (disk " + d.name +
-                        ": size, chunk_size, chunks or tree height is missing, not an "
-                        "integer, or out of range)");
+      if (!GetInt(dj, "size", d.size) ||
+          !GetInt(dj, "chunk_size", d.chunk_size) ||
+          !GetInt(dj, "chunks", d.tree.count) ||
+          !GetInt(dj.at("tree"), "height", d.tree.height))
+        return DataLoss(
+            what + ": malformed manifest (disk " + d.name +
+            ": size, chunk_size, chunks or tree height is missing, not an "
+            "integer, or out of range)");
       auto root = HexDecode(dj.at("tree").at("root").get<std::string>());
       if (!root || root->size() != 32)
         return DataLoss(what + ": bad tree root");

@@ -33,8 +33,11 @@ class PackWriter {
   PackWriter() = default;
   std::string repo_dir_, name_, tmp_path_;
   UniqueFd fd_;
-  uint64_t offset_ = 0;
+  uint64_t offset_ = 0;   // logical end of the pack
+  uint64_t written_ = 0;  // bytes already in the file
+  Bytes buffer_;          // appended blobs not yet written
   std::vector<PackEntry> entries_;
+  Status FlushBuffer();
   bool finished_ = false;
 };
 

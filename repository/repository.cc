@@ -3,14 +3,13 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
 #include "base/time.h"
-
-#include <zstd.h>
 
 namespace haven::repository {
 namespace fs = std::filesystem;
@@ -77,7 +76,45 @@ Status Repository::ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
 
 // ---------------------------------------------------------------- writing
 
-ChunkWriter::~ChunkWriter() = default;
+ChunkWriter::ChunkWriter(Repository* repo) : repo_(repo) {
+  sealer_ = std::thread([this] { SealerLoop(); });
+}
+
+ChunkWriter::~ChunkWriter() {
+  {
+    std::lock_guard<std::mutex> f(finish_mu_);
+    stop_ = true;
+    finish_cv_.notify_all();
+  }
+  sealer_.join();
+}
+
+void ChunkWriter::SealerLoop() {
+  std::unique_lock<std::mutex> f(finish_mu_);
+  while (true) {
+    finish_cv_.wait(f, [&] { return stop_ || !sealing_.empty(); });
+    if (sealing_.empty()) return;  // stop_ and nothing left
+    std::unique_ptr<PackWriter> pack = std::move(sealing_.front());
+    sealing_.pop_front();
+    if (!seal_error_.ok()) continue;  // after a failure, discard the rest
+    sealer_busy_ = true;
+    f.unlock();
+    Status s = FinishPack(std::move(pack));
+    f.lock();
+    sealer_busy_ = false;
+    if (!s.ok() && seal_error_.ok()) seal_error_ = s;
+    finish_cv_.notify_all();
+  }
+}
+
+Status ChunkWriter::QueueForSealing(std::unique_ptr<PackWriter> pack) {
+  std::unique_lock<std::mutex> f(finish_mu_);
+  finish_cv_.wait(f, [&] { return sealing_.size() < 2 || !seal_error_.ok(); });
+  if (!seal_error_.ok()) return seal_error_;
+  sealing_.push_back(std::move(pack));
+  finish_cv_.notify_all();
+  return OkStatus();
+}
 
 Result<bool> ChunkWriter::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
                               WriteContext& ctx) {
@@ -101,24 +138,13 @@ Result<bool> ChunkWriter::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
     }
     HAVEN_RETURN_IF_ERROR(current_->Append(
         type, id, static_cast<uint32_t>(raw.size()), ctx.sealed));
-    if (current_->size() >= repo_->config().pack_size) {
+    if (current_->size() >= repo_->config().pack_size)
       full = std::move(current_);
-      std::lock_guard<std::mutex> f(finish_mu_);
-      ++finishing_;
-    }
   }
   new_chunks_ += 1;
   new_raw_bytes_ += raw.size();
   new_stored_bytes_ += ctx.sealed.size() + kPackEntrySize;
-  if (full) {
-    // The fsync happens outside pack_mu_: other threads go on filling the
-    // next pack meanwhile.
-    Status s = FinishPack(std::move(full));
-    std::lock_guard<std::mutex> f(finish_mu_);
-    --finishing_;
-    finish_cv_.notify_all();
-    HAVEN_RETURN_IF_ERROR(s);
-  }
+  if (full) HAVEN_RETURN_IF_ERROR(QueueForSealing(std::move(full)));
   return true;
 }
 
@@ -141,10 +167,11 @@ Status ChunkWriter::Flush() {
     std::lock_guard<std::mutex> l(pack_mu_);
     last = std::move(current_);
   }
-  if (last) HAVEN_RETURN_IF_ERROR(FinishPack(std::move(last)));
+  if (last) HAVEN_RETURN_IF_ERROR(QueueForSealing(std::move(last)));
   {
     std::unique_lock<std::mutex> f(finish_mu_);
-    finish_cv_.wait(f, [&] { return finishing_ == 0; });
+    finish_cv_.wait(f, [&] { return sealing_.empty() && !sealer_busy_; });
+    if (!seal_error_.ok()) return seal_error_;
   }
   return repo_->index().Sync();
 }
@@ -280,11 +307,13 @@ Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
   uint32_t json_len = GetU32(file->data());
   Bytes plain;
   HAVEN_RETURN_IF_ERROR(Unseal(data_key_, AsBytes(SnapshotAad(id)),
-                               ByteSpan(file->data() + 4, file->size() - 4), plain, what));
+                               ByteSpan(file->data() + 4, file->size() - 4),
+                               plain, what));
   if (plain.empty() || plain[0] != 1) return DataLoss(what + ": unknown codec");
   // The length prefix is not authenticated; the zstd frame header is. Only
   // allocate what the authenticated frame says, and only if both agree.
-  unsigned long long frame = ZSTD_getFrameContentSize(plain.data() + 1, plain.size() - 1);
+  unsigned long long frame =
+      ZSTD_getFrameContentSize(plain.data() + 1, plain.size() - 1);
   if (frame != json_len || json_len > kMaxManifestFile * 4)
     return DataLoss(what + ": manifest length does not match its contents");
   Bytes json(json_len);
@@ -337,12 +366,16 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
   if (latest && !errors.empty()) {
     // A manifest that cannot be read might be the newest one: answering with
     // an older point would restore the wrong data without a word.
+    std::sort(errors.begin(), errors.end());
     std::string msg =
         std::to_string(errors.size()) +
         " snapshot manifest(s) cannot be read, so '" + spec +
         "' cannot be resolved safely; name the recovery point by its id. "
-        "Unreadable: " +
-        errors.front();
+        "Unreadable:";
+    for (size_t k = 0; k < errors.size() && k < 20; ++k)
+      msg += "\n  " + errors[k];
+    if (errors.size() > 20)
+      msg += "\n  ... and " + std::to_string(errors.size() - 20) + " more";
     return DataLoss(msg);
   }
   if (latest) {

@@ -22,12 +22,14 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -79,8 +81,10 @@ class Repository;
 // One backup's stream of new chunks into packs. Thread-safe.
 class ChunkWriter {
  public:
-  explicit ChunkWriter(Repository* repo) : repo_(repo) {}
-  ~ChunkWriter();  // an unflushed pack is discarded (its temp file removed)
+  explicit ChunkWriter(Repository* repo);
+  // Full packs already handed to the sealer are still sealed (they are
+  // valid and reused by the next backup); the open pack is discarded.
+  ~ChunkWriter();
 
   // Stores `raw` as chunk `id` unless the repository already has it.
   // Returns true if it was stored now.
@@ -96,6 +100,9 @@ class ChunkWriter {
 
  private:
   Status FinishPack(std::unique_ptr<PackWriter> pack);
+  // Hands a full pack to the sealer thread; waits while two are queued.
+  Status QueueForSealing(std::unique_ptr<PackWriter> pack);
+  void SealerLoop();
 
   Repository* repo_;
   std::mutex pending_mu_;
@@ -103,9 +110,14 @@ class ChunkWriter {
       pending_;  // in packs not yet indexed
   std::mutex pack_mu_;
   std::unique_ptr<PackWriter> current_;
+  // Sealing (fsync, rename, index) runs on its own thread so workers keep
+  // compressing while the disk catches up.
   std::mutex finish_mu_;
   std::condition_variable finish_cv_;
-  int finishing_ = 0;
+  std::deque<std::unique_ptr<PackWriter>> sealing_;
+  bool sealer_busy_ = false, stop_ = false;
+  Status seal_error_;
+  std::thread sealer_;
   std::atomic<uint64_t> new_chunks_{0}, new_raw_bytes_{0}, new_stored_bytes_{0};
 };
 
