@@ -34,17 +34,18 @@ if [ -z "$IMAGE" ]; then
   if [ ! -f "$IMAGE" ]; then
     mkdir -p "$DEMO"
     echo "making a demo disk image: $IMAGE (ext4, 256 MiB, files from /usr/share/doc)"
-    mkfs.ext4 -q -F -d /usr/share/doc "$IMAGE" 256M
+    mkfs.ext4 -q -F -d /usr/share/doc "$IMAGE" 256M >/dev/null
   fi
 fi
 NAME=${NAME:-$(basename "$IMAGE" | sed 's/\.[^.]*$//')}
 
 REPO_ARGS=()
 if [ -n "${HAVEN_REPOSITORY:-}" ]; then REPO_ARGS=(-r "$HAVEN_REPOSITORY"); fi
-if ! "$HAVEN" "${REPO_ARGS[@]}" snapshots >/dev/null 2>&1; then
-  if "$HAVEN" "${REPO_ARGS[@]}" snapshots 2>&1 | grep -q "no Haven repository"; then
-    "$HAVEN" "${REPO_ARGS[@]}" init
-  fi
-fi
+# Create the repository only when there is none (any other error, such as a
+# wrong passphrase, is left for the backup below to report).
+probe=$("$HAVEN" "${REPO_ARGS[@]}" snapshots 2>&1 >/dev/null) || true
+case "$probe" in
+  *"no Haven repository"*) "$HAVEN" "${REPO_ARGS[@]}" init ;;
+esac
 "$HAVEN" "${REPO_ARGS[@]}" backup image "$IMAGE" --name "$NAME"
 "$HAVEN" "${REPO_ARGS[@]}" snapshots
