@@ -12,6 +12,7 @@
 #include "base/bytes.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
+#include "repository/check.h"
 #include "repository/json_fields.h"
 #include "repository/repository.h"
 #include "restore/image_restore.h"
@@ -270,6 +271,59 @@ int CmdRebuildIndex(const Globals& g) {
   return r->damaged.empty() ? kExitOk : kExitPartial;
 }
 
+int CmdCheck(const Globals& g, double read_data_percent) {
+  if (read_data_percent < 0 || read_data_percent > 100)
+    return Fail(
+        g, InvalidArgument("--read-data takes a percentage from 0 to 100"));
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  repository::CheckOptions opt;
+  opt.read_data_percent = read_data_percent;
+  bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
+  opt.on_phase = [tty](const std::string& p) {
+    if (tty) std::fprintf(stderr, "haven: %s\n", p.c_str());
+  };
+  auto r = repository::CheckRepository(**repo, opt);
+  if (!r.ok()) return Fail(g, r.status());
+  double rate = r->read_seconds > 0 ? r->bytes_read / r->read_seconds : 0;
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["ok"] = r->findings.empty();
+    j["snapshots"] = r->snapshots;
+    j["chunk_references"] = r->chunk_references;
+    j["index_entries"] = r->index_entries;
+    j["packs"] = r->packs;
+    j["packs_read"] = r->packs_read;
+    j["chunks_read"] = r->chunks_read;
+    j["bytes_read"] = r->bytes_read;
+    j["read_seconds"] = r->read_seconds;
+    j["findings"] = r->findings;
+    std::cout << repository::DumpJson(j) << "\n";
+  } else {
+    std::printf(
+        "checked %llu recovery points (%llu chunk references), %llu index "
+        "entries, "
+        "%llu packs\n",
+        static_cast<unsigned long long>(r->snapshots),
+        static_cast<unsigned long long>(r->chunk_references),
+        static_cast<unsigned long long>(r->index_entries),
+        static_cast<unsigned long long>(r->packs));
+    if (read_data_percent > 0)
+      std::printf("read %llu packs, %llu chunks, %s in %s (%s/s)\n",
+                  static_cast<unsigned long long>(r->packs_read),
+                  static_cast<unsigned long long>(r->chunks_read),
+                  HumanBytes(r->bytes_read).c_str(),
+                  FormatDuration(r->read_seconds).c_str(),
+                  HumanBytes(static_cast<uint64_t>(rate)).c_str());
+    for (const auto& f : r->findings) std::printf("DAMAGE: %s\n", f.c_str());
+    if (r->findings.empty())
+      std::printf("no errors found\n");
+    else
+      std::printf("%zu problem(s) found\n", r->findings.size());
+  }
+  return r->findings.empty() ? kExitOk : kExitFailure;
+}
+
 int CmdKeyList(const Globals& g) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
@@ -445,6 +499,15 @@ int Main(int argc, char** argv) {
       "authenticates each chunk)");
   rest_image->callback(
       [&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite, verify_ids); });
+
+  double read_data = 0;
+  auto* check = app.add_subcommand("check",
+                                   "verify that every recovery point can be "
+                                   "restored; exit 1 if anything is damaged");
+  check->add_flag("--read-data{100}", read_data,
+                  "also read, decrypt and verify stored data: all of it, or "
+                  "--read-data=PERCENT of the packs chosen at random");
+  check->callback([&] { rc = CmdCheck(g, read_data); });
 
   app.add_subcommand("rebuild-index",
                      "rebuild the chunk index from the pack files")

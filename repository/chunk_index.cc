@@ -166,6 +166,27 @@ Status ChunkIndex::DeleteAllChunks() {
                    "index clear");
 }
 
+Status ChunkIndex::ForEach(
+    const std::function<Status(const ChunkId&, const ChunkLocation&)>& fn,
+    const std::function<void(const Status&)>& bad) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
+    if (it->key().size() != 33) {
+      bad(DataLoss("index has a malformed key; run 'haven rebuild-index'"));
+      continue;
+    }
+    ChunkId id;
+    std::memcpy(id.bytes.data(), it->key().data() + 1, 32);
+    auto loc = DecodeValue(it->value().ToString(), id);
+    if (!loc.ok()) {
+      bad(loc.status());
+      continue;
+    }
+    HAVEN_RETURN_IF_ERROR(fn(id, *loc));
+  }
+  return FromRocks(it->status(), "index scan");
+}
+
 Result<uint64_t> ChunkIndex::CountChunks() const {
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions()));

@@ -59,6 +59,10 @@ class ChunkIndex {
   Status Sync();
   Status DeleteAllChunks();
   Result<uint64_t> CountChunks() const;
+  // Calls `fn` for every chunk entry in id order; stops at the first error.
+  // A malformed entry is passed to `bad` instead (it names the id).
+  Status ForEach(const std::function<Status(const ChunkId&, const ChunkLocation&)>& fn,
+                 const std::function<void(const Status&)>& bad) const;
 
  private:
   explicit ChunkIndex(rocksdb::DB* db);

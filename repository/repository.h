@@ -142,6 +142,7 @@ class Repository {
   const Key& master_key() const { return master_; }
   const Key& data_key() const { return data_key_; }
   ChunkIndex& index() { return *index_; }
+  const ChunkIndex& index() const { return *index_; }
 
   // Keyed id of a chunk; data and tree chunks use different keys so their
   // ids can never collide.
