@@ -44,20 +44,6 @@ std::string EncodeValue(const ChunkLocation& loc) {
   return std::string(v.begin(), v.end());
 }
 
-Result<ChunkLocation> DecodeValue(const std::string& v, const ChunkId& id) {
-  if (v.size() != kValueSize || static_cast<uint8_t>(v[32]) > 1)
-    return DataLoss("index entry for chunk " + id.Hex() +
-                    " is malformed; run 'haven rebuild-index'");
-  auto p = reinterpret_cast<const uint8_t*>(v.data());
-  ChunkLocation loc;
-  loc.pack = HexEncode(ByteSpan(p, 16));
-  loc.offset = GetU64(p + 16);
-  loc.stored_len = GetU32(p + 24);
-  loc.raw_len = GetU32(p + 28);
-  loc.type = static_cast<ChunkType>(p[32]);
-  return loc;
-}
-
 rocksdb::Options MakeOptions() {
   rocksdb::Options o;
   o.create_if_missing = true;
@@ -114,6 +100,20 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(
   return std::unique_ptr<ChunkIndex>(new ChunkIndex(db));
 }
 
+Result<ChunkLocation> DecodeIndexValue(std::string_view v, const ChunkId& id) {
+  if (v.size() != kValueSize || static_cast<uint8_t>(v[32]) > 1)
+    return DataLoss("index entry for chunk " + id.Hex() +
+                    " is malformed; run 'haven rebuild-index'");
+  auto p = reinterpret_cast<const uint8_t*>(v.data());
+  ChunkLocation loc;
+  loc.pack = HexEncode(ByteSpan(p, 16));
+  loc.offset = GetU64(p + 16);
+  loc.stored_len = GetU32(p + 24);
+  loc.raw_len = GetU32(p + 28);
+  loc.type = static_cast<ChunkType>(p[32]);
+  return loc;
+}
+
 ChunkIndex::ChunkIndex(rocksdb::DB* db) : db_(db) {}
 
 ChunkIndex::~ChunkIndex() {
@@ -125,7 +125,7 @@ Result<std::optional<ChunkLocation>> ChunkIndex::Get(const ChunkId& id) const {
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), IndexKey(id), &v);
   if (s.IsNotFound()) return std::optional<ChunkLocation>();
   HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
-  HAVEN_ASSIGN_OR_RETURN(ChunkLocation loc, DecodeValue(v, id));
+  HAVEN_ASSIGN_OR_RETURN(ChunkLocation loc, DecodeIndexValue(v, id));
   return std::optional<ChunkLocation>(loc);
 }
 
@@ -177,7 +177,7 @@ Status ChunkIndex::ForEach(
     }
     ChunkId id;
     std::memcpy(id.bytes.data(), it->key().data() + 1, 32);
-    auto loc = DecodeValue(it->value().ToString(), id);
+    auto loc = DecodeIndexValue(it->value().ToString(), id);
     if (!loc.ok()) {
       bad(loc.status());
       continue;

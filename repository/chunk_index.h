@@ -37,6 +37,9 @@ struct ChunkLocation {
   ChunkType type = ChunkType::kData;
 };
 
+// Decodes an index value (untrusted bytes) for chunk `id`.
+Result<ChunkLocation> DecodeIndexValue(std::string_view value, const ChunkId& id);
+
 class ChunkIndex {
  public:
   struct OpenOptions {

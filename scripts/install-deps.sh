@@ -12,6 +12,7 @@ PACKAGES=(
   nlohmann-json3-dev                         # config, manifests, --json
   libcli11-dev                               # command line
   libgtest-dev libgmock-dev                  # unit tests
+  clang libclang-rt-14-dev                   # libFuzzer targets (scripts/fuzz.sh)
   e2fsprogs python3 time                     # test and bench images, measurements
 )
 if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup); fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and runs every test: unit and integration
-# tests on the release build, then the unit tests again under AddressSanitizer
-# and UndefinedBehaviorSanitizer.
+# tests on the release build, the unit tests again under AddressSanitizer
+# and UndefinedBehaviorSanitizer, then each fuzz target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,3 +10,4 @@ ctest --test-dir build --output-on-failure --timeout 900 -j 2
 BUILD_DIR=build-asan scripts/build.sh -DHAVEN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -L unit --output-on-failure --timeout 900 -j 2
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
