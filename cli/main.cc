@@ -509,6 +509,13 @@ int Main(int argc, char** argv) {
                   "--read-data=PERCENT of the packs chosen at random");
   check->callback([&] { rc = CmdCheck(g, read_data); });
 
+  auto* repair = app.add_subcommand("repair", "repair what can be rebuilt");
+  repair->require_subcommand(1);
+  repair
+      ->add_subcommand(
+          "index",
+          "rebuild the chunk index from the pack files (= rebuild-index)")
+      ->callback([&] { rc = CmdRebuildIndex(g); });
   app.add_subcommand("rebuild-index",
                      "rebuild the chunk index from the pack files")
       ->callback([&] { rc = CmdRebuildIndex(g); });
