@@ -135,6 +135,9 @@ chunks=$(jget 'j["chunks"]' "$WORK/out")
 [ "$chunks" = "$sum_new_chunks" ] || fail "rebuild-index found $chunks chunks, backups stored $sum_new_chunks"
 [ "$(jget 'j["damaged"]' "$WORK/out")" = "[]" ] || fail "rebuild-index damaged: $(cat "$WORK/out")"
 ok "rebuild-index --json: $packs packs, $chunks chunks (= all stored), none damaged"
+expect_rc 0 "repair index --json" hv --json repair index
+[ "$(jget 'j["chunks"]' "$WORK/out")" = "$chunks" ] || fail "repair index: $(cat "$WORK/out")"
+ok "repair index rebuilds the same index"
 expect_rc 0 "restore after rebuild-index" hv restore image other:latest --to "$OUT/other3"
 same_file "$WORK/other" "$OUT/other3" "restore after rebuild-index"
 expect_rc 0 "backup after rebuild-index" hv --json backup image "$WORK/img" --name vm
