@@ -132,7 +132,10 @@ int CmdBackupImage(const Globals& g, const std::string& path,
   opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   auto m = agent::BackupImage(**repo, path, opt);
   if (!m.ok())
-    return Fail(g, m.status().WithContext("backup of " + path + " failed"));
+    return Fail(g,
+                m.status().WithContext("backup of " + path +
+                                       " failed; no recovery point was written "
+                                       "and earlier ones are unchanged"));
   bool partial = m->consistency == "inconsistent";
   if (g.json) {
     std::cout << repository::DumpJson(SnapshotJson(*m)) << "\n";
