@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <filesystem>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -17,8 +16,6 @@
 
 namespace haven::repository {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr size_t kMaxFindingsPerDisk = 20;
 constexpr size_t kMaxIndexFindings = 100;
@@ -67,11 +64,7 @@ Status ForEachReference(
           d.tree,
           [&](const ChunkId& id) -> Result<Bytes> {
             Bytes node;
-            HAVEN_RETURN_IF_ERROR(
-                repo.ReadChunk(ChunkType::kTree, id, node, ctx));
-            if (!(repo.IdFor(ChunkType::kTree, node) == id))
-              return DataLoss("chunk-list node " + id.Hex() +
-                              " does not match its id");
+            HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
             return node;
           },
           [&](uint64_t index, const ChunkId& id) {
@@ -140,22 +133,6 @@ Status CheckStructure(const Repository& repo, const std::vector<Manifest>& all,
                 std::to_string(index_findings - kMaxIndexFindings) +
                 " more index findings");
   return OkStatus();
-}
-
-std::vector<std::string> ListPacks(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& sub : fs::directory_iterator(dir + "/packs", ec)) {
-    if (!sub.is_directory()) continue;
-    for (const auto& e : fs::directory_iterator(sub.path(), ec)) {
-      std::string name = e.path().filename().string();
-      if (IsPackName(name) &&
-          name.compare(0, 2, sub.path().filename().string()) == 0)
-        out.push_back(name);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
 }
 
 // Reads and verifies every blob of `packs`; damaged chunk ids and unreadable
@@ -231,7 +208,7 @@ Result<CheckReport> CheckRepository(const Repository& repo,
   phase("checking structure");
   PackSizes sizes(repo.dir());
   HAVEN_RETURN_IF_ERROR(CheckStructure(repo, all, sizes, report));
-  std::vector<std::string> packs = ListPacks(repo.dir());
+  std::vector<std::string> packs = ListPackNames(repo.dir());
   report.packs = packs.size();
 
   if (options.read_data_percent <= 0) return report;

@@ -169,7 +169,8 @@ Status ChunkIndex::DeleteAllChunks() {
 Status ChunkIndex::ForEach(
     const std::function<Status(const ChunkId&, const ChunkLocation&)>& fn,
     const std::function<void(const Status&)>& bad) const {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
     if (it->key().size() != 33) {
       bad(DataLoss("index has a malformed key; run 'haven rebuild-index'"));
@@ -177,7 +178,8 @@ Status ChunkIndex::ForEach(
     }
     ChunkId id;
     std::memcpy(id.bytes.data(), it->key().data() + 1, 32);
-    auto loc = DecodeIndexValue(it->value().ToString(), id);
+    auto loc = DecodeIndexValue(
+        std::string_view(it->value().data(), it->value().size()), id);
     if (!loc.ok()) {
       bad(loc.status());
       continue;

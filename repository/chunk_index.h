@@ -38,7 +38,8 @@ struct ChunkLocation {
 };
 
 // Decodes an index value (untrusted bytes) for chunk `id`.
-Result<ChunkLocation> DecodeIndexValue(std::string_view value, const ChunkId& id);
+Result<ChunkLocation> DecodeIndexValue(std::string_view value,
+                                       const ChunkId& id);
 
 class ChunkIndex {
  public:
@@ -64,8 +65,9 @@ class ChunkIndex {
   Result<uint64_t> CountChunks() const;
   // Calls `fn` for every chunk entry in id order; stops at the first error.
   // A malformed entry is passed to `bad` instead (it names the id).
-  Status ForEach(const std::function<Status(const ChunkId&, const ChunkLocation&)>& fn,
-                 const std::function<void(const Status&)>& bad) const;
+  Status ForEach(
+      const std::function<Status(const ChunkId&, const ChunkLocation&)>& fn,
+      const std::function<void(const Status&)>& bad) const;
 
  private:
   explicit ChunkIndex(rocksdb::DB* db);

@@ -61,13 +61,11 @@ Result<TreeRoot> TreeWriter::Finish() {
 
 namespace {
 
-uint64_t Capacity(int level) { return TreeCapacity(level); }
-
 Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
             uint64_t unit_bytes, const LoadNodeFn& load,
             const std::function<Status(uint64_t, const ChunkId&)>& visit) {
   if (node_id.IsZero()) return OkStatus();
-  uint64_t child_cap = Capacity(level - 1);
+  uint64_t child_cap = TreeCapacity(level - 1);
   uint64_t remaining = total - first;
   uint64_t expected =
       std::min<uint64_t>(kTreeFanout, (remaining + child_cap - 1) / child_cap);
@@ -81,7 +79,7 @@ Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
                    std::to_string(expected));
   if (!bad.ok()) {
     // Say which part of the image the lost node described.
-    uint64_t last = std::min(total, first + Capacity(level)) - 1;
+    uint64_t last = std::min(total, first + TreeCapacity(level)) - 1;
     std::string where =
         "chunks " + std::to_string(first) + "-" + std::to_string(last);
     if (unit_bytes)
@@ -113,7 +111,7 @@ Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
     return DataLoss("chunk-list tree height " + std::to_string(root.height) +
                     " is out of range");
   if (root.count == 0) return OkStatus();
-  if (root.count > Capacity(root.height))
+  if (root.count > TreeCapacity(root.height))
     return DataLoss("chunk-list tree of height " + std::to_string(root.height) +
                     " cannot hold " + std::to_string(root.count) + " chunks");
   return Walk(root.root, root.height, 0, root.count, chunk_size, load, visit);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -110,6 +111,23 @@ Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
   HAVEN_RETURN_IF_ERROR(Unseal(data_key, AsBytes(PackHeaderAad(name)), sealed,
                                plain, what + " header"));
   return DecodePackHeader(plain, header_off, what);
+}
+
+std::vector<std::string> ListPackNames(const std::string& repo_dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& sub :
+       std::filesystem::directory_iterator(repo_dir + "/packs", ec)) {
+    if (!sub.is_directory()) continue;
+    std::string prefix = sub.path().filename().string();
+    for (const auto& e : std::filesystem::directory_iterator(sub.path(), ec)) {
+      std::string name = e.path().filename().string();
+      if (IsPackName(name) && name.compare(0, 2, prefix) == 0)
+        out.push_back(name);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 void RemoveAbandonedTempFiles(const std::string& repo_dir) {

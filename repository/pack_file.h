@@ -48,6 +48,10 @@ Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
                                               const std::string& name,
                                               const Key& data_key);
 
+// Names of the pack files under packs/, sorted; files whose name is not a
+// pack name, or that sit in the wrong packs/<xx>/ folder, are skipped.
+std::vector<std::string> ListPackNames(const std::string& repo_dir);
+
 // Removes temporary pack files whose writer has died (its flock is free).
 void RemoveAbandonedTempPacks(const std::string& repo_dir);
 // Also removes temp files of manifests and key slots whose writer has died.

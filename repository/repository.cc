@@ -54,6 +54,14 @@ Result<int> ReadContext::PackFd(const std::string& repo_dir,
   return fds_.front().second.get();
 }
 
+Status Repository::LoadTreeNode(const ChunkId& id, Bytes& out,
+                                ReadContext& ctx) const {
+  HAVEN_RETURN_IF_ERROR(ReadChunk(ChunkType::kTree, id, out, ctx));
+  if (!(IdFor(ChunkType::kTree, out) == id))
+    return DataLoss("chunk-list node " + id.Hex() + " does not match its id");
+  return OkStatus();
+}
+
 Status Repository::ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
                              ReadContext& ctx) const {
   HAVEN_ASSIGN_OR_RETURN(auto loc, index_->Get(id));
@@ -403,32 +411,23 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
 Result<RebuildReport> Repository::RebuildIndexLocked() {
   RebuildReport report;
   std::vector<std::pair<ChunkId, ChunkLocation>> batch;
-  std::error_code ec;
-  for (const auto& sub : fs::directory_iterator(dir_ + "/packs", ec)) {
-    if (!sub.is_directory()) continue;
-    for (const auto& e : fs::directory_iterator(sub.path(), ec)) {
-      std::string name = e.path().filename().string();
-      if (!IsPackName(name) ||
-          name.compare(0, 2, sub.path().filename().string()) != 0)
-        continue;
-      auto entries = ReadPackHeader(e.path().string(), name, data_key_);
-      if (!entries.ok()) {
-        report.damaged.push_back(entries.status().message());
-        continue;
-      }
-      ++report.packs;
-      for (const auto& pe : *entries) {
-        batch.push_back(
-            {pe.id, {name, pe.offset, pe.stored_len, pe.raw_len, pe.type}});
-        ++report.chunks;
-      }
-      if (batch.size() > 10000) {
-        HAVEN_RETURN_IF_ERROR(index_->Put(batch, false));
-        batch.clear();
-      }
+  for (const std::string& name : ListPackNames(dir_)) {
+    auto entries = ReadPackHeader(PackPath(dir_, name), name, data_key_);
+    if (!entries.ok()) {
+      report.damaged.push_back(entries.status().message());
+      continue;
+    }
+    ++report.packs;
+    for (const auto& pe : *entries) {
+      batch.push_back(
+          {pe.id, {name, pe.offset, pe.stored_len, pe.raw_len, pe.type}});
+      ++report.chunks;
+    }
+    if (batch.size() > 10000) {
+      HAVEN_RETURN_IF_ERROR(index_->Put(batch, false));
+      batch.clear();
     }
   }
-  if (ec) return IoError("list packs: " + ec.message());
   HAVEN_RETURN_IF_ERROR(index_->Put(batch, false));
   HAVEN_RETURN_IF_ERROR(index_->SetRepositoryId(config_.id));
   HAVEN_RETURN_IF_ERROR(index_->Sync());

@@ -159,6 +159,9 @@ class Repository {
     return std::make_unique<ChunkWriter>(this);
   }
 
+  // Reads a chunk-list node and checks its bytes against its keyed id.
+  Status LoadTreeNode(const ChunkId& id, Bytes& out, ReadContext& ctx) const;
+
   // Assigns `m.id` and writes the manifest: the commit point of a backup.
   Status CommitSnapshot(Manifest& m);
   // All readable snapshots, oldest first; unreadable ones go to `errors`.

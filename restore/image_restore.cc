@@ -197,11 +197,7 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
       disk->tree,
       [&](const ChunkId& id) -> Result<Bytes> {
         Bytes node;
-        HAVEN_RETURN_IF_ERROR(
-            repo.ReadChunk(ChunkType::kTree, id, node, tree_ctx));
-        if (!(repo.IdFor(ChunkType::kTree, node) == id))
-          return DataLoss("chunk-list node " + id.Hex() +
-                          " does not match its id");
+        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, tree_ctx));
         return node;
       },
       [&](uint64_t index, const ChunkId& id) -> Status {
