@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "base/time.h"
+#include "repository/retention.h"
 #include "snapshot/image_source.h"
 
 namespace haven::agent {
@@ -225,6 +226,11 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
     return InvalidArgument("a backup name is required (--name)");
   double start = MonotonicSeconds();
   std::string started = NowIso8601();  // the recovery point's time
+  if (!options.time.empty()) {
+    auto t = repository::ParseIsoTime(options.time);
+    if (!t.ok()) return t.status().WithContext("--time");
+    started = options.time;
+  }
   HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
   HAVEN_ASSIGN_OR_RETURN(auto before, src->Fingerprint());
   int workers = options.threads > 0

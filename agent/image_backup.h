@@ -22,6 +22,7 @@ namespace haven::agent {
 struct ImageBackupOptions {
   std::string name;                // backup name (VM or image name)
   std::string disk_name = "disk0";
+  std::string time;                // recorded time; empty: now
   int threads = 0;                 // 0: one per core
   ProgressFn progress;
   double progress_interval = 0.2;  // seconds between progress calls

@@ -13,8 +13,10 @@
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
+#include "repository/gc.h"
 #include "repository/json_fields.h"
 #include "repository/repository.h"
+#include "repository/retention.h"
 #include "restore/image_restore.h"
 
 namespace haven::cli {
@@ -124,11 +126,12 @@ int CmdInit(const Globals& g, const repository::InitOptions& opts) {
 }
 
 int CmdBackupImage(const Globals& g, const std::string& path,
-                   const std::string& name) {
+                   const std::string& name, const std::string& time) {
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
   agent::ImageBackupOptions opt;
   opt.name = name;
+  opt.time = time;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   auto m = agent::BackupImage(**repo, path, opt);
   if (!m.ok())
@@ -327,6 +330,217 @@ int CmdCheck(const Globals& g, double read_data_percent) {
   return r->findings.empty() ? kExitOk : kExitFailure;
 }
 
+int CmdGc(const Globals& g, const repository::GcOptions& base) {
+  if (base.repack_below < 0 || base.repack_below > 1)
+    return Fail(
+        g, InvalidArgument("--repack-below takes a percentage from 0 to 100"));
+  auto pass = Passphrase(g, false);
+  if (!pass.ok()) return Fail(g, pass.status());
+  repository::GcOptions opt = base;
+  opt.open = OpenOpts(g, true);
+  bool chatty = !g.quiet && !g.json;
+  opt.on_phase = [chatty](const std::string& p) {
+    if (chatty) std::fprintf(stderr, "haven: %s\n", p.c_str());
+  };
+  auto r = repository::CollectGarbage(g.repo, *pass, opt);
+  if (!r.ok()) return Fail(g, r.status());
+  uint64_t freed =
+      r->bytes_before > r->bytes_after ? r->bytes_before - r->bytes_after : 0;
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["dry_run"] = opt.dry_run;
+    j["snapshots"] = r->snapshots;
+    j["live_chunks"] = r->live_chunks;
+    j["packs"] = r->packs;
+    j["packs_deleted"] = r->packs_deleted;
+    j["packs_repacked"] = r->packs_repacked;
+    j["packs_written"] = r->packs_written;
+    j["chunks_removed"] = r->chunks_removed;
+    j["chunks_moved"] = r->chunks_moved;
+    j["bytes_moved"] = r->bytes_moved;
+    j["bytes_before"] = r->bytes_before;
+    j["bytes_after"] = r->bytes_after;
+    j["bytes_freed"] = freed;
+    j["mark_seconds"] = r->mark_seconds;
+    j["wait_seconds"] = r->wait_seconds;
+    j["sweep_seconds"] = r->sweep_seconds;
+    j["skipped"] = r->skipped;
+    std::cout << repository::DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    const char* verb = opt.dry_run ? "would " : "";
+    std::printf("%llu recovery points use %llu chunks; %llu packs examined\n",
+                static_cast<unsigned long long>(r->snapshots),
+                static_cast<unsigned long long>(r->live_chunks),
+                static_cast<unsigned long long>(r->packs));
+    std::printf(
+        "%sdelete %llu unused packs, %srewrite %llu (moving %s in %llu "
+        "chunks into %llu new packs)\n",
+        verb, static_cast<unsigned long long>(r->packs_deleted), verb,
+        static_cast<unsigned long long>(r->packs_repacked),
+        HumanBytes(r->bytes_moved).c_str(),
+        static_cast<unsigned long long>(r->chunks_moved),
+        static_cast<unsigned long long>(r->packs_written));
+    std::printf("packs: %s before, %s after, %s %s (%llu chunks removed)\n",
+                HumanBytes(r->bytes_before).c_str(),
+                HumanBytes(r->bytes_after).c_str(),
+                opt.dry_run ? "would free" : "freed", HumanBytes(freed).c_str(),
+                static_cast<unsigned long long>(r->chunks_removed));
+    std::printf("mark %s, waited %s for the exclusive lock, sweep %s\n",
+                FormatDuration(r->mark_seconds).c_str(),
+                FormatDuration(r->wait_seconds).c_str(),
+                FormatDuration(r->sweep_seconds).c_str());
+  }
+  for (const auto& sk : r->skipped)
+    std::fprintf(stderr, "haven: warning: %s\n", sk.c_str());
+  return r->skipped.empty() ? kExitOk : kExitPartial;
+}
+
+struct ForgetArgs {
+  repository::RetentionPolicy policy;
+  std::string within;
+  std::string name;                // only this backup name
+  std::vector<std::string> specs;  // explicit recovery points to remove
+  bool dry_run = false;
+};
+
+int CmdForget(const Globals& g, ForgetArgs a) {
+  if (!a.within.empty()) {
+    auto w = repository::ParseRetentionDuration(a.within);
+    if (!w.ok()) return Fail(g, w.status().WithContext("--keep-within"));
+    a.policy.within_seconds = *w;
+  }
+  for (int n : {a.policy.last, a.policy.hourly, a.policy.daily, a.policy.weekly,
+                a.policy.monthly, a.policy.yearly})
+    if (n < 0) return Fail(g, InvalidArgument("--keep-* counts must be >= 0"));
+  bool by_policy = !a.policy.Empty();
+  if (by_policy == !a.specs.empty())
+    return Fail(g, InvalidArgument(
+                       by_policy ? "give either --keep-* rules or recovery "
+                                   "points to remove, not both"
+                                 : "give at least one --keep-* rule (for "
+                                   "example --keep-daily 7 --keep-weekly 4), "
+                                   "or the recovery points to remove"));
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  std::vector<repository::RetentionDecision> decisions;
+  if (by_policy) {
+    std::vector<std::string> errors;
+    auto all = (*repo)->ListSnapshots(&errors);
+    if (!all.ok()) return Fail(g, all.status());
+    if (!errors.empty()) {
+      // An unreadable point may be the newest of its group: applying the
+      // rules without it could remove the points that should be kept.
+      std::string msg =
+          "forget applies no rule while a recovery point cannot be read; "
+          "nothing was removed. Unreadable:";
+      for (const auto& e : errors) msg += "\n  " + e;
+      return Fail(g, DataLoss(msg + "\nRun 'haven check' and 'haven repair "
+                                    "snapshots', or name the points to "
+                                    "remove."));
+    }
+    std::vector<repository::RetentionItem> items;
+    for (const auto& m : *all)
+      if (a.name.empty() || m.name == a.name)
+        items.push_back({m.id, m.name, m.time, (*repo)->IsProtected(m.id)});
+    auto d = repository::ApplyRetention(std::move(items), a.policy);
+    if (!d.ok()) return Fail(g, d.status());
+    decisions = std::move(d).value();
+  } else {
+    for (const auto& spec : a.specs) {
+      auto m = (*repo)->FindSnapshot(spec);
+      if (!m.ok()) return Fail(g, m.status());
+      repository::RetentionDecision dec;
+      dec.item = {m->id, m->name, m->time, (*repo)->IsProtected(m->id)};
+      dec.keep = dec.item.is_protected;
+      if (dec.keep) dec.reasons.push_back("protected");
+      decisions.push_back(std::move(dec));
+    }
+  }
+  uint64_t removed = 0, kept = 0;
+  std::string failure;
+  nlohmann::ordered_json j = nlohmann::ordered_json::array();
+  std::string group;
+  for (const auto& d : decisions) {
+    std::string when = d.item.time.substr(0, 19);
+    std::replace(when.begin(), when.end(), 'T', ' ');
+    std::string reasons;
+    for (const auto& r : d.reasons)
+      reasons += (reasons.empty() ? "" : ", ") + r;
+    if (!g.json && !g.quiet && d.item.name != group) {
+      group = d.item.name;
+      std::printf("%s:\n", group.c_str());
+    }
+    if (!g.json && !g.quiet)
+      std::printf("  %-6s %s  %s  %s\n",
+                  d.keep ? "keep" : (a.dry_run ? "remove" : "remove"),
+                  d.item.id.substr(0, 8).c_str(), when.c_str(),
+                  reasons.c_str());
+    nlohmann::ordered_json e = {{"id", d.item.id},
+                                {"name", d.item.name},
+                                {"time", d.item.time},
+                                {"keep", d.keep},
+                                {"reasons", d.reasons}};
+    if (d.keep) {
+      ++kept;
+    } else if (!a.dry_run) {
+      Status s = (*repo)->DeleteSnapshot(d.item.id);
+      if (!s.ok() && s.code() != Code::kNotFound) {
+        e["error"] = s.message();
+        if (failure.empty()) failure = s.message();
+      } else {
+        ++removed;
+      }
+    } else {
+      ++removed;
+    }
+    j.push_back(e);
+  }
+  if (g.json) {
+    std::cout << repository::DumpJson(nlohmann::ordered_json{
+                     {"dry_run", a.dry_run},
+                     {"policy", by_policy ? a.policy.Describe() : ""},
+                     {"kept", kept},
+                     {"removed", removed},
+                     {"snapshots", j}})
+              << "\n";
+  } else if (!g.quiet) {
+    if (a.dry_run)
+      std::printf("dry run: would keep %llu and remove %llu recovery points\n",
+                  static_cast<unsigned long long>(kept),
+                  static_cast<unsigned long long>(removed));
+    else
+      std::printf("kept %llu, removed %llu recovery points%s\n",
+                  static_cast<unsigned long long>(kept),
+                  static_cast<unsigned long long>(removed),
+                  removed ? "; run 'haven gc' to free their space" : "");
+  }
+  if (!failure.empty())
+    return Fail(g,
+                IoError("could not remove every recovery point: " + failure));
+  return kExitOk;
+}
+
+int CmdProtect(const Globals& g, const std::vector<std::string>& specs,
+               bool on) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& spec : specs) {
+    auto m = (*repo)->FindSnapshot(spec);
+    if (!m.ok()) return Fail(g, m.status());
+    Status s = (*repo)->SetProtected(m->id, on);
+    if (!s.ok()) return Fail(g, s);
+    out.push_back({{"id", m->id}, {"name", m->name}, {"protected", on}});
+    if (!g.json && !g.quiet)
+      std::printf(
+          "snapshot %s (%s, %s) %s\n", m->id.substr(0, 8).c_str(),
+          m->name.c_str(), m->time.substr(0, 19).c_str(),
+          on ? "is protected: forget will keep it" : "is no longer protected");
+  }
+  if (g.json) std::cout << repository::DumpJson(out) << "\n";
+  return kExitOk;
+}
+
 int CmdKeyList(const Globals& g) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
@@ -387,6 +601,8 @@ uint32_t ParseSize(const std::string& s) {
     v <<= 10;
   else if (unit == "M" || unit == "MiB")
     v <<= 20;
+  else if (unit == "G" || unit == "GiB")
+    v <<= 30;
   else if (!unit.empty())
     return 0;
   return v > UINT32_MAX ? 0 : static_cast<uint32_t>(v);
@@ -429,8 +645,13 @@ int Main(int argc, char** argv) {
   init->add_option("--compression-level", init_opts.compression_level,
                    "zstd level (-7..19)")
       ->capture_default_str();
+  std::string pack_size_text = "16M";
+  init->add_option("--pack-size", pack_size_text,
+                   "target pack file size, 1M to 1G")
+      ->capture_default_str();
   init->callback([&] {
     init_opts.chunk_size = ParseSize(chunk_size_text);
+    init_opts.pack_size = ParseSize(pack_size_text);
     rc = CmdInit(g, init_opts);
   });
 
@@ -464,8 +685,13 @@ int Main(int argc, char** argv) {
   backup_image
       ->add_option("--name", backup_name, "backup name, e.g. the VM's name")
       ->required();
+  std::string backup_time;
+  backup_image->add_option(
+      "--time", backup_time,
+      "time to record for the recovery point, ISO-8601 UTC such as "
+      "2026-11-22T02:00:00Z (default: now); for importing older images");
   backup_image->callback(
-      [&] { rc = CmdBackupImage(g, image_path, backup_name); });
+      [&] { rc = CmdBackupImage(g, image_path, backup_name, backup_time); });
 
   std::string filter_name;
   auto* snaps = app.add_subcommand("snapshots", "list recovery points");
@@ -511,6 +737,68 @@ int Main(int argc, char** argv) {
                   "also read, decrypt and verify stored data: all of it, or "
                   "--read-data=PERCENT of the packs chosen at random");
   check->callback([&] { rc = CmdCheck(g, read_data); });
+
+  ForgetArgs forget_args;
+  auto* forget = app.add_subcommand(
+      "forget",
+      "remove recovery points by retention rules (applied per backup name) "
+      "or by name; protected points are always kept; 'haven gc' then frees "
+      "the space");
+  forget->add_option("SNAPSHOT", forget_args.specs,
+                     "recovery points to remove (instead of rules)");
+  forget->add_option("--keep-last", forget_args.policy.last,
+                     "keep the N newest");
+  forget->add_option(
+      "--keep-hourly", forget_args.policy.hourly,
+      "keep the newest of each of the last N hours that have one");
+  forget->add_option("--keep-daily", forget_args.policy.daily,
+                     "keep the newest of each of the last N days (local time)");
+  forget->add_option("--keep-weekly", forget_args.policy.weekly,
+                     "keep the newest of each of the last N ISO weeks");
+  forget->add_option("--keep-monthly", forget_args.policy.monthly,
+                     "keep the newest of each of the last N months");
+  forget->add_option("--keep-yearly", forget_args.policy.yearly,
+                     "keep the newest of each of the last N years");
+  forget->add_option("--keep-within", forget_args.within,
+                     "keep all within this span of the newest point, e.g. "
+                     "7d, 2w, 1y6m, 12h");
+  forget->add_option("--name", forget_args.name, "only this backup name");
+  forget->add_flag("--dry-run", forget_args.dry_run,
+                   "print what would be kept and removed, and why");
+  forget->callback([&] { rc = CmdForget(g, forget_args); });
+
+  repository::GcOptions gc_opts;
+  double repack_below_percent = 80;
+  auto* gc = app.add_subcommand(
+      "gc",
+      "delete the data no recovery point uses (after forget); runs beside "
+      "backups, which wait only for its short final sweep");
+  gc->add_option("--repack-below", repack_below_percent,
+                 "rewrite packs whose share of used bytes is under this "
+                 "percentage (0: only delete wholly unused packs)")
+      ->capture_default_str();
+  gc->add_flag("--dry-run", gc_opts.dry_run,
+               "report what would be deleted and rewritten; change nothing");
+  gc->callback([&] {
+    gc_opts.repack_below = repack_below_percent / 100;
+    rc = CmdGc(g, gc_opts);
+  });
+
+  std::vector<std::string> protect_specs;
+  auto* protect = app.add_subcommand(
+      "protect", "protect recovery points: forget never removes them");
+  protect
+      ->add_option("SNAPSHOT", protect_specs,
+                   "id prefix, latest or NAME:latest")
+      ->required();
+  protect->callback([&] { rc = CmdProtect(g, protect_specs, true); });
+  auto* unprotect = app.add_subcommand(
+      "unprotect", "remove the protection of recovery points");
+  unprotect
+      ->add_option("SNAPSHOT", protect_specs,
+                   "id prefix, latest or NAME:latest")
+      ->required();
+  unprotect->callback([&] { rc = CmdProtect(g, protect_specs, false); });
 
   auto* repair = app.add_subcommand("repair", "repair what can be rebuilt");
   repair->require_subcommand(1);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "base/time.h"
@@ -155,6 +156,15 @@ Result<std::string> ChunkIndex::RepositoryId() const {
   return v;
 }
 
+Status ChunkIndex::Delete(const std::vector<ChunkId>& ids, bool sync) {
+  rocksdb::WriteBatch batch;
+  for (const auto& id : ids)
+    HAVEN_RETURN_IF_ERROR(FromRocks(batch.Delete(IndexKey(id)), "index batch"));
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, &batch), "index write");
+}
+
 Status ChunkIndex::Sync() {
   return FromRocks(db_->FlushWAL(true), "index sync");
 }
@@ -197,6 +207,56 @@ Result<uint64_t> ChunkIndex::CountChunks() const {
     ++n;
   HAVEN_RETURN_IF_ERROR(FromRocks(it->status(), "index scan"));
   return n;
+}
+
+// ---------------------------------------------------------------- ChunkSet
+
+Result<std::unique_ptr<ChunkSet>> ChunkSet::Create(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec))
+    return AlreadyExists("scratch set " + dir + " already exists");
+  rocksdb::Options o = MakeOptions();
+  o.error_if_exists = true;
+  o.write_buffer_size = 16 << 20;
+  rocksdb::DB* db = nullptr;
+  HAVEN_RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::Open(o, dir, &db), "create scratch set " + dir));
+  return std::unique_ptr<ChunkSet>(new ChunkSet(db, dir));
+}
+
+ChunkSet::ChunkSet(rocksdb::DB* db, std::string dir)
+    : db_(db), dir_(std::move(dir)) {}
+
+ChunkSet::~ChunkSet() {
+  if (db_) db_->Close().PermitUncheckedError();
+  db_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+Status ChunkSet::Add(const std::vector<ChunkId>& ids) {
+  if (ids.empty()) return OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const auto& id : ids)
+    HAVEN_RETURN_IF_ERROR(FromRocks(
+        batch.Put(
+            rocksdb::Slice(reinterpret_cast<const char*>(id.bytes.data()), 32),
+            rocksdb::Slice()),
+        "scratch batch"));
+  rocksdb::WriteOptions wo;
+  wo.disableWAL = true;  // scratch: a crash discards the whole set anyway
+  added_ += ids.size();
+  return FromRocks(db_->Write(wo, &batch), "scratch write");
+}
+
+Result<bool> ChunkSet::Contains(const ChunkId& id) const {
+  std::string v;
+  rocksdb::Status s = db_->Get(
+      rocksdb::ReadOptions(),
+      rocksdb::Slice(reinterpret_cast<const char*>(id.bytes.data()), 32), &v);
+  if (s.IsNotFound()) return false;
+  HAVEN_RETURN_IF_ERROR(FromRocks(s, "scratch lookup"));
+  return true;
 }
 
 }  // namespace haven::repository

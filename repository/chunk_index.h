@@ -60,6 +60,8 @@ class ChunkIndex {
              bool sync);
   Status SetRepositoryId(const std::string& id);
   Result<std::string> RepositoryId() const;
+  // Removes these chunk entries. Thread-safe.
+  Status Delete(const std::vector<ChunkId>& ids, bool sync);
   Status Sync();
   Status DeleteAllChunks();
   Result<uint64_t> CountChunks() const;
@@ -72,6 +74,27 @@ class ChunkIndex {
  private:
   explicit ChunkIndex(rocksdb::DB* db);
   std::unique_ptr<rocksdb::DB> db_;
+};
+
+// A set of chunk ids on disk (RocksDB), for jobs whose working set must not
+// live in memory: garbage collection marks every live chunk here. Memory stays
+// flat however many ids it holds. Not durable: it is scratch space, removed
+// with its directory when the set is destroyed.
+class ChunkSet {
+ public:
+  // Creates an empty set in `dir`, which must not exist yet.
+  static Result<std::unique_ptr<ChunkSet>> Create(const std::string& dir);
+  ~ChunkSet();
+
+  Status Add(const std::vector<ChunkId>& ids);
+  Result<bool> Contains(const ChunkId& id) const;
+  uint64_t added() const { return added_; }
+
+ private:
+  ChunkSet(rocksdb::DB* db, std::string dir);
+  std::unique_ptr<rocksdb::DB> db_;
+  std::string dir_;
+  uint64_t added_ = 0;
 };
 
 }  // namespace haven::repository

@@ -18,9 +18,17 @@ class RepositoryLock {
   static Result<RepositoryLock> Acquire(
       const std::string& repo_dir, Mode mode, double wait_seconds,
       const std::function<void(const std::string&)>& on_wait);
+  // Converts a shared lock into an exclusive one, waiting for the other
+  // holders. Like flock, the conversion is not atomic: another process may
+  // take the lock in between, which is why callers re-read what they need.
+  Status Upgrade(double wait_seconds,
+                 const std::function<void(const std::string&)>& on_wait);
 
  private:
   explicit RepositoryLock(UniqueFd fd) : fd_(std::move(fd)) {}
+  static Status Lock(int fd, const std::string& path, Mode mode,
+                     double wait_seconds,
+                     const std::function<void(const std::string&)>& on_wait);
   UniqueFd fd_;
 };
 

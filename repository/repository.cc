@@ -250,9 +250,11 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   r->tree_hasher_ =
       std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/tree-id"));
   HAVEN_ASSIGN_OR_RETURN(
-      r->lock_,
-      RepositoryLock::Acquire(dir, RepositoryLock::Mode::kShared,
-                              options.lock_wait_seconds, options.on_wait));
+      r->lock_, RepositoryLock::Acquire(
+                    dir,
+                    options.exclusive ? RepositoryLock::Mode::kExclusive
+                                      : RepositoryLock::Mode::kShared,
+                    options.lock_wait_seconds, options.on_wait));
   std::error_code ec;
   bool have_index = fs::exists(dir + "/index/CURRENT", ec);
   if (!have_index || options.write) {
@@ -282,6 +284,23 @@ Result<std::unique_ptr<Repository>> Repository::Open(
                                 "'haven rebuild-index'");
   }
   return r;
+}
+
+Status Repository::BecomeExclusiveWriter(const OpenOptions& options) {
+  index_.reset();
+  HAVEN_RETURN_IF_ERROR(
+      lock_->Upgrade(options.lock_wait_seconds, options.on_wait));
+  ChunkIndex::OpenOptions io;
+  io.lock_wait_seconds = options.lock_wait_seconds;
+  io.on_wait = options.on_wait;
+  HAVEN_ASSIGN_OR_RETURN(index_, ChunkIndex::Open(dir_ + "/index", io));
+  HAVEN_ASSIGN_OR_RETURN(std::string owner, index_->RepositoryId());
+  if (owner != config_.id)
+    return FailedPrecondition("the index in " + dir_ +
+                              "/index belongs to another repository; run "
+                              "'haven rebuild-index'");
+  RemoveAbandonedTempFiles(dir_);
+  return OkStatus();
 }
 
 // ---------------------------------------------------------------- snapshots
@@ -404,6 +423,43 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
                     "' (use an id prefix, latest or NAME:latest)";
   if (!errors.empty()) msg += "; unreadable snapshots: " + errors.front();
   return NotFound(msg);
+}
+
+Status Repository::SetProtected(const std::string& id, bool on) {
+  if (!IsSnapshotId(id))
+    return InvalidArgument("'" + id + "' is not a snapshot id");
+  std::string dir = dir_ + "/protected", path = dir + "/" + id;
+  if (on) {
+    HAVEN_RETURN_IF_ERROR(MakeDirs(dir));
+    if (IsProtected(id)) return OkStatus();
+    std::string text = "{\"protected\": \"" + NowIso8601() + "\"}\n";
+    return WriteFileAtomic(path, AsBytes(text), 0600);
+  }
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return OkStatus();
+    return ErrnoStatus("unprotect " + id, errno);
+  }
+  return FsyncDir(dir);
+}
+
+bool Repository::IsProtected(const std::string& id) const {
+  struct stat st;
+  return IsSnapshotId(id) &&
+         ::stat((dir_ + "/protected/" + id).c_str(), &st) == 0;
+}
+
+Status Repository::DeleteSnapshot(const std::string& id) {
+  if (!IsSnapshotId(id))
+    return InvalidArgument("'" + id + "' is not a snapshot id");
+  if (IsProtected(id))
+    return FailedPrecondition("snapshot " + id +
+                              " is protected; run 'haven unprotect' first");
+  std::string path = dir_ + "/snapshots/" + id;
+  if (::unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return NotFound("no snapshot " + id);
+    return ErrnoStatus("remove " + path, errno);
+  }
+  return FsyncDir(dir_ + "/snapshots");
 }
 
 // ---------------------------------------------------------------- index

@@ -5,6 +5,7 @@
 //   packs/<xx>/<name> pack files (pack_format.h)
 //   snapshots/<id>    encrypted manifests (manifest.h)
 //   index/            RocksDB chunk index, a cache (chunk_index.h)
+//   protected/<id>    marks a recovery point that forget never removes
 //   locks/repository  flock held by every job (lock.h)
 //   tmp/              packs being written
 //
@@ -54,6 +55,9 @@ struct InitOptions {
 
 struct OpenOptions {
   bool write = false;  // a writer opens the index read-write (one at a time)
+  // Exclusive holds the repository lock alone: no backup or restore runs
+  // beside it. Only jobs that delete packs (gc) need it.
+  bool exclusive = false;
   double lock_wait_seconds = 24 * 3600;
   std::function<void(const std::string&)> on_wait;
 };
@@ -170,6 +174,18 @@ class Repository {
   Result<Manifest> LoadSnapshot(const std::string& id) const;
   // `spec` is an id prefix, "latest" or "NAME:latest".
   Result<Manifest> FindSnapshot(const std::string& spec) const;
+
+  // Protected recovery points are never removed (protected/<id> exists).
+  Status SetProtected(const std::string& id, bool on);
+  bool IsProtected(const std::string& id) const;
+  // Removes a recovery point's manifest (its chunks go at the next gc).
+  // Refuses a protected one.
+  Status DeleteSnapshot(const std::string& id);
+
+  // For jobs that read first beside others and then need the repository to
+  // themselves (gc): takes the exclusive lock, waiting for other jobs, and
+  // reopens the index for writing.
+  Status BecomeExclusiveWriter(const OpenOptions& options);
 
   // Rebuilds index/ from the pack headers.
   static Result<RebuildReport> RebuildIndex(const std::string& dir,

@@ -1,0 +1,365 @@
+#include "repository/gc.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "base/time.h"
+
+namespace haven::repository {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kScratchPrefix[] = "gc-";
+
+// Marks every node and data chunk of recovery points in `live`.
+class Marker {
+ public:
+  Marker(const Repository& repo, ChunkSet& live) : repo_(repo), live_(live) {}
+
+  Status MarkSnapshot(const Manifest& m) {
+    for (const auto& d : m.disks) {
+      Status s = MarkNode(d.tree.root, d.tree.height);
+      if (!s.ok())
+        return s.WithContext("snapshot " + m.id + " (" + m.name + ") disk " +
+                             d.name);
+    }
+    return OkStatus();
+  }
+
+ private:
+  // A node is added after its whole subtree, so a node found in the set
+  // means everything under it is marked already.
+  Status MarkNode(const ChunkId& id, int level) {
+    if (id.IsZero()) return OkStatus();
+    if (level < 1 || level > kMaxTreeHeight)
+      return DataLoss("chunk-list tree height out of range");
+    HAVEN_ASSIGN_OR_RETURN(bool seen, live_.Contains(id));
+    if (seen) return OkStatus();
+    Bytes node;
+    HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, ctx_));
+    if (node.empty() || node.size() % 32 != 0 || node.size() > kTreeFanout * 32)
+      return DataLoss("chunk-list node " + id.Hex() + " has a bad size");
+    std::vector<ChunkId> ids;
+    ids.reserve(node.size() / 32 + 1);
+    for (size_t i = 0; i < node.size(); i += 32) {
+      ChunkId child;
+      std::memcpy(child.bytes.data(), node.data() + i, 32);
+      if (child.IsZero()) continue;
+      if (level == 1)
+        ids.push_back(child);
+      else
+        HAVEN_RETURN_IF_ERROR(MarkNode(child, level - 1));
+    }
+    ids.push_back(id);
+    return live_.Add(ids);
+  }
+
+  const Repository& repo_;
+  ChunkSet& live_;
+  ReadContext ctx_;
+};
+
+// Scratch space for the mark set, under tmp/, flock'd while gc runs so that
+// a later gc can remove the scratch of one that was killed.
+class Scratch {
+ public:
+  static Result<Scratch> Create(const std::string& repo_dir) {
+    RemoveAbandoned(repo_dir);
+    uint8_t raw[8];
+    RandomBytes(raw, sizeof raw);
+    std::string dir = repo_dir + "/tmp/" + kScratchPrefix +
+                      HexEncode(ByteSpan(raw, sizeof raw));
+    if (::mkdir(dir.c_str(), 0700) != 0)
+      return ErrnoStatus("create " + dir, errno);
+    HAVEN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(dir, O_RDONLY | O_DIRECTORY));
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+      return ErrnoStatus("lock " + dir, errno);
+    return Scratch(dir, std::move(fd));
+  }
+  Scratch(Scratch&&) = default;
+  ~Scratch() {
+    if (fd_.get() >= 0) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+    }
+  }
+  std::string set_dir() const { return dir_ + "/live"; }
+
+ private:
+  Scratch(std::string dir, UniqueFd fd)
+      : dir_(std::move(dir)), fd_(std::move(fd)) {}
+  static void RemoveAbandoned(const std::string& repo_dir) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(repo_dir + "/tmp", ec)) {
+      std::string name = e.path().filename().string();
+      if (name.rfind(kScratchPrefix, 0) != 0 || !e.is_directory(ec)) continue;
+      int fd = ::open(e.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) continue;
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) fs::remove_all(e.path(), ec);
+      ::close(fd);
+    }
+  }
+  std::string dir_;
+  UniqueFd fd_;
+};
+
+int64_t FileSize(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+}
+
+// Lists all recovery points; any unreadable one stops gc.
+Result<std::vector<Manifest>> AllSnapshots(const Repository& repo) {
+  std::vector<std::string> errors;
+  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
+  if (!errors.empty())
+    return FailedPrecondition(
+        "gc needs every recovery point to be readable, to know which chunks "
+        "it uses; nothing was deleted. Unreadable: " +
+        errors.front() +
+        (errors.size() > 1
+             ? " (and " + std::to_string(errors.size() - 1) + " more)"
+             : "") +
+        ". Run 'haven check' and 'haven repair snapshots'");
+  return all;
+}
+
+class Sweeper {
+ public:
+  Sweeper(Repository& repo, const ChunkSet& live, const GcOptions& options,
+          GcReport& report)
+      : repo_(repo), live_(live), options_(options), report_(report) {}
+
+  Status SweepPack(const std::string& name) {
+    std::string path = PackPath(repo_.dir(), name);
+    int64_t size = FileSize(path);
+    if (size < 0) return OkStatus();  // vanished: nothing to do
+    report_.bytes_before += size;
+    auto entries = ReadPackHeader(path, name, repo_.data_key());
+    if (!entries.ok()) {
+      report_.skipped.push_back(entries.status().message() +
+                                " (kept; see 'haven check')");
+      return OkStatus();
+    }
+    std::vector<PackEntry> live_here;
+    std::vector<std::pair<ChunkId, ChunkLocation>> reindex;
+    uint64_t blob_bytes = 0, live_bytes = 0;
+    for (const auto& e : *entries) {
+      blob_bytes += e.stored_len;
+      HAVEN_ASSIGN_OR_RETURN(bool live, live_.Contains(e.id));
+      if (!live) continue;
+      HAVEN_ASSIGN_OR_RETURN(auto loc, repo_.index().Get(e.id));
+      bool indexed_here = loc && loc->pack == name && loc->offset == e.offset;
+      // Another copy is the one the index names (two backups raced, or a
+      // killed gc left a copy): this one is surplus.
+      if (loc && !indexed_here &&
+          FileSize(PackPath(repo_.dir(), loc->pack)) >= 0)
+        continue;
+      live_here.push_back(e);
+      live_bytes += e.stored_len;
+      if (!indexed_here)
+        reindex.push_back(
+            {e.id, {name, e.offset, e.stored_len, e.raw_len, e.type}});
+    }
+    uint64_t unused = entries->size() - live_here.size();
+    if (live_here.empty()) {
+      report_.chunks_removed += unused;
+      ++report_.packs_deleted;
+      dead_.push_back(name);
+      return OkStatus();
+    }
+    if (static_cast<double>(live_bytes) <
+        options_.repack_below * static_cast<double>(blob_bytes)) {
+      Status s = Repack(name, path, live_here);
+      if (s.ok()) {
+        report_.chunks_removed += unused;
+        ++report_.packs_repacked;
+        dead_.push_back(name);
+        return OkStatus();
+      }
+      if (s.code() != Code::kDataLoss) return s;
+      report_.skipped.push_back(s.message() +
+                                " (pack kept; see 'haven check')");
+    }
+    report_.bytes_after += size;
+    if (!reindex.empty() && !options_.dry_run)
+      HAVEN_RETURN_IF_ERROR(repo_.index().Put(reindex, false));
+    return OkStatus();
+  }
+
+  // Seals the last new pack, then removes the dead packs: index first.
+  Status Finish() {
+    if (out_) HAVEN_RETURN_IF_ERROR(SealOutput());
+    if (options_.dry_run) {
+      report_.packs_written += (pending_bytes_ + repo_.config().pack_size - 1) /
+                               repo_.config().pack_size;
+      report_.bytes_after += pending_bytes_;
+      return OkStatus();
+    }
+    HAVEN_RETURN_IF_ERROR(repo_.index().Sync());
+    if (options_.on_phase && !dead_.empty())
+      options_.on_phase("removing " + std::to_string(dead_.size()) + " packs");
+    for (const std::string& name : dead_) {
+      auto entries =
+          ReadPackHeader(PackPath(repo_.dir(), name), name, repo_.data_key());
+      if (!entries.ok()) return entries.status();
+      std::vector<ChunkId> drop;
+      for (const auto& e : *entries) {
+        HAVEN_ASSIGN_OR_RETURN(auto loc, repo_.index().Get(e.id));
+        if (loc && loc->pack == name) drop.push_back(e.id);
+      }
+      HAVEN_RETURN_IF_ERROR(repo_.index().Delete(drop, false));
+    }
+    HAVEN_RETURN_IF_ERROR(repo_.index().Sync());
+    std::set<std::string> dirs;
+    for (const std::string& name : dead_) {
+      std::string path = PackPath(repo_.dir(), name);
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        return ErrnoStatus("remove " + path, errno);
+      dirs.insert(fs::path(path).parent_path().string());
+    }
+    for (const auto& d : dirs) HAVEN_RETURN_IF_ERROR(FsyncDir(d));
+    return OkStatus();
+  }
+
+ private:
+  // Authenticates every live chunk of the pack, then copies the sealed
+  // blobs as they are (their associated data does not name the pack).
+  Status Repack(const std::string& name, const std::string& path,
+                const std::vector<PackEntry>& live) {
+    HAVEN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+    std::vector<Bytes> blobs(live.size());
+    for (size_t i = 0; i < live.size(); ++i) {
+      const PackEntry& e = live[i];
+      std::string what = "pack " + name + ", chunk " + e.id.Hex();
+      blobs[i].resize(e.stored_len);
+      HAVEN_RETURN_IF_ERROR(
+          PReadExact(fd.get(), blobs[i].data(), e.stored_len, e.offset, what));
+      HAVEN_RETURN_IF_ERROR(OpenChunk(repo_.data_key(), e.type, e.id, blobs[i],
+                                      e.raw_len, decompressor_, scratch_,
+                                      out_raw_, what));
+    }
+    for (size_t i = 0; i < live.size(); ++i) {
+      const PackEntry& e = live[i];
+      report_.chunks_moved += 1;
+      report_.bytes_moved += e.stored_len;
+      if (options_.dry_run) {
+        pending_bytes_ += e.stored_len + kPackEntrySize;
+        continue;
+      }
+      if (!out_) {
+        HAVEN_ASSIGN_OR_RETURN(out_, PackWriter::Create(repo_.dir()));
+      }
+      HAVEN_RETURN_IF_ERROR(out_->Append(e.type, e.id, e.raw_len, blobs[i]));
+      if (out_->size() >= repo_.config().pack_size)
+        HAVEN_RETURN_IF_ERROR(SealOutput());
+    }
+    return OkStatus();
+  }
+
+  Status SealOutput() {
+    std::unique_ptr<PackWriter> pack = std::move(out_);
+    HAVEN_RETURN_IF_ERROR(pack->Finish(repo_.data_key()));
+    std::vector<std::pair<ChunkId, ChunkLocation>> batch;
+    for (const auto& e : pack->entries())
+      batch.push_back(
+          {e.id, {pack->name(), e.offset, e.stored_len, e.raw_len, e.type}});
+    HAVEN_RETURN_IF_ERROR(repo_.index().Put(batch, false));
+    ++report_.packs_written;
+    int64_t size = FileSize(PackPath(repo_.dir(), pack->name()));
+    if (size > 0) report_.bytes_after += size;
+    return OkStatus();
+  }
+
+  Repository& repo_;
+  const ChunkSet& live_;
+  const GcOptions& options_;
+  GcReport& report_;
+  std::unique_ptr<PackWriter> out_;
+  std::vector<std::string> dead_;
+  uint64_t pending_bytes_ = 0;  // dry run: bytes that would be rewritten
+  Decompressor decompressor_;
+  Bytes scratch_, out_raw_;
+};
+
+void Phase(const GcOptions& o, const std::string& s) {
+  if (o.on_phase) o.on_phase(s);
+}
+
+}  // namespace
+
+Result<GcReport> CollectGarbage(const std::string& dir,
+                                std::string_view passphrase,
+                                const GcOptions& options) {
+  GcReport report;
+  std::set<std::string> marked;
+  double start = MonotonicSeconds();
+
+  // Mark, beside running backups.
+  OpenOptions shared = options.open;
+  shared.write = false;
+  shared.exclusive = false;
+  HAVEN_ASSIGN_OR_RETURN(auto repo, Repository::Open(dir, passphrase, shared));
+  HAVEN_ASSIGN_OR_RETURN(Scratch scratch, Scratch::Create(dir));
+  HAVEN_ASSIGN_OR_RETURN(auto live, ChunkSet::Create(scratch.set_dir()));
+  {
+    Phase(options, "marking chunks in use");
+    HAVEN_ASSIGN_OR_RETURN(auto all, AllSnapshots(*repo));
+    Marker marker(*repo, *live);
+    for (const auto& m : all) {
+      HAVEN_RETURN_IF_ERROR(marker.MarkSnapshot(m));
+      marked.insert(m.id);
+    }
+  }
+  report.mark_seconds = MonotonicSeconds() - start;
+
+  // Sweep, alone.
+  Phase(options, "waiting for running backups and restores to finish");
+  double wait_start = MonotonicSeconds();
+  HAVEN_RETURN_IF_ERROR(repo->BecomeExclusiveWriter(options.open));
+  report.wait_seconds = MonotonicSeconds() - wait_start;
+  double sweep_start = MonotonicSeconds();
+  HAVEN_ASSIGN_OR_RETURN(auto all, AllSnapshots(*repo));
+  report.snapshots = all.size();
+  {
+    Marker marker(*repo, *live);
+    for (const auto& m : all)
+      if (!marked.count(m.id)) HAVEN_RETURN_IF_ERROR(marker.MarkSnapshot(m));
+  }
+  report.live_chunks = live->added();
+
+  std::vector<std::string> packs = ListPackNames(dir);
+  report.packs = packs.size();
+  Phase(options, "sweeping " + std::to_string(packs.size()) + " packs");
+  Sweeper sweeper(*repo, *live, options, report);
+  size_t step = std::max<size_t>(packs.size() / 10, 1), done = 0;
+  for (const std::string& name : packs) {
+    HAVEN_RETURN_IF_ERROR(sweeper.SweepPack(name));
+    if (++done % step == 0 && packs.size() >= 100)
+      Phase(options, "swept " + std::to_string(done) + " of " +
+                         std::to_string(packs.size()) + " packs");
+  }
+  HAVEN_RETURN_IF_ERROR(sweeper.Finish());
+
+  if (!options.dry_run) {  // protection marks of recovery points now gone
+    std::set<std::string> ids;
+    for (const auto& m : all) ids.insert(m.id);
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir + "/protected", ec)) {
+      std::string id = e.path().filename().string();
+      if (IsSnapshotId(id) && !ids.count(id)) fs::remove(e.path(), ec);
+    }
+  }
+  report.sweep_seconds = MonotonicSeconds() - sweep_start;
+  return report;
+}
+
+}  // namespace haven::repository

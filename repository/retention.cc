@@ -1,0 +1,335 @@
+// Retention policies (forget): see retention.h.
+#include "repository/retention.h"
+
+#include <algorithm>
+#include <compare>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <utility>
+
+namespace haven::repository {
+namespace {
+
+constexpr int64_t kHour = 3600;
+constexpr int64_t kDay = 24 * kHour;
+
+// A parsed snapshot time. The fraction is kept so that two snapshots taken
+// within one second still sort in the order they were taken.
+struct Instant {
+  int64_t seconds = 0;
+  int32_t nanos = 0;
+  auto operator<=>(const Instant&) const = default;
+};
+
+// Untrusted text goes into error messages quoted, shortened and with
+// non-printable bytes escaped, so a garbage manifest cannot garble the output.
+std::string Quote(std::string_view text) {
+  constexpr size_t kMax = 64;
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (text.size() > kMax) out += "...";
+  return out + "\"";
+}
+
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// Reads exactly `n` ASCII digits at text[pos]; false if any is not a digit.
+bool ReadDigits(std::string_view text, size_t pos, size_t n, int* out) {
+  if (pos + n > text.size()) return false;
+  int v = 0;
+  for (size_t i = pos; i < pos + n; ++i) {
+    if (!IsDigit(text[i])) return false;
+    v = v * 10 + (text[i] - '0');
+  }
+  *out = v;
+  return true;
+}
+
+bool IsLeapYear(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int DaysInMonth(int y, int m) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30,
+                                  31, 31, 30, 31, 30, 31};
+  return m == 2 && IsLeapYear(y) ? 29 : kDays[m - 1];
+}
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+// days_from_civil), so no dependence on timegm() or the process's TZ.
+int64_t DaysFromCivil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+// Layout, by byte offset: YYYY-MM-DDTHH:MM:SS then an optional fraction
+// ".d" to ".ddddddddd", then "Z" as the last byte.
+Result<Instant> ParseInstant(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return InvalidArgument("bad time " + Quote(text) + ": " + std::string(why) +
+                           " (want YYYY-MM-DDTHH:MM:SS[.fraction]Z)");
+  };
+  int year, month, day, hour, minute, second;
+  if (text.size() < 20 || !ReadDigits(text, 0, 4, &year) || text[4] != '-' ||
+      !ReadDigits(text, 5, 2, &month) || text[7] != '-' ||
+      !ReadDigits(text, 8, 2, &day) || text[10] != 'T' ||
+      !ReadDigits(text, 11, 2, &hour) || text[13] != ':' ||
+      !ReadDigits(text, 14, 2, &minute) || text[16] != ':' ||
+      !ReadDigits(text, 17, 2, &second)) {
+    return bad("not in Haven's format");
+  }
+  int32_t nanos = 0;
+  size_t pos = 19;
+  if (text[pos] == '.') {
+    size_t start = ++pos;
+    while (pos < text.size() && IsDigit(text[pos])) {
+      if (pos - start == 9) return bad("fraction longer than 9 digits");
+      nanos = nanos * 10 + (text[pos] - '0');
+      ++pos;
+    }
+    if (pos == start) return bad("empty fraction");
+    for (size_t i = pos - start; i < 9; ++i) nanos *= 10;
+  }
+  if (pos >= text.size() || text[pos] != 'Z') return bad("missing Z (UTC)");
+  if (pos + 1 != text.size()) return bad("trailing characters");
+  if (month < 1 || month > 12) return bad("month out of range");
+  if (day < 1 || day > DaysInMonth(year, month)) return bad("day out of range");
+  if (hour > 23 || minute > 59 || second > 59)
+    return bad("time of day out of range");
+  Instant t;
+  t.seconds = DaysFromCivil(year, month, day) * kDay + hour * kHour +
+              minute * 60 + second;
+  t.nanos = nanos;
+  return t;
+}
+
+struct Parsed {
+  RetentionItem item;
+  Instant time;
+};
+
+// One hourly..yearly rule while walking a group newest first: it keeps a
+// snapshot whose bucket differs from the one it kept last, `remaining` times.
+struct BucketRule {
+  const char* label;   // "daily"
+  const char* format;  // strftime format of the bucket, local time
+  int remaining;
+  std::string last;  // bucket of the snapshot this rule kept last
+};
+
+Result<std::string> LocalBucket(int64_t seconds, const char* format) {
+  std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm;
+  if (localtime_r(&t, &tm) == nullptr) {
+    return InvalidArgument("time " + std::to_string(seconds) +
+                           " cannot be converted to local time");
+  }
+  char buf[64];
+  size_t n = std::strftime(buf, sizeof buf, format, &tm);
+  return std::string(buf, n);
+}
+
+Status CheckPolicy(const RetentionPolicy& p) {
+  const std::pair<const char*, int64_t> fields[] = {
+      {"last", p.last},
+      {"hourly", p.hourly},
+      {"daily", p.daily},
+      {"weekly", p.weekly},
+      {"monthly", p.monthly},
+      {"yearly", p.yearly},
+      {"within", p.within_seconds}};
+  for (const auto& [name, value] : fields) {
+    if (value < 0) {
+      return InvalidArgument("retention policy: keep-" + std::string(name) +
+                             " is negative (" + std::to_string(value) + ")");
+    }
+  }
+  return OkStatus();
+}
+
+// Decides one group, already sorted newest first.
+Status DecideGroup(std::vector<Parsed>& group, const RetentionPolicy& policy,
+                   std::vector<RetentionDecision>& out) {
+  BucketRule rules[] = {{"hourly", "%Y-%m-%d %Hh", policy.hourly, ""},
+                        {"daily", "%Y-%m-%d", policy.daily, ""},
+                        {"weekly", "%G-W%V", policy.weekly, ""},
+                        {"monthly", "%Y-%m", policy.monthly, ""},
+                        {"yearly", "%Y", policy.yearly, ""}};
+  const bool empty = policy.Empty();
+  const std::string within_reason =
+      "within " + FormatRetentionDuration(policy.within_seconds);
+  // Saturates: a within longer than all of time keeps everything.
+  Instant cutoff = group.front().time;
+  if (__builtin_sub_overflow(cutoff.seconds, policy.within_seconds,
+                             &cutoff.seconds)) {
+    cutoff = {INT64_MIN, 0};
+  }
+  int last_remaining = policy.last;
+  for (Parsed& p : group) {
+    RetentionDecision d;
+    if (p.item.is_protected) d.reasons.push_back("protected");
+    if (empty) d.reasons.push_back("no rule");
+    if (last_remaining > 0) {
+      --last_remaining;
+      d.reasons.push_back("last");
+    }
+    for (BucketRule& rule : rules) {
+      if (rule.remaining <= 0) continue;
+      HAVEN_ASSIGN_OR_RETURN(std::string bucket,
+                             LocalBucket(p.time.seconds, rule.format));
+      if (bucket == rule.last) continue;
+      d.reasons.push_back(rule.label + (" " + bucket));
+      rule.last = std::move(bucket);
+      --rule.remaining;
+    }
+    if (policy.within_seconds > 0 && p.time >= cutoff) {
+      d.reasons.push_back(within_reason);
+    }
+    d.keep = !d.reasons.empty();
+    d.item = std::move(p.item);
+    out.push_back(std::move(d));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+bool RetentionPolicy::Empty() const {
+  return last == 0 && hourly == 0 && daily == 0 && weekly == 0 &&
+         monthly == 0 && yearly == 0 && within_seconds == 0;
+}
+
+std::string RetentionPolicy::Describe() const {
+  if (Empty()) return "keep everything (no rule)";
+  const std::pair<const char*, int> counts[] = {
+      {"last", last},     {"hourly", hourly},   {"daily", daily},
+      {"weekly", weekly}, {"monthly", monthly}, {"yearly", yearly}};
+  std::string out;
+  for (const auto& [label, n] : counts) {
+    if (n == 0) continue;
+    out += (out.empty() ? "keep " : ", ") + std::to_string(n) + " " + label;
+  }
+  if (within_seconds != 0) {
+    out += (out.empty() ? "keep " : ", ") + std::string("within ") +
+           FormatRetentionDuration(within_seconds);
+  }
+  return out;
+}
+
+Result<std::vector<RetentionDecision>> ApplyRetention(
+    std::vector<RetentionItem> items, const RetentionPolicy& policy) {
+  HAVEN_RETURN_IF_ERROR(CheckPolicy(policy));
+  std::map<std::string, std::vector<Parsed>> groups;
+  for (RetentionItem& item : items) {
+    Result<Instant> t = ParseInstant(item.time);
+    if (!t.ok()) return t.status().WithContext("snapshot " + Quote(item.id));
+    std::string name = item.name;
+    groups[std::move(name)].push_back({std::move(item), t.value()});
+  }
+  ::tzset();  // localtime_r need not re-read TZ by itself
+  std::vector<RetentionDecision> out;
+  out.reserve(items.size());
+  for (auto& [name, group] : groups) {
+    std::sort(group.begin(), group.end(), [](const Parsed& a, const Parsed& b) {
+      if (a.time != b.time) return a.time > b.time;
+      return a.item.id < b.item.id;
+    });
+    HAVEN_RETURN_IF_ERROR(DecideGroup(group, policy, out));
+  }
+  return out;
+}
+
+Result<int64_t> ParseRetentionDuration(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return InvalidArgument("bad duration " + Quote(text) + ": " +
+                           std::string(why) +
+                           " (want e.g. 7d, 2d12h, 1y6m; units h d w m y)");
+  };
+  if (text.empty()) return bad("empty");
+  int64_t total = 0;
+  std::string seen;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t start = pos;
+    int64_t n = 0;
+    while (pos < text.size() && IsDigit(text[pos])) {
+      if (__builtin_mul_overflow(n, 10, &n) ||
+          __builtin_add_overflow(n, text[pos] - '0', &n)) {
+        return bad("too large");
+      }
+      ++pos;
+    }
+    if (pos == start) return bad("expected a number");
+    if (pos == text.size()) return bad("number without unit");
+    const char unit = text[pos++];
+    int64_t scale;
+    switch (unit) {
+      case 'h':
+        scale = kHour;
+        break;
+      case 'd':
+        scale = kDay;
+        break;
+      case 'w':
+        scale = 7 * kDay;
+        break;
+      case 'm':
+        scale = 30 * kDay;
+        break;
+      case 'y':
+        scale = 365 * kDay;
+        break;
+      default:
+        return bad("unknown unit");
+    }
+    
+    seen += unit;
+    if (__builtin_mul_overflow(n, scale, &n) ||
+        __builtin_add_overflow(total, n, &total)) {
+      return bad("too large");
+    }
+  }
+  if (total == 0) return bad("zero");
+  return total;
+}
+
+std::string FormatRetentionDuration(int64_t seconds) {
+  if (seconds == 0) return "0h";
+  const std::pair<int64_t, char> units[] = {
+      {365 * kDay, 'y'}, {30 * kDay, 'm'}, {kDay, 'd'}, {kHour, 'h'}, {1, 's'}};
+  std::string out = seconds < 0 ? "-" : "";
+  // Magnitude as unsigned: -INT64_MIN does not fit an int64_t.
+  uint64_t left = seconds < 0 ? 0 - static_cast<uint64_t>(seconds)
+                              : static_cast<uint64_t>(seconds);
+  for (const auto& [scale, unit] : units) {
+    const uint64_t s = static_cast<uint64_t>(scale);
+    if (left >= s) {
+      out += std::to_string(left / s) + unit;
+      left %= s;
+    }
+  }
+  return out;
+}
+
+Result<int64_t> ParseIsoTime(std::string_view text) {
+  HAVEN_ASSIGN_OR_RETURN(Instant t, ParseInstant(text));
+  return t.seconds;
+}
+
+}  // namespace haven::repository
