@@ -15,6 +15,7 @@
 #include "repository/check.h"
 #include "repository/gc.h"
 #include "repository/json_fields.h"
+#include "repository/repair.h"
 #include "repository/repository.h"
 #include "repository/retention.h"
 #include "restore/image_restore.h"
@@ -91,6 +92,10 @@ nlohmann::ordered_json SnapshotJson(const Manifest& m) {
   j["consistency"] = m.consistency;
   j["consistency_reason"] = m.consistency_reason;
   j["parent"] = m.parent;
+  if (!m.repaired_from.empty()) {
+    j["repaired_from"] = m.repaired_from;
+    j["repaired_time"] = m.repaired_time;
+  }
   j["logical_bytes"] = m.stats.logical_bytes;
   j["read_bytes"] = m.stats.read_bytes;
   j["hole_bytes"] = m.stats.hole_bytes;
@@ -104,7 +109,8 @@ nlohmann::ordered_json SnapshotJson(const Manifest& m) {
                           {"source", d.source},
                           {"size", d.size},
                           {"chunk_size", d.chunk_size},
-                          {"chunks", d.tree.count}});
+                          {"chunks", d.tree.count},
+                          {"lost_bytes", d.LostBytes()}});
   return j;
 }
 
@@ -186,11 +192,13 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
       if (!name.empty() && m.name != name) continue;
       std::string when = m.time.substr(0, 19);  // to the second
       std::replace(when.begin(), when.end(), 'T', ' ');
-      std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n",
-                  m.id.substr(0, 8).c_str(), when.c_str(), m.name.c_str(),
-                  HumanBytes(m.stats.logical_bytes).c_str(),
-                  HumanBytes(m.stats.new_stored_bytes).c_str(),
-                  m.consistency.c_str());
+      std::printf(
+          "%-8s  %-20s  %-20s  %10s  %10s  %s\n", m.id.substr(0, 8).c_str(),
+          when.c_str(), m.name.c_str(),
+          HumanBytes(m.stats.logical_bytes).c_str(),
+          HumanBytes(m.stats.new_stored_bytes).c_str(),
+          (m.consistency + (m.repaired_from.empty() ? "" : ", repaired"))
+              .c_str());
     }
   }
   for (const auto& e : errors)
@@ -219,6 +227,14 @@ int CmdShow(const Globals& g, const std::string& spec) {
                 d.name.c_str(), HumanBytes(d.size).c_str(),
                 static_cast<unsigned long long>(d.size),
                 HumanBytes(d.chunk_size).c_str(), d.source.c_str());
+  if (!m->repaired_from.empty())
+    std::printf("repaired     %s, replacing %s\n", m->repaired_time.c_str(),
+                m->repaired_from.c_str());
+  for (const auto& d : m->disks)
+    for (const auto& [offset, length] : d.lost)
+      std::printf("lost         disk %s bytes %llu-%llu (restored as zeros)\n",
+                  d.name.c_str(), static_cast<unsigned long long>(offset),
+                  static_cast<unsigned long long>(offset + length - 1));
   std::printf("new data     %s stored\n",
               HumanBytes(m->stats.new_stored_bytes).c_str());
   return kExitOk;
@@ -238,9 +254,25 @@ int CmdRestoreImage(const Globals& g, const std::string& spec,
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
   auto st = restore::RestoreImage(**repo, *m, to, opt);
   if (!st.ok()) return Fail(g, st.status());
+  // A repaired point restores with zeros where its data was lost: say so.
+  std::vector<std::pair<uint64_t, uint64_t>> lost;
+  for (const auto& d : m->disks)
+    if (disk.empty() || d.name == disk) lost = d.lost;
+  for (const auto& [offset, length] : lost)
+    std::fprintf(stderr,
+                 "haven: warning: bytes %llu-%llu were lost before 'haven "
+                 "repair snapshots' and are restored as zeros\n",
+                 static_cast<unsigned long long>(offset),
+                 static_cast<unsigned long long>(offset + length - 1));
   if (g.json) {
     std::cout << repository::DumpJson(nlohmann::ordered_json(
                      {{"snapshot", m->id},
+                      {"lost_bytes",
+                       [&] {
+                         uint64_t n = 0;
+                         for (const auto& l : lost) n += l.second;
+                         return n;
+                       }()},
                       {"target", to},
                       {"size", st->size},
                       {"data_bytes", st->data_bytes},
@@ -254,7 +286,78 @@ int CmdRestoreImage(const Globals& g, const std::string& spec,
                 HumanBytes(st->data_bytes).c_str(),
                 FormatDuration(st->duration_seconds).c_str());
   }
-  return kExitOk;
+  return lost.empty() ? kExitOk : kExitPartial;
+}
+
+int CmdRepairSnapshots(const Globals& g,
+                       const repository::RepairOptions& base) {
+  auto repo = OpenRepo(g, true);
+  if (!repo.ok()) return Fail(g, repo.status());
+  repository::RepairOptions opt = base;
+  bool chatty = !g.quiet && !g.json;
+  opt.on_phase = [chatty](const std::string& p) {
+    if (chatty) std::fprintf(stderr, "haven: %s\n", p.c_str());
+  };
+  auto r = repository::RepairSnapshots(**repo, opt);
+  if (!r.ok()) return Fail(g, r.status());
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["dry_run"] = opt.dry_run;
+    j["snapshots"] = r->snapshots;
+    j["damaged_chunks"] = r->damaged_chunks;
+    j["repaired"] = nlohmann::ordered_json::array();
+    for (const auto& p : r->repaired) {
+      nlohmann::ordered_json pj = {{"old_id", p.old_id},
+                                   {"new_id", p.new_id},
+                                   {"name", p.name},
+                                   {"time", p.time},
+                                   {"lost", nlohmann::ordered_json::array()}};
+      for (const auto& l : p.lost)
+        pj["lost"].push_back(
+            {{"disk", l.disk}, {"offset", l.offset}, {"length", l.length}});
+      j["repaired"].push_back(pj);
+    }
+    j["unreadable"] = r->unreadable;
+    j["index_entries_dropped"] = r->index_entries_dropped;
+    j["findings"] = r->findings;
+    std::cout << repository::DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    for (size_t k = 0; k < r->findings.size() && k < 10; ++k)
+      std::printf("DAMAGE: %s\n", r->findings[k].c_str());
+    if (r->findings.size() > 10)
+      std::printf("... and %zu more findings (see 'haven check')\n",
+                  r->findings.size() - 10);
+    if (r->index_entries_dropped)
+      std::printf(
+          "%s %llu index entries naming lost data (the next backup "
+          "stores those chunks again)\n",
+          opt.dry_run ? "would drop" : "dropped",
+          static_cast<unsigned long long>(r->index_entries_dropped));
+    for (const auto& p : r->repaired) {
+      uint64_t bytes = 0;
+      for (const auto& l : p.lost) bytes += l.length;
+      if (opt.dry_run)
+        std::printf("would repair snapshot %s (%s, %s): %s lost\n",
+                    p.old_id.substr(0, 8).c_str(), p.name.c_str(),
+                    p.time.substr(0, 19).c_str(), HumanBytes(bytes).c_str());
+      else
+        std::printf("snapshot %s (%s, %s) replaced by %s: %s lost\n",
+                    p.old_id.substr(0, 8).c_str(), p.name.c_str(),
+                    p.time.substr(0, 19).c_str(), p.new_id.substr(0, 8).c_str(),
+                    HumanBytes(bytes).c_str());
+      for (const auto& l : p.lost)
+        std::printf("  disk %s: bytes %llu-%llu are now zeros\n",
+                    l.disk.c_str(), static_cast<unsigned long long>(l.offset),
+                    static_cast<unsigned long long>(l.offset + l.length - 1));
+    }
+    for (const auto& u : r->unreadable)
+      std::printf("UNREPAIRABLE: %s (remove it with 'haven forget ID')\n",
+                  u.c_str());
+    if (r->repaired.empty() && r->unreadable.empty())
+      std::printf("%llu recovery points checked; nothing to repair\n",
+                  static_cast<unsigned long long>(r->snapshots));
+  }
+  return r->unreadable.empty() ? kExitOk : kExitPartial;
 }
 
 int CmdRebuildIndex(const Globals& g) {
@@ -807,6 +910,17 @@ int Main(int argc, char** argv) {
           "index",
           "rebuild the chunk index from the pack files (= rebuild-index)")
       ->callback([&] { rc = CmdRebuildIndex(g); });
+  repository::RepairOptions repair_opts;
+  auto* repair_snaps = repair->add_subcommand(
+      "snapshots",
+      "rewrite recovery points that name lost or damaged chunks so that "
+      "everything else in them stays restorable; lost ranges become zeros "
+      "and are listed");
+  repair_snaps->add_flag("--read-data", repair_opts.read_data,
+                         "also decrypt every pack to find damaged chunks");
+  repair_snaps->add_flag("--dry-run", repair_opts.dry_run,
+                         "report what would be repaired; change nothing");
+  repair_snaps->callback([&] { rc = CmdRepairSnapshots(g, repair_opts); });
   app.add_subcommand("rebuild-index",
                      "rebuild the chunk index from the pack files")
       ->callback([&] { rc = CmdRebuildIndex(g); });

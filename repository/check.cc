@@ -105,6 +105,7 @@ Status CheckStructure(const Repository& repo, const std::vector<Manifest>& all,
             problem = "chunk " + id.Hex() + " lies beyond the end of pack " +
                       loc->pack;
         }
+        if (!problem.empty()) report.damaged.insert(id);
         if (!problem.empty() && per_disk++ < kMaxFindingsPerDisk)
           f.push_back(point + " " + Range(index, d) + ": " + problem);
         return OkStatus();
@@ -241,6 +242,7 @@ Result<CheckReport> CheckRepository(const Repository& repo,
         },
         [](const Status&) {}));
   }
+  report.damaged.insert(damaged.begin(), damaged.end());
   if (damaged.empty()) return report;
   phase("finding the recovery points that use damaged chunks");
   std::vector<std::string> ignored;

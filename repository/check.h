@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "repository/repository.h"
@@ -35,6 +36,8 @@ struct CheckReport {
   uint64_t bytes_read = 0;
   double read_seconds = 0;
   std::vector<std::string> findings;  // empty: the repository is sound
+  // Chunks found missing or damaged (for repair snapshots).
+  std::unordered_set<ChunkId, ChunkIdHash> damaged;
 };
 
 Result<CheckReport> CheckRepository(const Repository& repo,

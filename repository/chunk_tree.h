@@ -59,11 +59,15 @@ class TreeWriter {
 // hole subtrees (visit is not called for their entries). Validates node sizes
 // against `root.count`; a mismatch is DataLoss.
 // A node that cannot be loaded is reported with the chunks it covered (and
-// their image offsets when `chunk_size` is given).
+// their image offsets when `chunk_size` is given). With `on_bad`, the walk
+// instead calls on_bad(first, end, error) for the level-0 range [first, end)
+// that node covered and goes on (unless on_bad returns an error).
+using BadNodeFn =
+    std::function<Status(uint64_t first, uint64_t end, const Status& error)>;
 Status WalkTree(
     const TreeRoot& root, const LoadNodeFn& load,
     const std::function<Status(uint64_t index, const ChunkId& id)>& visit,
-    uint64_t chunk_size = 0);
+    uint64_t chunk_size = 0, const BadNodeFn& on_bad = nullptr);
 
 }  // namespace haven::repository
 

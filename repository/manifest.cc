@@ -11,6 +11,12 @@ constexpr uint64_t kMaxDiskSize = 1ull << 56;  // 64 PiB: beyond any disk
 
 }  // namespace
 
+uint64_t DiskManifest::LostBytes() const {
+  uint64_t n = 0;
+  for (const auto& [offset, length] : lost) n += length;
+  return n;
+}
+
 bool IsSnapshotId(const std::string& s) {
   return s.size() == 32 &&
          s.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -37,8 +43,15 @@ std::string Manifest::ToJson() const {
     dj["chunk_size"] = d.chunk_size;
     dj["chunks"] = d.tree.count;
     dj["tree"] = {{"root", d.tree.root.Hex()}, {"height", d.tree.height}};
+    if (!d.lost.empty()) {
+      dj["lost"] = nlohmann::ordered_json::array();
+      for (const auto& [offset, length] : d.lost)
+        dj["lost"].push_back({offset, length});
+    }
     j["disks"].push_back(dj);
   }
+  if (!repaired_from.empty())
+    j["repaired"] = {{"from", repaired_from}, {"time", repaired_time}};
   j["stats"] = {{"logical_bytes", stats.logical_bytes},
                 {"read_bytes", stats.read_bytes},
                 {"hole_bytes", stats.hole_bytes},
@@ -98,7 +111,33 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
         return DataLoss(what + ": disk " + d.name +
                         " has an impossible chunk-list tree height " +
                         std::to_string(d.tree.height));
+      if (dj.contains("lost")) {
+        const auto& lj = dj.at("lost");
+        if (!lj.is_array() || lj.size() > d.tree.count)
+          return DataLoss(what + ": disk " + d.name + " has a bad lost list");
+        uint64_t end = 0;
+        for (const auto& r : lj) {
+          if (!r.is_array() || r.size() != 2 || !r[0].is_number_unsigned() ||
+              !r[1].is_number_unsigned())
+            return DataLoss(what + ": disk " + d.name +
+                            " has a malformed lost range");
+          uint64_t offset = r[0].get<uint64_t>(), length = r[1].get<uint64_t>();
+          if (offset < end || length == 0 || offset > d.size ||
+              length > d.size - offset)
+            return DataLoss(what + ": disk " + d.name +
+                            " has a lost range outside the disk or out of "
+                            "order");
+          end = offset + length;
+          d.lost.push_back({offset, length});
+        }
+      }
       m.disks.push_back(d);
+    }
+    if (j.contains("repaired")) {
+      m.repaired_from = j.at("repaired").at("from").get<std::string>();
+      m.repaired_time = j.at("repaired").value("time", "");
+      if (!IsSnapshotId(m.repaired_from))
+        return DataLoss(what + ": malformed 'repaired' field");
     }
     const auto& s = j.at("stats");
     m.stats.logical_bytes = s.value("logical_bytes", 0ull);

@@ -11,7 +11,9 @@
 //    "consistency_reason": "...", "parent": "<id>" or "",
 //    "disks": [{"name": "disk0", "source": "/path", "size": N,
 //               "chunk_size": 65536, "chunks": N,
-//               "tree": {"root": "<hex>", "height": 1}}],
+//               "tree": {"root": "<hex>", "height": 1},
+//               "lost": [[offset, length], ...]}],   (only after a repair)
+//    "repaired": {"from": "<id>", "time": ...},       (only after a repair)
 //    "stats": {"logical_bytes", "read_bytes", "hole_bytes", "new_chunks",
 //              "new_raw_bytes", "new_stored_bytes", "duration_seconds"}}
 #ifndef HAVEN_REPOSITORY_MANIFEST_H_
@@ -32,6 +34,10 @@ struct DiskManifest {
   uint64_t size = 0;
   uint32_t chunk_size = 0;
   TreeRoot tree;
+  // Byte ranges whose chunks were lost and that `haven repair snapshots`
+  // turned into holes: a restore gives zeros there and says so.
+  std::vector<std::pair<uint64_t, uint64_t>> lost;  // offset, length
+  uint64_t LostBytes() const;
 };
 
 struct BackupStats {
@@ -54,6 +60,8 @@ struct Manifest {
   std::string consistency;
   std::string consistency_reason;
   std::string parent;
+  std::string repaired_from;  // id this point replaced (repair snapshots)
+  std::string repaired_time;
   std::vector<DiskManifest> disks;
   BackupStats stats;
 
