@@ -298,7 +298,7 @@ Result<int64_t> ParseRetentionDuration(std::string_view text) {
       default:
         return bad("unknown unit");
     }
-    
+    if (seen.find(unit) != std::string::npos) return bad("repeated unit");
     seen += unit;
     if (__builtin_mul_overflow(n, scale, &n) ||
         __builtin_add_overflow(total, n, &total)) {
