@@ -12,6 +12,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Whatever parses must describe a walkable tree.
       if (d.tree.height < 1 || d.tree.count > haven::repository::TreeCapacity(d.tree.height))
         __builtin_trap();
+      // Lost ranges must be sorted, disjoint and inside the disk.
+      uint64_t end = 0;
+      for (const auto& [offset, length] : d.lost) {
+        if (offset < end || length == 0 || offset + length > d.size)
+          __builtin_trap();
+        end = offset + length;
+      }
     }
     (void)m->ToJson();
   }
