@@ -147,6 +147,7 @@ class Sweeper {
     if (!entries.ok()) {
       report_.skipped.push_back(entries.status().message() +
                                 " (kept; see 'haven check')");
+      report_.bytes_after += size;
       return OkStatus();
     }
     std::vector<PackEntry> live_here;
@@ -199,9 +200,7 @@ class Sweeper {
   Status Finish() {
     if (out_) HAVEN_RETURN_IF_ERROR(SealOutput());
     if (options_.dry_run) {
-      report_.packs_written += (pending_bytes_ + repo_.config().pack_size - 1) /
-                               repo_.config().pack_size;
-      report_.bytes_after += pending_bytes_;
+      if (dry_pack_size_ > 0) DrySeal();
       return OkStatus();
     }
     HAVEN_RETURN_IF_ERROR(repo_.index().Sync());
@@ -251,8 +250,11 @@ class Sweeper {
       const PackEntry& e = live[i];
       report_.chunks_moved += 1;
       report_.bytes_moved += e.stored_len;
-      if (options_.dry_run) {
-        pending_bytes_ += e.stored_len + kPackEntrySize;
+      if (options_.dry_run) {  // what the writer below would do
+        if (dry_pack_size_ == 0) dry_pack_size_ = sizeof kPackMagic;
+        dry_pack_size_ += e.stored_len;
+        ++dry_pack_count_;
+        if (dry_pack_size_ >= repo_.config().pack_size) DrySeal();
         continue;
       }
       if (!out_) {
@@ -263,6 +265,14 @@ class Sweeper {
         HAVEN_RETURN_IF_ERROR(SealOutput());
     }
     return OkStatus();
+  }
+
+  // A dry run's estimate of one sealed pack: blobs plus header and trailer.
+  void DrySeal() {
+    report_.bytes_after += dry_pack_size_ + dry_pack_count_ * kPackEntrySize +
+                           kPackTrailerSize + 64;
+    ++report_.packs_written;
+    dry_pack_size_ = dry_pack_count_ = 0;
   }
 
   Status SealOutput() {
@@ -285,7 +295,7 @@ class Sweeper {
   GcReport& report_;
   std::unique_ptr<PackWriter> out_;
   std::vector<std::string> dead_;
-  uint64_t pending_bytes_ = 0;  // dry run: bytes that would be rewritten
+  uint64_t dry_pack_size_ = 0, dry_pack_count_ = 0;  // dry run's open pack
   Decompressor decompressor_;
   Bytes scratch_, out_raw_;
 };
