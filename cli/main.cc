@@ -437,6 +437,9 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
   if (base.repack_below < 0 || base.repack_below > 1)
     return Fail(
         g, InvalidArgument("--repack-below takes a percentage from 0 to 100"));
+  if (base.max_unused < 0 || base.max_unused > 1)
+    return Fail(
+        g, InvalidArgument("--max-unused takes a percentage from 0 to 100"));
   auto pass = Passphrase(g, false);
   if (!pass.ok()) return Fail(g, pass.status());
   repository::GcOptions opt = base;
@@ -464,6 +467,7 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
     j["bytes_before"] = r->bytes_before;
     j["bytes_after"] = r->bytes_after;
     j["bytes_freed"] = freed;
+    j["unused_bytes_after"] = r->unused_bytes_after;
     j["mark_seconds"] = r->mark_seconds;
     j["wait_seconds"] = r->wait_seconds;
     j["sweep_seconds"] = r->sweep_seconds;
@@ -483,11 +487,13 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
         HumanBytes(r->bytes_moved).c_str(),
         static_cast<unsigned long long>(r->chunks_moved),
         static_cast<unsigned long long>(r->packs_written));
-    std::printf("packs: %s before, %s after, %s %s (%llu chunks removed)\n",
-                HumanBytes(r->bytes_before).c_str(),
-                HumanBytes(r->bytes_after).c_str(),
-                opt.dry_run ? "would free" : "freed", HumanBytes(freed).c_str(),
-                static_cast<unsigned long long>(r->chunks_removed));
+    std::printf(
+        "packs: %s before, %s after, %s %s (%llu chunks removed); %s unused "
+        "left in kept packs\n",
+        HumanBytes(r->bytes_before).c_str(), HumanBytes(r->bytes_after).c_str(),
+        opt.dry_run ? "would free" : "freed", HumanBytes(freed).c_str(),
+        static_cast<unsigned long long>(r->chunks_removed),
+        HumanBytes(r->unused_bytes_after).c_str());
     std::printf("mark %s, waited %s for the exclusive lock, sweep %s\n",
                 FormatDuration(r->mark_seconds).c_str(),
                 FormatDuration(r->wait_seconds).c_str(),
@@ -880,10 +886,17 @@ int Main(int argc, char** argv) {
                  "rewrite packs whose share of used bytes is under this "
                  "percentage (0: only delete wholly unused packs)")
       ->capture_default_str();
+  double max_unused_percent = 5;
+  gc->add_option("--max-unused", max_unused_percent,
+                 "then rewrite the packs with the most unused space until "
+                 "unused bytes are at most this percentage of all packs "
+                 "(100: never)")
+      ->capture_default_str();
   gc->add_flag("--dry-run", gc_opts.dry_run,
                "report what would be deleted and rewritten; change nothing");
   gc->callback([&] {
     gc_opts.repack_below = repack_below_percent / 100;
+    gc_opts.max_unused = max_unused_percent / 100;
     rc = CmdGc(g, gc_opts);
   });
 

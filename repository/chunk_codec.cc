@@ -34,6 +34,16 @@ Status SealChunk(const Key& data_key, ChunkType type, const ChunkId& id,
   return Seal(data_key, aad, scratch, sealed);
 }
 
+Status AuthenticateChunk(const Key& data_key, ChunkType type, const ChunkId& id,
+                         ByteSpan sealed, Bytes& scratch,
+                         const std::string& what) {
+  auto aad = Aad(type, id);
+  HAVEN_RETURN_IF_ERROR(Unseal(data_key, aad, sealed, scratch, what));
+  if (scratch.empty() || scratch[0] > kCodecZstd)
+    return DataLoss(what + ": unknown codec");
+  return OkStatus();
+}
+
 Status OpenChunk(const Key& data_key, ChunkType type, const ChunkId& id,
                  ByteSpan sealed, uint32_t raw_len, Decompressor& decompressor,
                  Bytes& scratch, Bytes& out, const std::string& what) {

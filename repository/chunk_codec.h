@@ -34,6 +34,12 @@ Status OpenChunk(const Key& data_key, ChunkType type, const ChunkId& id,
                  ByteSpan sealed, uint32_t raw_len, Decompressor& decompressor,
                  Bytes& scratch, Bytes& out, const std::string& what);
 
+// Only authenticates a blob (AES-GCM tag; no decompression): enough to know
+// that it is the blob sealed for this type and id. `scratch` is clobbered.
+Status AuthenticateChunk(const Key& data_key, ChunkType type, const ChunkId& id,
+                         ByteSpan sealed, Bytes& scratch,
+                         const std::string& what);
+
 }  // namespace haven::repository
 
 #endif  // HAVEN_REPOSITORY_CHUNK_CODEC_H_

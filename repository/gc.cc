@@ -138,48 +138,50 @@ class Sweeper {
           GcReport& report)
       : repo_(repo), live_(live), options_(options), report_(report) {}
 
+  // Pass 1: how much of each pack is unused, as a histogram by percent.
+  Status Measure(const std::string& name) {
+    HAVEN_ASSIGN_OR_RETURN(PackUse use, Examine(name));
+    if (!use.readable || use.live_here.empty()) return OkStatus();
+    uint64_t unused = use.blob_bytes - use.live_bytes;
+    kept_bytes_ += use.size;
+    unused_bytes_ += unused;
+    hist_[UnusedPercent(use)] += unused;
+    return OkStatus();
+  }
+
+  // Between the passes: the smallest unused percentage that gets a pack
+  // rewritten so that at most `max_unused` of the bytes stay unused.
+  void Plan() {
+    double allowed = options_.max_unused * static_cast<double>(kept_bytes_);
+    uint64_t left = unused_bytes_;
+    cutoff_ = 101;  // none
+    for (int p = 100; p >= 1 && static_cast<double>(left) > allowed; --p) {
+      left -= hist_[p];
+      cutoff_ = p;
+    }
+  }
+
+  // Pass 2: delete, rewrite or keep.
   Status SweepPack(const std::string& name) {
-    std::string path = PackPath(repo_.dir(), name);
-    int64_t size = FileSize(path);
-    if (size < 0) return OkStatus();  // vanished: nothing to do
-    report_.bytes_before += size;
-    auto entries = ReadPackHeader(path, name, repo_.data_key());
-    if (!entries.ok()) {
-      report_.skipped.push_back(entries.status().message() +
-                                " (kept; see 'haven check')");
-      report_.bytes_after += size;
+    HAVEN_ASSIGN_OR_RETURN(PackUse use, Examine(name));
+    if (use.size < 0) return OkStatus();  // vanished: nothing to do
+    report_.bytes_before += use.size;
+    if (!use.readable) {
+      report_.skipped.push_back(use.error + " (kept; see 'haven check')");
+      report_.bytes_after += use.size;
       return OkStatus();
     }
-    std::vector<PackEntry> live_here;
-    std::vector<std::pair<ChunkId, ChunkLocation>> reindex;
-    uint64_t blob_bytes = 0, live_bytes = 0;
-    for (const auto& e : *entries) {
-      blob_bytes += e.stored_len;
-      HAVEN_ASSIGN_OR_RETURN(bool live, live_.Contains(e.id));
-      if (!live) continue;
-      HAVEN_ASSIGN_OR_RETURN(auto loc, repo_.index().Get(e.id));
-      bool indexed_here = loc && loc->pack == name && loc->offset == e.offset;
-      // Another copy is the one the index names (two backups raced, or a
-      // killed gc left a copy): this one is surplus.
-      if (loc && !indexed_here &&
-          FileSize(PackPath(repo_.dir(), loc->pack)) >= 0)
-        continue;
-      live_here.push_back(e);
-      live_bytes += e.stored_len;
-      if (!indexed_here)
-        reindex.push_back(
-            {e.id, {name, e.offset, e.stored_len, e.raw_len, e.type}});
-    }
-    uint64_t unused = entries->size() - live_here.size();
-    if (live_here.empty()) {
+    uint64_t unused = use.count - use.live_here.size();
+    if (use.live_here.empty()) {
       report_.chunks_removed += unused;
       ++report_.packs_deleted;
       dead_.push_back(name);
       return OkStatus();
     }
-    if (static_cast<double>(live_bytes) <
-        options_.repack_below * static_cast<double>(blob_bytes)) {
-      Status s = Repack(name, path, live_here);
+    if (static_cast<double>(use.live_bytes) <
+            options_.repack_below * static_cast<double>(use.blob_bytes) ||
+        UnusedPercent(use) >= cutoff_) {
+      Status s = Repack(name, PackPath(repo_.dir(), name), use.live_here);
       if (s.ok()) {
         report_.chunks_removed += unused;
         ++report_.packs_repacked;
@@ -190,9 +192,10 @@ class Sweeper {
       report_.skipped.push_back(s.message() +
                                 " (pack kept; see 'haven check')");
     }
-    report_.bytes_after += size;
-    if (!reindex.empty() && !options_.dry_run)
-      HAVEN_RETURN_IF_ERROR(repo_.index().Put(reindex, false));
+    report_.bytes_after += use.size;
+    report_.unused_bytes_after += use.blob_bytes - use.live_bytes;
+    if (!use.reindex.empty() && !options_.dry_run)
+      HAVEN_RETURN_IF_ERROR(repo_.index().Put(use.reindex, false));
     return OkStatus();
   }
 
@@ -242,9 +245,8 @@ class Sweeper {
       blobs[i].resize(e.stored_len);
       HAVEN_RETURN_IF_ERROR(
           PReadExact(fd.get(), blobs[i].data(), e.stored_len, e.offset, what));
-      HAVEN_RETURN_IF_ERROR(OpenChunk(repo_.data_key(), e.type, e.id, blobs[i],
-                                      e.raw_len, decompressor_, scratch_,
-                                      out_raw_, what));
+      HAVEN_RETURN_IF_ERROR(AuthenticateChunk(repo_.data_key(), e.type, e.id,
+                                              blobs[i], scratch_, what));
     }
     for (size_t i = 0; i < live.size(); ++i) {
       const PackEntry& e = live[i];
@@ -289,6 +291,58 @@ class Sweeper {
     return OkStatus();
   }
 
+  struct PackUse {
+    int64_t size = -1;
+    bool readable = false;
+    std::string error;
+    size_t count = 0;
+    std::vector<PackEntry> live_here;  // the copies to keep
+    std::vector<std::pair<ChunkId, ChunkLocation>> reindex;
+    uint64_t blob_bytes = 0, live_bytes = 0;
+  };
+
+  // Which chunks of a pack are in use here: marked live, and this is the
+  // copy the index names (or the index names no copy that exists).
+  Result<PackUse> Examine(const std::string& name) {
+    PackUse use;
+    std::string path = PackPath(repo_.dir(), name);
+    use.size = FileSize(path);
+    if (use.size < 0) return use;
+    auto entries = ReadPackHeader(path, name, repo_.data_key());
+    if (!entries.ok()) {
+      use.error = entries.status().message();
+      return use;
+    }
+    use.readable = true;
+    use.count = entries->size();
+    for (const auto& e : *entries) {
+      use.blob_bytes += e.stored_len;
+      HAVEN_ASSIGN_OR_RETURN(bool live, live_.Contains(e.id));
+      if (!live) continue;
+      HAVEN_ASSIGN_OR_RETURN(auto loc, repo_.index().Get(e.id));
+      bool indexed_here = loc && loc->pack == name && loc->offset == e.offset;
+      // Another copy is the one the index names (two backups raced, or a
+      // killed gc left a copy): this one is surplus.
+      if (loc && !indexed_here &&
+          FileSize(PackPath(repo_.dir(), loc->pack)) >= 0)
+        continue;
+      use.live_here.push_back(e);
+      use.live_bytes += e.stored_len;
+      if (!indexed_here)
+        use.reindex.push_back(
+            {e.id, {name, e.offset, e.stored_len, e.raw_len, e.type}});
+    }
+    return use;
+  }
+
+  static int UnusedPercent(const PackUse& use) {
+    if (use.blob_bytes == 0) return 0;
+    // Rounded up, so any unused byte puts a pack at 1% or more.
+    return static_cast<int>(
+        ((use.blob_bytes - use.live_bytes) * 100 + use.blob_bytes - 1) /
+        use.blob_bytes);
+  }
+
   Repository& repo_;
   const ChunkSet& live_;
   const GcOptions& options_;
@@ -296,8 +350,10 @@ class Sweeper {
   std::unique_ptr<PackWriter> out_;
   std::vector<std::string> dead_;
   uint64_t dry_pack_size_ = 0, dry_pack_count_ = 0;  // dry run's open pack
-  Decompressor decompressor_;
-  Bytes scratch_, out_raw_;
+  uint64_t hist_[101] = {};  // unused bytes of kept packs by unused percent
+  uint64_t kept_bytes_ = 0, unused_bytes_ = 0;
+  int cutoff_ = 101;
+  Bytes scratch_;
 };
 
 void Phase(const GcOptions& o, const std::string& s) {
@@ -348,8 +404,13 @@ Result<GcReport> CollectGarbage(const std::string& dir,
 
   std::vector<std::string> packs = ListPackNames(dir);
   report.packs = packs.size();
-  Phase(options, "sweeping " + std::to_string(packs.size()) + " packs");
+  Phase(options,
+        "measuring unused space in " + std::to_string(packs.size()) + " packs");
   Sweeper sweeper(*repo, *live, options, report);
+  for (const std::string& name : packs)
+    HAVEN_RETURN_IF_ERROR(sweeper.Measure(name));
+  sweeper.Plan();
+  Phase(options, "sweeping " + std::to_string(packs.size()) + " packs");
   size_t step = std::max<size_t>(packs.size() / 10, 1), done = 0;
   for (const std::string& name : packs) {
     HAVEN_RETURN_IF_ERROR(sweeper.SweepPack(name));

@@ -5,10 +5,14 @@
 // repository. Subtrees already marked are skipped, so nightly points of the
 // same disk cost only their changed nodes.
 //
-// Sweep: every pack header is read; a pack with no live chunk is deleted, a
-// pack whose live share of bytes is under `repack_below` has its live chunks
-// copied (still sealed, after authenticating each) into new packs and is then
-// deleted, other packs are kept whole.
+// Sweep: every pack header is read twice. The first pass only measures how
+// much of each pack is unused (a histogram: memory stays flat). The second
+// deletes packs with no live chunk, and rewrites a pack when its live share
+// is under `repack_below`, or when its unused share is among the largest
+// that must go for the unused bytes left to be at most `max_unused` of all
+// pack bytes. A rewrite copies the live chunks (still sealed, after
+// authenticating each) into new packs; the old pack is then deleted. Other
+// packs are kept whole.
 //
 // Safety beside backups (docs/repository-format.md, "Garbage collection"):
 //   - the mark runs under the shared repository lock, beside backups;
@@ -40,6 +44,9 @@ struct GcOptions {
   // A pack whose live bytes are under this share of its chunk bytes is
   // rewritten. 0 never rewrites (only wholly dead packs are deleted).
   double repack_below = 0.8;
+  // Then, packs with the largest unused share are rewritten until unused
+  // bytes are at most this share of all pack bytes (restic's --max-unused).
+  double max_unused = 0.05;
   bool dry_run = false;  // report what would be done, change nothing
   OpenOptions open;      // lock wait and its message
   std::function<void(const std::string&)> on_phase;
@@ -57,6 +64,7 @@ struct GcReport {
   uint64_t bytes_moved = 0;
   uint64_t bytes_before = 0;  // pack files, before and after
   uint64_t bytes_after = 0;
+  uint64_t unused_bytes_after = 0;  // unused chunks left in kept packs
   std::vector<std::string> skipped;  // packs left alone, with the reason
   double mark_seconds = 0;
   double wait_seconds = 0;  // for the exclusive lock

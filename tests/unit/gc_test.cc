@@ -396,6 +396,7 @@ TEST_F(GcTest, RepackBelowZeroOnlyDeletesWhollyDeadPacks) {
 
   GcOptions o;
   o.repack_below = 0;
+  o.max_unused = 1;  // and no rewrite to meet an unused-space target
   auto report = RunGc(o);
   ASSERT_THAT(report, IsOk());
   EXPECT_EQ(report->packs_deleted, 1u);
@@ -416,6 +417,33 @@ TEST_F(GcTest, RepackBelowZeroOnlyDeletesWhollyDeadPacks) {
   reader.reset();
   EXPECT_EQ(report->bytes_after, PackBytes(repo_dir_));
 
+  ExpectRestores(y_, y_data_);
+  ExpectSound();
+}
+
+// With no per-pack threshold, --max-unused alone rewrites the packs with the
+// most unused space until little enough is left.
+TEST_F(GcTest, MaxUnusedRewritesUntilTheTargetIsMet) {
+  ASSERT_NO_FATAL_FAILURE(SetUpHalfLive());
+  GcOptions o;
+  o.repack_below = 0;
+  o.max_unused = 0.2;
+  auto report = RunGc(o);
+  ASSERT_THAT(report, IsOk());
+  EXPECT_GT(report->packs_repacked, 0u);
+  EXPECT_LE(static_cast<double>(report->unused_bytes_after),
+            0.2 * static_cast<double>(report->bytes_before));
+  EXPECT_EQ(report->bytes_after, PackBytes(repo_dir_));
+  ExpectRestores(y_, y_data_);
+  ExpectSound();
+
+  // And 0 leaves no unused byte at all.
+  GcOptions all;
+  all.repack_below = 0;
+  all.max_unused = 0;
+  auto second = RunGc(all);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ(second->unused_bytes_after, 0u);
   ExpectRestores(y_, y_data_);
   ExpectSound();
 }
