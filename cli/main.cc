@@ -183,7 +183,10 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
   if (g.json) {
     nlohmann::ordered_json j = nlohmann::ordered_json::array();
     for (const auto& m : *all)
-      if (name.empty() || m.name == name) j.push_back(SnapshotJson(m));
+      if (name.empty() || m.name == name) {
+        j.push_back(SnapshotJson(m));
+        j.back()["protected"] = (*repo)->IsProtected(m.id);
+      }
     std::cout << repository::DumpJson(j) << "\n";
   } else {
     std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", "ID", "TIME", "NAME",
@@ -197,7 +200,8 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
           when.c_str(), m.name.c_str(),
           HumanBytes(m.stats.logical_bytes).c_str(),
           HumanBytes(m.stats.new_stored_bytes).c_str(),
-          (m.consistency + (m.repaired_from.empty() ? "" : ", repaired"))
+          (m.consistency + (m.repaired_from.empty() ? "" : ", repaired") +
+           ((*repo)->IsProtected(m.id) ? ", protected" : ""))
               .c_str());
     }
   }
