@@ -77,14 +77,7 @@ export HAVEN_PASSWORD=haven-bench-password
 export RESTIC_PASSWORD=haven-bench-password
 
 # ---------------------------------------------------------------- prerequisites
-need_pkg() { # $1 = command/path to test, $2 = debian package
-  if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "$1" ]; then
-    log "installing $2 (apt-get)"
-    if [ -z "${_APT_UPDATED:-}" ]; then apt-get update -qq || true; _APT_UPDATED=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null \
-      || die "could not install $2"
-  fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_pkg /usr/bin/time time
 need_pkg python3 python3
 need_pkg cmp diffutils
@@ -158,23 +151,6 @@ repo_bytes() { du -sb "$1" | cut -f1; }
 warm() { find "$1" -type f -exec cat {} + >/dev/null; }
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 
-# Writes N random 64 KiB blocks at distinct random 64 KiB-aligned offsets
-# (same helper as bench/run.sh).  Deterministic: random.seed(SEED).
-randwrite() { # file seed count
-  python3 - "$1" "$2" "$3" "$IMG_SIZE" "$BLOCK" <<'PY'
-import os, random, sys
-path, seed, n, size, bs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-random.seed(seed)
-slots = random.sample(range(size // bs), n)
-with open(path, "r+b") as f:           # never truncates
-    fd = f.fileno()
-    for s in slots:
-        data = random.randbytes(bs)
-        assert os.pwrite(fd, data, s * bs) == bs
-    f.flush()
-assert os.path.getsize(path) == size, "image size changed"
-PY
-}
 
 # timed TOOL STEP cmd... : runs cmd under /usr/bin/time -v; stdout to
 # $LOGS/TOOL-STEP.out, stderr to .err, time report to .time.  Records

@@ -80,14 +80,7 @@ export BORG_CHECK_I_KNOW_WHAT_I_AM_DOING=NO
 export BORG_DELETE_I_KNOW_WHAT_I_AM_DOING=NO
 
 # ---------------------------------------------------------------- prerequisites
-need_pkg() { # $1 = command/path to test, $2 = debian package
-  if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "$1" ]; then
-    log "installing $2 (apt-get)"
-    if [ -z "${_APT_UPDATED:-}" ]; then apt-get update -qq || true; _APT_UPDATED=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null \
-      || die "could not install $2"
-  fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_pkg mke2fs e2fsprogs
 need_pkg /usr/bin/time time
 need_pkg python3 python3
@@ -107,24 +100,6 @@ fi
 mkdir -p "$W"
 W=$(cd "$W" && pwd -P)   # absolute, symlink-free: restic/borg store this path
 
-# ---------------------------------------------------------------- dataset
-# Writes N random 64 KiB blocks at distinct random 64 KiB-aligned offsets.
-# Deterministic: random.seed(SEED); offsets via random.sample, data via randbytes.
-randwrite() { # file seed count
-  python3 - "$1" "$2" "$3" "$IMG_SIZE" "$BLOCK" <<'PY'
-import os, random, sys
-path, seed, n, size, bs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-random.seed(seed)
-slots = random.sample(range(size // bs), n)
-with open(path, "r+b") as f:           # never truncates
-    fd = f.fileno()
-    for s in slots:
-        data = random.randbytes(bs)
-        assert os.pwrite(fd, data, s * bs) == bs
-    f.flush()
-assert os.path.getsize(path) == size, "image size changed"
-PY
-}
 
 dir_bytes() { { du -sb "$1" 2>/dev/null || true; } | cut -f1; }
 
