@@ -63,6 +63,20 @@ rocksdb::Options MakeOptions() {
   return o;
 }
 
+// A read-only open can race with a writer that is replacing its MANIFEST or
+// deleting a WAL it just flushed; such a failure is retried.
+Status OpenReadOnly(const rocksdb::Options& o, const std::string& dir,
+                    rocksdb::DB** db) {
+  rocksdb::Status s;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    s = rocksdb::DB::OpenForReadOnly(o, dir, db);
+    if (s.ok() || !(s.IsIOError() || s.IsPathNotFound() || s.IsCorruption()))
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
+  }
+  return FromRocks(s, "open index " + dir);
+}
+
 bool IsLockError(const rocksdb::Status& s) {
   std::string m = s.ToString();
   return s.IsIOError() &&
@@ -78,9 +92,8 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(
   rocksdb::DB* db = nullptr;
   if (options.read_only) {
     o.create_if_missing = false;
-    rocksdb::Status s = rocksdb::DB::OpenForReadOnly(o, dir, &db);
-    HAVEN_RETURN_IF_ERROR(FromRocks(s, "open index " + dir));
-    return std::unique_ptr<ChunkIndex>(new ChunkIndex(db));
+    HAVEN_RETURN_IF_ERROR(OpenReadOnly(o, dir, &db));
+    return std::unique_ptr<ChunkIndex>(new ChunkIndex(db, dir, true));
   }
   double deadline = MonotonicSeconds() + options.lock_wait_seconds;
   bool told = false;
@@ -98,7 +111,7 @@ Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  return std::unique_ptr<ChunkIndex>(new ChunkIndex(db));
+  return std::unique_ptr<ChunkIndex>(new ChunkIndex(db, dir, false));
 }
 
 Result<ChunkLocation> DecodeIndexValue(std::string_view v, const ChunkId& id) {
@@ -115,15 +128,47 @@ Result<ChunkLocation> DecodeIndexValue(std::string_view v, const ChunkId& id) {
   return loc;
 }
 
-ChunkIndex::ChunkIndex(rocksdb::DB* db) : db_(db) {}
+namespace {
+std::shared_ptr<rocksdb::DB> Shared(rocksdb::DB* db) {
+  return std::shared_ptr<rocksdb::DB>(db, [](rocksdb::DB* d) {
+    d->Close().PermitUncheckedError();
+    delete d;
+  });
+}
+}  // namespace
 
-ChunkIndex::~ChunkIndex() {
-  if (db_) db_->Close().PermitUncheckedError();
+ChunkIndex::ChunkIndex(rocksdb::DB* db, std::string dir, bool read_only)
+    : db_(Shared(db)), dir_(std::move(dir)), read_only_(read_only) {}
+
+ChunkIndex::~ChunkIndex() = default;
+
+std::shared_ptr<rocksdb::DB> ChunkIndex::Db() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return db_;
+}
+
+Result<bool> ChunkIndex::Refresh() const {
+  if (!read_only_) return false;
+  std::lock_guard<std::mutex> l(mu_);
+  double now = MonotonicSeconds();
+  // Many misses in a row (a damaged repository) reopen at most every 2 s.
+  if (now - last_refresh_ < 2) return false;
+  rocksdb::Options o = MakeOptions();
+  o.create_if_missing = false;
+  rocksdb::DB* db = nullptr;
+  HAVEN_RETURN_IF_ERROR(OpenReadOnly(o, dir_, &db));
+  db_ = Shared(db);  // readers still holding the old one keep it alive
+  last_refresh_ = MonotonicSeconds();
+  return true;
 }
 
 Result<std::optional<ChunkLocation>> ChunkIndex::Get(const ChunkId& id) const {
   std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), IndexKey(id), &v);
+  rocksdb::Status s = Db()->Get(rocksdb::ReadOptions(), IndexKey(id), &v);
+  if (s.IsNotFound()) {
+    HAVEN_ASSIGN_OR_RETURN(bool refreshed, Refresh());
+    if (refreshed) s = Db()->Get(rocksdb::ReadOptions(), IndexKey(id), &v);
+  }
   if (s.IsNotFound()) return std::optional<ChunkLocation>();
   HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
   HAVEN_ASSIGN_OR_RETURN(ChunkLocation loc, DecodeIndexValue(v, id));
@@ -139,18 +184,18 @@ Status ChunkIndex::Put(
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocks(db_->Write(wo, &batch), "index write");
+  return FromRocks(Db()->Write(wo, &batch), "index write");
 }
 
 Status ChunkIndex::SetRepositoryId(const std::string& id) {
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  return FromRocks(db_->Put(wo, "m:repository", id), "index write");
+  return FromRocks(Db()->Put(wo, "m:repository", id), "index write");
 }
 
 Result<std::string> ChunkIndex::RepositoryId() const {
   std::string v;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), "m:repository", &v);
+  rocksdb::Status s = Db()->Get(rocksdb::ReadOptions(), "m:repository", &v);
   if (s.IsNotFound()) return std::string();
   HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
   return v;
@@ -162,25 +207,27 @@ Status ChunkIndex::Delete(const std::vector<ChunkId>& ids, bool sync) {
     HAVEN_RETURN_IF_ERROR(FromRocks(batch.Delete(IndexKey(id)), "index batch"));
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocks(db_->Write(wo, &batch), "index write");
+  return FromRocks(Db()->Write(wo, &batch), "index write");
 }
 
 Status ChunkIndex::Sync() {
-  return FromRocks(db_->FlushWAL(true), "index sync");
+  return FromRocks(Db()->FlushWAL(true), "index sync");
 }
 
 Status ChunkIndex::DeleteAllChunks() {
+  auto db = Db();
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  return FromRocks(db_->DeleteRange(wo, db_->DefaultColumnFamily(), "c", "d"),
+  return FromRocks(db->DeleteRange(wo, db->DefaultColumnFamily(), "c", "d"),
                    "index clear");
 }
 
 Status ChunkIndex::ForEach(
     const std::function<Status(const ChunkId&, const ChunkLocation&)>& fn,
     const std::function<void(const Status&)>& bad) const {
+  auto db = Db();  // kept alive while iterating, even across a Refresh
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
+      db->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
     if (it->key().size() != 33) {
       bad(DataLoss("index has a malformed key; run 'haven rebuild-index'"));
@@ -200,8 +247,9 @@ Status ChunkIndex::ForEach(
 }
 
 Result<uint64_t> ChunkIndex::CountChunks() const {
+  auto db = Db();  // kept alive while iterating, even across a Refresh
   std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions()));
+      db->NewIterator(rocksdb::ReadOptions()));
   uint64_t n = 0;
   for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next())
     ++n;

@@ -9,12 +9,17 @@
 //
 // RocksDB allows one writing process; a second writer waits for the first
 // (its LOCK is an fcntl lock, released if the holder is killed). Readers
-// open read-only and never wait.
+// open read-only and never wait. A read-only open that races with a writer
+// flushing its memtable can miss that writer's newest entries (it read the
+// old MANIFEST, then found the WAL already gone); so a reader that does not
+// find a chunk reopens the index once and looks again before saying the
+// chunk is missing.
 #ifndef HAVEN_REPOSITORY_CHUNK_INDEX_H_
 #define HAVEN_REPOSITORY_CHUNK_INDEX_H_
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -72,8 +77,17 @@ class ChunkIndex {
       const std::function<void(const Status&)>& bad) const;
 
  private:
-  explicit ChunkIndex(rocksdb::DB* db);
-  std::unique_ptr<rocksdb::DB> db_;
+  ChunkIndex(rocksdb::DB* db, std::string dir, bool read_only);
+  std::shared_ptr<rocksdb::DB> Db() const;
+  // Read-only: reopens the index to see entries committed since it was
+  // opened. Returns false if nothing was done (a writer, or too soon).
+  Result<bool> Refresh() const;
+
+  mutable std::mutex mu_;
+  mutable std::shared_ptr<rocksdb::DB> db_;
+  std::string dir_;
+  bool read_only_ = false;
+  mutable double last_refresh_ = 0;
 };
 
 // A set of chunk ids on disk (RocksDB), for jobs whose working set must not
