@@ -564,8 +564,13 @@ int CmdForget(const Globals& g, ForgetArgs a) {
       if (!m.ok()) return Fail(g, m.status());
       repository::RetentionDecision dec;
       dec.item = {m->id, m->name, m->time, (*repo)->IsProtected(m->id)};
-      dec.keep = dec.item.is_protected;
-      if (dec.keep) dec.reasons.push_back("protected");
+      if (dec.item.is_protected)
+        return Fail(g, FailedPrecondition(
+                           "snapshot " + m->id + " (" + m->name + ", " +
+                           m->time.substr(0, 19) +
+                           ") is protected; nothing was removed. Run 'haven "
+                           "unprotect " +
+                           m->id.substr(0, 8) + "' first"));
       decisions.push_back(std::move(dec));
     }
   }
