@@ -860,7 +860,7 @@ int Main(int argc, char** argv) {
   auto* forget = app.add_subcommand(
       "forget",
       "remove recovery points by retention rules (applied per backup name) "
-      "or by name; protected points are always kept; 'haven gc' then frees "
+      "or by name; protected points are never removed; 'haven gc' then frees "
       "the space");
   forget->add_option("SNAPSHOT", forget_args.specs,
                      "recovery points to remove (instead of rules)");
@@ -889,8 +889,8 @@ int Main(int argc, char** argv) {
   double repack_below_percent = 80;
   auto* gc = app.add_subcommand(
       "gc",
-      "delete the data no recovery point uses (after forget); runs beside "
-      "backups, which wait only for its short final sweep");
+      "delete the data no recovery point uses (after forget); its mark "
+      "runs beside backups, which wait for its final sweep");
   gc->add_option("--repack-below", repack_below_percent,
                  "rewrite packs whose share of used bytes is under this "
                  "percentage (0: only delete wholly unused packs)")
