@@ -196,6 +196,10 @@ Status ChunkIndex::SetRepositoryId(const std::string& id) {
 Result<std::string> ChunkIndex::RepositoryId() const {
   std::string v;
   rocksdb::Status s = Db()->Get(rocksdb::ReadOptions(), "m:repository", &v);
+  if (s.IsNotFound()) {  // a view taken while the first writer was flushing?
+    HAVEN_ASSIGN_OR_RETURN(bool refreshed, Refresh());
+    if (refreshed) s = Db()->Get(rocksdb::ReadOptions(), "m:repository", &v);
+  }
   if (s.IsNotFound()) return std::string();
   HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
   return v;
