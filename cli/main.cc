@@ -589,8 +589,7 @@ int CmdForget(const Globals& g, ForgetArgs a) {
       std::printf("%s:\n", group.c_str());
     }
     if (!g.json && !g.quiet)
-      std::printf("  %-6s %s  %s  %s\n",
-                  d.keep ? "keep" : (a.dry_run ? "remove" : "remove"),
+      std::printf("  %-6s %s  %s  %s\n", d.keep ? "keep" : "remove",
                   d.item.id.substr(0, 8).c_str(), when.c_str(),
                   reasons.c_str());
     nlohmann::ordered_json e = {{"id", d.item.id},

@@ -64,8 +64,12 @@ namespace {
 Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
             uint64_t unit_bytes, const LoadNodeFn& load,
             const std::function<Status(uint64_t, const ChunkId&)>& visit,
-            const BadNodeFn& on_bad) {
+            const WalkHooks& hooks) {
   if (node_id.IsZero()) return OkStatus();
+  if (hooks.enter) {
+    HAVEN_ASSIGN_OR_RETURN(bool go, hooks.enter(node_id));
+    if (!go) return OkStatus();
+  }
   uint64_t child_cap = TreeCapacity(level - 1);
   uint64_t remaining = total - first;
   uint64_t expected =
@@ -86,7 +90,8 @@ Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
     if (unit_bytes)
       where += " (image offsets " + std::to_string(first * unit_bytes) + "-" +
                std::to_string((last + 1) * unit_bytes - 1) + ")";
-    if (on_bad) return on_bad(first, last + 1, bad.WithContext(where));
+    if (hooks.on_bad)
+      return hooks.on_bad(first, last + 1, bad.WithContext(where));
     return bad.WithContext(where);
   }
   const Bytes& node = *loaded;
@@ -98,17 +103,17 @@ Status Walk(const ChunkId& node_id, int level, uint64_t first, uint64_t total,
       if (!child.IsZero()) HAVEN_RETURN_IF_ERROR(visit(child_first, child));
     } else {
       HAVEN_RETURN_IF_ERROR(Walk(child, level - 1, child_first, total,
-                                 unit_bytes, load, visit, on_bad));
+                                 unit_bytes, load, visit, hooks));
     }
   }
-  return OkStatus();
+  return hooks.leave ? hooks.leave(node_id) : OkStatus();
 }
 
 }  // namespace
 
 Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
                 const std::function<Status(uint64_t, const ChunkId&)>& visit,
-                uint64_t chunk_size, const BadNodeFn& on_bad) {
+                uint64_t chunk_size, const WalkHooks& hooks) {
   if (root.height < 1 || root.height > kMaxTreeHeight)
     return DataLoss("chunk-list tree height " + std::to_string(root.height) +
                     " is out of range");
@@ -117,7 +122,7 @@ Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
     return DataLoss("chunk-list tree of height " + std::to_string(root.height) +
                     " cannot hold " + std::to_string(root.count) + " chunks");
   return Walk(root.root, root.height, 0, root.count, chunk_size, load, visit,
-              on_bad);
+              hooks);
 }
 
 }  // namespace haven::repository

@@ -59,15 +59,21 @@ class TreeWriter {
 // hole subtrees (visit is not called for their entries). Validates node sizes
 // against `root.count`; a mismatch is DataLoss.
 // A node that cannot be loaded is reported with the chunks it covered (and
-// their image offsets when `chunk_size` is given). With `on_bad`, the walk
-// instead calls on_bad(first, end, error) for the level-0 range [first, end)
-// that node covered and goes on (unless on_bad returns an error).
-using BadNodeFn =
-    std::function<Status(uint64_t first, uint64_t end, const Status& error)>;
+// their image offsets when `chunk_size` is given).
+struct WalkHooks {
+  // Instead of failing on a bad node, called with the level-0 range
+  // [first, end) it covered; the walk goes on unless it returns an error.
+  std::function<Status(uint64_t first, uint64_t end, const Status& error)>
+      on_bad;
+  // Before a node is loaded: false skips the node and its whole subtree.
+  std::function<Result<bool>(const ChunkId& node)> enter;
+  // After a node's whole subtree was walked without error.
+  std::function<Status(const ChunkId& node)> leave;
+};
 Status WalkTree(
     const TreeRoot& root, const LoadNodeFn& load,
     const std::function<Status(uint64_t index, const ChunkId& id)>& visit,
-    uint64_t chunk_size = 0, const BadNodeFn& on_bad = nullptr);
+    uint64_t chunk_size = 0, const WalkHooks& hooks = {});
 
 }  // namespace haven::repository
 

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -19,14 +18,39 @@ namespace fs = std::filesystem;
 
 constexpr char kScratchPrefix[] = "gc-";
 
-// Marks every node and data chunk of recovery points in `live`.
+// Marks every node and data chunk of recovery points in `live`. A node is
+// added after its whole subtree, so a node found in the set means everything
+// under it is marked already and is skipped.
 class Marker {
  public:
   Marker(const Repository& repo, ChunkSet& live) : repo_(repo), live_(live) {}
 
   Status MarkSnapshot(const Manifest& m) {
+    std::vector<ChunkId> pending;  // data ids under the node being walked
+    WalkHooks hooks;
+    hooks.enter = [&](const ChunkId& node) -> Result<bool> {
+      HAVEN_ASSIGN_OR_RETURN(bool seen, live_.Contains(node));
+      return !seen;
+    };
+    hooks.leave = [&](const ChunkId& node) {
+      pending.push_back(node);
+      Status added = live_.Add(pending);
+      pending.clear();
+      return added;
+    };
     for (const auto& d : m.disks) {
-      Status s = MarkNode(d.tree.root, d.tree.height);
+      Status s = WalkTree(
+          d.tree,
+          [&](const ChunkId& id) -> Result<Bytes> {
+            Bytes node;
+            HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, ctx_));
+            return node;
+          },
+          [&](uint64_t, const ChunkId& id) {
+            pending.push_back(id);
+            return OkStatus();
+          },
+          d.chunk_size, hooks);
       if (!s.ok())
         return s.WithContext("snapshot " + m.id + " (" + m.name + ") disk " +
                              d.name);
@@ -35,33 +59,6 @@ class Marker {
   }
 
  private:
-  // A node is added after its whole subtree, so a node found in the set
-  // means everything under it is marked already.
-  Status MarkNode(const ChunkId& id, int level) {
-    if (id.IsZero()) return OkStatus();
-    if (level < 1 || level > kMaxTreeHeight)
-      return DataLoss("chunk-list tree height out of range");
-    HAVEN_ASSIGN_OR_RETURN(bool seen, live_.Contains(id));
-    if (seen) return OkStatus();
-    Bytes node;
-    HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, ctx_));
-    if (node.empty() || node.size() % 32 != 0 || node.size() > kTreeFanout * 32)
-      return DataLoss("chunk-list node " + id.Hex() + " has a bad size");
-    std::vector<ChunkId> ids;
-    ids.reserve(node.size() / 32 + 1);
-    for (size_t i = 0; i < node.size(); i += 32) {
-      ChunkId child;
-      std::memcpy(child.bytes.data(), node.data() + i, 32);
-      if (child.IsZero()) continue;
-      if (level == 1)
-        ids.push_back(child);
-      else
-        HAVEN_RETURN_IF_ERROR(MarkNode(child, level - 1));
-    }
-    ids.push_back(id);
-    return live_.Add(ids);
-  }
-
   const Repository& repo_;
   ChunkSet& live_;
   ReadContext ctx_;

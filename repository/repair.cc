@@ -37,6 +37,12 @@ Result<TreeRoot> RebuildTree(
     for (; next < index; ++next) HAVEN_RETURN_IF_ERROR(tree.Add(ChunkId{}));
     return OkStatus();
   };
+  WalkHooks hooks;
+  hooks.on_bad = [&](uint64_t first, uint64_t end, const Status&) -> Status {
+    HAVEN_RETURN_IF_ERROR(fill_to(first));
+    lose(first, end);
+    return OkStatus();  // the entries stay holes: fill_to skips past them
+  };
   HAVEN_RETURN_IF_ERROR(WalkTree(
       d.tree,
       [&](const ChunkId& id) -> Result<Bytes> {
@@ -55,12 +61,7 @@ Result<TreeRoot> RebuildTree(
         next = index + 1;
         return OkStatus();
       },
-      d.chunk_size,
-      [&](uint64_t first, uint64_t end, const Status&) -> Status {
-        HAVEN_RETURN_IF_ERROR(fill_to(first));
-        lose(first, end);
-        return OkStatus();  // the entries stay holes: fill_to skips past them
-      }));
+      d.chunk_size, hooks));
   HAVEN_RETURN_IF_ERROR(fill_to(d.tree.count));
   return tree.Finish();
 }
@@ -91,18 +92,24 @@ Result<uint64_t> DropLostIndexEntries(
   return drop.size();
 }
 
-// Merges chunk ranges into an existing byte-range list.
-std::vector<std::pair<uint64_t, uint64_t>> MergeLost(
-    const DiskManifest& d,
-    const std::vector<std::pair<uint64_t, uint64_t>>& chunk_ranges) {
-  std::vector<std::pair<uint64_t, uint64_t>> all = d.lost;  // offset, length
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// Level-0 chunk ranges [first, end) as byte ranges (offset, length).
+Ranges ToBytes(const DiskManifest& d, const Ranges& chunk_ranges) {
+  Ranges out;
   for (const auto& [first, end] : chunk_ranges) {
     uint64_t offset = first * d.chunk_size;
     uint64_t stop = std::min<uint64_t>(d.size, end * d.chunk_size);
-    if (stop > offset) all.push_back({offset, stop - offset});
+    if (stop > offset) out.push_back({offset, stop - offset});
   }
+  return out;
+}
+
+// Merges two byte-range lists into one sorted list without overlaps.
+Ranges MergeLost(Ranges all, const Ranges& more) {
+  all.insert(all.end(), more.begin(), more.end());
   std::sort(all.begin(), all.end());
-  std::vector<std::pair<uint64_t, uint64_t>> out;
+  Ranges out;
   for (const auto& [offset, length] : all) {
     if (!out.empty() && out.back().first + out.back().second >= offset) {
       uint64_t end =
@@ -115,7 +122,8 @@ std::vector<std::pair<uint64_t, uint64_t>> MergeLost(
   return out;
 }
 
-// Commits `m` (already repaired) in place of `old_id`, moving protection.
+// Removes `old_id` now that `new_id` (its repaired copy) is committed,
+// moving its protection to the copy.
 Status Replace(Repository& repo, const std::string& old_id,
                const std::string& new_id) {
   if (repo.IsProtected(old_id)) {
@@ -167,14 +175,11 @@ Result<RepairReport> RepairSnapshots(Repository& repo,
           TreeRoot root,
           RebuildTree(repo, *writer, d, check.damaged, !options.dry_run, lost));
       if (lost.empty()) continue;
-      auto merged = MergeLost(d, lost);
-      for (const auto& [first, end] : lost) {
-        uint64_t offset = first * d.chunk_size;
-        uint64_t stop = std::min<uint64_t>(d.size, end * d.chunk_size);
-        point.lost.push_back({d.name, offset, stop - offset});
-      }
+      Ranges bytes = ToBytes(d, lost);
+      for (const auto& [offset, length] : bytes)
+        point.lost.push_back({d.name, offset, length});
       d.tree = root;
-      d.lost = std::move(merged);
+      d.lost = MergeLost(std::move(d.lost), bytes);
     }
     if (point.lost.empty()) continue;
     if (!options.dry_run) {

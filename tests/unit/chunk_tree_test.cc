@@ -36,7 +36,8 @@ class MemStore {
     return [this](ByteSpan node) -> Result<ChunkId> {
       ++store_calls_;
       if (IsAllZero(node.data(), node.size())) ++all_zero_nodes_stored_;
-      if (node.empty() || node.size() % 32 != 0 || node.size() > kTreeFanout * 32)
+      if (node.empty() || node.size() % 32 != 0 ||
+          node.size() > kTreeFanout * 32)
         ++malformed_nodes_stored_;
       ChunkId id = hasher_.Hash(node);
       nodes_[id] = Bytes(node.begin(), node.end());
@@ -48,7 +49,8 @@ class MemStore {
       ++load_calls_;
       if (id.IsZero()) ++zero_loads_;
       auto it = nodes_.find(id);
-      if (it == nodes_.end()) return NotFound("node " + id.Hex() + " not stored");
+      if (it == nodes_.end())
+        return NotFound("node " + id.Hex() + " not stored");
       return it->second;
     };
   }
@@ -79,15 +81,16 @@ Result<TreeRoot> BuildTree(MemStore& store, const std::vector<ChunkId>& ids) {
 }
 
 // Walks and returns every visited (index, id), checking the order.
-Result<std::vector<std::pair<uint64_t, ChunkId>>> Collect(MemStore& store,
-                                                          const TreeRoot& root) {
+Result<std::vector<std::pair<uint64_t, ChunkId>>> Collect(
+    MemStore& store, const TreeRoot& root) {
   std::vector<std::pair<uint64_t, ChunkId>> out;
-  Status s = WalkTree(root, store.LoadFn(), [&](uint64_t index, const ChunkId& id) {
-    if (!out.empty() && index <= out.back().first)
-      return Internal("visit out of order at " + std::to_string(index));
-    out.push_back({index, id});
-    return OkStatus();
-  });
+  Status s =
+      WalkTree(root, store.LoadFn(), [&](uint64_t index, const ChunkId& id) {
+        if (!out.empty() && index <= out.back().first)
+          return Internal("visit out of order at " + std::to_string(index));
+        out.push_back({index, id});
+        return OkStatus();
+      });
   if (!s.ok()) return s;
   return out;
 }
@@ -118,14 +121,15 @@ TEST_P(TreeRoundTripTest, WriteThenWalkVisitsEveryEntryInOrder) {
 
   uint64_t next = 0;
   bool in_order = true;
-  Status s = WalkTree(*root, store.LoadFn(), [&](uint64_t index, const ChunkId& id) {
-    if (index != next || !(id == DataId(index))) {
-      in_order = false;
-      return Internal("unexpected entry at " + std::to_string(index));
-    }
-    ++next;
-    return OkStatus();
-  });
+  Status s =
+      WalkTree(*root, store.LoadFn(), [&](uint64_t index, const ChunkId& id) {
+        if (index != next || !(id == DataId(index))) {
+          in_order = false;
+          return Internal("unexpected entry at " + std::to_string(index));
+        }
+        ++next;
+        return OkStatus();
+      });
   ASSERT_THAT(s, IsOk());
   EXPECT_TRUE(in_order);
   EXPECT_EQ(next, c.count);
@@ -136,9 +140,10 @@ TEST_P(TreeRoundTripTest, WriteThenWalkVisitsEveryEntryInOrder) {
 
 INSTANTIATE_TEST_SUITE_P(
     Counts, TreeRoundTripTest,
-    ::testing::Values(CountCase{0, 1, 0}, CountCase{1, 1, 1}, CountCase{1023, 1, 1},
-                      CountCase{1024, 1, 1}, CountCase{1025, 2, 3},
-                      CountCase{2048, 2, 3}, CountCase{1024 * 1024, 2, 1025},
+    ::testing::Values(CountCase{0, 1, 0}, CountCase{1, 1, 1},
+                      CountCase{1023, 1, 1}, CountCase{1024, 1, 1},
+                      CountCase{1025, 2, 3}, CountCase{2048, 2, 3},
+                      CountCase{1024 * 1024, 2, 1025},
                       // 1025 leaves, 2 level-2 nodes, 1 root.
                       CountCase{1024 * 1024 + 1, 3, 1028}),
     [](const ::testing::TestParamInfo<CountCase>& info) {
@@ -166,7 +171,8 @@ TEST(TreeTest, LeafNodesAreFullExceptTheLast) {
   std::memcpy(first_leaf.bytes.data(), top.data(), 32);
   const Bytes& leaf = store.nodes().at(first_leaf);
   for (uint64_t i = 0; i < 1024; ++i)
-    ASSERT_EQ(std::memcmp(leaf.data() + 32 * i, DataId(i).bytes.data(), 32), 0) << i;
+    ASSERT_EQ(std::memcmp(leaf.data() + 32 * i, DataId(i).bytes.data(), 32), 0)
+        << i;
 }
 
 TEST(TreeTest, HolesAreSkippedAndAllZeroNodesAreNotStored) {
@@ -180,7 +186,8 @@ TEST(TreeTest, HolesAreSkippedAndAllZeroNodesAreNotStored) {
   std::vector<ChunkId> ids(count);
   std::vector<uint64_t> expected_indices;
   for (uint64_t i = 0; i < count; ++i) {
-    bool data = (i < 1024 && i % 100 != 7) || (i >= 3072 && i < 4096) || i == 4096 + 500;
+    bool data = (i < 1024 && i % 100 != 7) || (i >= 3072 && i < 4096) ||
+                i == 4096 + 500;
     if (data) {
       ids[i] = DataId(i);
       expected_indices.push_back(i);
@@ -283,7 +290,8 @@ TEST(TreeTest, NodeWithWrongLengthIsDataLoss) {
   store.nodes()[first_leaf] = original;
   store.nodes()[first_leaf].resize(original.size() + 32);
   EXPECT_THAT(Collect(store, *root),
-              StatusIs(Code::kDataLoss, HasSubstr("holds 1025 entries, expected 1024")));
+              StatusIs(Code::kDataLoss,
+                       HasSubstr("holds 1025 entries, expected 1024")));
   // Not a multiple of 32 bytes.
   store.nodes()[first_leaf] = original;
   store.nodes()[first_leaf].pop_back();
@@ -291,8 +299,9 @@ TEST(TreeTest, NodeWithWrongLengthIsDataLoss) {
               StatusIs(Code::kDataLoss, HasSubstr("chunk-list node")));
   // An empty node.
   store.nodes()[first_leaf].clear();
-  EXPECT_THAT(Collect(store, *root),
-              StatusIs(Code::kDataLoss, HasSubstr("holds 0 entries, expected 1024")));
+  EXPECT_THAT(
+      Collect(store, *root),
+      StatusIs(Code::kDataLoss, HasSubstr("holds 0 entries, expected 1024")));
   store.nodes()[first_leaf] = original;
   EXPECT_THAT(Collect(store, *root), IsOk());
 }
@@ -305,11 +314,13 @@ TEST(TreeTest, CountThatDisagreesWithNodesIsDataLoss) {
   ASSERT_THAT(root, IsOk());
   TreeRoot bad = *root;
   bad.count = 1026;  // the last leaf would need two entries
-  EXPECT_THAT(Collect(store, bad),
-              StatusIs(Code::kDataLoss, HasSubstr("holds 1 entries, expected 2")));
+  EXPECT_THAT(
+      Collect(store, bad),
+      StatusIs(Code::kDataLoss, HasSubstr("holds 1 entries, expected 2")));
   bad.count = 1024;  // the root would need one entry
-  EXPECT_THAT(Collect(store, bad),
-              StatusIs(Code::kDataLoss, HasSubstr("holds 2 entries, expected 1")));
+  EXPECT_THAT(
+      Collect(store, bad),
+      StatusIs(Code::kDataLoss, HasSubstr("holds 2 entries, expected 1")));
   bad.count = 3000;  // the root would need three entries
   EXPECT_THAT(Collect(store, bad),
               StatusIs(Code::kDataLoss, HasSubstr("expected 3")));
@@ -323,8 +334,8 @@ TEST(TreeTest, HeightOutOfRangeIsDataLoss) {
     TreeRoot bad = *root;
     bad.height = height;
     EXPECT_THAT(Collect(store, bad),
-                StatusIs(Code::kDataLoss, AllOf(HasSubstr("height"),
-                                                HasSubstr("out of range"))))
+                StatusIs(Code::kDataLoss,
+                         AllOf(HasSubstr("height"), HasSubstr("out of range"))))
         << "height " << height;
   }
   EXPECT_EQ(store.load_calls(), 0);
@@ -344,7 +355,8 @@ TEST(TreeTest, CountBeyondHeightCapacityIsDataLoss) {
               StatusIs(Code::kDataLoss, HasSubstr("cannot hold")));
   bad.height = kMaxTreeHeight;
   bad.count = ~0ull;
-  EXPECT_THAT(Collect(store, bad), StatusIs(Code::kDataLoss, HasSubstr("cannot hold")));
+  EXPECT_THAT(Collect(store, bad),
+              StatusIs(Code::kDataLoss, HasSubstr("cannot hold")));
   EXPECT_EQ(store.load_calls(), 0);
 }
 
@@ -358,8 +370,9 @@ TEST(TreeTest, WrongHeightForTheNodesIsDetected) {
   ASSERT_THAT(root, IsOk());
   TreeRoot bad = *root;
   bad.height = 3;  // root node would have to hold ceil(1025 / 1M) = 1 entry
-  EXPECT_THAT(Collect(store, bad),
-              StatusIs(Code::kDataLoss, HasSubstr("holds 2 entries, expected 1")));
+  EXPECT_THAT(
+      Collect(store, bad),
+      StatusIs(Code::kDataLoss, HasSubstr("holds 2 entries, expected 1")));
 }
 
 TEST(TreeTest, LoadErrorIsPropagated) {
@@ -369,7 +382,8 @@ TEST(TreeTest, LoadErrorIsPropagated) {
   auto root = BuildTree(store, ids);
   ASSERT_THAT(root, IsOk());
   ChunkId second_leaf;
-  std::memcpy(second_leaf.bytes.data(), store.nodes().at(root->root).data() + 32, 32);
+  std::memcpy(second_leaf.bytes.data(),
+              store.nodes().at(root->root).data() + 32, 32);
   store.nodes().erase(second_leaf);
   EXPECT_THAT(Collect(store, *root),
               StatusIs(Code::kNotFound, HasSubstr(second_leaf.Hex())));
@@ -382,11 +396,12 @@ TEST(TreeTest, VisitErrorStopsTheWalk) {
   auto root = BuildTree(store, ids);
   ASSERT_THAT(root, IsOk());
   uint64_t visits = 0;
-  Status s = WalkTree(*root, store.LoadFn(), [&](uint64_t index, const ChunkId&) {
-    ++visits;
-    if (index == 1500) return IoError("disk full at 1500");
-    return OkStatus();
-  });
+  Status s =
+      WalkTree(*root, store.LoadFn(), [&](uint64_t index, const ChunkId&) {
+        ++visits;
+        if (index == 1500) return IoError("disk full at 1500");
+        return OkStatus();
+      });
   EXPECT_THAT(s, StatusIs(Code::kIoError, HasSubstr("disk full at 1500")));
   EXPECT_EQ(visits, 1501u);
 }
@@ -399,10 +414,12 @@ TEST(TreeTest, StoreErrorIsPropagated) {
   });
   Status last;
   for (uint64_t i = 0; i < 1024 && last.ok(); ++i) last = w.Add(DataId(i));
-  EXPECT_THAT(last, StatusIs(Code::kIoError, HasSubstr("no space left for node")));
+  EXPECT_THAT(last,
+              StatusIs(Code::kIoError, HasSubstr("no space left for node")));
   EXPECT_EQ(calls, 1);
 
-  TreeWriter w2([&](ByteSpan) -> Result<ChunkId> { return IoError("store failed"); });
+  TreeWriter w2(
+      [&](ByteSpan) -> Result<ChunkId> { return IoError("store failed"); });
   ASSERT_THAT(w2.Add(DataId(0)), IsOk());
   EXPECT_THAT(w2.Finish(), StatusIs(Code::kIoError, HasSubstr("store failed")));
 }
@@ -424,4 +441,46 @@ TEST(TreeTest, IdenticalSubtreesShareNodes) {
 }
 
 }  // namespace
+// The hooks gc's mark relies on: `enter` returning false skips a node and
+// everything under it (not loaded, not visited); `leave` comes after a
+// node's whole subtree, children before parents.
+TEST(ChunkTreeHooksTest, EnterSkipsSubtreesAndLeaveIsPostOrder) {
+  MemStore store;
+  std::vector<ChunkId> ids;
+  for (uint64_t i = 0; i < 3000; ++i) ids.push_back(DataId(i));
+  auto root = BuildTree(store, ids);  // height 2: three leaf nodes
+  ASSERT_THAT(root, IsOk());
+  ASSERT_EQ(root->height, 2);
+  Bytes top = store.nodes().at(root->root);
+  ChunkId second;
+  std::memcpy(second.bytes.data(), top.data() + 32, 32);
+
+  std::vector<uint64_t> visited;
+  std::vector<ChunkId> left;
+  WalkHooks hooks;
+  hooks.enter = [&](const ChunkId& node) -> Result<bool> {
+    return !(node == second);
+  };
+  hooks.leave = [&](const ChunkId& node) {
+    left.push_back(node);
+    return OkStatus();
+  };
+  ASSERT_THAT(WalkTree(
+                  *root, store.LoadFn(),
+                  [&](uint64_t index, const ChunkId&) {
+                    visited.push_back(index);
+                    return OkStatus();
+                  },
+                  0, hooks),
+              IsOk());
+  ASSERT_EQ(visited.size(), 3000u - 1024u);
+  EXPECT_EQ(visited[1023], 1023u);
+  EXPECT_EQ(visited[1024], 2048u);   // 1024..2047 skipped with their node
+  EXPECT_EQ(store.load_calls(), 3);  // root and two leaves, not the skipped one
+  ASSERT_EQ(left.size(), 3u);        // two leaves, then the root
+  EXPECT_FALSE(left[0] == second);
+  EXPECT_FALSE(left[1] == second);
+  EXPECT_TRUE(left[2] == root->root);
+}
+
 }  // namespace haven::repository
