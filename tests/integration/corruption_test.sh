@@ -144,6 +144,33 @@ expect_rc 0 "backup after rebuild-index" hv --json backup image "$WORK/img" --na
 [ "$(jget 'j["new_chunks"]' "$WORK/out")" = 0 ] || fail "rebuilt index lost chunks: backup stored new ones"
 ok "after rebuild-index restores work and an unchanged image stores 0 new chunks"
 
+# ------------------------------------------------ damaged or truncated index
+# The index is a cache, but a damaged one must be reported (naming the index
+# and the way out), never trusted; repair index rebuilds it from the packs.
+for damage in flipped truncated; do
+  for f in "$R"/index/*.sst "$R"/index/*.log; do
+    [ -s "$f" ] || continue
+    if [ "$damage" = flipped ]; then
+      "$PYTHON" -c 'import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 3] ^= 0xff
+open(p, "wb").write(b)' "$f"
+    else
+      truncate -s $(($(stat -c %s "$f") / 2)) "$f"
+    fi
+  done
+  rm -f "$OUT/idx"
+  expect_rc 1 "restore with a ${damage} index" hv restore image other:latest --to "$OUT/idx"
+  contains "$WORK/err" "index" "${damage} index: the error names the index"
+  contains "$WORK/err" "rebuild-index" "${damage} index: the error says how to fix it"
+  [ ! -e "$OUT/idx" ] || fail "${damage} index: a restore target was left behind"
+  expect_rc 1 "check with a ${damage} index" hv check
+  expect_rc 0 "repair index after ${damage}" hv repair index
+  expect_rc 0 "restore after repairing a ${damage} index" hv restore image other:latest --to "$OUT/idx"
+  same_file "$WORK/other" "$OUT/idx" "restore after repairing a ${damage} index"
+  expect_rc 0 "check after repairing a ${damage} index" hv check
+  ok "${damage} index files: restore and check fail naming the index; repair index restores everything"
+done
+
 # ------------------------------------- damaged manifest behind NAME:latest
 # The newest point of a name has a damaged manifest: 'NAME:latest' must not
 # silently mean an older point, and when a name's only point is damaged the
