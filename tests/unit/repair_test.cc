@@ -100,6 +100,19 @@ LostList OnDisk0(const Ranges& ranges) {
   return out;
 }
 
+// `ranges` sorted by offset, with touching ranges joined.
+Ranges Merged(Ranges ranges) {
+  std::sort(ranges.begin(), ranges.end());
+  Ranges out;
+  for (const auto& [offset, length] : ranges) {
+    if (!out.empty() && out.back().first + out.back().second == offset)
+      out.back().second += length;
+    else
+      out.push_back({offset, length});
+  }
+  return out;
+}
+
 Bytes WithZeros(Bytes content, const Ranges& ranges) {
   for (const auto& [offset, length] : ranges)
     std::fill(content.begin() + offset, content.begin() + offset + length, 0);
@@ -436,11 +449,10 @@ TEST_F(RepairTest, RepairingARepairedPointKeepsItsEarlierHoles) {
   EXPECT_EQ(second->repaired[0].old_id, middle);
   const Ranges added = {{index * cs_, chunk_len}};
   EXPECT_EQ(AsLostList(second->repaired[0].lost), OnDisk0(added));
+  // The new chunk can also close the gap to the next earlier range.
   Ranges all = expected_lost_;
-  if (index * cs_ == off + len)
-    all.front().second += chunk_len;
-  else
-    all.front() = {index * cs_, len + chunk_len};
+  all.insert(all.end(), added.begin(), added.end());
+  all = Merged(std::move(all));
   auto fixed = repo_->LoadSnapshot(second->repaired[0].new_id);
   ASSERT_THAT(fixed, IsOk());
   EXPECT_EQ(fixed->repaired_from, middle);
