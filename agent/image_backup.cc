@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/time.h"
@@ -20,6 +21,8 @@ using repository::ChunkId;
 using repository::ChunkType;
 using repository::Manifest;
 using repository::Repository;
+using snapshot::DiskSource;
+using snapshot::RangeState;
 
 constexpr uint64_t kBatchBytes = 1 << 20;  // chunks travel in ~1 MiB batches
 constexpr uint64_t kBatchWindow = 64;      // batches buffered ahead of the tree
@@ -30,15 +33,27 @@ struct Batch {
   uint64_t index;  // batch number
   uint64_t first_chunk;
   uint32_t chunks;
-  size_t buffer;  // SIZE_MAX: the whole batch is a hole, nothing read
+  size_t buffer;  // SIZE_MAX: nothing read (holes and kept chunks only)
+  std::vector<RangeState> states;  // one per chunk
+};
+
+// A batch's chunk ids in order; kKeep entries are filled in from the parent
+// by the tree builder.
+struct BatchResult {
+  std::vector<ChunkId> ids;
+  std::vector<RangeState> states;
 };
 
 // Shared state of one backup's threads, guarded by one mutex.
 class Pipeline {
  public:
-  Pipeline(Repository& repo, snapshot::ImageSource& src, uint32_t chunk_size,
-           int workers)
-      : repo_(repo), src_(src), chunk_size_(chunk_size), workers_(workers) {
+  Pipeline(Repository& repo, repository::ChunkWriter& writer, DiskSource& src,
+           uint32_t chunk_size, int workers)
+      : repo_(repo),
+        writer_(writer),
+        src_(src),
+        chunk_size_(chunk_size),
+        workers_(workers) {
     batch_chunks_ =
         static_cast<uint32_t>(std::max<uint64_t>(1, kBatchBytes / chunk_size));
     size_t n = 2 + 2 * static_cast<size_t>(workers);
@@ -49,12 +64,11 @@ class Pipeline {
     }
     count_ = (src.size() + chunk_size - 1) / chunk_size;
     batches_ = (count_ + batch_chunks_ - 1) / batch_chunks_;
-    writer_ = repo.NewWriter();
   }
 
-  Result<repository::TreeRoot> Run(const ImageBackupOptions& opt,
-                                   repository::BackupStats& stats);
-  repository::ChunkWriter& writer() { return *writer_; }
+  Result<repository::TreeRoot> Run(const CaptureOptions& opt,
+                                   const repository::TreeRoot* parent,
+                                   DiskCapture& out);
 
  private:
   void Fail(const Status& s) {
@@ -74,20 +88,21 @@ class Pipeline {
   void Worker();
 
   Repository& repo_;
-  snapshot::ImageSource& src_;
+  repository::ChunkWriter& writer_;
+  DiskSource& src_;
   uint32_t chunk_size_;
   int workers_;
   uint32_t batch_chunks_ = 1;
   uint64_t count_ = 0, batches_ = 0;
-  std::unique_ptr<repository::ChunkWriter> writer_;
+  bool may_keep_ = false;  // a parent tree exists for kKeep chunks
   std::vector<Bytes> buffers_;
-  std::atomic<uint64_t> read_bytes_{0};
+  std::atomic<uint64_t> read_bytes_{0}, changed_bytes_{0};
 
   std::mutex mu_;
   std::condition_variable reader_cv_, worker_cv_, result_cv_;
   std::vector<size_t> free_;
   std::deque<Batch> work_;
-  std::map<uint64_t, std::vector<ChunkId>> results_;
+  std::map<uint64_t, BatchResult> results_;
   uint64_t consumed_ = 0;  // batches taken by the tree builder
   bool reader_done_ = false;
   bool failed_ = false;
@@ -95,6 +110,7 @@ class Pipeline {
 };
 
 void Pipeline::Reader() {
+  std::vector<RangeState> states;
   for (uint64_t b = 0; b < batches_; ++b) {
     uint64_t first = b * batch_chunks_;
     uint32_t n = static_cast<uint32_t>(
@@ -102,29 +118,54 @@ void Pipeline::Reader() {
     uint64_t off = first * chunk_size_;
     uint64_t len = std::min<uint64_t>(static_cast<uint64_t>(n) * chunk_size_,
                                       src_.size() - off);
-    auto has_data = src_.RangeHasData(off, off + len);
-    if (!has_data.ok()) return Fail(has_data.status());
+    states.assign(n, RangeState::kRead);
+    bool any_read = false;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint64_t begin = off + uint64_t{i} * chunk_size_;
+      auto state = src_.Classify(begin, begin + ChunkLen(first + i));
+      if (!state.ok()) return Fail(state.status());
+      if (*state == RangeState::kKeep && !may_keep_)
+        return Fail(Internal(src_.description() +
+                             ": unchanged range reported without a parent"));
+      states[i] = *state;
+      if (*state == RangeState::kRead) any_read = true;
+      if (*state != RangeState::kKeep) changed_bytes_ += ChunkLen(first + i);
+    }
     size_t buf = SIZE_MAX;
     {
       std::unique_lock<std::mutex> l(mu_);
       reader_cv_.wait(l, [&] {
         return failed_ ||
-               (b < consumed_ + kBatchWindow && (!*has_data || !free_.empty()));
+               (b < consumed_ + kBatchWindow && (!any_read || !free_.empty()));
       });
       if (failed_) return;
-      if (!*has_data) {  // unallocated: every chunk is a hole, nothing to read
-        results_[b] = std::vector<ChunkId>(n);
+      if (!any_read) {  // holes and kept chunks only: nothing to read
+        results_[b] = {std::vector<ChunkId>(n), states};
         result_cv_.notify_one();
         continue;
       }
       buf = free_.back();
       free_.pop_back();
     }
-    Status s = src_.Read(off, buffers_[buf].data(), len);
-    if (!s.ok()) return Fail(s);
-    read_bytes_ += len;
+    // One read per run of consecutive chunks to read.
+    for (uint32_t i = 0; i < n;) {
+      if (states[i] != RangeState::kRead) {
+        ++i;
+        continue;
+      }
+      uint32_t j = i;
+      while (j < n && states[j] == RangeState::kRead) ++j;
+      uint64_t run_off = off + uint64_t{i} * chunk_size_;
+      uint64_t run_len =
+          std::min<uint64_t>(uint64_t{j - i} * chunk_size_, off + len - run_off);
+      Status s = src_.Read(
+          run_off, buffers_[buf].data() + size_t{i} * chunk_size_, run_len);
+      if (!s.ok()) return Fail(s);
+      read_bytes_ += run_len;
+      i = j;
+    }
     std::lock_guard<std::mutex> l(mu_);
-    work_.push_back({b, first, n, buf});
+    work_.push_back({b, first, n, buf, states});
     worker_cv_.notify_one();
   }
   std::lock_guard<std::mutex> l(mu_);
@@ -146,28 +187,44 @@ void Pipeline::Worker() {
     }
     std::vector<ChunkId> ids(batch.chunks);
     for (uint32_t i = 0; i < batch.chunks; ++i) {
+      if (batch.states[i] != RangeState::kRead) continue;
       uint64_t chunk = batch.first_chunk + i;
       const uint8_t* data =
           buffers_[batch.buffer].data() + static_cast<size_t>(i) * chunk_size_;
       size_t len = ChunkLen(chunk);
       if (IsAllZero(data, len)) continue;  // zero id: a hole
       ids[i] = repo_.IdFor(ChunkType::kData, ByteSpan(data, len));
-      auto r = writer_->Put(ChunkType::kData, ids[i], ByteSpan(data, len), ctx);
+      auto r = writer_.Put(ChunkType::kData, ids[i], ByteSpan(data, len), ctx);
       if (!r.ok())
         return Fail(r.status().WithContext(
-            "image offset " + std::to_string(chunk * chunk_size_)));
+            src_.description() + " offset " +
+            std::to_string(chunk * chunk_size_)));
     }
     std::lock_guard<std::mutex> l(mu_);
-    results_[batch.index] = std::move(ids);
+    results_[batch.index] = {std::move(ids), std::move(batch.states)};
     free_.push_back(batch.buffer);
     reader_cv_.notify_one();
     result_cv_.notify_one();
   }
 }
 
-Result<repository::TreeRoot> Pipeline::Run(const ImageBackupOptions& opt,
-                                           repository::BackupStats& stats) {
+Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
+                                           const repository::TreeRoot* parent,
+                                           DiskCapture& out) {
   double start = MonotonicSeconds(), last_report = 0;
+  repository::ReadContext parent_ctx;
+  std::optional<repository::TreeReader> parent_tree;
+  if (parent) {
+    if (parent->count != count_)
+      return Internal(src_.description() +
+                      ": parent point has a different chunk count");
+    parent_tree.emplace(*parent, [&](const ChunkId& id) -> Result<Bytes> {
+      Bytes node;
+      HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, parent_ctx));
+      return node;
+    });
+    may_keep_ = true;
+  }
   std::vector<std::thread> threads;
   threads.emplace_back([this] { Reader(); });
   for (int i = 0; i < workers_; ++i) threads.emplace_back([this] { Worker(); });
@@ -176,25 +233,36 @@ Result<repository::TreeRoot> Pipeline::Run(const ImageBackupOptions& opt,
   repository::TreeWriter tree([&](ByteSpan node) -> Result<ChunkId> {
     ChunkId id = repo_.IdFor(ChunkType::kTree, node);
     HAVEN_RETURN_IF_ERROR(
-        writer_->Put(ChunkType::kTree, id, node, tree_ctx).status());
+        writer_.Put(ChunkType::kTree, id, node, tree_ctx).status());
     return id;
   });
+  const uint64_t new_before = writer_.new_stored_bytes();
   for (uint64_t b = 0; b < batches_; ++b) {
-    std::vector<ChunkId> ids;
+    BatchResult r;
     {
       std::unique_lock<std::mutex> l(mu_);
       result_cv_.wait(l, [&] { return failed_ || results_.count(b); });
       if (failed_) break;
       auto it = results_.find(b);
-      ids = std::move(it->second);
+      r = std::move(it->second);
       results_.erase(it);
       consumed_ = b + 1;
       reader_cv_.notify_one();
     }
     Status s;
-    for (size_t i = 0; i < ids.size() && s.ok(); ++i) {
-      s = tree.Add(ids[i]);
-      if (ids[i].IsZero()) stats.hole_bytes += ChunkLen(b * batch_chunks_ + i);
+    for (size_t i = 0; i < r.ids.size() && s.ok(); ++i) {
+      const uint64_t chunk = b * batch_chunks_ + i;
+      if (r.states[i] == RangeState::kKeep) {
+        auto kept = parent_tree->Get(chunk);
+        if (!kept.ok()) {
+          s = kept.status().WithContext(
+              "chunk list of the parent point (" + src_.description() + ")");
+          break;
+        }
+        r.ids[i] = *kept;
+      }
+      s = tree.Add(r.ids[i]);
+      if (r.ids[i].IsZero()) out.hole_bytes += ChunkLen(chunk);
     }
     if (!s.ok()) {
       Fail(s);
@@ -203,10 +271,11 @@ Result<repository::TreeRoot> Pipeline::Run(const ImageBackupOptions& opt,
     double now = MonotonicSeconds();
     if (opt.progress && now - last_report >= opt.progress_interval) {
       last_report = now;
-      opt.progress({std::min(src_.size(),
-                             (b + 1) * batch_chunks_ * uint64_t{chunk_size_}),
-                    src_.size(), writer_->new_stored_bytes(), now - start,
-                    false});
+      uint64_t done = std::min(
+          src_.size(), (b + 1) * batch_chunks_ * uint64_t{chunk_size_});
+      opt.progress({opt.done_before + done, opt.total_bytes,
+                    opt.new_before + writer_.new_stored_bytes() - new_before,
+                    now - opt.started, false});
     }
   }
   for (auto& t : threads) t.join();
@@ -214,11 +283,41 @@ Result<repository::TreeRoot> Pipeline::Run(const ImageBackupOptions& opt,
     std::lock_guard<std::mutex> l(mu_);
     if (failed_) return error_;
   }
-  stats.read_bytes = read_bytes_;
+  out.read_bytes = read_bytes_;
+  out.changed_bytes = changed_bytes_;
+  out.seconds = MonotonicSeconds() - start;
   return tree.Finish();
 }
 
 }  // namespace
+
+Result<repository::DiskManifest> CaptureDisk(
+    Repository& repo, repository::ChunkWriter& writer, DiskSource& src,
+    const repository::DiskManifest* parent, const CaptureOptions& options,
+    DiskCapture& capture) {
+  int workers = options.threads > 0
+                    ? options.threads
+                    : std::max(1u, std::thread::hardware_concurrency());
+  const uint32_t chunk_size = repo.config().chunk_size;
+  const repository::TreeRoot* parent_tree = nullptr;
+  if (parent) {
+    if (parent->size != src.size() || parent->chunk_size != chunk_size ||
+        !parent->lost.empty())
+      return FailedPrecondition(
+          src.description() +
+          ": the parent point's disk differs (size, chunk size or repaired "
+          "holes); a full read is needed");
+    parent_tree = &parent->tree;
+  }
+  Pipeline pipeline(repo, writer, src, chunk_size, workers);
+  HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot root,
+                         pipeline.Run(options, parent_tree, capture));
+  repository::DiskManifest disk;
+  disk.size = src.size();
+  disk.chunk_size = chunk_size;
+  disk.tree = root;
+  return disk;
+}
 
 Result<Manifest> BackupImage(Repository& repo, const std::string& path,
                              const ImageBackupOptions& options) {
@@ -232,55 +331,57 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
     started = options.time;
   }
   HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
-  HAVEN_ASSIGN_OR_RETURN(auto before, src->Fingerprint());
-  int workers = options.threads > 0
-                    ? options.threads
-                    : std::max(1u, std::thread::hardware_concurrency());
-  uint32_t chunk_size = repo.config().chunk_size;
-  Manifest m;
-  Pipeline pipeline(repo, *src, chunk_size, workers);
-  HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot root,
-                         pipeline.Run(options, m.stats));
-  HAVEN_RETURN_IF_ERROR(pipeline.writer().Flush());
-  HAVEN_ASSIGN_OR_RETURN(auto after, src->Fingerprint());
+  auto writer = repo.NewWriter();
+  CaptureOptions capture_options;
+  capture_options.threads = options.threads;
+  capture_options.progress = options.progress;
+  capture_options.progress_interval = options.progress_interval;
+  capture_options.total_bytes = src->size();
+  capture_options.started = start;
+  DiskCapture capture;
+  HAVEN_ASSIGN_OR_RETURN(
+      repository::DiskManifest disk,
+      CaptureDisk(repo, *writer, *src, nullptr, capture_options, capture));
+  HAVEN_RETURN_IF_ERROR(writer->Flush());
+  HAVEN_ASSIGN_OR_RETURN(bool changed, src->ChangedDuringRead());
 
+  Manifest m;
   m.name = options.name;
   m.kind = "image";
   m.time = started;
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  m.hostname = host;
+  m.hostname = HostName();
   m.tool = "haven 0.1.0";
-  if (!(before == after)) {
+  if (changed) {
     m.consistency = "inconsistent";
     m.consistency_reason =
         "the image changed while it was read; it may not be usable";
   } else {
     m.consistency = "offline";
-    m.consistency_reason =
-        src->is_block_device()
-            ? "block device read directly; its size did not change"
-            : "image file read directly; unchanged during the read";
+    m.consistency_reason = src->consistency_reason();
   }
   auto parent = repo.FindSnapshot(options.name + ":latest");
   if (parent.ok()) m.parent = parent->id;
-  repository::DiskManifest disk;
   disk.name = options.disk_name;
   disk.source = path;
-  disk.size = src->size();
-  disk.chunk_size = chunk_size;
-  disk.tree = root;
   m.disks.push_back(disk);
   m.stats.logical_bytes = src->size();
-  m.stats.new_chunks = pipeline.writer().new_chunks();
-  m.stats.new_raw_bytes = pipeline.writer().new_raw_bytes();
-  m.stats.new_stored_bytes = pipeline.writer().new_stored_bytes();
+  m.stats.read_bytes = capture.read_bytes;
+  m.stats.hole_bytes = capture.hole_bytes;
+  m.stats.new_chunks = writer->new_chunks();
+  m.stats.new_raw_bytes = writer->new_raw_bytes();
+  m.stats.new_stored_bytes = writer->new_stored_bytes();
   m.stats.duration_seconds = MonotonicSeconds() - start;
   HAVEN_RETURN_IF_ERROR(repo.CommitSnapshot(m));
   if (options.progress)
     options.progress({src->size(), src->size(), m.stats.new_stored_bytes,
                       m.stats.duration_seconds, true});
   return m;
+}
+
+std::string HostName() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
 }
 
 }  // namespace haven::agent

@@ -1,13 +1,16 @@
-// agent/: drive a capture into the repository. This file: back up one disk
-// image (raw file or block device) as a recovery point.
+// agent/: drive a capture into the repository. This file: read one disk
+// into the repository (CaptureDisk), and back up one disk image file or
+// block device as a recovery point (BackupImage).
 //
 // Pipeline (both cores busy; memory bounded by a few 1 MiB batch buffers):
 //
-//   reader thread:  for each batch of chunks (~1 MiB): unallocated? -> zero
-//                   ids; else one pread into a free buffer -> work queue
+//   reader thread:  for each batch of chunks (~1 MiB): classify each chunk
+//                   (hole / read / unchanged since the parent); read the
+//                   runs to read into a free buffer -> work queue
 //   worker threads: all zeros? -> zero id; else id = HMAC(chunk);
 //                   writer.Put(id) (compress, encrypt, append to a pack)
-//   this thread:    consume results in offset order -> chunk-list tree
+//   this thread:    consume results in offset order, unchanged chunks'
+//                   ids from the parent's tree -> chunk-list tree
 //   end:            flush packs + index, write the manifest (commit point)
 #ifndef HAVEN_AGENT_IMAGE_BACKUP_H_
 #define HAVEN_AGENT_IMAGE_BACKUP_H_
@@ -16,8 +19,39 @@
 
 #include "agent/progress.h"
 #include "repository/repository.h"
+#include "snapshot/disk_source.h"
 
 namespace haven::agent {
+
+struct CaptureOptions {
+  int threads = 0;                 // 0: one per core
+  ProgressFn progress;             // called with the whole job's figures:
+  double progress_interval = 0.2;  //   seconds between progress calls
+  uint64_t done_before = 0;        //   bytes of earlier disks of the job
+  uint64_t total_bytes = 0;        //   bytes of all disks of the job
+  uint64_t new_before = 0;         //   bytes stored by earlier disks
+  double started = 0;              //   MonotonicSeconds() at the job's start
+};
+
+// What reading one disk did.
+struct DiskCapture {
+  uint64_t read_bytes = 0;     // bytes read from the source
+  uint64_t changed_bytes = 0;  // bytes not kept from the parent (read + holes)
+  uint64_t hole_bytes = 0;     // bytes stored as holes (kept ones included)
+  double seconds = 0;
+};
+
+// Reads `src` into `writer` (not flushed) and returns the disk's entry with
+// size, chunk size and tree set (name and source are the caller's). With a
+// `parent` (the same disk in the previous point, same size and chunk size),
+// ranges the source reports unchanged reuse the parent's chunk ids: the new
+// point is the parent's image with the changed ranges replaced.
+Result<repository::DiskManifest> CaptureDisk(
+    repository::Repository& repo, repository::ChunkWriter& writer,
+    snapshot::DiskSource& src, const repository::DiskManifest* parent,
+    const CaptureOptions& options, DiskCapture& capture);
+
+std::string HostName();
 
 struct ImageBackupOptions {
   std::string name;                // backup name (VM or image name)

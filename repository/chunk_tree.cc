@@ -1,5 +1,6 @@
 #include "repository/chunk_tree.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace haven::repository {
@@ -123,6 +124,43 @@ Status WalkTree(const TreeRoot& root, const LoadNodeFn& load,
                     " cannot hold " + std::to_string(root.count) + " chunks");
   return Walk(root.root, root.height, 0, root.count, chunk_size, load, visit,
               hooks);
+}
+
+TreeReader::TreeReader(const TreeRoot& root, LoadNodeFn load)
+    : root_(root), load_(std::move(load)) {
+  levels_.resize(std::clamp(root.height, 1, kMaxTreeHeight));
+}
+
+Result<ChunkId> TreeReader::Get(uint64_t index) {
+  if (root_.height < 1 || root_.height > kMaxTreeHeight ||
+      root_.count > TreeCapacity(root_.height))
+    return DataLoss("chunk-list tree of height " +
+                    std::to_string(root_.height) + " cannot hold " +
+                    std::to_string(root_.count) + " chunks");
+  if (index >= root_.count)
+    return InvalidArgument("chunk " + std::to_string(index) + " is past the " +
+                      std::to_string(root_.count) + " chunks of the tree");
+  ChunkId node = root_.root;
+  uint64_t first = 0;
+  for (int level = root_.height; level >= 1; --level) {
+    if (node.IsZero()) return ChunkId{};  // a hole subtree
+    const uint64_t child_cap = TreeCapacity(level - 1);
+    Cached& c = levels_[level - 1];
+    if (c.first != first || c.id != node) {
+      HAVEN_ASSIGN_OR_RETURN(Bytes bytes, load_(node));
+      const uint64_t expected = std::min<uint64_t>(
+          kTreeFanout, (root_.count - first + child_cap - 1) / child_cap);
+      if (bytes.size() != expected * 32)
+        return DataLoss("chunk-list node " + node.Hex() + " holds " +
+                        std::to_string(bytes.size() / 32) +
+                        " entries, expected " + std::to_string(expected));
+      c = {first, node, std::move(bytes)};
+    }
+    const uint64_t slot = (index - first) / child_cap;
+    std::memcpy(node.bytes.data(), c.bytes.data() + 32 * slot, 32);
+    first += slot * child_cap;
+  }
+  return node;
 }
 
 }  // namespace haven::repository

@@ -75,6 +75,27 @@ Status WalkTree(
     const std::function<Status(uint64_t index, const ChunkId& id)>& visit,
     uint64_t chunk_size = 0, const WalkHooks& hooks = {});
 
+// Random access to the level-0 ids of a tree: O(height) node loads for the
+// first lookup, none for further lookups under the same leaf. Each level
+// keeps its last node, so a scan in increasing order loads each node once.
+// Node sizes are validated against `root.count` as in WalkTree.
+class TreeReader {
+ public:
+  TreeReader(const TreeRoot& root, LoadNodeFn load);
+  // The id of chunk `index` (< root.count); the zero id for a hole.
+  Result<ChunkId> Get(uint64_t index);
+
+ private:
+  struct Cached {
+    uint64_t first = UINT64_MAX;  // level-0 index of the node's first entry
+    ChunkId id;
+    Bytes bytes;
+  };
+  TreeRoot root_;
+  LoadNodeFn load_;
+  std::vector<Cached> levels_;  // [level - 1]: the last node read there
+};
+
 }  // namespace haven::repository
 
 #endif  // HAVEN_REPOSITORY_CHUNK_TREE_H_

@@ -29,6 +29,7 @@ Result<std::unique_ptr<ImageSource>> ImageSource::Open(const std::string& path) 
     return InvalidArgument(path + " is neither a regular file nor a block device");
   }
   ::posix_fadvise(s->fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  HAVEN_ASSIGN_OR_RETURN(s->opened_, s->Fingerprint());
   return s;
 }
 
@@ -68,6 +69,21 @@ Result<SourceFingerprint> ImageSource::Fingerprint() const {
   f.mtime_ns = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
   f.ctime_ns = st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec;
   return f;
+}
+
+Result<RangeState> ImageSource::Classify(uint64_t begin, uint64_t end) {
+  HAVEN_ASSIGN_OR_RETURN(bool data, RangeHasData(begin, end));
+  return data ? RangeState::kRead : RangeState::kHole;
+}
+
+Result<bool> ImageSource::ChangedDuringRead() {
+  HAVEN_ASSIGN_OR_RETURN(SourceFingerprint now, Fingerprint());
+  return !(now == opened_);
+}
+
+std::string ImageSource::consistency_reason() const {
+  return block_device_ ? "block device read directly; its size did not change"
+                       : "image file read directly; unchanged during the read";
 }
 
 }  // namespace haven::snapshot

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/file.h"
+#include "snapshot/disk_source.h"
 
 namespace haven::snapshot {
 
@@ -21,12 +22,13 @@ struct SourceFingerprint {
   bool operator==(const SourceFingerprint&) const = default;
 };
 
-class ImageSource {
+class ImageSource : public DiskSource {
  public:
   static Result<std::unique_ptr<ImageSource>> Open(const std::string& path);
 
   const std::string& path() const { return path_; }
-  uint64_t size() const { return size_; }
+  const std::string& description() const override { return path_; }
+  uint64_t size() const override { return size_; }
   bool is_block_device() const { return block_device_; }
 
   // True if [begin, end) may hold data; false if it is entirely a hole.
@@ -36,6 +38,14 @@ class ImageSource {
   Status Read(uint64_t offset, uint8_t* buf, size_t len) const;
   Result<SourceFingerprint> Fingerprint() const;
 
+  // DiskSource: holes from the allocation map; changed = fingerprint moved.
+  Result<RangeState> Classify(uint64_t begin, uint64_t end) override;
+  Status Read(uint64_t offset, uint8_t* buf, size_t len) override {
+    return static_cast<const ImageSource*>(this)->Read(offset, buf, len);
+  }
+  Result<bool> ChangedDuringRead() override;
+  std::string consistency_reason() const override;
+
  private:
   ImageSource() = default;
   std::string path_;
@@ -43,6 +53,7 @@ class ImageSource {
   uint64_t size_ = 0;
   bool block_device_ = false;
   bool seek_data_ = true;
+  SourceFingerprint opened_;
   uint64_t cached_from_ = 1, cached_next_ = 0;  // SEEK_DATA(cached_from_)
 };
 
