@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/image_backup.h"
+#include "agent/vm_backup.h"
 #include "base/bytes.h"
+#include "base/file.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
@@ -103,14 +105,23 @@ nlohmann::ordered_json SnapshotJson(const Manifest& m) {
   j["new_raw_bytes"] = m.stats.new_raw_bytes;
   j["new_stored_bytes"] = m.stats.new_stored_bytes;
   j["duration_seconds"] = m.stats.duration_seconds;
+  if (!m.vm_uuid.empty()) {
+    j["vm_uuid"] = m.vm_uuid;
+    j["checkpoint"] = m.checkpoint;
+  }
   j["disks"] = nlohmann::ordered_json::array();
-  for (const auto& d : m.disks)
-    j["disks"].push_back({{"name", d.name},
-                          {"source", d.source},
-                          {"size", d.size},
-                          {"chunk_size", d.chunk_size},
-                          {"chunks", d.tree.count},
-                          {"lost_bytes", d.LostBytes()}});
+  for (const auto* d : m.ImageDisks())
+    j["disks"].push_back({{"name", d->name},
+                          {"source", d->source},
+                          {"capture", d->capture},
+                          {"size", d->size},
+                          {"chunk_size", d->chunk_size},
+                          {"chunks", d->tree.count},
+                          {"lost_bytes", d->LostBytes()}});
+  j["config"] = nlohmann::ordered_json::array();
+  for (const auto* c : m.ConfigFiles())
+    j["config"].push_back({{"name", c->name}, {"size", c->size}});
+  j["notes"] = m.notes;
   return j;
 }
 
@@ -226,11 +237,21 @@ int CmdShow(const Globals& g, const std::string& spec) {
       m->hostname.c_str(), m->consistency.c_str(),
       m->consistency_reason.c_str(),
       m->parent.empty() ? "-" : m->parent.c_str());
-  for (const auto& d : m->disks)
+  if (!m->vm_uuid.empty())
+    std::printf("vm uuid      %s\ncheckpoint   %s\n", m->vm_uuid.c_str(),
+                m->checkpoint.empty() ? "-" : m->checkpoint.c_str());
+  for (const auto* d : m->ImageDisks()) {
     std::printf("disk         %s: %s (%llu bytes), chunk size %s, from %s\n",
-                d.name.c_str(), HumanBytes(d.size).c_str(),
-                static_cast<unsigned long long>(d.size),
-                HumanBytes(d.chunk_size).c_str(), d.source.c_str());
+                d->name.c_str(), HumanBytes(d->size).c_str(),
+                static_cast<unsigned long long>(d->size),
+                HumanBytes(d->chunk_size).c_str(), d->source.c_str());
+    if (!d->capture.empty())
+      std::printf("             read: %s\n", d->capture.c_str());
+  }
+  for (const auto* c : m->ConfigFiles())
+    std::printf("config       %s (%s)\n", c->name.c_str(),
+                HumanBytes(c->size).c_str());
+  for (const auto& n : m->notes) std::printf("note         %s\n", n.c_str());
   if (!m->repaired_from.empty())
     std::printf("repaired     %s, replacing %s\n", m->repaired_time.c_str(),
                 m->repaired_from.c_str());
@@ -241,6 +262,147 @@ int CmdShow(const Globals& g, const std::string& spec) {
                   static_cast<unsigned long long>(offset + length - 1));
   std::printf("new data     %s stored\n",
               HumanBytes(m->stats.new_stored_bytes).c_str());
+  return kExitOk;
+}
+
+struct BackupVmArgs {
+  std::vector<std::string> names;
+  bool all = false;
+  std::string uri = "qemu:///system";
+  agent::VmBackupOptions opt;
+};
+
+int CmdBackupVm(const Globals& g, BackupVmArgs& a) {
+  if (a.all == !a.names.empty())
+    return Fail(g, InvalidArgument("name the VMs to back up, or give --all"));
+  auto host = snapshot::LibvirtHost::Connect(a.uri);
+  if (!host.ok()) return Fail(g, host.status());
+  std::vector<std::string> names = a.names;
+  if (a.all) {
+    auto all = (*host)->DomainNames();
+    if (!all.ok()) return Fail(g, all.status());
+    names = *all;
+    if (names.empty()) {
+      std::string msg =
+          "no VM is defined on " + a.uri +
+          ", so there is nothing to back up.\nCreate one with virt-install "
+          "or 'virsh define', or try Haven on a small demo VM:\n"
+          "  scripts/quickstart.sh --demo-vm";
+      if (g.json)
+        std::cout << repository::DumpJson(nlohmann::ordered_json(
+                         {{"vms", nlohmann::json::array()},
+                          {"succeeded", 0},
+                          {"failed", 0},
+                          {"message", msg}}))
+                  << "\n";
+      else
+        std::fprintf(stderr, "haven: %s\n", msg.c_str());
+      return kExitOk;
+    }
+  }
+  auto repo = OpenRepo(g, true);
+  if (!repo.ok()) return Fail(g, repo.status());
+  const bool human = !g.quiet && !g.json;
+  a.opt.log = [&](const std::string& msg) {
+    if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
+  if (const char* d = std::getenv("HAVEN_FAULT_VM_BACKUP_DELAY"))
+    a.opt.fault_delay = std::atof(d);
+  nlohmann::ordered_json out;
+  out["vms"] = nlohmann::ordered_json::array();
+  int ok = 0, failed = 0;
+  for (const auto& name : names) {
+    a.opt.progress = TerminalProgress(human, "backup " + name);
+    agent::VmBackupReport r = agent::BackupVm(**repo, **host, name, a.opt);
+    (r.ok ? ok : failed)++;
+    nlohmann::ordered_json vj;
+    vj["name"] = name;
+    vj["ok"] = r.ok;
+    vj["snapshot"] = r.ok ? r.manifest.id : "";
+    vj["error"] = r.error;
+    vj["consistency"] = r.ok ? r.manifest.consistency : "";
+    vj["consistency_reason"] = r.ok ? r.manifest.consistency_reason : "";
+    vj["disks"] = nlohmann::ordered_json::array();
+    for (const auto& d : r.disks)
+      vj["disks"].push_back({{"name", d.name},
+                             {"mode", d.mode},
+                             {"reason", d.reason},
+                             {"size", d.size},
+                             {"read_bytes", d.read_bytes},
+                             {"dirty_bytes", d.dirty_bytes}});
+    vj["skipped"] = nlohmann::ordered_json::array();
+    for (const auto& [disk, why] : r.skipped)
+      vj["skipped"].push_back({{"name", disk}, {"reason", why}});
+    vj["new_stored_bytes"] = r.ok ? r.manifest.stats.new_stored_bytes : 0;
+    vj["duration_seconds"] = r.seconds;
+    out["vms"].push_back(vj);
+    if (!human) continue;
+    if (!r.ok) {
+      std::printf("%s: FAILED: %s\n  no recovery point was written; earlier "
+                  "ones are unchanged\n",
+                  name.c_str(), r.error.c_str());
+      continue;
+    }
+    const auto& m = r.manifest;
+    std::printf("%s: snapshot %s saved, %s, %s new data stored, took %s\n",
+                name.c_str(), m.id.substr(0, 8).c_str(),
+                m.consistency.c_str(),
+                HumanBytes(m.stats.new_stored_bytes).c_str(),
+                FormatDuration(r.seconds).c_str());
+    for (const auto& d : r.disks)
+      std::printf("  %-6s %s, %s read of %s%s%s\n", d.name.c_str(),
+                  d.mode.c_str(), HumanBytes(d.read_bytes).c_str(),
+                  HumanBytes(d.size).c_str(), d.reason.empty() ? "" : " — ",
+                  d.reason.c_str());
+    for (const auto& [disk, why] : r.skipped)
+      std::printf("  %-6s skipped: %s\n", disk.c_str(), why.c_str());
+    std::printf("  config: %zu files (domain, networks, pools, NVRAM, "
+                "snapshots, host facts)\n",
+                m.ConfigFiles().size());
+  }
+  out["succeeded"] = ok;
+  out["failed"] = failed;
+  if (g.json)
+    std::cout << repository::DumpJson(out) << "\n";
+  else if (!g.quiet && names.size() > 1)
+    std::printf("%d of %zu VMs backed up%s\n", ok, names.size(),
+                failed ? "; see the failures above" : "");
+  return failed ? kExitFailure : kExitOk;
+}
+
+int CmdRestoreConfig(const Globals& g, const std::string& spec,
+                     const std::string& dir, bool overwrite) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto m = (*repo)->FindSnapshot(spec);
+  if (!m.ok()) return Fail(g, m.status());
+  auto files = m->ConfigFiles();
+  if (files.empty())
+    return Fail(g, NotFound("snapshot " + m->id.substr(0, 8) +
+                            " holds no configuration files"));
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto* f : files) {
+    // Names were checked when the manifest was parsed; check again, since
+    // they become paths under `dir`.
+    if (!repository::IsSafeConfigName(f->name))
+      return Fail(g, DataLoss("config file name '" + f->name +
+                              "' is not a safe relative path"));
+    std::string path = dir + "/" + f->name;
+    Status s = MakeDirs(path.substr(0, path.rfind('/')), 0755);
+    if (!s.ok()) return Fail(g, s);
+    restore::ImageRestoreOptions opt;
+    opt.disk = f->name;
+    opt.config = true;
+    opt.overwrite = overwrite;
+    auto st = restore::RestoreImage(**repo, *m, path, opt);
+    if (!st.ok()) return Fail(g, st.status().WithContext(f->name));
+    out.push_back({{"name", f->name}, {"path", path}, {"size", f->size}});
+    if (!g.quiet && !g.json) std::printf("%s\n", path.c_str());
+  }
+  if (g.json)
+    std::cout << repository::DumpJson(nlohmann::ordered_json(
+                     {{"snapshot", m->id}, {"files", out}}))
+              << "\n";
   return kExitOk;
 }
 
@@ -810,6 +972,29 @@ int Main(int argc, char** argv) {
   backup_image->callback(
       [&] { rc = CmdBackupImage(g, image_path, backup_name, backup_time); });
 
+  BackupVmArgs vm_args;
+  auto* backup_vm = backup->add_subcommand(
+      "vm",
+      "back up libvirt VMs: disks (incremental after the first run, through "
+      "checkpoints), configuration, networks and NVRAM");
+  backup_vm->add_option("NAME", vm_args.names, "VMs to back up");
+  backup_vm->add_flag("--all", vm_args.all, "every VM defined on the host");
+  backup_vm->add_option("--connect", vm_args.uri, "libvirt URI")
+      ->capture_default_str();
+  backup_vm->add_flag("--full", vm_args.opt.full,
+                      "read every disk fully (a new checkpoint chain)");
+  backup_vm->add_option("--pre-freeze", vm_args.opt.pre_freeze,
+                        "shell command run before guest file systems are "
+                        "frozen ($HAVEN_VM names the VM)");
+  backup_vm->add_option("--post-thaw", vm_args.opt.post_thaw,
+                        "shell command run after they are thawed");
+  backup_vm->add_option("--hook-timeout", vm_args.opt.hook_timeout,
+                        "seconds before a hook is killed")
+      ->capture_default_str();
+  backup_vm->add_option("--time", vm_args.opt.time,
+                        "time to record, ISO-8601 UTC (default: now)");
+  backup_vm->callback([&] { rc = CmdBackupVm(g, vm_args); });
+
   std::string filter_name;
   auto* snaps = app.add_subcommand("snapshots", "list recovery points");
   snaps->add_option("--name", filter_name, "only this backup name");
@@ -845,6 +1030,15 @@ int Main(int argc, char** argv) {
       "authenticates each chunk)");
   rest_image->callback(
       [&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite, verify_ids); });
+  auto* rest_config = rest->add_subcommand(
+      "config",
+      "write the configuration captured with a VM's recovery point (domain "
+      "XML, networks, pools, NVRAM, snapshots, host facts) into a folder");
+  rest_config->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
+      ->required();
+  rest_config->add_option("--to", to, "folder to write into")->required();
+  rest_config->add_flag("--overwrite", overwrite, "replace existing files");
+  rest_config->callback([&] { rc = CmdRestoreConfig(g, spec, to, overwrite); });
 
   double read_data = 0;
   auto* check = app.add_subcommand("check",

@@ -17,6 +17,48 @@ uint64_t DiskManifest::LostBytes() const {
   return n;
 }
 
+bool IsSafeConfigName(const std::string& name) {
+  if (name.empty() || name.size() > 255) return false;
+  int parts = 0;
+  size_t start = 0;
+  while (true) {
+    size_t end = name.find('/', start);
+    std::string part = name.substr(start, end == std::string::npos
+                                              ? std::string::npos
+                                              : end - start);
+    if (part.empty() || part[0] == '.' || ++parts > 4) return false;
+    for (char c : part)
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+            c == '+' || c == '@'))
+        return false;
+    if (end == std::string::npos) return true;
+    start = end + 1;
+  }
+}
+
+const DiskManifest* Manifest::FindDisk(const std::string& want) const {
+  auto images = ImageDisks();
+  if (want.empty()) return images.size() == 1 ? images[0] : nullptr;
+  for (const auto* d : images)
+    if (d->name == want) return d;
+  return nullptr;
+}
+
+std::vector<const DiskManifest*> Manifest::ImageDisks() const {
+  std::vector<const DiskManifest*> out;
+  for (const auto& d : disks)
+    if (!d.is_config()) out.push_back(&d);
+  return out;
+}
+
+std::vector<const DiskManifest*> Manifest::ConfigFiles() const {
+  std::vector<const DiskManifest*> out;
+  for (const auto& d : disks)
+    if (d.is_config()) out.push_back(&d);
+  return out;
+}
+
 bool IsSnapshotId(const std::string& s) {
   return s.size() == 32 &&
          s.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -34,11 +76,16 @@ std::string Manifest::ToJson() const {
   j["consistency"] = consistency;
   j["consistency_reason"] = consistency_reason;
   j["parent"] = parent;
+  if (!vm_uuid.empty())
+    j["vm"] = {{"uuid", vm_uuid}, {"checkpoint", checkpoint}};
+  if (!notes.empty()) j["notes"] = notes;
   j["disks"] = nlohmann::ordered_json::array();
   for (const auto& d : disks) {
     nlohmann::ordered_json dj;
     dj["name"] = d.name;
+    if (!d.kind.empty()) dj["kind"] = d.kind;
     dj["source"] = d.source;
+    if (!d.capture.empty()) dj["capture"] = d.capture;
     dj["size"] = d.size;
     dj["chunk_size"] = d.chunk_size;
     dj["chunks"] = d.tree.count;
@@ -82,10 +129,26 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
     m.consistency = j.at("consistency").get<std::string>();
     m.consistency_reason = j.value("consistency_reason", "");
     m.parent = j.value("parent", "");
+    if (j.contains("vm")) {
+      m.vm_uuid = j.at("vm").at("uuid").get<std::string>();
+      m.checkpoint = j.at("vm").value("checkpoint", "");
+    }
+    if (j.contains("notes"))
+      m.notes = j.at("notes").get<std::vector<std::string>>();
     for (const auto& dj : j.at("disks")) {
       DiskManifest d;
       d.name = dj.at("name").get<std::string>();
+      d.kind = dj.value("kind", "");
+      if (!d.kind.empty() && d.kind != "config")
+        return DataLoss(what + ": unknown disk kind '" + d.kind + "'");
+      if (d.is_config() && !IsSafeConfigName(d.name))
+        return DataLoss(what + ": config file name '" + d.name +
+                        "' is not a safe relative path");
+      for (const auto& other : m.disks)
+        if (other.name == d.name)
+          return DataLoss(what + ": two disks named '" + d.name + "'");
       d.source = dj.value("source", "");
+      d.capture = dj.value("capture", "");
       if (!GetInt(dj, "size", d.size) ||
           !GetInt(dj, "chunk_size", d.chunk_size) ||
           !GetInt(dj, "chunks", d.tree.count) ||

@@ -9,7 +9,11 @@
 //    "consistency": "offline" | "crash-consistent" | "application-consistent"
 //                   | "inconsistent",
 //    "consistency_reason": "...", "parent": "<id>" or "",
+//    "vm": {"uuid": ..., "checkpoint": "haven-..."},  (libvirt VMs only)
+//    "notes": ["vdc skipped: cdrom", ...],              (only if any)
 //    "disks": [{"name": "disk0", "source": "/path", "size": N,
+//               "kind": "config",        (config files only; name is a path)
+//               "capture": "full: ..." | "incremental since haven-...",
 //               "chunk_size": 65536, "chunks": N,
 //               "tree": {"root": "<hex>", "height": 1},
 //               "lost": [[offset, length], ...]}],   (only after a repair)
@@ -30,7 +34,12 @@ namespace haven::repository {
 
 struct DiskManifest {
   std::string name;
+  // "" for a disk; "config" for a configuration file captured with the
+  // point (domain XML, network XML, NVRAM, ...), named by a relative path.
+  std::string kind;
   std::string source;
+  // How the disk was read: "full: <why>" or "incremental since <checkpoint>".
+  std::string capture;
   uint64_t size = 0;
   uint32_t chunk_size = 0;
   TreeRoot tree;
@@ -38,7 +47,12 @@ struct DiskManifest {
   // turned into holes: a restore gives zeros there and says so.
   std::vector<std::pair<uint64_t, uint64_t>> lost;  // offset, length
   uint64_t LostBytes() const;
+  bool is_config() const { return kind == "config"; }
 };
+
+// A config file's name: 1-4 '/'-separated components of [A-Za-z0-9._+@-],
+// none starting with '.'. It becomes a path on restore.
+bool IsSafeConfigName(const std::string& name);
 
 struct BackupStats {
   uint64_t logical_bytes = 0;     // size of everything captured
@@ -62,8 +76,19 @@ struct Manifest {
   std::string parent;
   std::string repaired_from;  // id this point replaced (repair snapshots)
   std::string repaired_time;
-  std::vector<DiskManifest> disks;
+  std::vector<DiskManifest> disks;  // disks, then config files
   BackupStats stats;
+  // A libvirt VM's point: the domain's uuid and the checkpoint created with
+  // it (the next incremental run's base; "" if none).
+  std::string vm_uuid;
+  std::string checkpoint;
+  std::vector<std::string> notes;  // skipped disks, config not captured
+
+  // The disk named `name`, or the only disk when `name` is empty; config
+  // files are not disks.
+  const DiskManifest* FindDisk(const std::string& name) const;
+  std::vector<const DiskManifest*> ImageDisks() const;
+  std::vector<const DiskManifest*> ConfigFiles() const;
 
   std::string ToJson() const;
   // Parses and validates untrusted JSON (sizes, counts, tree shape).

@@ -85,15 +85,15 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
                                        const std::string& target,
                                        const ImageRestoreOptions& options) {
   double start = MonotonicSeconds();
-  const repository::DiskManifest* disk = nullptr;
-  for (const auto& d : snapshot.disks)
-    if (options.disk.empty() ? snapshot.disks.size() == 1
-                             : d.name == options.disk)
-      disk = &d;
+  const repository::DiskManifest* disk =
+      options.config ? nullptr : snapshot.FindDisk(options.disk);
+  if (options.config)
+    for (const auto* c : snapshot.ConfigFiles())
+      if (c->name == options.disk) disk = c;
   if (!disk) {
     std::string names;
-    for (const auto& d : snapshot.disks)
-      names += (names.empty() ? "" : ", ") + d.name;
+    for (const auto* d : snapshot.ImageDisks())
+      names += (names.empty() ? "" : ", ") + d->name;
     return InvalidArgument("snapshot " + snapshot.id.substr(0, 8) +
                            " has disks: " + names + "; choose one with --disk");
   }

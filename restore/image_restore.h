@@ -23,6 +23,7 @@ namespace haven::restore {
 
 struct ImageRestoreOptions {
   std::string disk;         // disk name; empty: the snapshot's only disk
+  bool config = false;      // `disk` names a config file, not a disk
   bool overwrite = false;   // replace an existing file / write a block device
   int threads = 0;          // 0: one per core
   bool verify_ids = false;  // recompute every data chunk's keyed id

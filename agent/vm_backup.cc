@@ -1,0 +1,466 @@
+#include "agent/vm_backup.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+#include "agent/image_backup.h"
+#include "base/time.h"
+#include "repository/retention.h"
+#include "snapshot/image_source.h"
+#include "snapshot/nbd_source.h"
+
+namespace haven::agent {
+namespace {
+
+using repository::DiskManifest;
+using repository::Manifest;
+using snapshot::DomainDisk;
+using snapshot::DomainInfo;
+using snapshot::JobDisk;
+
+// A config file, read as a disk from memory.
+class MemorySource : public snapshot::DiskSource {
+ public:
+  MemorySource(std::string name, const std::string& data)
+      : name_(std::move(name)), data_(data) {}
+  const std::string& description() const override { return name_; }
+  uint64_t size() const override { return data_.size(); }
+  Result<snapshot::RangeState> Classify(uint64_t, uint64_t) override {
+    return snapshot::RangeState::kRead;
+  }
+  Status Read(uint64_t offset, uint8_t* buf, size_t len) override {
+    if (offset > data_.size() || len > data_.size() - offset)
+      return Internal("read past the end of " + name_);
+    std::memcpy(buf, data_.data() + offset, len);
+    return OkStatus();
+  }
+  std::string consistency_reason() const override { return ""; }
+
+ private:
+  std::string name_;
+  const std::string& data_;
+};
+
+std::string NewCheckpointName() {
+  // haven-20261123T020304Z-1a2b3c4d: sortable by time, unique per run.
+  std::string t = NowIso8601();
+  t.erase(std::remove_if(t.begin(), t.end(),
+                         [](char c) { return c == '-' || c == ':'; }),
+          t.end());
+  uint8_t raw[4];
+  repository::RandomBytes(raw, sizeof raw);
+  return std::string(snapshot::kCheckpointPrefix) + t + "-" +
+         HexEncode(ByteSpan(raw, sizeof raw));
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// The whole job for one VM; the report is filled as it goes.
+class VmJob {
+ public:
+  VmJob(repository::Repository& repo, const snapshot::LibvirtHost& host,
+        const VmBackupOptions& options, VmBackupReport& report)
+      : repo_(repo), host_(host), opt_(options), report_(report) {}
+
+  Status Run(const std::string& name);
+
+ private:
+  void Log(const std::string& msg) {
+    if (opt_.log) opt_.log(report_.name + ": " + msg);
+  }
+  // Decides full or incremental for each disk of a running VM.
+  Result<std::vector<JobDisk>> PlanLive(const snapshot::Vm& vm,
+                                        const std::vector<DomainDisk>& disks);
+  Status ReadDisks(std::vector<std::unique_ptr<snapshot::DiskSource>>& sources,
+                   const std::vector<JobDisk>& plan, Manifest& m);
+  Status StoreConfig(const std::vector<snapshot::ConfigFile>& files,
+                     Manifest& m);
+
+  repository::Repository& repo_;
+  const snapshot::LibvirtHost& host_;
+  const VmBackupOptions& opt_;
+  VmBackupReport& report_;
+  std::unique_ptr<repository::ChunkWriter> writer_;
+  std::optional<Manifest> parent_;
+  std::vector<std::string> full_reasons_;  // per planned disk
+  std::vector<std::string> paths_;         // per planned disk
+  double started_ = 0;
+};
+
+Result<std::vector<JobDisk>> VmJob::PlanLive(
+    const snapshot::Vm& vm, const std::vector<DomainDisk>& disks) {
+  std::vector<std::string> checkpoints;
+  if (auto c = vm.HavenCheckpoints(); c.ok())
+    checkpoints = *c;
+  else
+    Log("cannot list checkpoints (" + c.status().message() + ")");
+  std::vector<std::string> bitmaps;
+  std::string base_problem;
+  if (opt_.full) {
+    base_problem = "--full was given";
+  } else if (!parent_) {
+    base_problem = "no earlier recovery point of this VM";
+  } else if (parent_->checkpoint.empty()) {
+    base_problem = "the latest point (" + parent_->id.substr(0, 8) +
+                   ") has no checkpoint (first run, or read while shut off)";
+  } else if (!Contains(checkpoints, parent_->checkpoint)) {
+    base_problem = "checkpoint " + parent_->checkpoint +
+                   " of the latest point is gone (deleted, or libvirt lost "
+                   "its metadata)";
+  } else {
+    auto b = vm.CheckpointBitmaps(parent_->checkpoint);
+    if (b.ok())
+      bitmaps = *b;
+    else
+      base_problem = b.status().message();
+  }
+  std::vector<JobDisk> plan;
+  for (const auto& d : disks) {
+    JobDisk j;
+    j.target = d.target;
+    j.bitmap = d.format == "qcow2";
+    std::string why = base_problem;
+    if (why.empty()) {
+      const DiskManifest* prev = parent_->FindDisk(d.target);
+      auto capacity = vm.DiskCapacity(d.target);
+      if (!j.bitmap)
+        why = "a " + (d.format.empty() ? std::string("raw") : d.format) +
+              " disk holds no dirty bitmap; read fully every time";
+      else if (!prev)
+        why = "disk added since the latest point";
+      else if (!Contains(bitmaps, d.target))
+        why = "checkpoint " + parent_->checkpoint + " has no bitmap for it";
+      else if (!capacity.ok())
+        why = capacity.status().message();
+      else if (*capacity != prev->size)
+        why = "disk resized since the latest point";
+      else if (prev->chunk_size != repo_.config().chunk_size)
+        why = "the latest point used another chunk size";
+      else if (!prev->lost.empty())
+        why = "the latest point has repaired holes";
+    }
+    if (why.empty()) j.incremental_from = parent_->checkpoint;
+    full_reasons_.push_back(why);
+    plan.push_back(j);
+  }
+  return plan;
+}
+
+Status VmJob::ReadDisks(
+    std::vector<std::unique_ptr<snapshot::DiskSource>>& sources,
+    const std::vector<JobDisk>& plan, Manifest& m) {
+  uint64_t total = 0, done = 0;
+  for (const auto& s : sources) total += s->size();
+  for (size_t i = 0; i < sources.size(); ++i) {
+    snapshot::DiskSource& src = *sources[i];
+    const JobDisk& j = plan[i];
+    const DiskManifest* prev =
+        j.incremental_from.empty() ? nullptr : parent_->FindDisk(j.target);
+    CaptureOptions co;
+    co.threads = opt_.threads;
+    co.progress = opt_.progress;
+    co.done_before = done;
+    co.total_bytes = total;
+    co.new_before = writer_->new_stored_bytes();
+    co.started = started_;
+    DiskCapture cap;
+    auto disk = CaptureDisk(repo_, *writer_, src, prev, co, cap);
+    if (!disk.ok()) return disk.status();
+    disk->name = j.target;
+    disk->source = paths_.size() > i ? paths_[i] : "";
+    VmDiskReport r;
+    r.name = j.target;
+    r.size = src.size();
+    r.read_bytes = cap.read_bytes;
+    if (prev) {
+      r.mode = "incremental";
+      disk->capture = "incremental since " + j.incremental_from;
+      if (auto* nbd = dynamic_cast<snapshot::NbdSource*>(&src))
+        r.dirty_bytes = nbd->DirtyBytes();
+    } else {
+      r.mode = "full";
+      r.reason = full_reasons_.size() > i ? full_reasons_[i] : "";
+      disk->capture = "full" + (r.reason.empty() ? "" : ": " + r.reason);
+      r.dirty_bytes = src.size();
+    }
+    report_.disks.push_back(r);
+    m.stats.logical_bytes += src.size();
+    m.stats.read_bytes += cap.read_bytes;
+    m.stats.hole_bytes += cap.hole_bytes;
+    m.disks.push_back(*std::move(disk));
+    done += src.size();
+  }
+  return OkStatus();
+}
+
+Status VmJob::StoreConfig(const std::vector<snapshot::ConfigFile>& files,
+                          Manifest& m) {
+  for (const auto& f : files) {
+    if (!repository::IsSafeConfigName(f.name)) {
+      m.notes.push_back("config file '" + f.name + "' skipped: odd name");
+      continue;
+    }
+    MemorySource src(f.name, f.data);
+    CaptureOptions co;
+    co.threads = 1;
+    DiskCapture cap;
+    HAVEN_ASSIGN_OR_RETURN(DiskManifest d, CaptureDisk(repo_, *writer_, src,
+                                                       nullptr, co, cap));
+    d.name = f.name;
+    d.kind = "config";
+    m.disks.push_back(std::move(d));
+  }
+  return OkStatus();
+}
+
+Status VmJob::Run(const std::string& name) {
+  started_ = MonotonicSeconds();
+  report_.name = name;
+  std::string when = NowIso8601();
+  if (!opt_.time.empty()) {
+    HAVEN_RETURN_IF_ERROR(
+        repository::ParseIsoTime(opt_.time).status().WithContext("--time"));
+    when = opt_.time;
+  }
+  HAVEN_ASSIGN_OR_RETURN(auto vm, host_.Lookup(name));
+  HAVEN_ASSIGN_OR_RETURN(bool active, vm->Active());
+  HAVEN_ASSIGN_OR_RETURN(std::string xml, vm->Xml(!active));
+  HAVEN_ASSIGN_OR_RETURN(DomainInfo info, snapshot::ParseDomainXml(xml));
+
+  Manifest m;
+  m.name = name;
+  m.kind = "vm";
+  m.time = when;
+  m.hostname = HostName();
+  m.tool = "haven 0.1.0";
+  m.vm_uuid = info.uuid;
+  if (auto p = repo_.FindSnapshot(name + ":latest"); p.ok()) {
+    m.parent = p->id;
+    if (p->vm_uuid == info.uuid) parent_ = *p;
+  }
+  std::vector<DomainDisk> disks;
+  for (const auto& d : info.disks) {
+    if (d.skip_reason.empty()) {
+      disks.push_back(d);
+      paths_.push_back(d.volume.empty() ? d.path : d.pool + "/" + d.volume);
+      continue;
+    }
+    report_.skipped.push_back({d.target, d.skip_reason});
+    m.notes.push_back("disk " + d.target + " skipped: " + d.skip_reason);
+  }
+  std::vector<std::string> config_notes;
+  HAVEN_ASSIGN_OR_RETURN(auto config, vm->CaptureConfig(info, config_notes));
+  for (auto& n : config_notes) {
+    Log(n);
+    m.notes.push_back(n);
+  }
+  writer_ = repo_.NewWriter();
+  std::vector<std::unique_ptr<snapshot::DiskSource>> sources;
+  std::vector<JobDisk> plan;
+  std::unique_ptr<snapshot::PullBackup> job;
+
+  if (!active) {
+    // Shut off: nothing writes the disks; read the files directly.
+    for (const auto& d : disks) {
+      HAVEN_ASSIGN_OR_RETURN(std::string path, vm->DiskPath(d));
+      if (d.format.empty() || d.format == "raw") {
+        HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
+        sources.push_back(std::move(src));
+      } else {
+        snapshot::NbdSpec spec;
+        spec.description = d.target + " of " + name + " (" + path + ")";
+        spec.command = {"qemu-nbd", "--read-only", "--format=" + d.format,
+                        "--", path};
+        spec.watch_files = {path};
+        HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::NbdSource::Open(spec));
+        sources.push_back(std::move(src));
+      }
+      plan.push_back({d.target, "", false});
+      full_reasons_.push_back("the VM is shut off: disk files read directly");
+    }
+    m.consistency = "offline";
+    m.consistency_reason = "the VM was shut off; its disks were read directly";
+  } else {
+    HAVEN_ASSIGN_OR_RETURN(plan, PlanLive(*vm, disks));
+    for (size_t i = 0; i < plan.size(); ++i)
+      if (plan[i].incremental_from.empty())
+        Log(plan[i].target + ": full read: " + full_reasons_[i]);
+    bool any_bitmap = std::any_of(plan.begin(), plan.end(),
+                                  [](const JobDisk& j) { return j.bitmap; });
+    std::string checkpoint = any_bitmap ? NewCheckpointName() : "";
+    std::vector<std::string> targets;
+    for (const auto& d : info.disks) targets.push_back(d.target);
+
+    // Hooks and freeze just around the start of the job.
+    std::string why_not;
+    if (!opt_.pre_freeze.empty()) {
+      Status h = RunHook(opt_.pre_freeze, name, "pre-freeze", opt_.hook_timeout);
+      if (!h.ok()) why_not = h.message();
+    }
+    bool frozen = false;
+    if (why_not.empty()) {
+      Status f = vm->Freeze();
+      if (f.ok())
+        frozen = true;
+      else
+        why_not = "guest agent did not freeze file systems (" + f.message() +
+                  ")";
+    }
+    auto begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,
+                                             info.dac_label);
+    if (!begun.ok() &&
+        std::any_of(plan.begin(), plan.end(), [](const JobDisk& j) {
+          return !j.incremental_from.empty();
+        })) {
+      // A broken or foreign bitmap: start over with a full read and a new
+      // checkpoint chain.
+      Log("incremental job refused (" + begun.status().message() +
+          "); reading every disk fully");
+      for (size_t i = 0; i < plan.size(); ++i)
+        if (!plan[i].incremental_from.empty()) {
+          plan[i].incremental_from.clear();
+          full_reasons_[i] = "the incremental job was refused: " +
+                             begun.status().message();
+        }
+      begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,
+                                          info.dac_label);
+    }
+    if (frozen) {
+      Status t = vm->Thaw();
+      if (!t.ok()) Log("thaw failed: " + t.message());
+    }
+    if (!opt_.post_thaw.empty()) {
+      Status h = RunHook(opt_.post_thaw, name, "post-thaw", opt_.hook_timeout);
+      if (!h.ok()) Log(h.message());
+    }
+    if (!begun.ok()) return begun.status();
+    job = std::move(*begun);
+    m.checkpoint = checkpoint;
+    if (frozen) {
+      m.consistency = "application-consistent";
+      m.consistency_reason =
+          "guest file systems were frozen by the QEMU guest agent while the "
+          "backup job started";
+    } else {
+      m.consistency = "crash-consistent";
+      m.consistency_reason = "all disks captured at one instant; " + why_not;
+    }
+    Log(m.consistency + (frozen ? "" : ": " + why_not));
+    if (opt_.fault_delay > 0)
+      std::this_thread::sleep_for(
+          std::chrono::duration<double>(opt_.fault_delay));
+    for (const auto& j : plan) {
+      HAVEN_ASSIGN_OR_RETURN(auto src,
+                             snapshot::NbdSource::Open(job->SpecFor(j)));
+      sources.push_back(std::move(src));
+    }
+  }
+
+  Status read = ReadDisks(sources, plan, m);
+  if (read.ok() && !active)
+    for (auto& s : sources) {
+      HAVEN_ASSIGN_OR_RETURN(bool changed, s->ChangedDuringRead());
+      if (changed)
+        read = FailedPrecondition(s->description() +
+                                  " changed while it was read (was the VM "
+                                  "started?); no recovery point written");
+    }
+  sources.clear();  // closes NBD connections (and stops qemu-nbd)
+  if (!read.ok()) {
+    auto still = vm->Active();
+    if (active && still.ok() && !*still)
+      return read.WithContext("VM " + name + " stopped during the backup");
+    return read;
+  }
+  if (job) HAVEN_RETURN_IF_ERROR(job->End());
+  if (!active) {
+    auto still = vm->Active();
+    if (still.ok() && *still)
+      return FailedPrecondition("VM " + name +
+                                " was started while its disks were read; no "
+                                "recovery point written");
+  }
+  Status stored = StoreConfig(config, m);
+  if (stored.ok()) stored = writer_->Flush();
+  m.stats.new_chunks = writer_->new_chunks();
+  m.stats.new_raw_bytes = writer_->new_raw_bytes();
+  m.stats.new_stored_bytes = writer_->new_stored_bytes();
+  m.stats.duration_seconds = MonotonicSeconds() - started_;
+  if (stored.ok()) stored = repo_.CommitSnapshot(m);
+  if (!stored.ok()) {
+    if (job) job->Discard();
+    return stored;
+  }
+  // The new checkpoint is the next run's base; older ones only cost the
+  // guest write tracking.
+  if (!m.checkpoint.empty())
+    if (auto all = vm->HavenCheckpoints(); all.ok())
+      for (const auto& c : *all)
+        if (c != m.checkpoint)
+          if (Status s = vm->DeleteCheckpoint(c); !s.ok())
+            Log("old checkpoint not deleted: " + s.message());
+  report_.manifest = m;
+  return OkStatus();
+}
+
+}  // namespace
+
+VmBackupReport BackupVm(repository::Repository& repo,
+                        const snapshot::LibvirtHost& host,
+                        const std::string& name,
+                        const VmBackupOptions& options) {
+  VmBackupReport report;
+  double start = MonotonicSeconds();
+  VmJob job(repo, host, options, report);
+  Status s = job.Run(name);
+  report.ok = s.ok();
+  if (!s.ok()) report.error = s.message();
+  report.seconds = MonotonicSeconds() - start;
+  return report;
+}
+
+Status RunHook(const std::string& command, const std::string& vm,
+               const std::string& phase, double timeout) {
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoStatus("fork for the " + phase + " hook", errno);
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::setenv("HAVEN_VM", vm.c_str(), 1);
+    ::setenv("HAVEN_HOOK", phase.c_str(), 1);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  double deadline = MonotonicSeconds() + timeout;
+  int status = 0;
+  while (true) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR)
+      return ErrnoStatus("waiting for the " + phase + " hook", errno);
+    if (MonotonicSeconds() > deadline) {
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return Unavailable(phase + " hook timed out after " +
+                         std::to_string(static_cast<int>(timeout)) +
+                         " s and was killed");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return OkStatus();
+  return Unavailable(phase + " hook failed (" +
+                     (WIFEXITED(status)
+                          ? "exit " + std::to_string(WEXITSTATUS(status))
+                          : "signal " + std::to_string(WTERMSIG(status))) +
+                     ")");
+}
+
+}  // namespace haven::agent

@@ -1,0 +1,86 @@
+// agent/: the host agent's main job — back up libvirt VMs.
+//
+// A running VM is captured with a pull-mode backup job: all its disks at one
+// instant, exported over NBD and read with libnbd. qcow2 disks get a bitmap
+// in a new checkpoint; the next run reads only the extents dirty since the
+// checkpoint of the VM's latest recovery point, and the new point is that
+// point's image with the dirty ranges replaced (a full image logically).
+// Anything that makes the dirty map untrustworthy — no earlier point or
+// checkpoint, a checkpoint or bitmap gone or broken, a disk added or
+// resized, --full — makes that disk a full read, logged with the reason;
+// it never fails the job. Raw disks are read fully every time (they cannot
+// hold a bitmap). CD-ROMs, read-only and network disks are skipped and
+// listed.
+//
+// When the QEMU guest agent answers, guest file systems are frozen just
+// around the start of the job (application-consistent); otherwise the point
+// is crash-consistent, and the manifest says why. Optional hooks run before
+// the freeze and after the thaw.
+//
+// A shut-off VM's disks are read directly: raw files with their allocation
+// map, qcow2 (with its backing chain) and other formats through qemu-nbd.
+//
+// The configuration is stored with every point as config files: domain XML
+// (live and inactive), every network the interfaces use, the storage pools
+// of the disks, NVRAM, snapshot metadata and host facts.
+//
+// A failure (VM stopped, crashed or undefined mid-backup, repository
+// error) writes no recovery point and leaves no checkpoint, NBD socket or
+// scratch file behind.
+#ifndef HAVEN_AGENT_VM_BACKUP_H_
+#define HAVEN_AGENT_VM_BACKUP_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "agent/progress.h"
+#include "repository/repository.h"
+#include "snapshot/libvirt_host.h"
+
+namespace haven::agent {
+
+struct VmBackupOptions {
+  bool full = false;            // ignore checkpoints: read every disk fully
+  std::string pre_freeze;       // shell command run before the freeze
+  std::string post_thaw;        // shell command run after the thaw
+  double hook_timeout = 60;     // seconds; a hook over time is killed
+  int threads = 0;
+  std::string time;             // recorded time; empty: now
+  ProgressFn progress;
+  std::function<void(const std::string&)> log;  // fallbacks, freeze, cleanup
+  double fault_delay = 0;  // tests: sleep after the job started (seconds)
+};
+
+struct VmDiskReport {
+  std::string name;
+  std::string mode;    // "full" | "incremental"
+  std::string reason;  // why full
+  uint64_t size = 0, read_bytes = 0, dirty_bytes = 0;
+};
+
+struct VmBackupReport {
+  std::string name;
+  bool ok = false;
+  std::string error;
+  repository::Manifest manifest;  // when ok
+  std::vector<VmDiskReport> disks;
+  std::vector<std::pair<std::string, std::string>> skipped;  // disk, why
+  double seconds = 0;
+};
+
+// Backs up one VM. Never throws away an error: report.ok is false and
+// report.error says what happened.
+VmBackupReport BackupVm(repository::Repository& repo,
+                        const snapshot::LibvirtHost& host,
+                        const std::string& name,
+                        const VmBackupOptions& options);
+
+// Runs `command` with /bin/sh -c, HAVEN_VM and HAVEN_HOOK in the
+// environment, killed after `timeout` seconds.
+Status RunHook(const std::string& command, const std::string& vm,
+               const std::string& phase, double timeout);
+
+}  // namespace haven::agent
+
+#endif  // HAVEN_AGENT_VM_BACKUP_H_

@@ -1,0 +1,399 @@
+#include "snapshot/libvirt_host.h"
+
+#include <libvirt/virterror.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base/file.h"
+
+namespace haven::snapshot {
+namespace {
+
+struct CheckpointFree {
+  void operator()(virDomainCheckpointPtr c) const { virDomainCheckpointFree(c); }
+};
+struct SnapshotFree {
+  void operator()(virDomainSnapshotPtr s) const { virDomainSnapshotFree(s); }
+};
+struct NetworkFree {
+  void operator()(virNetworkPtr n) const { virNetworkFree(n); }
+};
+struct PoolFree {
+  void operator()(virStoragePoolPtr p) const { virStoragePoolFree(p); }
+};
+struct VolFree {
+  void operator()(virStorageVolPtr v) const { virStorageVolFree(v); }
+};
+using CheckpointPtr = std::unique_ptr<virDomainCheckpoint, CheckpointFree>;
+using SnapshotPtr = std::unique_ptr<virDomainSnapshot, SnapshotFree>;
+using NetworkPtr = std::unique_ptr<virNetwork, NetworkFree>;
+using PoolPtr = std::unique_ptr<virStoragePool, PoolFree>;
+using VolPtr = std::unique_ptr<virStorageVol, VolFree>;
+
+// Takes ownership of a string libvirt allocated.
+std::string Take(char* s) {
+  if (!s) return "";
+  std::string out(s);
+  std::free(s);
+  return out;
+}
+
+std::string Version(unsigned long v) {
+  return std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) +
+         "." + std::to_string(v % 1000);
+}
+
+// Config file names become paths on restore: keep them to one safe
+// component.
+bool SafeComponent(const std::string& s) {
+  if (s.empty() || s.size() > 200 || s[0] == '.') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+           c == '+' || c == '@';
+  });
+}
+
+constexpr size_t kMaxNvram = 64 << 20;
+// One folder per job for its NBD socket and scratch files (QEMU keeps the
+// old content of blocks the guest overwrites during the job there).
+constexpr char kJobRoot[] = "/var/lib/haven/jobs";
+
+}  // namespace
+
+Status LibvirtError(const std::string& what) {
+  const char* msg = virGetLastErrorMessage();
+  return Unavailable(what + ": " + (msg ? msg : "unknown libvirt error"));
+}
+
+Result<std::unique_ptr<LibvirtHost>> LibvirtHost::Connect(
+    const std::string& uri) {
+  // Errors are returned and reported by Haven, not printed by libvirt.
+  virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
+  std::unique_ptr<LibvirtHost> h(new LibvirtHost);
+  h->uri_ = uri;
+  h->conn_.reset(virConnectOpen(uri.c_str()));
+  if (!h->conn_)
+    return LibvirtError("cannot connect to libvirt at " + uri +
+                        " (is libvirtd running?)");
+  return h;
+}
+
+Result<std::vector<std::string>> LibvirtHost::DomainNames() const {
+  virDomainPtr* doms = nullptr;
+  int n = virConnectListAllDomains(conn_.get(), &doms, 0);
+  if (n < 0) return LibvirtError("listing domains on " + uri_);
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) {
+    DomainPtr d(doms[i]);
+    if (const char* name = virDomainGetName(d.get())) names.push_back(name);
+  }
+  std::free(doms);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::unique_ptr<Vm>> LibvirtHost::Lookup(const std::string& name) const {
+  DomainPtr d(virDomainLookupByName(conn_.get(), name.c_str()));
+  if (!d) return NotFound("no VM named '" + name + "' on " + uri_);
+  return std::make_unique<Vm>(conn_.get(), std::move(d), name);
+}
+
+Result<bool> Vm::Active() const {
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom_.get(), &state, &reason, 0) < 0)
+    return LibvirtError("state of " + name_);
+  return state != VIR_DOMAIN_SHUTOFF && state != VIR_DOMAIN_CRASHED &&
+         state != VIR_DOMAIN_NOSTATE;
+}
+
+Result<std::string> Vm::Xml(bool inactive) const {
+  unsigned flags = VIR_DOMAIN_XML_SECURE;
+  if (inactive) flags |= VIR_DOMAIN_XML_INACTIVE;
+  char* xml = virDomainGetXMLDesc(dom_.get(), flags);
+  if (!xml) return LibvirtError("XML of " + name_);
+  return Take(xml);
+}
+
+Result<uint64_t> Vm::DiskCapacity(const std::string& target) const {
+  virDomainBlockInfo info;
+  if (virDomainGetBlockInfo(dom_.get(), target.c_str(), &info, 0) < 0)
+    return LibvirtError("size of disk " + target + " of " + name_);
+  return static_cast<uint64_t>(info.capacity);
+}
+
+Result<std::vector<std::string>> Vm::HavenCheckpoints() const {
+  virDomainCheckpointPtr* cps = nullptr;
+  int n = virDomainListAllCheckpoints(dom_.get(), &cps, 0);
+  if (n < 0) return LibvirtError("checkpoints of " + name_);
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) {
+    CheckpointPtr c(cps[i]);
+    std::string name = virDomainCheckpointGetName(c.get());
+    if (name.rfind(kCheckpointPrefix, 0) == 0) names.push_back(name);
+  }
+  std::free(cps);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::vector<std::string>> Vm::CheckpointBitmaps(
+    const std::string& checkpoint) const {
+  CheckpointPtr c(
+      virDomainCheckpointLookupByName(dom_.get(), checkpoint.c_str(), 0));
+  if (!c)
+    return NotFound("checkpoint " + checkpoint + " of " + name_ +
+                    " does not exist");
+  char* xml = virDomainCheckpointGetXMLDesc(c.get(), 0);
+  if (!xml) return LibvirtError("XML of checkpoint " + checkpoint);
+  return ParseCheckpointBitmapDisks(Take(xml));
+}
+
+Status Vm::DeleteCheckpoint(const std::string& checkpoint) const {
+  CheckpointPtr c(
+      virDomainCheckpointLookupByName(dom_.get(), checkpoint.c_str(), 0));
+  if (!c) return OkStatus();  // already gone
+  // Right after a job ends QEMU may still be releasing the bitmap.
+  for (int attempt = 0;; ++attempt) {
+    if (virDomainCheckpointDelete(c.get(), 0) == 0) return OkStatus();
+    if (attempt == 20)
+      return LibvirtError("deleting checkpoint " + checkpoint + " of " + name_);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+Result<std::string> Vm::DiskPath(const DomainDisk& disk) const {
+  if (disk.volume.empty()) return disk.path;
+  PoolPtr pool(virStoragePoolLookupByName(conn_, disk.pool.c_str()));
+  if (!pool) return LibvirtError("storage pool " + disk.pool);
+  VolPtr vol(virStorageVolLookupByName(pool.get(), disk.volume.c_str()));
+  if (!vol) return LibvirtError("volume " + disk.volume + " in " + disk.pool);
+  char* path = virStorageVolGetPath(vol.get());
+  if (!path) return LibvirtError("path of volume " + disk.volume);
+  return Take(path);
+}
+
+Result<std::vector<ConfigFile>> Vm::CaptureConfig(
+    const DomainInfo& info, std::vector<std::string>& notes) const {
+  std::vector<ConfigFile> files;
+  HAVEN_ASSIGN_OR_RETURN(bool active, Active());
+  HAVEN_ASSIGN_OR_RETURN(std::string inactive_xml, Xml(true));
+  if (active) {
+    HAVEN_ASSIGN_OR_RETURN(std::string live_xml, Xml(false));
+    files.push_back({"domain.xml", live_xml});
+  } else {
+    files.push_back({"domain.xml", inactive_xml});
+  }
+  files.push_back({"domain-inactive.xml", inactive_xml});
+  for (const auto& net : info.networks) {
+    if (!SafeComponent(net)) {
+      notes.push_back("network name '" + net + "' skipped (odd characters)");
+      continue;
+    }
+    NetworkPtr n(virNetworkLookupByName(conn_, net.c_str()));
+    char* xml = n ? virNetworkGetXMLDesc(n.get(), 0) : nullptr;
+    if (!xml) {
+      notes.push_back("network " + net + " not captured: " +
+                      LibvirtError("lookup").message());
+      continue;
+    }
+    files.push_back({"networks/" + net + ".xml", Take(xml)});
+  }
+  // Pools: those named by volume disks and those holding file disks.
+  std::vector<std::string> pools = info.pools;
+  for (const auto& d : info.disks) {
+    if (d.path.empty()) continue;
+    VolPtr vol(virStorageVolLookupByPath(conn_, d.path.c_str()));
+    if (!vol) continue;  // a file outside every pool
+    PoolPtr p(virStoragePoolLookupByVolume(vol.get()));
+    if (!p) continue;
+    std::string name = virStoragePoolGetName(p.get());
+    if (std::find(pools.begin(), pools.end(), name) == pools.end())
+      pools.push_back(name);
+  }
+  virResetLastError();
+  for (const auto& pool : pools) {
+    if (!SafeComponent(pool)) continue;
+    PoolPtr p(virStoragePoolLookupByName(conn_, pool.c_str()));
+    char* xml = p ? virStoragePoolGetXMLDesc(p.get(), 0) : nullptr;
+    if (!xml) {
+      notes.push_back("storage pool " + pool + " not captured");
+      continue;
+    }
+    files.push_back({"pools/" + pool + ".xml", Take(xml)});
+  }
+  if (!info.nvram.empty()) {
+    std::string base = info.nvram.substr(info.nvram.rfind('/') + 1);
+    auto data = ReadFile(info.nvram, kMaxNvram);
+    if (data.ok() && SafeComponent(base))
+      files.push_back(
+          {"nvram/" + base, std::string(data->begin(), data->end())});
+    else
+      notes.push_back("NVRAM " + info.nvram + " not captured" +
+                      (data.ok() ? "" : ": " + data.status().message()));
+  }
+  virDomainSnapshotPtr* snaps = nullptr;
+  int n = virDomainListAllSnapshots(dom_.get(), &snaps, 0);
+  for (int i = 0; i < n; ++i) {
+    SnapshotPtr s(snaps[i]);
+    std::string name = virDomainSnapshotGetName(s.get());
+    char* xml = virDomainSnapshotGetXMLDesc(s.get(), VIR_DOMAIN_XML_SECURE);
+    if (xml && SafeComponent(name))
+      files.push_back({"snapshots/" + name + ".xml", Take(xml)});
+    else
+      std::free(xml);
+  }
+  std::free(snaps);
+  // Host facts needed to rebuild elsewhere.
+  nlohmann::ordered_json facts;
+  unsigned long lib = 0, hv = 0;
+  virConnectGetLibVersion(conn_, &lib);
+  virConnectGetVersion(conn_, &hv);
+  const char* type = virConnectGetType(conn_);
+  facts["libvirt_version"] = Version(lib);
+  facts["hypervisor"] = type ? type : "";
+  facts["hypervisor_version"] = Version(hv);
+  facts["hostname"] = Take(virConnectGetHostname(conn_));
+  std::string caps = Take(virConnectGetCapabilities(conn_));
+  facts["cpu_model"] = ParseHostCpuModel(caps);
+  facts["uri"] = Take(virConnectGetURI(conn_));
+  files.push_back({"host/facts.json", facts.dump(2) + "\n"});
+  if (!caps.empty()) files.push_back({"host/capabilities.xml", caps});
+  virResetLastError();
+  return files;
+}
+
+Status Vm::Freeze() const {
+  if (virDomainFSFreeze(dom_.get(), nullptr, 0, 0) < 0)
+    return LibvirtError("guest agent freeze");
+  return OkStatus();
+}
+
+Status Vm::Thaw() const {
+  if (virDomainFSThaw(dom_.get(), nullptr, 0, 0) < 0)
+    return LibvirtError("guest agent thaw");
+  return OkStatus();
+}
+
+Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
+    const Vm& vm, const std::vector<JobDisk>& disks,
+    const std::vector<std::string>& all_targets,
+    const std::string& checkpoint, const std::string& owner) {
+  std::unique_ptr<PullBackup> job(new PullBackup(vm));
+  HAVEN_RETURN_IF_ERROR(MakeDirs(kJobRoot, 0711));
+  // QEMU runs as its own user: it must be able to pass through the parents
+  // (search only; the job folder itself is its own).
+  for (std::string p = kJobRoot; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0 && st.st_uid == 0 && !(st.st_mode & S_IXOTH))
+      ::chmod(p.c_str(), (st.st_mode & 07777) | S_IXOTH);
+  }
+  std::string tmpl = std::string(kJobRoot) + "/job-XXXXXX";
+  if (!::mkdtemp(tmpl.data()))
+    return ErrnoStatus("creating a job folder in " + std::string(kJobRoot),
+                       errno);
+  job->dir_ = tmpl;
+  job->socket_ = job->dir_ + "/nbd.sock";
+  unsigned uid = 0, gid = 0;
+  if (std::sscanf(owner.c_str(), "+%u:+%u", &uid, &gid) == 2 &&
+      ::chown(job->dir_.c_str(), uid, gid) != 0)
+    return ErrnoStatus("chown " + job->dir_, errno);
+
+  std::string xml = "<domainbackup mode='pull'>\n  <server transport='unix' "
+                    "socket='" + XmlEscape(job->socket_) + "'/>\n  <disks>\n";
+  for (const auto& target : all_targets) {
+    const JobDisk* d = nullptr;
+    for (const auto& j : disks)
+      if (j.target == target) d = &j;
+    if (!d) {
+      xml += "    <disk name='" + XmlEscape(target) + "' backup='no'/>\n";
+      continue;
+    }
+    xml += "    <disk name='" + XmlEscape(target) +
+           "' backup='yes' type='file' exportname='" +
+           XmlEscape(target) + "'";
+    if (d->incremental_from.empty())
+      xml += " backupmode='full'";
+    else
+      xml += " backupmode='incremental' incremental='" +
+             XmlEscape(d->incremental_from) + "' exportbitmap='haven-" +
+             XmlEscape(target) + "'";
+    std::string scratch = job->dir_ + "/" + target + ".scratch";
+    job->scratch_.push_back(scratch);
+    xml += ">\n      <scratch file='" + XmlEscape(scratch) + "'/>\n    </disk>\n";
+  }
+  xml += "  </disks>\n</domainbackup>\n";
+  std::string cp_xml;
+  if (!checkpoint.empty()) {
+    cp_xml = "<domaincheckpoint>\n  <name>" + XmlEscape(checkpoint) +
+             "</name>\n  <description>Haven backup</description>\n  <disks>\n";
+    for (const auto& target : all_targets) {
+      bool bitmap = false;
+      for (const auto& j : disks)
+        if (j.target == target) bitmap = j.bitmap;
+      cp_xml += "    <disk name='" + XmlEscape(target) + "' checkpoint='" +
+                (bitmap ? "bitmap" : "no") + "'/>\n";
+    }
+    cp_xml += "  </disks>\n</domaincheckpoint>\n";
+  }
+  if (virDomainBackupBegin(vm.get(), xml.c_str(),
+                           cp_xml.empty() ? nullptr : cp_xml.c_str(), 0) < 0)
+    return LibvirtError("starting the backup job of " + vm.name());
+  job->started_ = true;
+  job->checkpoint_ = checkpoint;
+  job->checkpoint_created_ = !checkpoint.empty();
+  return job;
+}
+
+NbdSpec PullBackup::SpecFor(const JobDisk& disk) const {
+  NbdSpec spec;
+  spec.description = disk.target + " of " + vm_.name();
+  spec.socket = socket_;
+  spec.export_name = disk.target;
+  if (!disk.incremental_from.empty()) spec.dirty_bitmap = "haven-" + disk.target;
+  return spec;
+}
+
+Status PullBackup::End() {
+  Status s;
+  if (started_ && !ended_ && virDomainAbortJob(vm_.get()) < 0)
+    s = LibvirtError("ending the backup job of " + vm_.name());
+  ended_ = true;
+  RemoveFiles();
+  return s;
+}
+
+void PullBackup::Cleanup() {
+  if (started_ && !ended_) {
+    virDomainAbortJob(vm_.get());  // fails if the VM is gone: nothing to end
+    ended_ = true;
+  }
+  if (checkpoint_created_) {
+    if (!vm_.DeleteCheckpoint(checkpoint_).ok())
+      // The domain may be gone; its metadata went with it.
+      virResetLastError();
+    checkpoint_created_ = false;
+  }
+  RemoveFiles();
+}
+
+void PullBackup::RemoveFiles() {
+  // Normally libvirt removed them when the job ended.
+  for (const auto& f : scratch_) ::unlink(f.c_str());
+  if (!socket_.empty()) ::unlink(socket_.c_str());
+  if (!dir_.empty()) ::rmdir(dir_.c_str());
+}
+
+void PullBackup::Discard() { Cleanup(); }
+
+PullBackup::~PullBackup() {
+  if (!ended_) Cleanup();
+}
+
+}  // namespace haven::snapshot

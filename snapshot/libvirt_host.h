@@ -1,0 +1,131 @@
+// snapshot/: a libvirt host — its domains, their configuration, and
+// pull-mode backup jobs with checkpoints (libvirt 7.6+ per-disk backup
+// modes; QEMU exports the frozen disks over NBD on a unix socket).
+//
+// Every libvirt object is held by an RAII handle. A PullBackup that is not
+// ended on purpose aborts its job, deletes the checkpoint it created and
+// removes its socket directory when destroyed: a failed backup leaves
+// nothing behind.
+#ifndef HAVEN_SNAPSHOT_LIBVIRT_HOST_H_
+#define HAVEN_SNAPSHOT_LIBVIRT_HOST_H_
+
+#include <libvirt/libvirt.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "snapshot/domain_xml.h"
+#include "snapshot/nbd_source.h"
+
+namespace haven::snapshot {
+
+struct ConnClose {
+  void operator()(virConnectPtr c) const { virConnectClose(c); }
+};
+struct DomainFree {
+  void operator()(virDomainPtr d) const { virDomainFree(d); }
+};
+using ConnPtr = std::unique_ptr<virConnect, ConnClose>;
+using DomainPtr = std::unique_ptr<virDomain, DomainFree>;
+
+// A configuration file captured with a recovery point: a relative name
+// ("domain.xml", "networks/default.xml") and its bytes.
+struct ConfigFile {
+  std::string name;
+  std::string data;
+};
+
+// The prefix of the checkpoints Haven creates.
+inline constexpr char kCheckpointPrefix[] = "haven-";
+
+class Vm {
+ public:
+  Vm(virConnectPtr conn, DomainPtr dom, std::string name)
+      : conn_(conn), dom_(std::move(dom)), name_(std::move(name)) {}
+  const std::string& name() const { return name_; }
+  virDomainPtr get() const { return dom_.get(); }
+
+  // Running or paused (has a QEMU process); false when shut off.
+  Result<bool> Active() const;
+  Result<std::string> Xml(bool inactive) const;
+  // Virtual size of a disk of a running domain.
+  Result<uint64_t> DiskCapacity(const std::string& target) const;
+  // Names of this domain's checkpoints that start with kCheckpointPrefix.
+  Result<std::vector<std::string>> HavenCheckpoints() const;
+  // Disks the checkpoint keeps a bitmap for; NotFound if it does not exist.
+  Result<std::vector<std::string>> CheckpointBitmaps(
+      const std::string& checkpoint) const;
+  Status DeleteCheckpoint(const std::string& checkpoint) const;
+  // Path of a volume disk (pool/volume) or the disk's own path.
+  Result<std::string> DiskPath(const DomainDisk& disk) const;
+  // Domain XML (live and inactive), networks, pools, NVRAM, snapshot
+  // metadata and host facts. Missing optional parts are listed in `notes`.
+  Result<std::vector<ConfigFile>> CaptureConfig(
+      const DomainInfo& info, std::vector<std::string>& notes) const;
+  // Guest agent freeze / thaw of all guest file systems.
+  Status Freeze() const;
+  Status Thaw() const;
+
+ private:
+  virConnectPtr conn_;
+  DomainPtr dom_;
+  std::string name_;
+};
+
+class LibvirtHost {
+ public:
+  static Result<std::unique_ptr<LibvirtHost>> Connect(const std::string& uri);
+  // All defined domains, sorted by name.
+  Result<std::vector<std::string>> DomainNames() const;
+  Result<std::unique_ptr<Vm>> Lookup(const std::string& name) const;
+  const std::string& uri() const { return uri_; }
+
+ private:
+  ConnPtr conn_;
+  std::string uri_;
+};
+
+struct JobDisk {
+  std::string target;
+  std::string incremental_from;  // checkpoint; empty: full
+  bool bitmap = false;           // the new checkpoint tracks this disk
+};
+
+class PullBackup {
+ public:
+  // Starts the job for `disks` (other disks of the domain are left out)
+  // and, unless `checkpoint` is empty, creates that checkpoint at the same
+  // instant. `owner` ("+UID:+GID", may be empty) is the user QEMU runs as:
+  // the socket directory is made for it.
+  static Result<std::unique_ptr<PullBackup>> Begin(
+      const Vm& vm, const std::vector<JobDisk>& disks,
+      const std::vector<std::string>& all_targets,
+      const std::string& checkpoint, const std::string& owner);
+  ~PullBackup();
+
+  NbdSpec SpecFor(const JobDisk& disk) const;
+  const std::string& socket() const { return socket_; }
+  // Ends the job; the checkpoint stays (it is the next run's base).
+  Status End();
+  // Ends the job if it runs and deletes the checkpoint it created: for a
+  // backup that failed after End (the point was not committed).
+  void Discard();
+
+ private:
+  PullBackup(const Vm& vm) : vm_(vm) {}
+  void Cleanup();
+  void RemoveFiles();
+
+  const Vm& vm_;
+  std::string dir_, socket_, checkpoint_;
+  std::vector<std::string> scratch_;
+  bool started_ = false, ended_ = false, checkpoint_created_ = false;
+};
+
+// The libvirt error for a failed call, with context.
+Status LibvirtError(const std::string& what);
+
+}  // namespace haven::snapshot
+
+#endif  // HAVEN_SNAPSHOT_LIBVIRT_HOST_H_
