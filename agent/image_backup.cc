@@ -1,6 +1,9 @@
 #include "agent/image_backup.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <atomic>
 #include <condition_variable>
@@ -12,7 +15,10 @@
 
 #include "base/time.h"
 #include "repository/retention.h"
+#include "base/file.h"
+#include "snapshot/foreign_image.h"
 #include "snapshot/image_source.h"
+#include "snapshot/nbd_source.h"
 
 namespace haven::agent {
 namespace {
@@ -289,7 +295,97 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
   return tree.Finish();
 }
 
+// A config file, read as a disk from memory.
+class MemorySource : public DiskSource {
+ public:
+  MemorySource(std::string name, const std::string& data)
+      : name_(std::move(name)), data_(data) {}
+  const std::string& description() const override { return name_; }
+  uint64_t size() const override { return data_.size(); }
+  Result<RangeState> Classify(uint64_t, uint64_t) override {
+    return RangeState::kRead;
+  }
+  Status Read(uint64_t offset, uint8_t* buf, size_t len) override {
+    if (offset > data_.size() || len > data_.size() - offset)
+      return Internal("read past the end of " + name_);
+    std::memcpy(buf, data_.data() + offset, len);
+    return OkStatus();
+  }
+  std::string consistency_reason() const override { return ""; }
+
+ private:
+  std::string name_;
+  const std::string& data_;
+};
+
+constexpr size_t kMaxConfigFile = 64 << 20;
+
 }  // namespace
+
+Status StoreConfigFiles(Repository& repo, repository::ChunkWriter& writer,
+                        const std::vector<snapshot::ConfigFile>& files,
+                        Manifest& m) {
+  for (const auto& f : files) {
+    if (!repository::IsSafeConfigName(f.name)) {
+      m.notes.push_back("config file '" + f.name + "' skipped: odd name");
+      continue;
+    }
+    MemorySource src(f.name, f.data);
+    CaptureOptions co;
+    co.threads = 1;
+    DiskCapture cap;
+    HAVEN_ASSIGN_OR_RETURN(repository::DiskManifest d,
+                           CaptureDisk(repo, writer, src, nullptr, co, cap));
+    d.name = f.name;
+    d.kind = "config";
+    m.disks.push_back(std::move(d));
+  }
+  return OkStatus();
+}
+
+Result<std::unique_ptr<DiskSource>> OpenImage(const std::string& path,
+                                              const std::string& format,
+                                              std::string& detected) {
+  using snapshot::ImageFormat;
+  ImageFormat f;
+  if (format == "auto") {
+    HAVEN_ASSIGN_OR_RETURN(f, snapshot::DetectImageFormat(path));
+  } else if (format == "raw") {
+    f = ImageFormat::kRaw;
+  } else if (format == "qcow2") {
+    f = ImageFormat::kQcow2;
+  } else if (format == "vhd") {
+    f = ImageFormat::kVhd;
+  } else if (format == "vhdx") {
+    f = ImageFormat::kVhdx;
+  } else if (format == "vmdk") {
+    f = ImageFormat::kVmdk;
+  } else {
+    return InvalidArgument("unknown image format '" + format +
+                           "' (auto, raw, qcow2, vhd, vhdx or vmdk)");
+  }
+  detected = snapshot::FormatName(f);
+  switch (f) {
+    case ImageFormat::kRaw: {
+      HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
+      return std::unique_ptr<DiskSource>(std::move(src));
+    }
+    case ImageFormat::kQcow2: {
+      HAVEN_RETURN_IF_ERROR(OpenFile(path, O_RDONLY).status());
+      snapshot::NbdSpec spec;
+      spec.description = path;
+      spec.command = {"qemu-nbd", "--read-only", "--format=qcow2", "--", path};
+      spec.watch_files = {path};
+      spec.consistency_reason =
+          "qcow2 image (with its backing chain) read directly; unchanged "
+          "during the read";
+      HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::NbdSource::Open(spec));
+      return std::unique_ptr<DiskSource>(std::move(src));
+    }
+    default:
+      return snapshot::OpenForeignImage(path, f);
+  }
+}
 
 Result<repository::DiskManifest> CaptureDisk(
     Repository& repo, repository::ChunkWriter& writer, DiskSource& src,
@@ -330,7 +426,8 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
     if (!t.ok()) return t.status().WithContext("--time");
     started = options.time;
   }
-  HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
+  std::string format;
+  HAVEN_ASSIGN_OR_RETURN(auto src, OpenImage(path, options.format, format));
   auto writer = repo.NewWriter();
   CaptureOptions capture_options;
   capture_options.threads = options.threads;
@@ -342,10 +439,28 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   HAVEN_ASSIGN_OR_RETURN(
       repository::DiskManifest disk,
       CaptureDisk(repo, *writer, *src, nullptr, capture_options, capture));
-  HAVEN_RETURN_IF_ERROR(writer->Flush());
   HAVEN_ASSIGN_OR_RETURN(bool changed, src->ChangedDuringRead());
 
   Manifest m;
+  // A Hyper-V or VMware VM's configuration files from the image's folder.
+  std::vector<snapshot::ConfigFile> config;
+  if (options.config_files) {
+    for (const auto& file : snapshot::ForeignConfigFiles(
+             path, format == "vmdk"   ? snapshot::ImageFormat::kVmdk
+                   : format == "vhd"  ? snapshot::ImageFormat::kVhd
+                   : format == "vhdx" ? snapshot::ImageFormat::kVhdx
+                                      : snapshot::ImageFormat::kRaw)) {
+      auto data = ReadFile(file, kMaxConfigFile);
+      std::string base = file.substr(file.rfind('/') + 1);
+      if (data.ok())
+        config.push_back({"vm/" + base, std::string(data->begin(), data->end())});
+      else
+        m.notes.push_back("config file " + file + " not read: " +
+                          data.status().message());
+    }
+  }
+  HAVEN_RETURN_IF_ERROR(StoreConfigFiles(repo, *writer, config, m));
+  HAVEN_RETURN_IF_ERROR(writer->Flush());
   m.name = options.name;
   m.kind = "image";
   m.time = started;
@@ -363,7 +478,8 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   if (parent.ok()) m.parent = parent->id;
   disk.name = options.disk_name;
   disk.source = path;
-  m.disks.push_back(disk);
+  disk.capture = "full: " + format + " image";
+  m.disks.insert(m.disks.begin(), disk);
   m.stats.logical_bytes = src->size();
   m.stats.read_bytes = capture.read_bytes;
   m.stats.hole_bytes = capture.hole_bytes;

@@ -15,7 +15,9 @@
 #ifndef HAVEN_AGENT_IMAGE_BACKUP_H_
 #define HAVEN_AGENT_IMAGE_BACKUP_H_
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "agent/progress.h"
 #include "repository/repository.h"
@@ -51,12 +53,28 @@ Result<repository::DiskManifest> CaptureDisk(
     snapshot::DiskSource& src, const repository::DiskManifest* parent,
     const CaptureOptions& options, DiskCapture& capture);
 
+// Stores each file as a config entry of `m` (see manifest.h); a file with an
+// unsafe name is skipped and noted in m.notes.
+Status StoreConfigFiles(repository::Repository& repo,
+                        repository::ChunkWriter& writer,
+                        const std::vector<snapshot::ConfigFile>& files,
+                        repository::Manifest& m);
+
+// Opens an image file or block device in its own format: raw (allocation
+// map), qcow2 with its backing chain (qemu-nbd), VHD/VHDX with differencing
+// parents (libvhdi), VMDK (libvmdk). `format` "auto" tells it from the
+// file's magic bytes; `detected` receives the format used.
+Result<std::unique_ptr<snapshot::DiskSource>> OpenImage(
+    const std::string& path, const std::string& format, std::string& detected);
+
 std::string HostName();
 
 struct ImageBackupOptions {
   std::string name;                // backup name (VM or image name)
   std::string disk_name = "disk0";
   std::string time;                // recorded time; empty: now
+  std::string format = "auto";     // auto | raw | qcow2 | vhd | vhdx | vmdk
+  bool config_files = true;        // store a Hyper-V/VMware VM's config
   int threads = 0;                 // 0: one per core
   ProgressFn progress;
   double progress_interval = 0.2;  // seconds between progress calls

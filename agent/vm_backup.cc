@@ -25,29 +25,6 @@ using snapshot::DomainDisk;
 using snapshot::DomainInfo;
 using snapshot::JobDisk;
 
-// A config file, read as a disk from memory.
-class MemorySource : public snapshot::DiskSource {
- public:
-  MemorySource(std::string name, const std::string& data)
-      : name_(std::move(name)), data_(data) {}
-  const std::string& description() const override { return name_; }
-  uint64_t size() const override { return data_.size(); }
-  Result<snapshot::RangeState> Classify(uint64_t, uint64_t) override {
-    return snapshot::RangeState::kRead;
-  }
-  Status Read(uint64_t offset, uint8_t* buf, size_t len) override {
-    if (offset > data_.size() || len > data_.size() - offset)
-      return Internal("read past the end of " + name_);
-    std::memcpy(buf, data_.data() + offset, len);
-    return OkStatus();
-  }
-  std::string consistency_reason() const override { return ""; }
-
- private:
-  std::string name_;
-  const std::string& data_;
-};
-
 std::string NewCheckpointName() {
   // haven-20261123T020304Z-1a2b3c4d: sortable by time, unique per run.
   std::string t = NowIso8601();
@@ -82,8 +59,6 @@ class VmJob {
                                         const std::vector<DomainDisk>& disks);
   Status ReadDisks(std::vector<std::unique_ptr<snapshot::DiskSource>>& sources,
                    const std::vector<JobDisk>& plan, Manifest& m);
-  Status StoreConfig(const std::vector<snapshot::ConfigFile>& files,
-                     Manifest& m);
 
   repository::Repository& repo_;
   const snapshot::LibvirtHost& host_;
@@ -198,26 +173,6 @@ Status VmJob::ReadDisks(
     m.stats.hole_bytes += cap.hole_bytes;
     m.disks.push_back(*std::move(disk));
     done += src.size();
-  }
-  return OkStatus();
-}
-
-Status VmJob::StoreConfig(const std::vector<snapshot::ConfigFile>& files,
-                          Manifest& m) {
-  for (const auto& f : files) {
-    if (!repository::IsSafeConfigName(f.name)) {
-      m.notes.push_back("config file '" + f.name + "' skipped: odd name");
-      continue;
-    }
-    MemorySource src(f.name, f.data);
-    CaptureOptions co;
-    co.threads = 1;
-    DiskCapture cap;
-    HAVEN_ASSIGN_OR_RETURN(DiskManifest d, CaptureDisk(repo_, *writer_, src,
-                                                       nullptr, co, cap));
-    d.name = f.name;
-    d.kind = "config";
-    m.disks.push_back(std::move(d));
   }
   return OkStatus();
 }
@@ -389,7 +344,7 @@ Status VmJob::Run(const std::string& name) {
                                 " was started while its disks were read; no "
                                 "recovery point written");
   }
-  Status stored = StoreConfig(config, m);
+  Status stored = StoreConfigFiles(repo_, *writer_, config, m);
   if (stored.ok()) stored = writer_->Flush();
   m.stats.new_chunks = writer_->new_chunks();
   m.stats.new_raw_bytes = writer_->new_raw_bytes();

@@ -143,12 +143,14 @@ int CmdInit(const Globals& g, const repository::InitOptions& opts) {
 }
 
 int CmdBackupImage(const Globals& g, const std::string& path,
-                   const std::string& name, const std::string& time) {
+                   const std::string& name, const std::string& time,
+                   const std::string& format) {
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
   agent::ImageBackupOptions opt;
   opt.name = name;
   opt.time = time;
+  opt.format = format;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   auto m = agent::BackupImage(**repo, path, opt);
   if (!m.ok())
@@ -956,9 +958,12 @@ int Main(int argc, char** argv) {
   backup->require_subcommand(1);
   std::string image_path, backup_name;
   auto* backup_image =
-      backup->add_subcommand("image",
-                             "back up a raw disk image file or block device "
-                             "(holes and zeros are not stored)");
+      backup->add_subcommand(
+          "image",
+          "back up a disk image — raw file or block device, qcow2 (with its "
+          "backing chain), VHD/VHDX (with differencing parents) or VMDK — "
+          "and a Hyper-V/VMware VM's config files beside it (holes and "
+          "zeros are not stored)");
   backup_image->add_option("PATH", image_path, "image file or block device")
       ->required();
   backup_image
@@ -969,8 +974,16 @@ int Main(int argc, char** argv) {
       "--time", backup_time,
       "time to record for the recovery point, ISO-8601 UTC such as "
       "2026-11-22T02:00:00Z (default: now); for importing older images");
-  backup_image->callback(
-      [&] { rc = CmdBackupImage(g, image_path, backup_name, backup_time); });
+  std::string image_format = "auto";
+  backup_image
+      ->add_option("--format", image_format,
+                   "auto (from the file's magic bytes), raw, qcow2, vhd, vhdx "
+                   "or vmdk; give raw for a raw image whose guest could have "
+                   "written another format's header into it")
+      ->capture_default_str();
+  backup_image->callback([&] {
+    rc = CmdBackupImage(g, image_path, backup_name, backup_time, image_format);
+  });
 
   BackupVmArgs vm_args;
   auto* backup_vm = backup->add_subcommand(

@@ -13,9 +13,13 @@ PACKAGES=(
   libcli11-dev                               # command line
   libgtest-dev libgmock-dev                  # unit tests
   clang libclang-rt-14-dev                   # libFuzzer targets (scripts/fuzz.sh)
+  libvhdi-dev libvmdk-dev libbfio-dev        # Hyper-V/VMware disks (headers need libbfio.h)
+  libvirt-dev libnbd-dev libxml2-dev         # VM backups: libvirt API, NBD exports, domain XML
+  libvirt-daemon-system libvirt-clients      # libvirtd + virsh: the hosts Haven backs up (and tests)
+  qemu-system-x86 qemu-utils                 # QEMU (TCG VMs in tests), qemu-nbd for qcow2 images
   e2fsprogs python3 time                     # test and bench images, measurements
 )
-if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup); fi
+if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup virtnbdbackup); fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

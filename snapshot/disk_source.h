@@ -13,6 +13,13 @@
 
 namespace haven::snapshot {
 
+// A configuration file captured with a recovery point: a relative name
+// ("domain.xml", "networks/default.xml", "vm/win.vmx") and its bytes.
+struct ConfigFile {
+  std::string name;
+  std::string data;
+};
+
 // What the backup does with one chunk-sized range of the disk.
 enum class RangeState {
   kHole,  // certainly all zeros (unallocated): stored as a hole, not read

@@ -29,13 +29,6 @@ struct DomainFree {
 using ConnPtr = std::unique_ptr<virConnect, ConnClose>;
 using DomainPtr = std::unique_ptr<virDomain, DomainFree>;
 
-// A configuration file captured with a recovery point: a relative name
-// ("domain.xml", "networks/default.xml") and its bytes.
-struct ConfigFile {
-  std::string name;
-  std::string data;
-};
-
 // The prefix of the checkpoints Haven creates.
 inline constexpr char kCheckpointPrefix[] = "haven-";
 
