@@ -222,6 +222,7 @@ Status VmJob::Run(const std::string& name) {
   std::vector<std::unique_ptr<snapshot::DiskSource>> sources;
   std::vector<JobDisk> plan;
   std::unique_ptr<snapshot::PullBackup> job;
+  Status read;  // opening and reading the disks
 
   if (!active) {
     // Shut off: nothing writes the disks; read the files directly.
@@ -314,13 +315,16 @@ Status VmJob::Run(const std::string& name) {
       std::this_thread::sleep_for(
           std::chrono::duration<double>(opt_.fault_delay));
     for (const auto& j : plan) {
-      HAVEN_ASSIGN_OR_RETURN(auto src,
-                             snapshot::NbdSource::Open(job->SpecFor(j)));
-      sources.push_back(std::move(src));
+      auto src = snapshot::NbdSource::Open(job->SpecFor(j));
+      if (!src.ok()) {
+        read = src.status();
+        break;
+      }
+      sources.push_back(std::move(*src));
     }
   }
 
-  Status read = ReadDisks(sources, plan, m);
+  if (read.ok()) read = ReadDisks(sources, plan, m);
   if (read.ok() && !active)
     for (auto& s : sources) {
       HAVEN_ASSIGN_OR_RETURN(bool changed, s->ChangedDuringRead());

@@ -2,6 +2,7 @@
 
 #include <libvirt/virterror.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,6 +65,41 @@ constexpr size_t kMaxNvram = 64 << 20;
 // One folder per job for its NBD socket and scratch files (QEMU keeps the
 // old content of blocks the guest overwrites during the job there).
 constexpr char kJobRoot[] = "/var/lib/haven/jobs";
+
+// Removes a persistent bitmap from a qcow2 file that no QEMU has open. A
+// bitmap that is not there is fine.
+Status RemoveQcow2Bitmap(const std::string& path, const std::string& bitmap) {
+  std::vector<std::string> args = {"qemu-img", "bitmap", "--remove",
+                                   "-f",       "qcow2",  "--",
+                                   path,       bitmap};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int out[2];
+  if (::pipe(out) != 0) return ErrnoStatus("pipe", errno);
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoStatus("fork", errno);
+  if (pid == 0) {
+    ::dup2(out[1], 2);
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::execvp("qemu-img", argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return OkStatus();
+  if (text.find("not found") != std::string::npos) return OkStatus();
+  return Unavailable("qemu-img bitmap --remove " + path + " " + bitmap +
+                     " failed: " + text);
+}
 
 }  // namespace
 
@@ -159,6 +195,28 @@ Status Vm::DeleteCheckpoint(const std::string& checkpoint) const {
   CheckpointPtr c(
       virDomainCheckpointLookupByName(dom_.get(), checkpoint.c_str(), 0));
   if (!c) return OkStatus();  // already gone
+  HAVEN_ASSIGN_OR_RETURN(bool active, Active());
+  if (!active) {
+    // libvirt 9 deletes only the metadata of a shut-off domain's checkpoint;
+    // the bitmaps in its qcow2 disks are removed with qemu-img.
+    char* cp_xml = virDomainCheckpointGetXMLDesc(c.get(), 0);
+    if (!cp_xml) return LibvirtError("XML of checkpoint " + checkpoint);
+    HAVEN_ASSIGN_OR_RETURN(auto disks, ParseCheckpointBitmapDisks(Take(cp_xml)));
+    HAVEN_ASSIGN_OR_RETURN(std::string xml, Xml(true));
+    HAVEN_ASSIGN_OR_RETURN(DomainInfo info, ParseDomainXml(xml));
+    for (const auto& d : info.disks) {
+      if (std::find(disks.begin(), disks.end(), d.target) == disks.end() ||
+          d.format != "qcow2")
+        continue;
+      auto path = DiskPath(d);
+      if (!path.ok()) return path.status();
+      HAVEN_RETURN_IF_ERROR(RemoveQcow2Bitmap(*path, checkpoint));
+    }
+    if (virDomainCheckpointDelete(
+            c.get(), VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) < 0)
+      return LibvirtError("deleting checkpoint " + checkpoint + " of " + name_);
+    return OkStatus();
+  }
   // Right after a job ends QEMU may still be releasing the bitmap.
   for (int attempt = 0;; ++attempt) {
     if (virDomainCheckpointDelete(c.get(), 0) == 0) return OkStatus();
