@@ -218,12 +218,17 @@ Status Vm::DeleteCheckpoint(const std::string& checkpoint) const {
     return OkStatus();
   }
   // Right after a job ends QEMU may still be releasing the bitmap.
-  for (int attempt = 0;; ++attempt) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
     if (virDomainCheckpointDelete(c.get(), 0) == 0) return OkStatus();
-    if (attempt == 20)
-      return LibvirtError("deleting checkpoint " + checkpoint + " of " + name_);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
+  // A checkpoint whose bitmap is broken or gone cannot be deleted with its
+  // bitmaps; drop its metadata so it is never used again.
+  Status full = LibvirtError("deleting checkpoint " + checkpoint + " of " + name_);
+  if (virDomainCheckpointDelete(
+          c.get(), VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0)
+    return OkStatus();
+  return full;
 }
 
 Result<std::string> Vm::DiskPath(const DomainDisk& disk) const {
