@@ -39,11 +39,12 @@ class OutPtr {
   ~OutPtr() { owner_.reset(raw_); }
   OutPtr(const OutPtr&) = delete;
   OutPtr& operator=(const OutPtr&) = delete;
-  operator typename Ptr::pointer*() { return &raw_; }  // NOLINT
+  using Raw = typename Ptr::pointer;
+  operator Raw*() { return &raw_; }  // NOLINT: converts implicitly, by design
 
  private:
   Ptr& owner_;
-  typename Ptr::pointer raw_ = nullptr;
+  Raw raw_ = nullptr;
 };
 
 struct VhdiErrorFree {
@@ -139,7 +140,8 @@ Result<FileStamp> StampImage(const std::string& path) {
     if (errno == ENOENT) return NotFound(path + ": no such file");
     return ErrnoStatus("stat " + path, errno);
   }
-  if (!S_ISREG(st.st_mode)) return InvalidArgument(path + ": not a regular file");
+  if (!S_ISREG(st.st_mode))
+    return InvalidArgument(path + ": not a regular file");
   return ToStamp(path, st);
 }
 
@@ -179,8 +181,7 @@ Result<FileStamp> StampNamedFile(const std::string& image, const char* what,
 // The file name in a name an image records: the last component of a
 // Windows or POSIX path ("C:\VMs\base.vhdx", "/vmfs/volumes/ds/base.vmdk").
 // Untrusted: NUL bytes, "." and "..", and stream or drive syntax are refused.
-Result<std::string> RecordedFileName(const std::string& image,
-                                     const char* what,
+Result<std::string> RecordedFileName(const std::string& image, const char* what,
                                      const std::string& recorded) {
   if (recorded.find('\0') != std::string::npos)
     return InvalidArgument(image + ": " + what + " name contains a NUL byte");
@@ -249,9 +250,8 @@ Result<std::optional<std::string>> Utf8String(
   if (r == 0) return std::optional<std::string>();
   if (r != 1 || size == 0) return DataLoss(what + ": " + Text(err));
   std::string s(size, '\0');
-  if (get_fn(handle, reinterpret_cast<uint8_t*>(s.data()), size,
-             OutPtr(err)) != 1)
-    return DataLoss(what + ": " + Text(err));
+  r = get_fn(handle, reinterpret_cast<uint8_t*>(s.data()), size, OutPtr(err));
+  if (r != 1) return DataLoss(what + ": " + Text(err));
   s.resize(size - 1);  // the size counts the terminating NUL
   return std::optional<std::string>(std::move(s));
 }
@@ -397,8 +397,7 @@ Result<std::optional<std::string>> VhdiSource::RecordedParent(
   return name;
 }
 
-Status VhdiSource::AttachParent(const std::string& child_path,
-                                VhdiFile parent,
+Status VhdiSource::AttachParent(const std::string& child_path, VhdiFile parent,
                                 const std::string& parent_path) {
   libvhdi_file_t* child = chain_.back().get();
   VhdiError err;
@@ -408,9 +407,9 @@ Status VhdiSource::AttachParent(const std::string& child_path,
   if (libvhdi_file_get_identifier(parent.get(), actual, 16, OutPtr(err)) != 1)
     return DataLoss(parent_path + ": " + Text(err));
   if (std::memcmp(expected, actual, 16) != 0)
-    return DataLoss(child_path + ": parent " + parent_path + " has identifier " +
-                    GuidText(actual) + ", the child was made from " +
-                    GuidText(expected) +
+    return DataLoss(child_path + ": parent " + parent_path +
+                    " has identifier " + GuidText(actual) +
+                    ", the child was made from " + GuidText(expected) +
                     " (the parent was changed or replaced after the child "
                     "was made)");
   if (libvhdi_file_set_parent_file(child, parent.get(), OutPtr(err)) != 1)
@@ -483,17 +482,22 @@ class VmdkSource final : public ChainSource {
   // Opens the descriptor `disk` and its extent files, which must all be in
   // the descriptor's folder.
   Result<VmdkHandle> OpenDisk(const FileStamp& disk);
-  Status CheckExtent(libvmdk_handle_t* handle, const FileStamp& disk,
-                     int index);
+  // The file of extent `index` (nullopt for a zero extent, which has none).
+  static Result<std::optional<FileStamp>> ExtentFile(libvmdk_handle_t* handle,
+                                                     const std::string& path,
+                                                     int index);
+  // Records the extent files of `disk`; a sparse disk with an embedded
+  // descriptor must be its own single extent.
+  Status AddExtentFiles(libvmdk_handle_t* handle, const FileStamp& disk,
+                        int extents);
   Status AttachParent(const std::string& child_path, VmdkHandle parent,
                       const std::string& parent_path);
 
   std::vector<VmdkHandle> chain_;  // the disk, its parent, ...
 };
 
-Status VmdkSource::CheckExtent(libvmdk_handle_t* handle,
-                               const FileStamp& disk, int index) {
-  const std::string& path = disk.path;
+Result<std::optional<FileStamp>> VmdkSource::ExtentFile(
+    libvmdk_handle_t* handle, const std::string& path, int index) {
   VmdkError err;
   VmdkExtent extent;
   int type = 0;
@@ -506,7 +510,7 @@ Status VmdkSource::CheckExtent(libvmdk_handle_t* handle,
                     Text(err));
   switch (type) {
     case LIBVMDK_EXTENT_TYPE_ZERO:
-      return OkStatus();  // no file
+      return std::optional<FileStamp>();
     case LIBVMDK_EXTENT_TYPE_FLAT:
     case LIBVMDK_EXTENT_TYPE_SPARSE:
     case LIBVMDK_EXTENT_TYPE_VMFS_FLAT:
@@ -534,9 +538,33 @@ Status VmdkSource::CheckExtent(libvmdk_handle_t* handle,
                            "' is not a file name in the descriptor's folder");
   HAVEN_ASSIGN_OR_RETURN(FileStamp stamp,
                          StampNamedFile(path, "extent", DirName(path), *name));
-  if (stamp.dev == disk.dev && stamp.ino == disk.ino)
-    return OkStatus();  // a monolithic sparse disk is its own extent
-  return AddFile(stamp);
+  return std::optional<FileStamp>(std::move(stamp));
+}
+
+Status VmdkSource::AddExtentFiles(libvmdk_handle_t* handle,
+                                  const FileStamp& disk, int extents) {
+  // A sparse extent header ("KDMV") at 0 means the descriptor is embedded
+  // (monolithicSparse, streamOptimized) and names the file itself; after a
+  // rename it names another file, maybe an older disk of the same folder.
+  HAVEN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(disk.path, O_RDONLY));
+  char magic[4] = {0};
+  bool embedded = ::pread(fd.get(), magic, sizeof(magic), 0) == 4 &&
+                  std::memcmp(magic, "KDMV", 4) == 0;
+  for (int i = 0; i < extents; ++i) {
+    HAVEN_ASSIGN_OR_RETURN(std::optional<FileStamp> file,
+                           ExtentFile(handle, disk.path, i));
+    bool itself = file && file->dev == disk.dev && file->ino == disk.ino;
+    if (embedded && (extents != 1 || !itself))
+      return InvalidArgument(
+          disk.path + ": its embedded descriptor names " +
+          (file ? "extent " + file->path : std::string("no extent file")) +
+          ", not the file itself (renamed?); rename it back to the name "
+          "it was created with");
+    if (file && !itself) {
+      HAVEN_RETURN_IF_ERROR(AddFile(*file));
+    }
+  }
+  return OkStatus();
 }
 
 Result<VmdkHandle> VmdkSource::OpenDisk(const FileStamp& disk) {
@@ -553,9 +581,7 @@ Result<VmdkHandle> VmdkSource::OpenDisk(const FileStamp& disk) {
                                            OutPtr(err)) != 1)
     return DataLoss(path + ": " + Text(err));
   if (extents <= 0) return DataLoss(path + ": the descriptor lists no extents");
-  for (int i = 0; i < extents; ++i) {
-    HAVEN_RETURN_IF_ERROR(CheckExtent(handle.get(), disk, i));
-  }
+  HAVEN_RETURN_IF_ERROR(AddExtentFiles(handle.get(), disk, extents));
   std::string dir = DirName(path);
   if (libvmdk_handle_set_extent_data_files_path(handle.get(), dir.c_str(),
                                                 dir.size(), OutPtr(err)) != 1)
@@ -605,7 +631,8 @@ Result<std::unique_ptr<DiskSource>> VmdkSource::Open(const std::string& path) {
     HAVEN_ASSIGN_OR_RETURN(
         std::optional<std::string> recorded,
         (Utf8String<libvmdk_handle_t, VmdkError>(
-            s->chain_.back().get(), libvmdk_handle_get_utf8_parent_filename_size,
+            s->chain_.back().get(),
+            libvmdk_handle_get_utf8_parent_filename_size,
             libvmdk_handle_get_utf8_parent_filename, child + ": parent name")));
     if (!recorded) break;
     if (s->chain_.size() > kMaxParents)
@@ -670,7 +697,8 @@ Result<ImageFormat> DetectImageFormat(const std::string& path) {
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat " + path, errno);
   if (S_ISBLK(st.st_mode)) return ImageFormat::kRaw;
   if (!S_ISREG(st.st_mode))
-    return InvalidArgument(path + " is neither a regular file nor a block device");
+    return InvalidArgument(path +
+                           " is neither a regular file nor a block device");
   // Magic numbers: qcow2 header, VHDX file type identifier, VHD footer copy
   // (dynamic disks) or footer (fixed disks, last 512 bytes), VMDK sparse
   // header or text descriptor.
