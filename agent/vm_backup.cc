@@ -16,6 +16,8 @@
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
 
+extern char** environ;
+
 namespace haven::agent {
 namespace {
 
@@ -389,15 +391,29 @@ VmBackupReport BackupVm(repository::Repository& repo,
 
 Status RunHook(const std::string& command, const std::string& vm,
                const std::string& phase, double timeout) {
+  // Everything the child needs is built before fork: after it, only
+  // async-signal-safe calls.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "HAVEN_VM=", 9) != 0 &&
+        std::strncmp(*e, "HAVEN_HOOK=", 11) != 0)
+      env_strings.push_back(*e);
+  env_strings.push_back("HAVEN_VM=" + vm);
+  env_strings.push_back("HAVEN_HOOK=" + phase);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string sh = "sh", c = "-c", cmd = command;
+  char* argv[] = {sh.data(), c.data(), cmd.data(), nullptr};
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoStatus("fork for the " + phase + " hook", errno);
   if (pid == 0) {
     ::setpgid(0, 0);
-    ::setenv("HAVEN_VM", vm.c_str(), 1);
-    ::setenv("HAVEN_HOOK", phase.c_str(), 1);
-    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::execve("/bin/sh", argv, envp.data());
     ::_exit(127);
   }
+  // Also here, so the group exists before a kill however early it comes.
+  ::setpgid(pid, pid);
   double deadline = MonotonicSeconds() + timeout;
   int status = 0;
   while (true) {
@@ -405,11 +421,13 @@ Status RunHook(const std::string& command, const std::string& vm,
     if (r == pid) break;
     if (r < 0 && errno != EINTR)
       return ErrnoStatus("waiting for the " + phase + " hook", errno);
-    if (MonotonicSeconds() > deadline) {
+    if (MonotonicSeconds() >= deadline) {
       ::kill(-pid, SIGKILL);
+      ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, 0);
-      return Unavailable(phase + " hook timed out after " +
-                         std::to_string(static_cast<int>(timeout)) +
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%g", timeout);
+      return Unavailable(phase + " hook timed out after " + secs +
                          " s and was killed");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 
 namespace haven::snapshot {
 namespace {
@@ -23,10 +24,20 @@ using Doc = std::unique_ptr<xmlDoc, DocFree>;
 
 constexpr size_t kMaxXml = 16 << 20;
 
+void IgnoreGenericError(void*, const char*, ...) {}
+
 Result<Doc> Parse(const std::string& xml, const char* what) {
   if (xml.size() > kMaxXml)
     return InvalidArgument(std::string(what) + " XML is larger than 16 MiB");
-  // No network, no entity expansion, no DTD loading: the text stays text.
+  // No network and no external entities or DTDs are loaded (entities
+  // declared inside the document are expanded when text is read, as libxml2
+  // does; it refuses entity loops). Errors are returned, not printed.
+  static const bool quiet = [] {
+    xmlSetGenericErrorFunc(nullptr, IgnoreGenericError);
+    xmlSetStructuredErrorFunc(nullptr, [](void*, xmlErrorPtr) {});
+    return true;
+  }();
+  (void)quiet;
   Doc doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "x.xml",
                         nullptr,
                         XML_PARSE_NONET | XML_PARSE_NOERROR |
@@ -98,6 +109,10 @@ std::string XmlEscape(const std::string& s) {
       case '>': out += "&gt;"; break;
       case '\'': out += "&apos;"; break;
       case '"': out += "&quot;"; break;
+      // Attribute values normalize these to spaces unless escaped.
+      case '\t': out += "&#9;"; break;
+      case '\n': out += "&#10;"; break;
+      case '\r': out += "&#13;"; break;
       default: out += c;
     }
   }
@@ -115,6 +130,7 @@ Result<DomainInfo> ParseDomainXml(const std::string& xml) {
   info.uuid = Text(uuids[0]);
   if (info.name.empty() || info.uuid.size() != 36)
     return InvalidArgument("domain XML has an empty name or a malformed uuid");
+  std::set<std::string> targets;
   for (xmlNode* d : Select(doc.get(), "/domain/devices/disk")) {
     DomainDisk disk;
     disk.type = Attr(d, "type");
@@ -154,10 +170,9 @@ Result<DomainInfo> ParseDomainXml(const std::string& xml) {
         std::find(info.pools.begin(), info.pools.end(), disk.pool) ==
             info.pools.end())
       info.pools.push_back(disk.pool);
-    for (const auto& other : info.disks)
-      if (other.target == disk.target)
-        return InvalidArgument("domain " + info.name + ": two disks named " +
-                               disk.target);
+    if (!targets.insert(disk.target).second)
+      return InvalidArgument("domain " + info.name + ": two disks named " +
+                             disk.target);
     info.disks.push_back(std::move(disk));
   }
   for (xmlNode* i : Select(doc.get(), "/domain/devices/interface")) {
