@@ -348,6 +348,15 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
     const Vm& vm, const std::vector<JobDisk>& disks,
     const std::vector<std::string>& all_targets,
     const std::string& checkpoint, const std::string& owner) {
+  // libvirt runs one job per domain; a second backup job would wait 30 s
+  // for the state lock and then fail. Say it at once.
+  virDomainJobInfo running;
+  if (virDomainGetJobInfo(vm.get(), &running) == 0 &&
+      running.type != VIR_DOMAIN_JOB_NONE)
+    return FailedPrecondition(
+        "VM " + vm.name() +
+        " already has a job running (another backup, a migration or a "
+        "snapshot); try again when it ends");
   std::unique_ptr<PullBackup> job(new PullBackup(vm));
   HAVEN_RETURN_IF_ERROR(MakeDirs(kJobRoot, 0711));
   // QEMU runs as its own user: it must be able to pass through the parents
