@@ -358,9 +358,12 @@ int CmdBackupVm(const Globals& g, BackupVmArgs& a) {
                   d.reason.c_str());
     for (const auto& [disk, why] : r.skipped)
       std::printf("  %-6s skipped: %s\n", disk.c_str(), why.c_str());
-    std::printf("  config: %zu files (domain, networks, pools, NVRAM, "
-                "snapshots, host facts)\n",
-                m.ConfigFiles().size());
+    std::string names;
+    for (const auto* c : m.ConfigFiles())
+      names += (names.empty() ? "" : ", ") + c->name;
+    std::printf("  config: %s\n", names.c_str());
+    for (const auto& n : m.notes)
+      if (n.rfind("disk ", 0) != 0) std::printf("  note: %s\n", n.c_str());
   }
   out["succeeded"] = ok;
   out["failed"] = failed;
