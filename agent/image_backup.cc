@@ -3,19 +3,19 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstring>
-
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 
+#include "base/file.h"
 #include "base/time.h"
 #include "repository/retention.h"
-#include "base/file.h"
 #include "snapshot/foreign_image.h"
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
@@ -162,8 +162,8 @@ void Pipeline::Reader() {
       uint32_t j = i;
       while (j < n && states[j] == RangeState::kRead) ++j;
       uint64_t run_off = off + uint64_t{i} * chunk_size_;
-      uint64_t run_len =
-          std::min<uint64_t>(uint64_t{j - i} * chunk_size_, off + len - run_off);
+      uint64_t run_len = std::min<uint64_t>(uint64_t{j - i} * chunk_size_,
+                                            off + len - run_off);
       Status s = src_.Read(
           run_off, buffers_[buf].data() + size_t{i} * chunk_size_, run_len);
       if (!s.ok()) return Fail(s);
@@ -202,9 +202,9 @@ void Pipeline::Worker() {
       ids[i] = repo_.IdFor(ChunkType::kData, ByteSpan(data, len));
       auto r = writer_.Put(ChunkType::kData, ids[i], ByteSpan(data, len), ctx);
       if (!r.ok())
-        return Fail(r.status().WithContext(
-            src_.description() + " offset " +
-            std::to_string(chunk * chunk_size_)));
+        return Fail(
+            r.status().WithContext(src_.description() + " offset " +
+                                   std::to_string(chunk * chunk_size_)));
     }
     std::lock_guard<std::mutex> l(mu_);
     results_[batch.index] = {std::move(ids), std::move(batch.states)};
@@ -261,8 +261,8 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
       if (r.states[i] == RangeState::kKeep) {
         auto kept = parent_tree->Get(chunk);
         if (!kept.ok()) {
-          s = kept.status().WithContext(
-              "chunk list of the parent point (" + src_.description() + ")");
+          s = kept.status().WithContext("chunk list of the parent point (" +
+                                        src_.description() + ")");
           break;
         }
         r.ids[i] = *kept;
@@ -277,8 +277,8 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
     double now = MonotonicSeconds();
     if (opt.progress && now - last_report >= opt.progress_interval) {
       last_report = now;
-      uint64_t done = std::min(
-          src_.size(), (b + 1) * batch_chunks_ * uint64_t{chunk_size_});
+      uint64_t done = std::min(src_.size(),
+                               (b + 1) * batch_chunks_ * uint64_t{chunk_size_});
       opt.progress({opt.done_before + done, opt.total_bytes,
                     opt.new_before + writer_.new_stored_bytes() - new_before,
                     now - opt.started, false});
@@ -328,6 +328,14 @@ Status StoreConfigFiles(Repository& repo, repository::ChunkWriter& writer,
   for (const auto& f : files) {
     if (!repository::IsSafeConfigName(f.name)) {
       m.notes.push_back("config file '" + f.name + "' skipped: odd name");
+      continue;
+    }
+    // Names are unique in a manifest (two files of one name in different
+    // folders keep the first).
+    if (std::any_of(m.disks.begin(), m.disks.end(),
+                    [&](const auto& d) { return d.name == f.name; })) {
+      m.notes.push_back("config file '" + f.name +
+                        "' skipped: a file of that name is already stored");
       continue;
     }
     MemorySource src(f.name, f.data);
@@ -453,10 +461,11 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
       auto data = ReadFile(file, kMaxConfigFile);
       std::string base = file.substr(file.rfind('/') + 1);
       if (data.ok())
-        config.push_back({"vm/" + base, std::string(data->begin(), data->end())});
+        config.push_back(
+            {"vm/" + base, std::string(data->begin(), data->end())});
       else
-        m.notes.push_back("config file " + file + " not read: " +
-                          data.status().message());
+        m.notes.push_back("config file " + file +
+                          " not read: " + data.status().message());
     }
   }
   HAVEN_RETURN_IF_ERROR(StoreConfigFiles(repo, *writer, config, m));

@@ -70,12 +70,12 @@ Result<std::unique_ptr<snapshot::DiskSource>> OpenImage(
 std::string HostName();
 
 struct ImageBackupOptions {
-  std::string name;                // backup name (VM or image name)
+  std::string name;  // backup name (VM or image name)
   std::string disk_name = "disk0";
-  std::string time;                // recorded time; empty: now
-  std::string format = "auto";     // auto | raw | qcow2 | vhd | vhdx | vmdk
-  bool config_files = true;        // store a Hyper-V/VMware VM's config
-  int threads = 0;                 // 0: one per core
+  std::string time;             // recorded time; empty: now
+  std::string format = "auto";  // auto | raw | qcow2 | vhd | vhdx | vmdk
+  bool config_files = true;     // store a Hyper-V/VMware VM's config
+  int threads = 0;              // 0: one per core
   ProgressFn progress;
   double progress_interval = 0.2;  // seconds between progress calls
 };

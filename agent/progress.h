@@ -8,9 +8,9 @@
 namespace haven::agent {
 
 struct Progress {
-  uint64_t done_bytes = 0;   // logical bytes processed (holes included)
+  uint64_t done_bytes = 0;  // logical bytes processed (holes included)
   uint64_t total_bytes = 0;
-  uint64_t new_bytes = 0;    // bytes added to the repository so far
+  uint64_t new_bytes = 0;  // bytes added to the repository so far
   double elapsed_seconds = 0;
   bool final = false;
 };

@@ -236,8 +236,8 @@ Status VmJob::Run(const std::string& name) {
       } else {
         snapshot::NbdSpec spec;
         spec.description = d.target + " of " + name + " (" + path + ")";
-        spec.command = {"qemu-nbd", "--read-only", "--format=" + d.format,
-                        "--", path};
+        spec.command = {"qemu-nbd", "--read-only", "--format=" + d.format, "--",
+                        path};
         spec.watch_files = {path};
         HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::NbdSource::Open(spec));
         sources.push_back(std::move(src));
@@ -261,7 +261,8 @@ Status VmJob::Run(const std::string& name) {
     // Hooks and freeze just around the start of the job.
     std::string why_not;
     if (!opt_.pre_freeze.empty()) {
-      Status h = RunHook(opt_.pre_freeze, name, "pre-freeze", opt_.hook_timeout);
+      Status h =
+          RunHook(opt_.pre_freeze, name, "pre-freeze", opt_.hook_timeout);
       if (!h.ok()) why_not = h.message();
     }
     bool frozen = false;
@@ -270,8 +271,8 @@ Status VmJob::Run(const std::string& name) {
       if (f.ok())
         frozen = true;
       else
-        why_not = "guest agent did not freeze file systems (" + f.message() +
-                  ")";
+        why_not =
+            "guest agent did not freeze file systems (" + f.message() + ")";
     }
     auto begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,
                                              info.dac_label);
@@ -286,8 +287,8 @@ Status VmJob::Run(const std::string& name) {
       for (size_t i = 0; i < plan.size(); ++i)
         if (!plan[i].incremental_from.empty()) {
           plan[i].incremental_from.clear();
-          full_reasons_[i] = "the incremental job was refused: " +
-                             begun.status().message();
+          full_reasons_[i] =
+              "the incremental job was refused: " + begun.status().message();
         }
       begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,
                                           info.dac_label);

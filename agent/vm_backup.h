@@ -41,12 +41,12 @@
 namespace haven::agent {
 
 struct VmBackupOptions {
-  bool full = false;            // ignore checkpoints: read every disk fully
-  std::string pre_freeze;       // shell command run before the freeze
-  std::string post_thaw;        // shell command run after the thaw
-  double hook_timeout = 60;     // seconds; a hook over time is killed
+  bool full = false;         // ignore checkpoints: read every disk fully
+  std::string pre_freeze;    // shell command run before the freeze
+  std::string post_thaw;     // shell command run after the thaw
+  double hook_timeout = 60;  // seconds; a hook over time is killed
   int threads = 0;
-  std::string time;             // recorded time; empty: now
+  std::string time;  // recorded time; empty: now
   ProgressFn progress;
   std::function<void(const std::string&)> log;  // fallbacks, freeze, cleanup
   double fault_delay = 0;  // tests: sleep after the job started (seconds)

@@ -340,15 +340,15 @@ int CmdBackupVm(const Globals& g, BackupVmArgs& a) {
     out["vms"].push_back(vj);
     if (!human) continue;
     if (!r.ok) {
-      std::printf("%s: FAILED: %s\n  no recovery point was written; earlier "
-                  "ones are unchanged\n",
-                  name.c_str(), r.error.c_str());
+      std::printf(
+          "%s: FAILED: %s\n  no recovery point was written; earlier "
+          "ones are unchanged\n",
+          name.c_str(), r.error.c_str());
       continue;
     }
     const auto& m = r.manifest;
     std::printf("%s: snapshot %s saved, %s, %s new data stored, took %s\n",
-                name.c_str(), m.id.substr(0, 8).c_str(),
-                m.consistency.c_str(),
+                name.c_str(), m.id.substr(0, 8).c_str(), m.consistency.c_str(),
                 HumanBytes(m.stats.new_stored_bytes).c_str(),
                 FormatDuration(r.seconds).c_str());
     for (const auto& d : r.disks)
@@ -960,13 +960,12 @@ int Main(int argc, char** argv) {
   auto* backup = app.add_subcommand("backup", "create a recovery point");
   backup->require_subcommand(1);
   std::string image_path, backup_name;
-  auto* backup_image =
-      backup->add_subcommand(
-          "image",
-          "back up a disk image — raw file or block device, qcow2 (with its "
-          "backing chain), VHD/VHDX (with differencing parents) or VMDK — "
-          "and a Hyper-V/VMware VM's config files beside it (holes and "
-          "zeros are not stored)");
+  auto* backup_image = backup->add_subcommand(
+      "image",
+      "back up a disk image — raw file or block device, qcow2 (with its "
+      "backing chain), VHD/VHDX (with differencing parents) or VMDK — "
+      "and a Hyper-V/VMware VM's config files beside it (holes and "
+      "zeros are not stored)");
   backup_image->add_option("PATH", image_path, "image file or block device")
       ->required();
   backup_image
@@ -1004,8 +1003,9 @@ int Main(int argc, char** argv) {
                         "frozen ($HAVEN_VM names the VM)");
   backup_vm->add_option("--post-thaw", vm_args.opt.post_thaw,
                         "shell command run after they are thawed");
-  backup_vm->add_option("--hook-timeout", vm_args.opt.hook_timeout,
-                        "seconds before a hook is killed")
+  backup_vm
+      ->add_option("--hook-timeout", vm_args.opt.hook_timeout,
+                   "seconds before a hook is killed")
       ->capture_default_str();
   backup_vm->add_option("--time", vm_args.opt.time,
                         "time to record, ISO-8601 UTC (default: now)");

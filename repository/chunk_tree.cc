@@ -139,7 +139,7 @@ Result<ChunkId> TreeReader::Get(uint64_t index) {
                     std::to_string(root_.count) + " chunks");
   if (index >= root_.count)
     return InvalidArgument("chunk " + std::to_string(index) + " is past the " +
-                      std::to_string(root_.count) + " chunks of the tree");
+                           std::to_string(root_.count) + " chunks of the tree");
   ChunkId node = root_.root;
   uint64_t first = 0;
   for (int level = root_.height; level >= 1; --level) {

@@ -23,9 +23,8 @@ bool IsSafeConfigName(const std::string& name) {
   size_t start = 0;
   while (true) {
     size_t end = name.find('/', start);
-    std::string part = name.substr(start, end == std::string::npos
-                                              ? std::string::npos
-                                              : end - start);
+    std::string part = name.substr(
+        start, end == std::string::npos ? std::string::npos : end - start);
     if (part.empty() || part[0] == '.' || ++parts > 4) return false;
     for (char c : part)
       if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||

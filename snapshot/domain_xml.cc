@@ -44,9 +44,9 @@ Result<Doc> Parse(const std::string& xml, const char* what) {
                             XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS));
   if (!doc) {
     const xmlError* e = xmlGetLastError();
-    return InvalidArgument(std::string(what) + " XML does not parse" +
-                           (e && e->message ? ": " + std::string(e->message)
-                                            : std::string()));
+    return InvalidArgument(
+        std::string(what) + " XML does not parse" +
+        (e && e->message ? ": " + std::string(e->message) : std::string()));
   }
   return doc;
 }
@@ -92,10 +92,14 @@ std::vector<xmlNode*> Select(xmlDoc* doc, const char* xpath) {
 // Device names are used in file names and NBD export names.
 bool PlausibleName(const std::string& s) {
   if (s.empty() || s.size() > 64) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-  }) && s[0] != '.';
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) {
+                       return (c >= 'a' && c <= 'z') ||
+                              (c >= 'A' && c <= 'Z') ||
+                              (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+                              c == '.';
+                     }) &&
+         s[0] != '.';
 }
 
 }  // namespace
@@ -104,16 +108,33 @@ std::string XmlEscape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&apos;"; break;
-      case '"': out += "&quot;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
       // Attribute values normalize these to spaces unless escaped.
-      case '\t': out += "&#9;"; break;
-      case '\n': out += "&#10;"; break;
-      case '\r': out += "&#13;"; break;
-      default: out += c;
+      case '\t':
+        out += "&#9;";
+        break;
+      case '\n':
+        out += "&#10;";
+        break;
+      case '\r':
+        out += "&#13;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -166,9 +187,8 @@ Result<DomainInfo> ParseDomainXml(const std::string& xml) {
       disk.skip_reason = "disk type '" + disk.type + "' is not supported";
     else if (src == nullptr || (disk.path.empty() && disk.volume.empty()))
       disk.skip_reason = "no source (empty drive)";
-    if (!disk.pool.empty() &&
-        std::find(info.pools.begin(), info.pools.end(), disk.pool) ==
-            info.pools.end())
+    if (!disk.pool.empty() && std::find(info.pools.begin(), info.pools.end(),
+                                        disk.pool) == info.pools.end())
       info.pools.push_back(disk.pool);
     if (!targets.insert(disk.target).second)
       return InvalidArgument("domain " + info.name + ": two disks named " +

@@ -13,12 +13,12 @@
 namespace haven::snapshot {
 
 struct DomainDisk {
-  std::string target;  // guest device name: vda, sdb, hdc
-  std::string device;  // disk | cdrom | floppy | lun
-  std::string type;    // file | block | volume | network | ...
-  std::string path;    // file or block device (file/block types)
-  std::string pool, volume;  // type='volume'
-  std::string format;        // driver type: qcow2, raw, ...
+  std::string target;          // guest device name: vda, sdb, hdc
+  std::string device;          // disk | cdrom | floppy | lun
+  std::string type;            // file | block | volume | network | ...
+  std::string path;            // file or block device (file/block types)
+  std::string pool, volume;    // type='volume'
+  std::string format;          // driver type: qcow2, raw, ...
   std::string backing_format;  // first backing store's format, if listed
   bool readonly = false;
   // Non-empty: the disk is not backed up, and why (a CD-ROM, read-only

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -761,18 +762,29 @@ std::vector<std::string> ForeignConfigFiles(const std::string& image_path,
       return {};
   }
   std::vector<std::string> out;
-  std::string dir = DirName(image_path);
-  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-  if (d == nullptr) return out;
-  while (const struct dirent* e = ::readdir(d.get())) {
-    std::string name = e->d_name;
-    if (!HasCaseInsensitiveSuffix(name, suffixes)) continue;
-    std::string path = JoinPath(dir, name);
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
-        static_cast<uint64_t>(st.st_size) > kMaxConfigFileSize)
-      continue;
-    out.push_back(std::move(path));
+  std::vector<std::string> dirs = {DirName(image_path)};
+  // A Hyper-V export keeps disks in "Virtual Hard Disks" and the VM's
+  // configuration in the sibling "Virtual Machines".
+  if (format != ImageFormat::kVmdk) {
+    std::string base = dirs[0].substr(dirs[0].rfind('/') + 1);
+    std::transform(base.begin(), base.end(), base.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (base == "virtual hard disks")
+      dirs.push_back(JoinPath(DirName(dirs[0]), "Virtual Machines"));
+  }
+  for (const auto& dir : dirs) {
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+    if (d == nullptr) continue;
+    while (const struct dirent* e = ::readdir(d.get())) {
+      std::string name = e->d_name;
+      if (!HasCaseInsensitiveSuffix(name, suffixes)) continue;
+      std::string path = JoinPath(dir, name);
+      struct stat st;
+      if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+          static_cast<uint64_t>(st.st_size) > kMaxConfigFileSize)
+        continue;
+      out.push_back(std::move(path));
+    }
   }
   std::sort(out.begin(), out.end());
   return out;

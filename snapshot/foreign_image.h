@@ -47,8 +47,9 @@ Result<std::unique_ptr<DiskSource>> OpenForeignImage(const std::string& path,
 // The VM configuration files found beside an image: the regular files (not
 // symbolic links, at most 64 MiB) in the image's folder whose names end,
 // ignoring case, in .vmx .vmxf .vmsd .nvram (kVmdk) or .vmcx .vmrs .vmgs .xml
-// (kVhd, kVhdx). Full paths, sorted. Empty for kRaw and kQcow2, and when the
-// folder cannot be read.
+// (kVhd, kVhdx); for an image in a Hyper-V export's "Virtual Hard Disks"
+// folder, also those in the sibling "Virtual Machines". Full paths, sorted.
+// Empty for kRaw and kQcow2, and when the folder cannot be read.
 std::vector<std::string> ForeignConfigFiles(const std::string& image_path,
                                             ImageFormat format);
 

@@ -10,12 +10,14 @@
 
 namespace haven::snapshot {
 
-Result<std::unique_ptr<ImageSource>> ImageSource::Open(const std::string& path) {
+Result<std::unique_ptr<ImageSource>> ImageSource::Open(
+    const std::string& path) {
   std::unique_ptr<ImageSource> s(new ImageSource);
   s->path_ = path;
   HAVEN_ASSIGN_OR_RETURN(s->fd_, OpenFile(path, O_RDONLY));
   struct stat st;
-  if (::fstat(s->fd_.get(), &st) != 0) return ErrnoStatus("stat " + path, errno);
+  if (::fstat(s->fd_.get(), &st) != 0)
+    return ErrnoStatus("stat " + path, errno);
   if (S_ISBLK(st.st_mode)) {
     uint64_t bytes = 0;
     if (::ioctl(s->fd_.get(), BLKGETSIZE64, &bytes) != 0)
@@ -26,7 +28,8 @@ Result<std::unique_ptr<ImageSource>> ImageSource::Open(const std::string& path) 
   } else if (S_ISREG(st.st_mode)) {
     s->size_ = static_cast<uint64_t>(st.st_size);
   } else {
-    return InvalidArgument(path + " is neither a regular file nor a block device");
+    return InvalidArgument(path +
+                           " is neither a regular file nor a block device");
   }
   ::posix_fadvise(s->fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   HAVEN_ASSIGN_OR_RETURN(s->opened_, s->Fingerprint());

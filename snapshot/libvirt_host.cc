@@ -17,7 +17,9 @@ namespace haven::snapshot {
 namespace {
 
 struct CheckpointFree {
-  void operator()(virDomainCheckpointPtr c) const { virDomainCheckpointFree(c); }
+  void operator()(virDomainCheckpointPtr c) const {
+    virDomainCheckpointFree(c);
+  }
 };
 struct SnapshotFree {
   void operator()(virDomainSnapshotPtr s) const { virDomainSnapshotFree(s); }
@@ -69,9 +71,8 @@ constexpr char kJobRoot[] = "/var/lib/haven/jobs";
 // Removes a persistent bitmap from a qcow2 file that no QEMU has open. A
 // bitmap that is not there is fine.
 Status RemoveQcow2Bitmap(const std::string& path, const std::string& bitmap) {
-  std::vector<std::string> args = {"qemu-img", "bitmap", "--remove",
-                                   "-f",       "qcow2",  "--",
-                                   path,       bitmap};
+  std::vector<std::string> args = {"qemu-img", "bitmap", "--remove", "-f",
+                                   "qcow2",    "--",     path,       bitmap};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -201,7 +202,8 @@ Status Vm::DeleteCheckpoint(const std::string& checkpoint) const {
     // the bitmaps in its qcow2 disks are removed with qemu-img.
     char* cp_xml = virDomainCheckpointGetXMLDesc(c.get(), 0);
     if (!cp_xml) return LibvirtError("XML of checkpoint " + checkpoint);
-    HAVEN_ASSIGN_OR_RETURN(auto disks, ParseCheckpointBitmapDisks(Take(cp_xml)));
+    HAVEN_ASSIGN_OR_RETURN(auto disks,
+                           ParseCheckpointBitmapDisks(Take(cp_xml)));
     HAVEN_ASSIGN_OR_RETURN(std::string xml, Xml(true));
     HAVEN_ASSIGN_OR_RETURN(DomainInfo info, ParseDomainXml(xml));
     for (const auto& d : info.disks) {
@@ -224,7 +226,8 @@ Status Vm::DeleteCheckpoint(const std::string& checkpoint) const {
   }
   // A checkpoint whose bitmap is broken or gone cannot be deleted with its
   // bitmaps; drop its metadata so it is never used again.
-  Status full = LibvirtError("deleting checkpoint " + checkpoint + " of " + name_);
+  Status full =
+      LibvirtError("deleting checkpoint " + checkpoint + " of " + name_);
   if (virDomainCheckpointDelete(
           c.get(), VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY) == 0)
     return OkStatus();
@@ -262,8 +265,8 @@ Result<std::vector<ConfigFile>> Vm::CaptureConfig(
     NetworkPtr n(virNetworkLookupByName(conn_, net.c_str()));
     char* xml = n ? virNetworkGetXMLDesc(n.get(), 0) : nullptr;
     if (!xml) {
-      notes.push_back("network " + net + " not captured: " +
-                      LibvirtError("lookup").message());
+      notes.push_back("network " + net +
+                      " not captured: " + LibvirtError("lookup").message());
       continue;
     }
     files.push_back({"networks/" + net + ".xml", Take(xml)});
@@ -346,8 +349,8 @@ Status Vm::Thaw() const {
 
 Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
     const Vm& vm, const std::vector<JobDisk>& disks,
-    const std::vector<std::string>& all_targets,
-    const std::string& checkpoint, const std::string& owner) {
+    const std::vector<std::string>& all_targets, const std::string& checkpoint,
+    const std::string& owner) {
   // libvirt runs one job per domain; a second backup job would wait 30 s
   // for the state lock and then fail. Say it at once.
   virDomainJobInfo running;
@@ -363,7 +366,8 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
   // (search only; the job folder itself is its own).
   for (std::string p = kJobRoot; p.size() > 1; p = p.substr(0, p.rfind('/'))) {
     struct stat st;
-    if (::stat(p.c_str(), &st) == 0 && st.st_uid == 0 && !(st.st_mode & S_IXOTH))
+    if (::stat(p.c_str(), &st) == 0 && st.st_uid == 0 &&
+        !(st.st_mode & S_IXOTH))
       ::chmod(p.c_str(), (st.st_mode & 07777) | S_IXOTH);
   }
   std::string tmpl = std::string(kJobRoot) + "/job-XXXXXX";
@@ -377,8 +381,10 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
       ::chown(job->dir_.c_str(), uid, gid) != 0)
     return ErrnoStatus("chown " + job->dir_, errno);
 
-  std::string xml = "<domainbackup mode='pull'>\n  <server transport='unix' "
-                    "socket='" + XmlEscape(job->socket_) + "'/>\n  <disks>\n";
+  std::string xml =
+      "<domainbackup mode='pull'>\n  <server transport='unix' "
+      "socket='" +
+      XmlEscape(job->socket_) + "'/>\n  <disks>\n";
   for (const auto& target : all_targets) {
     const JobDisk* d = nullptr;
     for (const auto& j : disks)
@@ -388,8 +394,7 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
       continue;
     }
     xml += "    <disk name='" + XmlEscape(target) +
-           "' backup='yes' type='file' exportname='" +
-           XmlEscape(target) + "'";
+           "' backup='yes' type='file' exportname='" + XmlEscape(target) + "'";
     if (d->incremental_from.empty())
       xml += " backupmode='full'";
     else
@@ -398,7 +403,8 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
              XmlEscape(target) + "'";
     std::string scratch = job->dir_ + "/" + target + ".scratch";
     job->scratch_.push_back(scratch);
-    xml += ">\n      <scratch file='" + XmlEscape(scratch) + "'/>\n    </disk>\n";
+    xml +=
+        ">\n      <scratch file='" + XmlEscape(scratch) + "'/>\n    </disk>\n";
   }
   xml += "  </disks>\n</domainbackup>\n";
   std::string cp_xml;
@@ -428,7 +434,8 @@ NbdSpec PullBackup::SpecFor(const JobDisk& disk) const {
   spec.description = disk.target + " of " + vm_.name();
   spec.socket = socket_;
   spec.export_name = disk.target;
-  if (!disk.incremental_from.empty()) spec.dirty_bitmap = "haven-" + disk.target;
+  if (!disk.incremental_from.empty())
+    spec.dirty_bitmap = "haven-" + disk.target;
   return spec;
 }
 

@@ -103,7 +103,8 @@ Status NbdSource::Connect() {
     return Fail("requesting the dirty bitmap");
   if (!spec_.command.empty()) {
     std::vector<char*> argv;
-    for (const auto& a : spec_.command) argv.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : spec_.command)
+      argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     if (nbd_connect_systemd_socket_activation(h_, argv.data()) == -1)
       return Fail("starting " + spec_.command[0]);
@@ -122,8 +123,10 @@ Status NbdSource::Connect() {
   if (!spec_.dirty_bitmap.empty() &&
       nbd_can_meta_context(h_, (kBitmapPrefix + spec_.dirty_bitmap).c_str()) !=
           1)
-    return NotFound(spec_.description + ": the backup job exports no dirty "
-                    "bitmap '" + spec_.dirty_bitmap + "'");
+    return NotFound(spec_.description +
+                    ": the backup job exports no dirty "
+                    "bitmap '" +
+                    spec_.dirty_bitmap + "'");
   return OkStatus();
 }
 
@@ -136,8 +139,7 @@ Status NbdSource::FetchMaps() {
     if (nbd_block_status(h_, std::min(kStatusSpan, size_ - offset), offset, cb,
                          0) == -1)
       return Fail("block status at offset " + std::to_string(offset));
-    if (!r.error.empty())
-      return IoError(spec_.description + ": " + r.error);
+    if (!r.error.empty()) return IoError(spec_.description + ": " + r.error);
     uint64_t next = r.zero_end;
     if (r.want_dirty) next = std::min(next, r.dirty_end);
     if (next <= offset)

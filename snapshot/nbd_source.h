@@ -41,9 +41,7 @@ class NbdSource : public DiskSource {
   static Result<std::unique_ptr<NbdSource>> Open(const NbdSpec& spec);
   ~NbdSource() override;
 
-  const std::string& description() const override {
-    return spec_.description;
-  }
+  const std::string& description() const override { return spec_.description; }
   uint64_t size() const override { return size_; }
   Result<RangeState> Classify(uint64_t begin, uint64_t end) override;
   Status Read(uint64_t offset, uint8_t* buf, size_t len) override;

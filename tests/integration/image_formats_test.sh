@@ -89,6 +89,17 @@ same_file "$WORK/hv-config/vm/app.vmcx" "$I/hyperv/app.vmcx" "Hyper-V config res
 [ ! -e "$WORK/hv-config/vm/notes.txt" ] || fail "an unrelated file was stored as config"
 ok "Hyper-V .vmcx stored beside the .avhdx, other files not"
 
+# A Hyper-V export: disks in "Virtual Hard Disks", the configuration in the
+# sibling "Virtual Machines".
+EXP="$I/export/web"
+mkdir -p "$EXP/Virtual Hard Disks" "$EXP/Virtual Machines"
+cp "$I/d.vhdx" "$EXP/Virtual Hard Disks/web.vhdx"
+echo '<VM><Name>web</Name></VM>' >"$EXP/Virtual Machines/6A1F.vmcx"
+backup_and_compare hv-export "$EXP/Virtual Hard Disks/web.vhdx" "$WORK/d-vhdx.raw"
+expect_rc 0 "restore config of the export" hv restore config hv-export:latest --to "$WORK/exp-config"
+same_file "$WORK/exp-config/vm/6A1F.vmcx" "$EXP/Virtual Machines/6A1F.vmcx" "export's .vmcx"
+ok "Hyper-V export: .vmcx from 'Virtual Machines' stored with the disk"
+
 # VMDK: monolithic sparse, split sparse, flat; and a .vmx beside one.
 mkdir -p "$I/vmware"
 for sub in monolithicSparse twoGbMaxExtentSparse monolithicFlat; do
