@@ -1,9 +1,5 @@
 #include "agent/vm_backup.h"
 
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -11,12 +7,11 @@
 #include <thread>
 
 #include "agent/image_backup.h"
+#include "base/process.h"
 #include "base/time.h"
 #include "repository/retention.h"
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
-
-extern char** environ;
 
 namespace haven::agent {
 namespace {
@@ -392,52 +387,20 @@ VmBackupReport BackupVm(repository::Repository& repo,
 
 Status RunHook(const std::string& command, const std::string& vm,
                const std::string& phase, double timeout) {
-  // Everything the child needs is built before fork: after it, only
-  // async-signal-safe calls.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "HAVEN_VM=", 9) != 0 &&
-        std::strncmp(*e, "HAVEN_HOOK=", 11) != 0)
-      env_strings.push_back(*e);
-  env_strings.push_back("HAVEN_VM=" + vm);
-  env_strings.push_back("HAVEN_HOOK=" + phase);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::string sh = "sh", c = "-c", cmd = command;
-  char* argv[] = {sh.data(), c.data(), cmd.data(), nullptr};
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus("fork for the " + phase + " hook", errno);
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::execve("/bin/sh", argv, envp.data());
-    ::_exit(127);
+  HAVEN_ASSIGN_OR_RETURN(
+      ProcessResult r,
+      RunProcess({"/bin/sh", "-c", command},
+                 {"HAVEN_VM=" + vm, "HAVEN_HOOK=" + phase}, timeout, false));
+  if (r.timed_out) {
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%g", timeout);
+    return Unavailable(phase + " hook timed out after " + secs +
+                       " s and was killed");
   }
-  // Also here, so the group exists before a kill however early it comes.
-  ::setpgid(pid, pid);
-  double deadline = MonotonicSeconds() + timeout;
-  int status = 0;
-  while (true) {
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR)
-      return ErrnoStatus("waiting for the " + phase + " hook", errno);
-    if (MonotonicSeconds() >= deadline) {
-      ::kill(-pid, SIGKILL);
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      char secs[32];
-      std::snprintf(secs, sizeof secs, "%g", timeout);
-      return Unavailable(phase + " hook timed out after " + secs +
-                         " s and was killed");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return OkStatus();
+  if (r.exited && r.exit_code == 0) return OkStatus();
   return Unavailable(phase + " hook failed (" +
-                     (WIFEXITED(status)
-                          ? "exit " + std::to_string(WEXITSTATUS(status))
-                          : "signal " + std::to_string(WTERMSIG(status))) +
+                     (r.exited ? "exit " + std::to_string(r.exit_code)
+                               : "signal " + std::to_string(r.signal)) +
                      ")");
 }
 

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "base/file.h"
+#include "snapshot/image_source.h"
 
 namespace haven::snapshot {
 namespace {
@@ -115,23 +116,12 @@ std::string Text(const VmdkError& e) {
 
 struct FileStamp {
   std::string path;
-  dev_t dev = 0;
-  ino_t ino = 0;
-  off_t size = 0;
-  int64_t mtime_ns = 0;
-  int64_t ctime_ns = 0;
+  SourceFingerprint f;
   bool operator==(const FileStamp&) const = default;
 };
 
 FileStamp ToStamp(const std::string& path, const struct stat& st) {
-  FileStamp s;
-  s.path = path;
-  s.dev = st.st_dev;
-  s.ino = st.st_ino;
-  s.size = st.st_size;
-  s.mtime_ns = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
-  s.ctime_ns = st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec;
-  return s;
+  return {path, FingerprintOf(st)};
 }
 
 // The image the caller names may be reached through a symbolic link.
@@ -288,7 +278,7 @@ class ChainSource : public DiskSource {
 
 Status ChainSource::AddFile(const FileStamp& stamp) {
   for (const FileStamp& f : files_) {
-    if (f.dev == stamp.dev && f.ino == stamp.ino)
+    if (f.f.dev == stamp.f.dev && f.f.ino == stamp.f.ino)
       return InvalidArgument(path_ + ": the chain of images loops: " +
                              stamp.path + " is already part of it");
   }
@@ -554,7 +544,7 @@ Status VmdkSource::AddExtentFiles(libvmdk_handle_t* handle,
   for (int i = 0; i < extents; ++i) {
     HAVEN_ASSIGN_OR_RETURN(std::optional<FileStamp> file,
                            ExtentFile(handle, disk.path, i));
-    bool itself = file && file->dev == disk.dev && file->ino == disk.ino;
+    bool itself = file && file->f.dev == disk.f.dev && file->f.ino == disk.f.ino;
     if (embedded && (extents != 1 || !itself))
       return InvalidArgument(
           disk.path + ": its embedded descriptor names " +

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace haven::snapshot {
@@ -38,7 +39,10 @@ Result<std::unique_ptr<ImageSource>> ImageSource::Open(
 
 Result<bool> ImageSource::RangeHasData(uint64_t begin, uint64_t end) {
   if (!seek_data_) return true;
-  if (!(begin >= cached_from_ && begin <= cached_next_)) {
+  // The cache describes [cached_from_, data_end_): a hole up to
+  // cached_next_, then data. Queries in increasing order cost two lseeks
+  // per extent, not one per query.
+  if (!(begin >= cached_from_ && begin < data_end_)) {
     off_t r = ::lseek(fd_.get(), static_cast<off_t>(begin), SEEK_DATA);
     if (r < 0) {
       if (errno == ENXIO) {
@@ -50,8 +54,15 @@ Result<bool> ImageSource::RangeHasData(uint64_t begin, uint64_t end) {
         return ErrnoStatus("SEEK_DATA on " + path_, errno);
       }
     }
+    uint64_t hole = size_;
+    if (static_cast<uint64_t>(r) < size_) {
+      off_t h = ::lseek(fd_.get(), r, SEEK_HOLE);
+      if (h < 0) return ErrnoStatus("SEEK_HOLE on " + path_, errno);
+      hole = static_cast<uint64_t>(h);
+    }
     cached_from_ = begin;
     cached_next_ = static_cast<uint64_t>(r);
+    data_end_ = std::max(hole, cached_next_ + 1);
   }
   return cached_next_ < end;
 }
@@ -64,13 +75,27 @@ Status ImageSource::Read(uint64_t offset, uint8_t* buf, size_t len) const {
   return s;
 }
 
+SourceFingerprint FingerprintOf(const struct stat& st) {
+  SourceFingerprint f;
+  f.dev = st.st_dev;
+  f.ino = st.st_ino;
+  f.size = static_cast<uint64_t>(st.st_size);
+  f.mtime_ns = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  f.ctime_ns = st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec;
+  return f;
+}
+
+Result<SourceFingerprint> FingerprintPath(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path, errno);
+  return FingerprintOf(st);
+}
+
 Result<SourceFingerprint> ImageSource::Fingerprint() const {
   struct stat st;
   if (::fstat(fd_.get(), &st) != 0) return ErrnoStatus("stat " + path_, errno);
-  SourceFingerprint f;
-  f.size = block_device_ ? size_ : static_cast<uint64_t>(st.st_size);
-  f.mtime_ns = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
-  f.ctime_ns = st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec;
+  SourceFingerprint f = FingerprintOf(st);
+  if (block_device_) f.size = size_;
   return f;
 }
 

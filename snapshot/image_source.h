@@ -8,19 +8,25 @@
 #include <memory>
 #include <string>
 
+#include <sys/stat.h>
+
 #include "base/file.h"
 #include "snapshot/disk_source.h"
 
 namespace haven::snapshot {
 
-// What identifies the version of a source; compared before and after a read
-// to notice a writer.
+// What identifies the version of a file; compared before and after a read
+// to notice a writer (or a file replaced meanwhile: device and inode).
 struct SourceFingerprint {
+  uint64_t dev = 0, ino = 0;
   uint64_t size = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
   bool operator==(const SourceFingerprint&) const = default;
 };
+SourceFingerprint FingerprintOf(const struct stat& st);
+// stat(2) of `path` (symbolic links followed).
+Result<SourceFingerprint> FingerprintPath(const std::string& path);
 
 class ImageSource : public DiskSource {
  public:
@@ -32,7 +38,7 @@ class ImageSource : public DiskSource {
   bool is_block_device() const { return block_device_; }
 
   // True if [begin, end) may hold data; false if it is entirely a hole.
-  // Not thread-safe (caches the last SEEK_DATA answer).
+  // Not thread-safe (caches the last data extent found).
   Result<bool> RangeHasData(uint64_t begin, uint64_t end);
   // Reads exactly `len` bytes at `offset`. Thread-safe.
   Status Read(uint64_t offset, uint8_t* buf, size_t len) const;
@@ -55,6 +61,7 @@ class ImageSource : public DiskSource {
   bool seek_data_ = true;
   SourceFingerprint opened_;
   uint64_t cached_from_ = 1, cached_next_ = 0;  // SEEK_DATA(cached_from_)
+  uint64_t data_end_ = 0;  // SEEK_HOLE(cached_next_): the cache ends here
 };
 
 }  // namespace haven::snapshot

@@ -2,7 +2,6 @@
 
 #include <libvirt/virterror.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <thread>
 
 #include "base/file.h"
+#include "base/process.h"
 
 namespace haven::snapshot {
 namespace {
@@ -71,35 +71,15 @@ constexpr char kJobRoot[] = "/var/lib/haven/jobs";
 // Removes a persistent bitmap from a qcow2 file that no QEMU has open. A
 // bitmap that is not there is fine.
 Status RemoveQcow2Bitmap(const std::string& path, const std::string& bitmap) {
-  std::vector<std::string> args = {"qemu-img", "bitmap", "--remove", "-f",
-                                   "qcow2",    "--",     path,       bitmap};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int out[2];
-  if (::pipe(out) != 0) return ErrnoStatus("pipe", errno);
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus("fork", errno);
-  if (pid == 0) {
-    ::dup2(out[1], 2);
-    ::dup2(out[1], 1);
-    ::close(out[0]);
-    ::close(out[1]);
-    ::execvp("qemu-img", argv.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  std::string text;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(out[0], buf, sizeof buf)) > 0) text.append(buf, n);
-  ::close(out[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return OkStatus();
-  if (text.find("not found") != std::string::npos) return OkStatus();
+  HAVEN_ASSIGN_OR_RETURN(
+      ProcessResult r,
+      RunProcess({"qemu-img", "bitmap", "--remove", "-f", "qcow2", "--", path,
+                  bitmap},
+                 {}, 120, true));
+  if (r.exited && r.exit_code == 0) return OkStatus();
+  if (r.output.find("not found") != std::string::npos) return OkStatus();
   return Unavailable("qemu-img bitmap --remove " + path + " " + bitmap +
-                     " failed: " + text);
+                     " failed: " + r.output);
 }
 
 }  // namespace

@@ -1,10 +1,12 @@
 #include "snapshot/nbd_source.h"
 
 #include <libnbd.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
+
+#include "snapshot/image_source.h"
 
 namespace haven::snapshot {
 namespace {
@@ -15,13 +17,11 @@ constexpr uint64_t kStatusSpan = uint64_t{1} << 30;  // per block-status call
 constexpr uint64_t kMaxRead = 32 << 20;              // qemu's request limit
 constexpr uint32_t kDirtyFlag = 1;                   // NBD_STATE_DIRTY
 
-std::string FileFingerprint(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return "missing";
-  return std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) +
-         "." + std::to_string(st.st_mtim.tv_nsec) + ":" +
-         std::to_string(st.st_ctim.tv_sec) + "." +
-         std::to_string(st.st_ctim.tv_nsec);
+// A watched file's fingerprint; a file that is gone has none.
+std::optional<SourceFingerprint> Watch(const std::string& path) {
+  auto f = FingerprintPath(path);
+  if (!f.ok()) return std::nullopt;
+  return *f;
 }
 
 // What one block-status reply said, per meta context.
@@ -79,7 +79,7 @@ Result<std::unique_ptr<NbdSource>> NbdSource::Open(const NbdSpec& spec) {
   std::unique_ptr<NbdSource> s(new NbdSource);
   s->spec_ = spec;
   for (const auto& f : spec.watch_files)
-    s->fingerprints_.push_back(FileFingerprint(f));
+    s->fingerprints_.push_back(Watch(f));
   HAVEN_RETURN_IF_ERROR(s->Connect());
   HAVEN_RETURN_IF_ERROR(s->FetchMaps());
   return s;
@@ -194,7 +194,7 @@ Status NbdSource::Read(uint64_t offset, uint8_t* buf, size_t len) {
 
 Result<bool> NbdSource::ChangedDuringRead() {
   for (size_t i = 0; i < spec_.watch_files.size(); ++i)
-    if (FileFingerprint(spec_.watch_files[i]) != fingerprints_[i]) return true;
+    if (Watch(spec_.watch_files[i]) != fingerprints_[i]) return true;
   return false;
 }
 

@@ -11,11 +11,13 @@
 #define HAVEN_SNAPSHOT_NBD_SOURCE_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "snapshot/disk_source.h"
+#include "snapshot/image_source.h"
 
 struct nbd_handle;
 
@@ -66,7 +68,7 @@ class NbdSource : public DiskSource {
   uint64_t size_ = 0;
   Extents zero_, dirty_;
   size_t zero_at_ = 0, dirty_at_ = 0;  // cursors for increasing queries
-  std::vector<std::string> fingerprints_;
+  std::vector<std::optional<SourceFingerprint>> fingerprints_;
 };
 
 // Adds [begin, end) to sorted, merged `extents` (begin >= the last begin).
