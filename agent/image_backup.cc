@@ -318,8 +318,6 @@ class MemorySource : public DiskSource {
   const std::string& data_;
 };
 
-constexpr size_t kMaxConfigFile = 64 << 20;
-
 }  // namespace
 
 Status StoreConfigFiles(Repository& repo, repository::ChunkWriter& writer,
@@ -353,26 +351,25 @@ Status StoreConfigFiles(Repository& repo, repository::ChunkWriter& writer,
 
 Result<std::unique_ptr<DiskSource>> OpenImage(const std::string& path,
                                               const std::string& format,
-                                              std::string& detected) {
+                                              snapshot::ImageFormat& used) {
   using snapshot::ImageFormat;
-  ImageFormat f;
+  ImageFormat f = ImageFormat::kRaw;
   if (format == "auto") {
     HAVEN_ASSIGN_OR_RETURN(f, snapshot::DetectImageFormat(path));
-  } else if (format == "raw") {
-    f = ImageFormat::kRaw;
-  } else if (format == "qcow2") {
-    f = ImageFormat::kQcow2;
-  } else if (format == "vhd") {
-    f = ImageFormat::kVhd;
-  } else if (format == "vhdx") {
-    f = ImageFormat::kVhdx;
-  } else if (format == "vmdk") {
-    f = ImageFormat::kVmdk;
   } else {
-    return InvalidArgument("unknown image format '" + format +
-                           "' (auto, raw, qcow2, vhd, vhdx or vmdk)");
+    bool known = false;
+    for (ImageFormat g :
+         {ImageFormat::kRaw, ImageFormat::kQcow2, ImageFormat::kVhd,
+          ImageFormat::kVhdx, ImageFormat::kVmdk})
+      if (format == snapshot::FormatName(g)) {
+        f = g;
+        known = true;
+      }
+    if (!known)
+      return InvalidArgument("unknown image format '" + format +
+                             "' (auto, raw, qcow2, vhd, vhdx or vmdk)");
   }
-  detected = snapshot::FormatName(f);
+  used = f;
   switch (f) {
     case ImageFormat::kRaw: {
       HAVEN_ASSIGN_OR_RETURN(auto src, snapshot::ImageSource::Open(path));
@@ -434,7 +431,7 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
     if (!t.ok()) return t.status().WithContext("--time");
     started = options.time;
   }
-  std::string format;
+  snapshot::ImageFormat format;
   HAVEN_ASSIGN_OR_RETURN(auto src, OpenImage(path, options.format, format));
   auto writer = repo.NewWriter();
   CaptureOptions capture_options;
@@ -453,12 +450,8 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   // A Hyper-V or VMware VM's configuration files from the image's folder.
   std::vector<snapshot::ConfigFile> config;
   if (options.config_files) {
-    for (const auto& file : snapshot::ForeignConfigFiles(
-             path, format == "vmdk"   ? snapshot::ImageFormat::kVmdk
-                   : format == "vhd"  ? snapshot::ImageFormat::kVhd
-                   : format == "vhdx" ? snapshot::ImageFormat::kVhdx
-                                      : snapshot::ImageFormat::kRaw)) {
-      auto data = ReadFile(file, kMaxConfigFile);
+    for (const auto& file : snapshot::ForeignConfigFiles(path, format)) {
+      auto data = ReadFile(file, snapshot::kMaxConfigFileBytes);
       std::string base = file.substr(file.rfind('/') + 1);
       if (data.ok())
         config.push_back(
@@ -487,7 +480,8 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   if (parent.ok()) m.parent = parent->id;
   disk.name = options.disk_name;
   disk.source = path;
-  disk.capture = "full: " + format + " image";
+  disk.capture =
+      std::string("full: ") + snapshot::FormatName(format) + " image";
   m.disks.insert(m.disks.begin(), disk);
   m.stats.logical_bytes = src->size();
   m.stats.read_bytes = capture.read_bytes;

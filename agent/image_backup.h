@@ -22,6 +22,7 @@
 #include "agent/progress.h"
 #include "repository/repository.h"
 #include "snapshot/disk_source.h"
+#include "snapshot/foreign_image.h"
 
 namespace haven::agent {
 
@@ -63,9 +64,10 @@ Status StoreConfigFiles(repository::Repository& repo,
 // Opens an image file or block device in its own format: raw (allocation
 // map), qcow2 with its backing chain (qemu-nbd), VHD/VHDX with differencing
 // parents (libvhdi), VMDK (libvmdk). `format` "auto" tells it from the
-// file's magic bytes; `detected` receives the format used.
+// file's magic bytes; `used` receives the format read.
 Result<std::unique_ptr<snapshot::DiskSource>> OpenImage(
-    const std::string& path, const std::string& format, std::string& detected);
+    const std::string& path, const std::string& format,
+    snapshot::ImageFormat& used);
 
 std::string HostName();
 

@@ -156,14 +156,12 @@ Status VmJob::ReadDisks(
     if (prev) {
       r.mode = "incremental";
       disk->capture = "incremental since " + j.incremental_from;
-      if (auto* nbd = dynamic_cast<snapshot::NbdSource*>(&src))
-        r.dirty_bytes = nbd->DirtyBytes();
     } else {
       r.mode = "full";
       r.reason = full_reasons_.size() > i ? full_reasons_[i] : "";
       disk->capture = "full" + (r.reason.empty() ? "" : ": " + r.reason);
-      r.dirty_bytes = src.size();
     }
+    r.changed_bytes = cap.changed_bytes;
     report_.disks.push_back(r);
     m.stats.logical_bytes += src.size();
     m.stats.read_bytes += cap.read_bytes;
@@ -210,7 +208,8 @@ Status VmJob::Run(const std::string& name) {
     m.notes.push_back("disk " + d.target + " skipped: " + d.skip_reason);
   }
   std::vector<std::string> config_notes;
-  HAVEN_ASSIGN_OR_RETURN(auto config, vm->CaptureConfig(info, config_notes));
+  HAVEN_ASSIGN_OR_RETURN(auto config,
+                         vm->CaptureConfig(info, active, xml, config_notes));
   for (auto& n : config_notes) {
     Log(n);
     m.notes.push_back(n);

@@ -56,7 +56,8 @@ struct VmDiskReport {
   std::string name;
   std::string mode;    // "full" | "incremental"
   std::string reason;  // why full
-  uint64_t size = 0, read_bytes = 0, dirty_bytes = 0;
+  uint64_t size = 0, read_bytes = 0;
+  uint64_t changed_bytes = 0;  // chunks not kept from the parent (all, if full)
 };
 
 struct VmBackupReport {

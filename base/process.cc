@@ -77,7 +77,8 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
         char buf[4096];
         ssize_t n = ::read(read_end.get(), buf, sizeof buf);
         if (n > 0 && r.output.size() < kMaxOutput)
-          r.output.append(buf, std::min<size_t>(n, kMaxOutput - r.output.size()));
+          r.output.append(buf,
+                          std::min<size_t>(n, kMaxOutput - r.output.size()));
         if (n == 0) read_end.reset();
         if (n > 0) continue;
       }
@@ -99,7 +100,8 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   while (read_end.get() >= 0) {
     pollfd p{read_end.get(), POLLIN, 0};
     char buf[4096];
-    ssize_t n = ::poll(&p, 1, 100) > 0 ? ::read(read_end.get(), buf, sizeof buf) : 0;
+    ssize_t n =
+        ::poll(&p, 1, 100) > 0 ? ::read(read_end.get(), buf, sizeof buf) : 0;
     if (n <= 0) break;
     if (r.output.size() < kMaxOutput)
       r.output.append(buf, std::min<size_t>(n, kMaxOutput - r.output.size()));

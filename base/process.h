@@ -21,8 +21,8 @@ struct ProcessResult {
 // ("NAME=value", replacing any of the same name), in a process group of its
 // own. Unless `timeout` is negative, the whole group is killed with SIGKILL
 // once it runs `timeout` seconds. With `capture`, stdout and stderr are
-// collected (at most 64 KiB kept); otherwise they are inherited. Fails only if the program
-// could not be started or waited for.
+// collected (at most 64 KiB kept); otherwise they are inherited. Fails only if
+// the program could not be started or waited for.
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& extra_env,
                                  double timeout, bool capture);

@@ -331,7 +331,7 @@ int CmdBackupVm(const Globals& g, BackupVmArgs& a) {
                              {"reason", d.reason},
                              {"size", d.size},
                              {"read_bytes", d.read_bytes},
-                             {"dirty_bytes", d.dirty_bytes}});
+                             {"changed_bytes", d.changed_bytes}});
     vj["skipped"] = nlohmann::ordered_json::array();
     for (const auto& [disk, why] : r.skipped)
       vj["skipped"].push_back({{"name", disk}, {"reason", why}});

@@ -20,6 +20,9 @@ struct ConfigFile {
   std::string data;
 };
 
+// Larger files are not taken as configuration (NVRAM is at most a few MiB).
+inline constexpr size_t kMaxConfigFileBytes = 64 << 20;
+
 // What the backup does with one chunk-sized range of the disk.
 enum class RangeState {
   kHole,  // certainly all zeros (unallocated): stored as a hole, not read

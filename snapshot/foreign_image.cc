@@ -26,7 +26,6 @@ namespace {
 // Hyper-V allows longer checkpoint chains; past this depth a chain is more
 // likely a crafted or broken one than a real VM's.
 constexpr size_t kMaxParents = 16;
-constexpr uint64_t kMaxConfigFileSize = 64ull << 20;
 
 // --- The libraries' C handles and errors, owned by unique_ptr ------------
 
@@ -544,7 +543,8 @@ Status VmdkSource::AddExtentFiles(libvmdk_handle_t* handle,
   for (int i = 0; i < extents; ++i) {
     HAVEN_ASSIGN_OR_RETURN(std::optional<FileStamp> file,
                            ExtentFile(handle, disk.path, i));
-    bool itself = file && file->f.dev == disk.f.dev && file->f.ino == disk.f.ino;
+    bool itself =
+        file && file->f.dev == disk.f.dev && file->f.ino == disk.f.ino;
     if (embedded && (extents != 1 || !itself))
       return InvalidArgument(
           disk.path + ": its embedded descriptor names " +
@@ -771,7 +771,7 @@ std::vector<std::string> ForeignConfigFiles(const std::string& image_path,
       std::string path = JoinPath(dir, name);
       struct stat st;
       if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
-          static_cast<uint64_t>(st.st_size) > kMaxConfigFileSize)
+          static_cast<uint64_t>(st.st_size) > kMaxConfigFileBytes)
         continue;
       out.push_back(std::move(path));
     }

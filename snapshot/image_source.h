@@ -4,11 +4,11 @@
 #ifndef HAVEN_SNAPSHOT_IMAGE_SOURCE_H_
 #define HAVEN_SNAPSHOT_IMAGE_SOURCE_H_
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include <sys/stat.h>
 
 #include "base/file.h"
 #include "snapshot/disk_source.h"

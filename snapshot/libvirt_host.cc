@@ -52,18 +52,6 @@ std::string Version(unsigned long v) {
          "." + std::to_string(v % 1000);
 }
 
-// Config file names become paths on restore: keep them to one safe
-// component.
-bool SafeComponent(const std::string& s) {
-  if (s.empty() || s.size() > 200 || s[0] == '.') return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-           c == '+' || c == '@';
-  });
-}
-
-constexpr size_t kMaxNvram = 64 << 20;
 // One folder per job for its NBD socket and scratch files (QEMU keeps the
 // old content of blocks the guest overwrites during the job there).
 constexpr char kJobRoot[] = "/var/lib/haven/jobs";
@@ -71,11 +59,10 @@ constexpr char kJobRoot[] = "/var/lib/haven/jobs";
 // Removes a persistent bitmap from a qcow2 file that no QEMU has open. A
 // bitmap that is not there is fine.
 Status RemoveQcow2Bitmap(const std::string& path, const std::string& bitmap) {
-  HAVEN_ASSIGN_OR_RETURN(
-      ProcessResult r,
-      RunProcess({"qemu-img", "bitmap", "--remove", "-f", "qcow2", "--", path,
-                  bitmap},
-                 {}, 120, true));
+  HAVEN_ASSIGN_OR_RETURN(ProcessResult r,
+                         RunProcess({"qemu-img", "bitmap", "--remove", "-f",
+                                     "qcow2", "--", path, bitmap},
+                                    {}, 120, true));
   if (r.exited && r.exit_code == 0) return OkStatus();
   if (r.output.find("not found") != std::string::npos) return OkStatus();
   return Unavailable("qemu-img bitmap --remove " + path + " " + bitmap +
@@ -226,22 +213,17 @@ Result<std::string> Vm::DiskPath(const DomainDisk& disk) const {
 }
 
 Result<std::vector<ConfigFile>> Vm::CaptureConfig(
-    const DomainInfo& info, std::vector<std::string>& notes) const {
+    const DomainInfo& info, bool active, const std::string& xml,
+    std::vector<std::string>& notes) const {
   std::vector<ConfigFile> files;
-  HAVEN_ASSIGN_OR_RETURN(bool active, Active());
-  HAVEN_ASSIGN_OR_RETURN(std::string inactive_xml, Xml(true));
+  files.push_back({"domain.xml", xml});
   if (active) {
-    HAVEN_ASSIGN_OR_RETURN(std::string live_xml, Xml(false));
-    files.push_back({"domain.xml", live_xml});
+    HAVEN_ASSIGN_OR_RETURN(std::string inactive_xml, Xml(true));
+    files.push_back({"domain-inactive.xml", inactive_xml});
   } else {
-    files.push_back({"domain.xml", inactive_xml});
+    files.push_back({"domain-inactive.xml", xml});
   }
-  files.push_back({"domain-inactive.xml", inactive_xml});
   for (const auto& net : info.networks) {
-    if (!SafeComponent(net)) {
-      notes.push_back("network name '" + net + "' skipped (odd characters)");
-      continue;
-    }
     NetworkPtr n(virNetworkLookupByName(conn_, net.c_str()));
     char* xml = n ? virNetworkGetXMLDesc(n.get(), 0) : nullptr;
     if (!xml) {
@@ -265,7 +247,6 @@ Result<std::vector<ConfigFile>> Vm::CaptureConfig(
   }
   virResetLastError();
   for (const auto& pool : pools) {
-    if (!SafeComponent(pool)) continue;
     PoolPtr p(virStoragePoolLookupByName(conn_, pool.c_str()));
     char* xml = p ? virStoragePoolGetXMLDesc(p.get(), 0) : nullptr;
     if (!xml) {
@@ -276,8 +257,8 @@ Result<std::vector<ConfigFile>> Vm::CaptureConfig(
   }
   if (!info.nvram.empty()) {
     std::string base = info.nvram.substr(info.nvram.rfind('/') + 1);
-    auto data = ReadFile(info.nvram, kMaxNvram);
-    if (data.ok() && SafeComponent(base))
+    auto data = ReadFile(info.nvram, kMaxConfigFileBytes);
+    if (data.ok())
       files.push_back(
           {"nvram/" + base, std::string(data->begin(), data->end())});
     else
@@ -290,10 +271,7 @@ Result<std::vector<ConfigFile>> Vm::CaptureConfig(
     SnapshotPtr s(snaps[i]);
     std::string name = virDomainSnapshotGetName(s.get());
     char* xml = virDomainSnapshotGetXMLDesc(s.get(), VIR_DOMAIN_XML_SECURE);
-    if (xml && SafeComponent(name))
-      files.push_back({"snapshots/" + name + ".xml", Take(xml)});
-    else
-      std::free(xml);
+    if (xml) files.push_back({"snapshots/" + name + ".xml", Take(xml)});
   }
   std::free(snaps);
   // Host facts needed to rebuild elsewhere.

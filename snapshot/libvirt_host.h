@@ -53,9 +53,13 @@ class Vm {
   // Path of a volume disk (pool/volume) or the disk's own path.
   Result<std::string> DiskPath(const DomainDisk& disk) const;
   // Domain XML (live and inactive), networks, pools, NVRAM, snapshot
-  // metadata and host facts. Missing optional parts are listed in `notes`.
+  // metadata and host facts. `xml` is the domain's XML already read (live
+  // if `active`, else the defined one) and `info` what it says. Missing
+  // optional parts are listed in `notes`. File names are checked where the
+  // files are stored (agent::StoreConfigFiles).
   Result<std::vector<ConfigFile>> CaptureConfig(
-      const DomainInfo& info, std::vector<std::string>& notes) const;
+      const DomainInfo& info, bool active, const std::string& xml,
+      std::vector<std::string>& notes) const;
   // Guest agent freeze / thaw of all guest file systems.
   Status Freeze() const;
   Status Thaw() const;

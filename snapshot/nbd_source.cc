@@ -78,8 +78,7 @@ Status NbdSource::Fail(const std::string& what) const {
 Result<std::unique_ptr<NbdSource>> NbdSource::Open(const NbdSpec& spec) {
   std::unique_ptr<NbdSource> s(new NbdSource);
   s->spec_ = spec;
-  for (const auto& f : spec.watch_files)
-    s->fingerprints_.push_back(Watch(f));
+  for (const auto& f : spec.watch_files) s->fingerprints_.push_back(Watch(f));
   HAVEN_RETURN_IF_ERROR(s->Connect());
   HAVEN_RETURN_IF_ERROR(s->FetchMaps());
   return s;
@@ -149,12 +148,6 @@ Status NbdSource::FetchMaps() {
     offset = next;
   }
   return OkStatus();
-}
-
-uint64_t NbdSource::DirtyBytes() const {
-  uint64_t n = 0;
-  for (const auto& [b, e] : dirty_) n += e - b;
-  return n;
 }
 
 Result<RangeState> NbdSource::Classify(uint64_t begin, uint64_t end) {

@@ -55,7 +55,6 @@ class NbdSource : public DiskSource {
   const Extents& zero_extents() const { return zero_; }
   const Extents& dirty_extents() const { return dirty_; }
   bool incremental() const { return !spec_.dirty_bitmap.empty(); }
-  uint64_t DirtyBytes() const;
 
  private:
   NbdSource() = default;
