@@ -413,7 +413,8 @@ int CmdRestoreConfig(const Globals& g, const std::string& spec,
 
 int CmdRestoreImage(const Globals& g, const std::string& spec,
                     const std::string& to, const std::string& disk,
-                    bool overwrite, bool verify_ids) {
+                    const std::string& format, bool overwrite,
+                    bool verify_ids) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
   auto m = (*repo)->FindSnapshot(spec);
@@ -422,6 +423,7 @@ int CmdRestoreImage(const Globals& g, const std::string& spec,
   opt.disk = disk;
   opt.overwrite = overwrite;
   opt.verify_ids = verify_ids;
+  opt.format = format;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
   auto st = restore::RestoreImage(**repo, *m, to, opt);
   if (!st.ok()) return Fail(g, st.status());
@@ -1037,6 +1039,13 @@ int Main(int argc, char** argv) {
       ->required();
   rest_image->add_option("--disk", disk,
                          "which disk, when the snapshot has several");
+  std::string restore_format = "raw";
+  rest_image
+      ->add_option("--format", restore_format,
+                   "output format: raw (sparse), qcow2, or vhdx for Hyper-V "
+                   "(qcow2 and vhdx are written through qemu-nbd)")
+      ->check(CLI::IsMember({"raw", "qcow2", "vhdx"}))
+      ->capture_default_str();
   rest_image->add_flag(
       "--overwrite", overwrite,
       "replace an existing file, or write onto a block device");
@@ -1045,7 +1054,8 @@ int Main(int argc, char** argv) {
       "also recompute every chunk's keyed hash (AES-GCM already "
       "authenticates each chunk)");
   rest_image->callback(
-      [&] { rc = CmdRestoreImage(g, spec, to, disk, overwrite, verify_ids); });
+      [&] { rc = CmdRestoreImage(g, spec, to, disk, restore_format, overwrite,
+                           verify_ids); });
   auto* rest_config = rest->add_subcommand(
       "config",
       "write the configuration captured with a VM's recovery point (domain "

@@ -97,6 +97,9 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
     return InvalidArgument("snapshot " + snapshot.id.substr(0, 8) +
                            " has disks: " + names + "; choose one with --disk");
   }
+  if (options.format != "raw")
+    return InvalidArgument("restore format " + options.format +
+                           " is not supported yet");
   const uint64_t size = disk->size;
   const uint32_t cs = disk->chunk_size;
   HAVEN_ASSIGN_OR_RETURN(Target out,

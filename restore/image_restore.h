@@ -27,6 +27,9 @@ struct ImageRestoreOptions {
   bool overwrite = false;   // replace an existing file / write a block device
   int threads = 0;          // 0: one per core
   bool verify_ids = false;  // recompute every data chunk's keyed id
+  // Output format of a file target: "raw" (sparse), "qcow2" or "vhdx"
+  // (dynamic); the latter two are written through qemu-nbd.
+  std::string format = "raw";
   agent::ProgressFn progress;
 };
 
