@@ -4,6 +4,7 @@
 #   haven_libvirt_start                       # virtlogd + libvirtd, no systemd needed
 #   haven_make_network NET BRIDGE             # isolated network (no <forward>)
 #   haven_make_vm VM DIR NET [BACKING]        # TCG domain, vda qcow2 + vdb raw, running
+#   haven_make_dhcp_network NET BRIDGE MAC... # isolated, DHCP range + a <host> per MAC
 #   haven_guest_write VM DISK PATTERN OFF LEN # a write by the "guest" (qemu-io over HMP)
 #   haven_disk_copy VM DISKFILE FMT OUT.raw   # the disk's content at this instant (VM paused)
 #   haven_cleanup_vm VM; haven_cleanup_network NET
@@ -119,6 +120,60 @@ haven_make_network() {
   return 1
 }
 
+# haven_make_dhcp_network NAME BRIDGE MAC...: defines and starts an isolated
+# network (no <forward>) with bridge BRIDGE on a private /24 chosen from NAME
+# (10.150-199.x.0; the next one is tried when a subnet or bridge is taken), a
+# DHCP range .100-.199 and one DHCP reservation per MAC: <host mac=MAC
+# name=hostN ip=.N> for N = 11, 12, ... in order, and the portgroup pg-default
+# that haven_make_vm's NIC names. Needs dnsmasq. Prints the network's /24
+# prefix ("10.A.B").
+haven_make_dhcp_network() {
+  local name=$1 bridge=$2
+  [ -n "$name" ] && [ -n "$bridge" ] || { _hv_err "usage: haven_make_dhcp_network NAME BRIDGE MAC..."; return 2; }
+  shift 2
+  [ ${#bridge} -le 15 ] || { _hv_err "bridge name '$bridge' longer than 15 characters"; return 2; }
+  command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] ||
+    { _hv_err "dnsmasq is not installed (DHCP needs it)"; return 1; }
+  local h try a b xml err mac n
+  h=$(printf '%s' "$name" | cksum | cut -d' ' -f1)
+  xml=$(mktemp /tmp/haven-net.XXXXXX.xml)
+  for try in 0 1 2 3 4 5 6 7; do
+    a=$((150 + (h / 250 + try) % 50)) b=$(((h + try * 7) % 250 + 1))
+    {
+      echo "<network>"
+      echo "  <name>$name</name>"
+      echo "  <bridge name='$bridge' stp='on' delay='0'/>"
+      echo "  <domain name='$name.test' localOnly='yes'/>"
+      echo "  <ip address='10.$a.$b.1' netmask='255.255.255.0'>"
+      echo "    <dhcp>"
+      echo "      <range start='10.$a.$b.100' end='10.$a.$b.199'/>"
+      n=11
+      for mac in "$@"; do
+        echo "      <host mac='$mac' name='host$n' ip='10.$a.$b.$n'/>"
+        n=$((n + 1))
+      done
+      echo "    </dhcp>"
+      echo "  </ip>"
+      echo "  <portgroup name='pg-default' default='yes'/>"
+      echo "</network>"
+    } >"$xml"
+    if ! err=$(_hv_virsh net-define "$xml" 2>&1); then
+      rm -f "$xml"; _hv_err "net-define $name: $err"; return 1
+    fi
+    if err=$(_hv_virsh net-start "$name" 2>&1); then
+      rm -f "$xml"; echo "10.$a.$b"; return 0
+    fi
+    _hv_virsh net-undefine "$name" >/dev/null 2>&1 || true
+    case "$err" in
+      *"in use"*|*"already"*) continue ;;   # subnet or bridge taken: next subnet
+    esac
+    break
+  done
+  rm -f "$xml"
+  _hv_err "net-start $name: $err"
+  return 1
+}
+
 # haven_make_vm NAME DIR NETWORK [BACKING]: creates DIR/NAME-vda.qcow2 (256 MiB
 # virtual; on top of the BACKING image when given, format probed, then as large
 # as BACKING) and DIR/NAME-vdb.raw (128 MiB, sparse), then defines
@@ -127,6 +182,7 @@ haven_make_network() {
 # and one virtio NIC on NETWORK (portgroup pg-default).
 # HAVEN_VM_VDA_SIZE / HAVEN_VM_VDB_SIZE override the sizes (qemu-img suffixes);
 # HAVEN_VM_VDB_SIZE=0: no vdb.
+# HAVEN_VM_MAC=52:54:00:..: the NIC's MAC address (default: libvirt picks one).
 haven_make_vm() {
   local name=$1 dir=$2 net=$3 backing=${4:-}
   [ -n "$name" ] && [ -n "$dir" ] && [ -n "$net" ] ||
@@ -178,7 +234,8 @@ haven_make_vm() {
       <target dev='vda' bus='virtio'/>
     </disk>
     $vdb_xml
-    <interface type='network'>
+    <interface type='network'>${HAVEN_VM_MAC:+
+      <mac address='$HAVEN_VM_MAC'/>}
       <source network='$net' portgroup='pg-default'/>
       <model type='virtio'/>
     </interface>
