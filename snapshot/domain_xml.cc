@@ -2,11 +2,20 @@
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlsave.h>
+#include <libxml/xmlstring.h>
 #include <libxml/xpath.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <memory>
+#include <optional>
+#include <random>
 #include <set>
+#include <unordered_map>
 
 namespace haven::snapshot {
 namespace {
@@ -26,7 +35,10 @@ constexpr size_t kMaxXml = 16 << 20;
 
 void IgnoreGenericError(void*, const char*, ...) {}
 
-Result<Doc> Parse(const std::string& xml, const char* what) {
+// Rewriting keeps blank text (keep_blanks) so that what it does not touch is
+// written back as it was, layout included.
+Result<Doc> Parse(const std::string& xml, const char* what,
+                  bool keep_blanks = false) {
   if (xml.size() > kMaxXml)
     return InvalidArgument(std::string(what) + " XML is larger than 16 MiB");
   // No network and no external entities or DTDs are loaded (entities
@@ -38,10 +50,10 @@ Result<Doc> Parse(const std::string& xml, const char* what) {
     return true;
   }();
   (void)quiet;
-  Doc doc(xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "x.xml",
-                        nullptr,
-                        XML_PARSE_NONET | XML_PARSE_NOERROR |
-                            XML_PARSE_NOWARNING | XML_PARSE_NOBLANKS));
+  Doc doc(
+      xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "x.xml", nullptr,
+                    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
+                        (keep_blanks ? 0 : XML_PARSE_NOBLANKS)));
   if (!doc) {
     const xmlError* e = xmlGetLastError();
     return InvalidArgument(
@@ -69,11 +81,20 @@ std::string Text(xmlNode* n) {
   return s;
 }
 
+const xmlChar* ToXml(const char* s) {
+  return reinterpret_cast<const xmlChar*>(s);
+}
+
+// An element of libvirt's vocabulary, which has no namespace: like libvirt's
+// own XPath lookups, <qemu:source> is not <source>.
+bool IsElement(const xmlNode* n, const char* name) {
+  return n && n->type == XML_ELEMENT_NODE && n->ns == nullptr &&
+         xmlStrEqual(n->name, ToXml(name));
+}
+
 xmlNode* Child(xmlNode* n, const char* name) {
   for (xmlNode* c = n ? n->children : nullptr; c; c = c->next)
-    if (c->type == XML_ELEMENT_NODE &&
-        xmlStrcmp(c->name, reinterpret_cast<const xmlChar*>(name)) == 0)
-      return c;
+    if (IsElement(c, name)) return c;
   return nullptr;
 }
 
@@ -100,6 +121,565 @@ bool PlausibleName(const std::string& s) {
                               c == '.';
                      }) &&
          s[0] != '.';
+}
+
+// Untrusted text in an error message: quoted, at most 64 bytes, control
+// characters shown as '?'.
+std::string Quote(const std::string& s) {
+  constexpr size_t kShown = 64;
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < kShown; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    out += c < 0x20 || c == 0x7f ? '?' : s[i];
+  }
+  return out + (s.size() > kShown ? "'..." : "'");
+}
+
+// The <source> attribute naming what an interface of `type` connects to.
+const char* InterfaceSourceAttr(const std::string& type) {
+  if (type == "network") return "network";
+  if (type == "bridge") return "bridge";
+  if (type == "direct") return "dev";
+  return nullptr;
+}
+
+// /domain/os/nvram as a path: its text, or the file of the newer
+// <nvram type='file'><source file=.../></nvram> form.
+std::string NvramPath(xmlDoc* doc) {
+  auto nv = Select(doc, "/domain/os/nvram");
+  if (nv.empty()) return "";
+  if (xmlNode* src = Child(nv[0], "source")) return Attr(src, "file");
+  return Text(nv[0]);
+}
+
+// A rewrite for a new identity has no <uuid> (require_uuid false).
+Result<DomainInfo> ReadDomain(xmlDoc* doc, bool require_uuid = true) {
+  DomainInfo info;
+  auto names = Select(doc, "/domain/name");
+  auto uuids = Select(doc, "/domain/uuid");
+  if (names.size() != 1 || uuids.size() > 1 || (require_uuid && uuids.empty()))
+    return InvalidArgument("domain XML has no single <name> and <uuid>");
+  info.name = Text(names[0]);
+  if (!uuids.empty()) info.uuid = Text(uuids[0]);
+  if (info.name.empty() || (!uuids.empty() && info.uuid.size() != 36))
+    return InvalidArgument("domain XML has an empty name or a malformed uuid");
+  std::set<std::string> targets;
+  for (xmlNode* d : Select(doc, "/domain/devices/disk")) {
+    DomainDisk disk;
+    disk.type = Attr(d, "type");
+    disk.device = Attr(d, "device");
+    if (disk.device.empty()) disk.device = "disk";
+    disk.target = Attr(Child(d, "target"), "dev");
+    if (!PlausibleName(disk.target))
+      return InvalidArgument("domain " + info.name +
+                             ": a disk has a missing or odd target dev " +
+                             Quote(disk.target));
+    xmlNode* src = Child(d, "source");
+    if (disk.type == "file")
+      disk.path = Attr(src, "file");
+    else if (disk.type == "block")
+      disk.path = Attr(src, "dev");
+    else if (disk.type == "volume") {
+      disk.pool = Attr(src, "pool");
+      disk.volume = Attr(src, "volume");
+    }
+    disk.format = Attr(Child(d, "driver"), "type");
+    if (xmlNode* bs = Child(d, "backingStore"))
+      disk.backing_format = Attr(Child(bs, "format"), "type");
+    disk.readonly = Child(d, "readonly") != nullptr;
+    if (disk.device == "cdrom" || disk.device == "floppy")
+      disk.skip_reason = disk.device + " (removable media)";
+    else if (disk.readonly)
+      disk.skip_reason = "read-only disk";
+    else if (disk.type == "network")
+      disk.skip_reason = "network disk (" + Attr(src, "protocol") +
+                         "): not readable from this host";
+    else if (disk.type != "file" && disk.type != "block" &&
+             disk.type != "volume")
+      disk.skip_reason = "disk type '" + disk.type + "' is not supported";
+    else if (src == nullptr || (disk.path.empty() && disk.volume.empty()))
+      disk.skip_reason = "no source (empty drive)";
+    if (!disk.pool.empty() && std::find(info.pools.begin(), info.pools.end(),
+                                        disk.pool) == info.pools.end())
+      info.pools.push_back(disk.pool);
+    if (!targets.insert(disk.target).second)
+      return InvalidArgument("domain " + info.name + ": two disks named " +
+                             disk.target);
+    info.disks.push_back(std::move(disk));
+  }
+  for (xmlNode* i : Select(doc, "/domain/devices/interface")) {
+    DomainInterface iface;
+    iface.type = Attr(i, "type");
+    iface.mac = Attr(Child(i, "mac"), "address");
+    if (const char* attr = InterfaceSourceAttr(iface.type))
+      iface.source = Attr(Child(i, "source"), attr);
+    if (iface.type == "network" && !iface.source.empty() &&
+        std::find(info.networks.begin(), info.networks.end(), iface.source) ==
+            info.networks.end())
+      info.networks.push_back(iface.source);
+    info.interfaces.push_back(std::move(iface));
+  }
+  info.nvram = NvramPath(doc);
+  if (auto e = Select(doc, "/domain/devices/emulator"); !e.empty())
+    info.emulator = Text(e[0]);
+  if (auto l = Select(doc, "/domain/os/loader"); !l.empty())
+    info.loader = Text(l[0]);
+  for (xmlNode* s : Select(doc, "/domain/seclabel[@model='dac']"))
+    if (xmlNode* l = Child(s, "label")) info.dac_label = Text(l);
+  return info;
+}
+
+// ------------------------------------------------------------- rewriting
+
+struct XmlBufferFree {
+  void operator()(xmlBuffer* b) const { xmlBufferFree(b); }
+};
+
+Status CheckDocument(xmlDoc* doc, const char* root_name) {
+  const std::string what = root_name;
+  // libvirt never writes a DOCTYPE. One here could only carry entities,
+  // which a rewrite would pass on for libvirt to expand.
+  if (doc->intSubset || doc->extSubset)
+    return InvalidArgument(what +
+                           " XML has a DOCTYPE, which libvirt never "
+                           "writes; refusing it and its entities");
+  xmlNode* root = xmlDocGetRootElement(doc);
+  if (!IsElement(root, root_name))
+    return InvalidArgument(
+        what + " XML has the root element " +
+        Quote(root ? reinterpret_cast<const char*>(root->name) : "") +
+        ", not <" + what + ">");
+  return OkStatus();
+}
+
+bool HasControlChar(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+// After HasControlChar, so that a NUL does not end the check early.
+bool ValidUtf8(const std::string& s) {
+  return xmlCheckUTF8(ToXml(s.c_str())) == 1;
+}
+
+// A domain or network name. libvirt itself refuses '/' and newlines (names
+// become file names); the length, other control characters and a leading
+// '.' are Haven's rule for names it makes file names from.
+Status CheckLibvirtName(const std::string& name, const std::string& what) {
+  const char* wrong = nullptr;
+  if (name.empty() || name.size() > 64)
+    wrong = "must be 1 to 64 bytes long";
+  else if (HasControlChar(name))
+    wrong = "has a control character";
+  else if (name.find('/') != std::string::npos)
+    wrong = "has a '/'";
+  else if (name[0] == '.')
+    wrong = "starts with '.'";
+  else if (!ValidUtf8(name))
+    wrong = "is not UTF-8";
+  if (wrong) return InvalidArgument(what + " " + Quote(name) + " " + wrong);
+  return OkStatus();
+}
+
+// A Linux interface name (dev_valid_name): under IFNAMSIZ (16) bytes, not
+// "." or "..", no '/', ':' or white space.
+Status CheckBridgeName(const std::string& name, const std::string& what) {
+  const char* wrong = nullptr;
+  if (name.empty() || name.size() > 15)
+    wrong = "must be 1 to 15 bytes long (a Linux interface name)";
+  else if (HasControlChar(name) ||
+           name.find_first_of("/: ") != std::string::npos)
+    wrong = "has a '/', ':', space or control character";
+  else if (name == "." || name == "..")
+    wrong = "is '.' or '..'";
+  else if (!ValidUtf8(name))
+    wrong = "is not UTF-8";
+  if (wrong) return InvalidArgument(what + " " + Quote(name) + " " + wrong);
+  return OkStatus();
+}
+
+Status CheckPath(const std::string& path, const std::string& what) {
+  const char* wrong = nullptr;
+  if (path.empty() || path[0] != '/')
+    wrong = "is not an absolute path";
+  else if (path.size() > 4095)
+    wrong = "is longer than 4095 bytes";
+  else if (HasControlChar(path))
+    wrong = "has a control character";
+  else if (!ValidUtf8(path))
+    wrong = "is not UTF-8";
+  if (wrong) return InvalidArgument(what + " " + Quote(path) + " " + wrong);
+  return OkStatus();
+}
+
+Status CheckFormat(const std::string& format, const std::string& what) {
+  // QEMU reads vhdx, but libvirt 9 has no such driver type: defining the VM
+  // fails with "unknown driver format value 'vhdx'".
+  if (format == "vhdx")
+    return InvalidArgument(what +
+                           " format vhdx: libvirt has no driver type "
+                           "'vhdx' and would not define the VM; "
+                           "restore it as raw or qcow2");
+  if (format != "raw" && format != "qcow2")
+    return InvalidArgument(what + " format " + Quote(format) +
+                           " is not raw or qcow2");
+  return OkStatus();
+}
+
+// A MAC address as libvirt reads one (virMacAddrParse: six groups of one
+// or two hex digits joined by ':'), as a 48-bit number.
+std::optional<uint64_t> ParseMac(const std::string& s) {
+  uint64_t mac = 0;
+  size_t i = 0;
+  for (int group = 0; group < 6; ++group) {
+    if (group > 0 && (i >= s.size() || s[i++] != ':')) return std::nullopt;
+    int digits = 0, value = 0;
+    for (; i < s.size() && digits < 2 &&
+           std::isxdigit(static_cast<unsigned char>(s[i]));
+         ++i, ++digits)
+      value = value * 16 + (std::isdigit(static_cast<unsigned char>(s[i]))
+                                ? s[i] - '0'
+                                : std::tolower(s[i]) - 'a' + 10);
+    if (digits == 0) return std::nullopt;
+    mac = mac << 8 | static_cast<uint64_t>(value);
+  }
+  if (i != s.size()) return std::nullopt;
+  return mac;
+}
+
+// A random MAC in QEMU's locally administered 52:54:00 range that is not
+// in `used` (and is then added to it).
+Result<std::string> NewMac(std::random_device& random,
+                           std::set<uint64_t>& used) {
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const uint64_t mac = 0x525400000000 | (random() & 0xffffff);
+    if (!used.insert(mac).second) continue;
+    char text[18];
+    std::snprintf(text, sizeof text, "52:54:00:%02x:%02x:%02x",
+                  static_cast<unsigned>(mac >> 16 & 0xff),
+                  static_cast<unsigned>(mac >> 8 & 0xff),
+                  static_cast<unsigned>(mac & 0xff));
+    return std::string(text);
+  }
+  return Internal("no unused MAC address found in 52:54:00:xx:xx:xx");
+}
+
+bool IsBlankText(const xmlNode* n) {
+  return n && n->type == XML_TEXT_NODE && xmlIsBlankNode(n);
+}
+
+// Removes `n` with the indentation before it.
+void RemoveNode(xmlNode* n) {
+  if (IsBlankText(n->prev)) {
+    xmlNode* blank = n->prev;
+    xmlUnlinkNode(blank);
+    xmlFreeNode(blank);
+  }
+  xmlUnlinkNode(n);
+  xmlFreeNode(n);
+}
+
+// Removes the element children of `n` for which `drop` is true.
+template <typename Pred>
+void RemoveChildren(xmlNode* n, Pred drop) {
+  for (xmlNode* c = n->children; c;) {
+    xmlNode* next = c->next;
+    if (c->type == XML_ELEMENT_NODE && drop(c)) RemoveNode(c);
+    c = next;
+  }
+}
+
+// Removes every attribute called `name`, whatever its namespace: libvirt
+// (xmlGetProp) may read a prefixed one as well.
+void RemoveAttr(xmlNode* n, const char* name) {
+  for (xmlAttr* a = n->properties; a;) {
+    xmlAttr* next = a->next;
+    if (xmlStrEqual(a->name, ToXml(name))) xmlRemoveProp(a);
+    a = next;
+  }
+}
+
+// Sets an attribute (the value is taken literally, not as XML), replacing
+// a plain one in place and dropping prefixed ones of the same name.
+Status SetAttr(xmlNode* n, const char* name, const std::string& value) {
+  for (xmlAttr* a = n->properties; a;) {
+    xmlAttr* next = a->next;
+    if (a->ns && xmlStrEqual(a->name, ToXml(name))) xmlRemoveProp(a);
+    a = next;
+  }
+  if (!xmlSetProp(n, ToXml(name), ToXml(value.c_str())))
+    return Internal(std::string("setting XML attribute ") + name);
+  return OkStatus();
+}
+
+// Replaces the content of `n` with the text `value`, taken literally.
+void SetText(xmlNode* n, const std::string& value) {
+  xmlNodeSetContent(n, nullptr);
+  xmlNodeAddContentLen(n, ToXml(value.c_str()), static_cast<int>(value.size()));
+}
+
+// A new child element of `parent`, placed before its first element and
+// indented like it.
+Result<xmlNode*> AddElement(xmlNode* parent, const char* name) {
+  xmlNode* n = xmlNewDocNode(parent->doc, nullptr, ToXml(name), nullptr);
+  if (!n) return Internal(std::string("creating XML element ") + name);
+  xmlNode* first = parent->children;
+  while (first && first->type != XML_ELEMENT_NODE) first = first->next;
+  if (!first) {
+    xmlAddChild(parent, n);
+    return n;
+  }
+  xmlAddPrevSibling(first, n);
+  if (IsBlankText(n->prev))
+    if (xmlNode* indent = xmlNewDocText(parent->doc, n->prev->content))
+      xmlAddPrevSibling(first, indent);
+  return n;
+}
+
+Result<std::string> Serialize(xmlDoc* doc, const std::string& what) {
+  std::unique_ptr<xmlBuffer, XmlBufferFree> buf(xmlBufferCreate());
+  xmlSaveCtxt* save =
+      buf ? xmlSaveToBuffer(buf.get(), "UTF-8", XML_SAVE_NO_DECL) : nullptr;
+  if (!save) return Internal("writing " + what + " XML: out of memory");
+  const long written = xmlSaveDoc(save, doc);
+  if (xmlSaveClose(save) < 0 || written < 0)
+    return Internal("writing " + what + " XML failed");
+  const auto size = static_cast<size_t>(xmlBufferLength(buf.get()));
+  // Escaping can make the text longer than what was read.
+  if (size > kMaxXml)
+    return InvalidArgument(what + " XML would be larger than 16 MiB");
+  return std::string(reinterpret_cast<const char*>(xmlBufferContent(buf.get())),
+                     size);
+}
+
+Status CheckDomainRewrite(const DomainRewrite& rw) {
+  if (!rw.name.empty())
+    HAVEN_RETURN_IF_ERROR(CheckLibvirtName(rw.name, "new domain name"));
+  std::set<std::string> targets;
+  for (const DiskRewrite& d : rw.disks) {
+    const std::string what = "disk " + Quote(d.target);
+    if (!targets.insert(d.target).second)
+      return InvalidArgument(what + " is rewritten twice");
+    HAVEN_RETURN_IF_ERROR(CheckPath(d.path, what + " path"));
+    HAVEN_RETURN_IF_ERROR(CheckFormat(d.format, what));
+  }
+  for (const auto& [from, to] : rw.network_map) {
+    if (from.empty())
+      return InvalidArgument("the network map has an empty name to replace");
+    HAVEN_RETURN_IF_ERROR(
+        CheckLibvirtName(to, "network " + Quote(from) + " maps to"));
+  }
+  if (!rw.nvram_path.empty())
+    HAVEN_RETURN_IF_ERROR(CheckPath(rw.nvram_path, "NVRAM path"));
+  return OkStatus();
+}
+
+// Points a disk at a restored flat image file. Of <source>, only what a
+// file source can hold and does not describe the old storage is kept:
+// startupPolicy and <seclabel>.
+Status RewriteDisk(xmlNode* disk, const DiskRewrite& r,
+                   const std::string& where) {
+  if (Attr(disk, "device") == "lun")
+    return InvalidArgument(where + ": disk " + Quote(r.target) +
+                           " is a SCSI LUN (device='lun'), which libvirt "
+                           "passes through only from a block device or "
+                           "iSCSI, not from a restored image file");
+  HAVEN_RETURN_IF_ERROR(SetAttr(disk, "type", "file"));
+  xmlNode* src = Child(disk, "source");
+  if (!src) {
+    HAVEN_ASSIGN_OR_RETURN(src, AddElement(disk, "source"));
+  }
+  for (xmlAttr* a = src->properties; a;) {
+    xmlAttr* next = a->next;
+    if (a->ns || !xmlStrEqual(a->name, ToXml("startupPolicy")))
+      xmlRemoveProp(a);
+    a = next;
+  }
+  HAVEN_RETURN_IF_ERROR(SetAttr(src, "file", r.path));
+  RemoveChildren(src, [](xmlNode* c) { return !IsElement(c, "seclabel"); });
+  xmlNode* driver = Child(disk, "driver");
+  if (!driver) {
+    HAVEN_ASSIGN_OR_RETURN(driver, AddElement(disk, "driver"));
+    HAVEN_RETURN_IF_ERROR(SetAttr(driver, "name", "qemu"));
+  }
+  HAVEN_RETURN_IF_ERROR(SetAttr(driver, "type", r.format));
+  RemoveChildren(disk, [](xmlNode* c) {
+    return IsElement(c, "backingStore") || IsElement(c, "mirror") ||
+           IsElement(c, "encryption") || IsElement(c, "auth");
+  });
+  return OkStatus();
+}
+
+Status RewriteDisks(xmlDoc* doc, const std::vector<DiskRewrite>& disks,
+                    const std::string& where) {
+  if (disks.empty()) return OkStatus();
+  std::unordered_map<std::string, xmlNode*> by_target;
+  for (xmlNode* d : Select(doc, "/domain/devices/disk"))
+    by_target.emplace(Attr(Child(d, "target"), "dev"), d);
+  for (const DiskRewrite& r : disks) {
+    auto it = by_target.find(r.target);
+    if (it == by_target.end())
+      return NotFound(where + " has no disk with target " + Quote(r.target));
+    HAVEN_RETURN_IF_ERROR(RewriteDisk(it->second, r, where));
+  }
+  return OkStatus();
+}
+
+// What an interface's source becomes under `map` (its type is network or
+// bridge); `source` if the map does not name it.
+const std::string& Mapped(const std::map<std::string, std::string>& map,
+                          const std::string& type, const std::string& source) {
+  if (type != "network" && type != "bridge") return source;
+  auto it = map.find(source);
+  return it == map.end() ? source : it->second;
+}
+
+Status MapNetworks(xmlDoc* doc, const std::map<std::string, std::string>& map,
+                   const std::string& where) {
+  if (map.empty()) return OkStatus();
+  for (xmlNode* i : Select(doc, "/domain/devices/interface")) {
+    const std::string type = Attr(i, "type");
+    xmlNode* src = Child(i, "source");
+    const char* attr = InterfaceSourceAttr(type);
+    if (!src || !attr) continue;
+    const std::string old = Attr(src, attr);
+    const std::string& to = Mapped(map, type, old);
+    if (to == old) continue;
+    if (type == "bridge")
+      HAVEN_RETURN_IF_ERROR(
+          CheckBridgeName(to, where + ": bridge " + Quote(old) + " maps to"));
+    HAVEN_RETURN_IF_ERROR(SetAttr(src, attr, to));
+    // A port on the old network and that network's bridge.
+    if (type == "network") {
+      RemoveAttr(src, "portid");
+      RemoveAttr(src, "bridge");
+    }
+  }
+  return OkStatus();
+}
+
+Status SetNvram(xmlDoc* doc, const std::string& path,
+                const std::string& where) {
+  auto nv = Select(doc, "/domain/os/nvram");
+  if (nv.empty())
+    return InvalidArgument(where + " has no <os><nvram> to point at " +
+                           Quote(path));
+  if (xmlNode* src = Child(nv[0], "source")) {
+    HAVEN_RETURN_IF_ERROR(SetAttr(nv[0], "type", "file"));
+    for (xmlAttr* a = src->properties; a;) {
+      xmlAttr* next = a->next;
+      xmlRemoveProp(a);
+      a = next;
+    }
+    return SetAttr(src, "file", path);
+  }
+  SetText(nv[0], path);
+  return OkStatus();
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> NewIdentity(
+    xmlDoc* doc) {
+  for (xmlNode* u : Select(doc, "/domain/uuid")) RemoveNode(u);
+  // libvirt refuses a sysinfo UUID that differs from the domain's.
+  for (xmlNode* e : Select(doc, "/domain/sysinfo/system/entry[@name='uuid']"))
+    RemoveNode(e);
+  // Empty: libvirt generates a new VM generation ID.
+  for (xmlNode* g : Select(doc, "/domain/genid")) SetText(g, "");
+  auto interfaces = Select(doc, "/domain/devices/interface");
+  std::set<uint64_t> used;
+  for (xmlNode* i : interfaces)
+    if (auto mac = ParseMac(Attr(Child(i, "mac"), "address")))
+      used.insert(*mac);
+  std::vector<std::pair<std::string, std::string>> macs;
+  try {
+    std::random_device random;
+    for (xmlNode* i : interfaces) {
+      xmlNode* mac = Child(i, "mac");
+      std::string old = Attr(mac, "address");
+      if (!mac) {
+        HAVEN_ASSIGN_OR_RETURN(mac, AddElement(i, "mac"));
+      }
+      HAVEN_ASSIGN_OR_RETURN(std::string fresh, NewMac(random, used));
+      HAVEN_RETURN_IF_ERROR(SetAttr(mac, "address", fresh));
+      macs.emplace_back(std::move(old), std::move(fresh));
+    }
+  } catch (const std::exception& e) {  // std::random_device has no source
+    return Internal(std::string("no random numbers for MAC addresses: ") +
+                    e.what());
+  }
+  return macs;
+}
+
+// Reads the written XML back as libvirt will, so that what was asked for
+// is what libvirt gets, whatever libxml2 did.
+Status VerifyDomainRewrite(const RewrittenDomain& out, const DomainInfo& before,
+                           const DomainRewrite& rw) {
+  auto wrong = [](const std::string& what) {
+    return Internal("the rewritten domain XML reads back with " + what);
+  };
+  auto doc = Parse(out.xml, "rewritten domain");
+  if (!doc.ok()) return wrong("an error: " + doc.status().message());
+  auto read = ReadDomain(doc->get(), !rw.new_identity);
+  if (!read.ok()) return wrong("an error: " + read.status().message());
+  const DomainInfo& after = *read;
+  if (!rw.name.empty() && after.name != rw.name) return wrong("another name");
+  if (rw.new_identity && !after.uuid.empty()) return wrong("a <uuid>");
+  std::unordered_map<std::string, const DomainDisk*> disks;
+  for (const DomainDisk& d : after.disks) disks.emplace(d.target, &d);
+  for (const DiskRewrite& r : rw.disks) {
+    auto it = disks.find(r.target);
+    if (it == disks.end() || it->second->type != "file" ||
+        it->second->path != r.path || it->second->format != r.format ||
+        !it->second->backing_format.empty())
+      return wrong("disk " + Quote(r.target) + " not as asked");
+  }
+  if (after.interfaces.size() != before.interfaces.size())
+    return wrong("another number of interfaces");
+  for (size_t i = 0; i < after.interfaces.size(); ++i) {
+    const DomainInterface& was = before.interfaces[i];
+    if (after.interfaces[i].source !=
+        Mapped(rw.network_map, was.type, was.source))
+      return wrong("interface " + std::to_string(i) + " on another network");
+    if (rw.new_identity && after.interfaces[i].mac != out.macs[i].second)
+      return wrong("interface " + std::to_string(i) + " with another MAC");
+  }
+  if (!rw.nvram_path.empty() && after.nvram != rw.nvram_path)
+    return wrong("another NVRAM path");
+  return OkStatus();
+}
+
+Result<NetworkInfo> ReadNetwork(xmlDoc* doc) {
+  HAVEN_RETURN_IF_ERROR(CheckDocument(doc, "network"));
+  NetworkInfo info;
+  auto names = Select(doc, "/network/name");
+  if (names.size() != 1)
+    return InvalidArgument("network XML has no single <name>");
+  info.name = Text(names[0]);
+  HAVEN_RETURN_IF_ERROR(CheckLibvirtName(info.name, "network name"));
+  const std::string where = "network " + Quote(info.name);
+  auto uuids = Select(doc, "/network/uuid");
+  if (uuids.size() > 1) return InvalidArgument(where + " has two <uuid>s");
+  if (!uuids.empty()) {
+    info.uuid = Text(uuids[0]);
+    if (info.uuid.size() != 36)
+      return InvalidArgument(where + " has a malformed uuid " +
+                             Quote(info.uuid));
+  }
+  // libvirt reads the first <bridge> and the first <mac>.
+  if (auto b = Select(doc, "/network/bridge"); !b.empty()) {
+    info.bridge = Attr(b[0], "name");
+    if (!info.bridge.empty())
+      HAVEN_RETURN_IF_ERROR(CheckBridgeName(info.bridge, where + ": bridge"));
+  }
+  if (auto m = Select(doc, "/network/mac"); !m.empty()) {
+    info.mac = Attr(m[0], "address");
+    if (!info.mac.empty() && !ParseMac(info.mac))
+      return InvalidArgument(where + " has a malformed MAC address " +
+                             Quote(info.mac));
+  }
+  return info;
 }
 
 }  // namespace
@@ -142,71 +722,7 @@ std::string XmlEscape(const std::string& s) {
 
 Result<DomainInfo> ParseDomainXml(const std::string& xml) {
   HAVEN_ASSIGN_OR_RETURN(Doc doc, Parse(xml, "domain"));
-  DomainInfo info;
-  auto names = Select(doc.get(), "/domain/name");
-  auto uuids = Select(doc.get(), "/domain/uuid");
-  if (names.size() != 1 || uuids.size() != 1)
-    return InvalidArgument("domain XML has no single <name> and <uuid>");
-  info.name = Text(names[0]);
-  info.uuid = Text(uuids[0]);
-  if (info.name.empty() || info.uuid.size() != 36)
-    return InvalidArgument("domain XML has an empty name or a malformed uuid");
-  std::set<std::string> targets;
-  for (xmlNode* d : Select(doc.get(), "/domain/devices/disk")) {
-    DomainDisk disk;
-    disk.type = Attr(d, "type");
-    disk.device = Attr(d, "device");
-    if (disk.device.empty()) disk.device = "disk";
-    disk.target = Attr(Child(d, "target"), "dev");
-    if (!PlausibleName(disk.target))
-      return InvalidArgument("domain " + info.name +
-                             ": a disk has a missing or odd target dev '" +
-                             disk.target + "'");
-    xmlNode* src = Child(d, "source");
-    if (disk.type == "file")
-      disk.path = Attr(src, "file");
-    else if (disk.type == "block")
-      disk.path = Attr(src, "dev");
-    else if (disk.type == "volume") {
-      disk.pool = Attr(src, "pool");
-      disk.volume = Attr(src, "volume");
-    }
-    disk.format = Attr(Child(d, "driver"), "type");
-    if (xmlNode* bs = Child(d, "backingStore"))
-      disk.backing_format = Attr(Child(bs, "format"), "type");
-    disk.readonly = Child(d, "readonly") != nullptr;
-    if (disk.device == "cdrom" || disk.device == "floppy")
-      disk.skip_reason = disk.device + " (removable media)";
-    else if (disk.readonly)
-      disk.skip_reason = "read-only disk";
-    else if (disk.type == "network")
-      disk.skip_reason = "network disk (" + Attr(src, "protocol") +
-                         "): not readable from this host";
-    else if (disk.type != "file" && disk.type != "block" &&
-             disk.type != "volume")
-      disk.skip_reason = "disk type '" + disk.type + "' is not supported";
-    else if (src == nullptr || (disk.path.empty() && disk.volume.empty()))
-      disk.skip_reason = "no source (empty drive)";
-    if (!disk.pool.empty() && std::find(info.pools.begin(), info.pools.end(),
-                                        disk.pool) == info.pools.end())
-      info.pools.push_back(disk.pool);
-    if (!targets.insert(disk.target).second)
-      return InvalidArgument("domain " + info.name + ": two disks named " +
-                             disk.target);
-    info.disks.push_back(std::move(disk));
-  }
-  for (xmlNode* i : Select(doc.get(), "/domain/devices/interface")) {
-    if (Attr(i, "type") != "network") continue;
-    std::string net = Attr(Child(i, "source"), "network");
-    if (!net.empty() && std::find(info.networks.begin(), info.networks.end(),
-                                  net) == info.networks.end())
-      info.networks.push_back(net);
-  }
-  if (auto nv = Select(doc.get(), "/domain/os/nvram"); !nv.empty())
-    info.nvram = Text(nv[0]);
-  for (xmlNode* s : Select(doc.get(), "/domain/seclabel[@model='dac']"))
-    if (xmlNode* l = Child(s, "label")) info.dac_label = Text(l);
-  return info;
+  return ReadDomain(doc.get());
 }
 
 Result<std::vector<std::string>> ParseCheckpointBitmapDisks(
@@ -223,6 +739,76 @@ std::string ParseHostCpuModel(const std::string& capabilities_xml) {
   if (!doc.ok()) return "";
   auto models = Select(doc->get(), "/capabilities/host/cpu/model");
   return models.empty() ? "" : Text(models[0]);
+}
+
+Result<RewrittenDomain> RewriteDomainXml(const std::string& xml,
+                                         const DomainRewrite& rewrite) {
+  HAVEN_RETURN_IF_ERROR(CheckDomainRewrite(rewrite));
+  HAVEN_ASSIGN_OR_RETURN(Doc doc, Parse(xml, "domain", /*keep_blanks=*/true));
+  HAVEN_RETURN_IF_ERROR(CheckDocument(doc.get(), "domain"));
+  // Checked and read back as ParseDomainXml reads it (blank text dropped),
+  // so that a rewrite succeeds exactly when Haven can read what it wrote.
+  HAVEN_ASSIGN_OR_RETURN(DomainInfo before, ParseDomainXml(xml));
+  const std::string where = "domain " + Quote(before.name);
+  if (!rewrite.name.empty())
+    SetText(Select(doc.get(), "/domain/name")[0], rewrite.name);
+  HAVEN_RETURN_IF_ERROR(RewriteDisks(doc.get(), rewrite.disks, where));
+  HAVEN_RETURN_IF_ERROR(MapNetworks(doc.get(), rewrite.network_map, where));
+  if (!rewrite.nvram_path.empty())
+    HAVEN_RETURN_IF_ERROR(SetNvram(doc.get(), rewrite.nvram_path, where));
+  RewrittenDomain out;
+  if (rewrite.new_identity) {
+    HAVEN_ASSIGN_OR_RETURN(out.macs, NewIdentity(doc.get()));
+  }
+  HAVEN_ASSIGN_OR_RETURN(out.xml, Serialize(doc.get(), "rewritten domain"));
+  HAVEN_RETURN_IF_ERROR(VerifyDomainRewrite(out, before, rewrite));
+  return out;
+}
+
+Result<NetworkInfo> ParseNetworkXml(const std::string& xml) {
+  HAVEN_ASSIGN_OR_RETURN(Doc doc, Parse(xml, "network"));
+  return ReadNetwork(doc.get());
+}
+
+Result<std::string> RewriteNetworkXml(const std::string& xml,
+                                      const NetworkRewrite& rewrite) {
+  HAVEN_ASSIGN_OR_RETURN(NetworkInfo before, ParseNetworkXml(xml));
+  HAVEN_ASSIGN_OR_RETURN(Doc doc, Parse(xml, "network", /*keep_blanks=*/true));
+  if (rewrite.drop_uuid)
+    for (xmlNode* u : Select(doc.get(), "/network/uuid")) RemoveNode(u);
+  if (rewrite.drop_bridge_name)
+    for (xmlNode* b : Select(doc.get(), "/network/bridge"))
+      RemoveAttr(b, "name");
+  if (rewrite.drop_mac)
+    for (xmlNode* m : Select(doc.get(), "/network/mac")) RemoveNode(m);
+  HAVEN_ASSIGN_OR_RETURN(std::string out,
+                         Serialize(doc.get(), "rewritten network"));
+  // Read back, as for a domain.
+  auto after = ParseNetworkXml(out);
+  if (!after.ok())
+    return Internal("the rewritten network XML does not read back: " +
+                    after.status().message());
+  if (after->name != before.name ||
+      (rewrite.drop_uuid && !after->uuid.empty()) ||
+      (rewrite.drop_bridge_name && !after->bridge.empty()) ||
+      (rewrite.drop_mac && !after->mac.empty()))
+    return Internal("the rewritten network XML of " + Quote(before.name) +
+                    " reads back unlike what was asked");
+  return out;
+}
+
+Result<PoolInfo> ParsePoolXml(const std::string& xml) {
+  HAVEN_ASSIGN_OR_RETURN(Doc doc, Parse(xml, "storage pool"));
+  HAVEN_RETURN_IF_ERROR(CheckDocument(doc.get(), "pool"));
+  PoolInfo info;
+  auto names = Select(doc.get(), "/pool/name");
+  if (names.size() != 1)
+    return InvalidArgument("storage pool XML has no single <name>");
+  info.name = Text(names[0]);
+  info.type = Attr(xmlDocGetRootElement(doc.get()), "type");
+  if (auto p = Select(doc.get(), "/pool/target/path"); !p.empty())
+    info.path = Text(p[0]);
+  return info;
 }
 
 }  // namespace haven::snapshot

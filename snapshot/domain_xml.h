@@ -5,7 +5,9 @@
 #ifndef HAVEN_SNAPSHOT_DOMAIN_XML_H_
 #define HAVEN_SNAPSHOT_DOMAIN_XML_H_
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -26,16 +28,119 @@ struct DomainDisk {
   std::string skip_reason;
 };
 
+struct DomainInterface {
+  std::string type;  // network | bridge | direct | user | hostdev | ...
+  // The network's name (type network), the bridge's (bridge), the host
+  // device's (direct); "" for other types.
+  std::string source;
+  std::string mac;  // <mac address=> as written; "" if absent
+};
+
 struct DomainInfo {
   std::string name, uuid;
   std::vector<DomainDisk> disks;
   std::vector<std::string> networks;  // <interface type='network'> sources
   std::vector<std::string> pools;     // pools named by volume disks
-  std::string nvram;                  // <os><nvram> path
-  std::string dac_label;              // "+UID:+GID" the QEMU process runs as
+  std::string nvram;      // <os><nvram> path (or its <source file=>)
+  std::string emulator;   // <devices><emulator>, "" if absent
+  std::string loader;     // <os><loader> (firmware), "" if absent
+  std::string dac_label;  // "+UID:+GID" the QEMU process runs as
+  std::vector<DomainInterface> interfaces;  // every <interface>, in order
 };
 
 Result<DomainInfo> ParseDomainXml(const std::string& xml);
+
+// ----------------------------------------------------------------- rewrite
+// Rewriting a captured domain XML so that another libvirt host can define
+// it (virDomainDefineXML) with restored disk images in new places. The XML
+// is untrusted: it must pass ParseDomainXml, may not carry a DOCTYPE (its
+// entities would reach libvirt), and is at most 16 MiB before and after.
+// Everything not named below is kept as it was, other namespaces included.
+
+struct DiskRewrite {
+  std::string target;  // the disk's <target dev=>
+  std::string path;    // new image: absolute, no control characters
+  std::string format;  // raw | qcow2 (vhdx is refused: libvirt has no
+                       // driver type 'vhdx' and would not define the VM)
+};
+
+struct DomainRewrite {
+  // Non-empty: the new <name>; 1..64 bytes of UTF-8, no '/', no control
+  // characters, not starting with '.'.
+  std::string name;
+  // Drops <uuid> (libvirt makes a new one) and every sysinfo
+  // <system><entry name='uuid'>, empties <genid> (a new VM generation ID),
+  // and gives every <interface> a new random MAC 52:54:00:xx:xx:xx, distinct
+  // from each other and from the old ones (<mac> is added where missing).
+  bool new_identity = false;
+  // Each named disk becomes type='file' with <source file=path> (its other
+  // source attributes but startupPolicy, and its source children but
+  // <seclabel>, describe the old storage and are removed, <slices> and
+  // <encryption> included: the restored image is plain), <driver type=format>
+  // (other driver attributes kept; <driver name='qemu'> added if missing),
+  // and no <backingStore>, <mirror> or disk-level <encryption>/<auth> (the
+  // restored image is flat). A target not in the XML is NotFound; naming one
+  // twice, or a device='lun' disk (passthrough needs a block device), is
+  // InvalidArgument.
+  std::vector<DiskRewrite> disks;
+  // <interface type='network'><source network=OLD> becomes NEW (the old
+  // network's portid and bridge attributes are dropped with it), and so does
+  // <interface type='bridge'><source bridge=OLD>. NEW must be a libvirt name,
+  // and a bridge name no longer than 15 bytes. Unused entries are ignored.
+  std::map<std::string, std::string> network_map;
+  // Non-empty: the path /domain/os/nvram names (absolute, no control
+  // characters). A domain without <os><nvram> is InvalidArgument.
+  std::string nvram_path;
+};
+
+struct RewrittenDomain {
+  std::string xml;  // UTF-8, no XML declaration
+  // new_identity: (old MAC, new MAC) per interface in document order; the
+  // old one is "" where the interface had none. Empty otherwise.
+  std::vector<std::pair<std::string, std::string>> macs;
+};
+
+// Returns the rewritten XML. On error nothing is returned and the status
+// names the offending value (InvalidArgument, NotFound for a disk target).
+Result<RewrittenDomain> RewriteDomainXml(const std::string& xml,
+                                         const DomainRewrite& rewrite);
+
+// ----------------------------------------------------------------- network
+// Virtual network XML (virNetworkGetXMLDesc), captured with the VM that
+// uses it; untrusted like domain XML, and refused with a DOCTYPE.
+
+struct NetworkInfo {
+  std::string name;    // a libvirt name (as DomainRewrite::name)
+  std::string uuid;    // 36 characters, or "" if absent
+  std::string bridge;  // <bridge name=>, a plausible interface name, or ""
+  std::string mac;     // <mac address=>, a well-formed MAC, or ""
+};
+
+// InvalidArgument if the root is not <network>, there is no single <name>,
+// or a value above is implausible.
+Result<NetworkInfo> ParseNetworkXml(const std::string& xml);
+
+struct NetworkRewrite {
+  bool drop_uuid = false;         // libvirt makes a new one
+  bool drop_bridge_name = false;  // only the attribute: stp, delay... stay
+  bool drop_mac = false;          // libvirt makes a new one
+};
+
+// The XML (which must pass ParseNetworkXml) with the parts named dropped.
+Result<std::string> RewriteNetworkXml(const std::string& xml,
+                                      const NetworkRewrite& rewrite);
+
+// ------------------------------------------------------------------- pool
+
+// Storage pool XML (virStoragePoolGetXMLDesc) of this host.
+struct PoolInfo {
+  std::string name;
+  std::string type;  // <pool type=>: dir, fs, netfs, logical, ...
+  std::string path;  // <target><path>, "" if absent
+};
+
+// InvalidArgument if the root is not <pool> or there is no single <name>.
+Result<PoolInfo> ParsePoolXml(const std::string& xml);
 
 // Checkpoint XML: the disks it has a bitmap for.
 Result<std::vector<std::string>> ParseCheckpointBitmapDisks(

@@ -315,12 +315,13 @@ TEST(DomainXmlTest, OversizedXmlIsRejected) {
   EXPECT_THAT(ParseDomainXml(ok), IsOk());
 }
 
-// Regression (was a bug, now fixed): the duplicate-target check in ParseDomainXml
-// (snapshot/domain_xml.cc, the `for (const auto& other : info.disks)` loop)
-// compares each disk with every earlier one, so the work grows with the
-// square of the disk count. Within the 16 MiB limit an XML of ~480,000
-// one-line disks takes minutes; 60,000 disks (2 MB) take ~5 s here while
-// libxml2 parses the same document in ~0.15 s. Expected: near-linear time.
+// Regression (was a bug, now fixed): the duplicate-target check in
+// ParseDomainXml (snapshot/domain_xml.cc, the `for (const auto& other :
+// info.disks)` loop) compares each disk with every earlier one, so the work
+// grows with the square of the disk count. Within the 16 MiB limit an XML of
+// ~480,000 one-line disks takes minutes; 60,000 disks (2 MB) take ~5 s here
+// while libxml2 parses the same document in ~0.15 s. Expected: near-linear
+// time.
 TEST(DomainXmlTest, ManyDisksParseInLinearTime) {
   std::string devices;
   const int n = 60000;
@@ -423,6 +424,75 @@ TEST(DomainXmlTest, InterfacesWithoutANetworkAreIgnored) {
   EXPECT_THAT(info->networks, ElementsAre("isolated"));
 }
 
+TEST(DomainXmlTest, ListsEveryInterface) {
+  auto info = ParseDomainXml(kRealistic);
+  ASSERT_THAT(info, IsOk());
+  ASSERT_EQ(info->interfaces.size(), 4u);
+  const std::vector<std::vector<std::string>> want = {
+      {"network", "default", "52:54:00:12:34:56"},
+      {"network", "backend", "52:54:00:12:34:57"},
+      {"network", "default", "52:54:00:12:34:58"},
+      {"bridge", "br0", "52:54:00:12:34:59"}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(info->interfaces[i].type, want[i][0]);
+    EXPECT_EQ(info->interfaces[i].source, want[i][1]);
+    EXPECT_EQ(info->interfaces[i].mac, want[i][2]);
+  }
+
+  // Other types, no MAC, no source: listed all the same.
+  auto other = ParseDomainXml(Minimal(
+      "<interface type='direct'><mac address='52:54:00:AA:bb:01'/>"
+      "<source dev='eth0' mode='bridge'/></interface>"
+      "<interface type='user'><model type='virtio'/></interface>"
+      "<interface type='network'><mac address='52:54:00:00:00:02'/>"
+      "</interface>"
+      "<interface type='hostdev'><source><address type='pci' domain='0x0000' "
+      "bus='0x03' slot='0x10' function='0x1'/></source></interface>"));
+  ASSERT_THAT(other, IsOk());
+  ASSERT_EQ(other->interfaces.size(), 4u);
+  EXPECT_EQ(other->interfaces[0].type, "direct");
+  EXPECT_EQ(other->interfaces[0].source, "eth0");
+  EXPECT_EQ(other->interfaces[0].mac, "52:54:00:AA:bb:01");
+  EXPECT_EQ(other->interfaces[1].type, "user");
+  EXPECT_EQ(other->interfaces[1].source, "");
+  EXPECT_EQ(other->interfaces[1].mac, "");
+  EXPECT_EQ(other->interfaces[2].source, "");
+  EXPECT_EQ(other->interfaces[3].type, "hostdev");
+  EXPECT_EQ(other->interfaces[3].source, "");
+  EXPECT_THAT(other->networks, IsEmpty());
+}
+
+TEST(DomainXmlTest, EmulatorLoaderAndNvramForms) {
+  auto info = ParseDomainXml(kRealistic);
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->emulator, "/usr/bin/qemu-system-x86_64");
+  EXPECT_EQ(info->loader, "/usr/share/OVMF/OVMF_CODE_4M.fd");
+
+  // The newer NVRAM form names its file in a <source>.
+  auto newer = ParseDomainXml(
+      std::string("<domain><name>x</name><uuid>") + kUuid +
+      "</uuid><os><nvram type='file' template='/t.fd'>\n  <source "
+      "file='/var/lib/libvirt/qemu/nvram/x_VARS.fd'/>\n</nvram></os>"
+      "</domain>");
+  ASSERT_THAT(newer, IsOk());
+  EXPECT_EQ(newer->nvram, "/var/lib/libvirt/qemu/nvram/x_VARS.fd");
+  EXPECT_EQ(newer->emulator, "");
+  EXPECT_EQ(newer->loader, "");
+}
+
+// libvirt looks up its own elements without a namespace; so does Haven.
+TEST(DomainXmlTest, NamespacedLookalikesAreNotLibvirtElements) {
+  auto info = ParseDomainXml(
+      Minimal("<disk type='file' xmlns:x='urn:x'><x:source file='/etc/shadow'/>"
+              "<source file='/a.img'/><x:target dev='evil'/><target dev='vda'/>"
+              "</disk>"));
+  ASSERT_THAT(info, IsOk());
+  ASSERT_EQ(info->disks.size(), 1u);
+  EXPECT_EQ(info->disks[0].target, "vda");
+  EXPECT_EQ(info->disks[0].path, "/a.img");
+}
+
 // ------------------------------------------------------------ checkpoint
 
 TEST(CheckpointXmlTest, ListsDisksWithABitmap) {
@@ -513,12 +583,12 @@ TEST(XmlEscapeTest, EscapedValuesRoundTripThroughTheParser) {
   }
 }
 
-// Regression (was a bug, now fixed): XmlEscape (snapshot/domain_xml.cc) leaves tab, newline
-// and carriage return as they are, but an XML parser normalizes each of them
-// to a space inside an attribute value, so the value read back differs: a
-// scratch-file or socket path holding one (legal in a Linux file name) names
-// another file once libvirt reads the backup XML. Expected: "&#9;", "&#10;"
-// and "&#13;", which survive attribute-value normalization.
+// Regression (was a bug, now fixed): XmlEscape (snapshot/domain_xml.cc) leaves
+// tab, newline and carriage return as they are, but an XML parser normalizes
+// each of them to a space inside an attribute value, so the value read back
+// differs: a scratch-file or socket path holding one (legal in a Linux file
+// name) names another file once libvirt reads the backup XML. Expected: "&#9;",
+// "&#10;" and "&#13;", which survive attribute-value normalization.
 TEST(XmlEscapeTest, WhitespaceControlCharactersSurviveAnAttribute) {
   const std::string value = "/scratch/a\tb\nc\rd.img";
   std::string xml = std::string("<domain><name>x</name><uuid>") + kUuid +
