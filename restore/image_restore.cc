@@ -1,19 +1,15 @@
 #include "restore/image_restore.h"
 
-#include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "base/time.h"
+#include "restore/image_writer.h"
 
 namespace haven::restore {
 namespace {
@@ -25,58 +21,25 @@ constexpr size_t kQueueDepth = 16;   // batches waiting for a worker
 constexpr size_t kBatchChunks = 16;  // chunks handed to a worker at once
 constexpr size_t kMaxReportedDamage = 50;
 
-struct Target {
-  std::string final_path, write_path;
-  UniqueFd fd;
-  bool block_device = false;
-};
-
-Result<Target> OpenTarget(const std::string& path, uint64_t size,
-                          bool overwrite) {
-  Target t;
-  t.final_path = path;
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0) {
-    if (S_ISBLK(st.st_mode)) {
-      if (!overwrite)
-        return AlreadyExists(
-            path +
-            " is a block device; pass --overwrite to write the image onto it");
-      t.block_device = true;
-      t.write_path = path;
-      HAVEN_ASSIGN_OR_RETURN(t.fd, OpenFile(path, O_WRONLY));
-      uint64_t dev_size = 0;
-      if (::ioctl(t.fd.get(), BLKGETSIZE64, &dev_size) != 0)
-        return ErrnoStatus("size of " + path, errno);
-      if (dev_size < size)
-        return InvalidArgument(path + " (" + std::to_string(dev_size) +
-                               " bytes) is smaller than the image (" +
-                               std::to_string(size) + " bytes)");
-      // A device is not sparse: zero it first so holes read back as zeros.
-      uint64_t range[2] = {0, size};
-      if (size > 0 && ::ioctl(t.fd.get(), BLKZEROOUT, range) != 0)
-        return ErrnoStatus("zero " + path, errno);
-      return t;
-    }
-    if (!overwrite)
-      return AlreadyExists(
-          path + " already exists; choose another path or pass --overwrite");
-    if (!S_ISREG(st.st_mode))
-      return InvalidArgument(path + " is not a regular file");
-  }
-  t.write_path = path + ".haven-partial";
-  ::unlink(t.write_path.c_str());  // a leftover of an interrupted restore
-  HAVEN_ASSIGN_OR_RETURN(
-      t.fd, OpenFile(t.write_path, O_WRONLY | O_CREAT | O_EXCL, 0600));
-  if (::ftruncate(t.fd.get(), static_cast<off_t>(size)) != 0)
-    return ErrnoStatus("size " + t.write_path, errno);
-  return t;
-}
-
 struct Job {
   uint64_t index;
   ChunkId id;
 };
+
+// Reads data chunk `id` into `data`, which must then hold `len` bytes.
+// DataLoss when the chunk is damaged, missing or of the wrong size.
+Status ReadDataChunk(const repository::Repository& repo, const ChunkId& id,
+                     uint64_t len, bool verify_id, repository::ReadContext& ctx,
+                     Bytes& data) {
+  HAVEN_RETURN_IF_ERROR(repo.ReadChunk(ChunkType::kData, id, data, ctx));
+  if (data.size() != len)
+    return DataLoss("chunk " + id.Hex() + " holds " +
+                    std::to_string(data.size()) +
+                    " bytes where the image needs " + std::to_string(len));
+  if (verify_id && !(repo.IdFor(ChunkType::kData, data) == id))
+    return DataLoss("chunk " + id.Hex() + " does not match its id");
+  return OkStatus();
+}
 
 }  // namespace
 
@@ -85,6 +48,7 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
                                        const std::string& target,
                                        const ImageRestoreOptions& options) {
   double start = MonotonicSeconds();
+  HAVEN_ASSIGN_OR_RETURN(ImageFormat format, ParseImageFormat(options.format));
   const repository::DiskManifest* disk =
       options.config ? nullptr : snapshot.FindDisk(options.disk);
   if (options.config)
@@ -97,13 +61,15 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
     return InvalidArgument("snapshot " + snapshot.id.substr(0, 8) +
                            " has disks: " + names + "; choose one with --disk");
   }
-  if (options.format != "raw")
-    return InvalidArgument("restore format " + options.format +
-                           " is not supported yet");
+  if (options.config && format != ImageFormat::kRaw)
+    return InvalidArgument("config file " + disk->name +
+                           " is restored as it was stored; only disks have "
+                           "an image format");
   const uint64_t size = disk->size;
   const uint32_t cs = disk->chunk_size;
-  HAVEN_ASSIGN_OR_RETURN(Target out,
-                         OpenTarget(target, size, options.overwrite));
+  HAVEN_ASSIGN_OR_RETURN(
+      std::unique_ptr<ImageWriter> out,
+      OpenImageWriter({target, size, format, options.overwrite}));
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::vector<Job>> queue;
@@ -113,9 +79,28 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
   uint64_t damaged_chunks = 0;
   std::atomic<uint64_t> written{0};
 
+  // A fatal error stops every thread; a damaged chunk is noted and the
+  // walk goes on, so that the error can name every damaged range.
+  auto fail = [&](const Status& s) {
+    std::lock_guard<std::mutex> l(mu);
+    if (!fatal) fatal_error = s;
+    fatal = true;
+    cv.notify_all();
+  };
+  auto note_damage = [&](const Status& s, uint64_t off, uint64_t len) {
+    std::lock_guard<std::mutex> l(mu);
+    ++damaged_chunks;
+    if (damage.size() >= kMaxReportedDamage) return;
+    char range[80];
+    std::snprintf(range, sizeof range, "image offsets %llu-%llu: ",
+                  static_cast<unsigned long long>(off),
+                  static_cast<unsigned long long>(off + len - 1));
+    damage.push_back(range + s.message());
+  };
   auto worker = [&] {
     repository::ReadContext ctx;
     Bytes data;
+    WriteMerger merger(*out);
     while (true) {
       std::vector<Job> batch;
       {
@@ -127,52 +112,25 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
         cv.notify_all();
       }
       for (const Job& job : batch) {
-        uint64_t off = job.index * cs;
-        uint64_t len = std::min<uint64_t>(cs, size - off);
-        Status s = repo.ReadChunk(ChunkType::kData, job.id, data, ctx);
-        if (s.ok() && data.size() != len)
-          s = DataLoss("chunk " + job.id.Hex() + " holds " +
-                       std::to_string(data.size()) +
-                       " bytes where the image needs " + std::to_string(len));
-        if (s.ok() && options.verify_ids &&
-            !(repo.IdFor(ChunkType::kData, data) == job.id))
-          s = DataLoss("chunk " + job.id.Hex() + " does not match its id");
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> l(mu);
-          if (s.code() != Code::kDataLoss) {
-            fatal = true;
-            fatal_error = s;
-            cv.notify_all();
-            return;
-          }
-          ++damaged_chunks;
-          if (damage.size() < kMaxReportedDamage) {
-            char range[80];
-            std::snprintf(range, sizeof range, "image offsets %llu-%llu: ",
-                          static_cast<unsigned long long>(off),
-                          static_cast<unsigned long long>(off + len - 1));
-            damage.push_back(range + s.message());
-          }
+        const uint64_t off = job.index * cs;
+        const uint64_t len = std::min<uint64_t>(cs, size - off);
+        Status s =
+            ReadDataChunk(repo, job.id, len, options.verify_ids, ctx, data);
+        if (s.code() == Code::kDataLoss) {
+          note_damage(s, off, len);
           continue;
         }
-        s = PWriteAll(out.fd.get(), data.data(), len, off, out.write_path);
-        if (!s.ok()) {
-          std::lock_guard<std::mutex> l(mu);
-          fatal = true;
-          fatal_error = s;
-          cv.notify_all();
-          return;
-        }
+        if (s.ok()) s = merger.Add(off, data);
+        if (!s.ok()) return fail(s);
         written += len;
       }
+      if (Status s = merger.Flush(); !s.ok()) return fail(s);
       // Start writeback of this batch now, so the final fsync finds little
       // left to do and disk writes overlap decryption.
       if (!batch.empty()) {
         uint64_t first = batch.front().index * cs;
         uint64_t end = std::min<uint64_t>(size, (batch.back().index + 1) * cs);
-        ::sync_file_range(out.fd.get(), static_cast<off_t>(first),
-                          static_cast<off_t>(end - first),
-                          SYNC_FILE_RANGE_WRITE);
+        out->Written(first, end - first);
       }
     }
   };
@@ -229,15 +187,12 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
   }
   for (auto& t : threads) t.join();
 
-  auto discard = [&] {
-    if (!out.block_device) ::unlink(out.write_path.c_str());
-  };
   if (fatal) {
-    discard();
+    out->Discard();
     return fatal_error;
   }
   if (damaged_chunks > 0) {
-    discard();
+    out->Discard();
     std::string msg = "restore failed: " + std::to_string(damaged_chunks) +
                       " chunk(s) of disk " + disk->name +
                       " could not be read; nothing was written to " + target +
@@ -248,14 +203,7 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
              " more";
     return DataLoss(msg);
   }
-  HAVEN_RETURN_IF_ERROR(FsyncFd(out.fd.get(), out.write_path));
-  if (!out.block_device) {
-    if (::rename(out.write_path.c_str(), out.final_path.c_str()) != 0) {
-      int err = errno;
-      discard();
-      return ErrnoStatus("rename to " + out.final_path, err);
-    }
-  }
+  HAVEN_RETURN_IF_ERROR(out->Finish());
   ImageRestoreStats stats;
   stats.size = size;
   stats.data_bytes = written;

@@ -1,5 +1,12 @@
 // restore/: rebuild what a recovery point holds. This file: write one disk
-// of a snapshot to a raw image file (sparse) or a block device.
+// of a snapshot to an image file — raw (sparse), qcow2 or dynamic VHDX — or
+// to a block device. Where the bytes go is an ImageWriter (image_writer.h);
+// the walk below is the same for every target:
+//
+//   walk the chunk-list tree -> batches of (index, chunk id), holes skipped
+//     -> N workers: read + authenticate + decompress -> ImageWriter::Write
+//   -> all written and no damage: ImageWriter::Finish (sync, rename)
+//   -> otherwise: ImageWriter::Discard (the partial file is removed)
 //
 // Every chunk is authenticated before a byte of it is written: AES-GCM with
 // the chunk's id and type as associated data proves the blob was sealed for
@@ -9,7 +16,8 @@
 // damaged range is collected so the error names all packs and image offsets
 // affected, and then the restore fails — the target is never left looking
 // complete. A regular-file target is written as PATH.haven-partial and
-// renamed to PATH only when everything was written and synced.
+// renamed to PATH only when everything was written and synced; on failure
+// nothing is left at PATH.haven-partial and PATH is untouched.
 #ifndef HAVEN_RESTORE_IMAGE_RESTORE_H_
 #define HAVEN_RESTORE_IMAGE_RESTORE_H_
 
@@ -28,7 +36,11 @@ struct ImageRestoreOptions {
   int threads = 0;          // 0: one per core
   bool verify_ids = false;  // recompute every data chunk's keyed id
   // Output format of a file target: "raw" (sparse), "qcow2" or "vhdx"
-  // (dynamic); the latter two are written through qemu-nbd.
+  // (dynamic); anything else is InvalidArgument. qcow2 and vhdx are made
+  // with qemu-img and written through qemu-nbd (both must be in PATH),
+  // only the data chunks, so holes stay unallocated; their virtual size is
+  // the disk's rounded up to 512 bytes. A block device takes only "raw".
+  // Config files (`config`) are always written as stored ("raw").
   std::string format = "raw";
   agent::ProgressFn progress;
 };
