@@ -109,6 +109,107 @@ Result<std::unique_ptr<Vm>> LibvirtHost::Lookup(const std::string& name) const {
   return std::make_unique<Vm>(conn_.get(), std::move(d), name);
 }
 
+Result<std::string> LibvirtHost::DomainNameByUuid(
+    const std::string& uuid) const {
+  DomainPtr d(virDomainLookupByUUIDString(conn_.get(), uuid.c_str()));
+  if (!d) return std::string();
+  const char* name = virDomainGetName(d.get());
+  return std::string(name ? name : "");
+}
+
+Result<std::string> LibvirtHost::DefineDomain(const std::string& xml) const {
+  DomainPtr d(virDomainDefineXML(conn_.get(), xml.c_str()));
+  if (!d) return LibvirtError("defining the domain on " + uri_);
+  char uuid[VIR_UUID_STRING_BUFLEN];
+  if (virDomainGetUUIDString(d.get(), uuid) < 0)
+    return LibvirtError("UUID of the defined domain");
+  return std::string(uuid);
+}
+
+Status LibvirtHost::StartDomain(const std::string& name) const {
+  DomainPtr d(virDomainLookupByName(conn_.get(), name.c_str()));
+  if (!d) return LibvirtError("looking up " + name);
+  if (virDomainCreate(d.get()) < 0) return LibvirtError("starting " + name);
+  return OkStatus();
+}
+
+Status LibvirtHost::RemoveDomain(const std::string& name) const {
+  DomainPtr d(virDomainLookupByName(conn_.get(), name.c_str()));
+  if (!d) return OkStatus();
+  if (virDomainIsActive(d.get()) == 1 && virDomainDestroy(d.get()) < 0)
+    return LibvirtError("stopping " + name);
+  if (virDomainUndefineFlags(d.get(),
+                             VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                                 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                                 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
+                                 VIR_DOMAIN_UNDEFINE_KEEP_NVRAM) < 0)
+    return LibvirtError("undefining " + name);
+  return OkStatus();
+}
+
+Result<std::vector<std::pair<std::string, std::string>>>
+LibvirtHost::NetworkXmls() const {
+  virNetworkPtr* nets = nullptr;
+  int n = virConnectListAllNetworks(conn_.get(), &nets, 0);
+  if (n < 0) return LibvirtError("listing networks on " + uri_);
+  std::vector<NetworkPtr> held;
+  for (int i = 0; i < n; ++i) held.emplace_back(nets[i]);
+  std::free(nets);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& net : held) {
+    const char* name = virNetworkGetName(net.get());
+    char* xml = virNetworkGetXMLDesc(net.get(), VIR_NETWORK_XML_INACTIVE);
+    if (!name || !xml) return LibvirtError("XML of a network on " + uri_);
+    out.emplace_back(name, Take(xml));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Status LibvirtHost::CreateNetwork(const std::string& name,
+                                  const std::string& xml) const {
+  // Define would silently update a network of the same name and UUID.
+  if (NetworkPtr existing{virNetworkLookupByName(conn_.get(), name.c_str())})
+    return AlreadyExists("network " + name + " appeared on " + uri_ +
+                         " during the restore; it is left as it is");
+  NetworkPtr net(virNetworkDefineXML(conn_.get(), xml.c_str()));
+  if (!net) return LibvirtError("defining network " + name);
+  if (virNetworkIsActive(net.get()) != 1 && virNetworkCreate(net.get()) < 0)
+    return LibvirtError("starting network " + name);
+  if (virNetworkSetAutostart(net.get(), 1) < 0)
+    return LibvirtError("marking network " + name + " autostart");
+  return OkStatus();
+}
+
+Result<std::string> LibvirtHost::PoolFolder(const std::string& pool) const {
+  PoolPtr p(virStoragePoolLookupByName(conn_.get(), pool.c_str()));
+  if (!p) return NotFound("no storage pool named '" + pool + "' on " + uri_);
+  if (virStoragePoolIsActive(p.get()) != 1)
+    return FailedPrecondition("storage pool " + pool +
+                              " is not active; start it with 'virsh "
+                              "pool-start " +
+                              pool + "'");
+  char* xml = virStoragePoolGetXMLDesc(p.get(), 0);
+  if (!xml) return LibvirtError("XML of storage pool " + pool);
+  HAVEN_ASSIGN_OR_RETURN(PoolInfo info, ParsePoolXml(Take(xml)));
+  if (info.type != "dir" && info.type != "fs" && info.type != "netfs")
+    return InvalidArgument("storage pool " + pool + " is of type '" +
+                           info.type +
+                           "'; Haven restores into folder pools (dir, fs, "
+                           "netfs) — use --storage-dir or such a pool");
+  if (info.path.empty() || info.path[0] != '/')
+    return InvalidArgument("storage pool " + pool +
+                           " has no absolute target path");
+  return info.path;
+}
+
+Status LibvirtHost::RefreshPool(const std::string& pool) const {
+  PoolPtr p(virStoragePoolLookupByName(conn_.get(), pool.c_str()));
+  if (!p || virStoragePoolRefresh(p.get(), 0) < 0)
+    return LibvirtError("refreshing storage pool " + pool);
+  return OkStatus();
+}
+
 Result<bool> Vm::Active() const {
   int state = 0, reason = 0;
   if (virDomainGetState(dom_.get(), &state, &reason, 0) < 0)

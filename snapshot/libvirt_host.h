@@ -78,6 +78,24 @@ class LibvirtHost {
   Result<std::unique_ptr<Vm>> Lookup(const std::string& name) const;
   const std::string& uri() const { return uri_; }
 
+  // --- for restores onto this host ---
+  // The name of the domain with this UUID, "" if there is none.
+  Result<std::string> DomainNameByUuid(const std::string& uuid) const;
+  // Defines (or redefines) a domain; returns its UUID.
+  Result<std::string> DefineDomain(const std::string& xml) const;
+  Status StartDomain(const std::string& name) const;
+  // Stops the domain if it runs and undefines it with its managed save,
+  // snapshot and checkpoint metadata; its NVRAM and disk files are kept.
+  Status RemoveDomain(const std::string& name) const;
+  // The defined XML of every network, keyed by network name.
+  Result<std::vector<std::pair<std::string, std::string>>> NetworkXmls() const;
+  // Defines a network, starts it and marks it autostart.
+  Status CreateNetwork(const std::string& name, const std::string& xml) const;
+  // The target path of a storage pool backed by a folder (dir, fs, netfs);
+  // other pool types are refused.
+  Result<std::string> PoolFolder(const std::string& pool) const;
+  Status RefreshPool(const std::string& pool) const;
+
  private:
   ConnPtr conn_;
   std::string uri_;

@@ -995,15 +995,16 @@ TEST_F(VmRestoreTest, ExecuteThatFailsBeforeMovingFilesRemovesThem) {
   ASSERT_THAT(plan, IsOk());
   ASSERT_THAT(plan->conflicts, IsEmpty());
   ASSERT_EQ(plan->networks[0].action, "create");
-  // Between plan and execute, someone defines another netx (another UUID:
-  // with the same one, libvirt would take the definition as an update).
+  // Between plan and execute, someone defines another netx: it is left
+  // alone (libvirt would take a define of the same name and UUID as an
+  // update).
   ASSERT_THAT(host_->CreateNetwork(
                   "netx", NetworkXml("22222222-3333-4444-8555-666666666666",
                                      "hvother0")),
               IsOk());
   auto result = restore::ExecuteVmRestore(*repo_, *host_, *plan, options_);
-  EXPECT_THAT(result,
-              StatusIs(Code::kUnavailable, HasSubstr("defining network netx")));
+  EXPECT_THAT(result, StatusIs(Code::kAlreadyExists,
+                               HasSubstr("network netx appeared")));
   EXPECT_THAT(FilesWith(""), IsEmpty());  // disks, NVRAM, journal: gone
   EXPECT_THAT(host_->Lookup("web1"),
               StatusIs(Code::kNotFound, HasSubstr("web1")));
@@ -1030,13 +1031,10 @@ TEST_F(VmRestoreTest, ExecuteRefusesAPlanWithConflicts) {
   EXPECT_EQ(*uuid, "");
 }
 
-// BUG (reported, not fixed here): vm_restore.h promises "A failed one
-// removes the files it wrote", but when defining the domain fails (here: a
-// domain with the VM's UUID appeared between plan and execute), the disk and
-// NVRAM files already moved into place stay, and so does the journal.
-// Disabled so the suite stays green; run with
-// --gtest_also_run_disabled_tests to see it fail.
-TEST_F(VmRestoreTest, DISABLED_BUG_FailedDefineRemovesTheFilesItWrote) {
+// When libvirt refuses the definition (here: a domain with the VM's UUID
+// appeared between plan and execute), the files already moved into place
+// are taken out again and removed, with the journal.
+TEST_F(VmRestoreTest, FailedDefineRemovesTheFilesItWrote) {
   Manifest m;
   ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
   options_.format = "raw";
@@ -1053,14 +1051,10 @@ TEST_F(VmRestoreTest, DISABLED_BUG_FailedDefineRemovesTheFilesItWrote) {
   EXPECT_THAT(FilesWith(".haven-"), IsEmpty());
 }
 
-// BUG (reported, not fixed here): a recovery point without NVRAM, restored
-// under a new name beside the original (--name web1-copy --new-identity, as
-// the same-name conflict message suggests), keeps the original's <nvram>
-// path: the copy would use, and write, the original VM's UEFI variable store.
-// The plan's warning says libvirt "starts the VM from its template
-// variables", which holds only if that file does not exist. Disabled so the
-// suite stays green; run with --gtest_also_run_disabled_tests to see it fail.
-TEST_F(VmRestoreTest, DISABLED_BUG_RenamedCopyWithoutNvramSharesTheOriginals) {
+// A recovery point without NVRAM, restored under a new name beside the
+// original: the copy gets an NVRAM path of its own (libvirt fills it from
+// the template), never the original VM's variable store.
+TEST_F(VmRestoreTest, RenamedCopyWithoutNvramGetsItsOwnPath) {
   PointSpec spec;
   spec.nvram = false;
   Manifest m;
@@ -1074,6 +1068,7 @@ TEST_F(VmRestoreTest, DISABLED_BUG_RenamedCopyWithoutNvramSharesTheOriginals) {
   EXPECT_THAT(plan->xml,
               Not(HasSubstr("/var/lib/libvirt/qemu/nvram/web1_VARS.fd")))
       << "web1-copy would share web1's NVRAM file";
+  EXPECT_THAT(plan->xml, HasSubstr(dir_ + "/web1-copy_VARS.fd"));
 }
 
 // ------------------------------------------------------- ReadConfigFile

@@ -1,0 +1,514 @@
+#include "restore/vm_restore.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base/file.h"
+#include "base/time.h"
+#include "repository/chunk_tree.h"
+#include "restore/image_restore.h"
+
+namespace haven::restore {
+namespace {
+
+using repository::ChunkId;
+using repository::ChunkType;
+
+constexpr char kStaging[] = ".haven-restore";
+constexpr size_t kMaxXmlBytes = 16 << 20;
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::string Extension(const std::string& format) {
+  return format == "raw" ? "img" : format;
+}
+
+// A plain, absolute folder path without control characters.
+Status CheckFolder(const std::string& dir, const char* what) {
+  if (dir.empty() || dir[0] != '/')
+    return InvalidArgument(std::string(what) + " '" + dir +
+                           "' is not an absolute path");
+  for (unsigned char c : dir)
+    if (c < 0x20 || c == 0x7f)
+      return InvalidArgument(std::string(what) +
+                             " has a control character in its path");
+  return OkStatus();
+}
+
+// The journal of an interrupted restore of `name` into `dir`: the files it
+// may have created. Only a journal for the same snapshot counts.
+std::set<std::string> JournalFiles(const std::string& journal,
+                                   const std::string& snapshot_id) {
+  std::set<std::string> files;
+  auto data = ReadFile(journal, 1 << 20);
+  if (!data.ok()) return files;
+  try {
+    auto j = nlohmann::json::parse(data->begin(), data->end());
+    if (j.value("snapshot", "") != snapshot_id) return files;
+    for (const auto& f : j.at("files"))
+      if (f.is_string()) files.insert(f.get<std::string>());
+  } catch (const std::exception&) {
+  }
+  return files;
+}
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+}  // namespace
+
+Result<std::string> ReadConfigFile(const repository::Repository& repo,
+                                   const repository::Manifest& snapshot,
+                                   const std::string& name, size_t max_bytes) {
+  const repository::DiskManifest* file = nullptr;
+  for (const auto* c : snapshot.ConfigFiles())
+    if (c->name == name) file = c;
+  if (!file)
+    return NotFound("snapshot " + snapshot.id.substr(0, 8) + " holds no " +
+                    name);
+  if (file->size > max_bytes)
+    return DataLoss(name + " in snapshot " + snapshot.id.substr(0, 8) +
+                    " claims " + std::to_string(file->size) +
+                    " bytes, more than the " + std::to_string(max_bytes) +
+                    " allowed");
+  std::string out(file->size, '\0');
+  repository::ReadContext ctx;
+  Bytes data;
+  Status s = repository::WalkTree(
+      file->tree,
+      [&](const ChunkId& id) -> Result<Bytes> {
+        Bytes node;
+        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
+        return node;
+      },
+      [&](uint64_t index, const ChunkId& id) -> Status {
+        uint64_t off = index * file->chunk_size;
+        HAVEN_RETURN_IF_ERROR(repo.ReadChunk(ChunkType::kData, id, data, ctx));
+        if (off >= out.size() ||
+            data.size() !=
+                std::min<uint64_t>(file->chunk_size, out.size() - off))
+          return DataLoss("a chunk of " + name + " has the wrong size");
+        std::copy(data.begin(), data.end(), out.begin() + off);
+        return OkStatus();
+      },
+      file->chunk_size);
+  if (!s.ok()) return s.WithContext("reading " + name);
+  return out;
+}
+
+Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
+                             const repository::Manifest& snapshot,
+                             const snapshot::LibvirtHost& host,
+                             const VmRestoreOptions& options,
+                             PlanContext& context) {
+  const std::string short_id = snapshot.id.substr(0, 8);
+  if (snapshot.kind != "vm")
+    return InvalidArgument("snapshot " + short_id + " (" + snapshot.name +
+                           ") is not a VM backup; restore its disks with "
+                           "'haven restore image'");
+  VmPlan plan;
+  plan.snapshot = snapshot;
+  auto xml =
+      ReadConfigFile(repo, snapshot, "domain-inactive.xml", kMaxXmlBytes);
+  if (!xml.ok() && xml.status().code() == Code::kNotFound)
+    xml = ReadConfigFile(repo, snapshot, "domain.xml", kMaxXmlBytes);
+  if (!xml.ok()) return xml.status();
+  auto parsed = snapshot::ParseDomainXml(*xml);
+  if (!parsed.ok())
+    return parsed.status().WithContext("the domain XML in snapshot " +
+                                       short_id);
+  const snapshot::DomainInfo& info = *parsed;
+  plan.source_name = info.name;
+  plan.name = options.name.empty() ? info.name : options.name;
+  plan.uuid = options.new_identity ? "" : info.uuid;
+
+  // Where the files go.
+  if (!options.pool.empty() && !options.storage_dir.empty())
+    return InvalidArgument("give --storage-dir or --pool, not both");
+  if (!options.pool.empty()) {
+    HAVEN_ASSIGN_OR_RETURN(plan.dir, host.PoolFolder(options.pool));
+  } else {
+    plan.dir =
+        options.storage_dir.empty() ? kDefaultStorageDir : options.storage_dir;
+  }
+  HAVEN_RETURN_IF_ERROR(CheckFolder(plan.dir, "storage folder"));
+  while (plan.dir.size() > 1 && plan.dir.back() == '/') plan.dir.pop_back();
+  if (plan.name.find('/') != std::string::npos || plan.name.empty() ||
+      plan.name[0] == '.')
+    return InvalidArgument("VM name '" + plan.name +
+                           "' cannot be used in a file name");
+  plan.journal = plan.dir + "/.haven-restore-" + plan.name + ".json";
+  std::set<std::string> ours = JournalFiles(plan.journal, snapshot.id);
+
+  // The domain of the same name, and of the same UUID.
+  auto same_name = host.Lookup(plan.name);
+  if (same_name.ok()) {
+    if (options.replace) {
+      plan.replace_domain = plan.name;
+      plan.warnings.push_back("domain " + plan.name +
+                              " exists and will be replaced (stopped and "
+                              "undefined; its disk files are left alone "
+                              "unless overwritten here)");
+    } else {
+      plan.conflicts.push_back("domain " + plan.name + " already exists on " +
+                               host.uri() +
+                               " (pass --replace to replace it, or --name "
+                               "NEW --new-identity to restore beside it)");
+    }
+  }
+  if (context.names.count(plan.name))
+    plan.conflicts.push_back("two VMs of this restore are named " + plan.name);
+  if (!plan.uuid.empty()) {
+    HAVEN_ASSIGN_OR_RETURN(std::string holder,
+                           host.DomainNameByUuid(plan.uuid));
+    if (!holder.empty() && holder != plan.name)
+      plan.conflicts.push_back("domain " + holder + " on " + host.uri() +
+                               " has UUID " + plan.uuid +
+                               " of the backed-up VM; pass --new-identity");
+  }
+
+  // Disks.
+  auto claim = [&](const std::string& path, const std::string& what) {
+    if (context.paths.count(path)) {
+      plan.conflicts.push_back(what + " " + path +
+                               " is also written by another VM of this "
+                               "restore");
+      return false;
+    }
+    bool exists = Exists(path);
+    bool stray = Exists(path + kStaging) && !ours.count(path + kStaging);
+    if ((exists && !ours.count(path)) || stray) {
+      if (!options.replace) {
+        plan.conflicts.push_back(what + " " + (stray ? path + kStaging : path) +
+                                 " already exists (pass --replace to "
+                                 "overwrite it, or choose --storage-dir)");
+      } else {
+        plan.warnings.push_back(what + " " + path + " will be overwritten");
+      }
+    }
+    return exists;
+  };
+  snapshot::DomainRewrite rewrite;
+  rewrite.name = options.name;
+  rewrite.new_identity = options.new_identity;
+  for (const auto& d : info.disks) {
+    if (!d.skip_reason.empty()) {
+      if ((d.type == "file" || d.type == "block") && !d.path.empty() &&
+          !Exists(d.path))
+        plan.warnings.push_back("disk " + d.target + " (" + d.skip_reason +
+                                ") was not backed up and " + d.path +
+                                " is not on this host");
+      continue;
+    }
+    const repository::DiskManifest* dm = snapshot.FindDisk(d.target);
+    if (!dm || dm->name != d.target)
+      return DataLoss("snapshot " + short_id + " has no data for disk " +
+                      d.target + " that its domain XML names");
+    PlannedDisk pd;
+    pd.target = d.target;
+    pd.size = dm->size;
+    pd.format = options.format;
+    if (pd.format.empty())
+      pd.format = d.format == "raw" || d.type == "block" ? "raw" : "qcow2";
+    pd.path = plan.dir + "/" + plan.name + "-" + d.target + "." +
+              Extension(pd.format);
+    pd.exists = claim(pd.path, "disk file");
+    if (!dm->lost.empty())
+      plan.warnings.push_back(
+          "disk " + d.target + ": " + std::to_string(dm->LostBytes()) +
+          " bytes were lost before 'haven repair snapshots' and are "
+          "restored as zeros");
+    rewrite.disks.push_back({pd.target, pd.path, pd.format});
+    plan.disks.push_back(pd);
+  }
+  if (plan.disks.empty())
+    plan.warnings.push_back("the VM has no disk with data to restore");
+
+  // NVRAM.
+  if (!info.nvram.empty()) {
+    std::string base = info.nvram.substr(info.nvram.rfind('/') + 1);
+    for (const auto* c : snapshot.ConfigFiles())
+      if (c->name == "nvram/" + base) plan.nvram_config = c->name;
+    // Always a path of this VM's own: a renamed copy must never share the
+    // original's variables file.
+    std::string path = plan.dir + "/" + plan.name + "_VARS.fd";
+    claim(path, "NVRAM file");
+    rewrite.nvram_path = path;
+    if (plan.nvram_config.empty())
+      plan.warnings.push_back("the recovery point holds no NVRAM (" +
+                              info.nvram + "); libvirt creates " + path +
+                              " from its template variables");
+    else
+      plan.nvram_path = path;
+  }
+
+  // Networks: what the host has, what this restore creates, what is mapped.
+  HAVEN_ASSIGN_OR_RETURN(auto host_nets, host.NetworkXmls());
+  std::set<std::string> bridges_in_use, uuids_in_use;
+  std::set<std::string> net_names;
+  for (const auto& [name, net_xml] : host_nets) {
+    net_names.insert(name);
+    auto ni = snapshot::ParseNetworkXml(net_xml);
+    if (!ni.ok()) continue;
+    if (!ni->bridge.empty()) bridges_in_use.insert(ni->bridge);
+    if (!ni->uuid.empty()) uuids_in_use.insert(Lower(ni->uuid));
+  }
+  std::set<std::string> seen;
+  for (const auto& iface : info.interfaces) {
+    if (iface.type != "network" && iface.type != "bridge") continue;
+    if (!seen.insert(iface.type + ":" + iface.source).second) continue;
+    PlannedNetwork pn;
+    pn.from = iface.source;
+    auto mapped = options.network_map.find(iface.source);
+    pn.name =
+        mapped == options.network_map.end() ? iface.source : mapped->second;
+    if (pn.name != iface.source) rewrite.network_map[iface.source] = pn.name;
+    if (iface.type == "bridge") {
+      pn.action = "bridge";
+      if (!Exists("/sys/class/net/" + pn.name) &&
+          pn.name.find('/') == std::string::npos)
+        plan.warnings.push_back("bridge " + pn.name +
+                                " does not exist on this host; the VM will "
+                                "not start until it does (or map it with "
+                                "--network-map " +
+                                iface.source + "=BRIDGE)");
+      plan.networks.push_back(pn);
+      continue;
+    }
+    if (net_names.count(pn.name) || context.networks.count(pn.name)) {
+      pn.action = pn.name == pn.from ? "exists" : "mapped";
+      plan.networks.push_back(pn);
+      continue;
+    }
+    pn.action = "missing";
+    if (pn.name != pn.from) {
+      plan.conflicts.push_back("network " + pn.name + " (mapped from " +
+                               pn.from + ") does not exist on " + host.uri());
+      plan.networks.push_back(pn);
+      continue;
+    }
+    auto captured = ReadConfigFile(
+        repo, snapshot, "networks/" + pn.from + ".xml", kMaxXmlBytes);
+    if (!captured.ok()) {
+      if (captured.status().code() != Code::kNotFound) return captured.status();
+      plan.conflicts.push_back(
+          "network " + pn.from +
+          " is not on this host and the recovery point has no definition "
+          "of it; map it with --network-map " +
+          pn.from + "=NETWORK");
+      plan.networks.push_back(pn);
+      continue;
+    }
+    auto ni = snapshot::ParseNetworkXml(*captured);
+    if (!ni.ok())
+      return ni.status().WithContext("network " + pn.from + " in snapshot " +
+                                     short_id);
+    if (ni->name != pn.from)
+      return DataLoss("networks/" + pn.from + ".xml in snapshot " + short_id +
+                      " defines a network named " + ni->name);
+    snapshot::NetworkRewrite nr;
+    if (!ni->uuid.empty() && uuids_in_use.count(Lower(ni->uuid))) {
+      nr.drop_uuid = true;
+      plan.warnings.push_back("network " + pn.from +
+                              ": its UUID is used by "
+                              "another network here; it gets a new one");
+    }
+    if (!ni->bridge.empty() && (bridges_in_use.count(ni->bridge) ||
+                                Exists("/sys/class/net/" + ni->bridge))) {
+      nr.drop_bridge_name = true;
+      nr.drop_mac = true;
+      plan.warnings.push_back("network " + pn.from + ": bridge " + ni->bridge +
+                              " is taken here; libvirt picks another");
+    }
+    HAVEN_ASSIGN_OR_RETURN(pn.xml, snapshot::RewriteNetworkXml(*captured, nr));
+    pn.action = "create";
+    plan.networks.push_back(pn);
+  }
+
+  // MAC addresses other domains here already use.
+  if (!options.new_identity) {
+    HAVEN_ASSIGN_OR_RETURN(auto names, host.DomainNames());
+    std::set<std::string> macs;
+    for (const auto& iface : info.interfaces)
+      if (!iface.mac.empty()) macs.insert(Lower(iface.mac));
+    for (const auto& other : names) {
+      if (other == plan.name || macs.empty()) continue;
+      auto vm = host.Lookup(other);
+      if (!vm.ok()) continue;
+      auto other_xml = (*vm)->Xml(true);
+      if (!other_xml.ok()) continue;
+      auto oi = snapshot::ParseDomainXml(*other_xml);
+      if (!oi.ok()) continue;
+      for (const auto& iface : oi->interfaces)
+        if (macs.count(Lower(iface.mac)))
+          plan.warnings.push_back("MAC " + iface.mac + " is also used by " +
+                                  other +
+                                  " (use --new-identity for new "
+                                  "MACs)");
+    }
+  }
+
+  // Things the new host must provide.
+  auto check_host_file = [&](const std::string& xpath_path, const char* what) {
+    if (!xpath_path.empty() && xpath_path[0] == '/' && !Exists(xpath_path))
+      plan.warnings.push_back(std::string(what) + " " + xpath_path +
+                              " is not on this host");
+  };
+  check_host_file(info.emulator, "emulator");
+  check_host_file(info.loader, "firmware");
+
+  auto rewritten = snapshot::RewriteDomainXml(*xml, rewrite);
+  if (!rewritten.ok())
+    return rewritten.status().WithContext("rewriting the domain XML");
+  plan.xml = rewritten->xml;
+  plan.macs = rewritten->macs;
+
+  context.names.insert(plan.name);
+  for (const auto& d : plan.disks) context.paths.insert(d.path);
+  if (!plan.nvram_path.empty()) context.paths.insert(plan.nvram_path);
+  for (const auto& n : plan.networks)
+    if (n.action == "create") context.networks.insert(n.name);
+  return plan;
+}
+
+Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
+                                         const snapshot::LibvirtHost& host,
+                                         const VmPlan& plan,
+                                         const VmRestoreOptions& options) {
+  if (!plan.conflicts.empty())
+    return FailedPrecondition("the restore of " + plan.name + " has " +
+                              std::to_string(plan.conflicts.size()) +
+                              " conflict(s): " + plan.conflicts.front());
+  double start = MonotonicSeconds();
+  auto log = [&](const std::string& line) {
+    if (options.log) options.log(line);
+  };
+  VmRestoreResult result;
+  HAVEN_RETURN_IF_ERROR(MakeDirs(plan.dir, 0755));
+
+  // 1. The journal: every file this restore may leave behind.
+  std::vector<std::string> finals;
+  for (const auto& d : plan.disks) finals.push_back(d.path);
+  if (!plan.nvram_path.empty()) finals.push_back(plan.nvram_path);
+  nlohmann::json journal = {{"snapshot", plan.snapshot.id},
+                            {"name", plan.name},
+                            {"files", nlohmann::json::array()}};
+  for (const auto& f : finals) {
+    journal["files"].push_back(f);
+    journal["files"].push_back(f + kStaging);
+  }
+  std::string journal_text = journal.dump(2) + "\n";
+  HAVEN_RETURN_IF_ERROR(WriteFileAtomic(
+      plan.journal, Bytes(journal_text.begin(), journal_text.end()), 0600));
+
+  std::vector<std::string> staged;
+  auto discard = [&] {
+    for (const auto& f : staged) ::unlink(f.c_str());
+    ::unlink(plan.journal.c_str());
+  };
+
+  // 2. Disks and NVRAM, beside their final paths.
+  int delay = 0;
+  if (const char* d = std::getenv("HAVEN_FAULT_RESTORE_DELAY"))
+    delay = std::atoi(d);
+  for (size_t i = 0; i < plan.disks.size(); ++i) {
+    const PlannedDisk& d = plan.disks[i];
+    log("writing disk " + d.target + " (" + std::to_string(i + 1) + " of " +
+        std::to_string(plan.disks.size()) + ") to " + d.path + " as " +
+        d.format);
+    ImageRestoreOptions opt;
+    opt.disk = d.target;
+    opt.format = d.format;
+    opt.overwrite = true;  // the staging file: ours (journal) by the plan
+    opt.verify_ids = options.verify_ids;
+    if (options.progress)
+      opt.progress = options.progress(plan.name + " " + d.target);
+    std::string staging = d.path + kStaging;
+    auto st = RestoreImage(repo, plan.snapshot, staging, opt);
+    if (!st.ok()) {
+      discard();
+      return st.status().WithContext("disk " + d.target);
+    }
+    staged.push_back(staging);
+    result.disks.push_back({st->data_bytes, st->duration_seconds});
+    if (delay > 0) std::this_thread::sleep_for(std::chrono::seconds(delay));
+  }
+  if (!plan.nvram_path.empty()) {
+    ImageRestoreOptions opt;
+    opt.disk = plan.nvram_config;
+    opt.config = true;
+    opt.overwrite = true;
+    std::string staging = plan.nvram_path + kStaging;
+    auto st = RestoreImage(repo, plan.snapshot, staging, opt);
+    if (!st.ok()) {
+      discard();
+      return st.status().WithContext("NVRAM");
+    }
+    staged.push_back(staging);
+  }
+
+  // 3. Networks the host lacks.
+  for (const auto& n : plan.networks) {
+    if (n.action != "create") continue;
+    log("creating network " + n.name + " from its captured definition");
+    Status s = host.CreateNetwork(n.name, n.xml);
+    if (!s.ok()) {
+      discard();
+      return s;
+    }
+    result.networks_created.push_back(n.name);
+  }
+
+  // 4. Into place; the old domain out; the new one defined.
+  // From here on the journal stays until the domain is defined: a re-run
+  // recognises the files already moved.
+  for (const auto& f : finals)
+    if (::rename((f + kStaging).c_str(), f.c_str()) != 0)
+      return ErrnoStatus("moving " + f + kStaging + " into place", errno);
+  HAVEN_RETURN_IF_ERROR(FsyncDir(plan.dir));
+  // If libvirt refuses, the files go back out of place and are removed:
+  // nothing is left that looks like a restored VM.
+  auto roll_back = [&](const Status& why) {
+    for (const auto& f : finals) ::rename(f.c_str(), (f + kStaging).c_str());
+    discard();
+    return why;
+  };
+  if (!plan.replace_domain.empty()) {
+    log("removing the existing domain " + plan.replace_domain);
+    Status s = host.RemoveDomain(plan.replace_domain);
+    if (!s.ok()) return roll_back(s);
+  }
+  log("defining domain " + plan.name);
+  auto uuid = host.DefineDomain(plan.xml);
+  if (!uuid.ok()) return roll_back(uuid.status());
+  result.uuid = *uuid;
+  result.defined = true;
+  ::unlink(plan.journal.c_str());
+  if (!options.pool.empty()) {
+    Status s = host.RefreshPool(options.pool);
+    if (!s.ok()) log("warning: " + s.message());
+  }
+  if (options.start) {
+    log("starting " + plan.name);
+    Status s = host.StartDomain(plan.name);
+    if (s.ok())
+      result.started = true;
+    else
+      result.start_error = s.message();
+  }
+  result.seconds = MonotonicSeconds() - start;
+  return result;
+}
+
+}  // namespace haven::restore

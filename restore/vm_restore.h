@@ -1,0 +1,128 @@
+// restore/: rebuild whole libvirt VMs from their recovery points, on the
+// same host or on one that has never seen them (the host-loss path).
+//
+// A restore is planned first, changing nothing: the disks to write (paths,
+// formats, sizes), the domain XML rewritten for this host, the virtual
+// networks to create from their captured XML or to map, and every conflict
+// with what the host already has. Any conflict refuses the whole restore
+// unless `replace` allows it. Execution then:
+//   1. writes a journal <dir>/.haven-restore-<name>.json naming every file
+//      this restore may create, so a re-run after a crash recognises them;
+//   2. writes each disk and the NVRAM beside its final path
+//      (PATH.haven-restore, itself written as .haven-partial and synced);
+//   3. creates the missing networks (defined, started, autostart);
+//   4. moves the files into place, removes a replaced domain, defines the
+//      new one, and removes the journal; with `start`, starts it.
+// A restore killed before step 4 leaves no defined domain; running it again
+// completes it. A failed one removes the files it wrote (when libvirt
+// refuses the definition too); networks it created stay, as does the
+// removal of a domain it replaced.
+#ifndef HAVEN_RESTORE_VM_RESTORE_H_
+#define HAVEN_RESTORE_VM_RESTORE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/progress.h"
+#include "repository/repository.h"
+#include "snapshot/domain_xml.h"
+#include "snapshot/libvirt_host.h"
+
+namespace haven::restore {
+
+inline constexpr char kDefaultStorageDir[] = "/var/lib/libvirt/images";
+
+struct VmRestoreOptions {
+  std::string name;         // new domain name; empty: the captured one
+  std::string storage_dir;  // empty: the pool's folder or kDefaultStorageDir
+  std::string pool;         // a folder-backed libvirt storage pool
+  std::string format;       // raw | qcow2; empty: the original's
+  std::map<std::string, std::string> network_map;  // network or bridge
+  bool new_identity = false;                       // new UUID and MAC addresses
+  bool replace = false;  // replace a same-named domain and files
+  bool start = false;
+  bool verify_ids = false;
+  // Progress of one disk: `label` names it ("vm1 vda").
+  std::function<agent::ProgressFn(const std::string& label)> progress;
+  std::function<void(const std::string&)> log;  // one line per step
+};
+
+struct PlannedDisk {
+  std::string target;  // vda
+  std::string path;    // final path
+  std::string format;  // raw | qcow2
+  uint64_t size = 0;
+  bool exists = false;  // a file is at `path` (ours from a journal, or
+                        // replaced)
+};
+
+struct PlannedNetwork {
+  std::string name;    // the name the restored VM uses
+  std::string from;    // the captured name (differs when mapped)
+  std::string action;  // create | exists | mapped | bridge | missing
+  std::string xml;     // for create: the definition to use
+};
+
+struct VmPlan {
+  repository::Manifest snapshot;
+  std::string source_name;  // the captured domain name
+  std::string name;         // the domain name on this host
+  std::string uuid;         // kept UUID, or "" for a new one
+  std::string dir;          // where the files go
+  std::string journal;
+  std::vector<PlannedDisk> disks;
+  std::vector<PlannedNetwork> networks;
+  std::string nvram_path, nvram_config;  // config: the file in the snapshot
+  std::string replace_domain;            // an existing domain to replace
+  std::string xml;                       // the domain XML to define
+  std::vector<std::pair<std::string, std::string>> macs;  // old -> new
+  std::vector<std::string> conflicts, warnings;
+};
+
+// What earlier plans of one `restore host` will create, so that later plans
+// neither conflict with them nor create a network twice.
+struct PlanContext {
+  std::set<std::string> names, paths, networks;
+};
+
+struct VmRestoreResult {
+  bool defined = false, started = false;
+  std::string uuid;
+  std::string start_error;  // why --start failed (the VM is defined)
+  struct Disk {
+    uint64_t data_bytes = 0;
+    double seconds = 0;
+  };
+  std::vector<Disk> disks;  // as plan.disks
+  std::vector<std::string> networks_created;
+  double seconds = 0;
+};
+
+// A config file of a recovery point (domain XML, network XML, ...) read
+// into memory; DataLoss if it claims more than `max_bytes`.
+Result<std::string> ReadConfigFile(const repository::Repository& repo,
+                                   const repository::Manifest& snapshot,
+                                   const std::string& name, size_t max_bytes);
+
+// Plans the restore of `snapshot` (a `haven backup vm` point) onto `host`.
+// Errors are for what makes a plan impossible (not a VM point, unreadable
+// XML); conflicts with the host are listed in the plan.
+Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
+                             const repository::Manifest& snapshot,
+                             const snapshot::LibvirtHost& host,
+                             const VmRestoreOptions& options,
+                             PlanContext& context);
+
+// Carries out a plan without conflicts.
+Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
+                                         const snapshot::LibvirtHost& host,
+                                         const VmPlan& plan,
+                                         const VmRestoreOptions& options);
+
+}  // namespace haven::restore
+
+#endif  // HAVEN_RESTORE_VM_RESTORE_H_
