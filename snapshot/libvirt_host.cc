@@ -138,12 +138,15 @@ Status LibvirtHost::RemoveDomain(const std::string& name) const {
   if (!d) return OkStatus();
   if (virDomainIsActive(d.get()) == 1 && virDomainDestroy(d.get()) < 0)
     return LibvirtError("stopping " + name);
-  if (virDomainUndefineFlags(d.get(),
-                             VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-                                 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-                                 VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA |
-                                 VIR_DOMAIN_UNDEFINE_KEEP_NVRAM) < 0)
-    return LibvirtError("undefining " + name);
+  // Drivers without checkpoints or NVRAM refuse those flags as invalid.
+  const unsigned optional =
+      VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_KEEP_NVRAM;
+  const unsigned flags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+                         VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | optional;
+  int rc = virDomainUndefineFlags(d.get(), flags);
+  if (rc < 0 && virGetLastErrorCode() == VIR_ERR_INVALID_ARG)
+    rc = virDomainUndefineFlags(d.get(), flags & ~optional);
+  if (rc < 0) return LibvirtError("undefining " + name);
   return OkStatus();
 }
 
@@ -159,6 +162,8 @@ LibvirtHost::NetworkXmls() const {
   for (const auto& net : held) {
     const char* name = virNetworkGetName(net.get());
     char* xml = virNetworkGetXMLDesc(net.get(), VIR_NETWORK_XML_INACTIVE);
+    if (!xml && virGetLastErrorCode() == VIR_ERR_INVALID_ARG)
+      xml = virNetworkGetXMLDesc(net.get(), 0);  // a driver without it
     if (!name || !xml) return LibvirtError("XML of a network on " + uri_);
     out.emplace_back(name, Take(xml));
   }

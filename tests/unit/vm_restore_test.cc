@@ -9,13 +9,9 @@
 // from the driver's defaults (SetUp checks it).
 //
 // The test driver (libvirt 9.0) refuses two flags Haven passes, which real
-// drivers (network, qemu) accept; the shims below retry without them:
-//   - virNetworkGetXMLDesc(VIR_NETWORK_XML_INACTIVE), used by
-//     LibvirtHost::NetworkXmls (without the shim every plan fails);
-//   - virDomainUndefineFlags(CHECKPOINTS_METADATA | KEEP_NVRAM), used by
-//     LibvirtHost::RemoveDomain (a --replace restore).
-// They are defined in this binary, so Haven's calls reach them first; they
-// call libvirt's own functions through dlsym(RTLD_NEXT).
+// drivers (network, qemu) accept: VIR_NETWORK_XML_INACTIVE and
+// VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | KEEP_NVRAM. LibvirtHost retries
+// without them, which these tests exercise.
 //
 // The recovery points are real: a temporary repository, a disk "vda"
 // captured from a file with agent::CaptureDisk and the domain, network and
@@ -23,7 +19,6 @@
 // stores them.
 #include "restore/vm_restore.h"
 
-#include <dlfcn.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
@@ -45,31 +40,6 @@
 #include "snapshot/image_source.h"
 #include "snapshot/libvirt_host.h"
 #include "tests/unit/test_util.h"
-
-extern "C" char* virNetworkGetXMLDesc(virNetworkPtr network,
-                                      unsigned int flags) {
-  using Fn = char* (*)(virNetworkPtr, unsigned int);
-  static Fn real =
-      reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "virNetworkGetXMLDesc"));
-  char* xml = real(network, flags);
-  if (!xml && (flags & VIR_NETWORK_XML_INACTIVE) &&
-      virGetLastErrorCode() == VIR_ERR_INVALID_ARG)
-    xml = real(network, flags & ~VIR_NETWORK_XML_INACTIVE);
-  return xml;
-}
-
-extern "C" int virDomainUndefineFlags(virDomainPtr domain, unsigned int flags) {
-  using Fn = int (*)(virDomainPtr, unsigned int);
-  static Fn real =
-      reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, "virDomainUndefineFlags"));
-  int rc = real(domain, flags);
-  const unsigned int unsupported =
-      VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_KEEP_NVRAM;
-  if (rc < 0 && (flags & unsupported) &&
-      virGetLastErrorCode() == VIR_ERR_INVALID_ARG)
-    rc = real(domain, flags & ~unsupported);
-  return rc;
-}
 
 namespace haven {
 namespace {
