@@ -529,6 +529,7 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
   };
   if (human || (!g.json && a.dry_run))
     for (const auto& p : plans) print_plan(p);
+  std::fflush(stdout);  // the plan before the steps logged on stderr
   if (a.dry_run || conflicts > 0) {
     for (const auto& p : plans) out["vms"].push_back(plan_json(p));
     out["succeeded"] = 0;
