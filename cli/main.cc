@@ -1261,8 +1261,8 @@ int Main(int argc, char** argv) {
   bool overwrite = false, verify_ids = false;
   auto* rest_image =
       rest->add_subcommand("image",
-                           "write a disk of a recovery point to a sparse raw "
-                           "file or a block device");
+                           "write a disk of a recovery point to a sparse raw, "
+                           "qcow2 or VHDX file, or to a block device");
   rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
       ->required();
   rest_image
