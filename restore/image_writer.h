@@ -6,7 +6,8 @@
 //   raw file     PATH.haven-partial, sparse (ftruncate), pwrite
 //   qcow2/vhdx   PATH.haven-partial made by `qemu-img create`, written
 //                through qemu-nbd (started by libnbd, socket activation)
-//                with up to 16 writes in flight, sent by one I/O thread
+//                in writes of up to 1 MiB, 16 in flight, sent by one I/O
+//                thread; flushed, then fsync'd by Haven
 //   block device written in place after BLKZEROOUT
 //
 // A file target is renamed from PATH.haven-partial to PATH only in a
