@@ -58,6 +58,12 @@ std::vector<const DiskManifest*> Manifest::ConfigFiles() const {
   return out;
 }
 
+const DiskManifest* Manifest::FindConfig(const std::string& name) const {
+  for (const auto& d : disks)
+    if (d.is_config() && d.name == name) return &d;
+  return nullptr;
+}
+
 bool IsSnapshotId(const std::string& s) {
   return s.size() == 32 &&
          s.find_first_not_of("0123456789abcdef") == std::string::npos;

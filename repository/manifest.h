@@ -89,6 +89,8 @@ struct Manifest {
   const DiskManifest* FindDisk(const std::string& name) const;
   std::vector<const DiskManifest*> ImageDisks() const;
   std::vector<const DiskManifest*> ConfigFiles() const;
+  // The config file named `name` ("domain.xml", "networks/x.xml"), or null.
+  const DiskManifest* FindConfig(const std::string& name) const;
 
   std::string ToJson() const;
   // Parses and validates untrusted JSON (sizes, counts, tree shape).

@@ -43,17 +43,52 @@ Status ReadDataChunk(const repository::Repository& repo, const ChunkId& id,
 
 }  // namespace
 
+Result<std::string> ReadConfigFile(const repository::Repository& repo,
+                                   const repository::Manifest& snapshot,
+                                   const std::string& name, size_t max_bytes) {
+  const repository::DiskManifest* file = snapshot.FindConfig(name);
+  if (!file)
+    return NotFound("snapshot " + snapshot.id.substr(0, 8) + " holds no " +
+                    name);
+  if (file->size > max_bytes)
+    return DataLoss(name + " in snapshot " + snapshot.id.substr(0, 8) +
+                    " claims " + std::to_string(file->size) +
+                    " bytes, more than the " + std::to_string(max_bytes) +
+                    " allowed");
+  std::string out(file->size, '\0');
+  repository::ReadContext ctx;
+  Bytes data;
+  Status s = repository::WalkTree(
+      file->tree,
+      [&](const ChunkId& id) -> Result<Bytes> {
+        Bytes node;
+        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
+        return node;
+      },
+      [&](uint64_t index, const ChunkId& id) -> Status {
+        const uint64_t off = index * file->chunk_size;
+        if (off >= out.size())
+          return DataLoss("chunk list of " + name + " runs past its size");
+        HAVEN_RETURN_IF_ERROR(ReadDataChunk(
+            repo, id, std::min<uint64_t>(file->chunk_size, out.size() - off),
+            false, ctx, data));
+        std::copy(data.begin(), data.end(), out.begin() + off);
+        return OkStatus();
+      },
+      file->chunk_size);
+  if (!s.ok()) return s.WithContext("reading " + name);
+  return out;
+}
+
 Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
                                        const repository::Manifest& snapshot,
                                        const std::string& target,
                                        const ImageRestoreOptions& options) {
   double start = MonotonicSeconds();
   HAVEN_ASSIGN_OR_RETURN(ImageFormat format, ParseImageFormat(options.format));
-  const repository::DiskManifest* disk =
-      options.config ? nullptr : snapshot.FindDisk(options.disk);
-  if (options.config)
-    for (const auto* c : snapshot.ConfigFiles())
-      if (c->name == options.disk) disk = c;
+  const repository::DiskManifest* disk = options.config
+                                             ? snapshot.FindConfig(options.disk)
+                                             : snapshot.FindDisk(options.disk);
   if (!disk) {
     std::string names;
     for (const auto* d : snapshot.ImageDisks())

@@ -57,6 +57,13 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
                                        const std::string& target,
                                        const ImageRestoreOptions& options);
 
+// A config file of a recovery point (domain XML, network XML, ...) read
+// into memory, each chunk authenticated as a restore does; NotFound if the
+// point has no such file, DataLoss if it claims more than `max_bytes`.
+Result<std::string> ReadConfigFile(const repository::Repository& repo,
+                                   const repository::Manifest& snapshot,
+                                   const std::string& name, size_t max_bytes);
+
 }  // namespace haven::restore
 
 #endif  // HAVEN_RESTORE_IMAGE_RESTORE_H_

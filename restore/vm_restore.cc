@@ -10,14 +10,10 @@
 
 #include "base/file.h"
 #include "base/time.h"
-#include "repository/chunk_tree.h"
 #include "restore/image_restore.h"
 
 namespace haven::restore {
 namespace {
-
-using repository::ChunkId;
-using repository::ChunkType;
 
 constexpr char kStaging[] = ".haven-restore";
 constexpr size_t kMaxXmlBytes = 16 << 20;
@@ -67,45 +63,6 @@ std::string Lower(std::string s) {
 }
 
 }  // namespace
-
-Result<std::string> ReadConfigFile(const repository::Repository& repo,
-                                   const repository::Manifest& snapshot,
-                                   const std::string& name, size_t max_bytes) {
-  const repository::DiskManifest* file = nullptr;
-  for (const auto* c : snapshot.ConfigFiles())
-    if (c->name == name) file = c;
-  if (!file)
-    return NotFound("snapshot " + snapshot.id.substr(0, 8) + " holds no " +
-                    name);
-  if (file->size > max_bytes)
-    return DataLoss(name + " in snapshot " + snapshot.id.substr(0, 8) +
-                    " claims " + std::to_string(file->size) +
-                    " bytes, more than the " + std::to_string(max_bytes) +
-                    " allowed");
-  std::string out(file->size, '\0');
-  repository::ReadContext ctx;
-  Bytes data;
-  Status s = repository::WalkTree(
-      file->tree,
-      [&](const ChunkId& id) -> Result<Bytes> {
-        Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
-        return node;
-      },
-      [&](uint64_t index, const ChunkId& id) -> Status {
-        uint64_t off = index * file->chunk_size;
-        HAVEN_RETURN_IF_ERROR(repo.ReadChunk(ChunkType::kData, id, data, ctx));
-        if (off >= out.size() ||
-            data.size() !=
-                std::min<uint64_t>(file->chunk_size, out.size() - off))
-          return DataLoss("a chunk of " + name + " has the wrong size");
-        std::copy(data.begin(), data.end(), out.begin() + off);
-        return OkStatus();
-      },
-      file->chunk_size);
-  if (!s.ok()) return s.WithContext("reading " + name);
-  return out;
-}
 
 Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
                              const repository::Manifest& snapshot,
@@ -238,8 +195,8 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
   // NVRAM.
   if (!info.nvram.empty()) {
     std::string base = info.nvram.substr(info.nvram.rfind('/') + 1);
-    for (const auto* c : snapshot.ConfigFiles())
-      if (c->name == "nvram/" + base) plan.nvram_config = c->name;
+    if (snapshot.FindConfig("nvram/" + base))
+      plan.nvram_config = "nvram/" + base;
     // Always a path of this VM's own: a renamed copy must never share the
     // original's variables file.
     std::string path = plan.dir + "/" + plan.name + "_VARS.fd";
@@ -337,25 +294,31 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
   }
 
   // MAC addresses other domains here already use.
-  if (!options.new_identity) {
-    HAVEN_ASSIGN_OR_RETURN(auto names, host.DomainNames());
-    std::set<std::string> macs;
-    for (const auto& iface : info.interfaces)
-      if (!iface.mac.empty()) macs.insert(Lower(iface.mac));
-    for (const auto& other : names) {
-      if (other == plan.name || macs.empty()) continue;
-      auto vm = host.Lookup(other);
-      if (!vm.ok()) continue;
-      auto other_xml = (*vm)->Xml(true);
-      if (!other_xml.ok()) continue;
-      auto oi = snapshot::ParseDomainXml(*other_xml);
-      if (!oi.ok()) continue;
-      for (const auto& iface : oi->interfaces)
-        if (macs.count(Lower(iface.mac)))
+  // Read once per restore (every domain's XML), not once per VM planned.
+  if (!options.new_identity && !info.interfaces.empty()) {
+    if (!context.host_macs) {
+      HAVEN_ASSIGN_OR_RETURN(auto names, host.DomainNames());
+      context.host_macs.emplace();
+      for (const auto& other : names) {
+        auto vm = host.Lookup(other);
+        if (!vm.ok()) continue;
+        auto other_xml = (*vm)->Xml(true);
+        if (!other_xml.ok()) continue;
+        auto oi = snapshot::ParseDomainXml(*other_xml);
+        if (!oi.ok()) continue;
+        for (const auto& iface : oi->interfaces)
+          if (!iface.mac.empty())
+            context.host_macs->emplace(Lower(iface.mac), other);
+      }
+    }
+    for (const auto& iface : info.interfaces) {
+      if (iface.mac.empty()) continue;
+      auto [first, last] = context.host_macs->equal_range(Lower(iface.mac));
+      for (auto it = first; it != last; ++it)
+        if (it->second != plan.name)
           plan.warnings.push_back("MAC " + iface.mac + " is also used by " +
-                                  other +
-                                  " (use --new-identity for new "
-                                  "MACs)");
+                                  it->second +
+                                  " (use --new-identity for new MACs)");
     }
   }
 

@@ -23,12 +23,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "agent/progress.h"
 #include "repository/repository.h"
+#include "restore/image_restore.h"
 #include "snapshot/domain_xml.h"
 #include "snapshot/libvirt_host.h"
 
@@ -87,6 +89,9 @@ struct VmPlan {
 // neither conflict with them nor create a network twice.
 struct PlanContext {
   std::set<std::string> names, paths, networks;
+  // MAC address (lower case) -> domain, for every domain on the host; read
+  // by the first plan that needs it.
+  std::optional<std::multimap<std::string, std::string>> host_macs;
 };
 
 struct VmRestoreResult {
@@ -101,12 +106,6 @@ struct VmRestoreResult {
   std::vector<std::string> networks_created;
   double seconds = 0;
 };
-
-// A config file of a recovery point (domain XML, network XML, ...) read
-// into memory; DataLoss if it claims more than `max_bytes`.
-Result<std::string> ReadConfigFile(const repository::Repository& repo,
-                                   const repository::Manifest& snapshot,
-                                   const std::string& name, size_t max_bytes);
 
 // Plans the restore of `snapshot` (a `haven backup vm` point) onto `host`.
 // Errors are for what makes a plan impossible (not a VM point, unreadable
