@@ -14,6 +14,8 @@
 #include "base/bytes.h"
 #include "base/file.h"
 #include "base/time.h"
+#include "cli/common.h"
+#include "cli/file_commands.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
@@ -30,62 +32,6 @@ namespace {
 
 using repository::Manifest;
 using repository::Repository;
-
-constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitPartial = 3;
-
-struct Globals {
-  std::string repo;
-  std::string password_file;
-  bool json = false;
-  bool quiet = false;
-  double lock_wait = 24 * 3600;
-};
-
-std::string DefaultRepository() {
-  if (const char* r = std::getenv("HAVEN_REPOSITORY"); r && *r) return r;
-  if (::geteuid() == 0) return "/var/lib/haven/repository";
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
-    return std::string(x) + "/haven/repository";
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.local/share/haven/repository";
-}
-
-int Fail(const Globals& g, const Status& s) {
-  if (g.json) {
-    nlohmann::json j = {{"error", s.message()},
-                        {"code", std::string(CodeName(s.code()))}};
-    std::cout << repository::DumpJson(j) << "\n";
-  }
-  std::fprintf(stderr, "haven: error: %s\n", s.message().c_str());
-  return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure;
-}
-
-Result<std::string> Passphrase(const Globals& g, bool confirm) {
-  PassphraseSource src;
-  src.env_var = "HAVEN_PASSWORD";
-  src.flag_file = g.password_file;
-  if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f)
-    src.env_file = f;
-  src.prompt = "Repository passphrase: ";
-  src.confirm = confirm;
-  return GetPassphrase(src);
-}
-
-repository::OpenOptions OpenOpts(const Globals& g, bool write) {
-  repository::OpenOptions o;
-  o.write = write;
-  o.lock_wait_seconds = g.lock_wait;
-  bool quiet = g.quiet;
-  o.on_wait = [quiet](const std::string& msg) {
-    if (!quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
-  };
-  return o;
-}
-
-Result<std::unique_ptr<Repository>> OpenRepo(const Globals& g, bool write) {
-  HAVEN_ASSIGN_OR_RETURN(std::string pass, Passphrase(g, false));
-  return Repository::Open(g.repo, pass, OpenOpts(g, write));
-}
 
 nlohmann::ordered_json SnapshotJson(const Manifest& m) {
   nlohmann::ordered_json j;
@@ -1297,6 +1243,7 @@ int Main(int argc, char** argv) {
   rest_config->add_option("--to", to, "folder to write into")->required();
   rest_config->add_flag("--overwrite", overwrite, "replace existing files");
   rest_config->callback([&] { rc = CmdRestoreConfig(g, spec, to, overwrite); });
+  AddFileCommands(app, *rest, g, rc);
 
   RestoreVmArgs rvm;
   auto add_vm_restore_options = [&](CLI::App* c, bool one) {

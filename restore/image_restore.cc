@@ -26,8 +26,8 @@ struct Job {
   ChunkId id;
 };
 
-// Reads data chunk `id` into `data`, which must then hold `len` bytes.
-// DataLoss when the chunk is damaged, missing or of the wrong size.
+}  // namespace
+
 Status ReadDataChunk(const repository::Repository& repo, const ChunkId& id,
                      uint64_t len, bool verify_id, repository::ReadContext& ctx,
                      Bytes& data) {
@@ -41,7 +41,6 @@ Status ReadDataChunk(const repository::Repository& repo, const ChunkId& id,
   return OkStatus();
 }
 
-}  // namespace
 
 Result<std::string> ReadConfigFile(const repository::Repository& repo,
                                    const repository::Manifest& snapshot,

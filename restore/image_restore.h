@@ -64,6 +64,14 @@ Result<std::string> ReadConfigFile(const repository::Repository& repo,
                                    const repository::Manifest& snapshot,
                                    const std::string& name, size_t max_bytes);
 
+// Reads data chunk `id` into `data`, which must then hold `len` bytes.
+// DataLoss when the chunk is damaged, missing or of the wrong size;
+// `verify_id` also recomputes the keyed id. `data` is unspecified on error.
+Status ReadDataChunk(const repository::Repository& repo,
+                     const repository::ChunkId& id, uint64_t len,
+                     bool verify_id, repository::ReadContext& ctx,
+                     Bytes& data);
+
 }  // namespace haven::restore
 
 #endif  // HAVEN_RESTORE_IMAGE_RESTORE_H_

@@ -1,0 +1,62 @@
+#include "cli/common.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/passphrase.h"
+#include "repository/json_fields.h"
+
+namespace haven::cli {
+
+std::string DefaultRepository() {
+  if (const char* r = std::getenv("HAVEN_REPOSITORY"); r && *r) return r;
+  if (::geteuid() == 0) return "/var/lib/haven/repository";
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x)
+    return std::string(x) + "/haven/repository";
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.local/share/haven/repository";
+}
+
+int Fail(const Globals& g, const Status& s) {
+  if (g.json) {
+    nlohmann::json j = {{"error", s.message()},
+                        {"code", std::string(CodeName(s.code()))}};
+    std::cout << repository::DumpJson(j) << "\n";
+  }
+  std::fprintf(stderr, "haven: error: %s\n", s.message().c_str());
+  return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+Result<std::string> Passphrase(const Globals& g, bool confirm) {
+  PassphraseSource src;
+  src.env_var = "HAVEN_PASSWORD";
+  src.flag_file = g.password_file;
+  if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f)
+    src.env_file = f;
+  src.prompt = "Repository passphrase: ";
+  src.confirm = confirm;
+  return GetPassphrase(src);
+}
+
+repository::OpenOptions OpenOpts(const Globals& g, bool write) {
+  repository::OpenOptions o;
+  o.write = write;
+  o.lock_wait_seconds = g.lock_wait;
+  bool quiet = g.quiet;
+  o.on_wait = [quiet](const std::string& msg) {
+    if (!quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
+  return o;
+}
+
+Result<std::unique_ptr<repository::Repository>> OpenRepo(const Globals& g,
+                                                         bool write) {
+  HAVEN_ASSIGN_OR_RETURN(std::string pass, Passphrase(g, false));
+  return repository::Repository::Open(g.repo, pass, OpenOpts(g, write));
+}
+
+}  // namespace haven::cli

@@ -1,0 +1,38 @@
+// What every haven command shares: global options, exit codes, errors,
+// and opening the repository.
+#ifndef HAVEN_CLI_COMMON_H_
+#define HAVEN_CLI_COMMON_H_
+
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "repository/repository.h"
+
+namespace haven::cli {
+
+constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitPartial = 3;
+
+struct Globals {
+  std::string repo;
+  std::string password_file;
+  bool json = false;
+  bool quiet = false;
+  double lock_wait = 24 * 3600;
+};
+
+// $HAVEN_REPOSITORY, else the embedded default local path.
+std::string DefaultRepository();
+
+// Prints `s` (as JSON too with --json); returns the exit code for it:
+// 2 for InvalidArgument (usage), else 1.
+int Fail(const Globals& g, const Status& s);
+
+Result<std::string> Passphrase(const Globals& g, bool confirm);
+repository::OpenOptions OpenOpts(const Globals& g, bool write);
+Result<std::unique_ptr<repository::Repository>> OpenRepo(const Globals& g,
+                                                         bool write);
+
+}  // namespace haven::cli
+
+#endif  // HAVEN_CLI_COMMON_H_

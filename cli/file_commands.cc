@@ -1,0 +1,327 @@
+#include "cli/file_commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "base/bytes.h"
+#include "cli/output.h"
+#include "repository/json_fields.h"
+#include "restore/disk_reader.h"
+#include "restore/file_restore.h"
+#include "restore/guest_fs.h"
+
+namespace haven::cli {
+namespace {
+
+using restore::GuestEntry;
+
+struct FileArgs {
+  std::string spec, disk, path;
+  int partition = -1;
+  std::vector<std::string> paths;
+  std::string to, tar, zip;
+};
+
+// A recovery point's disk opened for reading file systems. The reader
+// refers to the repository and the manifest, so they live here too.
+struct OpenedDisk {
+  std::unique_ptr<repository::Repository> repo;
+  std::unique_ptr<repository::Manifest> snapshot;
+  const repository::DiskManifest* disk = nullptr;
+  std::unique_ptr<restore::DiskReader> reader;
+};
+
+Result<OpenedDisk> OpenDisk(const Globals& g, const FileArgs& a) {
+  OpenedDisk o;
+  HAVEN_ASSIGN_OR_RETURN(o.repo, OpenRepo(g, false));
+  HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, o.repo->FindSnapshot(a.spec));
+  o.snapshot = std::make_unique<repository::Manifest>(std::move(m));
+  o.disk = o.snapshot->FindDisk(a.disk);
+  if (!o.disk) {
+    std::string names;
+    for (const auto* d : o.snapshot->ImageDisks())
+      names += (names.empty() ? "" : ", ") + d->name;
+    return InvalidArgument(
+        "snapshot " + o.snapshot->id.substr(0, 8) +
+        (a.disk.empty()
+             ? " has several disks: " + names + "; choose one with --disk"
+             : " has no disk " + a.disk + "; it has: " + names));
+  }
+  o.reader = std::make_unique<restore::DiskReader>(*o.repo, *o.disk);
+  return o;
+}
+
+struct OpenedFs {
+  restore::GuestVolume volume;
+  std::unique_ptr<restore::GuestFs> fs;
+};
+
+Result<OpenedFs> OpenFs(OpenedDisk& d, int partition) {
+  HAVEN_ASSIGN_OR_RETURN(restore::GuestLayout layout,
+                         restore::ReadGuestLayout(*d.reader));
+  OpenedFs o;
+  HAVEN_ASSIGN_OR_RETURN(
+      o.volume, restore::ChooseVolume(layout, partition, d.disk->name));
+  HAVEN_ASSIGN_OR_RETURN(o.fs, restore::GuestFs::Open(*d.reader, o.volume));
+  return o;
+}
+
+std::string FormatTime(int64_t ns) {
+  time_t s = static_cast<time_t>(ns / 1000000000);
+  struct tm tm;
+  if (!gmtime_r(&s, &tm)) return "?";
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+void AddReadStats(nlohmann::ordered_json& j, const restore::DiskReader& r) {
+  restore::DiskReadStats s = r.stats();
+  j["chunks_read"] = s.chunks_fetched;
+  j["nodes_read"] = s.nodes_fetched;
+  j["cache_hits"] = s.cache_hits;
+  j["disk_chunks"] = s.disk_chunks;
+}
+
+// A repaired point reads zeros where its data was lost: say so if any
+// read touched such a range.
+bool WarnLost(const restore::DiskReader& r) {
+  if (r.stats().lost_reads == 0) return false;
+  std::fprintf(stderr,
+               "haven: warning: some of what was read lies in ranges lost "
+               "before 'haven repair snapshots'; they read as zeros, so "
+               "listed or restored data may hold zeros\n");
+  return true;
+}
+
+int CmdLsLayout(const Globals& g, OpenedDisk& d) {
+  auto layout = restore::ReadGuestLayout(*d.reader);
+  if (!layout.ok()) return Fail(g, layout.status());
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["snapshot"] = d.snapshot->id;
+    j["disk"] = d.disk->name;
+    j["size"] = d.disk->size;
+    j["scheme"] = layout->scheme;
+    j["volumes"] = nlohmann::ordered_json::array();
+    for (const auto& v : layout->volumes)
+      j["volumes"].push_back({{"number", v.number},
+                              {"offset", v.offset},
+                              {"size", v.size},
+                              {"description", v.description},
+                              {"fs", v.fs_type},
+                              {"label", v.label},
+                              {"note", v.note}});
+    AddReadStats(j, *d.reader);
+    std::cout << repository::DumpJson(j) << "\n";
+  } else {
+    std::printf("snapshot %s (%s), disk %s: %s, %s\n",
+                d.snapshot->id.substr(0, 8).c_str(), d.snapshot->name.c_str(),
+                d.disk->name.c_str(), HumanBytes(d.disk->size).c_str(),
+                layout->scheme == "none"  ? "no partition table"
+                : layout->scheme == "dos" ? "MBR partition table"
+                : layout->scheme == "gpt"
+                    ? "GPT partition table"
+                    : (layout->scheme + " partitions").c_str());
+    std::printf("%3s  %14s  %10s  %-8s  %-16s  %s\n", "#", "offset", "size",
+                "fs", "label", "type");
+    for (const auto& v : layout->volumes)
+      std::printf(
+          "%3d  %14llu  %10s  %-8s  %-16s  %s%s%s\n", v.number,
+          static_cast<unsigned long long>(v.offset), HumanBytes(v.size).c_str(),
+          v.fs_type.empty() ? "-" : v.fs_type.c_str(),
+          v.label.empty() ? "-" : restore::PrintableName(v.label).c_str(),
+          v.description.empty() ? "-" : v.description.c_str(),
+          v.note.empty() ? "" : ": ", v.note.c_str());
+  }
+  return WarnLost(*d.reader) ? kExitPartial : kExitOk;
+}
+
+void PrintEntry(const GuestEntry& e, bool unix_meta) {
+  std::string owner = unix_meta ? std::to_string(e.uid) : "-";
+  std::string group = unix_meta ? std::to_string(e.gid) : "-";
+  std::string name = restore::PrintableName(e.name);
+  if (e.type == restore::GuestType::kSymlink)
+    name += " -> " + restore::PrintableName(e.link_target);
+  std::printf("%s  %6s  %6s  %12llu  %s  %s\n", restore::ModeString(e).c_str(),
+              owner.c_str(), group.c_str(),
+              static_cast<unsigned long long>(e.size),
+              FormatTime(e.mtime_ns).c_str(), name.c_str());
+}
+
+nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
+  nlohmann::ordered_json j;
+  // Names are raw bytes; JSON needs valid UTF-8, so the escaped form.
+  j["name"] = restore::PrintableName(e.name);
+  j["type"] = restore::GuestTypeName(e.type);
+  j["size"] = e.size;
+  j["mode"] = restore::ModeString(e);
+  if (unix_meta) {
+    j["uid"] = e.uid;
+    j["gid"] = e.gid;
+  }
+  j["mtime"] = FormatTime(e.mtime_ns);
+  j["mtime_ns"] = e.mtime_ns;
+  j["inode"] = e.inode;
+  if (e.type == restore::GuestType::kSymlink)
+    j["link"] = restore::PrintableName(e.link_target);
+  return j;
+}
+
+int CmdLs(const Globals& g, const FileArgs& a) {
+  auto d = OpenDisk(g, a);
+  if (!d.ok()) return Fail(g, d.status());
+  if (a.path.empty()) return CmdLsLayout(g, *d);
+  auto fs = OpenFs(*d, a.partition);
+  if (!fs.ok()) return Fail(g, fs.status());
+  auto entry = fs->fs->Lookup(a.path);
+  if (!entry.ok()) return Fail(g, entry.status());
+  std::vector<GuestEntry> entries;
+  if (entry->type == restore::GuestType::kDir) {
+    auto list = fs->fs->List(*entry);
+    if (!list.ok()) return Fail(g, list.status().WithContext(a.path));
+    entries = std::move(*list);
+    std::sort(entries.begin(), entries.end(),
+              [](const GuestEntry& x, const GuestEntry& y) {
+                return x.name < y.name;
+              });
+  } else {
+    entries.push_back(*entry);
+  }
+  const bool unix_meta = fs->fs->has_unix_metadata();
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["snapshot"] = d->snapshot->id;
+    j["disk"] = d->disk->name;
+    j["partition"] = fs->volume.number;
+    j["fs"] = fs->fs->type();
+    j["path"] = a.path;
+    j["entries"] = nlohmann::ordered_json::array();
+    for (const auto& e : entries)
+      j["entries"].push_back(EntryJson(e, unix_meta));
+    AddReadStats(j, *d->reader);
+    std::cout << repository::DumpJson(j) << "\n";
+  } else {
+    for (const auto& e : entries) PrintEntry(e, unix_meta);
+  }
+  return WarnLost(*d->reader) ? kExitPartial : kExitOk;
+}
+
+int CmdRestoreFile(const Globals& g, const FileArgs& a) {
+  restore::FileRestoreOptions opt;
+  int targets = !a.to.empty() + !a.tar.empty() + !a.zip.empty();
+  if (targets != 1)
+    return Fail(g, InvalidArgument(
+                       "give exactly one of --to DIR, --tar FILE, --zip FILE"));
+  opt.target = !a.to.empty()    ? restore::FileTarget::kDirectory
+               : !a.tar.empty() ? restore::FileTarget::kTar
+                                : restore::FileTarget::kZip;
+  opt.path = !a.to.empty() ? a.to : !a.tar.empty() ? a.tar : a.zip;
+  auto d = OpenDisk(g, a);
+  if (!d.ok()) return Fail(g, d.status());
+  auto fs = OpenFs(*d, a.partition);
+  if (!fs.ok()) return Fail(g, fs.status());
+  opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
+  auto st = restore::RestoreGuestFiles(*fs->fs, a.paths, opt);
+  if (!st.ok()) return Fail(g, st.status());
+  for (const auto& p : st->problems)
+    std::fprintf(stderr, "not restored: %s: %s\n", p.path.c_str(),
+                 p.what.c_str());
+  const bool lost = WarnLost(*d->reader);
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["snapshot"] = d->snapshot->id;
+    j["disk"] = d->disk->name;
+    j["partition"] = fs->volume.number;
+    j["fs"] = fs->fs->type();
+    j["target"] = opt.path;
+    j["format"] = opt.target == restore::FileTarget::kDirectory ? "dir"
+                  : opt.target == restore::FileTarget::kTar     ? "tar"
+                                                                : "zip";
+    j["files"] = st->files;
+    j["dirs"] = st->dirs;
+    j["symlinks"] = st->symlinks;
+    j["bytes"] = st->bytes;
+    j["seconds"] = st->seconds;
+    j["complete"] = st->complete() && !lost;
+    j["problems"] = nlohmann::ordered_json::array();
+    for (const auto& p : st->problems)
+      j["problems"].push_back({{"path", p.path}, {"what", p.what}});
+    AddReadStats(j, *d->reader);
+    std::cout << repository::DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    restore::DiskReadStats rs = d->reader->stats();
+    std::printf(
+        "restored %llu files, %llu directories, %llu symlinks (%s) from %s%s "
+        "of disk %s to %s in %s; read %llu of %llu chunks%s\n",
+        static_cast<unsigned long long>(st->files),
+        static_cast<unsigned long long>(st->dirs),
+        static_cast<unsigned long long>(st->symlinks),
+        HumanBytes(st->bytes).c_str(), fs->fs->type().c_str(),
+        fs->volume.number == 0
+            ? ""
+            : (" partition " + std::to_string(fs->volume.number)).c_str(),
+        d->disk->name.c_str(), opt.path.c_str(),
+        FormatDuration(st->seconds).c_str(),
+        static_cast<unsigned long long>(rs.chunks_fetched),
+        static_cast<unsigned long long>(rs.disk_chunks),
+        st->problems.empty() ? ""
+                             : ("; " + std::to_string(st->problems.size()) +
+                                " entries not restored (listed above)")
+                                   .c_str());
+  }
+  return st->complete() && !lost ? kExitOk : kExitPartial;
+}
+
+}  // namespace
+
+void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
+                     int& rc) {
+  auto args = std::make_shared<FileArgs>();
+  auto* ls = app.add_subcommand(
+      "ls",
+      "list what a disk of an image or VM backup holds, without restoring "
+      "it: with no PATH its partitions and file systems, with PATH a "
+      "directory like ls -l (ext2/3/4, NTFS, FAT, exFAT, HFS+)");
+  ls->add_option("SNAPSHOT", args->spec, "id prefix, latest or NAME:latest")
+      ->required();
+  ls->add_option("PATH", args->path,
+                 "a path inside the file system, e.g. /etc");
+  ls->add_option("--disk", args->disk,
+                 "which disk, when the snapshot has several");
+  ls->add_option("--partition", args->partition,
+                 "partition number as `haven ls SNAPSHOT` shows it (default: "
+                 "the only one with a readable file system)");
+  ls->callback([&g, &rc, args] { rc = CmdLs(g, *args); });
+
+  auto* file = restore.add_subcommand(
+      "file",
+      "restore files and directory trees from a disk of an image or VM "
+      "backup into a folder, or export them as tar or zip; each PATH goes "
+      "in under its last component (/etc/ssh -> DIR/ssh); mode, owner and "
+      "times are kept where the file system has them");
+  file->add_option("SNAPSHOT", args->spec, "id prefix, latest or NAME:latest")
+      ->required();
+  file->add_option("PATH", args->paths,
+                   "paths inside the file system ('/' for all)")
+      ->required();
+  file->add_option("--disk", args->disk,
+                   "which disk, when the snapshot has several");
+  file->add_option("--partition", args->partition,
+                   "partition number as `haven ls SNAPSHOT` shows it");
+  file->add_option("--to", args->to,
+                   "folder to restore into (made if missing; existing files "
+                   "are never replaced)");
+  file->add_option("--tar", args->tar,
+                   "write a tar (pax) archive instead (must not exist)");
+  file->add_option("--zip", args->zip,
+                   "write a zip archive instead (must not exist)");
+  file->callback([&g, &rc, args] { rc = CmdRestoreFile(g, *args); });
+}
+
+}  // namespace haven::cli

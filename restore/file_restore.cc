@@ -1,0 +1,642 @@
+#include "restore/file_restore.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <set>
+
+#include "base/bytes.h"
+#include "base/file.h"
+#include "base/time.h"
+
+namespace haven::restore {
+namespace {
+
+constexpr int kMaxDepth = 256;      // deeper guest trees are reported
+constexpr size_t kBlock = 1 << 20;  // file content moves in 1 MiB pieces
+constexpr uint64_t kArchiveBuffer = 64ull << 20;  // see ArchiveSink::File
+constexpr char kPartial[] = ".haven-partial";
+
+// A problem with one entry: it is skipped and reported, the restore goes
+// on. Any other error stops the restore.
+bool IsEntryProblem(const Status& s) {
+  return s.code() == Code::kAlreadyExists || s.code() == Code::kDataLoss ||
+         s.code() == Code::kFailedPrecondition;
+}
+
+bool ValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n;
+    if (c < 0x80)
+      n = 0;
+    else if ((c & 0xe0) == 0xc0)
+      n = 1;
+    else if ((c & 0xf0) == 0xe0)
+      n = 2;
+    else if ((c & 0xf8) == 0xf0)
+      n = 3;
+    else
+      return false;
+    if (i + n >= s.size()) return false;
+    for (size_t k = 1; k <= n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
+struct timespec Ts(int64_t ns) {
+  struct timespec t;
+  t.tv_sec = ns / 1000000000;
+  t.tv_nsec = ns % 1000000000;
+  if (t.tv_nsec < 0) {
+    t.tv_nsec += 1000000000;
+    --t.tv_sec;
+  }
+  return t;
+}
+
+// Where restored entries go. A directory handle is the sink's own (an
+// open directory, or the entry path inside an archive).
+class Sink {
+ public:
+  struct Dir {
+    UniqueFd fd;      // directory target
+    std::string rel;  // path inside the target, "" for its root
+    bool created = false;
+  };
+  virtual ~Sink() = default;
+  virtual Result<Dir> Root() = 0;
+  virtual Result<Dir> MakeDir(Dir& parent, const std::string& name,
+                              const GuestEntry& e) = 0;
+  virtual Status FinishDir(Dir& dir, const GuestEntry& e) = 0;
+  virtual Status File(Dir& parent, const std::string& name, const GuestEntry& e,
+                      GuestTree& tree,
+                      const std::function<void(uint64_t)>& progress) = 0;
+  virtual Status Symlink(Dir& parent, const std::string& name,
+                         const GuestEntry& e) = 0;
+  virtual Status Fifo(Dir& parent, const std::string& name,
+                      const GuestEntry& e) = 0;
+  virtual Status Finish() = 0;
+  virtual void Abort() = 0;
+};
+
+std::string Join(const std::string& rel, const std::string& name) {
+  return rel.empty() ? name : rel + "/" + name;
+}
+
+// ---------------------------------------------------------------- directory
+class DirSink : public Sink {
+ public:
+  DirSink(std::string path, bool owners, bool unix_metadata)
+      : path_(std::move(path)),
+        owners_(owners && unix_metadata && geteuid() == 0),
+        unix_metadata_(unix_metadata) {}
+
+  Result<Dir> Root() override {
+    struct stat st;
+    if (lstat(path_.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      return InvalidArgument(path_ + " exists and is not a directory");
+    HAVEN_RETURN_IF_ERROR(MakeDirs(path_, 0755));
+    int fd = open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open " + path_, errno);
+    root_fd_ = fd;
+    Dir d;
+    d.fd = UniqueFd(fd);
+    return d;
+  }
+
+  Result<Dir> MakeDir(Dir& parent, const std::string& name,
+                      const GuestEntry&) override {
+    Dir d;
+    d.rel = Join(parent.rel, name);
+    if (mkdirat(parent.fd.get(), name.c_str(), 0700) == 0) {
+      d.created = true;
+    } else if (errno != EEXIST) {
+      return ErrnoStatus("mkdir " + Where(d.rel), errno);
+    }
+    int fd = openat(parent.fd.get(), name.c_str(),
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOTDIR || errno == ELOOP)
+        return AlreadyExists(Where(d.rel) +
+                             " exists in the target and is not a directory");
+      return ErrnoStatus("open " + Where(d.rel), errno);
+    }
+    d.fd = UniqueFd(fd);
+    return d;
+  }
+
+  Status FinishDir(Dir& dir, const GuestEntry& e) override {
+    if (!dir.created) return OkStatus();  // a directory that was there
+    return Apply(dir.fd.get(), e, dir.rel);
+  }
+
+  Status File(Dir& parent, const std::string& name, const GuestEntry& e,
+              GuestTree& tree,
+              const std::function<void(uint64_t)>& progress) override {
+    const std::string rel = Join(parent.rel, name);
+    struct stat st;
+    if (fstatat(parent.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+      return Exists(rel);
+    const std::string tmp = std::string(kPartial) + "." +
+                            std::to_string(getpid()) + "." +
+                            std::to_string(++counter_);
+    int fd = openat(parent.fd.get(), tmp.c_str(),
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoStatus("create " + Where(rel), errno);
+    UniqueFd out(fd);
+    auto discard = [&](Status s) {
+      unlinkat(parent.fd.get(), tmp.c_str(), 0);
+      return s;
+    };
+    Status s = tree.ReadFile(
+        e,
+        [&](uint64_t off, const uint8_t* data, size_t len) -> Status {
+          // All-zero pieces stay holes: a sparse guest file stays sparse.
+          if (!IsAllZero(data, len))
+            HAVEN_RETURN_IF_ERROR(PWriteAll(fd, data, len, off, Where(rel)));
+          progress(len);
+          return OkStatus();
+        },
+        kBlock);
+    if (s.ok() && ftruncate(fd, static_cast<off_t>(e.size)) != 0)
+      s = ErrnoStatus("truncate " + Where(rel), errno);
+    if (s.ok()) s = Apply(fd, e, rel);
+    if (!s.ok()) return discard(s);
+    if (renameat2(parent.fd.get(), tmp.c_str(), parent.fd.get(), name.c_str(),
+                  RENAME_NOREPLACE) != 0) {
+      int err = errno;
+      return discard(err == EEXIST ? Exists(rel)
+                                   : ErrnoStatus("rename " + Where(rel), err));
+    }
+    return OkStatus();
+  }
+
+  Status Symlink(Dir& parent, const std::string& name,
+                 const GuestEntry& e) override {
+    const std::string rel = Join(parent.rel, name);
+    if (symlinkat(e.link_target.c_str(), parent.fd.get(), name.c_str()) != 0)
+      return errno == EEXIST ? Exists(rel)
+                             : ErrnoStatus("symlink " + Where(rel), errno);
+    if (owners_ && fchownat(parent.fd.get(), name.c_str(), e.uid, e.gid,
+                            AT_SYMLINK_NOFOLLOW) != 0)
+      return ErrnoStatus("chown " + Where(rel), errno);
+    struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
+    if (utimensat(parent.fd.get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) !=
+        0)
+      return ErrnoStatus("set times of " + Where(rel), errno);
+    return OkStatus();
+  }
+
+  Status Fifo(Dir& parent, const std::string& name,
+              const GuestEntry& e) override {
+    const std::string rel = Join(parent.rel, name);
+    if (mkfifoat(parent.fd.get(), name.c_str(), 0600) != 0)
+      return errno == EEXIST ? Exists(rel)
+                             : ErrnoStatus("mkfifo " + Where(rel), errno);
+    // Opening a FIFO would block: set its metadata by name, not following.
+    if (owners_ && fchownat(parent.fd.get(), name.c_str(), e.uid, e.gid,
+                            AT_SYMLINK_NOFOLLOW) != 0)
+      return ErrnoStatus("chown " + Where(rel), errno);
+    if (unix_metadata_ &&
+        fchmodat(parent.fd.get(), name.c_str(), e.mode & 0777, 0) != 0)
+      return ErrnoStatus("chmod " + Where(rel), errno);
+    struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
+    if (utimensat(parent.fd.get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) !=
+        0)
+      return ErrnoStatus("set times of " + Where(rel), errno);
+    return OkStatus();
+  }
+
+  // Everything written reaches the disk before success is reported.
+  Status Finish() override {
+    if (root_fd_ >= 0 && syncfs(root_fd_) != 0)
+      return ErrnoStatus("sync " + path_, errno);
+    return OkStatus();
+  }
+  void Abort() override {}
+
+ private:
+  std::string Where(const std::string& rel) const { return path_ + "/" + rel; }
+  Status Exists(const std::string& rel) const {
+    return AlreadyExists(Where(rel) + " exists in the target; not replaced");
+  }
+  // Owner, then mode (chown clears set-id bits, which are dropped anyway:
+  // a guest's set-user-id file must not become one on the host), then times.
+  Status Apply(int fd, const GuestEntry& e, const std::string& rel) {
+    if (owners_ && fchown(fd, e.uid, e.gid) != 0)
+      return ErrnoStatus("chown " + Where(rel), errno);
+    uint32_t mode = unix_metadata_ ? e.mode & 01777
+                                   : (e.type == GuestType::kDir ? 0755 : 0644);
+    if (fchmod(fd, mode) != 0) return ErrnoStatus("chmod " + Where(rel), errno);
+    struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
+    if (futimens(fd, times) != 0)
+      return ErrnoStatus("set times of " + Where(rel), errno);
+    return OkStatus();
+  }
+
+  std::string path_;
+  bool owners_, unix_metadata_;
+  int root_fd_ = -1;  // owned by the root Dir, open for the whole restore
+  uint64_t counter_ = 0;
+};
+
+// ---------------------------------------------------------------- archive
+struct ArchiveFree {
+  void operator()(struct archive* a) const { archive_write_free(a); }
+};
+struct EntryFree {
+  void operator()(struct archive_entry* e) const { archive_entry_free(e); }
+};
+using EntryPtr = std::unique_ptr<struct archive_entry, EntryFree>;
+
+class ArchiveSink : public Sink {
+ public:
+  ArchiveSink(std::string path, bool zip, bool unix_metadata)
+      : path_(std::move(path)),
+        partial_(path_ + kPartial),
+        zip_(zip),
+        unix_metadata_(unix_metadata) {}
+  ~ArchiveSink() override { Abort(); }
+
+  Result<Dir> Root() override {
+    struct stat st;
+    if (lstat(path_.c_str(), &st) == 0)
+      return InvalidArgument(path_ +
+                             " exists; an export never replaces a file");
+    int fd = open(partial_.c_str(),
+                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return errno == EEXIST
+                 ? InvalidArgument(partial_ +
+                                   " exists: another export to the same file "
+                                   "is running, or one was interrupted "
+                                   "(remove it)")
+                 : ErrnoStatus("create " + partial_, errno);
+    fd_ = UniqueFd(fd);
+    a_.reset(archive_write_new());
+    if (!a_) return Internal("archive_write_new failed");
+    int r = zip_ ? archive_write_set_format_zip(a_.get())
+                 : archive_write_set_format_pax_restricted(a_.get());
+    if (r == ARCHIVE_OK) r = archive_write_open_fd(a_.get(), fd_.get());
+    if (r != ARCHIVE_OK) return Error("open");
+    return Dir{};
+  }
+
+  Result<Dir> MakeDir(Dir& parent, const std::string& name,
+                      const GuestEntry& e) override {
+    Dir d;
+    d.rel = Join(parent.rel, name);
+    EntryPtr entry = Entry(d.rel, e, AE_IFDIR);
+    HAVEN_RETURN_IF_ERROR(Header(entry.get(), d.rel));
+    return d;
+  }
+  Status FinishDir(Dir&, const GuestEntry&) override { return OkStatus(); }
+
+  // An entry's header holds its size, so a file whose content then fails
+  // to read would leave a wrong entry. Files up to 64 MiB are read first
+  // and skipped cleanly on failure; a larger one that fails mid-way
+  // fails the whole export (the partial archive is removed).
+  Status File(Dir& parent, const std::string& name, const GuestEntry& e,
+              GuestTree& tree,
+              const std::function<void(uint64_t)>& progress) override {
+    const std::string rel = Join(parent.rel, name);
+    EntryPtr entry = Entry(rel, e, AE_IFREG);
+    archive_entry_set_size(entry.get(), static_cast<la_int64_t>(e.size));
+    auto write = [&](const uint8_t* data, size_t len) -> Status {
+      if (archive_write_data(a_.get(), data, len) !=
+          static_cast<la_ssize_t>(len))
+        return Error("write " + rel);
+      progress(len);
+      return OkStatus();
+    };
+    if (e.size <= kArchiveBuffer) {
+      Bytes content;
+      content.reserve(static_cast<size_t>(e.size));
+      HAVEN_RETURN_IF_ERROR(tree.ReadFile(
+          e,
+          [&](uint64_t, const uint8_t* data, size_t len) -> Status {
+            if (content.size() + len > e.size)
+              return DataLoss("file system gave more bytes than the size");
+            content.insert(content.end(), data, data + len);
+            return OkStatus();
+          },
+          kBlock));
+      HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+      return write(content.data(), content.size());
+    }
+    HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+    Status s = tree.ReadFile(
+        e,
+        [&](uint64_t, const uint8_t* data, size_t len) {
+          return write(data, len);
+        },
+        kBlock);
+    if (!s.ok())
+      return IoError(rel + " (" + std::to_string(e.size) +
+                     " bytes) failed after its entry was started, so the "
+                     "archive cannot be completed: " +
+                     s.message());
+    return OkStatus();
+  }
+
+  Status Symlink(Dir& parent, const std::string& name,
+                 const GuestEntry& e) override {
+    const std::string rel = Join(parent.rel, name);
+    EntryPtr entry = Entry(rel, e, AE_IFLNK);
+    archive_entry_set_symlink(entry.get(), e.link_target.c_str());
+    return Header(entry.get(), rel);
+  }
+
+  Status Fifo(Dir& parent, const std::string& name,
+              const GuestEntry& e) override {
+    const std::string rel = Join(parent.rel, name);
+    EntryPtr entry = Entry(rel, e, AE_IFIFO);
+    return Header(entry.get(), rel);
+  }
+
+  Status Finish() override {
+    if (archive_write_close(a_.get()) != ARCHIVE_OK) return Error("finish");
+    a_.reset();
+    HAVEN_RETURN_IF_ERROR(FsyncFd(fd_.get(), partial_));
+    fd_.reset();
+    if (renameat2(AT_FDCWD, partial_.c_str(), AT_FDCWD, path_.c_str(),
+                  RENAME_NOREPLACE) != 0)
+      return ErrnoStatus("rename " + partial_ + " to " + path_, errno);
+    done_ = true;
+    std::string dir = path_.find('/') == std::string::npos
+                          ? "."
+                          : path_.substr(0, path_.rfind('/') + 1);
+    return FsyncDir(dir);
+  }
+
+  void Abort() override {
+    if (done_ || !fd_.valid()) return;
+    a_.reset();
+    fd_.reset();
+    unlink(partial_.c_str());
+  }
+
+ private:
+  EntryPtr Entry(const std::string& rel, const GuestEntry& e,
+                 mode_t type) const {
+    EntryPtr entry(archive_entry_new());
+    if (ValidUtf8(rel))
+      archive_entry_set_pathname_utf8(entry.get(), rel.c_str());
+    else
+      archive_entry_set_pathname(entry.get(), rel.c_str());
+    archive_entry_set_filetype(entry.get(), type);
+    uint32_t mode =
+        unix_metadata_ ? e.mode & 07777 : (type == AE_IFDIR ? 0755 : 0644);
+    if (type == AE_IFLNK) mode = 0777;
+    archive_entry_set_perm(entry.get(), mode);
+    if (unix_metadata_) {
+      archive_entry_set_uid(entry.get(), e.uid);
+      archive_entry_set_gid(entry.get(), e.gid);
+    }
+    struct timespec m = Ts(e.mtime_ns), a = Ts(e.atime_ns);
+    archive_entry_set_mtime(entry.get(), m.tv_sec, m.tv_nsec);
+    archive_entry_set_atime(entry.get(), a.tv_sec, a.tv_nsec);
+    return entry;
+  }
+  Status Header(struct archive_entry* entry, const std::string& rel) {
+    int r = archive_write_header(a_.get(), entry);
+    // WARN: e.g. a name that is not valid in the archive's character set,
+    // written as raw bytes; the entry itself is complete.
+    if (r == ARCHIVE_OK || r == ARCHIVE_WARN) return OkStatus();
+    return Error("entry " + rel);
+  }
+  Status Error(const std::string& what) const {
+    const char* e = a_ ? archive_error_string(a_.get()) : nullptr;
+    return IoError(std::string(zip_ ? "zip " : "tar ") + what + " in " +
+                   partial_ + ": " + (e ? e : "unknown error"));
+  }
+
+  std::string path_, partial_;
+  bool zip_, unix_metadata_;
+  UniqueFd fd_;
+  std::unique_ptr<struct archive, ArchiveFree> a_;
+  bool done_ = false;
+};
+
+// ---------------------------------------------------------------- walk
+class Walker {
+ public:
+  Walker(GuestTree& tree, Sink& sink, FileRestoreStats& stats,
+         const agent::ProgressFn& progress)
+      : tree_(tree), sink_(sink), stats_(stats), progress_(progress) {
+    start_ = MonotonicSeconds();
+  }
+
+  // Restores `e`, found at guest path `path`, as `name` in `parent`.
+  // Entry problems are recorded; the returned error stops the restore.
+  Status Restore(Sink::Dir& parent, const GuestEntry& e,
+                 const std::string& name, const std::string& path, int depth) {
+    Status s = RestoreOne(parent, e, name, path, depth);
+    if (s.ok() || !IsEntryProblem(s)) return s;
+    Problem(path, s.message());
+    return OkStatus();
+  }
+
+  // The children of directory `e` (already made as `dir`).
+  Status Children(Sink::Dir& dir, const GuestEntry& e, const std::string& path,
+                  int depth) {
+    if (depth >= kMaxDepth) {
+      Problem(path, "deeper than " + std::to_string(kMaxDepth) +
+                        " directories; its contents are not restored");
+      return OkStatus();
+    }
+    Result<std::vector<GuestEntry>> children = tree_.List(e);
+    if (!children.ok()) {
+      if (!IsEntryProblem(children.status())) return children.status();
+      Problem(path, "cannot list: " + children.status().message());
+      return OkStatus();
+    }
+    ancestors_.insert(e.inode);
+    std::set<std::string> used;
+    for (const GuestEntry& c : *children) {
+      const std::string cpath =
+          (path == "/" ? "" : path) + "/" + PrintableName(c.name);
+      if (std::string why = InvalidNameReason(c.name); !why.empty()) {
+        Problem(cpath, "invalid name (" + why + ")");
+        continue;
+      }
+      if (!used.insert(c.name).second) {
+        Problem(cpath, "name clash: the directory holds this name twice");
+        continue;
+      }
+      HAVEN_RETURN_IF_ERROR(Restore(dir, c, c.name, cpath, depth + 1));
+    }
+    ancestors_.erase(e.inode);
+    return OkStatus();
+  }
+
+ private:
+  Status RestoreOne(Sink::Dir& parent, const GuestEntry& e,
+                    const std::string& name, const std::string& path,
+                    int depth) {
+    switch (e.type) {
+      case GuestType::kDir: {
+        if (ancestors_.count(e.inode))
+          return FailedPrecondition(
+              "directory loop: it is one of its own parent directories");
+        HAVEN_ASSIGN_OR_RETURN(Sink::Dir dir, sink_.MakeDir(parent, name, e));
+        HAVEN_RETURN_IF_ERROR(Children(dir, e, path, depth));
+        HAVEN_RETURN_IF_ERROR(sink_.FinishDir(dir, e));
+        ++stats_.dirs;
+        return OkStatus();
+      }
+      case GuestType::kFile: {
+        if (e.size > tree_.max_file_size())
+          return FailedPrecondition("claims " + std::to_string(e.size) +
+                                    " bytes, more than its volume holds (" +
+                                    std::to_string(tree_.max_file_size()) +
+                                    ")");
+        HAVEN_RETURN_IF_ERROR(sink_.File(parent, name, e, tree_,
+                                         [this](uint64_t n) { Progress(n); }));
+        ++stats_.files;
+        stats_.bytes += e.size;
+        return OkStatus();
+      }
+      case GuestType::kSymlink:
+        if (e.link_target.empty() ||
+            e.link_target.find('\0') != std::string::npos)
+          return FailedPrecondition("symlink without a usable target");
+        HAVEN_RETURN_IF_ERROR(sink_.Symlink(parent, name, e));
+        ++stats_.symlinks;
+        return OkStatus();
+      case GuestType::kFifo:
+        return sink_.Fifo(parent, name, e);
+      default:
+        return FailedPrecondition(std::string(GuestTypeName(e.type)) +
+                                  ": special files are not restored");
+    }
+  }
+
+  void Problem(const std::string& path, const std::string& what) {
+    stats_.problems.push_back({path, what});
+  }
+  void Progress(uint64_t n) {
+    done_ += n;
+    if (!progress_) return;
+    double now = MonotonicSeconds();
+    if (now - last_ < 0.2) return;
+    last_ = now;
+    agent::Progress p;
+    p.done_bytes = done_;
+    p.elapsed_seconds = now - start_;
+    progress_(p);
+  }
+
+  GuestTree& tree_;
+  Sink& sink_;
+  FileRestoreStats& stats_;
+  const agent::ProgressFn& progress_;
+  std::set<uint64_t> ancestors_;
+  uint64_t done_ = 0;
+  double start_ = 0, last_ = 0;
+};
+
+}  // namespace
+
+std::string InvalidNameReason(std::string_view name) {
+  if (name.empty()) return "empty";
+  if (name == "." || name == "..") return "\"" + std::string(name) + "\"";
+  if (name.size() > 255) return "longer than 255 bytes";
+  for (char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '/') return "holds '/'";
+    if (c == 0) return "holds a NUL byte";
+    if (c < 0x20 || c == 0x7f) return "holds a control character";
+  }
+  return "";
+}
+
+std::string PrintableName(std::string_view name) {
+  std::string out;
+  const bool utf8 = ValidUtf8(name);
+  for (char ch : name) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
+      char buf[5];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+Result<FileRestoreStats> RestoreGuestFiles(
+    GuestTree& tree, const std::vector<std::string>& paths,
+    const FileRestoreOptions& options) {
+  const double start = MonotonicSeconds();
+  if (paths.empty()) return InvalidArgument("no path to restore");
+  if (options.path.empty()) return InvalidArgument("no target given");
+  // Every path is looked up before anything is written.
+  std::vector<GuestEntry> entries;
+  for (const std::string& p : paths) {
+    Result<GuestEntry> e = tree.Lookup(p);
+    if (!e.ok()) return e.status().WithContext(p);
+    entries.push_back(std::move(*e));
+  }
+  std::unique_ptr<Sink> sink;
+  if (options.target == FileTarget::kDirectory)
+    sink = std::make_unique<DirSink>(options.path, options.owners,
+                                     tree.has_unix_metadata());
+  else
+    sink = std::make_unique<ArchiveSink>(options.path,
+                                         options.target == FileTarget::kZip,
+                                         tree.has_unix_metadata());
+  HAVEN_ASSIGN_OR_RETURN(Sink::Dir root, sink->Root());
+  FileRestoreStats stats;
+  Walker walker(tree, *sink, stats, options.progress);
+  std::set<std::string> used;
+  Status s;
+  for (size_t i = 0; i < paths.size() && s.ok(); ++i) {
+    const GuestEntry& e = entries[i];
+    if (e.name == "/") {  // the root: its contents go straight in
+      s = walker.Children(root, e, "/", 0);
+      continue;
+    }
+    std::string path = paths[i];
+    if (std::string why = InvalidNameReason(e.name); !why.empty()) {
+      stats.problems.push_back({path, "invalid name (" + why + ")"});
+      continue;
+    }
+    if (!used.insert(e.name).second) {
+      stats.problems.push_back(
+          {path, "name clash: another path given restores to " +
+                     PrintableName(e.name)});
+      continue;
+    }
+    s = walker.Restore(root, e, e.name, path, 0);
+  }
+  if (s.ok()) s = sink->Finish();
+  if (!s.ok()) {
+    sink->Abort();
+    return s;
+  }
+  stats.seconds = MonotonicSeconds() - start;
+  if (options.progress) {
+    agent::Progress p;
+    p.done_bytes = stats.bytes;
+    p.elapsed_seconds = stats.seconds;
+    p.final = true;
+    options.progress(p);
+  }
+  return stats;
+}
+
+}  // namespace haven::restore

@@ -1,0 +1,83 @@
+// Single files and directory trees out of a guest file system (guest_fs.h)
+// into a directory, or exported as a tar (pax) or zip archive (libarchive).
+//
+//   for each PATH: Lookup -> walk (depth first, loops and depth bounded)
+//     entry name valid?  no -> problem "invalid name", entry skipped
+//     name already used in this directory? -> problem "name clash", skipped
+//     file size <= volume?  no -> problem "size", skipped
+//     -> sink: directory (openat under the target, O_NOFOLLOW everywhere,
+//        content to a temporary name, renamed without replacing)
+//        or archive (entries "BASENAME/...", never absolute or "..")
+//
+// Guest names are untrusted. A name is valid when it is not empty, not
+// "." or "..", at most 255 bytes, and holds no '/', NUL, or control
+// character (bytes 0x01-0x1f, 0x7f). Invalid names and clashes are
+// reported, never renamed, so what is restored is exactly what the guest
+// held under the same names. Nothing outside the target is written:
+// every directory is entered with O_NOFOLLOW|O_DIRECTORY relative to its
+// parent's descriptor, every file is created O_EXCL|O_NOFOLLOW, and
+// symlinks are created but never followed. Existing files in the target
+// are never replaced (reported as problems); existing directories are
+// entered (not if they are symlinks). Set-user/group-id bits are dropped
+// when restoring into a directory.
+#ifndef HAVEN_RESTORE_FILE_RESTORE_H_
+#define HAVEN_RESTORE_FILE_RESTORE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/progress.h"
+#include "restore/guest_fs.h"
+
+namespace haven::restore {
+
+enum class FileTarget { kDirectory, kTar, kZip };
+
+struct FileRestoreOptions {
+  FileTarget target = FileTarget::kDirectory;
+  // The directory (made if missing) or the archive file (must not exist;
+  // written as PATH.haven-partial and renamed when complete).
+  std::string path;
+  // Directory targets: restore owners (only as root, and only where the
+  // file system carries them). Modes and times are always restored.
+  bool owners = true;
+  // done_bytes: file bytes written so far; total_bytes: 0 (unknown).
+  agent::ProgressFn progress;
+};
+
+struct FileRestoreProblem {
+  std::string path;  // guest path, printable (see PrintableName)
+  std::string what;
+};
+
+struct FileRestoreStats {
+  uint64_t files = 0, dirs = 0, symlinks = 0;
+  uint64_t bytes = 0;                        // file content restored
+  std::vector<FileRestoreProblem> problems;  // anything not restored
+  double seconds = 0;
+  bool complete() const { return problems.empty(); }
+};
+
+// Why `name` cannot be restored as is; "" when it can.
+std::string InvalidNameReason(std::string_view name);
+
+// `name` for messages and listings: bytes outside printable ASCII and
+// UTF-8 shown as \xHH, backslash as \\.
+std::string PrintableName(std::string_view name);
+
+// Restores each of `paths` (guest paths; "/" restores the whole volume)
+// as its last component under the target: `/home/a/docs` becomes
+// TARGET/docs/... . Entries that cannot be restored are skipped and
+// listed in `problems`; the call still succeeds. An error is returned
+// only when the target cannot be written (or a path is not found); a
+// partial archive is then removed, and files already restored into a
+// directory are left (they are complete).
+Result<FileRestoreStats> RestoreGuestFiles(
+    GuestTree& tree, const std::vector<std::string>& paths,
+    const FileRestoreOptions& options);
+
+}  // namespace haven::restore
+
+#endif  // HAVEN_RESTORE_FILE_RESTORE_H_
