@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "repository/chunk_tree.h"
@@ -36,20 +37,34 @@ struct DiskReadStats {
   uint64_t disk_chunks = 0;  // chunk slots of the disk (holes included)
 };
 
-class DiskReader {
+// Bytes of a disk, readable at any offset: what the guest file-system
+// layer (guest_fs.h) reads. DiskReader serves them from the repository;
+// the fuzzer from memory.
+class DiskBytes {
+ public:
+  virtual ~DiskBytes() = default;
+  virtual uint64_t size() const = 0;
+  virtual const std::string& name() const = 0;  // for messages
+  // Reads up to `len` bytes at `offset` into `buf`: fewer only at the end
+  // of the disk (0 at or past it). DataLoss when the bytes are damaged.
+  virtual Result<size_t> Read(uint64_t offset, uint8_t* buf, size_t len) = 0;
+};
+
+class DiskReader : public DiskBytes {
  public:
   // `disk` must outlive the reader, as must `repo`. `cache_chunks` is the
   // number of decompressed chunks kept (default 256: 16 MiB at 64 KiB).
   DiskReader(const repository::Repository& repo,
              const repository::DiskManifest& disk, size_t cache_chunks = 256);
 
-  uint64_t size() const { return disk_.size; }
+  uint64_t size() const override { return disk_.size; }
+  const std::string& name() const override { return disk_.name; }
   const repository::DiskManifest& disk() const { return disk_; }
 
   // Reads up to `len` bytes at `offset` into `buf`: fewer only at the end
   // of the disk (0 at or past it). DataLoss when a chunk the range needs
   // is damaged or missing; `buf` is then unspecified.
-  Result<size_t> Read(uint64_t offset, uint8_t* buf, size_t len);
+  Result<size_t> Read(uint64_t offset, uint8_t* buf, size_t len) override;
 
   DiskReadStats stats() const;
 

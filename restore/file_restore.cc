@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <random>
 #include <set>
 
 #include "base/bytes.h"
@@ -30,26 +32,49 @@ bool IsEntryProblem(const Status& s) {
          s.code() == Code::kFailedPrecondition;
 }
 
+// The code point starting at s[i] and its length in bytes; length 0 when
+// the bytes there are not strict UTF-8 (overlong forms, surrogates and
+// values past U+10FFFF are not).
+std::pair<uint32_t, size_t> DecodeUtf8(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return {c, 1};
+  size_t n;
+  uint32_t cp, min;
+  if ((c & 0xe0) == 0xc0) {
+    n = 2, cp = c & 0x1f, min = 0x80;
+  } else if ((c & 0xf0) == 0xe0) {
+    n = 3, cp = c & 0x0f, min = 0x800;
+  } else if ((c & 0xf8) == 0xf0) {
+    n = 4, cp = c & 0x07, min = 0x10000;
+  } else {
+    return {0, 0};
+  }
+  if (i + n > s.size()) return {0, 0};
+  for (size_t k = 1; k < n; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xc0) != 0x80) return {0, 0};
+    cp = (cp << 6) | (b & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return {0, 0};
+  return {cp, n};
+}
+
 bool ValidUtf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    if (c < 0x80)
-      n = 0;
-    else if ((c & 0xe0) == 0xc0)
-      n = 1;
-    else if ((c & 0xf0) == 0xe0)
-      n = 2;
-    else if ((c & 0xf8) == 0xf0)
-      n = 3;
-    else
-      return false;
-    if (i + n >= s.size()) return false;
-    for (size_t k = 1; k <= n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
-    i += n + 1;
+    size_t n = DecodeUtf8(s, i).second;
+    if (n == 0) return false;
+    i += n;
   }
   return true;
+}
+
+// Code points a terminal acts on rather than shows: C0/C1 controls and
+// the bidirectional overrides that can make a name read backwards.
+bool IsControlCodePoint(uint32_t cp) {
+  return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
+         (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+         cp == 0x200e || cp == 0x200f || cp == 0x061c;
 }
 
 struct timespec Ts(int64_t ns) {
@@ -146,11 +171,16 @@ class DirSink : public Sink {
     struct stat st;
     if (fstatat(parent.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
       return Exists(rel);
-    const std::string tmp = std::string(kPartial) + "." +
-                            std::to_string(getpid()) + "." +
-                            std::to_string(++counter_);
-    int fd = openat(parent.fd.get(), tmp.c_str(),
-                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    // A guest may hold a file named like the temporary one: try another.
+    std::string tmp;
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < 16; ++attempt) {
+      tmp = std::string(kPartial) + "." + std::to_string(getpid()) + "." +
+            std::to_string(rng_());
+      fd = openat(parent.fd.get(), tmp.c_str(),
+                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0 && errno != EEXIST) break;
+    }
     if (fd < 0) return ErrnoStatus("create " + Where(rel), errno);
     UniqueFd out(fd);
     auto discard = [&](Status s) {
@@ -206,8 +236,8 @@ class DirSink : public Sink {
     if (owners_ && fchownat(parent.fd.get(), name.c_str(), e.uid, e.gid,
                             AT_SYMLINK_NOFOLLOW) != 0)
       return ErrnoStatus("chown " + Where(rel), errno);
-    if (unix_metadata_ &&
-        fchmodat(parent.fd.get(), name.c_str(), e.mode & 0777, 0) != 0)
+    if (unix_metadata_ && fchmodat(parent.fd.get(), name.c_str(), e.mode & 0777,
+                                   AT_SYMLINK_NOFOLLOW) != 0)
       return ErrnoStatus("chmod " + Where(rel), errno);
     struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
     if (utimensat(parent.fd.get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) !=
@@ -246,7 +276,7 @@ class DirSink : public Sink {
   std::string path_;
   bool owners_, unix_metadata_;
   int root_fd_ = -1;  // owned by the root Dir, open for the whole restore
-  uint64_t counter_ = 0;
+  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 // ---------------------------------------------------------------- archive
@@ -359,6 +389,7 @@ class ArchiveSink : public Sink {
   Status Fifo(Dir& parent, const std::string& name,
               const GuestEntry& e) override {
     const std::string rel = Join(parent.rel, name);
+    if (zip_) return FailedPrecondition("a zip archive cannot hold a FIFO");
     EntryPtr entry = Entry(rel, e, AE_IFIFO);
     return Header(entry.get(), rel);
   }
@@ -389,10 +420,10 @@ class ArchiveSink : public Sink {
   EntryPtr Entry(const std::string& rel, const GuestEntry& e,
                  mode_t type) const {
     EntryPtr entry(archive_entry_new());
-    if (ValidUtf8(rel))
-      archive_entry_set_pathname_utf8(entry.get(), rel.c_str());
-    else
-      archive_entry_set_pathname(entry.get(), rel.c_str());
+    // The guest's bytes as they are. (The UTF-8 setter would crash the pax
+    // writer in the C locale, which Haven runs in: libarchive then has no
+    // local form of the name.) pax marks names it cannot convert as binary.
+    archive_entry_copy_pathname(entry.get(), rel.c_str());
     archive_entry_set_filetype(entry.get(), type);
     uint32_t mode =
         unix_metadata_ ? e.mode & 07777 : (type == AE_IFDIR ? 0755 : 0644);
@@ -447,8 +478,10 @@ class Walker {
   }
 
   // The children of directory `e` (already made as `dir`).
+  // `top` (for the target's root) is shared by every path given, so "/"
+  // and another path cannot both put the same name there.
   Status Children(Sink::Dir& dir, const GuestEntry& e, const std::string& path,
-                  int depth) {
+                  int depth, std::set<std::string>* top = nullptr) {
     if (depth >= kMaxDepth) {
       Problem(path, "deeper than " + std::to_string(kMaxDepth) +
                         " directories; its contents are not restored");
@@ -461,7 +494,9 @@ class Walker {
       return OkStatus();
     }
     ancestors_.insert(e.inode);
-    std::set<std::string> used;
+    visited_.emplace(e.inode, path);
+    std::set<std::string> own;
+    std::set<std::string>& used = top ? *top : own;
     for (const GuestEntry& c : *children) {
       const std::string cpath =
           (path == "/" ? "" : path) + "/" + PrintableName(c.name);
@@ -488,6 +523,11 @@ class Walker {
         if (ancestors_.count(e.inode))
           return FailedPrecondition(
               "directory loop: it is one of its own parent directories");
+        // A directory linked twice (impossible on a sound file system)
+        // is restored once; walking every link could take 2^depth steps.
+        if (auto it = visited_.find(e.inode); it != visited_.end())
+          return FailedPrecondition("the same directory as " + it->second +
+                                    " (a second link to it); restored once");
         HAVEN_ASSIGN_OR_RETURN(Sink::Dir dir, sink_.MakeDir(parent, name, e));
         HAVEN_RETURN_IF_ERROR(Children(dir, e, path, depth));
         HAVEN_RETURN_IF_ERROR(sink_.FinishDir(dir, e));
@@ -514,7 +554,9 @@ class Walker {
         ++stats_.symlinks;
         return OkStatus();
       case GuestType::kFifo:
-        return sink_.Fifo(parent, name, e);
+        HAVEN_RETURN_IF_ERROR(sink_.Fifo(parent, name, e));
+        ++stats_.fifos;
+        return OkStatus();
       default:
         return FailedPrecondition(std::string(GuestTypeName(e.type)) +
                                   ": special files are not restored");
@@ -541,6 +583,7 @@ class Walker {
   FileRestoreStats& stats_;
   const agent::ProgressFn& progress_;
   std::set<uint64_t> ancestors_;
+  std::map<uint64_t, std::string> visited_;  // directory inode -> path
   uint64_t done_ = 0;
   double start_ = 0, last_ = 0;
 };
@@ -557,23 +600,47 @@ std::string InvalidNameReason(std::string_view name) {
     if (c == 0) return "holds a NUL byte";
     if (c < 0x20 || c == 0x7f) return "holds a control character";
   }
+  if (ValidUtf8(name)) {  // C1 controls, as UTF-8
+    for (size_t i = 0; i < name.size();) {
+      auto [cp, n] = DecodeUtf8(name, i);
+      if (cp >= 0x80 && cp <= 0x9f) return "holds a control character";
+      i += n;
+    }
+  }
   return "";
 }
 
 std::string PrintableName(std::string_view name) {
   std::string out;
   const bool utf8 = ValidUtf8(name);
-  for (char ch : name) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
+  auto hex = [&out](std::string_view bytes) {
+    for (char ch : bytes) {
       char buf[5];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      std::snprintf(buf, sizeof(buf), "\\x%02x",
+                    static_cast<unsigned char>(ch));
       out += buf;
-    } else {
-      out += ch;
     }
+  };
+  for (size_t i = 0; i < name.size();) {
+    if (!utf8) {
+      const auto c = static_cast<unsigned char>(name[i]);
+      if (c == '\\')
+        out += "\\\\";
+      else if (c < 0x20 || c >= 0x7f)
+        hex(name.substr(i, 1));
+      else
+        out += name[i];
+      ++i;
+      continue;
+    }
+    auto [cp, n] = DecodeUtf8(name, i);
+    if (cp == '\\')
+      out += "\\\\";
+    else if (IsControlCodePoint(cp))
+      hex(name.substr(i, n));
+    else
+      out += name.substr(i, n);
+    i += n;
   }
   return out;
 }
@@ -607,10 +674,10 @@ Result<FileRestoreStats> RestoreGuestFiles(
   for (size_t i = 0; i < paths.size() && s.ok(); ++i) {
     const GuestEntry& e = entries[i];
     if (e.name == "/") {  // the root: its contents go straight in
-      s = walker.Children(root, e, "/", 0);
+      s = walker.Children(root, e, "/", 0, &used);
       continue;
     }
-    std::string path = paths[i];
+    std::string path = PrintableName(paths[i]);
     if (std::string why = InvalidNameReason(e.name); !why.empty()) {
       stats.problems.push_back({path, "invalid name (" + why + ")"});
       continue;

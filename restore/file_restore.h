@@ -53,7 +53,7 @@ struct FileRestoreProblem {
 };
 
 struct FileRestoreStats {
-  uint64_t files = 0, dirs = 0, symlinks = 0;
+  uint64_t files = 0, dirs = 0, symlinks = 0, fifos = 0;
   uint64_t bytes = 0;                        // file content restored
   std::vector<FileRestoreProblem> problems;  // anything not restored
   double seconds = 0;
@@ -63,8 +63,9 @@ struct FileRestoreStats {
 // Why `name` cannot be restored as is; "" when it can.
 std::string InvalidNameReason(std::string_view name);
 
-// `name` for messages and listings: bytes outside printable ASCII and
-// UTF-8 shown as \xHH, backslash as \\.
+// `name` for messages and listings: control characters (C0, C1, and the
+// bidirectional overrides) and, in a name that is not strict UTF-8, every
+// byte outside printable ASCII shown as \xHH; backslash as \\.
 std::string PrintableName(std::string_view name);
 
 // Restores each of `paths` (guest paths; "/" restores the whole volume)

@@ -20,12 +20,12 @@ std::string TskError() {
   return out;
 }
 
-// An image for TSK whose bytes come from a DiskReader. TSK's external
+// An image for TSK whose bytes come from a DiskBytes. TSK's external
 // image API takes a struct that starts with TSK_IMG_INFO and hands it back
 // to our read and close callbacks.
 struct ReaderImage {
   TSK_IMG_INFO info;  // must stay first
-  DiskReader* reader;
+  DiskBytes* reader;
 };
 static_assert(std::is_standard_layout_v<ReaderImage>);
 
@@ -75,7 +75,7 @@ using FsPtr = std::unique_ptr<TSK_FS_INFO, FsCloser>;
 using FilePtr = std::unique_ptr<TSK_FS_FILE, FileCloser>;
 using DirPtr = std::unique_ptr<TSK_FS_DIR, DirCloser>;
 
-Result<ImgPtr> OpenImage(DiskReader& disk) {
+Result<ImgPtr> OpenImage(DiskBytes& disk) {
   auto* img = new ReaderImage{};
   img->reader = &disk;
   TSK_IMG_INFO* info =
@@ -83,7 +83,7 @@ Result<ImgPtr> OpenImage(DiskReader& disk) {
                             ReadImage, CloseImage, StatImage);
   if (!info) {
     delete img;
-    return Internal("cannot open disk " + disk.disk().name +
+    return Internal("cannot open disk " + disk.name() +
                     " for The Sleuth Kit: " + TskError());
   }
   return ImgPtr(info);
@@ -106,7 +106,7 @@ std::string Trim(std::string s) {
   return s;
 }
 
-std::string ReadAt(DiskReader& disk, uint64_t off, size_t len) {
+std::string ReadAt(DiskBytes& disk, uint64_t off, size_t len) {
   std::string out(len, '\0');
   Result<size_t> n =
       disk.Read(off, reinterpret_cast<uint8_t*>(out.data()), len);
@@ -116,7 +116,7 @@ std::string ReadAt(DiskReader& disk, uint64_t off, size_t len) {
 
 // File systems TSK cannot read that are common on Linux guests, named so
 // the message says what the volume is.
-std::string ForeignFileSystem(DiskReader& disk, uint64_t off) {
+std::string ForeignFileSystem(DiskBytes& disk, uint64_t off) {
   if (ReadAt(disk, off, 4) == "XFSB") return "XFS";
   if (ReadAt(disk, off + 0x10040, 8) == "_BHRfS_M") return "Btrfs";
   if (ReadAt(disk, off + 512, 8) == "LABELONE") return "LVM physical volume";
@@ -146,18 +146,19 @@ std::string Utf16LeToUtf8(const std::string& in) {
   return out;
 }
 
-constexpr char kExfatLabelSuffix[] = " (Volume Label Entry)";
+constexpr char kLabelSuffix[] = " (Volume Label Entry)";
 
-// TSK shows exFAT's allocation bitmap, upcase table, volume label and GUID
-// entries as files of the root directory. They carry no timestamps, which
-// a real exFAT file always has (its clock starts in 1980).
-bool IsExfatSpecial(const TSK_FS_META& m, const char* name) {
+// TSK shows a FAT or exFAT volume label, and exFAT's allocation bitmap,
+// upcase table and GUID entries, as files of the root directory. The
+// label entries are empty; the exFAT tables carry no timestamps, which a
+// real exFAT file always has (its clock starts in 1980).
+bool IsFatSpecial(const TSK_FS_META& m, const char* name) {
   std::string_view n(name);
-  return m.mtime == 0 && m.crtime == 0 &&
-         (n.starts_with("$") || n.ends_with(kExfatLabelSuffix));
+  if (n.ends_with(kLabelSuffix) && m.size == 0) return true;
+  return n.starts_with("$") && m.mtime == 0 && m.crtime == 0;
 }
 
-std::string VolumeLabel(DiskReader& disk, TSK_FS_INFO* fs, uint64_t off) {
+std::string VolumeLabel(DiskBytes& disk, TSK_FS_INFO* fs, uint64_t off) {
   if (TSK_FS_TYPE_ISEXT(fs->ftype))
     return Trim(ReadAt(disk, off + 1024 + 0x78, 16));
   if (fs->ftype == TSK_FS_TYPE_FAT12 || fs->ftype == TSK_FS_TYPE_FAT16 ||
@@ -173,9 +174,8 @@ std::string VolumeLabel(DiskReader& disk, TSK_FS_INFO* fs, uint64_t off) {
       FilePtr f(tsk_fs_dir_get(root.get(), i));
       if (!f || !f->name || !f->name->name || !f->meta) continue;
       std::string_view n(f->name->name);
-      if (IsExfatSpecial(*f->meta, f->name->name) &&
-          n.ends_with(kExfatLabelSuffix))
-        return std::string(n.substr(0, n.size() - strlen(kExfatLabelSuffix)));
+      if (IsFatSpecial(*f->meta, f->name->name) && n.ends_with(kLabelSuffix))
+        return std::string(n.substr(0, n.size() - strlen(kLabelSuffix)));
     }
     tsk_error_reset();
     return "";
@@ -200,7 +200,7 @@ std::string FsTypeName(TSK_FS_TYPE_ENUM t) {
   return n ? n : "unknown";
 }
 
-void ProbeVolume(DiskReader& disk, TSK_IMG_INFO* img, GuestVolume& v) {
+void ProbeVolume(DiskBytes& disk, TSK_IMG_INFO* img, GuestVolume& v) {
   FsPtr fs(tsk_fs_open_img(img, static_cast<TSK_OFF_T>(v.offset),
                            TSK_FS_TYPE_DETECT));
   if (fs) {
@@ -283,13 +283,21 @@ struct GuestFs::Handles {
   FsPtr fs;
 };
 
-Result<GuestLayout> ReadGuestLayout(DiskReader& disk) {
+Result<GuestLayout> ReadGuestLayout(DiskBytes& disk) {
   HAVEN_ASSIGN_OR_RETURN(ImgPtr img, OpenImage(disk));
   GuestLayout layout;
-  VsPtr vs(tsk_vs_open(img.get(), 0, TSK_VS_TYPE_DETECT));
-  if (!vs) {
+  // GPT first, then MBR, then the rest: TSK's own detection tries every
+  // type and, when a GPT disk's protective MBR also parses, leaks the
+  // MBR it drops.
+  VsPtr vs;
+  for (TSK_VS_TYPE_ENUM t :
+       {TSK_VS_TYPE_GPT, TSK_VS_TYPE_DOS, TSK_VS_TYPE_DETECT}) {
+    vs.reset(tsk_vs_open(img.get(), 0, t));
+    if (vs) break;
     Status s = FailureOf(img.get(), Code::kNotFound, "partition table");
     if (s.code() == Code::kDataLoss) return s;
+  }
+  if (!vs) {
     layout.scheme = "none";
     GuestVolume whole;
     whole.size = disk.size();
@@ -367,13 +375,13 @@ Result<GuestVolume> ChooseVolume(const GuestLayout& layout, int partition,
       "instead");
 }
 
-Result<std::unique_ptr<GuestFs>> GuestFs::Open(DiskReader& disk,
+Result<std::unique_ptr<GuestFs>> GuestFs::Open(DiskBytes& disk,
                                                const GuestVolume& volume) {
   HAVEN_ASSIGN_OR_RETURN(ImgPtr img, OpenImage(disk));
   const std::string where = volume.number == 0
-                                ? "disk " + disk.disk().name
+                                ? "disk " + disk.name()
                                 : "partition " + std::to_string(volume.number) +
-                                      " of disk " + disk.disk().name;
+                                      " of disk " + disk.name();
   FsPtr fs(tsk_fs_open_img(img.get(), static_cast<TSK_OFF_T>(volume.offset),
                            TSK_FS_TYPE_DETECT));
   if (!fs) {
@@ -414,8 +422,8 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
                      "reading directory inode " + std::to_string(dir.inode));
   const bool ntfs_root =
       TSK_FS_TYPE_ISNTFS(fs->ftype) && dir.inode == fs->root_inum;
-  const bool exfat_root =
-      fs->ftype == TSK_FS_TYPE_EXFAT && dir.inode == fs->root_inum;
+  const bool fat_root =
+      TSK_FS_TYPE_ISFAT(fs->ftype) && dir.inode == fs->root_inum;
   std::vector<GuestEntry> out;
   const size_t n = tsk_fs_dir_getsize(d.get());
   out.reserve(n);
@@ -435,7 +443,7 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
         f->meta->type == TSK_FS_META_TYPE_VIRT_DIR)
       continue;
     if (ntfs_root && name->meta_addr < 16 && name->name[0] == '$') continue;
-    if (exfat_root && IsExfatSpecial(*f->meta, name->name)) continue;
+    if (fat_root && IsFatSpecial(*f->meta, name->name)) continue;
     out.push_back(
         EntryOf(*f->meta,
                 std::string(name->name, strnlen(name->name, name->name_size))));

@@ -43,7 +43,7 @@ struct GuestLayout {
 
 // Reads the partition table and probes each partition's file system.
 // A disk without a partition table is one volume, number 0.
-Result<GuestLayout> ReadGuestLayout(DiskReader& disk);
+Result<GuestLayout> ReadGuestLayout(DiskBytes& disk);
 
 // The volume `--partition N` names (N < 0: not given). Without N: the
 // whole disk when it has no partition table, else the only partition with
@@ -99,7 +99,7 @@ class GuestFs : public GuestTree {
  public:
   // Opens the file system of `volume`; FailedPrecondition, naming the
   // supported file systems, when there is none Haven can read.
-  static Result<std::unique_ptr<GuestFs>> Open(DiskReader& disk,
+  static Result<std::unique_ptr<GuestFs>> Open(DiskBytes& disk,
                                                const GuestVolume& volume);
   ~GuestFs();
   GuestFs(const GuestFs&) = delete;
