@@ -69,8 +69,7 @@ Result<std::string> ReadConfigFile(const repository::Repository& repo,
 // `verify_id` also recomputes the keyed id. `data` is unspecified on error.
 Status ReadDataChunk(const repository::Repository& repo,
                      const repository::ChunkId& id, uint64_t len,
-                     bool verify_id, repository::ReadContext& ctx,
-                     Bytes& data);
+                     bool verify_id, repository::ReadContext& ctx, Bytes& data);
 
 }  // namespace haven::restore
 
