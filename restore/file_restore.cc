@@ -557,6 +557,9 @@ class Walker {
         HAVEN_RETURN_IF_ERROR(sink_.Fifo(parent, name, e));
         ++stats_.fifos;
         return OkStatus();
+      case GuestType::kOther:
+        return FailedPrecondition(
+            "of unknown type, or its inode could not be read; not restored");
       default:
         return FailedPrecondition(std::string(GuestTypeName(e.type)) +
                                   ": special files are not restored");

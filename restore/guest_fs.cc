@@ -33,6 +33,28 @@ static_assert(std::is_standard_layout_v<ReaderImage>);
 // failed read says only "read error"; the reader's names the chunk. TSK
 // calls back on the calling thread.
 thread_local Status last_read_error;
+// Failed reads on this thread so far. TSK does not always pass a failed
+// read on: a file's content read over a damaged chunk can come back as
+// zeros. So every operation compares this count before and after, and a
+// failed read fails the operation whatever TSK returned.
+thread_local uint64_t read_failures = 0;
+
+class ReadCheck {
+ public:
+  ReadCheck() : start_(read_failures) {}
+  // DataLoss naming the failed read if any read failed since construction.
+  Status Result(const std::string& what) const {
+    if (read_failures == start_) return OkStatus();
+    Status s = last_read_error.ok() ? DataLoss("a read of the disk failed")
+                                    : last_read_error;
+    last_read_error = OkStatus();
+    tsk_error_reset();
+    return Status(Code::kDataLoss, s.message()).WithContext(what);
+  }
+
+ private:
+  uint64_t start_;
+};
 
 ssize_t ReadImage(TSK_IMG_INFO* img, TSK_OFF_T off, char* buf, size_t len) {
   auto* self = reinterpret_cast<ReaderImage*>(img);
@@ -41,6 +63,7 @@ ssize_t ReadImage(TSK_IMG_INFO* img, TSK_OFF_T off, char* buf, size_t len) {
                                         reinterpret_cast<uint8_t*>(buf), len);
   if (!n.ok()) {
     last_read_error = n.status();
+    ++read_failures;
     tsk_error_reset();
     tsk_error_set_errno(TSK_ERR_IMG_READ);
     tsk_error_set_errstr("%s", n.status().message().c_str());
@@ -268,6 +291,52 @@ void Synthesize(GuestEntry& e) {
   e.mode = e.type == GuestType::kDir ? 0755 : 0644;
 }
 
+// ext names are length-counted and may hold a NUL; TSK copies them as C
+// strings, so "a\0b" would be listed (and restored) as "a". The
+// directory's own bytes say what the names really are: each block holds
+// entries of inode (le32), record length (le16), name length (u8), type
+// (u8) and the name. Names with a NUL get their full bytes back, so the
+// restore reports them instead of writing a shorter name.
+void RestoreNulNames(TSK_FS_INFO* fs, const GuestEntry& dir,
+                     std::vector<GuestEntry>& entries) {
+  constexpr uint64_t kMaxDirBytes = 64 << 20;
+  const uint32_t bs = fs->block_size;
+  if (dir.size == 0 || dir.size > kMaxDirBytes || bs < 1024 || bs > 65536 ||
+      dir.size % bs != 0)
+    return;
+  FilePtr f(
+      tsk_fs_file_open_meta(fs, nullptr, static_cast<TSK_INUM_T>(dir.inode)));
+  if (!f) return (void)tsk_error_reset();
+  std::vector<uint8_t> block(bs);
+  for (uint64_t off = 0; off < dir.size; off += bs) {
+    if (tsk_fs_file_read(f.get(), static_cast<TSK_OFF_T>(off),
+                         reinterpret_cast<char*>(block.data()), bs,
+                         TSK_FS_FILE_READ_FLAG_NONE) !=
+        static_cast<ssize_t>(bs))
+      return (void)tsk_error_reset();
+    for (uint32_t pos = 0; pos + 8 <= bs;) {
+      const uint32_t inode = block[pos] | (block[pos + 1] << 8) |
+                             (block[pos + 2] << 16) |
+                             (static_cast<uint32_t>(block[pos + 3]) << 24);
+      const uint32_t rec_len = block[pos + 4] | (block[pos + 5] << 8);
+      const uint32_t name_len = block[pos + 6];
+      if (rec_len < 8 || pos + rec_len > bs) break;
+      const uint8_t* name = block.data() + pos + 8;
+      if (inode != 0 && name_len > 0 && 8 + name_len <= rec_len &&
+          std::memchr(name, 0, name_len)) {
+        std::string full(reinterpret_cast<const char*>(name), name_len);
+        std::string cut(full.c_str());
+        for (GuestEntry& e : entries)
+          if (e.inode == inode && e.name == cut) {
+            e.name = full;
+            break;
+          }
+      }
+      pos += rec_len;
+    }
+  }
+}
+
 bool EqualsIgnoreAsciiCase(const std::string& a, const std::string& b) {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -416,10 +485,11 @@ GuestFs::~GuestFs() {
 Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
   if (dir.type != GuestType::kDir) return FailedPrecondition("not a directory");
   TSK_FS_INFO* fs = h_->fs.get();
+  const std::string what =
+      "reading directory inode " + std::to_string(dir.inode);
+  ReadCheck check;
   DirPtr d(tsk_fs_dir_open_meta(fs, static_cast<TSK_INUM_T>(dir.inode)));
-  if (!d)
-    return FailureOf(h_->img.get(), Code::kDataLoss,
-                     "reading directory inode " + std::to_string(dir.inode));
+  if (!d) return FailureOf(h_->img.get(), Code::kDataLoss, what);
   const bool ntfs_root =
       TSK_FS_TYPE_ISNTFS(fs->ftype) && dir.inode == fs->root_inum;
   const bool fat_root =
@@ -436,9 +506,21 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
     const TSK_FS_NAME* name = f->name;
     if (!name || !name->name || !(name->flags & TSK_FS_NAME_FLAG_ALLOC))
       continue;
-    if (TSK_FS_ISDOT(name->name)) continue;
+    // "." and ".." are skipped only as what they should be: "." naming
+    // this directory, ".." a directory. Anything else so named is listed
+    // (and a restore reports the name as invalid).
+    if (std::strcmp(name->name, ".") == 0 && name->meta_addr == dir.inode)
+      continue;
+    if (std::strcmp(name->name, "..") == 0 && TSK_FS_IS_DIR_NAME(name->type))
+      continue;
     if (name->meta_addr == TSK_FS_ORPHANDIR_INUM(fs)) continue;
-    if (!f->meta) continue;  // a name whose inode cannot be read
+    if (!f->meta) {  // a name whose inode cannot be read: shown, not restored
+      GuestEntry e;
+      e.name.assign(name->name, strnlen(name->name, name->name_size));
+      e.inode = name->meta_addr;
+      out.push_back(std::move(e));
+      continue;
+    }
     if (f->meta->type == TSK_FS_META_TYPE_VIRT ||
         f->meta->type == TSK_FS_META_TYPE_VIRT_DIR)
       continue;
@@ -449,15 +531,19 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
                 std::string(name->name, strnlen(name->name, name->name_size))));
     if (!unix_metadata_) Synthesize(out.back());
   }
+  if (TSK_FS_TYPE_ISEXT(fs->ftype)) RestoreNulNames(fs, dir, out);
+  HAVEN_RETURN_IF_ERROR(check.Result(what));
   return out;
 }
 
 Result<GuestEntry> GuestFs::Lookup(const std::string& path) {
   TSK_FS_INFO* fs = h_->fs.get();
+  ReadCheck check;
   FilePtr root(tsk_fs_file_open_meta(fs, nullptr, fs->root_inum));
   if (!root || !root->meta)
     return FailureOf(h_->img.get(), Code::kDataLoss,
                      "reading the root directory");
+  HAVEN_RETURN_IF_ERROR(check.Result("reading the root directory"));
   GuestEntry cur = EntryOf(*root->meta, "/");
   if (!unix_metadata_) Synthesize(cur);
   std::string walked;
@@ -512,9 +598,13 @@ Status GuestFs::ReadFile(
   while (off < file.size) {
     const size_t want =
         static_cast<size_t>(std::min<uint64_t>(buf.size(), file.size - off));
+    ReadCheck check;
     ssize_t n = tsk_fs_file_read(f.get(), static_cast<TSK_OFF_T>(off),
                                  reinterpret_cast<char*>(buf.data()), want,
                                  TSK_FS_FILE_READ_FLAG_NONE);
+    HAVEN_RETURN_IF_ERROR(check.Result("reading inode " +
+                                       std::to_string(file.inode) +
+                                       " at byte " + std::to_string(off)));
     if (n <= 0)
       return FailureOf(h_->img.get(), Code::kDataLoss,
                        "reading inode " + std::to_string(file.inode) +
