@@ -278,6 +278,17 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   return st->complete() && !lost ? kExitOk : kExitPartial;
 }
 
+// SNAPSHOT, --disk and --partition: how both commands name a volume.
+void AddVolumeOptions(CLI::App* cmd, FileArgs& a) {
+  cmd->add_option("SNAPSHOT", a.spec, "id prefix, latest or NAME:latest")
+      ->required();
+  cmd->add_option("--disk", a.disk,
+                  "which disk, when the snapshot has several");
+  cmd->add_option("--partition", a.partition,
+                  "partition number as `haven ls SNAPSHOT` shows it (default: "
+                  "the only one with a readable file system)");
+}
+
 }  // namespace
 
 void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
@@ -288,15 +299,9 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "list what a disk of an image or VM backup holds, without restoring "
       "it: with no PATH its partitions and file systems, with PATH a "
       "directory like ls -l (ext2/3/4, NTFS, FAT, exFAT, HFS+)");
-  ls->add_option("SNAPSHOT", args->spec, "id prefix, latest or NAME:latest")
-      ->required();
+  AddVolumeOptions(ls, *args);
   ls->add_option("PATH", args->path,
                  "a path inside the file system, e.g. /etc");
-  ls->add_option("--disk", args->disk,
-                 "which disk, when the snapshot has several");
-  ls->add_option("--partition", args->partition,
-                 "partition number as `haven ls SNAPSHOT` shows it (default: "
-                 "the only one with a readable file system)");
   ls->callback([&g, &rc, args] { rc = CmdLs(g, *args); });
 
   auto* file = restore.add_subcommand(
@@ -305,15 +310,10 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "backup into a folder, or export them as tar or zip; each PATH goes "
       "in under its last component (/etc/ssh -> DIR/ssh); mode, owner and "
       "times are kept where the file system has them");
-  file->add_option("SNAPSHOT", args->spec, "id prefix, latest or NAME:latest")
-      ->required();
+  AddVolumeOptions(file, *args);
   file->add_option("PATH", args->paths,
                    "paths inside the file system ('/' for all)")
       ->required();
-  file->add_option("--disk", args->disk,
-                   "which disk, when the snapshot has several");
-  file->add_option("--partition", args->partition,
-                   "partition number as `haven ls SNAPSHOT` shows it");
   file->add_option("--to", args->to,
                    "folder to restore into (made if missing; existing files "
                    "are never replaced)");

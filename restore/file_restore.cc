@@ -216,14 +216,7 @@ class DirSink : public Sink {
     if (symlinkat(e.link_target.c_str(), parent.fd.get(), name.c_str()) != 0)
       return errno == EEXIST ? Exists(rel)
                              : ErrnoStatus("symlink " + Where(rel), errno);
-    if (owners_ && fchownat(parent.fd.get(), name.c_str(), e.uid, e.gid,
-                            AT_SYMLINK_NOFOLLOW) != 0)
-      return ErrnoStatus("chown " + Where(rel), errno);
-    struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
-    if (utimensat(parent.fd.get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) !=
-        0)
-      return ErrnoStatus("set times of " + Where(rel), errno);
-    return OkStatus();
+    return ApplyByName(parent, name, e, rel, /*chmod=*/false);
   }
 
   Status Fifo(Dir& parent, const std::string& name,
@@ -232,18 +225,8 @@ class DirSink : public Sink {
     if (mkfifoat(parent.fd.get(), name.c_str(), 0600) != 0)
       return errno == EEXIST ? Exists(rel)
                              : ErrnoStatus("mkfifo " + Where(rel), errno);
-    // Opening a FIFO would block: set its metadata by name, not following.
-    if (owners_ && fchownat(parent.fd.get(), name.c_str(), e.uid, e.gid,
-                            AT_SYMLINK_NOFOLLOW) != 0)
-      return ErrnoStatus("chown " + Where(rel), errno);
-    if (unix_metadata_ && fchmodat(parent.fd.get(), name.c_str(), e.mode & 0777,
-                                   AT_SYMLINK_NOFOLLOW) != 0)
-      return ErrnoStatus("chmod " + Where(rel), errno);
-    struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
-    if (utimensat(parent.fd.get(), name.c_str(), times, AT_SYMLINK_NOFOLLOW) !=
-        0)
-      return ErrnoStatus("set times of " + Where(rel), errno);
-    return OkStatus();
+    // Opening a FIFO would block: its metadata is set by name.
+    return ApplyByName(parent, name, e, rel, /*chmod=*/unix_metadata_);
   }
 
   // Everything written reaches the disk before success is reported.
@@ -258,6 +241,22 @@ class DirSink : public Sink {
   std::string Where(const std::string& rel) const { return path_ + "/" + rel; }
   Status Exists(const std::string& rel) const {
     return AlreadyExists(Where(rel) + " exists in the target; not replaced");
+  }
+  // Apply() for what cannot be opened (a symlink, a FIFO): by name in
+  // `parent`, never following a symlink swapped in meanwhile.
+  Status ApplyByName(Dir& parent, const std::string& name, const GuestEntry& e,
+                     const std::string& rel, bool chmod) {
+    const int dfd = parent.fd.get();
+    if (owners_ &&
+        fchownat(dfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0)
+      return ErrnoStatus("chown " + Where(rel), errno);
+    if (chmod &&
+        fchmodat(dfd, name.c_str(), e.mode & 0777, AT_SYMLINK_NOFOLLOW) != 0)
+      return ErrnoStatus("chmod " + Where(rel), errno);
+    struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
+    if (utimensat(dfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+      return ErrnoStatus("set times of " + Where(rel), errno);
+    return OkStatus();
   }
   // Owner, then mode (chown clears set-id bits, which are dropped anyway:
   // a guest's set-user-id file must not become one on the host), then times.
