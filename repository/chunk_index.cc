@@ -129,8 +129,15 @@ Result<ChunkLocation> DecodeIndexValue(std::string_view v, const ChunkId& id) {
 }
 
 namespace {
-std::shared_ptr<rocksdb::DB> Shared(rocksdb::DB* db) {
-  return std::shared_ptr<rocksdb::DB>(db, [](rocksdb::DB* d) {
+// A writer flushes its memtable on close: otherwise every later open,
+// read-only ones included, replays the whole write-ahead log to rebuild it
+// (after a first backup, every chunk entry: about 0.07 s per command per
+// 30,000 chunks, more as the log grows). A failed flush loses nothing; the
+// log still holds the entries.
+std::shared_ptr<rocksdb::DB> Shared(rocksdb::DB* db, bool flush_on_close) {
+  return std::shared_ptr<rocksdb::DB>(db, [flush_on_close](rocksdb::DB* d) {
+    if (flush_on_close)
+      d->Flush(rocksdb::FlushOptions()).PermitUncheckedError();
     d->Close().PermitUncheckedError();
     delete d;
   });
@@ -138,7 +145,9 @@ std::shared_ptr<rocksdb::DB> Shared(rocksdb::DB* db) {
 }  // namespace
 
 ChunkIndex::ChunkIndex(rocksdb::DB* db, std::string dir, bool read_only)
-    : db_(Shared(db)), dir_(std::move(dir)), read_only_(read_only) {}
+    : db_(Shared(db, !read_only)),
+      dir_(std::move(dir)),
+      read_only_(read_only) {}
 
 ChunkIndex::~ChunkIndex() = default;
 
@@ -157,7 +166,7 @@ Result<bool> ChunkIndex::Refresh() const {
   o.create_if_missing = false;
   rocksdb::DB* db = nullptr;
   HAVEN_RETURN_IF_ERROR(OpenReadOnly(o, dir_, &db));
-  db_ = Shared(db);  // readers still holding the old one keep it alive
+  db_ = Shared(db, false);  // readers still holding the old one keep it alive
   last_refresh_ = MonotonicSeconds();
   return true;
 }

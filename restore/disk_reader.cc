@@ -18,7 +18,11 @@ DiskReader::DiskReader(const repository::Repository& repo,
                        size_t cache_chunks)
     : repo_(repo),
       disk_(disk),
-      cache_chunks_(std::max<size_t>(1, cache_chunks)) {
+      cache_chunks_(cache_chunks != kDefaultCache
+                        ? std::max<size_t>(1, cache_chunks)
+                        : std::max<size_t>(
+                              8, kDefaultCacheBytes /
+                                     std::max<uint32_t>(disk.chunk_size, 1))) {
   if (disk_.chunk_size > 0)
     stats_.disk_chunks = (disk_.size + disk_.chunk_size - 1) / disk_.chunk_size;
   tree_.emplace(disk_.tree, [this](const ChunkId& id) -> Result<Bytes> {

@@ -15,6 +15,7 @@
 #ifndef HAVEN_RESTORE_DISK_READER_H_
 #define HAVEN_RESTORE_DISK_READER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -52,10 +53,17 @@ class DiskBytes {
 
 class DiskReader : public DiskBytes {
  public:
+  // The default cache: 64 MiB of decompressed chunks (1024 at 64 KiB),
+  // enough for the inode tables a directory of 100,000 entries spans.
+  static constexpr size_t kDefaultCacheBytes = 64 << 20;
+  static constexpr size_t kDefaultCache = SIZE_MAX;
+
   // `disk` must outlive the reader, as must `repo`. `cache_chunks` is the
-  // number of decompressed chunks kept (default 256: 16 MiB at 64 KiB).
+  // number of decompressed chunks kept (at least 1); kDefaultCache keeps
+  // kDefaultCacheBytes worth.
   DiskReader(const repository::Repository& repo,
-             const repository::DiskManifest& disk, size_t cache_chunks = 256);
+             const repository::DiskManifest& disk,
+             size_t cache_chunks = kDefaultCache);
 
   uint64_t size() const override { return disk_.size; }
   const std::string& name() const override { return disk_.name; }
