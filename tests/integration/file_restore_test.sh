@@ -716,7 +716,7 @@ truncate -s 48M "$EXI"
 mkfs.exfat -L HAVENEX2 "$EXI" >/dev/null
 mkdir -p "$WORK/exmnt"
 exloop=""
-trap 'umount "$WORK/exmnt" 2>/dev/null; [ -z "$exloop" ] || losetup -d "$exloop" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'umount "$WORK/exmnt" 2>/dev/null || true; [ -z "$exloop" ] || losetup -d "$exloop" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 if [ "$(id -u)" = 0 ] && command -v mount.exfat-fuse >/dev/null &&
    exloop=$(losetup -f --show "$EXI" 2>/dev/null) &&
    mount.exfat-fuse "$exloop" "$WORK/exmnt" >/dev/null 2>&1; then
