@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -24,6 +26,19 @@ constexpr int kMaxDepth = 256;      // deeper guest trees are reported
 constexpr size_t kBlock = 1 << 20;  // file content moves in 1 MiB pieces
 constexpr uint64_t kArchiveBuffer = 64ull << 20;  // see ArchiveSink::File
 constexpr char kPartial[] = ".haven-partial";
+
+// Fault injection for the crash-isolation test of `haven restore file`:
+// HAVEN_FAULT_FILE_RESTORE_CRASH=N kills the process with SIGSEGV while
+// its (N+1)-th file is being written, as a crash inside The Sleuth Kit on a
+// crafted image would.
+void MaybeCrash() {
+  static const long after = [] {
+    const char* v = std::getenv("HAVEN_FAULT_FILE_RESTORE_CRASH");
+    return v ? std::atol(v) : -1;
+  }();
+  static long files = 0;
+  if (after >= 0 && files++ >= after) std::raise(SIGSEGV);
+}
 
 // A problem with one entry: it is skipped and reported, the restore goes
 // on. Any other error stops the restore.
@@ -201,6 +216,7 @@ class DirSink : public Sink {
       s = ErrnoStatus("truncate " + Where(rel), errno);
     if (s.ok()) s = Apply(fd, e, rel);
     if (!s.ok()) return discard(s);
+    MaybeCrash();
     if (renameat2(parent.fd.get(), tmp.c_str(), parent.fd.get(), name.c_str(),
                   RENAME_NOREPLACE) != 0) {
       int err = errno;
@@ -360,6 +376,7 @@ class ArchiveSink : public Sink {
           },
           kBlock));
       HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+      MaybeCrash();
       return write(content.data(), content.size());
     }
     HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));

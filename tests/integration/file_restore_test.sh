@@ -749,4 +749,30 @@ else
   echo "note: exFAT with files not tested here (needs root, a loop device and exfat-fuse)"
 fi
 
+# ------------------------------------------------ 12. a crash while reading the guest
+# A crash inside The Sleuth Kit (injected: SIGSEGV while the 2nd file is
+# being written) ends only the child that reads the guest: the command
+# exits 1 naming it, no partial file is left in the folder, no archive.
+mkdir -p "$WORK/crsrc/d"
+random_file "$WORK/crsrc/a.bin" 300000 71
+random_file "$WORK/crsrc/d/b.bin" 300000 72
+random_file "$WORK/crsrc/d/c.bin" 300000 73
+truncate -s 16M "$WORK/crash.img"
+mke2fs -q -t ext4 -d "$WORK/crsrc" "$WORK/crash.img"
+expect_rc 0 "backup of the crash-test image" hv backup image "$WORK/crash.img" --name crashdisk -q
+run env HAVEN_FAULT_FILE_RESTORE_CRASH=1 "$HAVEN" -r "$R" restore file crashdisk:latest / --to "$WORK/crash-out"
+[ "$RC" = 1 ] || fail "crash during restore: exit $RC; stderr: $(cat "$WORK/err")"
+contains "$WORK/err" "reading the guest file system crashed (signal 11" "crash message"
+contains "$WORK/err" "haven restore image" "crash message suggests the whole-disk restore"
+if find "$WORK/crash-out" -name '.haven-partial*' | grep -q .; then
+  fail "crash left partial files: $(find "$WORK/crash-out" -name '.haven-partial*')"
+fi
+n_done=$(find "$WORK/crash-out" -type f | wc -l)
+[ "$n_done" = 1 ] || fail "crash: expected the 1 file completed before it, found $n_done"
+run env HAVEN_FAULT_FILE_RESTORE_CRASH=0 "$HAVEN" -r "$R" restore file crashdisk:latest / --tar "$WORK/crash.tar"
+[ "$RC" = 1 ] || fail "crash during tar export: exit $RC"
+contains "$WORK/err" "no archive was written" "crash message (tar)"
+[ ! -e "$WORK/crash.tar" ] && [ ! -e "$WORK/crash.tar.haven-partial" ] || fail "crash left an archive"
+ok "a crash while reading the guest (injected SIGSEGV): exit 1 with a clear message, no partial file in the folder (the file completed before stays), no archive"
+
 echo "$PASS passed"
