@@ -19,6 +19,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils                 # QEMU (TCG VMs in tests), qemu-nbd for qcow2 images
   e2fsprogs python3 time                     # test and bench images, measurements
   libtsk-dev libarchive-dev                  # guest file systems (The Sleuth Kit); tar/zip export
+  libboost-filesystem-dev attr acl rsync     # file backups: tree walk; xattr/ACL tools and rsync for tests
   ntfs-3g mtools dosfstools exfatprogs exfat-fuse libarchive-tools fdisk   # file-restore tests: guest file systems, bsdtar
 )
 if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup virtnbdbackup); fi
