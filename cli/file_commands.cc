@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "cli/files_commands.h"
 #include "cli/output.h"
 #include "repository/json_fields.h"
 #include "restore/disk_reader.h"
@@ -46,6 +47,7 @@ Result<OpenedDisk> OpenDisk(const Globals& g, const FileArgs& a) {
   HAVEN_ASSIGN_OR_RETURN(o.repo, OpenRepo(g, false));
   HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, o.repo->FindSnapshot(a.spec));
   o.snapshot = std::make_unique<repository::Manifest>(std::move(m));
+  if (o.snapshot->kind == "files") return o;  // no disk: a file backup
   o.disk = o.snapshot->FindDisk(a.disk);
   if (!o.disk) {
     std::string names;
@@ -181,6 +183,8 @@ nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
 int CmdLs(const Globals& g, const FileArgs& a) {
   auto d = OpenDisk(g, a);
   if (!d.ok()) return Fail(g, d.status());
+  if (d->snapshot->kind == "files")
+    return CmdFilesLs(g, *d->repo, *d->snapshot, a.path);
   if (a.path.empty()) return CmdLsLayout(g, *d);
   auto fs = OpenFs(*d, a.partition);
   if (!fs.ok()) return Fail(g, fs.status());
@@ -229,6 +233,10 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   opt.path = !a.to.empty() ? a.to : !a.tar.empty() ? a.tar : a.zip;
   auto d = OpenDisk(g, a);
   if (!d.ok()) return Fail(g, d.status());
+  if (d->snapshot->kind == "files")
+    return Fail(g, InvalidArgument("snapshot " + a.spec +
+                                   " is a file backup: use `haven restore "
+                                   "files " + a.spec + " PATH --to DIR`"));
   auto fs = OpenFs(*d, a.partition);
   if (!fs.ok()) return Fail(g, fs.status());
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
@@ -363,9 +371,10 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
   auto args = std::make_shared<FileArgs>();
   auto* ls = app.add_subcommand(
       "ls",
-      "list what a disk of an image or VM backup holds, without restoring "
-      "it: with no PATH its partitions and file systems, with PATH a "
-      "directory like ls -l (ext2/3/4, NTFS, FAT, exFAT, HFS+)");
+      "list what a recovery point holds, without restoring it. A disk of "
+      "an image or VM backup: with no PATH its partitions and file "
+      "systems, with PATH a directory like ls -l (ext2/3/4, NTFS, FAT, "
+      "exFAT, HFS+). A file backup: the directory PATH (default /)");
   AddVolumeOptions(ls, *args);
   ls->add_option("PATH", args->path,
                  "a path inside the file system, e.g. /etc");

@@ -16,6 +16,7 @@
 #include "base/time.h"
 #include "cli/common.h"
 #include "cli/file_commands.h"
+#include "cli/files_commands.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
@@ -1244,6 +1245,7 @@ int Main(int argc, char** argv) {
   rest_config->add_flag("--overwrite", overwrite, "replace existing files");
   rest_config->callback([&] { rc = CmdRestoreConfig(g, spec, to, overwrite); });
   AddFileCommands(app, *rest, g, rc);
+  AddFilesCommands(app, *backup, *rest, g, rc);
 
   RestoreVmArgs rvm;
   auto add_vm_restore_options = [&](CLI::App* c, bool one) {

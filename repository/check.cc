@@ -21,6 +21,7 @@ constexpr size_t kMaxFindingsPerDisk = 20;
 constexpr size_t kMaxIndexFindings = 100;
 
 std::string Range(uint64_t index, const DiskManifest& d) {
+  if (d.is_stream()) return "chunk " + std::to_string(index);
   uint64_t first = index * d.chunk_size;
   uint64_t last = std::min(d.size, first + d.chunk_size) - 1;
   return "image offsets " + std::to_string(first) + "-" + std::to_string(last);

@@ -47,8 +47,14 @@ const DiskManifest* Manifest::FindDisk(const std::string& want) const {
 std::vector<const DiskManifest*> Manifest::ImageDisks() const {
   std::vector<const DiskManifest*> out;
   for (const auto& d : disks)
-    if (!d.is_config()) out.push_back(&d);
+    if (!d.is_config() && !d.is_stream()) out.push_back(&d);
   return out;
+}
+
+const DiskManifest* Manifest::FindStream(const std::string& kind) const {
+  for (const auto& d : disks)
+    if (d.is_stream() && d.kind == kind) return &d;
+  return nullptr;
 }
 
 std::vector<const DiskManifest*> Manifest::ConfigFiles() const {
@@ -102,6 +108,10 @@ std::string Manifest::ToJson() const {
     }
     j["disks"].push_back(dj);
   }
+  if (kind == "files")
+    j["files"] = {{"paths", file_paths},
+                  {"entries", file_entries},
+                  {"partial", partial}};
   if (!repaired_from.empty())
     j["repaired"] = {{"from", repaired_from}, {"time", repaired_time}};
   j["stats"] = {{"logical_bytes", stats.logical_bytes},
@@ -144,7 +154,7 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
       DiskManifest d;
       d.name = dj.at("name").get<std::string>();
       d.kind = dj.value("kind", "");
-      if (!d.kind.empty() && d.kind != "config")
+      if (!d.kind.empty() && !d.is_config() && !d.is_stream())
         return DataLoss(what + ": unknown disk kind '" + d.kind + "'");
       if (d.is_config() && !IsSafeConfigName(d.name))
         return DataLoss(what + ": config file name '" + d.name +
@@ -166,12 +176,19 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
       if (!root || root->size() != 32)
         return DataLoss(what + ": bad tree root");
       std::copy(root->begin(), root->end(), d.tree.root.bytes.begin());
-      if (d.size > kMaxDiskSize || d.chunk_size < 512 ||
-          (d.chunk_size & (d.chunk_size - 1)) != 0 ||
-          d.chunk_size > (64u << 20))
+      if (d.is_stream() != (m.kind == "files"))
+        return DataLoss(what + ": disk " + d.name + " of kind '" + d.kind +
+                        "' in a point of kind '" + m.kind + "'");
+      if (d.is_stream() ? d.chunk_size != 0 || d.size > kMaxDiskSize
+                        : d.size > kMaxDiskSize || d.chunk_size < 512 ||
+                              (d.chunk_size & (d.chunk_size - 1)) != 0 ||
+                              d.chunk_size > (64u << 20))
         return DataLoss(what + ": disk " + d.name +
                         " has an impossible size or chunk size");
-      if (d.tree.count != (d.size + d.chunk_size - 1) / d.chunk_size)
+      // A stream's chunks have no fixed size: each holds at least a byte.
+      if (d.is_stream() ? d.tree.count > d.size
+                        : d.tree.count !=
+                              (d.size + d.chunk_size - 1) / d.chunk_size)
         return DataLoss(what + ": disk " + d.name +
                         " chunk count does not match its size");
       if (d.tree.height < 1 || d.tree.height > kMaxTreeHeight ||
@@ -190,8 +207,9 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
             return DataLoss(what + ": disk " + d.name +
                             " has a malformed lost range");
           uint64_t offset = r[0].get<uint64_t>(), length = r[1].get<uint64_t>();
-          if (offset < end || length == 0 || offset > d.size ||
-              length > d.size - offset)
+          const uint64_t limit = d.is_stream() ? d.tree.count : d.size;
+          if (offset < end || length == 0 || offset > limit ||
+              length > limit - offset)
             return DataLoss(what + ": disk " + d.name +
                             " has a lost range outside the disk or out of "
                             "order");
@@ -200,6 +218,16 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
         }
       }
       m.disks.push_back(d);
+    }
+    if (m.kind == "files") {
+      const auto& fj = j.at("files");
+      m.file_paths = fj.at("paths").get<std::vector<std::string>>();
+      m.partial = fj.at("partial").get<bool>();
+      if (!GetInt(fj, "entries", m.file_entries))
+        return DataLoss(what + ": malformed 'files' field");
+      if (!m.FindStream("catalog") || !m.FindStream("content"))
+        return DataLoss(what + ": a file backup without its catalog or "
+                               "content list");
     }
     if (j.contains("repaired")) {
       m.repaired_from = j.at("repaired").at("from").get<std::string>();

@@ -13,10 +13,14 @@
 //    "notes": ["vdc skipped: cdrom", ...],              (only if any)
 //    "disks": [{"name": "disk0", "source": "/path", "size": N,
 //               "kind": "config",        (config files only; name is a path)
+//               "kind": "catalog" | "content",  (file backups: streams of
+//                 variable-size chunks, "chunk_size": 0; file_tree.h)
 //               "capture": "full: ..." | "incremental since haven-...",
 //               "chunk_size": 65536, "chunks": N,
 //               "tree": {"root": "<hex>", "height": 1},
 //               "lost": [[offset, length], ...]}],   (only after a repair)
+//    "files": {"paths": ["/srv"], "entries": N, "partial": false},
+//                                                   (kind "files" only)
 //    "repaired": {"from": "<id>", "time": ...},       (only after a repair)
 //    "stats": {"logical_bytes", "read_bytes", "hole_bytes", "new_chunks",
 //              "new_raw_bytes", "new_stored_bytes", "duration_seconds"}}
@@ -46,8 +50,13 @@ struct DiskManifest {
   // Byte ranges whose chunks were lost and that `haven repair snapshots`
   // turned into holes: a restore gives zeros there and says so.
   std::vector<std::pair<uint64_t, uint64_t>> lost;  // offset, length
+  // Image disks and config files: byte ranges. Streams: ranges of chunk
+  // indexes (their chunks have no fixed size).
   uint64_t LostBytes() const;
   bool is_config() const { return kind == "config"; }
+  // A file backup's catalog or content list (file_tree.h): a list of
+  // variable-size chunks, chunk_size 0; `size` is the sum of their sizes.
+  bool is_stream() const { return kind == "catalog" || kind == "content"; }
 };
 
 // A config file's name: 1-4 '/'-separated components of [A-Za-z0-9._+@-],
@@ -83,12 +92,20 @@ struct Manifest {
   std::string vm_uuid;
   std::string checkpoint;
   std::vector<std::string> notes;  // skipped disks, config not captured
+  // Kind "files" (haven backup files): the absolute paths backed up, the
+  // number of catalog entries, and whether some entry could not be read
+  // whole (its warning is in `notes`).
+  std::vector<std::string> file_paths;
+  uint64_t file_entries = 0;
+  bool partial = false;
 
   // The disk named `name`, or the only disk when `name` is empty; config
   // files are not disks.
   const DiskManifest* FindDisk(const std::string& name) const;
   std::vector<const DiskManifest*> ImageDisks() const;
   std::vector<const DiskManifest*> ConfigFiles() const;
+  // A file backup's stream of `kind` ("catalog" or "content"), or null.
+  const DiskManifest* FindStream(const std::string& kind) const;
   // The config file named `name` ("domain.xml", "networks/x.xml"), or null.
   const DiskManifest* FindConfig(const std::string& name) const;
 

@@ -94,9 +94,15 @@ Result<uint64_t> DropLostIndexEntries(
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 
-// Level-0 chunk ranges [first, end) as byte ranges (offset, length).
+// Level-0 chunk ranges [first, end) as byte ranges (offset, length); for
+// a file backup's stream, whose chunks vary in size, as (first, count).
 Ranges ToBytes(const DiskManifest& d, const Ranges& chunk_ranges) {
   Ranges out;
+  if (d.is_stream()) {
+    for (const auto& [first, end] : chunk_ranges)
+      if (end > first) out.push_back({first, end - first});
+    return out;
+  }
   for (const auto& [first, end] : chunk_ranges) {
     uint64_t offset = first * d.chunk_size;
     uint64_t stop = std::min<uint64_t>(d.size, end * d.chunk_size);

@@ -4,12 +4,15 @@
 #include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -124,6 +127,8 @@ class Sink {
                          const GuestEntry& e) = 0;
   virtual Status Fifo(Dir& parent, const std::string& name,
                       const GuestEntry& e) = 0;
+  virtual Status Device(Dir& parent, const std::string& name,
+                        const GuestEntry& e) = 0;
   virtual Status Finish() = 0;
   virtual void Abort() = 0;
 };
@@ -135,10 +140,15 @@ std::string Join(const std::string& rel, const std::string& name) {
 // ---------------------------------------------------------------- directory
 class DirSink : public Sink {
  public:
-  DirSink(std::string path, bool owners, bool unix_metadata)
-      : path_(std::move(path)),
-        owners_(owners && unix_metadata && geteuid() == 0),
-        unix_metadata_(unix_metadata) {}
+  DirSink(const FileRestoreOptions& o, bool unix_metadata,
+          FileRestoreStats& stats)
+      : path_(o.path),
+        owners_(o.owners && unix_metadata && geteuid() == 0),
+        want_owners_(o.owners && unix_metadata),
+        keep_setid_(o.keep_setid && geteuid() == 0),
+        overwrite_(o.overwrite),
+        unix_metadata_(unix_metadata),
+        stats_(stats) {}
 
   Result<Dir> Root() override {
     struct stat st;
@@ -183,25 +193,20 @@ class DirSink : public Sink {
               GuestTree& tree,
               const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
-    struct stat st;
-    if (fstatat(parent.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
-      return Exists(rel);
-    // A guest may hold a file named like the temporary one: try another.
-    std::string tmp;
-    int fd = -1;
-    for (int attempt = 0; fd < 0 && attempt < 16; ++attempt) {
-      tmp = std::string(kPartial) + "." + std::to_string(getpid()) + "." +
-            std::to_string(rng_());
-      fd = openat(parent.fd.get(), tmp.c_str(),
-                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-      if (fd < 0 && errno != EEXIST) break;
+    HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
+    if (!go) return OkStatus();
+    if (!e.hardlink.empty()) {
+      auto it = links_.find(e.hardlink);
+      if (it != links_.end()) return Link(parent, name, it->second.get(), rel);
     }
-    if (fd < 0) return ErrnoStatus("create " + Where(rel), errno);
+    std::string tmp;
+    HAVEN_ASSIGN_OR_RETURN(
+        int fd, Temp(parent, rel, tmp, [&](const std::string& t) {
+          return openat(parent.fd.get(), t.c_str(),
+                        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                        0600);
+        }));
     UniqueFd out(fd);
-    auto discard = [&](Status s) {
-      unlinkat(parent.fd.get(), tmp.c_str(), 0);
-      return s;
-    };
     Status s = tree.ReadFile(
         e,
         [&](uint64_t off, const uint8_t* data, size_t len) -> Status {
@@ -215,38 +220,49 @@ class DirSink : public Sink {
     if (s.ok() && ftruncate(fd, static_cast<off_t>(e.size)) != 0)
       s = ErrnoStatus("truncate " + Where(rel), errno);
     if (s.ok()) s = Apply(fd, e, rel);
-    if (!s.ok()) return discard(s);
+    if (!s.ok()) return Discard(parent, tmp, s);
     MaybeCrash();
-    if (renameat2(parent.fd.get(), tmp.c_str(), parent.fd.get(), name.c_str(),
-                  RENAME_NOREPLACE) != 0) {
-      int err = errno;
-      return discard(err == EEXIST ? Exists(rel)
-                                   : ErrnoStatus("rename " + Where(rel), err));
+    HAVEN_RETURN_IF_ERROR(Place(parent, tmp, name, rel));
+    if (!e.hardlink.empty() && links_.size() < kMaxLinkFds) {
+      int pfd = openat(parent.fd.get(), name.c_str(),
+                       O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      if (pfd >= 0) links_.emplace(e.hardlink, UniqueFd(pfd));
     }
     return OkStatus();
   }
 
   Status Symlink(Dir& parent, const std::string& name,
                  const GuestEntry& e) override {
-    const std::string rel = Join(parent.rel, name);
-    if (symlinkat(e.link_target.c_str(), parent.fd.get(), name.c_str()) != 0)
-      return errno == EEXIST ? Exists(rel)
-                             : ErrnoStatus("symlink " + Where(rel), errno);
-    return ApplyByName(parent, name, e, rel, /*chmod=*/false);
+    return Special(parent, name, e, "symlink", [&](const std::string& t) {
+      return symlinkat(e.link_target.c_str(), parent.fd.get(), t.c_str());
+    });
   }
 
   Status Fifo(Dir& parent, const std::string& name,
               const GuestEntry& e) override {
-    const std::string rel = Join(parent.rel, name);
-    if (mkfifoat(parent.fd.get(), name.c_str(), 0600) != 0)
-      return errno == EEXIST ? Exists(rel)
-                             : ErrnoStatus("mkfifo " + Where(rel), errno);
-    // Opening a FIFO would block: its metadata is set by name.
-    return ApplyByName(parent, name, e, rel, /*chmod=*/unix_metadata_);
+    return Special(parent, name, e, "mkfifo", [&](const std::string& t) {
+      return mkfifoat(parent.fd.get(), t.c_str(), 0600);
+    });
+  }
+
+  Status Device(Dir& parent, const std::string& name,
+                const GuestEntry& e) override {
+    if (geteuid() != 0)
+      return FailedPrecondition("device nodes can only be made by root");
+    const mode_t type = e.type == GuestType::kCharDev ? S_IFCHR : S_IFBLK;
+    return Special(parent, name, e, "mknod", [&](const std::string& t) {
+      return mknodat(parent.fd.get(), t.c_str(), type | 0600,
+                     static_cast<dev_t>(e.rdev));
+    });
   }
 
   // Everything written reaches the disk before success is reported.
   Status Finish() override {
+    links_.clear();
+    if (owner_skipped_)
+      stats_.problems.push_back(
+          {path_, "owners not restored: only root can give files to other "
+                  "users (everything is owned by the user who restored)"});
     if (root_fd_ >= 0 && syncfs(root_fd_) != 0)
       return ErrnoStatus("sync " + path_, errno);
     return OkStatus();
@@ -254,34 +270,154 @@ class DirSink : public Sink {
   void Abort() override {}
 
  private:
+  static constexpr size_t kMaxLinkFds = 256;
+
   std::string Where(const std::string& rel) const { return path_ + "/" + rel; }
   Status Exists(const std::string& rel) const {
     return AlreadyExists(Where(rel) + " exists in the target; not replaced");
+  }
+
+  // Whether `name` may be written (false: skipped, --overwrite if-newer).
+  Result<bool> MayPlace(Dir& parent, const std::string& name,
+                        const GuestEntry& e, const std::string& rel) {
+    struct stat st;
+    if (fstatat(parent.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return true;
+    if (S_ISDIR(st.st_mode))
+      return AlreadyExists(Where(rel) +
+                           " is a directory in the target; not replaced");
+    switch (overwrite_) {
+      case Overwrite::kNever:
+        return Exists(rel);
+      case Overwrite::kIfNewer: {
+        const int64_t theirs =
+            static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+            st.st_mtim.tv_nsec;
+        if (e.mtime_ns > theirs) return true;
+        ++stats_.skipped;
+        return false;
+      }
+      case Overwrite::kAlways:
+        return true;
+    }
+    return true;
+  }
+
+  // Creates an entry under a fresh temporary name in `parent` (a guest
+  // may hold a file named like one: another is tried).
+  Result<int> Temp(Dir& parent, const std::string& rel, std::string& tmp,
+                   const std::function<int(const std::string&)>& make) {
+    int r = -1;
+    for (int attempt = 0; r < 0 && attempt < 16; ++attempt) {
+      tmp = std::string(kPartial) + "." + std::to_string(getpid()) + "." +
+            std::to_string(rng_());
+      r = make(tmp);
+      if (r < 0 && errno != EEXIST) break;
+    }
+    if (r < 0) return ErrnoStatus("create " + Where(rel), errno);
+    return r;
+  }
+  Status Discard(Dir& parent, const std::string& tmp, Status s) {
+    unlinkat(parent.fd.get(), tmp.c_str(), 0);
+    return s;
+  }
+  // Moves the finished temporary entry to its name: never replacing, or
+  // (--overwrite) atomically replacing a file, never a directory.
+  Status Place(Dir& parent, const std::string& tmp, const std::string& name,
+               const std::string& rel) {
+    const int dfd = parent.fd.get();
+    int r = overwrite_ == Overwrite::kNever
+                ? renameat2(dfd, tmp.c_str(), dfd, name.c_str(),
+                            RENAME_NOREPLACE)
+                : renameat(dfd, tmp.c_str(), dfd, name.c_str());
+    if (r == 0) return OkStatus();
+    int err = errno;
+    return Discard(parent, tmp,
+                   err == EEXIST    ? Exists(rel)
+                   : err == EISDIR || err == ENOTEMPTY
+                       ? AlreadyExists(Where(rel) +
+                                       " became a directory in the target; "
+                                       "not replaced")
+                       : ErrnoStatus("rename " + Where(rel), err));
+  }
+  // A symlink, FIFO or device node: made under a temporary name, its
+  // metadata set by name (opening it could block or follow it), placed.
+  Status Special(Dir& parent, const std::string& name, const GuestEntry& e,
+                 const char* what,
+                 const std::function<int(const std::string&)>& make) {
+    const std::string rel = Join(parent.rel, name);
+    HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
+    if (!go) return OkStatus();
+    std::string tmp;
+    int r = -1;
+    for (int attempt = 0; r < 0 && attempt < 16; ++attempt) {
+      tmp = std::string(kPartial) + "." + std::to_string(getpid()) + "." +
+            std::to_string(rng_());
+      r = make(tmp);
+      if (r < 0 && errno != EEXIST) break;
+    }
+    if (r < 0) return ErrnoStatus(std::string(what) + " " + Where(rel), errno);
+    Status s = ApplyByName(parent, tmp, e, rel,
+                           /*chmod=*/e.type != GuestType::kSymlink);
+    if (!s.ok()) return Discard(parent, tmp, s);
+    return Place(parent, tmp, name, rel);
+  }
+  // A second link to a file restored before (through /proc, which needs
+  // no privilege, unlike linkat's AT_EMPTY_PATH).
+  Status Link(Dir& parent, const std::string& name, int target_fd,
+              const std::string& rel) {
+    std::string tmp;
+    const std::string proc = "/proc/self/fd/" + std::to_string(target_fd);
+    HAVEN_ASSIGN_OR_RETURN(
+        int r, Temp(parent, rel, tmp, [&](const std::string& t) {
+          return linkat(AT_FDCWD, proc.c_str(), parent.fd.get(), t.c_str(),
+                        AT_SYMLINK_FOLLOW);
+        }));
+    (void)r;
+    HAVEN_RETURN_IF_ERROR(Place(parent, tmp, name, rel));
+    ++stats_.hardlinks;
+    return OkStatus();
   }
   // Apply() for what cannot be opened (a symlink, a FIFO): by name in
   // `parent`, never following a symlink swapped in meanwhile.
   Status ApplyByName(Dir& parent, const std::string& name, const GuestEntry& e,
                      const std::string& rel, bool chmod) {
     const int dfd = parent.fd.get();
+    NoteOwner(e);
     if (owners_ &&
         fchownat(dfd, name.c_str(), e.uid, e.gid, AT_SYMLINK_NOFOLLOW) != 0)
       return ErrnoStatus("chown " + Where(rel), errno);
     if (chmod &&
-        fchmodat(dfd, name.c_str(), e.mode & 0777, AT_SYMLINK_NOFOLLOW) != 0)
+        fchmodat(dfd, name.c_str(), Mode(e), AT_SYMLINK_NOFOLLOW) != 0)
       return ErrnoStatus("chmod " + Where(rel), errno);
     struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
     if (utimensat(dfd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
       return ErrnoStatus("set times of " + Where(rel), errno);
     return OkStatus();
   }
-  // Owner, then mode (chown clears set-id bits, which are dropped anyway:
-  // a guest's set-user-id file must not become one on the host), then times.
+  uint32_t Mode(const GuestEntry& e) const {
+    if (!unix_metadata_) return e.type == GuestType::kDir ? 0755 : 0644;
+    return e.mode & (keep_setid_ ? 07777 : 01777);
+  }
+  void NoteOwner(const GuestEntry& e) {
+    if (want_owners_ && !owners_ && (e.uid != geteuid() || e.gid != getegid()))
+      owner_skipped_ = true;
+  }
+  // Owner, then mode (chown clears set-id bits; they are set after it when
+  // kept), then extended attributes (ACLs; after chown, which would clear
+  // file capabilities), then times.
   Status Apply(int fd, const GuestEntry& e, const std::string& rel) {
+    NoteOwner(e);
     if (owners_ && fchown(fd, e.uid, e.gid) != 0)
       return ErrnoStatus("chown " + Where(rel), errno);
-    uint32_t mode = unix_metadata_ ? e.mode & 01777
-                                   : (e.type == GuestType::kDir ? 0755 : 0644);
-    if (fchmod(fd, mode) != 0) return ErrnoStatus("chmod " + Where(rel), errno);
+    if (fchmod(fd, Mode(e)) != 0)
+      return ErrnoStatus("chmod " + Where(rel), errno);
+    for (const auto& [name, value] : e.xattrs) {
+      if (fsetxattr(fd, name.c_str(), value.data(), value.size(), 0) != 0)
+        stats_.problems.push_back(
+            {Where(rel), "extended attribute " + PrintableName(name) +
+                             " not restored: " + std::strerror(errno)});
+    }
     struct timespec times[2] = {Ts(e.atime_ns), Ts(e.mtime_ns)};
     if (futimens(fd, times) != 0)
       return ErrnoStatus("set times of " + Where(rel), errno);
@@ -289,8 +425,13 @@ class DirSink : public Sink {
   }
 
   std::string path_;
-  bool owners_, unix_metadata_;
+  bool owners_, want_owners_, keep_setid_;
+  Overwrite overwrite_;
+  bool unix_metadata_;
+  FileRestoreStats& stats_;
+  bool owner_skipped_ = false;
   int root_fd_ = -1;  // owned by the root Dir, open for the whole restore
+  std::map<std::string, UniqueFd> links_;  // hard-link key -> O_PATH fd
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
@@ -355,6 +496,14 @@ class ArchiveSink : public Sink {
               const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
     EntryPtr entry = Entry(rel, e, AE_IFREG);
+    if (!e.hardlink.empty()) {
+      auto [it, first] = links_.emplace(e.hardlink, rel);
+      if (!first) {  // a second link: a header naming the first, no data
+        archive_entry_set_hardlink(entry.get(), it->second.c_str());
+        archive_entry_set_size(entry.get(), 0);
+        return Header(entry.get(), rel);
+      }
+    }
     archive_entry_set_size(entry.get(), static_cast<la_int64_t>(e.size));
     auto write = [&](const uint8_t* data, size_t len) -> Status {
       if (archive_write_data(a_.get(), data, len) !=
@@ -410,6 +559,17 @@ class ArchiveSink : public Sink {
     return Header(entry.get(), rel);
   }
 
+  Status Device(Dir& parent, const std::string& name,
+                const GuestEntry& e) override {
+    const std::string rel = Join(parent.rel, name);
+    if (zip_)
+      return FailedPrecondition("a zip archive cannot hold a device node");
+    EntryPtr entry =
+        Entry(rel, e, e.type == GuestType::kCharDev ? AE_IFCHR : AE_IFBLK);
+    archive_entry_set_rdev(entry.get(), static_cast<dev_t>(e.rdev));
+    return Header(entry.get(), rel);
+  }
+
   Status Finish() override {
     if (archive_write_close(a_.get()) != ARCHIVE_OK) return Error("finish");
     a_.reset();
@@ -449,6 +609,13 @@ class ArchiveSink : public Sink {
       archive_entry_set_uid(entry.get(), e.uid);
       archive_entry_set_gid(entry.get(), e.gid);
     }
+    if (!e.user.empty()) archive_entry_copy_uname(entry.get(), e.user.c_str());
+    if (!e.group.empty())
+      archive_entry_copy_gname(entry.get(), e.group.c_str());
+    if (!zip_)  // pax keeps them as SCHILY.xattr records
+      for (const auto& [name, value] : e.xattrs)
+        archive_entry_xattr_add_entry(entry.get(), name.c_str(), value.data(),
+                                      value.size());
     struct timespec m = Ts(e.mtime_ns), a = Ts(e.atime_ns);
     archive_entry_set_mtime(entry.get(), m.tv_sec, m.tv_nsec);
     archive_entry_set_atime(entry.get(), a.tv_sec, a.tv_nsec);
@@ -469,6 +636,7 @@ class ArchiveSink : public Sink {
 
   std::string path_, partial_;
   bool zip_, unix_metadata_;
+  std::map<std::string, std::string> links_;  // hard-link key -> first entry
   UniqueFd fd_;
   std::unique_ptr<struct archive, ArchiveFree> a_;
   bool done_ = false;
@@ -478,8 +646,12 @@ class ArchiveSink : public Sink {
 class Walker {
  public:
   Walker(GuestTree& tree, Sink& sink, FileRestoreStats& stats,
-         const agent::ProgressFn& progress)
-      : tree_(tree), sink_(sink), stats_(stats), progress_(progress) {
+         const agent::ProgressFn& progress, bool devices)
+      : tree_(tree),
+        sink_(sink),
+        stats_(stats),
+        progress_(progress),
+        devices_(devices) {
     start_ = MonotonicSeconds();
   }
 
@@ -573,13 +745,20 @@ class Walker {
         HAVEN_RETURN_IF_ERROR(sink_.Fifo(parent, name, e));
         ++stats_.fifos;
         return OkStatus();
+      case GuestType::kCharDev:
+      case GuestType::kBlockDev:
+        if (!devices_) break;
+        HAVEN_RETURN_IF_ERROR(sink_.Device(parent, name, e));
+        ++stats_.devices;
+        return OkStatus();
       case GuestType::kOther:
         return FailedPrecondition(
             "of unknown type, or its inode could not be read; not restored");
       default:
-        return FailedPrecondition(std::string(GuestTypeName(e.type)) +
-                                  ": special files are not restored");
+        break;
     }
+    return FailedPrecondition(std::string(GuestTypeName(e.type)) +
+                              ": special files are not restored");
   }
 
   void Problem(const std::string& path, const std::string& what) {
@@ -601,6 +780,7 @@ class Walker {
   Sink& sink_;
   FileRestoreStats& stats_;
   const agent::ProgressFn& progress_;
+  bool devices_;
   std::set<uint64_t> ancestors_;
   std::map<uint64_t, std::string> visited_;  // directory inode -> path
   uint64_t done_ = 0;
@@ -677,17 +857,16 @@ Result<FileRestoreStats> RestoreGuestFiles(
     if (!e.ok()) return e.status().WithContext(p);
     entries.push_back(std::move(*e));
   }
+  FileRestoreStats stats;
   std::unique_ptr<Sink> sink;
   if (options.target == FileTarget::kDirectory)
-    sink = std::make_unique<DirSink>(options.path, options.owners,
-                                     tree.has_unix_metadata());
+    sink = std::make_unique<DirSink>(options, tree.has_unix_metadata(), stats);
   else
     sink = std::make_unique<ArchiveSink>(options.path,
                                          options.target == FileTarget::kZip,
                                          tree.has_unix_metadata());
   HAVEN_ASSIGN_OR_RETURN(Sink::Dir root, sink->Root());
-  FileRestoreStats stats;
-  Walker walker(tree, *sink, stats, options.progress);
+  Walker walker(tree, *sink, stats, options.progress, options.devices);
   std::set<std::string> used;
   Status s;
   for (size_t i = 0; i < paths.size() && s.ok(); ++i) {

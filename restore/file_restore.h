@@ -35,6 +35,15 @@ namespace haven::restore {
 
 enum class FileTarget { kDirectory, kTar, kZip };
 
+// What a directory restore does with a file that exists in the target.
+// Directories are always entered (never if they are symlinks) and never
+// replaced; replacing is atomic (a temporary name renamed over the file).
+enum class Overwrite {
+  kNever,    // keep it; reported as not restored
+  kIfNewer,  // replace it when the backup's mtime is newer; else skipped
+  kAlways,   // replace it
+};
+
 struct FileRestoreOptions {
   FileTarget target = FileTarget::kDirectory;
   // The directory (made if missing) or the archive file (must not exist;
@@ -43,6 +52,13 @@ struct FileRestoreOptions {
   // Directory targets: restore owners (only as root, and only where the
   // file system carries them). Modes and times are always restored.
   bool owners = true;
+  Overwrite overwrite = Overwrite::kNever;
+  // Keep set-user/group-id bits (as root only). Off for guest images: a
+  // guest's set-uid file must not become one on the host.
+  bool keep_setid = false;
+  // Make device nodes (as root). Off for guest images: a guest's device
+  // node could open the host's own disks.
+  bool devices = false;
   // done_bytes: file bytes written so far; total_bytes: 0 (unknown).
   agent::ProgressFn progress;
 };
@@ -53,7 +69,9 @@ struct FileRestoreProblem {
 };
 
 struct FileRestoreStats {
-  uint64_t files = 0, dirs = 0, symlinks = 0, fifos = 0;
+  uint64_t files = 0, dirs = 0, symlinks = 0, fifos = 0, devices = 0;
+  uint64_t hardlinks = 0;  // restored as links to a file restored before
+  uint64_t skipped = 0;    // --overwrite if-newer: the target's was newer
   uint64_t bytes = 0;                        // file content restored
   std::vector<FileRestoreProblem> problems;  // anything not restored
   double seconds = 0;

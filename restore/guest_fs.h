@@ -73,6 +73,13 @@ struct GuestEntry {
   uint32_t uid = 0, gid = 0;
   int64_t mtime_ns = 0, atime_ns = 0, ctime_ns = 0;
   std::string link_target;  // symlinks, where the file system has them
+  // File backups (file_point.h) carry more than a guest file system:
+  uint64_t rdev = 0;                // device nodes
+  std::string user, group;          // owner names, "" if unknown
+  std::vector<std::pair<std::string, std::string>> xattrs;  // ACLs too
+  // Regular files with several links: the same key for every link of one
+  // file, so it is restored once and linked; "" otherwise.
+  std::string hardlink;
 };
 
 // What a file restore walks: a tree of entries with content. GuestFs is

@@ -1,0 +1,409 @@
+#include "cli/files_commands.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "agent/file_backup.h"
+#include "base/bytes.h"
+#include "cli/output.h"
+#include "repository/json_fields.h"
+#include "restore/file_point.h"
+#include "restore/file_restore.h"
+
+namespace haven::cli {
+namespace {
+
+using restore::GuestEntry;
+using restore::PrintableName;
+
+struct BackupFilesArgs {
+  std::vector<std::string> paths, excludes;
+  std::string name, exclude_file, pre, post, time;
+  bool exclude_caches = false, one_file_system = false;
+  double hook_timeout = 300;
+  int threads = 0;
+};
+
+struct RestoreFilesArgs {
+  std::string spec;
+  std::vector<std::string> patterns;
+  std::string to, tar, zip, overwrite = "never";
+};
+
+// One redrawn line on a terminal: bytes handled, rate, new data.
+agent::ProgressFn FilesProgress(bool enabled) {
+  if (!enabled || !::isatty(STDERR_FILENO)) return nullptr;
+  return [](const agent::Progress& p) {
+    double rate = p.elapsed_seconds > 0 ? p.done_bytes / p.elapsed_seconds : 0;
+    std::fprintf(stderr, "\r\033[Kbackup %s  %s/s  new %s  %s",
+                 HumanBytes(p.done_bytes).c_str(),
+                 HumanBytes(static_cast<uint64_t>(rate)).c_str(),
+                 HumanBytes(p.new_bytes).c_str(),
+                 FormatDuration(p.elapsed_seconds).c_str());
+    if (p.final) std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+  };
+}
+
+std::string FormatTime(int64_t ns) {
+  time_t s = static_cast<time_t>(ns / 1000000000);
+  struct tm tm;
+  if (!localtime_r(&s, &tm)) return "?";
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M", &tm);
+  return buf;
+}
+
+int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
+  auto repo = OpenRepo(g, true);
+  if (!repo.ok()) return Fail(g, repo.status());
+  agent::FileBackupOptions o;
+  o.name = a.name;
+  o.paths = a.paths;
+  o.excludes = a.excludes;
+  o.exclude_file = a.exclude_file;
+  o.exclude_caches = a.exclude_caches;
+  o.one_file_system = a.one_file_system;
+  o.pre = a.pre;
+  o.post = a.post;
+  o.hook_timeout = a.hook_timeout;
+  o.time = a.time;
+  o.threads = a.threads;
+  o.progress = FilesProgress(!g.quiet && !g.json);
+  const bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
+  o.on_warning = [&g, tty](const std::string& w) {
+    if (g.quiet) return;
+    std::fprintf(stderr, "%swarning: %s\n", tty ? "\r\033[K" : "",
+                 PrintableName(w).c_str());
+  };
+  auto r = agent::BackupFiles(**repo, o);
+  if (!r.ok())
+    return Fail(g, r.status().WithContext(
+                       "file backup '" + a.name +
+                       "' failed; no recovery point was written and earlier "
+                       "ones are unchanged"));
+  const auto& m = r->manifest;
+  const bool partial = !r->warnings.empty();
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["snapshot"] = m.id;
+    j["name"] = m.name;
+    j["kind"] = m.kind;
+    j["time"] = m.time;
+    j["parent"] = m.parent;
+    j["partial"] = partial;
+    j["warnings"] = nlohmann::ordered_json::array();
+    for (const auto& w : r->warnings) j["warnings"].push_back(PrintableName(w));
+    j["entries"] = r->entries;
+    j["files"] = r->files;
+    j["dirs"] = r->dirs;
+    j["symlinks"] = r->symlinks;
+    j["other"] = r->other;
+    j["bytes"] = r->bytes;
+    j["files_read"] = r->files_read;
+    j["files_unchanged"] = r->files_unchanged;
+    j["bytes_read"] = r->bytes_read;
+    j["new_chunks"] = m.stats.new_chunks;
+    j["new_raw_bytes"] = m.stats.new_raw_bytes;
+    j["new_stored_bytes"] = m.stats.new_stored_bytes;
+    j["duration_seconds"] = m.stats.duration_seconds;
+    std::cout << repository::DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    std::printf("snapshot %s saved: files '%s'%s\n", m.id.substr(0, 8).c_str(),
+                m.name.c_str(), partial ? " (PARTIAL)" : "");
+    std::printf(
+        "  %llu entries: %llu files (%s), %llu directories, %llu symlinks, "
+        "%llu other\n",
+        static_cast<unsigned long long>(r->entries),
+        static_cast<unsigned long long>(r->files), HumanBytes(r->bytes).c_str(),
+        static_cast<unsigned long long>(r->dirs),
+        static_cast<unsigned long long>(r->symlinks),
+        static_cast<unsigned long long>(r->other));
+    std::printf("  read %llu files (%s), %llu unchanged since %s\n",
+                static_cast<unsigned long long>(r->files_read),
+                HumanBytes(r->bytes_read).c_str(),
+                static_cast<unsigned long long>(r->files_unchanged),
+                m.parent.empty() ? "(no earlier point)"
+                                 : m.parent.substr(0, 8).c_str());
+    std::printf("  new data %s in %llu chunks, stored as %s; took %s\n",
+                HumanBytes(m.stats.new_raw_bytes).c_str(),
+                static_cast<unsigned long long>(m.stats.new_chunks),
+                HumanBytes(m.stats.new_stored_bytes).c_str(),
+                FormatDuration(m.stats.duration_seconds).c_str());
+  }
+  if (partial) {
+    std::fprintf(stderr,
+                 "haven: warning: the recovery point is PARTIAL: %zu "
+                 "entries could not be backed up whole (listed above)\n",
+                 r->warnings.size());
+    return kExitPartial;
+  }
+  return kExitOk;
+}
+
+Result<std::unique_ptr<restore::FilePoint>> OpenPoint(
+    const repository::Repository& repo, const std::string& spec) {
+  HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, repo.FindSnapshot(spec));
+  if (m.kind != "files")
+    return InvalidArgument(
+        "snapshot " + m.id.substr(0, 8) + " (" + m.name + ") is a " + m.kind +
+        " backup; restore its files with `haven restore file " + spec +
+        " PATH --to DIR`");
+  return restore::FilePoint::Open(repo, m);
+}
+
+int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
+  restore::FileRestoreOptions opt;
+  int targets = !a.to.empty() + !a.tar.empty() + !a.zip.empty();
+  if (targets != 1)
+    return Fail(g, InvalidArgument(
+                       "give exactly one of --to DIR, --tar FILE, --zip FILE"));
+  opt.target = !a.to.empty()    ? restore::FileTarget::kDirectory
+               : !a.tar.empty() ? restore::FileTarget::kTar
+                                : restore::FileTarget::kZip;
+  opt.path = !a.to.empty() ? a.to : !a.tar.empty() ? a.tar : a.zip;
+  if (a.overwrite == "never")
+    opt.overwrite = restore::Overwrite::kNever;
+  else if (a.overwrite == "if-newer")
+    opt.overwrite = restore::Overwrite::kIfNewer;
+  else if (a.overwrite == "always")
+    opt.overwrite = restore::Overwrite::kAlways;
+  else
+    return Fail(g, InvalidArgument("--overwrite: never, if-newer or always, "
+                                   "not '" + a.overwrite + "'"));
+  opt.keep_setid = true;  // the guest's own files, back into the guest
+  opt.devices = true;
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto point = OpenPoint(**repo, a.spec);
+  if (!point.ok()) return Fail(g, point.status());
+  if (Status s = (*point)->Select(a.patterns); !s.ok()) return Fail(g, s);
+  opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
+  auto st = restore::RestoreGuestFiles(**point, {"/"}, opt);
+  if (!st.ok()) return Fail(g, st.status());
+  for (const auto& p : st->problems)
+    std::fprintf(stderr, "not restored: %s: %s\n", p.path.c_str(),
+                 p.what.c_str());
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["target"] = opt.path;
+    j["format"] = opt.target == restore::FileTarget::kDirectory ? "dir"
+                  : opt.target == restore::FileTarget::kTar     ? "tar"
+                                                                : "zip";
+    j["files"] = st->files;
+    j["dirs"] = st->dirs;
+    j["symlinks"] = st->symlinks;
+    j["fifos"] = st->fifos;
+    j["devices"] = st->devices;
+    j["hardlinks"] = st->hardlinks;
+    j["skipped"] = st->skipped;
+    j["bytes"] = st->bytes;
+    j["chunks_read"] = (*point)->chunks_read();
+    j["seconds"] = st->seconds;
+    j["complete"] = st->complete();
+    j["problems"] = nlohmann::ordered_json::array();
+    for (const auto& p : st->problems)
+      j["problems"].push_back({{"path", p.path}, {"what", p.what}});
+    std::cout << repository::DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    std::printf(
+        "restored %llu files (%s), %llu directories, %llu symlinks, %llu "
+        "hard links, %llu other to %s in %s%s%s\n",
+        static_cast<unsigned long long>(st->files),
+        HumanBytes(st->bytes).c_str(),
+        static_cast<unsigned long long>(st->dirs),
+        static_cast<unsigned long long>(st->symlinks),
+        static_cast<unsigned long long>(st->hardlinks),
+        static_cast<unsigned long long>(st->fifos + st->devices),
+        opt.path.c_str(), FormatDuration(st->seconds).c_str(),
+        st->skipped ? ("; " + std::to_string(st->skipped) +
+                       " kept (not older in the target)")
+                          .c_str()
+                    : "",
+        st->problems.empty() ? ""
+                             : ("; " + std::to_string(st->problems.size()) +
+                                " not restored (listed above)")
+                                   .c_str());
+  }
+  return st->complete() ? kExitOk : kExitPartial;
+}
+
+int CmdDiff(const Globals& g, const std::string& s1, const std::string& s2) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto a = OpenPoint(**repo, s1);
+  if (!a.ok()) return Fail(g, a.status());
+  auto b = OpenPoint(**repo, s2);
+  if (!b.ok()) return Fail(g, b.status());
+  auto d = restore::DiffPoints(**a, **b);
+  if (!d.ok()) return Fail(g, d.status());
+  if (g.json) {
+    auto list = [](const std::vector<std::string>& v) {
+      nlohmann::ordered_json j = nlohmann::ordered_json::array();
+      for (const auto& p : v) j.push_back(PrintableName(p));
+      return j;
+    };
+    nlohmann::ordered_json j;
+    j["added"] = list(d->added);
+    j["removed"] = list(d->removed);
+    j["modified"] = list(d->modified);
+    j["metadata"] = list(d->metadata);
+    j["type"] = list(d->type);
+    std::cout << repository::DumpJson(j) << "\n";
+    return kExitOk;
+  }
+  std::vector<std::pair<std::string, char>> lines;
+  for (const auto& p : d->added) lines.push_back({p, '+'});
+  for (const auto& p : d->removed) lines.push_back({p, '-'});
+  for (const auto& p : d->modified) lines.push_back({p, 'M'});
+  for (const auto& p : d->metadata) lines.push_back({p, 'm'});
+  for (const auto& p : d->type) lines.push_back({p, 'T'});
+  std::sort(lines.begin(), lines.end());
+  for (const auto& [p, c] : lines)
+    std::printf("%c %s\n", c, PrintableName(p).c_str());
+  if (!g.quiet)
+    std::printf("%zu added, %zu removed, %zu changed (%zu metadata only, %zu "
+                "type)\n",
+                d->added.size(), d->removed.size(),
+                d->modified.size() + d->metadata.size() + d->type.size(),
+                d->metadata.size(), d->type.size());
+  return kExitOk;
+}
+
+}  // namespace
+
+int CmdFilesLs(const Globals& g, const repository::Repository& repo,
+               const repository::Manifest& m, const std::string& path) {
+  auto point = restore::FilePoint::Open(repo, m);
+  if (!point.ok()) return Fail(g, point.status());
+  auto entry = (*point)->Lookup(path.empty() ? "/" : path);
+  if (!entry.ok()) return Fail(g, entry.status());
+  std::vector<GuestEntry> entries;
+  if (entry->type == restore::GuestType::kDir) {
+    auto list = (*point)->List(*entry);
+    if (!list.ok()) return Fail(g, list.status());
+    entries = std::move(*list);
+    std::sort(entries.begin(), entries.end(),
+              [](const GuestEntry& x, const GuestEntry& y) {
+                return x.name < y.name;
+              });
+  } else {
+    entries.push_back(*entry);
+  }
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["snapshot"] = m.id;
+    j["path"] = PrintableName(path.empty() ? "/" : path);
+    j["entries"] = nlohmann::ordered_json::array();
+    for (const auto& e : entries) {
+      nlohmann::ordered_json ej;
+      ej["name"] = PrintableName(e.name);
+      ej["type"] = restore::GuestTypeName(e.type);
+      ej["mode"] = restore::ModeString(e);
+      ej["uid"] = e.uid;
+      ej["gid"] = e.gid;
+      ej["user"] = PrintableName(e.user);
+      ej["group"] = PrintableName(e.group);
+      ej["size"] = e.size;
+      ej["mtime_ns"] = e.mtime_ns;
+      if (e.type == restore::GuestType::kSymlink)
+        ej["target"] = PrintableName(e.link_target);
+      j["entries"].push_back(ej);
+    }
+    std::cout << repository::DumpJson(j) << "\n";
+    return kExitOk;
+  }
+  for (const auto& e : entries) {
+    std::string name = PrintableName(e.name);
+    if (e.type == restore::GuestType::kSymlink)
+      name += " -> " + PrintableName(e.link_target);
+    std::string user = e.user.empty() ? std::to_string(e.uid) : e.user;
+    std::string group = e.group.empty() ? std::to_string(e.gid) : e.group;
+    std::printf("%s  %-8s %-8s %12llu %s %s\n", restore::ModeString(e).c_str(),
+                PrintableName(user).c_str(), PrintableName(group).c_str(),
+                static_cast<unsigned long long>(e.size),
+                FormatTime(e.mtime_ns).c_str(), name.c_str());
+  }
+  return kExitOk;
+}
+
+void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
+                      const Globals& g, int& rc) {
+  auto b = std::make_shared<BackupFilesArgs>();
+  auto* files = backup.add_subcommand(
+      "files",
+      "back up files and directory trees (the in-guest agent): "
+      "deduplicated with content-defined chunks; files unchanged since "
+      "the last point of NAME (size, mtime, ctime, inode) are not read "
+      "again; owners, modes, ns times, xattrs and ACLs, hard links, "
+      "sparse files, FIFOs and device nodes are kept. Exit 3: partial "
+      "(some entries could not be read; listed)");
+  files->add_option("PATH", b->paths, "files or directories to back up")
+      ->required();
+  files->add_option("--name", b->name, "backup name, e.g. the guest's name")
+      ->required();
+  files->add_option("--exclude", b->excludes,
+                    "skip entries matching GLOB: without '/' it matches "
+                    "names ('*.tmp'), with '/' absolute paths "
+                    "('/var/cache/*'); repeatable");
+  files->add_option("--exclude-file", b->exclude_file,
+                    "read more globs from a file, one per line ('#' "
+                    "comments)");
+  files->add_flag("--exclude-caches", b->exclude_caches,
+                  "skip the contents of directories holding a CACHEDIR.TAG "
+                  "(https://bford.info/cachedir/), keeping the tag");
+  files->add_flag("--one-file-system", b->one_file_system,
+                  "do not descend into mount points under PATH");
+  files->add_option("--pre", b->pre,
+                    "shell command run before reading (to quiesce an "
+                    "application); if it fails, nothing is backed up");
+  files->add_option("--post", b->post,
+                    "shell command run after reading, also when the backup "
+                    "failed; its failure makes the point partial");
+  files->add_option("--hook-timeout", b->hook_timeout,
+                    "seconds a --pre/--post command may run before it is "
+                    "killed (and fails)")
+      ->capture_default_str();
+  files->add_option("--time", b->time,
+                    "time to record (ISO-8601 UTC; default now)");
+  files->add_option("--threads", b->threads,
+                    "files read at once (default: one per core)");
+  files->callback([&g, &rc, b] { rc = CmdBackupFiles(g, *b); });
+
+  auto r = std::make_shared<RestoreFilesArgs>();
+  auto* rf = restore.add_subcommand(
+      "files",
+      "restore from a file backup (haven backup files) into a folder, "
+      "keeping full paths (/srv/a -> DIR/srv/a), or export as tar or zip; "
+      "with no PATH everything. Names that could escape the target are "
+      "refused and listed");
+  rf->add_option("SNAPSHOT", r->spec, "id prefix, latest or NAME:latest")
+      ->required();
+  rf->add_option("PATH", r->patterns,
+                 "paths in the backup, or globs ('*.conf' by name, "
+                 "'/etc/*/x' by path); a directory brings its contents");
+  rf->add_option("--to", r->to, "folder to restore into (made if missing)");
+  rf->add_option("--tar", r->tar, "write a tar (pax) archive (must not exist)");
+  rf->add_option("--zip", r->zip, "write a zip archive (must not exist)");
+  rf->add_option("--overwrite", r->overwrite,
+                 "files that exist in the folder: never (kept, listed), "
+                 "if-newer (replaced when the backup's is newer) or always")
+      ->capture_default_str();
+  rf->callback([&g, &rc, r] { rc = CmdRestoreFiles(g, *r); });
+
+  auto d = std::make_shared<std::pair<std::string, std::string>>();
+  auto* diff = app.add_subcommand(
+      "diff",
+      "compare two file backups: + added, - removed, M content changed, "
+      "m metadata only, T type changed");
+  diff->add_option("SNAPSHOT1", d->first, "the older point")->required();
+  diff->add_option("SNAPSHOT2", d->second, "the newer point")->required();
+  diff->callback([&g, &rc, d] { rc = CmdDiff(g, d->first, d->second); });
+}
+
+}  // namespace haven::cli

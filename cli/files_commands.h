@@ -1,0 +1,24 @@
+// `haven backup files`, `haven diff` and `haven restore files`: the
+// in-guest file agent's backups (agent/file_backup.h) and their restores
+// (restore/file_point.h). `haven ls` of such a point lands here too.
+#ifndef HAVEN_CLI_FILES_COMMANDS_H_
+#define HAVEN_CLI_FILES_COMMANDS_H_
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "cli/common.h"
+
+namespace haven::cli {
+
+// Adds `files` to `backup` and `restore`, and `diff` to `app`.
+void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
+                      const Globals& g, int& rc);
+
+// `haven ls` of a file backup's point: the directory `path` ("/" if empty).
+int CmdFilesLs(const Globals& g, const repository::Repository& repo,
+               const repository::Manifest& m, const std::string& path);
+
+}  // namespace haven::cli
+
+#endif  // HAVEN_CLI_FILES_COMMANDS_H_
