@@ -51,11 +51,17 @@ int64_t Ns(const struct timespec& t) {
 std::string Why(int err) { return std::strerror(err); }
 
 // What a parent point knew of a regular file.
+// What a parent point knew of an entry: a regular file whose size, mtime,
+// ctime and inode match is not read again; any entry whose ctime and inode
+// match keeps its xattrs without asking (setting one changes the ctime).
 struct Known {
+  FileType type;
+  uint8_t flags;
   uint64_t size, inode;
   int64_t mtime_ns, ctime_ns;
   uint64_t first, count;
   std::vector<std::pair<uint64_t, uint64_t>> extents;
+  std::vector<std::pair<std::string, std::string>> xattrs;
 };
 
 // One catalog entry on its way from the walker to the catalog.
@@ -325,7 +331,8 @@ class Backup {
   }
   Status LoadParent(const Manifest& parent);
   Status Walk(const std::string& path, bool full, int depth);
-  Status Enter(const std::string& path, const std::string& name,
+  // `dirfd`: `dir` opened, or -1 (then `dir`/`name` is looked up by path).
+  Status Enter(const std::string& path, int dirfd, const std::string& name,
                bool full, int depth);
   Status Add(std::unique_ptr<Item> item);
   Status Drain(bool wait_all);
@@ -375,11 +382,10 @@ class Backup {
 Status Backup::LoadParent(const Manifest& parent) {
   HAVEN_RETURN_IF_ERROR(repository::ForEachRecord(
       repo_, parent, [&](FileRecord&& r) -> Status {
-        if (r.type != FileType::kFile || r.flags != 0) return OkStatus();
         known_.emplace(std::move(r.path),
-                       Known{r.size, r.inode, r.mtime_ns, r.ctime_ns,
-                             r.content_first, r.content_count,
-                             std::move(r.extents)});
+                       Known{r.type, r.flags, r.size, r.inode, r.mtime_ns,
+                             r.ctime_ns, r.content_first, r.content_count,
+                             std::move(r.extents), std::move(r.xattrs)});
         return OkStatus();
       }));
   const repository::DiskManifest* content = parent.FindStream("content");
@@ -522,12 +528,15 @@ void Backup::Progress(bool final) {
 
 // Records the entry `name` in directory `dir` and, for a directory that
 // is backed up whole (`full`) or leads to one, what it holds.
-Status Backup::Enter(const std::string& dir, const std::string& name,
-                     bool full, int depth) {
+Status Backup::Enter(const std::string& dir, int dirfd,
+                     const std::string& name, bool full, int depth) {
   const std::string path = dir.empty() ? "/" : JoinPath(dir, name);
   if (full && !dir.empty() && rules_.Excluded(path, name)) return OkStatus();
   struct stat st;
-  if (lstat(path.c_str(), &st) != 0) {
+  // Relative to the open directory: the kernel does not walk the whole
+  // path again for every entry.
+  if ((dirfd >= 0 ? fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW)
+                  : lstat(path.c_str(), &st)) != 0) {
     if (errno == ENOENT) return OkStatus();  // deleted since it was listed
     Warn(path, "cannot stat: " + Why(errno));
     return OkStatus();
@@ -557,7 +566,9 @@ Status Backup::Enter(const std::string& dir, const std::string& name,
   } else if (S_ISLNK(st.st_mode)) {
     r.type = FileType::kSymlink;
     std::string target(static_cast<size_t>(st.st_size) + 1, '\0');
-    ssize_t n = readlink(path.c_str(), target.data(), target.size());
+    ssize_t n = dirfd >= 0 ? readlinkat(dirfd, name.c_str(), target.data(),
+                                        target.size())
+                           : readlink(path.c_str(), target.data(), target.size());
     if (n < 0) {
       Warn(path, "cannot read the link: " + Why(errno));
       return OkStatus();
@@ -576,8 +587,13 @@ Status Backup::Enter(const std::string& dir, const std::string& name,
   } else {
     return OkStatus();  // sockets belong to a running program: not kept
   }
-  if (Status s = ReadXattrs(path, r.xattrs); !s.ok())
+  auto known = known_.find(path);
+  if (known != known_.end() && known->second.type == r.type &&
+      known->second.inode == r.inode && known->second.ctime_ns == r.ctime_ns) {
+    r.xattrs = known->second.xattrs;
+  } else if (Status s = ReadXattrs(path, r.xattrs); !s.ok()) {
     Warn(path, s.message() + "; its extended attributes are not kept");
+  }
 
   if (r.type == FileType::kFile) {
     if (r.nlink > 1) {
@@ -588,8 +604,8 @@ Status Backup::Enter(const std::string& dir, const std::string& name,
         return Add(std::move(item));
       }
     }
-    auto known = known_.find(path);
-    if (known != known_.end() && known->second.size == r.size &&
+    if (known != known_.end() && known->second.type == FileType::kFile &&
+        known->second.flags == 0 && known->second.size == r.size &&
         known->second.inode == r.inode &&
         known->second.mtime_ns == r.mtime_ns &&
         known->second.ctime_ns == r.ctime_ns) {
@@ -612,7 +628,7 @@ Status Backup::Enter(const std::string& dir, const std::string& name,
   }
   HAVEN_RETURN_IF_ERROR(Add(std::move(item)));
   if (whole && o_.exclude_caches && IsCacheDir(path)) {
-    return Enter(path, "CACHEDIR.TAG", true, depth + 1);
+    return Enter(path, -1, "CACHEDIR.TAG", true, depth + 1);
   }
   return Walk(path, whole, depth + 1);
 }
@@ -646,11 +662,13 @@ Status Backup::Walk(const std::string& path, bool full, int depth) {
   }
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  UniqueFd dir(fd);  // -1 (not open): entries are looked up by path
   for (const std::string& name : names) {
     if (!full && !roots_.count(JoinPath(path, name)) &&
         !ancestors_.count(JoinPath(path, name)))
       continue;
-    HAVEN_RETURN_IF_ERROR(Enter(path, name, full, depth));
+    HAVEN_RETURN_IF_ERROR(Enter(path, fd, name, full, depth));
   }
   return OkStatus();
 }
@@ -671,8 +689,7 @@ Result<FileBackupResult> Backup::Run(const std::vector<std::string>& roots,
   int n = o_.threads > 0 ? o_.threads
                          : std::max(1u, std::thread::hardware_concurrency());
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { WorkerLoop(); });
-  Status walked = roots_.count("/") ? Enter("", "/", true, 0)
-                                    : Enter("", "/", false, 0);
+  Status walked = Enter("", -1, "/", roots_.count("/") > 0, 0);
   if (walked.ok()) walked = Drain(true);
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <iostream>
 #include <memory>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "agent/file_backup.h"
@@ -33,6 +34,7 @@ struct RestoreFilesArgs {
   std::string spec;
   std::vector<std::string> patterns;
   std::string to, tar, zip, overwrite = "never";
+  bool no_sync = false;
 };
 
 // One redrawn line on a terminal: bytes handled, rate, new data.
@@ -176,6 +178,7 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   else
     return Fail(g, InvalidArgument("--overwrite: never, if-newer or always, "
                                    "not '" + a.overwrite + "'"));
+  opt.sync = !a.no_sync;
   opt.keep_setid = true;  // the guest's own files, back into the guest
   opt.devices = true;
   auto repo = OpenRepo(g, false);
@@ -183,6 +186,10 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   auto point = OpenPoint(**repo, a.spec);
   if (!point.ok()) return Fail(g, point.status());
   if (Status s = (*point)->Select(a.patterns); !s.ok()) return Fail(g, s);
+  if (Status s = (*point)->Prefetch(
+          static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+      !s.ok())
+    return Fail(g, s);
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
   auto st = restore::RestoreGuestFiles(**point, {"/"}, opt);
   if (!st.ok()) return Fail(g, st.status());
@@ -394,6 +401,9 @@ void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
                  "files that exist in the folder: never (kept, listed), "
                  "if-newer (replaced when the backup's is newer) or always")
       ->capture_default_str();
+  rf->add_flag("--no-sync", r->no_sync,
+               "do not wait for the restored files to reach the disk "
+               "(faster; a crash soon after could lose some of them)");
   rf->callback([&g, &rc, r] { rc = CmdRestoreFiles(g, *r); });
 
   auto d = std::make_shared<std::pair<std::string, std::string>>();

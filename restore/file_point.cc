@@ -4,7 +4,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "repository/chunk_tree.h"
 
@@ -47,6 +52,119 @@ repository::LoadNodeFn NodeLoader(const repository::Repository& repo,
 }
 
 }  // namespace
+
+// Fetches the chunks of a plan (content chunk ids in the order a restore
+// reads them) on worker threads, at most `window` ahead of the reader.
+class FilePoint::Prefetcher {
+ public:
+  Prefetcher(const repository::Repository& repo, std::vector<ChunkId> plan,
+             int threads, size_t window)
+      : repo_(repo), plan_(std::move(plan)), window_(window) {
+    for (int i = 0; i < threads; ++i)
+      threads_.emplace_back([this] { Work(); });
+  }
+  ~Prefetcher() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  // Chunk `pos` of the plan, or nullopt when the reader went back (it then
+  // reads the chunk itself). Positions skipped over are dropped.
+  std::optional<Result<Bytes>> Take(size_t pos) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (pos < next_ || pos >= plan_.size()) return std::nullopt;
+    if (pos > next_) {
+      next_ = pos;
+      ready_.erase(ready_.begin(), ready_.lower_bound(pos));
+      if (claimed_ < pos) claimed_ = pos;
+      cv_.notify_all();
+    }
+    cv_.wait(l, [&] { return ready_.count(pos) > 0; });
+    auto it = ready_.find(pos);
+    Result<Bytes> r = std::move(it->second);
+    ready_.erase(it);
+    ++next_;
+    cv_.notify_all();
+    return r;
+  }
+
+ private:
+  void Work() {
+    repository::ReadContext ctx;
+    while (true) {
+      size_t pos;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] {
+          return stop_ ||
+                 (claimed_ < plan_.size() && claimed_ < next_ + window_);
+        });
+        if (stop_) return;
+        pos = claimed_++;
+      }
+      Bytes data;
+      Status s = repo_.ReadChunk(repository::ChunkType::kData, plan_[pos],
+                                 data, ctx);
+      std::lock_guard<std::mutex> l(mu_);
+      if (pos >= next_)
+        ready_.emplace(pos, s.ok() ? Result<Bytes>(std::move(data))
+                                   : Result<Bytes>(s));
+      cv_.notify_all();
+    }
+  }
+
+  const repository::Repository& repo_;
+  std::vector<ChunkId> plan_;
+  size_t window_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t next_ = 0, claimed_ = 0;
+  std::map<size_t, Result<Bytes>> ready_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+FilePoint::~FilePoint() = default;
+
+Status FilePoint::Prefetch(int threads, size_t window) {
+  prefetcher_.reset();
+  plan_start_.clear();
+  std::vector<ChunkId> all;  // the content list
+  {
+    auto ctx = std::make_shared<repository::ReadContext>();
+    HAVEN_RETURN_IF_ERROR(repository::WalkTree(
+        content_.tree, NodeLoader(repo_, ctx),
+        [&](uint64_t index, const ChunkId& id) {
+          if (all.size() < index) all.resize(index);  // lost: zero ids
+          all.push_back(id);
+          return OkStatus();
+        }));
+    all.resize(content_.tree.count);
+  }
+  std::vector<ChunkId> plan;
+  for (size_t i = 0; i < records_.size(); ++i) {
+    const FileRecord& r = records_[i];
+    if ((!selected_.empty() && !selected_[i]) || r.type != FileType::kFile ||
+        r.hard_link() || r.partial() || r.content_count == 0)
+      continue;
+    if (plan_start_.count(i)) continue;
+    bool usable = true;
+    for (uint64_t c = 0; c < r.content_count; ++c)
+      if (all[r.content_first + c].IsZero()) usable = false;
+    if (!usable) continue;  // lost chunks: ReadFile reports them
+    plan_start_.emplace(i, plan.size());
+    for (uint64_t c = 0; c < r.content_count; ++c)
+      plan.push_back(all[r.content_first + c]);
+  }
+  if (threads < 1) threads = 1;
+  prefetcher_ = std::make_unique<Prefetcher>(repo_, std::move(plan), threads,
+                                             std::max<size_t>(window, 1));
+  return OkStatus();
+}
 
 FilePoint::FilePoint(const repository::Repository& repo,
                      const repository::Manifest& m)
@@ -221,13 +339,22 @@ Status FilePoint::ReadFile(
   size_t extent = 0;
   uint64_t in_extent = 0;  // bytes of extents[extent] delivered
   Bytes chunk;
+  auto plan = prefetcher_ ? plan_start_.find(r - records_.data())
+                          : plan_start_.end();
   for (uint64_t c = 0; c < r->content_count; ++c) {
-    HAVEN_ASSIGN_OR_RETURN(ChunkId id, ids.Get(r->content_first + c));
-    if (id.IsZero())
-      return DataLoss("chunk " + std::to_string(c) +
-                      " of its content was lost (a repair cleared it)");
-    HAVEN_RETURN_IF_ERROR(
-        repo_.ReadChunk(repository::ChunkType::kData, id, chunk, *ctx));
+    std::optional<Result<Bytes>> ahead;
+    if (plan != plan_start_.end()) ahead = prefetcher_->Take(plan->second + c);
+    if (ahead) {
+      if (!ahead->ok()) return ahead->status();
+      chunk = std::move(ahead->value());
+    } else {
+      HAVEN_ASSIGN_OR_RETURN(ChunkId id, ids.Get(r->content_first + c));
+      if (id.IsZero())
+        return DataLoss("chunk " + std::to_string(c) +
+                        " of its content was lost (a repair cleared it)");
+      HAVEN_RETURN_IF_ERROR(
+          repo_.ReadChunk(repository::ChunkType::kData, id, chunk, *ctx));
+    }
     ++chunks_read_;
     size_t used = 0;
     while (used < chunk.size()) {

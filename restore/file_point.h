@@ -40,6 +40,11 @@ class FilePoint : public GuestTree {
                       sink,
                   size_t block = 1 << 20) override;
   bool has_unix_metadata() const override { return true; }
+  // Decrypts and decompresses the content of the selected files ahead of
+  // ReadFile, in catalog order (the order a restore visits them), on
+  // `threads` threads, holding at most `window` chunks. Call after
+  // Select(); without it ReadFile reads chunk by chunk.
+  Status Prefetch(int threads, size_t window = 16);
   uint64_t max_file_size() const override { return max_size_; }
 
   const std::vector<repository::FileRecord>& records() const {
@@ -66,6 +71,12 @@ class FilePoint : public GuestTree {
   uint64_t max_size_ = 0;
   uint64_t chunks_read_ = 0;
   std::unique_ptr<repository::TreeReader> ids_;  // for ContentIds
+  class Prefetcher;
+  std::unique_ptr<Prefetcher> prefetcher_;
+  std::unordered_map<size_t, size_t> plan_start_;  // record -> plan position
+
+ public:
+  ~FilePoint() override;
 };
 
 // What changed between two file points, path by path.

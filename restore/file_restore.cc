@@ -147,6 +147,7 @@ class DirSink : public Sink {
         want_owners_(o.owners && unix_metadata),
         keep_setid_(o.keep_setid && geteuid() == 0),
         overwrite_(o.overwrite),
+        sync_(o.sync),
         unix_metadata_(unix_metadata),
         stats_(stats) {}
 
@@ -221,6 +222,9 @@ class DirSink : public Sink {
       s = ErrnoStatus("truncate " + Where(rel), errno);
     if (s.ok()) s = Apply(fd, e, rel);
     if (!s.ok()) return Discard(parent, tmp, s);
+    // Start writing it out now, so the final sync has little left to wait
+    // for.
+    if (sync_) sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     MaybeCrash();
     HAVEN_RETURN_IF_ERROR(Place(parent, tmp, name, rel));
     if (!e.hardlink.empty() && links_.size() < kMaxLinkFds) {
@@ -263,7 +267,7 @@ class DirSink : public Sink {
       stats_.problems.push_back(
           {path_, "owners not restored: only root can give files to other "
                   "users (everything is owned by the user who restored)"});
-    if (root_fd_ >= 0 && syncfs(root_fd_) != 0)
+    if (sync_ && root_fd_ >= 0 && syncfs(root_fd_) != 0)
       return ErrnoStatus("sync " + path_, errno);
     return OkStatus();
   }
@@ -427,6 +431,7 @@ class DirSink : public Sink {
   std::string path_;
   bool owners_, want_owners_, keep_setid_;
   Overwrite overwrite_;
+  bool sync_;
   bool unix_metadata_;
   FileRestoreStats& stats_;
   bool owner_skipped_ = false;

@@ -59,6 +59,10 @@ struct FileRestoreOptions {
   // Make device nodes (as root). Off for guest images: a guest's device
   // node could open the host's own disks.
   bool devices = false;
+  // Directory targets: wait until everything restored is on disk before
+  // reporting success (syncfs; writeback of each file starts as soon as
+  // it is written). Off: faster, but a crash soon after may lose files.
+  bool sync = true;
   // done_bytes: file bytes written so far; total_bytes: 0 (unknown).
   agent::ProgressFn progress;
 };
