@@ -1076,7 +1076,8 @@ uint32_t ParseSize(const std::string& s) {
 
 int Main(int argc, char** argv) {
   CLI::App app{
-      "Haven: deduplicated, encrypted backups of virtual machine disks.\n"
+      "Haven: deduplicated, encrypted backups of virtual machine disks and of\n"
+      "files inside guests (haven backup files).\n"
       "The repository is -r PATH, else $HAVEN_REPOSITORY, else a default local "
       "path\n"
       "(/var/lib/haven/repository for root). The passphrase comes from\n"
