@@ -21,6 +21,7 @@ PACKAGES=(
   libtsk-dev libarchive-dev                  # guest file systems (The Sleuth Kit); tar/zip export
   libboost-filesystem-dev attr acl rsync     # file backups: tree walk; xattr/ACL tools and rsync for tests
   ntfs-3g mtools dosfstools exfatprogs exfat-fuse libarchive-tools fdisk   # file-restore tests: guest file systems, bsdtar
+  dpkg-dev file                              # Debian package (scripts/package.sh): dpkg-shlibdeps for Depends
 )
 if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup virtnbdbackup); fi
 missing=()
