@@ -223,14 +223,8 @@ int CmdLs(const Globals& g, const FileArgs& a) {
 
 int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   restore::FileRestoreOptions opt;
-  int targets = !a.to.empty() + !a.tar.empty() + !a.zip.empty();
-  if (targets != 1)
-    return Fail(g, InvalidArgument(
-                       "give exactly one of --to DIR, --tar FILE, --zip FILE"));
-  opt.target = !a.to.empty()    ? restore::FileTarget::kDirectory
-               : !a.tar.empty() ? restore::FileTarget::kTar
-                                : restore::FileTarget::kZip;
-  opt.path = !a.to.empty() ? a.to : !a.tar.empty() ? a.tar : a.zip;
+  if (Status s = ChooseFileTarget(a.to, a.tar, a.zip, opt); !s.ok())
+    return Fail(g, s);
   auto d = OpenDisk(g, a);
   if (!d.ok()) return Fail(g, d.status());
   if (d->snapshot->kind == "files")
@@ -242,9 +236,7 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
   auto st = restore::RestoreGuestFiles(*fs->fs, a.paths, opt);
   if (!st.ok()) return Fail(g, st.status());
-  for (const auto& p : st->problems)
-    std::fprintf(stderr, "not restored: %s: %s\n", p.path.c_str(),
-                 p.what.c_str());
+  PrintProblems(*st);
   const bool lost = WarnLost(*d->reader);
   if (g.json) {
     nlohmann::ordered_json j;

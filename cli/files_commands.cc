@@ -161,14 +161,8 @@ Result<std::unique_ptr<restore::FilePoint>> OpenPoint(
 
 int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   restore::FileRestoreOptions opt;
-  int targets = !a.to.empty() + !a.tar.empty() + !a.zip.empty();
-  if (targets != 1)
-    return Fail(g, InvalidArgument(
-                       "give exactly one of --to DIR, --tar FILE, --zip FILE"));
-  opt.target = !a.to.empty()    ? restore::FileTarget::kDirectory
-               : !a.tar.empty() ? restore::FileTarget::kTar
-                                : restore::FileTarget::kZip;
-  opt.path = !a.to.empty() ? a.to : !a.tar.empty() ? a.tar : a.zip;
+  if (Status s = ChooseFileTarget(a.to, a.tar, a.zip, opt); !s.ok())
+    return Fail(g, s);
   if (a.overwrite == "never")
     opt.overwrite = restore::Overwrite::kNever;
   else if (a.overwrite == "if-newer")
@@ -193,9 +187,7 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
   auto st = restore::RestoreGuestFiles(**point, {"/"}, opt);
   if (!st.ok()) return Fail(g, st.status());
-  for (const auto& p : st->problems)
-    std::fprintf(stderr, "not restored: %s: %s\n", p.path.c_str(),
-                 p.what.c_str());
+  PrintProblems(*st);
   if (g.json) {
     nlohmann::ordered_json j;
     j["target"] = opt.path;
@@ -283,6 +275,25 @@ int CmdDiff(const Globals& g, const std::string& s1, const std::string& s2) {
 }
 
 }  // namespace
+
+Status ChooseFileTarget(const std::string& to, const std::string& tar,
+                        const std::string& zip,
+                        restore::FileRestoreOptions& opt) {
+  if (!to.empty() + !tar.empty() + !zip.empty() != 1)
+    return InvalidArgument(
+        "give exactly one of --to DIR, --tar FILE, --zip FILE");
+  opt.target = !to.empty()    ? restore::FileTarget::kDirectory
+               : !tar.empty() ? restore::FileTarget::kTar
+                              : restore::FileTarget::kZip;
+  opt.path = !to.empty() ? to : !tar.empty() ? tar : zip;
+  return OkStatus();
+}
+
+void PrintProblems(const restore::FileRestoreStats& st) {
+  for (const auto& p : st.problems)
+    std::fprintf(stderr, "not restored: %s: %s\n", p.path.c_str(),
+                 p.what.c_str());
+}
 
 int CmdFilesLs(const Globals& g, const repository::Repository& repo,
                const repository::Manifest& m, const std::string& path) {

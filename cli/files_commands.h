@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/common.h"
+#include "restore/file_restore.h"
 
 namespace haven::cli {
 
@@ -18,6 +19,15 @@ void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
 // `haven ls` of a file backup's point: the directory `path` ("/" if empty).
 int CmdFilesLs(const Globals& g, const repository::Repository& repo,
                const repository::Manifest& m, const std::string& path);
+
+// Exactly one of --to DIR, --tar FILE, --zip FILE: sets opt.target and
+// opt.path (InvalidArgument otherwise).
+Status ChooseFileTarget(const std::string& to, const std::string& tar,
+                        const std::string& zip,
+                        restore::FileRestoreOptions& opt);
+
+// Prints each entry not restored ("not restored: PATH: why") on stderr.
+void PrintProblems(const restore::FileRestoreStats& st);
 
 }  // namespace haven::cli
 

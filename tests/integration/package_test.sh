@@ -7,7 +7,10 @@
 # round trip (init, backup image, snapshots, restore image) and the package is
 # removed again, leaving the machine as it was. If haven was installed before
 # the test, it is reinstalled from the new package and not removed.
-# Needs root, apt-get and dpkg-deb; skips otherwise.
+# Needs root, apt-get and dpkg-deb; skips otherwise. Under CTest the build
+# that made $HAVEN is packaged as it is (cpack there: no second build);
+# by hand, or with PACKAGE_BUILD_DIR, scripts/package.sh does a Release build.
+BUILT=${HAVEN:-}
 export HAVEN=/usr/bin/haven # the binary under test is the installed one
 . "$(dirname "$0")/lib.sh"
 SRC=${HAVEN_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -40,12 +43,22 @@ apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$
 BUILD=${PACKAGE_BUILD_DIR:-$WORK/build}
 case $BUILD in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 start=$SECONDS
-if ! DEB=$(BUILD_DIR=$BUILD "$SRC/scripts/package.sh" 2>"$WORK/package.log"); then
+CTEST_BUILD=""
+if [ -z "${PACKAGE_BUILD_DIR:-}" ] && [ -n "$BUILT" ] &&
+   [ -f "$(dirname "$BUILT")/CPackConfig.cmake" ]; then
+  CTEST_BUILD=$(cd "$(dirname "$BUILT")" && pwd)
+fi
+if [ -n "$CTEST_BUILD" ]; then
+  rm -f "$CTEST_BUILD"/haven_*.deb
+  (cd "$CTEST_BUILD" && cpack -G DEB -B "$WORK/cpack") >"$WORK/package.log" 2>&1 ||
+    fail "cpack in $CTEST_BUILD failed: $(tail -c 3000 "$WORK/package.log")"
+  DEB=$(ls "$WORK"/cpack/haven_*.deb 2>/dev/null | head -1)
+elif ! DEB=$(BUILD_DIR=$BUILD "$SRC/scripts/package.sh" 2>"$WORK/package.log"); then
   fail "scripts/package.sh failed: $(tail -c 3000 "$WORK/package.log")"
 fi
 [ -f "$DEB" ] || fail "scripts/package.sh printed '$DEB', not a file"
 case $DEB in /*) ;; *) fail "scripts/package.sh printed a relative path: $DEB" ;; esac
-ok "scripts/package.sh built $DEB ($(stat -c %s "$DEB") bytes) in $((SECONDS - start))s"
+ok "built $DEB ($(stat -c %s "$DEB") bytes) in $((SECONDS - start))s"
 
 # ---------------------------------------------------------------- control fields
 VERSION=$(sed -n 's/^project(haven VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
