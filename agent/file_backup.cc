@@ -68,8 +68,7 @@ struct Known {
 struct Item {
   FileRecord rec;
   enum How { kNoContent, kReuse, kRead } how = kNoContent;
-  uint64_t parent_first = 0;  // kReuse
-  std::vector<ChunkId> ids;   // kRead: filled by a worker
+  std::vector<ChunkId> ids;  // kReuse: the parent's; kRead: by a worker
   std::string warning;        // set by a worker
   bool done = false;
 };
@@ -330,6 +329,10 @@ class Backup {
     };
   }
   Status LoadParent(const Manifest& parent);
+  // The parent's chunk ids of an unchanged file, into `ids`; false when one
+  // of them is gone (lost and cleared by a repair, or no longer in the
+  // index): the file is then read again rather than referencing a hole.
+  Result<bool> Reuse(const Known& k, std::vector<ChunkId>& ids);
   Status Walk(const std::string& path, bool full, int depth);
   // `dirfd`: `dir` opened, or -1 (then `dir`/`name` is looked up by path).
   Status Enter(const std::string& path, int dirfd, const std::string& name,
@@ -396,6 +399,18 @@ Status Backup::LoadParent(const Manifest& parent) {
         return node;
       });
   return OkStatus();
+}
+
+Result<bool> Backup::Reuse(const Known& k, std::vector<ChunkId>& ids) {
+  ids.clear();
+  for (uint64_t i = 0; i < k.count; ++i) {
+    HAVEN_ASSIGN_OR_RETURN(ChunkId id, parent_content_->Get(k.first + i));
+    if (id.IsZero()) return false;
+    HAVEN_ASSIGN_OR_RETURN(auto where, repo_.index().Get(id));
+    if (!where) return false;
+    ids.push_back(id);
+  }
+  return true;
 }
 
 void Backup::Warn(const std::string& path, const std::string& why) {
@@ -471,11 +486,7 @@ Status Backup::Emit(Item& item) {
   if (!item.warning.empty()) Warn(r.path, item.warning);
   r.content_first = content_count_;
   if (item.how == Item::kReuse) {
-    for (uint64_t i = 0; i < r.content_count; ++i) {
-      HAVEN_ASSIGN_OR_RETURN(ChunkId id,
-                             parent_content_->Get(item.parent_first + i));
-      HAVEN_RETURN_IF_ERROR(content_.Add(id));
-    }
+    for (const ChunkId& id : item.ids) HAVEN_RETURN_IF_ERROR(content_.Add(id));
     ++result_.files_unchanged;
   } else if (item.how == Item::kRead) {
     for (const ChunkId& id : item.ids) HAVEN_RETURN_IF_ERROR(content_.Add(id));
@@ -609,10 +620,15 @@ Status Backup::Enter(const std::string& dir, int dirfd,
         known->second.inode == r.inode &&
         known->second.mtime_ns == r.mtime_ns &&
         known->second.ctime_ns == r.ctime_ns) {
-      item->how = Item::kReuse;
-      item->parent_first = known->second.first;
-      r.content_count = known->second.count;
-      r.extents = known->second.extents;
+      HAVEN_ASSIGN_OR_RETURN(bool reused,
+                             Reuse(known->second, item->ids));
+      if (reused) {
+        item->how = Item::kReuse;
+        r.content_count = known->second.count;
+        r.extents = known->second.extents;
+      } else {
+        item->how = Item::kRead;
+      }
     } else if (r.size > 0) {
       item->how = Item::kRead;
     }
