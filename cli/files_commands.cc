@@ -28,6 +28,7 @@ struct BackupFilesArgs {
   bool exclude_caches = false, one_file_system = false;
   double hook_timeout = 300;
   int threads = 0;
+  std::string chunker;  // "MIN,AVG,MAX" in KiB
 };
 
 struct RestoreFilesArgs {
@@ -76,6 +77,17 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
   o.hook_timeout = a.hook_timeout;
   o.time = a.time;
   o.threads = a.threads;
+  if (!a.chunker.empty()) {
+    unsigned lo = 0, avg = 0, hi = 0;
+    char end = 0;
+    if (std::sscanf(a.chunker.c_str(), "%u,%u,%u%c", &lo, &avg, &hi, &end) !=
+            3 ||
+        lo == 0 || avg == 0 || hi == 0 || hi > 65536)
+      return Fail(g, InvalidArgument("--chunker-params: MIN,AVG,MAX in KiB, "
+                                     "e.g. 256,1024,4096, not '" +
+                                     a.chunker + "'"));
+    o.cdc = {lo << 10, avg << 10, hi << 10};
+  }
   o.progress = FilesProgress(!g.quiet && !g.json);
   const bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
   o.on_warning = [&g, tty](const std::string& w) {
@@ -391,6 +403,11 @@ void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
                     "time to record (ISO-8601 UTC; default now)");
   files->add_option("--threads", b->threads,
                     "files read at once (default: one per core)");
+  files->add_option("--chunker-params", b->chunker,
+                    "MIN,AVG,MAX content chunk sizes in KiB (default "
+                    "256,1024,4096; AVG a power of two). Changed files then "
+                    "no longer deduplicate against chunks cut with other "
+                    "sizes");
   files->callback([&g, &rc, b] { rc = CmdBackupFiles(g, *b); });
 
   auto r = std::make_shared<RestoreFilesArgs>();

@@ -59,6 +59,11 @@ nlohmann::ordered_json SnapshotJson(const Manifest& m) {
     j["vm_uuid"] = m.vm_uuid;
     j["checkpoint"] = m.checkpoint;
   }
+  if (m.kind == "files") {
+    j["paths"] = m.file_paths;
+    j["entries"] = m.file_entries;
+    j["partial"] = m.partial;
+  }
   j["disks"] = nlohmann::ordered_json::array();
   for (const auto* d : m.ImageDisks())
     j["disks"].push_back({{"name", d->name},
@@ -203,6 +208,16 @@ int CmdShow(const Globals& g, const std::string& spec) {
   for (const auto* c : m->ConfigFiles())
     std::printf("config       %s (%s)\n", c->name.c_str(),
                 HumanBytes(c->size).c_str());
+  if (m->kind == "files") {
+    for (const auto& p : m->file_paths)
+      std::printf("path         %s\n", p.c_str());
+    std::printf("entries      %llu, %s of files%s\n",
+                static_cast<unsigned long long>(m->file_entries),
+                HumanBytes(m->stats.logical_bytes).c_str(),
+                m->partial ? "; PARTIAL: some entries could not be read whole "
+                             "(notes)"
+                           : "");
+  }
   for (const auto& n : m->notes) std::printf("note         %s\n", n.c_str());
   if (!m->repaired_from.empty())
     std::printf("repaired     %s, replacing %s\n", m->repaired_time.c_str(),

@@ -85,6 +85,10 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
                                        const ImageRestoreOptions& options) {
   double start = MonotonicSeconds();
   HAVEN_ASSIGN_OR_RETURN(ImageFormat format, ParseImageFormat(options.format));
+  if (snapshot.kind == "files")
+    return InvalidArgument("snapshot " + snapshot.id.substr(0, 8) +
+                           " is a file backup, not a disk image: use `haven "
+                           "restore files`");
   const repository::DiskManifest* disk = options.config
                                              ? snapshot.FindConfig(options.disk)
                                              : snapshot.FindDisk(options.disk);
