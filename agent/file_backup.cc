@@ -638,7 +638,10 @@ Status Backup::Enter(const std::string& dir, int dirfd,
 
   // A directory: itself first, then what it holds.
   const bool whole = full || roots_.count(path);
-  if (whole && depth > 0 && o_.one_file_system && st.st_dev != root_dev_) {
+  // Each path given is its own file system's top (no path lies in another).
+  if (roots_.count(path)) root_dev_ = st.st_dev;
+  if (full && !roots_.count(path) && o_.one_file_system &&
+      st.st_dev != root_dev_) {
     mounts_.push_back(path);  // kept empty, as asked
     return Add(std::move(item));
   }
@@ -697,8 +700,6 @@ Result<FileBackupResult> Backup::Run(const std::vector<std::string>& roots,
          a = repository::ParentPath(a))
       ancestors_.insert(std::string(a));
   }
-  struct stat st;
-  if (stat(roots.front().c_str(), &st) == 0) root_dev_ = st.st_dev;
   if (parent) HAVEN_RETURN_IF_ERROR(LoadParent(*parent));
   repository::AppendCatalogHeader(catalog_buf_);
 
