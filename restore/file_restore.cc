@@ -476,7 +476,9 @@ class ArchiveSink : public Sink {
     a_.reset(archive_write_new());
     if (!a_) return Internal("archive_write_new failed");
     int r = zip_ ? archive_write_set_format_zip(a_.get())
-                 : archive_write_set_format_pax_restricted(a_.get());
+                 // pax, not pax_restricted: it writes the ns times of every
+                 // entry, not only of entries that need a pax header anyway.
+                 : archive_write_set_format_pax(a_.get());
     if (r == ARCHIVE_OK) r = archive_write_open_fd(a_.get(), fd_.get());
     if (r != ARCHIVE_OK) return Error("open");
     return Dir{};
@@ -501,7 +503,8 @@ class ArchiveSink : public Sink {
               const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
     EntryPtr entry = Entry(rel, e, AE_IFREG);
-    if (!e.hardlink.empty()) {
+    // Zip has no hard links: there every name gets the content.
+    if (!e.hardlink.empty() && !zip_) {
       auto [it, first] = links_.emplace(e.hardlink, rel);
       if (!first) {  // a second link: a header naming the first, no data
         archive_entry_set_hardlink(entry.get(), it->second.c_str());
