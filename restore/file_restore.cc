@@ -17,6 +17,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "base/bytes.h"
 #include "base/file.h"
@@ -620,14 +621,50 @@ class ArchiveSink : public Sink {
     if (!e.user.empty()) archive_entry_copy_uname(entry.get(), e.user.c_str());
     if (!e.group.empty())
       archive_entry_copy_gname(entry.get(), e.group.c_str());
-    if (!zip_)  // pax keeps them as SCHILY.xattr records
-      for (const auto& [name, value] : e.xattrs)
+    if (!zip_)  // pax keeps them as SCHILY.xattr / SCHILY.acl records
+      for (const auto& [name, value] : e.xattrs) {
+        if (name == "system.posix_acl_access" &&
+            AddAcl(entry.get(), ARCHIVE_ENTRY_ACL_TYPE_ACCESS, value))
+          continue;
+        if (name == "system.posix_acl_default" &&
+            AddAcl(entry.get(), ARCHIVE_ENTRY_ACL_TYPE_DEFAULT, value))
+          continue;
         archive_entry_xattr_add_entry(entry.get(), name.c_str(), value.data(),
                                       value.size());
+      }
     struct timespec m = Ts(e.mtime_ns), a = Ts(e.atime_ns);
     archive_entry_set_mtime(entry.get(), m.tv_sec, m.tv_nsec);
     archive_entry_set_atime(entry.get(), a.tv_sec, a.tv_nsec);
     return entry;
+  }
+  // A POSIX ACL in its Linux xattr form (u32 version 2, then u16 tag,
+  // u16 perm, u32 id per entry) as archive ACL entries, which tar tools
+  // apply on extraction (`bsdtar --acls`). False if it does not parse.
+  static bool AddAcl(struct archive_entry* entry, int type,
+                     const std::string& value) {
+    const auto* p = reinterpret_cast<const uint8_t*>(value.data());
+    if (value.size() < 4 || (value.size() - 4) % 8 != 0 || GetU32(p) != 2)
+      return false;
+    std::vector<std::tuple<int, int, int>> entries;
+    for (size_t off = 4; off < value.size(); off += 8) {
+      const int tag = p[off] | (p[off + 1] << 8);
+      const int perm = (p[off + 2] | (p[off + 3] << 8)) & 7;
+      const int id = static_cast<int>(GetU32(p + off + 4));
+      int t;
+      switch (tag) {
+        case 0x01: t = ARCHIVE_ENTRY_ACL_USER_OBJ; break;
+        case 0x02: t = ARCHIVE_ENTRY_ACL_USER; break;
+        case 0x04: t = ARCHIVE_ENTRY_ACL_GROUP_OBJ; break;
+        case 0x08: t = ARCHIVE_ENTRY_ACL_GROUP; break;
+        case 0x10: t = ARCHIVE_ENTRY_ACL_MASK; break;
+        case 0x20: t = ARCHIVE_ENTRY_ACL_OTHER; break;
+        default: return false;
+      }
+      entries.emplace_back(t, perm, id);
+    }
+    for (const auto& [t, perm, id] : entries)
+      archive_entry_acl_add_entry(entry, type, perm, t, id, nullptr);
+    return true;
   }
   Status Header(struct archive_entry* entry, const std::string& rel) {
     int r = archive_write_header(a_.get(), entry);
