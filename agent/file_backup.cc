@@ -825,10 +825,8 @@ Result<std::optional<Manifest>> LatestFilePoint(const Repository& repo,
   std::vector<std::string> errors;
   HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
   std::optional<Manifest> best;
-  for (auto& m : all)
-    if (m.kind == "files" && m.name == name &&
-        (!best || m.time > best->time))
-      best = std::move(m);
+  for (auto& m : all)  // oldest first: the last match is the latest
+    if (m.kind == "files" && m.name == name) best = std::move(m);
   return best;
 }
 
@@ -859,6 +857,16 @@ Result<std::string> RootPath(const std::string& given) {
   if (given.find('\0') != std::string::npos)
     return InvalidArgument("a path with a NUL byte");
   fs::path p = fs::absolute(fs::path(given)).lexically_normal();
+  // The directories above it are resolved (a path under a symlinked
+  // directory, e.g. /lib on a merged-/usr system, is stored under its real
+  // path, where the walk from / finds it); the last component is kept as
+  // is, so a symlink given is stored as a symlink.
+  if (p.has_parent_path() && p.parent_path() != p.root_path()) {
+    boost::system::error_code ec;
+    fs::path parent = fs::canonical(p.parent_path(), ec);
+    if (ec) return InvalidArgument(given + ": " + ec.message());
+    p = parent / p.filename();
+  }
   std::string s = p.string();
   while (s.size() > 1 && s.back() == '/') s.pop_back();
   if (s.size() > 1 && s.ends_with("/.")) s.resize(s.size() - 2);

@@ -120,8 +120,10 @@ Status AppendRecord(const FileRecord& r, Bytes& out) {
   PutStr(out, r.target);
   Put16(out, static_cast<uint16_t>(r.xattrs.size()));
   for (const auto& [name, value] : r.xattrs) {
-    if (name.size() > 0xffff || value.size() > kMaxRecordBytes / 4)
+    if (name.size() > 0xffff || value.size() > kMaxRecordBytes / 4) {
+      out.resize(start);
       return InvalidArgument("entry " + r.path + ": xattr too long");
+    }
     Put16(out, static_cast<uint16_t>(name.size()));
     PutStr(out, name);
     PutU32(out, static_cast<uint32_t>(value.size()));
@@ -275,7 +277,12 @@ Status ReadStream(const Repository& repo, const DiskManifest& stream,
                   const std::function<Status(ByteSpan)>& fn) {
   ReadContext ctx;
   Bytes chunk;
-  uint64_t total = 0;
+  uint64_t total = 0, next = 0;
+  // WalkTree skips holes: a gap in the indexes is a chunk a repair cleared.
+  auto lost = [&](uint64_t index) {
+    return DataLoss(stream.name + " chunk " + std::to_string(index) +
+                    " was lost (cleared by a repair)");
+  };
   HAVEN_RETURN_IF_ERROR(WalkTree(
       stream.tree,
       [&](const ChunkId& id) -> Result<Bytes> {
@@ -284,15 +291,15 @@ Status ReadStream(const Repository& repo, const DiskManifest& stream,
         return node;
       },
       [&](uint64_t index, const ChunkId& id) -> Status {
-        if (id.IsZero())
-          return DataLoss(stream.name + " chunk " + std::to_string(index) +
-                          " was lost (cleared by a repair)");
+        if (index != next || id.IsZero()) return lost(next);
+        ++next;
         HAVEN_RETURN_IF_ERROR(repo.ReadChunk(ChunkType::kData, id, chunk, ctx));
         total += chunk.size();
         if (total > stream.size)
           return DataLoss(stream.name + ": longer than its manifest says");
         return fn(chunk);
       }));
+  if (next != stream.tree.count) return lost(next);
   if (total != stream.size)
     return DataLoss(stream.name + ": " + std::to_string(total) +
                     " bytes, its manifest says " + std::to_string(stream.size));

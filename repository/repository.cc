@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "base/time.h"
+#include "repository/retention.h"
 
 namespace haven::repository {
 namespace fs = std::filesystem;
@@ -372,7 +373,9 @@ Result<std::vector<Manifest>> Repository::ListSnapshots(
   }
   if (ec) return IoError("list snapshots: " + ec.message());
   std::sort(out.begin(), out.end(), [](const Manifest& a, const Manifest& b) {
-    return a.time != b.time ? a.time < b.time : a.id < b.id;
+    if (TimeBefore(a.time, b.time)) return true;
+    if (TimeBefore(b.time, a.time)) return false;
+    return a.id < b.id;
   });
   return out;
 }

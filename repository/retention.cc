@@ -327,6 +327,12 @@ std::string FormatRetentionDuration(int64_t seconds) {
   return out;
 }
 
+bool TimeBefore(std::string_view a, std::string_view b) {
+  Result<Instant> x = ParseInstant(a), y = ParseInstant(b);
+  if (x.ok() && y.ok()) return *x < *y;
+  return a < b;
+}
+
 Result<int64_t> ParseIsoTime(std::string_view text) {
   HAVEN_ASSIGN_OR_RETURN(Instant t, ParseInstant(text));
   return t.seconds;

@@ -93,6 +93,11 @@ std::string FormatRetentionDuration(int64_t seconds);
 // epoch. Errors: InvalidArgument quoting the text.
 Result<int64_t> ParseIsoTime(std::string_view text);
 
+// Whether point time `a` is earlier than `b`, as instants (fractions of any
+// length count: "...00Z" < "...00.5Z"); text that does not parse sorts as
+// text.
+bool TimeBefore(std::string_view a, std::string_view b);
+
 }  // namespace haven::repository
 
 #endif  // HAVEN_REPOSITORY_RETENTION_H_

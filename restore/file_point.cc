@@ -19,6 +19,7 @@ namespace {
 using repository::ChunkId;
 using repository::FileRecord;
 using repository::FileType;
+using repository::FileTypeName;
 
 GuestType ToGuest(FileType t) {
   switch (t) {
@@ -177,6 +178,9 @@ Result<std::unique_ptr<FilePoint>> FilePoint::Open(
                            ") is a " + m.kind +
                            " backup, not a file backup; use `haven ls` / "
                            "`haven restore file` with it");
+  if (!m.FindStream("content") || !m.FindStream("catalog"))
+    return DataLoss("snapshot " + m.id.substr(0, 8) +
+                    ": a file backup without its catalog or content list");
   std::unique_ptr<FilePoint> p(new FilePoint(repo, m));
   HAVEN_RETURN_IF_ERROR(
       repository::ForEachRecord(repo, m, [&](FileRecord&& r) -> Status {
@@ -195,6 +199,23 @@ Result<std::unique_ptr<FilePoint>> FilePoint::Open(
   // what no file system holds.
   p->max_size_ = 1ull << 56;
   return p;
+}
+
+std::vector<std::pair<std::string, std::string>> FilePoint::Unreachable()
+    const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i < records_.size(); ++i) {
+    const FileRecord& r = records_[i];
+    if (r.path == "/" || (!selected_.empty() && !selected_[i])) continue;
+    const FileRecord* parent = Find(std::string(repository::ParentPath(r.path)));
+    if (parent && parent->type == FileType::kDir) continue;
+    out.emplace_back(r.path, parent ? "its parent in the backup is a " +
+                                          std::string(FileTypeName(parent->type)) +
+                                          ", not a directory"
+                                    : "its parent directory is not in the "
+                                      "backup");
+  }
+  return out;
 }
 
 const FileRecord* FilePoint::Find(const std::string& path) const {

@@ -46,6 +46,10 @@ class FilePoint : public GuestTree {
   // Select(); without it ReadFile reads chunk by chunk.
   Status Prefetch(int threads, size_t window = 16);
   uint64_t max_file_size() const override { return max_size_; }
+  // Records whose parent path is not a directory record of the catalog
+  // (only a damaged or crafted catalog has them), among the selected ones.
+  std::vector<std::pair<std::string, std::string>> Unreachable()
+      const override;
 
   const std::vector<repository::FileRecord>& records() const {
     return records_;

@@ -918,6 +918,8 @@ Result<FileRestoreStats> RestoreGuestFiles(
     const GuestEntry& e = entries[i];
     if (e.name == "/") {  // the root: its contents go straight in
       s = walker.Children(root, e, "/", 0, &used);
+      for (const auto& [path, why] : tree.Unreachable())
+        stats.problems.push_back({PrintableName(path), why});
       continue;
     }
     std::string path = PrintableName(paths[i]);

@@ -100,6 +100,12 @@ class GuestTree {
   // No regular file can hold more bytes than this (the volume's size);
   // an entry claiming more is refused.
   virtual uint64_t max_file_size() const = 0;
+  // Entries no directory of the tree leads to (path, why): a restore of
+  // "/" reports them, since the walk cannot reach them.
+  virtual std::vector<std::pair<std::string, std::string>> Unreachable()
+      const {
+    return {};
+  }
 };
 
 class GuestFs : public GuestTree {

@@ -436,7 +436,11 @@ TEST_F(FilePointTest, HostileCatalogRestoresTheGoodEntriesAndReportsTheBad) {
                   Problem("/x/hl-dir", HasSubstr("does not hold its content")),
                   Problem("/x/hl-self", HasSubstr("does not hold its content")),
                   Problem("/x/partial", HasSubstr("not captured")),
-                  Problem("/x/dev", HasSubstr("special files are not restored"))));
+                  Problem("/x/dev", HasSubstr("special files are not restored")),
+                  // Under a symlink or no directory: reported, never reached.
+                  Problem("/x/link/evil", HasSubstr("not a directory")),
+                  Problem("/x/out/evil", HasSubstr("not a directory")),
+                  Problem("/orphan/child", HasSubstr("not in the backup"))));
   EXPECT_EQ(r->files, 5u);  // a, hl-ok, hl-size, sub/c, setuid
   EXPECT_EQ(r->symlinks, 2u);
   EXPECT_EQ(r->fifos, 1u);
@@ -1042,12 +1046,12 @@ TEST_F(FilePointTest, ForEachRecordRefusesAPointWithoutStreams) {
 // sanitizers, a crash copying it). Manifest::FromJson refuses such
 // manifests, so only an in-memory Manifest reaches it. Disabled: it takes
 // the whole test binary down.
-TEST_F(FilePointTest, DISABLED_OpenOfAFilesPointWithoutStreamsIsAnError) {
+TEST_F(FilePointTest, OpenOfAFilesPointWithoutStreamsIsAnError) {
   Manifest m;
   m.kind = "files";
   m.id = "0123456789abcdef";
   EXPECT_THAT(FilePoint::Open(*repo_, m),
-              StatusIs(Code::kInvalidArgument, HasSubstr("not a file backup")));
+              StatusIs(Code::kDataLoss, HasSubstr("without its catalog")));
 }
 
 // -------------------------------------------------------------------- diff
