@@ -16,6 +16,7 @@ PACKAGES=(
   libvhdi-dev libvmdk-dev libbfio-dev        # Hyper-V/VMware disks (headers need libbfio.h)
   libvirt-dev libnbd-dev libxml2-dev         # VM backups: libvirt API, NBD exports, domain XML
   libvirt-daemon-system libvirt-clients      # libvirtd + virsh: the hosts Haven backs up (and tests)
+  dnsmasq-base                               # DHCP/DNS of the test VMs' libvirt networks (not on every machine)
   qemu-system-x86 qemu-utils                 # QEMU (TCG VMs in tests), qemu-nbd for qcow2 images
   e2fsprogs python3 time                     # test and bench images, measurements
   libtsk-dev libarchive-dev                  # guest file systems (The Sleuth Kit); tar/zip export
