@@ -124,6 +124,15 @@ class FileBackupTest : public testing_util::RepositoryTest {
 
   Result<FileBackupResult> Backup(const FileBackupOptions& o) { return BackupFiles(*repo_, o); }
 
+  // The paths of `v` in the backed-up tree. Its parents (/tmp, ...) are in
+  // every point too, and other processes change their mtimes at any time.
+  std::vector<std::string> InTree(std::vector<std::string> v) const {
+    std::erase_if(v, [&](const std::string& p) {
+      return p != src_ && !p.starts_with(src_ + "/");
+    });
+    return v;
+  }
+
   std::unique_ptr<FilePoint> Open(const Manifest& m) {
     // Through the repository, as a reader gets it.
     auto loaded = repo_->LoadSnapshot(m.id);
@@ -428,7 +437,7 @@ TEST_F(TreeTest, UnchangedFilesAreNotReadAgainAndKeepTheirChunks) {
   EXPECT_THAT(d->added, IsEmpty());
   EXPECT_THAT(d->removed, IsEmpty());
   EXPECT_THAT(d->modified, IsEmpty());
-  EXPECT_THAT(d->metadata, IsEmpty());
+  EXPECT_THAT(InTree(d->metadata), IsEmpty());
   EXPECT_THAT(d->type, IsEmpty());
 }
 
@@ -456,7 +465,7 @@ TEST_F(TreeTest, OneChangedFileIsTheOnlyOneRead) {
   EXPECT_THAT(d->modified, ElementsAre(S("dir/nested.txt")));
   EXPECT_THAT(d->added, IsEmpty());
   EXPECT_THAT(d->removed, IsEmpty());
-  EXPECT_THAT(d->metadata, IsEmpty());
+  EXPECT_THAT(InTree(d->metadata), IsEmpty());
 
   // Only the times change: read again (the mtime differs), same chunks.
   SetMtime(S("a.txt"), 1400000000000000001);
@@ -474,7 +483,7 @@ TEST_F(TreeTest, OneChangedFileIsTheOnlyOneRead) {
   EXPECT_THAT(d3->added, ElementsAre(S("new.txt")));
   EXPECT_THAT(d3->removed, ElementsAre(S("empty")));
   EXPECT_THAT(d3->modified, IsEmpty());
-  EXPECT_THAT(d3->metadata, ElementsAre(src_, S("a.txt")));
+  EXPECT_THAT(InTree(d3->metadata), ElementsAre(src_, S("a.txt")));
   EXPECT_THAT(d3->type, ElementsAre(S("link")));
 }
 
