@@ -1,7 +1,6 @@
 #include "agent/file_backup.h"
 
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -542,7 +541,7 @@ void Backup::Progress(bool final) {
 Status Backup::Enter(const std::string& dir, int dirfd,
                      const std::string& name, bool full, int depth) {
   const std::string path = dir.empty() ? "/" : JoinPath(dir, name);
-  if (full && !dir.empty() && rules_.Excluded(path, name)) return OkStatus();
+  if (full && !dir.empty() && rules_.Excluded(path)) return OkStatus();
   struct stat st;
   // Relative to the open directory: the kernel does not walk the whole
   // path again for every entry.
@@ -809,14 +808,9 @@ Result<ExcludeRules> ExcludeRules::Create(const std::vector<std::string>& globs,
   return rules;
 }
 
-bool ExcludeRules::Excluded(const std::string& path,
-                            const std::string& name) const {
-  for (const std::string& g : globs_) {
-    const bool by_path = g.find('/') != std::string::npos;
-    if (fnmatch(g.c_str(), by_path ? path.c_str() : name.c_str(),
-                by_path ? FNM_PATHNAME : 0) == 0)
-      return true;
-  }
+bool ExcludeRules::Excluded(const std::string& path) const {
+  for (const std::string& g : globs_)
+    if (repository::MatchesGlob(g, path)) return true;
   return false;
 }
 

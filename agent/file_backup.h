@@ -39,7 +39,8 @@ class ExcludeRules {
   // Adds globs; `file` (may be empty) holds one per line, '#' comments.
   static Result<ExcludeRules> Create(const std::vector<std::string>& globs,
                                      const std::string& file);
-  bool Excluded(const std::string& path, const std::string& name) const;
+  // Whether the entry at absolute `path` is excluded.
+  bool Excluded(const std::string& path) const;
   const std::vector<std::string>& globs() const { return globs_; }
 
  private:

@@ -244,19 +244,8 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
     j["disk"] = d->disk->name;
     j["partition"] = fs->volume.number;
     j["fs"] = fs->fs->type();
-    j["target"] = opt.path;
-    j["format"] = opt.target == restore::FileTarget::kDirectory ? "dir"
-                  : opt.target == restore::FileTarget::kTar     ? "tar"
-                                                                : "zip";
-    j["files"] = st->files;
-    j["dirs"] = st->dirs;
-    j["symlinks"] = st->symlinks;
-    j["bytes"] = st->bytes;
-    j["seconds"] = st->seconds;
+    AddRestoreJson(j, opt, *st);
     j["complete"] = st->complete() && !lost;
-    j["problems"] = nlohmann::ordered_json::array();
-    for (const auto& p : st->problems)
-      j["problems"].push_back({{"path", p.path}, {"what", p.what}});
     AddReadStats(j, *d->reader);
     std::cout << repository::DumpJson(j) << "\n";
   } else if (!g.quiet) {

@@ -38,21 +38,6 @@ struct RestoreFilesArgs {
   bool no_sync = false;
 };
 
-// One redrawn line on a terminal: bytes handled, rate, new data.
-agent::ProgressFn FilesProgress(bool enabled) {
-  if (!enabled || !::isatty(STDERR_FILENO)) return nullptr;
-  return [](const agent::Progress& p) {
-    double rate = p.elapsed_seconds > 0 ? p.done_bytes / p.elapsed_seconds : 0;
-    std::fprintf(stderr, "\r\033[Kbackup %s  %s/s  new %s  %s",
-                 HumanBytes(p.done_bytes).c_str(),
-                 HumanBytes(static_cast<uint64_t>(rate)).c_str(),
-                 HumanBytes(p.new_bytes).c_str(),
-                 FormatDuration(p.elapsed_seconds).c_str());
-    if (p.final) std::fprintf(stderr, "\r\033[K");
-    std::fflush(stderr);
-  };
-}
-
 std::string FormatTime(int64_t ns) {
   time_t s = static_cast<time_t>(ns / 1000000000);
   struct tm tm;
@@ -88,7 +73,7 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
                                      a.chunker + "'"));
     o.cdc = {lo << 10, avg << 10, hi << 10};
   }
-  o.progress = FilesProgress(!g.quiet && !g.json);
+  o.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   const bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
   o.on_warning = [&g, tty](const std::string& w) {
     if (g.quiet) return;
@@ -202,24 +187,8 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   PrintProblems(*st);
   if (g.json) {
     nlohmann::ordered_json j;
-    j["target"] = opt.path;
-    j["format"] = opt.target == restore::FileTarget::kDirectory ? "dir"
-                  : opt.target == restore::FileTarget::kTar     ? "tar"
-                                                                : "zip";
-    j["files"] = st->files;
-    j["dirs"] = st->dirs;
-    j["symlinks"] = st->symlinks;
-    j["fifos"] = st->fifos;
-    j["devices"] = st->devices;
-    j["hardlinks"] = st->hardlinks;
-    j["skipped"] = st->skipped;
-    j["bytes"] = st->bytes;
+    AddRestoreJson(j, opt, *st);
     j["chunks_read"] = (*point)->chunks_read();
-    j["seconds"] = st->seconds;
-    j["complete"] = st->complete();
-    j["problems"] = nlohmann::ordered_json::array();
-    for (const auto& p : st->problems)
-      j["problems"].push_back({{"path", p.path}, {"what", p.what}});
     std::cout << repository::DumpJson(j) << "\n";
   } else if (!g.quiet) {
     std::printf(
@@ -299,6 +268,28 @@ Status ChooseFileTarget(const std::string& to, const std::string& tar,
                               : restore::FileTarget::kZip;
   opt.path = !to.empty() ? to : !tar.empty() ? tar : zip;
   return OkStatus();
+}
+
+void AddRestoreJson(nlohmann::ordered_json& j,
+                    const restore::FileRestoreOptions& opt,
+                    const restore::FileRestoreStats& st) {
+  j["target"] = opt.path;
+  j["format"] = opt.target == restore::FileTarget::kDirectory ? "dir"
+                : opt.target == restore::FileTarget::kTar     ? "tar"
+                                                              : "zip";
+  j["files"] = st.files;
+  j["dirs"] = st.dirs;
+  j["symlinks"] = st.symlinks;
+  j["fifos"] = st.fifos;
+  j["devices"] = st.devices;
+  j["hardlinks"] = st.hardlinks;
+  j["skipped"] = st.skipped;
+  j["bytes"] = st.bytes;
+  j["seconds"] = st.seconds;
+  j["complete"] = st.complete();
+  j["problems"] = nlohmann::ordered_json::array();
+  for (const auto& p : st.problems)
+    j["problems"].push_back({{"path", p.path}, {"what", p.what}});
 }
 
 void PrintProblems(const restore::FileRestoreStats& st) {

@@ -5,6 +5,7 @@
 #define HAVEN_CLI_FILES_COMMANDS_H_
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/common.h"
@@ -25,6 +26,12 @@ int CmdFilesLs(const Globals& g, const repository::Repository& repo,
 Status ChooseFileTarget(const std::string& to, const std::string& tar,
                         const std::string& zip,
                         restore::FileRestoreOptions& opt);
+
+// A file restore's target, format, counts, bytes, seconds, `complete` and
+// problems, as `restore file` and `restore files` report them with --json.
+void AddRestoreJson(nlohmann::ordered_json& j,
+                    const restore::FileRestoreOptions& opt,
+                    const restore::FileRestoreStats& st);
 
 // Prints each entry not restored ("not restored: PATH: why") on stderr.
 void PrintProblems(const restore::FileRestoreStats& st);

@@ -142,6 +142,11 @@ bool IsCatalogPath(std::string_view path);
 std::string_view ParentPath(std::string_view path);
 std::string_view BaseName(std::string_view path);
 
+// The glob rule of file backups (--exclude, and the patterns of `restore
+// files`): a glob without '/' matches the entry's name, one with '/' its
+// absolute path, '*' not crossing '/' (fnmatch FNM_PATHNAME).
+bool MatchesGlob(const std::string& glob, const std::string& path);
+
 class Repository;
 
 // Reads a stream's chunks (a catalog or content list, manifest.h) in order,

@@ -1,6 +1,5 @@
 #include "restore/file_point.h"
 
-#include <fnmatch.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -136,9 +135,8 @@ Status FilePoint::Prefetch(int threads, size_t window) {
   plan_start_.clear();
   std::vector<ChunkId> all;  // the content list
   {
-    auto ctx = std::make_shared<repository::ReadContext>();
     HAVEN_RETURN_IF_ERROR(repository::WalkTree(
-        content_.tree, NodeLoader(repo_, ctx),
+        content_.tree, NodeLoader(repo_, ctx_),
         [&](uint64_t index, const ChunkId& id) {
           if (all.size() < index) all.resize(index);  // lost: zero ids
           all.push_back(id);
@@ -152,7 +150,6 @@ Status FilePoint::Prefetch(int threads, size_t window) {
     if ((!selected_.empty() && !selected_[i]) || r.type != FileType::kFile ||
         r.hard_link() || r.partial() || r.content_count == 0)
       continue;
-    if (plan_start_.count(i)) continue;
     bool usable = true;
     for (uint64_t c = 0; c < r.content_count; ++c)
       if (all[r.content_first + c].IsZero()) usable = false;
@@ -169,7 +166,9 @@ Status FilePoint::Prefetch(int threads, size_t window) {
 
 FilePoint::FilePoint(const repository::Repository& repo,
                      const repository::Manifest& m)
-    : repo_(repo), content_(*m.FindStream("content")) {}
+    : repo_(repo),
+      content_(*m.FindStream("content")),
+      ctx_(std::make_shared<repository::ReadContext>()) {}
 
 Result<std::unique_ptr<FilePoint>> FilePoint::Open(
     const repository::Repository& repo, const repository::Manifest& m) {
@@ -272,12 +271,9 @@ Status FilePoint::Select(const std::vector<std::string>& patterns) {
       roots.push_back(p);
       continue;
     }
-    const bool by_path = p.find('/') != std::string::npos;
     size_t matched = 0;
     for (const FileRecord& r : records_) {
-      const std::string name(repository::BaseName(r.path));
-      if (fnmatch(p.c_str(), by_path ? r.path.c_str() : name.c_str(),
-                  by_path ? FNM_PATHNAME : 0) == 0) {
+      if (repository::MatchesGlob(p, r.path)) {
         roots.push_back(r.path);
         ++matched;
       }
@@ -344,8 +340,7 @@ Status FilePoint::ReadFile(
         "backup ran");
   if (r->content_count > 0 && r->DataBytes() == 0)
     return DataLoss("content without data ranges");
-  auto ctx = std::make_shared<repository::ReadContext>();
-  repository::TreeReader ids(content_.tree, NodeLoader(repo_, ctx));
+  repository::TreeReader& ids = Ids();
   static const std::vector<uint8_t> zeros(1 << 20, 0);
   block = std::max<size_t>(1, std::min(block, zeros.size()));
   uint64_t pos = 0;  // file offset written up to
@@ -374,7 +369,7 @@ Status FilePoint::ReadFile(
         return DataLoss("chunk " + std::to_string(c) +
                         " of its content was lost (a repair cleared it)");
       HAVEN_RETURN_IF_ERROR(
-          repo_.ReadChunk(repository::ChunkType::kData, id, chunk, *ctx));
+          repo_.ReadChunk(repository::ChunkType::kData, id, chunk, *ctx_));
     }
     ++chunks_read_;
     size_t used = 0;
@@ -401,18 +396,20 @@ Status FilePoint::ReadFile(
   return holes_to(r->size);
 }
 
+repository::TreeReader& FilePoint::Ids() {
+  if (!ids_)
+    ids_ = std::make_unique<repository::TreeReader>(content_.tree,
+                                                    NodeLoader(repo_, ctx_));
+  return *ids_;
+}
+
 Result<std::vector<ChunkId>> FilePoint::ContentIds(const FileRecord& rec) {
   const FileRecord* r = &rec;
   if (r->hard_link()) r = Find(r->target);
   std::vector<ChunkId> out;
   if (!r || r->content_count == 0) return out;
-  if (!ids_) {
-    auto ctx = std::make_shared<repository::ReadContext>();
-    ids_ = std::make_unique<repository::TreeReader>(content_.tree,
-                                                    NodeLoader(repo_, ctx));
-  }
   for (uint64_t c = 0; c < r->content_count; ++c) {
-    HAVEN_ASSIGN_OR_RETURN(ChunkId id, ids_->Get(r->content_first + c));
+    HAVEN_ASSIGN_OR_RETURN(ChunkId id, Ids().Get(r->content_first + c));
     out.push_back(id);
   }
   return out;

@@ -74,7 +74,11 @@ class FilePoint : public GuestTree {
   std::vector<bool> selected_;  // empty: everything
   uint64_t max_size_ = 0;
   uint64_t chunks_read_ = 0;
-  std::unique_ptr<repository::TreeReader> ids_;  // for ContentIds
+  // The content list's ids, for ReadFile and ContentIds; one reader and
+  // one read context for the point, not one per file.
+  repository::TreeReader& Ids();
+  std::shared_ptr<repository::ReadContext> ctx_;
+  std::unique_ptr<repository::TreeReader> ids_;
   class Prefetcher;
   std::unique_ptr<Prefetcher> prefetcher_;
   std::unordered_map<size_t, size_t> plan_start_;  // record -> plan position

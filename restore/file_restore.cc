@@ -203,7 +203,7 @@ class DirSink : public Sink {
     }
     std::string tmp;
     HAVEN_ASSIGN_OR_RETURN(
-        int fd, Temp(parent, rel, tmp, [&](const std::string& t) {
+        int fd, Temp("create", rel, tmp, [&](const std::string& t) {
           return openat(parent.fd.get(), t.c_str(),
                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                         0600);
@@ -310,7 +310,10 @@ class DirSink : public Sink {
 
   // Creates an entry under a fresh temporary name in `parent` (a guest
   // may hold a file named like one: another is tried).
-  Result<int> Temp(Dir& parent, const std::string& rel, std::string& tmp,
+  // `make` returns a descriptor or 0 on success, -1 with errno on failure;
+  // `what` names the operation in the error.
+  Result<int> Temp(const std::string& what, const std::string& rel,
+                   std::string& tmp,
                    const std::function<int(const std::string&)>& make) {
     int r = -1;
     for (int attempt = 0; r < 0 && attempt < 16; ++attempt) {
@@ -319,7 +322,7 @@ class DirSink : public Sink {
       r = make(tmp);
       if (r < 0 && errno != EEXIST) break;
     }
-    if (r < 0) return ErrnoStatus("create " + Where(rel), errno);
+    if (r < 0) return ErrnoStatus(what + " " + Where(rel), errno);
     return r;
   }
   Status Discard(Dir& parent, const std::string& tmp, Status s) {
@@ -354,14 +357,7 @@ class DirSink : public Sink {
     HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
     if (!go) return OkStatus();
     std::string tmp;
-    int r = -1;
-    for (int attempt = 0; r < 0 && attempt < 16; ++attempt) {
-      tmp = std::string(kPartial) + "." + std::to_string(getpid()) + "." +
-            std::to_string(rng_());
-      r = make(tmp);
-      if (r < 0 && errno != EEXIST) break;
-    }
-    if (r < 0) return ErrnoStatus(std::string(what) + " " + Where(rel), errno);
+    HAVEN_RETURN_IF_ERROR(Temp(what, rel, tmp, make).status());
     Status s = ApplyByName(parent, tmp, e, rel,
                            /*chmod=*/e.type != GuestType::kSymlink);
     if (!s.ok()) return Discard(parent, tmp, s);
@@ -374,7 +370,7 @@ class DirSink : public Sink {
     std::string tmp;
     const std::string proc = "/proc/self/fd/" + std::to_string(target_fd);
     HAVEN_ASSIGN_OR_RETURN(
-        int r, Temp(parent, rel, tmp, [&](const std::string& t) {
+        int r, Temp("link", rel, tmp, [&](const std::string& t) {
           return linkat(AT_FDCWD, proc.c_str(), parent.fd.get(), t.c_str(),
                         AT_SYMLINK_FOLLOW);
         }));
