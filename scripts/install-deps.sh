@@ -23,6 +23,7 @@ PACKAGES=(
   libboost-filesystem-dev attr acl rsync     # file backups: tree walk; xattr/ACL tools and rsync for tests
   ntfs-3g mtools dosfstools exfatprogs exfat-fuse libarchive-tools fdisk   # file-restore tests: guest file systems, bsdtar
   dpkg-dev file                              # Debian package (scripts/package.sh): dpkg-shlibdeps for Depends
+  ccache                                     # compiler cache (scripts/build.sh): CI reuses the last build's objects
 )
 if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup virtnbdbackup); fi
 missing=()
