@@ -528,7 +528,7 @@ void Backup::Progress(bool final) {
   double now = MonotonicSeconds();
   if (!final && now - last_progress_ < o_.progress_interval) return;
   last_progress_ = now;
-  agent::Progress p;
+  haven::Progress p;
   p.done_bytes = done_bytes_;
   p.new_bytes = writer_->new_stored_bytes();
   p.elapsed_seconds = now - start_;

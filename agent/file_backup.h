@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "agent/fastcdc.h"
-#include "agent/progress.h"
+#include "base/progress.h"
 #include "repository/repository.h"
 
 namespace haven::agent {
@@ -60,6 +60,7 @@ struct FileBackupOptions {
   int threads = 0;               // readers; 0: one per core
   CdcParams cdc = kFileCdc;
   ProgressFn progress;  // done_bytes: file bytes handled so far
+  CancelToken cancel;   // checked between files and between chunks
   double progress_interval = 0.2;
   std::function<void(const std::string&)> on_warning;  // as they happen
 };

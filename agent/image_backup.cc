@@ -279,9 +279,9 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
       last_report = now;
       uint64_t done = std::min(src_.size(),
                                (b + 1) * batch_chunks_ * uint64_t{chunk_size_});
-      opt.progress({opt.done_before + done, opt.total_bytes,
+      opt.progress(ByteProgress(opt.done_before + done, opt.total_bytes,
                     opt.new_before + writer_.new_stored_bytes() - new_before,
-                    now - opt.started, false});
+                    now - opt.started, false));
     }
   }
   for (auto& t : threads) t.join();
@@ -492,8 +492,8 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   m.stats.duration_seconds = MonotonicSeconds() - start;
   HAVEN_RETURN_IF_ERROR(repo.CommitSnapshot(m));
   if (options.progress)
-    options.progress({src->size(), src->size(), m.stats.new_stored_bytes,
-                      m.stats.duration_seconds, true});
+    options.progress(ByteProgress(src->size(), src->size(), m.stats.new_stored_bytes,
+                      m.stats.duration_seconds, true));
   return m;
 }
 

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/progress.h"
+#include "base/progress.h"
 #include "repository/repository.h"
 #include "snapshot/disk_source.h"
 #include "snapshot/foreign_image.h"
@@ -79,6 +79,7 @@ struct ImageBackupOptions {
   bool config_files = true;     // store a Hyper-V/VMware VM's config
   int threads = 0;              // 0: one per core
   ProgressFn progress;
+  CancelToken cancel;  // checked between chunks
   double progress_interval = 0.2;  // seconds between progress calls
 };
 

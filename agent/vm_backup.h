@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/progress.h"
+#include "base/progress.h"
 #include "repository/repository.h"
 #include "snapshot/libvirt_host.h"
 
@@ -48,6 +48,7 @@ struct VmBackupOptions {
   int threads = 0;
   std::string time;  // recorded time; empty: now
   ProgressFn progress;
+  CancelToken cancel;  // checked between disks and between chunks
   std::function<void(const std::string&)> log;  // fallbacks, freeze, cleanup
   double fault_delay = 0;  // tests: sleep after the job started (seconds)
 };

@@ -16,6 +16,7 @@ std::string_view CodeName(Code code) {
     case Code::kDataLoss: return "data loss";
     case Code::kIoError: return "I/O error";
     case Code::kInternal: return "internal error";
+    case Code::kCancelled: return "cancelled";
   }
   return "unknown";
 }
@@ -39,6 +40,7 @@ Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 Status DataLoss(std::string m) { return {Code::kDataLoss, std::move(m)}; }
 Status IoError(std::string m) { return {Code::kIoError, std::move(m)}; }
 Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+Status Cancelled(std::string m) { return {Code::kCancelled, std::move(m)}; }
 
 Status ErrnoStatus(std::string_view what, int err) {
   return IoError(std::string(what) + ": " + std::strerror(err));

@@ -22,6 +22,7 @@ enum class Code {
   kDataLoss,            // stored bytes are corrupt or missing
   kIoError,             // the operating system refused (ENOSPC, EIO, ...)
   kInternal,            // a bug
+  kCancelled,           // the caller asked the job to stop; nothing was committed
 };
 
 std::string_view CodeName(Code code);
@@ -55,6 +56,7 @@ Status Unavailable(std::string msg);
 Status DataLoss(std::string msg);
 Status IoError(std::string msg);
 Status Internal(std::string msg);
+Status Cancelled(std::string msg);
 // IoError for errno `err` while doing `what` ("write /x/y: No space left").
 Status ErrnoStatus(std::string_view what, int err);
 

@@ -19,9 +19,9 @@ std::string FormatDuration(double seconds) {
   return buf;
 }
 
-agent::ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
+ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
   if (!enabled || !::isatty(STDERR_FILENO)) return nullptr;
-  return [verb](const agent::Progress& p) {
+  return [verb](const Progress& p) {
     double rate = p.elapsed_seconds > 0 ? p.done_bytes / p.elapsed_seconds : 0;
     if (p.total_bytes) {
       double pct = 100.0 * p.done_bytes / p.total_bytes;

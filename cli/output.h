@@ -5,14 +5,14 @@
 
 #include <string>
 
-#include "agent/progress.h"
+#include "base/progress.h"
 
 namespace haven::cli {
 
 // A progress callback that redraws one line on stderr when it is a terminal
 // and `enabled`; otherwise it does nothing. Without a total (total_bytes 0)
 // it shows bytes done, rate and time, no percentage or ETA.
-agent::ProgressFn TerminalProgress(bool enabled, const std::string& verb);
+ProgressFn TerminalProgress(bool enabled, const std::string& verb);
 
 std::string FormatDuration(double seconds);
 

@@ -687,7 +687,7 @@ class ArchiveSink : public Sink {
 class Walker {
  public:
   Walker(GuestTree& tree, Sink& sink, FileRestoreStats& stats,
-         const agent::ProgressFn& progress, bool devices)
+         const ProgressFn& progress, bool devices)
       : tree_(tree),
         sink_(sink),
         stats_(stats),
@@ -811,7 +811,7 @@ class Walker {
     double now = MonotonicSeconds();
     if (now - last_ < 0.2) return;
     last_ = now;
-    agent::Progress p;
+    haven::Progress p;
     p.done_bytes = done_;
     p.elapsed_seconds = now - start_;
     progress_(p);
@@ -820,7 +820,7 @@ class Walker {
   GuestTree& tree_;
   Sink& sink_;
   FileRestoreStats& stats_;
-  const agent::ProgressFn& progress_;
+  const ProgressFn& progress_;
   bool devices_;
   std::set<uint64_t> ancestors_;
   std::map<uint64_t, std::string> visited_;  // directory inode -> path
@@ -938,7 +938,7 @@ Result<FileRestoreStats> RestoreGuestFiles(
   }
   stats.seconds = MonotonicSeconds() - start;
   if (options.progress) {
-    agent::Progress p;
+    Progress p;
     p.done_bytes = stats.bytes;
     p.elapsed_seconds = stats.seconds;
     p.final = true;

@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/progress.h"
+#include "base/progress.h"
 #include "restore/guest_fs.h"
 
 namespace haven::restore {
@@ -64,7 +64,8 @@ struct FileRestoreOptions {
   // it is written). Off: faster, but a crash soon after may lose files.
   bool sync = true;
   // done_bytes: file bytes written so far; total_bytes: 0 (unknown).
-  agent::ProgressFn progress;
+  ProgressFn progress;
+  CancelToken cancel;  // checked between files and between chunks
 };
 
 struct FileRestoreProblem {

@@ -206,8 +206,8 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
         double now = MonotonicSeconds();
         if (options.progress && now - last_report > 0.2) {
           last_report = now;
-          options.progress(
-              {std::min(size, index * cs), size, 0, now - start, false});
+          options.progress(ByteProgress(std::min(size, index * cs), size, 0,
+                                        now - start, false));
         }
         return OkStatus();
       },
@@ -248,7 +248,7 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
   stats.hole_bytes = size - written;
   stats.duration_seconds = MonotonicSeconds() - start;
   if (options.progress)
-    options.progress({size, size, 0, stats.duration_seconds, true});
+    options.progress(ByteProgress(size, size, 0, stats.duration_seconds, true));
   return stats;
 }
 

@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/progress.h"
+#include "base/progress.h"
 #include "repository/repository.h"
 
 namespace haven::restore {
@@ -42,7 +42,8 @@ struct ImageRestoreOptions {
   // the disk's rounded up to 512 bytes. A block device takes only "raw".
   // Config files (`config`) are always written as stored ("raw").
   std::string format = "raw";
-  agent::ProgressFn progress;
+  ProgressFn progress;
+  CancelToken cancel;  // checked between chunks
 };
 
 struct ImageRestoreStats {

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/progress.h"
+#include "base/progress.h"
 #include "repository/repository.h"
 #include "restore/image_restore.h"
 #include "snapshot/domain_xml.h"
@@ -49,7 +49,8 @@ struct VmRestoreOptions {
   bool start = false;
   bool verify_ids = false;
   // Progress of one disk: `label` names it ("vm1 vda").
-  std::function<agent::ProgressFn(const std::string& label)> progress;
+  std::function<ProgressFn(const std::string& label)> progress;
+  CancelToken cancel;  // checked between VMs, disks and chunks
   std::function<void(const std::string&)> log;  // one line per step
 };
 

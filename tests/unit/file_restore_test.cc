@@ -419,7 +419,7 @@ class FileRestoreTest : public ::testing::Test {
   FakeTree tree_;
   std::string target_, outside_;
   bool owners_ = true;
-  agent::ProgressFn progress_;
+  ProgressFn progress_;
 };
 
 TEST_F(FileRestoreTest, RestoresTreeWithContentModesTimesAndOwners) {
@@ -1087,8 +1087,8 @@ TEST_F(FileRestoreTest, ProgressEndsWithTheFinalByteCount) {
   const int top = tree_.Dir(FakeTree::kRoot, "top");
   tree_.File(top, "a", RandomData(3 * kMiB, 1));
   tree_.File(top, "b", "12345");
-  std::vector<agent::Progress> seen;
-  progress_ = [&](const agent::Progress& p) { seen.push_back(p); };
+  std::vector<Progress> seen;
+  progress_ = [&](const Progress& p) { seen.push_back(p); };
   auto r = Restore({"/top"});
   ASSERT_THAT(r, IsOk());
   ASSERT_FALSE(seen.empty());

@@ -47,12 +47,12 @@ TEST_F(ImageBackupTest, ProgressEndsWithAFinalReport) {
   const std::string image = tmp_.Sub("progress.raw");
   Bytes data = RandomData(3 * kMiB + 1, 12);
   WriteWholeFile(image, data);
-  std::vector<agent::Progress> backup_reports;
+  std::vector<Progress> backup_reports;
   agent::ImageBackupOptions o;
   o.name = "progress";
   o.threads = 2;
   o.progress_interval = 0;
-  o.progress = [&](const agent::Progress& p) { backup_reports.push_back(p); };
+  o.progress = [&](const Progress& p) { backup_reports.push_back(p); };
   auto m = agent::BackupImage(*repo_, image, o);
   ASSERT_THAT(m, IsOk());
   ASSERT_FALSE(backup_reports.empty());
@@ -62,11 +62,11 @@ TEST_F(ImageBackupTest, ProgressEndsWithAFinalReport) {
   for (size_t i = 1; i < backup_reports.size(); ++i)
     EXPECT_LE(backup_reports[i - 1].done_bytes, backup_reports[i].done_bytes);
 
-  std::vector<agent::Progress> restore_reports;
+  std::vector<Progress> restore_reports;
   restore::ImageRestoreOptions ro;
   ro.threads = 2;
   ro.verify_ids = true;
-  ro.progress = [&](const agent::Progress& p) { restore_reports.push_back(p); };
+  ro.progress = [&](const Progress& p) { restore_reports.push_back(p); };
   const std::string target = tmp_.Sub("progress-restored.raw");
   auto stats = restore::RestoreImage(*repo_, *m, target, ro);
   ASSERT_THAT(stats, IsOk());
@@ -123,7 +123,7 @@ TEST_F(ImageBackupTest, ImageChangedDuringBackupIsMarkedInconsistent) {
   o.threads = 2;
   o.progress_interval = 0;
   bool touched = false;
-  o.progress = [&](const agent::Progress& p) {
+  o.progress = [&](const Progress& p) {
     if (touched || p.final) return;
     // A writer changes the image while it is being read.
     int fd = ::open(image.c_str(), O_WRONLY | O_CLOEXEC);
