@@ -76,10 +76,11 @@ struct Item {
 class FileReader {
  public:
   FileReader(Repository& repo, repository::ChunkWriter& writer,
-             const FastCdc& cdc)
+             const FastCdc& cdc, CancelToken cancel)
       : repo_(repo),
         writer_(writer),
         cdc_(cdc),
+        cancel_(std::move(cancel)),
         ctx_(repo.config().compression_level) {
     buf_.resize(2 * static_cast<size_t>(cdc.params().max_size));
   }
@@ -201,7 +202,10 @@ class FileReader {
         have += static_cast<size_t>(got);
         done += static_cast<uint64_t>(got);
         bytes_read += static_cast<uint64_t>(got);
-        if (have == buf_.size()) HAVEN_RETURN_IF_ERROR(emit(false));
+        if (have == buf_.size()) {
+          HAVEN_RETURN_IF_ERROR(emit(false));
+          HAVEN_RETURN_IF_ERROR(cancel_.Check("the file backup"));
+        }
       }
       if (done > 0) r.extents.push_back({offset, done});
       if (done < length) break;
@@ -213,6 +217,7 @@ class FileReader {
   Repository& repo_;
   repository::ChunkWriter& writer_;
   const FastCdc& cdc_;
+  CancelToken cancel_;
   repository::WriteContext ctx_;
   Bytes buf_;
 };
@@ -427,7 +432,7 @@ void Backup::Fail(const Status& s) {
 }
 
 void Backup::WorkerLoop() {
-  FileReader reader(repo_, *writer_, cdc_);
+  FileReader reader(repo_, *writer_, cdc_, o_.cancel);
   while (true) {
     Item* item;
     {
@@ -446,6 +451,11 @@ void Backup::WorkerLoop() {
 }
 
 Status Backup::Add(std::unique_ptr<Item> item) {
+  if (o_.cancel.cancelled()) {
+    Status cancelled = o_.cancel.Check("the file backup");
+    Fail(cancelled);
+    return cancelled;
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!error_.ok()) return error_;
@@ -528,11 +538,10 @@ void Backup::Progress(bool final) {
   double now = MonotonicSeconds();
   if (!final && now - last_progress_ < o_.progress_interval) return;
   last_progress_ = now;
-  haven::Progress p;
-  p.done_bytes = done_bytes_;
-  p.new_bytes = writer_->new_stored_bytes();
-  p.elapsed_seconds = now - start_;
-  p.final = final;
+  haven::Progress p = ByteProgress(done_bytes_, 0, writer_->new_stored_bytes(),
+                                   now - start_, final);
+  p.phase = "backup";
+  p.item = o_.name;
   o_.progress(p);
 }
 
@@ -716,7 +725,7 @@ Result<FileBackupResult> Backup::Run(const std::vector<std::string>& roots,
   }
   for (auto& t : threads_) t.join();
   threads_.clear();
-  if (!error_.ok()) return error_;
+  if (!error_.ok()) return KeepStoredChunks(*writer_, error_);
   HAVEN_RETURN_IF_ERROR(CutCatalog(true));
   return result_;
 }
@@ -728,6 +737,8 @@ Status Backup::Commit(const FileBackupOptions& o, const std::string& time,
   HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot catalog, catalog_.Finish());
   HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot content, content_.Finish());
   HAVEN_RETURN_IF_ERROR(writer_->Flush());
+  // The last moment a cancel is honoured: after it, the point commits.
+  HAVEN_RETURN_IF_ERROR(o.cancel.Check("the file backup"));
   Manifest& m = result.manifest;
   m.name = o.name;
   m.kind = "files";

@@ -244,6 +244,10 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
   });
   const uint64_t new_before = writer_.new_stored_bytes();
   for (uint64_t b = 0; b < batches_; ++b) {
+    if (opt.cancel.cancelled()) {
+      Fail(opt.cancel.Check("the backup of " + src_.description()));
+      break;
+    }
     BatchResult r;
     {
       std::unique_lock<std::mutex> l(mu_);
@@ -279,9 +283,13 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
       last_report = now;
       uint64_t done = std::min(src_.size(),
                                (b + 1) * batch_chunks_ * uint64_t{chunk_size_});
-      opt.progress(ByteProgress(opt.done_before + done, opt.total_bytes,
-                    opt.new_before + writer_.new_stored_bytes() - new_before,
-                    now - opt.started, false));
+      Progress p = ByteProgress(
+          opt.done_before + done, opt.total_bytes,
+          opt.new_before + writer_.new_stored_bytes() - new_before,
+          now - opt.started, false);
+      p.phase = "backup";
+      p.item = opt.item.empty() ? src_.description() : opt.item;
+      opt.progress(p);
     }
   }
   for (auto& t : threads) t.join();
@@ -440,10 +448,13 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   capture_options.progress_interval = options.progress_interval;
   capture_options.total_bytes = src->size();
   capture_options.started = start;
+  capture_options.item = path;
+  capture_options.cancel = options.cancel;
   DiskCapture capture;
-  HAVEN_ASSIGN_OR_RETURN(
-      repository::DiskManifest disk,
-      CaptureDisk(repo, *writer, *src, nullptr, capture_options, capture));
+  auto captured =
+      CaptureDisk(repo, *writer, *src, nullptr, capture_options, capture);
+  if (!captured.ok()) return KeepStoredChunks(*writer, captured.status());
+  repository::DiskManifest disk = std::move(*captured);
   HAVEN_ASSIGN_OR_RETURN(bool changed, src->ChangedDuringRead());
 
   Manifest m;
@@ -463,6 +474,8 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   }
   HAVEN_RETURN_IF_ERROR(StoreConfigFiles(repo, *writer, config, m));
   HAVEN_RETURN_IF_ERROR(writer->Flush());
+  // The last moment a cancel is honoured: after it, the point commits.
+  HAVEN_RETURN_IF_ERROR(options.cancel.Check("the backup of " + path));
   m.name = options.name;
   m.kind = "image";
   m.time = started;
@@ -491,10 +504,20 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   m.stats.new_stored_bytes = writer->new_stored_bytes();
   m.stats.duration_seconds = MonotonicSeconds() - start;
   HAVEN_RETURN_IF_ERROR(repo.CommitSnapshot(m));
-  if (options.progress)
-    options.progress(ByteProgress(src->size(), src->size(), m.stats.new_stored_bytes,
-                      m.stats.duration_seconds, true));
+  if (options.progress) {
+    Progress p = ByteProgress(src->size(), src->size(),
+                              m.stats.new_stored_bytes,
+                              m.stats.duration_seconds, true);
+    p.phase = "backup";
+    p.item = path;
+    options.progress(p);
+  }
   return m;
+}
+
+Status KeepStoredChunks(repository::ChunkWriter& writer, Status why) {
+  if (why.code() == Code::kCancelled) (void)writer.Flush();
+  return why;
 }
 
 std::string HostName() {

@@ -34,6 +34,8 @@ struct CaptureOptions {
   uint64_t total_bytes = 0;        //   bytes of all disks of the job
   uint64_t new_before = 0;         //   bytes stored by earlier disks
   double started = 0;              //   MonotonicSeconds() at the job's start
+  std::string item;                //   what progress events name (disk)
+  CancelToken cancel;              // checked before each ~1 MiB batch
 };
 
 // What reading one disk did.
@@ -48,7 +50,9 @@ struct DiskCapture {
 // size, chunk size and tree set (name and source are the caller's). With a
 // `parent` (the same disk in the previous point, same size and chunk size),
 // ranges the source reports unchanged reuse the parent's chunk ids: the new
-// point is the parent's image with the changed ranges replaced.
+// point is the parent's image with the changed ranges replaced. Once
+// options.cancel is cancelled it stops within a batch and returns
+// Code::kCancelled (the writer keeps what it stored; nothing is committed).
 Result<repository::DiskManifest> CaptureDisk(
     repository::Repository& repo, repository::ChunkWriter& writer,
     snapshot::DiskSource& src, const repository::DiskManifest* parent,
@@ -71,6 +75,12 @@ Result<std::unique_ptr<snapshot::DiskSource>> OpenImage(
 
 std::string HostName();
 
+// Returns `why`. When it is a cancellation, first seals the writer's open
+// pack and indexes it (best effort), so a cancelled job's chunks are
+// reused by the next run like a finished job's; a failed job's open pack is
+// simply dropped (it may hold what failed).
+Status KeepStoredChunks(repository::ChunkWriter& writer, Status why);
+
 struct ImageBackupOptions {
   std::string name;  // backup name (VM or image name)
   std::string disk_name = "disk0";
@@ -85,6 +95,8 @@ struct ImageBackupOptions {
 
 // On success the recovery point is committed and returned. On failure no
 // manifest is written; packs already finished stay and are reused next time.
+// Cancelled (Code::kCancelled), it also seals the chunks read so far into
+// packs first, so the next run does not read or store them again.
 Result<repository::Manifest> BackupImage(repository::Repository& repo,
                                          const std::string& path,
                                          const ImageBackupOptions& options);

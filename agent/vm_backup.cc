@@ -144,6 +144,8 @@ Status VmJob::ReadDisks(
     co.total_bytes = total;
     co.new_before = writer_->new_stored_bytes();
     co.started = started_;
+    co.item = report_.name + "/" + j.target;
+    co.cancel = opt_.cancel;
     DiskCapture cap;
     auto disk = CaptureDisk(repo_, *writer_, src, prev, co, cap);
     if (!disk.ok()) return disk.status();
@@ -321,7 +323,9 @@ Status VmJob::Run(const std::string& name) {
     }
   }
 
+  if (read.ok()) read = opt_.cancel.Check("the backup of VM " + name);
   if (read.ok()) read = ReadDisks(sources, plan, m);
+  if (!read.ok()) read = KeepStoredChunks(*writer_, read);
   if (read.ok() && !active)
     for (auto& s : sources) {
       HAVEN_ASSIGN_OR_RETURN(bool changed, s->ChangedDuringRead());
@@ -347,6 +351,7 @@ Status VmJob::Run(const std::string& name) {
   }
   Status stored = StoreConfigFiles(repo_, *writer_, config, m);
   if (stored.ok()) stored = writer_->Flush();
+  if (stored.ok()) stored = opt_.cancel.Check("the backup of VM " + name);
   m.stats.new_chunks = writer_->new_chunks();
   m.stats.new_raw_bytes = writer_->new_raw_bytes();
   m.stats.new_stored_bytes = writer_->new_stored_bytes();

@@ -687,12 +687,13 @@ class ArchiveSink : public Sink {
 class Walker {
  public:
   Walker(GuestTree& tree, Sink& sink, FileRestoreStats& stats,
-         const ProgressFn& progress, bool devices)
+         const ProgressFn& progress, bool devices, CancelToken cancel)
       : tree_(tree),
         sink_(sink),
         stats_(stats),
         progress_(progress),
-        devices_(devices) {
+        devices_(devices),
+        cancel_(std::move(cancel)) {
     start_ = MonotonicSeconds();
   }
 
@@ -700,6 +701,7 @@ class Walker {
   // Entry problems are recorded; the returned error stops the restore.
   Status Restore(Sink::Dir& parent, const GuestEntry& e,
                  const std::string& name, const std::string& path, int depth) {
+    HAVEN_RETURN_IF_ERROR(cancel_.Check("the file restore"));
     Status s = RestoreOne(parent, e, name, path, depth);
     if (s.ok() || !IsEntryProblem(s)) return s;
     Problem(path, s.message());
@@ -811,9 +813,8 @@ class Walker {
     double now = MonotonicSeconds();
     if (now - last_ < 0.2) return;
     last_ = now;
-    haven::Progress p;
-    p.done_bytes = done_;
-    p.elapsed_seconds = now - start_;
+    haven::Progress p = ByteProgress(done_, 0, 0, now - start_, false);
+    p.phase = "restore";
     progress_(p);
   }
 
@@ -822,6 +823,7 @@ class Walker {
   FileRestoreStats& stats_;
   const ProgressFn& progress_;
   bool devices_;
+  CancelToken cancel_;
   std::set<uint64_t> ancestors_;
   std::map<uint64_t, std::string> visited_;  // directory inode -> path
   uint64_t done_ = 0;
@@ -907,7 +909,8 @@ Result<FileRestoreStats> RestoreGuestFiles(
                                          options.target == FileTarget::kZip,
                                          tree.has_unix_metadata());
   HAVEN_ASSIGN_OR_RETURN(Sink::Dir root, sink->Root());
-  Walker walker(tree, *sink, stats, options.progress, options.devices);
+  Walker walker(tree, *sink, stats, options.progress, options.devices,
+                options.cancel);
   std::set<std::string> used;
   Status s;
   for (size_t i = 0; i < paths.size() && s.ok(); ++i) {
@@ -938,10 +941,8 @@ Result<FileRestoreStats> RestoreGuestFiles(
   }
   stats.seconds = MonotonicSeconds() - start;
   if (options.progress) {
-    Progress p;
-    p.done_bytes = stats.bytes;
-    p.elapsed_seconds = stats.seconds;
-    p.final = true;
+    Progress p = ByteProgress(stats.bytes, stats.bytes, 0, stats.seconds, true);
+    p.phase = "restore";
     options.progress(p);
   }
   return stats;

@@ -65,7 +65,9 @@ struct FileRestoreOptions {
   bool sync = true;
   // done_bytes: file bytes written so far; total_bytes: 0 (unknown).
   ProgressFn progress;
-  CancelToken cancel;  // checked between files and between chunks
+  // Checked before each entry. A cancelled archive restore removes its
+  // partial file; a folder keeps the entries completed before the cancel.
+  CancelToken cancel;
 };
 
 struct FileRestoreProblem {

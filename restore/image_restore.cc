@@ -202,12 +202,16 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
       [&](uint64_t index, const ChunkId& id) -> Status {
         pending.push_back({index, id});
         if (pending.size() < kBatchChunks) return OkStatus();
+        HAVEN_RETURN_IF_ERROR(options.cancel.Check("the restore to " + target));
         HAVEN_RETURN_IF_ERROR(push_pending());
         double now = MonotonicSeconds();
-        if (options.progress && now - last_report > 0.2) {
+        if (options.progress && now - last_report >= options.progress_interval) {
           last_report = now;
-          options.progress(ByteProgress(std::min(size, index * cs), size, 0,
-                                        now - start, false));
+          Progress p = ByteProgress(std::min(size, index * cs), size, 0,
+                                    now - start, false);
+          p.phase = "restore";
+          p.item = disk->name;
+          options.progress(p);
         }
         return OkStatus();
       },
@@ -219,7 +223,10 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
     if (!walk.ok() && !fatal) {
       fatal = true;
       fatal_error =
-          walk.WithContext("reading the chunk list of disk " + disk->name);
+          walk.code() == Code::kCancelled
+              ? walk
+              : walk.WithContext("reading the chunk list of disk " +
+                                 disk->name);
     }
     cv.notify_all();
   }
@@ -247,8 +254,12 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
   stats.data_bytes = written;
   stats.hole_bytes = size - written;
   stats.duration_seconds = MonotonicSeconds() - start;
-  if (options.progress)
-    options.progress(ByteProgress(size, size, 0, stats.duration_seconds, true));
+  if (options.progress) {
+    Progress p = ByteProgress(size, size, 0, stats.duration_seconds, true);
+    p.phase = "restore";
+    p.item = disk->name;
+    options.progress(p);
+  }
   return stats;
 }
 

@@ -43,7 +43,8 @@ struct ImageRestoreOptions {
   // Config files (`config`) are always written as stored ("raw").
   std::string format = "raw";
   ProgressFn progress;
-  CancelToken cancel;  // checked between chunks
+  double progress_interval = 0.2;  // seconds between progress calls
+  CancelToken cancel;  // checked between batches of chunks (~1 MiB)
 };
 
 struct ImageRestoreStats {

@@ -395,6 +395,7 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
     opt.format = d.format;
     opt.overwrite = true;  // the staging file: ours (journal) by the plan
     opt.verify_ids = options.verify_ids;
+    opt.cancel = options.cancel;
     if (options.progress)
       opt.progress = options.progress(plan.name + " " + d.target);
     std::string staging = d.path + kStaging;
