@@ -41,9 +41,22 @@ if [ -x /usr/bin/python3 ]; then _HV_PY=/usr/bin/python3; else _HV_PY=python3; f
 _hv_virsh() { virsh -q -c "$HAVEN_LIBVIRT_URI" "$@"; }
 _hv_err() { echo "libvirt-env: $*" >&2; }
 
+# _hv_kvm_group: with no udev running, /dev/kvm stays root-only (0600), so
+# libvirt's QEMU user cannot open it and libvirt re-probes QEMU on every
+# capabilities call and every define (4-85 s each). Debian's udev rule gives it
+# group kvm, mode 0660; do the same. No /dev/kvm (TCG only): nothing to do.
+_hv_kvm_group() {
+  [ -c /dev/kvm ] && [ "$(id -u)" = 0 ] || return 0
+  [ "$(stat -c %a /dev/kvm)" = 600 ] || return 0
+  getent group kvm >/dev/null || return 0
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm || _hv_err "could not open /dev/kvm to group kvm"
+  return 0
+}
+
 # haven_libvirt_start: starts virtlogd and libvirtd (as daemons, -d) unless
 # they run, then waits until `virsh version` answers (up to 30 s). Idempotent.
 haven_libvirt_start() {
+  _hv_kvm_group
   if virsh -c "$HAVEN_LIBVIRT_URI" version >/dev/null 2>&1; then return 0; fi
   if [ "$(id -u)" != 0 ]; then _hv_err "libvirtd can only be started as root"; return 1; fi
   local d
