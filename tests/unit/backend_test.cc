@@ -1,5 +1,6 @@
 // The Backend contract as LocalBackend keeps it (atomic durable writes,
-// listing, stat, range reads, delete, refused names).
+// listing, stat, range reads, delete, refused names), and what FaultBackend
+// injects.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/fault_backend.h"
 #include "repository/local_backend.h"
 #include "tests/unit/test_util.h"
 
@@ -242,6 +244,75 @@ TEST_F(LocalBackendTest, NamesOutsideTheRepositoryAreRefused) {
   }
   EXPECT_THAT(backend_->List("../"), StatusIs(Code::kInvalidArgument, HasSubstr("refused")));
   EXPECT_TRUE(testing_util::ReadWholeFile(dir_.Sub("outside")) == B("secret"));
+}
+
+// ---------------------------------------------------------------- faults
+
+class FaultBackendTest : public LocalBackendTest {
+ protected:
+  void SetUp() override {
+    LocalBackendTest::SetUp();
+    fault_ = std::make_unique<FaultBackend>(std::make_unique<LocalBackend>(root_));
+  }
+  std::unique_ptr<FaultBackend> fault_;
+};
+
+TEST_F(FaultBackendTest, NoSpaceFailsTheNthWriteOnly) {
+  fault_->FailWrite(2, FaultBackend::Fault::kNoSpace);
+  EXPECT_THAT(fault_->WriteAtomic("snapshots/1", AsBytes("a"), WriteMode::kCreate), IsOk());
+  EXPECT_THAT(fault_->WriteAtomic("snapshots/2", AsBytes("b"), WriteMode::kCreate),
+              StatusIs(Code::kIoError,
+                       AllOf(HasSubstr("snapshots/2"), HasSubstr("No space left on device"))));
+  EXPECT_THAT(backend_->Stat("snapshots/2"), StatusIs(Code::kNotFound, HasSubstr("snapshots/2")));
+  EXPECT_THAT(fault_->WriteAtomic("snapshots/3", AsBytes("c"), WriteMode::kCreate), IsOk());
+  EXPECT_EQ(fault_->writes(), 3);
+  EXPECT_FALSE(fault_->crashed());
+}
+
+TEST_F(FaultBackendTest, NoSpaceOnAStreamingCommitDiscardsTheObject) {
+  fault_->FailWrite(1, FaultBackend::Fault::kNoSpace);
+  auto w = fault_->NewObjectWriter("packs/ab/p");
+  ASSERT_THAT(w, IsOk());
+  ASSERT_THAT((*w)->Append(RandomData(1000, 1)), IsOk());
+  EXPECT_THAT((*w)->Commit(), StatusIs(Code::kIoError, HasSubstr("No space left")));
+  EXPECT_THAT(backend_->Stat("packs/ab/p"), StatusIs(Code::kNotFound, HasSubstr("packs/ab/p")));
+  EXPECT_TRUE(fs::is_empty(root_ + "/tmp"));
+}
+
+TEST_F(FaultBackendTest, TornWriteIsNeverVisibleAndStopsEverything) {
+  ASSERT_THAT(fault_->WriteAtomic("snapshots/old", AsBytes("kept"), WriteMode::kCreate),
+              IsOk());
+  fault_->FailWrite(2, FaultBackend::Fault::kTear);
+  EXPECT_THAT(fault_->WriteAtomic("snapshots/new", RandomData(1000, 2), WriteMode::kCreate),
+              StatusIs(Code::kIoError, AllOf(HasSubstr("snapshots/new"), HasSubstr("torn"))));
+  EXPECT_TRUE(fault_->crashed());
+  EXPECT_THAT(backend_->Stat("snapshots/new"), StatusIs(Code::kNotFound, HasSubstr("new")));
+  EXPECT_THAT(Names(*backend_->List("snapshots/")), UnorderedElementsAre("snapshots/old"));
+  EXPECT_THAT(fault_->Stat("snapshots/old"), StatusIs(Code::kIoError, HasSubstr("injected")));
+  EXPECT_THAT(fault_->List("snapshots/"), StatusIs(Code::kIoError, HasSubstr("injected")));
+}
+
+TEST_F(FaultBackendTest, CrashAfterNWritesFailsEveryLaterOperation) {
+  fault_->CrashAfter(2);
+  ASSERT_THAT(fault_->WriteAtomic("keys/a", AsBytes("a"), WriteMode::kCreate), IsOk());
+  auto reader = fault_->OpenReader("keys/a");
+  ASSERT_THAT(reader, IsOk());
+  auto w = fault_->NewObjectWriter("packs/ab/q");
+  ASSERT_THAT(w, IsOk());
+  ASSERT_THAT((*w)->Append(AsBytes("pack")), IsOk());
+  ASSERT_THAT((*w)->Commit(), IsOk());  // the second write: the last one
+  EXPECT_TRUE(fault_->crashed());
+  EXPECT_THAT(backend_->Stat("packs/ab/q"), IsOk());
+  Bytes one(1);
+  EXPECT_THAT((*reader)->ReadAt(0, 1, one.data(), "a"),
+              StatusIs(Code::kIoError, HasSubstr("stopped after 2 writes")));
+  EXPECT_THAT(fault_->WriteAtomic("keys/b", AsBytes("b"), WriteMode::kCreate),
+              StatusIs(Code::kIoError, HasSubstr("keys/b")));
+  EXPECT_THAT(fault_->Delete("keys/a"), StatusIs(Code::kIoError, HasSubstr("injected")));
+  EXPECT_THAT(fault_->NewObjectWriter("packs/ab/r"),
+              StatusIs(Code::kIoError, HasSubstr("injected")));
+  EXPECT_THAT(backend_->Stat("keys/a"), IsOk());
+  EXPECT_THAT(backend_->Stat("keys/b"), StatusIs(Code::kNotFound, HasSubstr("keys/b")));
 }
 
 }  // namespace
