@@ -1,12 +1,19 @@
 #include "repository/backend.h"
 
+#include <algorithm>
+
 namespace haven::repository {
 
 Status ValidateObjectName(const std::string& name) {
+  // The name is untrusted: quote it only if every byte is printable, so a
+  // message cannot be garbled by control bytes.
+  bool printable = std::all_of(name.begin(), name.end(),
+                               [](char c) { return c >= 0x20 && c < 0x7f; });
+  std::string shown = printable ? "'" + name + "'"
+                                : "of " + std::to_string(name.size()) +
+                                      " bytes";
   auto bad = [&](const char* why) {
-    // The name is untrusted (it may come from a listing or a manifest); show
-    // only its length if it holds bytes that would garble a message.
-    return InvalidArgument("object name '" + name + "' is refused: " + why);
+    return InvalidArgument("object name " + shown + " is refused: " + why);
   };
   if (name.empty()) return bad("empty");
   if (name.size() > 255) return bad("longer than 255 bytes");
@@ -20,11 +27,7 @@ Status ValidateObjectName(const std::string& name) {
     for (char c : seg) {
       bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                 (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-      if (!ok)
-        return InvalidArgument("object name of " +
-                               std::to_string(name.size()) +
-                               " bytes is refused: a character outside "
-                               "[A-Za-z0-9._-]");
+      if (!ok) return bad("a character outside [A-Za-z0-9._-]");
     }
     if (end == std::string::npos) return OkStatus();
     start = end + 1;

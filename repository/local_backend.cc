@@ -124,6 +124,10 @@ class LocalWriter : public ObjectWriter {
 
 }  // namespace
 
+LocalBackend::LocalBackend(std::string root) : root_(std::move(root)) {
+  while (root_.size() > 1 && root_.back() == '/') root_.pop_back();
+}
+
 Status LocalBackend::CreateLayout() const {
   for (const char* sub : {"keys", "packs", "snapshots", "tmp"})
     HAVEN_RETURN_IF_ERROR(MakeDirs(root_ + "/" + sub));
@@ -155,17 +159,21 @@ Result<std::vector<ObjectInfo>> LocalBackend::List(
   if (!fs::exists(top, ec)) return out;
   fs::recursive_directory_iterator it(top, ec), end;
   for (; !ec && it != end; it.increment(ec)) {
-    if (!it->is_regular_file(ec)) continue;
-    std::string name = fs::relative(it->path(), root_, ec).string();
-    std::string file = it->path().filename().string();
-    if (ec || IsTempName(file) || !ValidateObjectName(name).ok() ||
-        IsLocalCache(name))
-      continue;
-    uint64_t size = it->file_size(ec);
-    if (ec) {  // removed while listing: not an object any more
-      ec.clear();
+    // Paths under `top` all start with root_ + "/" (root_ has no trailing
+    // slash), so the key is the rest; fs::relative would stat every parent.
+    std::string name = it->path().string().substr(root_.size() + 1);
+    std::error_code entry_ec;  // an entry removed while listing is skipped
+    if (it->is_directory(entry_ec)) {
+      if (IsLocalCache(name + "/")) it.disable_recursion_pending();
       continue;
     }
+    if (!it->is_regular_file(entry_ec)) continue;
+    std::string file = it->path().filename().string();
+    if (IsTempName(file) || !ValidateObjectName(name).ok() ||
+        IsLocalCache(name))
+      continue;
+    uint64_t size = it->file_size(entry_ec);
+    if (entry_ec) continue;
     out.push_back({std::move(name), size});
   }
   if (ec) return IoError("list " + top + ": " + ec.message());

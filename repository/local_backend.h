@@ -22,8 +22,9 @@ Result<std::unique_ptr<ObjectReader>> OpenLocalFile(const std::string& path);
 
 class LocalBackend : public Backend {
  public:
-  // `root` is the repository directory; it is not created here.
-  explicit LocalBackend(std::string root) : root_(std::move(root)) {}
+  // `root` is the repository directory (trailing slashes are dropped); it
+  // is not created here.
+  explicit LocalBackend(std::string root);
 
   const std::string& root() const { return root_; }
   // Creates the directories of an empty repository (root, keys/,

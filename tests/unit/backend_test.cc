@@ -132,6 +132,12 @@ TEST_F(LocalBackendTest, ListReturnsObjectsWithSizesAndHidesTemporaries) {
   ASSERT_THAT(all, IsOk());
   EXPECT_THAT(Names(*all),
               UnorderedElementsAre("snapshots/a", "snapshots/b", "keys/k"));
+  // The same keys whatever the spelling of the root.
+  LocalBackend slashed(root_ + "//");
+  auto again = slashed.List("");
+  ASSERT_THAT(again, IsOk());
+  EXPECT_THAT(Names(*again),
+              UnorderedElementsAre("snapshots/a", "snapshots/b", "keys/k"));
   // A folder that does not exist yet is empty, not an error.
   EXPECT_THAT(backend_->List("protected/"), IsOk());
   EXPECT_THAT(*backend_->List("protected/"), IsEmpty());
@@ -243,6 +249,9 @@ TEST_F(LocalBackendTest, NamesOutsideTheRepositoryAreRefused) {
     EXPECT_THAT(backend_->Delete(bad), StatusIs(Code::kInvalidArgument, HasSubstr("refused")));
   }
   EXPECT_THAT(backend_->List("../"), StatusIs(Code::kInvalidArgument, HasSubstr("refused")));
+  // Control bytes of an untrusted name never reach a message.
+  EXPECT_THAT(backend_->Stat(std::string("a\0b\n", 4)),
+              StatusIs(Code::kInvalidArgument, HasSubstr("name of 4 bytes is refused")));
   EXPECT_TRUE(testing_util::ReadWholeFile(dir_.Sub("outside")) == B("secret"));
 }
 
