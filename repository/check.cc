@@ -35,19 +35,18 @@ std::string Point(const Manifest& m, const DiskManifest& d) {
 // Pack sizes, stat'ed once each; -1 for a missing pack.
 class PackSizes {
  public:
-  explicit PackSizes(std::string dir) : dir_(std::move(dir)) {}
+  explicit PackSizes(const Backend& backend) : backend_(backend) {}
   int64_t Get(const std::string& pack) {
     auto it = size_.find(pack);
     if (it != size_.end()) return it->second;
-    struct stat st;
-    int64_t s =
-        ::stat(PackPath(dir_, pack).c_str(), &st) == 0 ? st.st_size : -1;
+    auto size = backend_.Stat(PackKey(pack));
+    int64_t s = size.ok() ? static_cast<int64_t>(*size) : -1;
     size_.emplace(pack, s);
     return s;
   }
 
  private:
-  std::string dir_;
+  const Backend& backend_;
   std::unordered_map<std::string, int64_t> size_;
 };
 
@@ -152,13 +151,13 @@ void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
       size_t i = next++;
       if (i >= packs.size()) return;
       const std::string& name = packs[i];
-      std::string path = PackPath(repo.dir(), name);
-      auto entries = ReadPackHeader(path, name, repo.data_key());
-      auto fd = OpenFile(path, O_RDONLY);
-      if (!entries.ok() || !fd.ok()) {
+      auto pack = repo.backend().OpenReader(PackKey(name));
+      Result<std::vector<PackEntry>> entries =
+          pack.ok() ? ReadPackHeader(**pack, name, repo.data_key())
+                    : Result<std::vector<PackEntry>>(pack.status());
+      if (!entries.ok()) {
         std::lock_guard<std::mutex> l(mu);
-        report.findings.push_back(entries.ok() ? fd.status().message()
-                                               : entries.status().message());
+        report.findings.push_back(entries.status().message());
         damaged_packs.insert(name);
         continue;
       }
@@ -166,8 +165,7 @@ void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
       for (const auto& e : *entries) {
         std::string what = "pack " + name + ", chunk " + e.id.Hex();
         sealed.resize(e.stored_len);
-        Status s =
-            PReadExact(fd->get(), sealed.data(), e.stored_len, e.offset, what);
+        Status s = (*pack)->ReadAt(e.offset, e.stored_len, sealed.data(), what);
         if (s.ok())
           s = OpenChunk(repo.data_key(), e.type, e.id, sealed, e.raw_len, dec,
                         scratch, out, what);
@@ -208,9 +206,10 @@ Result<CheckReport> CheckRepository(const Repository& repo,
     report.findings.push_back("unreadable manifest: " + e);
 
   phase("checking structure");
-  PackSizes sizes(repo.dir());
+  PackSizes sizes(repo.backend());
   HAVEN_RETURN_IF_ERROR(CheckStructure(repo, all, sizes, report));
-  std::vector<std::string> packs = ListPackNames(repo.dir());
+  HAVEN_ASSIGN_OR_RETURN(std::vector<std::string> packs,
+                         ListPackNames(repo.backend()));
   report.packs = packs.size();
 
   if (options.read_data_percent <= 0) return report;

@@ -108,9 +108,10 @@ class Scratch {
   UniqueFd fd_;
 };
 
-int64_t FileSize(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+// Size of a pack, or -1 if it cannot be found.
+int64_t PackSize(const Repository& repo, const std::string& name) {
+  auto size = repo.backend().Stat(PackKey(name));
+  return size.ok() ? static_cast<int64_t>(*size) : -1;
 }
 
 // Lists all recovery points; any unreadable one stops gc.
@@ -178,7 +179,7 @@ class Sweeper {
     if (static_cast<double>(use.live_bytes) <
             options_.repack_below * static_cast<double>(use.blob_bytes) ||
         UnusedPercent(use) >= cutoff_) {
-      Status s = Repack(name, PackPath(repo_.dir(), name), use.live_here);
+      Status s = Repack(name, use.live_here);
       if (s.ok()) {
         report_.chunks_removed += unused;
         ++report_.packs_repacked;
@@ -207,8 +208,7 @@ class Sweeper {
     if (options_.on_phase && !dead_.empty())
       options_.on_phase("removing " + std::to_string(dead_.size()) + " packs");
     for (const std::string& name : dead_) {
-      auto entries =
-          ReadPackHeader(PackPath(repo_.dir(), name), name, repo_.data_key());
+      auto entries = ReadPackHeader(repo_.backend(), name, repo_.data_key());
       if (!entries.ok()) return entries.status();
       std::vector<ChunkId> drop;
       for (const auto& e : *entries) {
@@ -218,30 +218,26 @@ class Sweeper {
       HAVEN_RETURN_IF_ERROR(repo_.index().Delete(drop, false));
     }
     HAVEN_RETURN_IF_ERROR(repo_.index().Sync());
-    std::set<std::string> dirs;
     for (const std::string& name : dead_) {
-      std::string path = PackPath(repo_.dir(), name);
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-        return ErrnoStatus("remove " + path, errno);
-      dirs.insert(fs::path(path).parent_path().string());
+      Status s = repo_.backend().Delete(PackKey(name));
+      if (!s.ok() && s.code() != Code::kNotFound) return s;
     }
-    for (const auto& d : dirs) HAVEN_RETURN_IF_ERROR(FsyncDir(d));
     return OkStatus();
   }
 
  private:
   // Authenticates every live chunk of the pack, then copies the sealed
   // blobs as they are (their associated data does not name the pack).
-  Status Repack(const std::string& name, const std::string& path,
-                const std::vector<PackEntry>& live) {
-    HAVEN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  Status Repack(const std::string& name, const std::vector<PackEntry>& live) {
+    HAVEN_ASSIGN_OR_RETURN(auto pack,
+                           repo_.backend().OpenReader(PackKey(name)));
     std::vector<Bytes> blobs(live.size());
     for (size_t i = 0; i < live.size(); ++i) {
       const PackEntry& e = live[i];
       std::string what = "pack " + name + ", chunk " + e.id.Hex();
       blobs[i].resize(e.stored_len);
       HAVEN_RETURN_IF_ERROR(
-          PReadExact(fd.get(), blobs[i].data(), e.stored_len, e.offset, what));
+          pack->ReadAt(e.offset, e.stored_len, blobs[i].data(), what));
       HAVEN_RETURN_IF_ERROR(AuthenticateChunk(repo_.data_key(), e.type, e.id,
                                               blobs[i], scratch_, what));
     }
@@ -257,7 +253,7 @@ class Sweeper {
         continue;
       }
       if (!out_) {
-        HAVEN_ASSIGN_OR_RETURN(out_, PackWriter::Create(repo_.dir()));
+        HAVEN_ASSIGN_OR_RETURN(out_, PackWriter::Create(repo_.backend()));
       }
       HAVEN_RETURN_IF_ERROR(out_->Append(e.type, e.id, e.raw_len, blobs[i]));
       if (out_->size() >= repo_.config().pack_size)
@@ -283,7 +279,7 @@ class Sweeper {
           {e.id, {pack->name(), e.offset, e.stored_len, e.raw_len, e.type}});
     HAVEN_RETURN_IF_ERROR(repo_.index().Put(batch, false));
     ++report_.packs_written;
-    int64_t size = FileSize(PackPath(repo_.dir(), pack->name()));
+    int64_t size = PackSize(repo_, pack->name());
     if (size > 0) report_.bytes_after += size;
     return OkStatus();
   }
@@ -302,10 +298,9 @@ class Sweeper {
   // copy the index names (or the index names no copy that exists).
   Result<PackUse> Examine(const std::string& name) {
     PackUse use;
-    std::string path = PackPath(repo_.dir(), name);
-    use.size = FileSize(path);
+    use.size = PackSize(repo_, name);
     if (use.size < 0) return use;
-    auto entries = ReadPackHeader(path, name, repo_.data_key());
+    auto entries = ReadPackHeader(repo_.backend(), name, repo_.data_key());
     if (!entries.ok()) {
       use.error = entries.status().message();
       return use;
@@ -320,8 +315,7 @@ class Sweeper {
       bool indexed_here = loc && loc->pack == name && loc->offset == e.offset;
       // Another copy is the one the index names (two backups raced, or a
       // killed gc left a copy): this one is surplus.
-      if (loc && !indexed_here &&
-          FileSize(PackPath(repo_.dir(), loc->pack)) >= 0)
+      if (loc && !indexed_here && PackSize(repo_, loc->pack) >= 0)
         continue;
       use.live_here.push_back(e);
       use.live_bytes += e.stored_len;
@@ -399,7 +393,8 @@ Result<GcReport> CollectGarbage(const std::string& dir,
   }
   report.live_chunks = live->added();
 
-  std::vector<std::string> packs = ListPackNames(dir);
+  HAVEN_ASSIGN_OR_RETURN(std::vector<std::string> packs,
+                         ListPackNames(repo->backend()));
   report.packs = packs.size();
   Phase(options,
         "measuring unused space in " + std::to_string(packs.size()) + " packs");
@@ -420,10 +415,12 @@ Result<GcReport> CollectGarbage(const std::string& dir,
   if (!options.dry_run) {  // protection marks of recovery points now gone
     std::set<std::string> ids;
     for (const auto& m : all) ids.insert(m.id);
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir + "/protected", ec)) {
-      std::string id = e.path().filename().string();
-      if (IsSnapshotId(id) && !ids.count(id)) fs::remove(e.path(), ec);
+    // Best effort, as before: a marker left behind protects nothing.
+    auto marks = repo->backend().List("protected/");
+    for (const auto& o : marks.ok() ? *marks : std::vector<ObjectInfo>{}) {
+      std::string id = o.name.substr(sizeof "protected/" - 1);
+      if (IsSnapshotId(id) && !ids.count(id))
+        (void)repo->backend().Delete(o.name);
     }
   }
   report.sweep_seconds = MonotonicSeconds() - sweep_start;

@@ -1,14 +1,12 @@
 #include "repository/key_slots.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
 #include "base/time.h"
 #include "repository/json_fields.h"
+#include "repository/local_backend.h"
 
 namespace haven::repository {
 namespace {
@@ -30,8 +28,9 @@ struct ParsedSlot {
   Bytes salt, wrapped;
 };
 
-Result<ParsedSlot> ParseSlot(const std::string& path, const std::string& name) {
-  HAVEN_ASSIGN_OR_RETURN(Bytes raw, ReadFile(path, kMaxSlotFile));
+Result<ParsedSlot> ParseSlot(const Backend& backend, const std::string& key,
+                             const std::string& name) {
+  HAVEN_ASSIGN_OR_RETURN(Bytes raw, backend.Read(key, kMaxSlotFile));
   auto j = nlohmann::json::parse(raw.begin(), raw.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return DataLoss("key slot " + name + ": not a JSON object");
@@ -66,6 +65,11 @@ Result<ParsedSlot> ParseSlot(const std::string& path, const std::string& name) {
 
 }  // namespace
 
+KeySlots::KeySlots(std::string keys_dir, std::string repo_id)
+    : owned_(std::make_unique<LocalBackend>(std::move(keys_dir))),
+      backend_(owned_.get()),
+      repo_id_(std::move(repo_id)) {}
+
 Result<std::string> KeySlots::Add(const Key& master,
                                   std::string_view passphrase,
                                   const ScryptParams& params) {
@@ -91,7 +95,7 @@ Result<std::string> KeySlots::Add(const Key& master,
   j["wrapped"] = HexEncode(sealed);
   std::string text = DumpJson(j, 2) + "\n";
   HAVEN_RETURN_IF_ERROR(
-      WriteFileExclusive(dir_ + "/" + slot, AsBytes(text), 0600));
+      backend_->WriteAtomic(prefix_ + slot, AsBytes(text), WriteMode::kCreate));
   return slot;
 }
 
@@ -102,7 +106,7 @@ Result<Key> KeySlots::Unlock(std::string_view passphrase,
     return DataLoss("the repository has no key slots (keys/ is empty)");
   std::vector<std::string> damaged;
   for (const auto& info : slots) {
-    auto parsed = ParseSlot(dir_ + "/" + info.slot, info.slot);
+    auto parsed = ParseSlot(*backend_, prefix_ + info.slot, info.slot);
     if (!parsed.ok()) {
       damaged.push_back(parsed.status().message());
       continue;
@@ -132,13 +136,13 @@ Result<Key> KeySlots::Unlock(std::string_view passphrase,
 
 Result<std::vector<KeySlotInfo>> KeySlots::List() const {
   std::vector<KeySlotInfo> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-    std::string name = e.path().filename().string();
-    if (!IsSlotName(name)) continue;  // temp files, foreign files
+  HAVEN_ASSIGN_OR_RETURN(auto objects, backend_->List(prefix_));
+  for (const auto& o : objects) {
+    std::string name = o.name.substr(prefix_.size());
+    if (!IsSlotName(name)) continue;  // foreign files
     KeySlotInfo info;
     info.slot = name;
-    auto parsed = ParseSlot(e.path().string(), name);
+    auto parsed = ParseSlot(*backend_, o.name, name);
     if (parsed.ok()) {
       info.created = parsed->created;
       info.kdf = "scrypt N=" + std::to_string(parsed->params.n) +
@@ -149,7 +153,6 @@ Result<std::vector<KeySlotInfo>> KeySlots::List() const {
     }
     out.push_back(info);
   }
-  if (ec) return IoError("list " + dir_ + ": " + ec.message());
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.slot < b.slot; });
   return out;
@@ -167,9 +170,7 @@ Status KeySlots::Remove(std::string_view slot) {
     return FailedPrecondition(
         "refusing to remove the last key slot that opens the repository: the "
         "repository would become unreadable");
-  std::string path = dir_ + "/" + std::string(slot);
-  if (::unlink(path.c_str()) != 0) return ErrnoStatus("remove " + path, errno);
-  return FsyncDir(dir_);
+  return backend_->Delete(prefix_ + std::string(slot));
 }
 
 }  // namespace haven::repository

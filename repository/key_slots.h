@@ -12,10 +12,12 @@
 #ifndef HAVEN_REPOSITORY_KEY_SLOTS_H_
 #define HAVEN_REPOSITORY_KEY_SLOTS_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
+#include "repository/backend.h"
 #include "repository/crypto.h"
 
 namespace haven::repository {
@@ -26,10 +28,17 @@ struct KeySlotInfo {
   std::string kdf;  // "scrypt N=32768 r=8 p=1"
 };
 
+// Slots are the objects under `prefix` ("keys/" in a repository) of a
+// backend. Safe to share between threads (the backend is).
 class KeySlots {
  public:
-  KeySlots(std::string keys_dir, std::string repo_id)
-      : dir_(std::move(keys_dir)), repo_id_(std::move(repo_id)) {}
+  // `backend` must outlive this object.
+  KeySlots(Backend* backend, std::string prefix, std::string repo_id)
+      : backend_(backend),
+        prefix_(std::move(prefix)),
+        repo_id_(std::move(repo_id)) {}
+  // Slots as files in a local directory (tests, tools).
+  KeySlots(std::string keys_dir, std::string repo_id);
 
   // Writes a new slot wrapping `master` under `passphrase`; returns its id.
   Result<std::string> Add(const Key& master, std::string_view passphrase,
@@ -42,7 +51,9 @@ class KeySlots {
   Status Remove(std::string_view slot);
 
  private:
-  std::string dir_;
+  std::unique_ptr<Backend> owned_;  // set by the directory constructor
+  Backend* backend_;
+  std::string prefix_;
   std::string repo_id_;
 };
 

@@ -11,55 +11,33 @@
 #include <cstring>
 #include <filesystem>
 
+#include "repository/local_backend.h"
+
 namespace haven::repository {
 
-namespace {
-constexpr size_t kWriteBufferSize = 1 << 20;  // blobs are written in 1 MiB runs
-}  // namespace
-
-std::string PackPath(const std::string& repo_dir, const std::string& name) {
-  return repo_dir + "/packs/" + name.substr(0, 2) + "/" + name;
+std::string PackKey(const std::string& name) {
+  return "packs/" + name.substr(0, 2) + "/" + name;
 }
 
-Result<std::unique_ptr<PackWriter>> PackWriter::Create(
-    const std::string& repo_dir) {
+std::string PackPath(const std::string& repo_dir, const std::string& name) {
+  return repo_dir + "/" + PackKey(name);
+}
+
+Result<std::unique_ptr<PackWriter>> PackWriter::Create(Backend& backend) {
   std::unique_ptr<PackWriter> w(new PackWriter);
   uint8_t raw[16];
   RandomBytes(raw, sizeof raw);
-  w->repo_dir_ = repo_dir;
   w->name_ = HexEncode(ByteSpan(raw, sizeof raw));
-  w->tmp_path_ = repo_dir + "/tmp/pack-" + w->name_ + ".tmp";
-  HAVEN_ASSIGN_OR_RETURN(
-      w->fd_, OpenFile(w->tmp_path_, O_RDWR | O_CREAT | O_EXCL, 0600));
-  if (::flock(w->fd_.get(), LOCK_EX | LOCK_NB) != 0)
-    return ErrnoStatus("lock " + w->tmp_path_, errno);
-  HAVEN_RETURN_IF_ERROR(PWriteAll(w->fd_.get(),
-                                  reinterpret_cast<const uint8_t*>(kPackMagic),
-                                  sizeof kPackMagic, 0, w->tmp_path_));
-  w->offset_ = w->written_ = sizeof kPackMagic;
+  HAVEN_ASSIGN_OR_RETURN(w->out_, backend.NewObjectWriter(PackKey(w->name_)));
+  HAVEN_RETURN_IF_ERROR(w->out_->Append(
+      ByteSpan(reinterpret_cast<const uint8_t*>(kPackMagic), sizeof kPackMagic)));
+  w->offset_ = sizeof kPackMagic;
   return w;
-}
-
-PackWriter::~PackWriter() {
-  if (!finished_ && !tmp_path_.empty()) ::unlink(tmp_path_.c_str());
-}
-
-Status PackWriter::FlushBuffer() {
-  if (buffer_.empty()) return OkStatus();
-  HAVEN_RETURN_IF_ERROR(PWriteAll(fd_.get(), buffer_.data(), buffer_.size(),
-                                  written_, tmp_path_));
-  // Start writeback now so the fsync in Finish() has little left to wait for.
-  ::sync_file_range(fd_.get(), static_cast<off_t>(written_),
-                    static_cast<off_t>(buffer_.size()), SYNC_FILE_RANGE_WRITE);
-  written_ += buffer_.size();
-  buffer_.clear();
-  return OkStatus();
 }
 
 Status PackWriter::Append(ChunkType type, const ChunkId& id, uint32_t raw_len,
                           ByteSpan sealed) {
-  buffer_.insert(buffer_.end(), sealed.begin(), sealed.end());
-  if (buffer_.size() >= kWriteBufferSize) HAVEN_RETURN_IF_ERROR(FlushBuffer());
+  HAVEN_RETURN_IF_ERROR(out_->Append(sealed));
   entries_.push_back(
       {type, raw_len, offset_, static_cast<uint32_t>(sealed.size()), id});
   offset_ += sealed.size();
@@ -72,30 +50,21 @@ Status PackWriter::Finish(const Key& data_key) {
                              EncodePackHeader(entries_), header));
   PutU32(header, static_cast<uint32_t>(header.size()));
   header.insert(header.end(), kPackEndMagic, kPackEndMagic + 8);
-  buffer_.insert(buffer_.end(), header.begin(), header.end());
+  HAVEN_RETURN_IF_ERROR(out_->Append(header));
   offset_ += header.size();
-  HAVEN_RETURN_IF_ERROR(FlushBuffer());
-  HAVEN_RETURN_IF_ERROR(FsyncFd(fd_.get(), tmp_path_));
-  std::string dest = PackPath(repo_dir_, name_);
-  if (::rename(tmp_path_.c_str(), dest.c_str()) != 0)
-    return ErrnoStatus("rename pack to " + dest, errno);
-  finished_ = true;
-  return FsyncDir(std::filesystem::path(dest).parent_path().string());
+  return out_->Commit();
 }
 
-Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
+Result<std::vector<PackEntry>> ReadPackHeader(ObjectReader& pack,
                                               const std::string& name,
                                               const Key& data_key) {
   std::string what = "pack " + name;
-  HAVEN_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus("stat " + path, errno);
-  uint64_t size = static_cast<uint64_t>(st.st_size);
+  uint64_t size = pack.size();
   if (size < sizeof kPackMagic + kPackTrailerSize + kSealOverhead)
     return DataLoss(what + ": truncated (" + std::to_string(size) + " bytes)");
   uint8_t trailer[kPackTrailerSize];
-  HAVEN_RETURN_IF_ERROR(PReadExact(fd.get(), trailer, sizeof trailer,
-                                   size - kPackTrailerSize, what));
+  HAVEN_RETURN_IF_ERROR(
+      pack.ReadAt(size - kPackTrailerSize, sizeof trailer, trailer, what));
   if (std::memcmp(trailer + 4, kPackEndMagic, 8) != 0)
     return DataLoss(what + ": no end marker (truncated or not a pack)");
   uint32_t header_len = GetU32(trailer);
@@ -106,28 +75,42 @@ Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
                     "-byte pack");
   uint64_t header_off = size - kPackTrailerSize - header_len;
   Bytes sealed(header_len), plain;
-  HAVEN_RETURN_IF_ERROR(
-      PReadExact(fd.get(), sealed.data(), header_len, header_off, what));
+  HAVEN_RETURN_IF_ERROR(pack.ReadAt(header_off, header_len, sealed.data(), what));
   HAVEN_RETURN_IF_ERROR(Unseal(data_key, AsBytes(PackHeaderAad(name)), sealed,
                                plain, what + " header"));
   return DecodePackHeader(plain, header_off, what);
 }
 
-std::vector<std::string> ListPackNames(const std::string& repo_dir) {
+Result<std::vector<PackEntry>> ReadPackHeader(const Backend& backend,
+                                              const std::string& name,
+                                              const Key& data_key) {
+  HAVEN_ASSIGN_OR_RETURN(auto reader, backend.OpenReader(PackKey(name)));
+  return ReadPackHeader(*reader, name, data_key);
+}
+
+Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
+                                              const std::string& name,
+                                              const Key& data_key) {
+  HAVEN_ASSIGN_OR_RETURN(auto reader, OpenLocalFile(path));
+  return ReadPackHeader(*reader, name, data_key);
+}
+
+Result<std::vector<std::string>> ListPackNames(const Backend& backend) {
+  HAVEN_ASSIGN_OR_RETURN(auto objects, backend.List("packs/"));
   std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& sub :
-       std::filesystem::directory_iterator(repo_dir + "/packs", ec)) {
-    if (!sub.is_directory()) continue;
-    std::string prefix = sub.path().filename().string();
-    for (const auto& e : std::filesystem::directory_iterator(sub.path(), ec)) {
-      std::string name = e.path().filename().string();
-      if (IsPackName(name) && name.compare(0, 2, prefix) == 0)
-        out.push_back(name);
-    }
+  for (const auto& o : objects) {
+    // packs/<xx>/<name>, with xx the first two digits of name.
+    if (o.name.size() != 6 + 3 + 32) continue;
+    std::string name = o.name.substr(9);
+    if (IsPackName(name) && o.name == PackKey(name)) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<std::string> ListPackNames(const std::string& repo_dir) {
+  auto names = ListPackNames(LocalBackend(repo_dir));
+  return names.ok() ? std::move(names).value() : std::vector<std::string>{};
 }
 
 void RemoveAbandonedTempFiles(const std::string& repo_dir) {

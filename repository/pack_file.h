@@ -6,17 +6,18 @@
 #include <vector>
 
 #include "base/file.h"
+#include "repository/backend.h"
 #include "repository/pack_format.h"
 
 namespace haven::repository {
 
-// Builds one pack in a temporary file under tmp/, holding an flock on it so a
-// cleaner can tell a live writer from a dead one. Not thread-safe.
+// Builds one pack as a streaming object of a backend (ObjectWriter): nothing
+// is visible under packs/ until Finish() succeeds. Not thread-safe.
 class PackWriter {
  public:
-  static Result<std::unique_ptr<PackWriter>> Create(
-      const std::string& repo_dir);
-  ~PackWriter();  // removes the temporary file unless Finish() succeeded
+  static Result<std::unique_ptr<PackWriter>> Create(Backend& backend);
+  // Destroying an unfinished writer discards the pack.
+  ~PackWriter() = default;
 
   Status Append(ChunkType type, const ChunkId& id, uint32_t raw_len,
                 ByteSpan sealed);
@@ -25,31 +26,39 @@ class PackWriter {
   const std::string& name() const { return name_; }
   const std::vector<PackEntry>& entries() const { return entries_; }
 
-  // Writes the header, fsyncs, renames into packs/ and fsyncs the directory.
-  // After this returns OK the pack is durable and may be named by the index.
+  // Writes the header and commits the object (durable before it returns).
+  // After this returns OK the pack may be named by the index.
   Status Finish(const Key& data_key);
 
  private:
   PackWriter() = default;
-  std::string repo_dir_, name_, tmp_path_;
-  UniqueFd fd_;
-  uint64_t offset_ = 0;   // logical end of the pack
-  uint64_t written_ = 0;  // bytes already in the file
-  Bytes buffer_;          // appended blobs not yet written
+  std::string name_;
+  std::unique_ptr<ObjectWriter> out_;
+  uint64_t offset_ = 0;  // logical end of the pack
   std::vector<PackEntry> entries_;
-  Status FlushBuffer();
-  bool finished_ = false;
 };
 
+// The backend key of a pack: packs/<first two hex digits>/<name>.
+std::string PackKey(const std::string& name);
+// The file of a pack in a local repository directory.
 std::string PackPath(const std::string& repo_dir, const std::string& name);
 
-// Reads and authenticates the header of a pack file.
+// Reads and authenticates the header of a pack.
+Result<std::vector<PackEntry>> ReadPackHeader(ObjectReader& pack,
+                                              const std::string& name,
+                                              const Key& data_key);
+Result<std::vector<PackEntry>> ReadPackHeader(const Backend& backend,
+                                              const std::string& name,
+                                              const Key& data_key);
+// The same for a pack file at `path` (tests, fuzzers, tools).
 Result<std::vector<PackEntry>> ReadPackHeader(const std::string& path,
                                               const std::string& name,
                                               const Key& data_key);
 
-// Names of the pack files under packs/, sorted; files whose name is not a
-// pack name, or that sit in the wrong packs/<xx>/ folder, are skipped.
+// Names of the packs under packs/, sorted; objects whose name is not a pack
+// name, or that sit in the wrong packs/<xx>/ folder, are skipped.
+Result<std::vector<std::string>> ListPackNames(const Backend& backend);
+// The same for a local repository directory; an unreadable one lists empty.
 std::vector<std::string> ListPackNames(const std::string& repo_dir);
 
 // Removes temporary pack files whose writer has died (its flock is free).

@@ -76,12 +76,12 @@ Result<uint64_t> DropLostIndexEntries(
       [&](const ChunkId& id, const ChunkLocation& loc) -> Status {
         auto it = exists.find(loc.pack);
         if (it == exists.end()) {
-          struct stat st;
-          it = exists
-                   .emplace(
-                       loc.pack,
-                       ::stat(PackPath(repo.dir(), loc.pack).c_str(), &st) == 0)
-                   .first;
+          auto size = repo.backend().Stat(PackKey(loc.pack));
+          // Only a pack known to be gone loses its entries; a backend that
+          // cannot answer stops the repair instead.
+          if (!size.ok() && size.status().code() != Code::kNotFound)
+            return size.status();
+          it = exists.emplace(loc.pack, size.ok()).first;
         }
         if (!it->second || damaged.count(id)) drop.push_back(id);
         return OkStatus();

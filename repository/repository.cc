@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "base/time.h"
+#include "repository/local_backend.h"
 #include "repository/retention.h"
 
 namespace haven::repository {
@@ -35,24 +36,23 @@ std::string NewId() {
 
 // ---------------------------------------------------------------- reading
 
-Result<int> ReadContext::PackFd(const std::string& repo_dir,
-                                const std::string& pack) {
-  for (auto it = fds_.begin(); it != fds_.end(); ++it) {
+Result<ObjectReader*> ReadContext::Pack(const Backend& backend,
+                                        const std::string& pack) {
+  for (auto it = readers_.begin(); it != readers_.end(); ++it) {
     if (it->first == pack) {
-      fds_.splice(fds_.begin(), fds_, it);
-      return fds_.front().second.get();
+      readers_.splice(readers_.begin(), readers_, it);
+      return readers_.front().second.get();
     }
   }
-  std::string path = PackPath(repo_dir, pack);
-  auto fd = OpenFile(path, O_RDONLY);
-  if (!fd.ok()) {
-    if (fd.status().code() == Code::kNotFound)
+  auto reader = backend.OpenReader(PackKey(pack));
+  if (!reader.ok()) {
+    if (reader.status().code() == Code::kNotFound)
       return DataLoss("pack " + pack + " is missing");
-    return fd.status();
+    return reader.status();
   }
-  fds_.emplace_front(pack, std::move(fd).value());
-  if (fds_.size() > kMaxOpenPacksPerThread) fds_.pop_back();
-  return fds_.front().second.get();
+  readers_.emplace_front(pack, std::move(reader).value());
+  if (readers_.size() > kMaxOpenPacksPerThread) readers_.pop_back();
+  return readers_.front().second.get();
 }
 
 Status Repository::LoadTreeNode(const ChunkId& id, Bytes& out,
@@ -75,10 +75,10 @@ Status Repository::ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
     return DataLoss(what + ": index says it is of another type");
   if (loc->raw_len > kMaxChunkSize || loc->stored_len > kMaxChunkSize + 1024)
     return DataLoss(what + ": index entry has an impossible length");
-  HAVEN_ASSIGN_OR_RETURN(int fd, ctx.PackFd(dir_, loc->pack));
+  HAVEN_ASSIGN_OR_RETURN(ObjectReader * pack, ctx.Pack(*backend_, loc->pack));
   ctx.sealed.resize(loc->stored_len);
   HAVEN_RETURN_IF_ERROR(
-      PReadExact(fd, ctx.sealed.data(), loc->stored_len, loc->offset, what));
+      pack->ReadAt(loc->offset, loc->stored_len, ctx.sealed.data(), what));
   return OpenChunk(data_key_, type, id, ctx.sealed, loc->raw_len,
                    ctx.decompressor, ctx.scratch, out, what);
 }
@@ -143,7 +143,7 @@ Result<bool> ChunkWriter::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
   {
     std::lock_guard<std::mutex> l(pack_mu_);
     if (!current_) {
-      HAVEN_ASSIGN_OR_RETURN(current_, PackWriter::Create(repo_->dir()));
+      HAVEN_ASSIGN_OR_RETURN(current_, PackWriter::Create(repo_->backend()));
     }
     HAVEN_RETURN_IF_ERROR(current_->Append(
         type, id, static_cast<uint32_t>(raw.size()), ctx.sealed));
@@ -187,9 +187,9 @@ Status ChunkWriter::Flush() {
 
 // ---------------------------------------------------------------- lifecycle
 
-Status Repository::Init(const std::string& dir, std::string_view passphrase,
-                        const InitOptions& options) {
-  if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
+namespace {
+
+Result<Config> NewConfig(const InitOptions& options) {
   Config config;
   config.id = NewId();
   config.chunk_size = options.chunk_size;
@@ -197,6 +197,16 @@ Status Repository::Init(const std::string& dir, std::string_view passphrase,
   config.compression_level = options.compression_level;
   config.created = NowIso8601();
   HAVEN_RETURN_IF_ERROR(config.Validate());
+  return config;
+}
+
+}  // namespace
+
+Status Repository::Init(const std::string& dir, std::string_view passphrase,
+                        const InitOptions& options) {
+  if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
+  // Invalid options are refused before anything is created.
+  HAVEN_RETURN_IF_ERROR(NewConfig(options).status());
   std::error_code ec;
   if (fs::exists(dir + "/config", ec))
     return AlreadyExists("a repository already exists at " + dir);
@@ -204,37 +214,53 @@ Status Repository::Init(const std::string& dir, std::string_view passphrase,
     return AlreadyExists(dir +
                          " exists and is not empty; refusing to create a "
                          "repository in it");
-  HAVEN_RETURN_IF_ERROR(MakeDirs(dir));
-  for (const char* sub : {"keys", "packs", "snapshots", "locks", "tmp"})
-    HAVEN_RETURN_IF_ERROR(MakeDirs(dir + "/" + sub));
-  for (int i = 0; i < 256; ++i) {
-    char name[3];
-    std::snprintf(name, sizeof name, "%02x", i);
-    std::string p = dir + "/packs/" + name;
-    if (::mkdir(p.c_str(), 0700) != 0 && errno != EEXIST)
-      return ErrnoStatus("mkdir " + p, errno);
-  }
-  HAVEN_RETURN_IF_ERROR(FsyncDir(dir + "/packs"));
+  auto backend = std::make_unique<LocalBackend>(dir);
+  HAVEN_RETURN_IF_ERROR(backend->CreateLayout());
+  return Init(std::move(backend), dir, passphrase, options);
+}
+
+Status Repository::Init(std::unique_ptr<Backend> backend,
+                        const std::string& local_dir,
+                        std::string_view passphrase,
+                        const InitOptions& options) {
+  if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
+  HAVEN_ASSIGN_OR_RETURN(Config config, NewConfig(options));
+  auto existing = backend->Stat("config");
+  if (existing.ok())
+    return AlreadyExists("a repository already exists in " +
+                         backend->Describe());
+  if (existing.status().code() != Code::kNotFound) return existing.status();
+  for (const char* sub : {"locks", "tmp"})
+    HAVEN_RETURN_IF_ERROR(MakeDirs(local_dir + "/" + sub));
   Key master;
   RandomBytes(master.data(), master.size());
-  KeySlots slots(dir + "/keys", config.id);
+  KeySlots slots(backend.get(), "keys/", config.id);
   HAVEN_ASSIGN_OR_RETURN(std::string slot,
                          slots.Add(master, passphrase, options.scrypt));
   (void)slot;
   {
-    HAVEN_ASSIGN_OR_RETURN(auto index, ChunkIndex::Open(dir + "/index", {}));
+    HAVEN_ASSIGN_OR_RETURN(auto index,
+                           ChunkIndex::Open(local_dir + "/index", {}));
     HAVEN_RETURN_IF_ERROR(index->SetRepositoryId(config.id));
   }
   // The config is written last: its presence is what makes a repository.
-  return WriteFileExclusive(dir + "/config", AsBytes(config.ToJson()), 0644);
+  return backend->WriteAtomic("config", AsBytes(config.ToJson()),
+                              WriteMode::kCreate);
 }
 
 Result<std::unique_ptr<Repository>> Repository::Open(
     const std::string& dir, std::string_view passphrase,
     const OpenOptions& options) {
+  return Open(std::make_unique<LocalBackend>(dir), dir, passphrase, options);
+}
+
+Result<std::unique_ptr<Repository>> Repository::Open(
+    std::unique_ptr<Backend> backend, const std::string& dir,
+    std::string_view passphrase, const OpenOptions& options) {
   std::unique_ptr<Repository> r(new Repository);
   r->dir_ = dir;
-  auto raw = ReadFile(dir + "/config", kMaxConfigFile);
+  r->backend_ = std::move(backend);
+  auto raw = r->backend_->Read("config", kMaxConfigFile);
   if (!raw.ok()) {
     if (raw.status().code() == Code::kNotFound)
       return NotFound("no Haven repository at " + dir +
@@ -243,7 +269,8 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   }
   HAVEN_ASSIGN_OR_RETURN(
       r->config_, Config::FromJson(std::string(raw->begin(), raw->end())));
-  r->slots_ = std::make_unique<KeySlots>(dir + "/keys", r->config_.id);
+  r->slots_ =
+      std::make_unique<KeySlots>(r->backend_.get(), "keys/", r->config_.id);
   HAVEN_ASSIGN_OR_RETURN(r->master_, r->slots_->Unlock(passphrase, &r->slot_));
   r->data_key_ = DeriveKey(r->master_, "haven/v1/data-encryption");
   r->hasher_ =
@@ -319,14 +346,14 @@ Status Repository::CommitSnapshot(Manifest& m) {
   Bytes file;
   PutU32(file, static_cast<uint32_t>(json.size()));
   file.insert(file.end(), sealed.begin(), sealed.end());
-  return WriteFileExclusive(dir_ + "/snapshots/" + m.id, file, 0600);
+  return backend_->WriteAtomic("snapshots/" + m.id, file, WriteMode::kCreate);
 }
 
 Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
   std::string what = "snapshot " + id;
   if (!IsSnapshotId(id))
     return InvalidArgument("'" + id + "' is not a snapshot id");
-  auto file = ReadFile(dir_ + "/snapshots/" + id, kMaxManifestFile);
+  auto file = backend_->Read("snapshots/" + id, kMaxManifestFile);
   if (!file.ok()) {
     if (file.status().code() == Code::kNotFound) return NotFound("no " + what);
     return file.status();
@@ -361,9 +388,11 @@ Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
 Result<std::vector<Manifest>> Repository::ListSnapshots(
     std::vector<std::string>* errors) const {
   std::vector<Manifest> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir_ + "/snapshots", ec)) {
-    std::string name = e.path().filename().string();
+  auto listed = backend_->List("snapshots/");
+  if (!listed.ok())
+    return listed.status().WithContext("list snapshots");
+  for (const auto& o : *listed) {
+    std::string name = o.name.substr(sizeof "snapshots/" - 1);
     if (!IsSnapshotId(name)) continue;
     auto m = LoadSnapshot(name);
     if (m.ok())
@@ -371,7 +400,6 @@ Result<std::vector<Manifest>> Repository::ListSnapshots(
     else if (errors)
       errors->push_back(m.status().message());
   }
-  if (ec) return IoError("list snapshots: " + ec.message());
   std::sort(out.begin(), out.end(), [](const Manifest& a, const Manifest& b) {
     if (TimeBefore(a.time, b.time)) return true;
     if (TimeBefore(b.time, a.time)) return false;
@@ -431,24 +459,19 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
 Status Repository::SetProtected(const std::string& id, bool on) {
   if (!IsSnapshotId(id))
     return InvalidArgument("'" + id + "' is not a snapshot id");
-  std::string dir = dir_ + "/protected", path = dir + "/" + id;
+  std::string key = "protected/" + id;
   if (on) {
-    HAVEN_RETURN_IF_ERROR(MakeDirs(dir));
     if (IsProtected(id)) return OkStatus();
     std::string text = "{\"protected\": \"" + NowIso8601() + "\"}\n";
-    return WriteFileAtomic(path, AsBytes(text), 0600);
+    return backend_->WriteAtomic(key, AsBytes(text), WriteMode::kReplace);
   }
-  if (::unlink(path.c_str()) != 0) {
-    if (errno == ENOENT) return OkStatus();
-    return ErrnoStatus("unprotect " + id, errno);
-  }
-  return FsyncDir(dir);
+  Status s = backend_->Delete(key);
+  if (s.code() == Code::kNotFound) return OkStatus();
+  return s.WithContext("unprotect " + id);
 }
 
 bool Repository::IsProtected(const std::string& id) const {
-  struct stat st;
-  return IsSnapshotId(id) &&
-         ::stat((dir_ + "/protected/" + id).c_str(), &st) == 0;
+  return IsSnapshotId(id) && backend_->Stat("protected/" + id).ok();
 }
 
 Status Repository::DeleteSnapshot(const std::string& id) {
@@ -457,12 +480,9 @@ Status Repository::DeleteSnapshot(const std::string& id) {
   if (IsProtected(id))
     return FailedPrecondition("snapshot " + id +
                               " is protected; run 'haven unprotect' first");
-  std::string path = dir_ + "/snapshots/" + id;
-  if (::unlink(path.c_str()) != 0) {
-    if (errno == ENOENT) return NotFound("no snapshot " + id);
-    return ErrnoStatus("remove " + path, errno);
-  }
-  return FsyncDir(dir_ + "/snapshots");
+  Status s = backend_->Delete("snapshots/" + id);
+  if (s.code() == Code::kNotFound) return NotFound("no snapshot " + id);
+  return s;
 }
 
 // ---------------------------------------------------------------- index
@@ -470,8 +490,9 @@ Status Repository::DeleteSnapshot(const std::string& id) {
 Result<RebuildReport> Repository::RebuildIndexLocked() {
   RebuildReport report;
   std::vector<std::pair<ChunkId, ChunkLocation>> batch;
-  for (const std::string& name : ListPackNames(dir_)) {
-    auto entries = ReadPackHeader(PackPath(dir_, name), name, data_key_);
+  HAVEN_ASSIGN_OR_RETURN(auto packs, ListPackNames(*backend_));
+  for (const std::string& name : packs) {
+    auto entries = ReadPackHeader(*backend_, name, data_key_);
     if (!entries.ok()) {
       report.damaged.push_back(entries.status().message());
       continue;

@@ -1,13 +1,17 @@
-// A Haven repository on a local file system. Layout:
+// A Haven repository. Its objects live in a Backend (backend.h):
 //
 //   config            plain JSON (config.h)
 //   keys/<slot>       wrapped master secret, one per passphrase (key_slots.h)
 //   packs/<xx>/<name> pack files (pack_format.h)
 //   snapshots/<id>    encrypted manifests (manifest.h)
-//   index/            RocksDB chunk index, a cache (chunk_index.h)
 //   protected/<id>    marks a recovery point that forget never removes
+//
+// and its caches and coordination in a local directory (for a repository
+// opened by path, the same directory):
+//
+//   index/            RocksDB chunk index, a cache (chunk_index.h)
 //   locks/repository  flock held by every job (lock.h)
-//   tmp/              packs being written
+//   tmp/              packs being written (local backend), gc scratch
 //
 // Write ordering (each rule has a crash test):
 //   1. a pack is fsync'd and renamed into packs/ (directory fsync'd) before
@@ -36,6 +40,7 @@
 
 #include "base/file.h"
 #include "base/status.h"
+#include "repository/backend.h"
 #include "repository/chunk_codec.h"
 #include "repository/chunk_index.h"
 #include "repository/config.h"
@@ -67,11 +72,12 @@ class ReadContext {
  public:
   Decompressor decompressor;
   Bytes sealed, scratch;
-  // Returns an open descriptor for a pack, caching a few.
-  Result<int> PackFd(const std::string& repo_dir, const std::string& pack);
+  // Returns an open reader for a pack, caching a few, so that reading many
+  // chunks of one pack does not reopen it for each. Missing pack: DataLoss.
+  Result<ObjectReader*> Pack(const Backend& backend, const std::string& pack);
 
  private:
-  std::list<std::pair<std::string, UniqueFd>> fds_;
+  std::list<std::pair<std::string, std::unique_ptr<ObjectReader>>> readers_;
 };
 
 struct WriteContext {
@@ -133,13 +139,28 @@ struct RebuildReport {
 
 class Repository {
  public:
+  // A repository in local directory `dir` (a LocalBackend on it; index,
+  // locks and tmp inside it too).
   static Status Init(const std::string& dir, std::string_view passphrase,
                      const InitOptions& options);
   static Result<std::unique_ptr<Repository>> Open(const std::string& dir,
                                                   std::string_view passphrase,
                                                   const OpenOptions& options);
+  // A repository whose objects live in `backend`, with its index, locks and
+  // scratch space in `local_dir` (created if missing). Init fails with
+  // AlreadyExists if the backend holds a config already.
+  static Status Init(std::unique_ptr<Backend> backend,
+                     const std::string& local_dir, std::string_view passphrase,
+                     const InitOptions& options);
+  static Result<std::unique_ptr<Repository>> Open(
+      std::unique_ptr<Backend> backend, const std::string& local_dir,
+      std::string_view passphrase, const OpenOptions& options);
 
+  // The local directory (index/, locks/, tmp/).
   const std::string& dir() const { return dir_; }
+  // Where packs, manifests, keys, config and protected markers live.
+  // Thread-safe (see backend.h).
+  Backend& backend() const { return *backend_; }
   const Config& config() const { return config_; }
   const std::string& unlocked_slot() const { return slot_; }
   KeySlots& key_slots() { return *slots_; }
@@ -197,6 +218,7 @@ class Repository {
   Result<RebuildReport> RebuildIndexLocked();
 
   std::string dir_;
+  std::unique_ptr<Backend> backend_;
   Config config_;
   std::string slot_;
   Key master_{}, data_key_{};

@@ -22,6 +22,7 @@
 #include "repository/check.h"
 #include "repository/chunk_index.h"
 #include "repository/chunk_tree.h"
+#include "repository/local_backend.h"
 #include "repository/pack_file.h"
 #include "tests/unit/image_test_util.h"
 #include "tests/unit/repository_test_util.h"
@@ -585,7 +586,8 @@ TEST_F(GcTest, UnindexedDuplicateCopyIsSurplus) {
   const auto& entries = headers.at(source);
   std::string dup;
   {
-    auto writer = PackWriter::Create(repo_dir_);
+    LocalBackend backend(repo_dir_);
+    auto writer = PackWriter::Create(backend);
     ASSERT_THAT(writer, IsOk());
     const Bytes file = ReadWholeFile(PackPath(repo_dir_, source));
     for (size_t i = 0; i < 2; ++i) {

@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "repository/chunk_codec.h"
+#include "repository/local_backend.h"
 #include "repository/pack_file.h"
 #include "repository/pack_format.h"
 #include "tests/unit/test_util.h"
@@ -43,6 +44,7 @@ class PackTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
     repo_ = dir_.Sub("repo");
+    backend_ = LocalBackend(repo_);
     for (std::string d : {repo_, repo_ + "/tmp", repo_ + "/packs"})
       ASSERT_EQ(::mkdir(d.c_str(), 0700), 0) << d;
     for (int i = 0; i < 256; ++i) {
@@ -57,7 +59,7 @@ class PackTest : public ::testing::Test {
   // Writes a finished pack holding `n` chunks; returns its name.
   std::string WritePack(int n, std::vector<Chunk>* chunks = nullptr,
                         std::vector<PackEntry>* entries = nullptr) {
-    auto w = PackWriter::Create(repo_);
+    auto w = PackWriter::Create(backend_);
     EXPECT_THAT(w, IsOk());
     if (!w.ok()) return "";
     KeyedHasher hasher(key_);
@@ -100,6 +102,7 @@ class PackTest : public ::testing::Test {
 
   TempDir dir_;
   std::string repo_;
+  LocalBackend backend_{""};  // on repo_, set in SetUp
   Key key_;
 };
 
@@ -165,7 +168,7 @@ TEST_F(PackTest, EachWriterGetsAFreshName) {
 TEST_F(PackTest, UnfinishedWriterRemovesItsTemporaryFile) {
   std::string name;
   {
-    auto w = PackWriter::Create(repo_);
+    auto w = PackWriter::Create(backend_);
     ASSERT_THAT(w, IsOk());
     name = (*w)->name();
     Bytes blob = RandomData(100, 1);
@@ -178,7 +181,7 @@ TEST_F(PackTest, UnfinishedWriterRemovesItsTemporaryFile) {
 
 TEST_F(PackTest, CreateFailsWithoutTmpDirectory) {
   std::filesystem::remove(repo_ + "/tmp");
-  EXPECT_THAT(PackWriter::Create(repo_), StatusIs(Code::kNotFound, HasSubstr("tmp")));
+  EXPECT_THAT(PackWriter::Create(backend_), StatusIs(Code::kNotFound, HasSubstr("tmp")));
 }
 
 TEST_F(PackTest, MissingPackIsNotFound) {
@@ -300,7 +303,7 @@ TEST_F(PackTest, ForeignFileIsDataLoss) {
 }
 
 TEST_F(PackTest, RemoveAbandonedTempPacksKeepsLiveWriters) {
-  auto live = PackWriter::Create(repo_);
+  auto live = PackWriter::Create(backend_);
   ASSERT_THAT(live, IsOk());
   std::string live_tmp = repo_ + "/tmp/pack-" + (*live)->name() + ".tmp";
   ASSERT_TRUE(PathExists(live_tmp));
