@@ -281,6 +281,10 @@ Status ChunkIndex::InSession(double wait_seconds,
   // Recovering the last session's log must not write a table file per
   // session; SettleSession decides when to flush.
   o.avoid_flush_during_recovery = true;
+  // A session opens the index once per pack: skip what an open would read
+  // of every table file (statistics, sizes) that a batch of puts never uses.
+  o.skip_stats_update_on_db_open = true;
+  o.skip_checking_sst_file_sizes_on_db_open = true;
   rocksdb::DB* raw = nullptr;
   HAVEN_RETURN_IF_ERROR(
       OpenWriter(o, dir_, wait_seconds, /*quiet_seconds=*/2, on_wait_, &raw));
