@@ -84,34 +84,79 @@ bool IsLockError(const rocksdb::Status& s) {
           m.find("Resource temporarily unavailable") != std::string::npos);
 }
 
+// Opens the index for writing, retrying while another process (or another
+// instance in this one) holds RocksDB's lock, for up to `wait_seconds` (0:
+// one try). `on_wait` is told once the wait has lasted `quiet_seconds`.
+Status OpenWriter(const rocksdb::Options& o, const std::string& dir,
+                  double wait_seconds, double quiet_seconds,
+                  const std::function<void(const std::string&)>& on_wait,
+                  rocksdb::DB** db) {
+  double start = MonotonicSeconds();
+  bool told = false;
+  while (true) {
+    rocksdb::Status s = rocksdb::DB::Open(o, dir, db);
+    if (s.ok()) return OkStatus();
+    if (!IsLockError(s)) return FromRocks(s, "open index " + dir);
+    double waited = MonotonicSeconds() - start;
+    if (waited >= wait_seconds)
+      return Unavailable(
+          "the index is held by another haven process (a backup "
+          "or maintenance job) for longer than the wait limit");
+    if (!told && on_wait && waited >= quiet_seconds) {
+      on_wait("waiting for another haven process to release the index");
+      told = true;
+    }
+    // A session lasts milliseconds: poll often. A held index is held for a
+    // whole job.
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(quiet_seconds > 0 ? 10 : 200));
+  }
+}
+
+// A session does not flush on close, so the next open (a session's or a
+// reader's) replays its write-ahead log; once the memtable holds this much
+// (about 20,000 entries, some 50 ms of replay) the session flushes it.
+constexpr uint64_t kSessionFlushBytes = 2 << 20;
+// A session waits this long at most for the compactions its flush made due.
+constexpr double kSessionCompactionSeconds = 120;
+
+// After a session's writes: bounds what later opens replay. Compactions that
+// a flush makes due run to the end here, while the lock is held, because a
+// close aborts them: short sessions would otherwise pile up level-0 files
+// until RocksDB stalls writes. The work is what a long-lived writer would do
+// in the background, done in the session that made it due.
+Status SettleSession(rocksdb::DB* db) {
+  uint64_t mem = 0;
+  if (!db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem) ||
+      mem < kSessionFlushBytes)
+    return OkStatus();
+  HAVEN_RETURN_IF_ERROR(
+      FromRocks(db->Flush(rocksdb::FlushOptions()), "index flush"));
+  double deadline = MonotonicSeconds() + kSessionCompactionSeconds;
+  while (MonotonicSeconds() < deadline) {
+    uint64_t pending = 0, running = 0;
+    db->GetIntProperty("rocksdb.compaction-pending", &pending);
+    db->GetIntProperty("rocksdb.num-running-compactions", &running);
+    if (pending == 0 && running == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ChunkIndex>> ChunkIndex::Open(
     const std::string& dir, const OpenOptions& options) {
   rocksdb::Options o = MakeOptions();
   rocksdb::DB* db = nullptr;
-  if (options.read_only) {
+  if (options.read_only || options.write_sessions) {
     o.create_if_missing = false;
     HAVEN_RETURN_IF_ERROR(OpenReadOnly(o, dir, &db));
-    return std::unique_ptr<ChunkIndex>(new ChunkIndex(db, dir, true));
+  } else {
+    HAVEN_RETURN_IF_ERROR(
+        OpenWriter(o, dir, options.lock_wait_seconds, 0, options.on_wait, &db));
   }
-  double deadline = MonotonicSeconds() + options.lock_wait_seconds;
-  bool told = false;
-  while (true) {
-    rocksdb::Status s = rocksdb::DB::Open(o, dir, &db);
-    if (s.ok()) break;
-    if (!IsLockError(s)) return FromRocks(s, "open index " + dir);
-    if (MonotonicSeconds() > deadline)
-      return Unavailable(
-          "the index is held by another haven process (a backup "
-          "or maintenance job) for longer than the wait limit");
-    if (!told && options.on_wait) {
-      options.on_wait("waiting for another haven process to release the index");
-      told = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return std::unique_ptr<ChunkIndex>(new ChunkIndex(db, dir, false));
+  return std::unique_ptr<ChunkIndex>(new ChunkIndex(db, dir, options));
 }
 
 Result<ChunkLocation> DecodeIndexValue(std::string_view v, const ChunkId& id) {
@@ -144,10 +189,15 @@ std::shared_ptr<rocksdb::DB> Shared(rocksdb::DB* db, bool flush_on_close) {
 }
 }  // namespace
 
-ChunkIndex::ChunkIndex(rocksdb::DB* db, std::string dir, bool read_only)
-    : db_(Shared(db, !read_only)),
-      dir_(std::move(dir)),
-      read_only_(read_only) {}
+ChunkIndex::ChunkIndex(rocksdb::DB* db, std::string dir,
+                       const OpenOptions& options)
+    : dir_(std::move(dir)),
+      read_only_(options.read_only || options.write_sessions),
+      sessions_(options.write_sessions),
+      lock_wait_seconds_(options.lock_wait_seconds),
+      on_wait_(options.on_wait) {
+  db_ = Shared(db, !read_only_);
+}
 
 ChunkIndex::~ChunkIndex() = default;
 
@@ -156,61 +206,148 @@ std::shared_ptr<rocksdb::DB> ChunkIndex::Db() const {
   return db_;
 }
 
-Result<bool> ChunkIndex::Refresh() const {
+Result<bool> ChunkIndex::Refresh(bool force) const {
   if (!read_only_) return false;
   std::lock_guard<std::mutex> l(mu_);
   double now = MonotonicSeconds();
   // Many misses in a row (a damaged repository) reopen at most every 2 s.
-  if (now - last_refresh_ < 2) return false;
+  if (!force && now - last_refresh_ < 2) return false;
+  // Sessions finished before this open are in the new view.
+  uint64_t seen = sessions_done_;
   rocksdb::Options o = MakeOptions();
   o.create_if_missing = false;
   rocksdb::DB* db = nullptr;
   HAVEN_RETURN_IF_ERROR(OpenReadOnly(o, dir_, &db));
   db_ = Shared(db, false);  // readers still holding the old one keep it alive
   last_refresh_ = MonotonicSeconds();
+  std::erase_if(recent_,
+                [seen](const auto& e) { return e.second.second <= seen; });
   return true;
 }
 
-Result<std::optional<ChunkLocation>> ChunkIndex::Get(const ChunkId& id) const {
-  std::string v;
-  rocksdb::Status s = Db()->Get(rocksdb::ReadOptions(), IndexKey(id), &v);
-  if (s.IsNotFound()) {
-    HAVEN_ASSIGN_OR_RETURN(bool refreshed, Refresh());
-    if (refreshed) s = Db()->Get(rocksdb::ReadOptions(), IndexKey(id), &v);
+Status ChunkIndex::SeeOwnWrites() const {
+  bool stale;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stale = !recent_.empty();
   }
-  if (s.IsNotFound()) return std::optional<ChunkLocation>();
-  HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
+  if (stale) HAVEN_RETURN_IF_ERROR(Refresh(/*force=*/true).status());
+  return OkStatus();
+}
+
+std::optional<ChunkLocation> ChunkIndex::Recent(const ChunkId& id) const {
+  if (!sessions_) return std::nullopt;
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = recent_.find(id);
+  if (it == recent_.end()) return std::nullopt;
+  return it->second.first;
+}
+
+Status ChunkIndex::Lookup(const std::string& key, std::string* v) const {
+  rocksdb::Status s = Db()->Get(rocksdb::ReadOptions(), key, v);
+  bool retry = false;
+  if (s.IsNotFound()) {
+    HAVEN_ASSIGN_OR_RETURN(retry, Refresh());
+  } else if (!s.ok() && read_only_ && (s.IsIOError() || s.IsPathNotFound())) {
+    // A table file this view had not opened yet was compacted away by a
+    // writer: a fresh view names its replacement.
+    HAVEN_ASSIGN_OR_RETURN(retry, Refresh(/*force=*/true));
+  }
+  if (retry) s = Db()->Get(rocksdb::ReadOptions(), key, v);
+  if (s.IsNotFound()) return NotFound("not in the index");
+  return FromRocks(s, "index lookup");
+}
+
+Result<std::optional<ChunkLocation>> ChunkIndex::Get(const ChunkId& id) const {
+  if (auto recent = Recent(id)) return recent;
+  std::string v;
+  Status s = Lookup(IndexKey(id), &v);
+  if (s.code() == Code::kNotFound) return std::optional<ChunkLocation>();
+  HAVEN_RETURN_IF_ERROR(s);
   HAVEN_ASSIGN_OR_RETURN(ChunkLocation loc, DecodeIndexValue(v, id));
   return std::optional<ChunkLocation>(loc);
 }
 
-Status ChunkIndex::Put(
-    const std::vector<std::pair<ChunkId, ChunkLocation>>& entries, bool sync) {
+Status ChunkIndex::InSession(double wait_seconds,
+                             const std::function<Status(rocksdb::DB*)>& fn) {
+  std::unique_lock<std::mutex> one(session_mu_, std::defer_lock);
+  if (wait_seconds > 0) {
+    one.lock();
+  } else if (!one.try_lock()) {
+    return Unavailable("the index is being written by another job");
+  }
+  rocksdb::Options o = MakeOptions();
+  o.create_if_missing = false;
+  // Recovering the last session's log must not write a table file per
+  // session; SettleSession decides when to flush.
+  o.avoid_flush_during_recovery = true;
+  // A session opens the index once per pack: skip what an open would read
+  // of every table file (statistics, sizes) that a batch of puts never uses.
+  o.skip_stats_update_on_db_open = true;
+  o.skip_checking_sst_file_sizes_on_db_open = true;
+  rocksdb::DB* raw = nullptr;
+  HAVEN_RETURN_IF_ERROR(
+      OpenWriter(o, dir_, wait_seconds, /*quiet_seconds=*/2, on_wait_, &raw));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  Status s = fn(db.get());
+  if (s.ok()) s = SettleSession(db.get());
+  rocksdb::Status closed = db->Close();
+  if (s.ok()) s = FromRocks(closed, "close index");
+  return s;
+}
+
+Status ChunkIndex::Write(rocksdb::WriteBatch* batch, bool sync, bool wait) {
+  rocksdb::WriteOptions wo;
+  // A session's log is closed when the session ends; a later sync would not
+  // reach it, so each session syncs its own.
+  wo.sync = sync || sessions_;
+  if (!sessions_) return FromRocks(Db()->Write(wo, batch), "index write");
+  return InSession(wait ? lock_wait_seconds_ : 0, [&](rocksdb::DB* db) {
+    return FromRocks(db->Write(wo, batch), "index write");
+  });
+}
+
+Status ChunkIndex::PutEntries(
+    const std::vector<std::pair<ChunkId, ChunkLocation>>& entries, bool sync,
+    bool wait) {
+  if (entries.empty()) return OkStatus();
   rocksdb::WriteBatch batch;
   for (const auto& [id, loc] : entries) {
     rocksdb::Status s = batch.Put(IndexKey(id), EncodeValue(loc));
     HAVEN_RETURN_IF_ERROR(FromRocks(s, "index batch"));
   }
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  return FromRocks(Db()->Write(wo, &batch), "index write");
+  HAVEN_RETURN_IF_ERROR(Write(&batch, sync, wait));
+  if (sessions_) {  // the view shows them after its next refresh
+    std::lock_guard<std::mutex> l(mu_);
+    uint64_t n = ++sessions_done_;
+    for (const auto& [id, loc] : entries) recent_[id] = {loc, n};
+  }
+  return OkStatus();
+}
+
+Status ChunkIndex::Put(
+    const std::vector<std::pair<ChunkId, ChunkLocation>>& entries, bool sync) {
+  return PutEntries(entries, sync, /*wait=*/true);
+}
+
+Status ChunkIndex::TryPut(
+    const std::vector<std::pair<ChunkId, ChunkLocation>>& entries) {
+  return PutEntries(entries, /*sync=*/false, /*wait=*/false);
 }
 
 Status ChunkIndex::SetRepositoryId(const std::string& id) {
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  return FromRocks(Db()->Put(wo, "m:repository", id), "index write");
+  rocksdb::WriteBatch batch;
+  HAVEN_RETURN_IF_ERROR(
+      FromRocks(batch.Put("m:repository", id), "index batch"));
+  return Write(&batch, /*sync=*/true, /*wait=*/true);
 }
 
 Result<std::string> ChunkIndex::RepositoryId() const {
   std::string v;
-  rocksdb::Status s = Db()->Get(rocksdb::ReadOptions(), "m:repository", &v);
-  if (s.IsNotFound()) {  // a view taken while the first writer was flushing?
-    HAVEN_ASSIGN_OR_RETURN(bool refreshed, Refresh());
-    if (refreshed) s = Db()->Get(rocksdb::ReadOptions(), "m:repository", &v);
-  }
-  if (s.IsNotFound()) return std::string();
-  HAVEN_RETURN_IF_ERROR(FromRocks(s, "index lookup"));
+  // NotFound refreshes once: a view taken while the first writer flushed?
+  Status s = Lookup("m:repository", &v);
+  if (s.code() == Code::kNotFound) return std::string();
+  HAVEN_RETURN_IF_ERROR(s);
   return v;
 }
 
@@ -218,26 +355,41 @@ Status ChunkIndex::Delete(const std::vector<ChunkId>& ids, bool sync) {
   rocksdb::WriteBatch batch;
   for (const auto& id : ids)
     HAVEN_RETURN_IF_ERROR(FromRocks(batch.Delete(IndexKey(id)), "index batch"));
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  return FromRocks(Db()->Write(wo, &batch), "index write");
+  HAVEN_RETURN_IF_ERROR(Write(&batch, sync, /*wait=*/true));
+  if (!sessions_) return OkStatus();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& id : ids) recent_.erase(id);
+  }
+  // Deletions are rare (repair): a fresh view stops showing them at once.
+  return Refresh(/*force=*/true).status();
 }
 
 Status ChunkIndex::Sync() {
+  if (sessions_) return OkStatus();
   return FromRocks(Db()->FlushWAL(true), "index sync");
 }
 
 Status ChunkIndex::DeleteAllChunks() {
-  auto db = Db();
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  return FromRocks(db->DeleteRange(wo, db->DefaultColumnFamily(), "c", "d"),
-                   "index clear");
+  auto clear = [](rocksdb::DB* db) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    return FromRocks(db->DeleteRange(wo, db->DefaultColumnFamily(), "c", "d"),
+                     "index clear");
+  };
+  if (!sessions_) return clear(Db().get());
+  HAVEN_RETURN_IF_ERROR(InSession(lock_wait_seconds_, clear));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    recent_.clear();
+  }
+  return Refresh(/*force=*/true).status();
 }
 
 Status ChunkIndex::ForEach(
     const std::function<Status(const ChunkId&, const ChunkLocation&)>& fn,
     const std::function<void(const Status&)>& bad) const {
+  HAVEN_RETURN_IF_ERROR(SeeOwnWrites());
   auto db = Db();  // kept alive while iterating, even across a Refresh
   std::unique_ptr<rocksdb::Iterator> it(
       db->NewIterator(rocksdb::ReadOptions()));
@@ -260,6 +412,7 @@ Status ChunkIndex::ForEach(
 }
 
 Result<uint64_t> ChunkIndex::CountChunks() const {
+  HAVEN_RETURN_IF_ERROR(SeeOwnWrites());
   auto db = Db();  // kept alive while iterating, even across a Refresh
   std::unique_ptr<rocksdb::Iterator> it(
       db->NewIterator(rocksdb::ReadOptions()));

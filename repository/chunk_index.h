@@ -7,13 +7,24 @@
 //                            stored_len (u32) | raw_len (u32) | type (u8)
 //   "m:repository"       ->  repository id (so a foreign index is noticed)
 //
-// RocksDB allows one writing process; a second writer waits for the first
-// (its LOCK is an fcntl lock, released if the holder is killed). Readers
-// open read-only and never wait. A read-only open that races with a writer
-// flushing its memtable can miss that writer's newest entries (it read the
-// old MANIFEST, then found the WAL already gone); so a reader that does not
-// find a chunk reopens the index once and looks again before saying the
-// chunk is missing.
+// RocksDB allows one writing process (its LOCK is an fcntl lock, released if
+// the holder is killed). Three ways to open the index:
+//   - read-only: never waits; restores, listings, check, gc's mark;
+//   - held for writing: the lock is held until the index is destroyed; for
+//     jobs that run alone or must not interleave (gc's sweep under the
+//     exclusive repository lock, rebuild-index, init);
+//   - write sessions (backups): a read-only view for lookups, and every
+//     write opens the index for writing just for that one batch, syncs it
+//     and closes it again, so many backups write into one index at once.
+//     TryPut gives up at once when another process is in a session (its
+//     caller keeps the entries pending); Put waits. docs/repository-format.md
+//     ("Locking and concurrency") has the whole rule.
+// A read-only open that races with a writer flushing its memtable can miss
+// that writer's newest entries (it read the old MANIFEST, then found the WAL
+// already gone); so a reader that does not find a chunk reopens the index
+// once and looks again before saying the chunk is missing. A long-lived view
+// can also find a table file gone (a writer compacted it away): it reopens
+// and reads again.
 #ifndef HAVEN_REPOSITORY_CHUNK_INDEX_H_
 #define HAVEN_REPOSITORY_CHUNK_INDEX_H_
 
@@ -22,6 +33,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -30,7 +42,8 @@
 
 namespace rocksdb {
 class DB;
-}
+class WriteBatch;
+}  // namespace rocksdb
 
 namespace haven::repository {
 
@@ -50,6 +63,9 @@ class ChunkIndex {
  public:
   struct OpenOptions {
     bool read_only = false;
+    // A read-only view plus short write sessions (see above). Implies
+    // read_only for the view.
+    bool write_sessions = false;
     // How long a writer waits for another writer's lock.
     double lock_wait_seconds = 24 * 3600;
     std::function<void(const std::string&)> on_wait;
@@ -58,18 +74,29 @@ class ChunkIndex {
                                                   const OpenOptions& options);
   ~ChunkIndex();
 
+  // True for a read-only view, with or without write sessions.
+  bool read_only() const { return read_only_; }
+
   // nullopt if the chunk is not indexed. Thread-safe.
   Result<std::optional<ChunkLocation>> Get(const ChunkId& id) const;
-  // Thread-safe. `sync` makes the batch durable before returning.
+  // Thread-safe. `sync` makes the batch durable before returning (a write
+  // session always syncs). In session mode it waits for another writer up
+  // to the open's lock_wait_seconds.
   Status Put(const std::vector<std::pair<ChunkId, ChunkLocation>>& entries,
              bool sync);
+  // Like Put, but in session mode it does not wait: if another process (or
+  // another thread of this one) is writing, it returns kUnavailable and
+  // writes nothing. Held for writing, it is Put without sync.
+  Status TryPut(const std::vector<std::pair<ChunkId, ChunkLocation>>& entries);
   Status SetRepositoryId(const std::string& id);
   Result<std::string> RepositoryId() const;
   // Removes these chunk entries. Thread-safe.
   Status Delete(const std::vector<ChunkId>& ids, bool sync);
+  // Makes earlier unsynced writes durable (sessions are synced already).
   Status Sync();
   Status DeleteAllChunks();
   Result<uint64_t> CountChunks() const;
+  // Scans see this instance's own session writes (they refresh the view).
   // Calls `fn` for every chunk entry in id order; stops at the first error.
   // A malformed entry is passed to `bad` instead (it names the id).
   Status ForEach(
@@ -77,17 +104,46 @@ class ChunkIndex {
       const std::function<void(const Status&)>& bad) const;
 
  private:
-  ChunkIndex(rocksdb::DB* db, std::string dir, bool read_only);
+  ChunkIndex(rocksdb::DB* db, std::string dir, const OpenOptions& options);
   std::shared_ptr<rocksdb::DB> Db() const;
   // Read-only: reopens the index to see entries committed since it was
-  // opened. Returns false if nothing was done (a writer, or too soon).
-  Result<bool> Refresh() const;
+  // opened. Returns false if nothing was done (a writer, or too soon);
+  // `force` skips the too-soon test.
+  Result<bool> Refresh(bool force = false) const;
+  // Runs `fn` on the index opened for writing in a session of its own;
+  // wait_seconds 0 tries once. Unavailable if the lock stays taken.
+  Status InSession(double wait_seconds,
+                   const std::function<Status(rocksdb::DB*)>& fn);
+  // Writes `batch` (held: on the open handle; sessions: in a session that
+  // waits or, with wait false, tries once).
+  Status Write(rocksdb::WriteBatch* batch, bool sync, bool wait);
+  Status PutEntries(
+      const std::vector<std::pair<ChunkId, ChunkLocation>>& entries, bool sync,
+      bool wait);
+  // Reads `key`, refreshing a read-only view once when it may be stale.
+  // NotFound if absent.
+  Status Lookup(const std::string& key, std::string* v) const;
+  // Before a scan: refreshes a view that misses this process's sessions.
+  Status SeeOwnWrites() const;
+  // Entries this process wrote in sessions that the view may not show yet.
+  std::optional<ChunkLocation> Recent(const ChunkId& id) const;
 
   mutable std::mutex mu_;
   mutable std::shared_ptr<rocksdb::DB> db_;
   std::string dir_;
   bool read_only_ = false;
+  bool sessions_ = false;
+  double lock_wait_seconds_ = 0;
+  std::function<void(const std::string&)> on_wait_;
   mutable double last_refresh_ = 0;
+  std::mutex session_mu_;  // one session at a time per instance
+  // id -> (location, session number); an entry leaves when a view opened
+  // after its session shows it. Bounded by what is written between two
+  // refreshes.
+  mutable std::unordered_map<ChunkId, std::pair<ChunkLocation, uint64_t>,
+                             ChunkIdHash>
+      recent_;
+  mutable uint64_t sessions_done_ = 0;
 };
 
 // A set of chunk ids on disk (RocksDB), for jobs whose working set must not

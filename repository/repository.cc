@@ -164,9 +164,25 @@ Status ChunkWriter::FinishPack(std::unique_ptr<PackWriter> pack) {
   for (const auto& e : pack->entries())
     batch.push_back(
         {e.id, {pack->name(), e.offset, e.stored_len, e.raw_len, e.type}});
-  HAVEN_RETURN_IF_ERROR(repo_->index().Put(batch, /*sync=*/false));
-  std::lock_guard<std::mutex> l(pending_mu_);
-  for (const auto& e : pack->entries()) pending_.erase(e.id);
+  {
+    std::lock_guard<std::mutex> l(index_mu_);
+    unindexed_.insert(unindexed_.end(), batch.begin(), batch.end());
+  }
+  return IndexPending(/*wait=*/false);
+}
+
+Status ChunkWriter::IndexPending(bool wait) {
+  std::lock_guard<std::mutex> l(index_mu_);
+  if (unindexed_.empty()) return OkStatus();
+  Status s = wait ? repo_->index().Put(unindexed_, /*sync=*/true)
+                  : repo_->index().TryPut(unindexed_);
+  if (!wait && s.code() == Code::kUnavailable) return OkStatus();  // later
+  HAVEN_RETURN_IF_ERROR(s);
+  {
+    std::lock_guard<std::mutex> p(pending_mu_);
+    for (const auto& e : unindexed_) pending_.erase(e.first);
+  }
+  unindexed_.clear();
   return OkStatus();
 }
 
@@ -182,6 +198,8 @@ Status ChunkWriter::Flush() {
     finish_cv_.wait(f, [&] { return sealing_.empty() && !sealer_busy_; });
     if (!seal_error_.ok()) return seal_error_;
   }
+  // Rule 2: the index is durable before a manifest names these chunks.
+  HAVEN_RETURN_IF_ERROR(IndexPending(/*wait=*/true));
   return repo_->index().Sync();
 }
 
@@ -285,33 +303,49 @@ Result<std::unique_ptr<Repository>> Repository::Open(
                     options.lock_wait_seconds, options.on_wait));
   std::error_code ec;
   bool have_index = fs::exists(dir + "/index/CURRENT", ec);
-  if (!have_index || options.write) {
-    ChunkIndex::OpenOptions io;
-    io.lock_wait_seconds = options.lock_wait_seconds;
-    io.on_wait = options.on_wait;
+  ChunkIndex::OpenOptions io;
+  io.lock_wait_seconds = options.lock_wait_seconds;
+  io.on_wait = options.on_wait;
+  bool hold = options.write && options.hold_index;
+  if (!have_index || hold) {
+    HAVEN_RETURN_IF_ERROR(r->OpenIndexForRepair(io, have_index, options));
+  } else {
+    io.read_only = true;
+    io.write_sessions = options.write;
     HAVEN_ASSIGN_OR_RETURN(r->index_, ChunkIndex::Open(dir + "/index", io));
     HAVEN_ASSIGN_OR_RETURN(std::string owner, r->index_->RepositoryId());
     if (owner != r->config_.id) {
-      if (options.on_wait)
-        options.on_wait(
-            have_index ? "index belongs to another repository; rebuilding it"
-                       : "index is missing; rebuilding it from the packs");
-      HAVEN_RETURN_IF_ERROR(r->RebuildIndexLocked().status());
+      if (!options.write)
+        return FailedPrecondition("the index in " + dir +
+                                  "/index belongs to another repository; run "
+                                  "'haven rebuild-index'");
+      r->index_.reset();
+      io.read_only = io.write_sessions = false;
+      HAVEN_RETURN_IF_ERROR(r->OpenIndexForRepair(io, true, options));
     }
-    if (options.write) RemoveAbandonedTempFiles(dir);
   }
-  if (!options.write) {
+  if (options.write) RemoveAbandonedTempFiles(dir);
+  if (!hold && !r->index_->read_only()) {
+    // Rebuilt: from here on, a view and write sessions like any writer.
     r->index_.reset();
-    ChunkIndex::OpenOptions io;
     io.read_only = true;
+    io.write_sessions = options.write;
     HAVEN_ASSIGN_OR_RETURN(r->index_, ChunkIndex::Open(dir + "/index", io));
-    HAVEN_ASSIGN_OR_RETURN(std::string owner, r->index_->RepositoryId());
-    if (owner != r->config_.id)
-      return FailedPrecondition("the index in " + dir +
-                                "/index belongs to another repository; run "
-                                "'haven rebuild-index'");
   }
   return r;
+}
+
+Status Repository::OpenIndexForRepair(const ChunkIndex::OpenOptions& io,
+                                      bool had_index,
+                                      const OpenOptions& options) {
+  HAVEN_ASSIGN_OR_RETURN(index_, ChunkIndex::Open(dir_ + "/index", io));
+  HAVEN_ASSIGN_OR_RETURN(std::string owner, index_->RepositoryId());
+  if (owner == config_.id) return OkStatus();
+  if (options.on_wait)
+    options.on_wait(had_index
+                        ? "index belongs to another repository; rebuilding it"
+                        : "index is missing; rebuilding it from the packs");
+  return RebuildIndexLocked().status();
 }
 
 Status Repository::BecomeExclusiveWriter(const OpenOptions& options) {
@@ -519,6 +553,7 @@ Result<RebuildReport> Repository::RebuildIndex(const std::string& dir,
                                                const OpenOptions& options) {
   OpenOptions o = options;
   o.write = true;
+  o.hold_index = true;  // no backup's entries between the clear and the refill
   auto repo = Open(dir, passphrase, o);
   if (!repo.ok() && repo.status().code() == Code::kDataLoss &&
       repo.status().message().find("index") != std::string::npos) {

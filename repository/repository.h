@@ -59,7 +59,13 @@ struct InitOptions {
 };
 
 struct OpenOptions {
-  bool write = false;  // a writer opens the index read-write (one at a time)
+  // A writer (backup, repair) keeps a read-only view of the index and
+  // writes its entries in short write sessions, so writers run at once
+  // (chunk_index.h).
+  bool write = false;
+  // With write: holds the index open for writing for the whole job instead
+  // (rebuild-index); other writers' sessions wait for it.
+  bool hold_index = false;
   // Exclusive holds the repository lock alone: no backup or restore runs
   // beside it. Only jobs that delete packs (gc) need it.
   bool exclusive = false;
@@ -89,6 +95,12 @@ struct WriteContext {
 class Repository;
 
 // One backup's stream of new chunks into packs. Thread-safe.
+//
+// Each sealed pack's entries go to the index in a write session that does
+// not wait: if another writer is in one, they stay pending (their chunks are
+// still found by this writer's lookups) and go with the next pack's. Flush
+// waits for the index. Two writers may store the same new chunk, each in
+// its own pack; the index names one copy and gc drops the other.
 class ChunkWriter {
  public:
   explicit ChunkWriter(Repository* repo);
@@ -110,6 +122,9 @@ class ChunkWriter {
 
  private:
   Status FinishPack(std::unique_ptr<PackWriter> pack);
+  // Writes the pending index entries; `wait` false gives up (keeping them)
+  // while another writer holds the index.
+  Status IndexPending(bool wait);
   // Hands a full pack to the sealer thread; waits while two are queued.
   Status QueueForSealing(std::unique_ptr<PackWriter> pack);
   void SealerLoop();
@@ -118,6 +133,9 @@ class ChunkWriter {
   std::mutex pending_mu_;
   std::unordered_set<ChunkId, ChunkIdHash>
       pending_;  // in packs not yet indexed
+  std::mutex index_mu_;
+  // Entries of sealed packs that wait for an index write session.
+  std::vector<std::pair<ChunkId, ChunkLocation>> unindexed_;
   std::mutex pack_mu_;
   std::unique_ptr<PackWriter> current_;
   // Sealing (fsync, rename, index) runs on its own thread so workers keep
@@ -216,6 +234,10 @@ class Repository {
  private:
   Repository() = default;
   Result<RebuildReport> RebuildIndexLocked();
+  // Opens the index held for writing (`io`), rebuilding it from the packs
+  // when it is missing or another repository's.
+  Status OpenIndexForRepair(const ChunkIndex::OpenOptions& io, bool had_index,
+                            const OpenOptions& options);
 
   std::string dir_;
   std::unique_ptr<Backend> backend_;

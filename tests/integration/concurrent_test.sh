@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Several haven processes on one repository at once: two backups started
-# together both succeed; restores and listings run while a backup writes.
+# Several haven processes on one repository at once: two image backups and
+# a file backup started together all succeed and really run at the same time
+# (no writer waits for another: they share the index through short write
+# sessions), dedup still works across them, gc beside two running backups
+# loses nothing; restores and listings run while backups write.
 . "$(dirname "$0")/lib.sh"
 
 R=$WORK/repo
@@ -32,13 +35,46 @@ with open(path, "wb") as f:
             f.write(b.translate(table) if slow else b)
 EOF
 }
+# tree ROUND: $WORK/tree-ROUND, a file backup's source: 8 MiB the same in
+# every round, 8 MiB of its own, a few small files; slow to compress like
+# "slow" images, so the file backup lasts as long as the image backups.
+tree() {
+  mkdir -p "$WORK/tree-$1/sub"
+  py - "$WORK/tree-$1" "$1" <<'EOF2'
+import random, sys
+root, rnd = sys.argv[1], sys.argv[2]
+table = bytes(65 + i % 16 for i in range(256))
+for name, seed in (("same.bin", "same"), ("own.bin", "own-" + rnd)):
+    with open(f"{root}/{name}", "wb") as f:
+        r = random.Random(seed)
+        for _ in range(8):
+            f.write(r.randbytes(1 << 20).translate(table))
+for i in range(20):
+    with open(f"{root}/sub/small-{i}.txt", "w") as f:
+        f.write(f"round {rnd} file {i}\n" * (i + 1))
+EOF2
+}
 declare -A IMAGE  # point id -> image file it captured
-# start_backup IMG NAME TAG: backup in the background; pid in BPID.
-start_backup() {
-  "$HAVEN" -r "$R" --json backup image "$1" --name "$2" >"$WORK/$3.out" 2>"$WORK/$3.err" &
+declare -A TREE   # point id -> directory a file backup captured
+# Each job runs in a subshell that stamps its wall-clock start and end (ns)
+# in $WORK/TAG.start and $WORK/TAG.end.
+stamped() {
+  local tag=$1
+  shift
+  (
+    date +%s%N >"$WORK/$tag.start"
+    rc=0
+    "$@" >"$WORK/$tag.out" 2>"$WORK/$tag.err" || rc=$?
+    date +%s%N >"$WORK/$tag.end"
+    exit "$rc"
+  ) &
   BPID=$!
   PIDS+=("$BPID")
 }
+# start_backup IMG NAME TAG: backup in the background; pid in BPID.
+start_backup() { stamped "$3" "$HAVEN" -r "$R" --json backup image "$1" --name "$2"; }
+# start_files DIR NAME TAG: file backup in the background; pid in BPID.
+start_files() { stamped "$3" "$HAVEN" -r "$R" --json backup files "$1" --name "$2"; }
 # finish_backup PID IMG TAG: waits, checks exit 0, records the point.
 finish_backup() {
   local rc=0
@@ -49,38 +85,156 @@ finish_backup() {
   [ "$(jget 'j["consistency"]' "$WORK/$3.out")" = offline ] || fail "$3: not consistent"
   IMAGE[$id]=$2
 }
+# finish_files PID DIR TAG: waits, checks exit 0 and not partial, records it.
+finish_files() {
+  local rc=0
+  wait "$1" || rc=$?
+  [ "$rc" = 0 ] || fail "$3: file backup exited $rc: $(cat "$WORK/$3.err")"
+  [ "$(jget 'j["partial"]' "$WORK/$3.out")" = false ] || fail "$3: partial: $(cat "$WORK/$3.out")"
+  TREE[$(jget 'j["snapshot"]' "$WORK/$3.out")]=$2
+}
+# overlapped WHAT TAG...: the jobs really ran at the same time. Each job's
+# working time is its own --json duration_seconds, ending at its end stamp.
+# All started before any ended; every two working intervals intersect (so
+# none waited for another to finish, as the second backup did when writers
+# serialized); and the wall-clock span of all of them is well under the sum
+# of their durations (run one after another, it is at least that sum).
+overlapped() {
+  local what=$1
+  shift
+  local args=()
+  for t in "$@"; do
+    args+=("$(cat "$WORK/$t.start")" "$(cat "$WORK/$t.end")" "$(jget 'j["duration_seconds"]' "$WORK/$t.out")")
+  done
+  py - "$what" "${args[@]}" <<'EOF2' || fail "$what: the jobs did not overlap"
+import sys
+what, v = sys.argv[1], sys.argv[2:]
+jobs = [(int(v[i]) / 1e9, int(v[i + 1]) / 1e9, float(v[i + 2])) for i in range(0, len(v), 3)]
+starts, ends = [j[0] for j in jobs], [j[1] for j in jobs]
+work = [(end - d, end) for _, end, d in jobs]
+span, total = max(ends) - min(starts), sum(j[2] for j in jobs)
+print(f"{what}: span {span:.2f} s, durations {[round(j[2], 2) for j in jobs]}")
+assert max(starts) < min(ends), "one job ended before another started"
+for i in range(len(work)):
+    for k in range(i + 1, len(work)):
+        a, b = work[i], work[k]
+        assert a[0] < b[1] and b[0] < a[1], f"jobs {i} and {k} worked one after the other"
+assert span < 0.75 * total, f"span {span:.2f} s is not under 3/4 of the summed durations {total:.2f} s"
+EOF2
+  for t in "$@"; do lacks "$WORK/$t.err" "waiting" "$what: $t waited for another writer"; done
+}
 
 # The highest zstd level makes a backup take a second or more, so the jobs
 # below really overlap.
 expect_rc 0 "init" hv init --chunk-size 64K --compression-level 19
 
-# ------------------------------------------- two backups started together
+# ------------------------------------------- three backups started together
+MiB48=$((48 * MiB))
 for round in 1 2 3; do
-  version x $round
-  version y $round
+  version x $round slow
+  version y $round slow
+  tree $round
   start_backup "$WORK/x-$round.img" vm-x "x$round"
   px=$BPID
   start_backup "$WORK/y-$round.img" vm-y "y$round"
   py_=$BPID
-  kill -0 "$px" 2>/dev/null || fail "round $round: backup x ended before y started; not concurrent"
+  start_files "$WORK/tree-$round" files "f$round"
+  pf=$BPID
   finish_backup "$px" "$WORK/x-$round.img" "x$round"
   finish_backup "$py_" "$WORK/y-$round.img" "y$round"
-  ok "round $round: two backups into one repository started together both exit 0"
+  finish_files "$pf" "$WORK/tree-$round" "f$round"
+  overlapped "round $round" "x$round" "y$round" "f$round"
+  ok "round $round: two image backups and a file backup started together all exit 0, ran at the same time, none waited"
 done
+# Dedup across concurrent writers. A writer finds another's new chunk once
+# that writer has indexed the pack holding it and this one's view of the
+# index has been refreshed (at a miss, at most every 2 s). So in round 1, x
+# and y (reading the same 16 MiB of shared data at the same moment) may each
+# store it: at most two copies, one per writer, never more. From round 2 on
+# the shared data is indexed before they start: each stores its 48 MiB of
+# own data and its chunk list (one 32 KiB node for 1024 chunks; 64 KiB
+# allowed), nothing of the shared data; and the file backup stores only what changed (its 8 MiB
+# own.bin and the small files), not same.bin again.
+r1=$(( $(jget 'j["new_raw_bytes"]' "$WORK/x1.out") + $(jget 'j["new_raw_bytes"]' "$WORK/y1.out") ))
+[ "$r1" -ge $((96 * MiB + 16 * MiB)) ] && [ "$r1" -le $((96 * MiB + 32 * MiB)) ] ||
+  fail "round 1 stored $r1 bytes: not between own + shared once and own + shared twice"
+for t in x2 y2 x3 y3; do
+  n=$(jget 'j["new_raw_bytes"]' "$WORK/$t.out")
+  [ "$n" -ge "$MiB48" ] && [ "$n" -le $((MiB48 + 64 * 1024)) ] ||
+    fail "$t stored $n new bytes, expected its own 48 MiB (and its chunk list) only"
+done
+for t in f2 f3; do
+  n=$(jget 'j["new_raw_bytes"]' "$WORK/$t.out")
+  [ "$n" -lt $((8 * MiB + 64 * 1024)) ] || fail "$t stored $n new bytes: same.bin stored again?"
+done
+ok "dedup across concurrent writers: round 1 stored the shared data at most twice, later rounds only their own data"
 expect_rc 0 "snapshots after concurrent backups" hv --json snapshots
-[ "$(jget 'len(j)' "$WORK/out")" = 6 ] || fail "expected 6 points: $(cat "$WORK/out")"
-[ "$(jget 'sorted(set(m["name"] for m in j))' "$WORK/out")" = '["vm-x", "vm-y"]' ] ||
+[ "$(jget 'len(j)' "$WORK/out")" = 9 ] || fail "expected 9 points: $(cat "$WORK/out")"
+[ "$(jget 'sorted(set(m["name"] for m in j))' "$WORK/out")" = '["files", "vm-x", "vm-y"]' ] ||
   fail "names: $(cat "$WORK/out")"
-ok "snapshots lists all 6 points, none damaged"
-for id in "${!IMAGE[@]}"; do
-  rm -f "$OUT/r"
-  expect_rc 0 "restore $id" hv restore image "$id" --to "$OUT/r"
-  same_file "${IMAGE[$id]}" "$OUT/r" "restore of concurrent point $id"
-done
-ok "all 6 points from concurrent backups restore byte-identical"
+ok "snapshots lists all 9 points, none damaged"
+# restore_all WHAT: every recorded point restores byte-identical.
+restore_all() {
+  for id in "${!IMAGE[@]}"; do
+    rm -f "$OUT/r"
+    expect_rc 0 "$1: restore $id" hv restore image "$id" --to "$OUT/r"
+    same_file "${IMAGE[$id]}" "$OUT/r" "$1: restore of point $id"
+  done
+  for id in "${!TREE[@]}"; do
+    rm -rf "$OUT/t"
+    expect_rc 0 "$1: restore files $id" hv restore files "$id" --to "$OUT/t"
+    diff -r "${TREE[$id]}" "$OUT/t${TREE[$id]}" >/dev/null || fail "$1: restore of file point $id differs"
+  done
+}
+# check_clean WHAT: check --read-data reads every pack and finds nothing.
+# (A chunk stored twice is two sound copies, not damage.)
+check_clean() {
+  expect_rc 0 "$1: check --read-data" hv --json check --read-data
+  [ "$(jget 'j["ok"] and j["packs_read"] == j["packs"]' "$WORK/out")" = True ] ||
+    [ "$(jget 'j["ok"] and j["packs_read"] == j["packs"]' "$WORK/out")" = true ] ||
+    fail "$1: check --read-data: $(head -c 2000 "$WORK/out")"
+}
+restore_all "after three rounds"
+ok "all 9 points from concurrent backups restore byte-identical"
+check_clean "after three rounds"
+ok "check --read-data after concurrent backups: clean"
 expect_rc 0 "rebuild-index" hv --json rebuild-index
 [ "$(jget 'j["damaged"]' "$WORK/out")" = "[]" ] || fail "damaged packs: $(cat "$WORK/out")"
 ok "rebuild-index after concurrent backups: no damaged pack"
+
+# ------------------------------------------- gc while two backups run
+# Round 1's points go; gc is started while two slow backups write. Its mark
+# runs beside them; its sweep waits for them (exclusive lock), marks what
+# they committed, and deletes only what no point uses.
+expect_rc 0 "forget round 1" hv --json forget --keep-last 2
+for t in x1 y1; do unset "IMAGE[$(jget 'j["id"]' "$WORK/$t.out")]"; done
+unset "TREE[$(jget 'j["snapshot"]' "$WORK/f1.out")]"
+version x 7 slow
+version y 7 slow
+start_backup "$WORK/x-7.img" vm-x x7
+g1=$BPID
+start_backup "$WORK/y-7.img" vm-y y7
+g2=$BPID
+while kill -0 "$g1" 2>/dev/null && [ -z "$(find "$R/tmp" -name 'pack-*.tmp' -print -quit)" ]; do
+  msleep 1
+done
+stamped gc "$HAVEN" -r "$R" --json gc
+gp=$BPID
+finish_backup "$g1" "$WORK/x-7.img" x7
+finish_backup "$g2" "$WORK/y-7.img" y7
+grc=0
+wait "$gp" || grc=$?
+[ "$grc" = 0 ] || fail "gc beside two backups exited $grc: $(cat "$WORK/gc.err")"
+[ "$(cat "$WORK/gc.start")" -lt "$(cat "$WORK/x7.end")" ] &&
+  [ "$(cat "$WORK/gc.start")" -lt "$(cat "$WORK/y7.end")" ] ||
+  fail "gc started after the backups ended: not beside them"
+[ "$(jget 'j["packs_deleted"] + j["packs_repacked"]' "$WORK/gc.out")" -gt 0 ] ||
+  fail "gc freed nothing (round 1's own data should go): $(cat "$WORK/gc.out")"
+ok "gc started while two backups ran: all exit 0, gc freed round 1's packs"
+restore_all "after gc beside backups"
+ok "after gc beside two backups every point restores byte-identical"
+check_clean "after gc beside backups"
+ok "check --read-data after gc beside backups: clean"
 
 # ------------------------------------------- reads while a backup writes
 version x 4 slow
