@@ -2,6 +2,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
@@ -112,6 +113,16 @@ Status OpenWriter(const rocksdb::Options& o, const std::string& dir,
         std::chrono::milliseconds(quiet_seconds > 0 ? 10 : 200));
   }
 }
+
+// Sessions write no LOG file: each open would otherwise rotate one (more
+// I/O per pack), and a LOG write that fails on a full disk leaves RocksDB's
+// file writer in a state that its next log line aborts the process on
+// (an assertion in Debian's build). Errors still come back as statuses.
+class SilentLogger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
 
 // A session does not flush on close, so the next open (a session's or a
 // reader's) replays its write-ahead log; once the memtable holds this much
@@ -285,12 +296,23 @@ Status ChunkIndex::InSession(double wait_seconds,
   // of every table file (statistics, sizes) that a batch of puts never uses.
   o.skip_stats_update_on_db_open = true;
   o.skip_checking_sst_file_sizes_on_db_open = true;
+  o.info_log = std::make_shared<SilentLogger>();
   rocksdb::DB* raw = nullptr;
   HAVEN_RETURN_IF_ERROR(
       OpenWriter(o, dir_, wait_seconds, /*quiet_seconds=*/2, on_wait_, &raw));
   std::unique_ptr<rocksdb::DB> db(raw);
   Status s = fn(db.get());
   if (s.ok()) s = SettleSession(db.get());
+  if (!s.ok() && s.code() == Code::kIoError) {
+    // A write that failed (ENOSPC) leaves RocksDB's log writer in an error
+    // state that closing it trips over (an assertion in Debian's build):
+    // the handle is dropped unclosed. Nothing is lost (what was synced is
+    // in the log); the kernel releases the lock when this process exits,
+    // and until then this process's other writes fail and other
+    // processes' sessions wait. The job ends on this error anyway.
+    (void)db.release();
+    return s;
+  }
   rocksdb::Status closed = db->Close();
   if (s.ok()) s = FromRocks(closed, "close index");
   return s;

@@ -96,6 +96,10 @@ ChunkWriter::~ChunkWriter() {
     finish_cv_.notify_all();
   }
   sealer_.join();
+  // Sealed packs whose entries wait for a session (the index was busy): one
+  // more try, so that the next backup reuses them. If the index is still
+  // busy they stay unindexed until gc or rebuild-index (format rule 5).
+  (void)IndexPending(/*wait=*/false);
 }
 
 void ChunkWriter::SealerLoop() {

@@ -104,8 +104,9 @@ class Repository;
 class ChunkWriter {
  public:
   explicit ChunkWriter(Repository* repo);
-  // Full packs already handed to the sealer are still sealed (they are
-  // valid and reused by the next backup); the open pack is discarded.
+  // Full packs already handed to the sealer are still sealed, and indexed
+  // unless another writer holds the index at that moment (they are valid
+  // and reused by the next backup); the open pack is discarded.
   ~ChunkWriter();
 
   // Stores `raw` as chunk `id` unless the repository already has it.
