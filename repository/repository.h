@@ -3,8 +3,9 @@
 //   config            plain JSON (config.h)
 //   keys/<slot>       wrapped master secret, one per passphrase (key_slots.h)
 //   packs/<xx>/<name> pack files (pack_format.h)
-//   snapshots/<id>    encrypted manifests (manifest.h)
-//   index/            RocksDB chunk index, a cache (chunk_index.h)
+//   snapshots/<id>    encrypted manifests (manifest.h, manifest_file.h)
+//   index/            RocksDB chunk index and catalog of points, a cache
+//                     (chunk_index.h, catalog.h)
 //   protected/<id>    marks a recovery point that forget never removes
 //   locks/repository  flock held by every job (lock.h)
 //   tmp/              packs being written
@@ -36,6 +37,7 @@
 
 #include "base/file.h"
 #include "base/status.h"
+#include "repository/catalog.h"
 #include "repository/chunk_codec.h"
 #include "repository/chunk_index.h"
 #include "repository/config.h"
@@ -125,6 +127,12 @@ class ChunkWriter {
   std::atomic<uint64_t> new_chunks_{0}, new_raw_bytes_{0}, new_stored_bytes_{0};
 };
 
+// Where ListSnapshots reads manifests from.
+enum class SnapshotSource {
+  kCatalog,  // the index's catalog, files only for what it lacks (catalog.h)
+  kFiles,    // every file in snapshots/ (check and repair: they verify them)
+};
+
 struct RebuildReport {
   uint64_t packs = 0;
   uint64_t chunks = 0;
@@ -169,10 +177,15 @@ class Repository {
   // Assigns `m.id` and writes the manifest: the commit point of a backup.
   Status CommitSnapshot(Manifest& m);
   // All readable snapshots, oldest first; unreadable ones go to `errors`.
+  // From the catalog by default: one listing of snapshots/, and a file read
+  // only for points the catalog lacks (a writer then adds them).
   Result<std::vector<Manifest>> ListSnapshots(
-      std::vector<std::string>* errors) const;
+      std::vector<std::string>* errors,
+      SnapshotSource from = SnapshotSource::kCatalog) const;
+  // Reads and verifies snapshots/<id> itself (not the catalog).
   Result<Manifest> LoadSnapshot(const std::string& id) const;
-  // `spec` is an id prefix, "latest" or "NAME:latest".
+  // `spec` is an id prefix, "latest" or "NAME:latest". Resolves through the
+  // catalog's summaries and opens one manifest.
   Result<Manifest> FindSnapshot(const std::string& spec) const;
 
   // Protected recovery points are never removed (protected/<id> exists).
@@ -195,6 +208,8 @@ class Repository {
  private:
   Repository() = default;
   Result<RebuildReport> RebuildIndexLocked();
+  // The catalog of points over the current index (reopened by gc).
+  Catalog PointCatalog() const;
 
   std::string dir_;
   Config config_;
