@@ -164,7 +164,8 @@ Result<Manifest> Catalog::FromFile(const ListedPoint& point, Batch* add) {
     return file.status();
   }
   HAVEN_ASSIGN_OR_RETURN(
-      Manifest m, OpenManifest(key_, point.id, *file, "snapshot " + point.id));
+      Manifest m, OpenManifest(key_, point.id, *file, "snapshot " + point.id,
+                   &decompressor_));
   // A point the catalog cannot hold is still answered from its file.
   if (add && !index_.read_only()) (void)Entries(m, *file, point, *add);
   return m;
@@ -251,7 +252,8 @@ Result<std::vector<Manifest>> Catalog::Manifests(
           std::string id = IdOf(key);
           if (!fresh.count(id)) return OkStatus();
           done.insert(id);
-          auto m = OpenManifest(key_, id, AsBytes(value), CatalogWhat(id));
+          auto m = OpenManifest(key_, id, AsBytes(value), CatalogWhat(id),
+                                &decompressor_);
           if (m.ok())
             out.push_back(std::move(m).value());
           else
@@ -294,7 +296,8 @@ Result<Manifest> Catalog::Load(const ListedPoint& point,
   }
   Manifest m;
   if (entry) {
-    auto opened = OpenManifest(key_, id, AsBytes(*entry), CatalogWhat(id));
+    auto opened = OpenManifest(key_, id, AsBytes(*entry), CatalogWhat(id),
+                               &decompressor_);
     if (!opened.ok()) return WithHint(opened.status());
     m = std::move(opened).value();
   } else {

@@ -47,6 +47,7 @@
 #include "base/bytes.h"
 #include "base/status.h"
 #include "repository/chunk_index.h"
+#include "repository/compression.h"
 #include "repository/crypto.h"
 #include "repository/manifest.h"
 
@@ -71,8 +72,8 @@ struct ListedPoint {
 bool PointBefore(const std::string& time_a, const std::string& id_a,
                  const std::string& time_b, const std::string& id_b);
 
-// A view of the catalog for one call; cheap to make, holds no state. Not
-// thread-safe for writers (one per thread).
+// A view of the catalog for one call; cheap to make, holds no state but a
+// decompression context. Not thread-safe (one per thread).
 class Catalog {
  public:
   // Reads snapshots/<id>; NotFound if it is gone.
@@ -122,6 +123,7 @@ class Catalog {
   ChunkIndex& index_;
   const Key& key_;
   ReadFileFn read_file_;
+  Decompressor decompressor_;  // one for every manifest this view opens
 };
 
 }  // namespace haven::repository

@@ -2,7 +2,8 @@
 
 #include <zstd.h>
 
-#include "repository/compression.h"
+#include <optional>
+
 
 namespace haven::repository {
 namespace {
@@ -29,7 +30,8 @@ Result<Bytes> SealManifest(const Key& data_key, const Manifest& m) {
 }
 
 Result<Manifest> OpenManifest(const Key& data_key, const std::string& id,
-                              ByteSpan file, const std::string& what) {
+                              ByteSpan file, const std::string& what,
+                              Decompressor* decompressor) {
   if (file.size() < 4) return DataLoss(what + ": manifest is truncated");
   uint32_t json_len = GetU32(file.data());
   Bytes plain;
@@ -43,7 +45,8 @@ Result<Manifest> OpenManifest(const Key& data_key, const std::string& id,
   if (frame != json_len || json_len > kMaxManifestFile * 4)
     return DataLoss(what + ": manifest length does not match its contents");
   Bytes json(json_len);
-  Decompressor d;
+  std::optional<Decompressor> own;
+  Decompressor& d = decompressor ? *decompressor : own.emplace();
   HAVEN_RETURN_IF_ERROR(
       d.Decompress(ByteSpan(plain.data() + 1, plain.size() - 1), json_len,
                    json.data(), what));
