@@ -81,7 +81,7 @@ class Catalog {
   Catalog(ChunkIndex& index, const Key& data_key, ReadFileFn read_file)
       : index_(index), key_(data_key), read_file_(std::move(read_file)) {}
 
-  // Summaries of the points `ids` (a listing of snapshots/), oldest first.
+  // Summaries of `points` (a listing of snapshots/), oldest first.
   // A point that cannot be read goes to `errors` (one message each).
   Result<std::vector<PointSummary>> Summaries(
       const std::vector<ListedPoint>& points, std::vector<std::string>* errors);
