@@ -45,4 +45,9 @@ Result<Bytes> Backend::Read(const std::string& name, size_t max_size) const {
   return data;
 }
 
+Result<ObjectInfo> Backend::Info(const std::string& name) const {
+  HAVEN_ASSIGN_OR_RETURN(uint64_t size, Stat(name));
+  return ObjectInfo{name, size, 0};
+}
+
 }  // namespace haven::repository

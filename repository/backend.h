@@ -35,6 +35,13 @@ namespace haven::repository {
 struct ObjectInfo {
   std::string name;  // full key, e.g. "packs/ab/ab12..."
   uint64_t size = 0;
+  // A change marker: the object's modification time (ns since the epoch)
+  // where the backend can tell (a local directory: st_mtim), else 0 for
+  // "unknown". Objects are immutable, so a marker that differs from an
+  // earlier one means the object was replaced or damaged in place; a cache
+  // that trusts an earlier read of an object (the catalog, catalog.h) must
+  // treat 0 as "may have changed".
+  int64_t mtime_ns = 0;
 };
 
 // An open object for random reads: the restore hot path keeps a few of these
@@ -82,7 +89,7 @@ class Backend {
   virtual std::string Describe() const = 0;
 
   // Every object under the folder `prefix` ("packs/", "snapshots/", "keys/";
-  // "" for all), with sizes, in no particular order. Objects being written
+  // "" for all), with sizes and change markers, in no particular order. Objects being written
   // are not listed. A folder with no objects is an empty list, not an error;
   // a backend that cannot be reached at all is an error.
   virtual Result<std::vector<ObjectInfo>> List(
@@ -90,6 +97,10 @@ class Backend {
 
   // The object's size; NotFound if there is no such object.
   virtual Result<uint64_t> Stat(const std::string& name) const = 0;
+
+  // The object's size and change marker (see ObjectInfo); NotFound if there
+  // is no such object. The default has no marker (mtime_ns 0).
+  virtual Result<ObjectInfo> Info(const std::string& name) const;
 
   // Opens an object for ReadAt; NotFound if there is no such object.
   virtual Result<std::unique_ptr<ObjectReader>> OpenReader(

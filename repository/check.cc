@@ -200,7 +200,10 @@ Result<CheckReport> CheckRepository(const Repository& repo,
   };
   std::vector<std::string> errors;
   phase("reading recovery points");
-  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
+  // The files themselves: a damaged one must be found even while the
+  // catalog holds a good copy.
+  HAVEN_ASSIGN_OR_RETURN(auto all,
+                         repo.ListSnapshots(&errors, SnapshotSource::kFiles));
   report.snapshots = all.size();
   for (const auto& e : errors)
     report.findings.push_back("unreadable manifest: " + e);

@@ -78,6 +78,16 @@ Status OpenReadOnly(const rocksdb::Options& o, const std::string& dir,
   return FromRocks(s, "open index " + dir);
 }
 
+// Scans of the chunk entries stop at "d": keys of other kinds (and blocks
+// that only hold them) are never read, so a damaged block of the catalog
+// cannot fail a chunk scan.
+const rocksdb::Slice kChunkScanEnd("d");
+rocksdb::ReadOptions ChunkScan() {
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &kChunkScanEnd;
+  return ro;
+}
+
 bool IsLockError(const rocksdb::Status& s) {
   std::string m = s.ToString();
   return s.IsIOError() &&
@@ -413,8 +423,7 @@ Status ChunkIndex::ForEach(
     const std::function<void(const Status&)>& bad) const {
   HAVEN_RETURN_IF_ERROR(SeeOwnWrites());
   auto db = Db();  // kept alive while iterating, even across a Refresh
-  std::unique_ptr<rocksdb::Iterator> it(
-      db->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ChunkScan()));
   for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next()) {
     if (it->key().size() != 33) {
       bad(DataLoss("index has a malformed key; run 'haven rebuild-index'"));
@@ -436,13 +445,79 @@ Status ChunkIndex::ForEach(
 Result<uint64_t> ChunkIndex::CountChunks() const {
   HAVEN_RETURN_IF_ERROR(SeeOwnWrites());
   auto db = Db();  // kept alive while iterating, even across a Refresh
-  std::unique_ptr<rocksdb::Iterator> it(
-      db->NewIterator(rocksdb::ReadOptions()));
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ChunkScan()));
   uint64_t n = 0;
   for (it->Seek("c"); it->Valid() && it->key().starts_with("c"); it->Next())
     ++n;
   HAVEN_RETURN_IF_ERROR(FromRocks(it->status(), "index scan"));
   return n;
+}
+
+Status ChunkIndex::VerifyChecksums() const {
+  return FromRocks(Db()->VerifyChecksum(), "verify index");
+}
+
+Status ChunkIndex::WriteRaw(
+    const std::vector<std::pair<std::string, std::string>>& puts,
+    const std::vector<std::string>& deletes, bool sync) {
+  if (!writable())
+    return FailedPrecondition("the index is open read-only; not written");
+  if (puts.empty() && deletes.empty()) return OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : puts)
+    HAVEN_RETURN_IF_ERROR(FromRocks(batch.Put(k, v), "index batch"));
+  for (const auto& k : deletes)
+    HAVEN_RETURN_IF_ERROR(FromRocks(batch.Delete(k), "index batch"));
+  HAVEN_RETURN_IF_ERROR(Write(&batch, sync, /*wait=*/true));
+  if (!sessions_) return OkStatus();
+  // The view does not show the session's batch until it is reopened.
+  return Refresh(/*force=*/true).status();
+}
+
+Result<std::optional<std::string>> ChunkIndex::GetRaw(
+    const std::string& key) const {
+  std::string v;
+  Status s = Lookup(key, &v);
+  if (s.code() == Code::kNotFound) return std::optional<std::string>();
+  HAVEN_RETURN_IF_ERROR(s);
+  return std::optional<std::string>(std::move(v));
+}
+
+Status ChunkIndex::ScanRaw(
+    const std::string& prefix,
+    const std::function<Status(std::string_view, std::string_view)>& fn)
+    const {
+  HAVEN_RETURN_IF_ERROR(SeeOwnWrites());
+  auto db = Db();  // kept alive while iterating, even across a Refresh
+  std::string end = prefix;  // the first key after the prefix
+  while (!end.empty() && static_cast<uint8_t>(end.back()) == 0xff)
+    end.pop_back();
+  if (!end.empty()) end.back() = static_cast<char>(end.back() + 1);
+  rocksdb::Slice bound(end);
+  rocksdb::ReadOptions ro;
+  if (!end.empty()) ro.iterate_upper_bound = &bound;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix);
+       it->Next())
+    HAVEN_RETURN_IF_ERROR(
+        fn(std::string_view(it->key().data(), it->key().size()),
+           std::string_view(it->value().data(), it->value().size())));
+  return FromRocks(it->status(), "index scan");
+}
+
+Status ChunkIndex::DeletePrefix(char prefix) {
+  if (!writable())
+    return FailedPrecondition("the index is open read-only; not written");
+  std::string from(1, prefix), to(1, static_cast<char>(prefix + 1));
+  auto clear = [&](rocksdb::DB* db) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    return FromRocks(db->DeleteRange(wo, db->DefaultColumnFamily(), from, to),
+                     "index clear");
+  };
+  if (!sessions_) return clear(Db().get());
+  HAVEN_RETURN_IF_ERROR(InSession(lock_wait_seconds_, clear));
+  return Refresh(/*force=*/true).status();
 }
 
 // ---------------------------------------------------------------- ChunkSet

@@ -6,6 +6,8 @@
 //   "c" | chunk id (32)  ->  pack name (16 raw bytes) | offset (u64) |
 //                            stored_len (u32) | raw_len (u32) | type (u8)
 //   "m:repository"       ->  repository id (so a foreign index is noticed)
+//   "s" | point id (16)  ->  sealed summary of a recovery point   (catalog.h)
+//   "t" | point id (16)  ->  the point's manifest file, verbatim  (catalog.h)
 //
 // RocksDB allows one writing process (its LOCK is an fcntl lock, released if
 // the holder is killed). Three ways to open the index:
@@ -97,6 +99,30 @@ class ChunkIndex {
   Status DeleteAllChunks();
   Result<uint64_t> CountChunks() const;
   // Scans see this instance's own session writes (they refresh the view).
+  // Reads every block of the index; a damaged one is DataLoss.
+  Status VerifyChecksums() const;
+  // True if this instance may write: held for writing, or a view with write
+  // sessions. A plain read-only open never writes.
+  bool writable() const { return !read_only_ || sessions_; }
+
+  // Other caches kept in the index (the catalog of recovery points) use
+  // their own key prefixes through these; never "c" or "m:".
+  // Writes `puts` and removes `deletes` in one atomic batch. Held for
+  // writing: on the open handle. With write sessions: in a session of its
+  // own (waiting for another writer like Put), after which the view is
+  // refreshed so that GetRaw and ScanRaw see the batch. A plain read-only
+  // open: FailedPrecondition, nothing written. Thread-safe.
+  Status WriteRaw(const std::vector<std::pair<std::string, std::string>>& puts,
+                  const std::vector<std::string>& deletes, bool sync);
+  // The value under `key`, or nullopt. Thread-safe.
+  Result<std::optional<std::string>> GetRaw(const std::string& key) const;
+  // Calls `fn` for every key starting with `prefix`, in key order; stops at
+  // the first error.
+  Status ScanRaw(const std::string& prefix,
+                 const std::function<Status(std::string_view key,
+                                            std::string_view value)>& fn) const;
+  // Removes every key starting with `prefix` (one byte); as WriteRaw.
+  Status DeletePrefix(char prefix);
   // Calls `fn` for every chunk entry in id order; stops at the first error.
   // A malformed entry is passed to `bad` instead (it names the id).
   Status ForEach(

@@ -130,6 +130,11 @@ Result<uint64_t> FaultBackend::Stat(const std::string& name) const {
   return inner_->Stat(name);
 }
 
+Result<ObjectInfo> FaultBackend::Info(const std::string& name) const {
+  HAVEN_RETURN_IF_ERROR(Alive("stat", name));
+  return inner_->Info(name);
+}
+
 Result<std::unique_ptr<ObjectReader>> FaultBackend::OpenReader(
     const std::string& name) const {
   HAVEN_RETURN_IF_ERROR(Alive("read", name));

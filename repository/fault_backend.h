@@ -45,6 +45,7 @@ class FaultBackend : public Backend {
   Result<std::vector<ObjectInfo>> List(
       const std::string& prefix) const override;
   Result<uint64_t> Stat(const std::string& name) const override;
+  Result<ObjectInfo> Info(const std::string& name) const override;
   Result<std::unique_ptr<ObjectReader>> OpenReader(
       const std::string& name) const override;
   Status WriteAtomic(const std::string& name, ByteSpan data,

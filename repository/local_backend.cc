@@ -40,6 +40,12 @@ std::string Parent(const std::string& path) {
 
 // The folder of a key appears on first use (protected/ did not exist in
 // older repositories).
+// st_mtim in ns since the epoch; never 0 (0 means "unknown", backend.h).
+int64_t MtimeNs(const struct stat& st) {
+  int64_t ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  return ns == 0 ? 1 : ns;
+}
+
 Status EnsureParent(const std::string& path) {
   std::string dir = Parent(path);
   struct stat st;
@@ -172,15 +178,23 @@ Result<std::vector<ObjectInfo>> LocalBackend::List(
     if (IsTempName(file) || !ValidateObjectName(name).ok() ||
         IsLocalCache(name))
       continue;
-    uint64_t size = it->file_size(entry_ec);
-    if (entry_ec) continue;
-    out.push_back({std::move(name), size});
+    // One stat for size and change marker; a file removed meanwhile is
+    // skipped.
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) != 0) continue;
+    out.push_back({std::move(name), static_cast<uint64_t>(st.st_size),
+                   MtimeNs(st)});
   }
   if (ec) return IoError("list " + top + ": " + ec.message());
   return out;
 }
 
 Result<uint64_t> LocalBackend::Stat(const std::string& name) const {
+  HAVEN_ASSIGN_OR_RETURN(ObjectInfo info, Info(name));
+  return info.size;
+}
+
+Result<ObjectInfo> LocalBackend::Info(const std::string& name) const {
   HAVEN_RETURN_IF_ERROR(ValidateObjectName(name));
   struct stat st;
   std::string path = PathOf(name);
@@ -188,7 +202,7 @@ Result<uint64_t> LocalBackend::Stat(const std::string& name) const {
     if (errno == ENOENT) return NotFound("no object " + name + " in " + root_);
     return ErrnoStatus("stat " + path, errno);
   }
-  return static_cast<uint64_t>(st.st_size);
+  return ObjectInfo{name, static_cast<uint64_t>(st.st_size), MtimeNs(st)};
 }
 
 Result<std::unique_ptr<ObjectReader>> LocalBackend::OpenReader(

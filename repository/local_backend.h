@@ -39,6 +39,8 @@ class LocalBackend : public Backend {
   Result<std::vector<ObjectInfo>> List(
       const std::string& prefix) const override;
   Result<uint64_t> Stat(const std::string& name) const override;
+  // Fills mtime_ns from st_mtim.
+  Result<ObjectInfo> Info(const std::string& name) const override;
   Result<std::unique_ptr<ObjectReader>> OpenReader(
       const std::string& name) const override;
   Status WriteAtomic(const std::string& name, ByteSpan data,

@@ -153,7 +153,8 @@ Result<RepairReport> RepairSnapshots(Repository& repo,
   report.damaged_chunks = check.damaged.size();
 
   std::vector<std::string> errors;
-  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
+  HAVEN_ASSIGN_OR_RETURN(auto all,
+                         repo.ListSnapshots(&errors, SnapshotSource::kFiles));
   report.snapshots = all.size();
   report.unreadable = errors;
   // A repair interrupted after committing its new point: finish it.

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +10,7 @@
 
 #include "base/time.h"
 #include "repository/local_backend.h"
+#include "repository/manifest_file.h"
 #include "repository/retention.h"
 
 namespace haven::repository {
@@ -19,12 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kMaxConfigFile = 64 * 1024;
-constexpr size_t kMaxManifestFile = 64u << 20;
 constexpr size_t kMaxOpenPacksPerThread = 16;
-
-std::string SnapshotAad(const std::string& id) {
-  return "haven-snapshot:" + id;
-}
 
 std::string NewId() {
   uint8_t raw[16];
@@ -371,20 +366,43 @@ Status Repository::BecomeExclusiveWriter(const OpenOptions& options) {
 
 // ---------------------------------------------------------------- snapshots
 
+namespace {
+
+// The points in snapshots/ with their sizes and change markers (the
+// catalog's staleness check), in no particular order; other names are
+// ignored.
+Result<std::vector<ListedPoint>> ListPoints(const Backend& backend) {
+  auto listed = backend.List("snapshots/");
+  if (!listed.ok()) return listed.status().WithContext("list snapshots");
+  std::vector<ListedPoint> out;
+  out.reserve(listed->size());
+  for (ObjectInfo& o : *listed) {
+    std::string id = o.name.substr(sizeof "snapshots/" - 1);
+    if (!IsSnapshotId(id)) continue;
+    out.push_back({std::move(id), o.size, o.mtime_ns});
+  }
+  return out;
+}
+
+}  // namespace
+
+Catalog Repository::PointCatalog() const {
+  return Catalog(*index_, data_key_, [this](const std::string& id) {
+    return backend_->Read("snapshots/" + id, kMaxManifestFile);
+  });
+}
+
 Status Repository::CommitSnapshot(Manifest& m) {
   m.id = NewId();
-  std::string json = m.ToJson();
-  Compressor c(3);
-  Bytes plain{1};  // codec: zstd
-  HAVEN_RETURN_IF_ERROR(c.Compress(AsBytes(json), plain));
-  Bytes sealed;
+  HAVEN_ASSIGN_OR_RETURN(Bytes file, SealManifest(data_key_, m));
   HAVEN_RETURN_IF_ERROR(
-      Seal(data_key_, AsBytes(SnapshotAad(m.id)), plain, sealed));
-  // Put the decompressed size up front so a reader can bound its buffer.
-  Bytes file;
-  PutU32(file, static_cast<uint32_t>(json.size()));
-  file.insert(file.end(), sealed.begin(), sealed.end());
-  return backend_->WriteAtomic("snapshots/" + m.id, file, WriteMode::kCreate);
+      backend_->WriteAtomic("snapshots/" + m.id, file, WriteMode::kCreate));
+  // The point is committed; the catalog is a cache, and a point it lacks is
+  // read from its file (and added by the next writer).
+  auto info = backend_->Info("snapshots/" + m.id);
+  if (info.ok())
+    (void)PointCatalog().Add(m, file, {m.id, info->size, info->mtime_ns});
+  return OkStatus();
 }
 
 Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
@@ -396,60 +414,30 @@ Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
     if (file.status().code() == Code::kNotFound) return NotFound("no " + what);
     return file.status();
   }
-  if (file->size() < 4) return DataLoss(what + ": manifest is truncated");
-  uint32_t json_len = GetU32(file->data());
-  Bytes plain;
-  HAVEN_RETURN_IF_ERROR(Unseal(data_key_, AsBytes(SnapshotAad(id)),
-                               ByteSpan(file->data() + 4, file->size() - 4),
-                               plain, what));
-  if (plain.empty() || plain[0] != 1) return DataLoss(what + ": unknown codec");
-  // The length prefix is not authenticated; the zstd frame header is. Only
-  // allocate what the authenticated frame says, and only if both agree.
-  unsigned long long frame =
-      ZSTD_getFrameContentSize(plain.data() + 1, plain.size() - 1);
-  if (frame != json_len || json_len > kMaxManifestFile * 4)
-    return DataLoss(what + ": manifest length does not match its contents");
-  Bytes json(json_len);
-  Decompressor d;
-  HAVEN_RETURN_IF_ERROR(
-      d.Decompress(ByteSpan(plain.data() + 1, plain.size() - 1), json_len,
-                   json.data(), what));
-  HAVEN_ASSIGN_OR_RETURN(
-      Manifest m,
-      Manifest::FromJson(
-          std::string_view(reinterpret_cast<char*>(json.data()), json.size()),
-          what));
-  if (m.id != id) return DataLoss(what + ": manifest names another id");
-  return m;
+  return OpenManifest(data_key_, id, *file, what);
 }
 
 Result<std::vector<Manifest>> Repository::ListSnapshots(
-    std::vector<std::string>* errors) const {
+    std::vector<std::string>* errors, SnapshotSource from) const {
+  HAVEN_ASSIGN_OR_RETURN(std::vector<ListedPoint> points, ListPoints(*backend_));
+  if (from == SnapshotSource::kCatalog)
+    return PointCatalog().Manifests(points, errors);
   std::vector<Manifest> out;
-  auto listed = backend_->List("snapshots/");
-  if (!listed.ok())
-    return listed.status().WithContext("list snapshots");
-  for (const auto& o : *listed) {
-    std::string name = o.name.substr(sizeof "snapshots/" - 1);
-    if (!IsSnapshotId(name)) continue;
-    auto m = LoadSnapshot(name);
+  for (const ListedPoint& p : points) {
+    auto m = LoadSnapshot(p.id);
     if (m.ok())
       out.push_back(std::move(m).value());
     else if (errors)
       errors->push_back(m.status().message());
   }
   std::sort(out.begin(), out.end(), [](const Manifest& a, const Manifest& b) {
-    if (TimeBefore(a.time, b.time)) return true;
-    if (TimeBefore(b.time, a.time)) return false;
-    return a.id < b.id;
+    return PointBefore(a.time, a.id, b.time, b.id);
   });
   return out;
 }
 
 Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
   if (spec.empty()) return InvalidArgument("empty snapshot name");
-  std::vector<std::string> errors;
-  HAVEN_ASSIGN_OR_RETURN(auto all, ListSnapshots(&errors));
   std::string name;
   bool latest = false;
   if (spec == "latest") {
@@ -459,31 +447,44 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
     latest = true;
     name = spec.substr(0, spec.size() - 7);
   }
-  if (latest && !errors.empty()) {
-    // A manifest that cannot be read might be the newest one: answering with
-    // an older point would restore the wrong data without a word.
-    std::sort(errors.begin(), errors.end());
-    std::string msg =
-        std::to_string(errors.size()) +
-        " snapshot manifest(s) cannot be read, so '" + spec +
-        "' cannot be resolved safely; name the recovery point by its id. "
-        "Unreadable:";
-    for (size_t k = 0; k < errors.size() && k < 20; ++k)
-      msg += "\n  " + errors[k];
-    if (errors.size() > 20)
-      msg += "\n  ... and " + std::to_string(errors.size() - 20) + " more";
-    return DataLoss(msg);
-  }
+  HAVEN_ASSIGN_OR_RETURN(std::vector<ListedPoint> points, ListPoints(*backend_));
+  Catalog catalog = PointCatalog();
+  std::vector<std::string> errors;
   if (latest) {
-    for (auto it = all.rbegin(); it != all.rend(); ++it)
-      if (name.empty() || it->name == name) return *it;
+    HAVEN_ASSIGN_OR_RETURN(auto summaries, catalog.Summaries(points, &errors));
+    if (!errors.empty()) {
+      // A manifest that cannot be read might be the newest one: answering
+      // with an older point would restore the wrong data without a word.
+      std::sort(errors.begin(), errors.end());
+      std::string msg =
+          std::to_string(errors.size()) +
+          " snapshot manifest(s) cannot be read, so '" + spec +
+          "' cannot be resolved safely; name the recovery point by its id. "
+          "Unreadable:";
+      for (size_t k = 0; k < errors.size() && k < 20; ++k)
+        msg += "\n  " + errors[k];
+      if (errors.size() > 20)
+        msg += "\n  ... and " + std::to_string(errors.size() - 20) + " more";
+      return DataLoss(msg);
+    }
+    for (auto it = summaries.rbegin(); it != summaries.rend(); ++it) {
+      if (!name.empty() && it->name != name) continue;
+      for (const ListedPoint& p : points)
+        if (p.id == it->id) return catalog.Load(p, &*it);
+    }
     return NotFound(name.empty() ? "the repository has no snapshots"
                                  : "no snapshot named '" + name + "'");
   }
-  std::vector<const Manifest*> hits;
-  for (const auto& m : all)
-    if (m.id.compare(0, spec.size(), spec) == 0) hits.push_back(&m);
-  if (hits.size() == 1) return *hits[0];
+  std::vector<Manifest> hits;
+  for (const ListedPoint& p : points) {
+    if (p.id.compare(0, spec.size(), spec) != 0) continue;
+    auto m = catalog.Load(p);
+    if (m.ok())
+      hits.push_back(std::move(m).value());
+    else
+      errors.push_back(m.status().message());
+  }
+  if (hits.size() == 1) return std::move(hits[0]);
   if (hits.size() > 1)
     return InvalidArgument("snapshot id prefix '" + spec + "' matches " +
                            std::to_string(hits.size()) +
@@ -520,7 +521,11 @@ Status Repository::DeleteSnapshot(const std::string& id) {
                               " is protected; run 'haven unprotect' first");
   Status s = backend_->Delete("snapshots/" + id);
   if (s.code() == Code::kNotFound) return NotFound("no snapshot " + id);
-  return s;
+  HAVEN_RETURN_IF_ERROR(s);
+  // Listings ignore an entry whose file is gone; a failure here only leaves
+  // the next writer something to clean.
+  (void)PointCatalog().Remove(id);
+  return OkStatus();
 }
 
 // ---------------------------------------------------------------- index
@@ -559,6 +564,12 @@ Result<RebuildReport> Repository::RebuildIndex(const std::string& dir,
   o.write = true;
   o.hold_index = true;  // no backup's entries between the clear and the refill
   auto repo = Open(dir, passphrase, o);
+  if (repo.ok()) {
+    // Opening reads few blocks; a damaged one it missed would outlive an
+    // in-place rebuild (the catalog's keys share blocks with the chunks').
+    Status verified = (*repo)->index_->VerifyChecksums();
+    if (!verified.ok()) repo = verified;  // closes the index and the lock
+  }
   if (!repo.ok() && repo.status().code() == Code::kDataLoss &&
       repo.status().message().find("index") != std::string::npos) {
     // RocksDB itself is unreadable: set it aside and start from nothing.
@@ -572,7 +583,11 @@ Result<RebuildReport> Repository::RebuildIndex(const std::string& dir,
   // Drop every chunk entry first so entries for vanished packs go away; the
   // index lock stays held throughout.
   HAVEN_RETURN_IF_ERROR((*repo)->index_->DeleteAllChunks());
-  return (*repo)->RebuildIndexLocked();
+  HAVEN_RETURN_IF_ERROR(Catalog::Clear(*(*repo)->index_));
+  HAVEN_ASSIGN_OR_RETURN(RebuildReport report, (*repo)->RebuildIndexLocked());
+  // Fill the catalog again now, so readers do not fall back to the files.
+  HAVEN_RETURN_IF_ERROR((*repo)->ListSnapshots(nullptr).status());
+  return report;
 }
 
 }  // namespace haven::repository

@@ -3,13 +3,14 @@
 //   config            plain JSON (config.h)
 //   keys/<slot>       wrapped master secret, one per passphrase (key_slots.h)
 //   packs/<xx>/<name> pack files (pack_format.h)
-//   snapshots/<id>    encrypted manifests (manifest.h)
+//   snapshots/<id>    encrypted manifests (manifest.h, manifest_file.h)
 //   protected/<id>    marks a recovery point that forget never removes
 //
 // and its caches and coordination in a local directory (for a repository
 // opened by path, the same directory):
 //
-//   index/            RocksDB chunk index, a cache (chunk_index.h)
+//   index/            RocksDB chunk index and catalog of points, a cache
+//                     (chunk_index.h, catalog.h)
 //   locks/repository  flock held by every job (lock.h)
 //   tmp/              packs being written (local backend), gc scratch
 //
@@ -41,6 +42,7 @@
 #include "base/file.h"
 #include "base/status.h"
 #include "repository/backend.h"
+#include "repository/catalog.h"
 #include "repository/chunk_codec.h"
 #include "repository/chunk_index.h"
 #include "repository/config.h"
@@ -150,6 +152,12 @@ class ChunkWriter {
   std::atomic<uint64_t> new_chunks_{0}, new_raw_bytes_{0}, new_stored_bytes_{0};
 };
 
+// Where ListSnapshots reads manifests from.
+enum class SnapshotSource {
+  kCatalog,  // the index's catalog, files only for what it lacks (catalog.h)
+  kFiles,    // every file in snapshots/ (check and repair: they verify them)
+};
+
 struct RebuildReport {
   uint64_t packs = 0;
   uint64_t chunks = 0;
@@ -209,10 +217,15 @@ class Repository {
   // Assigns `m.id` and writes the manifest: the commit point of a backup.
   Status CommitSnapshot(Manifest& m);
   // All readable snapshots, oldest first; unreadable ones go to `errors`.
+  // From the catalog by default: one listing of snapshots/, and a file read
+  // only for points the catalog lacks (a writer then adds them).
   Result<std::vector<Manifest>> ListSnapshots(
-      std::vector<std::string>* errors) const;
+      std::vector<std::string>* errors,
+      SnapshotSource from = SnapshotSource::kCatalog) const;
+  // Reads and verifies snapshots/<id> itself (not the catalog).
   Result<Manifest> LoadSnapshot(const std::string& id) const;
-  // `spec` is an id prefix, "latest" or "NAME:latest".
+  // `spec` is an id prefix, "latest" or "NAME:latest". Resolves through the
+  // catalog's summaries and opens one manifest.
   Result<Manifest> FindSnapshot(const std::string& spec) const;
 
   // Protected recovery points are never removed (protected/<id> exists).
@@ -239,6 +252,8 @@ class Repository {
   // when it is missing or another repository's.
   Status OpenIndexForRepair(const ChunkIndex::OpenOptions& io, bool had_index,
                             const OpenOptions& options);
+  // The catalog of points over the current index (reopened by gc).
+  Catalog PointCatalog() const;
 
   std::string dir_;
   std::unique_ptr<Backend> backend_;

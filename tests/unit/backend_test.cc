@@ -1,6 +1,7 @@
 // The Backend contract as LocalBackend keeps it (atomic durable writes,
 // listing, stat, range reads, delete, refused names), and what FaultBackend
 // injects.
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -149,6 +150,25 @@ TEST_F(LocalBackendTest, ListOfAMissingRepositoryIsAnError) {
   LocalBackend gone(dir_.Sub("no-such-repo"));
   EXPECT_THAT(gone.List("packs/"),
               StatusIs(Code::kIoError, HasSubstr("no-such-repo")));
+}
+
+TEST_F(LocalBackendTest, ListAndInfoGiveTheFileMtimeAsChangeMarker) {
+  ASSERT_THAT(backend_->WriteAtomic("snapshots/a", AsBytes("abc"),
+                                    WriteMode::kCreate),
+              IsOk());
+  struct timespec t[2] = {{1700000000, 123456789}, {1700000000, 123456789}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (root_ + "/snapshots/a").c_str(), t, 0), 0);
+  auto listed = backend_->List("snapshots/");
+  ASSERT_THAT(listed, IsOk());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].size, 3u);
+  EXPECT_EQ((*listed)[0].mtime_ns, int64_t{1700000000123456789});
+  auto info = backend_->Info("snapshots/a");
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->size, 3u);
+  EXPECT_EQ(info->mtime_ns, int64_t{1700000000123456789});
+  EXPECT_THAT(backend_->Info("snapshots/none"),
+              StatusIs(Code::kNotFound, HasSubstr("snapshots/none")));
 }
 
 TEST_F(LocalBackendTest, StatAndReadOfAMissingObjectAreNotFound) {
