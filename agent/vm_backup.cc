@@ -378,8 +378,8 @@ VmBackupReport BackupVm(repository::Repository& repo,
   double start = MonotonicSeconds();
   VmJob job(repo, host, options, report);
   Status s = job.Run(name);
-  report.ok = s.ok();
-  if (!s.ok()) report.error = s.message();
+  report.outcome = OutcomeOf(s);
+  report.status = s;
   report.seconds = MonotonicSeconds() - start;
   return report;
 }

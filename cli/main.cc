@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "agent/host_backup.h"
 #include "agent/image_backup.h"
 #include "agent/vm_backup.h"
 #include "base/bytes.h"
@@ -20,6 +21,7 @@
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
+#include "repository/forget.h"
 #include "repository/gc.h"
 #include "repository/json_fields.h"
 #include "repository/repair.h"
@@ -232,112 +234,85 @@ int CmdShow(const Globals& g, const std::string& spec) {
   return kExitOk;
 }
 
-struct BackupVmArgs {
-  std::vector<std::string> names;
-  bool all = false;
-  std::string uri = "qemu:///system";
-  agent::VmBackupOptions opt;
-};
+// One VM's outcome of `haven backup vm`, for people.
+void PrintVmBackup(const agent::VmBackupReport& r) {
+  const char* name = r.name.c_str();
+  if (r.outcome == Outcome::kSkipped) {
+    std::printf("%s: skipped (excluded)\n", name);
+    return;
+  }
+  if (!r.ok()) {
+    std::printf(
+        "%s: %s: %s\n  no recovery point was written; earlier "
+        "ones are unchanged\n",
+        name, r.outcome == Outcome::kCancelled ? "CANCELLED" : "FAILED",
+        r.status.message().c_str());
+    return;
+  }
+  const auto& m = r.manifest;
+  std::printf("%s: snapshot %s saved, %s, %s new data stored, took %s\n",
+              name, m.id.substr(0, 8).c_str(), m.consistency.c_str(),
+              HumanBytes(m.stats.new_stored_bytes).c_str(),
+              FormatDuration(r.seconds).c_str());
+  for (const auto& d : r.disks)
+    std::printf("  %-6s %s, %s read of %s%s%s\n", d.name.c_str(),
+                d.mode.c_str(), HumanBytes(d.read_bytes).c_str(),
+                HumanBytes(d.size).c_str(), d.reason.empty() ? "" : " — ",
+                d.reason.c_str());
+  for (const auto& [disk, why] : r.skipped)
+    std::printf("  %-6s skipped: %s\n", disk.c_str(), why.c_str());
+  std::string names;
+  for (const auto* c : m.ConfigFiles())
+    names += (names.empty() ? "" : ", ") + c->name;
+  std::printf("  config: %s\n", names.c_str());
+  for (const auto& n : m.notes)
+    if (n.rfind("disk ", 0) != 0) std::printf("  note: %s\n", n.c_str());
+}
 
-int CmdBackupVm(const Globals& g, BackupVmArgs& a) {
-  if (a.all == !a.names.empty())
-    return Fail(g, InvalidArgument("name the VMs to back up, or give --all"));
-  auto host = snapshot::LibvirtHost::Connect(a.uri);
+int CmdBackupVm(const Globals& g, const std::string& uri,
+                agent::HostBackupRequest& req) {
+  auto host = snapshot::LibvirtHost::Connect(uri);
   if (!host.ok()) return Fail(g, host.status());
-  std::vector<std::string> names = a.names;
-  if (a.all) {
-    auto all = (*host)->DomainNames();
-    if (!all.ok()) return Fail(g, all.status());
-    names = *all;
-    if (names.empty()) {
-      std::string msg =
-          "no VM is defined on " + a.uri +
-          ", so there is nothing to back up.\nCreate one with virt-install "
-          "or 'virsh define', or try Haven on a small demo VM:\n"
-          "  scripts/quickstart.sh --demo-vm";
-      if (g.json)
-        std::cout << repository::DumpJson(nlohmann::ordered_json(
-                         {{"vms", nlohmann::json::array()},
-                          {"succeeded", 0},
-                          {"failed", 0},
-                          {"message", msg}}))
-                  << "\n";
-      else
-        std::fprintf(stderr, "haven: %s\n", msg.c_str());
-      return kExitOk;
-    }
+  auto selection = agent::SelectVms(req, **host);
+  if (!selection.ok()) return Fail(g, selection.status());
+  if (req.all && selection->chosen.empty() && selection->excluded.empty()) {
+    std::string msg =
+        "no VM is defined on " + uri +
+        ", so there is nothing to back up.\nCreate one with virt-install "
+        "or 'virsh define', or try Haven on a small demo VM:\n"
+        "  scripts/quickstart.sh --demo-vm";
+    if (g.json)
+      std::cout << repository::DumpJson(nlohmann::ordered_json(
+                       {{"vms", nlohmann::json::array()},
+                        {"succeeded", 0},
+                        {"failed", 0},
+                        {"message", msg}}))
+                << "\n";
+    else
+      std::fprintf(stderr, "haven: %s\n", msg.c_str());
+    return kExitOk;
   }
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
   const bool human = !g.quiet && !g.json;
-  a.opt.log = [&](const std::string& msg) {
+  req.vm.log = [&](const std::string& msg) {
     if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
   };
   if (const char* d = std::getenv("HAVEN_FAULT_VM_BACKUP_DELAY"))
-    a.opt.fault_delay = std::atof(d);
-  nlohmann::ordered_json out;
-  out["vms"] = nlohmann::ordered_json::array();
-  int ok = 0, failed = 0;
-  for (const auto& name : names) {
-    a.opt.progress = TerminalProgress(human, "backup " + name);
-    agent::VmBackupReport r = agent::BackupVm(**repo, **host, name, a.opt);
-    (r.ok ? ok : failed)++;
-    nlohmann::ordered_json vj;
-    vj["name"] = name;
-    vj["ok"] = r.ok;
-    vj["snapshot"] = r.ok ? r.manifest.id : "";
-    vj["error"] = r.error;
-    vj["consistency"] = r.ok ? r.manifest.consistency : "";
-    vj["consistency_reason"] = r.ok ? r.manifest.consistency_reason : "";
-    vj["disks"] = nlohmann::ordered_json::array();
-    for (const auto& d : r.disks)
-      vj["disks"].push_back({{"name", d.name},
-                             {"mode", d.mode},
-                             {"reason", d.reason},
-                             {"size", d.size},
-                             {"read_bytes", d.read_bytes},
-                             {"changed_bytes", d.changed_bytes}});
-    vj["skipped"] = nlohmann::ordered_json::array();
-    for (const auto& [disk, why] : r.skipped)
-      vj["skipped"].push_back({{"name", disk}, {"reason", why}});
-    vj["new_stored_bytes"] = r.ok ? r.manifest.stats.new_stored_bytes : 0;
-    vj["duration_seconds"] = r.seconds;
-    out["vms"].push_back(vj);
-    if (!human) continue;
-    if (!r.ok) {
-      std::printf(
-          "%s: FAILED: %s\n  no recovery point was written; earlier "
-          "ones are unchanged\n",
-          name.c_str(), r.error.c_str());
-      continue;
-    }
-    const auto& m = r.manifest;
-    std::printf("%s: snapshot %s saved, %s, %s new data stored, took %s\n",
-                name.c_str(), m.id.substr(0, 8).c_str(), m.consistency.c_str(),
-                HumanBytes(m.stats.new_stored_bytes).c_str(),
-                FormatDuration(r.seconds).c_str());
-    for (const auto& d : r.disks)
-      std::printf("  %-6s %s, %s read of %s%s%s\n", d.name.c_str(),
-                  d.mode.c_str(), HumanBytes(d.read_bytes).c_str(),
-                  HumanBytes(d.size).c_str(), d.reason.empty() ? "" : " — ",
-                  d.reason.c_str());
-    for (const auto& [disk, why] : r.skipped)
-      std::printf("  %-6s skipped: %s\n", disk.c_str(), why.c_str());
-    std::string names;
-    for (const auto* c : m.ConfigFiles())
-      names += (names.empty() ? "" : ", ") + c->name;
-    std::printf("  config: %s\n", names.c_str());
-    for (const auto& n : m.notes)
-      if (n.rfind("disk ", 0) != 0) std::printf("  note: %s\n", n.c_str());
+    req.vm.fault_delay = std::atof(d);
+  req.progress = TerminalProgress(human, "backup");
+  auto r = agent::BackupHost(**repo, **host, req);
+  if (!r.ok()) return Fail(g, r.status());
+  if (g.json) {
+    std::cout << repository::DumpJson(agent::HostBackupResultJson(*r)) << "\n";
+  } else if (human) {
+    for (const auto& v : r->vms) PrintVmBackup(v);
+    if (r->vms.size() > 1)
+      std::printf("%d of %zu VMs backed up%s\n", r->succeeded,
+                  r->vms.size() - r->skipped,
+                  r->failed || r->cancelled ? "; see the failures above" : "");
   }
-  out["succeeded"] = ok;
-  out["failed"] = failed;
-  if (g.json)
-    std::cout << repository::DumpJson(out) << "\n";
-  else if (!g.quiet && names.size() > 1)
-    std::printf("%d of %zu VMs backed up%s\n", ok, names.size(),
-                failed ? "; see the failures above" : "");
-  return failed ? kExitFailure : kExitOk;
+  return r->failed || r->cancelled ? kExitFailure : kExitOk;
 }
 
 struct RestoreVmArgs {
@@ -879,123 +854,52 @@ struct ForgetArgs {
 };
 
 int CmdForget(const Globals& g, ForgetArgs a) {
+  repository::ForgetRequest req;
+  req.policy = a.policy;
   if (!a.within.empty()) {
     auto w = repository::ParseRetentionDuration(a.within);
     if (!w.ok()) return Fail(g, w.status().WithContext("--keep-within"));
-    a.policy.within_seconds = *w;
+    req.policy.within_seconds = *w;
   }
-  for (int n : {a.policy.last, a.policy.hourly, a.policy.daily, a.policy.weekly,
-                a.policy.monthly, a.policy.yearly})
-    if (n < 0) return Fail(g, InvalidArgument("--keep-* counts must be >= 0"));
-  bool by_policy = !a.policy.Empty();
-  if (by_policy == !a.specs.empty())
-    return Fail(g, InvalidArgument(
-                       by_policy ? "give either --keep-* rules or recovery "
-                                   "points to remove, not both"
-                                 : "give at least one --keep-* rule (for "
-                                   "example --keep-daily 7 --keep-weekly 4), "
-                                   "or the recovery points to remove"));
+  req.points = a.specs;
+  req.name = a.name;
+  req.dry_run = a.dry_run;
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  std::vector<repository::RetentionDecision> decisions;
-  if (by_policy) {
-    std::vector<std::string> errors;
-    auto all = (*repo)->ListSnapshots(&errors);
-    if (!all.ok()) return Fail(g, all.status());
-    if (!errors.empty()) {
-      // An unreadable point may be the newest of its group: applying the
-      // rules without it could remove the points that should be kept.
-      std::string msg =
-          "forget applies no rule while a recovery point cannot be read; "
-          "nothing was removed. Unreadable:";
-      for (const auto& e : errors) msg += "\n  " + e;
-      return Fail(g, DataLoss(msg + "\nRun 'haven check' and 'haven repair "
-                                    "snapshots', or name the points to "
-                                    "remove."));
-    }
-    std::vector<repository::RetentionItem> items;
-    for (const auto& m : *all)
-      if (a.name.empty() || m.name == a.name)
-        items.push_back({m.id, m.name, m.time, (*repo)->IsProtected(m.id)});
-    auto d = repository::ApplyRetention(std::move(items), a.policy);
-    if (!d.ok()) return Fail(g, d.status());
-    decisions = std::move(d).value();
-  } else {
-    for (const auto& spec : a.specs) {
-      auto m = (*repo)->FindSnapshot(spec);
-      if (!m.ok()) return Fail(g, m.status());
-      repository::RetentionDecision dec;
-      dec.item = {m->id, m->name, m->time, (*repo)->IsProtected(m->id)};
-      if (dec.item.is_protected)
-        return Fail(g, FailedPrecondition(
-                           "snapshot " + m->id + " (" + m->name + ", " +
-                           m->time.substr(0, 19) +
-                           ") is protected; nothing was removed. Run 'haven "
-                           "unprotect " +
-                           m->id.substr(0, 8) + "' first"));
-      decisions.push_back(std::move(dec));
-    }
-  }
-  uint64_t removed = 0, kept = 0;
-  std::string failure;
-  nlohmann::ordered_json j = nlohmann::ordered_json::array();
-  std::string group;
-  for (const auto& d : decisions) {
-    std::string when = d.item.time.substr(0, 19);
-    std::replace(when.begin(), when.end(), 'T', ' ');
-    std::string reasons;
-    for (const auto& r : d.reasons)
-      reasons += (reasons.empty() ? "" : ", ") + r;
-    if (!g.json && !g.quiet && d.item.name != group) {
-      group = d.item.name;
-      std::printf("%s:\n", group.c_str());
-    }
-    if (!g.json && !g.quiet)
-      std::printf("  %-6s %s  %s  %s\n", d.keep ? "keep" : "remove",
-                  d.item.id.substr(0, 8).c_str(), when.c_str(),
-                  reasons.c_str());
-    nlohmann::ordered_json e = {{"id", d.item.id},
-                                {"name", d.item.name},
-                                {"time", d.item.time},
-                                {"keep", d.keep},
-                                {"reasons", d.reasons}};
-    if (d.keep) {
-      ++kept;
-    } else if (!a.dry_run) {
-      Status s = (*repo)->DeleteSnapshot(d.item.id);
-      if (!s.ok() && s.code() != Code::kNotFound) {
-        e["error"] = s.message();
-        if (failure.empty()) failure = s.message();
-      } else {
-        ++removed;
-      }
-    } else {
-      ++removed;
-    }
-    j.push_back(e);
-  }
+  auto r = repository::Forget(**repo, req);
+  if (!r.ok()) return Fail(g, r.status());
   if (g.json) {
-    std::cout << repository::DumpJson(nlohmann::ordered_json{
-                     {"dry_run", a.dry_run},
-                     {"policy", by_policy ? a.policy.Describe() : ""},
-                     {"kept", kept},
-                     {"removed", removed},
-                     {"snapshots", j}})
+    std::cout << repository::DumpJson(repository::ForgetResultJson(*r))
               << "\n";
   } else if (!g.quiet) {
-    if (a.dry_run)
+    std::string group;
+    for (const auto& p : r->points) {
+      const auto& d = p.decision;
+      if (d.item.name != group) {
+        group = d.item.name;
+        std::printf("%s:\n", group.c_str());
+      }
+      std::string reasons;
+      for (const auto& why : d.reasons)
+        reasons += (reasons.empty() ? "" : ", ") + why;
+      std::printf("  %-6s %s  %s  %s\n", d.keep ? "keep" : "remove",
+                  d.item.id.substr(0, 8).c_str(),
+                  HumanTime(d.item.time).c_str(), reasons.c_str());
+    }
+    if (r->dry_run)
       std::printf("dry run: would keep %llu and remove %llu recovery points\n",
-                  static_cast<unsigned long long>(kept),
-                  static_cast<unsigned long long>(removed));
+                  static_cast<unsigned long long>(r->kept),
+                  static_cast<unsigned long long>(r->removed));
     else
       std::printf("kept %llu, removed %llu recovery points%s\n",
-                  static_cast<unsigned long long>(kept),
-                  static_cast<unsigned long long>(removed),
-                  removed ? "; run 'haven gc' to free their space" : "");
+                  static_cast<unsigned long long>(r->kept),
+                  static_cast<unsigned long long>(r->removed),
+                  r->removed ? "; run 'haven gc' to free their space" : "");
   }
-  if (!failure.empty())
-    return Fail(g,
-                IoError("could not remove every recovery point: " + failure));
+  for (const auto& p : r->points)
+    if (p.outcome == Outcome::kFailed)
+      return Fail(g, IoError("could not remove every recovery point: " +
+                             p.status.message()));
   return kExitOk;
 }
 
@@ -1183,29 +1087,33 @@ int Main(int argc, char** argv) {
     rc = CmdBackupImage(g, image_path, backup_name, backup_time, image_format);
   });
 
-  BackupVmArgs vm_args;
+  agent::HostBackupRequest vm_args;
+  std::string vm_uri = "qemu:///system";
   auto* backup_vm = backup->add_subcommand(
       "vm",
       "back up libvirt VMs: disks (incremental after the first run, through "
       "checkpoints), configuration, networks and NVRAM");
   backup_vm->add_option("NAME", vm_args.names, "VMs to back up");
   backup_vm->add_flag("--all", vm_args.all, "every VM defined on the host");
-  backup_vm->add_option("--connect", vm_args.uri, "libvirt URI")
+  backup_vm->add_option("--exclude", vm_args.exclude,
+                        "leave out VMs whose name matches (a name or a glob "
+                        "such as 'test-*'); repeatable");
+  backup_vm->add_option("--connect", vm_uri, "libvirt URI")
       ->capture_default_str();
-  backup_vm->add_flag("--full", vm_args.opt.full,
+  backup_vm->add_flag("--full", vm_args.vm.full,
                       "read every disk fully (a new checkpoint chain)");
-  backup_vm->add_option("--pre-freeze", vm_args.opt.pre_freeze,
+  backup_vm->add_option("--pre-freeze", vm_args.vm.pre_freeze,
                         "shell command run before guest file systems are "
                         "frozen ($HAVEN_VM names the VM)");
-  backup_vm->add_option("--post-thaw", vm_args.opt.post_thaw,
+  backup_vm->add_option("--post-thaw", vm_args.vm.post_thaw,
                         "shell command run after they are thawed");
   backup_vm
-      ->add_option("--hook-timeout", vm_args.opt.hook_timeout,
+      ->add_option("--hook-timeout", vm_args.vm.hook_timeout,
                    "seconds before a hook is killed")
       ->capture_default_str();
-  backup_vm->add_option("--time", vm_args.opt.time,
+  backup_vm->add_option("--time", vm_args.vm.time,
                         "time to record, ISO-8601 UTC (default: now)");
-  backup_vm->callback([&] { rc = CmdBackupVm(g, vm_args); });
+  backup_vm->callback([&] { rc = CmdBackupVm(g, vm_uri, vm_args); });
 
   std::string filter_name;
   auto* snaps = app.add_subcommand("snapshots", "list recovery points");

@@ -11,10 +11,15 @@ namespace haven::cli {
 
 // A progress callback that redraws one line on stderr when it is a terminal
 // and `enabled`; otherwise it does nothing. Without a total (total_bytes 0)
-// it shows bytes done, rate and time, no percentage or ETA.
+// it shows bytes done, rate and time, no percentage or ETA. An event that
+// names its item (a VM, a disk) shows it after `verb`.
 ProgressFn TerminalProgress(bool enabled, const std::string& verb);
 
 std::string FormatDuration(double seconds);
+
+// A point's recorded time ("2026-11-22T20:03:35.123Z") to the second, as
+// tables show it: "2026-11-22 20:03:35".
+std::string HumanTime(const std::string& iso);
 
 }  // namespace haven::cli
 
