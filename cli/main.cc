@@ -27,6 +27,7 @@
 #include "repository/repair.h"
 #include "repository/repository.h"
 #include "repository/retention.h"
+#include "restore/host_restore.h"
 #include "restore/image_restore.h"
 #include "restore/vm_restore.h"
 
@@ -316,231 +317,124 @@ int CmdBackupVm(const Globals& g, const std::string& uri,
 }
 
 struct RestoreVmArgs {
-  std::vector<std::string> specs;
-  bool all = false;
   bool host = false;  // `restore host`: several VMs, one summary
   std::string uri = "qemu:///system";
   std::vector<std::string> network_map;
-  bool dry_run = false;
-  restore::VmRestoreOptions opt;
+  restore::HostRestoreRequest req;
 };
 
-// Picks the latest point of every VM in the repository, by VM name.
-Result<std::vector<repository::Manifest>> LatestVmPoints(
-    const repository::Repository& repo) {
-  std::vector<std::string> errors;
-  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
-  if (!errors.empty())
-    return DataLoss("cannot tell which points are the latest: " +
-                    errors.front() + " (run 'haven check')");
-  std::map<std::string, repository::Manifest> latest;
-  for (auto& m : all)  // oldest first: later ones win
-    if (m.kind == "vm") latest[m.name] = std::move(m);
-  std::vector<repository::Manifest> out;
-  for (auto& [name, m] : latest) out.push_back(std::move(m));
-  return out;
+void PrintVmPlan(const restore::VmPlan& p) {
+  std::printf(
+      "%s%s from snapshot %s (%s, %s)\n", p.name.c_str(),
+      p.name == p.source_name ? "" : (" (was " + p.source_name + ")").c_str(),
+      p.snapshot.id.substr(0, 8).c_str(), p.snapshot.time.c_str(),
+      p.snapshot.consistency.c_str());
+  std::printf("  uuid    %s\n",
+              p.uuid.empty() ? "new" : (p.uuid + " (kept)").c_str());
+  for (const auto& d : p.disks)
+    std::printf("  disk    %-6s %s  %s  %s%s\n", d.target.c_str(),
+                HumanBytes(d.size).c_str(), d.format.c_str(), d.path.c_str(),
+                d.exists ? "  (replaced)" : "");
+  if (!p.nvram_path.empty())
+    std::printf("  nvram   %s\n", p.nvram_path.c_str());
+  for (const auto& n : p.networks) {
+    std::string what =
+        n.action == "create"   ? "create from the recovery point"
+        : n.action == "exists" ? "exists on this host, used as is"
+        : n.action == "mapped" ? "mapped from " + n.from
+        : n.action == "bridge"
+            ? (n.name == n.from ? std::string("host bridge")
+                                : "host bridge, mapped from " + n.from)
+            : "MISSING on this host (see the conflict)";
+    std::printf("  network %s: %s\n", n.name.c_str(), what.c_str());
+  }
+  for (const auto& [o, n] : p.macs)
+    std::printf("  mac     %s -> %s\n", o.c_str(), n.c_str());
+  if (!p.replace_domain.empty())
+    std::printf("  replace domain %s\n", p.replace_domain.c_str());
+  for (const auto& w : p.warnings) std::printf("  warning: %s\n", w.c_str());
+  for (const auto& c : p.conflicts) std::printf("  conflict: %s\n", c.c_str());
 }
 
 int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
-  if (a.host && a.all == !a.specs.empty())
-    return Fail(
-        g, InvalidArgument("name the recovery points to restore, or give --all "
-                           "for the latest point of every VM"));
+  restore::HostRestoreRequest& req = a.req;
+  if (!a.host && req.points.size() != 1)
+    return Fail(g, InvalidArgument("restore vm takes one recovery point"));
   for (const auto& m : a.network_map) {
     size_t eq = m.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
       return Fail(
           g, InvalidArgument("--network-map takes OLD=NEW, not '" + m + "'"));
-    a.opt.network_map[m.substr(0, eq)] = m.substr(eq + 1);
+    req.vm.network_map[m.substr(0, eq)] = m.substr(eq + 1);
   }
+  if (req.all == !req.points.empty())  // before opening anything
+    return Fail(
+        g, InvalidArgument("name the recovery points to restore, or give --all "
+                           "for the latest point of every VM"));
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  std::vector<repository::Manifest> points;
-  if (a.all) {
-    auto latest = LatestVmPoints(**repo);
-    if (!latest.ok()) return Fail(g, latest.status());
-    points = std::move(*latest);
-    if (points.empty())
-      return Fail(g, NotFound("the repository holds no VM backups "
-                              "('haven backup vm' makes them)"));
-  } else {
-    for (const auto& spec : a.specs) {
-      auto m = (*repo)->FindSnapshot(spec);
-      if (!m.ok()) return Fail(g, m.status());
-      points.push_back(std::move(*m));
-    }
-  }
   auto host = snapshot::LibvirtHost::Connect(a.uri);
   if (!host.ok()) return Fail(g, host.status());
   const bool human = !g.quiet && !g.json;
-  a.opt.log = [&](const std::string& msg) {
+  req.vm.log = [&](const std::string& msg) {
     if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
   };
-  a.opt.progress = [human](const std::string& label) {
+  req.vm.progress = [human](const std::string& label) {
     return TerminalProgress(human, "restore " + label);
   };
-
-  // Plan every VM before changing anything.
-  restore::PlanContext context;
-  std::vector<restore::VmPlan> plans;
-  for (const auto& m : points) {
-    auto plan = restore::PlanVmRestore(**repo, m, **host, a.opt, context);
-    if (!plan.ok())
-      return Fail(g, plan.status().WithContext("snapshot " + m.id.substr(0, 8) +
-                                               " (" + m.name + ")"));
-    plans.push_back(std::move(*plan));
-  }
-  size_t conflicts = 0;
-  for (const auto& p : plans) conflicts += p.conflicts.size();
-
-  double start = MonotonicSeconds();
-  nlohmann::ordered_json out;
-  out["dry_run"] = a.dry_run;
-  out["vms"] = nlohmann::ordered_json::array();
-  auto plan_json = [](const restore::VmPlan& p) {
-    nlohmann::ordered_json v;
-    v["name"] = p.name;
-    v["source_name"] = p.source_name;
-    v["snapshot"] = p.snapshot.id;
-    v["time"] = p.snapshot.time;
-    v["ok"] = false;
-    v["error"] = "";
-    v["uuid"] = p.uuid;
-    v["defined"] = false;
-    v["started"] = false;
-    v["disks"] = nlohmann::ordered_json::array();
-    for (const auto& d : p.disks)
-      v["disks"].push_back({{"target", d.target},
-                            {"path", d.path},
-                            {"format", d.format},
-                            {"size", d.size},
-                            {"data_bytes", 0},
-                            {"seconds", 0.0}});
-    v["networks"] = nlohmann::ordered_json::array();
-    for (const auto& n : p.networks)
-      v["networks"].push_back(
-          {{"name", n.name}, {"action", n.action}, {"from", n.from}});
-    v["nvram"] = p.nvram_path;
-    if (!p.conflicts.empty())
-      v["error"] = std::to_string(p.conflicts.size()) +
-                   " conflict(s), nothing changed: " + p.conflicts.front();
-    v["conflicts"] = p.conflicts;
-    v["warnings"] = p.warnings;
-    v["macs"] = nlohmann::ordered_json::array();
-    for (const auto& [o, n] : p.macs)
-      v["macs"].push_back({{"old", o}, {"new", n}});
-    return v;
-  };
-  auto print_plan = [&](const restore::VmPlan& p) {
-    std::printf(
-        "%s%s from snapshot %s (%s, %s)\n", p.name.c_str(),
-        p.name == p.source_name ? "" : (" (was " + p.source_name + ")").c_str(),
-        p.snapshot.id.substr(0, 8).c_str(), p.snapshot.time.c_str(),
-        p.snapshot.consistency.c_str());
-    std::printf("  uuid    %s\n",
-                p.uuid.empty() ? "new" : (p.uuid + " (kept)").c_str());
-    for (const auto& d : p.disks)
-      std::printf("  disk    %-6s %s  %s  %s%s\n", d.target.c_str(),
-                  HumanBytes(d.size).c_str(), d.format.c_str(), d.path.c_str(),
-                  d.exists ? "  (replaced)" : "");
-    if (!p.nvram_path.empty())
-      std::printf("  nvram   %s\n", p.nvram_path.c_str());
-    for (const auto& n : p.networks) {
-      std::string what =
-          n.action == "create"   ? "create from the recovery point"
-          : n.action == "exists" ? "exists on this host, used as is"
-          : n.action == "mapped" ? "mapped from " + n.from
-          : n.action == "bridge"
-              ? (n.name == n.from ? std::string("host bridge")
-                                  : "host bridge, mapped from " + n.from)
-              : "MISSING on this host (see the conflict)";
-      std::printf("  network %s: %s\n", n.name.c_str(), what.c_str());
-    }
-    for (const auto& [o, n] : p.macs)
-      std::printf("  mac     %s -> %s\n", o.c_str(), n.c_str());
-    if (!p.replace_domain.empty())
-      std::printf("  replace domain %s\n", p.replace_domain.c_str());
-    for (const auto& w : p.warnings) std::printf("  warning: %s\n", w.c_str());
-    for (const auto& c : p.conflicts)
-      std::printf("  conflict: %s\n", c.c_str());
-  };
-  if (human || (!g.json && a.dry_run))
-    for (const auto& p : plans) print_plan(p);
+  auto plan = restore::PlanHostRestore(**repo, **host, req);
+  if (!plan.ok()) return Fail(g, plan.status());
+  if (human || (!g.json && req.dry_run))
+    for (const auto& p : plan->vms) PrintVmPlan(p);
   std::fflush(stdout);  // the plan before the steps logged on stderr
-  if (a.dry_run || conflicts > 0) {
-    for (const auto& p : plans) out["vms"].push_back(plan_json(p));
-    out["succeeded"] = 0;
-    out["failed"] = conflicts > 0 ? plans.size() : 0;
-    out["seconds"] = 0.0;
-    if (g.json) std::cout << repository::DumpJson(out) << "\n";
-    std::fflush(stdout);
-    if (conflicts > 0) {
-      for (const auto& p : plans)
-        for (const auto& c : p.conflicts)
-          std::fprintf(stderr, "conflict: %s\n", c.c_str());
-      std::fprintf(stderr, "haven: %zu conflict(s); nothing was changed%s\n",
-                   conflicts,
-                   a.opt.replace ? ""
-                                 : " (--replace allows replacing a "
-                                   "same-named VM and its files)");
-      return kExitFailure;
-    }
-    if (human || !g.json) std::printf("dry run: nothing was changed\n");
+  restore::HostRestoreResult r = restore::RestoreHost(**repo, **host, *plan, req);
+  if (g.json) std::cout << repository::DumpJson(restore::HostRestoreResultJson(r)) << "\n";
+  std::fflush(stdout);
+  if (r.conflicts > 0) {
+    for (const auto& p : plan->vms)
+      for (const auto& c : p.conflicts)
+        std::fprintf(stderr, "conflict: %s\n", c.c_str());
+    std::fprintf(stderr, "haven: %zu conflict(s); nothing was changed%s\n",
+                 r.conflicts,
+                 req.vm.replace ? ""
+                                : " (--replace allows replacing a "
+                                  "same-named VM and its files)");
+    return kExitFailure;
+  }
+  if (req.dry_run) {
+    if (!g.json) std::printf("dry run: nothing was changed\n");
     return kExitOk;
   }
-
-  int ok = 0, failed = 0, not_started = 0;
-  for (const auto& p : plans) {
-    nlohmann::ordered_json v = plan_json(p);
-    auto r = restore::ExecuteVmRestore(**repo, **host, p, a.opt);
-    if (!r.ok()) {
-      ++failed;
-      v["error"] = r.status().message();
+  for (const auto& v : r.vms) {
+    const std::string& name = v.plan.name;
+    if (v.outcome == Outcome::kFailed || v.outcome == Outcome::kCancelled) {
       if (!g.quiet)
-        std::fprintf(stderr, "haven: %s: restore FAILED: %s\n", p.name.c_str(),
-                     r.status().message().c_str());
-      out["vms"].push_back(v);
+        std::fprintf(stderr, "haven: %s: restore %s: %s\n", name.c_str(),
+                     v.outcome == Outcome::kFailed ? "FAILED" : "CANCELLED",
+                     v.status.message().c_str());
       continue;
     }
-    ++ok;
-    v["ok"] = true;
-    v["uuid"] = r->uuid;
-    v["defined"] = r->defined;
-    v["started"] = r->started;
-    if (!r->start_error.empty()) v["error"] = r->start_error;
-    for (size_t i = 0; i < r->disks.size() && i < v["disks"].size(); ++i) {
-      v["disks"][i]["data_bytes"] = r->disks[i].data_bytes;
-      v["disks"][i]["seconds"] = r->disks[i].seconds;
-    }
-    v["seconds"] = r->seconds;
-    if (a.opt.start && !r->started) ++not_started;
-    if (human) {
-      std::printf("%s: defined (uuid %s) in %s", p.name.c_str(),
-                  r->uuid.c_str(), FormatDuration(r->seconds).c_str());
-      if (a.opt.start)
-        std::printf(", %s", r->started
-                                ? "started"
-                                : ("NOT started: " + r->start_error).c_str());
-      std::printf("\n");
-      for (const auto& n : r->networks_created)
-        std::printf("  network %s created and started\n", n.c_str());
-    }
-    out["vms"].push_back(v);
+    if (!human) continue;
+    std::printf("%s: defined (uuid %s) in %s", name.c_str(),
+                v.result.uuid.c_str(), FormatDuration(v.result.seconds).c_str());
+    if (req.vm.start)
+      std::printf(", %s", v.result.started
+                              ? "started"
+                              : ("NOT started: " + v.result.start_error).c_str());
+    std::printf("\n");
+    for (const auto& n : v.result.networks_created)
+      std::printf("  network %s created and started\n", n.c_str());
   }
-  out["succeeded"] = ok;
-  out["failed"] = failed;
-  out["seconds"] = MonotonicSeconds() - start;
-  if (g.json)
-    std::cout << repository::DumpJson(out) << "\n";
-  else if (!g.quiet && plans.size() > 1)
+  if (human && r.vms.size() > 1)
     std::printf(
-        "%d of %zu VMs restored%s%s in %s\n", ok, plans.size(),
-        a.opt.start
-            ? (", " + std::to_string(ok - not_started) + " started").c_str()
+        "%d of %zu VMs restored%s%s in %s\n", r.succeeded, r.vms.size(),
+        req.vm.start
+            ? (", " + std::to_string(r.succeeded - r.not_started) + " started")
+                  .c_str()
             : "",
-        failed ? "; see the failures above" : "",
-        FormatDuration(out["seconds"].get<double>()).c_str());
-  return failed || not_started ? kExitFailure : kExitOk;
+        r.failed || r.cancelled ? "; see the failures above" : "",
+        FormatDuration(r.duration_seconds).c_str());
+  return r.failed || r.cancelled || r.not_started ? kExitFailure : kExitOk;
 }
 
 int CmdRestoreConfig(const Globals& g, const std::string& spec,
@@ -1175,23 +1069,23 @@ int Main(int argc, char** argv) {
   auto add_vm_restore_options = [&](CLI::App* c, bool one) {
     c->add_option("--connect", rvm.uri, "libvirt URI")->capture_default_str();
     if (one) {
-      c->add_option("--name", rvm.opt.name,
+      c->add_option("--name", rvm.req.vm.name,
                     "define the VM under this name (default: its own)");
-      c->add_flag("--new-identity", rvm.opt.new_identity,
+      c->add_flag("--new-identity", rvm.req.vm.new_identity,
                   "new UUID and new MAC addresses (to run beside the "
                   "original); default: keep them, as a host-loss restore "
                   "wants");
     }
     auto* dir =
-        c->add_option("--storage-dir", rvm.opt.storage_dir,
+        c->add_option("--storage-dir", rvm.req.vm.storage_dir,
                       std::string("folder for the disk and NVRAM files, named "
                                   "<vm>-<disk>.<format> (default: ") +
                           restore::kDefaultStorageDir + ")");
-    c->add_option("--pool", rvm.opt.pool,
+    c->add_option("--pool", rvm.req.vm.pool,
                   "put the files into this folder-backed libvirt storage "
                   "pool (dir, fs, netfs)")
         ->excludes(dir);
-    c->add_option("--format", rvm.opt.format,
+    c->add_option("--format", rvm.req.vm.format,
                   "disk format: qcow2 or raw (default: each disk's original "
                   "format, qcow2 unless it was raw); for Hyper-V, 'restore "
                   "image --format vhdx' writes one disk as VHDX")
@@ -1199,21 +1093,21 @@ int Main(int argc, char** argv) {
     c->add_option("--network-map", rvm.network_map,
                   "OLD=NEW: attach interfaces of network (or bridge) OLD to "
                   "NEW, an existing one; repeatable");
-    c->add_flag("--replace", rvm.opt.replace,
+    c->add_flag("--replace", rvm.req.vm.replace,
                 "replace a VM of the same name and existing disk/NVRAM "
                 "files (the old VM is stopped and undefined)");
-    c->add_flag("--start", rvm.opt.start, "start each VM once defined");
-    c->add_flag("--dry-run", rvm.dry_run,
+    c->add_flag("--start", rvm.req.vm.start, "start each VM once defined");
+    c->add_flag("--dry-run", rvm.req.dry_run,
                 "print the plan (disks, paths, networks, conflicts) and "
                 "change nothing");
-    c->add_flag("--verify-ids", rvm.opt.verify_ids,
+    c->add_flag("--verify-ids", rvm.req.vm.verify_ids,
                 "also recompute every chunk's keyed hash");
   };
   auto* rest_vm = rest->add_subcommand(
       "vm",
       "rebuild a VM from a recovery point on this or a new libvirt host: "
       "disks, domain definition, NVRAM and the virtual networks it used");
-  rest_vm->add_option("SNAPSHOT", rvm.specs, "id prefix, latest or NAME:latest")
+  rest_vm->add_option("SNAPSHOT", rvm.req.points, "id prefix, latest or NAME:latest")
       ->required()
       ->expected(1);
   add_vm_restore_options(rest_vm, true);
@@ -1223,9 +1117,9 @@ int Main(int argc, char** argv) {
       "rebuild every VM of a lost host: the latest point of each VM in the "
       "repository (--all) or the points named; all are planned before "
       "anything changes");
-  rest_host->add_option("SNAPSHOT", rvm.specs,
+  rest_host->add_option("SNAPSHOT", rvm.req.points,
                         "id prefix or NAME:latest, one per VM");
-  rest_host->add_flag("--all", rvm.all,
+  rest_host->add_flag("--all", rvm.req.all,
                       "the latest point of every VM in the repository");
   add_vm_restore_options(rest_host, false);
   rest_host->callback([&] {
