@@ -1,14 +1,9 @@
 #include "cli/file_commands.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -20,6 +15,7 @@
 #include "restore/disk_reader.h"
 #include "restore/file_restore.h"
 #include "restore/guest_fs.h"
+#include "restore/isolated_reader.h"
 
 namespace haven::cli {
 namespace {
@@ -283,66 +279,12 @@ void AddVolumeOptions(CLI::App* cmd, FileArgs& a) {
                   "the only one with a readable file system)");
 }
 
-// The Sleuth Kit parses the guest's disk inside Haven. A crafted or
-// damaged image that crashed it would kill the command mid-write; so the
-// work runs in a child process, and if that dies of a signal the parent
-// removes what it was writing (the archive's PATH.haven-partial, the
-// child's .haven-partial.PID.* files under the target folder), says what
-// happened and exits 1. Files the child had completed stay: they are whole.
+// Through restore/isolated_reader.h: a crash of the file-system parser
+// kills a child, and this process reports it and exits 1.
 int RunIsolated(const Globals& g, const FileArgs& a,
                 const std::function<int()>& body) {
-  std::cout.flush();
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return body();  // no process to spare: run it here
-  if (pid == 0) {
-    int rc = body();
-    std::cout.flush();
-    std::fflush(nullptr);
-    _exit(rc);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return Fail(g, ErrnoStatus("waitpid", errno));
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  std::string removed;
-  for (const std::string& archive : {a.tar, a.zip}) {
-    if (!archive.empty() && unlink((archive + ".haven-partial").c_str()) == 0)
-      removed = archive + ".haven-partial";
-  }
-  if (!a.to.empty()) {
-    const std::string prefix = ".haven-partial." + std::to_string(pid) + ".";
-    std::error_code ec;
-    std::vector<std::filesystem::path> partial;
-    for (auto it = std::filesystem::recursive_directory_iterator(
-             a.to, std::filesystem::directory_options::skip_permission_denied,
-             ec);
-         !ec && it != std::filesystem::recursive_directory_iterator();
-         it.increment(ec)) {
-      if (it->path().filename().string().starts_with(prefix) &&
-          it->is_regular_file(ec))
-        partial.push_back(it->path());
-    }
-    for (const auto& p : partial) std::filesystem::remove(p, ec);
-    if (!partial.empty())
-      removed =
-          std::to_string(partial.size()) + " partial file(s) under " + a.to;
-  }
-  const std::string after =
-      !a.to.empty() ? (removed.empty() ? std::string("nothing partial was left")
-                                       : "removed " + removed) +
-                          "; files restored before the crash are complete"
-                    : "no archive was written" +
-                          (removed.empty() ? std::string()
-                                           : " (removed " + removed + ")");
-  return Fail(g,
-              Internal("reading the guest file system crashed (signal " +
-                       std::to_string(sig) + ", " + strsignal(sig) +
-                       "): the disk image may be damaged or crafted; " + after +
-                       ". Restore the whole disk with `haven restore "
-                       "image` instead"));
+  auto rc = restore::RunIsolated(body, {a.to, {a.tar, a.zip}});
+  return rc.ok() ? *rc : Fail(g, rc.status());
 }
 
 }  // namespace
