@@ -1,4 +1,4 @@
-#include "cli/file_commands.h"
+#include "cli/image_files_commands.h"
 
 
 #include <algorithm>
@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
-#include "cli/files_commands.h"
+#include "cli/file_backup_commands.h"
 #include "cli/output.h"
 #include "repository/json_fields.h"
 #include "restore/disk_reader.h"

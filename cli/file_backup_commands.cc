@@ -1,4 +1,4 @@
-#include "cli/files_commands.h"
+#include "cli/file_backup_commands.h"
 
 #include <unistd.h>
 
