@@ -828,21 +828,11 @@ namespace {
 
 Status RunHook(const std::string& which, const std::string& cmd,
                double timeout) {
-  HAVEN_ASSIGN_OR_RETURN(
-      ProcessResult r,
-      RunProcess({"/bin/sh", "-c", cmd}, {}, timeout, /*capture=*/true));
-  if (r.exited && r.exit_code == 0) return OkStatus();
-  std::string out = r.output;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
-    out.pop_back();
-  if (out.size() > 2000) out = "..." + out.substr(out.size() - 2000);
-  std::string why =
-      r.timed_out ? "did not finish within " + std::to_string(timeout) +
-                        " s and was killed"
-      : r.exited  ? "exited with code " + std::to_string(r.exit_code)
-                  : "was killed by signal " + std::to_string(r.signal);
-  return FailedPrecondition("the " + which + " command " + why +
-                            (out.empty() ? "" : ": " + out));
+  HookRequest hook;
+  hook.name = "the " + which + " command";
+  hook.command = cmd;
+  hook.timeout = timeout;
+  return haven::RunHook(hook);
 }
 
 // Absolute, normalized, no trailing '/'; the path must exist.

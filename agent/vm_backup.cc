@@ -386,21 +386,14 @@ VmBackupReport BackupVm(repository::Repository& repo,
 
 Status RunHook(const std::string& command, const std::string& vm,
                const std::string& phase, double timeout) {
-  HAVEN_ASSIGN_OR_RETURN(
-      ProcessResult r,
-      RunProcess({"/bin/sh", "-c", command},
-                 {"HAVEN_VM=" + vm, "HAVEN_HOOK=" + phase}, timeout, false));
-  if (r.timed_out) {
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%g", timeout);
-    return Unavailable(phase + " hook timed out after " + secs +
-                       " s and was killed");
-  }
-  if (r.exited && r.exit_code == 0) return OkStatus();
-  return Unavailable(phase + " hook failed (" +
-                     (r.exited ? "exit " + std::to_string(r.exit_code)
-                               : "signal " + std::to_string(r.signal)) +
-                     ")");
+  HookRequest hook;
+  hook.name = "the " + phase + " hook";
+  hook.command = command;
+  hook.env = {"HAVEN_VM=" + vm, "HAVEN_HOOK=" + phase};
+  hook.timeout = timeout;
+  hook.capture = false;  // the admin sees its output as it runs
+  hook.failure = Code::kUnavailable;
+  return haven::RunHook(hook);
 }
 
 }  // namespace haven::agent

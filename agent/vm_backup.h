@@ -84,8 +84,10 @@ VmBackupReport BackupVm(repository::Repository& repo,
                         const std::string& name,
                         const VmBackupOptions& options);
 
-// Runs `command` with /bin/sh -c, HAVEN_VM and HAVEN_HOOK in the
-// environment, killed after `timeout` seconds.
+// A VM hook through haven::RunHook (base/process.h): `command` with
+// HAVEN_VM and HAVEN_HOOK in the environment, killed after `timeout`
+// seconds; a failure is Unavailable ("the pre-freeze hook exited with
+// code 3").
 Status RunHook(const std::string& command, const std::string& vm,
                const std::string& phase, double timeout);
 
