@@ -23,10 +23,10 @@
 
 #include "agent/image_backup.h"
 #include "base/file.h"
+#include "base/glob.h"
 #include "base/process.h"
 #include "base/time.h"
 #include "repository/file_tree.h"
-#include "repository/retention.h"
 
 namespace haven::agent {
 namespace {
@@ -810,7 +810,7 @@ Result<ExcludeRules> ExcludeRules::Create(const std::vector<std::string>& globs,
 
 bool ExcludeRules::Excluded(const std::string& path) const {
   for (const std::string& g : globs_)
-    if (repository::MatchesGlob(g, path)) return true;
+    if (MatchesGlob(g, path)) return true;
   return false;
 }
 
@@ -872,7 +872,7 @@ Result<FileBackupResult> BackupFiles(Repository& repo,
   const double start = MonotonicSeconds();
   std::string started = NowIso8601();
   if (!o.time.empty()) {
-    auto t = repository::ParseIsoTime(o.time);
+    auto t = ParseIsoTime(o.time);
     if (!t.ok()) return t.status().WithContext("--time");
     started = o.time;
   }

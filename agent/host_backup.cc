@@ -1,14 +1,14 @@
 #include "agent/host_backup.h"
 
+#include "base/glob.h"
 #include "base/time.h"
-#include "repository/file_tree.h"
 
 namespace haven::agent {
 namespace {
 
 bool Excluded(const HostBackupRequest& request, const std::string& name) {
   for (const auto& pattern : request.exclude)
-    if (repository::MatchesGlob(pattern, name)) return true;
+    if (MatchesGlob(pattern, name)) return true;
   return false;
 }
 

@@ -9,7 +9,6 @@
 #include "agent/image_backup.h"
 #include "base/process.h"
 #include "base/time.h"
-#include "repository/retention.h"
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
 
@@ -178,7 +177,7 @@ Status VmJob::Run(const std::string& name) {
   std::string when = NowIso8601();
   if (!opt_.time.empty()) {
     HAVEN_RETURN_IF_ERROR(
-        repository::ParseIsoTime(opt_.time).status().WithContext("--time"));
+        ParseIsoTime(opt_.time).status().WithContext("--time"));
     when = opt_.time;
   }
   HAVEN_ASSIGN_OR_RETURN(auto vm, host_.Lookup(name));

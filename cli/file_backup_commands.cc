@@ -11,6 +11,7 @@
 
 #include "agent/file_backup.h"
 #include "base/bytes.h"
+#include "base/time.h"
 #include "cli/output.h"
 #include "repository/json_fields.h"
 #include "restore/file_point.h"
@@ -37,15 +38,6 @@ struct RestoreFilesArgs {
   std::string to, tar, zip, overwrite = "never";
   bool no_sync = false;
 };
-
-std::string FormatTime(int64_t ns) {
-  time_t s = static_cast<time_t>(ns / 1000000000);
-  struct tm tm;
-  if (!localtime_r(&s, &tm)) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M", &tm);
-  return buf;
-}
 
 int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
   auto repo = OpenRepo(g, true);
@@ -348,7 +340,8 @@ int CmdFilesLs(const Globals& g, const repository::Repository& repo,
     std::printf("%s  %-8s %-8s %12llu %s %s\n", restore::ModeString(e).c_str(),
                 PrintableName(user).c_str(), PrintableName(group).c_str(),
                 static_cast<unsigned long long>(e.size),
-                FormatTime(e.mtime_ns).c_str(), name.c_str());
+                FormatTime(e.mtime_ns, TimeStyle::kLocalMinutes).c_str(),
+                name.c_str());
   }
   return kExitOk;
 }

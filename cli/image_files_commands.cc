@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "base/time.h"
 #include "cli/file_backup_commands.h"
 #include "cli/output.h"
 #include "repository/json_fields.h"
@@ -72,15 +73,6 @@ Result<OpenedFs> OpenFs(OpenedDisk& d, int partition) {
       o.volume, restore::ChooseVolume(layout, partition, d.disk->name));
   HAVEN_ASSIGN_OR_RETURN(o.fs, restore::GuestFs::Open(*d.reader, o.volume));
   return o;
-}
-
-std::string FormatTime(int64_t ns) {
-  time_t s = static_cast<time_t>(ns / 1000000000);
-  struct tm tm;
-  if (!gmtime_r(&s, &tm)) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
 }
 
 void AddReadStats(nlohmann::ordered_json& j, const restore::DiskReader& r) {
@@ -154,7 +146,7 @@ void PrintEntry(const GuestEntry& e, bool unix_meta) {
   std::printf("%s  %6s  %6s  %12llu  %s  %s\n", restore::ModeString(e).c_str(),
               owner.c_str(), group.c_str(),
               static_cast<unsigned long long>(e.size),
-              FormatTime(e.mtime_ns).c_str(), name.c_str());
+              FormatTime(e.mtime_ns, TimeStyle::kLocal).c_str(), name.c_str());
 }
 
 nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
@@ -168,7 +160,8 @@ nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
     j["uid"] = e.uid;
     j["gid"] = e.gid;
   }
-  j["mtime"] = FormatTime(e.mtime_ns);
+  j["mtime"] = FormatTime(e.mtime_ns, TimeStyle::kUtcSpaced);
+  j["mtime_utc"] = FormatTime(e.mtime_ns, TimeStyle::kRfc3339Utc);
   j["mtime_ns"] = e.mtime_ns;
   j["inode"] = e.inode;
   if (e.type == restore::GuestType::kSymlink)

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "base/time.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
@@ -88,11 +89,11 @@ int CmdRepairSnapshots(const Globals& g,
       if (opt.dry_run)
         std::printf("would repair snapshot %s (%s, %s): %s lost\n",
                     p.old_id.substr(0, 8).c_str(), p.name.c_str(),
-                    p.time.substr(0, 19).c_str(), HumanBytes(bytes).c_str());
+                    PointTimeForPeople(p.time).c_str(), HumanBytes(bytes).c_str());
       else
         std::printf("snapshot %s (%s, %s) replaced by %s: %s lost\n",
                     p.old_id.substr(0, 8).c_str(), p.name.c_str(),
-                    p.time.substr(0, 19).c_str(), p.new_id.substr(0, 8).c_str(),
+                    PointTimeForPeople(p.time).c_str(), p.new_id.substr(0, 8).c_str(),
                     HumanBytes(bytes).c_str());
       for (const auto& l : p.lost)
         std::printf("  disk %s: bytes %llu-%llu are now zeros\n",
@@ -284,7 +285,7 @@ int CmdForget(const Globals& g, ForgetArgs a) {
         reasons += (reasons.empty() ? "" : ", ") + why;
       std::printf("  %-6s %s  %s  %s\n", d.keep ? "keep" : "remove",
                   d.item.id.substr(0, 8).c_str(),
-                  HumanTime(d.item.time).c_str(), reasons.c_str());
+                  PointTimeForPeople(d.item.time).c_str(), reasons.c_str());
     }
     if (r->dry_run)
       std::printf("dry run: would keep %llu and remove %llu recovery points\n",

@@ -19,12 +19,6 @@ std::string FormatDuration(double seconds) {
   return buf;
 }
 
-std::string HumanTime(const std::string& iso) {
-  std::string when = iso.substr(0, 19);
-  if (when.size() > 10 && when[10] == 'T') when[10] = ' ';
-  return when;
-}
-
 ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
   if (!enabled || !::isatty(STDERR_FILENO)) return nullptr;
   return [verb](const Progress& p) {

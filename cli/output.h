@@ -17,9 +17,6 @@ ProgressFn TerminalProgress(bool enabled, const std::string& verb);
 
 std::string FormatDuration(double seconds);
 
-// A point's recorded time ("2026-11-22T20:03:35.123Z") to the second, as
-// tables show it: "2026-11-22 20:03:35".
-std::string HumanTime(const std::string& iso);
 
 }  // namespace haven::cli
 

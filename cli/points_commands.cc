@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "base/time.h"
 #include "cli/output.h"
 #include "repository/json_fields.h"
 
@@ -34,8 +35,7 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
                 "SIZE", "NEW", "CONSISTENCY");
     for (const auto& m : *all) {
       if (!name.empty() && m.name != name) continue;
-      std::string when = m.time.substr(0, 19);  // to the second
-      std::replace(when.begin(), when.end(), 'T', ' ');
+      std::string when = PointTimeForPeople(m.time);
       std::printf(
           "%-8s  %-20s  %-20s  %10s  %10s  %s\n", m.id.substr(0, 8).c_str(),
           when.c_str(), m.name.c_str(),
@@ -119,7 +119,7 @@ int CmdProtect(const Globals& g, const std::vector<std::string>& specs,
     if (!g.json && !g.quiet)
       std::printf(
           "snapshot %s (%s, %s) %s\n", m->id.substr(0, 8).c_str(),
-          m->name.c_str(), m->time.substr(0, 19).c_str(),
+          m->name.c_str(), PointTimeForPeople(m->time).c_str(),
           on ? "is protected: forget will keep it" : "is no longer protected");
   }
   if (g.json) std::cout << repository::DumpJson(out) << "\n";

@@ -3,7 +3,6 @@
 #include <map>
 
 #include "base/time.h"
-#include "repository/retention.h"
 
 namespace haven::restore {
 
@@ -15,7 +14,7 @@ std::vector<repository::Manifest> ChooseLatestVmPoints(
     auto it = latest.find(m.name);
     if (it == latest.end())
       latest.emplace(m.name, std::move(m));
-    else if (!repository::TimeBefore(m.time, it->second.time))
+    else if (!TimeBefore(m.time, it->second.time))
       it->second = std::move(m);
   }
   std::vector<repository::Manifest> out;
