@@ -27,6 +27,7 @@
 #include "base/process.h"
 #include "base/time.h"
 #include "repository/file_tree.h"
+#include "repository/latest_point.h"
 
 namespace haven::agent {
 namespace {
@@ -816,12 +817,8 @@ bool ExcludeRules::Excluded(const std::string& path) const {
 
 Result<std::optional<Manifest>> LatestFilePoint(const Repository& repo,
                                                 const std::string& name) {
-  std::vector<std::string> errors;
-  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
-  std::optional<Manifest> best;
-  for (auto& m : all)  // oldest first: the last match is the latest
-    if (m.kind == "files" && m.name == name) best = std::move(m);
-  return best;
+  return repository::LatestPoint(repo, name, "files",
+                                 repository::Unreadable::kSkip);
 }
 
 namespace {

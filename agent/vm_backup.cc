@@ -9,6 +9,7 @@
 #include "agent/image_backup.h"
 #include "base/process.h"
 #include "base/time.h"
+#include "repository/latest_point.h"
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
 
@@ -192,9 +193,13 @@ Status VmJob::Run(const std::string& name) {
   m.hostname = HostName();
   m.tool = "haven 0.1.0";
   m.vm_uuid = info.uuid;
-  if (auto p = repo_.FindSnapshot(name + ":latest"); p.ok()) {
-    m.parent = p->id;
-    if (p->vm_uuid == info.uuid) parent_ = *p;
+  // No parent while a manifest is unreadable (it may be the newest): every
+  // disk is then read fully, never diffed against the wrong point.
+  if (auto p = repository::LatestPoint(repo_, name, "vm",
+                                       repository::Unreadable::kRefuse);
+      p.ok() && p->has_value()) {
+    m.parent = (*p)->id;
+    if ((*p)->vm_uuid == info.uuid) parent_ = **p;
   }
   std::vector<DomainDisk> disks;
   for (const auto& d : info.disks) {

@@ -1,35 +1,13 @@
 #include "restore/host_restore.h"
 
-#include <map>
-
 #include "base/time.h"
+#include "repository/latest_point.h"
 
 namespace haven::restore {
 
-std::vector<repository::Manifest> ChooseLatestVmPoints(
-    std::vector<repository::Manifest> points) {
-  std::map<std::string, repository::Manifest> latest;
-  for (auto& m : points) {
-    if (m.kind != "vm") continue;
-    auto it = latest.find(m.name);
-    if (it == latest.end())
-      latest.emplace(m.name, std::move(m));
-    else if (!TimeBefore(m.time, it->second.time))
-      it->second = std::move(m);
-  }
-  std::vector<repository::Manifest> out;
-  for (auto& [name, m] : latest) out.push_back(std::move(m));
-  return out;
-}
-
 Result<std::vector<repository::Manifest>> LatestVmPoints(
     const repository::Repository& repo) {
-  std::vector<std::string> errors;
-  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
-  if (!errors.empty())
-    return DataLoss("cannot tell which points are the latest: " +
-                    errors.front() + " (run 'haven check')");
-  return ChooseLatestVmPoints(std::move(all));
+  return repository::LatestPoints(repo, "vm", repository::Unreadable::kRefuse);
 }
 
 size_t HostRestorePlan::conflicts() const {

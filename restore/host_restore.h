@@ -34,12 +34,8 @@ struct HostRestoreRequest {
   CancelToken cancel;               // checked between VMs and inside each
 };
 
-// The latest point of every VM (kind "vm") among `points` (in any order),
-// one per name, sorted by name. A later time wins; equal times keep the
-// later one in `points`.
-std::vector<repository::Manifest> ChooseLatestVmPoints(
-    std::vector<repository::Manifest> points);
-// The same over the whole repository. DataLoss naming an unreadable
+// The latest point of every VM in the repository (kind "vm", by name; the
+// rule of repository/latest_point.h). DataLoss naming an unreadable
 // manifest when any cannot be read.
 Result<std::vector<repository::Manifest>> LatestVmPoints(
     const repository::Repository& repo);

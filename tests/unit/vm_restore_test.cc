@@ -34,6 +34,7 @@
 #include "base/process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/latest_point.h"
 #include "repository/manifest.h"
 #include "repository/repository.h"
 #include "snapshot/disk_source.h"
@@ -1077,7 +1078,7 @@ TEST_F(VmRestoreTest, ReadConfigFile) {
 
 // ------------------------------------------------------------ host restore
 
-TEST(ChooseLatestVmPointsTest, LatestPerNameByTimeVmPointsOnly) {
+TEST(ChooseLatestPointsTest, LatestPerNameByTimeVmPointsOnly) {
   auto point = [](std::string id, std::string name, std::string time,
                   std::string kind = "vm") {
     Manifest m;
@@ -1088,13 +1089,14 @@ TEST(ChooseLatestVmPointsTest, LatestPerNameByTimeVmPointsOnly) {
     return m;
   };
   // Not in time order: the list order must not decide.
-  auto latest = restore::ChooseLatestVmPoints(
+  auto latest = repository::ChooseLatestPoints(
       {point("a2", "a", "2026-01-02T00:00:00Z"),
        point("a1", "a", "2026-01-01T00:00:00Z"),
        point("a3", "a", "2026-01-02T00:00:00.5Z"),
        point("img", "a", "2026-02-01T00:00:00Z", "image"),
        point("b1", "b", "2026-01-01T00:00:00Z"),
-       point("b2", "b", "2026-01-01T00:00:00Z")});
+       point("b2", "b", "2026-01-01T00:00:00Z")},
+      "vm");
   ASSERT_THAT(latest, SizeIs(2));
   EXPECT_EQ(latest[0].id, "a3");
   EXPECT_EQ(latest[1].id, "b2");  // equal times: the later in the list
