@@ -8,9 +8,9 @@
 #include "agent/host_backup.h"
 #include "agent/image_backup.h"
 #include "base/bytes.h"
+#include "base/json.h"
 #include "cli/output.h"
 #include "cli/points_commands.h"
-#include "repository/json_fields.h"
 
 namespace haven::cli {
 namespace {
@@ -36,7 +36,7 @@ int CmdBackupImage(const Globals& g, const std::string& path,
                                        "and earlier ones are unchanged"));
   bool partial = m->consistency == "inconsistent";
   if (g.json) {
-    std::cout << repository::DumpJson(SnapshotJson(*m)) << "\n";
+    std::cout << DumpJson(SnapshotJson(*m)) << "\n";
   } else if (!g.quiet) {
     const auto& st = m->stats;
     std::printf("snapshot %s saved: %s '%s'\n", m->id.substr(0, 8).c_str(),
@@ -111,7 +111,7 @@ int CmdBackupVm(const Globals& g, const std::string& uri,
         "or 'virsh define', or try Haven on a small demo VM:\n"
         "  scripts/quickstart.sh --demo-vm";
     if (g.json)
-      std::cout << repository::DumpJson(nlohmann::ordered_json(
+      std::cout << DumpJson(nlohmann::ordered_json(
                        {{"vms", nlohmann::json::array()},
                         {"succeeded", 0},
                         {"failed", 0},
@@ -133,7 +133,7 @@ int CmdBackupVm(const Globals& g, const std::string& uri,
   auto r = agent::BackupHost(**repo, **host, req);
   if (!r.ok()) return Fail(g, r.status());
   if (g.json) {
-    std::cout << repository::DumpJson(agent::HostBackupResultJson(*r)) << "\n";
+    std::cout << DumpJson(agent::HostBackupResultJson(*r)) << "\n";
   } else if (human) {
     for (const auto& v : r->vms) PrintVmBackup(v);
     if (r->vms.size() > 1)

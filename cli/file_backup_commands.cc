@@ -11,9 +11,9 @@
 
 #include "agent/file_backup.h"
 #include "base/bytes.h"
+#include "base/json.h"
 #include "base/time.h"
 #include "cli/output.h"
-#include "repository/json_fields.h"
 #include "restore/file_point.h"
 #include "restore/file_restore.h"
 
@@ -103,7 +103,7 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
     j["new_raw_bytes"] = m.stats.new_raw_bytes;
     j["new_stored_bytes"] = m.stats.new_stored_bytes;
     j["duration_seconds"] = m.stats.duration_seconds;
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     std::printf("snapshot %s saved: files '%s'%s\n", m.id.substr(0, 8).c_str(),
                 m.name.c_str(), partial ? " (PARTIAL)" : "");
@@ -181,7 +181,7 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
     nlohmann::ordered_json j;
     AddRestoreJson(j, opt, *st);
     j["chunks_read"] = (*point)->chunks_read();
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     std::printf(
         "restored %llu files (%s), %llu directories, %llu symlinks, %llu "
@@ -226,7 +226,7 @@ int CmdDiff(const Globals& g, const std::string& s1, const std::string& s2) {
     j["modified"] = list(d->modified);
     j["metadata"] = list(d->metadata);
     j["type"] = list(d->type);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
     return kExitOk;
   }
   std::vector<std::pair<std::string, char>> lines;
@@ -328,7 +328,7 @@ int CmdFilesLs(const Globals& g, const repository::Repository& repo,
         ej["target"] = PrintableName(e.link_target);
       j["entries"].push_back(ej);
     }
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
     return kExitOk;
   }
   for (const auto& e : entries) {

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "base/json.h"
 #include "base/time.h"
 #include "cli/file_backup_commands.h"
 #include "cli/output.h"
-#include "repository/json_fields.h"
 #include "restore/disk_reader.h"
 #include "restore/file_restore.h"
 #include "restore/guest_fs.h"
@@ -113,7 +113,7 @@ int CmdLsLayout(const Globals& g, OpenedDisk& d) {
                               {"label", v.label},
                               {"note", v.note}});
     AddReadStats(j, *d.reader);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else {
     std::printf("snapshot %s (%s), disk %s: %s, %s\n",
                 d.snapshot->id.substr(0, 8).c_str(), d.snapshot->name.c_str(),
@@ -203,7 +203,7 @@ int CmdLs(const Globals& g, const FileArgs& a) {
     for (const auto& e : entries)
       j["entries"].push_back(EntryJson(e, unix_meta));
     AddReadStats(j, *d->reader);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else {
     for (const auto& e : entries) PrintEntry(e, unix_meta);
   }
@@ -236,7 +236,7 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
     AddRestoreJson(j, opt, *st);
     j["complete"] = st->complete() && !lost;
     AddReadStats(j, *d->reader);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     restore::DiskReadStats rs = d->reader->stats();
     std::printf(

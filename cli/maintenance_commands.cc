@@ -8,13 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "base/json.h"
 #include "base/time.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
 #include "repository/forget.h"
 #include "repository/gc.h"
-#include "repository/json_fields.h"
 #include "repository/repair.h"
 #include "repository/retention.h"
 
@@ -30,7 +30,7 @@ int CmdInit(const Globals& g, const repository::InitOptions& opts) {
   Status s = Repository::Init(g.repo, *pass, opts);
   if (!s.ok()) return Fail(g, s);
   if (g.json)
-    std::cout << repository::DumpJson(nlohmann::json(
+    std::cout << DumpJson(nlohmann::json(
                      {{"repository", g.repo}, {"created", true}}))
               << "\n";
   else if (!g.quiet)
@@ -70,7 +70,7 @@ int CmdRepairSnapshots(const Globals& g,
     j["unreadable"] = r->unreadable;
     j["index_entries_dropped"] = r->index_entries_dropped;
     j["findings"] = r->findings;
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     for (size_t k = 0; k < r->findings.size() && k < 10; ++k)
       std::printf("DAMAGE: %s\n", r->findings[k].c_str());
@@ -116,7 +116,7 @@ int CmdRebuildIndex(const Globals& g) {
   auto r = Repository::RebuildIndex(g.repo, *pass, OpenOpts(g, true));
   if (!r.ok()) return Fail(g, r.status());
   if (g.json) {
-    std::cout << repository::DumpJson(nlohmann::json({{"packs", r->packs},
+    std::cout << DumpJson(nlohmann::json({{"packs", r->packs},
                                                       {"chunks", r->chunks},
                                                       {"damaged", r->damaged}}))
               << "\n";
@@ -157,7 +157,7 @@ int CmdCheck(const Globals& g, double read_data_percent) {
     j["bytes_read"] = r->bytes_read;
     j["read_seconds"] = r->read_seconds;
     j["findings"] = r->findings;
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else {
     std::printf(
         "checked %llu recovery points (%llu chunk references), %llu index "
@@ -222,7 +222,7 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
     j["wait_seconds"] = r->wait_seconds;
     j["sweep_seconds"] = r->sweep_seconds;
     j["skipped"] = r->skipped;
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     const char* verb = opt.dry_run ? "would " : "";
     std::printf("%llu recovery points use %llu chunks; %llu packs examined\n",
@@ -270,7 +270,7 @@ int CmdForget(const Globals& g, ForgetArgs a) {
   auto r = repository::Forget(**repo, req);
   if (!r.ok()) return Fail(g, r.status());
   if (g.json) {
-    std::cout << repository::DumpJson(repository::ForgetResultJson(*r))
+    std::cout << DumpJson(repository::ForgetResultJson(*r))
               << "\n";
   } else if (!g.quiet) {
     std::string group;
@@ -316,7 +316,7 @@ int CmdKeyList(const Globals& g) {
                    {"created", s.created},
                    {"kdf", s.kdf},
                    {"current", s.slot == (*repo)->unlocked_slot()}});
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
     return kExitOk;
   }
   std::printf("  %-16s  %-20s  %s\n", "SLOT", "CREATED", "KDF");
@@ -340,7 +340,7 @@ int CmdKeyAdd(const Globals& g, const std::string& new_password_file) {
   auto slot = (*repo)->key_slots().Add((*repo)->master_key(), *pass);
   if (!slot.ok()) return Fail(g, slot.status());
   if (g.json)
-    std::cout << repository::DumpJson(nlohmann::json({{"slot", *slot}}))
+    std::cout << DumpJson(nlohmann::json({{"slot", *slot}}))
               << "\n";
   else
     std::printf("added key slot %s\n", slot->c_str());

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "base/json.h"
 #include "base/time.h"
 #include "cli/output.h"
-#include "repository/json_fields.h"
 
 namespace haven::cli {
 namespace {
@@ -29,7 +29,7 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
         j.push_back(SnapshotJson(m));
         j.back()["protected"] = (*repo)->IsProtected(m.id);
       }
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else {
     std::printf("%-8s  %-20s  %-20s  %10s  %10s  %s\n", "ID", "TIME", "NAME",
                 "SIZE", "NEW", "CONSISTENCY");
@@ -57,7 +57,7 @@ int CmdShow(const Globals& g, const std::string& spec) {
   auto m = (*repo)->FindSnapshot(spec);
   if (!m.ok()) return Fail(g, m.status());
   if (g.json) {
-    std::cout << repository::DumpJson(SnapshotJson(*m), 2) << "\n";
+    std::cout << DumpJson(SnapshotJson(*m), 2) << "\n";
     return kExitOk;
   }
   std::printf(
@@ -122,7 +122,7 @@ int CmdProtect(const Globals& g, const std::vector<std::string>& specs,
           m->name.c_str(), PointTimeForPeople(m->time).c_str(),
           on ? "is protected: forget will keep it" : "is no longer protected");
   }
-  if (g.json) std::cout << repository::DumpJson(out) << "\n";
+  if (g.json) std::cout << DumpJson(out) << "\n";
   return kExitOk;
 }
 

@@ -6,8 +6,8 @@
 
 #include "base/bytes.h"
 #include "base/file.h"
+#include "base/json.h"
 #include "cli/output.h"
-#include "repository/json_fields.h"
 #include "restore/host_restore.h"
 #include "restore/image_restore.h"
 
@@ -82,7 +82,7 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
     for (const auto& p : plan->vms) PrintVmPlan(p);
   std::fflush(stdout);  // the plan before the steps logged on stderr
   restore::HostRestoreResult r = restore::RestoreHost(**repo, **host, *plan, req);
-  if (g.json) std::cout << repository::DumpJson(restore::HostRestoreResultJson(r)) << "\n";
+  if (g.json) std::cout << DumpJson(restore::HostRestoreResultJson(r)) << "\n";
   std::fflush(stdout);
   if (r.conflicts > 0) {
     for (const auto& p : plan->vms)
@@ -161,7 +161,7 @@ int CmdRestoreConfig(const Globals& g, const std::string& spec,
     if (!g.quiet && !g.json) std::printf("%s\n", path.c_str());
   }
   if (g.json)
-    std::cout << repository::DumpJson(nlohmann::ordered_json(
+    std::cout << DumpJson(nlohmann::ordered_json(
                      {{"snapshot", m->id}, {"files", out}}))
               << "\n";
   return kExitOk;
@@ -194,7 +194,7 @@ int CmdRestoreImage(const Globals& g, const std::string& spec,
                  static_cast<unsigned long long>(offset),
                  static_cast<unsigned long long>(offset + length - 1));
   if (g.json) {
-    std::cout << repository::DumpJson(nlohmann::ordered_json(
+    std::cout << DumpJson(nlohmann::ordered_json(
                      {{"snapshot", m->id},
                       {"lost_bytes",
                        [&] {

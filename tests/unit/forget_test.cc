@@ -9,7 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "repository/json_fields.h"
+#include "base/json.h"
 #include "repository/repository.h"
 #include "tests/unit/test_util.h"
 

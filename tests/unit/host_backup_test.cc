@@ -9,7 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "repository/json_fields.h"
+#include "base/json.h"
 #include "repository/repository.h"
 #include "tests/unit/test_util.h"
 
@@ -130,7 +130,7 @@ TEST_F(HostBackupTest, JsonKeepsTheOldFieldsAndAddsOutcomes) {
   auto res = BackupHost(*repo_, *host_, r);
   ASSERT_THAT(res, IsOk());
   auto j = nlohmann::json::parse(
-      repository::DumpJson(HostBackupResultJson(*res)));
+      DumpJson(HostBackupResultJson(*res)));
   EXPECT_EQ(j["succeeded"], 0);
   EXPECT_EQ(j["failed"], 1);
   EXPECT_EQ(j["skipped"], 1);
