@@ -23,10 +23,11 @@
 
 #include "agent/image_backup.h"
 #include "base/file.h"
+#include "base/glob.h"
 #include "base/process.h"
 #include "base/time.h"
 #include "repository/file_tree.h"
-#include "repository/retention.h"
+#include "repository/latest_point.h"
 
 namespace haven::agent {
 namespace {
@@ -821,39 +822,25 @@ Result<ExcludeRules> ExcludeRules::Create(const std::vector<std::string>& globs,
 
 bool ExcludeRules::Excluded(const std::string& path) const {
   for (const std::string& g : globs_)
-    if (repository::MatchesGlob(g, path)) return true;
+    if (MatchesGlob(g, path)) return true;
   return false;
 }
 
 Result<std::optional<Manifest>> LatestFilePoint(const Repository& repo,
                                                 const std::string& name) {
-  std::vector<std::string> errors;
-  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
-  std::optional<Manifest> best;
-  for (auto& m : all)  // oldest first: the last match is the latest
-    if (m.kind == "files" && m.name == name) best = std::move(m);
-  return best;
+  return repository::LatestPoint(repo, name, "files",
+                                 repository::Unreadable::kSkip);
 }
 
 namespace {
 
 Status RunHook(const std::string& which, const std::string& cmd,
                double timeout) {
-  HAVEN_ASSIGN_OR_RETURN(
-      ProcessResult r,
-      RunProcess({"/bin/sh", "-c", cmd}, {}, timeout, /*capture=*/true));
-  if (r.exited && r.exit_code == 0) return OkStatus();
-  std::string out = r.output;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
-    out.pop_back();
-  if (out.size() > 2000) out = "..." + out.substr(out.size() - 2000);
-  std::string why =
-      r.timed_out ? "did not finish within " + std::to_string(timeout) +
-                        " s and was killed"
-      : r.exited  ? "exited with code " + std::to_string(r.exit_code)
-                  : "was killed by signal " + std::to_string(r.signal);
-  return FailedPrecondition("the " + which + " command " + why +
-                            (out.empty() ? "" : ": " + out));
+  HookRequest hook;
+  hook.name = "the " + which + " command";
+  hook.command = cmd;
+  hook.timeout = timeout;
+  return haven::RunHook(hook);
 }
 
 // Absolute, normalized, no trailing '/'; the path must exist.
@@ -893,7 +880,7 @@ Result<FileBackupResult> BackupFiles(Repository& repo,
   const double start = MonotonicSeconds();
   std::string started = NowIso8601();
   if (!o.time.empty()) {
-    auto t = repository::ParseIsoTime(o.time);
+    auto t = ParseIsoTime(o.time);
     if (!t.ok()) return t.status().WithContext("--time");
     started = o.time;
   }

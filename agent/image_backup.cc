@@ -15,7 +15,6 @@
 
 #include "base/file.h"
 #include "base/time.h"
-#include "repository/retention.h"
 #include "snapshot/foreign_image.h"
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
@@ -435,7 +434,7 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   double start = MonotonicSeconds();
   std::string started = NowIso8601();  // the recovery point's time
   if (!options.time.empty()) {
-    auto t = repository::ParseIsoTime(options.time);
+    auto t = ParseIsoTime(options.time);
     if (!t.ok()) return t.status().WithContext("--time");
     started = options.time;
   }

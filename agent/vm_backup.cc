@@ -9,7 +9,7 @@
 #include "agent/image_backup.h"
 #include "base/process.h"
 #include "base/time.h"
-#include "repository/retention.h"
+#include "repository/latest_point.h"
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
 
@@ -180,7 +180,7 @@ Status VmJob::Run(const std::string& name) {
   std::string when = NowIso8601();
   if (!opt_.time.empty()) {
     HAVEN_RETURN_IF_ERROR(
-        repository::ParseIsoTime(opt_.time).status().WithContext("--time"));
+        ParseIsoTime(opt_.time).status().WithContext("--time"));
     when = opt_.time;
   }
   HAVEN_ASSIGN_OR_RETURN(auto vm, host_.Lookup(name));
@@ -195,9 +195,13 @@ Status VmJob::Run(const std::string& name) {
   m.hostname = HostName();
   m.tool = "haven 0.1.0";
   m.vm_uuid = info.uuid;
-  if (auto p = repo_.FindSnapshot(name + ":latest"); p.ok()) {
-    m.parent = p->id;
-    if (p->vm_uuid == info.uuid) parent_ = *p;
+  // No parent while a manifest is unreadable (it may be the newest): every
+  // disk is then read fully, never diffed against the wrong point.
+  if (auto p = repository::LatestPoint(repo_, name, "vm",
+                                       repository::Unreadable::kRefuse);
+      p.ok() && p->has_value()) {
+    m.parent = (*p)->id;
+    if ((*p)->vm_uuid == info.uuid) parent_ = **p;
   }
   std::vector<DomainDisk> disks;
   for (const auto& d : info.disks) {
@@ -383,29 +387,22 @@ VmBackupReport BackupVm(repository::Repository& repo,
   double start = MonotonicSeconds();
   VmJob job(repo, host, options, report);
   Status s = job.Run(name);
-  report.ok = s.ok();
-  if (!s.ok()) report.error = s.message();
+  report.outcome = OutcomeOf(s);
+  report.status = s;
   report.seconds = MonotonicSeconds() - start;
   return report;
 }
 
 Status RunHook(const std::string& command, const std::string& vm,
                const std::string& phase, double timeout) {
-  HAVEN_ASSIGN_OR_RETURN(
-      ProcessResult r,
-      RunProcess({"/bin/sh", "-c", command},
-                 {"HAVEN_VM=" + vm, "HAVEN_HOOK=" + phase}, timeout, false));
-  if (r.timed_out) {
-    char secs[32];
-    std::snprintf(secs, sizeof secs, "%g", timeout);
-    return Unavailable(phase + " hook timed out after " + secs +
-                       " s and was killed");
-  }
-  if (r.exited && r.exit_code == 0) return OkStatus();
-  return Unavailable(phase + " hook failed (" +
-                     (r.exited ? "exit " + std::to_string(r.exit_code)
-                               : "signal " + std::to_string(r.signal)) +
-                     ")");
+  HookRequest hook;
+  hook.name = "the " + phase + " hook";
+  hook.command = command;
+  hook.env = {"HAVEN_VM=" + vm, "HAVEN_HOOK=" + phase};
+  hook.timeout = timeout;
+  hook.capture = false;  // the admin sees its output as it runs
+  hook.failure = Code::kUnavailable;
+  return haven::RunHook(hook);
 }
 
 }  // namespace haven::agent

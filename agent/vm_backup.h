@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "base/outcome.h"
 #include "base/progress.h"
 #include "repository/repository.h"
 #include "snapshot/libvirt_host.h"
@@ -63,23 +64,30 @@ struct VmDiskReport {
 
 struct VmBackupReport {
   std::string name;
-  bool ok = false;
-  std::string error;
-  repository::Manifest manifest;  // when ok
+  // kOk (the point is committed), kFailed or kCancelled (no point was
+  // written; status says why), kSkipped (excluded by BackupHost).
+  Outcome outcome = Outcome::kFailed;
+  Status status;
+  bool ok() const {
+    return outcome == Outcome::kOk || outcome == Outcome::kPartial;
+  }
+  repository::Manifest manifest;  // when ok()
   std::vector<VmDiskReport> disks;
   std::vector<std::pair<std::string, std::string>> skipped;  // disk, why
   double seconds = 0;
 };
 
-// Backs up one VM. Never throws away an error: report.ok is false and
-// report.error says what happened.
+// Backs up one VM. Never throws away an error: report.outcome is kFailed
+// (or kCancelled) and report.status says what happened.
 VmBackupReport BackupVm(repository::Repository& repo,
                         const snapshot::LibvirtHost& host,
                         const std::string& name,
                         const VmBackupOptions& options);
 
-// Runs `command` with /bin/sh -c, HAVEN_VM and HAVEN_HOOK in the
-// environment, killed after `timeout` seconds.
+// A VM hook through haven::RunHook (base/process.h): `command` with
+// HAVEN_VM and HAVEN_HOOK in the environment, killed after `timeout`
+// seconds; a failure is Unavailable ("the pre-freeze hook exited with
+// code 3").
 Status RunHook(const std::string& command, const std::string& vm,
                const std::string& phase, double timeout);
 

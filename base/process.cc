@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "base/file.h"
@@ -110,6 +111,27 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
   r.exit_code = r.exited ? WEXITSTATUS(status) : 0;
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   return r;
+}
+
+Status RunHook(const HookRequest& hook) {
+  HAVEN_ASSIGN_OR_RETURN(
+      ProcessResult r,
+      RunProcess({"/bin/sh", "-c", hook.command}, hook.env, hook.timeout,
+                 hook.capture));
+  if (r.exited && r.exit_code == 0) return OkStatus();
+  std::string out = r.output;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
+    out.pop_back();
+  if (out.size() > 2000) out = "..." + out.substr(out.size() - 2000);
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%g", hook.timeout);
+  std::string why =
+      r.timed_out ? std::string("did not finish within ") + secs +
+                        " s and was killed"
+      : r.exited  ? "exited with code " + std::to_string(r.exit_code)
+                  : "was killed by signal " + std::to_string(r.signal);
+  return Status(hook.failure,
+                hook.name + " " + why + (out.empty() ? "" : ": " + out));
 }
 
 }  // namespace haven

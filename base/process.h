@@ -1,4 +1,5 @@
-// Running another program: the one place Haven forks (hooks, qemu-img).
+// Running another program: hooks and helpers such as qemu-img. (The
+// isolated file-system reader, restore/isolated_reader.h, forks itself.)
 #ifndef HAVEN_BASE_PROCESS_H_
 #define HAVEN_BASE_PROCESS_H_
 
@@ -26,6 +27,25 @@ struct ProcessResult {
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& extra_env,
                                  double timeout, bool capture);
+
+// A user's hook command (VM pre-freeze/post-thaw, file backup --pre/--post):
+// the one way Haven runs them.
+struct HookRequest {
+  std::string name;     // how messages call it: "the --pre command"
+  std::string command;  // run with /bin/sh -c
+  std::vector<std::string> env;  // extra "NAME=value" for the hook
+  double timeout = 60;  // seconds; the hook's process group is then killed
+  // Collect its stdout and stderr for the error message (tail, 2000 bytes);
+  // otherwise they are inherited.
+  bool capture = true;
+  Code failure = Code::kFailedPrecondition;  // the code of a failed hook
+};
+
+// OK when the hook exits 0. Otherwise `failure` with "<name> exited with
+// code N", "<name> was killed by signal N" or "<name> did not finish within
+// T s and was killed", then ": <output>" when captured output is not empty.
+// Errors of RunProcess (cannot fork) are returned as they are.
+Status RunHook(const HookRequest& hook);
 
 }  // namespace haven
 

@@ -7,8 +7,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
 #include "cli/passphrase.h"
-#include "repository/json_fields.h"
 
 namespace haven::cli {
 
@@ -25,7 +25,7 @@ int Fail(const Globals& g, const Status& s) {
   if (g.json) {
     nlohmann::json j = {{"error", s.message()},
                         {"code", std::string(CodeName(s.code()))}};
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   }
   std::fprintf(stderr, "haven: error: %s\n", s.message().c_str());
   return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure;

@@ -22,17 +22,18 @@ std::string FormatDuration(double seconds) {
 ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
   if (!enabled || !::isatty(STDERR_FILENO)) return nullptr;
   return [verb](const Progress& p) {
+    const std::string what = p.item.empty() ? verb : verb + " " + p.item;
     double rate = p.elapsed_seconds > 0 ? p.done_bytes / p.elapsed_seconds : 0;
     if (p.total_bytes) {
       double pct = 100.0 * p.done_bytes / p.total_bytes;
       std::string eta = "--";
       if (rate > 0 && p.done_bytes < p.total_bytes)
         eta = FormatDuration((p.total_bytes - p.done_bytes) / rate);
-      std::fprintf(stderr, "\r\033[K%s %s / %s  %3.0f%%  %s/s  ETA %s", verb.c_str(),
+      std::fprintf(stderr, "\r\033[K%s %s / %s  %3.0f%%  %s/s  ETA %s", what.c_str(),
                    HumanBytes(p.done_bytes).c_str(), HumanBytes(p.total_bytes).c_str(), pct,
                    HumanBytes(static_cast<uint64_t>(rate)).c_str(), eta.c_str());
     } else {  // the total is not known ahead (file trees): no percentage
-      std::fprintf(stderr, "\r\033[K%s %s  %s/s  %s", verb.c_str(),
+      std::fprintf(stderr, "\r\033[K%s %s  %s/s  %s", what.c_str(),
                    HumanBytes(p.done_bytes).c_str(),
                    HumanBytes(static_cast<uint64_t>(rate)).c_str(),
                    FormatDuration(p.elapsed_seconds).c_str());

@@ -11,10 +11,12 @@ namespace haven::cli {
 
 // A progress callback that redraws one line on stderr when it is a terminal
 // and `enabled`; otherwise it does nothing. Without a total (total_bytes 0)
-// it shows bytes done, rate and time, no percentage or ETA.
+// it shows bytes done, rate and time, no percentage or ETA. An event that
+// names its item (a VM, a disk) shows it after `verb`.
 ProgressFn TerminalProgress(bool enabled, const std::string& verb);
 
 std::string FormatDuration(double seconds);
+
 
 }  // namespace haven::cli
 

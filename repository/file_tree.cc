@@ -1,7 +1,5 @@
 #include "repository/file_tree.h"
 
-#include <fnmatch.h>
-
 #include <cstring>
 #include <functional>
 
@@ -273,12 +271,6 @@ std::string_view ParentPath(std::string_view path) {
 std::string_view BaseName(std::string_view path) {
   if (path == "/") return path;
   return path.substr(path.rfind('/') + 1);
-}
-
-bool MatchesGlob(const std::string& glob, const std::string& path) {
-  if (glob.find('/') != std::string::npos)
-    return fnmatch(glob.c_str(), path.c_str(), FNM_PATHNAME) == 0;
-  return fnmatch(glob.c_str(), std::string(BaseName(path)).c_str(), 0) == 0;
 }
 
 Status ReadStream(const Repository& repo, const DiskManifest& stream,

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "base/bytes.h"
+#include "base/glob.h"
 #include "base/status.h"
 #include "repository/manifest.h"
 
@@ -142,10 +143,8 @@ bool IsCatalogPath(std::string_view path);
 std::string_view ParentPath(std::string_view path);
 std::string_view BaseName(std::string_view path);
 
-// The glob rule of file backups (--exclude, and the patterns of `restore
-// files`): a glob without '/' matches the entry's name, one with '/' its
-// absolute path, '*' not crossing '/' (fnmatch FNM_PATHNAME).
-bool MatchesGlob(const std::string& glob, const std::string& path);
+// The glob rule lives in base/glob.h; kept visible here for older callers.
+using haven::MatchesGlob;
 
 class Repository;
 

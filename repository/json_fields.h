@@ -8,6 +8,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
+
 namespace haven::repository {
 
 template <typename T>
@@ -33,15 +35,8 @@ bool GetInt(const nlohmann::json& obj, const char* key, T& out) {
   return false;
 }
 
-// JSON text of `j`; invalid UTF-8 in strings (a legal Linux file name can
-// hold any bytes) is replaced by U+FFFD instead of throwing.
-inline std::string DumpJson(const nlohmann::json& j, int indent = -1) {
-  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-inline std::string DumpJson(const nlohmann::ordered_json& j, int indent = -1) {
-  return j.dump(indent, ' ', false,
-                nlohmann::ordered_json::error_handler_t::replace);
-}
+// Dumping JSON for output lives in base/json.h.
+using haven::DumpJson;
 
 }  // namespace haven::repository
 

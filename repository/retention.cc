@@ -15,13 +15,7 @@ namespace {
 constexpr int64_t kHour = 3600;
 constexpr int64_t kDay = 24 * kHour;
 
-// A parsed snapshot time. The fraction is kept so that two snapshots taken
-// within one second still sort in the order they were taken.
-struct Instant {
-  int64_t seconds = 0;
-  int32_t nanos = 0;
-  auto operator<=>(const Instant&) const = default;
-};
+using Instant = IsoInstant;
 
 // Untrusted text goes into error messages quoted, shortened and with
 // non-printable bytes escaped, so a garbage manifest cannot garble the output.
@@ -46,78 +40,6 @@ std::string Quote(std::string_view text) {
 }
 
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-// Reads exactly `n` ASCII digits at text[pos]; false if any is not a digit.
-bool ReadDigits(std::string_view text, size_t pos, size_t n, int* out) {
-  if (pos + n > text.size()) return false;
-  int v = 0;
-  for (size_t i = pos; i < pos + n; ++i) {
-    if (!IsDigit(text[i])) return false;
-    v = v * 10 + (text[i] - '0');
-  }
-  *out = v;
-  return true;
-}
-
-bool IsLeapYear(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-int DaysInMonth(int y, int m) {
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30,
-                                  31, 31, 30, 31, 30, 31};
-  return m == 2 && IsLeapYear(y) ? 29 : kDays[m - 1];
-}
-
-// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-// days_from_civil), so no dependence on timegm() or the process's TZ.
-int64_t DaysFromCivil(int64_t y, int m, int d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const int64_t yoe = y - era * 400;
-  const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-// Layout, by byte offset: YYYY-MM-DDTHH:MM:SS then an optional fraction
-// ".d" to ".ddddddddd", then "Z" as the last byte.
-Result<Instant> ParseInstant(std::string_view text) {
-  auto bad = [&](std::string_view why) {
-    return InvalidArgument("bad time " + Quote(text) + ": " + std::string(why) +
-                           " (want YYYY-MM-DDTHH:MM:SS[.fraction]Z)");
-  };
-  int year, month, day, hour, minute, second;
-  if (text.size() < 20 || !ReadDigits(text, 0, 4, &year) || text[4] != '-' ||
-      !ReadDigits(text, 5, 2, &month) || text[7] != '-' ||
-      !ReadDigits(text, 8, 2, &day) || text[10] != 'T' ||
-      !ReadDigits(text, 11, 2, &hour) || text[13] != ':' ||
-      !ReadDigits(text, 14, 2, &minute) || text[16] != ':' ||
-      !ReadDigits(text, 17, 2, &second)) {
-    return bad("not in Haven's format");
-  }
-  int32_t nanos = 0;
-  size_t pos = 19;
-  if (text[pos] == '.') {
-    size_t start = ++pos;
-    while (pos < text.size() && IsDigit(text[pos])) {
-      if (pos - start == 9) return bad("fraction longer than 9 digits");
-      nanos = nanos * 10 + (text[pos] - '0');
-      ++pos;
-    }
-    if (pos == start) return bad("empty fraction");
-    for (size_t i = pos - start; i < 9; ++i) nanos *= 10;
-  }
-  if (pos >= text.size() || text[pos] != 'Z') return bad("missing Z (UTC)");
-  if (pos + 1 != text.size()) return bad("trailing characters");
-  if (month < 1 || month > 12) return bad("month out of range");
-  if (day < 1 || day > DaysInMonth(year, month)) return bad("day out of range");
-  if (hour > 23 || minute > 59 || second > 59)
-    return bad("time of day out of range");
-  Instant t;
-  t.seconds = DaysFromCivil(year, month, day) * kDay + hour * kHour +
-              minute * 60 + second;
-  t.nanos = nanos;
-  return t;
-}
 
 struct Parsed {
   RetentionItem item;
@@ -237,7 +159,7 @@ Result<std::vector<RetentionDecision>> ApplyRetention(
   HAVEN_RETURN_IF_ERROR(CheckPolicy(policy));
   std::map<std::string, std::vector<Parsed>> groups;
   for (RetentionItem& item : items) {
-    Result<Instant> t = ParseInstant(item.time);
+    Result<Instant> t = ParseIsoInstant(item.time);
     if (!t.ok()) return t.status().WithContext("snapshot " + Quote(item.id));
     std::string name = item.name;
     groups[std::move(name)].push_back({std::move(item), t.value()});
@@ -325,17 +247,6 @@ std::string FormatRetentionDuration(int64_t seconds) {
     }
   }
   return out;
-}
-
-bool TimeBefore(std::string_view a, std::string_view b) {
-  Result<Instant> x = ParseInstant(a), y = ParseInstant(b);
-  if (x.ok() && y.ok()) return *x < *y;
-  return a < b;
-}
-
-Result<int64_t> ParseIsoTime(std::string_view text) {
-  HAVEN_ASSIGN_OR_RETURN(Instant t, ParseInstant(text));
-  return t.seconds;
 }
 
 }  // namespace haven::repository

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/time.h"
 
 namespace haven::repository {
 
@@ -88,15 +89,10 @@ Result<int64_t> ParseRetentionDuration(std::string_view text);
 // shown as "<n>s" (not parseable). "0h" for 0.
 std::string FormatRetentionDuration(int64_t seconds);
 
-// Parses Haven's "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (UTC; years 0000-9999; no
-// leap second; the fraction is validated and dropped) to seconds since the
-// epoch. Errors: InvalidArgument quoting the text.
-Result<int64_t> ParseIsoTime(std::string_view text);
-
-// Whether point time `a` is earlier than `b`, as instants (fractions of any
-// length count: "...00Z" < "...00.5Z"); text that does not parse sorts as
-// text.
-bool TimeBefore(std::string_view a, std::string_view b);
+// Point times are parsed in base/time.h; kept visible here for callers
+// that knew them as repository:: functions.
+using haven::ParseIsoTime;
+using haven::TimeBefore;
 
 }  // namespace haven::repository
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <thread>
 
+#include "base/glob.h"
 #include "repository/chunk_tree.h"
 
 namespace haven::restore {
@@ -273,7 +274,7 @@ Status FilePoint::Select(const std::vector<std::string>& patterns) {
     }
     size_t matched = 0;
     for (const FileRecord& r : records_) {
-      if (repository::MatchesGlob(p, r.path)) {
+      if (MatchesGlob(p, r.path)) {
         roots.push_back(r.path);
         ++matched;
       }

@@ -18,6 +18,7 @@
 // NVRAM files stored with agent::StoreConfigFiles, as `haven backup vm`
 // stores them.
 #include "restore/vm_restore.h"
+#include "restore/host_restore.h"
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
@@ -33,6 +34,7 @@
 #include "base/process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/latest_point.h"
 #include "repository/manifest.h"
 #include "repository/repository.h"
 #include "snapshot/disk_source.h"
@@ -158,6 +160,7 @@ struct PointSpec {
   std::string domain_xml = DomainXml();
   std::string network_xml = NetworkXml();  // "": not captured
   bool nvram = true;
+  std::string time = "2026-11-22T20:00:00Z";
 };
 
 class VmRestoreTest : public ::testing::Test {
@@ -209,7 +212,7 @@ class VmRestoreTest : public ::testing::Test {
     Manifest m;
     m.name = "web1";
     m.kind = spec.kind;
-    m.time = "2026-11-22T20:00:00Z";
+    m.time = spec.time;
     m.hostname = "old-host";
     m.tool = "haven 0.1.0";
     m.consistency = "crash-consistent";
@@ -1071,6 +1074,140 @@ TEST_F(VmRestoreTest, ReadConfigFile) {
                        AllOf(HasSubstr("nvram/web1_VARS.fd"),
                              HasSubstr("claims " +
                                        std::to_string(nvram_data_.size())))));
+}
+
+// ------------------------------------------------------------ host restore
+
+TEST(ChooseLatestPointsTest, LatestPerNameByTimeVmPointsOnly) {
+  auto point = [](std::string id, std::string name, std::string time,
+                  std::string kind = "vm") {
+    Manifest m;
+    m.id = std::move(id);
+    m.name = std::move(name);
+    m.time = std::move(time);
+    m.kind = std::move(kind);
+    return m;
+  };
+  // Not in time order: the list order must not decide.
+  auto latest = repository::ChooseLatestPoints(
+      {point("a2", "a", "2026-01-02T00:00:00Z"),
+       point("a1", "a", "2026-01-01T00:00:00Z"),
+       point("a3", "a", "2026-01-02T00:00:00.5Z"),
+       point("img", "a", "2026-02-01T00:00:00Z", "image"),
+       point("b1", "b", "2026-01-01T00:00:00Z"),
+       point("b2", "b", "2026-01-01T00:00:00Z")},
+      "vm");
+  ASSERT_THAT(latest, SizeIs(2));
+  EXPECT_EQ(latest[0].id, "a3");
+  EXPECT_EQ(latest[1].id, "b2");  // equal times: the later in the list
+}
+
+TEST_F(VmRestoreTest, PlanHostRestoreChoosesTheLatestPointOfEachVm) {
+  Manifest newer, older, image;
+  PointSpec spec;
+  spec.time = "2026-11-23T20:00:00Z";
+  ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &newer));
+  spec.time = "2026-11-21T20:00:00Z";  // committed last, but older
+  ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &older));
+  spec.kind = "image";
+  spec.time = "2026-11-24T20:00:00Z";
+  ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &image));
+  restore::HostRestoreRequest req;
+  req.all = true;
+  req.vm = options_;
+  auto plan = restore::PlanHostRestore(*repo_, *host_, req);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->vms, SizeIs(1));
+  EXPECT_EQ(plan->vms[0].snapshot.id, newer.id);
+  EXPECT_EQ(plan->conflicts(), 0u);
+
+  restore::HostRestoreRequest neither;
+  EXPECT_THAT(restore::PlanHostRestore(*repo_, *host_, neither),
+              StatusIs(Code::kInvalidArgument, HasSubstr("--all")));
+  restore::HostRestoreRequest named;
+  named.points = {"web1:latest", "ffffffff"};
+  EXPECT_THAT(restore::PlanHostRestore(*repo_, *host_, named),
+              StatusIs(Code::kNotFound, HasSubstr("ffffffff")));
+}
+
+TEST_F(VmRestoreTest, PlanHostRestoreWithoutVmPointsIsNotFound) {
+  Manifest image;
+  PointSpec spec;
+  spec.kind = "image";
+  ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &image));
+  restore::HostRestoreRequest req;
+  req.all = true;
+  EXPECT_THAT(restore::PlanHostRestore(*repo_, *host_, req),
+              StatusIs(Code::kNotFound, HasSubstr("no VM backups")));
+}
+
+TEST_F(VmRestoreTest, RestoreHostDryRunCancelAndRunReportPerVm) {
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  options_.format = "raw";
+  restore::HostRestoreRequest req;
+  req.points = {m.id};
+  req.vm = options_;
+  auto plan = restore::PlanHostRestore(*repo_, *host_, req);
+  ASSERT_THAT(plan, IsOk());
+
+  req.dry_run = true;
+  auto dry = restore::RestoreHost(*repo_, *host_, *plan, req);
+  ASSERT_THAT(dry.vms, SizeIs(1));
+  EXPECT_EQ(dry.vms[0].outcome, Outcome::kSkipped);
+  EXPECT_EQ(dry.succeeded, 0);
+  EXPECT_THAT(host_->Lookup("web1"), StatusIs(Code::kNotFound, HasSubstr("web1")));
+
+  req.dry_run = false;
+  restore::HostRestoreRequest cancelled = req;
+  cancelled.cancel = CancelToken();
+  cancelled.cancel.Cancel();
+  auto c = restore::RestoreHost(*repo_, *host_, *plan, cancelled);
+  ASSERT_THAT(c.vms, SizeIs(1));
+  EXPECT_EQ(c.vms[0].outcome, Outcome::kCancelled);
+  EXPECT_THAT(c.vms[0].status,
+              StatusIs(Code::kCancelled, HasSubstr("restore of web1")));
+  EXPECT_EQ(c.cancelled, 1);
+  EXPECT_THAT(host_->Lookup("web1"), StatusIs(Code::kNotFound, HasSubstr("web1")));
+  EXPECT_THAT(FilesWith(""), IsEmpty());
+
+  auto r = restore::RestoreHost(*repo_, *host_, *plan, req);
+  ASSERT_THAT(r.vms, SizeIs(1));
+  EXPECT_EQ(r.vms[0].outcome, Outcome::kOk);
+  EXPECT_EQ(r.succeeded, 1);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_THAT(host_->Lookup("web1"), IsOk());
+
+  // The JSON a front end reads: the old fields, plus outcome and code.
+  auto j = nlohmann::json::parse(
+      restore::HostRestoreResultJson(r).dump());
+  EXPECT_EQ(j["dry_run"], false);
+  EXPECT_EQ(j["succeeded"], 1);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_EQ(j["cancelled"], 0);
+  EXPECT_TRUE(j["seconds"].is_number());
+  const auto& v = j["vms"][0];
+  EXPECT_EQ(v["name"], "web1");
+  EXPECT_EQ(v["snapshot"], m.id);
+  EXPECT_EQ(v["ok"], true);
+  EXPECT_EQ(v["defined"], true);
+  EXPECT_EQ(v["error"], "");
+  EXPECT_EQ(v["uuid"], kUuid);
+  EXPECT_EQ(v["outcome"], "ok");
+  EXPECT_EQ(v["code"], "ok");
+  EXPECT_EQ(v["disks"][0]["target"], "vda");
+  EXPECT_GT(v["disks"][0]["data_bytes"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(v.contains("seconds"));
+
+  // Planned again, the restored VM conflicts: the whole run is refused.
+  auto again = restore::PlanHostRestore(*repo_, *host_, req);
+  ASSERT_THAT(again, IsOk());
+  auto refused = restore::RestoreHost(*repo_, *host_, *again, req);
+  EXPECT_GT(refused.conflicts, 0u);
+  EXPECT_EQ(refused.failed, 1);
+  EXPECT_EQ(refused.vms[0].outcome, Outcome::kFailed);
+  EXPECT_THAT(refused.vms[0].status,
+              StatusIs(Code::kFailedPrecondition, HasSubstr("conflict")));
 }
 
 }  // namespace

@@ -1,25 +1,22 @@
-#include "cli/file_commands.h"
+#include "cli/image_files_commands.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
-#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
-#include "cli/files_commands.h"
+#include "base/json.h"
+#include "base/time.h"
+#include "cli/file_backup_commands.h"
 #include "cli/output.h"
-#include "repository/json_fields.h"
 #include "restore/disk_reader.h"
 #include "restore/file_restore.h"
 #include "restore/guest_fs.h"
+#include "restore/isolated_reader.h"
 
 namespace haven::cli {
 namespace {
@@ -78,15 +75,6 @@ Result<OpenedFs> OpenFs(OpenedDisk& d, int partition) {
   return o;
 }
 
-std::string FormatTime(int64_t ns) {
-  time_t s = static_cast<time_t>(ns / 1000000000);
-  struct tm tm;
-  if (!gmtime_r(&s, &tm)) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
-}
-
 void AddReadStats(nlohmann::ordered_json& j, const restore::DiskReader& r) {
   restore::DiskReadStats s = r.stats();
   j["chunks_read"] = s.chunks_fetched;
@@ -125,7 +113,7 @@ int CmdLsLayout(const Globals& g, OpenedDisk& d) {
                               {"label", v.label},
                               {"note", v.note}});
     AddReadStats(j, *d.reader);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else {
     std::printf("snapshot %s (%s), disk %s: %s, %s\n",
                 d.snapshot->id.substr(0, 8).c_str(), d.snapshot->name.c_str(),
@@ -158,7 +146,7 @@ void PrintEntry(const GuestEntry& e, bool unix_meta) {
   std::printf("%s  %6s  %6s  %12llu  %s  %s\n", restore::ModeString(e).c_str(),
               owner.c_str(), group.c_str(),
               static_cast<unsigned long long>(e.size),
-              FormatTime(e.mtime_ns).c_str(), name.c_str());
+              FormatTime(e.mtime_ns, TimeStyle::kLocal).c_str(), name.c_str());
 }
 
 nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
@@ -172,7 +160,8 @@ nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
     j["uid"] = e.uid;
     j["gid"] = e.gid;
   }
-  j["mtime"] = FormatTime(e.mtime_ns);
+  j["mtime"] = FormatTime(e.mtime_ns, TimeStyle::kUtcSpaced);
+  j["mtime_utc"] = FormatTime(e.mtime_ns, TimeStyle::kRfc3339Utc);
   j["mtime_ns"] = e.mtime_ns;
   j["inode"] = e.inode;
   if (e.type == restore::GuestType::kSymlink)
@@ -214,7 +203,7 @@ int CmdLs(const Globals& g, const FileArgs& a) {
     for (const auto& e : entries)
       j["entries"].push_back(EntryJson(e, unix_meta));
     AddReadStats(j, *d->reader);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else {
     for (const auto& e : entries) PrintEntry(e, unix_meta);
   }
@@ -247,7 +236,7 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
     AddRestoreJson(j, opt, *st);
     j["complete"] = st->complete() && !lost;
     AddReadStats(j, *d->reader);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     restore::DiskReadStats rs = d->reader->stats();
     std::printf(
@@ -283,66 +272,12 @@ void AddVolumeOptions(CLI::App* cmd, FileArgs& a) {
                   "the only one with a readable file system)");
 }
 
-// The Sleuth Kit parses the guest's disk inside Haven. A crafted or
-// damaged image that crashed it would kill the command mid-write; so the
-// work runs in a child process, and if that dies of a signal the parent
-// removes what it was writing (the archive's PATH.haven-partial, the
-// child's .haven-partial.PID.* files under the target folder), says what
-// happened and exits 1. Files the child had completed stay: they are whole.
+// Through restore/isolated_reader.h: a crash of the file-system parser
+// kills a child, and this process reports it and exits 1.
 int RunIsolated(const Globals& g, const FileArgs& a,
                 const std::function<int()>& body) {
-  std::cout.flush();
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return body();  // no process to spare: run it here
-  if (pid == 0) {
-    int rc = body();
-    std::cout.flush();
-    std::fflush(nullptr);
-    _exit(rc);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return Fail(g, ErrnoStatus("waitpid", errno));
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-  std::string removed;
-  for (const std::string& archive : {a.tar, a.zip}) {
-    if (!archive.empty() && unlink((archive + ".haven-partial").c_str()) == 0)
-      removed = archive + ".haven-partial";
-  }
-  if (!a.to.empty()) {
-    const std::string prefix = ".haven-partial." + std::to_string(pid) + ".";
-    std::error_code ec;
-    std::vector<std::filesystem::path> partial;
-    for (auto it = std::filesystem::recursive_directory_iterator(
-             a.to, std::filesystem::directory_options::skip_permission_denied,
-             ec);
-         !ec && it != std::filesystem::recursive_directory_iterator();
-         it.increment(ec)) {
-      if (it->path().filename().string().starts_with(prefix) &&
-          it->is_regular_file(ec))
-        partial.push_back(it->path());
-    }
-    for (const auto& p : partial) std::filesystem::remove(p, ec);
-    if (!partial.empty())
-      removed =
-          std::to_string(partial.size()) + " partial file(s) under " + a.to;
-  }
-  const std::string after =
-      !a.to.empty() ? (removed.empty() ? std::string("nothing partial was left")
-                                       : "removed " + removed) +
-                          "; files restored before the crash are complete"
-                    : "no archive was written" +
-                          (removed.empty() ? std::string()
-                                           : " (removed " + removed + ")");
-  return Fail(g,
-              Internal("reading the guest file system crashed (signal " +
-                       std::to_string(sig) + ", " + strsignal(sig) +
-                       "): the disk image may be damaged or crafted; " + after +
-                       ". Restore the whole disk with `haven restore "
-                       "image` instead"));
+  auto rc = restore::RunIsolated(body, {a.to, {a.tar, a.zip}});
+  return rc.ok() ? *rc : Fail(g, rc.status());
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // `haven ls` and `haven restore file`: the file systems inside an image
 // backup's disks, read straight from the repository (restore/guest_fs.h).
-#ifndef HAVEN_CLI_FILE_COMMANDS_H_
-#define HAVEN_CLI_FILE_COMMANDS_H_
+#ifndef HAVEN_CLI_IMAGE_FILES_COMMANDS_H_
+#define HAVEN_CLI_IMAGE_FILES_COMMANDS_H_
 
 #include <CLI/CLI.hpp>
 
@@ -15,4 +15,4 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
 
 }  // namespace haven::cli
 
-#endif  // HAVEN_CLI_FILE_COMMANDS_H_
+#endif  // HAVEN_CLI_IMAGE_FILES_COMMANDS_H_

@@ -1,8 +1,8 @@
 // `haven backup files`, `haven diff` and `haven restore files`: the
 // in-guest file agent's backups (agent/file_backup.h) and their restores
 // (restore/file_point.h). `haven ls` of such a point lands here too.
-#ifndef HAVEN_CLI_FILES_COMMANDS_H_
-#define HAVEN_CLI_FILES_COMMANDS_H_
+#ifndef HAVEN_CLI_FILE_BACKUP_COMMANDS_H_
+#define HAVEN_CLI_FILE_BACKUP_COMMANDS_H_
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -38,4 +38,4 @@ void PrintProblems(const restore::FileRestoreStats& st);
 
 }  // namespace haven::cli
 
-#endif  // HAVEN_CLI_FILES_COMMANDS_H_
+#endif  // HAVEN_CLI_FILE_BACKUP_COMMANDS_H_

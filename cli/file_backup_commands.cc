@@ -1,4 +1,4 @@
-#include "cli/files_commands.h"
+#include "cli/file_backup_commands.h"
 
 #include <unistd.h>
 
@@ -11,8 +11,9 @@
 
 #include "agent/file_backup.h"
 #include "base/bytes.h"
+#include "base/json.h"
+#include "base/time.h"
 #include "cli/output.h"
-#include "repository/json_fields.h"
 #include "restore/file_point.h"
 #include "restore/file_restore.h"
 
@@ -37,15 +38,6 @@ struct RestoreFilesArgs {
   std::string to, tar, zip, overwrite = "never";
   bool no_sync = false;
 };
-
-std::string FormatTime(int64_t ns) {
-  time_t s = static_cast<time_t>(ns / 1000000000);
-  struct tm tm;
-  if (!localtime_r(&s, &tm)) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M", &tm);
-  return buf;
-}
 
 int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
   auto repo = OpenRepo(g, true);
@@ -111,7 +103,7 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
     j["new_raw_bytes"] = m.stats.new_raw_bytes;
     j["new_stored_bytes"] = m.stats.new_stored_bytes;
     j["duration_seconds"] = m.stats.duration_seconds;
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     std::printf("snapshot %s saved: files '%s'%s\n", m.id.substr(0, 8).c_str(),
                 m.name.c_str(), partial ? " (PARTIAL)" : "");
@@ -189,7 +181,7 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
     nlohmann::ordered_json j;
     AddRestoreJson(j, opt, *st);
     j["chunks_read"] = (*point)->chunks_read();
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     std::printf(
         "restored %llu files (%s), %llu directories, %llu symlinks, %llu "
@@ -234,7 +226,7 @@ int CmdDiff(const Globals& g, const std::string& s1, const std::string& s2) {
     j["modified"] = list(d->modified);
     j["metadata"] = list(d->metadata);
     j["type"] = list(d->type);
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
     return kExitOk;
   }
   std::vector<std::pair<std::string, char>> lines;
@@ -336,7 +328,7 @@ int CmdFilesLs(const Globals& g, const repository::Repository& repo,
         ej["target"] = PrintableName(e.link_target);
       j["entries"].push_back(ej);
     }
-    std::cout << repository::DumpJson(j) << "\n";
+    std::cout << DumpJson(j) << "\n";
     return kExitOk;
   }
   for (const auto& e : entries) {
@@ -348,7 +340,8 @@ int CmdFilesLs(const Globals& g, const repository::Repository& repo,
     std::printf("%s  %-8s %-8s %12llu %s %s\n", restore::ModeString(e).c_str(),
                 PrintableName(user).c_str(), PrintableName(group).c_str(),
                 static_cast<unsigned long long>(e.size),
-                FormatTime(e.mtime_ns).c_str(), name.c_str());
+                FormatTime(e.mtime_ns, TimeStyle::kLocalMinutes).c_str(),
+                name.c_str());
   }
   return kExitOk;
 }

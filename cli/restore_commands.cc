@@ -1,0 +1,326 @@
+#include "cli/restore_commands.h"
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "base/bytes.h"
+#include "base/file.h"
+#include "base/json.h"
+#include "cli/output.h"
+#include "restore/host_restore.h"
+#include "restore/image_restore.h"
+
+namespace haven::cli {
+namespace {
+
+using repository::Manifest;
+using repository::Repository;
+
+void PrintVmPlan(const restore::VmPlan& p) {
+  std::printf(
+      "%s%s from snapshot %s (%s, %s)\n", p.name.c_str(),
+      p.name == p.source_name ? "" : (" (was " + p.source_name + ")").c_str(),
+      p.snapshot.id.substr(0, 8).c_str(), p.snapshot.time.c_str(),
+      p.snapshot.consistency.c_str());
+  std::printf("  uuid    %s\n",
+              p.uuid.empty() ? "new" : (p.uuid + " (kept)").c_str());
+  for (const auto& d : p.disks)
+    std::printf("  disk    %-6s %s  %s  %s%s\n", d.target.c_str(),
+                HumanBytes(d.size).c_str(), d.format.c_str(), d.path.c_str(),
+                d.exists ? "  (replaced)" : "");
+  if (!p.nvram_path.empty())
+    std::printf("  nvram   %s\n", p.nvram_path.c_str());
+  for (const auto& n : p.networks) {
+    std::string what =
+        n.action == "create"   ? "create from the recovery point"
+        : n.action == "exists" ? "exists on this host, used as is"
+        : n.action == "mapped" ? "mapped from " + n.from
+        : n.action == "bridge"
+            ? (n.name == n.from ? std::string("host bridge")
+                                : "host bridge, mapped from " + n.from)
+            : "MISSING on this host (see the conflict)";
+    std::printf("  network %s: %s\n", n.name.c_str(), what.c_str());
+  }
+  for (const auto& [o, n] : p.macs)
+    std::printf("  mac     %s -> %s\n", o.c_str(), n.c_str());
+  if (!p.replace_domain.empty())
+    std::printf("  replace domain %s\n", p.replace_domain.c_str());
+  for (const auto& w : p.warnings) std::printf("  warning: %s\n", w.c_str());
+  for (const auto& c : p.conflicts) std::printf("  conflict: %s\n", c.c_str());
+}
+
+int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
+  restore::HostRestoreRequest& req = a.req;
+  if (!a.host && req.points.size() != 1)
+    return Fail(g, InvalidArgument("restore vm takes one recovery point"));
+  for (const auto& m : a.network_map) {
+    size_t eq = m.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
+      return Fail(
+          g, InvalidArgument("--network-map takes OLD=NEW, not '" + m + "'"));
+    req.vm.network_map[m.substr(0, eq)] = m.substr(eq + 1);
+  }
+  if (req.all == !req.points.empty())  // before opening anything
+    return Fail(
+        g, InvalidArgument("name the recovery points to restore, or give --all "
+                           "for the latest point of every VM"));
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto host = snapshot::LibvirtHost::Connect(a.uri);
+  if (!host.ok()) return Fail(g, host.status());
+  const bool human = !g.quiet && !g.json;
+  req.vm.log = [&](const std::string& msg) {
+    if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
+  req.vm.progress = [human](const std::string& label) {
+    return TerminalProgress(human, "restore " + label);
+  };
+  auto plan = restore::PlanHostRestore(**repo, **host, req);
+  if (!plan.ok()) return Fail(g, plan.status());
+  if (human || (!g.json && req.dry_run))
+    for (const auto& p : plan->vms) PrintVmPlan(p);
+  std::fflush(stdout);  // the plan before the steps logged on stderr
+  restore::HostRestoreResult r = restore::RestoreHost(**repo, **host, *plan, req);
+  if (g.json) std::cout << DumpJson(restore::HostRestoreResultJson(r)) << "\n";
+  std::fflush(stdout);
+  if (r.conflicts > 0) {
+    for (const auto& p : plan->vms)
+      for (const auto& c : p.conflicts)
+        std::fprintf(stderr, "conflict: %s\n", c.c_str());
+    std::fprintf(stderr, "haven: %zu conflict(s); nothing was changed%s\n",
+                 r.conflicts,
+                 req.vm.replace ? ""
+                                : " (--replace allows replacing a "
+                                  "same-named VM and its files)");
+    return kExitFailure;
+  }
+  if (req.dry_run) {
+    if (!g.json) std::printf("dry run: nothing was changed\n");
+    return kExitOk;
+  }
+  for (const auto& v : r.vms) {
+    const std::string& name = v.plan.name;
+    if (v.outcome == Outcome::kFailed || v.outcome == Outcome::kCancelled) {
+      if (!g.quiet)
+        std::fprintf(stderr, "haven: %s: restore %s: %s\n", name.c_str(),
+                     v.outcome == Outcome::kFailed ? "FAILED" : "CANCELLED",
+                     v.status.message().c_str());
+      continue;
+    }
+    if (!human) continue;
+    std::printf("%s: defined (uuid %s) in %s", name.c_str(),
+                v.result.uuid.c_str(), FormatDuration(v.result.seconds).c_str());
+    if (req.vm.start)
+      std::printf(", %s", v.result.started
+                              ? "started"
+                              : ("NOT started: " + v.result.start_error).c_str());
+    std::printf("\n");
+    for (const auto& n : v.result.networks_created)
+      std::printf("  network %s created and started\n", n.c_str());
+  }
+  if (human && r.vms.size() > 1)
+    std::printf(
+        "%d of %zu VMs restored%s%s in %s\n", r.succeeded, r.vms.size(),
+        req.vm.start
+            ? (", " + std::to_string(r.succeeded - r.not_started) + " started")
+                  .c_str()
+            : "",
+        r.failed || r.cancelled ? "; see the failures above" : "",
+        FormatDuration(r.duration_seconds).c_str());
+  return r.failed || r.cancelled || r.not_started ? kExitFailure : kExitOk;
+}
+
+int CmdRestoreConfig(const Globals& g, const std::string& spec,
+                     const std::string& dir, bool overwrite) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto m = (*repo)->FindSnapshot(spec);
+  if (!m.ok()) return Fail(g, m.status());
+  auto files = m->ConfigFiles();
+  if (files.empty())
+    return Fail(g, NotFound("snapshot " + m->id.substr(0, 8) +
+                            " holds no configuration files"));
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto* f : files) {
+    // Names were checked when the manifest was parsed; check again, since
+    // they become paths under `dir`.
+    if (!repository::IsSafeConfigName(f->name))
+      return Fail(g, DataLoss("config file name '" + f->name +
+                              "' is not a safe relative path"));
+    std::string path = dir + "/" + f->name;
+    Status s = MakeDirs(path.substr(0, path.rfind('/')), 0755);
+    if (!s.ok()) return Fail(g, s);
+    restore::ImageRestoreOptions opt;
+    opt.disk = f->name;
+    opt.config = true;
+    opt.overwrite = overwrite;
+    auto st = restore::RestoreImage(**repo, *m, path, opt);
+    if (!st.ok()) return Fail(g, st.status().WithContext(f->name));
+    out.push_back({{"name", f->name}, {"path", path}, {"size", f->size}});
+    if (!g.quiet && !g.json) std::printf("%s\n", path.c_str());
+  }
+  if (g.json)
+    std::cout << DumpJson(nlohmann::ordered_json(
+                     {{"snapshot", m->id}, {"files", out}}))
+              << "\n";
+  return kExitOk;
+}
+
+int CmdRestoreImage(const Globals& g, const std::string& spec,
+                    const std::string& to, const std::string& disk,
+                    const std::string& format, bool overwrite,
+                    bool verify_ids) {
+  auto repo = OpenRepo(g, false);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto m = (*repo)->FindSnapshot(spec);
+  if (!m.ok()) return Fail(g, m.status());
+  restore::ImageRestoreOptions opt;
+  opt.disk = disk;
+  opt.overwrite = overwrite;
+  opt.verify_ids = verify_ids;
+  opt.format = format;
+  opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
+  auto st = restore::RestoreImage(**repo, *m, to, opt);
+  if (!st.ok()) return Fail(g, st.status());
+  // A repaired point restores with zeros where its data was lost: say so.
+  std::vector<std::pair<uint64_t, uint64_t>> lost;
+  for (const auto& d : m->disks)
+    if (disk.empty() || d.name == disk) lost = d.lost;
+  for (const auto& [offset, length] : lost)
+    std::fprintf(stderr,
+                 "haven: warning: bytes %llu-%llu were lost before 'haven "
+                 "repair snapshots' and are restored as zeros\n",
+                 static_cast<unsigned long long>(offset),
+                 static_cast<unsigned long long>(offset + length - 1));
+  if (g.json) {
+    std::cout << DumpJson(nlohmann::ordered_json(
+                     {{"snapshot", m->id},
+                      {"lost_bytes",
+                       [&] {
+                         uint64_t n = 0;
+                         for (const auto& l : lost) n += l.second;
+                         return n;
+                       }()},
+                      {"target", to},
+                      {"size", st->size},
+                      {"data_bytes", st->data_bytes},
+                      {"hole_bytes", st->hole_bytes},
+                      {"duration_seconds", st->duration_seconds}}))
+              << "\n";
+  } else if (!g.quiet) {
+    std::printf("restored snapshot %s (%s) to %s: %s, %s of data, in %s\n",
+                m->id.substr(0, 8).c_str(), m->name.c_str(), to.c_str(),
+                HumanBytes(st->size).c_str(),
+                HumanBytes(st->data_bytes).c_str(),
+                FormatDuration(st->duration_seconds).c_str());
+  }
+  return lost.empty() ? kExitOk : kExitPartial;
+}
+
+}  // namespace
+
+RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
+  rest = app.add_subcommand("restore", "restore from a recovery point");
+  rest->require_subcommand(1);
+  auto* rest_image =
+      rest->add_subcommand("image",
+                           "write a disk of a recovery point to a sparse raw, "
+                           "qcow2 or VHDX file, or to a block device");
+  rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
+      ->required();
+  rest_image
+      ->add_option("--to", to, "target file (must not exist) or block device")
+      ->required();
+  rest_image->add_option("--disk", disk,
+                         "which disk, when the snapshot has several");
+  rest_image
+      ->add_option("--format", restore_format,
+                   "output format: raw (sparse), qcow2, or vhdx for Hyper-V "
+                   "(qcow2 and vhdx are written through qemu-nbd)")
+      ->check(CLI::IsMember({"raw", "qcow2", "vhdx"}))
+      ->capture_default_str();
+  rest_image->add_flag(
+      "--overwrite", overwrite,
+      "replace an existing file, or write onto a block device");
+  rest_image->add_flag(
+      "--verify-ids", verify_ids,
+      "also recompute every chunk's keyed hash (AES-GCM already "
+      "authenticates each chunk)");
+  rest_image->callback([&] {
+    rc = CmdRestoreImage(g, spec, to, disk, restore_format, overwrite,
+                         verify_ids);
+  });
+  auto* rest_config = rest->add_subcommand(
+      "config",
+      "write the configuration captured with a VM's recovery point (domain "
+      "XML, networks, pools, NVRAM, snapshots, host facts) into a folder");
+  rest_config->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
+      ->required();
+  rest_config->add_option("--to", to, "folder to write into")->required();
+  rest_config->add_flag("--overwrite", overwrite, "replace existing files");
+  rest_config->callback([&] { rc = CmdRestoreConfig(g, spec, to, overwrite); });
+
+  auto add_vm_restore_options = [&](CLI::App* c, bool one) {
+    c->add_option("--connect", rvm.uri, "libvirt URI")->capture_default_str();
+    if (one) {
+      c->add_option("--name", rvm.req.vm.name,
+                    "define the VM under this name (default: its own)");
+      c->add_flag("--new-identity", rvm.req.vm.new_identity,
+                  "new UUID and new MAC addresses (to run beside the "
+                  "original); default: keep them, as a host-loss restore "
+                  "wants");
+    }
+    auto* dir =
+        c->add_option("--storage-dir", rvm.req.vm.storage_dir,
+                      std::string("folder for the disk and NVRAM files, named "
+                                  "<vm>-<disk>.<format> (default: ") +
+                          restore::kDefaultStorageDir + ")");
+    c->add_option("--pool", rvm.req.vm.pool,
+                  "put the files into this folder-backed libvirt storage "
+                  "pool (dir, fs, netfs)")
+        ->excludes(dir);
+    c->add_option("--format", rvm.req.vm.format,
+                  "disk format: qcow2 or raw (default: each disk's original "
+                  "format, qcow2 unless it was raw); for Hyper-V, 'restore "
+                  "image --format vhdx' writes one disk as VHDX")
+        ->check(CLI::IsMember({"raw", "qcow2"}));
+    c->add_option("--network-map", rvm.network_map,
+                  "OLD=NEW: attach interfaces of network (or bridge) OLD to "
+                  "NEW, an existing one; repeatable");
+    c->add_flag("--replace", rvm.req.vm.replace,
+                "replace a VM of the same name and existing disk/NVRAM "
+                "files (the old VM is stopped and undefined)");
+    c->add_flag("--start", rvm.req.vm.start, "start each VM once defined");
+    c->add_flag("--dry-run", rvm.req.dry_run,
+                "print the plan (disks, paths, networks, conflicts) and "
+                "change nothing");
+    c->add_flag("--verify-ids", rvm.req.vm.verify_ids,
+                "also recompute every chunk's keyed hash");
+  };
+  auto* rest_vm = rest->add_subcommand(
+      "vm",
+      "rebuild a VM from a recovery point on this or a new libvirt host: "
+      "disks, domain definition, NVRAM and the virtual networks it used");
+  rest_vm->add_option("SNAPSHOT", rvm.req.points, "id prefix, latest or NAME:latest")
+      ->required()
+      ->expected(1);
+  add_vm_restore_options(rest_vm, true);
+  rest_vm->callback([&] { rc = CmdRestoreVm(g, rvm); });
+  auto* rest_host = rest->add_subcommand(
+      "host",
+      "rebuild every VM of a lost host: the latest point of each VM in the "
+      "repository (--all) or the points named; all are planned before "
+      "anything changes");
+  rest_host->add_option("SNAPSHOT", rvm.req.points,
+                        "id prefix or NAME:latest, one per VM");
+  rest_host->add_flag("--all", rvm.req.all,
+                      "the latest point of every VM in the repository");
+  add_vm_restore_options(rest_host, false);
+  rest_host->callback([&] {
+    rvm.host = true;
+    rc = CmdRestoreVm(g, rvm);
+  });
+}
+
+}  // namespace haven::cli

@@ -1,0 +1,42 @@
+// The isolated file-system reader: guest file systems are parsed by The
+// Sleuth Kit inside Haven, from bytes a guest wrote. A crafted or damaged
+// image that crashed the parser must not take the caller down (a command
+// mid-write, or the appliance serving everyone), so the reading runs in a
+// child process:
+//
+//   fork; the child runs the work and _exits with its result code
+//   the caller waits; a child killed by a signal means the parser crashed:
+//     remove what the child was writing — an archive's PATH.haven-partial,
+//     the child's DIR/**/.haven-partial.<pid>.* files — and report it
+//
+// Files the child completed before a crash stay: each was renamed into
+// place only once whole.
+#ifndef HAVEN_RESTORE_ISOLATED_READER_H_
+#define HAVEN_RESTORE_ISOLATED_READER_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace haven::restore {
+
+// What the work may leave half-written if it crashes.
+struct IsolatedOutputs {
+  std::string dir;                    // folder restored into ("": none)
+  std::vector<std::string> archives;  // tar/zip paths being written
+};
+
+// Runs `work` in a child process and returns the code it returned. When
+// fork fails the work runs in this process (no process to spare). A child
+// killed by a signal returns Internal naming the signal and what was
+// cleaned up; waitpid failures return its errno. The child's stdout and
+// stderr are the caller's, so the caller flushes its buffers first (done
+// here for stdio and std::cout).
+Result<int> RunIsolated(const std::function<int()>& work,
+                        const IsolatedOutputs& outputs);
+
+}  // namespace haven::restore
+
+#endif  // HAVEN_RESTORE_ISOLATED_READER_H_

@@ -1,0 +1,81 @@
+// restore::RunIsolated: work that crashes kills a child, not the caller;
+// the caller removes what the child was writing and keeps what it finished.
+#include "restore/isolated_reader.h"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/unit/test_util.h"
+
+namespace haven::restore {
+namespace {
+
+using ::haven::testing_util::IsOk;
+using ::haven::testing_util::PathExists;
+using ::haven::testing_util::StatusIs;
+using ::haven::testing_util::TempDir;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+void Touch(const std::string& path) { std::ofstream(path) << "x"; }
+
+TEST(IsolatedReaderTest, ReturnsTheChildsCode) {
+  auto rc = RunIsolated([] { return 7; }, {});
+  ASSERT_THAT(rc, IsOk());
+  EXPECT_EQ(*rc, 7);
+}
+
+TEST(IsolatedReaderTest, ACrashRemovesPartialFilesAndKeepsFinishedOnes) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("out");
+  std::filesystem::create_directories(dir + "/sub");
+  // Another process's partial file is not ours to remove.
+  const std::string other = dir + "/.haven-partial.1.other";
+  Touch(other);
+  auto rc = RunIsolated(
+      [&] {
+        Touch(dir + "/done.txt");
+        Touch(dir + "/sub/.haven-partial." + std::to_string(getpid()) + ".f");
+        std::raise(SIGSEGV);
+        return 0;
+      },
+      {dir, {}});
+  EXPECT_THAT(rc, StatusIs(Code::kInternal,
+                           AllOf(HasSubstr("crashed (signal 11"),
+                                 HasSubstr("removed 1 partial file(s) under " +
+                                           dir))));
+  EXPECT_TRUE(PathExists(dir + "/done.txt"));
+  EXPECT_TRUE(PathExists(other));
+  int left = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    left += e.path().filename().string().starts_with(".haven-partial.") &&
+            e.path() != other;
+  EXPECT_EQ(left, 0);
+}
+
+TEST(IsolatedReaderTest, ACrashRemovesThePartialArchive) {
+  TempDir tmp;
+  const std::string tar = tmp.Sub("out.tar");
+  auto rc = RunIsolated(
+      [&] {
+        Touch(tar + ".haven-partial");
+        std::abort();
+        return 0;
+      },
+      {"", {tar}});
+  EXPECT_THAT(rc, StatusIs(Code::kInternal,
+                           AllOf(HasSubstr("signal 6"),
+                                 HasSubstr("no archive was written"),
+                                 HasSubstr("removed " + tar))));
+  EXPECT_FALSE(PathExists(tar + ".haven-partial"));
+  EXPECT_FALSE(PathExists(tar));
+}
+
+}  // namespace
+}  // namespace haven::restore
