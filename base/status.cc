@@ -1,5 +1,6 @@
 #include "base/status.h"
 
+#include <cstdio>
 #include <cstring>
 
 namespace haven {
@@ -44,6 +45,26 @@ Status Cancelled(std::string m) { return {Code::kCancelled, std::move(m)}; }
 
 Status ErrnoStatus(std::string_view what, int err) {
   return IoError(std::string(what) + ": " + std::strerror(err));
+}
+
+std::string QuoteUntrusted(std::string_view text) {
+  constexpr size_t kMax = 64;
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (text.size() > kMax) out += "...";
+  return out + "\"";
 }
 
 }  // namespace haven

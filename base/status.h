@@ -59,6 +59,10 @@ Status Internal(std::string msg);
 Status Cancelled(std::string msg);
 // IoError for errno `err` while doing `what` ("write /x/y: No space left").
 Status ErrnoStatus(std::string_view what, int err);
+// Untrusted text (from a manifest, a guest, an image) for an error message:
+// in double quotes, at most 64 bytes, quotes and backslashes escaped and
+// non-printable bytes as \xNN, so garbage cannot garble the output.
+std::string QuoteUntrusted(std::string_view text);
 
 template <typename T>
 class [[nodiscard]] Result {

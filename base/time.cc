@@ -12,28 +12,6 @@ namespace {
 constexpr int64_t kHour = 3600;
 constexpr int64_t kDay = 24 * kHour;
 
-// Untrusted text goes into error messages quoted, shortened and with
-// non-printable bytes escaped, so a garbage manifest cannot garble the output.
-std::string Quote(std::string_view text) {
-  constexpr size_t kMax = 64;
-  std::string out = "\"";
-  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (text.size() > kMax) out += "...";
-  return out + "\"";
-}
-
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 // Reads exactly `n` ASCII digits at text[pos]; false if any is not a digit.
@@ -73,7 +51,7 @@ int64_t DaysFromCivil(int64_t y, int m, int d) {
 // ".d" to ".ddddddddd", then "Z" as the last byte.
 Result<IsoInstant> ParseIsoInstant(std::string_view text) {
   auto bad = [&](std::string_view why) {
-    return InvalidArgument("bad time " + Quote(text) + ": " + std::string(why) +
+    return InvalidArgument("bad time " + QuoteUntrusted(text) + ": " + std::string(why) +
                            " (want YYYY-MM-DDTHH:MM:SS[.fraction]Z)");
   };
   int year, month, day, hour, minute, second;

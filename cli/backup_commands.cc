@@ -28,6 +28,7 @@ int CmdBackupImage(const Globals& g, const std::string& path,
   opt.time = time;
   opt.format = format;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
+  opt.cancel = g.cancel;
   auto m = agent::BackupImage(**repo, path, opt);
   if (!m.ok())
     return Fail(g,
@@ -130,6 +131,7 @@ int CmdBackupVm(const Globals& g, const std::string& uri,
   if (const char* d = std::getenv("HAVEN_FAULT_VM_BACKUP_DELAY"))
     req.vm.fault_delay = std::atof(d);
   req.progress = TerminalProgress(human, "backup");
+  req.cancel = g.cancel;
   auto r = agent::BackupHost(**repo, **host, req);
   if (!r.ok()) return Fail(g, r.status());
   if (g.json) {

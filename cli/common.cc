@@ -1,7 +1,9 @@
 #include "cli/common.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -21,6 +23,31 @@ std::string DefaultRepository() {
   return std::string(home ? home : ".") + "/.local/share/haven/repository";
 }
 
+namespace {
+std::atomic<bool>* g_stop = nullptr;
+
+extern "C" void OnStopSignal(int sig) {
+  if (g_stop->exchange(true)) {  // the second one: stop now
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
+  static const char kMsg[] =
+      "\nhaven: stopping at the next safe point (again to stop at once)\n";
+  ssize_t ignored = ::write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
+  (void)ignored;
+}
+}  // namespace
+
+void StopOnSignals(const CancelToken& token) {
+  g_stop = token.flag();
+  struct sigaction sa = {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
 int Fail(const Globals& g, const Status& s) {
   if (g.json) {
     nlohmann::json j = {{"error", s.message()},
@@ -28,6 +55,7 @@ int Fail(const Globals& g, const Status& s) {
     std::cout << DumpJson(j) << "\n";
   }
   std::fprintf(stderr, "haven: error: %s\n", s.message().c_str());
+  if (s.code() == Code::kCancelled) return kExitCancelled;
   return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure;
 }
 

@@ -6,12 +6,15 @@
 #include <memory>
 #include <string>
 
+#include "base/progress.h"
 #include "base/status.h"
 #include "repository/repository.h"
 
 namespace haven::cli {
 
 constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitPartial = 3;
+// Stopped by SIGINT or SIGTERM at a safe point (128 + SIGINT, as shells do).
+constexpr int kExitCancelled = 130;
 
 struct Globals {
   std::string repo;
@@ -19,7 +22,15 @@ struct Globals {
   bool json = false;
   bool quiet = false;
   double lock_wait = 24 * 3600;
+  // Cancelled by the first SIGINT or SIGTERM (StopOnSignals); every job a
+  // command runs takes it.
+  CancelToken cancel;
 };
+
+// The first SIGINT or SIGTERM cancels `token` (jobs stop at their next safe
+// point: no partial recovery point, partial restore targets removed); a
+// second one kills the process at once.
+void StopOnSignals(const CancelToken& token);
 
 // $HAVEN_REPOSITORY, else the embedded default local path.
 std::string DefaultRepository();

@@ -66,6 +66,7 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
     o.cdc = {lo << 10, avg << 10, hi << 10};
   }
   o.progress = TerminalProgress(!g.quiet && !g.json, "backup");
+  o.cancel = g.cancel;
   const bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
   o.on_warning = [&g, tty](const std::string& w) {
     if (g.quiet) return;
@@ -174,6 +175,7 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
       !s.ok())
     return Fail(g, s);
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
+  opt.cancel = g.cancel;
   auto st = restore::RestoreGuestFiles(**point, {"/"}, opt);
   if (!st.ok()) return Fail(g, st.status());
   PrintProblems(*st);

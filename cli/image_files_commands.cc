@@ -223,6 +223,7 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   auto fs = OpenFs(*d, a.partition);
   if (!fs.ok()) return Fail(g, fs.status());
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
+  opt.cancel = g.cancel;
   auto st = restore::RestoreGuestFiles(*fs->fs, a.paths, opt);
   if (!st.ok()) return Fail(g, st.status());
   PrintProblems(*st);

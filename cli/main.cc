@@ -28,7 +28,8 @@ int Main(int argc, char** argv) {
       "(/var/lib/haven/repository for root). The passphrase comes from\n"
       "$HAVEN_PASSWORD, --password-file / $HAVEN_PASSWORD_FILE, or a prompt.\n"
       "A snapshot is named by an id prefix, 'latest' or 'NAME:latest'.\n"
-      "Exit codes: 0 ok, 1 failure, 2 usage error, 3 finished but partial.",
+      "Exit codes: 0 ok, 1 failure, 2 usage error, 3 finished but partial,\n"
+      "130 stopped by Ctrl-C or SIGTERM (nothing half-done is kept).",
       "haven"};
   app.set_version_flag("--version", "haven 0.1.0");
   app.require_subcommand(1);
@@ -46,6 +47,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
 
   int rc = kExitOk;
+  StopOnSignals(g.cancel);
   MaintenanceCommands maintenance(app, g, rc);
   BackupCommands backup(app, g, rc);
   PointsCommands points(app, g, rc);
@@ -65,6 +67,9 @@ int Main(int argc, char** argv) {
     app.exit(e);
     return kExitUsage;
   }
+  // A job stopped by a signal reports per-item outcomes (cancelled); the
+  // process says so in its exit code whatever else failed.
+  if (g.cancel.cancelled() && rc != kExitOk) rc = kExitCancelled;
   return rc;
 }
 

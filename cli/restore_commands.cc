@@ -76,6 +76,7 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
   req.vm.progress = [human](const std::string& label) {
     return TerminalProgress(human, "restore " + label);
   };
+  req.cancel = g.cancel;
   auto plan = restore::PlanHostRestore(**repo, **host, req);
   if (!plan.ok()) return Fail(g, plan.status());
   if (human || (!g.json && req.dry_run))
@@ -181,6 +182,7 @@ int CmdRestoreImage(const Globals& g, const std::string& spec,
   opt.verify_ids = verify_ids;
   opt.format = format;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "restore");
+  opt.cancel = g.cancel;
   auto st = restore::RestoreImage(**repo, *m, to, opt);
   if (!st.ok()) return Fail(g, st.status());
   // A repaired point restores with zeros where its data was lost: say so.

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "base/time.h"
+#include "repository/catalog.h"
 
 namespace haven::repository {
 namespace {
@@ -28,7 +29,7 @@ std::vector<Manifest> ChooseLatestPoints(std::vector<Manifest> points,
     auto it = latest.find(m.name);
     if (it == latest.end())
       latest.emplace(m.name, std::move(m));
-    else if (!TimeBefore(m.time, it->second.time))
+    else if (PointBefore(it->second.time, it->second.id, m.time, m.id))
       it->second = std::move(m);
   }
   std::vector<Manifest> out;

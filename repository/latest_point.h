@@ -5,7 +5,9 @@
 //   candidates: the points named NAME (every name, for LatestPoints), of
 //               `kind` when it is not empty ("vm", "files", "image")
 //   latest:     the newest by recorded time (TimeBefore: as instants,
-//               fractions count); equal times go to the later listed
+//               fractions count); equal times go to the greater id
+//               (PointBefore, catalog.h: the order ListSnapshots lists in
+//               and FindSnapshot's NAME:latest picks by)
 //   unreadable: a manifest that cannot be read may be the newest, so
 //               kRefuse returns DataLoss naming it; kSkip chooses among
 //               the readable ones (right for a parent, which only saves

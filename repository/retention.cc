@@ -17,28 +17,6 @@ constexpr int64_t kDay = 24 * kHour;
 
 using Instant = IsoInstant;
 
-// Untrusted text goes into error messages quoted, shortened and with
-// non-printable bytes escaped, so a garbage manifest cannot garble the output.
-std::string Quote(std::string_view text) {
-  constexpr size_t kMax = 64;
-  std::string out = "\"";
-  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (text.size() > kMax) out += "...";
-  return out + "\"";
-}
-
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
 struct Parsed {
@@ -160,7 +138,7 @@ Result<std::vector<RetentionDecision>> ApplyRetention(
   std::map<std::string, std::vector<Parsed>> groups;
   for (RetentionItem& item : items) {
     Result<Instant> t = ParseIsoInstant(item.time);
-    if (!t.ok()) return t.status().WithContext("snapshot " + Quote(item.id));
+    if (!t.ok()) return t.status().WithContext("snapshot " + QuoteUntrusted(item.id));
     std::string name = item.name;
     groups[std::move(name)].push_back({std::move(item), t.value()});
   }
@@ -179,7 +157,7 @@ Result<std::vector<RetentionDecision>> ApplyRetention(
 
 Result<int64_t> ParseRetentionDuration(std::string_view text) {
   auto bad = [&](std::string_view why) {
-    return InvalidArgument("bad duration " + Quote(text) + ": " +
+    return InvalidArgument("bad duration " + QuoteUntrusted(text) + ": " +
                            std::string(why) +
                            " (want e.g. 7d, 2d12h, 1y6m; units h d w m y)");
   };
