@@ -6,8 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-20}
+LAUNCHER=()
+if command -v ccache >/dev/null; then  # as scripts/build.sh
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true
+  LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DHAVEN_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
+  -DHAVEN_FUZZ=ON -DBUILD_TESTING=OFF "${LAUNCHER[@]}" >/dev/null
 cmake --build build-fuzz
 mkdir -p build-fuzz/crashes
 passed=0 failed=0
