@@ -41,7 +41,13 @@ int CmdInit(const Globals& g, const repository::InitOptions& opts) {
 
 int CmdRepairSnapshots(const Globals& g,
                        const repository::RepairOptions& base) {
-  auto repo = OpenRepo(g, true);
+  auto pass = Passphrase(g, false);
+  if (!pass.ok()) return Fail(g, pass.status());
+  // RepairSnapshots needs the repository to itself (repair.h).
+  repository::OpenOptions open = OpenOpts(g, true);
+  open.exclusive = true;
+  open.hold_index = true;
+  auto repo = repository::Repository::Open(g.repo, *pass, open);
   if (!repo.ok()) return Fail(g, repo.status());
   repository::RepairOptions opt = base;
   bool chatty = !g.quiet && !g.json;

@@ -174,9 +174,23 @@ void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
         bytes += e.stored_len;
         ++chunks;
         if (!s.ok()) {
+          // Two writers may both have stored a chunk; the index names one
+          // copy. A damaged copy the index does not name loses nothing (gc
+          // drops it), and must not make repair drop the good copy's entry.
+          auto named = repo.index().Get(e.id);
+          const bool surplus = named.ok() && named->has_value() &&
+                               ((*named)->pack != name ||
+                                (*named)->offset != e.offset);
           std::lock_guard<std::mutex> l(mu);
-          report.findings.push_back(s.message());
-          damaged.insert(e.id);
+          if (surplus) {
+            report.findings.push_back(
+                s.message() + " (a surplus copy: the index names the copy in "
+                "pack " + (*named)->pack + ", so no recovery point is "
+                "affected; the next gc removes this one)");
+          } else {
+            report.findings.push_back(s.message());
+            damaged.insert(e.id);
+          }
         }
       }
       std::lock_guard<std::mutex> l(mu);

@@ -72,13 +72,28 @@ class LocalWriter : public ObjectWriter {
   static Result<std::unique_ptr<LocalWriter>> Create(std::string tmp_path,
                                                      std::string final_path) {
     std::unique_ptr<LocalWriter> w(new LocalWriter);
-    HAVEN_ASSIGN_OR_RETURN(
-        w->fd_, OpenFile(tmp_path, O_RDWR | O_CREAT | O_EXCL, 0600));
+    // A live writer holds LOCK_EX; a cleaner (another process opening the
+    // repository) that gets it knows the writer is gone and unlinks the
+    // file. Between our create and our lock a cleaner may get there first:
+    // then we wait for its lock and find the file unlinked, and create it
+    // again.
+    for (int attempt = 0;; ++attempt) {
+      HAVEN_ASSIGN_OR_RETURN(
+          w->fd_, OpenFile(tmp_path, O_RDWR | O_CREAT | O_EXCL, 0600));
+      int r;
+      do r = ::flock(w->fd_.get(), LOCK_EX);
+      while (r != 0 && errno == EINTR);
+      if (r != 0) return ErrnoStatus("lock " + tmp_path, errno);
+      struct stat st;
+      if (::fstat(w->fd_.get(), &st) != 0)
+        return ErrnoStatus("stat " + tmp_path, errno);
+      if (st.st_nlink > 0) break;
+      if (attempt == 4)
+        return Unavailable(tmp_path + " was removed by another process's "
+                           "cleanup five times in a row");
+    }
     w->tmp_path_ = std::move(tmp_path);
     w->final_path_ = std::move(final_path);
-    // A live writer holds LOCK_EX; a cleaner that gets it knows we are gone.
-    if (::flock(w->fd_.get(), LOCK_EX | LOCK_NB) != 0)
-      return ErrnoStatus("lock " + w->tmp_path_, errno);
     return w;
   }
   ~LocalWriter() override {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 
 #include "repository/local_backend.h"
@@ -113,6 +114,19 @@ std::vector<std::string> ListPackNames(const std::string& repo_dir) {
   return names.ok() ? std::move(names).value() : std::vector<std::string>{};
 }
 
+namespace {
+// Whether `path` was modified within the last `seconds`. Backups now open
+// (and clean up) beside running writers, and a writer in another PID
+// namespace has a PID this process cannot see: young manifest and key temp
+// files are left to a later cleanup. (Temp packs are safe without this:
+// see LocalWriter::Create.)
+bool Young(const std::string& path, double seconds) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return true;  // gone or unknown: keep
+  return std::difftime(std::time(nullptr), st.st_mtime) < seconds;
+}
+}  // namespace
+
 void RemoveAbandonedTempFiles(const std::string& repo_dir) {
   // Manifests and key slots are written as NAME.tmp-PID-N and linked into
   // place; a writer killed in between leaves the temp file. Remove those
@@ -125,6 +139,7 @@ void RemoveAbandonedTempFiles(const std::string& repo_dir) {
       size_t at = name.find(".tmp-");
       if (at == std::string::npos) continue;
       long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
+      if (Young(e.path().string(), 600)) continue;
       if (pid <= 0 ||
           (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH))
         ::unlink(e.path().c_str());

@@ -47,7 +47,10 @@ struct RepairReport {
   uint64_t index_entries_dropped = 0;   // named a lost or damaged copy
 };
 
-// `repo` must be opened for writing.
+// `repo` must be opened for writing, exclusive and holding the index
+// (OpenOptions::exclusive, hold_index): a backup running beside it could
+// deduplicate against a chunk repair is dropping, and commit a point that
+// names it.
 Result<RepairReport> RepairSnapshots(Repository& repo,
                                      const RepairOptions& options);
 

@@ -14,6 +14,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/check.h"
+#include "repository/pack_file.h"
 #include "repository/repository.h"
 #include "tests/unit/repository_test_util.h"
 #include "tests/unit/test_util.h"
@@ -85,6 +87,56 @@ TEST_F(RepositoryTest, TwoWritersAtOnceBothLandAndShareDedup) {
   auto count = reader->index().CountChunks();
   ASSERT_THAT(count, IsOk());
   EXPECT_EQ(*count, all.size());
+}
+
+// Two writers stored one chunk at once: two copies, the index names one. A
+// flipped bit in the other copy is reported by check as a surplus copy
+// affecting no point, and is not listed as damaged (repair would otherwise
+// drop the index entry of the good copy and zero every point using it).
+TEST_F(RepositoryTest, ADamagedSurplusCopyIsNotDamageForRepair) {
+  auto a = OpenRepo(true), b = OpenRepo(true);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  auto wa = a->NewWriter(), wb = b->NewWriter();
+  WriteContext ctx(1);
+  Bytes shared = RandomData(65536, 77);
+  ChunkId id = a->IdFor(ChunkType::kData, shared);
+  ASSERT_THAT(wa->Put(ChunkType::kData, id, shared, ctx), IsOk());
+  ASSERT_THAT(wb->Put(ChunkType::kData, id, shared, ctx), IsOk());
+  ASSERT_THAT(wa->Flush(), IsOk());
+  ASSERT_THAT(wb->Flush(), IsOk());
+
+  auto reader = OpenRepo(false);
+  ASSERT_NE(reader, nullptr);
+  auto named = reader->index().Get(id);
+  ASSERT_THAT(named, IsOk());
+  ASSERT_TRUE(named->has_value());
+  std::vector<std::pair<std::string, PackEntry>> copies;
+  for (const std::string& name : PackFiles(repo_dir_)) {
+    std::string path = repo_dir_ + "/packs/" + name.substr(0, 2) + "/" + name;
+    auto entries = ReadPackHeader(path, name, reader->data_key());
+    ASSERT_THAT(entries, IsOk());
+    for (const PackEntry& e : *entries)
+      if (e.id == id) copies.push_back({path, e});
+  }
+  ASSERT_EQ(copies.size(), 2u) << "both writers should hold a copy";
+  const auto& other = copies[0].first.ends_with((*named)->pack) ? copies[1]
+                                                                 : copies[0];
+  ASSERT_FALSE(other.first.ends_with((*named)->pack));
+  {
+    Bytes pack = testing_util::ReadWholeFile(other.first);
+    pack[other.second.offset + other.second.stored_len / 2] ^= 0x10;
+    testing_util::WriteWholeFile(other.first, pack);
+  }
+  CheckOptions co;
+  co.read_data_percent = 100;
+  auto checked = CheckRepository(*reader, co);
+  ASSERT_THAT(checked, IsOk());
+  ASSERT_THAT(checked->findings, SizeIs(1));
+  EXPECT_THAT(checked->findings[0], HasSubstr("surplus copy"));
+  EXPECT_TRUE(checked->damaged.empty())
+      << "the good copy's chunk was listed as damaged";
+  ExpectReadable(*reader, {{ChunkType::kData, id, shared}});
 }
 
 // While another job holds the index, a writer's sealed packs stay pending

@@ -1,8 +1,11 @@
 // Tests for the chunk index as a cache of the packs: rebuilding it from pack
 // headers (Repository::RebuildIndex and on open), noticing a foreign index and
 // cleaning up abandoned temporary packs.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -156,8 +159,17 @@ TEST_F(RepositoryTest, WriterOpenRemovesTempFilesOfDeadWriters) {
   const std::string dead_slot = repo_dir_ + "/keys/0123456789abcdef.tmp-999999999-2";
   const std::string live_manifest =
       repo_dir_ + "/snapshots/" + id + ".tmp-" + std::to_string(::getpid()) + "-3";
-  for (const auto& p : {dead_manifest, dead_slot, live_manifest})
+  // A young temp file may belong to a writer in another PID namespace
+  // (whose PID this process cannot see): kept for 10 minutes.
+  const std::string young_manifest =
+      repo_dir_ + "/snapshots/" + id + ".tmp-999999999-4";
+  for (const auto& p : {dead_manifest, dead_slot, live_manifest, young_manifest})
     WriteWholeFile(p, AsBytes("partial"));
+  for (const auto& p : {dead_manifest, dead_slot, live_manifest}) {
+    struct timespec old[2] = {{::time(nullptr) - 700, 0},
+                              {::time(nullptr) - 700, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), old, 0), 0) << p;
+  }
   {
     auto reader = OpenRepo(false);
     ASSERT_NE(reader, nullptr);
@@ -168,6 +180,7 @@ TEST_F(RepositoryTest, WriterOpenRemovesTempFilesOfDeadWriters) {
   EXPECT_FALSE(PathExists(dead_manifest));
   EXPECT_FALSE(PathExists(dead_slot));
   EXPECT_TRUE(PathExists(live_manifest)) << "this process is alive";
+  EXPECT_TRUE(PathExists(young_manifest)) << "written under 10 minutes ago";
 }
 
 TEST_F(RepositoryTest, IndexOfAnotherRepositoryIsNoticed) {
