@@ -57,26 +57,8 @@ int CmdRepairSnapshots(const Globals& g,
   auto r = repository::RepairSnapshots(**repo, opt);
   if (!r.ok()) return Fail(g, r.status());
   if (g.json) {
-    nlohmann::ordered_json j;
-    j["dry_run"] = opt.dry_run;
-    j["snapshots"] = r->snapshots;
-    j["damaged_chunks"] = r->damaged_chunks;
-    j["repaired"] = nlohmann::ordered_json::array();
-    for (const auto& p : r->repaired) {
-      nlohmann::ordered_json pj = {{"old_id", p.old_id},
-                                   {"new_id", p.new_id},
-                                   {"name", p.name},
-                                   {"time", p.time},
-                                   {"lost", nlohmann::ordered_json::array()}};
-      for (const auto& l : p.lost)
-        pj["lost"].push_back(
-            {{"disk", l.disk}, {"offset", l.offset}, {"length", l.length}});
-      j["repaired"].push_back(pj);
-    }
-    j["unreadable"] = r->unreadable;
-    j["index_entries_dropped"] = r->index_entries_dropped;
-    j["findings"] = r->findings;
-    std::cout << DumpJson(j) << "\n";
+    std::cout << DumpJson(repository::RepairReportJson(*r, opt.dry_run))
+              << "\n";
   } else if (!g.quiet) {
     for (size_t k = 0; k < r->findings.size() && k < 10; ++k)
       std::printf("DAMAGE: %s\n", r->findings[k].c_str());
@@ -152,18 +134,7 @@ int CmdCheck(const Globals& g, double read_data_percent) {
   if (!r.ok()) return Fail(g, r.status());
   double rate = r->read_seconds > 0 ? r->bytes_read / r->read_seconds : 0;
   if (g.json) {
-    nlohmann::ordered_json j;
-    j["ok"] = r->findings.empty();
-    j["snapshots"] = r->snapshots;
-    j["chunk_references"] = r->chunk_references;
-    j["index_entries"] = r->index_entries;
-    j["packs"] = r->packs;
-    j["packs_read"] = r->packs_read;
-    j["chunks_read"] = r->chunks_read;
-    j["bytes_read"] = r->bytes_read;
-    j["read_seconds"] = r->read_seconds;
-    j["findings"] = r->findings;
-    std::cout << DumpJson(j) << "\n";
+    std::cout << DumpJson(repository::CheckReportJson(*r)) << "\n";
   } else {
     std::printf(
         "checked %llu recovery points (%llu chunk references), %llu index "
@@ -209,26 +180,7 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
   uint64_t freed =
       r->bytes_before > r->bytes_after ? r->bytes_before - r->bytes_after : 0;
   if (g.json) {
-    nlohmann::ordered_json j;
-    j["dry_run"] = opt.dry_run;
-    j["snapshots"] = r->snapshots;
-    j["live_chunks"] = r->live_chunks;
-    j["packs"] = r->packs;
-    j["packs_deleted"] = r->packs_deleted;
-    j["packs_repacked"] = r->packs_repacked;
-    j["packs_written"] = r->packs_written;
-    j["chunks_removed"] = r->chunks_removed;
-    j["chunks_moved"] = r->chunks_moved;
-    j["bytes_moved"] = r->bytes_moved;
-    j["bytes_before"] = r->bytes_before;
-    j["bytes_after"] = r->bytes_after;
-    j["bytes_freed"] = freed;
-    j["unused_bytes_after"] = r->unused_bytes_after;
-    j["mark_seconds"] = r->mark_seconds;
-    j["wait_seconds"] = r->wait_seconds;
-    j["sweep_seconds"] = r->sweep_seconds;
-    j["skipped"] = r->skipped;
-    std::cout << DumpJson(j) << "\n";
+    std::cout << DumpJson(repository::GcReportJson(*r, opt.dry_run)) << "\n";
   } else if (!g.quiet) {
     const char* verb = opt.dry_run ? "would " : "";
     std::printf("%llu recovery points use %llu chunks; %llu packs examined\n",

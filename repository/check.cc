@@ -281,4 +281,19 @@ Result<CheckReport> CheckRepository(const Repository& repo,
   return report;
 }
 
+nlohmann::ordered_json CheckReportJson(const CheckReport& r) {
+  nlohmann::ordered_json j;
+  j["ok"] = r.findings.empty();
+  j["snapshots"] = r.snapshots;
+  j["chunk_references"] = r.chunk_references;
+  j["index_entries"] = r.index_entries;
+  j["packs"] = r.packs;
+  j["packs_read"] = r.packs_read;
+  j["chunks_read"] = r.chunks_read;
+  j["bytes_read"] = r.bytes_read;
+  j["read_seconds"] = r.read_seconds;
+  j["findings"] = r.findings;
+  return j;
+}
+
 }  // namespace haven::repository

@@ -11,6 +11,7 @@
 #ifndef HAVEN_REPOSITORY_CHECK_H_
 #define HAVEN_REPOSITORY_CHECK_H_
 
+#include <nlohmann/json.hpp>
 #include <functional>
 #include <string>
 #include <unordered_set>
@@ -42,6 +43,11 @@ struct CheckReport {
 
 Result<CheckReport> CheckRepository(const Repository& repo,
                                     const CheckOptions& options);
+
+// The report as `haven check --json` prints it: ok, snapshots,
+// chunk_references, index_entries, packs, packs_read, chunks_read,
+// bytes_read, read_seconds, findings.
+nlohmann::ordered_json CheckReportJson(const CheckReport& report);
 
 }  // namespace haven::repository
 

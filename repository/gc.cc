@@ -427,4 +427,28 @@ Result<GcReport> CollectGarbage(const std::string& dir,
   return report;
 }
 
+nlohmann::ordered_json GcReportJson(const GcReport& r, bool dry_run) {
+  nlohmann::ordered_json j;
+  j["dry_run"] = dry_run;
+  j["snapshots"] = r.snapshots;
+  j["live_chunks"] = r.live_chunks;
+  j["packs"] = r.packs;
+  j["packs_deleted"] = r.packs_deleted;
+  j["packs_repacked"] = r.packs_repacked;
+  j["packs_written"] = r.packs_written;
+  j["chunks_removed"] = r.chunks_removed;
+  j["chunks_moved"] = r.chunks_moved;
+  j["bytes_moved"] = r.bytes_moved;
+  j["bytes_before"] = r.bytes_before;
+  j["bytes_after"] = r.bytes_after;
+  j["bytes_freed"] =
+      r.bytes_before > r.bytes_after ? r.bytes_before - r.bytes_after : 0;
+  j["unused_bytes_after"] = r.unused_bytes_after;
+  j["mark_seconds"] = r.mark_seconds;
+  j["wait_seconds"] = r.wait_seconds;
+  j["sweep_seconds"] = r.sweep_seconds;
+  j["skipped"] = r.skipped;
+  return j;
+}
+
 }  // namespace haven::repository

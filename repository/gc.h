@@ -31,6 +31,7 @@
 #ifndef HAVEN_REPOSITORY_GC_H_
 #define HAVEN_REPOSITORY_GC_H_
 
+#include <nlohmann/json.hpp>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -74,6 +75,10 @@ struct GcReport {
 Result<GcReport> CollectGarbage(const std::string& dir,
                                 std::string_view passphrase,
                                 const GcOptions& options);
+
+// The report as `haven gc --json` prints it (dry_run as asked), with
+// bytes_freed derived from bytes_before and bytes_after.
+nlohmann::ordered_json GcReportJson(const GcReport& report, bool dry_run);
 
 }  // namespace haven::repository
 

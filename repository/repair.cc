@@ -202,4 +202,27 @@ Result<RepairReport> RepairSnapshots(Repository& repo,
   return report;
 }
 
+nlohmann::ordered_json RepairReportJson(const RepairReport& r, bool dry_run) {
+  nlohmann::ordered_json j;
+  j["dry_run"] = dry_run;
+  j["snapshots"] = r.snapshots;
+  j["damaged_chunks"] = r.damaged_chunks;
+  j["repaired"] = nlohmann::ordered_json::array();
+  for (const auto& p : r.repaired) {
+    nlohmann::ordered_json pj = {{"old_id", p.old_id},
+                                 {"new_id", p.new_id},
+                                 {"name", p.name},
+                                 {"time", p.time},
+                                 {"lost", nlohmann::ordered_json::array()}};
+    for (const auto& l : p.lost)
+      pj["lost"].push_back(
+          {{"disk", l.disk}, {"offset", l.offset}, {"length", l.length}});
+    j["repaired"].push_back(pj);
+  }
+  j["unreadable"] = r.unreadable;
+  j["index_entries_dropped"] = r.index_entries_dropped;
+  j["findings"] = r.findings;
+  return j;
+}
+
 }  // namespace haven::repository

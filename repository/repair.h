@@ -15,6 +15,7 @@
 #ifndef HAVEN_REPOSITORY_REPAIR_H_
 #define HAVEN_REPOSITORY_REPAIR_H_
 
+#include <nlohmann/json.hpp>
 #include <functional>
 #include <string>
 #include <vector>
@@ -53,6 +54,10 @@ struct RepairReport {
 // names it.
 Result<RepairReport> RepairSnapshots(Repository& repo,
                                      const RepairOptions& options);
+
+// The result as `haven repair snapshots --json` prints it (dry_run as asked).
+nlohmann::ordered_json RepairReportJson(const RepairReport& report,
+                                        bool dry_run);
 
 }  // namespace haven::repository
 
