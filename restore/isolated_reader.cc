@@ -1,12 +1,15 @@
 #include "restore/isolated_reader.h"
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 namespace haven::restore {
@@ -39,6 +42,36 @@ std::string RemovePartial(pid_t pid, const IsolatedOutputs& out) {
   return removed;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVEN_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVEN_ASAN 1
+#endif
+#endif
+
+// The Sleuth Kit sizes some buffers by what a guest image claims (a 17 KB
+// crafted ext2 image made it allocate and fill 3.5 GB). The child gets an
+// address-space budget above what it inherits, so such an allocation fails
+// (an error TSK reports) instead of taking the host's memory. Sanitizer
+// builds reserve terabytes of address space and bound allocations their own
+// way (scripts/fuzz.sh: max_allocation_size_mb).
+void LimitChildMemory() {
+#ifndef HAVEN_ASAN
+  constexpr uint64_t kBudget = uint64_t{4} << 30;
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0;
+  if (!(statm >> pages)) return;
+  const uint64_t have = pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_AS, &rl) != 0) return;
+  const rlim_t want = static_cast<rlim_t>(have + kBudget);
+  if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) return;
+  rl.rlim_cur = want;
+  (void)::setrlimit(RLIMIT_AS, &rl);
+#endif
+}
+
 }  // namespace
 
 Result<int> RunIsolated(const std::function<int()>& work,
@@ -47,8 +80,10 @@ Result<int> RunIsolated(const std::function<int()>& work,
   std::cout.flush();
   std::fflush(nullptr);
   const pid_t pid = fork();
-  if (pid < 0) return work();
+  // Never parse in the caller: isolation that fails open is no isolation.
+  if (pid < 0) return ErrnoStatus("fork for the isolated file-system reader", errno);
   if (pid == 0) {
+    LimitChildMemory();
     int rc = work();
     std::cout.flush();
     std::fflush(nullptr);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -29,6 +30,32 @@ TEST(IsolatedReaderTest, ReturnsTheChildsCode) {
   auto rc = RunIsolated([] { return 7; }, {});
   ASSERT_THAT(rc, IsOk());
   EXPECT_EQ(*rc, 7);
+}
+
+// A crafted guest file system can make The Sleuth Kit allocate gigabytes;
+// in the child such an allocation fails instead of taking the host's memory.
+TEST(IsolatedReaderTest, TheChildCannotAllocateBeyondItsBudget) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space";
+#endif
+#endif
+  auto rc = RunIsolated(
+      [] {
+        void* volatile p = std::malloc(size_t{8} << 30);
+        const bool got = p != nullptr;
+        std::free(p);
+        return got ? 0 : 42;
+      },
+      {});
+  ASSERT_THAT(rc, IsOk());
+  EXPECT_EQ(*rc, 42) << "an 8 GiB allocation succeeded in the child";
+  // The caller itself is not limited.
+  void* volatile p = std::malloc(size_t{8} << 30);
+  EXPECT_NE(p, nullptr);
+  std::free(p);
 }
 
 TEST(IsolatedReaderTest, ACrashRemovesPartialFilesAndKeepsFinishedOnes) {
