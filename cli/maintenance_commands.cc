@@ -126,6 +126,7 @@ int CmdCheck(const Globals& g, double read_data_percent) {
   if (!repo.ok()) return Fail(g, repo.status());
   repository::CheckOptions opt;
   opt.read_data_percent = read_data_percent;
+  opt.cancel = g.cancel;
   bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
   opt.on_phase = [tty](const std::string& p) {
     if (tty) std::fprintf(stderr, "haven: %s\n", p.c_str());

@@ -139,7 +139,7 @@ Status CheckStructure(const Repository& repo, const std::vector<Manifest>& all,
 // Reads and verifies every blob of `packs`; damaged chunk ids and unreadable
 // pack names are collected.
 void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
-               int threads, CheckReport& report,
+               int threads, const CancelToken& cancel, CheckReport& report,
                std::unordered_set<ChunkId, ChunkIdHash>& damaged,
                std::unordered_set<std::string>& damaged_packs) {
   std::mutex mu;
@@ -149,7 +149,7 @@ void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
     Bytes sealed, scratch, out;
     while (true) {
       size_t i = next++;
-      if (i >= packs.size()) return;
+      if (i >= packs.size() || cancel.cancelled()) return;
       const std::string& name = packs[i];
       auto pack = repo.backend().OpenReader(PackKey(name));
       Result<std::vector<PackEntry>> entries =
@@ -230,6 +230,7 @@ Result<CheckReport> CheckRepository(const Repository& repo,
   report.packs = packs.size();
 
   if (options.read_data_percent <= 0) return report;
+  HAVEN_RETURN_IF_ERROR(options.cancel.Check("the check"));
   std::vector<std::string> chosen = packs;
   if (options.read_data_percent < 100) {
     std::shuffle(chosen.begin(), chosen.end(),
@@ -248,8 +249,10 @@ Result<CheckReport> CheckRepository(const Repository& repo,
       options.threads > 0
           ? options.threads
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  ReadPacks(repo, chosen, threads, report, damaged, damaged_packs);
+  ReadPacks(repo, chosen, threads, options.cancel, report, damaged,
+            damaged_packs);
   report.read_seconds = MonotonicSeconds() - start;
+  HAVEN_RETURN_IF_ERROR(options.cancel.Check("the check"));
 
   if (!damaged_packs.empty()) {  // every chunk the index places there is lost
     HAVEN_RETURN_IF_ERROR(repo.index().ForEach(

@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/progress.h"
 #include "repository/repository.h"
 
 namespace haven::repository {
@@ -25,6 +26,9 @@ struct CheckOptions {
   double read_data_percent = 0;  // 0: structure only; 100: every pack
   int threads = 0;               // for reading data; 0: one per core
   std::function<void(const std::string&)> on_phase;
+  // Checked before each pack is read; a cancelled check returns
+  // Code::kCancelled (it changes nothing, so there is nothing to undo).
+  CancelToken cancel;
 };
 
 struct CheckReport {

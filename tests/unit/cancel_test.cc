@@ -161,6 +161,28 @@ TEST_F(CancelTest, FileBackupOfARealTreeCancelledHalfWay) {
   ExpectCleanCheck();
 }
 
+TEST_F(CancelTest, ACheckReadingDataStopsWhenCancelled) {
+  InitRepo();
+  const std::string image = tmp_.Sub("check.raw");
+  WriteWholeFile(image, RandomData(16 * kMiB, 5));
+  ASSERT_THAT(Backup(image, "check"), IsOk());
+  repository::CheckOptions o;
+  o.read_data_percent = 100;
+  o.threads = 1;
+  o.on_phase = [&](const std::string& phase) {
+    if (phase.starts_with("reading ") && phase.find("packs") != std::string::npos)
+      o.cancel.Cancel();
+  };
+  EXPECT_THAT(repository::CheckRepository(*repo_, o),
+              StatusIs(Code::kCancelled, HasSubstr("the check")));
+  o.on_phase = nullptr;
+  o.cancel = CancelToken();
+  auto full = repository::CheckRepository(*repo_, o);
+  ASSERT_THAT(full, IsOk());
+  EXPECT_THAT(full->findings, IsEmpty());
+  EXPECT_GT(full->packs_read, 0u);
+}
+
 TEST_F(CancelTest, ImageRestoreCancelledLeavesNoTarget) {
   InitRepo();
   const std::string image = tmp_.Sub("disk.raw");
