@@ -30,13 +30,16 @@ enum class Unreadable { kRefuse, kSkip };
 std::vector<Manifest> ChooseLatestPoints(std::vector<Manifest> points,
                                          const std::string& kind);
 
-// The latest point of `name`; nullopt when it has none.
+// The latest point of `name`; nullopt when it has none. Chosen among the
+// catalog's summaries (Repository::ListSummaries): one manifest is opened,
+// not every point's, so the start of an incremental backup does not grow
+// with the number of points.
 Result<std::optional<Manifest>> LatestPoint(const Repository& repo,
                                             const std::string& name,
                                             const std::string& kind,
                                             Unreadable unreadable);
 
-// The latest point of every name, sorted by name.
+// The latest point of every name, sorted by name; opens only those.
 Result<std::vector<Manifest>> LatestPoints(const Repository& repo,
                                            const std::string& kind,
                                            Unreadable unreadable);

@@ -417,6 +417,12 @@ Result<Manifest> Repository::LoadSnapshot(const std::string& id) const {
   return OpenManifest(data_key_, id, *file, what);
 }
 
+Result<std::vector<PointSummary>> Repository::ListSummaries(
+    std::vector<std::string>* errors) const {
+  HAVEN_ASSIGN_OR_RETURN(std::vector<ListedPoint> points, ListPoints(*backend_));
+  return PointCatalog().Summaries(points, errors);
+}
+
 Result<std::vector<Manifest>> Repository::ListSnapshots(
     std::vector<std::string>* errors, SnapshotSource from) const {
   HAVEN_ASSIGN_OR_RETURN(std::vector<ListedPoint> points, ListPoints(*backend_));

@@ -224,6 +224,11 @@ class Repository {
       SnapshotSource from = SnapshotSource::kCatalog) const;
   // Reads and verifies snapshots/<id> itself (not the catalog).
   Result<Manifest> LoadSnapshot(const std::string& id) const;
+  // Id, name, kind and time of every readable point, oldest first (the
+  // order of ListSnapshots), from the catalog's summaries: no manifest is
+  // opened unless the catalog lacks it. Unreadable ones go to `errors`.
+  Result<std::vector<PointSummary>> ListSummaries(
+      std::vector<std::string>* errors) const;
   // `spec` is an id prefix, "latest" or "NAME:latest". Resolves through the
   // catalog's summaries and opens one manifest.
   Result<Manifest> FindSnapshot(const std::string& spec) const;
