@@ -431,6 +431,9 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
                              const ImageBackupOptions& options) {
   if (options.name.empty())
     return InvalidArgument("a backup name is required (--name)");
+  // Cancelled before it starts: nothing is read (the reader and workers run
+  // ahead of the per-batch check once started).
+  HAVEN_RETURN_IF_ERROR(options.cancel.Check("the backup of " + path));
   double start = MonotonicSeconds();
   std::string started = NowIso8601();  // the recovery point's time
   if (!options.time.empty()) {
