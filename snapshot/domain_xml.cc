@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -152,16 +153,15 @@ std::string NvramPath(xmlDoc* doc) {
   return Text(nv[0]);
 }
 
-// A rewrite for a new identity has no <uuid> (require_uuid false).
-Result<DomainInfo> ReadDomain(xmlDoc* doc, bool require_uuid = true) {
+Result<DomainInfo> ReadDomain(xmlDoc* doc) {
   DomainInfo info;
   auto names = Select(doc, "/domain/name");
   auto uuids = Select(doc, "/domain/uuid");
-  if (names.size() != 1 || uuids.size() > 1 || (require_uuid && uuids.empty()))
+  if (names.size() != 1 || uuids.size() != 1)
     return InvalidArgument("domain XML has no single <name> and <uuid>");
   info.name = Text(names[0]);
-  if (!uuids.empty()) info.uuid = Text(uuids[0]);
-  if (info.name.empty() || (!uuids.empty() && info.uuid.size() != 36))
+  info.uuid = Text(uuids[0]);
+  if (info.name.empty() || info.uuid.size() != 36)
     return InvalidArgument("domain XML has an empty name or a malformed uuid");
   std::set<std::string> targets;
   for (xmlNode* d : Select(doc, "/domain/devices/disk")) {
@@ -226,6 +226,12 @@ Result<DomainInfo> ReadDomain(xmlDoc* doc, bool require_uuid = true) {
     info.loader = Text(l[0]);
   for (xmlNode* s : Select(doc, "/domain/seclabel[@model='dac']"))
     if (xmlNode* l = Child(s, "label")) info.dac_label = Text(l);
+  for (xmlNode* m : Select(doc, "/domain/metadata"))
+    for (xmlNode* c = m->children; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE && c->ns && c->ns->href &&
+          xmlStrEqual(c->ns->href, ToXml(kRestoreMetadataNs)) &&
+          xmlStrEqual(c->name, ToXml("restore")))
+        info.restored_from = Attr(c, "snapshot");
   return info;
 }
 
@@ -349,12 +355,12 @@ std::optional<uint64_t> ParseMac(const std::string& s) {
   return mac;
 }
 
-// A random MAC in QEMU's locally administered 52:54:00 range that is not
-// in `used` (and is then added to it).
-Result<std::string> NewMac(std::random_device& random,
+// A MAC in QEMU's locally administered 52:54:00 range from `next` that is
+// not in `used` (and is then added to it).
+Result<std::string> NewMac(const std::function<uint32_t()>& next,
                            std::set<uint64_t>& used) {
   for (int attempt = 0; attempt < 1000; ++attempt) {
-    const uint64_t mac = 0x525400000000 | (random() & 0xffffff);
+    const uint64_t mac = 0x525400000000 | (next() & 0xffffff);
     if (!used.insert(mac).second) continue;
     char text[18];
     std::snprintf(text, sizeof text, "52:54:00:%02x:%02x:%02x",
@@ -364,6 +370,24 @@ Result<std::string> NewMac(std::random_device& random,
     return std::string(text);
   }
   return Internal("no unused MAC address found in 52:54:00:xx:xx:xx");
+}
+
+// A version 4 (random) UUID from `next`.
+std::string NewUuid(const std::function<uint32_t()>& next) {
+  uint8_t b[16];
+  for (int i = 0; i < 16; i += 4) {
+    uint32_t v = next();
+    for (int k = 0; k < 4; ++k) b[i + k] = static_cast<uint8_t>(v >> (8 * k));
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  char text[37];
+  std::snprintf(text, sizeof text,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+                "%02x%02x%02x%02x%02x%02x",
+                b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+                b[10], b[11], b[12], b[13], b[14], b[15]);
+  return text;
 }
 
 bool IsBlankText(const xmlNode* n) {
@@ -579,9 +603,37 @@ Status SetNvram(xmlDoc* doc, const std::string& path,
   return OkStatus();
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> NewIdentity(
-    xmlDoc* doc) {
-  for (xmlNode* u : Select(doc, "/domain/uuid")) RemoveNode(u);
+// Gives the domain a new UUID and new MACs (DomainRewrite::new_identity);
+// fills out.uuid and out.macs.
+Status NewIdentity(xmlDoc* doc, const DomainRewrite& rw, RewrittenDomain& out) {
+  std::function<uint32_t()> next;
+  std::optional<std::random_device> device;
+  std::optional<std::mt19937> seeded;
+  try {
+    if (rw.identity_seed.empty()) {
+      device.emplace();
+      next = [&] { return static_cast<uint32_t>((*device)()); };
+    } else {
+      // std::seed_seq and std::mt19937 are fully specified by the standard:
+      // the same seed gives the same numbers with any conforming library.
+      std::vector<uint32_t> words(rw.identity_seed.begin(),
+                                  rw.identity_seed.end());
+      std::seed_seq seq(words.begin(), words.end());
+      seeded.emplace(seq);
+      next = [&] { return static_cast<uint32_t>((*seeded)()); };
+    }
+    out.uuid = NewUuid(next);
+  } catch (const std::exception& e) {  // std::random_device has no source
+    return Internal(std::string("no random numbers for a new identity: ") +
+                    e.what());
+  }
+  auto uuids = Select(doc, "/domain/uuid");
+  if (uuids.empty()) {
+    HAVEN_ASSIGN_OR_RETURN(xmlNode * u, AddElement(xmlDocGetRootElement(doc),
+                                                   "uuid"));
+    uuids.push_back(u);
+  }
+  SetText(uuids[0], out.uuid);
   // libvirt refuses a sysinfo UUID that differs from the domain's.
   for (xmlNode* e : Select(doc, "/domain/sysinfo/system/entry[@name='uuid']"))
     RemoveNode(e);
@@ -592,24 +644,42 @@ Result<std::vector<std::pair<std::string, std::string>>> NewIdentity(
   for (xmlNode* i : interfaces)
     if (auto mac = ParseMac(Attr(Child(i, "mac"), "address")))
       used.insert(*mac);
-  std::vector<std::pair<std::string, std::string>> macs;
-  try {
-    std::random_device random;
-    for (xmlNode* i : interfaces) {
-      xmlNode* mac = Child(i, "mac");
-      std::string old = Attr(mac, "address");
-      if (!mac) {
-        HAVEN_ASSIGN_OR_RETURN(mac, AddElement(i, "mac"));
-      }
-      HAVEN_ASSIGN_OR_RETURN(std::string fresh, NewMac(random, used));
-      HAVEN_RETURN_IF_ERROR(SetAttr(mac, "address", fresh));
-      macs.emplace_back(std::move(old), std::move(fresh));
+  for (const auto& m : rw.avoid_macs)
+    if (auto mac = ParseMac(m)) used.insert(*mac);
+  for (xmlNode* i : interfaces) {
+    xmlNode* mac = Child(i, "mac");
+    std::string old = Attr(mac, "address");
+    if (!mac) {
+      HAVEN_ASSIGN_OR_RETURN(mac, AddElement(i, "mac"));
     }
-  } catch (const std::exception& e) {  // std::random_device has no source
-    return Internal(std::string("no random numbers for MAC addresses: ") +
-                    e.what());
+    HAVEN_ASSIGN_OR_RETURN(std::string fresh, NewMac(next, used));
+    HAVEN_RETURN_IF_ERROR(SetAttr(mac, "address", fresh));
+    out.macs.emplace_back(std::move(old), std::move(fresh));
   }
-  return macs;
+  return OkStatus();
+}
+
+// <metadata><haven:restore xmlns:haven=NS snapshot=ID/></metadata>, an
+// earlier haven:restore element replaced.
+Status SetRestoreMetadata(xmlDoc* doc, const std::string& snapshot_id) {
+  xmlNode* root = xmlDocGetRootElement(doc);
+  xmlNode* meta = Child(root, "metadata");
+  if (!meta) {
+    HAVEN_ASSIGN_OR_RETURN(meta, AddElement(root, "metadata"));
+  }
+  for (xmlNode* c = meta->children; c;) {
+    xmlNode* next = c->next;
+    if (c->type == XML_ELEMENT_NODE && c->ns && c->ns->href &&
+        xmlStrEqual(c->ns->href, ToXml(kRestoreMetadataNs)))
+      RemoveNode(c);
+    c = next;
+  }
+  xmlNode* r = xmlNewChild(meta, nullptr, ToXml("restore"), nullptr);
+  if (!r) return Internal("creating the restore metadata element");
+  xmlNs* ns = xmlNewNs(r, ToXml(kRestoreMetadataNs), ToXml("haven"));
+  if (!ns) return Internal("creating the restore metadata namespace");
+  xmlSetNs(r, ns);
+  return SetAttr(r, "snapshot", snapshot_id);
 }
 
 // Reads the written XML back as libvirt will, so that what was asked for
@@ -621,11 +691,13 @@ Status VerifyDomainRewrite(const RewrittenDomain& out, const DomainInfo& before,
   };
   auto doc = Parse(out.xml, "rewritten domain");
   if (!doc.ok()) return wrong("an error: " + doc.status().message());
-  auto read = ReadDomain(doc->get(), !rw.new_identity);
+  auto read = ReadDomain(doc->get());
   if (!read.ok()) return wrong("an error: " + read.status().message());
   const DomainInfo& after = *read;
   if (!rw.name.empty() && after.name != rw.name) return wrong("another name");
-  if (rw.new_identity && !after.uuid.empty()) return wrong("a <uuid>");
+  if (rw.new_identity && after.uuid != out.uuid) return wrong("another <uuid>");
+  if (!rw.restored_from.empty() && after.restored_from != rw.restored_from)
+    return wrong("another restore metadata");
   std::unordered_map<std::string, const DomainDisk*> disks;
   for (const DomainDisk& d : after.disks) disks.emplace(d.target, &d);
   for (const DiskRewrite& r : rw.disks) {
@@ -734,6 +806,19 @@ Result<std::vector<std::string>> ParseCheckpointBitmapDisks(
   return out;
 }
 
+std::string ParseHostDacLabel(const std::string& capabilities_xml,
+                              const std::string& virt_type) {
+  auto doc = Parse(capabilities_xml, "capabilities");
+  if (!doc.ok()) return "";
+  for (xmlNode* m : Select(doc->get(), "/capabilities/host/secmodel")) {
+    if (Text(Child(m, "model")) != "dac") continue;
+    for (xmlNode* c = m->children; c; c = c->next)
+      if (IsElement(c, "baselabel") && Attr(c, "type") == virt_type)
+        return Text(c);
+  }
+  return "";
+}
+
 std::string ParseHostCpuModel(const std::string& capabilities_xml) {
   auto doc = Parse(capabilities_xml, "capabilities");
   if (!doc.ok()) return "";
@@ -757,9 +842,10 @@ Result<RewrittenDomain> RewriteDomainXml(const std::string& xml,
   if (!rewrite.nvram_path.empty())
     HAVEN_RETURN_IF_ERROR(SetNvram(doc.get(), rewrite.nvram_path, where));
   RewrittenDomain out;
-  if (rewrite.new_identity) {
-    HAVEN_ASSIGN_OR_RETURN(out.macs, NewIdentity(doc.get()));
-  }
+  if (rewrite.new_identity)
+    HAVEN_RETURN_IF_ERROR(NewIdentity(doc.get(), rewrite, out));
+  if (!rewrite.restored_from.empty())
+    HAVEN_RETURN_IF_ERROR(SetRestoreMetadata(doc.get(), rewrite.restored_from));
   HAVEN_ASSIGN_OR_RETURN(out.xml, Serialize(doc.get(), "rewritten domain"));
   HAVEN_RETURN_IF_ERROR(VerifyDomainRewrite(out, before, rewrite));
   return out;

@@ -6,6 +6,7 @@
 #define HAVEN_SNAPSHOT_DOMAIN_XML_H_
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,7 +47,12 @@ struct DomainInfo {
   std::string loader;     // <os><loader> (firmware), "" if absent
   std::string dac_label;  // "+UID:+GID" the QEMU process runs as
   std::vector<DomainInterface> interfaces;  // every <interface>, in order
+  // <metadata><haven:restore snapshot=ID/> (namespace kRestoreMetadataNs):
+  // the recovery point a Haven restore defined this domain from; "" if none.
+  std::string restored_from;
 };
+
+inline constexpr char kRestoreMetadataNs[] = "urn:x-haven:restore:1";
 
 Result<DomainInfo> ParseDomainXml(const std::string& xml);
 
@@ -68,11 +74,20 @@ struct DomainRewrite {
   // Non-empty: the new <name>; 1..64 bytes of UTF-8, no '/', no control
   // characters, not starting with '.'.
   std::string name;
-  // Drops <uuid> (libvirt makes a new one) and every sysinfo
-  // <system><entry name='uuid'>, empties <genid> (a new VM generation ID),
-  // and gives every <interface> a new random MAC 52:54:00:xx:xx:xx, distinct
-  // from each other and from the old ones (<mac> is added where missing).
+  // Sets a new <uuid>, drops every sysinfo <system><entry name='uuid'>,
+  // empties <genid> (a new VM generation ID), and gives every <interface> a
+  // new MAC 52:54:00:xx:xx:xx, distinct from each other, from the old ones
+  // and from `avoid_macs` (<mac> is added where missing).
   bool new_identity = false;
+  // With new_identity: the new UUID and MACs are drawn from a generator
+  // seeded with these bytes, so the same seed (and the same avoid_macs)
+  // gives the same identity — a plan shown by a dry run is the one a later
+  // run uses. Empty: from std::random_device.
+  std::string identity_seed;
+  std::set<std::string> avoid_macs;  // lower case, as "52:54:00:12:34:56"
+  // Non-empty: <metadata><haven:restore snapshot=ID/> is set (replacing an
+  // earlier one), so the host can tell which point a domain came from.
+  std::string restored_from;
   // Each named disk becomes type='file' with <source file=path> (its other
   // source attributes but startupPolicy, and its source children but
   // <seclabel>, describe the old storage and are removed, <slices> and
@@ -95,6 +110,7 @@ struct DomainRewrite {
 
 struct RewrittenDomain {
   std::string xml;  // UTF-8, no XML declaration
+  std::string uuid;  // new_identity: the new <uuid>; "" otherwise
   // new_identity: (old MAC, new MAC) per interface in document order; the
   // old one is "" where the interface had none. Empty otherwise.
   std::vector<std::pair<std::string, std::string>> macs;
@@ -148,6 +164,12 @@ Result<std::vector<std::string>> ParseCheckpointBitmapDisks(
 
 // The host CPU model from virConnectGetCapabilities XML ("" if absent).
 std::string ParseHostCpuModel(const std::string& capabilities_xml);
+
+// The "+UID:+GID" the host's QEMU processes run as (the DAC security
+// model's base label in virConnectGetCapabilities XML, for `virt_type`
+// "kvm" or "qemu"); "" if the host does not say.
+std::string ParseHostDacLabel(const std::string& capabilities_xml,
+                              const std::string& virt_type);
 
 // Escapes text for an XML attribute value.
 std::string XmlEscape(const std::string& s);

@@ -173,13 +173,6 @@ DomainRewrite Networks(std::map<std::string, std::string> map) {
   return rw;
 }
 
-// ParseDomainXml wants a <uuid>, which a new identity drops.
-Result<DomainInfo> ParseWithoutUuid(std::string xml) {
-  const size_t at = xml.find("</name>");
-  if (at != std::string::npos)
-    xml.insert(at + 7, std::string("<uuid>") + kUuid + "</uuid>");
-  return ParseDomainXml(xml);
-}
 
 size_t Count(const std::string& s, const std::string& what) {
   size_t n = 0;
@@ -377,13 +370,14 @@ TEST(DomainRewriteTest, NetworkMapAppliesOnceAndDropsThePort) {
 TEST(DomainRewriteTest, NewIdentity) {
   auto out = RewriteDomainXml(kInactive, NewIdentity());
   ASSERT_THAT(out, IsOk());
-  EXPECT_THAT(out->xml, Not(HasSubstr("<uuid>")));
+  EXPECT_THAT(out->xml, HasSubstr("<uuid>" + out->uuid + "</uuid>"));
+  ASSERT_EQ(out->uuid.size(), 36u);
+  EXPECT_EQ(out->uuid[14], '4');  // version 4
+  EXPECT_NE(out->uuid, kUuid);
   EXPECT_THAT(out->xml, Not(HasSubstr(kUuid)));  // sysinfo entry too
   EXPECT_THAT(out->xml, Not(HasSubstr("name=\"uuid\"")));
   EXPECT_THAT(out->xml, HasSubstr("<entry name=\"serial\">SN-0001</entry>"));
   EXPECT_THAT(out->xml, HasSubstr("<genid/>"));  // libvirt makes a new one
-  EXPECT_THAT(ParseDomainXml(out->xml),
-              StatusIs(Code::kInvalidArgument, HasSubstr("<uuid>")));
 
   const std::vector<std::string> old = {
       "52:54:00:12:34:56", "52:54:00:12:34:57", "52:54:00:12:34:58"};
@@ -398,11 +392,12 @@ TEST(DomainRewriteTest, NewIdentity) {
   EXPECT_EQ(fresh.size(), 3u);
   for (const auto& o : old) EXPECT_EQ(fresh.count(o), 0u);
 
-  auto info = ParseWithoutUuid(out->xml);
+  auto info = ParseDomainXml(out->xml);
   ASSERT_THAT(info, IsOk());
   ASSERT_EQ(info->interfaces.size(), 3u);
   for (size_t i = 0; i < 3; ++i)
     EXPECT_EQ(info->interfaces[i].mac, out->macs[i].second);
+  EXPECT_EQ(info->uuid, out->uuid);
   // Nothing else changes.
   EXPECT_EQ(info->name, "web-01");
   EXPECT_THAT(info->networks, ElementsAre("default", "backend"));
@@ -435,9 +430,68 @@ TEST(DomainRewriteTest, NewIdentityGivesEveryInterfaceADistinctMac) {
     const int mid = std::stoi(now.substr(9, 2), nullptr, 16);
     EXPECT_FALSE(mid == 0 && low < n) << now << " was an old MAC";
   }
-  auto info = ParseWithoutUuid(out->xml);
+  auto info = ParseDomainXml(out->xml);
   ASSERT_THAT(info, IsOk());
   EXPECT_EQ(info->interfaces[0].mac, out->macs[0].second);
+}
+
+TEST(DomainRewriteTest, NewIdentityFromASeedIsTheSameEveryTime) {
+  // A dry run and the run after it plan separately: the same seed must
+  // give the same UUID and MACs, another seed others.
+  DomainRewrite rw = NewIdentity();
+  rw.identity_seed = "snapshot-1/web-02/host-a";
+  auto a = RewriteDomainXml(kInactive, rw);
+  auto b = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(a->uuid, b->uuid);
+  EXPECT_EQ(a->macs, b->macs);
+  EXPECT_EQ(a->xml, b->xml);
+  rw.identity_seed = "snapshot-1/web-03/host-a";
+  auto c = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_NE(c->uuid, a->uuid);
+  EXPECT_NE(c->macs, a->macs);
+  // MACs other domains use are never handed out.
+  rw.identity_seed = "snapshot-1/web-02/host-a";
+  for (const auto& [was, now] : a->macs) rw.avoid_macs.insert(now);
+  auto d = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(d, IsOk());
+  for (const auto& [was, now] : d->macs)
+    EXPECT_EQ(rw.avoid_macs.count(now), 0u) << now;
+}
+
+TEST(DomainRewriteTest, RestoreMetadataNamesThePoint) {
+  DomainRewrite rw;
+  rw.restored_from = "0123abcd";
+  auto out = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(out, IsOk());
+  auto info = ParseDomainXml(out->xml);
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->restored_from, "0123abcd");
+  EXPECT_THAT(out->xml, HasSubstr(kRestoreMetadataNs));
+  // A second rewrite (a point of a restored VM, restored again) replaces it.
+  rw.restored_from = "4567ef01";
+  auto again = RewriteDomainXml(out->xml, rw);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(Count(again->xml, kRestoreMetadataNs), 1u);
+  EXPECT_EQ(ParseDomainXml(again->xml)->restored_from, "4567ef01");
+  // Not set: none read.
+  EXPECT_EQ(ParseDomainXml(kInactive)->restored_from, "");
+}
+
+TEST(DomainRewriteTest, HostDacLabel) {
+  const std::string caps =
+      "<capabilities><host><secmodel><model>none</model></secmodel>"
+      "<secmodel><model>dac</model><doi>0</doi>"
+      "<baselabel type='kvm'>+64055:+994</baselabel>"
+      "<baselabel type='qemu'>+64055:+64055</baselabel></secmodel>"
+      "</host></capabilities>";
+  EXPECT_EQ(ParseHostDacLabel(caps, "kvm"), "+64055:+994");
+  EXPECT_EQ(ParseHostDacLabel(caps, "qemu"), "+64055:+64055");
+  EXPECT_EQ(ParseHostDacLabel(caps, "xen"), "");
+  EXPECT_EQ(ParseHostDacLabel("<capabilities/>", "kvm"), "");
+  EXPECT_EQ(ParseHostDacLabel("not xml", "kvm"), "");
 }
 
 TEST(DomainRewriteTest, NvramPath) {
