@@ -23,31 +23,53 @@ void PrintVmPlan(const restore::VmPlan& p) {
       p.name == p.source_name ? "" : (" (was " + p.source_name + ")").c_str(),
       p.snapshot.id.substr(0, 8).c_str(), p.snapshot.time.c_str(),
       p.snapshot.consistency.c_str());
-  std::printf("  uuid    %s\n",
-              p.uuid.empty() ? "new" : (p.uuid + " (kept)").c_str());
-  for (const auto& d : p.disks)
-    std::printf("  disk    %-6s %s  %s  %s%s\n", d.target.c_str(),
+  if (p.state == "done")
+    std::printf("  state   already restored from this point: left as it is\n");
+  else if (p.state == "finish")
+    std::printf(
+        "  state   defined by an interrupted run of this restore: finished\n");
+  std::printf("  uuid    %s (%s)\n", p.uuid.c_str(),
+              p.new_uuid ? "new" : "kept");
+  for (const auto& d : p.create_dirs)
+    std::printf("  folder  %s (created)\n", d.c_str());
+  for (const auto& d : p.disks) {
+    std::string note = d.resume == "staged"   ? "  (written by the interrupted "
+                                                "run; not written again)"
+                       : d.resume == "placed" ? "  (in place already)"
+                       : d.exists             ? "  (replaced)"
+                                              : "";
+    std::printf("  disk    %-6s %s  %s  %s, needs %s%s\n", d.target.c_str(),
                 HumanBytes(d.size).c_str(), d.format.c_str(), d.path.c_str(),
-                d.exists ? "  (replaced)" : "");
+                HumanBytes(d.data_bytes).c_str(), note.c_str());
+  }
   if (!p.nvram_path.empty())
     std::printf("  nvram   %s\n", p.nvram_path.c_str());
+  if (p.state == "restore")
+    std::printf("  space   needs %s (%s at full size); %s free in %s\n",
+                HumanBytes(p.space_needed).c_str(),
+                HumanBytes(p.space_full).c_str(),
+                HumanBytes(p.space_free).c_str(), p.dir.c_str());
   for (const auto& n : p.networks) {
     std::string what =
-        n.action == "create"   ? "create from the recovery point"
+        n.action == "create"    ? "create from the recovery point"
+        : n.action == "restore" ? "created by the restore of " + n.by
+        : n.action == "resume"
+            ? std::string("created by the interrupted run; started if stopped")
         : n.action == "exists" ? "exists on this host, used as is"
         : n.action == "mapped" ? "mapped from " + n.from
         : n.action == "bridge"
             ? (n.name == n.from ? std::string("host bridge")
                                 : "host bridge, mapped from " + n.from)
-            : "MISSING on this host (see the conflict)";
+            : "MISSING on this host (see the problem below)";
     std::printf("  network %s: %s\n", n.name.c_str(), what.c_str());
   }
   for (const auto& [o, n] : p.macs)
-    std::printf("  mac     %s -> %s\n", o.c_str(), n.c_str());
+    std::printf("  mac     %s -> %s\n", o.empty() ? "(none)" : o.c_str(),
+                n.c_str());
   if (!p.replace_domain.empty())
     std::printf("  replace domain %s\n", p.replace_domain.c_str());
   for (const auto& w : p.warnings) std::printf("  warning: %s\n", w.c_str());
-  for (const auto& c : p.conflicts) std::printf("  conflict: %s\n", c.c_str());
+  for (const auto& c : p.conflicts) std::printf("  problem: %s\n", c.c_str());
 }
 
 int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
@@ -88,8 +110,8 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
   if (r.conflicts > 0) {
     for (const auto& p : plan->vms)
       for (const auto& c : p.conflicts)
-        std::fprintf(stderr, "conflict: %s\n", c.c_str());
-    std::fprintf(stderr, "haven: %zu conflict(s); nothing was changed%s\n",
+        std::fprintf(stderr, "problem: %s: %s\n", p.name.c_str(), c.c_str());
+    std::fprintf(stderr, "haven: %zu problem(s); nothing was changed%s\n",
                  r.conflicts,
                  req.vm.replace ? ""
                                 : " (--replace allows replacing a "
@@ -110,8 +132,13 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
       continue;
     }
     if (!human) continue;
-    std::printf("%s: defined (uuid %s) in %s", name.c_str(),
-                v.result.uuid.c_str(), FormatDuration(v.result.seconds).c_str());
+    if (v.result.already)
+      std::printf("%s: already restored from this point (uuid %s)",
+                  name.c_str(), v.result.uuid.c_str());
+    else
+      std::printf("%s: defined (uuid %s) in %s", name.c_str(),
+                  v.result.uuid.c_str(),
+                  FormatDuration(v.result.seconds).c_str());
     if (req.vm.start)
       std::printf(", %s", v.result.started
                               ? "started"
@@ -295,8 +322,10 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
                 "files (the old VM is stopped and undefined)");
     c->add_flag("--start", rvm.req.vm.start, "start each VM once defined");
     c->add_flag("--dry-run", rvm.req.dry_run,
-                "print the plan (disks, paths, networks, conflicts) and "
-                "change nothing");
+                "print the plan (disks, paths, folders, space, networks, "
+                "UUID and MACs, problems) and change nothing; exit 1 if "
+                "there is a problem. A run with the same arguments does "
+                "exactly what it shows");
     c->add_flag("--verify-ids", rvm.req.vm.verify_ids,
                 "also recompute every chunk's keyed hash");
   };

@@ -114,6 +114,14 @@ nlohmann::ordered_json ItemJson(const VmRestoreItem& item) {
   v["ok"] = defined;
   v["error"] = defined ? item.result.start_error : item.status.message();
   v["uuid"] = defined ? item.result.uuid : p.uuid;
+  v["new_uuid"] = p.new_uuid;
+  v["state"] = p.state;
+  v["already"] = defined && item.result.already;
+  v["dir"] = p.dir;
+  v["create_dirs"] = p.create_dirs;
+  v["space"] = {{"needed", p.space_needed},
+                {"full", p.space_full},
+                {"free", p.space_free}};
   v["defined"] = defined && item.result.defined;
   v["started"] = defined && item.result.started;
   v["disks"] = nlohmann::ordered_json::array();
@@ -125,13 +133,16 @@ nlohmann::ordered_json ItemJson(const VmRestoreItem& item) {
          {"path", d.path},
          {"format", d.format},
          {"size", d.size},
+         {"needs", d.data_bytes},
+         {"resume", d.resume},
          {"data_bytes", done ? item.result.disks[i].data_bytes : 0},
          {"seconds", done ? item.result.disks[i].seconds : 0.0}});
   }
   v["networks"] = nlohmann::ordered_json::array();
   for (const auto& n : p.networks)
     v["networks"].push_back(
-        {{"name", n.name}, {"action", n.action}, {"from", n.from}});
+        {{"name", n.name}, {"action", n.action}, {"from", n.from},
+         {"by", n.by}});
   v["nvram"] = p.nvram_path;
   v["conflicts"] = p.conflicts;
   v["warnings"] = p.warnings;

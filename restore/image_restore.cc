@@ -79,6 +79,29 @@ Result<std::string> ReadConfigFile(const repository::Repository& repo,
   return out;
 }
 
+Result<uint64_t> DiskDataBytes(const repository::Repository& repo,
+                               const repository::DiskManifest& disk) {
+  repository::ReadContext ctx;
+  uint64_t bytes = 0;
+  Status s = repository::WalkTree(
+      disk.tree,
+      [&](const ChunkId& id) -> Result<Bytes> {
+        Bytes node;
+        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
+        return node;
+      },
+      [&](uint64_t index, const ChunkId& id) -> Status {
+        if (id.IsZero()) return OkStatus();
+        const uint64_t off = index * disk.chunk_size;
+        if (off < disk.size)
+          bytes += std::min<uint64_t>(disk.chunk_size, disk.size - off);
+        return OkStatus();
+      },
+      disk.chunk_size);
+  if (!s.ok()) return s.WithContext("the chunk list of disk " + disk.name);
+  return bytes;
+}
+
 Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
                                        const repository::Manifest& snapshot,
                                        const std::string& target,

@@ -54,6 +54,12 @@ struct ImageRestoreStats {
   double duration_seconds = 0;
 };
 
+// The bytes a restore of `disk` writes from chunks, holes excluded: what
+// its image needs on a file system that keeps holes. Reads only the disk's
+// chunk-list tree (authenticated), not its data.
+Result<uint64_t> DiskDataBytes(const repository::Repository& repo,
+                               const repository::DiskManifest& disk);
+
 Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
                                        const repository::Manifest& snapshot,
                                        const std::string& target,

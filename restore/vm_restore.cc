@@ -1,5 +1,6 @@
 #include "restore/vm_restore.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +12,8 @@
 #include "base/file.h"
 #include "base/time.h"
 #include "restore/image_restore.h"
+#include "restore/restore_journal.h"
+#include "restore/storage_preflight.h"
 
 namespace haven::restore {
 namespace {
@@ -39,27 +42,43 @@ Status CheckFolder(const std::string& dir, const char* what) {
   return OkStatus();
 }
 
-// The journal of an interrupted restore of `name` into `dir`: the files it
-// may have created. Only a journal for the same snapshot counts.
-std::set<std::string> JournalFiles(const std::string& journal,
-                                   const std::string& snapshot_id) {
-  std::set<std::string> files;
-  auto data = ReadFile(journal, 1 << 20);
-  if (!data.ok()) return files;
-  try {
-    auto j = nlohmann::json::parse(data->begin(), data->end());
-    if (j.value("snapshot", "") != snapshot_id) return files;
-    for (const auto& f : j.at("files"))
-      if (f.is_string()) files.insert(f.get<std::string>());
-  } catch (const std::exception&) {
-  }
-  return files;
-}
-
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   return s;
+}
+
+// Test hook: HAVEN_FAULT_RESTORE_KILL=PHASE kills the process (SIGKILL, as
+// kill -9 would) right after that phase: disk, network, place, define,
+// start. Used by the integration test of resumed restores.
+void MaybeKill(const char* phase) {
+  const char* want = std::getenv("HAVEN_FAULT_RESTORE_KILL");
+  if (want && std::string(want) == phase) ::raise(SIGKILL);
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+// Reads every domain's MACs once per restore.
+Status LoadHostMacs(const snapshot::LibvirtHost& host, PlanContext& context) {
+  if (context.host_macs) return OkStatus();
+  HAVEN_ASSIGN_OR_RETURN(auto names, host.DomainNames());
+  context.host_macs.emplace();
+  for (const auto& other : names) {
+    auto vm = host.Lookup(other);
+    if (!vm.ok()) continue;
+    auto other_xml = (*vm)->Xml(true);
+    if (!other_xml.ok()) continue;
+    auto oi = snapshot::ParseDomainXml(*other_xml);
+    if (!oi.ok()) continue;
+    for (const auto& iface : oi->interfaces)
+      if (!iface.mac.empty())
+        context.host_macs->emplace(Lower(iface.mac), other);
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -88,7 +107,6 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
   const snapshot::DomainInfo& info = *parsed;
   plan.source_name = info.name;
   plan.name = options.name.empty() ? info.name : options.name;
-  plan.uuid = options.new_identity ? "" : info.uuid;
 
   // Where the files go.
   if (!options.pool.empty() && !options.storage_dir.empty())
@@ -106,59 +124,43 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     return InvalidArgument("VM name '" + plan.name +
                            "' cannot be used in a file name");
   plan.journal = plan.dir + "/.haven-restore-" + plan.name + ".json";
-  std::set<std::string> ours = JournalFiles(plan.journal, snapshot.id);
+  const RestoreJournal journal = LoadRestoreJournal(plan.journal, snapshot.id);
+  const std::set<std::string>& ours_files = journal.files;
 
-  // The domain of the same name, and of the same UUID.
-  auto same_name = host.Lookup(plan.name);
-  if (same_name.ok()) {
-    if (options.replace) {
-      plan.replace_domain = plan.name;
-      plan.warnings.push_back("domain " + plan.name +
-                              " exists and will be replaced (stopped and "
-                              "undefined; its disk files are left alone "
-                              "unless overwritten here)");
-    } else {
-      plan.conflicts.push_back("domain " + plan.name + " already exists on " +
-                               host.uri() +
-                               " (pass --replace to replace it, or --name "
-                               "NEW --new-identity to restore beside it)");
-    }
-  }
-  if (context.names.count(plan.name))
-    plan.conflicts.push_back("two VMs of this restore are named " + plan.name);
-  if (!plan.uuid.empty()) {
-    HAVEN_ASSIGN_OR_RETURN(std::string holder,
-                           host.DomainNameByUuid(plan.uuid));
-    if (!holder.empty() && holder != plan.name)
-      plan.conflicts.push_back("domain " + holder + " on " + host.uri() +
-                               " has UUID " + plan.uuid +
-                               " of the backed-up VM; pass --new-identity");
-  }
-
-  // Disks.
-  auto claim = [&](const std::string& path, const std::string& what) {
-    if (context.paths.count(path)) {
-      plan.conflicts.push_back(what + " " + path +
-                               " is also written by another VM of this "
-                               "restore");
-      return false;
-    }
-    bool exists = Exists(path);
-    bool stray = Exists(path + kStaging) && !ours.count(path + kStaging);
-    if ((exists && !ours.count(path)) || stray) {
-      if (!options.replace) {
-        plan.conflicts.push_back(what + " " + (stray ? path + kStaging : path) +
-                                 " already exists (pass --replace to "
-                                 "overwrite it, or choose --storage-dir)");
-      } else {
-        plan.warnings.push_back(what + " " + path + " will be overwritten");
-      }
-    }
-    return exists;
-  };
+  // The identity. A new one is derived from the point, the name and this
+  // host, so the dry run and the run (and a re-run) agree on it.
   snapshot::DomainRewrite rewrite;
   rewrite.name = options.name;
   rewrite.new_identity = options.new_identity;
+  rewrite.restored_from = snapshot.id;
+  if (options.new_identity) {
+    rewrite.identity_seed = "haven new identity\n" + snapshot.id + "\n" +
+                            plan.name + "\n" + HostName() + "\n" + host.uri();
+    HAVEN_RETURN_IF_ERROR(LoadHostMacs(host, context));
+    for (const auto& [mac, owner] : *context.host_macs)
+      rewrite.avoid_macs.insert(mac);
+    rewrite.avoid_macs.insert(context.new_macs.begin(),
+                              context.new_macs.end());
+  }
+
+  // The domain of the same name: one this restore defined (its UUID and
+  // metadata say so) is finished or left alone, any other is a conflict.
+  auto same_name = host.Lookup(plan.name);
+  std::string existing_uuid, existing_from;
+  if (same_name.ok()) {
+    auto existing_xml = (*same_name)->Xml(true);
+    if (existing_xml.ok())
+      if (auto ei = snapshot::ParseDomainXml(*existing_xml); ei.ok()) {
+        existing_uuid = ei->uuid;
+        existing_from = ei->restored_from;
+      }
+  }
+
+  // Disks.
+  struct Claim {
+    std::string path, what;
+  };
+  std::vector<Claim> claims;
   for (const auto& d : info.disks) {
     if (!d.skip_reason.empty()) {
       if ((d.type == "file" || d.type == "block") && !d.path.empty() &&
@@ -175,18 +177,19 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     PlannedDisk pd;
     pd.target = d.target;
     pd.size = dm->size;
+    HAVEN_ASSIGN_OR_RETURN(pd.data_bytes, DiskDataBytes(repo, *dm));
     pd.format = options.format;
     if (pd.format.empty())
       pd.format = d.format == "raw" || d.type == "block" ? "raw" : "qcow2";
     pd.path = plan.dir + "/" + plan.name + "-" + d.target + "." +
               Extension(pd.format);
-    pd.exists = claim(pd.path, "disk file");
     if (!dm->lost.empty())
       plan.warnings.push_back(
           "disk " + d.target + ": " + std::to_string(dm->LostBytes()) +
           " bytes were lost before 'haven repair snapshots' and are "
           "restored as zeros");
     rewrite.disks.push_back({pd.target, pd.path, pd.format});
+    claims.push_back({pd.path, "disk file"});
     plan.disks.push_back(pd);
   }
   if (plan.disks.empty())
@@ -200,7 +203,7 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     // Always a path of this VM's own: a renamed copy must never share the
     // original's variables file.
     std::string path = plan.dir + "/" + plan.name + "_VARS.fd";
-    claim(path, "NVRAM file");
+    claims.push_back({path, "NVRAM file"});
     rewrite.nvram_path = path;
     if (plan.nvram_config.empty())
       plan.warnings.push_back("the recovery point holds no NVRAM (" +
@@ -243,8 +246,17 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
       plan.networks.push_back(pn);
       continue;
     }
-    if (net_names.count(pn.name) || context.networks.count(pn.name)) {
-      pn.action = pn.name == pn.from ? "exists" : "mapped";
+    if (auto by = context.networks.find(pn.name);
+        by != context.networks.end()) {
+      pn.action = "restore";
+      pn.by = by->second;
+      plan.networks.push_back(pn);
+      continue;
+    }
+    if (net_names.count(pn.name)) {
+      pn.action = journal.networks.count(pn.name) ? "resume"
+                  : pn.name == pn.from            ? "exists"
+                                                  : "mapped";
       plan.networks.push_back(pn);
       continue;
     }
@@ -293,35 +305,6 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     plan.networks.push_back(pn);
   }
 
-  // MAC addresses other domains here already use.
-  // Read once per restore (every domain's XML), not once per VM planned.
-  if (!options.new_identity && !info.interfaces.empty()) {
-    if (!context.host_macs) {
-      HAVEN_ASSIGN_OR_RETURN(auto names, host.DomainNames());
-      context.host_macs.emplace();
-      for (const auto& other : names) {
-        auto vm = host.Lookup(other);
-        if (!vm.ok()) continue;
-        auto other_xml = (*vm)->Xml(true);
-        if (!other_xml.ok()) continue;
-        auto oi = snapshot::ParseDomainXml(*other_xml);
-        if (!oi.ok()) continue;
-        for (const auto& iface : oi->interfaces)
-          if (!iface.mac.empty())
-            context.host_macs->emplace(Lower(iface.mac), other);
-      }
-    }
-    for (const auto& iface : info.interfaces) {
-      if (iface.mac.empty()) continue;
-      auto [first, last] = context.host_macs->equal_range(Lower(iface.mac));
-      for (auto it = first; it != last; ++it)
-        if (it->second != plan.name)
-          plan.warnings.push_back("MAC " + iface.mac + " is also used by " +
-                                  it->second +
-                                  " (use --new-identity for new MACs)");
-    }
-  }
-
   // Things the new host must provide.
   auto check_host_file = [&](const std::string& xpath_path, const char* what) {
     if (!xpath_path.empty() && xpath_path[0] == '/' && !Exists(xpath_path))
@@ -336,12 +319,159 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     return rewritten.status().WithContext("rewriting the domain XML");
   plan.xml = rewritten->xml;
   plan.macs = rewritten->macs;
+  plan.new_uuid = options.new_identity;
+  plan.uuid = options.new_identity ? rewritten->uuid : info.uuid;
+
+  // Is the domain of that name one this restore made?
+  const bool ours = same_name.ok() && existing_uuid == plan.uuid &&
+                    existing_from == snapshot.id;
+  if (ours && !journal.snapshot.empty()) {
+    plan.state = "finish";
+  } else if (ours && !options.replace) {
+    plan.state = "done";
+  } else if (same_name.ok()) {
+    if (options.replace) {
+      plan.replace_domain = plan.name;
+      plan.warnings.push_back("domain " + plan.name +
+                              " exists and will be replaced (stopped and "
+                              "undefined; its disk files are left alone "
+                              "unless overwritten here)");
+    } else {
+      plan.conflicts.push_back("domain " + plan.name + " already exists on " +
+                               host.uri() +
+                               " (pass --replace to replace it, or --name "
+                               "NEW --new-identity to restore beside it)");
+    }
+  }
+  if (context.names.count(plan.name))
+    plan.conflicts.push_back("two VMs of this restore are named " + plan.name);
+  {
+    HAVEN_ASSIGN_OR_RETURN(std::string holder,
+                           host.DomainNameByUuid(plan.uuid));
+    if (!holder.empty() && holder != plan.name)
+      plan.conflicts.push_back("domain " + holder + " on " + host.uri() +
+                               " has UUID " + plan.uuid +
+                               (options.new_identity
+                                    ? ""
+                                    : " of the backed-up VM; pass "
+                                      "--new-identity"));
+  }
+
+  // Files: what is there, what an interrupted run left.
+  if (plan.state == "restore") {
+    for (const Claim& c : claims) {
+      if (context.paths.count(c.path)) {
+        plan.conflicts.push_back(c.what + " " + c.path +
+                                 " is also written by another VM of this "
+                                 "restore");
+        continue;
+      }
+      const bool exists = Exists(c.path);
+      const bool stray =
+          Exists(c.path + kStaging) && !ours_files.count(c.path + kStaging);
+      if ((exists && !ours_files.count(c.path)) || stray) {
+        if (!options.replace)
+          plan.conflicts.push_back(
+              c.what + " " + (stray ? c.path + kStaging : c.path) +
+              " already exists (pass --replace to overwrite it, or choose "
+              "--storage-dir)");
+        else
+          plan.warnings.push_back(c.what + " " + c.path +
+                                  " will be overwritten");
+      }
+    }
+  }
+  for (PlannedDisk& d : plan.disks) {
+    d.exists = Exists(d.path);
+    if (plan.state != "restore") {
+      d.resume = "placed";
+      continue;
+    }
+    const RestoreJournal::Disk* jd = journal.FindDisk(d.path, d.format);
+    if (!jd || !jd->staged) continue;
+    if (Exists(d.path + kStaging))
+      d.resume = "staged";
+    else if (d.exists)
+      d.resume = "placed";  // moved into place before the interruption
+  }
+  if (plan.state != "restore") {
+    plan.warnings.push_back(
+        plan.state == "finish"
+            ? "domain " + plan.name +
+                  " was defined by an interrupted run of this restore; its "
+                  "last steps are finished"
+            : "domain " + plan.name + " was restored from this point before; "
+                                      "it is left as it is");
+  }
+
+  // Preflight of the storage folder.
+  const StorageCheck storage = CheckStorageFolder(plan.dir);
+  plan.create_dirs = storage.create;
+  plan.space_free = storage.free_bytes;
+  if (plan.state == "restore") {
+    for (const auto& p : storage.problems) plan.conflicts.push_back(p);
+    for (const PlannedDisk& d : plan.disks) {
+      if (!d.resume.empty()) continue;
+      // qcow2 metadata and the file system's own: a little over the data.
+      plan.space_needed += d.data_bytes + d.data_bytes / 100 + (1 << 20);
+      plan.space_full += d.size + d.size / 100 + (1 << 20);
+    }
+    if (!plan.nvram_path.empty()) {
+      const auto* nv = snapshot.FindConfig(plan.nvram_config);
+      plan.space_needed += nv ? nv->size : 0;
+      plan.space_full += nv ? nv->size : 0;
+    }
+    if (storage.problems.empty() && storage.device != 0) {
+      uint64_t& claimed = context.space_claimed[storage.device];
+      const uint64_t left =
+          storage.free_bytes > claimed ? storage.free_bytes - claimed : 0;
+      if (plan.space_needed > left)
+        plan.conflicts.push_back(
+            "not enough free space in " + storage.existing + ": the disks need " +
+            HumanBytes(plan.space_needed) + " (" + HumanBytes(plan.space_full) +
+            " at full size)" +
+            (claimed ? ", the VMs before it in this restore " +
+                           HumanBytes(claimed)
+                     : std::string()) +
+            ", and " + HumanBytes(storage.free_bytes) +
+            " are free; free space or choose another --storage-dir");
+      else if (plan.space_full > left)
+        plan.warnings.push_back(
+            "the disks' data (" + HumanBytes(plan.space_needed) + ") fits in " +
+            storage.existing + ", but at full size they need " +
+            HumanBytes(plan.space_full) + " and " + HumanBytes(left) +
+            " are free: the file system can fill up as the VM writes");
+      claimed += plan.space_needed;
+    }
+    if (!context.qemu_label) {
+      auto label = host.QemuDacLabel();
+      context.qemu_label = label.ok() ? *label : "";
+    }
+    if (std::string p = QemuAccessProblem(plan.dir, *context.qemu_label);
+        !p.empty())
+      plan.conflicts.push_back(p);
+  }
+
+  // MAC addresses other domains here already use.
+  if (!options.new_identity && !info.interfaces.empty() &&
+      plan.state == "restore") {
+    HAVEN_RETURN_IF_ERROR(LoadHostMacs(host, context));
+    for (const auto& iface : info.interfaces) {
+      if (iface.mac.empty()) continue;
+      auto [first, last] = context.host_macs->equal_range(Lower(iface.mac));
+      for (auto it = first; it != last; ++it)
+        if (it->second != plan.name)
+          plan.warnings.push_back("MAC " + iface.mac + " is also used by " +
+                                  it->second +
+                                  " (use --new-identity for new MACs)");
+    }
+  }
 
   context.names.insert(plan.name);
-  for (const auto& d : plan.disks) context.paths.insert(d.path);
-  if (!plan.nvram_path.empty()) context.paths.insert(plan.nvram_path);
+  for (const Claim& c : claims) context.paths.insert(c.path);
+  for (const auto& [was, now] : plan.macs) context.new_macs.insert(Lower(now));
   for (const auto& n : plan.networks)
-    if (n.action == "create") context.networks.insert(n.name);
+    if (n.action == "create") context.networks.emplace(n.name, plan.name);
   return plan;
 }
 
@@ -352,28 +482,70 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
   if (!plan.conflicts.empty())
     return FailedPrecondition("the restore of " + plan.name + " has " +
                               std::to_string(plan.conflicts.size()) +
-                              " conflict(s): " + plan.conflicts.front());
+                              " problem(s): " + plan.conflicts.front());
   double start = MonotonicSeconds();
   auto log = [&](const std::string& line) {
     if (options.log) options.log(line);
   };
   VmRestoreResult result;
+  result.uuid = plan.uuid;
+  result.disks.resize(plan.disks.size());
+  auto start_vm = [&] {
+    if (!options.start) return;
+    auto vm = host.Lookup(plan.name);
+    if (vm.ok()) {
+      auto active = (*vm)->Active();
+      if (active.ok() && *active) {
+        result.started = true;
+        return;
+      }
+    }
+    log("starting " + plan.name);
+    Status s = host.StartDomain(plan.name);
+    if (s.ok())
+      result.started = true;
+    else
+      result.start_error = s.message();
+    MaybeKill("start");
+  };
+  if (plan.state == "done") {
+    log(plan.name + " was restored from this point before; left as it is");
+    result.defined = true;
+    result.already = true;
+    start_vm();
+    result.seconds = MonotonicSeconds() - start;
+    return result;
+  }
+  if (plan.state == "finish") {
+    log("finishing the interrupted restore of " + plan.name);
+    result.defined = true;
+    start_vm();
+    ::unlink(plan.journal.c_str());
+    result.seconds = MonotonicSeconds() - start;
+    return result;
+  }
+  for (const auto& d : plan.create_dirs) log("creating folder " + d);
   HAVEN_RETURN_IF_ERROR(MakeDirs(plan.dir, 0755));
 
-  // 1. The journal: every file this restore may leave behind.
+  // 1. The journal: every file and network this restore may leave behind.
+  RestoreJournal journal;
+  journal.snapshot = plan.snapshot.id;
+  journal.name = plan.name;
+  journal.uuid = plan.uuid;
   std::vector<std::string> finals;
-  for (const auto& d : plan.disks) finals.push_back(d.path);
-  if (!plan.nvram_path.empty()) finals.push_back(plan.nvram_path);
-  nlohmann::json journal = {{"snapshot", plan.snapshot.id},
-                            {"name", plan.name},
-                            {"files", nlohmann::json::array()}};
-  for (const auto& f : finals) {
-    journal["files"].push_back(f);
-    journal["files"].push_back(f + kStaging);
+  for (const auto& d : plan.disks) {
+    finals.push_back(d.path);
+    journal.disks.push_back({d.path, d.format, !d.resume.empty()});
   }
-  std::string journal_text = journal.dump(2) + "\n";
-  HAVEN_RETURN_IF_ERROR(WriteFileAtomic(
-      plan.journal, Bytes(journal_text.begin(), journal_text.end()), 0600));
+  if (!plan.nvram_path.empty()) finals.push_back(plan.nvram_path);
+  for (const auto& f : finals) {
+    journal.files.insert(f);
+    journal.files.insert(f + kStaging);
+  }
+  for (const auto& n : plan.networks)
+    if (n.action == "create" || n.action == "resume")
+      journal.networks.insert(n.name);
+  HAVEN_RETURN_IF_ERROR(SaveRestoreJournal(plan.journal, journal));
 
   std::vector<std::string> staged;
   auto discard = [&] {
@@ -387,6 +559,12 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
     delay = std::atoi(d);
   for (size_t i = 0; i < plan.disks.size(); ++i) {
     const PlannedDisk& d = plan.disks[i];
+    const std::string staging = d.path + kStaging;
+    if (!d.resume.empty()) {
+      log("disk " + d.target + ": " + (d.resume == "staged" ? staging : d.path) +
+          " was written completely by the interrupted run; not written again");
+      continue;
+    }
     log("writing disk " + d.target + " (" + std::to_string(i + 1) + " of " +
         std::to_string(plan.disks.size()) + ") to " + d.path + " as " +
         d.format);
@@ -398,14 +576,16 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
     opt.cancel = options.cancel;
     if (options.progress)
       opt.progress = options.progress(plan.name + " " + d.target);
-    std::string staging = d.path + kStaging;
     auto st = RestoreImage(repo, plan.snapshot, staging, opt);
     if (!st.ok()) {
       discard();
       return st.status().WithContext("disk " + d.target);
     }
     staged.push_back(staging);
-    result.disks.push_back({st->data_bytes, st->duration_seconds});
+    result.disks[i] = {st->data_bytes, st->duration_seconds};
+    journal.disks[i].staged = true;
+    HAVEN_RETURN_IF_ERROR(SaveRestoreJournal(plan.journal, journal));
+    MaybeKill("disk");
     if (delay > 0) std::this_thread::sleep_for(std::chrono::seconds(delay));
   }
   if (!plan.nvram_path.empty()) {
@@ -422,8 +602,12 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
     staged.push_back(staging);
   }
 
-  // 3. Networks the host lacks.
+  // 3. Networks the host lacks (and those an interrupted run made).
   for (const auto& n : plan.networks) {
+    if (n.action == "resume") {
+      HAVEN_RETURN_IF_ERROR(host.StartNetwork(n.name));
+      continue;
+    }
     if (n.action != "create") continue;
     log("creating network " + n.name + " from its captured definition");
     Status s = host.CreateNetwork(n.name, n.xml);
@@ -432,19 +616,29 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
       return s;
     }
     result.networks_created.push_back(n.name);
+    MaybeKill("network");
   }
 
   // 4. Into place; the old domain out; the new one defined.
-  // From here on the journal stays until the domain is defined: a re-run
-  // recognises the files already moved.
-  for (const auto& f : finals)
+  // From here on the journal stays until the end: a re-run recognises the
+  // files already moved and the domain defined.
+  for (size_t i = 0; i < finals.size(); ++i) {
+    const std::string& f = finals[i];
+    if (i < plan.disks.size() && plan.disks[i].resume == "placed") continue;
     if (::rename((f + kStaging).c_str(), f.c_str()) != 0)
       return ErrnoStatus("moving " + f + kStaging + " into place", errno);
+    MaybeKill("place");
+  }
   HAVEN_RETURN_IF_ERROR(FsyncDir(plan.dir));
+  journal.placed = true;
+  HAVEN_RETURN_IF_ERROR(SaveRestoreJournal(plan.journal, journal));
   // If libvirt refuses, the files go back out of place and are removed:
   // nothing is left that looks like a restored VM.
   auto roll_back = [&](const Status& why) {
-    for (const auto& f : finals) ::rename(f.c_str(), (f + kStaging).c_str());
+    for (const auto& f : finals) {
+      ::rename(f.c_str(), (f + kStaging).c_str());
+      ::unlink((f + kStaging).c_str());
+    }
     discard();
     return why;
   };
@@ -458,19 +652,13 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
   if (!uuid.ok()) return roll_back(uuid.status());
   result.uuid = *uuid;
   result.defined = true;
-  ::unlink(plan.journal.c_str());
+  MaybeKill("define");
   if (!options.pool.empty()) {
     Status s = host.RefreshPool(options.pool);
     if (!s.ok()) log("warning: " + s.message());
   }
-  if (options.start) {
-    log("starting " + plan.name);
-    Status s = host.StartDomain(plan.name);
-    if (s.ok())
-      result.started = true;
-    else
-      result.start_error = s.message();
-  }
+  start_vm();
+  ::unlink(plan.journal.c_str());
   result.seconds = MonotonicSeconds() - start;
   return result;
 }

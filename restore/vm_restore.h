@@ -1,22 +1,32 @@
 // restore/: rebuild whole libvirt VMs from their recovery points, on the
 // same host or on one that has never seen them (the host-loss path).
 //
-// A restore is planned first, changing nothing: the disks to write (paths,
-// formats, sizes), the domain XML rewritten for this host, the virtual
-// networks to create from their captured XML or to map, and every conflict
-// with what the host already has. Any conflict refuses the whole restore
-// unless `replace` allows it. Execution then:
-//   1. writes a journal <dir>/.haven-restore-<name>.json naming every file
-//      this restore may create, so a re-run after a crash recognises them;
+// A restore is planned first, changing nothing, and the plan is the value
+// the run executes — a dry run shows exactly what a run with the same
+// arguments on the unchanged host does: the disks to write (paths, formats,
+// sizes, the space they need), the folders to create, the domain XML
+// rewritten for this host with its UUID and MACs (a new identity is derived
+// from the point, the new name and the host, so planning twice gives the
+// same one), the virtual networks to create from their captured XML or to
+// map, and every problem the run would hit: conflicts with what the host has
+// and a preflight of the storage folder (not a folder, not writable,
+// read-only, too little space, not enterable by QEMU's user). Any problem
+// refuses the whole restore unless `replace` allows it. Execution then:
+//   1. writes a journal <dir>/.haven-restore-<name>.json
+//      (restore/restore_journal.h) naming every file and network this
+//      restore may create, and updates it after each step;
 //   2. writes each disk and the NVRAM beside its final path
 //      (PATH.haven-restore, itself written as .haven-partial and synced);
 //   3. creates the missing networks (defined, started, autostart);
 //   4. moves the files into place, removes a replaced domain, defines the
-//      new one, and removes the journal; with `start`, starts it.
-// A restore killed before step 4 leaves no defined domain; running it again
-// completes it. A failed one removes the files it wrote (when libvirt
-// refuses the definition too); networks it created stay, as does the
-// removal of a domain it replaced.
+//      new one (its <metadata> names the point), starts it if asked, and
+//      removes the journal.
+// A restore killed at any step is finished by running it again: the plan
+// recognises its own work from the journal and the domain's metadata —
+// complete staged disks are not written again, a domain it defined is not a
+// conflict — and never claims what it did not create. A failed one removes
+// the files it wrote (when libvirt refuses the definition too); networks it
+// created stay, as does the removal of a domain it replaced.
 #ifndef HAVEN_RESTORE_VM_RESTORE_H_
 #define HAVEN_RESTORE_VM_RESTORE_H_
 
@@ -59,23 +69,42 @@ struct PlannedDisk {
   std::string path;    // final path
   std::string format;  // raw | qcow2
   uint64_t size = 0;
+  uint64_t data_bytes = 0;  // from chunks: what the file needs (holes kept)
   bool exists = false;  // a file is at `path` (ours from a journal, or
                         // replaced)
+  // "": written by this run; "staged": a complete PATH.haven-restore from
+  // an interrupted run of this restore is used; "placed": already in place.
+  std::string resume;
 };
 
 struct PlannedNetwork {
-  std::string name;    // the name the restored VM uses
-  std::string from;    // the captured name (differs when mapped)
-  std::string action;  // create | exists | mapped | bridge | missing
-  std::string xml;     // for create: the definition to use
+  std::string name;  // the name the restored VM uses
+  std::string from;  // the captured name (differs when mapped)
+  // create: from the recovery point by this VM's restore; restore: created
+  // by `by`, an earlier VM of this restore; resume: created by an
+  // interrupted run of this restore (started if stopped); exists | mapped:
+  // the host's; bridge: a host bridge; missing: a conflict.
+  std::string action;
+  std::string xml;  // for create: the definition to use
+  std::string by;   // for restore: the VM whose restore creates it
 };
 
 struct VmPlan {
   repository::Manifest snapshot;
   std::string source_name;  // the captured domain name
   std::string name;         // the domain name on this host
-  std::string uuid;         // kept UUID, or "" for a new one
-  std::string dir;          // where the files go
+  std::string uuid;         // the UUID it gets: kept, or new
+  bool new_uuid = false;
+  // restore: the whole restore runs; finish: an interrupted run of this
+  // restore defined the domain, only its last steps (start, journal) run;
+  // done: the domain was restored from this point before and is left alone
+  // (with `start`, started if it is stopped).
+  std::string state = "restore";
+  std::string dir;                       // where the files go
+  std::vector<std::string> create_dirs;  // folders made, outermost first
+  // In dir's file system: bytes the files need (holes kept), at full size,
+  // and free now (before earlier VMs of the same restore took theirs).
+  uint64_t space_needed = 0, space_full = 0, space_free = 0;
   std::string journal;
   std::vector<PlannedDisk> disks;
   std::vector<PlannedNetwork> networks;
@@ -83,13 +112,19 @@ struct VmPlan {
   std::string replace_domain;            // an existing domain to replace
   std::string xml;                       // the domain XML to define
   std::vector<std::pair<std::string, std::string>> macs;  // old -> new
+  // conflicts: every problem that would make the run fail or harm
+  // something (any one refuses the restore); warnings: what it does anyway.
   std::vector<std::string> conflicts, warnings;
 };
 
 // What earlier plans of one `restore host` will create, so that later plans
 // neither conflict with them nor create a network twice.
 struct PlanContext {
-  std::set<std::string> names, paths, networks;
+  std::set<std::string> names, paths;
+  std::map<std::string, std::string> networks;  // created -> by which VM
+  std::set<std::string> new_macs;               // given to earlier VMs
+  std::map<uint64_t, uint64_t> space_claimed;   // st_dev -> bytes
+  std::optional<std::string> qemu_label;        // read once
   // MAC address (lower case) -> domain, for every domain on the host; read
   // by the first plan that needs it.
   std::optional<std::multimap<std::string, std::string>> host_macs;
@@ -97,6 +132,7 @@ struct PlanContext {
 
 struct VmRestoreResult {
   bool defined = false, started = false;
+  bool already = false;  // plan state "done": nothing was written
   std::string uuid;
   std::string start_error;  // why --start failed (the VM is defined)
   struct Disk {

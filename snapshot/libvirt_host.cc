@@ -186,6 +186,25 @@ Status LibvirtHost::CreateNetwork(const std::string& name,
   return OkStatus();
 }
 
+Status LibvirtHost::StartNetwork(const std::string& name) const {
+  NetworkPtr net(virNetworkLookupByName(conn_.get(), name.c_str()));
+  if (!net) return NotFound("no network named " + name + " on " + uri_);
+  if (virNetworkIsActive(net.get()) != 1 && virNetworkCreate(net.get()) < 0)
+    return LibvirtError("starting network " + name);
+  if (virNetworkSetAutostart(net.get(), 1) < 0)
+    return LibvirtError("marking network " + name + " autostart");
+  return OkStatus();
+}
+
+Result<std::string> LibvirtHost::QemuDacLabel() const {
+  char* caps = virConnectGetCapabilities(conn_.get());
+  if (!caps) return LibvirtError("capabilities of " + uri_);
+  const std::string xml = Take(caps);
+  std::string label = ParseHostDacLabel(xml, "kvm");
+  if (label.empty()) label = ParseHostDacLabel(xml, "qemu");
+  return label;
+}
+
 Result<std::string> LibvirtHost::PoolFolder(const std::string& pool) const {
   PoolPtr p(virStoragePoolLookupByName(conn_.get(), pool.c_str()));
   if (!p) return NotFound("no storage pool named '" + pool + "' on " + uri_);

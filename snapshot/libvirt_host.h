@@ -91,6 +91,12 @@ class LibvirtHost {
   Result<std::vector<std::pair<std::string, std::string>>> NetworkXmls() const;
   // Defines a network, starts it and marks it autostart.
   Status CreateNetwork(const std::string& name, const std::string& xml) const;
+  // Starts a defined network if it is not running and marks it autostart
+  // (a network an interrupted restore defined). NotFound if there is none.
+  Status StartNetwork(const std::string& name) const;
+  // "+UID:+GID" the host's QEMU processes run as (capabilities, DAC model;
+  // domain type "kvm", else "qemu"); "" if the host does not say.
+  Result<std::string> QemuDacLabel() const;
   // The target path of a storage pool backed by a folder (dir, fs, netfs);
   // other pool types are refused.
   Result<std::string> PoolFolder(const std::string& pool) const;

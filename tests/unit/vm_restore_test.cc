@@ -67,6 +67,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using ::testing::Pair;
 using ::testing::SizeIs;
 
 constexpr char kHostUri[] = "test:///default";
@@ -343,7 +344,7 @@ TEST_F(VmRestoreTest, PlanOntoAHostThatNeverSawTheVm) {
   EXPECT_THAT(context.names, ElementsAre("web1"));
   EXPECT_TRUE(context.paths.count(dir_ + "/web1-vda.qcow2"));
   EXPECT_TRUE(context.paths.count(dir_ + "/web1_VARS.fd"));
-  EXPECT_THAT(context.networks, ElementsAre("netx"));
+  EXPECT_THAT(context.networks, ElementsAre(Pair("netx", "web1")));
 
   // Planning changes nothing.
   EXPECT_FALSE(PathExists(dir_));
@@ -615,15 +616,16 @@ TEST_F(VmRestoreTest, SameUuidUnderAnotherNameConflictsEvenWithReplace) {
   auto fresh = Plan(m, options_);
   ASSERT_THAT(fresh, IsOk());
   EXPECT_THAT(fresh->conflicts, IsEmpty());
-  EXPECT_EQ(fresh->uuid, "");
+  EXPECT_TRUE(fresh->new_uuid);
+  ASSERT_EQ(fresh->uuid.size(), 36u);
+  EXPECT_NE(fresh->uuid, kUuid);
   EXPECT_THAT(fresh->warnings, Not(Contains(HasSubstr("MAC"))));
   ASSERT_THAT(fresh->macs, SizeIs(1));
   EXPECT_EQ(fresh->macs[0].first, kMac);
   EXPECT_NE(fresh->macs[0].second, kMac);
   EXPECT_THAT(fresh->macs[0].second, ::testing::StartsWith("52:54:00:"));
-  // No <uuid> (libvirt makes one; ParseDomainXml would refuse the XML for
-  // that), the new MAC in place of the old.
-  EXPECT_THAT(fresh->xml, Not(HasSubstr("<uuid")));
+  // The new UUID and the new MAC in place of the old.
+  EXPECT_THAT(fresh->xml, HasSubstr("<uuid>" + fresh->uuid + "</uuid>"));
   EXPECT_THAT(fresh->xml, Not(HasSubstr(kUuid)));
   EXPECT_THAT(fresh->xml, Not(HasSubstr(kMac)));
   EXPECT_THAT(fresh->xml, HasSubstr(fresh->macs[0].second));
@@ -735,7 +737,8 @@ TEST_F(VmRestoreTest, TwoPlansOfOneRestoreWithTheSameName) {
               Contains(AllOf(HasSubstr(dir_ + "/web1_VARS.fd"),
                              HasSubstr("also written by another VM"))));
   ASSERT_THAT(second->networks, SizeIs(1));
-  EXPECT_EQ(second->networks[0].action, "exists");  // the first creates it
+  EXPECT_EQ(second->networks[0].action, "restore");  // the first creates it
+  EXPECT_EQ(second->networks[0].by, "web1");
 }
 
 TEST_F(VmRestoreTest, SecondVmBesideTheFirstReusesTheCreatedNetwork) {
@@ -751,10 +754,12 @@ TEST_F(VmRestoreTest, SecondVmBesideTheFirstReusesTheCreatedNetwork) {
   ASSERT_THAT(second, IsOk());
   EXPECT_THAT(second->conflicts, IsEmpty());
   ASSERT_THAT(second->networks, SizeIs(1));
-  EXPECT_EQ(second->networks[0].action, "exists");
+  // Not "exists on this host": the plan says who creates it.
+  EXPECT_EQ(second->networks[0].action, "restore");
+  EXPECT_EQ(second->networks[0].by, "web1");
   EXPECT_TRUE(second->networks[0].xml.empty());
   EXPECT_THAT(context.names, ElementsAre("web1", "web2"));
-  EXPECT_THAT(context.networks, ElementsAre("netx"));
+  EXPECT_THAT(context.networks, ElementsAre(Pair("netx", "web1")));
 }
 
 // ---------------------------------------------------------------- execute
@@ -822,14 +827,38 @@ TEST_F(VmRestoreTest, ExecuteDefinesTheVmWithItsDisksAndNetwork) {
   EXPECT_THAT(FilesWith(""),
               ::testing::UnorderedElementsAre("web1-vda.img", "web1_VARS.fd"));
 
-  // A second plan of the same point now conflicts with what was restored.
+  // A second plan of the same point recognises the VM it restored (UUID
+  // and metadata): nothing to do, no conflict.
   auto again = Plan(m, options_);
   ASSERT_THAT(again, IsOk());
-  EXPECT_THAT(again->conflicts,
-              Contains(HasSubstr("domain web1 already exists")));
-  EXPECT_THAT(again->conflicts, Contains(HasSubstr("disk file " + disk)));
+  EXPECT_EQ(again->state, "done");
+  EXPECT_THAT(again->conflicts, IsEmpty());
+  EXPECT_THAT(again->warnings,
+              Contains(HasSubstr("restored from this point before")));
   ASSERT_THAT(again->networks, SizeIs(1));
   EXPECT_EQ(again->networks[0].action, "exists");
+  auto left = restore::ExecuteVmRestore(*repo_, *host_, *again, options_);
+  ASSERT_THAT(left, IsOk());
+  EXPECT_TRUE(left->already);
+  EXPECT_EQ(left->uuid, kUuid);
+  EXPECT_TRUE(ReadWholeFile(disk) == disk_data_);
+  // With --replace it is restored again, over itself.
+  options_.replace = true;
+  auto over = Plan(m, options_);
+  ASSERT_THAT(over, IsOk());
+  EXPECT_EQ(over->state, "restore");
+  EXPECT_EQ(over->replace_domain, "web1");
+  EXPECT_THAT(over->conflicts, IsEmpty());
+  // A domain of that name the restore did not make is a conflict.
+  options_.replace = false;
+  ASSERT_THAT(host_->RemoveDomain("web1"), IsOk());
+  ASSERT_NO_FATAL_FAILURE(Define("web1", kUuid, "52:54:00:00:00:01"));
+  auto foreign = Plan(m, options_);
+  ASSERT_THAT(foreign, IsOk());
+  EXPECT_EQ(foreign->state, "restore");
+  EXPECT_THAT(foreign->conflicts,
+              Contains(HasSubstr("domain web1 already exists")));
+  EXPECT_THAT(foreign->conflicts, Contains(HasSubstr("disk file " + disk)));
 }
 
 TEST_F(VmRestoreTest, ExecuteWithNewIdentityAndStart) {
@@ -994,7 +1023,7 @@ TEST_F(VmRestoreTest, ExecuteRefusesAPlanWithConflicts) {
   ASSERT_THAT(plan->conflicts, SizeIs(1));
   EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
               StatusIs(Code::kFailedPrecondition,
-                       AllOf(HasSubstr("1 conflict"),
+                       AllOf(HasSubstr("1 problem"),
                              HasSubstr("domain web1 already exists"))));
   // Nothing was written or created.
   EXPECT_FALSE(PathExists(dir_));
@@ -1199,10 +1228,25 @@ TEST_F(VmRestoreTest, RestoreHostDryRunCancelAndRunReportPerVm) {
   EXPECT_GT(v["disks"][0]["data_bytes"].get<uint64_t>(), 0u);
   EXPECT_TRUE(v.contains("seconds"));
 
-  // Planned again, the restored VM conflicts: the whole run is refused.
+  // Planned again (the same command run twice), the restored VM is left
+  // alone and reported as restored.
   auto again = restore::PlanHostRestore(*repo_, *host_, req);
   ASSERT_THAT(again, IsOk());
-  auto refused = restore::RestoreHost(*repo_, *host_, *again, req);
+  auto rerun = restore::RestoreHost(*repo_, *host_, *again, req);
+  EXPECT_EQ(rerun.conflicts, 0u);
+  EXPECT_EQ(rerun.succeeded, 1);
+  EXPECT_EQ(rerun.vms[0].outcome, Outcome::kOk);
+  EXPECT_TRUE(rerun.vms[0].result.already);
+  EXPECT_EQ(restore::HostRestoreResultJson(rerun)["vms"][0]["already"], true);
+
+  // A domain of the same name that the restore did not make refuses the
+  // whole run.
+  ASSERT_THAT(host_->RemoveDomain("web1"), IsOk());
+  ASSERT_NO_FATAL_FAILURE(Define("web1", "11111111-2222-4333-8444-555555555555",
+                                 "52:54:00:00:00:01"));
+  auto foreign = restore::PlanHostRestore(*repo_, *host_, req);
+  ASSERT_THAT(foreign, IsOk());
+  auto refused = restore::RestoreHost(*repo_, *host_, *foreign, req);
   EXPECT_GT(refused.conflicts, 0u);
   EXPECT_EQ(refused.failed, 1);
   EXPECT_EQ(refused.vms[0].outcome, Outcome::kFailed);
