@@ -78,7 +78,7 @@ StorageCheck CheckStorageFolder(const std::string& dir) {
   std::string at = dir;
   struct stat st;
   while (::stat(at.c_str(), &st) != 0) {
-    if (errno != ENOENT) {
+    if (errno != ENOENT && errno != ENOTDIR) {
       check.problems.push_back("cannot look at " + at + ": " +
                                std::strerror(errno));
       return check;

@@ -23,7 +23,12 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -859,6 +864,100 @@ TEST_F(VmRestoreTest, ExecuteDefinesTheVmWithItsDisksAndNetwork) {
   EXPECT_THAT(foreign->conflicts,
               Contains(HasSubstr("domain web1 already exists")));
   EXPECT_THAT(foreign->conflicts, Contains(HasSubstr("disk file " + disk)));
+}
+
+TEST_F(VmRestoreTest, TheDryRunsPlanIsTheRunsPlan) {
+  // The CLI plans once for --dry-run and again for the run: both plans
+  // must be the same value, the generated identity included.
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  ASSERT_NO_FATAL_FAILURE(Define("web1", kUuid, kMac));
+  options_.name = "web1-copy";
+  options_.new_identity = true;
+  auto dry = Plan(m, options_);
+  auto run = Plan(m, options_);
+  ASSERT_THAT(dry, IsOk());
+  ASSERT_THAT(run, IsOk());
+  EXPECT_EQ(dry->uuid, run->uuid);
+  EXPECT_EQ(dry->macs, run->macs);
+  EXPECT_EQ(dry->xml, run->xml);
+  EXPECT_EQ(dry->space_needed, run->space_needed);
+  ASSERT_EQ(dry->disks.size(), run->disks.size());
+  EXPECT_EQ(dry->disks[0].path, run->disks[0].path);
+  EXPECT_EQ(dry->disks[0].data_bytes, run->disks[0].data_bytes);
+  // The disk needs its data, not its holes (400,000 zero bytes).
+  EXPECT_LT(dry->disks[0].data_bytes, disk_data_.size());
+  EXPECT_GT(dry->disks[0].data_bytes, 0u);
+  // The MAC in use by web1 is never handed out; another name, another
+  // identity.
+  ASSERT_THAT(dry->macs, SizeIs(1));
+  EXPECT_NE(dry->macs[0].second, kMac);
+  options_.name = "web1-other";
+  auto other = Plan(m, options_);
+  ASSERT_THAT(other, IsOk());
+  EXPECT_NE(other->uuid, dry->uuid);
+
+  auto result = restore::ExecuteVmRestore(*repo_, *host_, *run, options_);
+  ASSERT_THAT(result, IsOk());
+  EXPECT_EQ(result->uuid, dry->uuid);
+  auto info = snapshot::ParseDomainXml(*(*host_->Lookup("web1-copy"))->Xml(true));
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->uuid, dry->uuid);
+  EXPECT_EQ(info->interfaces[0].mac, dry->macs[0].second);
+  EXPECT_EQ(info->restored_from, m.id);
+}
+
+TEST_F(VmRestoreTest, ARunKilledAfterItsDiskIsFinishedWithoutRewritingIt) {
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  options_.format = "raw";
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->conflicts, IsEmpty());
+  EXPECT_EQ(plan->create_dirs, std::vector<std::string>{dir_});
+  std::fflush(nullptr);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::setenv("HAVEN_FAULT_RESTORE_KILL", "disk", 1);
+    (void)restore::ExecuteVmRestore(*repo_, *host_, *plan, options_);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  const std::string staged = dir_ + "/web1-vda.img.haven-restore";
+  ASSERT_TRUE(PathExists(staged));
+  ASSERT_TRUE(PathExists(plan->journal));
+  struct stat before;
+  ASSERT_EQ(::stat(staged.c_str(), &before), 0);
+
+  // The same restore again: its own files are no conflict, the complete
+  // staged disk is used as it is.
+  auto again = Plan(m, options_);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_THAT(again->conflicts, IsEmpty());
+  ASSERT_THAT(again->disks, SizeIs(1));
+  EXPECT_EQ(again->disks[0].resume, "staged");
+  EXPECT_EQ(again->space_needed, nvram_data_.size());  // the disk is done
+  auto result = restore::ExecuteVmRestore(*repo_, *host_, *again, options_);
+  ASSERT_THAT(result, IsOk());
+  EXPECT_TRUE(result->defined);
+  EXPECT_EQ(result->disks[0].data_bytes, 0u);  // not written again
+  struct stat after;
+  ASSERT_EQ(::stat((dir_ + "/web1-vda.img").c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_TRUE(ReadWholeFile(dir_ + "/web1-vda.img") == disk_data_);
+  EXPECT_FALSE(PathExists(plan->journal));
+  EXPECT_THAT(FilesWith(".haven-"), IsEmpty());
+
+  // A staged file of another point is not taken for ours.
+  ASSERT_THAT(host_->RemoveDomain("web1"), IsOk());
+  ASSERT_EQ(::rename((dir_ + "/web1-vda.img").c_str(), staged.c_str()), 0);
+  ::unlink((dir_ + "/web1_VARS.fd").c_str());
+  auto stray = Plan(m, options_);
+  ASSERT_THAT(stray, IsOk());
+  EXPECT_THAT(stray->conflicts, Contains(HasSubstr(staged + " already exists")));
 }
 
 TEST_F(VmRestoreTest, ExecuteWithNewIdentityAndStart) {
