@@ -14,11 +14,24 @@
 #     byte-identical disks; both run. --dry-run first changes nothing.
 # (2) beside the original: --name A2 --new-identity: new UUID and MACs, disks
 #     in another folder, both run.
-# (3) conflicts (same name, same UUID, existing files; --dry-run; restore
-#     host plans all first): exit 1, lines starting "conflict:", nothing changed;
-#     --replace restores the backed-up disks over a changed VM.
+# (3) the same restore again: "already restored from this point", nothing
+#     changed; conflicts (same name not restored by Haven, same UUID, existing
+#     files; --dry-run; restore host plans all first): exit 1, lines starting
+#     "problem:", nothing changed; --replace restores the backed-up disks over
+#     a changed VM.
 # (4) a restore killed (SIGKILL) after its first disk: no domain; the same
 #     command again completes; journal and partial files gone.
+# (6) the plan is what runs: a --new-identity dry run's JSON (UUID, MACs,
+#     disks, folders to create, networks, space) equals the run's, and the
+#     defined domain has that UUID and MAC.
+# (7) preflight: a read-only file system, too little free space, a folder
+#     QEMU's user cannot enter, a file instead of a folder — each found by
+#     the dry run (exit 1, a "problem:" line naming it) and refused by the
+#     run with nothing written.
+# (8) kill -9 at each phase (disk written, network created, files placed,
+#     domain defined, started), then the same command: exit 0, the VM
+#     defined and running, its disk byte-identical, the network active, no
+#     journal or partial files; the staged disk is not written again.
 # (u) usage errors exit 2 and change nothing.
 # Skips (exit 0) only when libvirtd cannot be started here; with CI or
 # HAVEN_REQUIRE_LIBVIRT=1 in the environment that is a failure instead.
@@ -51,7 +64,9 @@ A2=$T-a2   # (2) beside A
 A3=$T-a3 A4=$T-a4 A5=$T-a5  # (3) refused / dry-run names
 A6=$T-a6   # (4) interrupted
 B2=$T-b2   # (5) network map
-VMS=("$A" "$B" "$A2" "$A3" "$A4" "$A5" "$A6" "$B2")
+A7=$T-a7 A8=$T-a8  # (6) plan = run, (7) preflight
+B8=$T-b8   # (8) killed at each phase
+VMS=("$A" "$B" "$A2" "$A3" "$A4" "$A5" "$A6" "$B2" "$A7" "$A8" "$B8")
 P2=$(printf '%02x:%02x' $((($$ >> 8) & 255)) $(($$ & 255)))
 MAC_A=52:54:00:$P2:0a MAC_B=52:54:00:$P2:0b
 HPID=
@@ -72,6 +87,7 @@ cleanup() {
   set +e
   [ -n "$HPID" ] && { kill -9 "$HPID" 2>/dev/null; wait "$HPID" 2>/dev/null; }
   for p in $(pids_with "$WORK/"); do kill -9 "$p" 2>/dev/null; done
+  for m in "$WORK"/mnt-*; do mountpoint -q "$m" 2>/dev/null && umount "$m"; done
   haven_cleanup_vm "${VMS[@]}"
   haven_cleanup_network "$NET" "$OTHER"
   # A restore that ignored --storage-dir would have written to the default folder.
@@ -117,11 +133,11 @@ restore_h() {
   cat "$WORK/out" "$WORK/err" >"$WORK/$tag.txt"
   [ "$RC" = "$want" ] || fail "$tag: haven restore $*: exit code $RC, expected $want; output: $(head -c 3000 "$WORK/$tag.txt")"
 }
-# conflict_line TAG TEXT: a line of the output starting "conflict:" holds TEXT.
-CONFLICT_RE='^conflict:'
+# conflict_line TAG TEXT: a line of the output starting "problem:" holds TEXT.
+CONFLICT_RE='^problem:'
 conflict_line() {
   grep -E "$CONFLICT_RE" "$WORK/$1.txt" | grep -qiF -- "$2" ||
-    fail "$1: no 'conflict:' line naming '$2'; output: $(head -c 3000 "$WORK/$1.txt")"
+    fail "$1: no 'problem:' line naming '$2'; output: $(head -c 3000 "$WORK/$1.txt")"
 }
 # vm_ok TAG VM: that VM succeeded in a restore JSON.
 vm_ok() {
@@ -171,9 +187,20 @@ for old, new in zip(pairs[::2], pairs[1::2]):
 open(out, "w").write(s)
 EOF
 }
-# same_domain VM EXPECTED WHAT: `dumpxml --inactive VM` equals EXPECTED.
+# restored_from VM: the point named by the domain's Haven restore metadata.
+restored_from() {
+  vsh metadata "$1" urn:x-haven:restore:1 --config 2>/dev/null |
+    sed -nE 's/.*snapshot="([0-9a-f]+)".*/\1/p'
+}
+# same_domain VM EXPECTED WHAT: `dumpxml --inactive VM` equals EXPECTED, apart
+# from the restore metadata Haven adds (checked with restored_from).
 same_domain() {
-  vsh dumpxml --inactive "$1" >"$WORK/now.xml"
+  vsh dumpxml --inactive "$1" | py -c '
+import re, sys
+s = sys.stdin.read()
+s = re.sub(r"\n *<haven:restore [^>]*/>", "", s)
+s = re.sub(r"\n *<metadata>\s*</metadata>", "", s)
+sys.stdout.write(s)' >"$WORK/now.xml"
   if ! cmp -s "$2" "$WORK/now.xml"; then
     diff "$2" "$WORK/now.xml" | head -40 >&2
     fail "$3: the inactive XML of $1 differs from the expected one (diff above: < expected, > restored)"
@@ -298,8 +325,8 @@ case_5() {
 net_created() {
   local n
   n=$(rj "$1" "sorted((n['name'], n['action']) for v in j['vms'] for n in v['networks'])")
-  [ "$n" = "[[\"$NET\", \"create\"], [\"$NET\", \"exists\"]]" ] || [ "$n" = "[[\"$NET\", \"create\"], [\"$NET\", \"create\"]]" ] ||
-    fail "$2: JSON networks: $(rj "$1" '[v["networks"] for v in j["vms"]]'), expected $NET to be created"
+  [ "$n" = "[[\"$NET\", \"create\"], [\"$NET\", \"restore\"]]" ] ||
+    fail "$2: JSON networks: $(rj "$1" '[v["networks"] for v in j["vms"]]'), expected $NET created by the first VM and the second told so"
 }
 case_1() {
   local d
@@ -315,7 +342,7 @@ case_1() {
     fail "(1) dry run: disks of $A: $(vmj host-dry "$A" 'v["disks"]')"
   unchanged "$WORK/state-before" "(1) restore host --dry-run"
   restore_h host-dry-h 0 host --all --storage-dir "$d" --dry-run
-  for s in "$d/$A-vda.qcow2" "$d/$A-vdb.img" "$d/$B-vda.qcow2" "$NET"; do contains "$WORK/host-dry-h.txt" "$s" "(1) human dry run"; done
+  for s in "$d/$A-vda.qcow2" "$d/$A-vdb.img" "$d/$B-vda.qcow2" "$NET" "created by the restore of $A"; do contains "$WORK/host-dry-h.txt" "$s" "(1) human dry run"; done
   unchanged "$WORK/state-before" "(1) restore host --dry-run (human)"
   ok "(1) restore host --all --dry-run: plans both VMs, their disk paths and formats, network $NET to create; nothing changed"
 
@@ -338,6 +365,8 @@ case_1() {
   xml_expect "$SAVED/b.xml" "$WORK/b-exp.xml" "'$VMDIR/$B-vda.qcow2'" "'$d/$B-vda.qcow2'"
   same_domain "$A" "$WORK/a-exp.xml" "(1)"
   same_domain "$B" "$WORK/b-exp.xml" "(1)"
+  [ "$(restored_from "$A")" = "$SNAP_A" ] && [ "$(restored_from "$B")" = "$SNAP_B" ] ||
+    fail "(1) restore metadata: $A '$(restored_from "$A")', $B '$(restored_from "$B")'"
   [ "$(domf "$A" uuid)" = "$UUID_A" ] && [ "$(domf "$B" uuid)" = "$UUID_B" ] || fail "(1) UUIDs changed"
   [ "$(domf "$A" mac)" = "$MAC_A" ] && [ "$(domf "$B" mac)" = "$MAC_B" ] || fail "(1) MACs changed"
   ok "(1) both domains defined: inactive XML as backed up apart from the disk paths (same UUIDs, MACs, network)"
@@ -396,6 +425,16 @@ case_3() {
   local d3 d4 d5 d8
   d3=$(storage a3) d4=$(storage a4) d5=$(storage a5) d8=$(storage host2)
   state >"$WORK/state-before"
+  # The same command as (1) again: both VMs were restored from these points.
+  restore_h again 0 host --all --storage-dir "$D1" --start
+  contains "$WORK/again.txt" "$A: already restored from this point" "(3) the same restore again"
+  contains "$WORK/again.txt" "$B: already restored from this point" "(3) the same restore again"
+  unchanged "$WORK/state-before" "(3) the same restore host --all again"
+  ok "(3) the same 'restore host --all --start' again: exit 0, both VMs already restored from their points, nothing changed"
+  # From here on A is a domain Haven did not restore (no metadata).
+  vsh metadata "$A" urn:x-haven:restore:1 --remove --config >/dev/null || fail "(3) removing the restore metadata of $A"
+  [ -z "$(restored_from "$A")" ] || fail "(3) the restore metadata of $A is still there"
+  state >"$WORK/state-before"
 
   restore_h c-same 1 vm "$A:latest" --storage-dir "$D1"
   conflict_line c-same "$A"
@@ -423,7 +462,7 @@ case_3() {
     fail "(3) dry run: networks $(vmj dry-fresh "$A4" 'v["networks"]')"
   restore_h dry-fresh-h 0 vm "$A:latest" --name "$A4" --new-identity --storage-dir "$d4" --dry-run
   for s in "$d4/$A4-vda.qcow2" "$d4/$A4-vdb.img" qcow2 raw "$NET"; do contains "$WORK/dry-fresh-h.txt" "$s" "(3) dry run plan"; done
-  lacks "$WORK/dry-fresh-h.txt" "conflict:" "(3) dry run of $A4"
+  lacks "$WORK/dry-fresh-h.txt" "problem:" "(3) dry run of $A4"
   unchanged "$WORK/state-before" "(3) --dry-run as $A4"
   ! defined "$A4" || fail "(3) --dry-run defined $A4"
   ok "(3) --dry-run: with conflicts exit 1 listing them; as $A4 --new-identity exit 0, the plan (paths, formats, sizes, network), nothing created"
@@ -505,10 +544,120 @@ case_4() {
   ok "(4) restore killed (SIGKILL) after its first disk: no domain, journal kept; the same command again: exit 0, defined, disks identical, no journal or partial files"
 }
 
-# HAVEN_VM_RESTORE_TEST_CASES="u 5 1 2" runs only those (2, 3, 4 need 1).
-CASES=${HAVEN_VM_RESTORE_TEST_CASES:-u 5 1 2 3 4}
-if [[ " $CASES " =~ " "[234]" " ]] && [[ " $CASES " != *" 1 "* ]]; then CASES="1 $CASES"; fi
-for c in u 5 1 2 3 4; do
+# ------------------------------------------------ (6) the plan is what runs
+case_6() {
+  local d=$ST/a7/new/sub
+  mkdir -p "$ST/a7" && chmod 755 "$ST/a7"
+  local args=(vm "$A:latest" --name "$A7" --new-identity --storage-dir "$d" --format raw)
+  restore plan6 0 "${args[@]}" --dry-run
+  [ ! -e "$ST/a7/new" ] || fail "(6) the dry run created $ST/a7/new"
+  restore run6 0 "${args[@]}"
+  vm_ok run6 "$A7"
+  # Field by field, everything the plan shows (free space moves with the run).
+  local proj='json.dumps([{k: v[k] for k in ("name", "source_name", "snapshot", "uuid", "new_uuid", "state", "dir", "create_dirs", "nvram", "macs", "conflicts", "warnings")} | {"needed": v["space"]["needed"], "full": v["space"]["full"], "disks": [{k: x[k] for k in ("target", "path", "format", "size", "needs", "resume")} for x in v["disks"]], "networks": v["networks"]} for v in j["vms"]], sort_keys=True)'
+  py -c "import json,sys; j=json.load(open(sys.argv[1])); print($proj)" "$WORK/plan6.json" >"$WORK/plan6.proj"
+  py -c "import json,sys; j=json.load(open(sys.argv[1])); print($proj)" "$WORK/run6.json" >"$WORK/run6.proj"
+  if ! cmp -s "$WORK/plan6.proj" "$WORK/run6.proj"; then
+    diff <(py -m json.tool "$WORK/plan6.proj") <(py -m json.tool "$WORK/run6.proj") >&2
+    fail "(6) the dry run's plan differs from the run's (diff above: < dry run, > run)"
+  fi
+  [ "$(vmj plan6 "$A7" 'v["create_dirs"]')" = "[\"$ST/a7/new\", \"$ST/a7/new/sub\"]" ] ||
+    fail "(6) folders to create: $(vmj plan6 "$A7" 'v["create_dirs"]')"
+  local u m
+  u=$(vmj plan6 "$A7" 'v["uuid"]') m=$(vmj plan6 "$A7" 'v["macs"][0]["new"]')
+  [ "$(domf "$A7" uuid)" = "$u" ] || fail "(6) $A7 has UUID $(domf "$A7" uuid), the dry run showed $u"
+  [ "$(domf "$A7" mac)" = "$m" ] || fail "(6) $A7 has MAC $(domf "$A7" mac), the dry run showed $m"
+  [ "$u" != "$UUID_A" ] && [ "$m" != "$MAC_A" ] || fail "(6) --new-identity kept the UUID or MAC"
+  check_disk "$d/$A7-vda.img" raw "$REF/a-vda.raw" "(6) $A7 vda"
+  [ "$(restored_from "$A7")" = "$SNAP_A" ] || fail "(6) restore metadata of $A7: '$(restored_from "$A7")'"
+  ok "(6) --new-identity: the dry run's plan equals the run's field by field (UUID $u, MAC $m, folders, disks, space); the domain has them"
+  haven_cleanup_vm "$A7"
+}
+# ------------------------------------------------ (7) preflight
+# refused TAG DIR TEXT: dry run and run of A8 into DIR both exit 1 with a
+# problem line holding TEXT, and nothing is written or defined.
+refused() {
+  local tag=$1 dir=$2 text=$3 args
+  args=(vm "$A:latest" --name "$A8" --new-identity --storage-dir "$dir" --format raw)
+  state >"$WORK/state-before"
+  restore_h "$tag-dry" 1 "${args[@]}" --dry-run
+  conflict_line "$tag-dry" "$text"
+  grep -E '^  problem: ' "$WORK/$tag-dry.txt" | grep -qF -- "$text" ||
+    fail "(7) $tag: the printed plan has no 'problem:' line naming '$text': $(head -c 3000 "$WORK/$tag-dry.txt")"
+  restore_h "$tag-run" 1 "${args[@]}"
+  conflict_line "$tag-run" "$text"
+  ! defined "$A8" || fail "(7) $tag: $A8 was defined"
+  unchanged "$WORK/state-before" "(7) $tag"
+}
+case_7() {
+  local m
+  m=$WORK/mnt-ro; mkdir -p "$m"
+  mount -t tmpfs -o ro,size=64m,mode=0755 tmpfs "$m" || fail "(7) mount a read-only tmpfs"
+  refused ro "$m/images" "$m is on a read-only file system"
+  [ -z "$(ls -A "$m")" ] || fail "(7) something was written to the read-only tmpfs"
+  ok "(7) a read-only file system: the dry run finds it, exit 1; the run refuses"
+
+  m=$WORK/mnt-small; mkdir -p "$m"
+  mount -t tmpfs -o size=2m,mode=0755 tmpfs "$m" || fail "(7) mount a small tmpfs"
+  refused full "$m" "not enough free space in $m"
+  grep -E "$CONFLICT_RE" "$WORK/full-dry.txt" | grep -qE "at full size" || fail "(7) full: the sizes are not named: $(cat "$WORK/full-dry.txt")"
+  [ -z "$(ls -A "$m")" ] || fail "(7) something was written to the small tmpfs: $(ls -A "$m")"
+  ok "(7) too little free space: the dry run says how much is needed (data and full size) and free; the run refuses, nothing written"
+
+  mkdir -m 0700 "$ST/closed" && mkdir -m 0755 "$ST/closed/images"
+  refused closed "$ST/closed/images" "cannot enter $ST/closed"
+  contains "$WORK/closed-dry.txt" "libvirt-qemu" "(7) closed: names QEMU's user"
+  ok "(7) a 0700 folder QEMU's user (libvirt-qemu) cannot enter: found by the dry run, refused by the run"
+
+  echo data >"$ST/afile"
+  refused file "$ST/afile" "$ST/afile is not a folder"
+  [ "$(cat "$ST/afile")" = data ] || fail "(7) the file was changed"
+  ok "(7) a file given as --storage-dir: 'is not a folder', nothing changed"
+}
+# ------------------------------------------------ (8) killed at each phase
+case_8() {
+  # The network must be created by the restore: the VMs on it go first.
+  haven_cleanup_vm "$A" "$B" "$A2" "$A6" "$B2"
+  haven_cleanup_network "$NET"
+  local phase d args
+  for phase in disk network place define start; do
+    d=$(storage "b8-$phase")
+    args=(vm "$B:latest" --name "$B8" --new-identity --storage-dir "$d" --start)
+    run env HAVEN_FAULT_RESTORE_KILL=$phase "$HAVEN" -r "$R" --password-file "$PWF" restore "${args[@]}"
+    [ "$RC" = 137 ] || fail "(8) $phase: the restore was not killed (exit $RC): $(head -c 2000 "$WORK/err")"
+    [ -e "$d/.haven-restore-$B8.json" ] || fail "(8) $phase: no journal after the kill: $(ls -A "$d")"
+    local staged_ino=
+    [ "$phase" = disk ] && staged_ino=$(stat -c %i "$d/$B8-vda.qcow2.haven-restore")
+    restore "resume-$phase" 0 "${args[@]}"
+    vm_ok "resume-$phase" "$B8"
+    case $phase in
+      disk) [ "$(vmj "resume-$phase" "$B8" 'v["disks"][0]["resume"]')" = staged ] ||
+              fail "(8) disk: the re-run did not use the staged disk: $(vmj "resume-$phase" "$B8" 'v["disks"]')"
+            [ "$(stat -c %i "$d/$B8-vda.qcow2")" = "$staged_ino" ] || fail "(8) disk: the staged disk was written again" ;;
+      place) [ "$(vmj "resume-$phase" "$B8" 'v["disks"][0]["resume"]')" = placed ] ||
+              fail "(8) place: $(vmj "resume-$phase" "$B8" 'v["disks"]')" ;;
+      define|start) [ "$(vmj "resume-$phase" "$B8" 'v["state"]')" = finish ] ||
+              fail "(8) $phase: state $(vmj "resume-$phase" "$B8" 'v["state"]'), expected finish" ;;
+    esac
+    [ "$(vsh domstate "$B8")" = running ] || fail "(8) $phase: $B8 is $(vsh domstate "$B8") after the re-run with --start"
+    check_disk "$d/$B8-vda.qcow2" qcow2 "$REF/b-vda.raw" "(8) $phase: $B8 vda"
+    vsh net-info "$NET" >"$WORK/netinfo"
+    grep -qE '^Active: +yes' "$WORK/netinfo" && grep -qE '^Autostart: +yes' "$WORK/netinfo" ||
+      fail "(8) $phase: network $NET not active+autostart: $(cat "$WORK/netinfo")"
+    no_leftovers "$d" "$B8" "(8) $phase"
+    files "$d" "$B8-vda.qcow2"
+    [ "$(restored_from "$B8")" = "$SNAP_B" ] || fail "(8) $phase: restore metadata '$(restored_from "$B8")'"
+    haven_cleanup_vm "$B8"
+    haven_cleanup_network "$NET"
+    rm -rf "$d"
+  done
+  ok "(8) killed (SIGKILL) after each phase — disk, network, place, define, start — the same command finishes: running, disk identical, network active, no journal"
+}
+
+# HAVEN_VM_RESTORE_TEST_CASES="u 5 1 2" runs only those (2, 3, 4, 6, 7 need 1).
+CASES=${HAVEN_VM_RESTORE_TEST_CASES:-u 5 1 2 3 4 6 7 8}
+if [[ " $CASES " =~ " "[234678]" " ]] && [[ " $CASES " != *" 1 "* ]]; then CASES="1 $CASES"; fi
+for c in u 5 1 2 3 4 6 7 8; do
   if [[ " $CASES " == *" $c "* ]]; then "case_$c"; fi
 done
 left=$(ls -a /var/lib/libvirt/images 2>/dev/null | grep -F -- "$T-" || true)
