@@ -524,6 +524,19 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
     result.seconds = MonotonicSeconds() - start;
     return result;
   }
+  // The host may have changed since the plan was made (an API plan is
+  // executed later): what the plan counted on must still hold.
+  auto changed = [&](const std::string& what) {
+    return FailedPrecondition(what + " since the restore of " + plan.name +
+                              " was planned; nothing was changed: plan it "
+                              "again");
+  };
+  if (plan.replace_domain.empty() && host.Lookup(plan.name).ok())
+    return changed("a domain named " + plan.name + " appeared on " +
+                   host.uri());
+  for (const auto& d : plan.disks)
+    if (d.resume.empty() && !d.exists && Exists(d.path))
+      return changed("the disk file " + d.path + " appeared");
   for (const auto& d : plan.create_dirs) log("creating folder " + d);
   HAVEN_RETURN_IF_ERROR(MakeDirs(plan.dir, 0755));
 

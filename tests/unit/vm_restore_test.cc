@@ -960,6 +960,34 @@ TEST_F(VmRestoreTest, ARunKilledAfterItsDiskIsFinishedWithoutRewritingIt) {
   EXPECT_THAT(stray->conflicts, Contains(HasSubstr(staged + " already exists")));
 }
 
+TEST_F(VmRestoreTest, ExecuteRefusesAPlanTheHostNoLongerMatches) {
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  options_.format = "raw";
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->conflicts, IsEmpty());
+  // A file appears at a planned path after the plan: it is not overwritten.
+  ASSERT_THAT(MakeDirs(dir_, 0755), IsOk());
+  const std::string disk = dir_ + "/web1-vda.img";
+  WriteWholeFile(disk, Bytes{'m', 'i', 'n', 'e'});
+  EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
+              StatusIs(Code::kFailedPrecondition,
+                       AllOf(HasSubstr(disk + " appeared"),
+                             HasSubstr("plan it again"))));
+  EXPECT_TRUE(ReadWholeFile(disk) == (Bytes{'m', 'i', 'n', 'e'}));
+  ::unlink(disk.c_str());
+  // A domain of that name appears: refused, the domain left alone.
+  ASSERT_NO_FATAL_FAILURE(Define("web1", "11111111-2222-4333-8444-555555555555",
+                                 "52:54:00:00:00:01"));
+  EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
+              StatusIs(Code::kFailedPrecondition,
+                       HasSubstr("a domain named web1 appeared")));
+  EXPECT_EQ(*host_->DomainNameByUuid("11111111-2222-4333-8444-555555555555"),
+            "web1");
+  EXPECT_THAT(FilesWith(""), IsEmpty());
+}
+
 TEST_F(VmRestoreTest, ExecuteWithNewIdentityAndStart) {
   Manifest m;
   ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
