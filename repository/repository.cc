@@ -225,6 +225,11 @@ Status Repository::Init(const std::string& dir, std::string_view passphrase,
   // Invalid options are refused before anything is created.
   HAVEN_RETURN_IF_ERROR(NewConfig(options).status());
   std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    return AlreadyExists(dir +
+                         " exists and is not a directory; a repository is a "
+                         "directory: give a path that does not exist yet or "
+                         "an empty directory");
   if (fs::exists(dir + "/config", ec))
     return AlreadyExists("a repository already exists at " + dir);
   if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
@@ -268,6 +273,23 @@ Status Repository::Init(std::unique_ptr<Backend> backend,
 Result<std::unique_ptr<Repository>> Repository::Open(
     const std::string& dir, std::string_view passphrase,
     const OpenOptions& options) {
+  // The usual mistakes with a path, named before anything is opened: a
+  // path that is wrong or not mounted must not read as "create one".
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return NotFound(
+          "no Haven repository at " + dir +
+          ": the path does not exist. Check the repository path, and that "
+          "the file system holding it is mounted ('haven init' is only for "
+          "creating a new repository)");
+    return ErrnoStatus("open the repository at " + dir, errno);
+  }
+  if (!S_ISDIR(st.st_mode))
+    return FailedPrecondition(
+        dir + " is a file, not a repository: a Haven repository is a "
+              "directory (holding config, keys/, snapshots/ and packs/); "
+              "check the repository path");
   return Open(std::make_unique<LocalBackend>(dir), dir, passphrase, options);
 }
 
@@ -280,8 +302,11 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   auto raw = r->backend_->Read("config", kMaxConfigFile);
   if (!raw.ok()) {
     if (raw.status().code() == Code::kNotFound)
-      return NotFound("no Haven repository at " + dir +
-                      " (create one with 'haven init')");
+      return NotFound(
+          "no Haven repository at " + dir +
+          " (it has no config file): check the repository path, and that "
+          "the right file system is mounted there ('haven init' is only for "
+          "creating a new repository)");
     return raw.status();
   }
   HAVEN_ASSIGN_OR_RETURN(
