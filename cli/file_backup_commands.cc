@@ -140,10 +140,24 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
 
 Result<std::unique_ptr<restore::FilePoint>> OpenPoint(
     const repository::Repository& repo, const std::string& spec) {
-  HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, repo.FindSnapshot(spec));
+  // latest and NAME:latest: the latest file backup (repository.h).
+  auto found = repo.FindSnapshot(spec, {"files"});
+  if (!found.ok()) {
+    // A point of another kind answers to the same spec: say which command
+    // reads it.
+    if (found.status().code() == Code::kNotFound &&
+        repo.FindSnapshot(spec).ok())
+      return NotFound(found.status().message() +
+                      "; the files inside an image or VM backup come back "
+                      "with `haven restore file " +
+                      spec + " PATH --to DIR`");
+    return found.status();
+  }
+  repository::Manifest m = std::move(found).value();
   if (m.kind != "files")
     return InvalidArgument(
-        "snapshot " + m.id.substr(0, 8) + " (" + m.name + ") is a " + m.kind +
+        "snapshot " + m.id.substr(0, 8) + " (" + m.name + ") is an " +
+        (m.kind == "vm" ? "VM" : m.kind) +
         " backup; restore its files with `haven restore file " + spec +
         " PATH --to DIR`");
   return restore::FilePoint::Open(repo, m);

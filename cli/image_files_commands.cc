@@ -39,10 +39,23 @@ struct OpenedDisk {
   std::unique_ptr<restore::DiskReader> reader;
 };
 
-Result<OpenedDisk> OpenDisk(const Globals& g, const FileArgs& a) {
+// `kinds`: what latest and NAME:latest may choose (repository.h); empty
+// for ls, which reads every kind.
+Result<OpenedDisk> OpenDisk(const Globals& g, const FileArgs& a,
+                            const std::vector<std::string>& kinds = {}) {
   OpenedDisk o;
   HAVEN_ASSIGN_OR_RETURN(o.repo, OpenRepo(g, false));
-  HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, o.repo->FindSnapshot(a.spec));
+  auto found = o.repo->FindSnapshot(a.spec, kinds);
+  if (!found.ok()) {
+    if (found.status().code() == Code::kNotFound &&
+        o.repo->FindSnapshot(a.spec).ok())
+      return NotFound(found.status().message() +
+                      "; a file backup's files come back with `haven "
+                      "restore files " +
+                      a.spec + " PATH --to DIR`");
+    return found.status();
+  }
+  repository::Manifest m = std::move(found).value();
   o.snapshot = std::make_unique<repository::Manifest>(std::move(m));
   if (o.snapshot->kind == "files") return o;  // no disk: a file backup
   o.disk = o.snapshot->FindDisk(a.disk);
@@ -214,7 +227,7 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   restore::FileRestoreOptions opt;
   if (Status s = ChooseFileTarget(a.to, a.tar, a.zip, opt); !s.ok())
     return Fail(g, s);
-  auto d = OpenDisk(g, a);
+  auto d = OpenDisk(g, a, {"image", "vm"});
   if (!d.ok()) return Fail(g, d.status());
   if (d->snapshot->kind == "files")
     return Fail(g, InvalidArgument("snapshot " + a.spec +

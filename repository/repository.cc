@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "base/time.h"
 #include "repository/local_backend.h"
@@ -467,7 +468,71 @@ Result<std::vector<Manifest>> Repository::ListSnapshots(
   return out;
 }
 
-Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
+namespace {
+
+// "file" for "files", "VM" for "vm", "image".
+std::string KindWord(const std::string& kind) {
+  if (kind == "files") return "file";
+  if (kind == "vm") return "VM";
+  return kind;
+}
+
+// "image or VM backup" for {"image", "vm"}; "...backups" with `plural`.
+std::string KindNouns(const std::vector<std::string>& kinds, bool plural) {
+  std::string out;
+  for (size_t k = 0; k < kinds.size(); ++k)
+    out += (k == 0 ? "" : k + 1 == kinds.size() ? " or " : ", ") +
+           KindWord(kinds[k]);
+  return out + (plural ? " backups" : " backup");
+}
+
+// Why "latest" / "NAME:latest" found nothing among `summaries`, naming what
+// is there instead (at most 20 names).
+std::string LatestNotFound(const std::vector<PointSummary>& summaries,
+                           const std::string& name,
+                           const std::vector<std::string>& kinds) {
+  auto usable = [&](const PointSummary& p) {
+    return kinds.empty() ||
+           std::find(kinds.begin(), kinds.end(), p.kind) != kinds.end();
+  };
+  std::set<std::string> names, other_kinds;
+  for (const PointSummary& p : summaries) {
+    if (usable(p))
+      names.insert(p.name);
+    else if (name.empty() || p.name == name)
+      other_kinds.insert(p.kind);
+  }
+  const std::string what =
+      kinds.empty() ? "snapshot" : KindNouns(kinds, false);
+  const std::string others = KindNouns(
+      std::vector<std::string>(other_kinds.begin(), other_kinds.end()), true);
+  if (name.empty())
+    return summaries.empty()
+               ? "the repository has no snapshots"
+               : "the repository has no " + what + " (it holds only " +
+                     others + "; see 'haven snapshots')";
+  std::string msg = "no " + what + " named '" + name + "'";
+  if (!other_kinds.empty()) msg += ": its points are " + others;
+  if (names.empty()) return msg + "; the repository has no " + what;
+  msg += "; the names " +
+         (kinds.empty() ? std::string() : "of " + KindNouns(kinds, true) + " ") +
+         "in this repository are: ";
+  size_t shown = 0;
+  for (const std::string& n : names) {
+    if (shown == 20) {
+      msg += ", ... (" + std::to_string(names.size() - 20) +
+             " more: see 'haven snapshots')";
+      break;
+    }
+    msg += (shown++ == 0 ? "" : ", ") + n;
+  }
+  return msg + " (use NAME:latest)";
+}
+
+}  // namespace
+
+Result<Manifest> Repository::FindSnapshot(
+    const std::string& spec, const std::vector<std::string>& kinds) const {
   if (spec.empty()) return InvalidArgument("empty snapshot name");
   std::string name;
   bool latest = false;
@@ -500,11 +565,13 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
     }
     for (auto it = summaries.rbegin(); it != summaries.rend(); ++it) {
       if (!name.empty() && it->name != name) continue;
+      if (!kinds.empty() &&
+          std::find(kinds.begin(), kinds.end(), it->kind) == kinds.end())
+        continue;
       for (const ListedPoint& p : points)
         if (p.id == it->id) return catalog.Load(p, &*it);
     }
-    return NotFound(name.empty() ? "the repository has no snapshots"
-                                 : "no snapshot named '" + name + "'");
+    return NotFound(LatestNotFound(summaries, name, kinds));
   }
   std::vector<Manifest> hits;
   for (const ListedPoint& p : points) {
@@ -522,6 +589,16 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
                            " snapshots; give more digits");
   std::string msg = "no snapshot matches '" + spec +
                     "' (use an id prefix, latest or NAME:latest)";
+  if (hits.empty() && errors.empty()) {
+    // A backup name given alone: say how to name its latest point.
+    auto summaries = catalog.Summaries(points, nullptr);
+    if (summaries.ok())
+      for (const PointSummary& p : *summaries)
+        if (p.name == spec)
+          return NotFound("no snapshot id starts with '" + spec + "'; '" +
+                          spec + "' is a backup name: its latest point is '" +
+                          spec + ":latest'");
+  }
   if (!errors.empty()) msg += "; unreadable snapshots: " + errors.front();
   return NotFound(msg);
 }
