@@ -61,7 +61,13 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
           g, InvalidArgument("--network-map takes OLD=NEW, not '" + m + "'"));
     req.vm.network_map[m.substr(0, eq)] = m.substr(eq + 1);
   }
-  if (req.all == !req.points.empty())  // before opening anything
+  if (req.all && !req.points.empty())  // before opening anything
+    return Fail(g, InvalidArgument(
+                       "--all and naming points (" + req.points.front() +
+                       ") are alternatives: --all restores the latest point "
+                       "of every VM, names restore only those points; give "
+                       "one or the other"));
+  if (!req.all && req.points.empty())
     return Fail(
         g, InvalidArgument("name the recovery points to restore, or give --all "
                            "for the latest point of every VM"));
@@ -174,7 +180,8 @@ int CmdRestoreImage(const Globals& g, const std::string& spec,
                     bool verify_ids) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  auto m = (*repo)->FindSnapshot(spec);
+  // latest: the latest point with disks, not a file backup taken after it.
+  auto m = (*repo)->FindSnapshot(spec, {"image", "vm"});
   if (!m.ok()) return Fail(g, m.status());
   restore::ImageRestoreOptions opt;
   opt.disk = disk;
@@ -317,7 +324,8 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
   rest_host->add_option("SNAPSHOT", rvm.req.points,
                         "id prefix or NAME:latest, one per VM");
   rest_host->add_flag("--all", rvm.req.all,
-                      "the latest point of every VM in the repository");
+                      "the latest point of every VM in the repository "
+                      "(instead of naming points: not both)");
   add_vm_restore_options(rest_host, false);
   rest_host->callback([&] {
     rvm.host = true;
