@@ -200,19 +200,8 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
     std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     std::printf(
-        "restored %llu files (%s), %llu directories, %llu symlinks, %llu "
-        "hard links, %llu other to %s in %s%s%s\n",
-        static_cast<unsigned long long>(st->files),
-        HumanBytes(st->bytes).c_str(),
-        static_cast<unsigned long long>(st->dirs),
-        static_cast<unsigned long long>(st->symlinks),
-        static_cast<unsigned long long>(st->hardlinks),
-        static_cast<unsigned long long>(st->fifos + st->devices),
+        "restored %s to %s in %s%s\n", RestoreCounts(*st).c_str(),
         opt.path.c_str(), FormatDuration(st->seconds).c_str(),
-        st->skipped ? ("; " + std::to_string(st->skipped) +
-                       " kept (not older in the target)")
-                          .c_str()
-                    : "",
         st->problems.empty() ? ""
                              : ("; " + std::to_string(st->problems.size()) +
                                 " not restored (listed above)")
@@ -285,7 +274,10 @@ void AddRestoreJson(nlohmann::ordered_json& j,
   j["format"] = opt.target == restore::FileTarget::kDirectory ? "dir"
                 : opt.target == restore::FileTarget::kTar     ? "tar"
                                                               : "zip";
+  // files: written with their content; hard links and entries skipped
+  // (--overwrite if-newer) are counted apart, never in files.
   j["files"] = st.files;
+  j["files_written"] = st.files;
   j["dirs"] = st.dirs;
   j["symlinks"] = st.symlinks;
   j["fifos"] = st.fifos;
@@ -298,6 +290,20 @@ void AddRestoreJson(nlohmann::ordered_json& j,
   j["problems"] = nlohmann::ordered_json::array();
   for (const auto& p : st.problems)
     j["problems"].push_back({{"path", p.path}, {"what", p.what}});
+}
+
+std::string RestoreCounts(const restore::FileRestoreStats& st) {
+  auto n = [](uint64_t v, const char* one, const char* many) {
+    return std::to_string(v) + " " + (v == 1 ? one : many);
+  };
+  std::string files = n(st.files, "file", "files") + " (" +
+                      HumanBytes(st.bytes);
+  if (st.skipped)
+    files += "; " + std::to_string(st.skipped) + " skipped: not newer";
+  return files + "), " + n(st.dirs, "directory", "directories") + ", " +
+         n(st.symlinks, "symlink", "symlinks") + ", " +
+         n(st.hardlinks, "hard link", "hard links") + ", " +
+         std::to_string(st.fifos + st.devices) + " other";
 }
 
 void PrintProblems(const restore::FileRestoreStats& st) {

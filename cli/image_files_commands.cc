@@ -254,12 +254,9 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   } else if (!g.quiet) {
     restore::DiskReadStats rs = d->reader->stats();
     std::printf(
-        "restored %llu files, %llu directories, %llu symlinks (%s) from %s%s "
-        "of disk %s to %s in %s; read %llu of %llu chunks%s\n",
-        static_cast<unsigned long long>(st->files),
-        static_cast<unsigned long long>(st->dirs),
-        static_cast<unsigned long long>(st->symlinks),
-        HumanBytes(st->bytes).c_str(), fs->fs->type().c_str(),
+        "restored %s from %s%s of disk %s to %s in %s; read %llu of %llu "
+        "chunks%s\n",
+        RestoreCounts(*st).c_str(), fs->fs->type().c_str(),
         fs->volume.number == 0
             ? ""
             : (" partition " + std::to_string(fs->volume.number)).c_str(),
