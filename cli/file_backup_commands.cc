@@ -423,17 +423,20 @@ void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
       "keeping full paths (/srv/a -> DIR/srv/a), or export as tar or zip; "
       "with no PATH everything. Names that could escape the target are "
       "refused and listed");
-  rf->add_option("SNAPSHOT", r->spec, "id prefix, latest or NAME:latest")
+  rf->add_option("SNAPSHOT", r->spec,
+                 "id prefix, latest or NAME:latest (latest: the latest file "
+                 "backup, whatever image backups came after it)")
       ->required();
   rf->add_option("PATH", r->patterns,
                  "paths in the backup, or globs ('*.conf' by name, "
                  "'/etc/*/x' by path); a directory brings its contents");
-  rf->add_option("--to", r->to, "folder to restore into (made if missing)");
+  rf->add_option("--to", r->to, "folder to restore into (made if missing; not a symlink)");
   rf->add_option("--tar", r->tar, "write a tar (pax) archive (must not exist)");
   rf->add_option("--zip", r->zip, "write a zip archive (must not exist)");
   rf->add_option("--overwrite", r->overwrite,
                  "files that exist in the folder: never (kept, listed), "
-                 "if-newer (replaced when the backup's is newer) or always")
+                 "if-newer (replaced when the backup's is newer; the others "
+                 "are counted as skipped) or always")
       ->capture_default_str();
   rf->add_flag("--no-sync", r->no_sync,
                "do not wait for the restored files to reach the disk "

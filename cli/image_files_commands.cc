@@ -273,9 +273,8 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
 }
 
 // SNAPSHOT, --disk and --partition: how both commands name a volume.
-void AddVolumeOptions(CLI::App* cmd, FileArgs& a) {
-  cmd->add_option("SNAPSHOT", a.spec, "id prefix, latest or NAME:latest")
-      ->required();
+void AddVolumeOptions(CLI::App* cmd, FileArgs& a, const char* snapshot_help) {
+  cmd->add_option("SNAPSHOT", a.spec, snapshot_help)->required();
   cmd->add_option("--disk", a.disk,
                   "which disk, when the snapshot has several");
   cmd->add_option("--partition", a.partition,
@@ -302,7 +301,7 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "an image or VM backup: with no PATH its partitions and file "
       "systems, with PATH a directory like ls -l (ext2/3/4, NTFS, FAT, "
       "exFAT, HFS+). A file backup: the directory PATH (default /)");
-  AddVolumeOptions(ls, *args);
+  AddVolumeOptions(ls, *args, "id prefix, latest or NAME:latest");
   ls->add_option("PATH", args->path,
                  "a path inside the file system, e.g. /etc");
   ls->callback([&g, &rc, args] {
@@ -315,13 +314,16 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "backup into a folder, or export them as tar or zip; each PATH goes "
       "in under its last component (/etc/ssh -> DIR/ssh); mode, owner and "
       "times are kept where the file system has them");
-  AddVolumeOptions(file, *args);
+  AddVolumeOptions(file, *args,
+                   "id prefix, latest or NAME:latest (latest: the latest "
+                   "image or VM backup)");
   file->add_option("PATH", args->paths,
-                   "paths inside the file system ('/' for all)")
+                   "paths inside the file system ('/' for all), as they are: "
+                   "globs are not expanded")
       ->required();
   file->add_option("--to", args->to,
                    "folder to restore into (made if missing; existing files "
-                   "are never replaced)");
+                   "are never replaced; not a symlink)");
   file->add_option("--tar", args->tar,
                    "write a tar (pax) archive instead (must not exist)");
   file->add_option("--zip", args->zip,

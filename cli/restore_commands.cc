@@ -236,7 +236,10 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
       rest->add_subcommand("image",
                            "write a disk of a recovery point to a sparse raw, "
                            "qcow2 or VHDX file, or to a block device");
-  rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
+  rest_image
+      ->add_option("SNAPSHOT", spec,
+                   "id prefix, latest or NAME:latest (latest: the latest "
+                   "image or VM backup)")
       ->required();
   rest_image
       ->add_option("--to", to, "target file (must not exist) or block device")
