@@ -43,36 +43,30 @@ class SnapshotLookupTest : public ::testing::Test {
     return std::move(r).value();
   }
 
-  // A point of kind "files" (its catalog and content lists empty).
-  Manifest CommitFiles(Repository& repo, const std::string& name, const std::string& time) {
+  // A point of `kind`: "image" with an empty disk, "files" with empty
+  // catalog and content lists.
+  Manifest Commit(Repository& repo, const std::string& name, const std::string& time,
+                  const std::string& kind = "image") {
     Manifest m;
     m.name = name;
-    m.kind = "files";
+    m.kind = kind;
     m.time = time;
     m.consistency = "offline";
     m.tool = "haven-test";
-    for (const char* stream : {"catalog", "content"}) {
+    if (kind == "files") {
+      for (const char* stream : {"catalog", "content"}) {
+        DiskManifest d;
+        d.name = d.kind = stream;
+        d.chunk_size = 0;  // streams have none
+        m.disks.push_back(d);
+      }
+    } else {
       DiskManifest d;
-      d.name = stream;
-      d.kind = stream;
-      d.chunk_size = 0;  // streams have none
+      d.name = "disk0";
+      d.size = 0;
+      d.chunk_size = 65536;
       m.disks.push_back(d);
     }
-    EXPECT_THAT(repo.CommitSnapshot(m), IsOk());
-    return m;
-  }
-
-  Manifest Commit(Repository& repo, const std::string& name, const std::string& time) {
-    Manifest m;
-    m.name = name;
-    m.time = time;
-    m.consistency = "offline";
-    m.tool = "haven-test";
-    DiskManifest d;
-    d.name = "disk0";
-    d.size = 0;
-    d.chunk_size = 65536;
-    m.disks.push_back(d);
     EXPECT_THAT(repo.CommitSnapshot(m), IsOk());
     EXPECT_TRUE(IsSnapshotId(m.id)) << m.id;
     return m;
@@ -137,9 +131,9 @@ TEST_F(SnapshotLookupTest, LatestOfTheKindsTheCallerCanUse) {
   EXPECT_THAT(repo->FindSnapshot("latest", {"files"}),
               StatusIs(Code::kNotFound,
                        AllOf(HasSubstr("no file backup"), HasSubstr("only image backups"))));
-  Manifest files_old = CommitFiles(*repo, "web1-files", "2026-01-02T00:00:00Z");
-  Manifest files_new = CommitFiles(*repo, "web1-files", "2026-01-03T00:00:00Z");
-  Manifest other_files = CommitFiles(*repo, "db-files", "2026-01-02T12:00:00Z");
+  Manifest files_old = Commit(*repo, "web1-files", "2026-01-02T00:00:00Z", "files");
+  Manifest files_new = Commit(*repo, "web1-files", "2026-01-03T00:00:00Z", "files");
+  Manifest other_files = Commit(*repo, "db-files", "2026-01-02T12:00:00Z", "files");
   Manifest img_new = Commit(*repo, "img1", "2026-01-04T00:00:00Z");
 
   // Without kinds: the newest point of any kind, as before.
