@@ -138,8 +138,10 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
   return kExitOk;
 }
 
+// `spec`'s file point; `id`, when given, gets its id.
 Result<std::unique_ptr<restore::FilePoint>> OpenPoint(
-    const repository::Repository& repo, const std::string& spec) {
+    const repository::Repository& repo, const std::string& spec,
+    std::string* id = nullptr) {
   // latest and NAME:latest: the latest file backup (repository.h).
   auto found = repo.FindSnapshot(spec, {"files"});
   if (!found.ok()) {
@@ -154,6 +156,7 @@ Result<std::unique_ptr<restore::FilePoint>> OpenPoint(
     return found.status();
   }
   repository::Manifest m = std::move(found).value();
+  if (id) *id = m.id;
   if (m.kind != "files")
     return InvalidArgument(
         "snapshot " + m.id.substr(0, 8) + " (" + m.name + ") is an " +
@@ -181,7 +184,8 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   opt.devices = true;
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  auto point = OpenPoint(**repo, a.spec);
+  std::string id;
+  auto point = OpenPoint(**repo, a.spec, &id);
   if (!point.ok()) return Fail(g, point.status());
   if (Status s = (*point)->Select(a.patterns); !s.ok()) return Fail(g, s);
   if (Status s = (*point)->Prefetch(
@@ -195,13 +199,15 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   PrintProblems(*st);
   if (g.json) {
     nlohmann::ordered_json j;
+    j["snapshot"] = id;
     AddRestoreJson(j, opt, *st);
     j["chunks_read"] = (*point)->chunks_read();
     std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     std::printf(
-        "restored %s to %s in %s%s\n", RestoreCounts(*st).c_str(),
-        opt.path.c_str(), FormatDuration(st->seconds).c_str(),
+        "restored %s from snapshot %s to %s in %s%s\n",
+        RestoreCounts(*st).c_str(), id.substr(0, 8).c_str(), opt.path.c_str(),
+        FormatDuration(st->seconds).c_str(),
         st->problems.empty() ? ""
                              : ("; " + std::to_string(st->problems.size()) +
                                 " not restored (listed above)")

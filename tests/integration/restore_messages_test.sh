@@ -105,6 +105,8 @@ ok "restore host NAME:latest --all: exit 2, says the two are alternatives"
 expect_rc 0 "restore files latest after an image backup" hv --json restore files latest --to "$WORK/latest"
 [ -f "$WORK/latest$T/etc/hl-a" ] || fail "restore files latest did not restore the file point"
 [ "$(jget 'j["files"]' "$WORK/out")" -gt 0 ] || fail "restore files latest restored no file"
+[ "$(jget 'j["snapshot"]' "$WORK/out")" = "$FILES_ID" ] ||
+  fail "restore files latest chose $(jget 'j["snapshot"]' "$WORK/out"), not the file point $FILES_ID"
 # And restore image latest after a file backup is the latest image point.
 expect_rc 0 "backup files again (newest point is a file point)" hv backup files "$T" --name web1-files
 expect_rc 0 "restore image latest after a file backup" hv restore image latest --to "$WORK/latest.raw"
