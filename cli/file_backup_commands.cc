@@ -204,14 +204,14 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
     j["chunks_read"] = (*point)->chunks_read();
     std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
-    std::printf(
-        "restored %s from snapshot %s to %s in %s%s\n",
-        RestoreCounts(*st).c_str(), id.substr(0, 8).c_str(), opt.path.c_str(),
-        FormatDuration(st->seconds).c_str(),
-        st->problems.empty() ? ""
-                             : ("; " + std::to_string(st->problems.size()) +
-                                " not restored (listed above)")
-                                   .c_str());
+    std::printf("restored %s from snapshot %s to %s in %s%s\n",
+                RestoreCounts(*st).c_str(), id.substr(0, 8).c_str(),
+                opt.path.c_str(), FormatDuration(st->seconds).c_str(),
+                st->problems.empty()
+                    ? ""
+                    : ("; " + std::to_string(st->problems.size()) +
+                       " not restored (listed above)")
+                          .c_str());
   }
   return st->complete() ? kExitOk : kExitPartial;
 }
@@ -302,8 +302,8 @@ std::string RestoreCounts(const restore::FileRestoreStats& st) {
   auto n = [](uint64_t v, const char* one, const char* many) {
     return std::to_string(v) + " " + (v == 1 ? one : many);
   };
-  std::string files = n(st.files, "file", "files") + " (" +
-                      HumanBytes(st.bytes);
+  std::string files =
+      n(st.files, "file", "files") + " (" + HumanBytes(st.bytes);
   if (st.skipped)
     files += "; " + std::to_string(st.skipped) + " skipped: not newer";
   return files + "), " + n(st.dirs, "directory", "directories") + ", " +
@@ -436,7 +436,8 @@ void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
   rf->add_option("PATH", r->patterns,
                  "paths in the backup, or globs ('*.conf' by name, "
                  "'/etc/*/x' by path); a directory brings its contents");
-  rf->add_option("--to", r->to, "folder to restore into (made if missing; not a symlink)");
+  rf->add_option("--to", r->to,
+                 "folder to restore into (made if missing; not a symlink)");
   rf->add_option("--tar", r->tar, "write a tar (pax) archive (must not exist)");
   rf->add_option("--zip", r->zip, "write a zip archive (must not exist)");
   rf->add_option("--overwrite", r->overwrite,

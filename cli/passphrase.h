@@ -14,7 +14,7 @@ struct PassphraseSource {
   std::string env_var;     // "HAVEN_PASSWORD"
   std::string flag_file;   // from a command-line flag: wins over everything
   std::string env_file_var;  // "HAVEN_PASSWORD_FILE", or "" if there is none
-  std::string env_file;    // its value: read after env_var
+  std::string env_file;      // its value: read after env_var
   std::string prompt;      // "Repository passphrase: "
   bool confirm = false;    // ask twice on a terminal (new passphrases)
 };

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <set>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "base/bytes.h"
 #include "base/json.h"
@@ -58,8 +58,8 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
     std::fprintf(stderr, "haven: no recovery point is named '%s'%s%s\n",
-                 name.c_str(), names.empty() ? "" : "; the names are: ",
-                 list.c_str());
+                 name.c_str(),
+                 names.empty() ? "" : "; the names are: ", list.c_str());
   }
   return errors.empty() ? kExitOk : kExitPartial;
 }

@@ -288,9 +288,10 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   }
   if (!S_ISDIR(st.st_mode))
     return FailedPrecondition(
-        dir + " is a file, not a repository: a Haven repository is a "
-              "directory (holding config, keys/, snapshots/ and packs/); "
-              "check the repository path");
+        dir +
+        " is a file, not a repository: a Haven repository is a "
+        "directory (holding config, keys/, snapshots/ and packs/); "
+        "check the repository path");
   return Open(std::make_unique<LocalBackend>(dir), dir, passphrase, options);
 }
 
@@ -481,7 +482,9 @@ std::string KindWord(const std::string& kind) {
 std::string KindNouns(const std::vector<std::string>& kinds, bool plural) {
   std::string out;
   for (size_t k = 0; k < kinds.size(); ++k)
-    out += (k == 0 ? "" : k + 1 == kinds.size() ? " or " : ", ") +
+    out += (k == 0                  ? ""
+            : k + 1 == kinds.size() ? " or "
+                                    : ", ") +
            KindWord(kinds[k]);
   return out + (plural ? " backups" : " backup");
 }
@@ -502,21 +505,21 @@ std::string LatestNotFound(const std::vector<PointSummary>& summaries,
     else if (name.empty() || p.name == name)
       other_kinds.insert(p.kind);
   }
-  const std::string what =
-      kinds.empty() ? "snapshot" : KindNouns(kinds, false);
+  const std::string what = kinds.empty() ? "snapshot" : KindNouns(kinds, false);
   const std::string others = KindNouns(
       std::vector<std::string>(other_kinds.begin(), other_kinds.end()), true);
   if (name.empty())
     return summaries.empty()
                ? "the repository has no snapshots"
-               : "the repository has no " + what + " (it holds only " +
-                     others + "; see 'haven snapshots')";
+               : "the repository has no " + what + " (it holds only " + others +
+                     "; see 'haven snapshots')";
   std::string msg = "no " + what + " named '" + name + "'";
   if (!other_kinds.empty()) msg += ": its points are " + others;
   if (names.empty()) return msg + "; the repository has no " + what;
-  msg += "; the names " +
-         (kinds.empty() ? std::string() : "of " + KindNouns(kinds, true) + " ") +
-         "in this repository are: ";
+  msg +=
+      "; the names " +
+      (kinds.empty() ? std::string() : "of " + KindNouns(kinds, true) + " ") +
+      "in this repository are: ";
   size_t shown = 0;
   for (const std::string& n : names) {
     if (shown == 20) {

@@ -212,10 +212,9 @@ class DirSink : public Sink {
     return Apply(dir.fd.get(), e, dir.rel);
   }
 
-  Result<Placed> File(
-      Dir& parent, const std::string& name, const GuestEntry& e,
-      GuestTree& tree,
-      const std::function<void(uint64_t)>& progress) override {
+  Result<Placed> File(Dir& parent, const std::string& name, const GuestEntry& e,
+                      GuestTree& tree,
+                      const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
     HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
     if (!go) return Placed::kSkipped;
@@ -518,10 +517,9 @@ class ArchiveSink : public Sink {
   // to read would leave a wrong entry. Files up to 64 MiB are read first
   // and skipped cleanly on failure; a larger one that fails mid-way
   // fails the whole export (the partial archive is removed).
-  Result<Placed> File(
-      Dir& parent, const std::string& name, const GuestEntry& e,
-      GuestTree& tree,
-      const std::function<void(uint64_t)>& progress) override {
+  Result<Placed> File(Dir& parent, const std::string& name, const GuestEntry& e,
+                      GuestTree& tree,
+                      const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
     EntryPtr entry = Entry(rel, e, AE_IFREG);
     // Zip has no hard links: there every name gets the content.
@@ -801,9 +799,9 @@ class Walker {
                                     " bytes, more than its volume holds (" +
                                     std::to_string(tree_.max_file_size()) +
                                     ")");
-        HAVEN_ASSIGN_OR_RETURN(
-            Placed p, sink_.File(parent, name, e, tree_,
-                                 [this](uint64_t n) { Progress(n); }));
+        HAVEN_ASSIGN_OR_RETURN(Placed p,
+                               sink_.File(parent, name, e, tree_,
+                                          [this](uint64_t n) { Progress(n); }));
         if (p == Placed::kWritten) stats_.bytes += e.size;
         return Count(p, stats_.files);
       }
@@ -833,9 +831,15 @@ class Walker {
   Status Count(const Result<Placed>& placed, uint64_t& written) {
     if (!placed.ok()) return placed.status();
     switch (placed.value()) {
-      case Placed::kWritten: ++written; break;
-      case Placed::kLinked: ++stats_.hardlinks; break;
-      case Placed::kSkipped: ++stats_.skipped; break;
+      case Placed::kWritten:
+        ++written;
+        break;
+      case Placed::kLinked:
+        ++stats_.hardlinks;
+        break;
+      case Placed::kSkipped:
+        ++stats_.skipped;
+        break;
     }
     return OkStatus();
   }
