@@ -142,7 +142,8 @@ int CmdRestoreConfig(const Globals& g, const std::string& spec,
                      const std::string& dir, bool overwrite) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  auto m = (*repo)->FindSnapshot(spec);
+  // File backups hold no configuration: latest is the latest disk point.
+  auto m = (*repo)->FindSnapshot(spec, {"vm", "image"});
   if (!m.ok()) return Fail(g, m.status());
   auto files = m->ConfigFiles();
   if (files.empty())

@@ -111,6 +111,9 @@ expect_rc 0 "restore files latest after an image backup" hv --json restore files
 expect_rc 0 "backup files again (newest point is a file point)" hv backup files "$T" --name web1-files
 expect_rc 0 "restore image latest after a file backup" hv restore image latest --to "$WORK/latest.raw"
 same_file "$IMG" "$WORK/latest.raw" "restore image latest"
+# restore config's latest is a disk point too (this one holds no config).
+expect_rc 1 "restore config latest after a file backup" hv restore config latest --to "$WORK/cfg"
+contains "$WORK/err" "snapshot ${IMG_ID:0:8} holds no configuration files" "restore config latest"
 ok "latest is the latest point of the kind the restore reads (restore files: file backups; restore image: disks)"
 
 expect_rc 1 "restore files NAME:latest of an image backup" hv restore files web1:latest --to "$WORK/wrong-kind"
