@@ -59,15 +59,28 @@ int Fail(const Globals& g, const Status& s) {
   return s.code() == Code::kInvalidArgument ? kExitUsage : kExitFailure;
 }
 
-Result<std::string> Passphrase(const Globals& g, bool confirm) {
+namespace {
+PassphraseSource RepositorySource(const Globals& g, bool confirm) {
   PassphraseSource src;
   src.env_var = "HAVEN_PASSWORD";
   src.flag_file = g.password_file;
+  src.env_file_var = "HAVEN_PASSWORD_FILE";
   if (const char* f = std::getenv("HAVEN_PASSWORD_FILE"); f && *f)
     src.env_file = f;
   src.prompt = "Repository passphrase: ";
   src.confirm = confirm;
-  return GetPassphrase(src);
+  return src;
+}
+}  // namespace
+
+Result<std::string> Passphrase(const Globals& g, bool confirm,
+                               std::string* used) {
+  return GetPassphrase(RepositorySource(g, confirm), used);
+}
+
+Status NamePassphraseSource(const Globals& g, const Status& s,
+                            const std::string& used) {
+  return NamePassphraseSource(s, RepositorySource(g, false), used);
 }
 
 repository::OpenOptions OpenOpts(const Globals& g, bool write) {
@@ -83,8 +96,11 @@ repository::OpenOptions OpenOpts(const Globals& g, bool write) {
 
 Result<std::unique_ptr<repository::Repository>> OpenRepo(const Globals& g,
                                                          bool write) {
-  HAVEN_ASSIGN_OR_RETURN(std::string pass, Passphrase(g, false));
-  return repository::Repository::Open(g.repo, pass, OpenOpts(g, write));
+  std::string used;
+  HAVEN_ASSIGN_OR_RETURN(std::string pass, Passphrase(g, false, &used));
+  auto repo = repository::Repository::Open(g.repo, pass, OpenOpts(g, write));
+  if (!repo.ok()) return NamePassphraseSource(g, repo.status(), used);
+  return repo;
 }
 
 }  // namespace haven::cli

@@ -39,7 +39,14 @@ std::string DefaultRepository();
 // 2 for InvalidArgument (usage), else 1.
 int Fail(const Globals& g, const Status& s);
 
-Result<std::string> Passphrase(const Globals& g, bool confirm);
+// The repository's passphrase (cli/passphrase.h); `used` says where it came
+// from.
+Result<std::string> Passphrase(const Globals& g, bool confirm,
+                               std::string* used = nullptr);
+// A "wrong passphrase" error naming where the passphrase came from and the
+// other sources set but not read; any other status as it is.
+Status NamePassphraseSource(const Globals& g, const Status& s,
+                            const std::string& used);
 repository::OpenOptions OpenOpts(const Globals& g, bool write);
 Result<std::unique_ptr<repository::Repository>> OpenRepo(const Globals& g,
                                                          bool write);

@@ -138,12 +138,29 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
   return kExitOk;
 }
 
+// `spec`'s file point; `id`, when given, gets its id.
 Result<std::unique_ptr<restore::FilePoint>> OpenPoint(
-    const repository::Repository& repo, const std::string& spec) {
-  HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, repo.FindSnapshot(spec));
+    const repository::Repository& repo, const std::string& spec,
+    std::string* id = nullptr) {
+  // latest and NAME:latest: the latest file backup (repository.h).
+  auto found = repo.FindSnapshot(spec, {"files"});
+  if (!found.ok()) {
+    // A point of another kind answers to the same spec: say which command
+    // reads it.
+    if (found.status().code() == Code::kNotFound &&
+        repo.FindSnapshot(spec).ok())
+      return NotFound(found.status().message() +
+                      "; the files inside an image or VM backup come back "
+                      "with `haven restore file " +
+                      spec + " PATH --to DIR`");
+    return found.status();
+  }
+  repository::Manifest m = std::move(found).value();
+  if (id) *id = m.id;
   if (m.kind != "files")
     return InvalidArgument(
-        "snapshot " + m.id.substr(0, 8) + " (" + m.name + ") is a " + m.kind +
+        "snapshot " + m.id.substr(0, 8) + " (" + m.name + ") is an " +
+        (m.kind == "vm" ? "VM" : m.kind) +
         " backup; restore its files with `haven restore file " + spec +
         " PATH --to DIR`");
   return restore::FilePoint::Open(repo, m);
@@ -167,7 +184,8 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   opt.devices = true;
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  auto point = OpenPoint(**repo, a.spec);
+  std::string id;
+  auto point = OpenPoint(**repo, a.spec, &id);
   if (!point.ok()) return Fail(g, point.status());
   if (Status s = (*point)->Select(a.patterns); !s.ok()) return Fail(g, s);
   if (Status s = (*point)->Prefetch(
@@ -181,28 +199,19 @@ int CmdRestoreFiles(const Globals& g, const RestoreFilesArgs& a) {
   PrintProblems(*st);
   if (g.json) {
     nlohmann::ordered_json j;
+    j["snapshot"] = id;
     AddRestoreJson(j, opt, *st);
     j["chunks_read"] = (*point)->chunks_read();
     std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
-    std::printf(
-        "restored %llu files (%s), %llu directories, %llu symlinks, %llu "
-        "hard links, %llu other to %s in %s%s%s\n",
-        static_cast<unsigned long long>(st->files),
-        HumanBytes(st->bytes).c_str(),
-        static_cast<unsigned long long>(st->dirs),
-        static_cast<unsigned long long>(st->symlinks),
-        static_cast<unsigned long long>(st->hardlinks),
-        static_cast<unsigned long long>(st->fifos + st->devices),
-        opt.path.c_str(), FormatDuration(st->seconds).c_str(),
-        st->skipped ? ("; " + std::to_string(st->skipped) +
-                       " kept (not older in the target)")
-                          .c_str()
-                    : "",
-        st->problems.empty() ? ""
-                             : ("; " + std::to_string(st->problems.size()) +
-                                " not restored (listed above)")
-                                   .c_str());
+    std::printf("restored %s from snapshot %s to %s in %s%s\n",
+                RestoreCounts(*st).c_str(), id.substr(0, 8).c_str(),
+                opt.path.c_str(), FormatDuration(st->seconds).c_str(),
+                st->problems.empty()
+                    ? ""
+                    : ("; " + std::to_string(st->problems.size()) +
+                       " not restored (listed above)")
+                          .c_str());
   }
   return st->complete() ? kExitOk : kExitPartial;
 }
@@ -271,7 +280,10 @@ void AddRestoreJson(nlohmann::ordered_json& j,
   j["format"] = opt.target == restore::FileTarget::kDirectory ? "dir"
                 : opt.target == restore::FileTarget::kTar     ? "tar"
                                                               : "zip";
+  // files: written with their content; hard links and entries skipped
+  // (--overwrite if-newer) are counted apart, never in files.
   j["files"] = st.files;
+  j["files_written"] = st.files;
   j["dirs"] = st.dirs;
   j["symlinks"] = st.symlinks;
   j["fifos"] = st.fifos;
@@ -284,6 +296,20 @@ void AddRestoreJson(nlohmann::ordered_json& j,
   j["problems"] = nlohmann::ordered_json::array();
   for (const auto& p : st.problems)
     j["problems"].push_back({{"path", p.path}, {"what", p.what}});
+}
+
+std::string RestoreCounts(const restore::FileRestoreStats& st) {
+  auto n = [](uint64_t v, const char* one, const char* many) {
+    return std::to_string(v) + " " + (v == 1 ? one : many);
+  };
+  std::string files =
+      n(st.files, "file", "files") + " (" + HumanBytes(st.bytes);
+  if (st.skipped)
+    files += "; " + std::to_string(st.skipped) + " skipped: not newer";
+  return files + "), " + n(st.dirs, "directory", "directories") + ", " +
+         n(st.symlinks, "symlink", "symlinks") + ", " +
+         n(st.hardlinks, "hard link", "hard links") + ", " +
+         std::to_string(st.fifos + st.devices) + " other";
 }
 
 void PrintProblems(const restore::FileRestoreStats& st) {
@@ -403,17 +429,21 @@ void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
       "keeping full paths (/srv/a -> DIR/srv/a), or export as tar or zip; "
       "with no PATH everything. Names that could escape the target are "
       "refused and listed");
-  rf->add_option("SNAPSHOT", r->spec, "id prefix, latest or NAME:latest")
+  rf->add_option("SNAPSHOT", r->spec,
+                 "id prefix, latest or NAME:latest (latest: the latest file "
+                 "backup, whatever image backups came after it)")
       ->required();
   rf->add_option("PATH", r->patterns,
                  "paths in the backup, or globs ('*.conf' by name, "
                  "'/etc/*/x' by path); a directory brings its contents");
-  rf->add_option("--to", r->to, "folder to restore into (made if missing)");
+  rf->add_option("--to", r->to,
+                 "folder to restore into (made if missing; not a symlink)");
   rf->add_option("--tar", r->tar, "write a tar (pax) archive (must not exist)");
   rf->add_option("--zip", r->zip, "write a zip archive (must not exist)");
   rf->add_option("--overwrite", r->overwrite,
                  "files that exist in the folder: never (kept, listed), "
-                 "if-newer (replaced when the backup's is newer) or always")
+                 "if-newer (replaced when the backup's is newer; the others "
+                 "are counted as skipped) or always")
       ->capture_default_str();
   rf->add_flag("--no-sync", r->no_sync,
                "do not wait for the restored files to reach the disk "

@@ -33,6 +33,11 @@ void AddRestoreJson(nlohmann::ordered_json& j,
                     const restore::FileRestoreOptions& opt,
                     const restore::FileRestoreStats& st);
 
+// What a file restore wrote, each count apart: "13 files (89 B), 5
+// directories, 0 symlinks, 1 hard link, 0 other", with "; N skipped: not
+// newer" inside the files' parentheses when --overwrite if-newer kept some.
+std::string RestoreCounts(const restore::FileRestoreStats& st);
+
 // Prints each entry not restored ("not restored: PATH: why") on stderr.
 void PrintProblems(const restore::FileRestoreStats& st);
 

@@ -39,10 +39,23 @@ struct OpenedDisk {
   std::unique_ptr<restore::DiskReader> reader;
 };
 
-Result<OpenedDisk> OpenDisk(const Globals& g, const FileArgs& a) {
+// `kinds`: what latest and NAME:latest may choose (repository.h); empty
+// for ls, which reads every kind.
+Result<OpenedDisk> OpenDisk(const Globals& g, const FileArgs& a,
+                            const std::vector<std::string>& kinds = {}) {
   OpenedDisk o;
   HAVEN_ASSIGN_OR_RETURN(o.repo, OpenRepo(g, false));
-  HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, o.repo->FindSnapshot(a.spec));
+  auto found = o.repo->FindSnapshot(a.spec, kinds);
+  if (!found.ok()) {
+    if (found.status().code() == Code::kNotFound &&
+        o.repo->FindSnapshot(a.spec).ok())
+      return NotFound(found.status().message() +
+                      "; a file backup's files come back with `haven "
+                      "restore files " +
+                      a.spec + " PATH --to DIR`");
+    return found.status();
+  }
+  repository::Manifest m = std::move(found).value();
   o.snapshot = std::make_unique<repository::Manifest>(std::move(m));
   if (o.snapshot->kind == "files") return o;  // no disk: a file backup
   o.disk = o.snapshot->FindDisk(a.disk);
@@ -214,7 +227,7 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   restore::FileRestoreOptions opt;
   if (Status s = ChooseFileTarget(a.to, a.tar, a.zip, opt); !s.ok())
     return Fail(g, s);
-  auto d = OpenDisk(g, a);
+  auto d = OpenDisk(g, a, {"image", "vm"});
   if (!d.ok()) return Fail(g, d.status());
   if (d->snapshot->kind == "files")
     return Fail(g, InvalidArgument("snapshot " + a.spec +
@@ -241,12 +254,9 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
   } else if (!g.quiet) {
     restore::DiskReadStats rs = d->reader->stats();
     std::printf(
-        "restored %llu files, %llu directories, %llu symlinks (%s) from %s%s "
-        "of disk %s to %s in %s; read %llu of %llu chunks%s\n",
-        static_cast<unsigned long long>(st->files),
-        static_cast<unsigned long long>(st->dirs),
-        static_cast<unsigned long long>(st->symlinks),
-        HumanBytes(st->bytes).c_str(), fs->fs->type().c_str(),
+        "restored %s from %s%s of disk %s to %s in %s; read %llu of %llu "
+        "chunks%s\n",
+        RestoreCounts(*st).c_str(), fs->fs->type().c_str(),
         fs->volume.number == 0
             ? ""
             : (" partition " + std::to_string(fs->volume.number)).c_str(),
@@ -263,9 +273,8 @@ int CmdRestoreFile(const Globals& g, const FileArgs& a) {
 }
 
 // SNAPSHOT, --disk and --partition: how both commands name a volume.
-void AddVolumeOptions(CLI::App* cmd, FileArgs& a) {
-  cmd->add_option("SNAPSHOT", a.spec, "id prefix, latest or NAME:latest")
-      ->required();
+void AddVolumeOptions(CLI::App* cmd, FileArgs& a, const char* snapshot_help) {
+  cmd->add_option("SNAPSHOT", a.spec, snapshot_help)->required();
   cmd->add_option("--disk", a.disk,
                   "which disk, when the snapshot has several");
   cmd->add_option("--partition", a.partition,
@@ -292,7 +301,7 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "an image or VM backup: with no PATH its partitions and file "
       "systems, with PATH a directory like ls -l (ext2/3/4, NTFS, FAT, "
       "exFAT, HFS+). A file backup: the directory PATH (default /)");
-  AddVolumeOptions(ls, *args);
+  AddVolumeOptions(ls, *args, "id prefix, latest or NAME:latest");
   ls->add_option("PATH", args->path,
                  "a path inside the file system, e.g. /etc");
   ls->callback([&g, &rc, args] {
@@ -305,13 +314,16 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "backup into a folder, or export them as tar or zip; each PATH goes "
       "in under its last component (/etc/ssh -> DIR/ssh); mode, owner and "
       "times are kept where the file system has them");
-  AddVolumeOptions(file, *args);
+  AddVolumeOptions(file, *args,
+                   "id prefix, latest or NAME:latest (latest: the latest "
+                   "image or VM backup)");
   file->add_option("PATH", args->paths,
-                   "paths inside the file system ('/' for all)")
+                   "paths inside the file system ('/' for all), as they are: "
+                   "globs are not expanded")
       ->required();
   file->add_option("--to", args->to,
                    "folder to restore into (made if missing; existing files "
-                   "are never replaced)");
+                   "are never replaced; not a symlink)");
   file->add_option("--tar", args->tar,
                    "write a tar (pax) archive instead (must not exist)");
   file->add_option("--zip", args->zip,

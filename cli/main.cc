@@ -27,7 +27,9 @@ int Main(int argc, char** argv) {
       "path\n"
       "(/var/lib/haven/repository for root). The passphrase comes from\n"
       "$HAVEN_PASSWORD, --password-file / $HAVEN_PASSWORD_FILE, or a prompt.\n"
-      "A snapshot is named by an id prefix, 'latest' or 'NAME:latest'.\n"
+      "A snapshot is named by an id prefix, 'latest' or 'NAME:latest'; a\n"
+      "restore's 'latest' is the latest point of the kind it reads (restore\n"
+      "files: file backups; restore file, image, config: VM or image ones).\n"
       "Exit codes: 0 ok, 1 failure, 2 usage error, 3 finished but partial,\n"
       "130 stopped by Ctrl-C or SIGTERM (nothing half-done is kept).",
       "haven"};

@@ -41,14 +41,15 @@ int CmdInit(const Globals& g, const repository::InitOptions& opts) {
 
 int CmdRepairSnapshots(const Globals& g,
                        const repository::RepairOptions& base) {
-  auto pass = Passphrase(g, false);
+  std::string used;
+  auto pass = Passphrase(g, false, &used);
   if (!pass.ok()) return Fail(g, pass.status());
   // RepairSnapshots needs the repository to itself (repair.h).
   repository::OpenOptions open = OpenOpts(g, true);
   open.exclusive = true;
   open.hold_index = true;
   auto repo = repository::Repository::Open(g.repo, *pass, open);
-  if (!repo.ok()) return Fail(g, repo.status());
+  if (!repo.ok()) return Fail(g, NamePassphraseSource(g, repo.status(), used));
   repository::RepairOptions opt = base;
   bool chatty = !g.quiet && !g.json;
   opt.on_phase = [chatty](const std::string& p) {
@@ -99,10 +100,11 @@ int CmdRepairSnapshots(const Globals& g,
 }
 
 int CmdRebuildIndex(const Globals& g) {
-  auto pass = Passphrase(g, false);
+  std::string used;
+  auto pass = Passphrase(g, false, &used);
   if (!pass.ok()) return Fail(g, pass.status());
   auto r = Repository::RebuildIndex(g.repo, *pass, OpenOpts(g, true));
-  if (!r.ok()) return Fail(g, r.status());
+  if (!r.ok()) return Fail(g, NamePassphraseSource(g, r.status(), used));
   if (g.json) {
     std::cout << DumpJson(nlohmann::json({{"packs", r->packs},
                                                       {"chunks", r->chunks},
@@ -168,7 +170,8 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
   if (base.max_unused < 0 || base.max_unused > 1)
     return Fail(
         g, InvalidArgument("--max-unused takes a percentage from 0 to 100"));
-  auto pass = Passphrase(g, false);
+  std::string used;
+  auto pass = Passphrase(g, false, &used);
   if (!pass.ok()) return Fail(g, pass.status());
   repository::GcOptions opt = base;
   opt.open = OpenOpts(g, true);
@@ -177,7 +180,7 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
     if (chatty) std::fprintf(stderr, "haven: %s\n", p.c_str());
   };
   auto r = repository::CollectGarbage(g.repo, *pass, opt);
-  if (!r.ok()) return Fail(g, r.status());
+  if (!r.ok()) return Fail(g, NamePassphraseSource(g, r.status(), used));
   uint64_t freed =
       r->bytes_before > r->bytes_after ? r->bytes_before - r->bytes_after : 0;
   if (g.json) {

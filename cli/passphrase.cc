@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <vector>
 
 #include "base/file.h"
 
@@ -43,13 +44,30 @@ Result<std::string> ReadPassphraseFile(const std::string& path) {
   return s;
 }
 
-Result<std::string> GetPassphrase(const PassphraseSource& src) {
-  if (!src.flag_file.empty()) return ReadPassphraseFile(src.flag_file);
-  if (const char* v = std::getenv(src.env_var.c_str()); v && *v) return std::string(v);
-  if (!src.env_file.empty()) return ReadPassphraseFile(src.env_file);
+Result<std::string> GetPassphrase(const PassphraseSource& src,
+                                  std::string* used) {
+  std::string ignored;
+  std::string& from = used ? *used : ignored;
+  if (!src.flag_file.empty()) {
+    from = "--password-file " + src.flag_file;
+    return ReadPassphraseFile(src.flag_file);
+  }
+  if (const char* v = std::getenv(src.env_var.c_str()); v && *v) {
+    from = src.env_var;
+    return std::string(v);
+  }
+  if (!src.env_file.empty()) {
+    from = src.env_file_var + " (" + src.env_file + ")";
+    return ReadPassphraseFile(src.env_file);
+  }
   if (!::isatty(STDIN_FILENO))
-    return InvalidArgument("no passphrase given: set " + src.env_var +
-                           ", pass --password-file, or run on a terminal");
+    return InvalidArgument(
+        "no passphrase given: set " + src.env_var +
+        (src.env_file_var.empty()
+             ? ""
+             : " or " + src.env_file_var + " (a file holding it)") +
+        ", pass --password-file, or run on a terminal");
+  from = "the prompt";
   HAVEN_ASSIGN_OR_RETURN(std::string first, Prompt(src.prompt));
   if (first.empty()) return InvalidArgument("the passphrase is empty");
   if (src.confirm) {
@@ -57,6 +75,26 @@ Result<std::string> GetPassphrase(const PassphraseSource& src) {
     if (second != first) return InvalidArgument("the passphrases do not match");
   }
   return first;
+}
+
+Status NamePassphraseSource(const Status& s, const PassphraseSource& src,
+                            const std::string& used) {
+  if (s.code() != Code::kPermissionDenied ||
+      s.message().rfind("wrong passphrase", 0) != 0 || used.empty())
+    return s;
+  std::vector<std::string> unread;
+  const char* env = std::getenv(src.env_var.c_str());
+  if (env && *env && used != src.env_var) unread.push_back(src.env_var);
+  if (!src.env_file.empty() && used.rfind(src.env_file_var, 0) != 0)
+    unread.push_back(src.env_file_var);
+  std::string msg = s.message() + " (the passphrase came from " + used;
+  for (size_t k = 0; k < unread.size(); ++k)
+    msg += (k == 0 ? "; " : " and ") + unread[k];
+  if (!unread.empty())
+    msg += std::string(unread.size() == 1 ? " is" : " are") +
+           " set too but not read: --password-file comes first, then " +
+           src.env_var + ", then " + src.env_file_var;
+  return Status(s.code(), msg + ")");
 }
 
 }  // namespace haven::cli

@@ -1,8 +1,10 @@
 #include "cli/points_commands.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "base/bytes.h"
 #include "base/json.h"
@@ -48,6 +50,17 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
   }
   for (const auto& e : errors)
     std::fprintf(stderr, "haven: warning: unreadable %s\n", e.c_str());
+  if (!name.empty() && !g.quiet &&
+      std::none_of(all->begin(), all->end(),
+                   [&](const Manifest& m) { return m.name == name; })) {
+    std::set<std::string> names;
+    for (const auto& m : *all) names.insert(m.name);
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "haven: no recovery point is named '%s'%s%s\n",
+                 name.c_str(),
+                 names.empty() ? "" : "; the names are: ", list.c_str());
+  }
   return errors.empty() ? kExitOk : kExitPartial;
 }
 
@@ -175,8 +188,12 @@ nlohmann::ordered_json SnapshotJson(const Manifest& m) {
 }
 
 PointsCommands::PointsCommands(CLI::App& app, const Globals& g, int& rc) {
-  auto* snaps = app.add_subcommand("snapshots", "list recovery points");
-  snaps->add_option("--name", filter_name, "only this backup name");
+  auto* snaps = app.add_subcommand(
+      "snapshots", "list recovery points (of one backup: snapshots NAME)");
+  auto* by_name =
+      snaps->add_option("--name", filter_name, "only this backup name");
+  snaps->add_option("NAME", filter_name, "only this backup name (as --name)")
+      ->excludes(by_name);
   snaps->callback([&] { rc = CmdSnapshots(g, filter_name); });
 
   auto* show = app.add_subcommand("show", "show what a recovery point holds");

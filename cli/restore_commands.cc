@@ -83,7 +83,13 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
           g, InvalidArgument("--network-map takes OLD=NEW, not '" + m + "'"));
     req.vm.network_map[m.substr(0, eq)] = m.substr(eq + 1);
   }
-  if (req.all == !req.points.empty())  // before opening anything
+  if (req.all && !req.points.empty())  // before opening anything
+    return Fail(g, InvalidArgument(
+                       "--all and naming points (" + req.points.front() +
+                       ") are alternatives: --all restores the latest point "
+                       "of every VM, names restore only those points; give "
+                       "one or the other"));
+  if (!req.all && req.points.empty())
     return Fail(
         g, InvalidArgument("name the recovery points to restore, or give --all "
                            "for the latest point of every VM"));
@@ -163,7 +169,8 @@ int CmdRestoreConfig(const Globals& g, const std::string& spec,
                      const std::string& dir, bool overwrite) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  auto m = (*repo)->FindSnapshot(spec);
+  // File backups hold no configuration: latest is the latest disk point.
+  auto m = (*repo)->FindSnapshot(spec, {"vm", "image"});
   if (!m.ok()) return Fail(g, m.status());
   auto files = m->ConfigFiles();
   if (files.empty())
@@ -201,7 +208,8 @@ int CmdRestoreImage(const Globals& g, const std::string& spec,
                     bool verify_ids) {
   auto repo = OpenRepo(g, false);
   if (!repo.ok()) return Fail(g, repo.status());
-  auto m = (*repo)->FindSnapshot(spec);
+  // latest: the latest point with disks, not a file backup taken after it.
+  auto m = (*repo)->FindSnapshot(spec, {"image", "vm"});
   if (!m.ok()) return Fail(g, m.status());
   restore::ImageRestoreOptions opt;
   opt.disk = disk;
@@ -256,7 +264,10 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
       rest->add_subcommand("image",
                            "write a disk of a recovery point to a sparse raw, "
                            "qcow2 or VHDX file, or to a block device");
-  rest_image->add_option("SNAPSHOT", spec, "id prefix, latest or NAME:latest")
+  rest_image
+      ->add_option("SNAPSHOT", spec,
+                   "id prefix, latest or NAME:latest (latest: the latest "
+                   "image or VM backup)")
       ->required();
   rest_image
       ->add_option("--to", to, "target file (must not exist) or block device")
@@ -346,7 +357,8 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
   rest_host->add_option("SNAPSHOT", rvm.req.points,
                         "id prefix or NAME:latest, one per VM");
   rest_host->add_flag("--all", rvm.req.all,
-                      "the latest point of every VM in the repository");
+                      "the latest point of every VM in the repository "
+                      "(instead of naming points: not both)");
   add_vm_restore_options(rest_host, false);
   rest_host->callback([&] {
     rvm.host = true;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "base/time.h"
 #include "repository/local_backend.h"
@@ -225,6 +226,11 @@ Status Repository::Init(const std::string& dir, std::string_view passphrase,
   // Invalid options are refused before anything is created.
   HAVEN_RETURN_IF_ERROR(NewConfig(options).status());
   std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    return AlreadyExists(dir +
+                         " exists and is not a directory; a repository is a "
+                         "directory: give a path that does not exist yet or "
+                         "an empty directory");
   if (fs::exists(dir + "/config", ec))
     return AlreadyExists("a repository already exists at " + dir);
   if (fs::exists(dir, ec) && !fs::is_empty(dir, ec))
@@ -268,6 +274,24 @@ Status Repository::Init(std::unique_ptr<Backend> backend,
 Result<std::unique_ptr<Repository>> Repository::Open(
     const std::string& dir, std::string_view passphrase,
     const OpenOptions& options) {
+  // The usual mistakes with a path, named before anything is opened: a
+  // path that is wrong or not mounted must not read as "create one".
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR)
+      return NotFound(
+          "no Haven repository at " + dir +
+          ": the path does not exist. Check the repository path, and that "
+          "the file system holding it is mounted ('haven init' is only for "
+          "creating a new repository)");
+    return ErrnoStatus("open the repository at " + dir, errno);
+  }
+  if (!S_ISDIR(st.st_mode))
+    return FailedPrecondition(
+        dir +
+        " is a file, not a repository: a Haven repository is a "
+        "directory (holding config, keys/, snapshots/ and packs/); "
+        "check the repository path");
   return Open(std::make_unique<LocalBackend>(dir), dir, passphrase, options);
 }
 
@@ -280,8 +304,11 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   auto raw = r->backend_->Read("config", kMaxConfigFile);
   if (!raw.ok()) {
     if (raw.status().code() == Code::kNotFound)
-      return NotFound("no Haven repository at " + dir +
-                      " (create one with 'haven init')");
+      return NotFound(
+          "no Haven repository at " + dir +
+          " (it has no config file): check the repository path, and that "
+          "the right file system is mounted there ('haven init' is only for "
+          "creating a new repository)");
     return raw.status();
   }
   HAVEN_ASSIGN_OR_RETURN(
@@ -442,7 +469,73 @@ Result<std::vector<Manifest>> Repository::ListSnapshots(
   return out;
 }
 
-Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
+namespace {
+
+// "file" for "files", "VM" for "vm", "image".
+std::string KindWord(const std::string& kind) {
+  if (kind == "files") return "file";
+  if (kind == "vm") return "VM";
+  return kind;
+}
+
+// "image or VM backup" for {"image", "vm"}; "...backups" with `plural`.
+std::string KindNouns(const std::vector<std::string>& kinds, bool plural) {
+  std::string out;
+  for (size_t k = 0; k < kinds.size(); ++k)
+    out += (k == 0                  ? ""
+            : k + 1 == kinds.size() ? " or "
+                                    : ", ") +
+           KindWord(kinds[k]);
+  return out + (plural ? " backups" : " backup");
+}
+
+// Why "latest" / "NAME:latest" found nothing among `summaries`, naming what
+// is there instead (at most 20 names).
+std::string LatestNotFound(const std::vector<PointSummary>& summaries,
+                           const std::string& name,
+                           const std::vector<std::string>& kinds) {
+  auto usable = [&](const PointSummary& p) {
+    return kinds.empty() ||
+           std::find(kinds.begin(), kinds.end(), p.kind) != kinds.end();
+  };
+  std::set<std::string> names, other_kinds;
+  for (const PointSummary& p : summaries) {
+    if (usable(p))
+      names.insert(p.name);
+    else if (name.empty() || p.name == name)
+      other_kinds.insert(p.kind);
+  }
+  const std::string what = kinds.empty() ? "snapshot" : KindNouns(kinds, false);
+  const std::string others = KindNouns(
+      std::vector<std::string>(other_kinds.begin(), other_kinds.end()), true);
+  if (name.empty())
+    return summaries.empty()
+               ? "the repository has no snapshots"
+               : "the repository has no " + what + " (it holds only " + others +
+                     "; see 'haven snapshots')";
+  std::string msg = "no " + what + " named '" + name + "'";
+  if (!other_kinds.empty()) msg += ": its points are " + others;
+  if (names.empty()) return msg + "; the repository has no " + what;
+  msg +=
+      "; the names " +
+      (kinds.empty() ? std::string() : "of " + KindNouns(kinds, true) + " ") +
+      "in this repository are: ";
+  size_t shown = 0;
+  for (const std::string& n : names) {
+    if (shown == 20) {
+      msg += ", ... (" + std::to_string(names.size() - 20) +
+             " more: see 'haven snapshots')";
+      break;
+    }
+    msg += (shown++ == 0 ? "" : ", ") + n;
+  }
+  return msg + " (use NAME:latest)";
+}
+
+}  // namespace
+
+Result<Manifest> Repository::FindSnapshot(
+    const std::string& spec, const std::vector<std::string>& kinds) const {
   if (spec.empty()) return InvalidArgument("empty snapshot name");
   std::string name;
   bool latest = false;
@@ -475,11 +568,13 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
     }
     for (auto it = summaries.rbegin(); it != summaries.rend(); ++it) {
       if (!name.empty() && it->name != name) continue;
+      if (!kinds.empty() &&
+          std::find(kinds.begin(), kinds.end(), it->kind) == kinds.end())
+        continue;
       for (const ListedPoint& p : points)
         if (p.id == it->id) return catalog.Load(p, &*it);
     }
-    return NotFound(name.empty() ? "the repository has no snapshots"
-                                 : "no snapshot named '" + name + "'");
+    return NotFound(LatestNotFound(summaries, name, kinds));
   }
   std::vector<Manifest> hits;
   for (const ListedPoint& p : points) {
@@ -497,6 +592,16 @@ Result<Manifest> Repository::FindSnapshot(const std::string& spec) const {
                            " snapshots; give more digits");
   std::string msg = "no snapshot matches '" + spec +
                     "' (use an id prefix, latest or NAME:latest)";
+  if (hits.empty() && errors.empty()) {
+    // A backup name given alone: say how to name its latest point.
+    auto summaries = catalog.Summaries(points, nullptr);
+    if (summaries.ok())
+      for (const PointSummary& p : *summaries)
+        if (p.name == spec)
+          return NotFound("no snapshot id starts with '" + spec + "'; '" +
+                          spec + "' is a backup name: its latest point is '" +
+                          spec + ":latest'");
+  }
   if (!errors.empty()) msg += "; unreadable snapshots: " + errors.front();
   return NotFound(msg);
 }

@@ -231,7 +231,17 @@ class Repository {
       std::vector<std::string>* errors) const;
   // `spec` is an id prefix, "latest" or "NAME:latest". Resolves through the
   // catalog's summaries and opens one manifest.
-  Result<Manifest> FindSnapshot(const std::string& spec) const;
+  //
+  // `kinds`, when not empty, are the kinds of point the caller can use
+  // ("files" for a file restore; "image" and "vm" for disks): "latest" and
+  // "NAME:latest" then choose the latest point of those kinds, so an image
+  // backup taken after a file backup does not hide it. An id prefix names
+  // one point whatever its kind (the caller checks it). NotFound names what
+  // there is instead: the names of the points of those kinds, or that the
+  // name's points are of another kind.
+  Result<Manifest> FindSnapshot(
+      const std::string& spec,
+      const std::vector<std::string>& kinds = {}) const;
 
   // Protected recovery points are never removed (protected/<id> exists).
   Status SetProtected(const std::string& id, bool on);

@@ -107,6 +107,14 @@ struct timespec Ts(int64_t ns) {
   return t;
 }
 
+// What a sink did with one entry; the walk counts each apart, so a
+// summary never counts a file kept in the target as restored.
+enum class Placed {
+  kWritten,  // made (a file with its content)
+  kLinked,   // a hard link to a file written before
+  kSkipped,  // kept: --overwrite if-newer and the target's is not older
+};
+
 // Where restored entries go. A directory handle is the sink's own (an
 // open directory, or the entry path inside an archive).
 class Sink {
@@ -121,15 +129,15 @@ class Sink {
   virtual Result<Dir> MakeDir(Dir& parent, const std::string& name,
                               const GuestEntry& e) = 0;
   virtual Status FinishDir(Dir& dir, const GuestEntry& e) = 0;
-  virtual Status File(Dir& parent, const std::string& name, const GuestEntry& e,
-                      GuestTree& tree,
-                      const std::function<void(uint64_t)>& progress) = 0;
-  virtual Status Symlink(Dir& parent, const std::string& name,
-                         const GuestEntry& e) = 0;
-  virtual Status Fifo(Dir& parent, const std::string& name,
-                      const GuestEntry& e) = 0;
-  virtual Status Device(Dir& parent, const std::string& name,
-                        const GuestEntry& e) = 0;
+  virtual Result<Placed> File(
+      Dir& parent, const std::string& name, const GuestEntry& e,
+      GuestTree& tree, const std::function<void(uint64_t)>& progress) = 0;
+  virtual Result<Placed> Symlink(Dir& parent, const std::string& name,
+                                 const GuestEntry& e) = 0;
+  virtual Result<Placed> Fifo(Dir& parent, const std::string& name,
+                              const GuestEntry& e) = 0;
+  virtual Result<Placed> Device(Dir& parent, const std::string& name,
+                                const GuestEntry& e) = 0;
   virtual Status Finish() = 0;
   virtual void Abort() = 0;
 };
@@ -152,8 +160,21 @@ class DirSink : public Sink {
         unix_metadata_(unix_metadata),
         stats_(stats) {}
 
+  // A symlink as the target is refused, saying so: a symlink planted at a
+  // shared path (/tmp/r) would send a restore run as root anywhere.
   Result<Dir> Root() override {
     struct stat st;
+    if (lstat(path_.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      char to[4096];
+      ssize_t n = readlink(path_.c_str(), to, sizeof to - 1);
+      const std::string where =
+          n > 0 ? "'" + std::string(to, static_cast<size_t>(n)) + "'"
+                : std::string("another path");
+      return InvalidArgument(
+          path_ + " is a symlink (to " + where +
+          "); a restore does not write through a symlink it did not make: "
+          "give the directory itself as the target");
+    }
     if (lstat(path_.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
       return InvalidArgument(path_ + " exists and is not a directory");
     HAVEN_RETURN_IF_ERROR(MakeDirs(path_, 0755));
@@ -191,15 +212,18 @@ class DirSink : public Sink {
     return Apply(dir.fd.get(), e, dir.rel);
   }
 
-  Status File(Dir& parent, const std::string& name, const GuestEntry& e,
-              GuestTree& tree,
-              const std::function<void(uint64_t)>& progress) override {
+  Result<Placed> File(Dir& parent, const std::string& name, const GuestEntry& e,
+                      GuestTree& tree,
+                      const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
     HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
-    if (!go) return OkStatus();
+    if (!go) return Placed::kSkipped;
     if (!e.hardlink.empty()) {
       auto it = links_.find(e.hardlink);
-      if (it != links_.end()) return Link(parent, name, it->second.get(), rel);
+      if (it != links_.end()) {
+        HAVEN_RETURN_IF_ERROR(Link(parent, name, it->second.get(), rel));
+        return Placed::kLinked;
+      }
     }
     std::string tmp;
     HAVEN_ASSIGN_OR_RETURN(
@@ -233,25 +257,25 @@ class DirSink : public Sink {
                        O_PATH | O_NOFOLLOW | O_CLOEXEC);
       if (pfd >= 0) links_.emplace(e.hardlink, UniqueFd(pfd));
     }
-    return OkStatus();
+    return Placed::kWritten;
   }
 
-  Status Symlink(Dir& parent, const std::string& name,
-                 const GuestEntry& e) override {
+  Result<Placed> Symlink(Dir& parent, const std::string& name,
+                         const GuestEntry& e) override {
     return Special(parent, name, e, "symlink", [&](const std::string& t) {
       return symlinkat(e.link_target.c_str(), parent.fd.get(), t.c_str());
     });
   }
 
-  Status Fifo(Dir& parent, const std::string& name,
-              const GuestEntry& e) override {
+  Result<Placed> Fifo(Dir& parent, const std::string& name,
+                      const GuestEntry& e) override {
     return Special(parent, name, e, "mkfifo", [&](const std::string& t) {
       return mkfifoat(parent.fd.get(), t.c_str(), 0600);
     });
   }
 
-  Status Device(Dir& parent, const std::string& name,
-                const GuestEntry& e) override {
+  Result<Placed> Device(Dir& parent, const std::string& name,
+                        const GuestEntry& e) override {
     if (geteuid() != 0)
       return FailedPrecondition("device nodes can only be made by root");
     const mode_t type = e.type == GuestType::kCharDev ? S_IFCHR : S_IFBLK;
@@ -298,9 +322,7 @@ class DirSink : public Sink {
         const int64_t theirs =
             static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
             st.st_mtim.tv_nsec;
-        if (e.mtime_ns > theirs) return true;
-        ++stats_.skipped;
-        return false;
+        return e.mtime_ns > theirs;
       }
       case Overwrite::kAlways:
         return true;
@@ -350,18 +372,19 @@ class DirSink : public Sink {
   }
   // A symlink, FIFO or device node: made under a temporary name, its
   // metadata set by name (opening it could block or follow it), placed.
-  Status Special(Dir& parent, const std::string& name, const GuestEntry& e,
-                 const char* what,
-                 const std::function<int(const std::string&)>& make) {
+  Result<Placed> Special(Dir& parent, const std::string& name,
+                         const GuestEntry& e, const char* what,
+                         const std::function<int(const std::string&)>& make) {
     const std::string rel = Join(parent.rel, name);
     HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
-    if (!go) return OkStatus();
+    if (!go) return Placed::kSkipped;
     std::string tmp;
     HAVEN_RETURN_IF_ERROR(Temp(what, rel, tmp, make).status());
     Status s = ApplyByName(parent, tmp, e, rel,
                            /*chmod=*/e.type != GuestType::kSymlink);
     if (!s.ok()) return Discard(parent, tmp, s);
-    return Place(parent, tmp, name, rel);
+    HAVEN_RETURN_IF_ERROR(Place(parent, tmp, name, rel));
+    return Placed::kWritten;
   }
   // A second link to a file restored before (through /proc, which needs
   // no privilege, unlike linkat's AT_EMPTY_PATH).
@@ -375,9 +398,7 @@ class DirSink : public Sink {
                         AT_SYMLINK_FOLLOW);
         }));
     (void)r;
-    HAVEN_RETURN_IF_ERROR(Place(parent, tmp, name, rel));
-    ++stats_.hardlinks;
-    return OkStatus();
+    return Place(parent, tmp, name, rel);
   }
   // Apply() for what cannot be opened (a symlink, a FIFO): by name in
   // `parent`, never following a symlink swapped in meanwhile.
@@ -485,6 +506,7 @@ class ArchiveSink : public Sink {
                       const GuestEntry& e) override {
     Dir d;
     d.rel = Join(parent.rel, name);
+    d.created = true;
     EntryPtr entry = Entry(d.rel, e, AE_IFDIR);
     HAVEN_RETURN_IF_ERROR(Header(entry.get(), d.rel));
     return d;
@@ -495,9 +517,9 @@ class ArchiveSink : public Sink {
   // to read would leave a wrong entry. Files up to 64 MiB are read first
   // and skipped cleanly on failure; a larger one that fails mid-way
   // fails the whole export (the partial archive is removed).
-  Status File(Dir& parent, const std::string& name, const GuestEntry& e,
-              GuestTree& tree,
-              const std::function<void(uint64_t)>& progress) override {
+  Result<Placed> File(Dir& parent, const std::string& name, const GuestEntry& e,
+                      GuestTree& tree,
+                      const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
     EntryPtr entry = Entry(rel, e, AE_IFREG);
     // Zip has no hard links: there every name gets the content.
@@ -506,7 +528,8 @@ class ArchiveSink : public Sink {
       if (!first) {  // a second link: a header naming the first, no data
         archive_entry_set_hardlink(entry.get(), it->second.c_str());
         archive_entry_set_size(entry.get(), 0);
-        return Header(entry.get(), rel);
+        HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+        return Placed::kLinked;
       }
     }
     archive_entry_set_size(entry.get(), static_cast<la_int64_t>(e.size));
@@ -531,7 +554,8 @@ class ArchiveSink : public Sink {
           kBlock));
       HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
       MaybeCrash();
-      return write(content.data(), content.size());
+      HAVEN_RETURN_IF_ERROR(write(content.data(), content.size()));
+      return Placed::kWritten;
     }
     HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
     Status s = tree.ReadFile(
@@ -545,34 +569,37 @@ class ArchiveSink : public Sink {
                      " bytes) failed after its entry was started, so the "
                      "archive cannot be completed: " +
                      s.message());
-    return OkStatus();
+    return Placed::kWritten;
   }
 
-  Status Symlink(Dir& parent, const std::string& name,
-                 const GuestEntry& e) override {
+  Result<Placed> Symlink(Dir& parent, const std::string& name,
+                         const GuestEntry& e) override {
     const std::string rel = Join(parent.rel, name);
     EntryPtr entry = Entry(rel, e, AE_IFLNK);
     archive_entry_set_symlink(entry.get(), e.link_target.c_str());
-    return Header(entry.get(), rel);
+    HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+    return Placed::kWritten;
   }
 
-  Status Fifo(Dir& parent, const std::string& name,
-              const GuestEntry& e) override {
+  Result<Placed> Fifo(Dir& parent, const std::string& name,
+                      const GuestEntry& e) override {
     const std::string rel = Join(parent.rel, name);
     if (zip_) return FailedPrecondition("a zip archive cannot hold a FIFO");
     EntryPtr entry = Entry(rel, e, AE_IFIFO);
-    return Header(entry.get(), rel);
+    HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+    return Placed::kWritten;
   }
 
-  Status Device(Dir& parent, const std::string& name,
-                const GuestEntry& e) override {
+  Result<Placed> Device(Dir& parent, const std::string& name,
+                        const GuestEntry& e) override {
     const std::string rel = Join(parent.rel, name);
     if (zip_)
       return FailedPrecondition("a zip archive cannot hold a device node");
     EntryPtr entry =
         Entry(rel, e, e.type == GuestType::kCharDev ? AE_IFCHR : AE_IFBLK);
     archive_entry_set_rdev(entry.get(), static_cast<dev_t>(e.rdev));
-    return Header(entry.get(), rel);
+    HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+    return Placed::kWritten;
   }
 
   Status Finish() override {
@@ -762,7 +789,8 @@ class Walker {
         HAVEN_ASSIGN_OR_RETURN(Sink::Dir dir, sink_.MakeDir(parent, name, e));
         HAVEN_RETURN_IF_ERROR(Children(dir, e, path, depth));
         HAVEN_RETURN_IF_ERROR(sink_.FinishDir(dir, e));
-        ++stats_.dirs;
+        // A directory that was there is entered, not restored.
+        if (dir.created) ++stats_.dirs;
         return OkStatus();
       }
       case GuestType::kFile: {
@@ -771,29 +799,23 @@ class Walker {
                                     " bytes, more than its volume holds (" +
                                     std::to_string(tree_.max_file_size()) +
                                     ")");
-        HAVEN_RETURN_IF_ERROR(sink_.File(parent, name, e, tree_,
-                                         [this](uint64_t n) { Progress(n); }));
-        ++stats_.files;
-        stats_.bytes += e.size;
-        return OkStatus();
+        HAVEN_ASSIGN_OR_RETURN(Placed p,
+                               sink_.File(parent, name, e, tree_,
+                                          [this](uint64_t n) { Progress(n); }));
+        if (p == Placed::kWritten) stats_.bytes += e.size;
+        return Count(p, stats_.files);
       }
       case GuestType::kSymlink:
         if (e.link_target.empty() ||
             e.link_target.find('\0') != std::string::npos)
           return FailedPrecondition("symlink without a usable target");
-        HAVEN_RETURN_IF_ERROR(sink_.Symlink(parent, name, e));
-        ++stats_.symlinks;
-        return OkStatus();
+        return Count(sink_.Symlink(parent, name, e), stats_.symlinks);
       case GuestType::kFifo:
-        HAVEN_RETURN_IF_ERROR(sink_.Fifo(parent, name, e));
-        ++stats_.fifos;
-        return OkStatus();
+        return Count(sink_.Fifo(parent, name, e), stats_.fifos);
       case GuestType::kCharDev:
       case GuestType::kBlockDev:
         if (!devices_) break;
-        HAVEN_RETURN_IF_ERROR(sink_.Device(parent, name, e));
-        ++stats_.devices;
-        return OkStatus();
+        return Count(sink_.Device(parent, name, e), stats_.devices);
       case GuestType::kOther:
         return FailedPrecondition(
             "of unknown type, or its inode could not be read; not restored");
@@ -804,6 +826,23 @@ class Walker {
                               ": special files are not restored");
   }
 
+  // Counts what the sink did: `written` (the entry's type), a hard link,
+  // or a skip; an error is passed on.
+  Status Count(const Result<Placed>& placed, uint64_t& written) {
+    if (!placed.ok()) return placed.status();
+    switch (placed.value()) {
+      case Placed::kWritten:
+        ++written;
+        break;
+      case Placed::kLinked:
+        ++stats_.hardlinks;
+        break;
+      case Placed::kSkipped:
+        ++stats_.skipped;
+        break;
+    }
+    return OkStatus();
+  }
   void Problem(const std::string& path, const std::string& what) {
     stats_.problems.push_back({path, what});
   }
@@ -897,6 +936,12 @@ Result<FileRestoreStats> RestoreGuestFiles(
   std::vector<GuestEntry> entries;
   for (const std::string& p : paths) {
     Result<GuestEntry> e = tree.Lookup(p);
+    if (!e.ok() && e.status().code() == Code::kNotFound &&
+        p.find_first_of("*?[") != std::string::npos)
+      return NotFound(e.status().message() +
+                      ": paths are taken as they are here, globs ('*', '?', "
+                      "'[') are not expanded; name the files, or their "
+                      "directory");
     if (!e.ok()) return e.status().WithContext(p);
     entries.push_back(std::move(*e));
   }

@@ -441,7 +441,8 @@ TEST_F(FilePointTest, HostileCatalogRestoresTheGoodEntriesAndReportsTheBad) {
                   Problem("/x/link/evil", HasSubstr("not a directory")),
                   Problem("/x/out/evil", HasSubstr("not a directory")),
                   Problem("/orphan/child", HasSubstr("not in the backup"))));
-  EXPECT_EQ(r->files, 5u);  // a, hl-ok, hl-size, sub/c, setuid
+  // a, sub/c, setuid written; hl-ok and hl-size are links (counted apart).
+  EXPECT_EQ(r->files, 3u);
   EXPECT_EQ(r->symlinks, 2u);
   EXPECT_EQ(r->fifos, 1u);
   EXPECT_FALSE(r->complete());
@@ -601,6 +602,12 @@ TEST_F(OverwriteTest, IfNewerSkipsTheTargetsNewerFiles) {
   EXPECT_THAT(r->problems, IsEmpty());
   // f and l are newer in the target; g is as old as the backup's (not newer).
   EXPECT_EQ(r->skipped, 3u);
+  // Nothing was written, so nothing is counted as restored (the
+  // directories were there already: entered, not restored).
+  EXPECT_EQ(r->files, 0u);
+  EXPECT_EQ(r->symlinks, 0u);
+  EXPECT_EQ(r->bytes, 0u);
+  EXPECT_EQ(r->dirs, 0u);
   EXPECT_EQ(ReadWholeFile(T("top/f")), B("local edit"));
   EXPECT_EQ(ReadLink(T("top/l")), "local-target");
 }
@@ -612,6 +619,9 @@ TEST_F(OverwriteTest, IfNewerReplacesTheTargetsOlderFiles) {
   ASSERT_THAT(r, IsOk());
   EXPECT_THAT(r->problems, IsEmpty());
   EXPECT_EQ(r->skipped, 1u);  // g
+  EXPECT_EQ(r->files, 1u);     // f
+  EXPECT_EQ(r->symlinks, 1u);  // l
+  EXPECT_EQ(r->bytes, std::string("from the backup").size());
   EXPECT_EQ(ReadWholeFile(T("top/f")), B("from the backup"));
   EXPECT_EQ(MtimeNs(Lstat(T("top/f"))), kT0);
   EXPECT_EQ(ReadLink(T("top/l")), "target-in-backup");
@@ -936,6 +946,48 @@ TEST_F(FilePointTest, ContentIdsOfFilesAndHardLinks) {
   auto e = p->ContentIds(*p->Find("/empty"));
   ASSERT_THAT(e, IsOk());
   EXPECT_THAT(*e, IsEmpty());
+}
+
+// A hard link is counted as one, in a folder and in a tar; the files
+// count holds only files written with their content.
+TEST_F(FilePointTest, HardLinksAreCountedApartFromFiles) {
+  PointBuilder b;
+  b.Dir("/");
+  b.Dir("/d");
+  b.File("/d/a", "shared").nlink = 3;
+  b.HardLink("/d/h1", "/d/a", 6);
+  b.HardLink("/d/h2", "/d/a", 6);
+  b.File("/d/b", "bb");
+  auto p = Open(b);
+  ASSERT_NE(p, nullptr);
+  auto dir = Restore(*p, {"/d"});
+  ASSERT_THAT(dir, IsOk());
+  EXPECT_THAT(dir->problems, IsEmpty());
+  EXPECT_EQ(dir->files, 2u);
+  EXPECT_EQ(dir->hardlinks, 2u);
+  EXPECT_EQ(dir->bytes, 6u + 2u);
+  EXPECT_EQ(dir->dirs, 1u);
+  EXPECT_EQ(Lstat(T("d/a")).st_ino, Lstat(T("d/h2")).st_ino);
+  EXPECT_EQ(Lstat(T("d/a")).st_nlink, 3u);
+  for (FileTarget archive : {FileTarget::kTar, FileTarget::kZip}) {
+    FileRestoreOptions o;
+    o.target = archive;
+    o.path = target_ + (archive == FileTarget::kTar ? ".tar" : ".zip");
+    auto r = RestoreGuestFiles(*p, {"/d"}, o);
+    ASSERT_THAT(r, IsOk());
+    EXPECT_THAT(r->problems, IsEmpty());
+    if (archive == FileTarget::kTar) {  // links as link entries
+      EXPECT_EQ(r->files, 2u);
+      EXPECT_EQ(r->hardlinks, 2u);
+      EXPECT_EQ(r->bytes, 6u + 2u);
+    } else {  // zip has no links: every name carries the content
+      EXPECT_EQ(r->files, 4u);
+      EXPECT_EQ(r->hardlinks, 0u);
+      EXPECT_EQ(r->bytes, 3 * 6u + 2u);
+    }
+    EXPECT_EQ(r->dirs, 1u);
+    EXPECT_TRUE(PathExists(o.path));
+  }
 }
 
 // ------------------------------------------------------ broken points

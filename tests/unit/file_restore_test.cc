@@ -1070,9 +1070,17 @@ TEST_F(FileRestoreTest, TargetThatIsAFileOrASymlinkIsRefused) {
   EXPECT_EQ(ReadWholeFile(target_), B("a file"));
   const std::string link = tmp_.Sub("link");
   ASSERT_EQ(::symlink(outside_.c_str(), link.c_str()), 0);
+  // The true reason: a symlink, not "not a directory" (it leads to one).
   EXPECT_THAT(Restore({"/top"}, FileTarget::kDirectory, link),
-              StatusIs(Code::kInvalidArgument, HasSubstr("exists and is not a directory")));
+              StatusIs(Code::kInvalidArgument,
+                       AllOf(HasSubstr(link + " is a symlink (to '" + outside_ + "')"),
+                             HasSubstr("give the directory itself"))));
   EXPECT_THAT(Listing(outside_), IsEmpty());
+  const std::string dangling = tmp_.Sub("dangling");
+  ASSERT_EQ(::symlink(tmp_.Sub("nowhere").c_str(), dangling.c_str()), 0);
+  EXPECT_THAT(Restore({"/top"}, FileTarget::kDirectory, dangling),
+              StatusIs(Code::kInvalidArgument, HasSubstr("is a symlink")));
+  EXPECT_FALSE(PathExists(tmp_.Sub("nowhere")));
 }
 
 TEST_F(FileRestoreTest, MissingTargetDirectoriesAreMade) {

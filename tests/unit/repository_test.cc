@@ -29,10 +29,12 @@ using ::haven::testing_util::RepositoryTest;
 using ::haven::testing_util::PathExists;
 using ::haven::testing_util::RandomData;
 using ::haven::testing_util::ReadOptions;
+using ::haven::testing_util::ReadWholeFile;
 using ::haven::testing_util::SnapshotTree;
 using ::haven::testing_util::StatusIs;
 using ::haven::testing_util::WriteOptions;
 using ::haven::testing_util::WriteWholeFile;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
@@ -121,6 +123,33 @@ TEST_F(RepositoryTest, OpenOfMissingDirectoryIsNotFound) {
   // A directory that exists but holds no repository.
   EXPECT_THAT(Repository::Open(tmp_.path(), kPass, ReadOptions()),
               StatusIs(Code::kNotFound, HasSubstr("no Haven repository")));
+}
+
+// A wrong or unmounted path is the usual cause: the message says so first
+// and names the path; creating a repository is not the first advice.
+TEST_F(RepositoryTest, OpenOfMissingPathSaysCheckThePathNotInitFirst) {
+  const std::string missing = tmp_.Sub("mnt/backup/repo");
+  auto r = Repository::Open(missing, kPass, ReadOptions());
+  ASSERT_THAT(r, StatusIs(Code::kNotFound, HasSubstr(missing)));
+  const std::string& msg = r.status().message();
+  EXPECT_THAT(msg, HasSubstr("does not exist"));
+  EXPECT_THAT(msg, HasSubstr("mounted"));
+  ASSERT_NE(msg.find("haven init"), std::string::npos);
+  EXPECT_LT(msg.find("heck the repository path"), msg.find("haven init"));
+  EXPECT_THAT(msg, HasSubstr("only for creating a new repository"));
+  EXPECT_FALSE(PathExists(missing));
+}
+
+TEST_F(RepositoryTest, OpenOfAFileSaysItIsNotARepository) {
+  const std::string file = tmp_.Sub("a-file");
+  WriteWholeFile(file, AsBytes("not a repository"));
+  EXPECT_THAT(Repository::Open(file, kPass, ReadOptions()),
+              StatusIs(Code::kFailedPrecondition,
+                       AllOf(HasSubstr(file), HasSubstr("is a file, not a repository"))));
+  EXPECT_THAT(Repository::Init(file, kPass, {}),
+              StatusIs(Code::kAlreadyExists, HasSubstr("is not a directory")));
+  const Bytes kept = ReadWholeFile(file);
+  EXPECT_EQ(std::string(kept.begin(), kept.end()), "not a repository");
 }
 
 TEST_F(RepositoryTest, OpenWithDamagedConfigIsDataLoss) {

@@ -43,17 +43,30 @@ class SnapshotLookupTest : public ::testing::Test {
     return std::move(r).value();
   }
 
-  Manifest Commit(Repository& repo, const std::string& name, const std::string& time) {
+  // A point of `kind`: "image" with an empty disk, "files" with empty
+  // catalog and content lists.
+  Manifest Commit(Repository& repo, const std::string& name, const std::string& time,
+                  const std::string& kind = "image") {
     Manifest m;
     m.name = name;
+    m.kind = kind;
     m.time = time;
     m.consistency = "offline";
     m.tool = "haven-test";
-    DiskManifest d;
-    d.name = "disk0";
-    d.size = 0;
-    d.chunk_size = 65536;
-    m.disks.push_back(d);
+    if (kind == "files") {
+      for (const char* stream : {"catalog", "content"}) {
+        DiskManifest d;
+        d.name = d.kind = stream;
+        d.chunk_size = 0;  // streams have none
+        m.disks.push_back(d);
+      }
+    } else {
+      DiskManifest d;
+      d.name = "disk0";
+      d.size = 0;
+      d.chunk_size = 65536;
+      m.disks.push_back(d);
+    }
     EXPECT_THAT(repo.CommitSnapshot(m), IsOk());
     EXPECT_TRUE(IsSnapshotId(m.id)) << m.id;
     return m;
@@ -105,6 +118,68 @@ TEST_F(SnapshotLookupTest, LoadSnapshotErrors) {
   WriteWholeFile(repo_dir_ + "/snapshots/" + m.id, AsBytes("ab"));
   EXPECT_THAT(repo->LoadSnapshot(m.id),
               StatusIs(Code::kDataLoss, HasSubstr("truncated")));
+}
+
+// After an image backup, a file restore's "latest" is the latest file
+// point; with none, NotFound says so and names what there is.
+TEST_F(SnapshotLookupTest, LatestOfTheKindsTheCallerCanUse) {
+  auto repo = OpenRepo();
+  ASSERT_NE(repo, nullptr);
+  EXPECT_THAT(repo->FindSnapshot("latest", {"files"}),
+              StatusIs(Code::kNotFound, HasSubstr("no snapshots")));
+  Manifest img_old = Commit(*repo, "img1", "2026-01-01T00:00:00Z");
+  EXPECT_THAT(repo->FindSnapshot("latest", {"files"}),
+              StatusIs(Code::kNotFound,
+                       AllOf(HasSubstr("no file backup"), HasSubstr("only image backups"))));
+  Manifest files_old = Commit(*repo, "web1-files", "2026-01-02T00:00:00Z", "files");
+  Manifest files_new = Commit(*repo, "web1-files", "2026-01-03T00:00:00Z", "files");
+  Manifest other_files = Commit(*repo, "db-files", "2026-01-02T12:00:00Z", "files");
+  Manifest img_new = Commit(*repo, "img1", "2026-01-04T00:00:00Z");
+
+  // Without kinds: the newest point of any kind, as before.
+  auto any = repo->FindSnapshot("latest");
+  ASSERT_THAT(any, IsOk());
+  EXPECT_EQ(any->id, img_new.id);
+  auto files = repo->FindSnapshot("latest", {"files"});
+  ASSERT_THAT(files, IsOk());
+  EXPECT_EQ(files->id, files_new.id);
+  EXPECT_EQ(files->kind, "files");
+  auto disks = repo->FindSnapshot("latest", {"image", "vm"});
+  ASSERT_THAT(disks, IsOk());
+  EXPECT_EQ(disks->id, img_new.id);
+  auto db = repo->FindSnapshot("db-files:latest", {"files"});
+  ASSERT_THAT(db, IsOk());
+  EXPECT_EQ(db->id, other_files.id);
+  // A name whose points are of another kind: said so, with the names that
+  // have points of the kind asked for.
+  EXPECT_THAT(repo->FindSnapshot("img1:latest", {"files"}),
+              StatusIs(Code::kNotFound,
+                       AllOf(HasSubstr("no file backup named 'img1'"),
+                             HasSubstr("its points are image backups"),
+                             HasSubstr("db-files, web1-files"))));
+  // An id prefix names one point whatever its kind.
+  auto by_id = repo->FindSnapshot(img_old.id.substr(0, 12), {"files"});
+  ASSERT_THAT(by_id, IsOk());
+  EXPECT_EQ(by_id->id, img_old.id);
+  (void)files_old;
+}
+
+// NAME:latest for a name without points lists the names that have some; a
+// name given alone says how to name its latest point.
+TEST_F(SnapshotLookupTest, NotFoundListsTheNamesThatExist) {
+  auto repo = OpenRepo();
+  ASSERT_NE(repo, nullptr);
+  Commit(*repo, "web1", "2026-01-01T00:00:00Z");
+  Commit(*repo, "db1", "2026-01-02T00:00:00Z");
+  Commit(*repo, "web1", "2026-01-03T00:00:00Z");
+  auto r = repo->FindSnapshot("web2:latest");
+  EXPECT_THAT(r, StatusIs(Code::kNotFound,
+                          AllOf(HasSubstr("no snapshot named 'web2'"),
+                                HasSubstr("are: db1, web1 (use NAME:latest)"))));
+  EXPECT_THAT(repo->FindSnapshot("web1"),
+              StatusIs(Code::kNotFound, HasSubstr("its latest point is 'web1:latest'")));
+  EXPECT_THAT(repo->FindSnapshot("ffffffff"),
+              StatusIs(Code::kNotFound, HasSubstr("no snapshot matches 'ffffffff'")));
 }
 
 TEST_F(SnapshotLookupTest, FindSnapshotByPrefixLatestAndName) {
