@@ -31,7 +31,10 @@ Result<HostRestorePlan> PlanHostRestore(const repository::Repository& repo,
           "the repository holds no VM backups ('haven backup vm' makes them)");
   } else {
     for (const auto& spec : request.points) {
-      HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, repo.FindSnapshot(spec));
+      // NAME:latest and latest: the latest VM backup (an image backup of the
+      // same name taken after it does not hide it).
+      HAVEN_ASSIGN_OR_RETURN(repository::Manifest m,
+                             repo.FindSnapshot(spec, {"vm"}));
       points.push_back(std::move(m));
     }
   }
