@@ -142,7 +142,9 @@ void PrintEntry(const GuestEntry& e, bool unix_meta) {
   std::string group = unix_meta ? std::to_string(e.gid) : "-";
   std::string name = restore::PrintableName(e.name);
   if (e.type == restore::GuestType::kSymlink)
-    name += " -> " + restore::PrintableName(e.link_target);
+    name += e.link_problem.empty()
+                ? " -> " + restore::PrintableName(e.link_target)
+                : " -> ? (" + restore::PrintableName(e.link_problem) + ")";
   std::printf("%s  %6s  %6s  %12llu  %s  %s\n", restore::ModeString(e).c_str(),
               owner.c_str(), group.c_str(),
               static_cast<unsigned long long>(e.size),
@@ -164,8 +166,11 @@ nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
   j["mtime_utc"] = FormatTime(e.mtime_ns, TimeStyle::kRfc3339Utc);
   j["mtime_ns"] = e.mtime_ns;
   j["inode"] = e.inode;
-  if (e.type == restore::GuestType::kSymlink)
+  if (e.type == restore::GuestType::kSymlink) {
     j["link"] = restore::PrintableName(e.link_target);
+    if (!e.link_problem.empty())
+      j["link_problem"] = restore::PrintableName(e.link_problem);
+  }
   return j;
 }
 

@@ -817,6 +817,8 @@ class Walker {
         return OkStatus();
       }
       case GuestType::kSymlink:
+        if (!e.link_problem.empty())
+          return FailedPrecondition("symlink not restored: " + e.link_problem);
         if (e.link_target.empty() ||
             e.link_target.find('\0') != std::string::npos)
           return FailedPrecondition("symlink without a usable target");

@@ -279,9 +279,72 @@ GuestEntry EntryOf(const TSK_FS_META& m, std::string name) {
   e.mtime_ns = Ns(m.mtime, m.mtime_nano);
   e.atime_ns = Ns(m.atime, m.atime_nano);
   e.ctime_ns = Ns(m.ctime, m.ctime_nano);
-  if (m.type == TSK_FS_META_TYPE_LNK && m.link)
-    e.link_target = std::string(m.link, strnlen(m.link, 4096));
+  // TSK copies only targets kept in the inode (ext "fast" symlinks, under
+  // 60 bytes) into m.link, as a C string. The others are read from the
+  // file's content by ReadLinkTargets.
+  if (m.type == TSK_FS_META_TYPE_LNK && m.link && m.link[0] != '\0')
+    e.link_target = std::string(m.link, strnlen(m.link, kMaxLinkTarget + 1));
   return e;
+}
+
+// Fills in the target of symlink `e` from its content when TSK left it
+// out (ext "slow" symlinks of 60 bytes or more, kept in a data block; HFS+
+// links, kept in the data fork), and checks a target TSK gave against
+// the size the inode claims. A target that cannot be read or used sets
+// e.link_problem instead; reads are bounded by kMaxLinkTarget whatever
+// the inode claims.
+void ReadLinkTarget(TSK_FS_INFO* fs, GuestEntry& e) {
+  if (e.type != GuestType::kSymlink || !e.link_problem.empty()) return;
+  const std::string claims = std::to_string(e.size) + " bytes";
+  if (!e.link_target.empty()) {
+    // ext keeps the target's length as the size: a shorter C string means
+    // a NUL byte inside it.
+    if (TSK_FS_TYPE_ISEXT(fs->ftype) && e.link_target.size() < e.size &&
+        e.size <= kMaxLinkTarget) {
+      e.link_problem = "its target holds a NUL byte (after " +
+                       std::to_string(e.link_target.size()) + " of " + claims +
+                       ")";
+      e.link_target.clear();
+    }
+    return;
+  }
+  if (e.size == 0) {
+    e.link_problem = "its target is empty";
+    return;
+  }
+  if (e.size > kMaxLinkTarget) {
+    e.link_problem = "its target claims " + claims + ", more than the " +
+                     std::to_string(kMaxLinkTarget) + " a target may hold";
+    return;
+  }
+  const std::string what = "reading the target of symlink inode " +
+                           std::to_string(e.inode);
+  ReadCheck check;
+  FilePtr f(
+      tsk_fs_file_open_meta(fs, nullptr, static_cast<TSK_INUM_T>(e.inode)));
+  std::string target(static_cast<size_t>(e.size), '\0');
+  ssize_t n = -1;
+  if (f)
+    n = tsk_fs_file_read(f.get(), 0, target.data(), target.size(),
+                         TSK_FS_FILE_READ_FLAG_NONE);
+  if (Status s = check.Result(what); !s.ok()) {
+    e.link_problem = "its target cannot be read: " + s.message();
+    return;
+  }
+  if (n != static_cast<ssize_t>(target.size())) {
+    e.link_problem =
+        "its target cannot be read: " +
+        (n < 0 ? TskError()
+               : "the file system gave " + std::to_string(n) + " of " + claims);
+    tsk_error_reset();
+    return;
+  }
+  if (size_t nul = target.find('\0'); nul != std::string::npos) {
+    e.link_problem = "its target holds a NUL byte (after " +
+                     std::to_string(nul) + " of " + claims + ")";
+    return;
+  }
+  e.link_target = std::move(target);
 }
 
 // NTFS, FAT and exFAT carry no Unix owner or mode; TSK makes values up.
@@ -533,6 +596,9 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
   }
   if (TSK_FS_TYPE_ISEXT(fs->ftype)) RestoreNulNames(fs, dir, out);
   HAVEN_RETURN_IF_ERROR(check.Result(what));
+  // After the directory's own check: a symlink whose target is on a
+  // damaged block is one entry's problem, not the directory's.
+  for (GuestEntry& e : out) ReadLinkTarget(fs, e);
   return out;
 }
 

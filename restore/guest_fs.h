@@ -53,6 +53,10 @@ Result<GuestLayout> ReadGuestLayout(DiskBytes& disk);
 Result<GuestVolume> ChooseVolume(const GuestLayout& layout, int partition,
                                  const std::string& disk_name);
 
+// The longest symlink target read from a guest: Linux's PATH_MAX less the
+// terminating NUL. Longer targets are reported, not read.
+constexpr uint64_t kMaxLinkTarget = 4095;
+
 enum class GuestType {
   kFile,
   kDir,
@@ -73,6 +77,10 @@ struct GuestEntry {
   uint32_t uid = 0, gid = 0;
   int64_t mtime_ns = 0, atime_ns = 0, ctime_ns = 0;
   std::string link_target;  // symlinks, where the file system has them
+  // Symlinks whose target could not be read or cannot be used (damaged,
+  // longer than kMaxLinkTarget, holding a NUL byte): why, for listings
+  // and the restore's report; link_target is then "".
+  std::string link_problem;
   // File backups (file_point.h) carry more than a guest file system:
   uint64_t rdev = 0;                // device nodes
   std::string user, group;          // owner names, "" if unknown

@@ -1040,6 +1040,8 @@ TEST_F(FileRestoreTest, SpecialFilesAndUnusableSymlinksAreReported) {
   tree_.Special(top, "sock", GuestType::kSocket);
   tree_.Symlink(top, "empty-link", "");
   tree_.Symlink(top, "nul-link", std::string("/etc\0/passwd", 12));
+  const int unreadable = tree_.Symlink(top, "unreadable-link", "");
+  tree_.entry(unreadable).link_problem = "its target cannot be read: chunk 7 is damaged";
   tree_.File(top, "ok", "ok");
   auto r = Restore({"/top"});
   ASSERT_THAT(r, IsOk());
@@ -1048,7 +1050,10 @@ TEST_F(FileRestoreTest, SpecialFilesAndUnusableSymlinksAreReported) {
                           Problem("/top/null", HasSubstr("special files are not restored")),
                           Problem("/top/sock", HasSubstr("special files are not restored")),
                           Problem("/top/empty-link", HasSubstr("symlink without a usable target")),
-                          Problem("/top/nul-link", HasSubstr("symlink without a usable target"))));
+                          Problem("/top/nul-link", HasSubstr("symlink without a usable target")),
+                          Problem("/top/unreadable-link",
+                                  "symlink not restored: its target cannot be read: chunk 7 "
+                                  "is damaged")));
   EXPECT_EQ(Listing(target_), (std::set<std::string>{"top", "top/ok"}));
 }
 
