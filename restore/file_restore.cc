@@ -14,8 +14,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <tuple>
@@ -56,13 +58,15 @@ size_t HoleGrain(int fd) {
                             kMaxHoleGrain);
 }
 
-// Writes `len` bytes of a file at `off`, leaving out every all-zero block
-// of `grain` bytes (blocks aligned to the file's start): a sparse guest
-// file stays as sparse as the target's file system can keep it, not
-// rounded up to the 1 MiB pieces content is read in. Runs of data
-// blocks go out in one write.
-Status WriteDataRuns(int fd, const uint8_t* data, size_t len, uint64_t off,
-                     size_t grain, const std::string& where) {
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// Calls `run(start, n)` for each run of data in `len` bytes of a file at
+// `off`: the blocks of `grain` bytes (aligned to the file's start) that
+// are not all zeros, adjacent ones joined. The all-zero blocks between
+// are what a sparse copy leaves as holes.
+Status ForEachDataRun(const uint8_t* data, size_t len, uint64_t off,
+                      size_t grain,
+                      const std::function<Status(size_t, size_t)>& run) {
   // The block at `i` (cut at a grain boundary of the file and at `len`).
   auto block = [&](size_t i) {
     return std::min<size_t>(grain - (off + i) % grain, len - i);
@@ -77,10 +81,19 @@ Status WriteDataRuns(int fd, const uint8_t* data, size_t len, uint64_t off,
     do {
       i += block(i);
     } while (i < len && !IsAllZero(data + i, block(i)));
-    HAVEN_RETURN_IF_ERROR(
-        PWriteAll(fd, data + start, i - start, off + start, where));
+    HAVEN_RETURN_IF_ERROR(run(start, i - start));
   }
   return OkStatus();
+}
+
+// Writes `len` bytes of a file at `off`, leaving out every all-zero block:
+// a sparse guest file stays as sparse as the target's file system can keep
+// it, not rounded up to the 1 MiB pieces content is read in.
+Status WriteDataRuns(int fd, const uint8_t* data, size_t len, uint64_t off,
+                     size_t grain, const std::string& where) {
+  return ForEachDataRun(data, len, off, grain, [&](size_t start, size_t n) {
+    return PWriteAll(fd, data + start, n, off + start, where);
+  });
 }
 
 // A problem with one entry: it is skipped and reported, the restore goes
@@ -568,15 +581,33 @@ class ArchiveSink : public Sink {
             return OkStatus();
           },
           kBlock));
+      if (!zip_) {  // holes: the all-zero 4 KiB blocks of what was read
+        Ranges data;
+        HAVEN_RETURN_IF_ERROR(ForEachDataRun(
+            content.data(), content.size(), 0, kMaxHoleGrain,
+            [&](size_t start, size_t n) {
+              data.emplace_back(start, n);
+              return OkStatus();
+            }));
+        Sparse(entry.get(), data, content.size());
+      }
       HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
       MaybeCrash();
       return write(content.data(), content.size());
     }
+    // Too large to hold: the holes are the file system's (its block map),
+    // and every byte read in one must be zero, or the export fails (the
+    // archive would hold other content than the file).
+    std::optional<Ranges> data;
+    if (!zip_) data = tree.DataRanges(e);
+    if (data) Sparse(entry.get(), *data, e.size);
     HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+    size_t next = 0;  // the first range of `data` not wholly behind
     Status s = tree.ReadFile(
         e,
-        [&](uint64_t, const uint8_t* data, size_t len) {
-          return write(data, len);
+        [&](uint64_t off, const uint8_t* bytes, size_t len) -> Status {
+          if (data) HAVEN_RETURN_IF_ERROR(HolesAreZero(*data, next, off, bytes, len));
+          return write(bytes, len);
         },
         kBlock);
     if (!s.ok())
@@ -584,6 +615,47 @@ class ArchiveSink : public Sink {
                      " bytes) failed after its entry was started, so the "
                      "archive cannot be completed: " +
                      s.message());
+    return OkStatus();
+  }
+
+  // Marks the holes of a file of `size` bytes, whose data is `data`, in
+  // its entry: pax (GNU sparse 1.0) then stores only the data, and tar
+  // tools make the holes again on extraction. Nothing for a file without
+  // holes.
+  static void Sparse(struct archive_entry* entry, const Ranges& data,
+                     uint64_t size) {
+    uint64_t bytes = 0;
+    for (const auto& [off, len] : data) bytes += len;
+    if (bytes == size) return;
+    for (const auto& [off, len] : data)
+      archive_entry_sparse_add_entry(entry, static_cast<la_int64_t>(off),
+                                     static_cast<la_int64_t>(len));
+    // A file of holes only: its last byte as data (libarchive's reader
+    // reads an entry whose only range is empty as no bytes at all).
+    if (data.empty())
+      archive_entry_sparse_add_entry(entry, static_cast<la_int64_t>(size - 1),
+                                     1);
+  }
+
+  // DataLoss unless the bytes of [off, off + len) outside `data` are all
+  // zeros. `next` carries the first range not wholly before `off` across
+  // calls (pieces come in order).
+  static Status HolesAreZero(const Ranges& data, size_t& next, uint64_t off,
+                             const uint8_t* bytes, size_t len) {
+    const uint64_t end = off + len;
+    uint64_t pos = off;
+    while (pos < end) {
+      while (next < data.size() &&
+             data[next].first + data[next].second <= pos)
+        ++next;
+      const uint64_t hole_end =
+          next < data.size() ? std::min(end, data[next].first) : end;
+      if (pos < hole_end && !IsAllZero(bytes + (pos - off), hole_end - pos))
+        return DataLoss("the file system gave data inside a hole of the "
+                        "file (at byte " + std::to_string(pos) + ")");
+      if (next >= data.size()) break;
+      pos = std::max(hole_end, data[next].first + data[next].second);
+    }
     return OkStatus();
   }
 

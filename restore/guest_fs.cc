@@ -682,6 +682,49 @@ Status GuestFs::ReadFile(
   return OkStatus();
 }
 
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>> GuestFs::DataRanges(
+    const GuestEntry& file) {
+  // More runs than this and the map is not worth keeping.
+  constexpr size_t kMaxRuns = 1 << 16;
+  if (file.type != GuestType::kFile || file.size == 0) return std::nullopt;
+  TSK_FS_INFO* fs = h_->fs.get();
+  ReadCheck check;
+  FilePtr f(tsk_fs_file_open_meta(fs, nullptr,
+                                  static_cast<TSK_INUM_T>(file.inode)));
+  const TSK_FS_ATTR* a = f ? tsk_fs_file_attr_get(f.get()) : nullptr;
+  if (!check.Result("").ok() || !a) {
+    tsk_error_reset();
+    return std::nullopt;
+  }
+  if (!(a->flags & TSK_FS_ATTR_NONRES) ||
+      (a->flags & (TSK_FS_ATTR_COMP | TSK_FS_ATTR_ENC)) || a->nrd.skiplen != 0)
+    return std::nullopt;
+  const uint64_t bs = fs->block_size;
+  if (bs == 0) return std::nullopt;
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  uint64_t end = 0;  // where the last range ended
+  size_t runs = 0;
+  for (const TSK_FS_ATTR_RUN* r = a->nrd.run; r; r = r->next) {
+    if (++runs > kMaxRuns) return std::nullopt;
+    if (r->len == 0 || (r->flags & (TSK_FS_ATTR_RUN_FLAG_SPARSE |
+                                    TSK_FS_ATTR_RUN_FLAG_FILLER)))
+      continue;
+    if (r->offset > file.size / bs) continue;  // past the end
+    const uint64_t off = r->offset * bs;  // <= size: no overflow
+    if (off >= file.size) continue;
+    const uint64_t blocks =
+        std::min<uint64_t>(r->len, (file.size - off) / bs + 1);
+    const uint64_t len = std::min<uint64_t>(blocks * bs, file.size - off);
+    if (off < end) return std::nullopt;  // out of order or overlapping
+    if (!out.empty() && off == end)
+      out.back().second += len;
+    else
+      out.emplace_back(off, len);
+    end = off + len;
+  }
+  return out;
+}
+
 const char* GuestTypeName(GuestType t) {
   switch (t) {
     case GuestType::kFile:

@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -102,6 +104,14 @@ class GuestTree {
       const std::function<Status(uint64_t offset, const uint8_t* data,
                                  size_t len)>& sink,
       size_t block = 1 << 20) = 0;
+  // The byte ranges (offset, length; in order, not touching) of regular
+  // file `file` that hold data as the file system allocates it: the rest
+  // are holes, which ReadFile gives as zeros. nullopt when the file
+  // system cannot tell (the whole file is then data).
+  virtual std::optional<std::vector<std::pair<uint64_t, uint64_t>>>
+  DataRanges(const GuestEntry& file) {
+    return std::nullopt;
+  }
   // Whether mode, uid and gid are the guest's own (ext, HFS+), not values
   // made up for a file system without Unix metadata (NTFS, FAT, exFAT).
   virtual bool has_unix_metadata() const = 0;
@@ -152,6 +162,12 @@ class GuestFs : public GuestTree {
                   size_t block = 1 << 20) override;
 
   uint64_t max_file_size() const override { return volume_size_; }
+
+  // From the file's block runs (extents, NTFS runs): runs marked sparse
+  // are holes. nullopt for resident, compressed or encrypted content and
+  // for runs out of order.
+  std::optional<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(
+      const GuestEntry& file) override;
 
  private:
   struct Handles;
