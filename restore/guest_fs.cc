@@ -296,6 +296,12 @@ GuestEntry EntryOf(const TSK_FS_META& m, std::string name) {
 void ReadLinkTarget(TSK_FS_INFO* fs, GuestEntry& e) {
   if (e.type != GuestType::kSymlink || !e.link_problem.empty()) return;
   const std::string claims = std::to_string(e.size) + " bytes";
+  if (e.link_target.size() > kMaxLinkTarget) {
+    e.link_problem = "its target is longer than the " +
+                     std::to_string(kMaxLinkTarget) + " bytes a target may hold";
+    e.link_target.clear();
+    return;
+  }
   if (!e.link_target.empty()) {
     // ext keeps the target's length as the size: a shorter C string means
     // a NUL byte inside it.
