@@ -7,6 +7,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "base/bytes.h"
+
 namespace haven::restore {
 namespace {
 
@@ -353,6 +355,98 @@ void ReadLinkTarget(TSK_FS_INFO* fs, GuestEntry& e) {
   e.link_target = std::move(target);
 }
 
+// UTF-16LE (pairs of surrogates joined) as UTF-8; false for an odd length
+// or a lone surrogate.
+bool Utf16LeToUtf8Strict(const uint8_t* p, size_t n, std::string& out) {
+  if (n % 2 != 0) return false;
+  out.clear();
+  for (size_t i = 0; i < n; i += 2) {
+    uint32_t c = p[i] | (static_cast<uint32_t>(p[i + 1]) << 8);
+    if (c >= 0xdc00 && c <= 0xdfff) return false;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      if (i + 3 >= n) return false;
+      const uint32_t lo = p[i + 2] | (static_cast<uint32_t>(p[i + 3]) << 8);
+      if (lo < 0xdc00 || lo > 0xdfff) return false;
+      c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+      i += 2;
+    }
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if (c < 0x800) {
+      out += static_cast<char>(0xc0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+      out += static_cast<char>(0xe0 | (c >> 12));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    } else {
+      out += static_cast<char>(0xf0 | (c >> 18));
+      out += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    }
+  }
+  return true;
+}
+
+// NTFS symlinks and junctions are reparse points: a $REPARSE_POINT
+// attribute on the (empty) file or directory that TSK lists. Those two
+// kinds become symlinks whose target is the reparse data's print name
+// (else its substitute name, without "\??\"), with '\' as '/': a
+// relative target works as it is; an absolute one keeps its drive
+// ("C:/Users") and points nowhere outside the guest. Other kinds of
+// reparse points (deduplicated, cloud or compressed files) stay what TSK
+// says they are. Every offset and length is checked against the data.
+void ReadReparsePoint(TSK_FS_FILE* f, GuestEntry& e) {
+  constexpr uint32_t kSymlink = 0xA000000C, kMountPoint = 0xA0000003;
+  constexpr TSK_OFF_T kMaxReparse = 16 * 1024;  // NTFS's own limit
+  const TSK_FS_ATTR* a =
+      tsk_fs_file_attr_get_type(f, TSK_FS_ATTR_TYPE_NTFS_REPARSE, 0, 0);
+  if (!a) return (void)tsk_error_reset();
+  if (a->size < 8 || a->size > kMaxReparse) return;
+  std::vector<uint8_t> d(static_cast<size_t>(a->size));
+  ReadCheck check;
+  const ssize_t n =
+      tsk_fs_attr_read(a, 0, reinterpret_cast<char*>(d.data()), d.size(),
+                       TSK_FS_FILE_READ_FLAG_NONE);
+  auto u16 = [&](size_t off) { return d[off] | (d[off + 1] << 8); };
+  if (!check.Result("").ok() || n != static_cast<ssize_t>(d.size())) {
+    // Unread, its kind is unknown: the entry stays as TSK lists it.
+    tsk_error_reset();
+    return;
+  }
+  const uint32_t tag = GetU32(d.data());
+  if (tag != kSymlink && tag != kMountPoint) return;
+  e.type = GuestType::kSymlink;
+  e.mode = 0777;
+  e.size = 0;
+  const size_t end = 8 + static_cast<size_t>(u16(4));
+  const size_t names = tag == kSymlink ? 20 : 16;  // where the names start
+  if (end > d.size() || names > end) {
+    e.link_problem = "its reparse data is cut short";
+    return;
+  }
+  const size_t sub_off = u16(8), sub_len = u16(10);
+  const size_t print_off = u16(12), print_len = u16(14);
+  const size_t room = end - names;
+  const bool use_print = print_len > 0;
+  const size_t off = use_print ? print_off : sub_off;
+  const size_t len = use_print ? print_len : sub_len;
+  if (off > room || len > room - off) {
+    e.link_problem = "its reparse data names a target outside itself";
+    return;
+  }
+  std::string target;
+  if (!Utf16LeToUtf8Strict(d.data() + names + off, len, target)) {
+    e.link_problem = "its target is not valid UTF-16";
+    return;
+  }
+  if (!use_print && target.starts_with("\\??\\")) target.erase(0, 4);
+  std::replace(target.begin(), target.end(), '\\', '/');
+  e.link_target = std::move(target);
+  e.size = e.link_target.size();
+}
+
 // NTFS, FAT and exFAT carry no Unix owner or mode; TSK makes values up.
 // Show and restore what a restore writes instead: root, 0755 / 0644.
 void Synthesize(GuestEntry& e) {
@@ -599,6 +693,7 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
         EntryOf(*f->meta,
                 std::string(name->name, strnlen(name->name, name->name_size))));
     if (!unix_metadata_) Synthesize(out.back());
+    if (TSK_FS_TYPE_ISNTFS(fs->ftype)) ReadReparsePoint(f.get(), out.back());
   }
   if (TSK_FS_TYPE_ISEXT(fs->ftype)) RestoreNulNames(fs, dir, out);
   HAVEN_RETURN_IF_ERROR(check.Result(what));
