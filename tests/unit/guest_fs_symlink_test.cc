@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -32,6 +30,8 @@ namespace {
 
 using ::haven::testing_util::IsOk;
 using ::haven::testing_util::RandomData;
+using ::haven::testing_util::Sh;
+using ::haven::testing_util::ShOut;
 using ::haven::testing_util::ReadWholeFile;
 using ::haven::testing_util::TempDir;
 using ::haven::testing_util::WriteWholeFile;
@@ -72,19 +72,6 @@ class FileDisk : public DiskBytes {
   uint64_t bad_off_ = 0, bad_len_ = 0;
 };
 
-int Shell(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
-
-std::string Output(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 // A target of exactly `n` bytes: "/" then path components of 50 bytes.
 std::string Target(size_t n, char c = 'a') {
   std::string t;
@@ -94,14 +81,14 @@ std::string Target(size_t n, char c = 'a') {
 
 // The data block (4 KiB unless the image says otherwise) of a slow symlink.
 uint64_t FirstBlock(const std::string& image, const std::string& path) {
-  std::string out = Output("debugfs -R 'blocks " + path + "' '" + image + "' 2>/dev/null");
+  std::string out = ShOut("debugfs -R 'blocks " + path + "' '" + image + "' 2>/dev/null");
   return std::strtoull(out.c_str(), nullptr, 10);
 }
 
 class GuestFsSymlinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (Shell("(command -v mke2fs && command -v debugfs)") != 0)
+    if (Sh("(command -v mke2fs && command -v debugfs)") != 0)
       GTEST_SKIP() << "mke2fs/debugfs not installed (e2fsprogs)";
     src_ = tmp_.Sub("src");
     ASSERT_TRUE(std::filesystem::create_directories(src_));
@@ -115,7 +102,7 @@ class GuestFsSymlinkTest : public ::testing::Test {
   std::string MakeImage(const std::string& name, int block = 4096,
                         const std::string& size = "32M") {
     const std::string img = tmp_.Sub(name);
-    EXPECT_EQ(Shell("truncate -s " + size + " '" + img + "' && mke2fs -q -F -t ext4 -b " +
+    EXPECT_EQ(Sh("truncate -s " + size + " '" + img + "' && mke2fs -q -F -t ext4 -b " +
                   std::to_string(block) + " -d '" + src_ + "' '" + img + "'"),
               0);
     return img;
@@ -240,11 +227,11 @@ TEST_F(GuestFsSymlinkTest, HostileSymlinksAreReportedOneByOne) {
   // i_block[2]: bytes 8-11 of a fast target; i_block[5]: the start block of
   // the first extent (after the 12-byte header and ee_block, ee_len,
   // ee_start_hi).
-  ASSERT_EQ(Shell("debugfs -w -R 'sif /fast-nul block[2] 0' '" + img + "'"), 0);
-  ASSERT_EQ(Shell("debugfs -w -R 'sif /slow-past block[5] 0x7ffffff0' '" + img + "'"), 0);
-  ASSERT_EQ(Shell("debugfs -w -R 'sif /slow-zero block[5] 0' '" + img + "'"), 0);
-  ASSERT_EQ(Shell("debugfs -w -R 'sif /slow-huge size 1048576' '" + img + "'"), 0);
-  ASSERT_EQ(Shell("debugfs -w -R 'sif /slow-damaged block[5] " + std::to_string(damaged_block) +
+  ASSERT_EQ(Sh("debugfs -w -R 'sif /fast-nul block[2] 0' '" + img + "'"), 0);
+  ASSERT_EQ(Sh("debugfs -w -R 'sif /slow-past block[5] 0x7ffffff0' '" + img + "'"), 0);
+  ASSERT_EQ(Sh("debugfs -w -R 'sif /slow-zero block[5] 0' '" + img + "'"), 0);
+  ASSERT_EQ(Sh("debugfs -w -R 'sif /slow-huge size 1048576' '" + img + "'"), 0);
+  ASSERT_EQ(Sh("debugfs -w -R 'sif /slow-damaged block[5] " + std::to_string(damaged_block) +
                   "' '" + img + "'"),
             0);
   FileDisk disk(img);
@@ -298,7 +285,7 @@ TEST_F(GuestFsSymlinkTest, TargetLongerThanItsBlockIsReported) {
   Link(Target(1000, 'b'), "long");
   Link(Target(1000, 'k'), "ok");
   const std::string img = MakeImage("small.img", 1024, "8M");
-  ASSERT_EQ(Shell("debugfs -w -R 'sif /long size 3000' '" + img + "'"), 0);
+  ASSERT_EQ(Sh("debugfs -w -R 'sif /long size 3000' '" + img + "'"), 0);
   FileDisk disk(img);
   auto fs = Open(disk);
   ASSERT_NE(fs, nullptr);
