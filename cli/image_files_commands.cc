@@ -309,7 +309,9 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "restore files and directory trees from a disk of an image or VM "
       "backup into a folder, or export them as tar or zip; each PATH goes "
       "in under its last component (/etc/ssh -> DIR/ssh); mode, owner and "
-      "times are kept where the file system has them");
+      "times are kept where the file system has them, symlinks with their "
+      "targets (NTFS symlinks and junctions too), sparse files with their "
+      "holes. Exit 3: some entries were not restored (listed with why)");
   AddVolumeOptions(file, *args);
   file->add_option("PATH", args->paths,
                    "paths inside the file system ('/' for all)")
@@ -318,7 +320,9 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
                    "folder to restore into (made if missing; existing files "
                    "are never replaced)");
   file->add_option("--tar", args->tar,
-                   "write a tar (pax) archive instead (must not exist)");
+                   "write a tar (pax; sparse files stored as their data "
+                   "and a map of the holes) archive instead (must not "
+                   "exist)");
   file->add_option("--zip", args->zip,
                    "write a zip archive instead (must not exist)");
   file->callback([&g, &rc, args] {
