@@ -32,6 +32,7 @@ namespace {
 constexpr int kMaxDepth = 256;      // deeper guest trees are reported
 constexpr size_t kBlock = 1 << 20;  // file content moves in 1 MiB pieces
 constexpr uint64_t kArchiveBuffer = 64ull << 20;  // see ArchiveSink::File
+constexpr uint64_t kMinSparseHoles = 1 << 20;     // see ArchiveSink::Sparse
 constexpr char kPartial[] = ".haven-partial";
 
 // Fault injection for the crash-isolation test of `haven restore file`:
@@ -600,7 +601,7 @@ class ArchiveSink : public Sink {
     // archive would hold other content than the file).
     std::optional<Ranges> data;
     if (!zip_) data = tree.DataRanges(e);
-    if (data) Sparse(entry.get(), *data, e.size);
+    if (data && !Sparse(entry.get(), *data, e.size)) data.reset();
     HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
     size_t next = 0;  // the first range of `data` not wholly behind
     Status s = tree.ReadFile(
@@ -620,13 +621,15 @@ class ArchiveSink : public Sink {
 
   // Marks the holes of a file of `size` bytes, whose data is `data`, in
   // its entry: pax (GNU sparse 1.0) then stores only the data, and tar
-  // tools make the holes again on extraction. Nothing for a file without
-  // holes.
-  static void Sparse(struct archive_entry* entry, const Ranges& data,
+  // tools make the holes again on extraction. Only where the holes add up
+  // to kMinSparseHoles (false otherwise): a sparse entry is named
+  // GNUSparseFile.0/NAME for tar readers that know no GNU sparse, so an
+  // ordinary file with a few zero blocks is stored plainly.
+  static bool Sparse(struct archive_entry* entry, const Ranges& data,
                      uint64_t size) {
     uint64_t bytes = 0;
     for (const auto& [off, len] : data) bytes += len;
-    if (bytes == size) return;
+    if (bytes > size || size - bytes < kMinSparseHoles) return false;
     for (const auto& [off, len] : data)
       archive_entry_sparse_add_entry(entry, static_cast<la_int64_t>(off),
                                      static_cast<la_int64_t>(len));
@@ -635,6 +638,7 @@ class ArchiveSink : public Sink {
     if (data.empty())
       archive_entry_sparse_add_entry(entry, static_cast<la_int64_t>(size - 1),
                                      1);
+    return true;
   }
 
   // DataLoss unless the bytes of [off, off + len) outside `data` are all
