@@ -438,7 +438,9 @@ void AddFilesCommands(CLI::App& app, CLI::App& backup, CLI::App& restore,
                  "'/etc/*/x' by path); a directory brings its contents");
   rf->add_option("--to", r->to,
                  "folder to restore into (made if missing; not a symlink)");
-  rf->add_option("--tar", r->tar, "write a tar (pax) archive (must not exist)");
+  rf->add_option("--tar", r->tar,
+                 "write a tar (pax; sparse files stored as their data and a "
+                 "map of the holes) archive (must not exist)");
   rf->add_option("--zip", r->zip, "write a zip archive (must not exist)");
   rf->add_option("--overwrite", r->overwrite,
                  "files that exist in the folder: never (kept, listed), "

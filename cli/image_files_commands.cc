@@ -155,7 +155,9 @@ void PrintEntry(const GuestEntry& e, bool unix_meta) {
   std::string group = unix_meta ? std::to_string(e.gid) : "-";
   std::string name = restore::PrintableName(e.name);
   if (e.type == restore::GuestType::kSymlink)
-    name += " -> " + restore::PrintableName(e.link_target);
+    name += e.link_problem.empty()
+                ? " -> " + restore::PrintableName(e.link_target)
+                : " -> ? (" + restore::PrintableName(e.link_problem) + ")";
   std::printf("%s  %6s  %6s  %12llu  %s  %s\n", restore::ModeString(e).c_str(),
               owner.c_str(), group.c_str(),
               static_cast<unsigned long long>(e.size),
@@ -177,8 +179,11 @@ nlohmann::ordered_json EntryJson(const GuestEntry& e, bool unix_meta) {
   j["mtime_utc"] = FormatTime(e.mtime_ns, TimeStyle::kRfc3339Utc);
   j["mtime_ns"] = e.mtime_ns;
   j["inode"] = e.inode;
-  if (e.type == restore::GuestType::kSymlink)
+  if (e.type == restore::GuestType::kSymlink) {
     j["link"] = restore::PrintableName(e.link_target);
+    if (!e.link_problem.empty())
+      j["link_problem"] = restore::PrintableName(e.link_problem);
+  }
   return j;
 }
 
@@ -313,7 +318,9 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
       "restore files and directory trees from a disk of an image or VM "
       "backup into a folder, or export them as tar or zip; each PATH goes "
       "in under its last component (/etc/ssh -> DIR/ssh); mode, owner and "
-      "times are kept where the file system has them");
+      "times are kept where the file system has them, symlinks with their "
+      "targets (NTFS symlinks and junctions too), sparse files with their "
+      "holes. Exit 3: some entries were not restored (listed with why)");
   AddVolumeOptions(file, *args,
                    "id prefix, latest or NAME:latest (latest: the latest "
                    "image or VM backup)");
@@ -325,7 +332,9 @@ void AddFileCommands(CLI::App& app, CLI::App& restore, const Globals& g,
                    "folder to restore into (made if missing; existing files "
                    "are never replaced; not a symlink)");
   file->add_option("--tar", args->tar,
-                   "write a tar (pax) archive instead (must not exist)");
+                   "write a tar (pax; sparse files stored as their data "
+                   "and a map of the holes) archive instead (must not "
+                   "exist)");
   file->add_option("--zip", args->zip,
                    "write a zip archive instead (must not exist)");
   file->callback([&g, &rc, args] {

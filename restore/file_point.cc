@@ -320,6 +320,26 @@ Result<std::vector<GuestEntry>> FilePoint::List(const GuestEntry& dir) {
   return out;
 }
 
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>>
+FilePoint::DataRanges(const GuestEntry& file) {
+  if (file.inode >= records_.size()) return std::nullopt;
+  const FileRecord* r = &records_[file.inode];
+  if (r->hard_link()) r = Find(r->target);
+  if (!r || r->type != FileType::kFile || r->hard_link() || r->partial() ||
+      r->size != file.size)
+    return std::nullopt;
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  uint64_t end = 0;
+  for (const auto& [offset, length] : r->extents) {
+    if (offset < end || offset > file.size || length > file.size - offset)
+      return std::nullopt;  // ReadFile reports what is wrong
+    if (length == 0) continue;
+    out.emplace_back(offset, length);
+    end = offset + length;
+  }
+  return out;
+}
+
 Status FilePoint::ReadFile(
     const GuestEntry& file,
     const std::function<Status(uint64_t, const uint8_t*, size_t)>& sink,

@@ -39,6 +39,10 @@ class FilePoint : public GuestTree {
                                              const uint8_t* data, size_t len)>&
                       sink,
                   size_t block = 1 << 20) override;
+  // The data ranges the backup recorded (what it read; the rest were
+  // holes); nullopt for a file without captured content.
+  std::optional<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(
+      const GuestEntry& file) override;
   bool has_unix_metadata() const override { return true; }
   // Decrypts and decompresses the content of the selected files ahead of
   // ReadFile, in catalog order (the order a restore visits them), on

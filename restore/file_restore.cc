@@ -8,13 +8,16 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <tuple>
@@ -29,6 +32,7 @@ namespace {
 constexpr int kMaxDepth = 256;      // deeper guest trees are reported
 constexpr size_t kBlock = 1 << 20;  // file content moves in 1 MiB pieces
 constexpr uint64_t kArchiveBuffer = 64ull << 20;  // see ArchiveSink::File
+constexpr uint64_t kMinSparseHoles = 1 << 20;     // see ArchiveSink::Sparse
 constexpr char kPartial[] = ".haven-partial";
 
 // Fault injection for the crash-isolation test of `haven restore file`:
@@ -42,6 +46,55 @@ void MaybeCrash() {
   }();
   static long files = 0;
   if (after >= 0 && files++ >= after) std::raise(SIGSEGV);
+}
+
+// Holes are kept at this granularity at most: the block of the target's
+// file system (st_blksize), no coarser than 4 KiB, no finer than 512.
+constexpr size_t kMaxHoleGrain = 4096;
+
+size_t HoleGrain(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_blksize <= 0) return kMaxHoleGrain;
+  return std::clamp<size_t>(static_cast<size_t>(st.st_blksize), 512,
+                            kMaxHoleGrain);
+}
+
+using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// Calls `run(start, n)` for each run of data in `len` bytes of a file at
+// `off`: the blocks of `grain` bytes (aligned to the file's start) that
+// are not all zeros, adjacent ones joined. The all-zero blocks between
+// are what a sparse copy leaves as holes.
+Status ForEachDataRun(const uint8_t* data, size_t len, uint64_t off,
+                      size_t grain,
+                      const std::function<Status(size_t, size_t)>& run) {
+  // The block at `i` (cut at a grain boundary of the file and at `len`).
+  auto block = [&](size_t i) {
+    return std::min<size_t>(grain - (off + i) % grain, len - i);
+  };
+  size_t i = 0;
+  while (i < len) {
+    if (IsAllZero(data + i, block(i))) {
+      i += block(i);
+      continue;
+    }
+    const size_t start = i;
+    do {
+      i += block(i);
+    } while (i < len && !IsAllZero(data + i, block(i)));
+    HAVEN_RETURN_IF_ERROR(run(start, i - start));
+  }
+  return OkStatus();
+}
+
+// Writes `len` bytes of a file at `off`, leaving out every all-zero block:
+// a sparse guest file stays as sparse as the target's file system can keep
+// it, not rounded up to the 1 MiB pieces content is read in.
+Status WriteDataRuns(int fd, const uint8_t* data, size_t len, uint64_t off,
+                     size_t grain, const std::string& where) {
+  return ForEachDataRun(data, len, off, grain, [&](size_t start, size_t n) {
+    return PWriteAll(fd, data + start, n, off + start, where);
+  });
 }
 
 // A problem with one entry: it is skipped and reported, the restore goes
@@ -233,12 +286,12 @@ class DirSink : public Sink {
                         0600);
         }));
     UniqueFd out(fd);
+    const size_t grain = HoleGrain(fd);
     Status s = tree.ReadFile(
         e,
         [&](uint64_t off, const uint8_t* data, size_t len) -> Status {
-          // All-zero pieces stay holes: a sparse guest file stays sparse.
-          if (!IsAllZero(data, len))
-            HAVEN_RETURN_IF_ERROR(PWriteAll(fd, data, len, off, Where(rel)));
+          HAVEN_RETURN_IF_ERROR(
+              WriteDataRuns(fd, data, len, off, grain, Where(rel)));
           progress(len);
           return OkStatus();
         },
@@ -552,16 +605,34 @@ class ArchiveSink : public Sink {
             return OkStatus();
           },
           kBlock));
+      if (!zip_) {  // holes: the all-zero 4 KiB blocks of what was read
+        Ranges data;
+        HAVEN_RETURN_IF_ERROR(ForEachDataRun(
+            content.data(), content.size(), 0, kMaxHoleGrain,
+            [&](size_t start, size_t n) {
+              data.emplace_back(start, n);
+              return OkStatus();
+            }));
+        Sparse(entry.get(), data, content.size());
+      }
       HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
       MaybeCrash();
       HAVEN_RETURN_IF_ERROR(write(content.data(), content.size()));
       return Placed::kWritten;
     }
+    // Too large to hold: the holes are the file system's (its block map),
+    // and every byte read in one must be zero, or the export fails (the
+    // archive would hold other content than the file).
+    std::optional<Ranges> data;
+    if (!zip_) data = tree.DataRanges(e);
+    if (data && !Sparse(entry.get(), *data, e.size)) data.reset();
     HAVEN_RETURN_IF_ERROR(Header(entry.get(), rel));
+    size_t next = 0;  // the first range of `data` not wholly behind
     Status s = tree.ReadFile(
         e,
-        [&](uint64_t, const uint8_t* data, size_t len) {
-          return write(data, len);
+        [&](uint64_t off, const uint8_t* bytes, size_t len) -> Status {
+          if (data) HAVEN_RETURN_IF_ERROR(HolesAreZero(*data, next, off, bytes, len));
+          return write(bytes, len);
         },
         kBlock);
     if (!s.ok())
@@ -570,6 +641,50 @@ class ArchiveSink : public Sink {
                      "archive cannot be completed: " +
                      s.message());
     return Placed::kWritten;
+  }
+
+  // Marks the holes of a file of `size` bytes, whose data is `data`, in
+  // its entry: pax (GNU sparse 1.0) then stores only the data, and tar
+  // tools make the holes again on extraction. Only where the holes add up
+  // to kMinSparseHoles (false otherwise): a sparse entry is named
+  // GNUSparseFile.0/NAME for tar readers that know no GNU sparse, so an
+  // ordinary file with a few zero blocks is stored plainly.
+  static bool Sparse(struct archive_entry* entry, const Ranges& data,
+                     uint64_t size) {
+    uint64_t bytes = 0;
+    for (const auto& [off, len] : data) bytes += len;
+    if (bytes > size || size - bytes < kMinSparseHoles) return false;
+    for (const auto& [off, len] : data)
+      archive_entry_sparse_add_entry(entry, static_cast<la_int64_t>(off),
+                                     static_cast<la_int64_t>(len));
+    // A file of holes only: its last byte as data (libarchive's reader
+    // reads an entry whose only range is empty as no bytes at all).
+    if (data.empty())
+      archive_entry_sparse_add_entry(entry, static_cast<la_int64_t>(size - 1),
+                                     1);
+    return true;
+  }
+
+  // DataLoss unless the bytes of [off, off + len) outside `data` are all
+  // zeros. `next` carries the first range not wholly before `off` across
+  // calls (pieces come in order).
+  static Status HolesAreZero(const Ranges& data, size_t& next, uint64_t off,
+                             const uint8_t* bytes, size_t len) {
+    const uint64_t end = off + len;
+    uint64_t pos = off;
+    while (pos < end) {
+      while (next < data.size() &&
+             data[next].first + data[next].second <= pos)
+        ++next;
+      const uint64_t hole_end =
+          next < data.size() ? std::min(end, data[next].first) : end;
+      if (pos < hole_end && !IsAllZero(bytes + (pos - off), hole_end - pos))
+        return DataLoss("the file system gave data inside a hole of the "
+                        "file (at byte " + std::to_string(pos) + ")");
+      if (next >= data.size()) break;
+      pos = std::max(hole_end, data[next].first + data[next].second);
+    }
+    return OkStatus();
   }
 
   Result<Placed> Symlink(Dir& parent, const std::string& name,
@@ -806,6 +921,8 @@ class Walker {
         return Count(p, stats_.files);
       }
       case GuestType::kSymlink:
+        if (!e.link_problem.empty())
+          return FailedPrecondition("symlink not restored: " + e.link_problem);
         if (e.link_target.empty() ||
             e.link_target.find('\0') != std::string::npos)
           return FailedPrecondition("symlink without a usable target");

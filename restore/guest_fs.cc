@@ -7,6 +7,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "base/bytes.h"
+
 namespace haven::restore {
 namespace {
 
@@ -279,9 +281,170 @@ GuestEntry EntryOf(const TSK_FS_META& m, std::string name) {
   e.mtime_ns = Ns(m.mtime, m.mtime_nano);
   e.atime_ns = Ns(m.atime, m.atime_nano);
   e.ctime_ns = Ns(m.ctime, m.ctime_nano);
-  if (m.type == TSK_FS_META_TYPE_LNK && m.link)
-    e.link_target = std::string(m.link, strnlen(m.link, 4096));
+  // TSK copies only targets kept in the inode (ext "fast" symlinks, under
+  // 60 bytes) into m.link, as a C string. The others are read from the
+  // file's content by ReadLinkTargets.
+  if (m.type == TSK_FS_META_TYPE_LNK && m.link && m.link[0] != '\0')
+    e.link_target = std::string(m.link, strnlen(m.link, kMaxLinkTarget + 1));
   return e;
+}
+
+// Fills in the target of symlink `e` from its content when TSK left it
+// out (ext "slow" symlinks of 60 bytes or more, kept in a data block; HFS+
+// links, kept in the data fork), and checks a target TSK gave against
+// the size the inode claims. A target that cannot be read or used sets
+// e.link_problem instead; reads are bounded by kMaxLinkTarget whatever
+// the inode claims.
+void ReadLinkTarget(TSK_FS_INFO* fs, GuestEntry& e) {
+  if (e.type != GuestType::kSymlink || !e.link_problem.empty()) return;
+  const std::string claims = std::to_string(e.size) + " bytes";
+  if (e.link_target.size() > kMaxLinkTarget) {
+    e.link_problem = "its target is longer than the " +
+                     std::to_string(kMaxLinkTarget) + " bytes a target may hold";
+    e.link_target.clear();
+    return;
+  }
+  if (!e.link_target.empty()) {
+    // ext keeps the target's length as the size: a shorter C string means
+    // a NUL byte inside it.
+    if (TSK_FS_TYPE_ISEXT(fs->ftype) && e.link_target.size() < e.size &&
+        e.size <= kMaxLinkTarget) {
+      e.link_problem = "its target holds a NUL byte (after " +
+                       std::to_string(e.link_target.size()) + " of " + claims +
+                       ")";
+      e.link_target.clear();
+    }
+    return;
+  }
+  if (e.size == 0) {
+    e.link_problem = "its target is empty";
+    return;
+  }
+  if (e.size > kMaxLinkTarget) {
+    e.link_problem = "its target claims " + claims + ", more than the " +
+                     std::to_string(kMaxLinkTarget) + " a target may hold";
+    return;
+  }
+  const std::string what = "reading the target of symlink inode " +
+                           std::to_string(e.inode);
+  ReadCheck check;
+  FilePtr f(
+      tsk_fs_file_open_meta(fs, nullptr, static_cast<TSK_INUM_T>(e.inode)));
+  std::string target(static_cast<size_t>(e.size), '\0');
+  ssize_t n = -1;
+  if (f)
+    n = tsk_fs_file_read(f.get(), 0, target.data(), target.size(),
+                         TSK_FS_FILE_READ_FLAG_NONE);
+  if (Status s = check.Result(what); !s.ok()) {
+    e.link_problem = "its target cannot be read: " + s.message();
+    return;
+  }
+  if (n != static_cast<ssize_t>(target.size())) {
+    e.link_problem =
+        "its target cannot be read: " +
+        (n < 0 ? TskError()
+               : "the file system gave " + std::to_string(n) + " of " + claims);
+    tsk_error_reset();
+    return;
+  }
+  if (size_t nul = target.find('\0'); nul != std::string::npos) {
+    e.link_problem = "its target holds a NUL byte (after " +
+                     std::to_string(nul) + " of " + claims + ")";
+    return;
+  }
+  e.link_target = std::move(target);
+}
+
+// UTF-16LE (pairs of surrogates joined) as UTF-8; false for an odd length
+// or a lone surrogate.
+bool Utf16LeToUtf8Strict(const uint8_t* p, size_t n, std::string& out) {
+  if (n % 2 != 0) return false;
+  out.clear();
+  for (size_t i = 0; i < n; i += 2) {
+    uint32_t c = p[i] | (static_cast<uint32_t>(p[i + 1]) << 8);
+    if (c >= 0xdc00 && c <= 0xdfff) return false;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      if (i + 3 >= n) return false;
+      const uint32_t lo = p[i + 2] | (static_cast<uint32_t>(p[i + 3]) << 8);
+      if (lo < 0xdc00 || lo > 0xdfff) return false;
+      c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+      i += 2;
+    }
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else if (c < 0x800) {
+      out += static_cast<char>(0xc0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+      out += static_cast<char>(0xe0 | (c >> 12));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    } else {
+      out += static_cast<char>(0xf0 | (c >> 18));
+      out += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
+      out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+      out += static_cast<char>(0x80 | (c & 0x3f));
+    }
+  }
+  return true;
+}
+
+// NTFS symlinks and junctions are reparse points: a $REPARSE_POINT
+// attribute on the (empty) file or directory that TSK lists. Those two
+// kinds become symlinks whose target is the reparse data's print name
+// (else its substitute name, without "\??\"), with '\' as '/': a
+// relative target works as it is; an absolute one keeps its drive
+// ("C:/Users") and points nowhere outside the guest. Other kinds of
+// reparse points (deduplicated, cloud or compressed files) stay what TSK
+// says they are. Every offset and length is checked against the data.
+void ReadReparsePoint(TSK_FS_FILE* f, GuestEntry& e) {
+  constexpr uint32_t kSymlink = 0xA000000C, kMountPoint = 0xA0000003;
+  constexpr TSK_OFF_T kMaxReparse = 16 * 1024;  // NTFS's own limit
+  const TSK_FS_ATTR* a =
+      tsk_fs_file_attr_get_type(f, TSK_FS_ATTR_TYPE_NTFS_REPARSE, 0, 0);
+  if (!a) return (void)tsk_error_reset();
+  if (a->size < 8 || a->size > kMaxReparse) return;
+  std::vector<uint8_t> d(static_cast<size_t>(a->size));
+  ReadCheck check;
+  const ssize_t n =
+      tsk_fs_attr_read(a, 0, reinterpret_cast<char*>(d.data()), d.size(),
+                       TSK_FS_FILE_READ_FLAG_NONE);
+  auto u16 = [&](size_t off) { return d[off] | (d[off + 1] << 8); };
+  if (!check.Result("").ok() || n != static_cast<ssize_t>(d.size())) {
+    // Unread, its kind is unknown: the entry stays as TSK lists it.
+    tsk_error_reset();
+    return;
+  }
+  const uint32_t tag = GetU32(d.data());
+  if (tag != kSymlink && tag != kMountPoint) return;
+  e.type = GuestType::kSymlink;
+  e.mode = 0777;
+  e.size = 0;
+  const size_t end = 8 + static_cast<size_t>(u16(4));
+  const size_t names = tag == kSymlink ? 20 : 16;  // where the names start
+  if (end > d.size() || names > end) {
+    e.link_problem = "its reparse data is cut short";
+    return;
+  }
+  const size_t sub_off = u16(8), sub_len = u16(10);
+  const size_t print_off = u16(12), print_len = u16(14);
+  const size_t room = end - names;
+  const bool use_print = print_len > 0;
+  const size_t off = use_print ? print_off : sub_off;
+  const size_t len = use_print ? print_len : sub_len;
+  if (off > room || len > room - off) {
+    e.link_problem = "its reparse data names a target outside itself";
+    return;
+  }
+  std::string target;
+  if (!Utf16LeToUtf8Strict(d.data() + names + off, len, target)) {
+    e.link_problem = "its target is not valid UTF-16";
+    return;
+  }
+  if (!use_print && target.starts_with("\\??\\")) target.erase(0, 4);
+  std::replace(target.begin(), target.end(), '\\', '/');
+  e.link_target = std::move(target);
+  e.size = e.link_target.size();
 }
 
 // NTFS, FAT and exFAT carry no Unix owner or mode; TSK makes values up.
@@ -530,9 +693,13 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
         EntryOf(*f->meta,
                 std::string(name->name, strnlen(name->name, name->name_size))));
     if (!unix_metadata_) Synthesize(out.back());
+    if (TSK_FS_TYPE_ISNTFS(fs->ftype)) ReadReparsePoint(f.get(), out.back());
   }
   if (TSK_FS_TYPE_ISEXT(fs->ftype)) RestoreNulNames(fs, dir, out);
   HAVEN_RETURN_IF_ERROR(check.Result(what));
+  // After the directory's own check: a symlink whose target is on a
+  // damaged block is one entry's problem, not the directory's.
+  for (GuestEntry& e : out) ReadLinkTarget(fs, e);
   return out;
 }
 
@@ -614,6 +781,49 @@ Status GuestFs::ReadFile(
     off += static_cast<uint64_t>(n);
   }
   return OkStatus();
+}
+
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>> GuestFs::DataRanges(
+    const GuestEntry& file) {
+  // More runs than this and the map is not worth keeping.
+  constexpr size_t kMaxRuns = 1 << 16;
+  if (file.type != GuestType::kFile || file.size == 0) return std::nullopt;
+  TSK_FS_INFO* fs = h_->fs.get();
+  ReadCheck check;
+  FilePtr f(tsk_fs_file_open_meta(fs, nullptr,
+                                  static_cast<TSK_INUM_T>(file.inode)));
+  const TSK_FS_ATTR* a = f ? tsk_fs_file_attr_get(f.get()) : nullptr;
+  if (!check.Result("").ok() || !a) {
+    tsk_error_reset();
+    return std::nullopt;
+  }
+  if (!(a->flags & TSK_FS_ATTR_NONRES) ||
+      (a->flags & (TSK_FS_ATTR_COMP | TSK_FS_ATTR_ENC)) || a->nrd.skiplen != 0)
+    return std::nullopt;
+  const uint64_t bs = fs->block_size;
+  if (bs == 0) return std::nullopt;
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  uint64_t end = 0;  // where the last range ended
+  size_t runs = 0;
+  for (const TSK_FS_ATTR_RUN* r = a->nrd.run; r; r = r->next) {
+    if (++runs > kMaxRuns) return std::nullopt;
+    if (r->len == 0 || (r->flags & (TSK_FS_ATTR_RUN_FLAG_SPARSE |
+                                    TSK_FS_ATTR_RUN_FLAG_FILLER)))
+      continue;
+    if (r->offset > file.size / bs) continue;  // past the end
+    const uint64_t off = r->offset * bs;  // <= size: no overflow
+    if (off >= file.size) continue;
+    const uint64_t blocks =
+        std::min<uint64_t>(r->len, (file.size - off) / bs + 1);
+    const uint64_t len = std::min<uint64_t>(blocks * bs, file.size - off);
+    if (off < end) return std::nullopt;  // out of order or overlapping
+    if (!out.empty() && off == end)
+      out.back().second += len;
+    else
+      out.emplace_back(off, len);
+    end = off + len;
+  }
+  return out;
 }
 
 const char* GuestTypeName(GuestType t) {

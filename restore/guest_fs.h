@@ -14,7 +14,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -53,6 +55,10 @@ Result<GuestLayout> ReadGuestLayout(DiskBytes& disk);
 Result<GuestVolume> ChooseVolume(const GuestLayout& layout, int partition,
                                  const std::string& disk_name);
 
+// The longest symlink target read from a guest: Linux's PATH_MAX less the
+// terminating NUL. Longer targets are reported, not read.
+constexpr uint64_t kMaxLinkTarget = 4095;
+
 enum class GuestType {
   kFile,
   kDir,
@@ -73,6 +79,10 @@ struct GuestEntry {
   uint32_t uid = 0, gid = 0;
   int64_t mtime_ns = 0, atime_ns = 0, ctime_ns = 0;
   std::string link_target;  // symlinks, where the file system has them
+  // Symlinks whose target could not be read or cannot be used (damaged,
+  // longer than kMaxLinkTarget, holding a NUL byte): why, for listings
+  // and the restore's report; link_target is then "".
+  std::string link_problem;
   // File backups (file_point.h) carry more than a guest file system:
   uint64_t rdev = 0;                // device nodes
   std::string user, group;          // owner names, "" if unknown
@@ -94,6 +104,14 @@ class GuestTree {
       const std::function<Status(uint64_t offset, const uint8_t* data,
                                  size_t len)>& sink,
       size_t block = 1 << 20) = 0;
+  // The byte ranges (offset, length; in order, not touching) of regular
+  // file `file` that hold data as the file system allocates it: the rest
+  // are holes, which ReadFile gives as zeros. nullopt when the file
+  // system cannot tell (the whole file is then data).
+  virtual std::optional<std::vector<std::pair<uint64_t, uint64_t>>>
+  DataRanges(const GuestEntry& file) {
+    return std::nullopt;
+  }
   // Whether mode, uid and gid are the guest's own (ext, HFS+), not values
   // made up for a file system without Unix metadata (NTFS, FAT, exFAT).
   virtual bool has_unix_metadata() const = 0;
@@ -144,6 +162,12 @@ class GuestFs : public GuestTree {
                   size_t block = 1 << 20) override;
 
   uint64_t max_file_size() const override { return volume_size_; }
+
+  // From the file's block runs (extents, NTFS runs): runs marked sparse
+  // are holes. nullopt for resident, compressed or encrypted content and
+  // for runs out of order.
+  std::optional<std::vector<std::pair<uint64_t, uint64_t>>> DataRanges(
+      const GuestEntry& file) override;
 
  private:
   struct Handles;

@@ -45,6 +45,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (v.offset > size) __builtin_trap();
     auto fs = GuestFs::Open(disk, v);
     if (!fs.ok()) continue;
+    // Symlink targets (read from data blocks for ext's slow symlinks): a
+    // target or a reason, never more than kMaxLinkTarget bytes or a NUL.
+    if (auto root = (*fs)->Lookup("/"); root.ok()) {
+      if (auto list = (*fs)->List(*root); list.ok())
+        for (const GuestEntry& e : *list) {
+          if (e.type != GuestType::kSymlink) continue;
+          if (e.link_target.size() > kMaxLinkTarget ||
+              e.link_target.find('\0') != std::string::npos ||
+              e.link_target.empty() == e.link_problem.empty())
+            __builtin_trap();
+        }
+    }
     FileRestoreOptions opt;
     opt.target = FileTarget::kTar;
     opt.path = dir + "/out.tar";

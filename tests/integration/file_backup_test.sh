@@ -675,6 +675,20 @@ getfacl -n -p "$D/r8$T/acl.txt" | grep -q '^user:1234:' ||
   fail "tar export: bsdtar -x --acls did not apply the ACL of acl.txt"
 [ "$(stat -c %i "$D/r8$T/tri/x/one")" = "$(stat -c %i "$D/r8$T/tri/three")" ] || fail "tar: hard links not links"
 getfattr -n user.comment --only-values "$D/r8$T/xattr.txt" 2>/dev/null | grep -qx "hello world" || fail "tar: xattr lost"
+# Sparse files are stored sparse (pax GNU sparse 1.0: the backup's data
+# ranges) and extracted with their holes: sparse.img holds 196 KiB of data
+# in 200 MiB.
+py - "$TAR" "${T#/}" <<'PYEOF' 2>"$WORK/pyerr" || fail "tar: $(tail -3 "$WORK/pyerr")"
+import sys, tarfile
+t = {m.name: m for m in tarfile.open(sys.argv[1]).getmembers()}
+for n in ("sparse.img", "sparse2.img"):
+    m = t[sys.argv[2] + "/" + n]
+    assert m.sparse, "%s: not a sparse entry" % n
+    stored = sum(length for _, length in m.sparse)
+    assert stored <= 1 << 20, "%s: %d bytes stored of %d" % (n, stored, m.size)
+PYEOF
+a8=$(($(stat -c %b "$D/r8$T/sparse.img") * 512))
+[ "$a8" -le $((1 << 20)) ] || fail "tar export: sparse.img extracted with $a8 bytes allocated"
 rmtree "$D/r8"
 ZIP=$WORK/t1.zip
 run hv restore files t1:latest "$T/d1" "$T/etc" "$T/small.txt" "$T/abs-link" "$T/hl" "$T/tri" "$T/big.bin" --zip "$ZIP"

@@ -27,6 +27,8 @@ using ::haven::testing_util::IsOk;
 using ::haven::testing_util::PathExists;
 using ::haven::testing_util::RandomData;
 using ::haven::testing_util::ReadWholeFile;
+using ::haven::testing_util::Sh;
+using ::haven::testing_util::ShOut;
 using ::haven::testing_util::StatusIs;
 using ::haven::testing_util::TempDir;
 using ::haven::testing_util::WriteWholeFile;
@@ -35,23 +37,6 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kKiB = 1024, kMiB = 1024 * 1024;
-
-int Sh(const std::string& cmd) {
-  int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-// Output of a shell command (stdout only).
-std::string ShOut(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
 
 uint64_t AllocatedBytes(const std::string& path) {
   struct stat st;

@@ -22,6 +22,7 @@ namespace {
 
 using ::haven::testing_util::IsOk;
 using ::haven::testing_util::ReadWholeFile;
+using ::haven::testing_util::Sh;
 using ::haven::testing_util::StatusIs;
 using ::haven::testing_util::TempDir;
 using ::testing::AllOf;
@@ -73,12 +74,6 @@ TEST(AddExtentTest, HugeOffsets) {
 }
 
 // --------------------------------------------------------------- fixtures
-
-// Runs a shell command quietly; returns its exit code.
-int Sh(const std::string& cmd) {
-  int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 class NbdSourceTest : public ::testing::Test {
  protected:

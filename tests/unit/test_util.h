@@ -7,7 +7,11 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 #include <cstdint>
 #include <filesystem>
@@ -224,6 +228,25 @@ inline repository::OpenOptions WriteOptions() {
   o.write = true;
   o.lock_wait_seconds = 5;
   return o;
+}
+
+// Runs a shell command, its output discarded; its exit code (-1 if it did
+// not exit).
+inline int Sh(const std::string& cmd) {
+  int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Output of a shell command (stdout only).
+inline std::string ShOut(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
 }
 
 }  // namespace testing_util
