@@ -396,7 +396,7 @@ while kill -0 "$loop" 2>/dev/null; do
     if [ "$RC" = 0 ]; then
       echo "$(jget 'j["snapshot"]' "$WORK/out") $(sha "$OUT/r")" >>"$WORK/seen"
     else
-      contains "$WORK/err" "no snapshot named" "round $rounds: restore $name:latest"
+      contains "$WORK/err" "no image or VM backup named '$name'" "round $rounds: restore $name:latest"
     fi
   done
   [ "$rounds" -lt 60 ] || fail "the backup loop did not end"
