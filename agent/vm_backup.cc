@@ -247,6 +247,7 @@ Status VmJob::Run(const std::string& name) {
     }
     m.consistency = "offline";
     m.consistency_reason = "the VM was shut off; its disks were read directly";
+    if (opt_.time.empty()) m.time = NowIso8601();  // when reading begins
   } else {
     HAVEN_ASSIGN_OR_RETURN(plan, PlanLive(*vm, disks));
     for (size_t i = 0; i < plan.size(); ++i)
@@ -303,6 +304,10 @@ Status VmJob::Run(const std::string& name) {
     }
     if (!begun.ok()) return begun.status();
     job = std::move(*begun);
+    // The point's time is when the disks were captured (the backup job
+    // began), not when the command started: with many VMs in a queue that
+    // can be minutes apart.
+    if (opt_.time.empty()) m.time = NowIso8601();
     m.checkpoint = checkpoint;
     if (frozen) {
       m.consistency = "application-consistent";

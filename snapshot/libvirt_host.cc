@@ -522,10 +522,36 @@ NbdSpec PullBackup::SpecFor(const JobDisk& disk) const {
   return spec;
 }
 
+// virDomainAbortJob only starts the end of a pull backup: libvirt then
+// stops the NBD server, removes the scratch files and restores their
+// security labels and cgroup access as QEMU reports the block jobs gone.
+// Removing the scratch files before that makes libvirtd log "unable to
+// stat ... scratch", "Unable to restore security label" and "Unable to
+// tear down cgroup access" after every backup. So wait until the domain
+// has no job (at most `timeout` seconds; a domain that is gone has none).
+void PullBackup::WaitForJobEnd(double timeout) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(
+                            static_cast<int64_t>(timeout * 1000));
+  while (std::chrono::steady_clock::now() < deadline) {
+    virDomainJobInfo info;
+    if (virDomainGetJobInfo(vm_.get(), &info) < 0) {
+      virResetLastError();
+      return;
+    }
+    if (info.type == VIR_DOMAIN_JOB_NONE) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 Status PullBackup::End() {
   Status s;
-  if (started_ && !ended_ && virDomainAbortJob(vm_.get()) < 0)
-    s = LibvirtError("ending the backup job of " + vm_.name());
+  if (started_ && !ended_) {
+    if (virDomainAbortJob(vm_.get()) < 0)
+      s = LibvirtError("ending the backup job of " + vm_.name());
+    else
+      WaitForJobEnd(60);
+  }
   ended_ = true;
   RemoveFiles();
   return s;
@@ -533,7 +559,11 @@ Status PullBackup::End() {
 
 void PullBackup::Cleanup() {
   if (started_ && !ended_) {
-    virDomainAbortJob(vm_.get());  // fails if the VM is gone: nothing to end
+    // Fails if the VM is gone: nothing to end.
+    if (virDomainAbortJob(vm_.get()) == 0)
+      WaitForJobEnd(60);
+    else
+      virResetLastError();
     ended_ = true;
   }
   if (checkpoint_created_) {

@@ -136,6 +136,7 @@ class PullBackup {
  private:
   PullBackup(const Vm& vm) : vm_(vm) {}
   void Cleanup();
+  void WaitForJobEnd(double timeout);
   void RemoveFiles();
 
   const Vm& vm_;

@@ -73,6 +73,8 @@ if grep -q -- '--to' <<<"$help"; then CONFIG_TO=--to; else CONFIG_TO=; fi
 haven_make_network "$NET" "hvt$$" || fail "could not create network $NET"
 haven_make_vm "$A" "$VMDIR" "$NET" || fail "could not create VM $A"
 ok "libvirt $(vsh version | awk '/Using library/ {print $NF}'), QEMU $(vsh version | awk '/Running hypervisor/ {print $NF}'): network $NET and VM $A running"
+JOBS_DIR=/var/lib/haven/jobs
+LIBVIRTD_LOG_START=$(stat -c %s /var/log/libvirt/libvirtd.log 2>/dev/null || echo -1)
 
 # ---------------------------------------------------------------- helpers
 # Dirty ranges written since the last backup, per VM and disk: "OFFSET LEN" lines.
@@ -435,10 +437,46 @@ EOF
   ok "(g) --all: exit 1, $(jget 'j["succeeded"]' "$WORK/g1.json") succeeded, $B failed ($(vmj g1 "$B" 'v["error"]' | cut -c1-120)), its foreign job untouched"
 }
 
+# ------------------------------------------------ (h) capture instant, libvirtd log
+# The point's time is when the disks were captured, not when the command
+# started: a pre-freeze hook of 3 s runs before the job begins.
+case_h() {
+  local t0 snap pt
+  t0=$(date -u +%s.%N)
+  run hv --json backup vm "$A" --pre-freeze 'sleep 3'
+  [ "$RC" = 0 ] || fail "(h) backup with a 3 s pre-freeze hook: exit $RC: $(head -c 2000 "$WORK/err")"
+  snap=$(jget "next(v['snapshot'] for v in j['vms'] if v['name'] == '$A')" "$WORK/out")
+  expect_rc 0 "(h) show $snap" hv --json show "$snap"
+  pt=$(jget 'j["time"]' "$WORK/out")
+  py -c '
+import sys, datetime
+t0, pt = float(sys.argv[1]), sys.argv[2]
+t = datetime.datetime.fromisoformat(pt.replace("Z", "+00:00")).timestamp()
+sys.exit(0 if t >= t0 + 3 else 1)' "$t0" "$pt" ||
+    fail "(h) the point's time $pt is less than 3 s after the command started ($t0): the capture came after a 3 s hook"
+  ok "(h) the point's time ($pt) is the capture instant, after the 3 s pre-freeze hook"
+}
+
 # HAVEN_VM_TEST_CASES="a b f" runs only those cases (b, c and d need a).
-CASES=${HAVEN_VM_TEST_CASES:-a b c d e f g}
-if [[ " $CASES " =~ " "[bcd]" " ]] && [[ " $CASES " != *" a "* ]]; then CASES="a $CASES"; fi
-for c in a b c d e f g; do
+CASES=${HAVEN_VM_TEST_CASES:-a b c d e f g h}
+if [[ " $CASES " =~ " "[bcdh]" " ]] && [[ " $CASES " != *" a "* ]]; then CASES="a $CASES"; fi
+for c in a b c d e f g h; do
   if [[ " $CASES " == *" $c "* ]]; then "case_$c"; fi
 done
+# Haven waits for libvirt to tear a backup job down before it removes what is
+# left: removing a scratch file under libvirt made it log "unable to stat
+# ...scratch", "Unable to restore security label" and "Unable to tear down
+# cgroup access" for every disk of every backup. libvirt 9.0 still logs them
+# for one disk of a two-disk VM with nothing removed under it
+# (qemuBackupJobTerminate deletes every scratch file before the last disk's
+# block job handler gives its access back), so the check is on vda, the
+# first disk of every VM here. Only where libvirtd logs to its file.
+if [ "$LIBVIRTD_LOG_START" -ge 0 ]; then
+  tail -c +$((LIBVIRTD_LOG_START + 1)) /var/log/libvirt/libvirtd.log |
+    grep -E 'scratch|Unable to restore security label|Unable to tear down cgroup' |
+    grep -F "$JOBS_DIR" | grep -F 'vda.scratch' >"$WORK/libvirtd-errors" || true
+  [ ! -s "$WORK/libvirtd-errors" ] ||
+    fail "libvirtd logged errors about the scratch files of Haven's backup jobs: $(head -c 2000 "$WORK/libvirtd-errors")"
+  ok "libvirtd logged no error about a vda scratch file (removed only after the job ended)"
+fi
 echo "$PASS passed, 0 failed"
