@@ -266,14 +266,26 @@ Status VmJob::Run(const std::string& name) {
           RunHook(opt_.pre_freeze, name, "pre-freeze", opt_.hook_timeout);
       if (!h.ok()) why_not = h.message();
     }
-    bool frozen = false;
+    bool frozen = false;  // file systems are frozen: thaw them
+    bool consistent = false;
+    int frozen_count = 0;
     if (why_not.empty()) {
-      Status f = vm->Freeze();
-      if (f.ok())
+      auto f = vm->Freeze();
+      if (f.ok()) {
         frozen = true;
-      else
+        frozen_count = *f;
+        consistent = *f > 0;
+        if (!consistent)
+          why_not =
+              "the guest agent froze 0 file systems (none mounted, or the "
+              "disks hold none it knows)";
+        else
+          Log("guest agent froze " + std::to_string(*f) + " file system(s)");
+      } else {
         why_not =
-            "guest agent did not freeze file systems (" + f.message() + ")";
+            "guest agent did not freeze file systems (" + f.status().message() +
+            ")";
+      }
     }
     auto begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,
                                              info.dac_label);
@@ -309,16 +321,17 @@ Status VmJob::Run(const std::string& name) {
     // can be minutes apart.
     if (opt_.time.empty()) m.time = NowIso8601();
     m.checkpoint = checkpoint;
-    if (frozen) {
+    if (consistent) {
       m.consistency = "application-consistent";
       m.consistency_reason =
-          "guest file systems were frozen by the QEMU guest agent while the "
+          std::to_string(frozen_count) +
+          " guest file system(s) were frozen by the QEMU guest agent while the "
           "backup job started";
     } else {
       m.consistency = "crash-consistent";
       m.consistency_reason = "all disks captured at one instant; " + why_not;
     }
-    Log(m.consistency + (frozen ? "" : ": " + why_not));
+    Log(m.consistency + (consistent ? "" : ": " + why_not));
     if (opt_.fault_delay > 0)
       std::this_thread::sleep_for(
           std::chrono::duration<double>(opt_.fault_delay));

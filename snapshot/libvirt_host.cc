@@ -418,10 +418,10 @@ Result<std::vector<ConfigFile>> Vm::CaptureConfig(
   return files;
 }
 
-Status Vm::Freeze() const {
-  if (virDomainFSFreeze(dom_.get(), nullptr, 0, 0) < 0)
-    return LibvirtError("guest agent freeze");
-  return OkStatus();
+Result<int> Vm::Freeze() const {
+  const int frozen = virDomainFSFreeze(dom_.get(), nullptr, 0, 0);
+  if (frozen < 0) return LibvirtError("guest agent freeze");
+  return frozen;
 }
 
 Status Vm::Thaw() const {

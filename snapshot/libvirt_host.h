@@ -61,7 +61,9 @@ class Vm {
       const DomainInfo& info, bool active, const std::string& xml,
       std::vector<std::string>& notes) const;
   // Guest agent freeze / thaw of all guest file systems.
-  Status Freeze() const;
+  // Freezes the guest's file systems through the QEMU guest agent; returns
+  // how many it froze (0 is possible: nothing mounted, or all excluded).
+  Result<int> Freeze() const;
   Status Thaw() const;
 
  private:
