@@ -62,6 +62,8 @@ void FuzzDomainRewrite(const std::string& xml,
   }
   DomainRewrite fresh;
   fresh.new_identity = true;
+  fresh.identity_seed = xml.substr(0, 64);
+  fresh.restored_from = "0123456789abcdef";
   auto renewed = haven::snapshot::RewriteDomainXml(xml, fresh);
   if (IsBug(renewed)) __builtin_trap();
   if (renewed.ok()) {
@@ -71,9 +73,15 @@ void FuzzDomainRewrite(const std::string& xml,
       if (!WellFormedNewMac(now) || now == old) __builtin_trap();
       macs.push_back(now);
     }
-    // Without /domain/uuid (a <uuid> elsewhere may stay), it no longer
-    // reads as a whole domain.
-    if (!Unique(macs) || haven::snapshot::ParseDomainXml(renewed->xml).ok())
+    // It reads back with the new UUID and the restore metadata, and the
+    // same seed gives the same identity.
+    auto back = haven::snapshot::ParseDomainXml(renewed->xml);
+    if (!Unique(macs) || !back.ok() || back->uuid != renewed->uuid ||
+        renewed->uuid == info.uuid || back->restored_from != fresh.restored_from)
+      __builtin_trap();
+    auto twice = haven::snapshot::RewriteDomainXml(xml, fresh);
+    if (!twice.ok() || twice->uuid != renewed->uuid ||
+        twice->macs != renewed->macs)
       __builtin_trap();
   }
 }
