@@ -38,6 +38,11 @@ Result<HostBackupResult> BackupHost(repository::Repository& repo,
   const double start = MonotonicSeconds();
   HostBackupResult result;
   result.uri = host.uri();
+  // One budget for the whole host job.
+  std::shared_ptr<RateLimiter> limit_read = request.vm.limit_read;
+  if (request.limit_read_bytes_per_second > 0)
+    limit_read =
+        std::make_shared<RateLimiter>(request.limit_read_bytes_per_second);
   for (const auto& name : selection.chosen) {
     VmBackupReport report;
     if (Status c = request.cancel.Check("backup of " + name); !c.ok()) {
@@ -47,6 +52,7 @@ Result<HostBackupResult> BackupHost(repository::Repository& repo,
     } else {
       VmBackupOptions opt = request.vm;
       opt.cancel = request.cancel;
+      opt.limit_read = limit_read;
       opt.progress = nullptr;
       if (request.progress)
         opt.progress = [&request, name](const Progress& p) {

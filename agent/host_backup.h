@@ -34,6 +34,10 @@ struct HostBackupRequest {
   VmBackupOptions vm;
   ProgressFn progress;  // phase "backup", item = the VM's name
   CancelToken cancel;   // checked between VMs and inside each backup
+  // Bytes per second read from all VMs' disks together; 0: no limit.
+  // Live VMs are read through their QEMU process (its NBD server), so this
+  // limit, not Haven's own I/O priority, is what spares the running VMs.
+  double limit_read_bytes_per_second = 0;
 };
 
 struct VmSelection {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/file.h"
+#include "base/rate_limiter.h"
 #include "base/time.h"
 #include "snapshot/foreign_image.h"
 #include "snapshot/image_source.h"
@@ -112,6 +113,8 @@ class Pipeline {
   bool reader_done_ = false;
   bool failed_ = false;
   Status error_;
+  RateLimiter* limit_ = nullptr;  // shared with the job's other readers
+  CancelToken cancel_;
 };
 
 void Pipeline::Reader() {
@@ -163,6 +166,8 @@ void Pipeline::Reader() {
       uint64_t run_off = off + uint64_t{i} * chunk_size_;
       uint64_t run_len = std::min<uint64_t>(uint64_t{j - i} * chunk_size_,
                                             off + len - run_off);
+      if (limit_ && !limit_->Acquire(run_len, cancel_))
+        return Fail(cancel_.Check("reading " + src_.description()));
       Status s = src_.Read(
           run_off, buffers_[buf].data() + size_t{i} * chunk_size_, run_len);
       if (!s.ok()) return Fail(s);
@@ -231,6 +236,8 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
     may_keep_ = true;
   }
   std::vector<std::thread> threads;
+  limit_ = opt.limit_read.get();
+  cancel_ = opt.cancel;
   threads.emplace_back([this] { Reader(); });
   for (int i = 0; i < workers_; ++i) threads.emplace_back([this] { Worker(); });
 
@@ -452,6 +459,9 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   capture_options.started = start;
   capture_options.item = path;
   capture_options.cancel = options.cancel;
+  if (options.limit_read_bytes_per_second > 0)
+    capture_options.limit_read =
+        std::make_shared<RateLimiter>(options.limit_read_bytes_per_second);
   DiskCapture capture;
   auto captured =
       CaptureDisk(repo, *writer, *src, nullptr, capture_options, capture);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/progress.h"
+#include "base/rate_limiter.h"
 #include "repository/repository.h"
 #include "snapshot/disk_source.h"
 #include "snapshot/foreign_image.h"
@@ -36,6 +37,9 @@ struct CaptureOptions {
   double started = 0;              //   MonotonicSeconds() at the job's start
   std::string item;                //   what progress events name (disk)
   CancelToken cancel;              // checked before each ~1 MiB batch
+  // Bytes read from the source wait for this budget (shared by the job's
+  // disks and VMs); null: no limit.
+  std::shared_ptr<RateLimiter> limit_read;
 };
 
 // What reading one disk did.
@@ -91,6 +95,7 @@ struct ImageBackupOptions {
   ProgressFn progress;
   CancelToken cancel;  // checked between chunks
   double progress_interval = 0.2;  // seconds between progress calls
+  double limit_read_bytes_per_second = 0;  // 0: no limit
 };
 
 // On success the recovery point is committed and returned. On failure no

@@ -146,6 +146,7 @@ Status VmJob::ReadDisks(
     co.started = started_;
     co.item = report_.name + "/" + j.target;
     co.cancel = opt_.cancel;
+    co.limit_read = opt_.limit_read;
     DiskCapture cap;
     auto disk = CaptureDisk(repo_, *writer_, src, prev, co, cap);
     if (!disk.ok()) return disk.status();

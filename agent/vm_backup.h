@@ -31,11 +31,13 @@
 #define HAVEN_AGENT_VM_BACKUP_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/outcome.h"
 #include "base/progress.h"
+#include "base/rate_limiter.h"
 #include "repository/repository.h"
 #include "snapshot/libvirt_host.h"
 
@@ -52,6 +54,9 @@ struct VmBackupOptions {
   CancelToken cancel;  // checked between disks and between chunks
   std::function<void(const std::string&)> log;  // fallbacks, freeze, cleanup
   double fault_delay = 0;  // tests: sleep after the job started (seconds)
+  // Reads from the VM's disks wait for this budget, shared with the other
+  // VMs of a host job (BackupHost makes it); null: no limit.
+  std::shared_ptr<RateLimiter> limit_read;
 };
 
 struct VmDiskReport {

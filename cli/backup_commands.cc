@@ -20,7 +20,7 @@ using repository::Repository;
 
 int CmdBackupImage(const Globals& g, const std::string& path,
                    const std::string& name, const std::string& time,
-                   const std::string& format) {
+                   const std::string& format, double limit_read_mbps) {
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
   agent::ImageBackupOptions opt;
@@ -29,6 +29,7 @@ int CmdBackupImage(const Globals& g, const std::string& path,
   opt.format = format;
   opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   opt.cancel = g.cancel;
+  opt.limit_read_bytes_per_second = limit_read_mbps * 1e6;
   auto m = agent::BackupImage(**repo, path, opt);
   if (!m.ok())
     return Fail(g,
@@ -172,8 +173,16 @@ BackupCommands::BackupCommands(CLI::App& app, const Globals& g, int& rc) {
                    "or vmdk; give raw for a raw image whose guest could have "
                    "written another format's header into it")
       ->capture_default_str();
+  const char* kLimitHelp =
+      "read at most this many MB/s (10^6 bytes) in total, holes and "
+      "unchanged ranges not counted; spares the disks others use. For live "
+      "VMs the reads go through their QEMU process, so this is what "
+      "protects them (default: no limit)";
+  backup_image->add_option("--limit-read", image_limit_read, kLimitHelp)
+      ->check(CLI::PositiveNumber);
   backup_image->callback([&] {
-    rc = CmdBackupImage(g, image_path, backup_name, backup_time, image_format);
+    rc = CmdBackupImage(g, image_path, backup_name, backup_time, image_format,
+                        image_limit_read);
   });
 
   auto* backup_vm = backup->add_subcommand(
@@ -200,7 +209,12 @@ BackupCommands::BackupCommands(CLI::App& app, const Globals& g, int& rc) {
       ->capture_default_str();
   backup_vm->add_option("--time", vm_args.vm.time,
                         "time to record, ISO-8601 UTC (default: now)");
-  backup_vm->callback([&] { rc = CmdBackupVm(g, vm_uri, vm_args); });
+  backup_vm->add_option("--limit-read", vm_limit_read, kLimitHelp)
+      ->check(CLI::PositiveNumber);
+  backup_vm->callback([&] {
+    vm_args.limit_read_bytes_per_second = vm_limit_read * 1e6;
+    rc = CmdBackupVm(g, vm_uri, vm_args);
+  });
 }
 
 }  // namespace haven::cli

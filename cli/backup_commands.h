@@ -22,6 +22,7 @@ struct BackupCommands {
   std::string image_path, backup_name;
   std::string backup_time;
   std::string image_format = "auto";
+  double image_limit_read = 0, vm_limit_read = 0;  // MB/s
   agent::HostBackupRequest vm_args;
   std::string vm_uri = "qemu:///system";
 };

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# --limit-read: a backup reads at most the given MB/s (10^6 bytes), measured
+# over the whole run, on a real file system image: an ext4 file system made
+# with mke2fs -d from a copy of this machine's /usr/lib (what a VM disk
+# holds). The limit holds within 10% (never faster; not much slower), an
+# unlimited run of the same data is faster than the limit (so the limit is
+# what paced it), a bad value is refused, and a cancelled (SIGTERM) limited
+# backup stops at once even while it waits for its budget.
+. "$(dirname "$0")/lib.sh"
+
+R=$WORK/repo
+hv() { "$HAVEN" -r "$R" "$@"; }
+expect_rc 0 "init" hv init
+
+# ~100 MB of real files (libraries, then documentation) in ext4.
+mkdir -p "$WORK/src"
+py - "$WORK/src" <<'EOF'
+import os, shutil, sys
+dst, total = sys.argv[1], 0
+for top in ("/usr/lib/x86_64-linux-gnu", "/usr/share"):
+    for root, dirs, files in os.walk(top):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            if not os.path.isfile(p) or os.path.islink(p):
+                continue
+            t = os.path.join(dst, p.lstrip("/"))
+            os.makedirs(os.path.dirname(t), exist_ok=True)
+            try:
+                shutil.copy2(p, t)
+            except OSError:
+                continue
+            total += os.path.getsize(t)
+            if total >= 100 * 1000 * 1000:
+                sys.exit(0)
+EOF
+mke2fs -q -t ext4 -d "$WORK/src" "$WORK/disk.img" 256M ||
+  fail "mke2fs -d of $(du -sm "$WORK/src" | cut -f1) MB"
+rm -rf "$WORK/src"
+
+# rate TAG: read_bytes / duration_seconds of the backup JSON in $WORK/TAG.json.
+rate() { jget 'j["read_bytes"] / j["duration_seconds"] / 1e6' "$WORK/$1.json"; }
+
+LIMIT=25
+expect_rc 0 "limited backup" hv --json backup image "$WORK/disk.img" --name lim --limit-read "$LIMIT"
+cp "$WORK/out" "$WORK/lim.json"
+READ=$(jget 'j["read_bytes"]' "$WORK/lim.json")
+[ "$READ" -ge $((60 * 1000 * 1000)) ] || fail "the backup read only $READ bytes: too little to measure a rate"
+R1=$(rate lim)
+py -c "import sys; r=float(sys.argv[1]); sys.exit(0 if $LIMIT*0.9 <= r <= $LIMIT*1.1 else 1)" "$R1" ||
+  fail "--limit-read $LIMIT: the backup read $READ bytes at $R1 MB/s, not within 10% of $LIMIT"
+ok "--limit-read $LIMIT: $READ bytes of an ext4 image of /usr read at $(printf %.1f "$R1") MB/s"
+
+# The same data again, unlimited, into a new repository (nothing to dedup).
+R=$WORK/repo2
+expect_rc 0 "init 2" hv init
+expect_rc 0 "unlimited backup" hv --json backup image "$WORK/disk.img" --name free
+cp "$WORK/out" "$WORK/free.json"
+R2=$(rate free)
+py -c "import sys; sys.exit(0 if float(sys.argv[1]) > $LIMIT * 1.2 else 1)" "$R2" ||
+  fail "the unlimited backup ran at $R2 MB/s: the machine is too slow to tell the limit apart"
+ok "the same backup unlimited: $(printf %.1f "$R2") MB/s"
+
+expect_rc 2 "--limit-read 0" hv backup image "$WORK/disk.img" --name bad --limit-read 0
+expect_rc 2 "--limit-read -5" hv backup image "$WORK/disk.img" --name bad --limit-read -5
+expect_rc 2 "--limit-read abc" hv backup image "$WORK/disk.img" --name bad --limit-read abc
+ok "--limit-read 0, -5 and abc are refused (exit 2)"
+
+# A limited backup waiting for its budget stops at once on SIGTERM.
+R=$WORK/repo3
+expect_rc 0 "init 3" hv init
+"$HAVEN" -r "$R" backup image "$WORK/disk.img" --name slow --limit-read 1 >"$WORK/bg.out" 2>"$WORK/bg.err" &
+PID=$!
+sleep 2
+T0=$(date +%s.%N)
+kill -TERM "$PID"
+set +e; wait "$PID"; RC=$?; set -e
+T1=$(date +%s.%N)
+[ "$RC" = 130 ] || fail "SIGTERM: exit $RC, expected 130: $(head -c 1000 "$WORK/bg.err")"
+py -c "import sys; sys.exit(0 if float(sys.argv[2]) - float(sys.argv[1]) < 3 else 1)" "$T0" "$T1" ||
+  fail "SIGTERM took $(py -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$T0" "$T1") s to stop a limited backup"
+[ "$(hv --json snapshots | jget 'len(j)')" = 0 ] || fail "a cancelled backup left a point"
+ok "a backup limited to 1 MB/s stops within 3 s of SIGTERM (exit 130), no point"
+echo "$PASS passed, 0 failed"
