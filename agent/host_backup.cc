@@ -1,6 +1,7 @@
 #include "agent/host_backup.h"
 
 #include "base/glob.h"
+#include "base/priority.h"
 #include "base/time.h"
 
 namespace haven::agent {
@@ -36,6 +37,11 @@ Result<HostBackupResult> BackupHost(repository::Repository& repo,
                                     const HostBackupRequest& request) {
   HAVEN_ASSIGN_OR_RETURN(VmSelection selection, SelectVms(request, host));
   const double start = MonotonicSeconds();
+  if (request.low_priority) {
+    // The kernel refuses nothing a thread asks for itself when lowering;
+    // should it, the backup runs at the caller's priority.
+    (void)LowerProcessPriority();
+  }
   HostBackupResult result;
   result.uri = host.uri();
   // One budget for the whole host job.

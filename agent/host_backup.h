@@ -38,6 +38,9 @@ struct HostBackupRequest {
   // Live VMs are read through their QEMU process (its NBD server), so this
   // limit, not Haven's own I/O priority, is what spares the running VMs.
   double limit_read_bytes_per_second = 0;
+  // Run at background priority (base/priority.h): every thread of this
+  // process and everything it starts. False: as the caller runs.
+  bool low_priority = true;
 };
 
 struct VmSelection {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/file.h"
+#include "base/priority.h"
 #include "base/rate_limiter.h"
 #include "base/time.h"
 #include "snapshot/foreign_image.h"
@@ -436,6 +437,7 @@ Result<repository::DiskManifest> CaptureDisk(
 
 Result<Manifest> BackupImage(Repository& repo, const std::string& path,
                              const ImageBackupOptions& options) {
+  if (options.low_priority) (void)LowerProcessPriority();  // as BackupHost
   if (options.name.empty())
     return InvalidArgument("a backup name is required (--name)");
   // Cancelled before it starts: nothing is read (the reader and workers run

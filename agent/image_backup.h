@@ -96,6 +96,9 @@ struct ImageBackupOptions {
   CancelToken cancel;  // checked between chunks
   double progress_interval = 0.2;  // seconds between progress calls
   double limit_read_bytes_per_second = 0;  // 0: no limit
+  // Run at background priority (base/priority.h): every thread of this
+  // process and everything it starts. False: as the caller runs.
+  bool low_priority = true;
 };
 
 // On success the recovery point is committed and returned. On failure no

@@ -20,7 +20,8 @@ using repository::Repository;
 
 int CmdBackupImage(const Globals& g, const std::string& path,
                    const std::string& name, const std::string& time,
-                   const std::string& format, double limit_read_mbps) {
+                   const std::string& format, double limit_read_mbps,
+                   bool low_priority) {
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
   agent::ImageBackupOptions opt;
@@ -30,6 +31,7 @@ int CmdBackupImage(const Globals& g, const std::string& path,
   opt.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   opt.cancel = g.cancel;
   opt.limit_read_bytes_per_second = limit_read_mbps * 1e6;
+  opt.low_priority = low_priority;
   auto m = agent::BackupImage(**repo, path, opt);
   if (!m.ok())
     return Fail(g,
@@ -180,9 +182,15 @@ BackupCommands::BackupCommands(CLI::App& app, const Globals& g, int& rc) {
       "protects them (default: no limit)";
   backup_image->add_option("--limit-read", image_limit_read, kLimitHelp)
       ->check(CLI::PositiveNumber);
+  const char* kPriorityHelp =
+      "low: CPU nice 10 and I/O best-effort level 7 for Haven and what it "
+      "starts, so other work on the machine goes first; normal: as started";
+  backup_image->add_option("--priority", image_priority, kPriorityHelp)
+      ->check(CLI::IsMember({"low", "normal"}))
+      ->capture_default_str();
   backup_image->callback([&] {
     rc = CmdBackupImage(g, image_path, backup_name, backup_time, image_format,
-                        image_limit_read);
+                        image_limit_read, image_priority == "low");
   });
 
   auto* backup_vm = backup->add_subcommand(
@@ -211,8 +219,12 @@ BackupCommands::BackupCommands(CLI::App& app, const Globals& g, int& rc) {
                         "time to record, ISO-8601 UTC (default: now)");
   backup_vm->add_option("--limit-read", vm_limit_read, kLimitHelp)
       ->check(CLI::PositiveNumber);
+  backup_vm->add_option("--priority", vm_priority, kPriorityHelp)
+      ->check(CLI::IsMember({"low", "normal"}))
+      ->capture_default_str();
   backup_vm->callback([&] {
     vm_args.limit_read_bytes_per_second = vm_limit_read * 1e6;
+    vm_args.low_priority = vm_priority == "low";
     rc = CmdBackupVm(g, vm_uri, vm_args);
   });
 }

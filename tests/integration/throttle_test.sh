@@ -5,7 +5,9 @@
 # holds). The limit holds within 10% (never faster; not much slower), an
 # unlimited run of the same data is faster than the limit (so the limit is
 # what paced it), a bad value is refused, and a cancelled (SIGTERM) limited
-# backup stops at once even while it waits for its budget.
+# backup stops at once even while it waits for its budget. --priority: by
+# default every thread of a backup runs at nice 10 and I/O best-effort 7;
+# --priority normal keeps the caller's.
 . "$(dirname "$0")/lib.sh"
 
 R=$WORK/repo
@@ -81,4 +83,33 @@ py -c "import sys; sys.exit(0 if float(sys.argv[2]) - float(sys.argv[1]) < 3 els
   fail "SIGTERM took $(py -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$T0" "$T1") s to stop a limited backup"
 [ "$(hv --json snapshots | jget 'len(j)')" = 0 ] || fail "a cancelled backup left a point"
 ok "a backup limited to 1 MB/s stops within 3 s of SIGTERM (exit 130), no point"
+
+# prio PID: "NICE IOPRIO" of every thread of PID, one line each, sorted, unique.
+prio() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    t=${t##*/}
+    echo "$(awk '{print $19}' "/proc/$1/task/$t/stat") $(ionice -p "$t" | tr -d ' ')"
+  done | sort -u
+}
+# running_backup PRIORITY: starts a slow backup and leaves its pid in BG.
+running_backup() {
+  R=$WORK/repo-$1
+  expect_rc 0 "init $1" hv init
+  "$HAVEN" -r "$R" backup image "$WORK/disk.img" --name p --limit-read 2 --priority "$1" \
+    >"$WORK/bg.out" 2>"$WORK/bg.err" &
+  BG=$!
+  sleep 1.5
+  kill -0 "$BG" 2>/dev/null || fail "--priority $1: the backup ended early: $(head -c 1000 "$WORK/bg.err")"
+}
+running_backup low
+LOW=$(prio "$BG")
+kill -TERM "$BG"; wait "$BG" || true
+[ "$LOW" = "10 best-effort:prio7" ] || fail "--priority low: threads at (nice ioprio): $LOW"
+running_backup normal
+NORMAL=$(prio "$BG")
+kill -TERM "$BG"; wait "$BG" || true
+OWN="$(awk '{print $19}' /proc/$$/stat)"
+case "$NORMAL" in "$OWN "*) ;; *) fail "--priority normal: threads at $NORMAL, this shell at nice $OWN" ;; esac
+ok "every thread of a backup runs at nice 10, I/O best-effort 7 by default; --priority normal keeps nice $OWN"
 echo "$PASS passed, 0 failed"
