@@ -290,10 +290,10 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
       last_report = now;
       uint64_t done = std::min(src_.size(),
                                (b + 1) * batch_chunks_ * uint64_t{chunk_size_});
-      Progress p = ByteProgress(
-          opt.done_before + done, opt.total_bytes,
-          opt.new_before + writer_.new_stored_bytes() - new_before,
-          now - opt.started, false);
+      Progress p =
+          ByteProgress(opt.done_before + done, opt.total_bytes,
+                       opt.new_before + writer_.new_stored_bytes() - new_before,
+                       now - opt.started, false);
       p.phase = "backup";
       p.item = opt.item.empty() ? src_.description() : opt.item;
       opt.progress(p);
@@ -519,9 +519,9 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   m.stats.duration_seconds = MonotonicSeconds() - start;
   HAVEN_RETURN_IF_ERROR(repo.CommitSnapshot(m));
   if (options.progress) {
-    Progress p = ByteProgress(src->size(), src->size(),
-                              m.stats.new_stored_bytes,
-                              m.stats.duration_seconds, true);
+    Progress p =
+        ByteProgress(src->size(), src->size(), m.stats.new_stored_bytes,
+                     m.stats.duration_seconds, true);
     p.phase = "backup";
     p.item = path;
     options.progress(p);

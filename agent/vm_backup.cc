@@ -283,9 +283,8 @@ Status VmJob::Run(const std::string& name) {
         else
           Log("guest agent froze " + std::to_string(*f) + " file system(s)");
       } else {
-        why_not =
-            "guest agent did not freeze file systems (" + f.status().message() +
-            ")";
+        why_not = "guest agent did not freeze file systems (" +
+                  f.status().message() + ")";
       }
     }
     auto begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,

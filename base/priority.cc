@@ -28,8 +28,8 @@ Status LowerThread(pid_t tid) {
   const int want = kIoprioClassBestEffort << kIoprioClassShift | kIoLevel;
   const long now = ::syscall(SYS_ioprio_get, kIoprioWhoProcess, tid);
   // Idle class (3), or best-effort at level 7 already: low enough.
-  const bool lower = now >= 0 && ((now >> kIoprioClassShift) == 3 ||
-                                  now == want);
+  const bool lower =
+      now >= 0 && ((now >> kIoprioClassShift) == 3 || now == want);
   if (!lower && ::syscall(SYS_ioprio_set, kIoprioWhoProcess, tid, want) != 0)
     return ErrnoStatus("lowering the I/O priority (best-effort 7)", errno);
   return OkStatus();
@@ -51,8 +51,8 @@ Status LowerProcessPriority() {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     Status s = LowerThread(static_cast<pid_t>(std::atoi(e->d_name)));
     // A thread that ended meanwhile is no error.
-    if (!s.ok() && first.ok() && s.message().find("No such process") ==
-                                     std::string::npos)
+    if (!s.ok() && first.ok() &&
+        s.message().find("No such process") == std::string::npos)
       first = s;
   }
   ::closedir(d);

@@ -83,8 +83,8 @@ void PrintVmBackup(const agent::VmBackupReport& r) {
     return;
   }
   const auto& m = r.manifest;
-  std::printf("%s: snapshot %s saved, %s, %s new data stored, took %s\n",
-              name, m.id.substr(0, 8).c_str(), m.consistency.c_str(),
+  std::printf("%s: snapshot %s saved, %s, %s new data stored, took %s\n", name,
+              m.id.substr(0, 8).c_str(), m.consistency.c_str(),
               HumanBytes(m.stats.new_stored_bytes).c_str(),
               FormatDuration(r.seconds).c_str());
   for (const auto& d : r.disks)
@@ -115,11 +115,11 @@ int CmdBackupVm(const Globals& g, const std::string& uri,
         "or 'virsh define', or try Haven on a small demo VM:\n"
         "  scripts/quickstart.sh --demo-vm";
     if (g.json)
-      std::cout << DumpJson(nlohmann::ordered_json(
-                       {{"vms", nlohmann::json::array()},
-                        {"succeeded", 0},
-                        {"failed", 0},
-                        {"message", msg}}))
+      std::cout << DumpJson(
+                       nlohmann::ordered_json({{"vms", nlohmann::json::array()},
+                                               {"succeeded", 0},
+                                               {"failed", 0},
+                                               {"message", msg}}))
                 << "\n";
     else
       std::fprintf(stderr, "haven: %s\n", msg.c_str());

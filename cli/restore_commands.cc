@@ -110,7 +110,8 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
   if (human || (!g.json && req.dry_run))
     for (const auto& p : plan->vms) PrintVmPlan(p);
   std::fflush(stdout);  // the plan before the steps logged on stderr
-  restore::HostRestoreResult r = restore::RestoreHost(**repo, **host, *plan, req);
+  restore::HostRestoreResult r =
+      restore::RestoreHost(**repo, **host, *plan, req);
   if (g.json) std::cout << DumpJson(restore::HostRestoreResultJson(r)) << "\n";
   std::fflush(stdout);
   if (r.conflicts > 0) {
@@ -146,9 +147,10 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
                   v.result.uuid.c_str(),
                   FormatDuration(v.result.seconds).c_str());
     if (req.vm.start)
-      std::printf(", %s", v.result.started
-                              ? "started"
-                              : ("NOT started: " + v.result.start_error).c_str());
+      std::printf(", %s",
+                  v.result.started
+                      ? "started"
+                      : ("NOT started: " + v.result.start_error).c_str());
     std::printf("\n");
     for (const auto& n : v.result.networks_created)
       std::printf("  network %s created and started\n", n.c_str());
@@ -344,7 +346,9 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
       "vm",
       "rebuild a VM from a recovery point on this or a new libvirt host: "
       "disks, domain definition, NVRAM and the virtual networks it used");
-  rest_vm->add_option("SNAPSHOT", rvm.req.points, "id prefix, latest or NAME:latest")
+  rest_vm
+      ->add_option("SNAPSHOT", rvm.req.points,
+                   "id prefix, latest or NAME:latest")
       ->required()
       ->expected(1);
   add_vm_restore_options(rest_vm, true);

@@ -107,8 +107,8 @@ namespace {
 
 nlohmann::ordered_json ItemJson(const VmRestoreItem& item) {
   const VmPlan& p = item.plan;
-  const bool defined = item.outcome == Outcome::kOk ||
-                       item.outcome == Outcome::kPartial;
+  const bool defined =
+      item.outcome == Outcome::kOk || item.outcome == Outcome::kPartial;
   nlohmann::ordered_json v;
   v["name"] = p.name;
   v["source_name"] = p.source_name;
@@ -143,9 +143,10 @@ nlohmann::ordered_json ItemJson(const VmRestoreItem& item) {
   }
   v["networks"] = nlohmann::ordered_json::array();
   for (const auto& n : p.networks)
-    v["networks"].push_back(
-        {{"name", n.name}, {"action", n.action}, {"from", n.from},
-         {"by", n.by}});
+    v["networks"].push_back({{"name", n.name},
+                             {"action", n.action},
+                             {"from", n.from},
+                             {"by", n.by}});
   v["nvram"] = p.nvram_path;
   v["conflicts"] = p.conflicts;
   v["warnings"] = p.warnings;

@@ -91,8 +91,9 @@ StorageCheck CheckStorageFolder(const std::string& dir) {
   if (!S_ISDIR(st.st_mode)) {
     check.problems.push_back(
         at + " is not a folder" +
-        (at == dir ? "" : std::string(" (the storage folder would be made in "
-                                      "it)")) +
+        (at == dir ? ""
+                   : std::string(" (the storage folder would be made in "
+                                 "it)")) +
         "; choose another --storage-dir");
     return check;
   }
@@ -114,8 +115,7 @@ StorageCheck CheckStorageFolder(const std::string& dir) {
                             "read-write or choose another --storage-dir"
                      : "this process (" + UserName(geteuid()) +
                            ") cannot write to " + at + " (mode " +
-                           Mode(st.st_mode) + ", owner " +
-                           UserName(st.st_uid) +
+                           Mode(st.st_mode) + ", owner " + UserName(st.st_uid) +
                            "); run as its owner or root, or choose another "
                            "--storage-dir");
   }

@@ -139,8 +139,7 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     HAVEN_RETURN_IF_ERROR(LoadHostMacs(host, context));
     for (const auto& [mac, owner] : *context.host_macs)
       rewrite.avoid_macs.insert(mac);
-    rewrite.avoid_macs.insert(context.new_macs.begin(),
-                              context.new_macs.end());
+    rewrite.avoid_macs.insert(context.new_macs.begin(), context.new_macs.end());
   }
 
   // The domain of the same name: one this restore defined (its UUID and
@@ -349,12 +348,11 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     HAVEN_ASSIGN_OR_RETURN(std::string holder,
                            host.DomainNameByUuid(plan.uuid));
     if (!holder.empty() && holder != plan.name)
-      plan.conflicts.push_back("domain " + holder + " on " + host.uri() +
-                               " has UUID " + plan.uuid +
-                               (options.new_identity
-                                    ? ""
-                                    : " of the backed-up VM; pass "
-                                      "--new-identity"));
+      plan.conflicts.push_back(
+          "domain " + holder + " on " + host.uri() + " has UUID " + plan.uuid +
+          (options.new_identity ? ""
+                                : " of the backed-up VM; pass "
+                                  "--new-identity"));
   }
 
   // Files: what is there, what an interrupted run left.
@@ -400,8 +398,9 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
             ? "domain " + plan.name +
                   " was defined by an interrupted run of this restore; its "
                   "last steps are finished"
-            : "domain " + plan.name + " was restored from this point before; "
-                                      "it is left as it is");
+            : "domain " + plan.name +
+                  " was restored from this point before; "
+                  "it is left as it is");
   }
 
   // Preflight of the storage folder.
@@ -427,12 +426,12 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
           storage.free_bytes > claimed ? storage.free_bytes - claimed : 0;
       if (plan.space_needed > left)
         plan.conflicts.push_back(
-            "not enough free space in " + storage.existing + ": the disks need " +
-            HumanBytes(plan.space_needed) + " (" + HumanBytes(plan.space_full) +
-            " at full size)" +
-            (claimed ? ", the VMs before it in this restore " +
-                           HumanBytes(claimed)
-                     : std::string()) +
+            "not enough free space in " + storage.existing +
+            ": the disks need " + HumanBytes(plan.space_needed) + " (" +
+            HumanBytes(plan.space_full) + " at full size)" +
+            (claimed
+                 ? ", the VMs before it in this restore " + HumanBytes(claimed)
+                 : std::string()) +
             ", and " + HumanBytes(storage.free_bytes) +
             " are free; free space or choose another --storage-dir");
       else if (plan.space_full > left)
@@ -574,7 +573,8 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
     const PlannedDisk& d = plan.disks[i];
     const std::string staging = d.path + kStaging;
     if (!d.resume.empty()) {
-      log("disk " + d.target + ": " + (d.resume == "staged" ? staging : d.path) +
+      log("disk " + d.target + ": " +
+          (d.resume == "staged" ? staging : d.path) +
           " was written completely by the interrupted run; not written again");
       continue;
     }

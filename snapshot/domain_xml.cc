@@ -629,8 +629,8 @@ Status NewIdentity(xmlDoc* doc, const DomainRewrite& rw, RewrittenDomain& out) {
   }
   auto uuids = Select(doc, "/domain/uuid");
   if (uuids.empty()) {
-    HAVEN_ASSIGN_OR_RETURN(xmlNode * u, AddElement(xmlDocGetRootElement(doc),
-                                                   "uuid"));
+    HAVEN_ASSIGN_OR_RETURN(xmlNode * u,
+                           AddElement(xmlDocGetRootElement(doc), "uuid"));
     uuids.push_back(u);
   }
   SetText(uuids[0], out.uuid);

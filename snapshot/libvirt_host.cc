@@ -530,9 +530,9 @@ NbdSpec PullBackup::SpecFor(const JobDisk& disk) const {
 // tear down cgroup access" after every backup. So wait until the domain
 // has no job (at most `timeout` seconds; a domain that is gone has none).
 void PullBackup::WaitForJobEnd(double timeout) {
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(
-                            static_cast<int64_t>(timeout * 1000));
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(timeout * 1000));
   while (std::chrono::steady_clock::now() < deadline) {
     virDomainJobInfo info;
     if (virDomainGetJobInfo(vm_.get(), &info) < 0) {

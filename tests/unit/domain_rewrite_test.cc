@@ -173,7 +173,6 @@ DomainRewrite Networks(std::map<std::string, std::string> map) {
   return rw;
 }
 
-
 size_t Count(const std::string& s, const std::string& what) {
   size_t n = 0;
   for (size_t at = s.find(what); at != std::string::npos;

@@ -134,8 +134,7 @@ TEST(RestoreJournalTest, RoundTripAndOnlyForTheSamePoint) {
   const std::string v1 =
       "{\"snapshot\": \"abcd1234\", \"name\": \"web1\", \"files\": [\"/a\"]}";
   ASSERT_THAT(WriteFileAtomic(path, Bytes(v1.begin(), v1.end())), IsOk());
-  EXPECT_THAT(LoadRestoreJournal(path, "abcd1234").files,
-              ElementsAre("/a"));
+  EXPECT_THAT(LoadRestoreJournal(path, "abcd1234").files, ElementsAre("/a"));
 }
 
 }  // namespace

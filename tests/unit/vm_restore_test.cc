@@ -18,11 +18,9 @@
 // NVRAM files stored with agent::StoreConfigFiles, as `haven backup vm`
 // stores them.
 #include "restore/vm_restore.h"
-#include "restore/host_restore.h"
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +40,7 @@
 #include "repository/latest_point.h"
 #include "repository/manifest.h"
 #include "repository/repository.h"
+#include "restore/host_restore.h"
 #include "snapshot/disk_source.h"
 #include "snapshot/domain_xml.h"
 #include "snapshot/image_source.h"
@@ -900,7 +899,8 @@ TEST_F(VmRestoreTest, TheDryRunsPlanIsTheRunsPlan) {
   auto result = restore::ExecuteVmRestore(*repo_, *host_, *run, options_);
   ASSERT_THAT(result, IsOk());
   EXPECT_EQ(result->uuid, dry->uuid);
-  auto info = snapshot::ParseDomainXml(*(*host_->Lookup("web1-copy"))->Xml(true));
+  auto info =
+      snapshot::ParseDomainXml(*(*host_->Lookup("web1-copy"))->Xml(true));
   ASSERT_THAT(info, IsOk());
   EXPECT_EQ(info->uuid, dry->uuid);
   EXPECT_EQ(info->interfaces[0].mac, dry->macs[0].second);
@@ -957,7 +957,8 @@ TEST_F(VmRestoreTest, ARunKilledAfterItsDiskIsFinishedWithoutRewritingIt) {
   ::unlink((dir_ + "/web1_VARS.fd").c_str());
   auto stray = Plan(m, options_);
   ASSERT_THAT(stray, IsOk());
-  EXPECT_THAT(stray->conflicts, Contains(HasSubstr(staged + " already exists")));
+  EXPECT_THAT(stray->conflicts,
+              Contains(HasSubstr(staged + " already exists")));
 }
 
 TEST_F(VmRestoreTest, ExecuteRefusesAPlanTheHostNoLongerMatches) {
@@ -971,10 +972,10 @@ TEST_F(VmRestoreTest, ExecuteRefusesAPlanTheHostNoLongerMatches) {
   ASSERT_THAT(MakeDirs(dir_, 0755), IsOk());
   const std::string disk = dir_ + "/web1-vda.img";
   WriteWholeFile(disk, Bytes{'m', 'i', 'n', 'e'});
-  EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
-              StatusIs(Code::kFailedPrecondition,
-                       AllOf(HasSubstr(disk + " appeared"),
-                             HasSubstr("plan it again"))));
+  EXPECT_THAT(
+      restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
+      StatusIs(Code::kFailedPrecondition, AllOf(HasSubstr(disk + " appeared"),
+                                                HasSubstr("plan it again"))));
   EXPECT_TRUE(ReadWholeFile(disk) == (Bytes{'m', 'i', 'n', 'e'}));
   ::unlink(disk.c_str());
   // A domain of that name appears: refused, the domain left alone.
@@ -1312,7 +1313,8 @@ TEST_F(VmRestoreTest, RestoreHostDryRunCancelAndRunReportPerVm) {
   ASSERT_THAT(dry.vms, SizeIs(1));
   EXPECT_EQ(dry.vms[0].outcome, Outcome::kSkipped);
   EXPECT_EQ(dry.succeeded, 0);
-  EXPECT_THAT(host_->Lookup("web1"), StatusIs(Code::kNotFound, HasSubstr("web1")));
+  EXPECT_THAT(host_->Lookup("web1"),
+              StatusIs(Code::kNotFound, HasSubstr("web1")));
 
   req.dry_run = false;
   restore::HostRestoreRequest cancelled = req;
@@ -1324,7 +1326,8 @@ TEST_F(VmRestoreTest, RestoreHostDryRunCancelAndRunReportPerVm) {
   EXPECT_THAT(c.vms[0].status,
               StatusIs(Code::kCancelled, HasSubstr("restore of web1")));
   EXPECT_EQ(c.cancelled, 1);
-  EXPECT_THAT(host_->Lookup("web1"), StatusIs(Code::kNotFound, HasSubstr("web1")));
+  EXPECT_THAT(host_->Lookup("web1"),
+              StatusIs(Code::kNotFound, HasSubstr("web1")));
   EXPECT_THAT(FilesWith(""), IsEmpty());
 
   auto r = restore::RestoreHost(*repo_, *host_, *plan, req);
@@ -1335,8 +1338,7 @@ TEST_F(VmRestoreTest, RestoreHostDryRunCancelAndRunReportPerVm) {
   EXPECT_THAT(host_->Lookup("web1"), IsOk());
 
   // The JSON a front end reads: the old fields, plus outcome and code.
-  auto j = nlohmann::json::parse(
-      restore::HostRestoreResultJson(r).dump());
+  auto j = nlohmann::json::parse(restore::HostRestoreResultJson(r).dump());
   EXPECT_EQ(j["dry_run"], false);
   EXPECT_EQ(j["succeeded"], 1);
   EXPECT_EQ(j["failed"], 0);
