@@ -201,13 +201,30 @@ Status Catalog::ScanSummaries(const Listing& listed,
       });
 }
 
+void Catalog::FromFiles(const std::vector<ListedPoint>& points,
+                        const std::unordered_set<std::string>& have,
+                        std::vector<std::string>& deletes,
+                        std::vector<std::string>* errors,
+                        const std::function<void(Manifest&&)>& add) {
+  Batch puts;
+  for (const ListedPoint& p : points) {
+    if (have.count(p.id)) continue;
+    auto m = FromFile(p, &puts);
+    if (m.ok())
+      add(std::move(m).value());
+    else if (errors)
+      errors->push_back(m.status().message());
+    if (puts.size() >= kBatchEntries) (void)Write(puts, deletes);
+  }
+  (void)Write(puts, deletes);
+}
+
 Result<std::vector<PointSummary>> Catalog::Summaries(
     const std::vector<ListedPoint>& points, std::vector<std::string>* errors) {
   Listing listed;
   for (const auto& p : points) listed.emplace(p.id, &p);
   std::unordered_set<std::string> fresh;
   std::vector<PointSummary> out;
-  Batch puts;
   std::vector<std::string> deletes;
   std::vector<std::string> entry_errors;
   if (!ScanSummaries(listed, fresh, &out, deletes, &entry_errors).ok()) {
@@ -220,17 +237,8 @@ Result<std::vector<PointSummary>> Catalog::Summaries(
   }
   if (errors)
     errors->insert(errors->end(), entry_errors.begin(), entry_errors.end());
-  for (const ListedPoint& p : points) {
-    if (fresh.count(p.id)) continue;
-    auto m = FromFile(p, &puts);
-    if (m.ok())
-      out.push_back(SummaryOf(*m));
-    else if (errors)
-      errors->push_back(m.status().message());
-    // A failed catalog write costs speed, never an answer.
-    if (puts.size() >= kBatchEntries) (void)Write(puts, deletes);
-  }
-  (void)Write(puts, deletes);
+  FromFiles(points, fresh, deletes, errors,
+            [&](Manifest&& m) { out.push_back(SummaryOf(m)); });
   SortOldestFirst(
       out, [](const PointSummary& p) -> const std::string& { return p.time; },
       [](const PointSummary& p) -> const std::string& { return p.id; });
@@ -243,7 +251,6 @@ Result<std::vector<Manifest>> Catalog::Manifests(
   for (const auto& p : points) listed.emplace(p.id, &p);
   std::unordered_set<std::string> fresh, done;
   std::vector<Manifest> out;
-  Batch puts;
   std::vector<std::string> deletes;
   std::vector<std::string> entry_errors;
   Status scanned = ScanSummaries(listed, fresh, nullptr, deletes, nullptr);
@@ -270,16 +277,8 @@ Result<std::vector<Manifest>> Catalog::Manifests(
   }
   if (errors)
     errors->insert(errors->end(), entry_errors.begin(), entry_errors.end());
-  for (const ListedPoint& p : points) {
-    if (done.count(p.id)) continue;
-    auto m = FromFile(p, &puts);
-    if (m.ok())
-      out.push_back(std::move(m).value());
-    else if (errors)
-      errors->push_back(m.status().message());
-    if (puts.size() >= kBatchEntries) (void)Write(puts, deletes);
-  }
-  (void)Write(puts, deletes);
+  FromFiles(points, done, deletes, errors,
+            [&](Manifest&& m) { out.push_back(std::move(m)); });
   SortOldestFirst(
       out, [](const Manifest& m) -> const std::string& { return m.time; },
       [](const Manifest& m) -> const std::string& { return m.id; });

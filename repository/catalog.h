@@ -111,6 +111,15 @@ class Catalog {
   using Batch = std::vector<std::pair<std::string, std::string>>;
   using Listing = std::unordered_map<std::string, const ListedPoint*>;
   Result<Manifest> FromFile(const ListedPoint& point, Batch* add);
+  // Reads the manifest file of every listed point not in `have`, hands
+  // each to `add` (an unreadable one goes to `errors`), and writes the
+  // catalog entries of what it read, with `deletes`. A failed catalog write
+  // costs speed, never an answer.
+  void FromFiles(const std::vector<ListedPoint>& points,
+                 const std::unordered_set<std::string>& have,
+                 std::vector<std::string>& deletes,
+                 std::vector<std::string>* errors,
+                 const std::function<void(Manifest&&)>& add);
   // Scans the summaries: ids listed with a matching size and mtime go to
   // `fresh` (and, if `out`, their summaries to it); entries of ids no longer
   // listed go to `deletes`.
