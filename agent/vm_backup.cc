@@ -178,12 +178,9 @@ Status VmJob::ReadDisks(
 Status VmJob::Run(const std::string& name) {
   started_ = MonotonicSeconds();
   report_.name = name;
-  std::string when = NowIso8601();
-  if (!opt_.time.empty()) {
+  if (!opt_.time.empty())
     HAVEN_RETURN_IF_ERROR(
         ParseIsoTime(opt_.time).status().WithContext("--time"));
-    when = opt_.time;
-  }
   HAVEN_ASSIGN_OR_RETURN(auto vm, host_.Lookup(name));
   HAVEN_ASSIGN_OR_RETURN(bool active, vm->Active());
   HAVEN_ASSIGN_OR_RETURN(std::string xml, vm->Xml(!active));
@@ -192,7 +189,7 @@ Status VmJob::Run(const std::string& name) {
   Manifest m;
   m.name = name;
   m.kind = "vm";
-  m.time = when;
+  m.time = opt_.time;  // empty: the capture instant, set below
   m.hostname = HostName();
   m.tool = "haven 0.1.0";
   m.vm_uuid = info.uuid;

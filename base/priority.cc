@@ -7,7 +7,7 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <string>
+#include <memory>
 
 namespace haven {
 namespace {
@@ -22,16 +22,22 @@ constexpr int kIoLevel = 7;
 Status LowerThread(pid_t tid) {
   errno = 0;
   const int nice_now = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+  if (errno == ESRCH) return OkStatus();  // the thread ended meanwhile
   if (errno == 0 && nice_now < kNice &&
       ::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kNice) != 0)
-    return ErrnoStatus("lowering the CPU priority (nice 10)", errno);
+    return errno == ESRCH ? OkStatus()
+                          : ErrnoStatus("lowering the CPU priority (nice 10)",
+                                        errno);
   const int want = kIoprioClassBestEffort << kIoprioClassShift | kIoLevel;
   const long now = ::syscall(SYS_ioprio_get, kIoprioWhoProcess, tid);
   // Idle class (3), or best-effort at level 7 already: low enough.
   const bool lower =
       now >= 0 && ((now >> kIoprioClassShift) == 3 || now == want);
   if (!lower && ::syscall(SYS_ioprio_set, kIoprioWhoProcess, tid, want) != 0)
-    return ErrnoStatus("lowering the I/O priority (best-effort 7)", errno);
+    return errno == ESRCH ? OkStatus()
+                          : ErrnoStatus(
+                                "lowering the I/O priority (best-effort 7)",
+                                errno);
   return OkStatus();
 }
 
@@ -44,18 +50,15 @@ Status LowerThreadPriority() {
 Status LowerProcessPriority() {
   // Threads started before (RocksDB's, the signal watcher) too; those
   // started after inherit from their creator.
-  Status first;
-  DIR* d = ::opendir("/proc/self/task");
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir("/proc/self/task"),
+                                        &::closedir);
   if (!d) return LowerThreadPriority();
-  while (struct dirent* e = ::readdir(d)) {
+  Status first;
+  while (struct dirent* e = ::readdir(d.get())) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     Status s = LowerThread(static_cast<pid_t>(std::atoi(e->d_name)));
-    // A thread that ended meanwhile is no error.
-    if (!s.ok() && first.ok() &&
-        s.message().find("No such process") == std::string::npos)
-      first = s;
+    if (!s.ok() && first.ok()) first = s;
   }
-  ::closedir(d);
   return first;
 }
 
