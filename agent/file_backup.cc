@@ -398,11 +398,7 @@ Status Backup::LoadParent(const Manifest& parent) {
       }));
   const repository::DiskManifest* content = parent.FindStream("content");
   parent_content_ = std::make_unique<repository::TreeReader>(
-      content->tree, [this](const ChunkId& id) -> Result<Bytes> {
-        Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, parent_ctx_));
-        return node;
-      });
+      content->tree, repo_.TreeNodeLoader(parent_ctx_));
   return OkStatus();
 }
 

@@ -229,11 +229,7 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
     if (parent->count != count_)
       return Internal(src_.description() +
                       ": parent point has a different chunk count");
-    parent_tree.emplace(*parent, [&](const ChunkId& id) -> Result<Bytes> {
-      Bytes node;
-      HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, parent_ctx));
-      return node;
-    });
+    parent_tree.emplace(*parent, repo_.TreeNodeLoader(parent_ctx));
     may_keep_ = true;
   }
   std::vector<std::thread> threads;

@@ -61,12 +61,7 @@ Status ForEachReference(
   for (const auto& m : all) {
     for (const auto& d : m.disks) {
       Status s = WalkTree(
-          d.tree,
-          [&](const ChunkId& id) -> Result<Bytes> {
-            Bytes node;
-            HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
-            return node;
-          },
+          d.tree, repo.TreeNodeLoader(ctx),
           [&](uint64_t index, const ChunkId& id) {
             return visit(m, d, index, id);
           },

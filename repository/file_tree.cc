@@ -284,12 +284,7 @@ Status ReadStream(const Repository& repo, const DiskManifest& stream,
                     " was lost (cleared by a repair)");
   };
   HAVEN_RETURN_IF_ERROR(WalkTree(
-      stream.tree,
-      [&](const ChunkId& id) -> Result<Bytes> {
-        Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
-        return node;
-      },
+      stream.tree, repo.TreeNodeLoader(ctx),
       [&](uint64_t index, const ChunkId& id) -> Status {
         if (index != next || id.IsZero()) return lost(next);
         ++next;

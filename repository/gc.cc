@@ -40,12 +40,7 @@ class Marker {
     };
     for (const auto& d : m.disks) {
       Status s = WalkTree(
-          d.tree,
-          [&](const ChunkId& id) -> Result<Bytes> {
-            Bytes node;
-            HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, ctx_));
-            return node;
-          },
+          d.tree, repo_.TreeNodeLoader(ctx_),
           [&](uint64_t, const ChunkId& id) {
             pending.push_back(id);
             return OkStatus();

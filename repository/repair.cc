@@ -44,12 +44,7 @@ Result<TreeRoot> RebuildTree(
     return OkStatus();  // the entries stay holes: fill_to skips past them
   };
   HAVEN_RETURN_IF_ERROR(WalkTree(
-      d.tree,
-      [&](const ChunkId& id) -> Result<Bytes> {
-        Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, rctx));
-        return node;
-      },
+      d.tree, repo.TreeNodeLoader(rctx),
       [&](uint64_t index, const ChunkId& id) -> Status {
         HAVEN_RETURN_IF_ERROR(fill_to(index));
         if (damaged.count(id)) {

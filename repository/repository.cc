@@ -51,6 +51,14 @@ Result<ObjectReader*> ReadContext::Pack(const Backend& backend,
   return readers_.front().second.get();
 }
 
+LoadNodeFn Repository::TreeNodeLoader(ReadContext& ctx) const {
+  return [this, &ctx](const ChunkId& id) -> Result<Bytes> {
+    Bytes node;
+    HAVEN_RETURN_IF_ERROR(LoadTreeNode(id, node, ctx));
+    return node;
+  };
+}
+
 Status Repository::LoadTreeNode(const ChunkId& id, Bytes& out,
                                 ReadContext& ctx) const {
   HAVEN_RETURN_IF_ERROR(ReadChunk(ChunkType::kTree, id, out, ctx));

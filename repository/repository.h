@@ -213,6 +213,9 @@ class Repository {
 
   // Reads a chunk-list node and checks its bytes against its keyed id.
   Status LoadTreeNode(const ChunkId& id, Bytes& out, ReadContext& ctx) const;
+  // LoadTreeNode as the LoadNodeFn WalkTree and TreeReader take; `ctx`
+  // must outlive the function.
+  LoadNodeFn TreeNodeLoader(ReadContext& ctx) const;
 
   // Assigns `m.id` and writes the manifest: the commit point of a backup.
   Status CommitSnapshot(Manifest& m);

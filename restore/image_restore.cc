@@ -58,12 +58,7 @@ Result<std::string> ReadConfigFile(const repository::Repository& repo,
   repository::ReadContext ctx;
   Bytes data;
   Status s = repository::WalkTree(
-      file->tree,
-      [&](const ChunkId& id) -> Result<Bytes> {
-        Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
-        return node;
-      },
+      file->tree, repo.TreeNodeLoader(ctx),
       [&](uint64_t index, const ChunkId& id) -> Status {
         const uint64_t off = index * file->chunk_size;
         if (off >= out.size())
@@ -84,12 +79,7 @@ Result<uint64_t> DiskDataBytes(const repository::Repository& repo,
   repository::ReadContext ctx;
   uint64_t bytes = 0;
   Status s = repository::WalkTree(
-      disk.tree,
-      [&](const ChunkId& id) -> Result<Bytes> {
-        Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, ctx));
-        return node;
-      },
+      disk.tree, repo.TreeNodeLoader(ctx),
       [&](uint64_t index, const ChunkId& id) -> Status {
         if (id.IsZero()) return OkStatus();
         const uint64_t off = index * disk.chunk_size;
@@ -216,12 +206,7 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
   repository::ReadContext tree_ctx;
   double last_report = 0;
   Status walk = repository::WalkTree(
-      disk->tree,
-      [&](const ChunkId& id) -> Result<Bytes> {
-        Bytes node;
-        HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, tree_ctx));
-        return node;
-      },
+      disk->tree, repo.TreeNodeLoader(tree_ctx),
       [&](uint64_t index, const ChunkId& id) -> Status {
         pending.push_back({index, id});
         if (pending.size() < kBatchChunks) return OkStatus();

@@ -1037,11 +1037,7 @@ TEST_F(FilePointTest, ALostCatalogChunkIsDataLoss) {
   ASSERT_GT(m->disks[0].tree.count, 2u);
   std::vector<ChunkId> ids;
   repository::ReadContext rctx;
-  repository::TreeReader reader(m->disks[0].tree, [&](const ChunkId& id) -> Result<Bytes> {
-    Bytes node;
-    HAVEN_RETURN_IF_ERROR(repo_->LoadTreeNode(id, node, rctx));
-    return node;
-  });
+  repository::TreeReader reader(m->disks[0].tree, repo_->TreeNodeLoader(rctx));
   for (uint64_t i = 0; i < m->disks[0].tree.count; ++i) {
     auto id = reader.Get(i);
     ASSERT_THAT(id, IsOk());

@@ -161,12 +161,7 @@ class CaptureDiskTest : public ::testing::Test {
   std::vector<ChunkId> Ids(const DiskManifest& disk) {
     std::vector<ChunkId> out;
     repository::ReadContext ctx;
-    repository::TreeReader reader(
-        disk.tree, [&](const ChunkId& id) -> Result<Bytes> {
-          Bytes node;
-          HAVEN_RETURN_IF_ERROR(repo_->LoadTreeNode(id, node, ctx));
-          return node;
-        });
+    repository::TreeReader reader(disk.tree, repo_->TreeNodeLoader(ctx));
     for (uint64_t i = 0; i < disk.tree.count; ++i) {
       auto id = reader.Get(i);
       EXPECT_THAT(id, IsOk()) << i;
