@@ -12,20 +12,27 @@ constexpr double kBurstSeconds = 0.25;
 }
 
 RateLimiter::RateLimiter(double bytes_per_second)
-    : rate_(bytes_per_second), tokens_(0), last_(MonotonicSeconds()) {}
+    : rate_(bytes_per_second > 0 ? bytes_per_second : 0), tokens_(0), last_(MonotonicSeconds()) {}
 
 void RateLimiter::Refill(double now) {
+  if (rate_ <= 0) {  // no limit: nothing saved up, no debt
+    tokens_ = 0;
+    last_ = now;
+    return;
+  }
   tokens_ = std::min(rate_ * kBurstSeconds, tokens_ + (now - last_) * rate_);
   last_ = now;
 }
 
 bool RateLimiter::Acquire(uint64_t bytes, const CancelToken& cancel) {
+  acquired_.fetch_add(bytes, std::memory_order_relaxed);
   double want = static_cast<double>(bytes);
   while (want > 0) {
     double wait = 0;
     {
       std::lock_guard<std::mutex> l(mu_);
       Refill(MonotonicSeconds());
+      if (rate_ <= 0) break;  // no limit
       // Take what the bucket can hold at most, so large reads are paced.
       const double piece = std::min(want, rate_ * kBurstSeconds);
       tokens_ -= piece;  // may go negative: a debt the next callers wait out
@@ -46,7 +53,7 @@ bool RateLimiter::Acquire(uint64_t bytes, const CancelToken& cancel) {
 void RateLimiter::SetRate(double bytes_per_second) {
   std::lock_guard<std::mutex> l(mu_);
   Refill(MonotonicSeconds());
-  rate_ = bytes_per_second;
+  rate_ = bytes_per_second > 0 ? bytes_per_second : 0;
 }
 
 double RateLimiter::rate() const {
