@@ -457,12 +457,14 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   capture_options.started = start;
   capture_options.item = path;
   capture_options.cancel = options.cancel;
-  if (options.limit_read_bytes_per_second > 0)
-    capture_options.limit_read =
-        std::make_shared<RateLimiter>(options.limit_read_bytes_per_second);
+  ReadBudget budget =
+      StartReadBudget(options.limit_read_bytes_per_second, options.adaptive,
+                      options.adaptive_options, options.log);
+  capture_options.limit_read = budget.limiter;
   DiskCapture capture;
   auto captured =
       CaptureDisk(repo, *writer, *src, nullptr, capture_options, capture);
+  budget.governor.reset();  // reading is over
   if (!captured.ok()) return KeepStoredChunks(*writer, captured.status());
   repository::DiskManifest disk = std::move(*captured);
   HAVEN_ASSIGN_OR_RETURN(bool changed, src->ChangedDuringRead());

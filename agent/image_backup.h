@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "base/io_pressure.h"
 #include "base/progress.h"
 #include "base/rate_limiter.h"
 #include "repository/repository.h"
@@ -96,6 +97,11 @@ struct ImageBackupOptions {
   CancelToken cancel;  // checked between chunks
   double progress_interval = 0.2;  // seconds between progress calls
   double limit_read_bytes_per_second = 0;  // 0: no limit
+  // Slow the reads down while the host's I/O pressure is high
+  // (base/io_pressure.h); `log` hears each change of rate.
+  bool adaptive = false;
+  AdaptiveOptions adaptive_options;
+  std::function<void(const std::string&)> log;
   // Run at background priority (base/priority.h): every thread of this
   // process and everything it starts. False: as the caller runs.
   bool low_priority = true;

@@ -38,6 +38,95 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+struct GuestFreeze {
+  bool frozen = false;      // the agent froze something: thaw it
+  bool consistent = false;  // every file system on the backed-up disks
+  int count = 0;            // file systems frozen
+  std::string why_not;      // when not consistent
+};
+
+// At most a few guest-given names, quoted, for a message.
+std::string FewNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 4; ++i)
+    out += (i ? ", " : "") + QuoteUntrusted(names[i]);
+  if (names.size() > 4) out += ", ...";
+  return out;
+}
+
+// Freezes the guest file systems that lie on the `backed_up` disks (and
+// those the agent cannot place on a disk), as the guest agent lists them.
+// Application-consistent means every one on the backed-up disks was frozen;
+// an agent that froze nothing, or could not say where its file systems
+// are, leaves the point crash-consistent with the reason.
+GuestFreeze FreezeGuest(const snapshot::Vm& vm,
+                        const std::vector<std::string>& backed_up) {
+  GuestFreeze r;
+  auto listed = vm.GuestFileSystems();
+  if (!listed.ok()) {
+    // No agent, or one too old to list file systems: freezing everything
+    // still helps the data, but the point cannot be called consistent.
+    auto f = vm.Freeze();
+    if (!f.ok()) {
+      r.why_not = "guest agent did not freeze file systems (" +
+                  f.status().message() + ")";
+      return r;
+    }
+    r.frozen = true;
+    r.count = *f;
+    r.why_not = "the guest agent froze " + std::to_string(*f) +
+                " file system(s) but could not list them (" +
+                listed.status().message() +
+                "), so it is not known that those on the backed-up disks were "
+                "among them";
+    return r;
+  }
+  std::vector<std::string> ours, unplaced, devices;
+  for (const auto& fs : *listed) {
+    const bool on_backed_up = std::any_of(
+        fs.disks.begin(), fs.disks.end(),
+        [&](const std::string& d) { return Contains(backed_up, d); });
+    if (!on_backed_up && !fs.disks.empty()) continue;  // another disk's
+    // One freeze per device: a bind mount is the same file system.
+    if (!fs.device.empty()) {
+      if (Contains(devices, fs.device)) continue;
+      devices.push_back(fs.device);
+    }
+    (on_backed_up ? ours : unplaced).push_back(fs.mountpoint);
+  }
+  if (ours.empty() && unplaced.empty()) {
+    r.why_not = "no file system on the backed-up disks is mounted in the guest "
+                "(the guest agent lists " +
+                std::to_string(listed->size()) +
+                " file system(s), none on them), so none was frozen";
+    return r;
+  }
+  std::vector<std::string> mountpoints = ours;
+  mountpoints.insert(mountpoints.end(), unplaced.begin(), unplaced.end());
+  auto f = vm.Freeze(mountpoints);
+  if (!f.ok()) {
+    r.why_not = "guest agent did not freeze file systems (" +
+                f.status().message() + ")";
+    return r;
+  }
+  r.frozen = true;
+  r.count = *f;
+  if (static_cast<size_t>(*f) < mountpoints.size())
+    r.why_not = "the guest agent froze " + std::to_string(*f) + " of the " +
+                std::to_string(mountpoints.size()) +
+                " file systems on the backed-up disks (" +
+                FewNames(mountpoints) + ")";
+  else if (ours.empty())
+    r.why_not = "the guest agent could not say which disk its file "
+                "system(s) " +
+                FewNames(unplaced) +
+                " lie on; they were frozen, but it is not known that they are "
+                "all those on the backed-up disks";
+  else
+    r.consistent = true;
+  return r;
+}
+
 // The whole job for one VM; the report is filled as it goes.
 class VmJob {
  public:
@@ -212,8 +301,15 @@ Status VmJob::Run(const std::string& name) {
     m.notes.push_back("disk " + d.target + " skipped: " + d.skip_reason);
   }
   std::vector<std::string> config_notes;
-  HAVEN_ASSIGN_OR_RETURN(auto config,
-                         vm->CaptureConfig(info, active, xml, config_notes));
+  std::shared_ptr<const std::vector<snapshot::ConfigFile>> facts =
+      opt_.host_facts;
+  if (!facts) {
+    HAVEN_ASSIGN_OR_RETURN(auto read, host_.HostFacts());
+    facts = std::make_shared<const std::vector<snapshot::ConfigFile>>(
+        std::move(read));
+  }
+  HAVEN_ASSIGN_OR_RETURN(
+      auto config, vm->CaptureConfig(info, active, xml, *facts, config_notes));
   for (auto& n : config_notes) {
     Log(n);
     m.notes.push_back(n);
@@ -264,25 +360,15 @@ Status VmJob::Run(const std::string& name) {
           RunHook(opt_.pre_freeze, name, "pre-freeze", opt_.hook_timeout);
       if (!h.ok()) why_not = h.message();
     }
-    bool frozen = false;  // file systems are frozen: thaw them
-    bool consistent = false;
-    int frozen_count = 0;
+    GuestFreeze freeze;
     if (why_not.empty()) {
-      auto f = vm->Freeze();
-      if (f.ok()) {
-        frozen = true;
-        frozen_count = *f;
-        consistent = *f > 0;
-        if (!consistent)
-          why_not =
-              "the guest agent froze 0 file systems (none mounted, or the "
-              "disks hold none it knows)";
-        else
-          Log("guest agent froze " + std::to_string(*f) + " file system(s)");
-      } else {
-        why_not = "guest agent did not freeze file systems (" +
-                  f.status().message() + ")";
-      }
+      std::vector<std::string> backed_up;
+      for (const auto& d : disks) backed_up.push_back(d.target);
+      freeze = FreezeGuest(*vm, backed_up);
+      why_not = freeze.why_not;
+      if (freeze.frozen)
+        Log("guest agent froze " + std::to_string(freeze.count) +
+            " file system(s)");
     }
     auto begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,
                                              info.dac_label);
@@ -303,7 +389,7 @@ Status VmJob::Run(const std::string& name) {
       begun = snapshot::PullBackup::Begin(*vm, plan, targets, checkpoint,
                                           info.dac_label);
     }
-    if (frozen) {
+    if (freeze.frozen) {
       Status t = vm->Thaw();
       if (!t.ok()) Log("thaw failed: " + t.message());
     }
@@ -318,17 +404,17 @@ Status VmJob::Run(const std::string& name) {
     // can be minutes apart.
     if (opt_.time.empty()) m.time = NowIso8601();
     m.checkpoint = checkpoint;
-    if (consistent) {
+    if (freeze.consistent) {
       m.consistency = "application-consistent";
       m.consistency_reason =
-          std::to_string(frozen_count) +
-          " guest file system(s) were frozen by the QEMU guest agent while the "
-          "backup job started";
+          "every file system on the backed-up disks (" +
+          std::to_string(freeze.count) +
+          ") was frozen by the QEMU guest agent while the backup job started";
     } else {
       m.consistency = "crash-consistent";
       m.consistency_reason = "all disks captured at one instant; " + why_not;
     }
-    Log(m.consistency + (consistent ? "" : ": " + why_not));
+    Log(m.consistency + (freeze.consistent ? "" : ": " + why_not));
     if (opt_.fault_delay > 0)
       std::this_thread::sleep_for(
           std::chrono::duration<double>(opt_.fault_delay));

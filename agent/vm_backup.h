@@ -12,9 +12,11 @@
 // hold a bitmap). CD-ROMs, read-only and network disks are skipped and
 // listed.
 //
-// When the QEMU guest agent answers, guest file systems are frozen just
-// around the start of the job (application-consistent); otherwise the point
-// is crash-consistent, and the manifest says why. Optional hooks run before
+// When the QEMU guest agent answers, the guest file systems on the backed-up
+// disks are frozen just around the start of the job; the point is
+// application-consistent only when every one of them was frozen. Otherwise
+// (no agent, nothing mounted, a file system the agent cannot place on a
+// disk or did not freeze) it is crash-consistent, and the manifest says why. Optional hooks run before
 // the freeze and after the thaw.
 //
 // A shut-off VM's disks are read directly: raw files with their allocation
@@ -57,6 +59,9 @@ struct VmBackupOptions {
   // Reads from the VM's disks wait for this budget, shared with the other
   // VMs of a host job (BackupHost makes it); null: no limit.
   std::shared_ptr<RateLimiter> limit_read;
+  // The host's facts (LibvirtHost::HostFacts), read once by a host job for
+  // all its VMs; null: BackupVm reads them.
+  std::shared_ptr<const std::vector<snapshot::ConfigFile>> host_facts;
 };
 
 struct VmDiskReport {

@@ -141,4 +141,31 @@ void IoPressureGovernor::Loop(uint64_t stalled, double at) {
   }
 }
 
+void ReadBudget::Finish(int& slowdowns, double& lowest_rate,
+                        double& highest_pressure) {
+  if (!governor) return;
+  slowdowns = governor->slowdowns();
+  lowest_rate = governor->lowest_rate();
+  highest_pressure = governor->highest_pressure();
+  governor.reset();
+}
+
+ReadBudget StartReadBudget(
+    double limit, bool adaptive, AdaptiveOptions options,
+    const std::function<void(const std::string&)>& log) {
+  ReadBudget b;
+  if (limit <= 0 && !adaptive) return b;
+  b.limiter = std::make_shared<RateLimiter>(limit);
+  if (!adaptive) return b;
+  options.ceiling = limit > 0 ? limit : 0;
+  auto g = IoPressureGovernor::Start(b.limiter, options, log);
+  if (g.ok()) {
+    b.governor = std::move(*g);
+  } else {
+    b.note = g.status().message();
+    if (log) log("adaptive mode off: " + b.note);
+  }
+  return b;
+}
+
 }  // namespace haven

@@ -90,6 +90,24 @@ class IoPressureGovernor {
   std::thread thread_;
 };
 
+// A job's read budget: the --limit-read (or none) and, in adaptive mode,
+// the governor that moves it. Stops the governor when destroyed.
+struct ReadBudget {
+  std::shared_ptr<RateLimiter> limiter;  // null: no limit, not adaptive
+  std::unique_ptr<IoPressureGovernor> governor;  // null: not adaptive
+  std::string note;  // why the adaptive mode was asked for and is off
+
+  // Slowdowns, lowest rate and highest pressure, then stops the governor.
+  void Finish(int& slowdowns, double& lowest_rate, double& highest_pressure);
+};
+
+// `limit` bytes/s (0: none); with `adaptive`, PSI moves it below the limit
+// (options.ceiling is set to it). No PSI: the limit alone, and `note` (also
+// logged) says why.
+ReadBudget StartReadBudget(double limit, bool adaptive,
+                           AdaptiveOptions options,
+                           const std::function<void(const std::string&)>& log);
+
 }  // namespace haven
 
 #endif  // HAVEN_BASE_IO_PRESSURE_H_

@@ -29,6 +29,11 @@ struct Progress {
   double elapsed_seconds = 0;
   double bytes_per_second = 0;  // done_bytes / elapsed_seconds
   bool final = false;           // the last event of this item
+  // Jobs over many items at once (the VMs of a host job): how many are
+  // done (any outcome), running and waiting, and of the done how many
+  // failed. All 0 for a job of one item.
+  int items_done = 0, items_running = 0, items_waiting = 0, items_failed = 0;
+  double eta_seconds = -1;  // < 0: not known (the front end may estimate)
 };
 
 using ProgressFn = std::function<void(const Progress&)>;

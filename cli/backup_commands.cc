@@ -21,7 +21,7 @@ using repository::Repository;
 int CmdBackupImage(const Globals& g, const std::string& path,
                    const std::string& name, const std::string& time,
                    const std::string& format, double limit_read_mbps,
-                   bool low_priority) {
+                   bool low_priority, bool adaptive) {
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
   agent::ImageBackupOptions opt;
@@ -32,6 +32,10 @@ int CmdBackupImage(const Globals& g, const std::string& path,
   opt.cancel = g.cancel;
   opt.limit_read_bytes_per_second = limit_read_mbps * 1e6;
   opt.low_priority = low_priority;
+  opt.adaptive = adaptive;
+  opt.log = [&](const std::string& msg) {
+    if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
   auto m = agent::BackupImage(**repo, path, opt);
   if (!m.ok())
     return Fail(g,
@@ -141,12 +145,27 @@ int CmdBackupVm(const Globals& g, const std::string& uri,
     std::cout << DumpJson(agent::HostBackupResultJson(*r)) << "\n";
   } else if (human) {
     for (const auto& v : r->vms) PrintVmBackup(v);
-    if (r->vms.size() > 1)
-      std::printf("%d of %zu VMs backed up%s\n", r->succeeded,
-                  r->vms.size() - r->skipped,
-                  r->failed || r->cancelled ? "; see the failures above" : "");
+    if (r->vms.size() > 1) {
+      std::string not_done;
+      for (const auto& v : r->vms)
+        if (!v.ok() && v.outcome != Outcome::kSkipped)
+          not_done += (not_done.empty() ? "" : ", ") + v.name + " (" +
+                      std::string(OutcomeName(v.outcome)) + ")";
+      std::printf("%d of %zu VMs backed up in %s, %d at a time%s%s\n",
+                  r->succeeded, r->vms.size() - r->skipped,
+                  FormatDuration(r->duration_seconds).c_str(), r->parallel,
+                  not_done.empty() ? "" : "; not backed up: ",
+                  not_done.c_str());
+    }
+    if (r->adaptive && r->slowdowns > 0)
+      std::printf("adaptive: slowed down %d time(s) for I/O pressure (up to "
+                  "%.0f%%), to %.1f MB/s at the lowest\n",
+                  r->slowdowns, r->highest_pressure * 100,
+                  r->lowest_rate / 1e6);
   }
-  return r->failed || r->cancelled ? kExitFailure : kExitOk;
+  // Some VMs landed and some did not: partial (3). None landed: failure.
+  if (r->failed == 0 && r->cancelled == 0) return kExitOk;
+  return r->succeeded > 0 ? kExitPartial : kExitFailure;
 }
 
 }  // namespace
@@ -188,9 +207,16 @@ BackupCommands::BackupCommands(CLI::App& app, const Globals& g, int& rc) {
   backup_image->add_option("--priority", image_priority, kPriorityHelp)
       ->check(CLI::IsMember({"low", "normal"}))
       ->capture_default_str();
+  const char* kAdaptiveHelp =
+      "slow the reads down while the host's storage is busy (Linux I/O "
+      "pressure, /proc/pressure/io, above 25% of the time: the rate halves; "
+      "below 10%: it grows again, up to --limit-read if given); each change "
+      "is logged";
+  backup_image->add_flag("--adaptive", image_adaptive, kAdaptiveHelp);
   backup_image->callback([&] {
     rc = CmdBackupImage(g, image_path, backup_name, backup_time, image_format,
-                        image_limit_read, image_priority == "low");
+                        image_limit_read, image_priority == "low",
+                        image_adaptive);
   });
 
   auto* backup_vm = backup->add_subcommand(
@@ -222,6 +248,14 @@ BackupCommands::BackupCommands(CLI::App& app, const Globals& g, int& rc) {
   backup_vm->add_option("--priority", vm_priority, kPriorityHelp)
       ->check(CLI::IsMember({"low", "normal"}))
       ->capture_default_str();
+  backup_vm
+      ->add_option("--parallel", vm_args.parallel,
+                   "VMs backed up at the same time, 1 to " +
+                       std::to_string(agent::kMaxParallel) +
+                       "; --limit-read is their total")
+      ->check(CLI::Range(1, agent::kMaxParallel))
+      ->capture_default_str();
+  backup_vm->add_flag("--adaptive", vm_args.adaptive, kAdaptiveHelp);
   backup_vm->callback([&] {
     vm_args.limit_read_bytes_per_second = vm_limit_read * 1e6;
     vm_args.low_priority = vm_priority == "low";

@@ -24,6 +24,7 @@ struct BackupCommands {
   std::string image_format = "auto";
   double image_limit_read = 0, vm_limit_read = 0;  // MB/s
   std::string image_priority = "low", vm_priority = "low";
+  bool image_adaptive = false;
   agent::HostBackupRequest vm_args;
   std::string vm_uri = "qemu:///system";
 };

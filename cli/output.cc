@@ -22,6 +22,26 @@ std::string FormatDuration(double seconds) {
 ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
   if (!enabled || !::isatty(STDERR_FILENO)) return nullptr;
   return [verb](const Progress& p) {
+    const int items = p.items_done + p.items_running + p.items_waiting;
+    if (items > 0) {  // a job over many items (the VMs of a host job)
+      std::string line = verb + " " + std::to_string(p.items_done) + "/" +
+                         std::to_string(items) + " VMs done";
+      if (p.items_failed)
+        line += " (" + std::to_string(p.items_failed) + " failed)";
+      if (p.items_running)
+        line += ", running: " + p.item;
+      if (p.items_waiting)
+        line += ", " + std::to_string(p.items_waiting) + " waiting";
+      line += "  " + HumanBytes(p.done_bytes);
+      if (p.total_bytes) line += " / " + HumanBytes(p.total_bytes);
+      line += "  " + HumanBytes(static_cast<uint64_t>(p.bytes_per_second)) +
+              "/s  ETA " +
+              (p.eta_seconds >= 0 ? FormatDuration(p.eta_seconds) : "--");
+      std::fprintf(stderr, "\r\033[K%s", line.c_str());
+      if (p.final) std::fprintf(stderr, "\r\033[K");
+      std::fflush(stderr);
+      return;
+    }
     const std::string what = p.item.empty() ? verb : verb + " " + p.item;
     double rate = p.elapsed_seconds > 0 ? p.done_bytes / p.elapsed_seconds : 0;
     if (p.total_bytes) {

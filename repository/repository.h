@@ -22,7 +22,10 @@
 //   3. nothing is modified in place.
 //
 // Thread safety: a Repository may be shared by threads for reads and for
-// one ChunkWriter; each thread brings its own ReadContext / WriteContext.
+// writes: several ChunkWriters at once (the VMs of `backup vm --parallel`),
+// each committing its own points; index write sessions are taken one at a
+// time (chunk_index.h). Each thread brings its own ReadContext /
+// WriteContext.
 #ifndef HAVEN_REPOSITORY_REPOSITORY_H_
 #define HAVEN_REPOSITORY_REPOSITORY_H_
 

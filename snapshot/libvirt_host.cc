@@ -339,6 +339,7 @@ Result<std::string> Vm::DiskPath(const DomainDisk& disk) const {
 
 Result<std::vector<ConfigFile>> Vm::CaptureConfig(
     const DomainInfo& info, bool active, const std::string& xml,
+    const std::vector<ConfigFile>& host_facts,
     std::vector<std::string>& notes) const {
   std::vector<ConfigFile> files;
   files.push_back({"domain.xml", xml});
@@ -399,27 +400,56 @@ Result<std::vector<ConfigFile>> Vm::CaptureConfig(
     if (xml) files.push_back({"snapshots/" + name + ".xml", Take(xml)});
   }
   std::free(snaps);
-  // Host facts needed to rebuild elsewhere.
+  files.insert(files.end(), host_facts.begin(), host_facts.end());
+  virResetLastError();
+  return files;
+}
+
+Result<std::vector<ConfigFile>> LibvirtHost::HostFacts() const {
+  std::vector<ConfigFile> files;
   nlohmann::ordered_json facts;
   unsigned long lib = 0, hv = 0;
-  virConnectGetLibVersion(conn_, &lib);
-  virConnectGetVersion(conn_, &hv);
-  const char* type = virConnectGetType(conn_);
+  virConnectGetLibVersion(conn_.get(), &lib);
+  virConnectGetVersion(conn_.get(), &hv);
+  const char* type = virConnectGetType(conn_.get());
   facts["libvirt_version"] = Version(lib);
   facts["hypervisor"] = type ? type : "";
   facts["hypervisor_version"] = Version(hv);
-  facts["hostname"] = Take(virConnectGetHostname(conn_));
-  std::string caps = Take(virConnectGetCapabilities(conn_));
+  facts["hostname"] = Take(virConnectGetHostname(conn_.get()));
+  std::string caps = Take(virConnectGetCapabilities(conn_.get()));
   facts["cpu_model"] = ParseHostCpuModel(caps);
-  facts["uri"] = Take(virConnectGetURI(conn_));
+  facts["uri"] = Take(virConnectGetURI(conn_.get()));
   files.push_back({"host/facts.json", facts.dump(2) + "\n"});
   if (!caps.empty()) files.push_back({"host/capabilities.xml", caps});
   virResetLastError();
   return files;
 }
 
-Result<int> Vm::Freeze() const {
-  const int frozen = virDomainFSFreeze(dom_.get(), nullptr, 0, 0);
+Result<std::vector<GuestFileSystem>> Vm::GuestFileSystems() const {
+  virDomainFSInfoPtr* info = nullptr;
+  const int n = virDomainGetFSInfo(dom_.get(), &info, 0);
+  if (n < 0) return LibvirtError("guest agent file system list");
+  std::vector<GuestFileSystem> out;
+  for (int i = 0; i < n; ++i) {
+    GuestFileSystem fs;
+    if (info[i]->mountpoint) fs.mountpoint = info[i]->mountpoint;
+    if (info[i]->fstype) fs.type = info[i]->fstype;
+    if (info[i]->name) fs.device = info[i]->name;
+    for (size_t d = 0; d < info[i]->ndevAlias; ++d)
+      if (info[i]->devAlias[d]) fs.disks.push_back(info[i]->devAlias[d]);
+    virDomainFSInfoFree(info[i]);
+    out.push_back(std::move(fs));
+  }
+  std::free(info);
+  return out;
+}
+
+Result<int> Vm::Freeze(const std::vector<std::string>& mountpoints) const {
+  std::vector<const char*> points;
+  for (const auto& m : mountpoints) points.push_back(m.c_str());
+  const int frozen = virDomainFSFreeze(
+      dom_.get(), points.empty() ? nullptr : points.data(),
+      static_cast<unsigned int>(points.size()), 0);
   if (frozen < 0) return LibvirtError("guest agent freeze");
   return frozen;
 }

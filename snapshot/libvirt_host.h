@@ -32,6 +32,11 @@ using DomainPtr = std::unique_ptr<virDomain, DomainFree>;
 // The prefix of the checkpoints Haven creates.
 inline constexpr char kCheckpointPrefix[] = "haven-";
 
+struct GuestFileSystem {
+  std::string mountpoint, type, device;
+  std::vector<std::string> disks;  // targets ("vda"); untrusted, from the guest
+};
+
 class Vm {
  public:
   Vm(virConnectPtr conn, DomainPtr dom, std::string name)
@@ -52,18 +57,25 @@ class Vm {
   Status DeleteCheckpoint(const std::string& checkpoint) const;
   // Path of a volume disk (pool/volume) or the disk's own path.
   Result<std::string> DiskPath(const DomainDisk& disk) const;
-  // Domain XML (live and inactive), networks, pools, NVRAM, snapshot
-  // metadata and host facts. `xml` is the domain's XML already read (live
-  // if `active`, else the defined one) and `info` what it says. Missing
-  // optional parts are listed in `notes`. File names are checked where the
-  // files are stored (agent::StoreConfigFiles).
+  // Domain XML (live and inactive), networks, pools, NVRAM and snapshot
+  // metadata, then `host_facts` (LibvirtHost::HostFacts, read once per
+  // host job). `xml` is the domain's XML already read (live if `active`,
+  // else the defined one) and `info` what it says. Missing optional parts
+  // are listed in `notes`. File names are checked where the files are
+  // stored (agent::StoreConfigFiles).
   Result<std::vector<ConfigFile>> CaptureConfig(
       const DomainInfo& info, bool active, const std::string& xml,
+      const std::vector<ConfigFile>& host_facts,
       std::vector<std::string>& notes) const;
-  // Guest agent freeze / thaw of all guest file systems.
-  // Freezes the guest's file systems through the QEMU guest agent; returns
-  // how many it froze (0 is possible: nothing mounted, or all excluded).
-  Result<int> Freeze() const;
+  // The guest's mounted file systems as its QEMU guest agent lists them
+  // (guest-get-fsinfo), each with the disk targets it lies on (empty when
+  // the agent cannot map it to a disk). Errors when no agent answers.
+  Result<std::vector<GuestFileSystem>> GuestFileSystems() const;
+  // Freezes guest file systems through the QEMU guest agent: those mounted
+  // at `mountpoints`, or every one when it is empty. Returns how many it
+  // froze (0 is possible: nothing mounted, or all excluded).
+  Result<int> Freeze(const std::vector<std::string>& mountpoints = {}) const;
+  // Thaws every frozen guest file system.
   Status Thaw() const;
 
  private:
@@ -79,6 +91,11 @@ class LibvirtHost {
   Result<std::vector<std::string>> DomainNames() const;
   Result<std::unique_ptr<Vm>> Lookup(const std::string& name) const;
   const std::string& uri() const { return uri_; }
+  // What a rebuild elsewhere needs to know of this host, as config files
+  // stored with each point: host/facts.json (libvirt and hypervisor
+  // versions, host name, CPU model, URI) and host/capabilities.xml. A host
+  // job reads them once for all its VMs.
+  Result<std::vector<ConfigFile>> HostFacts() const;
 
   // --- for restores onto this host ---
   // The name of the domain with this UUID, "" if there is none.

@@ -154,5 +154,73 @@ TEST_F(HostBackupTest, JsonKeepsTheOldFieldsAndAddsOutcomes) {
   EXPECT_THAT(v["disks"], IsEmpty());
 }
 
+TEST_F(HostBackupTest, ParallelKeepsTheOrderAndReportsEveryVmOnce) {
+  HostBackupRequest r;
+  for (int i = 0; i < 9; ++i) r.names.push_back("gone-" + std::to_string(i));
+  r.parallel = 3;
+  std::vector<Progress> events;
+  r.progress = [&](const Progress& p) { events.push_back(p); };  // serialized
+  auto res = BackupHost(*repo_, *host_, r);
+  ASSERT_THAT(res, IsOk());
+  EXPECT_EQ(res->parallel, 3);
+  ASSERT_THAT(res->vms, SizeIs(9));
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(res->vms[i].name, "gone-" + std::to_string(i));
+    EXPECT_THAT(res->vms[i].status,
+                StatusIs(Code::kNotFound, HasSubstr(res->vms[i].name)));
+  }
+  EXPECT_EQ(res->failed, 9);
+  ASSERT_FALSE(events.empty());
+  for (const Progress& p : events) {
+    EXPECT_EQ(p.items_done + p.items_running + p.items_waiting, 9);
+    EXPECT_LE(p.items_running, 3);
+    EXPECT_EQ(p.phase, "backup");
+  }
+  // Every VM was seen starting and finishing; the last event says all done.
+  EXPECT_EQ(events.front().items_waiting + events.front().items_running, 9);
+  EXPECT_TRUE(events.back().final);
+  EXPECT_EQ(events.back().items_done, 9);
+  EXPECT_EQ(events.back().items_failed, 9);
+  EXPECT_EQ(Points(), 0u);
+}
+
+TEST_F(HostBackupTest, FewerVmsThanParallelRunsThatMany) {
+  HostBackupRequest r;
+  r.names = {"gone-a", "gone-b"};
+  r.parallel = 8;
+  auto res = BackupHost(*repo_, *host_, r);
+  ASSERT_THAT(res, IsOk());
+  EXPECT_EQ(res->parallel, 2);
+  EXPECT_EQ(res->failed, 2);
+}
+
+TEST_F(HostBackupTest, ParallelOutOfRangeIsRefused) {
+  HostBackupRequest r;
+  r.names = {"db1"};
+  for (int bad : {0, -1, kMaxParallel + 1}) {
+    r.parallel = bad;
+    EXPECT_THAT(BackupHost(*repo_, *host_, r),
+                StatusIs(Code::kInvalidArgument, HasSubstr("--parallel")))
+        << bad;
+  }
+}
+
+TEST_F(HostBackupTest, CancelledMidJobCancelsTheVmsNotStarted) {
+  HostBackupRequest r;
+  for (int i = 0; i < 6; ++i) r.names.push_back("gone-" + std::to_string(i));
+  r.parallel = 2;
+  // Cancel once two VMs are done: those not started yet are cancelled.
+  r.progress = [&](const Progress& p) {
+    if (p.items_done >= 2) r.cancel.Cancel();
+  };
+  auto res = BackupHost(*repo_, *host_, r);
+  ASSERT_THAT(res, IsOk());
+  ASSERT_THAT(res->vms, SizeIs(6));
+  EXPECT_GE(res->failed, 2);
+  EXPECT_GE(res->cancelled, 1);
+  EXPECT_EQ(res->failed + res->cancelled, 6);
+  EXPECT_EQ(res->vms.back().outcome, Outcome::kCancelled);
+}
+
 }  // namespace
 }  // namespace haven::agent
