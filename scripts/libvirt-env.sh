@@ -11,6 +11,7 @@
 #   haven_make_demo_vm [VM [DIR]]             # the README quick start's VM
 #   haven_make_qga_vm VM DIR NET MOUNT [ETC]  # a real kernel + qemu-ga, vda ext4 from /etc
 #   haven_wait_guest_agent VM [TIMEOUT]       # until guest-ping answers
+#   haven_watch_jobs OUT VM... &              # which Haven job folders these VMs' backups used
 #
 # Everything talks to qemu:///system (override with HAVEN_LIBVIRT_URI) and needs
 # root. Functions return non-zero with a message on stderr when something fails;
@@ -612,6 +613,28 @@ haven_disk_copy() {
   fi
   [ $rc = 0 ] || _hv_err "qemu-img convert $file: $err"
   return $rc
+}
+
+# haven_watch_jobs OUT VM...: until killed, appends to OUT the Haven job
+# folders (/var/lib/haven/jobs/job-*) whose files the QEMU processes of these
+# VMs hold open, i.e. the scratch files of their backup jobs, every 50 ms.
+# Run it in the background around backups to tell their lines in libvirtd's
+# log from those of other backups running on the same host.
+haven_watch_jobs() {
+  local out=$1 vm p fds
+  shift
+  while :; do
+    fds=()
+    for vm in "$@"; do
+      p=
+      read -r p 2>/dev/null <"/run/libvirt/qemu/$vm.pid" || true
+      [ -n "$p" ] && fds+=("/proc/$p/fd")
+    done
+    if [ ${#fds[@]} -gt 0 ]; then
+      ls -l "${fds[@]}" 2>/dev/null | grep -o '/var/lib/haven/jobs/job-[^/ ]*' >>"$out" || true
+    fi
+    sleep 0.05
+  done
 }
 
 # haven_cleanup_vm NAME...: destroys and undefines each domain with its
