@@ -24,7 +24,19 @@ PACKAGES=(
   ntfs-3g mtools dosfstools exfatprogs exfat-fuse libarchive-tools fdisk   # file-restore tests: guest file systems, bsdtar
   dpkg-dev file                              # Debian package (scripts/package.sh): dpkg-shlibdeps for Depends
   ccache                                     # compiler cache (scripts/build.sh): CI reuses the last build's objects
+  # The test guest with a real QEMU guest agent (scripts/make-qga-guest.sh,
+  # consistency_test): a Debian kernel and its modules, busybox as the
+  # guest's init and tools, qemu-ga (policy-rc.d / its systemd condition keep
+  # it from running on this host).
+  linux-image-amd64 busybox-static qemu-guest-agent
 )
+# linux-image-amd64 needs an initramfs tool. A machine that boots through
+# initramfs-tools or dracut keeps its own (tiny-initramfs conflicts with
+# both); elsewhere (containers, CI) tiny-initramfs: no udev or klibc, and its
+# kernel hook works in a container. The test guest does not use the image.
+if ! dpkg-query -W -f='${Status}\n' initramfs-tools dracut 2>/dev/null | grep -q "install ok installed"; then
+  PACKAGES+=(tiny-initramfs)
+fi
 if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup virtnbdbackup); fi
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -9,6 +9,9 @@
 #   haven_disk_copy VM DISKFILE FMT OUT.raw   # the disk's content at this instant (VM paused)
 #   haven_cleanup_vm VM; haven_cleanup_network NET
 #   haven_make_demo_vm [VM [DIR]]             # the README quick start's VM
+#   haven_make_qga_vm VM DIR NET MOUNT [ETC]  # a real kernel + qemu-ga, vda ext4 from /etc
+#   haven_wait_guest_agent VM [TIMEOUT]       # until guest-ping answers
+#   haven_watch_jobs OUT VM... &              # which Haven job folders these VMs' backups used
 #
 # Everything talks to qemu:///system (override with HAVEN_LIBVIRT_URI) and needs
 # root. Functions return non-zero with a message on stderr when something fails;
@@ -33,6 +36,34 @@
 #   (virsh attach-disk); without it: "Bus 'pci.0' does not support hotplugging".
 # - A guest without an OS ignores `virsh shutdown`; use `virsh destroy` (QEMU gets
 #   SIGTERM first and still writes its persistent bitmaps).
+# - /dev/kvm can be usable for libvirt (domcapabilities --virttype kvm answers)
+#   and still not run a real kernel: on these machines, themselves VMs, a kvm
+#   domain with the default CPU boots the Debian kernel without printing a
+#   single console line, and host-model / host-passthrough CPUs make QEMU
+#   abort at start ("failed to set MSR 0x10a"). VMs without an OS do not
+#   notice. haven_make_qga_vm therefore checks the console and falls back to
+#   TCG (remembering it under /var/tmp/haven-qga-guest).
+# - The test guest (scripts/make-qga-guest.sh) under TCG: guest-ping answers
+#   8-10 s after `virsh start`. There is no udev in it, so no
+#   /dev/virtio-ports/ links: the agent's port is the /dev/vportNpM whose
+#   /sys/class/virtio-ports/vportNpM/name is org.qemu.guest_agent.0.
+# - qemu-ga (7.2) freezes only mounts backed by a block device: in that guest
+#   rootfs, proc, sysfs and devtmpfs are skipped, so with /data unmounted
+#   guest-fsfreeze-freeze answers 0 ("Froze 0 filesystem(s)") and succeeds.
+# - Freezing ext4 flushes its journal and clears needs_recovery on disk; while
+#   it is mounted and not frozen, needs_recovery is set. A disk captured
+#   while frozen is clean for dumpe2fs -h; one captured otherwise is not.
+# - guest-exec returns a pid at once; guest-exec-status on it reports the
+#   exit. A command that kills qemu-ga itself gets no status; afterwards
+#   libvirt answers at once "QEMU guest agent is not connected".
+# - linux-image-amd64 depends on "initramfs-tools | linux-initramfs-tool";
+#   with --no-install-recommends and tiny-initramfs it installs in a
+#   container (its hook builds /boot/initrd.img in about a second).
+# - A pull backup's scratch files: libvirt deletes the ones it made when the
+#   job ends, before the last disk's block job gives their cgroup access and
+#   security label back, and logs "unable to stat ...scratch" for that disk.
+#   Haven makes them itself (REUSE_EXTERNAL). The job shows no type ~20 ms
+#   before the last one is chowned back to root.
 
 HAVEN_LIBVIRT_URI=${HAVEN_LIBVIRT_URI:-qemu:///system}
 # The system python: a pyenv shim on PATH costs about a second per start.
@@ -40,6 +71,8 @@ if [ -x /usr/bin/python3 ]; then _HV_PY=/usr/bin/python3; else _HV_PY=python3; f
 
 _hv_virsh() { virsh -q -c "$HAVEN_LIBVIRT_URI" "$@"; }
 _hv_err() { echo "libvirt-env: $*" >&2; }
+# This file's folder: scripts it runs (make-qga-guest.sh) sit beside it.
+_HV_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # _hv_kvm_group: with no udev running, /dev/kvm stays root-only (0600), so
 # libvirt's QEMU user cannot open it and libvirt re-probes QEMU on every
@@ -261,6 +294,160 @@ EOF
   err=$(_hv_virsh start "$name" 2>&1) || { _hv_err "start $name: $err"; return 1; }
 }
 
+# _hv_virt_type: kvm when libvirt can use KVM here (domcapabilities for
+# virttype kvm answers: /dev/kvm exists and libvirt's QEMU user can open it),
+# else qemu (TCG). HAVEN_VM_VIRT_TYPE overrides.
+_hv_virt_type() {
+  if [ -n "${HAVEN_VM_VIRT_TYPE:-}" ]; then echo "$HAVEN_VM_VIRT_TYPE"; return; fi
+  if [ -c /dev/kvm ] && _hv_virsh domcapabilities --virttype kvm >/dev/null 2>&1; then
+    echo kvm
+  else
+    echo qemu
+  fi
+}
+
+# haven_make_qga_vm NAME DIR NETWORK MOUNT [ETC_SOURCE]: a running VM that
+# boots the tiny guest of scripts/make-qga-guest.sh (Debian kernel, busybox,
+# the real qemu-ga) directly (<kernel>/<initrd>, command line
+# "console=ttyS0 haven.mount=MOUNT"), with:
+# - vda: DIR/NAME-vda.qcow2, an ext4 file system (label haven-data) made by
+#   mkfs.ext4 -d from a copy of ETC_SOURCE (default /etc) kept in
+#   DIR/NAME-etc (unreadable files left out); the guest mounts it on /data
+#   when MOUNT is 1 and rewrites /data/.haven-guest/heartbeat every second;
+# - the guest agent channel (virtio, org.qemu.guest_agent.0);
+# - the serial console written to DIR/NAME-console.log;
+# - 256 MiB RAM, one NIC on NETWORK, type kvm when libvirt can use KVM
+#   (_hv_virt_type), else qemu (TCG).
+# The kernel and initrd are copied to DIR/NAME-guest/. Wait for the agent with
+# haven_wait_guest_agent.
+haven_make_qga_vm() {
+  local name=$1 dir=$2 net=$3 mount=${4:-} etc=${5:-/etc}
+  [ -n "$name" ] && [ -n "$dir" ] && [ -n "$net" ] && [ -n "$mount" ] ||
+    { _hv_err "usage: haven_make_qga_vm NAME DIR NETWORK MOUNT(0|1) [ETC_SOURCE]"; return 2; }
+  case "$mount" in 0|1) ;; *) _hv_err "haven_make_qga_vm: MOUNT must be 0 or 1, not '$mount'"; return 2 ;; esac
+  [ -d "$etc" ] || { _hv_err "haven_make_qga_vm: ETC_SOURCE '$etc' is not a directory"; return 2; }
+  command -v rsync >/dev/null || { _hv_err "rsync is not installed"; return 1; }
+  mkdir -p "$dir" && dir=$(cd "$dir" && pwd) || return 1
+  local p=$dir
+  while [ "$p" != / ]; do
+    [ "$(stat -c %u "$p")" = 0 ] && chmod o+x "$p"
+    p=$(dirname "$p")
+  done
+  local guest=$dir/$name-guest copy=$dir/$name-etc raw=$dir/$name-vda.raw
+  local vda=$dir/$name-vda.qcow2 console=$dir/$name-console.log err rc
+  err=$("$_HV_SCRIPTS/make-qga-guest.sh" "$guest" 2>&1) || { _hv_err "$err"; return 1; }
+  # rsync exits 23/24 for files it could not read or that vanished: those are
+  # left out, the rest is copied.
+  rm -rf "$copy"
+  rc=0
+  err=$(rsync -a "$etc/" "$copy/" 2>&1) || rc=$?
+  case $rc in 0|23|24) ;; *) _hv_err "rsync $etc: $err"; return 1 ;; esac
+  local kib
+  kib=$(du -sk "$copy" | cut -f1)
+  rm -f "$raw"
+  err=$(mkfs.ext4 -q -F -L haven-data -d "$copy" "$raw" "$((kib * 2 / 1024 + 32))M" 2>&1) ||
+    { _hv_err "mkfs.ext4 -d $copy: $err"; return 1; }
+  err=$(qemu-img convert -f raw -O qcow2 "$raw" "$vda" 2>&1) ||
+    { rm -f "$raw"; _hv_err "qemu-img convert: $err"; return 1; }
+  rm -f "$raw" "$console"
+  local type marker
+  type=$(_hv_virt_type)
+  # KVM that libvirt accepts but that cannot run this kernel (see the facts
+  # at the top): remembered per host kernel and QEMU, so it is tried once.
+  marker=${HAVEN_QGA_CACHE:-/var/tmp/haven-qga-guest}/kvm-no-boot-$(uname -r)-$(qemu-system-x86_64 --version 2>/dev/null | awk 'NR == 1 {print $4}')
+  [ "$type" = kvm ] && [ -e "$marker" ] && [ -z "${HAVEN_VM_VIRT_TYPE:-}" ] && type=qemu
+  if [ "$type" != kvm ]; then
+    _hv_qga_define "$name" qemu "$guest" "$mount" "$vda" "$net" "$console"
+    return
+  fi
+  local i
+  if _hv_qga_define "$name" kvm "$guest" "$mount" "$vda" "$net" "$console" 2>"$dir/$name-kvm.err"; then
+    for i in $(seq 1 100); do
+      [ -s "$console" ] && { rm -f "$dir/$name-kvm.err"; return 0; }
+      sleep 0.1
+    done
+    echo "wrote nothing on its console in 10 s" >"$dir/$name-kvm.err"
+  fi
+  _hv_err "note: $name does not boot under KVM here ($(tail -1 "$dir/$name-kvm.err")); using TCG (type qemu) from now on"
+  rm -f "$dir/$name-kvm.err"
+  touch "$marker" 2>/dev/null || true
+  haven_cleanup_vm "$name"
+  rm -f "$console"
+  _hv_qga_define "$name" qemu "$guest" "$mount" "$vda" "$net" "$console"
+}
+
+# _hv_qga_define NAME TYPE GUESTDIR MOUNT VDA NETWORK CONSOLE: defines and
+# starts haven_make_qga_vm's domain.
+_hv_qga_define() {
+  local name=$1 type=$2 guest=$3 mount=$4 vda=$5 net=$6 console=$7 xml err
+  xml=$(mktemp /tmp/haven-dom.XXXXXX.xml)
+  cat >"$xml" <<EOF
+<domain type='$type'>
+  <name>$name</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$guest/vmlinuz</kernel>
+    <initrd>$guest/initrd.cpio.gz</initrd>
+    <cmdline>console=ttyS0 haven.mount=$mount</cmdline>
+  </os>
+  <features><acpi/><apic/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$vda'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='network'>
+      <source network='$net'/>
+      <model type='virtio'/>
+    </interface>
+    <serial type='file'>
+      <source path='$console'/>
+      <target port='0'/>
+    </serial>
+    <channel type='unix'>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+  err=$(_hv_virsh define "$xml" 2>&1) || { rm -f "$xml"; _hv_err "define $name: $err"; return 1; }
+  rm -f "$xml"
+  err=$(_hv_virsh start "$name" 2>&1) || { _hv_err "start $name: $err"; return 1; }
+}
+
+# haven_wait_guest_agent NAME [TIMEOUT]: polls guest-ping until the VM's guest
+# agent answers, then prints the seconds it waited; after TIMEOUT seconds
+# (default 120) fails with the last answer and the end of the VM's serial
+# console log (when it has one in a file).
+haven_wait_guest_agent() {
+  local name=$1 timeout=${2:-120} start now out
+  [ -n "$name" ] || { _hv_err "usage: haven_wait_guest_agent NAME [TIMEOUT]"; return 2; }
+  start=$(date +%s.%N)
+  while :; do
+    if out=$(_hv_virsh qemu-agent-command "$name" --timeout 2 '{"execute":"guest-ping"}' 2>&1); then
+      now=$(date +%s.%N)
+      awk -v a="$start" -v b="$now" 'BEGIN { printf "%.1f\n", b - a }'
+      return 0
+    fi
+    now=$(date +%s.%N)
+    if awk -v a="$start" -v b="$now" -v t="$timeout" 'BEGIN { exit !(b - a > t) }'; then
+      local log
+      log=$(_hv_virsh dumpxml "$name" 2>/dev/null |
+        sed -n "/<serial type='file'>/,/<\/serial>/s/.*<source path='\([^']*\)'.*/\1/p" | head -1)
+      _hv_err "the guest agent of $name did not answer in $timeout s: $out${log:+; console $log ends: $(tail -5 "$log" 2>/dev/null)}"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
 # _hv_disk_qdev VM DISK: the qdev id of a disk given as an index (0 -> virtio-disk0)
 # or a target name (vdc -> its <alias name=...> in the live XML).
 _hv_disk_qdev() {
@@ -426,6 +613,28 @@ haven_disk_copy() {
   fi
   [ $rc = 0 ] || _hv_err "qemu-img convert $file: $err"
   return $rc
+}
+
+# haven_watch_jobs OUT VM...: until killed, appends to OUT the Haven job
+# folders (/var/lib/haven/jobs/job-*) whose files the QEMU processes of these
+# VMs hold open, i.e. the scratch files of their backup jobs, every 50 ms.
+# Run it in the background around backups to tell their lines in libvirtd's
+# log from those of other backups running on the same host.
+haven_watch_jobs() {
+  local out=$1 vm p fds
+  shift
+  while :; do
+    fds=()
+    for vm in "$@"; do
+      p=
+      read -r p 2>/dev/null <"/run/libvirt/qemu/$vm.pid" || true
+      [ -n "$p" ] && fds+=("/proc/$p/fd")
+    done
+    if [ ${#fds[@]} -gt 0 ]; then
+      ls -l "${fds[@]}" 2>/dev/null | grep -o '/var/lib/haven/jobs/job-[^/ ]*' >>"$out" || true
+    fi
+    sleep 0.05
+  done
 }
 
 # haven_cleanup_vm NAME...: destroys and undefines each domain with its

@@ -69,6 +69,18 @@ Status RemoveQcow2Bitmap(const std::string& path, const std::string& bitmap) {
                      " failed: " + r.output);
 }
 
+// Creates an empty qcow2 image of `bytes` virtual bytes: the scratch file of
+// a pull backup (libvirt's schema allows only qcow2 there), where QEMU keeps
+// the old content of blocks the guest overwrites while the job runs.
+Status CreateScratch(const std::string& path, uint64_t bytes) {
+  HAVEN_ASSIGN_OR_RETURN(ProcessResult r,
+                         RunProcess({"qemu-img", "create", "-q", "-f", "qcow2",
+                                     "--", path, std::to_string(bytes)},
+                                    {}, 120, true));
+  if (r.exited && r.exit_code == 0) return OkStatus();
+  return Unavailable("qemu-img create " + path + " failed: " + r.output);
+}
+
 }  // namespace
 
 Status LibvirtError(const std::string& what) {
@@ -514,10 +526,19 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
       xml += " backupmode='incremental' incremental='" +
              XmlEscape(d->incremental_from) + "' exportbitmap='haven-" +
              XmlEscape(target) + "'";
+    // Haven makes the scratch file and passes REUSE_EXTERNAL, so that
+    // libvirt never deletes it: libvirt 9.0 deletes the scratch files it
+    // made when the job ends, before the last disk's block job gives its
+    // cgroup access and security label back, and logs "unable to stat
+    // ...scratch" errors for that disk after every backup.
+    virDomainBlockInfo bi;
+    if (virDomainGetBlockInfo(vm.get(), target.c_str(), &bi, 0) < 0)
+      return LibvirtError("reading the size of " + target + " of " + vm.name());
     std::string scratch = job->dir_ + "/" + target + ".scratch";
     job->scratch_.push_back(scratch);
-    xml +=
-        ">\n      <scratch file='" + XmlEscape(scratch) + "'/>\n    </disk>\n";
+    HAVEN_RETURN_IF_ERROR(CreateScratch(scratch, bi.capacity));
+    xml += ">\n      <driver type='qcow2'/>\n      <scratch file='" +
+           XmlEscape(scratch) + "'/>\n    </disk>\n";
   }
   xml += "  </disks>\n</domainbackup>\n";
   std::string cp_xml;
@@ -534,7 +555,8 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
     cp_xml += "  </disks>\n</domaincheckpoint>\n";
   }
   if (virDomainBackupBegin(vm.get(), xml.c_str(),
-                           cp_xml.empty() ? nullptr : cp_xml.c_str(), 0) < 0)
+                           cp_xml.empty() ? nullptr : cp_xml.c_str(),
+                           VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL) < 0)
     return LibvirtError("starting the backup job of " + vm.name());
   job->started_ = true;
   job->checkpoint_ = checkpoint;
@@ -553,12 +575,16 @@ NbdSpec PullBackup::SpecFor(const JobDisk& disk) const {
 }
 
 // virDomainAbortJob only starts the end of a pull backup: libvirt then
-// stops the NBD server, removes the scratch files and restores their
-// security labels and cgroup access as QEMU reports the block jobs gone.
-// Removing the scratch files before that makes libvirtd log "unable to
-// stat ... scratch", "Unable to restore security label" and "Unable to
-// tear down cgroup access" after every backup. So wait until the domain
-// has no job (at most `timeout` seconds; a domain that is gone has none).
+// stops the NBD server and restores the scratch files' security labels and
+// cgroup access as QEMU reports the block jobs gone. Removing a scratch file
+// before that makes libvirtd log "unable to stat ... scratch", "Unable to
+// restore security label" and "Unable to tear down cgroup access". The
+// domain shows no job before the last disk's access is given back (about
+// 20 ms earlier here), so wait for both: no job, then each scratch file
+// owned by this process's user again (libvirt's DAC driver gives it back;
+// with no relabelling it never changed). At most `timeout` seconds for the
+// job and 5 more for the files; a domain that is gone has no job and gives
+// nothing back.
 void PullBackup::WaitForJobEnd(double timeout) {
   const auto deadline =
       std::chrono::steady_clock::now() +
@@ -569,8 +595,20 @@ void PullBackup::WaitForJobEnd(double timeout) {
       virResetLastError();
       return;
     }
-    if (info.type == VIR_DOMAIN_JOB_NONE) return;
+    if (info.type == VIR_DOMAIN_JOB_NONE) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (virDomainIsActive(vm_.get()) != 1) {
+    virResetLastError();
+    return;
+  }
+  const auto given_back_by =
+      std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (const auto& f : scratch_) {
+    struct stat st;
+    while (::stat(f.c_str(), &st) == 0 && st.st_uid != ::geteuid() &&
+           std::chrono::steady_clock::now() < given_back_by)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 
@@ -606,7 +644,6 @@ void PullBackup::Cleanup() {
 }
 
 void PullBackup::RemoveFiles() {
-  // Normally libvirt removed them when the job ended.
   for (const auto& f : scratch_) ::unlink(f.c_str());
   if (!socket_.empty()) ::unlink(socket_.c_str());
   if (!dir_.empty()) ::rmdir(dir_.c_str());
