@@ -95,10 +95,14 @@ GuestFreeze FreezeGuest(const snapshot::Vm& vm,
     (on_backed_up ? ours : unplaced).push_back(fs.mountpoint);
   }
   if (ours.empty() && unplaced.empty()) {
-    r.why_not = "no file system on the backed-up disks is mounted in the guest "
-                "(the guest agent lists " +
-                std::to_string(listed->size()) +
-                " file system(s), none on them), so none was frozen";
+    r.why_not =
+        listed->empty()
+            ? "the guest agent lists no mounted file system, so none was "
+              "frozen"
+            : "no file system on the backed-up disks is mounted in the guest "
+              "(the guest agent lists " +
+                  std::to_string(listed->size()) +
+                  " on other disks), so none was frozen";
     return r;
   }
   std::vector<std::string> mountpoints = ours;

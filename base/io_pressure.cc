@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstdio>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "base/file.h"
 #include "base/time.h"
 
@@ -13,15 +16,23 @@ namespace {
 
 constexpr size_t kMaxPsiBytes = 4096;
 
+// procfs files say size 0: read until EOF, not by the file's size.
 Result<uint64_t> ReadStalled(const std::string& path) {
-  auto text = ReadFile(path, kMaxPsiBytes);
-  if (!text.ok())
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0)
     return Unavailable("the kernel reports no I/O pressure (" +
-                       text.status().message() +
+                       ErrnoStatus(path, errno).message() +
                        "; it needs CONFIG_PSI and no psi=0)");
-  return ParsePsiSomeTotal(
-      std::string_view(reinterpret_cast<const char*>(text->data()),
-                       text->size()));
+  char buf[kMaxPsiBytes];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    const ssize_t n = ::read(fd.get(), buf + got, sizeof buf - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("reading " + path, errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  return ParsePsiSomeTotal(std::string_view(buf, got));
 }
 
 std::string Mbps(double bytes_per_second) {

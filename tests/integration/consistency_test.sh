@@ -105,8 +105,10 @@ guest_mounts() {
 }
 # backup TAG: haven --json backup vm $VM; the JSON in $WORK/TAG.json, the
 # point's consistency and reason in CONS and REASON, its id in SNAP.
+# The job is held 0.3 s after it began (test hook), so haven_watch_jobs,
+# polling every 50 ms, sees its folder however fast the disk is read.
 backup() {
-  run hv --json backup vm "$VM"
+  HAVEN_FAULT_VM_BACKUP_DELAY=0.3 run hv --json backup vm "$VM"
   cp "$WORK/out" "$WORK/$1.json"
   [ "$RC" = 0 ] || fail "$1: backup vm $VM: exit $RC: $(head -c 2000 "$WORK/out") $(head -c 2000 "$WORK/err")"
   local v="next(v for v in j['vms'] if v['name'] == '$VM')"
