@@ -138,6 +138,11 @@ class SilentLogger : public rocksdb::Logger {
 // reader's) replays its write-ahead log; once the memtable holds this much
 // (about 20,000 entries, some 50 ms of replay) the session flushes it.
 constexpr uint64_t kSessionFlushBytes = 2 << 20;
+// Nor more logs than this: each small session (a point's catalog entry, a
+// pack's few entries) leaves one, and every open reads each of them (about
+// 0.3 ms apiece here), so a nightly job of many VMs would pay for all the
+// points written since the last flush, again at every open.
+constexpr size_t kSessionMaxLogs = 16;
 // A session waits this long at most for the compactions its flush made due.
 constexpr double kSessionCompactionSeconds = 120;
 
@@ -148,9 +153,11 @@ constexpr double kSessionCompactionSeconds = 120;
 // in the background, done in the session that made it due.
 Status SettleSession(rocksdb::DB* db) {
   uint64_t mem = 0;
-  if (!db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem) ||
-      mem < kSessionFlushBytes)
-    return OkStatus();
+  db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+  rocksdb::VectorLogPtr logs;
+  const bool many_logs =
+      db->GetSortedWalFiles(logs).ok() && logs.size() > kSessionMaxLogs;
+  if (mem < kSessionFlushBytes && !many_logs) return OkStatus();
   HAVEN_RETURN_IF_ERROR(
       FromRocks(db->Flush(rocksdb::FlushOptions()), "index flush"));
   double deadline = MonotonicSeconds() + kSessionCompactionSeconds;
