@@ -16,26 +16,7 @@ hv() { "$HAVEN" -r "$R" "$@"; }
 expect_rc 0 "init" hv init
 
 mkdir -p "$WORK/src"
-py - "$WORK/src" <<'EOF2'
-import os, shutil, sys
-dst, total = sys.argv[1], 0
-for top in ("/usr/lib/x86_64-linux-gnu", "/usr/share"):
-    for root, dirs, files in os.walk(top):
-        dirs.sort()
-        for f in sorted(files):
-            p = os.path.join(root, f)
-            if not os.path.isfile(p) or os.path.islink(p):
-                continue
-            t = os.path.join(dst, p.lstrip("/"))
-            os.makedirs(os.path.dirname(t), exist_ok=True)
-            try:
-                shutil.copy2(p, t)
-            except OSError:
-                continue
-            total += os.path.getsize(t)
-            if total >= 200 * 1000 * 1000:
-                sys.exit(0)
-EOF2
+real_files "$WORK/src" $((200 * 1000 * 1000))
 mke2fs -q -t ext4 -d "$WORK/src" "$WORK/fs.img" 256M || fail "mke2fs -d"
 rm -rf "$WORK/src"
 # Twice over, every block written (no holes): 512 MiB to read.

@@ -17,26 +17,9 @@
 #     backup jobs of this VM.
 # Skips (exit 0) only when libvirtd or the guest's parts are missing here;
 # with CI or HAVEN_REQUIRE_LIBVIRT=1 in the environment that is a failure.
-. "$(dirname "$0")/lib.sh"
-SRC=${HAVEN_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-. "$SRC/scripts/libvirt-env.sh"
-
-ok() { PASS=$((PASS + 1)); echo "ok: $* [${SECONDS}s]"; }
-skip() {
-  if [ -n "${CI:-}" ] || [ "${HAVEN_REQUIRE_LIBVIRT:-0}" = 1 ]; then
-    fail "libvirt is required here (CI / HAVEN_REQUIRE_LIBVIRT) but: $*"
-  fi
-  echo "SKIP: $*"
-  exit 0
-}
-[ "$(id -u)" = 0 ] || skip "needs root (qemu:///system, libvirtd)"
-for c in virsh qemu-img qemu-system-x86_64 rsync mkfs.ext4 dumpe2fs e2fsck debugfs; do
-  command -v "$c" >/dev/null || skip "$c is not installed (scripts/install-deps.sh)"
-done
+. "$(dirname "$0")/libvirt_lib.sh" rsync mkfs.ext4 dumpe2fs e2fsck debugfs
 "$SRC/scripts/make-qga-guest.sh" "$WORK/guest-probe" 2>"$WORK/guest.err" ||
   skip "the test guest cannot be built: $(cat "$WORK/guest.err")"
-haven_libvirt_start 2>"$WORK/libvirt-start.err" ||
-  skip "libvirtd cannot be started: $(cat "$WORK/libvirt-start.err")"
 
 # ---------------------------------------------------------------- setup
 T=hvqga-$$

@@ -76,3 +76,28 @@ largest_pack() {
   find "$1/packs" -mindepth 2 -maxdepth 2 -type f -printf '%s %p\n' | sort -n | tail -1 |
     cut -d' ' -f2-
 }
+# real_files DST BYTES: copies this machine's shared libraries, then
+# /usr/share, into DST (paths kept) until about BYTES are copied: the kind
+# of data a VM disk holds, for tests that need a real file system image.
+real_files() {
+  "$PYTHON" - "$1" "$2" <<'PYEOF'
+import os, shutil, sys
+dst, limit, total = sys.argv[1], int(sys.argv[2]), 0
+for top in ("/usr/lib/x86_64-linux-gnu", "/usr/share"):
+    for root, dirs, files in os.walk(top):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(root, f)
+            if not os.path.isfile(p) or os.path.islink(p):
+                continue
+            t = os.path.join(dst, p.lstrip("/"))
+            os.makedirs(os.path.dirname(t), exist_ok=True)
+            try:
+                shutil.copy2(p, t)
+            except OSError:
+                continue
+            total += os.path.getsize(t)
+            if total >= limit:
+                sys.exit(0)
+PYEOF
+}

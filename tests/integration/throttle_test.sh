@@ -16,26 +16,7 @@ expect_rc 0 "init" hv init
 
 # ~100 MB of real files (libraries, then documentation) in ext4.
 mkdir -p "$WORK/src"
-py - "$WORK/src" <<'EOF'
-import os, shutil, sys
-dst, total = sys.argv[1], 0
-for top in ("/usr/lib/x86_64-linux-gnu", "/usr/share"):
-    for root, dirs, files in os.walk(top):
-        dirs.sort()
-        for f in sorted(files):
-            p = os.path.join(root, f)
-            if not os.path.isfile(p) or os.path.islink(p):
-                continue
-            t = os.path.join(dst, p.lstrip("/"))
-            os.makedirs(os.path.dirname(t), exist_ok=True)
-            try:
-                shutil.copy2(p, t)
-            except OSError:
-                continue
-            total += os.path.getsize(t)
-            if total >= 100 * 1000 * 1000:
-                sys.exit(0)
-EOF
+real_files "$WORK/src" $((100 * 1000 * 1000))
 mke2fs -q -t ext4 -d "$WORK/src" "$WORK/disk.img" 256M ||
   fail "mke2fs -d of $(du -sm "$WORK/src" | cut -f1) MB"
 rm -rf "$WORK/src"

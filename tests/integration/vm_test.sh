@@ -11,24 +11,7 @@
 # (g) --all with one VM that cannot be backed up: exit 1, the JSON says which.
 # Skips (exit 0) only when libvirtd cannot be started here; with CI or
 # HAVEN_REQUIRE_LIBVIRT=1 in the environment that is a failure instead.
-. "$(dirname "$0")/lib.sh"
-SRC=${HAVEN_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-. "$SRC/scripts/libvirt-env.sh"
-
-ok() { PASS=$((PASS + 1)); echo "ok: $* [${SECONDS}s]"; }
-skip() {
-  if [ -n "${CI:-}" ] || [ "${HAVEN_REQUIRE_LIBVIRT:-0}" = 1 ]; then
-    fail "libvirt is required here (CI / HAVEN_REQUIRE_LIBVIRT) but: $*"
-  fi
-  echo "SKIP: $*"
-  exit 0
-}
-[ "$(id -u)" = 0 ] || skip "needs root (qemu:///system, libvirtd)"
-for c in virsh qemu-img qemu-system-x86_64; do
-  command -v "$c" >/dev/null || skip "$c is not installed (libvirt-clients, qemu-utils, qemu-system-x86)"
-done
-haven_libvirt_start 2>"$WORK/libvirt-start.err" ||
-  skip "libvirtd cannot be started: $(cat "$WORK/libvirt-start.err")"
+. "$(dirname "$0")/libvirt_lib.sh"
 
 # ---------------------------------------------------------------- setup
 T=haven-t-$$
