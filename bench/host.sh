@@ -151,7 +151,8 @@ H=$W/host
 REPO=$H/repo-haven
 VDIR=$H/virtnbdbackup
 LOGS=$H/logs
-RAW=$H/raw.tsv   # scenario <tab> config <tab> round <tab> wall s <tab> job s <tab> load
+# scenario, config, round, wall s, Haven's job s, its median VM's s, load (tabs)
+RAW=$H/raw.tsv
 
 # Leftovers of an interrupted run of this script, then a fence: no other
 # domain may carry the pool's prefixes, or `--all` below would pick it up.
@@ -253,16 +254,16 @@ parallel_args() {  # SETTING
   [ "$1" = default ] || PAR=(--parallel "$1")
 }
 
-put() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; }
+put() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"; }
 now() { echo "$EPOCHREALTIME"; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # check_haven JSON N MODE READ: every one of Haven's VMs 1..N backed up (and
 # no other), vda in MODE, READ bytes read from each (- = any); prints the
-# host job's duration_seconds.
+# host job's duration_seconds and the median of the VMs' own.
 check_haven() {
   python3 - "$1" "$2" "$3" "$4" "${HNAMES[@]}" <<'PY'
-import json, sys
+import json, statistics, sys
 path, n, mode, read, names = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
 j = json.load(open(path))
 done = [v for v in j["vms"] if v["outcome"] != "skipped"]
@@ -276,11 +277,12 @@ for v in done:
     assert d[0]["mode"] == mode, "%s: vda %s (%s), expected %s" % (v["name"], d[0]["mode"], d[0]["reason"], mode)
     assert read == "-" or d[0]["read_bytes"] == int(read), \
         "%s: read %d bytes, expected %s" % (v["name"], d[0]["read_bytes"], read)
-print("%.4f" % j["duration_seconds"])
+print("%.4f %.4f" % (j["duration_seconds"], statistics.median(v["duration_seconds"] for v in done)))
 PY
 }
 # run_haven NAME N MODE READ SETTING: one timed `haven backup vm --all` of
-# Haven's VMs 1..N; leaves the wall seconds in T_WALL and the job's in T_JOB.
+# Haven's VMs 1..N; leaves the wall seconds in T_WALL, the job's in T_JOB
+# and the median VM's in T_VM.
 run_haven() {
   local name=$1 n=$2 mode=$3 read=$4 t0 t1 rc=0
   haven_excludes "$n"
@@ -291,8 +293,10 @@ run_haven() {
   "$HAVEN" -r "$REPO" --json backup vm --all "${EXCL[@]}" "${PAR[@]}" >"$LOGS/$name.out" 2>"$LOGS/$name.err" || rc=$?
   t1=$(now)
   [ "$rc" = 0 ] || die "$name: haven exited $rc: $(tail -5 "$LOGS/$name.err")"
-  T_JOB=$(check_haven "$LOGS/$name.out" "$n" "$mode" "$read" 2>"$LOGS/$name.check") ||
+  local t
+  t=$(check_haven "$LOGS/$name.out" "$n" "$mode" "$read" 2>"$LOGS/$name.check") ||
     die "$name: $(tail -1 "$LOGS/$name.check")"
+  read -r T_JOB T_VM <<<"$t"
   T_WALL=$(python3 -c "print('%.4f' % ($t1 - $t0))")
 }
 # inc_files VM: virtnbdbackup's incremental data files of VM, one a line.
@@ -324,7 +328,7 @@ run_vnb() {
     [ "$(stat -c %s "$(inc_files "$vm" | tail -1)")" -ge "$min" ] ||
       die "$name: the incremental of $vm holds less than the $min bytes written"
   done
-  T_JOB=-
+  T_JOB=- T_VM=-
   T_WALL=$(python3 -c "print('%.4f' % ($t1 - $t0))")
 }
 # busy_writes VM... SEED: CHANGED_MIB random 1 MiB blocks at distinct offsets
@@ -344,10 +348,10 @@ busy_writes() {
 "$HAVEN" -r "$REPO" init >"$LOGS/haven-init.out" 2>&1 || die "haven init: $(cat "$LOGS/haven-init.out")"
 log "first full backups of $POOL VMs per tool (not part of the figures)"
 run_haven full-haven "$POOL" full - default
-put full haven 0 "$T_WALL" "$T_JOB" "$T_LOAD"
+put full haven 0 "$T_WALL" "$T_JOB" "$T_VM" "$T_LOAD"
 log "  haven backup vm --all: $T_WALL s"
 run_vnb full-vnb "$POOL" -
-put full vnb 0 "$T_WALL" - "$T_LOAD"
+put full vnb 0 "$T_WALL" - - "$T_LOAD"
 log "  virtnbdbackup loop: $T_WALL s"
 
 # ---------------------------------------------------------------- rounds
@@ -378,7 +382,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
       else
         run_haven "idle$n-${c#haven:}-r$r" "$n" incremental 0 "${c#haven:}"
       fi
-      put "idle$n" "$c" "$r" "$T_WALL" "$T_JOB" "$T_LOAD"
+      put "idle$n" "$c" "$r" "$T_WALL" "$T_JOB" "$T_VM" "$T_LOAD"
       log "round $r, $n idle: $c $T_WALL s"
     done
   done
@@ -392,7 +396,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
       busy_writes "${HNAMES[@]:0:BUSY_VMS}" $((seed + 100 * $(slot_of "${c#haven:}")))
       run_haven "busy-${c#haven:}-r$r" "$BUSY_VMS" incremental "$CHANGED_BYTES" "${c#haven:}"
     fi
-    put busy "$c" "$r" "$T_WALL" "$T_JOB" "$T_LOAD"
+    put busy "$c" "$r" "$T_WALL" "$T_JOB" "$T_VM" "$T_LOAD"
     log "round $r, $BUSY_VMS busy: $c $T_WALL s"
   done
 done
@@ -415,14 +419,15 @@ import statistics, sys
  rounds_s, libvirtd_errors) = sys.argv[1:14]
 sets = sys.argv[14:]
 has_parallel, busy_vms = has_parallel == "1", int(busy_vms)
-wall, job, load = {}, {}, []
+wall, job, vm, load = {}, {}, {}, []
 for line in open(raw):
-    sc, cfg, rnd, w, j, l = line.rstrip("\n").split("\t")
+    sc, cfg, rnd, w, j, v, l = line.rstrip("\n").split("\t")
     if sc == "full":
         continue
     wall.setdefault((sc, cfg), []).append(float(w))
     if j != "-":
         job.setdefault((sc, cfg), []).append(float(j))
+        vm.setdefault((sc, cfg), []).append(float(v))
     load.append(float(l))
 idle = sorted({int(sc[4:]) for sc, _ in wall if sc.startswith("idle")})
 scen = ["idle%d" % n for n in idle] + (["busy"] if busy_vms else [])
@@ -473,6 +478,9 @@ jobs = [w - j for k in wall if k in job for w, j in zip(wall[k], job[k])]
 if jobs:
     rows.append(("Haven outside the host job: process start, libvirt connection, repository open (s, median)",
                  {c: "%.3f" % statistics.median([w - j for sc in scen for w, j in zip(wall[(sc, c)], job[(sc, c)])])
+                  for c in haven_cfgs}, "", None))
+    rows.append(("Haven: one idle VM's backup inside the job (s, median over the idle runs' median VMs)",
+                 {c: "%.3f" % statistics.median([x for n in idle for x in vm[("idle%d" % n, c)]])
                   for c in haven_cfgs}, "", None))
 out.append("\nDerived (from the medians above):\n")
 out.append("| measure | " + " | ".join(label_c(c) for c in cfgs) + " | goal (Haven) |")
