@@ -160,7 +160,14 @@ haven_cleanup_vm "${HNAMES[@]}" "${VNAMES[@]}"
 haven_cleanup_network "$NET"
 foreign=$(_hv_virsh list --all --name | grep -E "^${PREFIX}[hv]-" || true)
 [ -z "$foreign" ] || die "domains with this bench's prefix exist ($(echo $foreign)): remove them or set HOST_BENCH_PREFIX"
+# Space: virtnbdbackup's full backups (~600 MB a VM), every busy run's random
+# data (Haven's repository per setting, virtnbdbackup's folders once a round)
+# and the busy VMs' overlays (up to their 1 GiB each, both pools).
 rm -rf "$H"
+NEED_MIB=$((POOL * 600 + (${#SETS[@]} + 1) * ROUNDS * BUSY_VMS * CHANGED_MIB + 2 * BUSY_VMS * 1024 + 1024))
+FREE_MIB=$(df -Pm "$W" | awk 'NR == 2 {print $4}')
+[ "$FREE_MIB" -ge "$NEED_MIB" ] ||
+  die "$W has $FREE_MIB MiB free; this run needs about $NEED_MIB MiB (fewer --rounds, settings or --changed-mib need less)"
 mkdir -p "$H/vms" "$LOGS" "$H/bin" "$VDIR"
 chmod 711 "$H"
 cp "$HAVEN" "$H/bin/haven"
