@@ -154,6 +154,26 @@ LOGS=$H/logs
 # scenario, config, round, wall s, Haven's job s, its median VM's s, load (tabs)
 RAW=$H/raw.tsv
 
+# From here on, whatever happens, the VMs and network go and (unless --keep)
+# so do the disks, the repository and the backup folders.
+cleanup() {
+  local rc=$?
+  set +e
+  jobs -p | xargs -r kill 2>/dev/null
+  wait 2>/dev/null
+  haven_cleanup_vm "${HNAMES[@]}" "${VNAMES[@]}"
+  haven_cleanup_network "$NET"
+  rm -rf "$H/stage"
+  if [ "$KEEP" = 0 ]; then
+    rm -rf "$H/vms" "$REPO" "$VDIR" "$H/bin"
+  fi
+  if [ "$rc" != 0 ] && [ -d "$LOGS" ]; then log "failed (exit $rc): logs kept in $LOGS"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # Leftovers of an interrupted run of this script, then a fence: no other
 # domain may carry the pool's prefixes, or `--all` below would pick it up.
 haven_cleanup_vm "${HNAMES[@]}" "${VNAMES[@]}"
@@ -179,23 +199,6 @@ VNB_V=$("$VNB" -V 2>&1 | tail -1)
 log "virtnbdbackup $VNB_V, libvirt $LIBVIRT_V, QEMU $QEMU_V; $(nproc) cores; settings: ${SETS[*]}$([ "$HAS_PARALLEL" = 1 ] || echo ' (this haven has no --parallel: default is serial)')"
 LIBVIRTD_LOG_START=$(stat -c %s /var/log/libvirt/libvirtd.log 2>/dev/null || echo -1)
 
-cleanup() {
-  local rc=$?
-  set +e
-  jobs -p | xargs -r kill 2>/dev/null
-  wait 2>/dev/null
-  haven_cleanup_vm "${HNAMES[@]}" "${VNAMES[@]}"
-  haven_cleanup_network "$NET"
-  rm -rf "$H/stage"
-  if [ "$KEEP" = 0 ]; then
-    rm -rf "$H/vms" "$REPO" "$VDIR" "$H/bin"
-  fi
-  [ "$rc" = 0 ] || log "failed (exit $rc): logs kept in $LOGS"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- the host
 # One read-only base (a 1 GiB ext4 file system holding 512 MiB of system
