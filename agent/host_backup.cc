@@ -289,6 +289,10 @@ nlohmann::ordered_json VmBackupReportJson(const VmBackupReport& r) {
   j["logical_bytes"] = ok ? m.stats.logical_bytes : 0;
   j["read_bytes"] = ok ? m.stats.read_bytes : 0;
   j["new_bytes"] = ok ? m.stats.new_raw_bytes : 0;
+  j["phases"] = {{"prepare_seconds", r.phases.prepare},
+                 {"capture_seconds", r.phases.capture},
+                 {"read_seconds", r.phases.read},
+                 {"finish_seconds", r.phases.finish}};
   return j;
 }
 

@@ -108,7 +108,7 @@ Result<HostBackupResult> BackupHost(repository::Repository& repo,
 // One VM's report as `haven backup vm --json` prints it: name, ok,
 // snapshot, error, consistency, consistency_reason, disks, skipped,
 // new_stored_bytes, duration_seconds, then outcome, code, logical_bytes,
-// read_bytes, new_bytes.
+// read_bytes, new_bytes, phases {prepare,capture,read,finish}_seconds.
 nlohmann::ordered_json VmBackupReportJson(const VmBackupReport& report);
 // {vms: [...], succeeded, failed, cancelled, skipped, duration_seconds,
 //  parallel, read_bytes, adaptive: {on, note, slowdowns, lowest_rate,

@@ -63,6 +63,11 @@ GuestFreeze FreezeGuest(const snapshot::Vm& vm,
                         const std::vector<std::string>& backed_up) {
   GuestFreeze r;
   auto listed = vm.GuestFileSystems();
+  if (listed.status().code() == Code::kFailedPrecondition) {
+    r.why_not = "guest agent did not freeze file systems (" +
+                listed.status().message() + ")";
+    return r;
+  }
   if (!listed.ok()) {
     // No agent, or one too old to list file systems: freezing everything
     // still helps the data, but the point cannot be called consistent.
@@ -144,6 +149,12 @@ class VmJob {
   void Log(const std::string& msg) {
     if (opt_.log) opt_.log(report_.name + ": " + msg);
   }
+  // Adds the time since the last mark to `phase`.
+  void Mark(double& phase) {
+    const double now = MonotonicSeconds();
+    phase += now - last_mark_;
+    last_mark_ = now;
+  }
   // Decides full or incremental for each disk of a running VM.
   Result<std::vector<JobDisk>> PlanLive(const snapshot::Vm& vm,
                                         const std::vector<DomainDisk>& disks);
@@ -158,7 +169,7 @@ class VmJob {
   std::optional<Manifest> parent_;
   std::vector<std::string> full_reasons_;  // per planned disk
   std::vector<std::string> paths_;         // per planned disk
-  double started_ = 0;
+  double started_ = 0, last_mark_ = 0;
 };
 
 Result<std::vector<JobDisk>> VmJob::PlanLive(
@@ -269,7 +280,7 @@ Status VmJob::ReadDisks(
 }
 
 Status VmJob::Run(const std::string& name) {
-  started_ = MonotonicSeconds();
+  started_ = last_mark_ = MonotonicSeconds();
   report_.name = name;
   if (!opt_.time.empty())
     HAVEN_RETURN_IF_ERROR(
@@ -348,6 +359,7 @@ Status VmJob::Run(const std::string& name) {
     if (opt_.time.empty()) m.time = NowIso8601();  // when reading begins
   } else {
     HAVEN_ASSIGN_OR_RETURN(plan, PlanLive(*vm, disks));
+    Mark(report_.phases.prepare);
     for (size_t i = 0; i < plan.size(); ++i)
       if (plan[i].incremental_from.empty())
         Log(plan[i].target + ": full read: " + full_reasons_[i]);
@@ -432,8 +444,10 @@ Status VmJob::Run(const std::string& name) {
     }
   }
 
+  Mark(active ? report_.phases.capture : report_.phases.prepare);
   if (read.ok()) read = opt_.cancel.Check("the backup of VM " + name);
   if (read.ok()) read = ReadDisks(sources, plan, m);
+  Mark(report_.phases.read);
   if (!read.ok()) read = KeepStoredChunks(*writer_, read);
   if (read.ok() && !active)
     for (auto& s : sources) {
@@ -479,6 +493,7 @@ Status VmJob::Run(const std::string& name) {
           if (Status s = vm->DeleteCheckpoint(c); !s.ok())
             Log("old checkpoint not deleted: " + s.message());
   report_.manifest = m;
+  Mark(report_.phases.finish);
   return OkStatus();
 }
 

@@ -72,6 +72,15 @@ struct VmDiskReport {
   uint64_t changed_bytes = 0;  // chunks not kept from the parent (all, if full)
 };
 
+// Where a VM's backup spent its time (seconds). All but `read` is the fixed
+// cost of a VM, paid whatever changed.
+struct VmPhaseSeconds {
+  double prepare = 0;  // domain, latest point, configuration, plan
+  double capture = 0;  // hooks, freeze, the backup job begun, NBD opened
+  double read = 0;     // reading the disks and storing their data
+  double finish = 0;   // job ended, config stored, commit, old checkpoints
+};
+
 struct VmBackupReport {
   std::string name;
   // kOk (the point is committed), kFailed or kCancelled (no point was
@@ -85,6 +94,7 @@ struct VmBackupReport {
   std::vector<VmDiskReport> disks;
   std::vector<std::pair<std::string, std::string>> skipped;  // disk, why
   double seconds = 0;
+  VmPhaseSeconds phases;  // of a backup that got that far
 };
 
 // Backs up one VM. Never throws away an error: report.outcome is kFailed

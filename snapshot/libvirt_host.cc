@@ -440,7 +440,15 @@ Result<std::vector<ConfigFile>> LibvirtHost::HostFacts() const {
 Result<std::vector<GuestFileSystem>> Vm::GuestFileSystems() const {
   virDomainFSInfoPtr* info = nullptr;
   const int n = virDomainGetFSInfo(dom_.get(), &info, 0);
-  if (n < 0) return LibvirtError("guest agent file system list");
+  if (n < 0) {
+    // No agent, or one that does not answer: a freeze would fail (or wait)
+    // the same way; say so apart from an agent that lacks the command.
+    const virErrorPtr e = virGetLastError();
+    const bool no_agent = e && (e->code == VIR_ERR_ARGUMENT_UNSUPPORTED ||
+                                e->code == VIR_ERR_AGENT_UNRESPONSIVE);
+    Status s = LibvirtError("guest agent file system list");
+    return no_agent ? FailedPrecondition(s.message()) : s;
+  }
   std::vector<GuestFileSystem> out;
   for (int i = 0; i < n; ++i) {
     GuestFileSystem fs;

@@ -69,7 +69,9 @@ class Vm {
       std::vector<std::string>& notes) const;
   // The guest's mounted file systems as its QEMU guest agent lists them
   // (guest-get-fsinfo), each with the disk targets it lies on (empty when
-  // the agent cannot map it to a disk). Errors when no agent answers.
+  // the agent cannot map it to a disk). FailedPrecondition when the VM has
+  // no agent or it does not answer; another error when the agent cannot
+  // list file systems (an old one).
   Result<std::vector<GuestFileSystem>> GuestFileSystems() const;
   // Freezes guest file systems through the QEMU guest agent: those mounted
   // at `mountpoints`, or every one when it is empty. Returns how many it
