@@ -47,6 +47,8 @@ struct HostBackupRequest {
   // Domain names or globs (*, ?, [...]) left out of the run, e.g. "test-*".
   std::vector<std::string> exclude;
   // For every VM. Its progress and cancel are replaced by the two below.
+  // Its `log` is called from the VMs' threads, `parallel` at a time: it
+  // must be thread-safe (each line is prefixed with the VM's name).
   VmBackupOptions vm;
   // VMs backed up at the same time, 1..kMaxParallel.
   int parallel = kDefaultParallel;
