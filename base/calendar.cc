@@ -280,13 +280,13 @@ Status Parser::ParseDate(std::string_view token, size_t at,
   for (size_t i = 0; i < token.size(); ++i) {
     if (token[i] == '-' || token[i] == '~') seps.push_back(i);
   }
-  if (seps.empty() || seps.size() > 2) {
-    return Error(at, "a date is [YEAR-]MONTH-DAY (or MONTH~DAY for days "
-                     "before the month's end)");
-  }
   for (size_t k = 0; k + 1 < seps.size(); ++k) {
     if (token[seps[k]] == '~')
       return Error(at + seps[k], "'~' must come between the month and the day");
+  }
+  if (seps.empty() || seps.size() > 2) {
+    return Error(at, "a date is [YEAR-]MONTH-DAY (or MONTH~DAY for days "
+                     "before the month's end)");
   }
   e->end_of_month = token[seps.back()] == '~';
   size_t month_at = seps.size() == 2 ? seps[0] + 1 : 0;
@@ -341,6 +341,7 @@ Result<CalendarEvent> Parser::Parse() {
 
   CalendarEvent e;
   std::string_view body = text_;
+  if (EqualsNoCase(body, "UTC")) return Error(0, "no event before the time zone");
   if (body.size() > 4 && EqualsNoCase(body.substr(body.size() - 4), " UTC")) {
     e.utc = true;
     body = body.substr(0, body.size() - 4);
@@ -361,9 +362,10 @@ Result<CalendarEvent> Parser::Parse() {
   if (tokens.empty()) return Error(0, "no event before the time zone");
   if (tokens.size() > 1) {
     const auto& [last, at] = tokens.back();
-    if (std::any_of(last.begin(), last.end(), [](char ch) {
-          return std::isalpha(static_cast<unsigned char>(ch));
-        })) {
+    if (std::isalpha(static_cast<unsigned char>(last[0]))) {
+      uint8_t ignored = 0;
+      if (ParseWeekdays(last, at, &ignored).ok())
+        return Error(at, "weekdays come first");
       return Error(at, "time zone " + QuoteUntrusted(last) +
                            " is not supported (only UTC, or none for the "
                            "local time zone)");

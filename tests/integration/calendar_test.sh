@@ -39,7 +39,7 @@ EXPRS=(
   "*-02-29 12:00" "*-*-31" "*-*-30,31 06:00" "*-02-30" "2020-01-01" "24-02-29"
   # DST: times inside the gap and the overlap, weekly runs on change weekends
   "*-*-* 02:30" "*-*-* 02:00" "*-*-* 01:30" "*-*-* 03:00" "Sun *-*-* 02:30"
-  "Sun *-*-* 01:30:00" "*-*-* *:30" "*-*-* 00/2:30" "Sat,Sun 02:15"
+  "Sun *-*-* 01:30:00" "*-*-* *:30" "*-*-* *:0/20" "*-*-* 00/2:30" "Sat,Sun 02:15"
   # UTC
   "*-*-* 02:30 UTC" "Mon..Fri 02:00 UTC" "daily UTC" "*-*~01 23:00 utc"
 )
@@ -52,6 +52,7 @@ BASES=(
   1730611800 # 2024-11-03 05:30 UTC: New York 01:30 EDT, the first 01:xx
   1708992000 # 2024-02-27 00:00 UTC: before a leap day
   1767225599 # 2025-12-31 23:59:59 UTC: a year's last second
+  1729984000 # 2024-10-26 23:06:40 UTC: Berlin 01:06 CEST, before the repeated hour
 )
 ZONES=(UTC Europe/Berlin America/New_York)
 
