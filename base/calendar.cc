@@ -250,6 +250,12 @@ Status Parser::ParseList(std::string_view part, size_t at, Field field,
       HAVEN_RETURN_IF_ERROR(ParseNumber(part, &pos, at, field, &c.repeat));
       if (c.repeat == 0)
         return Error(at + pos - 1, "a repetition must be at least 1");
+    } else if (field == kSecond && c.stop >= 0 && c.start >= c.stop) {
+      // systemd refuses a seconds range of one value ("5..5") unless it
+      // has a repetition; so do we, to accept exactly what it accepts.
+      return Error(at + item_at, "the second range " + std::to_string(c.start) +
+                                     ".." + std::to_string(c.stop) +
+                                     " needs an end after its start");
     }
     if (pos < part.size() && part[pos] != ',') {
       if (field == kSecond && part[pos] == '.')
@@ -269,6 +275,25 @@ Status Parser::ParseList(std::string_view part, size_t at, Field field,
            std::tie(b.start, b.stop, b.repeat);
   });
   out->erase(std::unique(out->begin(), out->end()), out->end());
+  if (eom) {
+    // systemd 252 lowers the bound of a "~" day list by 3 for each element
+    // after the first (the 1st element may reach 28, the 2nd 25, the 3rd
+    // 22...) and refuses the event otherwise; we refuse the same events.
+    for (size_t k = 1; k < out->size(); ++k) {
+      const CalendarComponent& c = (*out)[k];
+      int hi = kFieldMax[kDay] - 3 * static_cast<int>(k + 1);
+      int highest = std::max(c.start, c.stop);
+      bool fits = hi >= kFieldMin[kDay] && highest <= hi &&
+                  c.repeat <= hi - kFieldMin[kDay];
+      if (!fits) {
+        return Error(at, "after '~', element " + std::to_string(k + 1) +
+                             " of the sorted day list may reach at most " +
+                             std::to_string(hi) +
+                             " days before the month's end (28 for the "
+                             "first element, 3 fewer for each further one)");
+      }
+    }
+  }
   return OkStatus();
 }
 
@@ -530,10 +555,17 @@ Fit InBounds(struct tm* t, bool utc) {
   if (Settle(&s, utc) < 0) return Fit::kNone;
   auto order = [](int a, int b) { return a < b ? -1 : a > b ? 1 : 0; };
   int cmp;
+  // After a carry into another month the DST flag mktime left in `s` is
+  // that of the settled month, not of the restarted one; systemd keeps it,
+  // and a January restart with September's flag settles back into December
+  // (systemd then gives up: "Infinite loop in calendar calculation", e.g.
+  // "*-1/10-7" in Europe/Berlin). Here the restart is settled afresh.
   if ((cmp = order(s.tm_year, t->tm_year)) != 0) {
     s.tm_mon = 0;
+    s.tm_isdst = -1;
   } else if ((cmp = order(s.tm_mon, t->tm_mon)) != 0) {
     s.tm_mday = 1;
+    s.tm_isdst = -1;
   } else if ((cmp = order(s.tm_mday, t->tm_mday)) != 0) {
     s.tm_hour = 0;
   } else if ((cmp = order(s.tm_hour, t->tm_hour)) != 0) {
