@@ -1,0 +1,92 @@
+// HTTP/1.1 requests and responses as havend's handlers see them, and the
+// parser of a request's head (untrusted bytes from the network).
+#ifndef HAVEN_APPLIANCE_HTTP_MESSAGE_H_
+#define HAVEN_APPLIANCE_HTTP_MESSAGE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+
+namespace haven::appliance {
+
+// Header names are kept lower-case (HTTP field names are case-insensitive).
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // as sent: "/api/v1/points?vm=a%20b"
+  std::string path;    // percent-decoded, no query: "/api/v1/points"
+  std::string query;   // raw, after '?': "vm=a%20b"
+  Headers headers;
+  std::string body;
+  std::string peer;  // "127.0.0.1:53412"
+
+  // The first header named `name` (lower-case), nullptr when absent.
+  const std::string* Header(std::string_view name) const;
+};
+
+// Writes body bytes to the client; returns non-OK when the client is gone
+// (the streamer should then stop).
+using BodyWriter = std::function<Status(std::string_view)>;
+
+struct Response {
+  int status = 200;
+  Headers headers;  // the server adds Content-Length and security headers
+  std::string body;
+  // For downloads: when set, `body` is ignored and the server calls this to
+  // produce exactly `stream_length` bytes through the writer. Fewer bytes,
+  // or a non-OK return, end the connection.
+  std::function<Status(const BodyWriter&)> stream;
+  uint64_t stream_length = 0;
+
+  static Response Json(int status, std::string json_text);
+};
+
+using Handler = std::function<Response(const Request&)>;
+
+// "Not Found" for 404 and the like; "Unknown" for codes it does not know.
+std::string_view ReasonPhrase(int status);
+
+struct RequestLimits {
+  size_t max_head_bytes = 16 * 1024;  // request line + headers + blank line
+  size_t max_headers = 100;
+  uint64_t max_body_bytes = 1 << 20;
+};
+
+// The outcome of parsing a request head.
+struct ParsedHead {
+  Request request;            // method, target, path, query, headers
+  uint64_t content_length = 0;
+  bool expect_continue = false;  // "Expect: 100-continue"
+  size_t head_bytes = 0;         // bytes of the head, blank line included
+};
+
+// A refusal: the status to answer with and why (text safe to send back).
+struct HttpError {
+  int status;
+  std::string reason;
+};
+
+// Looks for a complete request head at the start of `data`:
+//   nullopt + no error: need more bytes (and `data` is within the limits);
+//   a ParsedHead: complete and valid;
+//   an HttpError: 400 bad syntax, 414 request line too long, 431 head too
+//     large, 413 body over the limit, 411 POST/PUT/PATCH without
+//     Content-Length, 501 any Transfer-Encoding (chunked bodies are not
+//     accepted), 417 an Expect other than 100-continue, 505 not HTTP/1.x.
+// Only CRLF line ends are accepted; obsolete line folding is refused.
+struct HeadParse {
+  std::optional<ParsedHead> head;
+  std::optional<HttpError> error;
+};
+HeadParse ParseRequestHead(std::string_view data, const RequestLimits& limits);
+
+}  // namespace haven::appliance
+
+#endif  // HAVEN_APPLIANCE_HTTP_MESSAGE_H_
