@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Usage errors exit 2, as haven's do; --help and --version exit 0.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   haven::Status s = haven::appliance::Serve(o);
   if (!s.ok()) {

@@ -24,6 +24,7 @@ PACKAGES=(
   ntfs-3g mtools dosfstools exfatprogs exfat-fuse libarchive-tools fdisk   # file-restore tests: guest file systems, bsdtar
   dpkg-dev file                              # Debian package (scripts/package.sh): dpkg-shlibdeps for Depends
   ccache                                     # compiler cache (scripts/build.sh): CI reuses the last build's objects
+  curl openssl                               # havend tests: HTTPS client (pinning, TLS versions) and the fingerprint/key reference
   # The test guest with a real QEMU guest agent (scripts/make-qga-guest.sh,
   # consistency_test): a Debian kernel and its modules, busybox as the
   # guest's init and tools, qemu-ga (policy-rc.d / its systemd condition keep
