@@ -75,9 +75,8 @@ Response ErrorResponse(int status, const std::string& reason) {
 }
 
 struct Pending {
-  int fd;
+  int fd = -1;
   std::string peer;
-  Clock::time_point accepted;
 };
 
 }  // namespace
@@ -387,7 +386,7 @@ void HttpsServer::Impl::AcceptLoop() {
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    Pending p{fd, PeerName(addr), Clock::now()};
+    Pending p{fd, PeerName(addr)};
     std::unique_lock lock(mu_);
     if (queue_.size() >= options_.max_queued) {
       lock.unlock();
@@ -429,7 +428,9 @@ void HttpsServer::Impl::Serve(Pending p) {
     return;
   }
   Connection conn(p.fd, stop_fd_.get(), ssl.get());
-  std::string why = conn.Handshake(p.accepted + options_.handshake_timeout);
+  // Counted from now, not from the accept: time spent queued behind busy
+  // workers is the server's, not the client's fault.
+  std::string why = conn.Handshake(Clock::now() + options_.handshake_timeout);
   if (!why.empty()) {
     options_.log("TLS handshake with " + p.peer + " failed: " + why);
     return;

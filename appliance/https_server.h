@@ -44,7 +44,8 @@ struct HttpsServerOptions {
   int threads = 8;                 // workers: connections served at once
   size_t max_queued = 128;         // accepted, waiting for a worker; more are closed
   RequestLimits limits;
-  std::chrono::milliseconds handshake_timeout{5000};  // TCP accept -> TLS done
+  // From when a worker takes the connection to the end of the TLS handshake.
+  std::chrono::milliseconds handshake_timeout{5000};
   std::chrono::milliseconds head_timeout{5000};       // TLS done -> head read
   std::chrono::milliseconds body_timeout{60000};      // head read -> body read
   // A response write that makes no progress this long ends the connection.
@@ -59,6 +60,8 @@ class HttpsServer {
  public:
   // Binds, listens and starts the threads. Fails with a Status naming the
   // address when it cannot bind, or the certificate when OpenSSL refuses it.
+  // Sets SIGPIPE to ignored for the whole process: OpenSSL writes with
+  // write(2), and a client that goes away must not kill the daemon.
   static Result<std::unique_ptr<HttpsServer>> Start(
       HttpsServerOptions options, const ServerCertificate& certificate,
       Handler handler);

@@ -180,5 +180,23 @@ TEST_F(ServerTest, StopLetsARunningRequestFinishAndDropsWaitingClients) {
   server_->Stop();       // idempotent
 }
 
+TEST_F(ServerTest, TimeQueuedBehindABusyWorkerIsNotTheClientsHandshakeTime) {
+  HttpsServerOptions o;
+  o.threads = 1;
+  o.handshake_timeout = std::chrono::milliseconds(500);
+  o.head_timeout = std::chrono::milliseconds(1500);
+  StartWith([](const Request&) { return Response::Json(200, "{}"); }, o);
+  uint16_t port = server_->port();
+  // Holds the only worker until the head timeout cuts it off (408).
+  std::string slow_resp;
+  std::thread slow([&] { slow_resp = Exchange(port, "GET / HTTP/1.1\r\n"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Queued for about 1.2 s, longer than the handshake timeout, then served.
+  std::string resp = Get(port, "GET", "/");
+  slow.join();
+  EXPECT_THAT(slow_resp, HasSubstr("HTTP/1.1 408 Request Timeout\r\n"));
+  EXPECT_THAT(resp, HasSubstr("HTTP/1.1 200 OK\r\n"));
+}
+
 }  // namespace
 }  // namespace haven::appliance
