@@ -1,5 +1,5 @@
-// HTTP/1.1 requests and responses as havend's handlers see them, and the
-// parser of a request's head (untrusted bytes from the network).
+// HTTP/1.1 requests and responses as havend's handlers see them. Parsing
+// the bytes from the network is Boost.Beast's (appliance/https_server.cc).
 #ifndef HAVEN_APPLIANCE_HTTP_MESSAGE_H_
 #define HAVEN_APPLIANCE_HTTP_MESSAGE_H_
 
@@ -53,39 +53,18 @@ using Handler = std::function<Response(const Request&)>;
 // "Not Found" for 404 and the like; "Unknown" for codes it does not know.
 std::string_view ReasonPhrase(int status);
 
+// What one request may be. Over max_head_bytes: 431; more header lines than
+// max_headers: 431; a Content-Length over max_body_bytes: 413.
 struct RequestLimits {
   size_t max_head_bytes = 16 * 1024;  // request line + headers + blank line
   size_t max_headers = 100;
   uint64_t max_body_bytes = 1 << 20;
 };
 
-// The outcome of parsing a request head.
-struct ParsedHead {
-  Request request;            // method, target, path, query, headers
-  uint64_t content_length = 0;
-  bool expect_continue = false;  // "Expect: 100-continue"
-  size_t head_bytes = 0;         // bytes of the head, blank line included
-};
-
-// A refusal: the status to answer with and why (text safe to send back).
-struct HttpError {
-  int status;
-  std::string reason;
-};
-
-// Looks for a complete request head at the start of `data`:
-//   nullopt + no error: need more bytes (and `data` is within the limits);
-//   a ParsedHead: complete and valid;
-//   an HttpError: 400 bad syntax, 414 request line too long, 431 head too
-//     large, 413 body over the limit, 411 POST/PUT/PATCH without
-//     Content-Length, 501 any Transfer-Encoding (chunked bodies are not
-//     accepted), 417 an Expect other than 100-continue, 505 not HTTP/1.x.
-// Only CRLF line ends are accepted; obsolete line folding is refused.
-struct HeadParse {
-  std::optional<ParsedHead> head;
-  std::optional<HttpError> error;
-};
-HeadParse ParseRequestHead(std::string_view data, const RequestLimits& limits);
+// The path of an origin-form request target ("/a%20b?q" -> "/a b"):
+// percent-decoded, query dropped. nullopt for a bad escape, an encoded NUL
+// or a "." / ".." segment, so no handler has to think about "/a/../b".
+std::optional<std::string> DecodeTargetPath(std::string_view target);
 
 }  // namespace haven::appliance
 

@@ -1,44 +1,59 @@
 #include "appliance/https_server.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <openssl/pem.h>
-#include <poll.h>
+#include <openssl/ssl.h>
 #include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cerrno>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <condition_variable>
 #include <cstdio>
-#include <cstring>
-#include <deque>
 #include <exception>
+#include <future>
+#include <limits>
 #include <mutex>
-#include <set>
+#include <optional>
+#include <sstream>
 #include <thread>
 #include <vector>
 
 #include "appliance/openssl_handles.h"
-#include "base/file.h"
 #include "base/json.h"
 
 namespace haven::appliance {
 namespace {
 
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+using ErrorCode = beast::error_code;
 
-constexpr size_t kReadChunk = 16 * 1024;
-// After refusing a request whose body is still arriving, read and drop this
-// much for this long so the refusal reaches the client before the close
-// (closing with unread input makes the kernel send a reset instead).
+// After refusing a request whose body may still be arriving, read and drop
+// this much for this long so the refusal reaches the client before the
+// close (closing with unread input makes the kernel send a reset instead).
 constexpr size_t kDrainMaxBytes = 16 << 20;
 constexpr std::chrono::milliseconds kDrainTime{2000};
+// The TLS close_notify exchange after a response.
+constexpr std::chrono::milliseconds kShutdownTime{1000};
+// Threads that run Asio's completion handlers; handlers of requests run on
+// options.threads others, so a slow handler never stalls reads and writes.
+constexpr int kIoThreads = 2;
 
 // Headers the server sets itself; a handler's own values for these are
 // dropped.
@@ -47,37 +62,133 @@ constexpr std::string_view kServerOwnedHeaders[] = {
 
 // Sent with every response: nothing is cached, nothing is framed or
 // sniffed, no referrer leaves, and browsers stay on HTTPS.
-constexpr char kSecurityHeaders[] =
-    "Cache-Control: no-store\r\n"
-    "X-Content-Type-Options: nosniff\r\n"
-    "X-Frame-Options: DENY\r\n"
-    "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
-    "Referrer-Policy: no-referrer\r\n"
-    "Strict-Transport-Security: max-age=31536000\r\n";
+constexpr std::pair<std::string_view, std::string_view> kSecurityHeaders[] = {
+    {"Cache-Control", "no-store"},
+    {"X-Content-Type-Options", "nosniff"},
+    {"X-Frame-Options", "DENY"},
+    {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"},
+    {"Referrer-Policy", "no-referrer"},
+    {"Strict-Transport-Security", "max-age=31536000"},
+};
 
-std::string PeerName(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  uint16_t port = 0;
-  if (addr.ss_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-    port = ntohs(in->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
-  }
-  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-  inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-  port = ntohs(in6->sin6_port);
-  return "[" + std::string(host) + "]:" + std::to_string(port);
+std::string PeerName(const tcp::endpoint& ep) {
+  std::string host = ep.address().to_string();
+  if (ep.address().is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(ep.port());
 }
 
 Response ErrorResponse(int status, const std::string& reason) {
   return Response::Json(status, DumpJson(nlohmann::json{{"error", reason}}));
 }
 
-struct Pending {
-  int fd = -1;
-  std::string peer;
-};
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Why an operation failed, in the words the log and the tests expect.
+std::string Why(const ErrorCode& ec) {
+  if (ec == beast::error::timeout || ec == asio::error::operation_aborted)
+    return "timed out";
+  return ec.message();
+}
+
+// The response head as the server sends it: the handler's headers minus
+// those the server owns and any that would break framing, then the
+// security headers, Content-Length and Connection: close.
+http::response<http::empty_body> ResponseHead(const Response& r,
+                                              uint64_t length) {
+  http::response<http::empty_body> head;
+  head.version(11);
+  head.result(static_cast<unsigned>(r.status));
+  std::string_view reason = ReasonPhrase(r.status);
+  head.reason(beast::string_view(reason.data(), reason.size()));
+  for (const auto& [name, value] : r.headers) {
+    bool owned = false;
+    for (std::string_view o : kServerOwnedHeaders) owned |= (Lower(name) == o);
+    // A handler's CR/LF must not start a header of its own.
+    if (owned || name.empty() ||
+        name.find_first_of("\r\n: ") != std::string::npos ||
+        value.find_first_of("\r\n") != std::string::npos)
+      continue;
+    head.insert(name, value);
+  }
+  for (const auto& [name, value] : kSecurityHeaders)
+    head.insert(beast::string_view(name.data(), name.size()),
+                beast::string_view(value.data(), value.size()));
+  head.content_length(length);
+  head.set(http::field::connection, "close");
+  return head;
+}
+
+// Checks a parsed request head against what havend serves; nullopt when it
+// is acceptable, else the status to refuse it with and why.
+std::optional<std::pair<int, std::string>> RefusalFor(
+    const http::request_parser<http::string_body>& parser,
+    const RequestLimits& limits) {
+  const auto& req = parser.get();
+  size_t lines = 0, hosts = 0, expects = 0;
+  for (const auto& field : req) {
+    ++lines;
+    if (field.name() == http::field::host) ++hosts;
+    if (field.name() == http::field::expect) ++expects;
+  }
+  if (lines > limits.max_headers)
+    return std::pair(431, "more than " + std::to_string(limits.max_headers) +
+                              " header lines");
+  if (req.count(http::field::transfer_encoding))
+    return std::pair(
+        501,
+        std::string("Transfer-Encoding is not accepted; send Content-Length"));
+  std::string_view target(req.target().data(), req.target().size());
+  if (target.empty() || target[0] != '/')
+    return std::pair(
+        400,
+        std::string("the request target must be a path starting with '/'"));
+  if (!DecodeTargetPath(target))
+    return std::pair(
+        400, std::string("bad percent-escape, NUL or dot segment in the path"));
+  if (req.version() == 11 && hosts != 1)
+    return std::pair(
+        400, std::string("an HTTP/1.1 request needs exactly one Host header"));
+  if (expects > 1 ||
+      (expects == 1 &&
+       Lower(std::string(req[http::field::expect])) != "100-continue"))
+    return std::pair(417,
+                     std::string("only 'Expect: 100-continue' is understood"));
+  auto length = parser.content_length();
+  if (length && *length > limits.max_body_bytes)
+    return std::pair(413, "request body of " + std::to_string(*length) +
+                              " bytes is over the limit of " +
+                              std::to_string(limits.max_body_bytes));
+  std::string method(req.method_string());
+  if (!length && (method == "POST" || method == "PUT" || method == "PATCH"))
+    return std::pair(
+        411, std::string("a request body needs a Content-Length header"));
+  return std::nullopt;
+}
+
+// A parse error of Beast's as an answer: the status (0: none, just close)
+// and the reason sent back.
+std::pair<int, std::string> AnswerFor(const ErrorCode& ec,
+                                      const RequestLimits& limits) {
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message)
+    return {0, ""};
+  if (ec == http::error::header_limit)
+    return {431, "request head larger than " +
+                     std::to_string(limits.max_head_bytes) + " bytes"};
+  if (ec == http::error::body_limit)
+    return {413, "request body over the limit of " +
+                     std::to_string(limits.max_body_bytes) + " bytes"};
+  // Beast refuses Transfer-Encoding beside Content-Length (smuggling).
+  if (ec == http::error::bad_transfer_encoding)
+    return {501, "Transfer-Encoding is not accepted; send Content-Length"};
+  if (ec.category() == ErrorCode(http::error::bad_method).category())
+    return {400, "malformed request head: " + ec.message()};
+  return {0, ""};
+}
 
 }  // namespace
 
@@ -125,15 +236,23 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
   return out;
 }
 
+class Session;
+
 class HttpsServer::Impl {
  public:
   Impl(HttpsServerOptions options, Handler handler)
-      : options_(std::move(options)), handler_(std::move(handler)) {
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        ctx_(ssl::context::tls_server),
+        acceptor_(asio::make_strand(ioc_)),
+        work_(asio::make_work_guard(ioc_)) {
     if (!options_.log)
       options_.log = [](std::string_view line) {
-        std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
+        std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()),
+                     line.data());
       };
     if (options_.threads < 1) options_.threads = 1;
+    handlers_ = std::make_unique<asio::thread_pool>(options_.threads);
   }
   ~Impl() { Stop(); }
 
@@ -143,161 +262,351 @@ class HttpsServer::Impl {
   uint16_t port() const { return port_; }
 
  private:
-  friend class Connection;
-  void AcceptLoop();
-  void WorkerLoop();
-  void Serve(Pending pending);
+  friend class Session;
+  Status InitTls(const ServerCertificate& certificate);
+  void Accept();
+  // Counts a request whose handler is running or whose response is being
+  // written; Stop() waits for these.
+  void BeginRequest();
+  void EndRequest();
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
 
   HttpsServerOptions options_;
   Handler handler_;
-  SslCtxPtr ctx_;
-  UniqueFd listen_fd_;
-  UniqueFd stop_fd_;  // eventfd: readable once Stop() began
+  // Before ioc_: connections still queued in ioc_ when it goes use it.
+  ssl::context ctx_;
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::unique_ptr<asio::thread_pool> handlers_;
+  std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
 
   std::mutex mu_;
-  std::condition_variable work_cv_;
   std::condition_variable idle_cv_;
-  std::deque<Pending> queue_;
-  std::set<int> active_;
+  std::vector<std::weak_ptr<Session>> sessions_;
+  int active_ = 0;
   bool stopping_ = false;
   bool stopped_ = false;
-  std::thread acceptor_;
-  std::vector<std::thread> workers_;
+  bool started_ = false;
 };
 
-namespace {
-
-// One TLS connection on a non-blocking socket; every wait has a deadline.
-class Connection {
+// One TLS connection, one request: handshake -> head -> body -> handler
+// (on the handler pool) -> response -> close. Its Asio work runs on the
+// socket's strand; the handler's writes are posted there and waited for.
+class Session : public std::enable_shared_from_this<Session> {
  public:
-  Connection(int fd, int stop_fd, SSL* ssl) : fd_(fd), stop_fd_(stop_fd), ssl_(ssl) {}
+  Session(HttpsServer::Impl& server, tcp::socket socket, std::string peer)
+      : server_(server),
+        options_(server.options_),
+        stream_(std::move(socket), server.ctx_),
+        timer_(stream_.get_executor()),
+        peer_(std::move(peer)) {}
 
-  enum class Wait { kReady, kTimeout, kStopped };
-
-  // Waits until the socket is ready for `events`, `deadline` passes or (when
-  // `stoppable`) the server stops.
-  Wait WaitFor(short events, Clock::time_point deadline, bool stoppable) {
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - Clock::now());
-      if (left.count() <= 0) return Wait::kTimeout;
-      pollfd fds[2] = {{fd_, events, 0}, {stop_fd_, POLLIN, 0}};
-      int n = ::poll(fds, stoppable ? 2 : 1, static_cast<int>(left.count()) + 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Wait::kTimeout;
-      if (stoppable && (fds[1].revents & POLLIN)) return Wait::kStopped;
-      if (fds[0].revents) return Wait::kReady;
-    }
+  void Start() {
+    // Counted from the accept: there is no queue before it.
+    beast::get_lowest_layer(stream_).expires_after(options_.handshake_timeout);
+    stream_.async_handshake(
+        ssl::stream_base::server,
+        [self = shared_from_this()](ErrorCode ec) { self->OnHandshake(ec); });
   }
 
-  // Runs an SSL call until it completes. Returns "" on success, else why not.
-  template <typename Op>
-  std::string Drive(Op op, Clock::time_point deadline, bool stoppable,
-                    bool* eof = nullptr) {
-    for (;;) {
-      ERR_clear_error();
-      int rc = op();
-      if (rc > 0) return "";
-      int err = SSL_get_error(ssl_, rc);
-      Wait w;
-      if (err == SSL_ERROR_WANT_READ) {
-        w = WaitFor(POLLIN, deadline, stoppable);
-      } else if (err == SSL_ERROR_WANT_WRITE) {
-        w = WaitFor(POLLOUT, deadline, stoppable);
-      } else if (err == SSL_ERROR_ZERO_RETURN) {
-        if (eof) *eof = true;
-        return "closed by the client";
-      } else {
-        std::string why = OpenSslErrors();
-        if (eof && (why.empty() || why.find("unexpected eof") != std::string::npos))
-          *eof = true;
-        return why.empty() ? "connection closed" : why;
-      }
-      if (w == Wait::kTimeout) return "timed out";
-      if (w == Wait::kStopped) return "server stopping";
-    }
-  }
-
-  std::string Handshake(Clock::time_point deadline) {
-    return Drive([&] { return SSL_accept(ssl_); }, deadline, true);
-  }
-
-  // Appends what arrives next to `buf`. "" on success.
-  std::string ReadSome(std::string& buf, Clock::time_point deadline,
-                       bool stoppable, bool* eof) {
-    char chunk[kReadChunk];
-    size_t got = 0;
-    std::string why = Drive(
-        [&] { return SSL_read_ex(ssl_, chunk, sizeof(chunk), &got); },
-        deadline, stoppable, eof);
-    if (why.empty()) buf.append(chunk, got);
-    return why;
-  }
-
-  // Writes all of `data`; fails when the client makes no room for
-  // `stall` at a time.
-  Status WriteAll(std::string_view data, std::chrono::milliseconds stall) {
-    while (!data.empty()) {
-      size_t wrote = 0;
-      std::string why = Drive(
-          [&] { return SSL_write_ex(ssl_, data.data(), data.size(), &wrote); },
-          Clock::now() + stall, false);
-      if (!why.empty()) return Unavailable("writing the response: " + why);
-      data.remove_prefix(wrote);
-    }
-    return OkStatus();
-  }
-
-  // close_notify, then reads and drops input for a while, so a response sent
-  // before the whole request was read is not lost to a TCP reset.
-  void Finish(bool drain) {
-    ERR_clear_error();
-    SSL_shutdown(ssl_);
-    ::shutdown(fd_, SHUT_WR);
-    if (!drain) return;
-    auto deadline = Clock::now() + kDrainTime;
-    size_t dropped = 0;
-    char buf[kReadChunk];
-    while (dropped < kDrainMaxBytes &&
-           WaitFor(POLLIN, deadline, true) == Wait::kReady) {
-      ssize_t n = ::read(fd_, buf, sizeof(buf));
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      if (n <= 0) break;
-      dropped += static_cast<size_t>(n);
-    }
+  // From Stop(): ends the connection, unless `force` is false and a handler
+  // has the request.
+  void Close(bool force) {
+    asio::post(stream_.get_executor(), [self = shared_from_this(), force] {
+      if (self->in_handler_ && !force) return;
+      self->closed_ = true;
+      ErrorCode ignored;
+      self->DisarmTimer();
+      beast::get_lowest_layer(self->stream_)
+          .socket()
+          .shutdown(tcp::socket::shutdown_both, ignored);
+      beast::get_lowest_layer(self->stream_).close();
+    });
   }
 
  private:
-  int fd_;
-  int stop_fd_;
-  SSL* ssl_;
+  void OnHandshake(ErrorCode ec) {
+    if (ec) {
+      if (!closed_)
+        options_.log("TLS handshake with " + peer_ + " failed: " + Why(ec));
+      return;
+    }
+    started_ = Clock::now();
+    beast::get_lowest_layer(stream_).expires_never();
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(
+        std::min<size_t>(options_.limits.max_head_bytes, UINT32_MAX)));
+    // The body's size is checked against the head first, to answer 413
+    // with the numbers; the parser enforces it again while reading.
+    // (Beast 1.74 treats "none" as smaller than any length: use the maximum.)
+    parser_->body_limit(std::numeric_limits<uint64_t>::max());
+    ArmTimer(options_.head_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](ErrorCode ec, size_t) {
+                              self->OnHead(ec);
+                            });
+  }
+
+  // Head and body deadlines cancel the read instead of closing the socket
+  // (as tcp_stream's expiry would), so the client still gets its 408.
+  void ArmTimer(std::chrono::milliseconds limit) {
+    timed_out_ = false;
+    timer_.expires_after(limit);
+    timer_.async_wait([self = shared_from_this(), gen = ++timer_gen_](ErrorCode ec) {
+      // Cancelled, or expired just as its read finished (both queued).
+      if (ec || gen != self->timer_gen_) return;
+      self->timed_out_ = true;
+      ErrorCode ignored;
+      beast::get_lowest_layer(self->stream_).socket().cancel(ignored);
+    });
+  }
+
+  void DisarmTimer() {
+    ++timer_gen_;
+    timer_.cancel();
+  }
+
+  void OnHead(ErrorCode ec) {
+    DisarmTimer();
+    if (closed_) return;
+    if (timed_out_)
+      return Refuse(408,
+                    "request head not received within " +
+                        std::to_string(options_.head_timeout.count()) + " ms",
+                    false);
+    if (ec) {
+      auto [status, reason] = AnswerFor(ec, options_.limits);
+      if (status != 0) return Refuse(status, reason, true);
+      if (ec != http::error::end_of_stream &&
+          ec != http::error::partial_message)
+        options_.log("reading from " + peer_ + " failed: " + Why(ec));
+      return;
+    }
+    if (auto refusal = RefusalFor(*parser_, options_.limits))
+      return Refuse(refusal->first, refusal->second, true);
+    parser_->body_limit(options_.limits.max_body_bytes);
+    if (parser_->is_done()) return StartHandler();
+    ArmTimer(options_.body_timeout);
+    if (parser_->get().count(http::field::expect)) {
+      // 100-continue: the client waits for this before sending its body.
+      interim_ = "HTTP/1.1 100 Continue\r\n\r\n";
+      beast::get_lowest_layer(stream_).expires_after(
+          options_.write_stall_timeout);
+      asio::async_write(
+          stream_, asio::buffer(interim_),
+          [self = shared_from_this()](ErrorCode ec, size_t) {
+            beast::get_lowest_layer(self->stream_).expires_never();
+            if (ec) {
+              self->DisarmTimer();
+              return;
+            }
+            self->ReadBody();
+          });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](ErrorCode ec, size_t) {
+                       self->OnBody(ec);
+                     });
+  }
+
+  void OnBody(ErrorCode ec) {
+    DisarmTimer();
+    if (closed_) return;
+    if (timed_out_)
+      return Refuse(408,
+                    "request body not received within " +
+                        std::to_string(options_.body_timeout.count()) + " ms",
+                    false);
+    if (ec) {
+      auto [status, reason] = AnswerFor(ec, options_.limits);
+      if (status != 0) return Refuse(status, reason, true);
+      return;
+    }
+    StartHandler();
+  }
+
+  void StartHandler() {
+    in_handler_ = true;
+    server_.BeginRequest();
+    asio::post(*server_.handlers_, [self = shared_from_this()] {
+      self->RunHandler();
+      self->server_.EndRequest();
+    });
+  }
+
+  Request MakeRequest() {
+    auto& msg = parser_->get();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    size_t q = req.target.find('?');
+    if (q != std::string::npos) req.query = req.target.substr(q + 1);
+    req.path = DecodeTargetPath(req.target).value_or("");
+    for (const auto& field : msg)
+      req.headers.emplace_back(Lower(std::string(field.name_string())),
+                               std::string(field.value()));
+    req.body = std::move(msg.body());
+    req.peer = peer_;
+    return req;
+  }
+
+  // On a handler thread: the handler, then the response written through
+  // the strand.
+  void RunHandler() {
+    Request req = MakeRequest();
+    Response resp;
+    try {
+      resp = server_.handler_(req);
+    } catch (const std::exception& e) {
+      options_.log("handler for " + req.method + " " + req.path +
+                   " threw: " + e.what());
+      resp = ErrorResponse(500, "internal error");
+    }
+    bool head_only = req.method == "HEAD";
+    uint64_t length = resp.stream ? resp.stream_length : resp.body.size();
+    Status sent = WriteAndWait(HeadText(ResponseHead(resp, length)));
+    uint64_t body_sent = 0;
+    if (sent.ok() && !head_only) {
+      if (resp.stream) {
+        BodyWriter writer = [&](std::string_view bytes) -> Status {
+          if (body_sent + bytes.size() > length)
+            return Internal("response body longer than its Content-Length");
+          HAVEN_RETURN_IF_ERROR(WriteAndWait(bytes));
+          body_sent += bytes.size();
+          return OkStatus();
+        };
+        try {
+          sent = resp.stream(writer);
+        } catch (const std::exception& e) {
+          sent = Internal(std::string("body stream threw: ") + e.what());
+        }
+        if (sent.ok() && body_sent != length)
+          sent = Internal("response body shorter than its Content-Length");
+      } else {
+        sent = WriteAndWait(resp.body);
+        if (sent.ok()) body_sent = resp.body.size();
+      }
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        Clock::now() - started_);
+    options_.log(peer_ + " " + req.method + " " + QuoteUntrusted(req.path) +
+                 " " + std::to_string(resp.status) + " " +
+                 std::to_string(body_sent) + " bytes " +
+                 std::to_string(ms.count()) + " ms" +
+                 (sent.ok() ? "" : " (" + sent.message() + ")"));
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this(), ok = sent.ok()] {
+                 self->in_handler_ = false;
+                 // A response cut short must not look complete: no
+                 // close_notify.
+                 if (ok) {
+                   self->Shutdown();
+                 } else {
+                   beast::get_lowest_layer(self->stream_).close();
+                 }
+               });
+  }
+
+  static std::string HeadText(const http::response<http::empty_body>& head) {
+    std::ostringstream out;
+    out << head.base();
+    return out.str();
+  }
+
+  // From a handler thread: writes `data` on the strand and waits. Fails when
+  // the client makes no room for write_stall_timeout or is gone.
+  Status WriteAndWait(std::string_view data) {
+    std::promise<ErrorCode> done;
+    std::future<ErrorCode> result = done.get_future();
+    asio::post(stream_.get_executor(), [&] {
+      if (closed_) {
+        done.set_value(asio::error::operation_aborted);
+        return;
+      }
+      beast::get_lowest_layer(stream_).expires_after(
+          options_.write_stall_timeout);
+      asio::async_write(stream_, asio::buffer(data.data(), data.size()),
+                        [&](ErrorCode ec, size_t) { done.set_value(ec); });
+    });
+    ErrorCode ec = result.get();
+    if (ec) return Unavailable("writing the response: " + Why(ec));
+    return OkStatus();
+  }
+
+  // A refusal as JSON, then the connection ends. With `drain`, input that
+  // is still arriving (a body the refusal will not read) is read and
+  // dropped for a while first, so the client sees the answer, not a reset.
+  void Refuse(int status, const std::string& reason, bool drain) {
+    Response r = ErrorResponse(status, reason);
+    out_ = HeadText(ResponseHead(r, r.body.size())) + r.body;
+    options_.log(peer_ + " refused: " + std::to_string(status) + " " + reason);
+    beast::get_lowest_layer(stream_).expires_after(
+        options_.write_stall_timeout);
+    asio::async_write(
+        stream_, asio::buffer(out_),
+        [self = shared_from_this(), drain](ErrorCode ec, size_t) {
+          if (ec || self->closed_) return;
+          if (!drain) return self->Shutdown();
+          ErrorCode ignored;
+          auto& sock = beast::get_lowest_layer(self->stream_).socket();
+          sock.shutdown(tcp::socket::shutdown_send, ignored);
+          beast::get_lowest_layer(self->stream_).expires_after(kDrainTime);
+          self->Drain();
+        });
+  }
+
+  void Drain() {
+    drain_buf_.resize(16 * 1024);
+    beast::get_lowest_layer(stream_).async_read_some(
+        asio::buffer(drain_buf_),
+        [self = shared_from_this()](ErrorCode ec, size_t n) {
+          self->drained_ += n;
+          if (ec || self->closed_ || self->drained_ >= kDrainMaxBytes) {
+            beast::get_lowest_layer(self->stream_).close();
+            return;
+          }
+          self->Drain();
+        });
+  }
+
+  // close_notify both ways (bounded), then close.
+  void Shutdown() {
+    if (closed_) return;
+    beast::get_lowest_layer(stream_).expires_after(kShutdownTime);
+    stream_.async_shutdown([self = shared_from_this()](ErrorCode) {
+      beast::get_lowest_layer(self->stream_).close();
+    });
+  }
+
+  HttpsServer::Impl& server_;
+  const HttpsServerOptions& options_;
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  asio::steady_timer timer_;
+  std::string peer_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Clock::time_point started_ = Clock::now();
+  std::string interim_, out_;
+  std::vector<char> drain_buf_;
+  size_t drained_ = 0;
+  uint64_t timer_gen_ = 0;  // which ArmTimer a timer completion belongs to
+  bool timed_out_ = false;
+  bool closed_ = false;
+  std::atomic<bool> in_handler_{false};
 };
 
-std::string ResponseHead(const Response& r, uint64_t length) {
-  std::string head = "HTTP/1.1 " + std::to_string(r.status) + " " +
-                     std::string(ReasonPhrase(r.status)) + "\r\n";
-  for (const auto& [name, value] : r.headers) {
-    bool owned = false;
-    for (std::string_view o : kServerOwnedHeaders) owned |= (name == o);
-    // A handler's CR/LF must not start a header of its own.
-    if (owned || name.find_first_of("\r\n:") != std::string::npos ||
-        value.find_first_of("\r\n") != std::string::npos)
-      continue;
-    head += name + ": " + value + "\r\n";
-  }
-  head += kSecurityHeaders;
-  head += "Content-Length: " + std::to_string(length) + "\r\n";
-  head += "Connection: close\r\n\r\n";
-  return head;
-}
-
-}  // namespace
-
-Status HttpsServer::Impl::Init(const ServerCertificate& certificate) {
-  ctx_.reset(SSL_CTX_new(TLS_server_method()));
-  if (!ctx_) return OpenSslStatus(Code::kInternal, "SSL_CTX_new");
-  SSL_CTX* ctx = ctx_.get();
+Status HttpsServer::Impl::InitTls(const ServerCertificate& certificate) {
+  SSL_CTX* ctx = ctx_.native_handle();
   // TLS 1.2 and 1.3 only; in 1.2 forward-secret AEAD suites only.
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
       SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1)
@@ -305,17 +614,17 @@ Status HttpsServer::Impl::Init(const ServerCertificate& certificate) {
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_NO_COMPRESSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-
   // The certificate file may hold a chain: leaf first, then intermediates.
-  BioPtr cert_bio(BIO_new_mem_buf(certificate.cert_pem.data(),
-                                  static_cast<int>(certificate.cert_pem.size())));
-  X509Ptr leaf(cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)
-                        : nullptr);
+  BioPtr cert_bio(
+      BIO_new_mem_buf(certificate.cert_pem.data(),
+                      static_cast<int>(certificate.cert_pem.size())));
+  X509Ptr leaf(
+      cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)
+               : nullptr);
   if (!leaf || SSL_CTX_use_certificate(ctx, leaf.get()) != 1)
     return OpenSslStatus(Code::kInvalidArgument, "the server certificate");
-  while (X509* extra = PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)) {
+  while (X509* extra =
+             PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr)) {
     if (SSL_CTX_add0_chain_cert(ctx, extra) != 1) {
       X509_free(extra);
       return OpenSslStatus(Code::kInvalidArgument, "the certificate chain");
@@ -324,240 +633,123 @@ Status HttpsServer::Impl::Init(const ServerCertificate& certificate) {
   ERR_clear_error();  // the loop ends on a "no start line" error
   BioPtr key_bio(BIO_new_mem_buf(certificate.key_pem.data(),
                                  static_cast<int>(certificate.key_pem.size())));
-  PkeyPtr key(key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr)
+  PkeyPtr key(key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr,
+                                                nullptr)
                       : nullptr);
   if (!key || SSL_CTX_use_PrivateKey(ctx, key.get()) != 1 ||
       SSL_CTX_check_private_key(ctx) != 1)
     return OpenSslStatus(Code::kInvalidArgument, "the server private key");
+  return OkStatus();
+}
 
-  addrinfo hints{};
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  std::string where = options_.listen.host + " port " +
-                      std::to_string(options_.listen.port);
-  int gai = getaddrinfo(options_.listen.host.c_str(),
-                        std::to_string(options_.listen.port).c_str(), &hints, &res);
-  if (gai != 0)
-    return InvalidArgument("listen address " + where + ": " + gai_strerror(gai));
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> res_owner(res, freeaddrinfo);
-  UniqueFd fd(::socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return ErrnoStatus("socket for " + where, errno);
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd.get(), res->ai_addr, res->ai_addrlen) != 0)
-    return ErrnoStatus("bind " + where, errno);
-  if (::listen(fd.get(), 128) != 0) return ErrnoStatus("listen " + where, errno);
-  sockaddr_storage bound{};
-  socklen_t len = sizeof(bound);
-  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len) != 0)
-    return ErrnoStatus("getsockname " + where, errno);
-  port_ = bound.ss_family == AF_INET
-              ? ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port)
-              : ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
-  listen_fd_ = std::move(fd);
-  stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!stop_fd_.valid()) return ErrnoStatus("eventfd", errno);
+Status HttpsServer::Impl::Init(const ServerCertificate& certificate) {
+  HAVEN_RETURN_IF_ERROR(InitTls(certificate));
+  std::string where =
+      options_.listen.host + " port " + std::to_string(options_.listen.port);
+  ErrorCode ec;
+  asio::ip::address address = asio::ip::make_address(options_.listen.host, ec);
+  if (ec)
+    return InvalidArgument("listen address " + where + ": " + ec.message());
+  tcp::endpoint endpoint(address, options_.listen.port);
+  if (acceptor_.open(endpoint.protocol(), ec))
+    return ErrnoStatus("socket for " + where, ec.value());
+  acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (acceptor_.bind(endpoint, ec))
+    return ErrnoStatus("bind " + where, ec.value());
+  if (acceptor_.listen(128, ec))
+    return ErrnoStatus("listen " + where, ec.value());
+  port_ = acceptor_.local_endpoint(ec).port();
+  if (ec) return ErrnoStatus("getsockname " + where, ec.value());
   return OkStatus();
 }
 
 void HttpsServer::Impl::StartThreads() {
-  acceptor_ = std::thread([this] { AcceptLoop(); });
-  for (int i = 0; i < options_.threads; ++i)
-    workers_.emplace_back([this] { WorkerLoop(); });
+  started_ = true;
+  asio::post(acceptor_.get_executor(), [this] { Accept(); });
+  for (int i = 0; i < kIoThreads; ++i)
+    io_threads_.emplace_back([this] { ioc_.run(); });
 }
 
-void HttpsServer::Impl::AcceptLoop() {
-  for (;;) {
-    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-    int n = ::poll(fds, 2, -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (fds[1].revents & POLLIN) return;
-    if (!(fds[0].revents & POLLIN)) continue;
-    sockaddr_storage addr{};
-    socklen_t len = sizeof(addr);
-    int fd = ::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
+void HttpsServer::Impl::Accept() {
+  acceptor_.async_accept(asio::make_strand(ioc_), [this](ErrorCode ec,
+                                                         tcp::socket socket) {
+    if (!acceptor_.is_open()) return;
+    if (ec) {
       // EMFILE and the like: back off instead of spinning on a full table.
-      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
+      auto timer =
+          std::make_shared<asio::steady_timer>(acceptor_.get_executor());
+      timer->expires_after(std::chrono::milliseconds(50));
+      timer->async_wait([this, timer](ErrorCode) { Accept(); });
+      return;
     }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    Pending p{fd, PeerName(addr)};
-    std::unique_lock lock(mu_);
-    if (queue_.size() >= options_.max_queued) {
-      lock.unlock();
-      ::close(fd);
-      options_.log("refused " + p.peer + ": " + std::to_string(options_.max_queued) +
-                   " connections already wait for a worker");
-      continue;
-    }
-    queue_.push_back(std::move(p));
-    work_cv_.notify_one();
-  }
-}
-
-void HttpsServer::Impl::WorkerLoop() {
-  for (;;) {
-    Pending p;
-    {
-      std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      p = std::move(queue_.front());
-      queue_.pop_front();
-      active_.insert(p.fd);
-    }
-    Serve(p);
+    socket.set_option(tcp::no_delay(true), ec);
+    ErrorCode peer_ec;
+    std::string peer = PeerName(socket.remote_endpoint(peer_ec));
+    size_t limit = static_cast<size_t>(options_.threads) + options_.max_queued;
+    std::shared_ptr<Session> session;
     {
       std::lock_guard lock(mu_);
-      active_.erase(p.fd);
-      ::close(p.fd);
-      if (active_.empty()) idle_cv_.notify_all();
+      std::erase_if(sessions_, [](const auto& s) { return s.expired(); });
+      if (!stopping_ && sessions_.size() < limit) {
+        session = std::make_shared<Session>(*this, std::move(socket), peer);
+        sessions_.push_back(session);
+      }
     }
-  }
+    if (session) {
+      session->Start();
+    } else if (!stopping()) {
+      options_.log("refused " + peer + ": " + std::to_string(limit) +
+                   " connections already open");
+    }
+    Accept();
+  });
 }
 
-void HttpsServer::Impl::Serve(Pending p) {
-  SslPtr ssl(SSL_new(ctx_.get()));
-  if (!ssl || SSL_set_fd(ssl.get(), p.fd) != 1) {
-    options_.log("TLS setup for " + p.peer + " failed: " + OpenSslErrors());
-    return;
-  }
-  Connection conn(p.fd, stop_fd_.get(), ssl.get());
-  // Counted from now, not from the accept: time spent queued behind busy
-  // workers is the server's, not the client's fault.
-  std::string why = conn.Handshake(Clock::now() + options_.handshake_timeout);
-  if (!why.empty()) {
-    options_.log("TLS handshake with " + p.peer + " failed: " + why);
-    return;
-  }
+void HttpsServer::Impl::BeginRequest() {
+  std::lock_guard lock(mu_);
+  ++active_;
+}
 
-  auto started = Clock::now();
-  auto send_error = [&](int status, const std::string& reason, bool drain) {
-    Response r = ErrorResponse(status, reason);
-    std::string out = ResponseHead(r, r.body.size()) + r.body;
-    (void)conn.WriteAll(out, options_.write_stall_timeout);
-    conn.Finish(drain);
-    options_.log(p.peer + " refused: " + std::to_string(status) + " " + reason);
-  };
-
-  // The head: all of it within head_timeout, at most max_head_bytes.
-  std::string buf;
-  std::optional<ParsedHead> head;
-  auto head_deadline = Clock::now() + options_.head_timeout;
-  for (;;) {
-    HeadParse parsed = ParseRequestHead(buf, options_.limits);
-    if (parsed.error) {
-      send_error(parsed.error->status, parsed.error->reason, true);
-      return;
-    }
-    if (parsed.head) {
-      head = std::move(parsed.head);
-      break;
-    }
-    bool eof = false;
-    why = conn.ReadSome(buf, head_deadline, true, &eof);
-    if (why == "timed out") {
-      send_error(408, "request head not received within " +
-                          std::to_string(options_.head_timeout.count()) + " ms",
-                 false);
-      return;
-    }
-    if (!why.empty()) {
-      if (!eof && why != "server stopping")
-        options_.log("reading from " + p.peer + " failed: " + why);
-      return;
-    }
-  }
-
-  Request& req = head->request;
-  req.peer = p.peer;
-  req.body = buf.substr(head->head_bytes);
-  if (req.body.size() > head->content_length) req.body.resize(head->content_length);
-  if (head->expect_continue && req.body.size() < head->content_length &&
-      !conn.WriteAll("HTTP/1.1 100 Continue\r\n\r\n", options_.write_stall_timeout)
-           .ok())
-    return;
-  auto body_deadline = Clock::now() + options_.body_timeout;
-  while (req.body.size() < head->content_length) {
-    bool eof = false;
-    why = conn.ReadSome(req.body, body_deadline, true, &eof);
-    if (why == "timed out") {
-      send_error(408, "request body not received within " +
-                          std::to_string(options_.body_timeout.count()) + " ms",
-                 false);
-      return;
-    }
-    if (!why.empty()) return;
-  }
-  if (req.body.size() > head->content_length) req.body.resize(head->content_length);
-
-  Response resp;
-  try {
-    resp = handler_(req);
-  } catch (const std::exception& e) {
-    options_.log("handler for " + req.method + " " + req.path + " threw: " + e.what());
-    resp = ErrorResponse(500, "internal error");
-  }
-  bool head_only = req.method == "HEAD";
-  uint64_t length = resp.stream ? resp.stream_length : resp.body.size();
-  Status sent = conn.WriteAll(ResponseHead(resp, length), options_.write_stall_timeout);
-  uint64_t body_sent = 0;
-  if (sent.ok() && !head_only) {
-    if (resp.stream) {
-      BodyWriter writer = [&](std::string_view bytes) -> Status {
-        if (body_sent + bytes.size() > length)
-          return Internal("response body longer than its Content-Length");
-        HAVEN_RETURN_IF_ERROR(conn.WriteAll(bytes, options_.write_stall_timeout));
-        body_sent += bytes.size();
-        return OkStatus();
-      };
-      try {
-        sent = resp.stream(writer);
-      } catch (const std::exception& e) {
-        sent = Internal(std::string("body stream threw: ") + e.what());
-      }
-      if (sent.ok() && body_sent != length)
-        sent = Internal("response body shorter than its Content-Length");
-    } else {
-      sent = conn.WriteAll(resp.body, options_.write_stall_timeout);
-      if (sent.ok()) body_sent = resp.body.size();
-    }
-  }
-  if (sent.ok()) conn.Finish(false);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
-  options_.log(p.peer + " " + req.method + " " + QuoteUntrusted(req.path) + " " +
-               std::to_string(resp.status) + " " + std::to_string(body_sent) +
-               " bytes " + std::to_string(ms.count()) + " ms" +
-               (sent.ok() ? "" : " (" + sent.message() + ")"));
+void HttpsServer::Impl::EndRequest() {
+  std::lock_guard lock(mu_);
+  if (--active_ == 0) idle_cv_.notify_all();
 }
 
 void HttpsServer::Impl::Stop() {
+  std::vector<std::shared_ptr<Session>> open;
+  auto collect = [&] {
+    open.clear();
+    for (const auto& weak : sessions_)
+      if (auto s = weak.lock()) open.push_back(std::move(s));
+  };
   {
-    std::lock_guard lock(mu_);
-    if (stopped_ || !stop_fd_.valid()) return;
+    std::unique_lock lock(mu_);
+    if (stopped_ || !started_) return;
     stopped_ = true;
     stopping_ = true;
+    collect();
   }
-  uint64_t one = 1;
-  (void)!::write(stop_fd_.get(), &one, sizeof(one));
-  work_cv_.notify_all();
-  if (acceptor_.joinable()) acceptor_.join();
-  listen_fd_.reset();
-  std::unique_lock lock(mu_);
-  // Accepted but not started: they have sent nothing that was read.
-  for (const Pending& p : queue_) ::close(p.fd);
-  queue_.clear();
-  if (!idle_cv_.wait_for(lock, options_.stop_grace, [&] { return active_.empty(); })) {
-    for (int fd : active_) ::shutdown(fd, SHUT_RDWR);
+  std::promise<void> closed;
+  asio::post(acceptor_.get_executor(), [&] {
+    ErrorCode ignored;
+    acceptor_.close(ignored);
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  // Connections that have not sent a whole request: nothing of theirs runs.
+  for (const auto& s : open) s->Close(false);
+  {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait_for(lock, options_.stop_grace, [&] { return active_ == 0; });
+    collect();
   }
-  lock.unlock();
-  for (std::thread& t : workers_) t.join();
-  workers_.clear();
+  for (const auto& s : open) s->Close(true);
+  open.clear();
+  handlers_->join();
+  work_.reset();
+  ioc_.stop();
+  for (std::thread& t : io_threads_) t.join();
+  io_threads_.clear();
 }
 
 HttpsServer::HttpsServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -568,8 +760,8 @@ void HttpsServer::Stop() { impl_->Stop(); }
 Result<std::unique_ptr<HttpsServer>> HttpsServer::Start(
     HttpsServerOptions options, const ServerCertificate& certificate,
     Handler handler) {
-  // A client that goes away mid-response must not kill the process: OpenSSL
-  // writes with write(2), which raises SIGPIPE on a closed socket.
+  // A client that goes away mid-response must not kill the process (Asio
+  // sends with MSG_NOSIGNAL, but OpenSSL or a handler may write otherwise).
   ::signal(SIGPIPE, SIG_IGN);
   auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
   HAVEN_RETURN_IF_ERROR(impl->Init(certificate));

@@ -1,17 +1,19 @@
-// HttpsServer: HTTPS/1.1 over OpenSSL for havend, with hard limits for
-// untrusted clients.
+// HttpsServer: HTTPS/1.1 for havend on Boost.Beast + Asio (OpenSSL through
+// Asio's ssl stream), with hard limits for untrusted clients.
 //
-//   acceptor thread: poll(listen socket) -> bounded queue of connections
-//   worker threads:  TLS handshake (deadline) -> request head (deadline,
-//                    size limit) -> body (deadline, size limit) -> handler
-//                    -> response -> close (one request per connection)
+//   io threads (2):   async accept -> TLS handshake (deadline) -> request
+//                     head (deadline, Beast's header_limit) -> body
+//                     (deadline, body_limit) -> post to a handler thread
+//   handler threads:  handler -> response written through the connection's
+//                     strand (write deadline) -> close (one request per
+//                     connection)
 //
-// Every wait on a client has a deadline, so a client that trickles its
-// handshake or headers (slowloris) holds one worker for at most
-// handshake_timeout + head_timeout and is then cut off; the other workers
-// keep serving. Responses always carry Content-Length, Connection: close,
-// Cache-Control: no-store and security headers. Nothing of a request but its
-// method, path (no query), status, size and peer is logged.
+// Waiting clients hold no thread: a client that trickles its handshake or
+// headers (slowloris) holds one connection slot for at most
+// handshake_timeout + head_timeout and is then cut off. Responses always
+// carry Content-Length, Connection: close, Cache-Control: no-store and
+// security headers. Nothing of a request but its method, path (no query),
+// status, size and peer is logged.
 #ifndef HAVEN_APPLIANCE_HTTPS_SERVER_H_
 #define HAVEN_APPLIANCE_HTTPS_SERVER_H_
 
@@ -41,14 +43,19 @@ Result<ListenAddress> ParseListenAddress(std::string_view text);
 
 struct HttpsServerOptions {
   ListenAddress listen;
-  int threads = 8;                 // workers: connections served at once
-  size_t max_queued = 128;         // accepted, waiting for a worker; more are closed
+  int threads = 8;  // handlers running at once
+  // Connections open at once are at most threads + max_queued; one more is
+  // closed at accept and logged.
+  size_t max_queued = 128;
   RequestLimits limits;
-  // From when a worker takes the connection to the end of the TLS handshake.
+  // Accept -> end of the TLS handshake; over it the connection is closed.
   std::chrono::milliseconds handshake_timeout{5000};
-  std::chrono::milliseconds head_timeout{5000};       // TLS done -> head read
-  std::chrono::milliseconds body_timeout{60000};      // head read -> body read
-  // A response write that makes no progress this long ends the connection.
+  // TLS done -> whole head read; head read -> whole body read. Over either
+  // the client gets 408 and the connection ends.
+  std::chrono::milliseconds head_timeout{5000};
+  std::chrono::milliseconds body_timeout{60000};
+  // One write (the head, the body, or one chunk a stream hands the writer)
+  // not done in this long ends the connection.
   std::chrono::milliseconds write_stall_timeout{30000};
   // Stop(): how long running requests may take to finish.
   std::chrono::milliseconds stop_grace{10000};
@@ -60,8 +67,8 @@ class HttpsServer {
  public:
   // Binds, listens and starts the threads. Fails with a Status naming the
   // address when it cannot bind, or the certificate when OpenSSL refuses it.
-  // Sets SIGPIPE to ignored for the whole process: OpenSSL writes with
-  // write(2), and a client that goes away must not kill the daemon.
+  // Sets SIGPIPE to ignored for the whole process: a client that goes away
+  // must not kill the daemon.
   static Result<std::unique_ptr<HttpsServer>> Start(
       HttpsServerOptions options, const ServerCertificate& certificate,
       Handler handler);
@@ -75,8 +82,9 @@ class HttpsServer {
   uint16_t port() const;
 
   // Graceful stop: closes the listening socket, drops connections that have
-  // not yet sent a whole request, lets running handlers finish (up to
-  // stop_grace), then joins every thread. Idempotent; thread-safe.
+  // not yet sent a whole request, lets running handlers finish and write
+  // their responses (up to stop_grace), then closes every connection and
+  // joins every thread. Idempotent; thread-safe; not from a handler.
   void Stop();
 
   class Impl;
