@@ -25,6 +25,7 @@ PACKAGES=(
   dpkg-dev file                              # Debian package (scripts/package.sh): dpkg-shlibdeps for Depends
   ccache                                     # compiler cache (scripts/build.sh): CI reuses the last build's objects
   systemd tzdata                             # calendar_test: systemd-analyze calendar is the reference for schedules; Europe/Berlin, America/New_York rules
+  curl openssl                               # havend tests: HTTPS client (pinning, TLS versions) and the fingerprint/key reference
   # The test guest with a real QEMU guest agent (scripts/make-qga-guest.sh,
   # consistency_test): a Debian kernel and its modules, busybox as the
   # guest's init and tools, qemu-ga (policy-rc.d / its systemd condition keep
