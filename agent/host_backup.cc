@@ -50,8 +50,8 @@ class HostProgress {
     if (vm.state == kRunning) vm.seconds = MonotonicSeconds() - vm.started;
     vm.state = kDone;
     vm.failed = report.outcome == Outcome::kFailed;
-    vm.done = vm.total = report.ok() ? report.manifest.stats.logical_bytes
-                                     : vm.done;
+    vm.done = vm.total =
+        report.ok() ? report.manifest.stats.logical_bytes : vm.done;
     if (report.ok()) vm.new_bytes = report.manifest.stats.new_stored_bytes;
     EmitLocked(false);
   }
@@ -100,8 +100,7 @@ class HostProgress {
           break;
       }
     }
-    if (running_shown > 3)
-      p.item += " +" + std::to_string(running_shown - 3);
+    if (running_shown > 3) p.item += " +" + std::to_string(running_shown - 3);
     // Totals of VMs not started are not known yet: no overall total then.
     if (p.items_waiting > 0) p.total_bytes = 0;
     p.bytes_per_second =
@@ -112,14 +111,13 @@ class HostProgress {
     const double running_eta =
         p.bytes_per_second > 0 ? running_left / p.bytes_per_second : 0;
     if (p.items_waiting == 0)
-      p.eta_seconds = p.bytes_per_second > 0 || running_left == 0
-                          ? running_eta
-                          : -1;
+      p.eta_seconds =
+          p.bytes_per_second > 0 || running_left == 0 ? running_eta : -1;
     else if (p.items_done > 0)
-      p.eta_seconds = running_eta + done_seconds / p.items_done *
-                                        std::ceil(static_cast<double>(
-                                                      p.items_waiting) /
-                                                  parallel_);
+      p.eta_seconds =
+          running_eta +
+          done_seconds / p.items_done *
+              std::ceil(static_cast<double>(p.items_waiting) / parallel_);
     fn_(p);
   }
 

@@ -54,6 +54,13 @@ std::string FewNames(const std::vector<std::string>& names) {
   return out;
 }
 
+// Nothing was frozen because the agent failed (or is absent): `why`.
+GuestFreeze NotFrozen(const Status& why) {
+  GuestFreeze r;
+  r.why_not = "guest agent did not freeze file systems (" + why.message() + ")";
+  return r;
+}
+
 // Freezes the guest file systems that lie on the `backed_up` disks (and
 // those the agent cannot place on a disk), as the guest agent lists them.
 // Application-consistent means every one on the backed-up disks was frozen;
@@ -63,20 +70,13 @@ GuestFreeze FreezeGuest(const snapshot::Vm& vm,
                         const std::vector<std::string>& backed_up) {
   GuestFreeze r;
   auto listed = vm.GuestFileSystems();
-  if (listed.status().code() == Code::kFailedPrecondition) {
-    r.why_not = "guest agent did not freeze file systems (" +
-                listed.status().message() + ")";
-    return r;
-  }
+  if (listed.status().code() == Code::kFailedPrecondition)
+    return NotFrozen(listed.status());
   if (!listed.ok()) {
     // No agent, or one too old to list file systems: freezing everything
     // still helps the data, but the point cannot be called consistent.
     auto f = vm.Freeze();
-    if (!f.ok()) {
-      r.why_not = "guest agent did not freeze file systems (" +
-                  f.status().message() + ")";
-      return r;
-    }
+    if (!f.ok()) return NotFrozen(f.status());
     r.frozen = true;
     r.count = *f;
     r.why_not = "the guest agent froze " + std::to_string(*f) +
@@ -113,11 +113,7 @@ GuestFreeze FreezeGuest(const snapshot::Vm& vm,
   std::vector<std::string> mountpoints = ours;
   mountpoints.insert(mountpoints.end(), unplaced.begin(), unplaced.end());
   auto f = vm.Freeze(mountpoints);
-  if (!f.ok()) {
-    r.why_not = "guest agent did not freeze file systems (" +
-                f.status().message() + ")";
-    return r;
-  }
+  if (!f.ok()) return NotFrozen(f.status());
   r.frozen = true;
   r.count = *f;
   if (static_cast<size_t>(*f) < mountpoints.size())
@@ -126,11 +122,12 @@ GuestFreeze FreezeGuest(const snapshot::Vm& vm,
                 " file systems on the backed-up disks (" +
                 FewNames(mountpoints) + ")";
   else if (ours.empty())
-    r.why_not = "the guest agent could not say which disk its file "
-                "system(s) " +
-                FewNames(unplaced) +
-                " lie on; they were frozen, but it is not known that they are "
-                "all those on the backed-up disks";
+    r.why_not =
+        "the guest agent could not say which disk its file "
+        "system(s) " +
+        FewNames(unplaced) +
+        " lie on; they were frozen, but it is not known that they are "
+        "all those on the backed-up disks";
   else
     r.consistent = true;
   return r;

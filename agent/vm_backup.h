@@ -16,8 +16,8 @@
 // disks are frozen just around the start of the job; the point is
 // application-consistent only when every one of them was frozen. Otherwise
 // (no agent, nothing mounted, a file system the agent cannot place on a
-// disk or did not freeze) it is crash-consistent, and the manifest says why. Optional hooks run before
-// the freeze and after the thaw.
+// disk or did not freeze) it is crash-consistent, and the manifest says why.
+// Optional hooks run before the freeze and after the thaw.
 //
 // A shut-off VM's disks are read directly: raw files with their allocation
 // map, qcow2 (with its backing chain) and other formats through qemu-nbd.

@@ -49,8 +49,9 @@ Status AddExtension(X509* cert, int nid, const std::string& value) {
   X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
   X509ExtensionPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str()));
   if (!ext || X509_add_ext(cert, ext.get(), -1) != 1)
-    return OpenSslStatus(Code::kInternal,
-                         std::string("certificate extension ") + OBJ_nid2sn(nid));
+    return OpenSslStatus(
+        Code::kInternal,
+        std::string("certificate extension ") + OBJ_nid2sn(nid));
   return OkStatus();
 }
 
@@ -141,8 +142,8 @@ Result<ServerCertificate> GenerateSelfSigned(const std::string& host_name) {
   // A random positive 127-bit serial: a regenerated certificate never
   // repeats an issuer+serial pair a client may have cached.
   BignumPtr serial(BN_new());
-  if (!serial || BN_rand(serial.get(), 127, BN_RAND_TOP_ANY,
-                         BN_RAND_BOTTOM_ANY) != 1 ||
+  if (!serial ||
+      BN_rand(serial.get(), 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1 ||
       !BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())))
     return OpenSslStatus(Code::kInternal, "certificate serial number");
   bool dns_ok = IsDnsName(host_name) && host_name != "localhost";
@@ -186,24 +187,26 @@ Result<ServerCertificate> ParseCertificate(const std::string& key_pem,
                                            const std::string& cert_pem,
                                            const std::string& key_name,
                                            const std::string& cert_name) {
-  BioPtr cert_bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
+  BioPtr cert_bio(
+      BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())));
   X509Ptr cert(cert_bio ? PEM_read_bio_X509(cert_bio.get(), nullptr,
                                             NoPassphrase, nullptr)
                         : nullptr);
   if (!cert)
     return OpenSslStatus(Code::kInvalidArgument,
                          cert_name + ": not a PEM X.509 certificate");
-  BioPtr key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+  BioPtr key_bio(
+      BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
   PkeyPtr key(key_bio ? PEM_read_bio_PrivateKey(key_bio.get(), nullptr,
                                                 NoPassphrase, nullptr)
                       : nullptr);
   if (!key)
-    return OpenSslStatus(
-        Code::kInvalidArgument,
-        key_name + ": not an unencrypted PEM private key");
+    return OpenSslStatus(Code::kInvalidArgument,
+                         key_name + ": not an unencrypted PEM private key");
   if (X509_check_private_key(cert.get(), key.get()) != 1) {
     OpenSslErrors();  // the reason is the sentence below
-    return InvalidArgument(key_name + " does not belong to the certificate in " +
+    return InvalidArgument(key_name +
+                           " does not belong to the certificate in " +
                            cert_name + " (their public keys differ)");
   }
   ServerCertificate out;
@@ -220,8 +223,8 @@ Result<ServerCertificate> LoadCertificate(const std::string& key_path,
   return ParseCertificate(key_pem, cert_pem, key_path, cert_path);
 }
 
-Result<ServerCertificate> LoadOrCreateCertificate(const std::string& state_dir,
-                                                  const std::string& host_name) {
+Result<ServerCertificate> LoadOrCreateCertificate(
+    const std::string& state_dir, const std::string& host_name) {
   if (state_dir.empty()) return InvalidArgument("state directory is empty");
   HAVEN_RETURN_IF_ERROR(MakeDirs(state_dir, 0700));
   std::string key_path = state_dir + "/" + kKeyFileName;

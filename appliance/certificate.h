@@ -33,9 +33,9 @@ struct ServerCertificate {
   // the form curl's --pinnedpubkey takes. Stays valid across a renewal that
   // keeps the key.
   std::string public_key_pin;
-  std::string subject;  // one-line subject, e.g. "CN = host"
+  std::string subject;    // one-line subject, e.g. "CN = host"
   std::string not_after;  // e.g. "Dec  5 02:40:00 2036 GMT"
-  bool created = false;  // true when LoadOrCreateCertificate made it now
+  bool created = false;   // true when LoadOrCreateCertificate made it now
 };
 
 // Makes a fresh EC P-256 key and a self-signed certificate for `host_name`

@@ -29,7 +29,8 @@ void Say(const std::string& line) {
 
 Result<ServerCertificate> Certificate(const ServeOptions& o) {
   if (o.cert_file.empty() != o.key_file.empty())
-    return InvalidArgument("--cert and --key go together: give both or neither");
+    return InvalidArgument(
+        "--cert and --key go together: give both or neither");
   if (!o.cert_file.empty()) return LoadCertificate(o.key_file, o.cert_file);
   return LoadOrCreateCertificate(o.state_dir, LocalHostName());
 }
@@ -39,7 +40,8 @@ Result<ServerCertificate> Certificate(const ServeOptions& o) {
 Status Serve(const ServeOptions& options) {
   if (options.state_dir.empty())
     return InvalidArgument("--state-dir is required");
-  HAVEN_ASSIGN_OR_RETURN(ListenAddress listen, ParseListenAddress(options.listen));
+  HAVEN_ASSIGN_OR_RETURN(ListenAddress listen,
+                         ParseListenAddress(options.listen));
   HAVEN_ASSIGN_OR_RETURN(ServerCertificate cert, Certificate(options));
   if (cert.created)
     Log("made a self-signed certificate for " + cert.subject + " in " +
@@ -65,18 +67,20 @@ Status Serve(const ServeOptions& options) {
   ApiOptions api;
   api.version = options.version;
   HAVEN_ASSIGN_OR_RETURN(
-      auto server, HttpsServer::Start(server_options, cert,
-                                      MakeApiHandler(ApiRoutes(api))));
+      auto server,
+      HttpsServer::Start(server_options, cert, MakeApiHandler(ApiRoutes(api))));
   std::string host = listen.host.find(':') == std::string::npos
                          ? listen.host
                          : "[" + listen.host + "]";
-  Say("listening on https://" + host + ":" + std::to_string(server->port()) + "/");
+  Say("listening on https://" + host + ":" + std::to_string(server->port()) +
+      "/");
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {
   }
-  Log(std::string("stopping on ") +
-      (sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGHUP"));
+  Log(std::string("stopping on ") + (sig == SIGTERM  ? "SIGTERM"
+                                     : sig == SIGINT ? "SIGINT"
+                                                     : "SIGHUP"));
   server->Stop();
   Log("stopped");
   return OkStatus();

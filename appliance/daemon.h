@@ -11,13 +11,13 @@
 namespace haven::appliance {
 
 struct ServeOptions {
-  std::string state_dir;     // key.pem, cert.pem (and later all state)
+  std::string state_dir;  // key.pem, cert.pem (and later all state)
   std::string listen = "0.0.0.0:" + std::to_string(kDefaultPort);
-  std::string cert_file;     // configured certificate; both or neither
+  std::string cert_file;  // configured certificate; both or neither
   std::string key_file;
   uint64_t max_body_bytes = 1 << 20;
   int threads = 8;
-  std::string version;       // reported by /api/v1/health
+  std::string version;  // reported by /api/v1/health
 };
 
 // Loads or makes the certificate, prints its fingerprint and the URL on

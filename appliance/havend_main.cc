@@ -17,18 +17,22 @@ int main(int argc, char** argv) {
   ServeOptions o;
   o.version = HAVEN_VERSION;
   CLI::App* serve = app.add_subcommand(
-      "serve", "serve the API over HTTPS until SIGTERM; makes a self-signed "
-               "certificate in the state directory on first start");
+      "serve",
+      "serve the API over HTTPS until SIGTERM; makes a self-signed "
+      "certificate in the state directory on first start");
   serve->add_option("--state-dir", o.state_dir, "state directory (made 0700)")
       ->required();
-  serve->add_option("--listen", o.listen, "ADDR:PORT, [ADDR]:PORT or ADDR; port 0 picks a free one")
+  serve
+      ->add_option("--listen", o.listen,
+                   "ADDR:PORT, [ADDR]:PORT or ADDR; port 0 picks a free one")
       ->capture_default_str();
   serve->add_option("--cert", o.cert_file,
                     "PEM certificate (chain) to serve instead of the state "
                     "directory's self-signed one; needs --key");
   serve->add_option("--key", o.key_file, "PEM private key of --cert");
-  serve->add_option("--max-body", o.max_body_bytes,
-                    "largest request body accepted, bytes (more: 413)")
+  serve
+      ->add_option("--max-body", o.max_body_bytes,
+                   "largest request body accepted, bytes (more: 413)")
       ->capture_default_str();
   serve->add_option("--threads", o.threads, "requests served at once")
       ->capture_default_str()

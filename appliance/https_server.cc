@@ -357,13 +357,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void ArmTimer(std::chrono::milliseconds limit) {
     timed_out_ = false;
     timer_.expires_after(limit);
-    timer_.async_wait([self = shared_from_this(), gen = ++timer_gen_](ErrorCode ec) {
-      // Cancelled, or expired just as its read finished (both queued).
-      if (ec || gen != self->timer_gen_) return;
-      self->timed_out_ = true;
-      ErrorCode ignored;
-      beast::get_lowest_layer(self->stream_).socket().cancel(ignored);
-    });
+    timer_.async_wait(
+        [self = shared_from_this(), gen = ++timer_gen_](ErrorCode ec) {
+          // Cancelled, or expired just as its read finished (both queued).
+          if (ec || gen != self->timer_gen_) return;
+          self->timed_out_ = true;
+          ErrorCode ignored;
+          beast::get_lowest_layer(self->stream_).socket().cancel(ignored);
+        });
   }
 
   void DisarmTimer() {

@@ -20,13 +20,13 @@ constexpr int64_t kUsec = 1000000;
 // The last second systemd can format (9999-12-30 23:59:59 UTC).
 constexpr int64_t kMaxBase = 253402214399;
 
-const char* const kDayNames[7][2] = {
-    {"Mon", "Monday"},   {"Tue", "Tuesday"}, {"Wed", "Wednesday"},
-    {"Thu", "Thursday"}, {"Fri", "Friday"},  {"Sat", "Saturday"},
-    {"Sun", "Sunday"}};
+const char* const kDayNames[7][2] = {{"Mon", "Monday"},    {"Tue", "Tuesday"},
+                                     {"Wed", "Wednesday"}, {"Thu", "Thursday"},
+                                     {"Fri", "Friday"},    {"Sat", "Saturday"},
+                                     {"Sun", "Sunday"}};
 
 enum Field { kYear, kMonth, kDay, kHour, kMinute, kSecond };
-const char* const kFieldNames[] = {"year", "month", "day",
+const char* const kFieldNames[] = {"year", "month",  "day",
                                    "hour", "minute", "second"};
 const int kFieldMin[] = {kMinYear, 1, 1, 0, 0, 0};
 const int kFieldMax[] = {kMaxYear, 12, 31, 23, 59, 59};
@@ -58,12 +58,14 @@ class Parser {
   }
   bool Shorthand(std::string_view word, CalendarEvent* event) const;
   Status ParseWeekdays(std::string_view token, size_t at, uint8_t* bits) const;
-  Status ParseDate(std::string_view token, size_t at, CalendarEvent* event) const;
-  Status ParseTime(std::string_view token, size_t at, CalendarEvent* event) const;
+  Status ParseDate(std::string_view token, size_t at,
+                   CalendarEvent* event) const;
+  Status ParseTime(std::string_view token, size_t at,
+                   CalendarEvent* event) const;
   Status ParseList(std::string_view part, size_t at, Field field, bool eom,
                    std::vector<CalendarComponent>* out) const;
-  Status ParseNumber(std::string_view part, size_t* pos, size_t at,
-                     Field field, int* value) const;
+  Status ParseNumber(std::string_view part, size_t* pos, size_t at, Field field,
+                     int* value) const;
   Status Check(CalendarComponent* c, size_t at, Field field, bool eom) const;
 
   std::string_view text_;
@@ -123,15 +125,16 @@ Status Parser::ParseWeekdays(std::string_view token, size_t at,
         day = d;
     }
     if (day < 0) {
-      return Error(at + pos, name.empty()
-                                 ? "expected a weekday name"
-                                 : "unknown weekday " + QuoteUntrusted(name) +
-                                       " (expected Mon..Sun or Monday..Sunday)");
+      return Error(at + pos,
+                   name.empty() ? "expected a weekday name"
+                                : "unknown weekday " + QuoteUntrusted(name) +
+                                      " (expected Mon..Sun or Monday..Sunday)");
     }
     if (range_from >= 0) {
       if (range_from > day) {
-        return Error(at + pos, "weekday range ends before it starts (ranges "
-                               "cannot wrap past Sunday; write Sat,Sun,Mon)");
+        return Error(at + pos,
+                     "weekday range ends before it starts (ranges "
+                     "cannot wrap past Sunday; write Sat,Sun,Mon)");
       }
       for (int d = range_from; d <= day; ++d) *bits |= 1 << d;
     } else {
@@ -143,15 +146,18 @@ Status Parser::ParseWeekdays(std::string_view token, size_t at,
       break;
     }
     if (token.substr(pos, 2) == ".." || token[pos] == '-') {
-      if (range_from >= 0) return Error(at + pos, "a weekday range has two ends");
+      if (range_from >= 0)
+        return Error(at + pos, "a weekday range has two ends");
       range_from = day;
       pos += token[pos] == '-' ? 1 : 2;
-      if (pos == token.size()) return Error(at + pos, "weekday range has no end");
+      if (pos == token.size())
+        return Error(at + pos, "weekday range has no end");
     } else if (token[pos] == ',') {
       range_from = -1;
       ++pos;  // a trailing comma is allowed, as systemd allows it
     } else {
-      return Error(at + pos, "unexpected " + QuoteUntrusted(token.substr(pos, 1)) +
+      return Error(at + pos, "unexpected " +
+                                 QuoteUntrusted(token.substr(pos, 1)) +
                                  " in the weekdays (expected ',' or '..')");
     }
   }
@@ -163,8 +169,8 @@ Status Parser::ParseNumber(std::string_view part, size_t* pos, size_t at,
   size_t start = *pos;
   while (*pos < part.size() && IsDigit(part[*pos])) ++*pos;
   if (*pos == start) {
-    return Error(at + start, std::string("expected a number in the ") +
-                                 kFieldNames[field]);
+    return Error(at + start,
+                 std::string("expected a number in the ") + kFieldNames[field]);
   }
   if (*pos - start > 6) {
     return Error(at + start,
@@ -181,8 +187,10 @@ Status Parser::Check(CalendarComponent* c, size_t at, Field field,
                      bool eom) const {
   if (field == kYear) {
     for (int* v : {&c->start, &c->stop}) {
-      if (*v >= 0 && *v < 70) *v += 2000;
-      else if (*v >= 70 && *v < 100) *v += 1900;
+      if (*v >= 0 && *v < 70)
+        *v += 2000;
+      else if (*v >= 70 && *v < 100)
+        *v += 1900;
     }
   }
   // Make the range a whole number of repetitions, as systemd does.
@@ -310,8 +318,9 @@ Status Parser::ParseDate(std::string_view token, size_t at,
       return Error(at + seps[k], "'~' must come between the month and the day");
   }
   if (seps.empty() || seps.size() > 2) {
-    return Error(at, "a date is [YEAR-]MONTH-DAY (or MONTH~DAY for days "
-                     "before the month's end)");
+    return Error(at,
+                 "a date is [YEAR-]MONTH-DAY (or MONTH~DAY for days "
+                 "before the month's end)");
   }
   e->end_of_month = token[seps.back()] == '~';
   size_t month_at = seps.size() == 2 ? seps[0] + 1 : 0;
@@ -319,9 +328,9 @@ Status Parser::ParseDate(std::string_view token, size_t at,
     HAVEN_RETURN_IF_ERROR(
         ParseList(token.substr(0, seps[0]), at, kYear, false, &e->year));
   }
-  HAVEN_RETURN_IF_ERROR(ParseList(
-      token.substr(month_at, seps.back() - month_at), at + month_at, kMonth,
-      false, &e->month));
+  HAVEN_RETURN_IF_ERROR(
+      ParseList(token.substr(month_at, seps.back() - month_at), at + month_at,
+                kMonth, false, &e->month));
   HAVEN_RETURN_IF_ERROR(ParseList(token.substr(seps.back() + 1),
                                   at + seps.back() + 1, kDay, e->end_of_month,
                                   &e->day));
@@ -355,7 +364,8 @@ Status Parser::ParseTime(std::string_view token, size_t at,
 Result<CalendarEvent> Parser::Parse() {
   if (text_.empty()) return Error(0, "empty");
   if (text_.size() > kMaxText) {
-    return Error(kMaxText, "longer than " + std::to_string(kMaxText) + " bytes");
+    return Error(kMaxText,
+                 "longer than " + std::to_string(kMaxText) + " bytes");
   }
   for (size_t i = 0; i < text_.size(); ++i) {
     unsigned char ch = text_[i];
@@ -366,7 +376,8 @@ Result<CalendarEvent> Parser::Parse() {
 
   CalendarEvent e;
   std::string_view body = text_;
-  if (EqualsNoCase(body, "UTC")) return Error(0, "no event before the time zone");
+  if (EqualsNoCase(body, "UTC"))
+    return Error(0, "no event before the time zone");
   if (body.size() > 4 && EqualsNoCase(body.substr(body.size() - 4), " UTC")) {
     e.utc = true;
     body = body.substr(0, body.size() - 4);
@@ -413,9 +424,8 @@ Result<CalendarEvent> Parser::Parse() {
     return Error(tokens[0].second,
                  "too many parts (expected [WEEKDAYS] [DATE] [TIME])");
   }
-  bool has_date =
-      rest == 2 ||
-      (rest == 1 && tokens[next].first.find(':') == std::string_view::npos);
+  bool has_date = rest == 2 || (rest == 1 && tokens[next].first.find(':') ==
+                                                 std::string_view::npos);
   bool has_time = rest == 2 || (rest == 1 && !has_date);
   if (has_date) {
     const auto& [token, at] = tokens[next++];

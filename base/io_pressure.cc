@@ -1,12 +1,12 @@
 #include "base/io_pressure.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "base/file.h"
 #include "base/time.h"
@@ -54,10 +54,12 @@ Result<uint64_t> ParsePsiSomeTotal(std::string_view text) {
   if (text.substr(0, 5) == "some ") {
     const size_t at = text.find("total=");
     const size_t end = text.find('\n');
-    if (at != std::string_view::npos && (end == std::string_view::npos || at < end)) {
+    if (at != std::string_view::npos &&
+        (end == std::string_view::npos || at < end)) {
       uint64_t v = 0;
       size_t i = at + 6, digits = 0;
-      for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i, ++digits) {
+      for (; i < text.size() && text[i] >= '0' && text[i] <= '9';
+           ++i, ++digits) {
         if (v > (UINT64_MAX - 9) / 10) break;
         v = v * 10 + static_cast<uint64_t>(text[i] - '0');
       }
@@ -95,7 +97,8 @@ Result<std::unique_ptr<IoPressureGovernor>> IoPressureGovernor::Start(
   std::unique_ptr<IoPressureGovernor> g(
       new IoPressureGovernor(std::move(limiter), options, std::move(log)));
   const double at = MonotonicSeconds();
-  g->thread_ = std::thread([p = g.get(), stalled, at] { p->Loop(stalled, at); });
+  g->thread_ =
+      std::thread([p = g.get(), stalled, at] { p->Loop(stalled, at); });
   return g;
 }
 
@@ -161,9 +164,8 @@ void ReadBudget::Finish(int& slowdowns, double& lowest_rate,
   governor.reset();
 }
 
-ReadBudget StartReadBudget(
-    double limit, bool adaptive, AdaptiveOptions options,
-    const std::function<void(const std::string&)>& log) {
+ReadBudget StartReadBudget(double limit, bool adaptive, AdaptiveOptions options,
+                           const std::function<void(const std::string&)>& log) {
   ReadBudget b;
   if (limit <= 0 && !adaptive) return b;
   b.limiter = std::make_shared<RateLimiter>(limit);

@@ -33,11 +33,11 @@
 namespace haven {
 
 struct AdaptiveOptions {
-  double high = 0.25;       // stall share above which reads slow down
-  double low = 0.10;        // and below which they speed up again
-  double interval = 1.0;    // seconds between samples
-  double ceiling = 0;       // bytes/s never exceeded (--limit-read); 0: none
-  double floor = 1e6;       // bytes/s never gone below: the backup must end
+  double high = 0.25;     // stall share above which reads slow down
+  double low = 0.10;      // and below which they speed up again
+  double interval = 1.0;  // seconds between samples
+  double ceiling = 0;     // bytes/s never exceeded (--limit-read); 0: none
+  double floor = 1e6;     // bytes/s never gone below: the backup must end
   std::string psi_path = "/proc/pressure/io";
 };
 
@@ -93,7 +93,7 @@ class IoPressureGovernor {
 // A job's read budget: the --limit-read (or none) and, in adaptive mode,
 // the governor that moves it. Stops the governor when destroyed.
 struct ReadBudget {
-  std::shared_ptr<RateLimiter> limiter;  // null: no limit, not adaptive
+  std::shared_ptr<RateLimiter> limiter;          // null: no limit, not adaptive
   std::unique_ptr<IoPressureGovernor> governor;  // null: not adaptive
   std::string note;  // why the adaptive mode was asked for and is off
 
@@ -104,8 +104,7 @@ struct ReadBudget {
 // `limit` bytes/s (0: none); with `adaptive`, PSI moves it below the limit
 // (options.ceiling is set to it). No PSI: the limit alone, and `note` (also
 // logged) says why.
-ReadBudget StartReadBudget(double limit, bool adaptive,
-                           AdaptiveOptions options,
+ReadBudget StartReadBudget(double limit, bool adaptive, AdaptiveOptions options,
                            const std::function<void(const std::string&)>& log);
 
 }  // namespace haven

@@ -12,7 +12,9 @@ constexpr double kBurstSeconds = 0.25;
 }
 
 RateLimiter::RateLimiter(double bytes_per_second)
-    : rate_(bytes_per_second > 0 ? bytes_per_second : 0), tokens_(0), last_(MonotonicSeconds()) {}
+    : rate_(bytes_per_second > 0 ? bytes_per_second : 0),
+      tokens_(0),
+      last_(MonotonicSeconds()) {}
 
 void RateLimiter::Refill(double now) {
   if (rate_ <= 0) {  // no limit: nothing saved up, no debt

@@ -36,7 +36,9 @@ class RateLimiter {
   double rate() const;
   // Bytes acquired so far (granted, whether or not a limit applied): the
   // job's read rate as the adaptive mode observes it.
-  uint64_t acquired() const { return acquired_.load(std::memory_order_relaxed); }
+  uint64_t acquired() const {
+    return acquired_.load(std::memory_order_relaxed);
+  }
 
  private:
   void Refill(double now);

@@ -151,17 +151,17 @@ int CmdBackupVm(const Globals& g, const std::string& uri,
         if (!v.ok() && v.outcome != Outcome::kSkipped)
           not_done += (not_done.empty() ? "" : ", ") + v.name + " (" +
                       std::string(OutcomeName(v.outcome)) + ")";
-      std::printf("%d of %zu VMs backed up in %s, %d at a time%s%s\n",
-                  r->succeeded, r->vms.size() - r->skipped,
-                  FormatDuration(r->duration_seconds).c_str(), r->parallel,
-                  not_done.empty() ? "" : "; not backed up: ",
-                  not_done.c_str());
+      std::printf(
+          "%d of %zu VMs backed up in %s, %d at a time%s%s\n", r->succeeded,
+          r->vms.size() - r->skipped,
+          FormatDuration(r->duration_seconds).c_str(), r->parallel,
+          not_done.empty() ? "" : "; not backed up: ", not_done.c_str());
     }
     if (r->adaptive && r->slowdowns > 0)
-      std::printf("adaptive: slowed down %d time(s) for I/O pressure (up to "
-                  "%.0f%%), to %.1f MB/s at the lowest\n",
-                  r->slowdowns, r->highest_pressure * 100,
-                  r->lowest_rate / 1e6);
+      std::printf(
+          "adaptive: slowed down %d time(s) for I/O pressure (up to "
+          "%.0f%%), to %.1f MB/s at the lowest\n",
+          r->slowdowns, r->highest_pressure * 100, r->lowest_rate / 1e6);
   }
   // Some VMs landed and some did not: partial (3). None landed: failure.
   if (r->failed == 0 && r->cancelled == 0) return kExitOk;

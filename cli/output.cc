@@ -28,8 +28,7 @@ ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
                          std::to_string(items) + " VMs done";
       if (p.items_failed)
         line += " (" + std::to_string(p.items_failed) + " failed)";
-      if (p.items_running)
-        line += ", running: " + p.item;
+      if (p.items_running) line += ", running: " + p.item;
       if (p.items_waiting)
         line += ", " + std::to_string(p.items_waiting) + " waiting";
       line += "  " + HumanBytes(p.done_bytes);
@@ -58,7 +57,8 @@ ProgressFn TerminalProgress(bool enabled, const std::string& verb) {
                    HumanBytes(static_cast<uint64_t>(rate)).c_str(),
                    FormatDuration(p.elapsed_seconds).c_str());
     }
-    if (p.new_bytes) std::fprintf(stderr, "  new %s", HumanBytes(p.new_bytes).c_str());
+    if (p.new_bytes)
+      std::fprintf(stderr, "  new %s", HumanBytes(p.new_bytes).c_str());
     if (p.final) std::fprintf(stderr, "\r\033[K");
     std::fflush(stderr);
   };

@@ -289,9 +289,16 @@ haven_make_vm() {
   </devices>
 </domain>
 EOF
-  err=$(_hv_virsh define "$xml" 2>&1) || { rm -f "$xml"; _hv_err "define $name: $err"; return 1; }
-  rm -f "$xml"
-  err=$(_hv_virsh start "$name" 2>&1) || { _hv_err "start $name: $err"; return 1; }
+  _hv_define_start "$name" "$xml"
+}
+
+# _hv_define_start NAME XMLFILE: defines the domain from XMLFILE (removed
+# afterwards) and starts it.
+_hv_define_start() {
+  local err
+  err=$(_hv_virsh define "$2" 2>&1) || { rm -f "$2"; _hv_err "define $1: $err"; return 1; }
+  rm -f "$2"
+  err=$(_hv_virsh start "$1" 2>&1) || { _hv_err "start $1: $err"; return 1; }
 }
 
 # _hv_virt_type: kvm when libvirt can use KVM here (domcapabilities for
@@ -417,9 +424,7 @@ _hv_qga_define() {
   </devices>
 </domain>
 EOF
-  err=$(_hv_virsh define "$xml" 2>&1) || { rm -f "$xml"; _hv_err "define $name: $err"; return 1; }
-  rm -f "$xml"
-  err=$(_hv_virsh start "$name" 2>&1) || { _hv_err "start $name: $err"; return 1; }
+  _hv_define_start "$name" "$xml"
 }
 
 # haven_wait_guest_agent NAME [TIMEOUT]: polls guest-ping until the VM's guest

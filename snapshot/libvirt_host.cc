@@ -467,9 +467,9 @@ Result<std::vector<GuestFileSystem>> Vm::GuestFileSystems() const {
 Result<int> Vm::Freeze(const std::vector<std::string>& mountpoints) const {
   std::vector<const char*> points;
   for (const auto& m : mountpoints) points.push_back(m.c_str());
-  const int frozen = virDomainFSFreeze(
-      dom_.get(), points.empty() ? nullptr : points.data(),
-      static_cast<unsigned int>(points.size()), 0);
+  const int frozen =
+      virDomainFSFreeze(dom_.get(), points.empty() ? nullptr : points.data(),
+                        static_cast<unsigned int>(points.size()), 0);
   if (frozen < 0) return LibvirtError("guest agent freeze");
   return frozen;
 }

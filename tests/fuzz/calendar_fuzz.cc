@@ -18,7 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   auto event = haven::ParseCalendar(text);
   if (!event.ok()) {
-    if (event.status().code() != haven::Code::kInvalidArgument) __builtin_trap();
+    if (event.status().code() != haven::Code::kInvalidArgument)
+      __builtin_trap();
     return 0;
   }
   auto again = haven::ParseCalendar(haven::Normalized(*event));

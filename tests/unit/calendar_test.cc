@@ -123,7 +123,8 @@ TEST(CalendarParseTest, MalformedTextIsRefusedNamingWhatAndWhere) {
       {"*-1~2~3", "'~' must come between the month and the day"},
       {"*-*-*-* 00:00", "a date is [YEAR-]MONTH-DAY"},
       {"12:00 Mon", "weekdays come first (column 7)"},
-      {"*-*-* 02:00 Europe/Berlin", "time zone \"Europe/Berlin\" is not supported"},
+      {"*-*-* 02:00 Europe/Berlin",
+       "time zone \"Europe/Berlin\" is not supported"},
       {"12:00 CET", "time zone \"CET\" is not supported (only UTC"},
       {"*-*-* 1:2:3.5", "fractions of a second are not supported (column 12)"},
       {"@1700000000", "@TIMESTAMP is not supported"},
@@ -135,14 +136,14 @@ TEST(CalendarParseTest, MalformedTextIsRefusedNamingWhatAndWhere) {
       {"Mon *-*-* 00:00 extra", "time zone \"extra\" is not supported"},
       {"Mon *-*-* 00:00 1", "too many parts"},
       {"*:*:10..10", "the second range 10..10 needs an end after its start"},
-      {"*-*~17,17..27", "element 2 of the sorted day list may reach at most 25"},
+      {"*-*~17,17..27",
+       "element 2 of the sorted day list may reach at most 25"},
   };
   for (const Case& c : cases) {
     auto event = ParseCalendar(c.text);
-    EXPECT_THAT(event.status(),
-                StatusIs(Code::kInvalidArgument,
-                         AllOf(HasSubstr("calendar event"),
-                               HasSubstr(c.message))))
+    EXPECT_THAT(event.status(), StatusIs(Code::kInvalidArgument,
+                                         AllOf(HasSubstr("calendar event"),
+                                               HasSubstr(c.message))))
         << "input: " << c.text;
   }
   EXPECT_THAT(ParseCalendar(std::string(300, '1')).status(),

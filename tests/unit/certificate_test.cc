@@ -17,9 +17,9 @@ namespace {
 
 using ::testing::HasSubstr;
 using testing_util::IsOk;
+using testing_util::ReadWholeFile;
 using testing_util::StatusIs;
 using testing_util::TempDir;
-using testing_util::ReadWholeFile;
 using testing_util::WriteWholeFile;
 
 // stdout of a shell command; the test fails when it exits non-zero.
@@ -32,7 +32,8 @@ std::string Shell(const std::string& cmd) {
   std::string out;
   std::array<char, 4096> buf;
   size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p.get())) > 0) out.append(buf.data(), n);
+  while ((n = std::fread(buf.data(), 1, buf.size(), p.get())) > 0)
+    out.append(buf.data(), n);
   int rc = ::pclose(p.release());
   EXPECT_EQ(rc, 0) << cmd;
   while (!out.empty() && out.back() == '\n') out.pop_back();
@@ -58,7 +59,8 @@ TEST(Certificate, MadeOnceKept0600AndReloadedUnchanged) {
   EXPECT_EQ(ModeOf(state), 0700);
   EXPECT_EQ(ModeOf(state + "/key.pem"), 0600);
   EXPECT_EQ(ModeOf(state + "/cert.pem"), 0600);
-  EXPECT_THAT(made->fingerprint, ::testing::MatchesRegex("SHA256(:[0-9A-F]{2}){32}"));
+  EXPECT_THAT(made->fingerprint,
+              ::testing::MatchesRegex("SHA256(:[0-9A-F]{2}){32}"));
 
   auto again = LoadOrCreateCertificate(state, "other-name");
   ASSERT_THAT(again, IsOk());
@@ -76,7 +78,8 @@ TEST(Certificate, FingerprintsEqualTheOpensslCommands) {
   std::string printed =
       Shell("openssl x509 -noout -fingerprint -sha256 -in " + cert);
   ASSERT_EQ(printed.rfind("sha256 Fingerprint=", 0), 0u) << printed;
-  EXPECT_EQ("SHA256:" + printed.substr(printed.find('=') + 1), made->fingerprint);
+  EXPECT_EQ("SHA256:" + printed.substr(printed.find('=') + 1),
+            made->fingerprint);
   // curl --pinnedpubkey's form: base64 of SHA-256 over the SPKI DER.
   std::string pin = Shell("openssl x509 -noout -pubkey -in " + cert +
                           " | openssl pkey -pubin -outform der"
@@ -86,7 +89,8 @@ TEST(Certificate, FingerprintsEqualTheOpensslCommands) {
 
 TEST(Certificate, NamesTheHostAndLoopbackEcP256TenYears) {
   TempDir dir;
-  ASSERT_THAT(LoadOrCreateCertificate(dir.path(), "backup1.example.org"), IsOk());
+  ASSERT_THAT(LoadOrCreateCertificate(dir.path(), "backup1.example.org"),
+              IsOk());
   std::string cert = dir.Sub("cert.pem");
   std::string text = Shell("openssl x509 -noout -text -in " + cert);
   EXPECT_THAT(text, HasSubstr("Subject: CN = backup1.example.org"));
@@ -100,7 +104,8 @@ TEST(Certificate, NamesTheHostAndLoopbackEcP256TenYears) {
         " -in " + cert + " >/dev/null");
   EXPECT_NE(std::system(("openssl x509 -noout -checkend " +
                          std::to_string(3660LL * 86400) + " -in " + cert +
-                         " >/dev/null").c_str()),
+                         " >/dev/null")
+                            .c_str()),
             0);
   // The key is the PKCS#8 PEM openssl reads, and it matches the certificate.
   EXPECT_EQ(Shell("openssl pkey -in " + dir.Sub("key.pem") + " -pubout"),
@@ -128,7 +133,8 @@ TEST(Certificate, KeyOfAnotherCertificateIsRefusedNamingBothFiles) {
                                         HasSubstr("does not belong"),
                                         HasSubstr(dir.Sub("cert.pem")))));
   // Nothing was replaced.
-  EXPECT_EQ(ReadWholeFile(dir.Sub("cert.pem")), Bytes(b->cert_pem.begin(), b->cert_pem.end()));
+  EXPECT_EQ(ReadWholeFile(dir.Sub("cert.pem")),
+            Bytes(b->cert_pem.begin(), b->cert_pem.end()));
 }
 
 TEST(Certificate, GarbageIsRefusedNamingTheFile) {
@@ -136,16 +142,18 @@ TEST(Certificate, GarbageIsRefusedNamingTheFile) {
   auto a = GenerateSelfSigned("a");
   ASSERT_THAT(a, IsOk());
   Write(dir.Sub("key.pem"), a->key_pem);
-  Write(dir.Sub("cert.pem"), "-----BEGIN CERTIFICATE-----\nnot base64 !!\n"
-                             "-----END CERTIFICATE-----\n");
+  Write(dir.Sub("cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64 !!\n"
+        "-----END CERTIFICATE-----\n");
   EXPECT_THAT(LoadCertificate(dir.Sub("key.pem"), dir.Sub("cert.pem")),
               StatusIs(Code::kInvalidArgument,
                        HasSubstr(dir.Sub("cert.pem") + ": not a PEM X.509")));
   Write(dir.Sub("cert.pem"), a->cert_pem);
   Write(dir.Sub("key.pem"), "garbage");
-  EXPECT_THAT(LoadCertificate(dir.Sub("key.pem"), dir.Sub("cert.pem")),
-              StatusIs(Code::kInvalidArgument,
-                       HasSubstr(dir.Sub("key.pem") + ": not an unencrypted PEM")));
+  EXPECT_THAT(
+      LoadCertificate(dir.Sub("key.pem"), dir.Sub("cert.pem")),
+      StatusIs(Code::kInvalidArgument,
+               HasSubstr(dir.Sub("key.pem") + ": not an unencrypted PEM")));
   // An encrypted key is refused, never prompted for.
   Shell("openssl pkey -in /dev/stdin -aes256 -passout pass:x -out " +
         dir.Sub("key.pem") + " <<'EOF'\n" + a->key_pem + "EOF");

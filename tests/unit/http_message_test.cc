@@ -15,15 +15,16 @@ using ::testing::HasSubstr;
 using testing_util::StatusIs;
 
 TEST(TargetPath, DecodesAndDropsTheQuery) {
-  EXPECT_EQ(DecodeTargetPath("/api/v1/points%20x?vm=a%20b"), "/api/v1/points x");
+  EXPECT_EQ(DecodeTargetPath("/api/v1/points%20x?vm=a%20b"),
+            "/api/v1/points x");
   EXPECT_EQ(DecodeTargetPath("/a%2Fb"), "/a/b");
   EXPECT_EQ(DecodeTargetPath("/"), "/");
   EXPECT_EQ(DecodeTargetPath("/a/..b/c."), "/a/..b/c.");
 }
 
 TEST(TargetPath, RefusesDotSegmentsNulAndBadEscapes) {
-  for (const char* bad : {"/a/../etc/passwd", "/a/%2e%2e/b", "/.", "/a/./b", "/a%00b",
-                          "/a%zz", "/a%", "/a%4"})
+  for (const char* bad : {"/a/../etc/passwd", "/a/%2e%2e/b", "/.", "/a/./b",
+                          "/a%00b", "/a%zz", "/a%", "/a%4"})
     EXPECT_EQ(DecodeTargetPath(bad), std::nullopt) << bad;
 }
 

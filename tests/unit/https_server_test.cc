@@ -45,13 +45,15 @@ std::string Exchange(uint16_t port, const std::string& request) {
     size_t n = 0;
     SSL_write_ex(ssl.get(), request.data(), request.size(), &n);
     char buf[16384];
-    while (SSL_read_ex(ssl.get(), buf, sizeof(buf), &n) == 1) out.append(buf, n);
+    while (SSL_read_ex(ssl.get(), buf, sizeof(buf), &n) == 1)
+      out.append(buf, n);
   }
   ::close(fd);
   return out;
 }
 
-std::string Get(uint16_t port, const std::string& method, const std::string& path) {
+std::string Get(uint16_t port, const std::string& method,
+                const std::string& path) {
   return Exchange(port, method + " " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
@@ -122,7 +124,8 @@ TEST_F(ServerTest, StreamedBodyArrivesWhole) {
   });
   std::string resp = Get(server_->port(), "GET", "/download");
   EXPECT_THAT(resp, HasSubstr("Content-Length: 3145728\r\n"));
-  EXPECT_TRUE(BodyOf(resp) == expected) << "body of " << BodyOf(resp).size() << " bytes";
+  EXPECT_TRUE(BodyOf(resp) == expected)
+      << "body of " << BodyOf(resp).size() << " bytes";
 }
 
 TEST_F(ServerTest, StreamShorterThanItsLengthEndsTheConnection) {
@@ -139,7 +142,9 @@ TEST_F(ServerTest, StreamShorterThanItsLengthEndsTheConnection) {
 }
 
 TEST_F(ServerTest, ThrowingHandlerIs500) {
-  StartWith([](const Request&) -> Response { throw std::runtime_error("boom secret"); });
+  StartWith([](const Request&) -> Response {
+    throw std::runtime_error("boom secret");
+  });
   std::string resp = Get(server_->port(), "GET", "/");
   EXPECT_THAT(resp, HasSubstr("HTTP/1.1 500 Internal Server Error\r\n"));
   EXPECT_EQ(BodyOf(resp), "{\"error\":\"internal error\"}");
@@ -149,8 +154,9 @@ TEST_F(ServerTest, RefusalsCarryTheReasonAsJson) {
   HttpsServerOptions o;
   o.limits.max_body_bytes = 10;
   StartWith([](const Request&) { return Response(); }, o);
-  std::string resp = Exchange(server_->port(),
-                              "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n");
+  std::string resp =
+      Exchange(server_->port(),
+               "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n");
   EXPECT_THAT(resp, HasSubstr("HTTP/1.1 413 Content Too Large\r\n"));
   EXPECT_EQ(BodyOf(resp),
             "{\"error\":\"request body of 11 bytes is over the limit of 10\"}");
@@ -167,68 +173,90 @@ TEST_F(ServerTest, HeadLimitsAndRefusals) {
   o.limits.max_body_bytes = 1000;
   o.limits.max_headers = 10;
   std::atomic<int> served{0};
-  StartWith([&](const Request&) {
-    ++served;
-    return Response::Json(200, "{}");
-  }, o);
+  StartWith(
+      [&](const Request&) {
+        ++served;
+        return Response::Json(200, "{}");
+      },
+      o);
   uint16_t port = server_->port();
   std::string start = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: ";
   std::string end = "\r\n\r\n";
-  std::string fits = start + std::string(16 * 1024 - start.size() - end.size(), 'a') + end;
+  std::string fits =
+      start + std::string(16 * 1024 - start.size() - end.size(), 'a') + end;
   ASSERT_EQ(fits.size(), 16u * 1024);
   EXPECT_EQ(StatusOf(port, fits), "HTTP/1.1 200 OK");
   // Beast applies the limit to the request line and the fields in turn, so
   // a few bytes over may pass; 64 over never does.
-  std::string over = start + std::string(16 * 1024 - start.size() - end.size() + 64, 'a') + end;
-  EXPECT_EQ(StatusOf(port, over), "HTTP/1.1 431 Request Header Fields Too Large");
+  std::string over =
+      start + std::string(16 * 1024 - start.size() - end.size() + 64, 'a') +
+      end;
+  EXPECT_EQ(StatusOf(port, over),
+            "HTTP/1.1 431 Request Header Fields Too Large");
   std::string many = "GET / HTTP/1.1\r\nHost: h\r\n";
   for (int i = 0; i < 10; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
-  EXPECT_EQ(StatusOf(port, many + "\r\n"), "HTTP/1.1 431 Request Header Fields Too Large");
-  EXPECT_EQ(StatusOf(port, "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1001\r\n\r\n"),
-            "HTTP/1.1 413 Content Too Large");
+  EXPECT_EQ(StatusOf(port, many + "\r\n"),
+            "HTTP/1.1 431 Request Header Fields Too Large");
+  EXPECT_EQ(
+      StatusOf(port,
+               "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 1001\r\n\r\n"),
+      "HTTP/1.1 413 Content Too Large");
   EXPECT_EQ(StatusOf(port, "POST /x HTTP/1.1\r\nHost: h\r\n\r\n"),
             "HTTP/1.1 411 Length Required");
-  EXPECT_EQ(StatusOf(port, "POST /x HTTP/1.1\r\nHost: h\r\n"
-                           "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+  EXPECT_EQ(StatusOf(port,
+                     "POST /x HTTP/1.1\r\nHost: h\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
             "HTTP/1.1 501 Not Implemented");
   // Transfer-Encoding beside Content-Length (request smuggling).
-  EXPECT_EQ(StatusOf(port, "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
-                           "Transfer-Encoding: chunked\r\n\r\n"),
+  EXPECT_EQ(StatusOf(port,
+                     "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n"),
             "HTTP/1.1 501 Not Implemented");
-  EXPECT_EQ(StatusOf(port, "GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n"),
-            "HTTP/1.1 417 Expectation Failed");
+  EXPECT_EQ(
+      StatusOf(port, "GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n"),
+      "HTTP/1.1 417 Expectation Failed");
   const char* bad[] = {
       "GET /a/../etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n",
       "GET /a/%2e%2e/b HTTP/1.1\r\nHost: h\r\n\r\n",
       "GET /a%00b HTTP/1.1\r\nHost: h\r\n\r\n",
       "GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",  // absolute form
-      "GET / HTTP/1.1\r\n\r\n",                       // no Host
+      "GET / HTTP/1.1\r\n\r\n",                     // no Host
       "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
       "GET / HTTP/1.1\r\nHost: h\r\nBad Name: v\r\n\r\n",
       "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01z\r\n\r\n",
       "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\n",
-      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: "
+      "2\r\n\r\n",
       "GET / FTP/1.1\r\nHost: h\r\n\r\n",
-      "GET / HTTP/1.1\nHost: h\r\n\r\n",                 // bare LF
-      "GET /  HTTP/1.1\r\nHost: h\r\n\r\n",               // two spaces
+      "GET / HTTP/1.1\nHost: h\r\n\r\n",     // bare LF
+      "GET /  HTTP/1.1\r\nHost: h\r\n\r\n",  // two spaces
   };
   for (const char* text : bad)
     EXPECT_EQ(StatusOf(port, text), "HTTP/1.1 400 Bad Request") << text;
   // Beast refuses versions other than 1.0 and 1.1 as malformed.
-  EXPECT_EQ(StatusOf(port, "GET / HTTP/2.0\r\nHost: h\r\n\r\n"), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(StatusOf(port, "GET / HTTP/2.0\r\nHost: h\r\n\r\n"),
+            "HTTP/1.1 400 Bad Request");
   EXPECT_EQ(served, 1);  // only the head of exactly the limit
 }
 
 TEST_F(ServerTest, BodyDeadlineIs408AndExpectContinueIsAnswered) {
   HttpsServerOptions o;
   o.body_timeout = std::chrono::milliseconds(700);
-  StartWith([](const Request& req) { return Response::Json(200, "{\"got\":\"" + req.body + "\"}"); }, o);
+  StartWith(
+      [](const Request& req) {
+        return Response::Json(200, "{\"got\":\"" + req.body + "\"}");
+      },
+      o);
   auto t0 = std::chrono::steady_clock::now();
-  std::string resp = Exchange(server_->port(),
-                              "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string resp =
+      Exchange(server_->port(),
+               "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
+  double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_THAT(resp, HasSubstr("HTTP/1.1 408 Request Timeout\r\n"));
-  EXPECT_THAT(BodyOf(resp), HasSubstr("request body not received within 700 ms"));
+  EXPECT_THAT(BodyOf(resp),
+              HasSubstr("request body not received within 700 ms"));
   EXPECT_LT(secs, 3.0);
   // The client's whole body after the head in one write still gets the
   // interim 100 first, then the answer.
@@ -251,10 +279,13 @@ TEST_F(ServerTest, StopLetsARunningRequestFinishAndDropsWaitingClients) {
   std::thread slow([&] { slow_resp = Get(port, "GET", "/"); });
   // A client that connects and sends half a head: it is not waited for.
   std::thread idle([&] { idle_resp = Exchange(port, "GET / HTTP/1.1\r\n"); });
-  while (!in_handler) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  while (!in_handler)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto t0 = std::chrono::steady_clock::now();
   server_->Stop();
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
   slow.join();
   idle.join();
   EXPECT_EQ(BodyOf(slow_resp), "{\"done\":true}");

@@ -1,6 +1,8 @@
 // agent::BackupImage and restore::RestoreImage beyond the round trip:
 // progress, consistency, disk selection, overwrite rules, errors, and the
 // image source's hole detection.
+#include "agent/image_backup.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,11 +15,10 @@
 #include <thread>
 #include <vector>
 
-#include "agent/image_backup.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "repository/repository.h"
 #include "repository/check.h"
+#include "repository/repository.h"
 #include "restore/image_restore.h"
 #include "snapshot/image_source.h"
 #include "tests/unit/image_test_util.h"
@@ -78,7 +79,6 @@ TEST_F(ImageBackupTest, ProgressEndsWithAFinalReport) {
   EXPECT_EQ(restore_reports.back().done_bytes, data.size());
   EXPECT_TRUE(ReadWholeFile(target) == data);
 }
-
 
 // What `haven backup vm --parallel` relies on: several backups in one
 // process, each with its own ChunkWriter, into one open Repository at once.

@@ -30,7 +30,8 @@ TEST(ParsePsiTest, ReadsTheSomeTotal) {
 }
 
 TEST(ParsePsiTest, RefusesWhatIsNotPsi) {
-  EXPECT_THAT(ParsePsiSomeTotal(""), StatusIs(Code::kInvalidArgument, ::testing::_));
+  EXPECT_THAT(ParsePsiSomeTotal(""),
+              StatusIs(Code::kInvalidArgument, ::testing::_));
   EXPECT_THAT(ParsePsiSomeTotal("full avg10=0 total=5\n"),
               StatusIs(Code::kInvalidArgument, HasSubstr("full")));
   EXPECT_THAT(ParsePsiSomeTotal("some avg10=0.00 total=\n"),
@@ -122,8 +123,8 @@ TEST(IoPressureGovernorTest, SlowsTheBudgetDownAndUpAgain) {
 TEST(IoPressureGovernorTest, NoPsiIsUnavailable) {
   AdaptiveOptions o;
   o.psi_path = "/nonexistent/pressure/io";
-  auto g = IoPressureGovernor::Start(std::make_shared<RateLimiter>(0), o,
-                                     nullptr);
+  auto g =
+      IoPressureGovernor::Start(std::make_shared<RateLimiter>(0), o, nullptr);
   EXPECT_THAT(g, StatusIs(Code::kUnavailable, HasSubstr("pressure")));
 }
 
