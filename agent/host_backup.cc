@@ -233,7 +233,6 @@ Result<HostBackupResult> BackupHost(repository::Repository& repo,
       case Outcome::kOk:
       case Outcome::kPartial:
         ++result.succeeded;
-        result.read_bytes += report.manifest.stats.read_bytes;
         break;
       case Outcome::kCancelled:
         ++result.cancelled;
@@ -304,7 +303,10 @@ nlohmann::ordered_json HostBackupResultJson(const HostBackupResult& r) {
   j["skipped"] = r.skipped;
   j["duration_seconds"] = r.duration_seconds;
   j["parallel"] = r.parallel;
-  j["read_bytes"] = r.read_bytes;
+  uint64_t read = 0;  // over the VMs that landed
+  for (const auto& v : r.vms)
+    if (v.ok()) read += v.manifest.stats.read_bytes;
+  j["read_bytes"] = read;
   j["adaptive"] = {{"on", r.adaptive},
                    {"note", r.adaptive_note},
                    {"slowdowns", r.slowdowns},

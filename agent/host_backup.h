@@ -96,7 +96,6 @@ struct HostBackupResult {
   std::string adaptive_note;  // why it did not run, when asked for
   int slowdowns = 0;
   double lowest_rate = 0, highest_pressure = 0;
-  uint64_t read_bytes = 0;  // over all VMs
 };
 
 // Backs up the VMs `request` selects on `host` into `repo` (opened for

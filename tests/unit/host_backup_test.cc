@@ -136,6 +136,9 @@ TEST_F(HostBackupTest, JsonKeepsTheOldFieldsAndAddsOutcomes) {
   EXPECT_EQ(j["skipped"], 1);
   EXPECT_EQ(j["cancelled"], 0);
   EXPECT_TRUE(j["duration_seconds"].is_number());
+  EXPECT_EQ(j["read_bytes"], 0);  // no VM landed
+  EXPECT_EQ(j["parallel"], 1);
+  EXPECT_EQ(j["adaptive"]["on"], false);
   ASSERT_EQ(j["vms"].size(), 2u);
   const auto& v = j["vms"][0];
   // The fields `haven backup vm --json` always printed.
