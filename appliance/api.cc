@@ -1,5 +1,6 @@
 #include "appliance/api.h"
 
+#include <set>
 #include <utility>
 
 #include "base/json.h"
@@ -7,44 +8,261 @@
 namespace haven::appliance {
 namespace {
 
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > start) out.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+bool IsParam(std::string_view seg) {
+  return seg.size() > 2 && seg.front() == '{' && seg.back() == '}';
+}
+
+// Matches `path` against a route pattern; fills `params`.
+bool Match(std::string_view pattern, std::string_view path,
+           std::map<std::string, std::string>* params) {
+  if (path.empty() || path.front() != '/') return false;
+  if (path.size() > 1 && path.back() == '/') return false;
+  std::vector<std::string_view> want = Segments(pattern);
+  std::vector<std::string_view> got = Segments(path);
+  if (want.size() != got.size()) return false;
+  std::map<std::string, std::string> found;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (IsParam(want[i])) {
+      found[std::string(want[i].substr(1, want[i].size() - 2))] = got[i];
+    } else if (want[i] != got[i]) {
+      return false;
+    }
+  }
+  *params = std::move(found);
+  return true;
+}
+
 Response Unauthorized() {
-  Response r = Response::Json(
-      401, DumpJson(nlohmann::json{{"error", "authentication required"}}));
+  Response r = ErrorJson(401, "authentication required");
   r.headers.emplace_back("www-authenticate", "Bearer realm=\"havend\"");
   return r;
 }
 
+bool StateChanging(const std::string& method) {
+  return method != "GET" && method != "HEAD";
+}
+
 }  // namespace
 
-std::vector<Route> ApiRoutes(const ApiOptions& options) {
+std::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kAuditor:
+      return "auditor";
+    case Role::kOperator:
+      return "operator";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kNone:
+      break;
+  }
+  return "none";
+}
+
+std::optional<Role> ParseRole(std::string_view name) {
+  for (Role r : {Role::kAuditor, Role::kOperator, Role::kAdmin})
+    if (RoleName(r) == name) return r;
+  return std::nullopt;
+}
+
+const std::string* ApiCall::Param(std::string_view name) const {
+  auto it = params.find(std::string(name));
+  return it == params.end() ? nullptr : &it->second;
+}
+
+const std::string* ApiCall::Query(std::string_view name) const {
+  auto it = query.find(std::string(name));
+  return it == query.end() ? nullptr : &it->second;
+}
+
+Response ErrorJson(int status, std::string_view message) {
+  return Response::Json(
+      status, DumpJson(nlohmann::json{{"error", std::string(message)}}));
+}
+
+Response StatusResponse(const Status& status) {
+  int code = 500;
+  switch (status.code()) {
+    case Code::kOk:
+      code = 200;
+      break;
+    case Code::kInvalidArgument:
+      code = 400;
+      break;
+    case Code::kNotFound:
+      code = 404;
+      break;
+    case Code::kAlreadyExists:
+    case Code::kFailedPrecondition:
+      code = 409;
+      break;
+    case Code::kPermissionDenied:
+      code = 403;
+      break;
+    case Code::kUnavailable:
+      code = 503;
+      break;
+    default:
+      break;
+  }
+  Response r = ErrorJson(code, status.message());
+  return r;
+}
+
+Response OkJson(const nlohmann::json& body, int status) {
+  return Response::Json(status, DumpJson(body));
+}
+
+std::vector<Route> CoreRoutes(const ApiOptions& options) {
   std::string health =
       DumpJson(nlohmann::json{{"status", "ok"}, {"version", options.version}});
   return {
-      {"GET", "/api/v1/health", Access::kPublic,
+      {"GET",
+       "/api/v1/health",
+       Access::kPublic,
+       Role::kNone,
        "liveness: 200 while havend serves requests",
-       [health](const Request&) { return Response::Json(200, health); }},
+       {{"responses", {{"200", {{"description", "serving"}}}}}},
+       [health](const ApiCall&) { return Response::Json(200, health); }},
   };
 }
 
-Handler MakeApiHandler(std::vector<Route> routes) {
-  return [routes = std::move(routes)](const Request& req) -> Response {
+nlohmann::json OpenApiDocument(const std::vector<Route>& routes,
+                               std::string_view version) {
+  nlohmann::json paths = nlohmann::json::object();
+  for (const Route& route : routes) {
+    nlohmann::json op =
+        route.openapi.is_object() ? route.openapi : nlohmann::json::object();
+    op["summary"] = route.summary;
+    nlohmann::json params = op.value("parameters", nlohmann::json::array());
+    for (std::string_view seg : Segments(route.path)) {
+      if (!IsParam(seg)) continue;
+      params.push_back({{"name", std::string(seg.substr(1, seg.size() - 2))},
+                        {"in", "path"},
+                        {"required", true},
+                        {"schema", {{"type", "string"}}}});
+    }
+    if (!params.empty()) op["parameters"] = params;
+    if (!op.contains("responses"))
+      op["responses"] = {{"200", {{"description", "OK"}}}};
+    if (route.access == Access::kPublic) {
+      op["security"] = nlohmann::json::array();
+    } else {
+      op["x-haven-role"] = std::string(RoleName(route.role));
+      op["responses"]["401"] = {{"description", "no valid credentials"}};
+      op["responses"]["403"] = {
+          {"description", "role below " + std::string(RoleName(route.role))}};
+    }
+    std::string method = route.method;
+    for (char& c : method) c = static_cast<char>(std::tolower(c));
+    paths[route.path][method] = op;
+  }
+  return {
+      {"openapi", "3.0.3"},
+      {"info",
+       {{"title", "havend API"},
+        {"version", std::string(version)},
+        {"description",
+         "The Haven appliance's API. Every route needs a bearer token or a "
+         "console session unless its security is empty; x-haven-role names "
+         "the least role that may call it (auditor < operator < admin)."}}},
+      {"servers", {{{"url", "/"}}}},
+      {"components",
+       {{"securitySchemes",
+         {{"bearer", {{"type", "http"}, {"scheme", "bearer"}}},
+          {"session",
+           {{"type", "apiKey"},
+            {"in", "cookie"},
+            {"name", "haven_session"}}}}}}},
+      {"security",
+       {{{"bearer", nlohmann::json::array()}},
+        {{"session", nlohmann::json::array()}}}},
+      {"paths", paths},
+  };
+}
+
+Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
+  std::set<std::string> seen;
+  for (const Route& r : routes) {
+    std::string name = r.method + " " + r.path;
+    if (r.access == Access::kUnset)
+      return InvalidArgument("route " + name + " declares no access rule");
+    if (r.access == Access::kRole && r.role == Role::kNone)
+      return InvalidArgument("route " + name + " needs a role");
+    if (!r.handler) return InvalidArgument("route " + name + " has no handler");
+    if (!seen.insert(name).second)
+      return InvalidArgument("route " + name + " is declared twice");
+  }
+  std::string openapi = DumpJson(OpenApiDocument(routes, options.version), 1);
+  routes.push_back(
+      {"GET", "/api/v1/openapi.json", Access::kPublic, Role::kNone,
+       "this document", nlohmann::json::object(),
+       [openapi](const ApiCall&) { return Response::Json(200, openapi); }});
+  return Handler([routes = std::move(routes), options = std::move(options)](
+                     const Request& req) -> Response {
+    const Route* match = nullptr;
+    std::map<std::string, std::string> params;
     std::string allow;
+    bool public_path = false;
     for (const Route& route : routes) {
-      if (route.path != req.path) continue;
-      // Until the next part of issue 16 brings credentials, nothing can
-      // pass this check.
-      if (route.access != Access::kPublic) return Unauthorized();
+      std::map<std::string, std::string> p;
+      if (!Match(route.path, req.path, &p)) continue;
+      public_path = public_path || route.access == Access::kPublic;
       if (route.method == req.method ||
-          (route.method == "GET" && req.method == "HEAD"))
-        return route.handler(req);
+          (route.method == "GET" && req.method == "HEAD")) {
+        match = &route;
+        params = std::move(p);
+        break;
+      }
       allow += (allow.empty() ? "" : ", ") + route.method;
     }
-    if (allow.empty()) return Unauthorized();
-    Response r = Response::Json(
-        405, DumpJson(nlohmann::json{{"error", "method not allowed"}}));
-    r.headers.emplace_back("allow", allow);
-    return r;
-  };
+    if (!match && public_path) {
+      Response r = ErrorJson(405, "method not allowed");
+      r.headers.emplace_back("allow", allow);
+      return r;
+    }
+    Caller caller;
+    bool public_route = match && match->access == Access::kPublic;
+    if (!public_route) {
+      if (!options.authenticate) return Unauthorized();
+      auto who = options.authenticate(req, StateChanging(req.method));
+      if (auto* refusal = std::get_if<Response>(&who)) return *refusal;
+      caller = std::get<Caller>(who);
+      if (!match) {
+        if (allow.empty()) return ErrorJson(404, "no such API path");
+        Response r = ErrorJson(405, "method not allowed");
+        r.headers.emplace_back("allow", allow);
+        return r;
+      }
+    }
+    auto query = ParseQuery(req.query);
+    Response resp;
+    if (!query) {
+      resp = ErrorJson(400, "bad percent-escape in the query string");
+    } else if (!public_route && caller.role < match->role) {
+      resp = ErrorJson(403, "this needs the " +
+                                std::string(RoleName(match->role)) + " role; " +
+                                caller.name + " has " +
+                                std::string(RoleName(caller.role)));
+    } else {
+      ApiCall call{req, caller, std::move(params), std::move(*query)};
+      resp = match->handler(call);
+    }
+    if (!public_route && StateChanging(req.method) && options.audit)
+      options.audit(caller, req, *match, resp.status);
+    return resp;
+  });
 }
 
 }  // namespace haven::appliance

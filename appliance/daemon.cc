@@ -66,9 +66,9 @@ Status Serve(const ServeOptions& options) {
   server_options.log = Log;
   ApiOptions api;
   api.version = options.version;
-  HAVEN_ASSIGN_OR_RETURN(
-      auto server,
-      HttpsServer::Start(server_options, cert, MakeApiHandler(ApiRoutes(api))));
+  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(CoreRoutes(api), api));
+  HAVEN_ASSIGN_OR_RETURN(auto server,
+                         HttpsServer::Start(server_options, cert, handler));
   std::string host = listen.host.find(':') == std::string::npos
                          ? listen.host
                          : "[" + listen.host + "]";

@@ -12,9 +12,14 @@ int HexValue(char c) {
 
 // Percent-decodes a path; refuses bad escapes, NUL and dot segments (no
 // handler should have to think about "/a/../b").
-std::optional<std::string> DecodePath(std::string_view raw) {
+std::optional<std::string> PercentDecode(std::string_view raw,
+                                         bool plus_space) {
   std::string out;
   for (size_t i = 0; i < raw.size(); ++i) {
+    if (plus_space && raw[i] == '+') {
+      out += ' ';
+      continue;
+    }
     if (raw[i] != '%') {
       out += raw[i];
       continue;
@@ -27,6 +32,13 @@ std::optional<std::string> DecodePath(std::string_view raw) {
     out += c;
     i += 2;
   }
+  return out;
+}
+
+std::optional<std::string> DecodePath(std::string_view raw) {
+  std::optional<std::string> decoded = PercentDecode(raw, false);
+  if (!decoded) return std::nullopt;
+  const std::string& out = *decoded;
   size_t start = 0;
   while (start <= out.size()) {
     size_t end = out.find('/', start);
@@ -35,7 +47,7 @@ std::optional<std::string> DecodePath(std::string_view raw) {
     if (seg == "." || seg == "..") return std::nullopt;
     start = end + 1;
   }
-  return out;
+  return decoded;
 }
 
 }  // namespace
@@ -113,6 +125,26 @@ std::string_view ReasonPhrase(int status) {
 
 std::optional<std::string> DecodeTargetPath(std::string_view target) {
   return DecodePath(target.substr(0, target.find('?')));
+}
+
+std::optional<std::map<std::string, std::string>> ParseQuery(
+    std::string_view query) {
+  std::map<std::string, std::string> out;
+  size_t start = 0;
+  while (start < query.size()) {
+    size_t end = query.find('&', start);
+    if (end == std::string_view::npos) end = query.size();
+    std::string_view pair = query.substr(start, end - start);
+    start = end + 1;
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    auto name = PercentDecode(pair.substr(0, eq), true);
+    auto value = PercentDecode(
+        eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!name || !value) return std::nullopt;
+    out[*name] = *value;
+  }
+  return out;
 }
 
 }  // namespace haven::appliance

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +45,11 @@ struct Response {
   // or a non-OK return, end the connection.
   std::function<Status(const BodyWriter&)> stream;
   uint64_t stream_length = 0;
+  // With `stream`: the length is not known in advance (a tar or zip made
+  // on the fly, an event stream); the body is sent with chunked
+  // transfer-encoding and ends with its last chunk only when `stream`
+  // returns OK, so a cut-off body is never taken as complete.
+  bool chunked = false;
 
   static Response Json(int status, std::string json_text);
 };
@@ -65,6 +71,13 @@ struct RequestLimits {
 // percent-decoded, query dropped. nullopt for a bad escape, an encoded NUL
 // or a "." / ".." segment, so no handler has to think about "/a/../b".
 std::optional<std::string> DecodeTargetPath(std::string_view target);
+
+// The query of a request ("a=1&b=x%20y" or "b=x+y"): names and values
+// percent-decoded ('+' is a space); a repeated name keeps its last value; a
+// name without '=' has the value "". nullopt for a bad escape or an encoded
+// NUL.
+std::optional<std::map<std::string, std::string>> ParseQuery(
+    std::string_view query);
 
 }  // namespace haven::appliance
 

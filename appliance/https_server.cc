@@ -98,8 +98,9 @@ std::string Why(const ErrorCode& ec) {
 // The response head as the server sends it: the handler's headers minus
 // those the server owns and any that would break framing, then the
 // security headers, Content-Length and Connection: close.
+// `length` nullopt: the body is sent chunked (a stream of unknown length).
 http::response<http::empty_body> ResponseHead(const Response& r,
-                                              uint64_t length) {
+                                              std::optional<uint64_t> length) {
   http::response<http::empty_body> head;
   head.version(11);
   head.result(static_cast<unsigned>(r.status));
@@ -118,7 +119,11 @@ http::response<http::empty_body> ResponseHead(const Response& r,
   for (const auto& [name, value] : kSecurityHeaders)
     head.insert(beast::string_view(name.data(), name.size()),
                 beast::string_view(value.data(), value.size()));
-  head.content_length(length);
+  if (length) {
+    head.content_length(*length);
+  } else {
+    head.set(http::field::transfer_encoding, "chunked");
+  }
   head.set(http::field::connection, "close");
   return head;
 }
@@ -474,12 +479,24 @@ class Session : public std::enable_shared_from_this<Session> {
       resp = ErrorResponse(500, "internal error");
     }
     bool head_only = req.method == "HEAD";
+    bool chunked = resp.stream && resp.chunked;
     uint64_t length = resp.stream ? resp.stream_length : resp.body.size();
-    Status sent = WriteAndWait(HeadText(ResponseHead(resp, length)));
+    Status sent = WriteAndWait(HeadText(ResponseHead(
+        resp, chunked ? std::nullopt : std::optional<uint64_t>(length))));
     uint64_t body_sent = 0;
     if (sent.ok() && !head_only) {
       if (resp.stream) {
         BodyWriter writer = [&](std::string_view bytes) -> Status {
+          if (chunked) {
+            if (bytes.empty()) return OkStatus();  // "0" would end the body
+            char size[24];
+            int n = std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
+            HAVEN_RETURN_IF_ERROR(WriteAndWait(std::string_view(size, n)));
+            HAVEN_RETURN_IF_ERROR(WriteAndWait(bytes));
+            HAVEN_RETURN_IF_ERROR(WriteAndWait("\r\n"));
+            body_sent += bytes.size();
+            return OkStatus();
+          }
           if (body_sent + bytes.size() > length)
             return Internal("response body longer than its Content-Length");
           HAVEN_RETURN_IF_ERROR(WriteAndWait(bytes));
@@ -491,7 +508,10 @@ class Session : public std::enable_shared_from_this<Session> {
         } catch (const std::exception& e) {
           sent = Internal(std::string("body stream threw: ") + e.what());
         }
-        if (sent.ok() && body_sent != length)
+        // A chunked body ends with the last chunk only when the stream
+        // finished: a client must not take a cut-off download as whole.
+        if (chunked && sent.ok()) sent = WriteAndWait("0\r\n\r\n");
+        if (!chunked && sent.ok() && body_sent != length)
           sent = Internal("response body shorter than its Content-Length");
       } else {
         sent = WriteAndWait(resp.body);

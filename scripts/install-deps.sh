@@ -25,6 +25,10 @@ PACKAGES=(
   dpkg-dev file                              # Debian package (scripts/package.sh): dpkg-shlibdeps for Depends
   ccache                                     # compiler cache (scripts/build.sh): CI reuses the last build's objects
   systemd tzdata                             # calendar_test: systemd-analyze calendar is the reference for schedules; Europe/Berlin, America/New_York rules
+  libsqlite3-dev                             # havend: accounts, tokens, schedules, job history (appliance/state_db)
+  libcurl4-openssl-dev                       # havend: webhook POSTs and e-mail over SMTP
+  libboost-dev                               # havend: Boost.Beast + Asio (HTTPS server)
+  python3-aiosmtpd                           # havend tests: a local SMTP sink for notification mail
   curl openssl                               # havend tests: HTTPS client (pinning, TLS versions) and the fingerprint/key reference
   # The test guest with a real QEMU guest agent (scripts/make-qga-guest.sh,
   # consistency_test): a Debian kernel and its modules, busybox as the

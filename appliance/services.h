@@ -1,0 +1,27 @@
+// What havend's routes and job executors share: the configuration, the
+// state database, the repositories and the job service. Owned by the
+// daemon (appliance/daemon.cc); routes get a reference that outlives them.
+#ifndef HAVEN_APPLIANCE_SERVICES_H_
+#define HAVEN_APPLIANCE_SERVICES_H_
+
+#include "appliance/config.h"
+#include "appliance/jobs.h"
+#include "appliance/repositories.h"
+#include "appliance/state_db.h"
+
+namespace haven::appliance {
+
+class Scheduler;  // appliance/scheduler.h
+
+struct Services {
+  const ApplianceConfig* config = nullptr;
+  StateDb* db = nullptr;
+  const RepositoryCatalog* repositories = nullptr;
+  JobService* jobs = nullptr;
+  Scheduler* scheduler = nullptr;
+  std::string version;
+};
+
+}  // namespace haven::appliance
+
+#endif  // HAVEN_APPLIANCE_SERVICES_H_
