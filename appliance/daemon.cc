@@ -7,6 +7,13 @@
 
 #include "appliance/api.h"
 #include "appliance/certificate.h"
+#include "appliance/job_kinds.h"
+#include "appliance/job_service.h"
+#include "appliance/repositories.h"
+#include "appliance/routes.h"
+#include "appliance/services.h"
+#include "appliance/state_db.h"
+#include "base/file.h"
 #include "base/time.h"
 
 namespace haven::appliance {
@@ -35,6 +42,39 @@ Result<ServerCertificate> Certificate(const ServeOptions& o) {
   return LoadOrCreateCertificate(o.state_dir, LocalHostName());
 }
 
+bool IsLoopback(const std::string& host) {
+  return host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// The configuration the command line gives (until the config file).
+Result<ApplianceConfig> ConfigOf(const ServeOptions& o) {
+  ApplianceConfig c;
+  c.state_dir = o.state_dir;
+  c.listen = o.listen;
+  c.cert_file = o.cert_file;
+  c.key_file = o.key_file;
+  c.libvirt_uri = o.libvirt_uri;
+  c.max_jobs = o.max_jobs;
+  c.max_jobs_per_repository = o.max_jobs_per_repository;
+  for (const RepositoryConfig& r : o.repositories) {
+    if (r.name.empty() ||
+        r.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                 "qrstuvwxyz0123456789._-") !=
+            std::string::npos)
+      return InvalidArgument("a repository name is letters, digits, '.', '_' "
+                             "and '-', not " + QuoteUntrusted(r.name));
+    if (c.FindRepository(r.name))
+      return InvalidArgument("repository " + r.name + " is given twice");
+    if (r.path.empty())
+      return InvalidArgument("repository " + r.name + " has no path");
+    c.repositories.push_back(r);
+  }
+  if (c.max_jobs < 1 || c.max_jobs_per_repository < 1)
+    return InvalidArgument(
+        "--max-jobs and --max-jobs-per-repository must be at least 1");
+  return c;
+}
+
 }  // namespace
 
 Status Serve(const ServeOptions& options) {
@@ -42,6 +82,12 @@ Status Serve(const ServeOptions& options) {
     return InvalidArgument("--state-dir is required");
   HAVEN_ASSIGN_OR_RETURN(ListenAddress listen,
                          ParseListenAddress(options.listen));
+  HAVEN_ASSIGN_OR_RETURN(ApplianceConfig config, ConfigOf(options));
+  if (options.insecure_no_auth && !IsLoopback(listen.host))
+    return InvalidArgument(
+        "--insecure-no-auth serves every request as admin without "
+        "credentials, so it needs a loopback --listen address (127.0.0.1 or "
+        "::1), not " + listen.host);
   HAVEN_ASSIGN_OR_RETURN(ServerCertificate cert, Certificate(options));
   if (cert.created)
     Log("made a self-signed certificate for " + cert.subject + " in " +
@@ -64,11 +110,48 @@ Status Serve(const ServeOptions& options) {
   server_options.threads = options.threads;
   server_options.limits.max_body_bytes = options.max_body_bytes;
   server_options.log = Log;
+  // Job history and the queue live in the state database.
+  HAVEN_RETURN_IF_ERROR(MakeDirs(options.state_dir));
+  HAVEN_ASSIGN_OR_RETURN(auto db,
+                         StateDb::Open(options.state_dir + "/havend.db"));
+  RepositoryCatalog catalog(config);
+  JobServiceOptions job_options;
+  job_options.max_jobs = config.max_jobs;
+  job_options.max_jobs_per_repository = config.max_jobs_per_repository;
+  job_options.repository_exists = [&catalog](std::string_view name) {
+    return catalog.Find(name) != nullptr;
+  };
+  job_options.log = Log;
+  HAVEN_ASSIGN_OR_RETURN(auto jobs, SqlJobService::Create(*db, job_options));
+  if (jobs->interrupted_at_start() > 0)
+    Log("marked " + std::to_string(jobs->interrupted_at_start()) +
+        " job(s) interrupted: they were running when havend stopped");
+  RegisterRepositoryJobKinds(*jobs, catalog);
+  Services services;
+  services.config = &config;
+  services.db = db.get();
+  services.repositories = &catalog;
+  services.jobs = jobs.get();
+  services.version = options.version;
+
   ApiOptions api;
   api.version = options.version;
-  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(CoreRoutes(api), api));
+  if (options.insecure_no_auth) {
+    Log("WARNING: --insecure-no-auth: every request is served as admin "
+        "WITHOUT credentials; for tests on loopback only");
+    api.authenticate = [](const Request&, bool) {
+      return std::variant<Caller, Response>(
+          Caller{"insecure-no-auth", Role::kAdmin, false});
+    };
+  }
+  std::vector<Route> routes = CoreRoutes(api);
+  // Event streams hold a handler thread each: at most half of them.
+  for (Route& r : JobRoutes(services, options.threads / 2))
+    routes.push_back(std::move(r));
+  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(routes, api));
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));
+  jobs->Start();
   std::string host = listen.host.find(':') == std::string::npos
                          ? listen.host
                          : "[" + listen.host + "]";
@@ -81,6 +164,9 @@ Status Serve(const ServeOptions& options) {
   Log(std::string("stopping on ") + (sig == SIGTERM  ? "SIGTERM"
                                      : sig == SIGINT ? "SIGINT"
                                                      : "SIGHUP"));
+  // Running jobs are cancelled and recorded interrupted; event streams
+  // end; then the server lets the requests in flight finish.
+  jobs->Stop();
   server->Stop();
   Log("stopped");
   return OkStatus();

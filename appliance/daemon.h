@@ -4,7 +4,9 @@
 #define HAVEN_APPLIANCE_DAEMON_H_
 
 #include <string>
+#include <vector>
 
+#include "appliance/config.h"
 #include "appliance/https_server.h"
 #include "base/status.h"
 
@@ -18,6 +20,15 @@ struct ServeOptions {
   uint64_t max_body_bytes = 1 << 20;
   int threads = 8;
   std::string version;  // reported by /api/v1/health
+  // Until the configuration file is read (appliance/config.cc): what
+  // `havend serve --repository NAME=PATH --password-file FILE` gives.
+  std::vector<RepositoryConfig> repositories;
+  std::string libvirt_uri = "qemu:///system";
+  int max_jobs = 2;
+  int max_jobs_per_repository = 1;
+  // Tests only: every request is served as the admin "insecure-no-auth",
+  // without credentials. Refused unless `listen` is a loopback address.
+  bool insecure_no_auth = false;
 };
 
 // Loads or makes the certificate, prints its fingerprint and the URL on

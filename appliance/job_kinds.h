@@ -1,0 +1,39 @@
+// The job kinds havend runs for its own repositories: each a validator of
+// the API's params (400 before anything is queued) and an executor that
+// calls the same core function `haven` calls for the same work.
+//
+//   backup  agent::BackupHost on snapshot::LibvirtHost(config.libvirt_uri)
+//           params {"all": true} | {"vms": [NAME, ...]}, "exclude": [GLOB],
+//           "parallel" (1..32), "limit_read" (MB/s, 10^6 bytes), "adaptive",
+//           "full"; one item per VM (bytes read / new / stored); partial
+//           when some VMs landed and others did not
+//   forget  repository::Forget with a retention policy: "keep_last",
+//           "keep_hourly" ... "keep_yearly", "keep_within" ("7d", "1y6m"),
+//           "name", "dry_run"; at least one rule
+//   gc      repository::CollectGarbage: "repack_below", "max_unused"
+//           (percent), "dry_run"
+//   check   repository::CheckRepository: "read_data_percent" (0..100)
+//
+// Unknown params are refused, so a typo is not silently ignored.
+#ifndef HAVEN_APPLIANCE_JOB_KINDS_H_
+#define HAVEN_APPLIANCE_JOB_KINDS_H_
+
+#include "appliance/jobs.h"
+#include "appliance/repositories.h"
+
+namespace haven::appliance {
+
+// Validators, exposed for tests: OK or InvalidArgument naming the field.
+Status ValidateBackupParams(const nlohmann::json& params);
+Status ValidateForgetParams(const nlohmann::json& params);
+Status ValidateGcParams(const nlohmann::json& params);
+Status ValidateCheckParams(const nlohmann::json& params);
+
+// Registers the four kinds above on `jobs`; `repositories` (and the
+// configuration it holds) must outlive it.
+void RegisterRepositoryJobKinds(JobService& jobs,
+                                const RepositoryCatalog& repositories);
+
+}  // namespace haven::appliance
+
+#endif  // HAVEN_APPLIANCE_JOB_KINDS_H_

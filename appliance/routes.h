@@ -1,0 +1,20 @@
+// The route tables of havend's API areas, one function per area
+// (appliance/routes_<area>.cc); the daemon joins them with CoreRoutes.
+#ifndef HAVEN_APPLIANCE_ROUTES_H_
+#define HAVEN_APPLIANCE_ROUTES_H_
+
+#include <vector>
+
+#include "appliance/api.h"
+#include "appliance/services.h"
+
+namespace haven::appliance {
+
+// Jobs: list, show, log, cancel; run a backup now; forget, gc, check of a
+// repository; GET /api/v1/events (Server-Sent Events), at most
+// `max_event_streams` open at once (each holds a handler thread).
+std::vector<Route> JobRoutes(Services& s, int max_event_streams);
+
+}  // namespace haven::appliance
+
+#endif  // HAVEN_APPLIANCE_ROUTES_H_
