@@ -323,8 +323,9 @@ void SqlJobService::RunJob(int64_t id, JobSpec spec,
       outcome.state = JobState::kCancelled;
     }
     if (outcome.state == JobState::kCancelled &&
-        !running->cancelled_by.empty() && outcome.error.empty())
-      outcome.error = "cancelled by " + running->cancelled_by;
+        !running->cancelled_by.empty())
+      outcome.error = "cancelled by " + running->cancelled_by +
+                      (outcome.error.empty() ? "" : ": " + outcome.error);
     if (outcome.state == JobState::kQueued ||
         outcome.state == JobState::kRunning)
       outcome.state = JobState::kFailed;  // an executor's mistake
