@@ -7,8 +7,8 @@
 namespace haven::appliance {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 using testing_util::StatusIs;
 
 TEST(JobKinds, BackupParams) {

@@ -118,8 +118,8 @@ struct Fixture {
       if (r.state == state) return r;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    ADD_FAILURE() << "job " << id << " is " << JobStateName(r.state)
-                  << ", not " << JobStateName(state);
+    ADD_FAILURE() << "job " << id << " is " << JobStateName(r.state) << ", not "
+                  << JobStateName(state);
     return r;
   }
   std::string LogText(int64_t id) {
@@ -147,8 +147,7 @@ TEST(JobService, LimitsQueueWithReasonAndStartInOrder) {
   f.WaitFor(c, JobState::kRunning);
   JobRecord rb = f.Get(b), rd = f.Get(d);
   EXPECT_EQ(rb.state, JobState::kQueued);
-  EXPECT_EQ(rb.queue_reason,
-            "waiting: 1 job already running on repository r1");
+  EXPECT_EQ(rb.queue_reason, "waiting: 1 job already running on repository r1");
   EXPECT_EQ(rd.state, JobState::kQueued);
   EXPECT_EQ(rd.queue_reason, "waiting: 2 jobs running, at most 2 at once");
   // a ends: b (first in line, its repository now free) starts, d waits.
@@ -198,7 +197,8 @@ TEST(JobService, CancelQueuedNeverRunsCancelRunningStops) {
   ASSERT_TRUE(f.jobs->Cancel(queued, "alice").ok());
   JobRecord q = f.Get(queued);
   EXPECT_EQ(q.state, JobState::kCancelled);
-  EXPECT_THAT(q.outcome.error, HasSubstr("cancelled by alice before it started"));
+  EXPECT_THAT(q.outcome.error,
+              HasSubstr("cancelled by alice before it started"));
   ASSERT_TRUE(f.jobs->Cancel(running, "bob").ok());
   JobRecord r = f.WaitFor(running, JobState::kCancelled);
   EXPECT_THAT(r.outcome.error, HasSubstr("cancelled by bob"));
@@ -206,7 +206,8 @@ TEST(JobService, CancelQueuedNeverRunsCancelRunningStops) {
   EXPECT_EQ(f.runs, 1);  // the queued one never ran
   EXPECT_THAT(f.jobs->Cancel(running, "bob"),
               StatusIs(Code::kFailedPrecondition, HasSubstr("already ended")));
-  EXPECT_THAT(f.jobs->Cancel(999, "bob"), StatusIs(Code::kNotFound, HasSubstr("999")));
+  EXPECT_THAT(f.jobs->Cancel(999, "bob"),
+              StatusIs(Code::kNotFound, HasSubstr("999")));
 }
 
 TEST(JobService, RunningJobsAreInterruptedAtReopenQueuedOnesKept) {
@@ -344,17 +345,16 @@ TEST(JobService, ProgressIsRateLimitedAndShownWhileRunning) {
   o.progress_interval = std::chrono::milliseconds(200);
   f.Open(o);
   auto gate = std::make_shared<Gate>();
-  f.jobs->RegisterKind(
-      "busy", nullptr, [gate](const JobSpec&, JobContext& c) {
-        for (int i = 0; i < 1000; ++i)
-          c.progress(ByteProgress(i, 1000, 0, 1, false));
-        Progress p = ByteProgress(999, 1000, 0, 1, false);
-        p.phase = "backup";
-        p.item = "vm9";
-        c.progress(p);
-        gate->Wait(c.cancel);
-        return JobOutcome{JobState::kSucceeded, "", {}, 0, 0, 0, {}};
-      });
+  f.jobs->RegisterKind("busy", nullptr, [gate](const JobSpec&, JobContext& c) {
+    for (int i = 0; i < 1000; ++i)
+      c.progress(ByteProgress(i, 1000, 0, 1, false));
+    Progress p = ByteProgress(999, 1000, 0, 1, false);
+    p.phase = "backup";
+    p.item = "vm9";
+    c.progress(p);
+    gate->Wait(c.cancel);
+    return JobOutcome{JobState::kSucceeded, "", {}, 0, 0, 0, {}};
+  });
   std::mutex mu;
   std::vector<JobService::Event> seen;
   auto sub = f.jobs->Subscribe([&](const JobService::Event& e) {
@@ -383,8 +383,8 @@ TEST(JobService, ProgressIsRateLimitedAndShownWhileRunning) {
   }
   EXPECT_GE(progress, 1);
   EXPECT_LE(progress, 3);  // 1001 reports in well under 200 ms
-  EXPECT_EQ(states, (std::vector<std::string>{"queued", "running",
-                                              "succeeded"}));
+  EXPECT_EQ(states,
+            (std::vector<std::string>{"queued", "running", "succeeded"}));
 }
 
 TEST(JobService, StopInterruptsRunningJobsAndKeepsQueuedOnes) {
