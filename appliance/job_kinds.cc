@@ -242,9 +242,7 @@ JobOutcome RunGc(const RepositoryCatalog& catalog, const JobSpec& spec,
   opt.dry_run = spec.params.value("dry_run", false);
   opt.open = OpenFor(ctx, true);
   opt.on_phase = ctx.log;
-  // gc has no cancel point of its own (its sweep must finish what it
-  // starts); a cancel asked for now takes effect only before it begins.
-  if (ctx.cancel.cancelled()) return Failed(Cancelled("gc was cancelled"));
+  opt.cancel = ctx.cancel;  // honoured until the sweep begins
   auto r = repository::CollectGarbage(cfg->path, *pass, opt);
   if (!r.ok()) return Failed(r.status());
   JobOutcome out;
