@@ -17,7 +17,7 @@
 #     backup through the API aborts the libvirt job the killed process left
 #     on the VM and succeeds
 # (d) history survives restarts: every earlier job is listed with its state,
-#     items and log
+#     items and log; --insecure-no-auth is refused off loopback
 # Skips (exit 0) only when libvirtd cannot be started here; with CI or
 # HAVEN_REQUIRE_LIBVIRT=1 in the environment that is a failure instead.
 . "$(dirname "$0")/libvirt_lib.sh" curl
@@ -278,4 +278,14 @@ api GET "/api/v1/jobs/$A/log?after=1"
 contains "$WORK/resp" "ended: succeeded" "(d) job $A's log after restarts"
 stop_havend d
 ok "(d) history survives restarts: states, items, logs; filters and paging"
+
+# The test-only switch is refused off loopback; flags that do not pair up
+# are usage errors.
+run "$HAVEND" serve --state-dir "$STATE" --listen 0.0.0.0:0 --insecure-no-auth
+[ "$RC" = 2 ] || fail "--insecure-no-auth on 0.0.0.0: exit $RC"
+contains "$WORK/err" "needs a loopback --listen address" "the refusal says why"
+run "$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 --repository "x=$R"
+[ "$RC" = 2 ] || fail "--repository without --password-file: exit $RC"
+contains "$WORK/err" "one --password-file for each --repository" "the usage error says why"
+ok "--insecure-no-auth only on loopback; --repository needs its --password-file"
 echo "$PASS passed, 0 failed"

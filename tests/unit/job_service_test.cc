@@ -255,6 +255,34 @@ TEST(JobService, QueuedJobsSurviveARestartAndRun) {
   f.WaitFor(id, JobState::kSucceeded);
 }
 
+TEST(JobService, OnJobEndGetsTheEndedRecord) {
+  Fixture f;
+  f.Open();
+  std::mutex mu;
+  std::vector<JobRecord> ended;
+  f.jobs->OnJobEnd([&](const JobRecord& r) {
+    std::lock_guard lock(mu);
+    ended.push_back(r);
+  });
+  f.jobs->Start();
+  f.GateOf("r")->Open();
+  int64_t id = f.Submit("r");
+  f.WaitFor(id, JobState::kSucceeded);
+  for (int i = 0; i < 100; ++i) {
+    {
+      std::lock_guard lock(mu);
+      if (!ended.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::lock_guard lock(mu);
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].id, id);
+  EXPECT_EQ(ended[0].state, JobState::kSucceeded);
+  ASSERT_EQ(ended[0].outcome.items.size(), 1u);  // with its items
+  EXPECT_FALSE(ended[0].ended_at.empty());
+}
+
 TEST(JobService, HistorySurvivesReopen) {
   Fixture f;
   f.Open();
