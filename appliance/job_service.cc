@@ -406,7 +406,11 @@ void SqlJobService::FillLiveLocked(JobRecord& record,
 
 std::unique_ptr<JobService::Subscription> SqlJobService::Subscribe(
     std::function<void(const Event&)> on_event) {
-  std::lock_guard lock(subs_mu_);
+  std::lock_guard lock(mu_);  // stopping_; subs_mu_ is taken after it
+  std::lock_guard subs_lock(subs_mu_);
+  // A subscriber that comes while havend stops is told at once, not left
+  // waiting for events that will not come.
+  if (stopping_) on_event(Event{0, "end", {{"reason", "havend is stopping"}}});
   int64_t id = next_sub_++;
   subs_[id] = std::move(on_event);
   return std::make_unique<SubscriptionImpl>(*this, id);

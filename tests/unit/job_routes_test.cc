@@ -202,7 +202,12 @@ TEST_F(JobRoutesTest, EventStreamFramesCapAndEnd) {
   EXPECT_THAT(text, HasSubstr("\"state\":\"running\""));
   EXPECT_THAT(text, HasSubstr("\"state\":\"succeeded\""));
   r = Response();  // the stream's slot is given back with its response
-  EXPECT_EQ(Call("GET", "/api/v1/events", "u").status, 200);
+  Response late = Call("GET", "/api/v1/events", "u");
+  ASSERT_EQ(late.status, 200);
+  // Opened while havend stops: it ends at once instead of idling.
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(late.stream([](std::string_view) { return OkStatus(); }).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }
 
 TEST_F(JobRoutesTest, EveryRouteIsInTheOpenApiDocument) {
