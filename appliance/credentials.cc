@@ -120,6 +120,8 @@ std::string RandomBase64Url(size_t bytes) {
 
 std::string NewApiToken() { return kTokenPrefix + RandomBase64Url(32); }
 
+std::string NewRandomPassword() { return RandomBase64Url(18); }
+
 std::string Sha256Hex(std::string_view text) {
   std::array<uint8_t, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;

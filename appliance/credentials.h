@@ -51,6 +51,9 @@ Result<bool> VerifyPassword(std::string_view password, std::string_view stored);
 std::string RandomBase64Url(size_t bytes);
 // A new API token: kTokenPrefix + RandomBase64Url(32).
 std::string NewApiToken();
+// A password for a new account when nobody chose one (`havend init`):
+// 24 base64url characters, 144 random bits.
+std::string NewRandomPassword();
 // Lower-case hex SHA-256 of `text`: how tokens and session ids are stored.
 std::string Sha256Hex(std::string_view text);
 // Unpadded base64url of `data`.

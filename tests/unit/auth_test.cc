@@ -84,6 +84,10 @@ TEST(CredentialsTest, TokensAreRandomWithAPrefix) {
     seen.insert(t);
   }
   EXPECT_EQ(seen.size(), 100u);
+  std::string password = NewRandomPassword();
+  EXPECT_EQ(password.size(), 24u);
+  EXPECT_NE(password, NewRandomPassword());
+  EXPECT_THAT(HashPassword(password, Fast()), IsOk());
   EXPECT_EQ(Base64Url("\xfb\xff"), "-_8");
   EXPECT_EQ(Sha256Hex("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
