@@ -2,7 +2,7 @@
 // at setup), console sessions and API tokens, all kept in the state
 // database, and the Authenticator that api.h's dispatcher asks.
 //
-// Tables (made here, CREATE TABLE IF NOT EXISTS):
+// Tables (made in auth.cc, CREATE TABLE IF NOT EXISTS):
 //   auth_accounts  name, role, password_hash (credentials.h), changed
 //   auth_tokens    id, name, role, sha256 of the token, created, expires,
 //                  revoked, last_used, created_by
@@ -141,6 +141,13 @@ class AuthService {
   };
   Result<std::optional<SessionRow>> BySession(std::string_view session_id);
 
+  // A token or session id longer than this is not one of ours; it is
+  // refused unhashed.
+  static constexpr size_t kMaxTokenBytes = 128;
+  // last_seen / last_used are written at most this often (seconds), so a
+  // busy console does not turn every GET into a database write.
+  static constexpr int64_t kTouchEvery = 15;
+
   StateDb& db_;
   AuthOptions options_;
   LoginLimiter limiter_;
@@ -149,6 +156,10 @@ class AuthService {
   std::counting_semaphore<2> hashing_{2};
   std::string dummy_hash_;  // verified for unknown users
 };
+
+// Whether `name` may name an account or a token: 1 to 64 of A-Z a-z 0-9
+// . _ - (so it can be shown and logged as it is).
+bool ValidAuthName(std::string_view name);
 
 // The CSRF token of a session: derived from its id (which only the client
 // holds), so nothing more is stored and the stored hash does not give it.
