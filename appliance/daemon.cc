@@ -6,7 +6,13 @@
 #include <mutex>
 
 #include "appliance/api.h"
+#include "appliance/audit.h"
+#include "appliance/auth.h"
 #include "appliance/certificate.h"
+#include "appliance/routes.h"
+#include "appliance/services.h"
+#include "appliance/state_db.h"
+#include "base/file.h"
 #include "base/time.h"
 
 namespace haven::appliance {
@@ -64,9 +70,36 @@ Status Serve(const ServeOptions& options) {
   server_options.threads = options.threads;
   server_options.limits.max_body_bytes = options.max_body_bytes;
   server_options.log = Log;
+  HAVEN_RETURN_IF_ERROR(MakeDirs(options.state_dir));
+  HAVEN_ASSIGN_OR_RETURN(auto db,
+                         StateDb::Open(options.state_dir + "/havend.db"));
+  Services services;
+  services.db = db.get();
+  services.version = options.version;
+
+  // Who may do what (appliance/auth.h) and the audit log of what they did.
+  HAVEN_ASSIGN_OR_RETURN(auto auth, AuthService::Open(*db));
+  HAVEN_ASSIGN_OR_RETURN(auto audit, AuditLog::Open(*db));
+  services.auth = auth.get();
+  services.audit = audit.get();
+  HAVEN_ASSIGN_OR_RETURN(bool has_admin, auth->HasAccount(kAdminUser));
+  if (!has_admin)
+    Log("no admin account yet: `havend admin password --state-dir " +
+        options.state_dir + "` makes it (API tokens: `havend token create`)");
+
   ApiOptions api;
   api.version = options.version;
-  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(CoreRoutes(api), api));
+  api.audit = audit->Sink([](const Status& s) { Log(s.message()); });
+  api.authenticate = auth->MakeAuthenticator(
+      [&audit](const Caller& caller, const Request& req, int status,
+               const std::string& why) {
+        Status s = audit->Record({0, 0, caller.name, req.peer, req.method,
+                                  req.path, status, "refused: " + why});
+        if (!s.ok()) Log("audit log: " + s.message());
+      });
+  std::vector<Route> routes = CoreRoutes(api);
+  for (Route& r : AuthRoutes(services)) routes.push_back(std::move(r));
+  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(routes, api));
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));
   std::string host = listen.host.find(':') == std::string::npos

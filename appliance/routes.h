@@ -1,0 +1,20 @@
+// The route tables of havend's API areas, one function per area
+// (appliance/routes_<area>.cc); the daemon joins them with CoreRoutes.
+#ifndef HAVEN_APPLIANCE_ROUTES_H_
+#define HAVEN_APPLIANCE_ROUTES_H_
+
+#include <vector>
+
+#include "appliance/api.h"
+#include "appliance/services.h"
+
+namespace haven::appliance {
+
+// Accounts, sessions and tokens: POST /api/v1/login (public), logout, me,
+// tokens (list, create, revoke) and GET /api/v1/audit. Needs s.auth and
+// s.audit.
+std::vector<Route> AuthRoutes(Services& s);
+
+}  // namespace haven::appliance
+
+#endif  // HAVEN_APPLIANCE_ROUTES_H_
