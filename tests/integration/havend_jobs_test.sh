@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# havend's jobs over real HTTPS on loopback with a real libvirtd + QEMU host
-# of 2 running VMs (issue 16, points 2, 5 and 6):
+# havend's jobs over real HTTPS on loopback, with real role tokens, and a
+# real libvirtd + QEMU host of 2 running VMs (issue 16, points 2, 5 and 6):
 # (a) POST /api/v1/backups of both VMs: 202 with a job id; the job ends
 #     succeeded with one item per VM (outcome ok, bytes read / new / stored
 #     > 0, the point's id) and its log; `haven snapshots` shows those points;
 #     an SSE client on /api/v1/events saw the job's progress events (phase,
 #     item, bytes, rate, ETA) and its state changes queued -> running ->
 #     succeeded; a bad request is 400 naming the field; forget/gc/check
-#     through the API run as jobs
+#     through the API run as jobs; each route refuses a role below its own
 # (b) with a pause in each VM's backup (test hook): a second job on the same
 #     repository waits with a queue_reason and, cancelled, never runs; the
 #     running one, cancelled through the API, ends cancelled and leaves no
@@ -53,15 +53,20 @@ for vm in "${VMS[@]}"; do
   haven_guest_write "$vm" 1 0x5a 2M 2M || fail "write on $vm vdb"
 done
 ok "2 VMs running on network $NET"
+declare -A TOKEN
+for role in admin operator auditor; do
+  TOKEN[$role]=$("$HAVEND" token create --state-dir "$STATE" --role $role --name "jobs-$role" 2>"$WORK/err") ||
+    fail "token create $role: $(cat "$WORK/err")"
+done
 
 # start_havend NAME [VAR=VALUE...]: havend on 127.0.0.1, port 0, with the
-# repository "main" and no authentication (the test-only switch); sets PORT
-# and URL; its stdout/stderr are $WORK/NAME.out/.log.
+# repository "main"; sets PORT and URL; its stdout/stderr are
+# $WORK/NAME.out/.log.
 start_havend() {
   local name=$1
   shift
   env "$@" "$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 \
-    --repository "main=$R" --password-file "$PWF" --insecure-no-auth \
+    --repository "main=$R" --password-file "$PWF" \
     >"$WORK/$name.out" 2>"$WORK/$name.log" &
   DPID=$!
   for _ in $(seq 100); do
@@ -72,7 +77,6 @@ start_havend() {
   PORT=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9]*\)/$#\1#p' "$WORK/$name.out")
   [ -n "$PORT" ] || fail "no 'listening on' line: $(cat "$WORK/$name.out")"
   URL=https://127.0.0.1:$PORT
-  contains "$WORK/$name.log" "WARNING: --insecure-no-auth" "the no-auth switch is logged loudly"
 }
 stop_havend() {
   kill -TERM "$DPID"
@@ -82,11 +86,14 @@ stop_havend() {
   [ "$rc" = 0 ] || fail "havend exited $rc after SIGTERM: $(tail -5 "$WORK/$1.log")"
 }
 CURL=(curl -sS --max-time 20 --cacert "$STATE/cert.pem")
-# api METHOD PATH [BODY]: the response body in $WORK/resp, the status in CODE.
+# api METHOD PATH [BODY]: as the role $AS (default operator); the response
+# body in $WORK/resp, the status in CODE.
+AS=operator
 api() {
   local body=()
-  [ $# -ge 3 ] && body=(-H 'content-type: application/json' --data-binary "$3")
-  [ "$1" = POST ] && [ $# -lt 3 ] && body=(--data-binary '{}')
+  [ "$AS" = none ] || body=(-H "authorization: Bearer ${TOKEN[$AS]}")
+  [ $# -ge 3 ] && body+=(-H 'content-type: application/json' --data-binary "$3")
+  [ "$1" = POST ] && [ $# -lt 3 ] && body+=(--data-binary '{}')
   CODE=$("${CURL[@]}" -X "$1" -o "$WORK/resp" -w '%{http_code}' "${body[@]}" "$URL$2")
 }
 # submit PATH BODY: POSTs and sets JOB to the id of the job it queued.
@@ -124,7 +131,8 @@ job_on_vm() {
 
 # ----------------------------------------------- (a) a backup through the API
 start_havend a
-"${CURL[@]}" --max-time 600 -N "$URL/api/v1/events" >"$WORK/sse.txt" 2>"$WORK/sse.err" &
+"${CURL[@]}" --max-time 600 -N -H "authorization: Bearer ${TOKEN[auditor]}" \
+  "$URL/api/v1/events" >"$WORK/sse.txt" 2>"$WORK/sse.err" &
 SSE=$!
 sleep 0.5
 api POST /api/v1/backups '{"vms": ["'"${VMS[0]}"'"], "all": true}'
@@ -135,6 +143,18 @@ api POST /api/v1/backups '{"all": true, "paralel": 2}'
 contains "$WORK/resp" "paralel" "(a) the 400 names the field"
 api POST /api/v1/repositories/nosuch/check '{}'
 [ "$CODE" = 404 ] || fail "(a) check of an unknown repository: HTTP $CODE"
+# Roles: auditor reads, operator runs backups and checks, admin forget/gc.
+AS=none api GET /api/v1/jobs
+[ "$CODE" = 401 ] || fail "(a) no token: HTTP $CODE"
+AS=auditor api POST /api/v1/backups '{"all": true}'
+[ "$CODE" = 403 ] || fail "(a) auditor runs a backup: HTTP $CODE"
+AS=auditor api GET /api/v1/jobs
+[ "$CODE" = 200 ] || fail "(a) auditor lists jobs: HTTP $CODE"
+for k in forget gc; do
+  api POST /api/v1/repositories/main/$k '{"keep_last": 1}'
+  [ "$CODE" = 403 ] || fail "(a) operator runs $k: HTTP $CODE"
+done
+AS=operator
 submit /api/v1/backups '{"vms": ["'"${VMS[0]}"'", "'"${VMS[1]}"'"], "parallel": 2}'
 A=$JOB
 wait_job "$A" succeeded
@@ -154,7 +174,7 @@ done
 [ "$(jget 'j["read_bytes"] == sum(i["read_bytes"] for i in j["items"])' "$WORK/a.json")" = true ] ||
   fail "(a) the job's read_bytes is not the sum of its items'"
 api GET "/api/v1/jobs/$A/log"
-for line in "queued by insecure-no-auth" "started" "${VMS[0]}: ok" "ended: succeeded"; do
+for line in "queued by token:jobs-operator" "started" "${VMS[0]}: ok" "ended: succeeded"; do
   contains "$WORK/resp" "$line" "(a) the job's log"
 done
 sleep 1
@@ -187,12 +207,14 @@ ok "(a) backup job $A through the API: 2 VMs ok with bytes and points that haven
 submit /api/v1/repositories/main/check '{"read_data_percent": 100}'
 wait_job "$JOB" succeeded
 [ "$(job_field "$JOB" 'j["result"]["packs_read"] > 0')" = true ] || fail "(a) check read no pack"
+AS=admin
 submit /api/v1/repositories/main/forget '{"keep_last": 5, "dry_run": true}'
 wait_job "$JOB" succeeded
 [ "$(job_field "$JOB" 'j["result"]["kept"]')" = 2 ] || fail "(a) forget dry run: $(cat "$WORK/resp")"
 submit /api/v1/repositories/main/gc '{"dry_run": true}'
 wait_job "$JOB" succeeded
-ok "(a) check (all data read), forget (dry run) and gc (dry run) through the API"
+AS=operator
+ok "(a) check (all data read), forget (dry run) and gc (dry run) through the API; 401 without a token, 403 below each route's role"
 stop_havend a
 
 # -------------------------------------- (b) queued and running jobs cancelled
@@ -218,7 +240,7 @@ api POST "/api/v1/jobs/$B/cancel"
 wait_job "$B" cancelled 60
 [ "$(jget '[i["outcome"] for i in j["items"]]' "$WORK/resp")" = '["cancelled", "cancelled"]' ] ||
   fail "(b) items of the cancelled job: $(head -c 2000 "$WORK/resp")"
-contains "$WORK/resp" "cancelled by insecure-no-auth" "(b) who cancelled"
+contains "$WORK/resp" "cancelled by token:jobs-operator" "(b) who cancelled"
 [ "$(npoints "${VMS[0]}") $(npoints "${VMS[1]}")" = "$N0 $N1" ] || fail "(b) the cancelled job left a point"
 api POST "/api/v1/jobs/$B/cancel"
 [ "$CODE" = 409 ] || fail "(b) cancel of an ended job: HTTP $CODE"
