@@ -7,6 +7,9 @@
 
 #include "appliance/api.h"
 #include "appliance/certificate.h"
+#include "appliance/routes.h"
+#include "appliance/scheduler.h"
+#include "appliance/services.h"
 #include "base/time.h"
 
 namespace haven::appliance {
@@ -66,7 +69,31 @@ Status Serve(const ServeOptions& options) {
   server_options.log = Log;
   ApiOptions api;
   api.version = options.version;
-  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(CoreRoutes(api), api));
+  std::vector<Route> routes = CoreRoutes(api);
+  // The state database, repositories and job service are the jobs wiring's
+  // (issue 16, point 5); until it fills them, there is nothing to schedule.
+  Services services;
+  services.version = options.version;
+
+  // ---- scheduler (issue 16, point 4): made after the job service, started
+  // once the API serves, stopped before the job service goes.
+  std::unique_ptr<Scheduler> scheduler;
+  if (services.db != nullptr && services.jobs != nullptr &&
+      services.repositories != nullptr) {
+    SchedulerOptions so;
+    const RepositoryCatalog* repositories = services.repositories;
+    so.repository_known = [repositories](std::string_view name) {
+      return repositories->Find(name) != nullptr;
+    };
+    so.log = Log;
+    HAVEN_ASSIGN_OR_RETURN(
+        scheduler, Scheduler::Create(*services.db, *services.jobs, so));
+    services.scheduler = scheduler.get();
+    for (Route& r : ScheduleRoutes(services)) routes.push_back(std::move(r));
+  }
+  // ---- end scheduler
+
+  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(routes, api));
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));
   std::string host = listen.host.find(':') == std::string::npos
@@ -74,6 +101,7 @@ Status Serve(const ServeOptions& options) {
                          : "[" + listen.host + "]";
   Say("listening on https://" + host + ":" + std::to_string(server->port()) +
       "/");
+  if (scheduler) scheduler->Start();  // scheduler (point 4)
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {
@@ -82,6 +110,7 @@ Status Serve(const ServeOptions& options) {
                                      : sig == SIGINT ? "SIGINT"
                                                      : "SIGHUP"));
   server->Stop();
+  if (scheduler) scheduler->Stop();  // scheduler (point 4)
   Log("stopped");
   return OkStatus();
 }
