@@ -89,8 +89,7 @@ Result<int> CountQuery(const ApiCall& call) {
 
 Result<json> Body(const ApiCall& call) {
   json body = json::parse(call.request.body, nullptr, false);
-  if (body.is_discarded())
-    return InvalidArgument("the body is not valid JSON");
+  if (body.is_discarded()) return InvalidArgument("the body is not valid JSON");
   if (!body.is_object())
     return InvalidArgument("the body must be a JSON object");
   return body;

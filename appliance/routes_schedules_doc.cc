@@ -37,14 +37,15 @@ json SpecSchema(bool create) {
       {"type", "object"},
       {"additionalProperties", false},
       {"properties",
-       {{"name", {{"type", "string"},
-                  {"pattern", "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}}},
+       {{"name",
+         {{"type", "string"},
+          {"pattern", "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}}},
         {"calendar",
          Str("systemd calendar event (systemd.time(7)): \"daily\", "
              "\"Mon..Fri 02:00\", \"*-*-* 00/6:00:00\"; local time unless "
              "it ends in UTC")},
-        {"kind", {{"type", "string"},
-                  {"enum", {"backup", "forget", "gc", "check"}}}},
+        {"kind",
+         {{"type", "string"}, {"enum", {"backup", "forget", "gc", "check"}}}},
         {"repository", Str("a configured repository's name")},
         {"params",
          {{"type", "object"},
@@ -78,13 +79,15 @@ json ScheduleSchema() {
   json& p = s["properties"];
   p["id"] = {{"type", "integer"}};
   p["normalized"] = Str("the calendar event as systemd-analyze prints it");
-  p["next_run"] = Time("when it runs next (elapse + random delay); null "
-                       "when disabled or it never elapses again");
+  p["next_run"] = Time(
+      "when it runs next (elapse + random delay); null "
+      "when disabled or it never elapses again");
   p["next_elapse"] = Time("the calendar time of that run");
   p["last_triggered"] = Time("when it last fired");
   p["last_elapse"] = Time("the calendar time it last fired for");
   p["last_job"] = {{"type", "integer"}, {"nullable", true}};
-  p["last_error"] = Str("why the last submission failed; empty when it did not");
+  p["last_error"] =
+      Str("why the last submission failed; empty when it did not");
   p["created_at"] = Time("");
   p["changed_at"] = Time("");
   return s;
@@ -99,13 +102,6 @@ json Error(const char* description) {
           {"content",
            JsonContent({{"type", "object"},
                         {"properties", {{"error", {{"type", "string"}}}}}})}};
-}
-
-json Id() {
-  return {{"name", "id"},
-          {"in", "path"},
-          {"required", true},
-          {"schema", {{"type", "integer"}, {"minimum", 1}}}};
 }
 
 json Count() {
@@ -126,15 +122,15 @@ json OneSchedule(const char* description) {
 }  // namespace
 
 json ListSchedules() {
-  return {{"responses",
-           {{"200",
-             {{"description", "every schedule, by id"},
-              {"content",
-               JsonContent({{"type", "object"},
-                            {"properties",
-                             {{"schedules",
-                               {{"type", "array"},
-                                {"items", ScheduleSchema()}}}}}})}}}}}};
+  return {
+      {"responses",
+       {{"200",
+         {{"description", "every schedule, by id"},
+          {"content", JsonContent({{"type", "object"},
+                                   {"properties",
+                                    {{"schedules",
+                                      {{"type", "array"},
+                                       {"items", ScheduleSchema()}}}}}})}}}}}};
 }
 
 json CreateSchedule() {
@@ -147,15 +143,13 @@ json CreateSchedule() {
 }
 
 json GetSchedule() {
-  return {{"parameters", {Id()}},
-          {"responses",
+  return {{"responses",
            {{"200", OneSchedule("the schedule")},
             {"404", Error("no such schedule")}}}};
 }
 
 json ChangeSchedule() {
-  return {{"parameters", {Id()}},
-          {"requestBody",
+  return {{"requestBody",
            {{"required", true}, {"content", JsonContent(SpecSchema(false))}}},
           {"responses",
            {{"200", OneSchedule("the changed schedule")},
@@ -165,15 +159,14 @@ json ChangeSchedule() {
 }
 
 json DeleteSchedule() {
-  return {{"parameters", {Id()}},
-          {"responses",
-           {{"200",
-             {{"description", "deleted"},
-              {"content",
-               JsonContent({{"type", "object"},
-                            {"properties",
-                             {{"deleted", {{"type", "integer"}}}}}})}}},
-            {"404", Error("no such schedule")}}}};
+  return {
+      {"responses",
+       {{"200",
+         {{"description", "deleted"},
+          {"content", JsonContent({{"type", "object"},
+                                   {"properties",
+                                    {{"deleted", {{"type", "integer"}}}}}})}}},
+        {"404", Error("no such schedule")}}}};
 }
 
 json NextRuns() {
@@ -182,29 +175,28 @@ json NextRuns() {
                {{"elapse", Time("the calendar time")},
                 {"run", Time("the elapse plus the random delay")},
                 {"run_local", Str("the run in havend's local time zone")}}}};
-  return {{"parameters", {Id(), Count()}},
-          {"responses",
-           {{"200",
-             {{"description", "the next runs (fewer when the event ends)"},
-              {"content",
-               JsonContent({{"type", "object"},
-                            {"properties",
-                             {{"id", {{"type", "integer"}}},
-                              {"normalized", {{"type", "string"}}},
-                              {"next",
-                               {{"type", "array"}, {"items", run}}}}}})}}},
-            {"400", Error("count is not 1..100")},
-            {"404", Error("no such schedule")}}}};
+  return {
+      {"parameters", {Count()}},
+      {"responses",
+       {{"200",
+         {{"description", "the next runs (fewer when the event ends)"},
+          {"content",
+           JsonContent({{"type", "object"},
+                        {"properties",
+                         {{"id", {{"type", "integer"}}},
+                          {"normalized", {{"type", "string"}}},
+                          {"next", {{"type", "array"}, {"items", run}}}}}})}}},
+        {"400", Error("count is not 1..100")},
+        {"404", Error("no such schedule")}}}};
 }
 
 json RunNow() {
-  return {{"parameters", {Id()}},
-          {"responses",
+  return {{"responses",
            {{"202",
              {{"description", "queued as a job"},
-              {"content",
-               JsonContent({{"type", "object"},
-                            {"properties", {{"job", {{"type", "integer"}}}}}})}}},
+              {"content", JsonContent({{"type", "object"},
+                                       {"properties",
+                                        {{"job", {{"type", "integer"}}}}}})}}},
             {"404", Error("no such schedule")}}}};
 }
 
@@ -231,8 +223,7 @@ json CalendarPreview() {
                     {"items",
                      {{"type", "object"},
                       {"properties",
-                       {{"time", {{"type", "string"},
-                                  {"format", "date-time"}}},
+                       {{"time", {{"type", "string"}, {"format", "date-time"}}},
                         {"local", {{"type", "string"}}}}}}}}}}}})}}},
         {"400", Error("what is wrong with the event, and its column")}}}};
 }

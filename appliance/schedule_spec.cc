@@ -34,10 +34,10 @@ Status OnlyKeys(const json& object, std::string_view field,
     bool found = std::any_of(known.begin(), known.end(),
                              [&](const char* k) { return key == k; });
     if (!found)
-      return Bad(field, "unknown field " + QuoteUntrusted(key) +
-                            (known.size() == 0 ? std::string(" (none taken)")
-                                               : " (known: " + Join(known) +
-                                                     ")"));
+      return Bad(field,
+                 "unknown field " + QuoteUntrusted(key) +
+                     (known.size() == 0 ? std::string(" (none taken)")
+                                        : " (known: " + Join(known) + ")"));
   }
   return OkStatus();
 }
@@ -119,10 +119,10 @@ Status CheckCheckParams(const json& p) {
 Status CheckRetention(const json& policy, std::string_view field) {
   std::string f(field);
   if (!policy.is_object()) return Bad(f, "must be an object of keep_* rules");
-  HAVEN_RETURN_IF_ERROR(OnlyKeys(
-      policy, f,
-      {"keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
-       "keep_yearly", "keep_within"}));
+  HAVEN_RETURN_IF_ERROR(
+      OnlyKeys(policy, f,
+               {"keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+                "keep_monthly", "keep_yearly", "keep_within"}));
   bool any = false;
   for (const auto& [key, value] : policy.items()) {
     std::string item = f + "." + key;
@@ -168,11 +168,12 @@ Result<CalendarEvent> ParseScheduleCalendar(std::string_view text) {
 Result<ScheduleSpec> ParseScheduleSpec(const json& body,
                                        const ScheduleSpec* base,
                                        const RepositoryKnown& known) {
-  if (!body.is_object()) return InvalidArgument("the body must be a JSON object");
-  HAVEN_RETURN_IF_ERROR(OnlyKeys(
-      body, "body",
-      {"name", "calendar", "kind", "repository", "params", "retention",
-       "random_delay_seconds", "persistent", "enabled"}));
+  if (!body.is_object())
+    return InvalidArgument("the body must be a JSON object");
+  HAVEN_RETURN_IF_ERROR(
+      OnlyKeys(body, "body",
+               {"name", "calendar", "kind", "repository", "params", "retention",
+                "random_delay_seconds", "persistent", "enabled"}));
   ScheduleSpec spec = base ? *base : ScheduleSpec{};
   auto text = [&](const char* key, std::string* out) -> Status {
     if (!body.contains(key)) {

@@ -45,9 +45,9 @@ Schedule FromRow(const SqlRow& r) {
   s.spec.params = nlohmann::json::parse(r.Text(6), nullptr, false);
   if (s.spec.params.is_discarded()) s.spec.params = nlohmann::json::object();
   std::string retention = r.Text(7);
-  s.spec.retention =
-      retention.empty() ? nlohmann::json(nullptr)
-                        : nlohmann::json::parse(retention, nullptr, false);
+  s.spec.retention = retention.empty()
+                         ? nlohmann::json(nullptr)
+                         : nlohmann::json::parse(retention, nullptr, false);
   if (s.spec.retention.is_discarded()) s.spec.retention = nullptr;
   s.spec.random_delay_seconds = r.Int(8);
   s.spec.persistent = r.Int(9) != 0;
@@ -85,10 +85,10 @@ Result<ScheduleStore> ScheduleStore::Open(StateDb& db) {
 }
 
 Result<std::optional<Schedule>> ScheduleStore::Find(int64_t id) {
-  HAVEN_ASSIGN_OR_RETURN(
-      auto row, db_->QueryOne(std::string("SELECT ") + kColumns +
-                                  " FROM schedules WHERE id = ?1",
-                              {id}));
+  HAVEN_ASSIGN_OR_RETURN(auto row,
+                         db_->QueryOne(std::string("SELECT ") + kColumns +
+                                           " FROM schedules WHERE id = ?1",
+                                       {id}));
   if (!row) return std::optional<Schedule>();
   return std::optional<Schedule>(FromRow(*row));
 }
@@ -100,9 +100,9 @@ Result<Schedule> ScheduleStore::Get(int64_t id) {
 }
 
 Result<std::vector<Schedule>> ScheduleStore::List() {
-  HAVEN_ASSIGN_OR_RETURN(
-      auto rows, db_->Query(std::string("SELECT ") + kColumns +
-                            " FROM schedules ORDER BY id"));
+  HAVEN_ASSIGN_OR_RETURN(auto rows,
+                         db_->Query(std::string("SELECT ") + kColumns +
+                                    " FROM schedules ORDER BY id"));
   std::vector<Schedule> out;
   out.reserve(rows.size());
   for (const SqlRow& r : rows) out.push_back(FromRow(r));
@@ -129,8 +129,8 @@ Result<Schedule> ScheduleStore::Insert(const ScheduleSpec& spec, int64_t now) {
              "repository, params, retention, random_delay_seconds, "
              "persistent, enabled, anchor, created, changed) VALUES (?1, ?2, "
              "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?11)",
-             {spec.name, spec.calendar, normalized, spec.kind,
-              spec.repository, DumpJson(spec.params), RetentionText(spec),
+             {spec.name, spec.calendar, normalized, spec.kind, spec.repository,
+              DumpJson(spec.params), RetentionText(spec),
               spec.random_delay_seconds, int64_t{spec.persistent},
               int64_t{spec.enabled}, now})
           .status());
@@ -152,8 +152,8 @@ Result<Schedule> ScheduleStore::Update(int64_t id, const ScheduleSpec& spec,
   if (taken) return NameTaken(spec.name);
   // A new calendar, or a schedule enabled again, starts from now: the
   // elapses it "missed" before the change were never its runs.
-  bool restart = old.normalized != normalized ||
-                 (spec.enabled && !old.spec.enabled);
+  bool restart =
+      old.normalized != normalized || (spec.enabled && !old.spec.enabled);
   int64_t anchor = restart ? now : old.anchor;
   HAVEN_RETURN_IF_ERROR(
       db_->Query("UPDATE schedules SET name = ?1, calendar = ?2, "
@@ -181,26 +181,29 @@ Status ScheduleStore::Delete(int64_t id) {
 
 Status ScheduleStore::MarkTriggered(int64_t id, int64_t elapse, int64_t at) {
   return db_
-      ->Query("UPDATE schedules SET anchor = ?1, last_triggered = ?1, "
-              "last_elapse = ?2 WHERE id = ?3",
-              {at, elapse, id})
+      ->Query(
+          "UPDATE schedules SET anchor = ?1, last_triggered = ?1, "
+          "last_elapse = ?2 WHERE id = ?3",
+          {at, elapse, id})
       .status();
 }
 
 Status ScheduleStore::RecordSubmission(int64_t id, int64_t job_id,
                                        const std::string& error) {
   return db_
-      ->Query("UPDATE schedules SET last_job_id = ?1, last_error = ?2 "
-              "WHERE id = ?3",
-              {job_id, error, id})
+      ->Query(
+          "UPDATE schedules SET last_job_id = ?1, last_error = ?2 "
+          "WHERE id = ?3",
+          {job_id, error, id})
       .status();
 }
 
 Status ScheduleStore::SkipMissedRuns(int64_t now) {
   return db_
-      ->Query("UPDATE schedules SET anchor = ?1 WHERE persistent = 0 AND "
-              "anchor < ?1",
-              {now})
+      ->Query(
+          "UPDATE schedules SET anchor = ?1 WHERE persistent = 0 AND "
+          "anchor < ?1",
+          {now})
       .status();
 }
 

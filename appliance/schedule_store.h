@@ -49,8 +49,8 @@ class ScheduleStore {
   // calendar changed or it was enabled (so no past elapse fires because of
   // the change). NotFound / AlreadyExists (name).
   Result<Schedule> Update(int64_t id, const ScheduleSpec& spec, int64_t now);
-  Status Delete(int64_t id);  // NotFound
-  Result<Schedule> Get(int64_t id);  // NotFound naming the id
+  Status Delete(int64_t id);             // NotFound
+  Result<Schedule> Get(int64_t id);      // NotFound naming the id
   Result<std::vector<Schedule>> List();  // by id
   Result<int64_t> Count();
 

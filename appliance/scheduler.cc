@@ -41,6 +41,18 @@ std::optional<ScheduledRun> RunAfter(const Schedule& s,
       *elapse, *elapse + RunDelay(s.id, *elapse, s.spec.random_delay_seconds)};
 }
 
+// The run of `s` the thread waits for at `now`: the first elapse after its
+// anchor, or, when the clock was set back behind the anchor, the first from
+// now on; never the elapse it last ran for again.
+std::optional<ScheduledRun> NextDue(const Schedule& s,
+                                    const CalendarEvent& event, int64_t now) {
+  int64_t from = s.anchor > now ? now - 1 : s.anchor;
+  auto run = RunAfter(s, event, from);
+  if (run && s.last_elapse != 0 && run->elapse == s.last_elapse)
+    run = RunAfter(s, event, run->elapse);
+  return run;
+}
+
 }  // namespace
 
 int64_t RunDelay(int64_t schedule_id, int64_t elapse,
@@ -140,9 +152,8 @@ void Scheduler::Loop() {
     if (next != INT64_MAX)
       wait = std::clamp<int64_t>(next - options_.now_ms(), 0, wait);
     std::unique_lock lock(signal_->mu);
-    signal_->cv.wait_for(lock, std::chrono::milliseconds(wait), [&] {
-      return signal_->stopping || signal_->woken;
-    });
+    signal_->cv.wait_for(lock, std::chrono::milliseconds(wait),
+                         [&] { return signal_->stopping || signal_->woken; });
     signal_->woken = false;
   }
 }
@@ -163,14 +174,16 @@ int64_t Scheduler::RunDue(int64_t now_ms) {
       if (!s.spec.enabled) continue;
       auto event = ParseCalendar(s.spec.calendar);
       if (!event.ok()) continue;  // checked when written
-      // A clock set back leaves the anchor in the future: count from now.
-      auto run = RunAfter(s, *event, std::min(s.anchor, now));
+      auto run = NextDue(s, *event, now);
       if (!run) continue;
-      if (run->run <= now) {
-        due.emplace_back(*run, s);
-      } else {
+      if (run->run > now) {
         next = std::min(next, run->run * 1000);
+        continue;
       }
+      due.emplace_back(*run, s);
+      // Fired now, it counts its next run from now.
+      if (auto after = RunAfter(s, *event, now))
+        next = std::min(next, after->run * 1000);
     }
     std::sort(due.begin(), due.end(), [](const auto& a, const auto& b) {
       return a.first.run != b.first.run ? a.first.run < b.first.run
@@ -235,13 +248,13 @@ void Scheduler::SubmitRetention() {
     auto job = jobs_.Submit(std::move(forget));
     if (job.ok()) {
       Say("schedule " + s->spec.name + ": retention: job " +
-          std::to_string(*job) + ", forget of " +
-          std::to_string(e.vms.size()) + " VM(s)");
+          std::to_string(*job) + ", forget of " + std::to_string(e.vms.size()) +
+          " VM(s)");
     } else {
-      Say("schedule " + s->spec.name + ": retention: could not submit: " +
-          job.status().message());
-      (void)store_.RecordSubmission(
-          s->id, s->last_job_id, "retention: " + job.status().message());
+      Say("schedule " + s->spec.name +
+          ": retention: could not submit: " + job.status().message());
+      (void)store_.RecordSubmission(s->id, s->last_job_id,
+                                    "retention: " + job.status().message());
     }
   }
 }
@@ -314,14 +327,12 @@ std::vector<ScheduledRun> Scheduler::NextRuns(const Schedule& schedule,
   auto event = ParseCalendar(schedule.spec.calendar);
   if (!event.ok()) return out;
   int64_t now = FloorSeconds(options_.now_ms());
-  int64_t from = std::min(schedule.anchor, now);
-  while (static_cast<int>(out.size()) < count) {
-    auto run = RunAfter(schedule, *event, from);
-    if (!run) break;
+  auto run = NextDue(schedule, *event, now);
+  while (run && static_cast<int>(out.size()) < count) {
     out.push_back(*run);
     // The thread fires it at its run time (or now, when already due) and
     // counts the next elapse from then.
-    from = std::max(run->run, now);
+    run = RunAfter(schedule, *event, std::max(run->run, now));
   }
   return out;
 }

@@ -1,6 +1,7 @@
-// The scheduler: havend's systemd timers. Schedules (appliance/schedule_store.h)
-// say when and what; one timer thread submits their jobs to the JobService
-// at the right time. Limits and queueing are the job service's.
+// The scheduler: havend's systemd timers. Schedules
+// (appliance/schedule_store.h) say when and what; one timer thread submits
+// their jobs to the JobService at the right time. Limits and queueing are the
+// job service's.
 //
 //   loop:
 //     now = clock()
@@ -64,7 +65,8 @@ struct ScheduledRun {
 
 // The fixed random delay of `schedule_id`'s run for `elapse`: in
 // [0, max_delay_seconds], spread evenly, the same on every start.
-int64_t RunDelay(int64_t schedule_id, int64_t elapse, int64_t max_delay_seconds);
+int64_t RunDelay(int64_t schedule_id, int64_t elapse,
+                 int64_t max_delay_seconds);
 
 class Scheduler {
  public:
