@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <initializer_list>
 
 #include "agent/host_backup.h"
@@ -75,10 +76,30 @@ Status CheckVmList(const json& list, std::string_view field, bool non_empty) {
   return OkStatus();
 }
 
+Status CheckBool(const json& p, const char* key, std::string_view field) {
+  if (p.contains(key) && !p[key].is_boolean())
+    return Bad(std::string(field) + "." + key, "must be true or false");
+  return OkStatus();
+}
+
+Status CheckNumber(const json& p, const char* key, double lo, double hi,
+                   std::string_view field) {
+  if (!p.contains(key)) return OkStatus();
+  const json& v = p[key];
+  if (!v.is_number() || !std::isfinite(v.get<double>()) ||
+      v.get<double>() < lo || v.get<double>() > hi) {
+    char range[64];
+    std::snprintf(range, sizeof range, "must be a number from %g to %g", lo,
+                  hi);
+    return Bad(std::string(field) + "." + key, range);
+  }
+  return OkStatus();
+}
+
 Status CheckBackupParams(const json& p) {
   HAVEN_RETURN_IF_ERROR(OnlyKeys(
       p, "params",
-      {"all", "vms", "exclude", "parallel", "limit_read", "adaptive"}));
+      {"all", "vms", "exclude", "parallel", "limit_read", "adaptive", "full"}));
   bool all = p.contains("all");
   if (all && !(p["all"].is_boolean() && p["all"].get<bool>()))
     return Bad("params.all", "must be true (or left out with \"vms\")");
@@ -95,23 +116,18 @@ Status CheckBackupParams(const json& p) {
       return Bad("params.parallel", "must be an integer from 1 to " +
                                         std::to_string(agent::kMaxParallel));
   }
-  if (p.contains("adaptive") && !p["adaptive"].is_boolean())
-    return Bad("params.adaptive", "must be true or false");
-  if (p.contains("limit_read") && !p["limit_read"].is_number() &&
-      !p["limit_read"].is_string())
-    return Bad("params.limit_read",
-               "must be a rate (bytes per second, or text such as \"50M\")");
-  return OkStatus();
+  HAVEN_RETURN_IF_ERROR(CheckBool(p, "adaptive", "params"));
+  HAVEN_RETURN_IF_ERROR(CheckBool(p, "full", "params"));
+  // MB/s (10^6 bytes), as the backup job reads it.
+  return CheckNumber(p, "limit_read", 0, 1e6, "params");
 }
 
-Status CheckCheckParams(const json& p) {
-  HAVEN_RETURN_IF_ERROR(OnlyKeys(p, "params", {"read_data_percent"}));
-  if (!p.contains("read_data_percent")) return OkStatus();
-  const json& v = p["read_data_percent"];
-  if (!v.is_number() || !std::isfinite(v.get<double>()) ||
-      v.get<double>() < 0 || v.get<double>() > 100)
-    return Bad("params.read_data_percent", "must be a number from 0 to 100");
-  return OkStatus();
+Status CheckGcParams(const json& p) {
+  HAVEN_RETURN_IF_ERROR(
+      OnlyKeys(p, "params", {"repack_below", "max_unused", "dry_run"}));
+  HAVEN_RETURN_IF_ERROR(CheckNumber(p, "repack_below", 0, 100, "params"));
+  HAVEN_RETURN_IF_ERROR(CheckNumber(p, "max_unused", 0, 100, "params"));
+  return CheckBool(p, "dry_run", "params");
 }
 
 }  // namespace
@@ -151,9 +167,24 @@ Status CheckRetention(const json& policy, std::string_view field) {
 Status CheckScheduleParams(std::string_view kind, const json& params) {
   if (!params.is_object()) return Bad("params", "must be a JSON object");
   if (kind == "backup") return CheckBackupParams(params);
-  if (kind == "forget") return CheckRetention(params, "params");
-  if (kind == "check") return CheckCheckParams(params);
-  if (kind == "gc") return OnlyKeys(params, "params", {});
+  if (kind == "forget") {
+    // A retention policy, and optionally one backup name and a dry run.
+    json policy = params;
+    if (params.contains("name")) {
+      if (!params["name"].is_string() ||
+          params["name"].get<std::string>().empty())
+        return Bad("params.name", "must be a backup (VM) name");
+      policy.erase("name");
+    }
+    HAVEN_RETURN_IF_ERROR(CheckBool(params, "dry_run", "params"));
+    policy.erase("dry_run");
+    return CheckRetention(policy, "params");
+  }
+  if (kind == "check") {
+    HAVEN_RETURN_IF_ERROR(OnlyKeys(params, "params", {"read_data_percent"}));
+    return CheckNumber(params, "read_data_percent", 0, 100, "params");
+  }
+  if (kind == "gc") return CheckGcParams(params);
   return Bad("kind", QuoteUntrusted(kind) +
                          " is not a job kind a schedule runs (backup, forget, "
                          "gc, check)");

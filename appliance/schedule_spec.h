@@ -31,17 +31,18 @@ struct ScheduleSpec {
   std::string calendar;  // as written ("Mon..Fri 02:00")
   std::string kind;      // backup | forget | gc | check
   std::string repository;
-  // The job's parameters, as JobSpec::params:
+  // The job's parameters, as JobSpec::params (appliance/job_kinds.h):
   //   backup: {"all": true} | {"vms": [..]}, optional "exclude": [globs],
-  //           "parallel" (1..32), "limit_read", "adaptive" (bool)
+  //           "parallel" (1..32), "limit_read" (MB/s), "adaptive", "full"
   //   forget: a retention policy: keep_last, keep_hourly, keep_daily,
   //           keep_weekly, keep_monthly, keep_yearly (counts), keep_within
-  //           ("7d", "1y6m"); at least one rule
+  //           ("7d", "1y6m"), at least one rule; optional "name", "dry_run"
   //   check:  optional "read_data_percent" (0..100)
-  //   gc:     {}
+  //   gc:     optional "repack_below", "max_unused" (percent), "dry_run"
   nlohmann::json params = nlohmann::json::object();
-  // Backup schedules only: a retention policy (forget's params) applied by
-  // a forget job to the VMs each run backed up, after the run. null: none.
+  // Backup schedules only: a retention policy (forget's keep_* rules)
+  // applied after each run by one forget job per VM the run backed up
+  // (forget's "name"). null: none.
   nlohmann::json retention = nullptr;
   int64_t random_delay_seconds = 0;  // 0..kMaxRandomDelaySeconds
   bool persistent = true;            // a run missed while down runs at start

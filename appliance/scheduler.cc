@@ -238,21 +238,24 @@ void Scheduler::SubmitRetention() {
           ": no VM backed up, retention not applied");
       continue;
     }
-    JobSpec forget;
-    forget.kind = "forget";
-    forget.repository = s->spec.repository;
-    forget.params = s->spec.retention;
-    forget.params["names"] = e.vms;
-    forget.requested_by = "schedule:" + s->spec.name;
-    forget.schedule_id = s->id;
-    auto job = jobs_.Submit(std::move(forget));
-    if (job.ok()) {
-      Say("schedule " + s->spec.name + ": retention: job " +
-          std::to_string(*job) + ", forget of " + std::to_string(e.vms.size()) +
-          " VM(s)");
-    } else {
-      Say("schedule " + s->spec.name +
-          ": retention: could not submit: " + job.status().message());
+    // One forget per VM: retention applies per backup name, and only to
+    // the VMs this schedule backs up, never to the repository's others.
+    for (const std::string& vm : e.vms) {
+      JobSpec forget;
+      forget.kind = "forget";
+      forget.repository = s->spec.repository;
+      forget.params = s->spec.retention;
+      forget.params["name"] = vm;
+      forget.requested_by = "schedule:" + s->spec.name;
+      forget.schedule_id = s->id;
+      auto job = jobs_.Submit(std::move(forget));
+      if (job.ok()) {
+        Say("schedule " + s->spec.name + ": retention: job " +
+            std::to_string(*job) + ", forget of " + vm);
+        continue;
+      }
+      Say("schedule " + s->spec.name + ": retention of " + vm +
+          ": could not submit: " + job.status().message());
       (void)store_.RecordSubmission(s->id, s->last_job_id,
                                     "retention: " + job.status().message());
     }

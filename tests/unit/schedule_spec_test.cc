@@ -148,8 +148,9 @@ TEST(ScheduleSpecTest, RefusesBadFieldsNamingThem) {
              {"params", {{"all", true}}}};
   EXPECT_THAT(
       Parse(gc),
-      StatusIs(Code::kInvalidArgument,
-               HasSubstr("params: unknown field \"all\" (none taken)")));
+      StatusIs(
+          Code::kInvalidArgument,
+          HasSubstr("params: unknown field \"all\" (known: repack_below")));
   EXPECT_THAT(
       ParseScheduleSpec(json::array(), nullptr, Known).status(),
       StatusIs(Code::kInvalidArgument, HasSubstr("must be a JSON object")));
@@ -178,6 +179,36 @@ TEST(ScheduleSpecTest, ChangeKeepsWhatItDoesNotGive) {
   auto cleared = ParseScheduleSpec({{"retention", nullptr}}, &*base, Known);
   ASSERT_THAT(cleared.status(), IsOk());
   EXPECT_TRUE(cleared->retention.is_null());
+}
+
+TEST(ScheduleSpecTest, ParamsOfTheJobKinds) {
+  auto with = [](const char* kind, json params) {
+    return Parse({{"name", "s"},
+                  {"calendar", "daily"},
+                  {"kind", kind},
+                  {"repository", "main"},
+                  {"params", params}});
+  };
+  EXPECT_THAT(with("gc", {{"max_unused", 150}}),
+              StatusIs(Code::kInvalidArgument,
+                       HasSubstr("params.max_unused: must be a number from 0 "
+                                 "to 100")));
+  EXPECT_THAT(with("gc", {{"repack_below", 10}, {"dry_run", false}}), IsOk());
+  EXPECT_THAT(with("forget", {{"keep_last", 2}, {"name", "web1"}}), IsOk());
+  EXPECT_THAT(with("forget", {{"name", "web1"}}),
+              StatusIs(Code::kInvalidArgument,
+                       HasSubstr("params: a retention policy needs at least "
+                                 "one rule")));
+  EXPECT_THAT(with("backup", {{"all", true}, {"limit_read", "50M"}}),
+              StatusIs(Code::kInvalidArgument,
+                       HasSubstr("params.limit_read: must be a number from 0 "
+                                 "to 1e+06")));
+  EXPECT_THAT(with("backup", {{"all", true}, {"full", 1}}),
+              StatusIs(Code::kInvalidArgument,
+                       HasSubstr("params.full: must be true or false")));
+  EXPECT_THAT(
+      with("backup", {{"all", true}, {"full", true}, {"limit_read", 50}}),
+      IsOk());
 }
 
 }  // namespace
