@@ -109,8 +109,9 @@ Status Serve(const ServeOptions& options) {
   Log(std::string("stopping on ") + (sig == SIGTERM  ? "SIGTERM"
                                      : sig == SIGINT ? "SIGINT"
                                                      : "SIGHUP"));
-  server->Stop();
+  // The scheduler first, so nothing is submitted to a stopping job service.
   if (scheduler) scheduler->Stop();  // scheduler (point 4)
+  server->Stop();
   Log("stopped");
   return OkStatus();
 }
