@@ -8,6 +8,7 @@
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
+#include "appliance/scheduler.h"
 #include "appliance/certificate.h"
 #include "appliance/job_kinds.h"
 #include "appliance/job_service.h"
@@ -169,6 +170,25 @@ Status Serve(const ServeOptions& options) {
   // Event streams hold a handler thread each: at most half of them.
   for (Route& r : JobRoutes(services, options.threads / 2))
     routes.push_back(std::move(r));
+
+  // The scheduler: made after the job service, started once the API
+  // serves, stopped before the job service.
+  SchedulerOptions so;
+  so.repository_known = [&catalog](std::string_view name) {
+    return catalog.Find(name) != nullptr;
+  };
+  so.validate_job = [](const JobSpec& spec) -> Status {
+    if (spec.kind == "backup") return ValidateBackupParams(spec.params);
+    if (spec.kind == "forget") return ValidateForgetParams(spec.params);
+    if (spec.kind == "gc") return ValidateGcParams(spec.params);
+    if (spec.kind == "check") return ValidateCheckParams(spec.params);
+    return OkStatus();
+  };
+  so.log = Log;
+  HAVEN_ASSIGN_OR_RETURN(auto scheduler,
+                         Scheduler::Create(*db, *jobs, std::move(so)));
+  services.scheduler = scheduler.get();
+  for (Route& r : ScheduleRoutes(services)) routes.push_back(std::move(r));
   HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(routes, api));
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));
@@ -178,6 +198,7 @@ Status Serve(const ServeOptions& options) {
                          : "[" + listen.host + "]";
   Say("listening on https://" + host + ":" + std::to_string(server->port()) +
       "/");
+  scheduler->Start();
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {
@@ -187,6 +208,7 @@ Status Serve(const ServeOptions& options) {
                                                      : "SIGHUP"));
   // Running jobs are cancelled and recorded interrupted; event streams
   // end; then the server lets the requests in flight finish.
+  scheduler->Stop();
   jobs->Stop();
   server->Stop();
   Log("stopped");

@@ -1,5 +1,6 @@
-// The route tables of havend's API areas, one function per area
-// (appliance/routes_<area>.cc); the daemon joins them with CoreRoutes.
+// The route tables of havend's API areas, one function per area, each in
+// its own appliance/routes_<area>.cc. The daemon joins them with
+// CoreRoutes (appliance/api.h) and hands them to MakeApiHandler.
 #ifndef HAVEN_APPLIANCE_ROUTES_H_
 #define HAVEN_APPLIANCE_ROUTES_H_
 
@@ -18,6 +19,9 @@ std::vector<Route> JobRoutes(Services& s, int max_event_streams);
 // tokens (list, create, revoke) and GET /api/v1/audit. Needs s.auth and
 // s.audit.
 std::vector<Route> AuthRoutes(Services& s);
+// /api/v1/schedules... and /api/v1/calendar (appliance/routes_schedules.cc).
+// Needs s.scheduler.
+std::vector<Route> ScheduleRoutes(Services& s);
 
 }  // namespace haven::appliance
 
