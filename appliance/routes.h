@@ -15,6 +15,12 @@ namespace haven::appliance {
 // `max_event_streams` open at once (each holds a handler thread).
 std::vector<Route> JobRoutes(Services& s, int max_event_streams);
 
+class RepositoryUsageCache;  // appliance/notify_monitor.h
+
+// GET /metrics (Prometheus, auditor). `usage` (may be null: no repository
+// figures) must outlive the routes.
+std::vector<Route> MetricsRoutes(Services& s, const RepositoryUsageCache* usage);
+
 }  // namespace haven::appliance
 
 #endif  // HAVEN_APPLIANCE_ROUTES_H_
