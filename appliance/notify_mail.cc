@@ -26,7 +26,7 @@ std::string HeaderValue(std::string_view text, size_t max = 200) {
 void Row(std::string& out, std::string_view name, std::string_view value) {
   if (value.empty()) return;
   out += std::string(name) + ":";
-  out.append(name.size() < 12 ? 12 - name.size() : 1, ' ');
+  out.append(name.size() < 14 ? 14 - name.size() : 1, ' ');
   out += std::string(value) + "\n";
 }
 
@@ -60,7 +60,7 @@ std::string JobText(const JobRecord& job) {
                HumanBytes(item.stored_bytes);
       out += "\n";
       if (!item.error.empty())
-        out += "             " + CleanText(item.error, 1000) + "\n";
+        out += "               " + CleanText(item.error, 1000) + "\n";
     }
   }
   return out;

@@ -74,10 +74,16 @@ std::vector<OverdueVm> FindOverdueVms(
       std::optional<int64_t> success =
           it == last.end() ? std::nullopt : it->second;
       if (success && *success >= e1) continue;
-      // A schedule made after its last elapse expects nothing yet.
-      if (!success && s.created_at >= e1) continue;
-      int64_t reference = success ? *success : std::max(e0, s.created_at);
-      int64_t due = reference + interval + grace;
+      int64_t due;
+      if (success) {
+        due = *success + interval + grace;
+      } else if (s.created_at > 0) {
+        auto first = NextElapse(s.calendar, s.created_at);
+        if (!first) continue;
+        due = *first + grace;
+      } else {
+        due = e0 + grace;
+      }
       if (now <= due) continue;
       found[key] = OverdueVm{vm, s.repository, s.name, success, interval, due};
     }

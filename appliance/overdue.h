@@ -8,8 +8,9 @@
 // max(min_grace, interval * grace_fraction) (time for the backup itself to
 // run). A VM the schedule covers is overdue when
 //   - it has no success since E1 (last success < E1, or none), and
-//   - now > reference + interval + grace, where the reference is its last
-//     success, or for a VM never backed up max(E0, schedule created).
+//   - now > last success + interval + grace; or, for a VM never backed up,
+//     now > the schedule's first elapse after it was made + grace (E0 +
+//     grace when that time is unknown).
 // So a daily 02:00 schedule whose run fails makes the VM overdue the next
 // morning after the grace, and "Mon..Fri 02:00" is not overdue on Sunday
 // for a VM that succeeded on Friday.

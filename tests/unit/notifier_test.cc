@@ -160,8 +160,8 @@ TEST(Mail, MessageHasDateIdSubjectAndNoInjectedHeaders) {
       EXPECT_EQ(head[i - 1], '\r');
     }
   std::string body = DecodeQp(text.substr(text.find("\r\n\r\n") + 4));
-  EXPECT_THAT(body, HasSubstr("Last success: 2026-12-06T10:00:00Z"));
-  EXPECT_THAT(body, HasSubstr("Expected:     every 24h 00m 00s"));
+  EXPECT_THAT(body, HasSubstr("Last success:  2026-12-06T10:00:00Z"));
+  EXPECT_THAT(body, HasSubstr("Expected:      every 24h 00m 00s"));
   EXPECT_THAT(body, Not(HasSubstr("\nBcc:")));
   EXPECT_EQ(MailDate(1796637600), "Mon, 07 Dec 2026 10:00:00 +0000");
 }
@@ -170,9 +170,9 @@ TEST(Mail, JobMailNamesJobAndOutcome) {
   auto e = JobEndEvent(Job(JobState::kFailed), false, 1796637600, "host1");
   MailMessage m = EventMail(*e, "a@b", {"c@d"});
   EXPECT_EQ(m.subject, "[haven] backup job 42 failed (repository main)");
-  EXPECT_THAT(m.body, HasSubstr("Job:        42 (backup)\n"));
-  EXPECT_THAT(m.body, HasSubstr("Error:      1 of 2 VMs failed\n"));
-  EXPECT_THAT(m.body, HasSubstr("  failed     db1\n             disk vda: read error\n"));
+  EXPECT_THAT(m.body, HasSubstr("Job:           42 (backup)\n"));
+  EXPECT_THAT(m.body, HasSubstr("Error:         1 of 2 VMs failed\n"));
+  EXPECT_THAT(m.body, HasSubstr("  failed     db1\n               disk vda: read error\n"));
 }
 
 TEST(Mail, AddressesAreChecked) {
