@@ -112,9 +112,15 @@ class Notifier::Channel {
         Log(d.what + ": delivered at attempt " + std::to_string(d.attempts));
       return;
     }
+    if (stop_) {
+      ++counts_.given_up;
+      Log(d.what + ": attempt " + std::to_string(d.attempts) +
+          " aborted at stop, dropped");
+      return;
+    }
     std::string failed = d.what + ": attempt " + std::to_string(d.attempts) +
                          " failed: " + a.error;
-    if (a.result == Attempt::kFinal || stop_ ||
+    if (a.result == Attempt::kFinal ||
         d.attempts > options_.retry_delays.size()) {
       ++counts_.given_up;
       Log(failed + "; given up");

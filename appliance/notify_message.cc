@@ -67,8 +67,8 @@ std::string JobSummary(const JobRecord& job) {
   text += ".";
   const auto& items = job.outcome.items;
   if (size_t failed = FailedItems(job.outcome); failed > 0) {
-    text += " " + std::to_string(failed) + " of " +
-            std::to_string(items.size()) + " VMs failed:";
+    text += " Failed VMs (" + std::to_string(failed) + " of " +
+            std::to_string(items.size()) + "):";
     size_t shown = 0;
     for (const JobItem& item : items) {
       if (ItemOk(item)) continue;

@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
     report.jobs = {MadeUpJob(*job_state)};
     report.overdue = {{"web2", "main", "nightly", now - 3 * 86400, 86400,
                        now - 3600}};
-    report.repositories = {{"main", true, 5u << 30, 40ull << 30, 12, now}};
+    report.repositories = {{"main", true, 5ull << 30, 40ull << 30, 12, now}};
     notifier.SendMail(DailyReportMail(report));
   } else if (!overdue_vm.empty()) {
     notifier.Notify(OverdueEvent(

@@ -69,7 +69,7 @@ TEST(Webhook, BodyNamesJobOutcomesAndTimes) {
   std::string summary = b["summary"];
   EXPECT_THAT(summary, HasSubstr("Backup job 42 (repository main) partial "
                                  "after 12m 03s: 1 of 2 VMs failed."));
-  EXPECT_THAT(summary, HasSubstr("\"db1\" (failed: disk vda: read error)"));
+  EXPECT_THAT(summary, HasSubstr(" Failed VMs (1 of 2): \"db1\" (failed: disk vda: read error)."));
   EXPECT_THAT(summary, Not(HasSubstr("http")));
 }
 
