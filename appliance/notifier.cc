@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <mutex>
@@ -128,7 +129,9 @@ class Notifier::Channel {
     }
     double delay = options_.retry_delays[d.attempts - 1];
     ++counts_.retried;
-    Log(failed + "; next attempt in " + std::to_string(delay) + " s");
+    char in[32];
+    std::snprintf(in, sizeof in, "%g", delay);
+    Log(failed + "; next attempt in " + in + " s");
     d.due = MonotonicSeconds() + delay;
     queue_.push_back(std::move(d));
   }
