@@ -161,9 +161,9 @@ Status Serve(const ServeOptions& options) {
   MonitorOptions monitor_options;
   monitor_options.daily_report = nc.daily_report;
   monitor_options.log = [](const std::string& line) { Log(line); };
-  HAVEN_ASSIGN_OR_RETURN(
-      auto monitor, NotifyMonitor::Start(services, notifier.get(), &usage,
-                                         std::move(monitor_options)));
+  HAVEN_ASSIGN_OR_RETURN(auto monitor,
+                         NotifyMonitor::Start(services, notifier.get(), &usage,
+                                              std::move(monitor_options)));
   // Jobs Create() marked interrupted ended before the monitor listened.
   if (notifier && jobs->interrupted_at_start() > 0) {
     JobFilter f;

@@ -25,8 +25,8 @@ std::string JobLine(const JobRecord& job) {
                 CleanText(job.spec.kind, 12).c_str(),
                 CleanText(job.spec.repository, 12).c_str(),
                 std::string(JobStateName(job.state)).c_str());
-  std::string line = head + (job.started_at.empty() ? job.queued_at
-                                                    : job.started_at);
+  std::string line =
+      head + (job.started_at.empty() ? job.queued_at : job.started_at);
   if (job.duration_seconds > 0)
     line += "  " + HumanDuration(job.duration_seconds);
   size_t failed = 0;
@@ -75,8 +75,7 @@ MailMessage DailyReportMail(const DailyReport& r) {
          ": last success " +
          (o.last_success ? IsoUtc(*o.last_success) : std::string("never")) +
          ", schedule " + CleanText(o.schedule, 60) + " expects every " +
-         HumanDuration(static_cast<double>(o.expected_interval_seconds)) +
-         "\n";
+         HumanDuration(static_cast<double>(o.expected_interval_seconds)) + "\n";
   b += "\nRepositories (" + std::to_string(r.repositories.size()) + ")\n";
   for (const RepositoryMetric& repo : r.repositories) {
     b += "  " + CleanText(repo.name, 40) + ": ";

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "appliance/notify_monitor.h"
 #include "base/time.h"
@@ -74,15 +75,33 @@ std::vector<VmLastSuccess> LastSuccesses(
   return out;
 }
 
+Result<std::vector<VmLastSuccess>> LoadKnownVms(StateDb& db) {
+  HAVEN_ASSIGN_OR_RETURN(auto backups, LoadVmLastBackups(db));
+  std::vector<VmLastSuccess> out = LastSuccesses(backups);
+  HAVEN_ASSIGN_OR_RETURN(bool jobs, TableExists(db, "jobs"));
+  HAVEN_ASSIGN_OR_RETURN(bool items, TableExists(db, "job_items"));
+  if (!jobs || !items) return out;
+  HAVEN_ASSIGN_OR_RETURN(
+      auto rows,
+      db.Query("SELECT DISTINCT i.name, j.repository FROM job_items i "
+               "JOIN jobs j ON j.id = i.job_id "
+               "WHERE j.kind = 'backup' AND i.outcome != 'skipped'"));
+  std::set<std::pair<std::string, std::string>> have;
+  for (const VmLastSuccess& v : out) have.insert({v.vm, v.repository});
+  for (const SqlRow& r : rows)
+    if (have.insert({r.Text(0), r.Text(1)}).second)
+      out.push_back({r.Text(0), r.Text(1), std::nullopt});
+  return out;
+}
+
 Status LoadJobFigures(StateDb& db, MetricsSnapshot& s) {
   HAVEN_ASSIGN_OR_RETURN(bool jobs, TableExists(db, "jobs"));
   if (!jobs) return OkStatus();
-  HAVEN_ASSIGN_OR_RETURN(
-      auto counts, db.Query("SELECT kind, state, COUNT(*) FROM jobs "
-                            "GROUP BY kind, state ORDER BY kind, state"));
+  HAVEN_ASSIGN_OR_RETURN(auto counts,
+                         db.Query("SELECT kind, state, COUNT(*) FROM jobs "
+                                  "GROUP BY kind, state ORDER BY kind, state"));
   for (const SqlRow& r : counts) {
-    s.jobs.push_back(
-        {r.Text(0), r.Text(1), static_cast<uint64_t>(r.Int(2))});
+    s.jobs.push_back({r.Text(0), r.Text(1), static_cast<uint64_t>(r.Int(2))});
     if (r.Text(1) == "running") s.jobs_running += r.Int(2);
     if (r.Text(1) == "queued") s.jobs_queued += r.Int(2);
   }
@@ -105,7 +124,7 @@ Result<std::vector<ScheduleCoverage>> LoadBackupSchedules(StateDb& db) {
   if (!exists) return out;
   HAVEN_ASSIGN_OR_RETURN(
       auto rows, db.Query("SELECT name, calendar, repository, params, "
-                          "created_at FROM schedules "
+                          "created, random_delay_seconds FROM schedules "
                           "WHERE kind = 'backup' AND enabled != 0 "
                           "ORDER BY name"));
   for (const SqlRow& r : rows) {
@@ -126,6 +145,7 @@ Result<std::vector<ScheduleCoverage>> LoadBackupSchedules(StateDb& db) {
                                                            : s.vms.empty();
     }
     s.created_at = static_cast<int64_t>(TimeOf(r, 4).value_or(0));
+    s.random_delay_seconds = r.Int(5);
     out.push_back(std::move(s));
   }
   return out;

@@ -1,7 +1,7 @@
 // What notifications and /metrics read from tables other modules own: the
-// job history (jobs, job_items: appliance/job_service.cc) and the
-// schedules (appliance/scheduler.cc). Every such SQL statement is in
-// history_queries.cc and nowhere else, so a change of those schemas is
+// job history (jobs, job_items: appliance/job_history.cc) and the
+// schedules (schedules: appliance/schedule_store.cc). Every such SQL statement
+// is in history_queries.cc and nowhere else, so a change of those schemas is
 // one file's edit. A table that does not exist yet (a fresh database
 // before its module made it) reads as empty, not as an error.
 #ifndef HAVEN_APPLIANCE_HISTORY_QUERIES_H_
@@ -22,6 +22,11 @@ Result<std::vector<VmBackupMetric>> LoadVmLastBackups(StateDb& db);
 // The VMs' last successes for overdue detection (from LoadVmLastBackups).
 std::vector<VmLastSuccess> LastSuccesses(
     const std::vector<VmBackupMetric>& backups);
+
+// Every (VM, repository) of a backup job item that was not skipped, with its
+// last success (none for a VM whose backups all failed): the VMs havend
+// knows, for overdue detection.
+Result<std::vector<VmLastSuccess>> LoadKnownVms(StateDb& db);
 
 // Jobs by kind and state, ended jobs' durations by kind, and how many are
 // running and queued: fills those fields of `snapshot`.

@@ -30,9 +30,9 @@ size_t Utf8Length(std::string_view s, size_t i) {
   for (size_t k = 1; k < n; ++k)
     if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
   auto c1 = static_cast<unsigned char>(s[i + 1]);
-  if (c == 0xe0 && c1 < 0xa0) return 0;  // overlong
+  if (c == 0xe0 && c1 < 0xa0) return 0;   // overlong
   if (c == 0xed && c1 >= 0xa0) return 0;  // surrogate
-  if (c == 0xf0 && c1 < 0x90) return 0;  // overlong
+  if (c == 0xf0 && c1 < 0x90) return 0;   // overlong
   if (c == 0xf4 && c1 >= 0x90) return 0;  // past U+10FFFF
   return n;
 }
@@ -45,10 +45,11 @@ class Writer {
     out_ += "# TYPE " + std::string(name) + " " + std::string(type) + "\n";
   }
   // `labels` are name/value pairs; values are escaped here.
-  void Sample(std::string_view name,
-              std::initializer_list<std::pair<std::string_view, std::string_view>>
-                  labels,
-              const std::string& value) {
+  void Sample(
+      std::string_view name,
+      std::initializer_list<std::pair<std::string_view, std::string_view>>
+          labels,
+      const std::string& value) {
     out_ += name;
     if (labels.size() > 0) {
       out_ += "{";
@@ -81,7 +82,8 @@ void JobDurations(Writer& w, const std::vector<JobDurationMetric>& all) {
                {{"kind", d.kind}, {"le", Num(bound)}}, Num(n));
     }
     w.Sample("haven_job_duration_seconds_bucket",
-             {{"kind", d.kind}, {"le", "+Inf"}}, Num(uint64_t{d.seconds.size()}));
+             {{"kind", d.kind}, {"le", "+Inf"}},
+             Num(uint64_t{d.seconds.size()}));
     w.Sample("haven_job_duration_seconds_sum", {{"kind", d.kind}}, Num(sum));
     w.Sample("haven_job_duration_seconds_count", {{"kind", d.kind}},
              Num(uint64_t{d.seconds.size()}));
@@ -107,7 +109,8 @@ void Repositories(Writer& w, const std::vector<RepositoryMetric>& all) {
   for (const Family& f : kFamilies) {
     w.Family(f.name, "gauge", f.help);
     for (const RepositoryMetric& r : all)
-      if (r.measured) w.Sample(f.name, {{"repository", r.name}}, Num(r.*f.field));
+      if (r.measured)
+        w.Sample(f.name, {{"repository", r.name}}, Num(r.*f.field));
   }
   w.Family("haven_repository_usage_timestamp_seconds", "gauge",
            "When the repository's usage figures were measured.");
@@ -123,9 +126,12 @@ std::string EscapeLabelValue(std::string_view value) {
   std::string out;
   for (size_t i = 0; i < value.size();) {
     char c = value[i];
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
     size_t n = Utf8Length(value, i);
     if (c == '\\' || c == '"' || c == '\n') {
       ++i;

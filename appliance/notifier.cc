@@ -59,9 +59,8 @@ class Notifier::Channel {
 
   bool WaitIdle(double timeout) {
     std::unique_lock lock(mu_);
-    return idle_cv_.wait_for(
-        lock, std::chrono::duration<double>(timeout),
-        [this] { return queue_.empty() && !busy_; });
+    return idle_cv_.wait_for(lock, std::chrono::duration<double>(timeout),
+                             [this] { return queue_.empty() && !busy_; });
   }
 
   Counts counts() const {
@@ -175,8 +174,8 @@ Result<NotifierOptions> NotifierOptionsFromConfig(const NotifyConfig& c,
     if (scheme != "smtp" && scheme != "smtps")
       return InvalidArgument(
           "notify smtp_url must be an smtp:// or smtps:// URL");
-    HAVEN_RETURN_IF_ERROR(ValidateMailAddress(c.smtp_from).WithContext(
-        "notify smtp_from"));
+    HAVEN_RETURN_IF_ERROR(
+        ValidateMailAddress(c.smtp_from).WithContext("notify smtp_from"));
     if (c.smtp_to.empty())
       return InvalidArgument("notify smtp_to: no recipient for smtp_url");
     for (const std::string& to : c.smtp_to)
@@ -188,8 +187,7 @@ Result<NotifierOptions> NotifierOptionsFromConfig(const NotifyConfig& c,
     o.smtp_user = c.smtp_user;
     if (!c.smtp_user.empty()) {
       if (c.smtp_password_file.empty())
-        return InvalidArgument(
-            "notify smtp_user needs smtp_password_file");
+        return InvalidArgument("notify smtp_user needs smtp_password_file");
       HAVEN_ASSIGN_OR_RETURN(o.smtp_password,
                              ReadSecretFile(c.smtp_password_file));
     }
@@ -202,8 +200,8 @@ Notifier::Notifier(NotifierOptions options) : options_(std::move(options)) {
     webhook_ = std::make_unique<Channel>(
         "webhook " + ReceiverHost(options_.webhook_url), options_);
   if (!options_.smtp_url.empty())
-    mail_ = std::make_unique<Channel>(
-        "mail " + ReceiverHost(options_.smtp_url), options_);
+    mail_ = std::make_unique<Channel>("mail " + ReceiverHost(options_.smtp_url),
+                                      options_);
 }
 
 Notifier::~Notifier() {
@@ -225,9 +223,9 @@ void Notifier::Notify(const NotifyEvent& event) {
 }
 
 void Notifier::NotifyJobEnd(const JobRecord& job) {
-  auto event = JobEndEvent(job, options_.on_success,
-                           static_cast<int64_t>(std::time(nullptr)),
-                           options_.appliance);
+  auto event =
+      JobEndEvent(job, options_.on_success,
+                  static_cast<int64_t>(std::time(nullptr)), options_.appliance);
   if (event) Notify(*event);
 }
 
@@ -239,10 +237,10 @@ void Notifier::SendMail(MailMessage mail) {
       FormatMail(mail, static_cast<int64_t>(std::time(nullptr)), RandomHex(12),
                  options_.appliance.empty() ? "haven" : options_.appliance));
   std::string what = "mail \"" + CleanText(mail.subject, 60) + "\"";
-  mail_->Add({what, [this, text, to = mail.to, from = mail.from](
-                        const auto& stop) {
-                return SendSmtp(options_, to, from, *text, stop);
-              }});
+  mail_->Add(
+      {what, [this, text, to = mail.to, from = mail.from](const auto& stop) {
+         return SendSmtp(options_, to, from, *text, stop);
+       }});
 }
 
 Notifier::Counts Notifier::counts() const {

@@ -70,7 +70,8 @@ Result<std::unique_ptr<Transfer>> NewTransfer(const NotifierOptions& o,
   curl_easy_setopt(c, CURLOPT_XFERINFODATA,
                    const_cast<std::atomic<bool>*>(&stop));
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
-  if (!o.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o.ca_file.c_str());
+  if (!o.ca_file.empty())
+    curl_easy_setopt(c, CURLOPT_CAINFO, o.ca_file.c_str());
   return t;
 }
 
@@ -169,9 +170,9 @@ Attempt SendSmtp(const NotifierOptions& o, const std::vector<std::string>& to,
                    static_cast<curl_off_t>(message.size()));
   // A password never goes over a connection without TLS: with a login,
   // STARTTLS is required; without one it is used when offered.
-  curl_easy_setopt(c, CURLOPT_USE_SSL, o.smtp_user.empty()
-                                           ? static_cast<long>(CURLUSESSL_TRY)
-                                           : static_cast<long>(CURLUSESSL_ALL));
+  curl_easy_setopt(c, CURLOPT_USE_SSL,
+                   o.smtp_user.empty() ? static_cast<long>(CURLUSESSL_TRY)
+                                       : static_cast<long>(CURLUSESSL_ALL));
   if (!o.smtp_user.empty()) {
     curl_easy_setopt(c, CURLOPT_USERNAME, o.smtp_user.c_str());
     curl_easy_setopt(c, CURLOPT_PASSWORD, o.smtp_password.c_str());
@@ -182,8 +183,7 @@ Attempt SendSmtp(const NotifierOptions& o, const std::vector<std::string>& to,
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   std::string why = CurlError(*t.value(), rc);
   if (code > 0) why += " (SMTP " + std::to_string(code) + ")";
-  if (rc == CURLE_LOGIN_DENIED || code >= 500)
-    return {Attempt::kFinal, why};
+  if (rc == CURLE_LOGIN_DENIED || code >= 500) return {Attempt::kFinal, why};
   return {Attempt::kRetry, why};
 }
 

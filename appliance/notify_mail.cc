@@ -32,7 +32,8 @@ void Row(std::string& out, std::string_view name, std::string_view value) {
 
 std::string JobText(const JobRecord& job) {
   std::string out;
-  Row(out, "Job", std::to_string(job.id) + " (" + CleanText(job.spec.kind, 40) + ")");
+  Row(out, "Job",
+      std::to_string(job.id) + " (" + CleanText(job.spec.kind, 40) + ")");
   Row(out, "Repository", CleanText(job.spec.repository, 64));
   Row(out, "State", JobStateName(job.state));
   Row(out, "Requested by", CleanText(job.spec.requested_by, 80));
@@ -44,9 +45,9 @@ std::string JobText(const JobRecord& job) {
   Row(out, "Error", CleanText(job.outcome.error, 1000));
   const JobOutcome& o = job.outcome;
   if (o.read_bytes || o.new_bytes || o.stored_bytes)
-    Row(out, "Data", "read " + HumanBytes(o.read_bytes) + ", new " +
-                         HumanBytes(o.new_bytes) + ", stored " +
-                         HumanBytes(o.stored_bytes));
+    Row(out, "Data",
+        "read " + HumanBytes(o.read_bytes) + ", new " +
+            HumanBytes(o.new_bytes) + ", stored " + HumanBytes(o.stored_bytes));
   if (!o.items.empty()) {
     out += "\nVMs:\n";
     for (const JobItem& item : o.items) {
@@ -72,8 +73,9 @@ std::string OverdueText(const OverdueVm& o) {
   Row(out, "Repository", CleanText(o.repository, 64));
   Row(out, "Schedule", CleanText(o.schedule, 120));
   Row(out, "Last success", o.last_success ? IsoUtc(*o.last_success) : "never");
-  Row(out, "Expected", "every " + HumanDuration(static_cast<double>(
-                                      o.expected_interval_seconds)));
+  Row(out, "Expected",
+      "every " +
+          HumanDuration(static_cast<double>(o.expected_interval_seconds)));
   Row(out, "Overdue since", IsoUtc(o.overdue_since));
   return out;
 }
@@ -114,8 +116,7 @@ MailMessage EventMail(const NotifyEvent& event, const std::string& from,
 Status ValidateMailAddress(std::string_view address) {
   size_t at = address.find('@');
   bool ok = !address.empty() && address.size() <= 254 &&
-            at != std::string_view::npos && at > 0 &&
-            at + 1 < address.size() &&
+            at != std::string_view::npos && at > 0 && at + 1 < address.size() &&
             address.find('@', at + 1) == std::string_view::npos;
   for (unsigned char c : address)
     if (c <= 0x20 || c >= 0x7f ||
@@ -123,8 +124,9 @@ Status ValidateMailAddress(std::string_view address) {
             std::string_view::npos)
       ok = false;
   if (!ok)
-    return InvalidArgument("not a mail address (local@domain, printable ASCII): " +
-                           QuoteUntrusted(address));
+    return InvalidArgument(
+        "not a mail address (local@domain, printable ASCII): " +
+        QuoteUntrusted(address));
   return OkStatus();
 }
 
@@ -184,8 +186,8 @@ std::string FormatMail(const MailMessage& mail, int64_t now,
     to += (to.empty() ? "" : ", ") + HeaderValue(addr, 254);
   std::string out;
   out += "Date: " + MailDate(now) + "\r\n";
-  out += "Message-ID: <" + HeaderValue(unique, 64) + "." +
-         std::to_string(now) + "@" + HeaderValue(host, 200) + ">\r\n";
+  out += "Message-ID: <" + HeaderValue(unique, 64) + "." + std::to_string(now) +
+         "@" + HeaderValue(host, 200) + ">\r\n";
   out += "From: " + HeaderValue(mail.from, 254) + "\r\n";
   out += "To: " + to + "\r\n";
   out += "Subject: " + HeaderValue(mail.subject, 400) + "\r\n";

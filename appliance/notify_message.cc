@@ -56,8 +56,8 @@ size_t FailedItems(const JobOutcome& o) {
 }
 
 std::string JobSummary(const JobRecord& job) {
-  std::string text = Capitalized(Clean(job.spec.kind, 40)) + " job " +
-                     std::to_string(job.id);
+  std::string text =
+      Capitalized(Clean(job.spec.kind, 40)) + " job " + std::to_string(job.id);
   if (!job.spec.repository.empty())
     text += " (repository " + Clean(job.spec.repository, 64) + ")";
   text += " " + std::string(JobStateName(job.state));
@@ -88,11 +88,12 @@ std::string JobSummary(const JobRecord& job) {
 }
 
 std::string OverdueSummary(const OverdueVm& o) {
-  std::string text = "VM " + QuoteUntrusted(o.vm) +
-                     " has no successful backup into repository " +
-                     Clean(o.repository, 64) + " within the expected " +
-                     Duration(static_cast<double>(o.expected_interval_seconds)) +
-                     " of schedule " + QuoteUntrusted(o.schedule) + "; ";
+  std::string text =
+      "VM " + QuoteUntrusted(o.vm) +
+      " has no successful backup into repository " + Clean(o.repository, 64) +
+      " within the expected " +
+      Duration(static_cast<double>(o.expected_interval_seconds)) +
+      " of schedule " + QuoteUntrusted(o.schedule) + "; ";
   text += o.last_success
               ? "the last one was at " + IsoUtc(*o.last_success) + "."
               : "it has never been backed up.";
@@ -100,12 +101,9 @@ std::string OverdueSummary(const OverdueVm& o) {
 }
 
 nlohmann::json ItemJson(const JobItem& item) {
-  return {{"name", item.name},
-          {"outcome", item.outcome},
-          {"error", item.error},
-          {"read_bytes", item.read_bytes},
-          {"new_bytes", item.new_bytes},
-          {"stored_bytes", item.stored_bytes}};
+  return {{"name", item.name},           {"outcome", item.outcome},
+          {"error", item.error},         {"read_bytes", item.read_bytes},
+          {"new_bytes", item.new_bytes}, {"stored_bytes", item.stored_bytes}};
 }
 
 nlohmann::json JobJson(const JobRecord& job) {
@@ -177,14 +175,14 @@ nlohmann::json WebhookBody(const NotifyEvent& event) {
   if (event.job) body["job"] = JobJson(*event.job);
   if (event.overdue) {
     const OverdueVm& o = *event.overdue;
-    body["vm"] = {
-        {"name", o.vm},
-        {"repository", o.repository},
-        {"schedule", o.schedule},
-        {"last_success", o.last_success ? nlohmann::json(IsoUtc(*o.last_success))
-                                        : nlohmann::json(nullptr)},
-        {"expected_interval_seconds", o.expected_interval_seconds},
-        {"overdue_since", IsoUtc(o.overdue_since)}};
+    body["vm"] = {{"name", o.vm},
+                  {"repository", o.repository},
+                  {"schedule", o.schedule},
+                  {"last_success", o.last_success
+                                       ? nlohmann::json(IsoUtc(*o.last_success))
+                                       : nlohmann::json(nullptr)},
+                  {"expected_interval_seconds", o.expected_interval_seconds},
+                  {"overdue_since", IsoUtc(o.overdue_since)}};
   }
   return body;
 }
@@ -218,7 +216,8 @@ std::string RandomHex(size_t n) {
   if (RAND_bytes(bytes.data(), static_cast<int>(n)) != 1) {
     // Not secret, only unique: fall back to the clock.
     auto t = static_cast<uint64_t>(MonotonicSeconds() * 1e9);
-    for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<uint8_t>(t >> (i % 8 * 8));
+    for (size_t i = 0; i < n; ++i)
+      bytes[i] = static_cast<uint8_t>(t >> (i % 8 * 8));
   }
   return HexEncode(ByteSpan(bytes.data(), bytes.size()));
 }

@@ -31,9 +31,9 @@ namespace haven::appliance {
 // A VM with no successful backup within its schedule's expected interval
 // (appliance/overdue.h finds them).
 struct OverdueVm {
-  std::string vm;          // untrusted: a libvirt domain name
-  std::string repository;  // configured repository name
-  std::string schedule;    // the schedule that expects it
+  std::string vm;                       // untrusted: a libvirt domain name
+  std::string repository;               // configured repository name
+  std::string schedule;                 // the schedule that expects it
   std::optional<int64_t> last_success;  // Unix seconds; none: never
   int64_t expected_interval_seconds = 0;
   int64_t overdue_since = 0;  // Unix seconds: when it became overdue
@@ -42,13 +42,13 @@ struct OverdueVm {
 
 // One thing to tell: a job that ended, or a VM that became overdue.
 struct NotifyEvent {
-  std::string id;    // unique (random), for receivers to drop replays
-  std::string type;  // "job.failed", "job.partial", "job.interrupted",
-                     // "job.succeeded", "vm.overdue"
-  int64_t time = 0;  // Unix seconds, when it was made
-  std::string appliance;               // havend's host name
-  std::optional<JobRecord> job;        // job.*
-  std::optional<OverdueVm> overdue;    // vm.overdue
+  std::string id;         // unique (random), for receivers to drop replays
+  std::string type;       // "job.failed", "job.partial", "job.interrupted",
+                          // "job.succeeded", "vm.overdue"
+  int64_t time = 0;       // Unix seconds, when it was made
+  std::string appliance;  // havend's host name
+  std::optional<JobRecord> job;      // job.*
+  std::optional<OverdueVm> overdue;  // vm.overdue
 };
 
 // The event for a job that ended, or nullopt when its state is not one to
@@ -78,7 +78,7 @@ struct MailMessage {
   std::string from;             // "haven@example.org"
   std::vector<std::string> to;  // addresses
   std::string subject;
-  std::string body;             // UTF-8 text, '\n' line ends
+  std::string body;  // UTF-8 text, '\n' line ends
 };
 
 // Subject "[haven] backup job 42 failed (repository main)" and the text of

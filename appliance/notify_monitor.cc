@@ -50,13 +50,13 @@ void RepositoryUsageCache::Refresh(
                   : Result<repository::RepositoryUsage>(repo.status());
     if (!usage.ok()) {
       if (log)
-        log("repository " + r.name + ": usage not measured: " +
-            usage.status().message());
+        log("repository " + r.name +
+            ": usage not measured: " + usage.status().message());
       continue;
     }
-    RepositoryMetric m{r.name,           true,
-                       usage->stored_bytes, usage->logical_bytes,
-                       usage->points,    Now()};
+    RepositoryMetric m{
+        r.name,        true, usage->stored_bytes, usage->logical_bytes,
+        usage->points, Now()};
     std::lock_guard lock(mu_);
     measured_[r.name] = m;
   }
@@ -68,8 +68,7 @@ Result<std::unique_ptr<NotifyMonitor>> NotifyMonitor::Start(
   std::optional<CalendarEvent> event;
   if (!options.daily_report.empty()) {
     auto parsed = ParseCalendar(options.daily_report);
-    if (!parsed.ok())
-      return parsed.status().WithContext("notify daily_report");
+    if (!parsed.ok()) return parsed.status().WithContext("notify daily_report");
     event = std::move(parsed.value());
   }
   std::unique_ptr<NotifyMonitor> m(
@@ -126,9 +125,9 @@ void NotifyMonitor::OnJobEnd(const JobRecord& job) {
 
 void NotifyMonitor::CheckOverdue(int64_t now) {
   if (!services_.db) return;
-  auto backups = LoadVmLastBackups(*services_.db);
+  auto known = LoadKnownVms(*services_.db);
   auto schedules = LoadBackupSchedules(*services_.db);
-  Status status = !backups.ok() ? backups.status() : schedules.status();
+  Status status = !known.ok() ? known.status() : schedules.status();
   if (!status.ok()) {
     if (status.message() != last_error_)
       Log("overdue check: " + status.message());
@@ -136,8 +135,8 @@ void NotifyMonitor::CheckOverdue(int64_t now) {
     return;
   }
   last_error_.clear();
-  auto overdue = FindOverdueVms(LastSuccesses(backups.value()),
-                                schedules.value(), now, options_.overdue);
+  auto overdue =
+      FindOverdueVms(known.value(), schedules.value(), now, options_.overdue);
   std::vector<OverdueVm> fresh;
   {
     std::lock_guard lock(mu_);
@@ -146,7 +145,8 @@ void NotifyMonitor::CheckOverdue(int64_t now) {
   for (const OverdueVm& vm : fresh) {
     Log("VM " + QuoteUntrusted(vm.vm) + " overdue in repository " +
         vm.repository + " (schedule " + QuoteUntrusted(vm.schedule) + ")");
-    if (notifier_) notifier_->Notify(OverdueEvent(vm, now, notifier_->options().appliance));
+    if (notifier_)
+      notifier_->Notify(OverdueEvent(vm, now, notifier_->options().appliance));
   }
 }
 
@@ -166,11 +166,14 @@ MailMessage NotifyMonitor::DailyReportNow() {
   r.appliance = notifier_ ? notifier_->options().appliance : "";
   if (services_.jobs) {
     JobFilter filter;
-    filter.since = FormatTime((r.now - 86400) * 1000000000, TimeStyle::kRfc3339Utc);
+    filter.since =
+        FormatTime((r.now - 86400) * 1000000000, TimeStyle::kRfc3339Utc);
     filter.limit = 1000;
     auto jobs = services_.jobs->List(filter);
-    if (jobs.ok()) r.jobs = std::move(jobs.value());
-    else Log("daily report: jobs not listed: " + jobs.status().message());
+    if (jobs.ok())
+      r.jobs = std::move(jobs.value());
+    else
+      Log("daily report: jobs not listed: " + jobs.status().message());
   }
   r.overdue = Overdue();
   if (usage_) r.repositories = usage_->Get();
@@ -193,7 +196,8 @@ void NotifyMonitor::Run() {
     lock.lock();
     double wait = options_.check_interval_seconds;
     if (next_report_)
-      wait = std::min(wait, std::max(0.5, static_cast<double>(*next_report_ - Now())));
+      wait = std::min(
+          wait, std::max(0.5, static_cast<double>(*next_report_ - Now())));
     cv_.wait_for(lock, std::chrono::duration<double>(wait),
                  [this] { return stop_ || wake_; });
     wake_ = false;

@@ -57,9 +57,11 @@ std::vector<OverdueVm> FindOverdueVms(
     if (!elapses) continue;
     auto [e0, e1] = *elapses;
     int64_t interval = e1 - e0;
-    int64_t grace = std::max<int64_t>(
-        policy.min_grace_seconds,
-        static_cast<int64_t>(static_cast<double>(interval) * policy.grace_fraction));
+    int64_t grace =
+        std::max<int64_t>(policy.min_grace_seconds,
+                          static_cast<int64_t>(static_cast<double>(interval) *
+                                               policy.grace_fraction)) +
+        std::max<int64_t>(0, s.random_delay_seconds);
     std::vector<std::string> vms;
     if (s.all_vms) {
       for (const std::string& name : all_names)

@@ -6,7 +6,8 @@
 // For a schedule whose last two elapses at or before `now` are E0 < E1,
 // the expected interval is E1 - E0 and the grace is
 // max(min_grace, interval * grace_fraction) (time for the backup itself to
-// run). A VM the schedule covers is overdue when
+// run) plus the schedule's random delay. A VM the schedule covers is overdue
+// when
 //   - it has no success since E1 (last success < E1, or none), and
 //   - now > last success + interval + grace; or, for a VM never backed up,
 //     now > the schedule's first elapse after it was made + grace (E0 +
@@ -39,6 +40,7 @@ struct ScheduleCoverage {
   std::vector<std::string> exclude;  // with all_vms: all known but these
                                      // (names or globs: test-*)
   int64_t created_at = 0;            // Unix seconds; 0 unknown (long ago)
+  int64_t random_delay_seconds = 0;  // runs start up to this late
 };
 
 // A VM havend knows (from its backup history or a schedule's list) and its

@@ -19,7 +19,8 @@ class RepositoryUsageCache;  // appliance/notify_monitor.h
 
 // GET /metrics (Prometheus, auditor). `usage` (may be null: no repository
 // figures) must outlive the routes.
-std::vector<Route> MetricsRoutes(Services& s, const RepositoryUsageCache* usage);
+std::vector<Route> MetricsRoutes(Services& s,
+                                 const RepositoryUsageCache* usage);
 
 }  // namespace haven::appliance
 

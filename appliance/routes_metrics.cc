@@ -6,7 +6,8 @@
 
 namespace haven::appliance {
 
-std::vector<Route> MetricsRoutes(Services& s, const RepositoryUsageCache* usage) {
+std::vector<Route> MetricsRoutes(Services& s,
+                                 const RepositoryUsageCache* usage) {
   nlohmann::json openapi = {
       {"description",
        "Prometheus text exposition format 0.0.4: per VM the time and size of "
@@ -16,11 +17,11 @@ std::vector<Route> MetricsRoutes(Services& s, const RepositoryUsageCache* usage)
        "the bearer credential."},
       {"responses",
        {{"200",
-         {{"description", "the metrics",
-           },
-          {"content",
-           {{"text/plain",
-             {{"schema", {{"type", "string"}}}}}}}}},
+         {{
+              "description",
+              "the metrics",
+          },
+          {"content", {{"text/plain", {{"schema", {{"type", "string"}}}}}}}}},
         {"500", {{"description", "the state database could not be read"}}}}}};
   return {
       {"GET", "/metrics", Access::kRole, Role::kAuditor,

@@ -16,7 +16,7 @@ struct RepositoryUsage {
   uint64_t points = 0;         // readable recovery points
   uint64_t logical_bytes = 0;  // sum of their stats.logical_bytes
   uint64_t packs = 0;
-  uint64_t stored_bytes = 0;   // sum of the packs' sizes (packs/)
+  uint64_t stored_bytes = 0;  // sum of the packs' sizes (packs/)
   // Points that could not be read (counted in none of the figures).
   std::vector<std::string> errors;
 };

@@ -36,8 +36,8 @@ JobRecord MadeUpJob(JobState state) {
   job.ended_at = "2026-12-07T02:12:04Z";
   job.duration_seconds = 723;
   JobItem ok{"web1", "ok", "", 10u << 20, 2u << 20, 1u << 20, {}};
-  JobItem bad{"db\n1 \"evil\"", "failed", "disk vda: read error at 4096", 0,
-              0, 0, {}};
+  JobItem bad{
+      "db\n1 \"evil\"", "failed", "disk vda: read error at 4096", 0, 0, 0, {}};
   job.outcome.state = state;
   job.outcome.items = {ok};
   if (state != JobState::kSucceeded) {
@@ -66,22 +66,38 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     bool has_value = i + 1 < argc;
     auto next = [&] { return std::string(argv[++i]); };
-    if (a == "--on-success") config.on_success = true;
-    else if (a == "--daily-report") daily = true;
-    else if (!has_value) return Usage(("missing value or unknown " + a).c_str());
-    else if (a == "--webhook-url") config.webhook_url = next();
-    else if (a == "--secret-file") config.webhook_secret_file = next();
-    else if (a == "--smtp-url") config.smtp_url = next();
-    else if (a == "--from") config.smtp_from = next();
-    else if (a == "--to") config.smtp_to.push_back(next());
-    else if (a == "--smtp-user") config.smtp_user = next();
-    else if (a == "--password-file") config.smtp_password_file = next();
-    else if (a == "--state") state = next();
-    else if (a == "--overdue") overdue_vm = next();
-    else if (a == "--retry-delays") retry = next();
-    else if (a == "--timeout") timeout = std::atof(next().c_str());
-    else if (a == "--wait") wait = std::atof(next().c_str());
-    else return Usage(("unknown option " + a).c_str());
+    if (a == "--on-success")
+      config.on_success = true;
+    else if (a == "--daily-report")
+      daily = true;
+    else if (!has_value)
+      return Usage(("missing value or unknown " + a).c_str());
+    else if (a == "--webhook-url")
+      config.webhook_url = next();
+    else if (a == "--secret-file")
+      config.webhook_secret_file = next();
+    else if (a == "--smtp-url")
+      config.smtp_url = next();
+    else if (a == "--from")
+      config.smtp_from = next();
+    else if (a == "--to")
+      config.smtp_to.push_back(next());
+    else if (a == "--smtp-user")
+      config.smtp_user = next();
+    else if (a == "--password-file")
+      config.smtp_password_file = next();
+    else if (a == "--state")
+      state = next();
+    else if (a == "--overdue")
+      overdue_vm = next();
+    else if (a == "--retry-delays")
+      retry = next();
+    else if (a == "--timeout")
+      timeout = std::atof(next().c_str());
+    else if (a == "--wait")
+      wait = std::atof(next().c_str());
+    else
+      return Usage(("unknown option " + a).c_str());
   }
   auto options = NotifierOptionsFromConfig(config, "haven-test");
   if (!options.ok()) {
@@ -110,8 +126,8 @@ int main(int argc, char** argv) {
     report.now = now;
     report.appliance = "haven-test";
     report.jobs = {MadeUpJob(*job_state)};
-    report.overdue = {{"web2", "main", "nightly", now - 3 * 86400, 86400,
-                       now - 3600}};
+    report.overdue = {
+        {"web2", "main", "nightly", now - 3 * 86400, 86400, now - 3600}};
     report.repositories = {{"main", true, 5ull << 30, 40ull << 30, 12, now}};
     notifier.SendMail(DailyReportMail(report));
   } else if (!overdue_vm.empty()) {

@@ -3,13 +3,14 @@
 // samples, label values escaped and round-tripping, histograms cumulative),
 // and the snapshot read from a real state database filled by the real
 // SqlJobService.
+#include "appliance/metrics.h"
+
 #include <chrono>
 #include <map>
 #include <thread>
 
 #include "appliance/history_queries.h"
 #include "appliance/job_service.h"
-#include "appliance/metrics.h"
 #include "base/time.h"
 #include "test_util.h"
 
@@ -51,8 +52,9 @@ std::vector<Sample> Parse(const std::string& text) {
     EXPECT_NE(line[0], '#') << line;
     Sample s;
     size_t i = 0;
-    while (i < line.size() && (std::isalnum(static_cast<unsigned char>(line[i])) ||
-                               line[i] == '_' || line[i] == ':'))
+    while (i < line.size() &&
+           (std::isalnum(static_cast<unsigned char>(line[i])) ||
+            line[i] == '_' || line[i] == ':'))
       ++i;
     s.name = line.substr(0, i);
     EXPECT_FALSE(s.name.empty()) << line;
@@ -86,7 +88,8 @@ std::vector<Sample> Parse(const std::string& text) {
     std::string family = s.name;
     for (const char* suffix : {"_bucket", "_sum", "_count"})
       if (!types.count(family) && family.size() > strlen(suffix) &&
-          family.compare(family.size() - strlen(suffix), std::string::npos, suffix) == 0)
+          family.compare(family.size() - strlen(suffix), std::string::npos,
+                         suffix) == 0)
         family.resize(family.size() - strlen(suffix));
     EXPECT_EQ(types.count(family), 1u) << "sample before its TYPE: " << line;
     out.push_back(std::move(s));
@@ -105,19 +108,23 @@ TEST(Metrics, LabelValuesEscaped) {
   EXPECT_EQ(EscapeLabelValue("plain-vm_1.x"), "plain-vm_1.x");
   EXPECT_EQ(EscapeLabelValue("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
   EXPECT_EQ(EscapeLabelValue("Grüße"), "Grüße");
-  EXPECT_EQ(EscapeLabelValue("bad\xff\xc0\xafx"), "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx");
-  EXPECT_EQ(EscapeLabelValue("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(EscapeLabelValue("bad\xff\xc0\xafx"),
+            "bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx");
+  EXPECT_EQ(EscapeLabelValue("\xed\xa0\x80"),
+            "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 }
 
 TEST(Metrics, RenderedTextParsesAndUntrustedNamesRoundTrip) {
-  const std::vector<std::string> names = {
-      "web1", "evil\"} haven_jobs_running 99\n# x", "back\\slash", "Grüße",
-      "a,b=c"};
+  const std::vector<std::string> names = {"web1",
+                                          "evil\"} haven_jobs_running 99\n# x",
+                                          "back\\slash", "Grüße", "a,b=c"};
   MetricsSnapshot s;
   for (size_t i = 0; i < names.size(); ++i)
     s.vms.push_back({names[i], "main", 1796637600 + static_cast<int64_t>(i),
                      1000 * (i + 1), 10 * (i + 1)});
-  s.jobs = {{"backup", "succeeded", 7}, {"backup", "failed", 2}, {"gc", "succeeded", 1}};
+  s.jobs = {{"backup", "succeeded", 7},
+            {"backup", "failed", 2},
+            {"gc", "succeeded", 1}};
   s.durations = {{"backup", {5, 70, 70, 4000, 100000}}, {"gc", {12.5}}};
   s.jobs_running = 1;
   s.jobs_queued = 3;
@@ -143,29 +150,68 @@ TEST(Metrics, RenderedTextParsesAndUntrustedNamesRoundTrip) {
   ASSERT_NE(running, nullptr);
   EXPECT_EQ(running->value, 1);
   EXPECT_EQ(Find(samples, "haven_jobs_queued", {})->value, 3);
-  EXPECT_EQ(Find(samples, "haven_jobs_total", {{"kind", "backup"}, {"state", "failed"}})->value, 2);
+  EXPECT_EQ(Find(samples, "haven_jobs_total",
+                 {{"kind", "backup"}, {"state", "failed"}})
+                ->value,
+            2);
   // Histogram: cumulative buckets, +Inf = count, sum.
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket", {{"kind", "backup"}, {"le", "10"}})->value, 1);
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket", {{"kind", "backup"}, {"le", "60"}})->value, 1);
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket", {{"kind", "backup"}, {"le", "300"}})->value, 3);
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket", {{"kind", "backup"}, {"le", "86400"}})->value, 4);
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket", {{"kind", "backup"}, {"le", "+Inf"}})->value, 5);
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_count", {{"kind", "backup"}})->value, 5);
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_sum", {{"kind", "backup"}})->value, 104145);
-  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_sum", {{"kind", "gc"}})->value, 12.5);
+  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket",
+                 {{"kind", "backup"}, {"le", "10"}})
+                ->value,
+            1);
+  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket",
+                 {{"kind", "backup"}, {"le", "60"}})
+                ->value,
+            1);
+  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket",
+                 {{"kind", "backup"}, {"le", "300"}})
+                ->value,
+            3);
+  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket",
+                 {{"kind", "backup"}, {"le", "86400"}})
+                ->value,
+            4);
+  EXPECT_EQ(Find(samples, "haven_job_duration_seconds_bucket",
+                 {{"kind", "backup"}, {"le", "+Inf"}})
+                ->value,
+            5);
+  EXPECT_EQ(
+      Find(samples, "haven_job_duration_seconds_count", {{"kind", "backup"}})
+          ->value,
+      5);
+  EXPECT_EQ(
+      Find(samples, "haven_job_duration_seconds_sum", {{"kind", "backup"}})
+          ->value,
+      104145);
+  EXPECT_EQ(
+      Find(samples, "haven_job_duration_seconds_sum", {{"kind", "gc"}})->value,
+      12.5);
   double previous = 0;
   for (const Sample& x : samples)
-    if (x.name == "haven_job_duration_seconds_bucket" && x.labels.at("kind") == "backup") {
+    if (x.name == "haven_job_duration_seconds_bucket" &&
+        x.labels.at("kind") == "backup") {
       EXPECT_GE(x.value, previous);
       previous = x.value;
     }
-  EXPECT_EQ(Find(samples, "haven_repository_stored_bytes", {{"repository", "main"}})->value, 5000);
-  EXPECT_EQ(Find(samples, "haven_repository_logical_bytes", {{"repository", "main"}})->value, 40000);
-  EXPECT_EQ(Find(samples, "haven_repository_points", {{"repository", "main"}})->value, 12);
-  EXPECT_EQ(Find(samples, "haven_repository_points", {{"repository", "offsite"}}), nullptr)
+  EXPECT_EQ(
+      Find(samples, "haven_repository_stored_bytes", {{"repository", "main"}})
+          ->value,
+      5000);
+  EXPECT_EQ(
+      Find(samples, "haven_repository_logical_bytes", {{"repository", "main"}})
+          ->value,
+      40000);
+  EXPECT_EQ(
+      Find(samples, "haven_repository_points", {{"repository", "main"}})->value,
+      12);
+  EXPECT_EQ(
+      Find(samples, "haven_repository_points", {{"repository", "offsite"}}),
+      nullptr)
       << "a repository not measured yet has no figures (not zeros)";
-  EXPECT_EQ(Find(samples, "process_resident_memory_bytes", {})->value, 12345678);
-  EXPECT_EQ(Find(samples, "process_start_time_seconds", {})->value, 1796630000.25);
+  EXPECT_EQ(Find(samples, "process_resident_memory_bytes", {})->value,
+            12345678);
+  EXPECT_EQ(Find(samples, "process_start_time_seconds", {})->value,
+            1796630000.25);
 }
 
 TEST(Metrics, ProcessFigures) {
@@ -197,7 +243,8 @@ TEST(Metrics, SnapshotFromJobHistory) {
         for (const auto& n : spec.params["ok"])
           o.items.push_back({n.get<std::string>(), "ok", "", 100, 10, 5, {}});
         for (const auto& n : spec.params["fail"])
-          o.items.push_back({n.get<std::string>(), "failed", "boom", 0, 0, 0, {}});
+          o.items.push_back(
+              {n.get<std::string>(), "failed", "boom", 0, 0, 0, {}});
         o.state = spec.params["fail"].empty() ? JobState::kSucceeded
                                               : JobState::kPartial;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));

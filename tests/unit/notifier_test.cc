@@ -2,10 +2,11 @@
 // body and its HMAC signature (RFC 4231 and openssl dgst), the mail
 // message (headers, quoted-printable, header injection), overdue VMs over
 // several schedules and the episodes, and the daily report.
+#include "appliance/notifier.h"
+
 #include <cstdio>
 
 #include "appliance/daily_report.h"
-#include "appliance/notifier.h"
 #include "appliance/notify_message.h"
 #include "appliance/overdue.h"
 #include "test_util.h"
@@ -15,9 +16,9 @@ namespace {
 
 using ::haven::testing_util::IsOk;
 using ::haven::testing_util::StatusIs;
+using ::haven::testing_util::TempDir;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using ::haven::testing_util::TempDir;
 
 JobRecord Job(JobState state) {
   JobRecord job;
@@ -37,8 +38,8 @@ JobRecord Job(JobState state) {
 }
 
 TEST(NotifyEvent, FailuresAlwaysSuccessOnlyWhenAskedCancelledNever) {
-  for (JobState s : {JobState::kFailed, JobState::kPartial,
-                     JobState::kInterrupted}) {
+  for (JobState s :
+       {JobState::kFailed, JobState::kPartial, JobState::kInterrupted}) {
     auto e = JobEndEvent(Job(s), false, 1000, "host");
     ASSERT_TRUE(e.has_value()) << JobStateName(s);
     EXPECT_EQ(e->type, "job." + std::string(JobStateName(s)));
@@ -69,7 +70,10 @@ TEST(Webhook, BodyNamesJobOutcomesAndTimes) {
   std::string summary = b["summary"];
   EXPECT_THAT(summary, HasSubstr("Backup job 42 (repository main) partial "
                                  "after 12m 03s: 1 of 2 VMs failed."));
-  EXPECT_THAT(summary, HasSubstr(" Failed VMs (1 of 2): \"db1\" (failed: disk vda: read error)."));
+  EXPECT_THAT(
+      summary,
+      HasSubstr(
+          " Failed VMs (1 of 2): \"db1\" (failed: disk vda: read error)."));
   EXPECT_THAT(summary, Not(HasSubstr("http")));
 }
 
@@ -94,7 +98,8 @@ TEST(Webhook, SignatureCoversTimestampAndBodyAsOpensslComputesIt) {
   std::string signed_bytes = "1796637600." + body;
   std::fwrite(signed_bytes.data(), 1, signed_bytes.size(), f);
   std::fclose(f);
-  FILE* p = popen(("openssl dgst -sha256 -hmac 's3cret key' -r " + file).c_str(), "r");
+  FILE* p = popen(
+      ("openssl dgst -sha256 -hmac 's3cret key' -r " + file).c_str(), "r");
   ASSERT_NE(p, nullptr);
   char out[200] = {};
   ASSERT_NE(std::fgets(out, sizeof out, p), nullptr);
@@ -140,8 +145,12 @@ TEST(Mail, QuotedPrintableRoundTripsAndKeepsItsRules) {
 }
 
 TEST(Mail, MessageHasDateIdSubjectAndNoInjectedHeaders) {
-  OverdueVm o{"evil\r\nBcc: victim@example.org", "main", "nightly",
-              1796551200, 86400, 1796637600};
+  OverdueVm o{"evil\r\nBcc: victim@example.org",
+              "main",
+              "nightly",
+              1796551200,
+              86400,
+              1796637600};
   NotifyEvent e = OverdueEvent(o, 1796637600, "host1");
   MailMessage m = EventMail(e, "haven@example.org", {"ops@example.org"});
   EXPECT_THAT(m.subject, HasSubstr("[haven] VM evil??Bcc: victim@example.org "
@@ -150,8 +159,10 @@ TEST(Mail, MessageHasDateIdSubjectAndNoInjectedHeaders) {
   std::string text = FormatMail(m, 0, "0123abcd", "host1");
   EXPECT_THAT(text, HasSubstr("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"));
   EXPECT_THAT(text, HasSubstr("Message-ID: <0123abcd.0@host1>\r\n"));
-  EXPECT_THAT(text, HasSubstr("From: haven@example.org\r\nTo: ops@example.org\r\n"));
-  EXPECT_THAT(text, HasSubstr("Content-Transfer-Encoding: quoted-printable\r\n"));
+  EXPECT_THAT(text,
+              HasSubstr("From: haven@example.org\r\nTo: ops@example.org\r\n"));
+  EXPECT_THAT(text,
+              HasSubstr("Content-Transfer-Encoding: quoted-printable\r\n"));
   // Headers end at the first blank line; none of them is a Bcc.
   std::string head = text.substr(0, text.find("\r\n\r\n") + 2);
   EXPECT_THAT(head, Not(HasSubstr("\r\nBcc:")));
@@ -172,15 +183,18 @@ TEST(Mail, JobMailNamesJobAndOutcome) {
   EXPECT_EQ(m.subject, "[haven] backup job 42 failed (repository main)");
   EXPECT_THAT(m.body, HasSubstr("Job:           42 (backup)\n"));
   EXPECT_THAT(m.body, HasSubstr("Error:         1 of 2 VMs failed\n"));
-  EXPECT_THAT(m.body, HasSubstr("  failed     db1\n               disk vda: read error\n"));
+  EXPECT_THAT(
+      m.body,
+      HasSubstr("  failed     db1\n               disk vda: read error\n"));
 }
 
 TEST(Mail, AddressesAreChecked) {
   EXPECT_THAT(ValidateMailAddress("ops@example.org"), IsOk());
   for (const char* bad : {"", "ops", "@x", "x@", "a@b@c", "a b@c", "<a@b>",
                           "a@b\r\nRCPT TO:<x@y>", "a\"@b"})
-    EXPECT_THAT(ValidateMailAddress(bad),
-                StatusIs(Code::kInvalidArgument, HasSubstr("not a mail address")))
+    EXPECT_THAT(
+        ValidateMailAddress(bad),
+        StatusIs(Code::kInvalidArgument, HasSubstr("not a mail address")))
         << bad;
 }
 
@@ -209,8 +223,9 @@ TEST(NotifierOptions, SecretsFromFilesAndBadFieldsNamed) {
               StatusIs(Code::kInvalidArgument, HasSubstr("notify smtp_to")));
   c.smtp_to = {"ops@example.org"};
   c.smtp_user = "u";
-  EXPECT_THAT(NotifierOptionsFromConfig(c, "h"),
-              StatusIs(Code::kInvalidArgument, HasSubstr("smtp_password_file")));
+  EXPECT_THAT(
+      NotifierOptionsFromConfig(c, "h"),
+      StatusIs(Code::kInvalidArgument, HasSubstr("smtp_password_file")));
 }
 
 // ------------------------------------------------------------ overdue
@@ -230,23 +245,28 @@ ScheduleCoverage Schedule(const char* name, const char* calendar,
 }
 
 TEST(Overdue, LastTwoElapses) {
-  auto daily = LastTwoElapses(Schedule("d", "*-*-* 02:00 UTC").calendar, kMon1000);
+  auto daily =
+      LastTwoElapses(Schedule("d", "*-*-* 02:00 UTC").calendar, kMon1000);
   ASSERT_TRUE(daily);
   EXPECT_EQ(daily->second, kMon1000 - 8 * kHour);
   EXPECT_EQ(daily->first, kMon1000 - 8 * kHour - kDay);
-  auto tensec = LastTwoElapses(Schedule("t", "*:*:0/10 UTC").calendar, kMon1000 + 5);
+  auto tensec =
+      LastTwoElapses(Schedule("t", "*:*:0/10 UTC").calendar, kMon1000 + 5);
   ASSERT_TRUE(tensec);
   EXPECT_EQ(tensec->second, kMon1000);
   EXPECT_EQ(tensec->first, kMon1000 - 10);
   // Weekdays: on Monday morning the last two are Friday and Monday.
-  auto weekdays = LastTwoElapses(Schedule("w", "Mon..Fri 02:00 UTC").calendar, kMon1000);
+  auto weekdays =
+      LastTwoElapses(Schedule("w", "Mon..Fri 02:00 UTC").calendar, kMon1000);
   ASSERT_TRUE(weekdays);
   EXPECT_EQ(weekdays->second - weekdays->first, 3 * kDay);
-  EXPECT_FALSE(LastTwoElapses(Schedule("y", "2020-01-01 UTC").calendar, kMon1000));
+  EXPECT_FALSE(
+      LastTwoElapses(Schedule("y", "2020-01-01 UTC").calendar, kMon1000));
 }
 
 TEST(Overdue, DailyScheduleMissedRunIsOverdueAfterGrace) {
-  std::vector<ScheduleCoverage> schedules = {Schedule("nightly", "*-*-* 02:00 UTC")};
+  std::vector<ScheduleCoverage> schedules = {
+      Schedule("nightly", "*-*-* 02:00 UTC")};
   // web1 backed up this morning, web2 yesterday morning (this morning's run
   // failed for it). Grace: a quarter of a day.
   std::vector<VmLastSuccess> vms = {
@@ -257,14 +277,20 @@ TEST(Overdue, DailyScheduleMissedRunIsOverdueAfterGrace) {
   EXPECT_EQ(overdue[0].vm, "web2");
   EXPECT_EQ(overdue[0].schedule, "nightly");
   EXPECT_EQ(overdue[0].expected_interval_seconds, kDay);
-  EXPECT_EQ(overdue[0].overdue_since, kMon1000 - 31 * kHour - 1800 + kDay + 6 * kHour);
+  EXPECT_EQ(overdue[0].overdue_since,
+            kMon1000 - 31 * kHour - 1800 + kDay + 6 * kHour);
   EXPECT_EQ(overdue[0].last_success, kMon1000 - 31 * kHour - 1800);
   // Two hours earlier it was still within the grace.
   EXPECT_TRUE(FindOverdueVms(vms, schedules, kMon1000 - 2 * kHour).empty());
+  // A random delay of up to 3 h adds to the grace.
+  schedules[0].random_delay_seconds = 3 * kHour;
+  EXPECT_TRUE(FindOverdueVms(vms, schedules, kMon1000).empty());
+  EXPECT_EQ(FindOverdueVms(vms, schedules, kMon1000 + 2 * kHour).size(), 1u);
 }
 
 TEST(Overdue, WeekdayScheduleNotOverdueAtTheWeekend) {
-  std::vector<ScheduleCoverage> schedules = {Schedule("work", "Mon..Fri 02:00 UTC")};
+  std::vector<ScheduleCoverage> schedules = {
+      Schedule("work", "Mon..Fri 02:00 UTC")};
   int64_t friday_run = kMon1000 - 3 * kDay - 7 * kHour - 1800;  // Fri 02:30
   std::vector<VmLastSuccess> vms = {{"db1", "main", friday_run}};
   int64_t sunday_noon = kMon1000 - kDay + 2 * kHour;
@@ -287,11 +313,10 @@ TEST(Overdue, SelectionsExclusionsNewSchedulesAndRepositories) {
   fresh.all_vms = false;
   fresh.vms = {"brand-new"};
   fresh.created_at = kMon1000 - 60;  // after its last elapse
-  std::vector<VmLastSuccess> vms = {
-      {"web1", "main", kMon1000 - 3 * kHour},
-      {"test-a", "main", kMon1000 - 30 * kDay},
-      {"web1", "offsite", kMon1000 - 30 * kDay},
-      {"ok1", "main", kMon1000 - 1800}};
+  std::vector<VmLastSuccess> vms = {{"web1", "main", kMon1000 - 3 * kHour},
+                                    {"test-a", "main", kMon1000 - 30 * kDay},
+                                    {"web1", "offsite", kMon1000 - 30 * kDay},
+                                    {"ok1", "main", kMon1000 - 1800}};
   auto overdue = FindOverdueVms(vms, {all, listed, fresh}, kMon1000 + 1);
   ASSERT_EQ(overdue.size(), 2u);
   EXPECT_EQ(overdue[0].vm, "web1");
@@ -326,13 +351,15 @@ TEST(DailyReport, JobsOverdueAndRepositories) {
   MailMessage m = DailyReportMail(r);
   EXPECT_EQ(m.subject,
             "[haven] daily report for host1: 2 jobs, 1 failed, 1 VMs overdue");
-  EXPECT_THAT(m.body, HasSubstr("2026-12-06T10:00:00Z to 2026-12-07T10:00:00Z"));
+  EXPECT_THAT(m.body,
+              HasSubstr("2026-12-06T10:00:00Z to 2026-12-07T10:00:00Z"));
   EXPECT_THAT(m.body, HasSubstr("Jobs (2): 1 failed, 1 succeeded\n"));
   EXPECT_THAT(m.body, HasSubstr("      42  backup       main         failed"));
   EXPECT_THAT(m.body, HasSubstr("db1: failed - disk vda: read error"));
   EXPECT_THAT(m.body, HasSubstr("  web2 in main: last success never, schedule "
                                 "nightly expects every 24h 00m 00s\n"));
-  EXPECT_THAT(m.body, HasSubstr("  main: 12 points, 40.0 GiB logical, 5.0 GiB stored"));
+  EXPECT_THAT(m.body,
+              HasSubstr("  main: 12 points, 40.0 GiB logical, 5.0 GiB stored"));
   EXPECT_THAT(m.body, HasSubstr("  offsite: not measured yet\n"));
 }
 
