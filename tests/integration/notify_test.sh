@@ -83,10 +83,13 @@ os.rename(port_file + ".tmp", port_file)
 s.serve_forever()
 PYEOF
 PIDS+=($!)
-# SMTP sink: each message saved as $WORK/mail/N.eml with N.env (envelope).
-"$SMTPPY" - "$WORK/mail" "$WORK/smtp.port" <<'PYEOF' 2>"$WORK/smtp.log" &
-import json, os, socket, sys, time
+# SMTP sink: each message saved as DIR/N.eml with N.env (envelope and
+# whether the session was TLS). With a certificate and key it offers
+# STARTTLS, requires it, and requires AUTH (the login written to DIR/auth).
+cat >"$WORK/sink.py" <<'PYEOF'
+import json, os, socket, ssl, sys, time
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 out, port_file = sys.argv[1], sys.argv[2]
 sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
@@ -98,12 +101,23 @@ class Sink:
         Sink.n += 1
         base = os.path.join(out, str(Sink.n))
         with open(base + ".env", "w") as f:
-            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos}, f)
+            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                       "tls": session.ssl is not None}, f)
         with open(base + ".tmp", "wb") as f:
             f.write(envelope.original_content)
         os.rename(base + ".tmp", base + ".eml")
         return "250 OK"
-c = Controller(Sink(), hostname="127.0.0.1", port=port)
+def authenticator(server, session, envelope, mechanism, auth_data):
+    with open(os.path.join(out, "auth"), "a") as f:
+        f.write("%s %s:%s\n" % (mechanism, auth_data.login.decode(), auth_data.password.decode()))
+    return AuthResult(success=True)
+kw = {}
+if len(sys.argv) > 4:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    kw = dict(tls_context=ctx, require_starttls=True, auth_required=True,
+              authenticator=authenticator)
+c = Controller(Sink(), hostname="127.0.0.1", port=port, **kw)
 c.start()
 with open(port_file + ".tmp", "w") as f:
     f.write(str(port))
@@ -111,15 +125,25 @@ os.rename(port_file + ".tmp", port_file)
 while True:
     time.sleep(3600)
 PYEOF
+"$SMTPPY" "$WORK/sink.py" "$WORK/mail" "$WORK/smtp.port" 2>"$WORK/smtp.log" &
+PIDS+=($!)
+mkdir -p "$WORK/tlsmail"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -keyout "$WORK/smtp-key.pem" -out "$WORK/smtp-cert.pem" -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
+"$SMTPPY" "$WORK/sink.py" "$WORK/tlsmail" "$WORK/tlssmtp.port" \
+  "$WORK/smtp-cert.pem" "$WORK/smtp-key.pem" 2>"$WORK/tlssmtp.log" &
 PIDS+=($!)
 for _ in $(seq 100); do
-  [ -s "$WORK/hook.port" ] && [ -s "$WORK/smtp.port" ] && break
+  [ -s "$WORK/hook.port" ] && [ -s "$WORK/smtp.port" ] && [ -s "$WORK/tlssmtp.port" ] && break
   sleep 0.1
 done
 [ -s "$WORK/hook.port" ] || fail "HTTP receiver did not start: $(cat "$WORK/hook.log")"
 [ -s "$WORK/smtp.port" ] || fail "SMTP sink did not start: $(cat "$WORK/smtp.log")"
+[ -s "$WORK/tlssmtp.port" ] || fail "STARTTLS SMTP sink did not start: $(cat "$WORK/tlssmtp.log")"
 HOOK=http://127.0.0.1:$(cat "$WORK/hook.port")
 SMTP=smtp://127.0.0.1:$(cat "$WORK/smtp.port")
+TLSSMTP=smtp://127.0.0.1:$(cat "$WORK/tlssmtp.port")
 SECRET="hook-secret-$RANDOM-xyz"
 echo "$SECRET" >"$WORK/secret"
 chmod 600 "$WORK/secret"
@@ -197,6 +221,33 @@ for f in "$WORK/err" "$WORK/mail1.txt"; do
   lacks "$f" "URLTOKEN123" "the webhook URL's token"
 done
 ok "job failure: mail with Subject, Date, Message-ID, From/To and the per-VM outcome"
+
+# ---------------------------------------------------------------- STARTTLS and login
+SMTPPW="smtp-pass-$RANDOM-word"
+echo "$SMTPPW" >"$WORK/smtppw"
+chmod 600 "$WORK/smtppw"
+run "${SEND[@]}" --smtp-url "$TLSSMTP" --smtp-user haven --password-file "$WORK/smtppw" \
+  --ca-file "$WORK/smtp-cert.pem" --state failed
+[ "$(jget 'j["sent"]' "$WORK/out")" = 1 ] || fail "STARTTLS + login: $(cat "$WORK/out") $(cat "$WORK/err")"
+[ -s "$WORK/tlsmail/1.eml" ] || fail "no mail in the STARTTLS sink"
+[ "$(jget 'j["tls"]' "$WORK/tlsmail/1.env")" = true ] || fail "the mail was not sent over TLS"
+contains "$WORK/tlsmail/auth" "haven:$SMTPPW" "the login from the password file"
+lacks "$WORK/err" "$SMTPPW" "the SMTP password in the log"
+# A login never goes over a connection without TLS: the plain sink offers no
+# STARTTLS, so nothing is sent (and no password).
+m0=$(mails)
+run "${SEND[@]}" --smtp-url "$SMTP" --smtp-user haven --password-file "$WORK/smtppw" \
+  --retry-delays 0.1 --state failed
+[ "$(jget '[j["sent"], j["given_up"]]' "$WORK/out")" = "[0, 1]" ] || fail "login without TLS: $(cat "$WORK/out")"
+[ "$(mails)" = "$m0" ] || fail "a mail was sent with a login over plain SMTP"
+contains "$WORK/err" "STARTTLS" "refusal names STARTTLS"
+lacks "$WORK/err" "$SMTPPW" "the SMTP password in the log"
+# The sink's certificate is not in the system's trust store.
+run "${SEND[@]}" --smtp-url "$TLSSMTP" --smtp-user haven --password-file "$WORK/smtppw" \
+  --retry-delays "" --state failed
+[ "$(jget 'j["sent"]' "$WORK/out")" = 0 ] || fail "an unverified SMTP certificate was accepted"
+[ "$(grep -c . "$WORK/tlsmail/auth")" = 1 ] || fail "the password went to an unverified server"
+ok "smtp:// with STARTTLS and a login from a password file; no login without TLS; an unknown certificate refused"
 
 # ---------------------------------------------------------------- retries
 run "${SEND[@]}" --webhook-url "$HOOK/flaky?token=URLTOKEN123" --retry-delays 0.3,0.3,0.3 --state partial

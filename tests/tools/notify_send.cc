@@ -8,6 +8,7 @@
 //               [--state failed|partial|interrupted|succeeded|cancelled]
 //               [--on-success] [--overdue VM] [--daily-report]
 //               [--retry-delays 0.5,1] [--timeout S] [--wait S]
+//               [--ca-file PEM]
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -59,7 +60,7 @@ int Usage(const char* why) {
 
 int main(int argc, char** argv) {
   NotifyConfig config;
-  std::string state = "failed", overdue_vm, retry = "0.5,1";
+  std::string state = "failed", overdue_vm, retry = "0.5,1", ca_file;
   bool daily = false;
   double wait = 30, timeout = 5;
   for (int i = 1; i < argc; ++i) {
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
       config.smtp_user = next();
     else if (a == "--password-file")
       config.smtp_password_file = next();
+    else if (a == "--ca-file")
+      ca_file = next();
     else if (a == "--state")
       state = next();
     else if (a == "--overdue")
@@ -107,9 +110,13 @@ int main(int argc, char** argv) {
   }
   options->retry_delays.clear();
   for (char* p = retry.data(); *p;) {
-    options->retry_delays.push_back(std::strtod(p, &p));
-    if (*p == ',') ++p;
+    char* end = nullptr;
+    double delay = std::strtod(p, &end);
+    if (end == p) return Usage("--retry-delays: seconds separated by commas");
+    options->retry_delays.push_back(delay);
+    p = *end == ',' ? end + 1 : end;
   }
+  options->ca_file = ca_file;
   options->timeout_seconds = static_cast<long>(timeout);
   options->connect_timeout_seconds = static_cast<long>(timeout);
   options->log = [](const std::string& line) {
