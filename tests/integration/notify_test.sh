@@ -7,11 +7,12 @@
 #    a receiver that answers 500 is retried until it takes it (same event
 #    id); a 410 is not retried; a receiver that never answers does not hold
 #    up the mail or the caller; a success is told only with on_success; an
-#    overdue VM and the daily report
+#    overdue VM and the daily report; STARTTLS with a login (and none
+#    without TLS)
 #  - through havend: a check job that fails and one that succeeds are told
 #    by webhook and mail; GET /metrics serves the Prometheus text with the
 #    jobs, their durations and the repository's usage; without credentials
-#    /metrics is 401
+#    /metrics is 401; the daily report is mailed at its calendar event
 #  - no secret, password or webhook URL token in any log
 . "$(dirname "$0")/lib.sh"
 : "${HAVEND:?HAVEND must point at the havend binary}"
@@ -417,5 +418,22 @@ code=$("${CURL[@]}" -o "$WORK/r" -w '%{http_code}' "$URL/metrics")
   fail "openapi: /metrics role"
 stop_havend d2
 ok "/metrics without credentials 401; openapi.json lists it for auditor; no secret in havend's logs"
+
+# The daily report at its calendar event (every 2 s here), from the history
+# the first havend left: the two check jobs and the repository's usage.
+m0=$(mails)
+start_havend d3 --repository main="$R" --password-file "$WORK/pw" \
+  --notify-smtp "$SMTP" --notify-from haven@test.local --notify-to ops@test.local \
+  --notify-daily-report '*:*:0/2'
+wait_for $((m0 + 1)) mails
+stop_havend d3
+mail_text $((m0 + 1)) >"$WORK/report.txt"
+contains "$WORK/report.txt" "Subject: [haven] daily report for " "report subject"
+contains "$WORK/report.txt" ": 2 jobs, 1 failed, 0 VMs overdue" "report counts"
+contains "$WORK/report.txt" "Jobs (2): 1 failed, 1 succeeded" "report jobs"
+grep -qE "^ +$job +check +broken +failed " "$WORK/report.txt" || fail "report line of job $job: $(cat "$WORK/report.txt")"
+contains "$WORK/report.txt" "  main: 1 points, " "report usage"
+contains "$WORK/d3.log" "daily report mailed" "report logged"
+ok "daily report mailed at its calendar event with the jobs of the last 24 h and the repository's usage"
 
 echo "notify_test: $PASS checks passed"
