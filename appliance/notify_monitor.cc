@@ -36,11 +36,14 @@ void RepositoryUsageCache::Refresh(
   for (const RepositoryConfig& r : repositories_.config().repositories) {
     {
       std::lock_guard lock(mu_);
-      auto it = measured_.find(r.name);
-      bool fresh = it != measured_.end() &&
-                   Now() - it->second.measured_at < max_age_seconds;
+      // A repository that cannot be opened is tried again after the same
+      // age as a measured one, not at every check.
+      auto it = attempted_.find(r.name);
+      bool fresh =
+          it != attempted_.end() && Now() - it->second < max_age_seconds;
       if (fresh && !stale_[r.name]) continue;
       stale_[r.name] = false;
+      attempted_[r.name] = Now();
     }
     repository::OpenOptions options;
     options.lock_wait_seconds = 0;
@@ -48,17 +51,20 @@ void RepositoryUsageCache::Refresh(
     Result<repository::RepositoryUsage> usage =
         repo.ok() ? repository::MeasureUsage(*repo.value())
                   : Result<repository::RepositoryUsage>(repo.status());
+    std::lock_guard lock(mu_);
     if (!usage.ok()) {
-      if (log)
+      // Logged when the reason changes, not every time.
+      std::string& last = errors_[r.name];
+      if (log && last != usage.status().message())
         log("repository " + r.name +
             ": usage not measured: " + usage.status().message());
+      last = usage.status().message();
       continue;
     }
-    RepositoryMetric m{
+    errors_.erase(r.name);
+    measured_[r.name] = RepositoryMetric{
         r.name,        true, usage->stored_bytes, usage->logical_bytes,
         usage->points, Now()};
-    std::lock_guard lock(mu_);
-    measured_[r.name] = m;
   }
 }
 

@@ -41,9 +41,10 @@ class RepositoryUsageCache {
   // Every configured repository, measured or not, in the config's order.
   std::vector<RepositoryMetric> Get() const;
   void MarkStale(const std::string& repository);
-  // Measures each repository marked stale or measured longer ago than
+  // Measures each repository marked stale or tried longer ago than
   // `max_age_seconds` (opening it read-only, not waiting for its lock: a
-  // repository busy with gc keeps its old figures until the next call).
+  // repository busy with gc keeps its old figures until the next try). A
+  // failure is logged when its reason changes.
   void Refresh(double max_age_seconds,
                const std::function<void(const std::string&)>& log);
 
@@ -52,6 +53,8 @@ class RepositoryUsageCache {
   mutable std::mutex mu_;
   std::map<std::string, RepositoryMetric> measured_;
   std::map<std::string, bool> stale_;
+  std::map<std::string, int64_t> attempted_;   // Unix seconds
+  std::map<std::string, std::string> errors_;  // the last failure's reason
 };
 
 struct MonitorOptions {

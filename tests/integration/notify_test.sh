@@ -404,6 +404,8 @@ rss=$(sed -n 's/^process_resident_memory_bytes //p' "$WORK/metrics")
 [ "${rss:-0}" -gt 1000000 ] || fail "process RSS $rss"
 ok "GET /metrics: text format 0.0.4 with jobs by kind/state, durations, repository usage ($stored stored of $logical logical bytes, 1 point), RSS $rss"
 stop_havend d1
+n=$(grep -c "repository broken: usage not measured" "$WORK/d1.log" || true)
+[ "$n" = 1 ] || fail "the broken repository's usage failure logged $n times, expected once"
 for f in "$WORK/d1.log" "$WORK/d1.out"; do
   lacks "$f" "$SECRET" "the webhook secret in havend's log"
   lacks "$f" "URLTOKEN123" "the webhook URL's token in havend's log"
