@@ -12,7 +12,8 @@
 #  - through havend: a check job that fails and one that succeeds are told
 #    by webhook and mail; GET /metrics serves the Prometheus text with the
 #    jobs, their durations and the repository's usage; without credentials
-#    /metrics is 401; the daily report is mailed at its calendar event
+#    /metrics is 401; the daily report is mailed at its calendar event; a
+#    job left running by a dead havend is told interrupted at the next start
 #  - no secret, password or webhook URL token in any log
 . "$(dirname "$0")/lib.sh"
 : "${HAVEND:?HAVEND must point at the havend binary}"
@@ -437,5 +438,25 @@ grep -qE "^ +$job +check +broken +failed " "$WORK/report.txt" || fail "report li
 contains "$WORK/report.txt" "  main: 1 points, " "report usage"
 contains "$WORK/d3.log" "daily report mailed" "report logged"
 ok "daily report mailed at its calendar event with the jobs of the last 24 h and the repository's usage"
+
+# A job havend was running when it died (a row left "running", as kill -9
+# leaves it): marked interrupted at the next start, and told.
+py - "$STATE/havend.db" <<'PYEOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("INSERT INTO jobs (kind, repository, params, requested_by, state, "
+           "queued_at, started_at) VALUES ('backup', 'main', '{}', 'test', "
+           "'running', '2026-12-07T01:00:00Z', '2026-12-07T01:00:01Z')")
+db.commit()
+PYEOF
+h0=$(hooks)
+start_havend d4 --repository main="$R" --password-file "$WORK/pw" \
+  --notify-webhook "$HOOK/ok" --notify-webhook-secret-file "$WORK/secret"
+wait_for $((h0 + 1)) hooks
+stop_havend d4
+verify_hook "$WORK/hooks/$(hooks).json"
+[ "$(jget 'j["event"] + " " + j["job"]["kind"] + " " + j["job"]["state"]' "$WORK/body.json")" = "job.interrupted backup interrupted" ] ||
+  fail "interrupted at start: $(cat "$WORK/body.json")"
+ok "a job left running by a dead havend is told as job.interrupted at the next start"
 
 echo "notify_test: $PASS checks passed"
