@@ -355,6 +355,10 @@ Status VmJob::Run(const std::string& name) {
     m.consistency_reason = "the VM was shut off; its disks were read directly";
     if (opt_.time.empty()) m.time = NowIso8601();  // when reading begins
   } else {
+    // A job a killed Haven left on this VM would refuse ours.
+    HAVEN_ASSIGN_OR_RETURN(std::string aborted,
+                           snapshot::PullBackup::AbortLeftover(*vm));
+    if (!aborted.empty()) Log(aborted);
     HAVEN_ASSIGN_OR_RETURN(plan, PlanLive(*vm, disks));
     Mark(report_.phases.prepare);
     for (size_t i = 0; i < plan.size(); ++i)

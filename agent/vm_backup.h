@@ -28,7 +28,9 @@
 //
 // A failure (VM stopped, crashed or undefined mid-backup, repository
 // error) writes no recovery point and leaves no checkpoint, NBD socket or
-// scratch file behind.
+// scratch file behind. A process killed mid-backup cannot clean up: the
+// VM keeps its libvirt job, which the next backup of the VM aborts
+// (snapshot::PullBackup::AbortLeftover) before starting its own.
 #ifndef HAVEN_AGENT_VM_BACKUP_H_
 #define HAVEN_AGENT_VM_BACKUP_H_
 

@@ -6,6 +6,8 @@
 #include <mutex>
 
 #include "appliance/api.h"
+#include "appliance/audit.h"
+#include "appliance/auth.h"
 #include "appliance/certificate.h"
 #include "appliance/job_kinds.h"
 #include "appliance/job_service.h"
@@ -137,8 +139,26 @@ Status Serve(const ServeOptions& options) {
   services.jobs = jobs.get();
   services.version = options.version;
 
+  // Who may do what (appliance/auth.h) and the audit log of what they did.
+  HAVEN_ASSIGN_OR_RETURN(auto auth, AuthService::Open(*db));
+  HAVEN_ASSIGN_OR_RETURN(auto audit, AuditLog::Open(*db));
+  services.auth = auth.get();
+  services.audit = audit.get();
+  HAVEN_ASSIGN_OR_RETURN(bool has_admin, auth->HasAccount(kAdminUser));
+  if (!has_admin)
+    Log("no admin account yet: `havend admin password --state-dir " +
+        options.state_dir + "` makes it (API tokens: `havend token create`)");
+
   ApiOptions api;
   api.version = options.version;
+  api.audit = audit->Sink([](const Status& s) { Log(s.message()); });
+  api.authenticate = auth->MakeAuthenticator(
+      [&audit](const Caller& caller, const Request& req, int status,
+               const std::string& why) {
+        Status s = audit->Record({0, 0, caller.name, req.peer, req.method,
+                                  req.path, status, "refused: " + why});
+        if (!s.ok()) Log("audit log: " + s.message());
+      });
   if (options.insecure_no_auth) {
     Log("WARNING: --insecure-no-auth: every request is served as admin "
         "WITHOUT credentials; for tests on loopback only");
@@ -173,6 +193,7 @@ Status Serve(const ServeOptions& options) {
       for (const JobRecord& job : ended.value()) notifier->NotifyJobEnd(job);
   }
   std::vector<Route> routes = CoreRoutes(api);
+  for (Route& r : AuthRoutes(services)) routes.push_back(std::move(r));
   for (Route& r : MetricsRoutes(services, &usage))
     routes.push_back(std::move(r));
   // Event streams hold a handler thread each: at most half of them.

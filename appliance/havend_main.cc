@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "appliance/auth_commands.h"
+#include "appliance/config.h"
 #include "appliance/daemon.h"
 
 #ifndef HAVEN_VERSION
@@ -80,6 +82,41 @@ int main(int argc, char** argv) {
   serve->add_option("--notify-daily-report", n.daily_report,
                     "calendar event of the daily report mail; \"\": none")
       ->capture_default_str();
+  // Accounts and tokens (appliance/auth_commands.h).
+  std::string auth_state_dir = haven::appliance::kDefaultStateDir;
+  std::string password_file, token_name, token_role;
+  int token_days = 0;
+  int64_t token_id = 0;
+  CLI::App* admin = app.add_subcommand("admin", "the local admin account");
+  admin->require_subcommand(1);
+  CLI::App* admin_password = admin->add_subcommand(
+      "password",
+      "set the admin password: the first line of stdin (asked twice when "
+      "it is a terminal) or of --password-file; ends admin's sessions");
+  admin_password->add_option("--password-file", password_file,
+                             "read the password from this file's first line");
+  CLI::App* token = app.add_subcommand("token", "API tokens");
+  token->require_subcommand(1);
+  CLI::App* token_create = token->add_subcommand(
+      "create", "make an API token and print it (only this once)");
+  token_create->add_option("--name", token_name, "a name: A-Z a-z 0-9 . _ -")
+      ->required();
+  token_create->add_option("--role", token_role, "admin, operator or auditor")
+      ->required()
+      ->check(CLI::IsMember({"admin", "operator", "auditor"}));
+  token_create
+      ->add_option("--expires", token_days, "days until it expires; 0: never")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3650));
+  CLI::App* token_list = token->add_subcommand("list", "list API tokens");
+  CLI::App* token_revoke =
+      token->add_subcommand("revoke", "revoke an API token at once");
+  token_revoke->add_option("id", token_id, "the token's id (token list)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  for (CLI::App* c : {admin_password, token_create, token_list, token_revoke})
+    c->add_option("--state-dir", auth_state_dir, "havend's state directory")
+        ->capture_default_str();
   try {
     app.parse(argc, argv);
     if (repositories.size() != password_files.size())
@@ -99,7 +136,20 @@ int main(int argc, char** argv) {
     // Usage errors exit 2, as haven's do; --help and --version exit 0.
     return app.exit(e) == 0 ? 0 : 2;
   }
-  haven::Status s = haven::appliance::Serve(o);
+  namespace ha = haven::appliance;
+  haven::Status s;
+  if (admin_password->parsed()) {
+    s = ha::AdminPasswordCommand(auth_state_dir, password_file);
+  } else if (token_create->parsed()) {
+    s = ha::TokenCreateCommand(auth_state_dir, token_name, token_role,
+                               token_days, stdout);
+  } else if (token_list->parsed()) {
+    s = ha::TokenListCommand(auth_state_dir, stdout);
+  } else if (token_revoke->parsed()) {
+    s = ha::TokenRevokeCommand(auth_state_dir, token_id);
+  } else {
+    s = ha::Serve(o);
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "havend: error: %s\n", s.message().c_str());
     return s.code() == haven::Code::kInvalidArgument ? 2 : 1;

@@ -100,7 +100,8 @@ std::string Why(const ErrorCode& ec) {
 // security headers, Content-Length and Connection: close.
 // `length` nullopt: the body is sent chunked (a stream of unknown length).
 http::response<http::empty_body> ResponseHead(const Response& r,
-                                              std::optional<uint64_t> length) {
+                                              std::optional<uint64_t> length,
+                                              bool keep_alive = false) {
   http::response<http::empty_body> head;
   head.version(11);
   head.result(static_cast<unsigned>(r.status));
@@ -124,7 +125,7 @@ http::response<http::empty_body> ResponseHead(const Response& r,
   } else {
     head.set(http::field::transfer_encoding, "chunked");
   }
-  head.set(http::field::connection, "close");
+  head.set(http::field::connection, keep_alive ? "keep-alive" : "close");
   return head;
 }
 
@@ -341,8 +342,15 @@ class Session : public std::enable_shared_from_this<Session> {
         options_.log("TLS handshake with " + peer_ + " failed: " + Why(ec));
       return;
     }
-    started_ = Clock::now();
     beast::get_lowest_layer(stream_).expires_never();
+    ReadRequest(options_.head_timeout);
+  }
+
+  // Waits for the next request head, for `limit`. After a kept-alive
+  // response the wait is the idle limit, and a client that sends nothing in
+  // it is closed without a 408 (it was not sending a request).
+  void ReadRequest(std::chrono::milliseconds limit) {
+    started_ = Clock::now();
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(
         std::min<size_t>(options_.limits.max_head_bytes, UINT32_MAX)));
@@ -350,7 +358,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // with the numbers; the parser enforces it again while reading.
     // (Beast 1.74 treats "none" as smaller than any length: use the maximum.)
     parser_->body_limit(std::numeric_limits<uint64_t>::max());
-    ArmTimer(options_.head_timeout);
+    ArmTimer(limit);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](ErrorCode ec, size_t) {
                               self->OnHead(ec);
@@ -380,12 +388,19 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHead(ErrorCode ec) {
     DisarmTimer();
     if (closed_) return;
+    if (timed_out_ && served_ > 0 && !parser_->got_some() &&
+        buffer_.size() == 0) {
+      beast::get_lowest_layer(stream_).close();  // idle keep-alive ends
+      return;
+    }
     if (timed_out_)
       return Refuse(408,
                     "request head not received within " +
                         std::to_string(options_.head_timeout.count()) + " ms",
                     false);
     if (ec) {
+      // A kept-alive client that closes between requests is done.
+      if (served_ > 0 && ec == http::error::end_of_stream) return;
       auto [status, reason] = AnswerFor(ec, options_.limits);
       if (status != 0) return Refuse(status, reason, true);
       if (ec != http::error::end_of_stream &&
@@ -481,8 +496,15 @@ class Session : public std::enable_shared_from_this<Session> {
     bool head_only = req.method == "HEAD";
     bool chunked = resp.stream && resp.chunked;
     uint64_t length = resp.stream ? resp.stream_length : resp.body.size();
+    // Keep the connection for another request when the client asks (HTTP/1.1
+    // default) and the response is a plain one: streams (downloads, events)
+    // end their connection.
+    bool keep_alive = parser_->get().keep_alive() && !resp.stream &&
+                      served_ + 1 < options_.max_requests_per_connection &&
+                      !server_.stopping();
     Status sent = WriteAndWait(HeadText(ResponseHead(
-        resp, chunked ? std::nullopt : std::optional<uint64_t>(length))));
+        resp, chunked ? std::nullopt : std::optional<uint64_t>(length),
+        keep_alive)));
     uint64_t body_sent = 0;
     if (sent.ok() && !head_only) {
       if (resp.stream) {
@@ -525,15 +547,19 @@ class Session : public std::enable_shared_from_this<Session> {
                  std::to_string(body_sent) + " bytes " +
                  std::to_string(ms.count()) + " ms" +
                  (sent.ok() ? "" : " (" + sent.message() + ")"));
+    ++served_;
     asio::post(stream_.get_executor(),
-               [self = shared_from_this(), ok = sent.ok()] {
+               [self = shared_from_this(), ok = sent.ok(), keep_alive] {
                  self->in_handler_ = false;
+                 if (self->closed_) return;
                  // A response cut short must not look complete: no
                  // close_notify.
-                 if (ok) {
-                   self->Shutdown();
-                 } else {
+                 if (!ok) {
                    beast::get_lowest_layer(self->stream_).close();
+                 } else if (keep_alive && !self->server_.stopping()) {
+                   self->ReadRequest(self->options_.keep_alive_timeout);
+                 } else {
+                   self->Shutdown();
                  }
                });
   }
@@ -624,6 +650,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool timed_out_ = false;
   bool closed_ = false;
   std::atomic<bool> in_handler_{false};
+  int served_ = 0;  // responses written on this connection
 };
 
 Status HttpsServer::Impl::InitTls(const ServerCertificate& certificate) {

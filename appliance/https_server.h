@@ -5,15 +5,15 @@
 //                     head (deadline, Beast's header_limit) -> body
 //                     (deadline, body_limit) -> post to a handler thread
 //   handler threads:  handler -> response written through the connection's
-//                     strand (write deadline) -> close (one request per
-//                     connection)
+//                     strand (write deadline) -> the next request on the
+//                     same connection (keep-alive, idle deadline) or close
 //
 // Waiting clients hold no thread: a client that trickles its handshake or
 // headers (slowloris) holds one connection slot for at most
 // handshake_timeout + head_timeout and is then cut off. Responses always
-// carry Content-Length, Connection: close, Cache-Control: no-store and
-// security headers. Nothing of a request but its method, path (no query),
-// status, size and peer is logged.
+// carry Content-Length (or chunked encoding), Connection, Cache-Control:
+// no-store and security headers. Nothing of a request but its method, path (no
+// query), status, size and peer is logged.
 #ifndef HAVEN_APPLIANCE_HTTPS_SERVER_H_
 #define HAVEN_APPLIANCE_HTTPS_SERVER_H_
 
@@ -57,6 +57,11 @@ struct HttpsServerOptions {
   // One write (the head, the body, or one chunk a stream hands the writer)
   // not done in this long ends the connection.
   std::chrono::milliseconds write_stall_timeout{30000};
+  // Keep-alive: after a response, how long a connection may wait for its
+  // next request before it is closed, and how many requests one connection
+  // may make. Streamed responses (downloads, events) end their connection.
+  std::chrono::milliseconds keep_alive_timeout{15000};
+  int max_requests_per_connection = 1000;
   // Stop(): how long running requests may take to finish.
   std::chrono::milliseconds stop_grace{10000};
   // One line per request and per refused connection; default: stderr.

@@ -172,13 +172,13 @@ Status SqlJobService::StoreOutcome(int64_t id, const JobOutcome& outcome,
   HAVEN_RETURN_IF_ERROR(tx.status());
   auto i64 = [](uint64_t v) { return static_cast<int64_t>(v); };
   HAVEN_RETURN_IF_ERROR(
-      db_.Query("UPDATE jobs SET state = ?2, ended_at = ?3, "
-                "duration_seconds = ?4, error = ?5, read_bytes = ?6, "
-                "new_bytes = ?7, stored_bytes = ?8, result = ?9 WHERE id = ?1",
-                {id, std::string(JobStateName(outcome.state)), ended_at,
-                 duration, outcome.error, i64(outcome.read_bytes),
-                 i64(outcome.new_bytes), i64(outcome.stored_bytes),
-                 DumpJson(outcome.result)})
+      db_.Query(
+             "UPDATE jobs SET state = ?2, ended_at = ?3, "
+             "duration_seconds = ?4, error = ?5, read_bytes = ?6, "
+             "new_bytes = ?7, stored_bytes = ?8, result = ?9 WHERE id = ?1",
+             {id, std::string(JobStateName(outcome.state)), ended_at, duration,
+              outcome.error, i64(outcome.read_bytes), i64(outcome.new_bytes),
+              i64(outcome.stored_bytes), DumpJson(outcome.result)})
           .status());
   int64_t seq = 0;
   for (const JobItem& item : outcome.items) {
@@ -197,8 +197,7 @@ Status SqlJobService::StoreOutcome(int64_t id, const JobOutcome& outcome,
 Result<std::vector<JobRecord>> SqlJobService::Records(
     const std::string& where, const std::vector<SqlValue>& params,
     const std::string& tail) {
-  HAVEN_ASSIGN_OR_RETURN(auto rows,
-                         db_.Query(kColumns + where + tail, params));
+  HAVEN_ASSIGN_OR_RETURN(auto rows, db_.Query(kColumns + where + tail, params));
   std::vector<JobRecord> out;
   out.reserve(rows.size());
   std::lock_guard lock(mu_);
@@ -256,8 +255,8 @@ Result<std::vector<JobRecord>> SqlJobService::List(const JobFilter& filter) {
   if (!filter.kind.empty()) add("kind = ?", filter.kind);
   if (!filter.repository.empty()) add("repository = ?", filter.repository);
   if (!filter.since.empty()) {
-    HAVEN_ASSIGN_OR_RETURN(auto ok,
-                           db_.QueryOne("SELECT julianday(?1)", {filter.since}));
+    HAVEN_ASSIGN_OR_RETURN(
+        auto ok, db_.QueryOne("SELECT julianday(?1)", {filter.since}));
     if (!ok || ok->IsNull(0))
       return InvalidArgument("since: " + QuoteUntrusted(filter.since) +
                              " is not an ISO 8601 time such as "
@@ -273,8 +272,8 @@ Result<std::vector<JobRecord>> SqlJobService::List(const JobFilter& filter) {
 
 Result<std::vector<std::pair<int64_t, std::string>>> SqlJobService::Log(
     int64_t id, int64_t after) {
-  HAVEN_ASSIGN_OR_RETURN(auto job,
-                         db_.QueryOne("SELECT 1 FROM jobs WHERE id = ?1", {id}));
+  HAVEN_ASSIGN_OR_RETURN(
+      auto job, db_.QueryOne("SELECT 1 FROM jobs WHERE id = ?1", {id}));
   if (!job) return NotFound("there is no job " + std::to_string(id));
   HAVEN_ASSIGN_OR_RETURN(
       auto rows,

@@ -12,8 +12,8 @@ nlohmann::json TimeOrNull(const std::string& t) {
 nlohmann::json ProgressJson(int64_t job_id, const Progress& p) {
   double eta = p.eta_seconds;
   if (eta < 0 && p.total_bytes > p.done_bytes && p.bytes_per_second > 0)
-    eta = static_cast<double>(p.total_bytes - p.done_bytes) /
-          p.bytes_per_second;
+    eta =
+        static_cast<double>(p.total_bytes - p.done_bytes) / p.bytes_per_second;
   return {{"id", job_id},
           {"phase", p.phase},
           {"item", p.item},

@@ -45,8 +45,8 @@ Status Number(const json& p, const char* name, double lo, double hi,
   if (!ok)
     return InvalidArgument(std::string(name) + " must be " +
                            (integer ? "an integer" : "a number") + " from " +
-                           std::to_string(static_cast<long long>(lo)) +
-                           " to " + std::to_string(static_cast<long long>(hi)));
+                           std::to_string(static_cast<long long>(lo)) + " to " +
+                           std::to_string(static_cast<long long>(hi)));
   return OkStatus();
 }
 
@@ -74,8 +74,8 @@ std::vector<std::string> Strings(const json& p, const char* name) {
 // An executor's failure before any work: the job failed with that reason.
 JobOutcome Failed(const Status& s) {
   JobOutcome o;
-  o.state = s.code() == Code::kCancelled ? JobState::kCancelled
-                                         : JobState::kFailed;
+  o.state =
+      s.code() == Code::kCancelled ? JobState::kCancelled : JobState::kFailed;
   o.error = s.message();
   return o;
 }
@@ -177,8 +177,8 @@ repository::RetentionPolicy PolicyOf(const json& p) {
   policy.monthly = p.value("keep_monthly", 0);
   policy.yearly = p.value("keep_yearly", 0);
   if (p.contains("keep_within")) {
-    auto w = repository::ParseRetentionDuration(
-        p["keep_within"].get<std::string>());
+    auto w =
+        repository::ParseRetentionDuration(p["keep_within"].get<std::string>());
     if (w.ok()) policy.within_seconds = *w;
   }
   return policy;
@@ -204,8 +204,8 @@ JobOutcome RunForget(const RepositoryCatalog& catalog, const JobSpec& spec,
   for (const auto& pt : r->points)
     if (!pt.decision.keep)
       ctx.log(std::string(r->dry_run ? "would remove " : "removed ") +
-              pt.decision.item.id.substr(0, 8) + " (" +
-              pt.decision.item.name + ", " + pt.decision.item.time + ")" +
+              pt.decision.item.id.substr(0, 8) + " (" + pt.decision.item.name +
+              ", " + pt.decision.item.time + ")" +
               (pt.outcome == Outcome::kOk
                    ? ""
                    : ": " + std::string(OutcomeName(pt.outcome)) + " " +
@@ -215,7 +215,8 @@ JobOutcome RunForget(const RepositoryCatalog& catalog, const JobSpec& spec,
           std::to_string(r->removed));
   if (r->failed > 0) {
     out.state = JobState::kPartial;
-    out.error = std::to_string(r->failed) + " recovery point(s) could not be "
+    out.error = std::to_string(r->failed) +
+                " recovery point(s) could not be "
                 "removed";
   } else if (r->cancelled > 0) {
     out.state = JobState::kCancelled;
@@ -230,8 +231,9 @@ JobOutcome RunForget(const RepositoryCatalog& catalog, const JobSpec& spec,
 JobOutcome RunGc(const RepositoryCatalog& catalog, const JobSpec& spec,
                  JobContext& ctx) {
   const RepositoryConfig* cfg = catalog.Find(spec.repository);
-  if (!cfg) return Failed(NotFound("repository " + spec.repository +
-                                   " is no longer configured"));
+  if (!cfg)
+    return Failed(
+        NotFound("repository " + spec.repository + " is no longer configured"));
   auto pass = ReadSecretFile(cfg->password_file);
   if (!pass.ok()) return Failed(pass.status());
   repository::GcOptions opt;
@@ -240,9 +242,7 @@ JobOutcome RunGc(const RepositoryCatalog& catalog, const JobSpec& spec,
   opt.dry_run = spec.params.value("dry_run", false);
   opt.open = OpenFor(ctx, true);
   opt.on_phase = ctx.log;
-  // gc has no cancel point of its own (its sweep must finish what it
-  // starts); a cancel asked for now takes effect only before it begins.
-  if (ctx.cancel.cancelled()) return Failed(Cancelled("gc was cancelled"));
+  opt.cancel = ctx.cancel;  // honoured until the sweep begins
   auto r = repository::CollectGarbage(cfg->path, *pass, opt);
   if (!r.ok()) return Failed(r.status());
   JobOutcome out;
@@ -284,9 +284,8 @@ JobOutcome RunCheck(const RepositoryCatalog& catalog, const JobSpec& spec,
 }  // namespace
 
 Status ValidateBackupParams(const json& p) {
-  HAVEN_RETURN_IF_ERROR(OnlyFields(
-      p, {"all", "vms", "exclude", "parallel", "limit_read", "adaptive",
-          "full"}));
+  HAVEN_RETURN_IF_ERROR(OnlyFields(p, {"all", "vms", "exclude", "parallel",
+                                       "limit_read", "adaptive", "full"}));
   HAVEN_RETURN_IF_ERROR(Bool(p, "all"));
   HAVEN_RETURN_IF_ERROR(Bool(p, "adaptive"));
   HAVEN_RETURN_IF_ERROR(Bool(p, "full"));
@@ -306,8 +305,8 @@ Status ValidateForgetParams(const json& p) {
   HAVEN_RETURN_IF_ERROR(OnlyFields(
       p, {"keep_last", "keep_hourly", "keep_daily", "keep_weekly",
           "keep_monthly", "keep_yearly", "keep_within", "name", "dry_run"}));
-  for (const char* k : {"keep_last", "keep_hourly", "keep_daily",
-                        "keep_weekly", "keep_monthly", "keep_yearly"})
+  for (const char* k : {"keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+                        "keep_monthly", "keep_yearly"})
     HAVEN_RETURN_IF_ERROR(Number(p, k, 0, 1000000, true));
   HAVEN_RETURN_IF_ERROR(Bool(p, "dry_run"));
   if (p.contains("name") && !p["name"].is_string())
@@ -346,22 +345,18 @@ void RegisterRepositoryJobKinds(JobService& jobs,
   auto params = [](Status (*v)(const json&)) {
     return [v](const JobSpec& s) { return v(s.params); };
   };
-  jobs.RegisterKind("backup", params(ValidateBackupParams),
-                    [c](const JobSpec& s, JobContext& ctx) {
-                      return RunBackup(*c, s, ctx);
-                    });
-  jobs.RegisterKind("forget", params(ValidateForgetParams),
-                    [c](const JobSpec& s, JobContext& ctx) {
-                      return RunForget(*c, s, ctx);
-                    });
-  jobs.RegisterKind("gc", params(ValidateGcParams),
-                    [c](const JobSpec& s, JobContext& ctx) {
-                      return RunGc(*c, s, ctx);
-                    });
-  jobs.RegisterKind("check", params(ValidateCheckParams),
-                    [c](const JobSpec& s, JobContext& ctx) {
-                      return RunCheck(*c, s, ctx);
-                    });
+  jobs.RegisterKind(
+      "backup", params(ValidateBackupParams),
+      [c](const JobSpec& s, JobContext& ctx) { return RunBackup(*c, s, ctx); });
+  jobs.RegisterKind(
+      "forget", params(ValidateForgetParams),
+      [c](const JobSpec& s, JobContext& ctx) { return RunForget(*c, s, ctx); });
+  jobs.RegisterKind(
+      "gc", params(ValidateGcParams),
+      [c](const JobSpec& s, JobContext& ctx) { return RunGc(*c, s, ctx); });
+  jobs.RegisterKind(
+      "check", params(ValidateCheckParams),
+      [c](const JobSpec& s, JobContext& ctx) { return RunCheck(*c, s, ctx); });
 }
 
 }  // namespace haven::appliance

@@ -15,7 +15,7 @@ namespace haven::appliance {
 struct SqlJobService::Running {
   JobSpec spec;
   CancelToken cancel;
-  std::thread thread;  // moved to finished_ by the job's own end
+  std::thread thread;        // moved to finished_ by the job's own end
   std::string cancelled_by;  // a user's Cancel(), "" otherwise
   bool havend_stopping = false;
   std::chrono::steady_clock::time_point started =
@@ -117,7 +117,8 @@ Result<int64_t> SqlJobService::Submit(JobSpec spec) {
   }
   if (spec.repository.empty())
     return InvalidArgument("a job needs a repository");
-  if (options_.repository_exists && !options_.repository_exists(spec.repository))
+  if (options_.repository_exists &&
+      !options_.repository_exists(spec.repository))
     return NotFound("no repository called " + QuoteUntrusted(spec.repository) +
                     " is configured");
   if (!spec.params.is_object())
@@ -142,9 +143,9 @@ Result<int64_t> SqlJobService::Submit(JobSpec spec) {
     queue_reasons_[id] = started_ ? "waiting for the dispatcher"
                                   : "waiting for havend to start its jobs";
     AppendLog(id, "queued by " + spec.requested_by);
-    Emit({Event{id, "state",
-                StateEventData(id, spec, JobState::kQueued,
-                               queue_reasons_[id])}});
+    Emit({Event{
+        id, "state",
+        StateEventData(id, spec, JobState::kQueued, queue_reasons_[id])}});
     dirty_ = true;
     wake_.notify_all();
   }
@@ -239,8 +240,10 @@ void SqlJobService::DispatchLocked(std::vector<Event>* events) {
       reason = "waiting: " + Plural(running_.size(), "job") +
                " running, at most " + std::to_string(max_total) + " at once";
     } else if (on_repo >= options_.max_jobs_per_repository) {
-      reason = "waiting: " + Plural(on_repo, "job") + " already running on "
-               "repository " + spec.repository;
+      reason = "waiting: " + Plural(on_repo, "job") +
+               " already running on "
+               "repository " +
+               spec.repository;
     }
     if (!reason.empty()) {
       if (queue_reasons_[id] != reason)
@@ -258,13 +261,14 @@ void SqlJobService::DispatchLocked(std::vector<Event>* events) {
           "UPDATE jobs SET state = 'failed', started_at = ?2, ended_at = ?2, "
           "duration_seconds = 0, error = ?3 WHERE id = ?1",
           {id, now, why});
-      events->push_back(Event{
-          id, "state", StateEventData(id, spec, JobState::kFailed, why)});
+      events->push_back(
+          Event{id, "state", StateEventData(id, spec, JobState::kFailed, why)});
       continue;
     }
-    Status s = db_.Query("UPDATE jobs SET state = 'running', started_at = ?2 "
-                         "WHERE id = ?1 AND state = 'queued'",
-                         {id, now})
+    Status s = db_.Query(
+                      "UPDATE jobs SET state = 'running', started_at = ?2 "
+                      "WHERE id = ?1 AND state = 'queued'",
+                      {id, now})
                    .status();
     if (!s.ok()) {
       reasons[id] = "waiting: the state database failed: " + s.message();
@@ -277,8 +281,8 @@ void SqlJobService::DispatchLocked(std::vector<Event>* events) {
     AppendLog(id, "started");
     events->push_back(
         Event{id, "state", StateEventData(id, spec, JobState::kRunning, "")});
-    running->thread = std::thread(
-        [this, id, spec, running] { RunJob(id, spec, running); });
+    running->thread =
+        std::thread([this, id, spec, running] { RunJob(id, spec, running); });
   }
   queue_reasons_ = std::move(reasons);
 }
@@ -312,9 +316,8 @@ void SqlJobService::RunJob(int64_t id, JobSpec spec,
                         .count();
   {
     std::lock_guard lock(mu_);
-    if (running->havend_stopping &&
-        (outcome.state == JobState::kCancelled ||
-         outcome.state == JobState::kFailed)) {
+    if (running->havend_stopping && (outcome.state == JobState::kCancelled ||
+                                     outcome.state == JobState::kFailed)) {
       outcome.state = JobState::kInterrupted;
       outcome.error = "havend stopped while this job ran" +
                       (outcome.error.empty() ? "" : ": " + outcome.error);
@@ -322,9 +325,9 @@ void SqlJobService::RunJob(int64_t id, JobSpec spec,
                outcome.state == JobState::kFailed) {
       outcome.state = JobState::kCancelled;
     }
-    if (outcome.state == JobState::kCancelled &&
-        !running->cancelled_by.empty() && outcome.error.empty())
-      outcome.error = "cancelled by " + running->cancelled_by;
+    if (outcome.state == JobState::kCancelled && !running->cancelled_by.empty())
+      outcome.error = "cancelled by " + running->cancelled_by +
+                      (outcome.error.empty() ? "" : ": " + outcome.error);
     if (outcome.state == JobState::kQueued ||
         outcome.state == JobState::kRunning)
       outcome.state = JobState::kFailed;  // an executor's mistake
@@ -403,7 +406,11 @@ void SqlJobService::FillLiveLocked(JobRecord& record,
 
 std::unique_ptr<JobService::Subscription> SqlJobService::Subscribe(
     std::function<void(const Event&)> on_event) {
-  std::lock_guard lock(subs_mu_);
+  std::lock_guard lock(mu_);  // stopping_; subs_mu_ is taken after it
+  std::lock_guard subs_lock(subs_mu_);
+  // A subscriber that comes while havend stops is told at once, not left
+  // waiting for events that will not come.
+  if (stopping_) on_event(Event{0, "end", {{"reason", "havend is stopping"}}});
   int64_t id = next_sub_++;
   subs_[id] = std::move(on_event);
   return std::make_unique<SubscriptionImpl>(*this, id);

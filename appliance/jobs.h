@@ -124,7 +124,7 @@ class JobService {
   // happen, until the returned handle is destroyed.
   struct Event {
     int64_t job_id;
-    std::string type;  // "progress" | "state"
+    std::string type;  // "progress" | "state" | "end" (havend stops)
     nlohmann::json data;
   };
   class Subscription {

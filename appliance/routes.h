@@ -14,6 +14,10 @@ namespace haven::appliance {
 // repository; GET /api/v1/events (Server-Sent Events), at most
 // `max_event_streams` open at once (each holds a handler thread).
 std::vector<Route> JobRoutes(Services& s, int max_event_streams);
+// Accounts, sessions and tokens: POST /api/v1/login (public), logout, me,
+// tokens (list, create, revoke) and GET /api/v1/audit. Needs s.auth and
+// s.audit.
+std::vector<Route> AuthRoutes(Services& s);
 
 class RepositoryUsageCache;  // appliance/notify_monitor.h
 

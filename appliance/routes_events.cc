@@ -43,21 +43,21 @@ std::string Frame(const JobService::Event& e) {
 
 Status Stream(JobService& jobs, int64_t only_job, const BodyWriter& write) {
   auto backlog = std::make_shared<Backlog>();
-  auto subscription = jobs.Subscribe([backlog, only_job](
-                                         const JobService::Event& e) {
-    std::lock_guard lock(backlog->mu);
-    if (e.type == "end") {
-      backlog->ended = true;
-    } else if (only_job && e.job_id != only_job) {
-      return;
-    } else if (backlog->events.size() >= kMaxBacklog) {
-      ++backlog->dropped;
-      return;
-    } else {
-      backlog->events.push_back(e);
-    }
-    backlog->ready.notify_one();
-  });
+  auto subscription =
+      jobs.Subscribe([backlog, only_job](const JobService::Event& e) {
+        std::lock_guard lock(backlog->mu);
+        if (e.type == "end") {
+          backlog->ended = true;
+        } else if (only_job && e.job_id != only_job) {
+          return;
+        } else if (backlog->events.size() >= kMaxBacklog) {
+          ++backlog->dropped;
+          return;
+        } else {
+          backlog->events.push_back(e);
+        }
+        backlog->ready.notify_one();
+      });
   HAVEN_RETURN_IF_ERROR(write(": havend job events\nretry: 5000\n\n"));
   for (;;) {
     std::deque<JobService::Event> events;
@@ -117,10 +117,10 @@ Route EventsRoute(Services& s, int max_streams) {
         }
         if (open->fetch_add(1) >= max_streams) {
           open->fetch_sub(1);
-          Response r = ErrorJson(
-              503, "too many event streams are open (at most " +
-                       std::to_string(max_streams) +
-                       "); close one, or poll GET /api/v1/jobs");
+          Response r =
+              ErrorJson(503, "too many event streams are open (at most " +
+                                 std::to_string(max_streams) +
+                                 "); close one, or poll GET /api/v1/jobs");
           r.headers.emplace_back("retry-after", "10");
           return r;
         }

@@ -15,7 +15,8 @@ using nlohmann::json;
 std::optional<int64_t> ParseId(const std::string* text) {
   if (!text || text->empty() || text->size() > 18) return std::nullopt;
   int64_t v = 0;
-  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  auto [end, ec] =
+      std::from_chars(text->data(), text->data() + text->size(), v);
   if (ec != std::errc() || end != text->data() + text->size() || v < 0)
     return std::nullopt;
   return v;
@@ -55,8 +56,9 @@ Response ListJobs(Services& s, const ApiCall& call) {
   if (const std::string* st = call.Query("state")) {
     f.state = ParseJobState(*st);
     if (!f.state)
-      return ErrorJson(400, "state must be one of queued, running, succeeded, "
-                            "partial, failed, cancelled, interrupted");
+      return ErrorJson(400,
+                       "state must be one of queued, running, succeeded, "
+                       "partial, failed, cancelled, interrupted");
   }
   if (const std::string* k = call.Query("kind")) f.kind = *k;
   if (const std::string* r = call.Query("repository")) f.repository = *r;
@@ -132,8 +134,9 @@ Response RunBackupNow(Services& s, const ApiCall& call) {
   } else if (s.config && s.config->repositories.size() == 1) {
     repository = s.config->repositories.front().name;
   } else {
-    return ErrorJson(400, "name the repository to back up into "
-                          "(\"repository\": NAME)");
+    return ErrorJson(400,
+                     "name the repository to back up into "
+                     "(\"repository\": NAME)");
   }
   return SubmitJob(s, call, "backup", repository, std::move(*body));
 }
@@ -175,7 +178,10 @@ std::vector<Route> JobRoutes(Services& s, int max_event_streams) {
   const json boolean = {{"type", "boolean"}};
   const json names = {{"type", "array"}, {"items", {{"type", "string"}}}};
   std::vector<Route> routes = {
-      {"GET", "/api/v1/jobs", Access::kRole, Role::kAuditor,
+      {"GET",
+       "/api/v1/jobs",
+       Access::kRole,
+       Role::kAuditor,
        "list jobs, newest first (filter by state, kind, repository, since; "
        "page with before)",
        {{"parameters",
@@ -190,27 +196,39 @@ std::vector<Route> JobRoutes(Services& s, int max_event_streams) {
           Param("before", "query", "integer",
                 "only jobs with a smaller id (next_before of the last page)")}},
         {"responses",
-         {{"200", {{"description", "{\"jobs\": [...], \"next_before\": ID|null}"}}},
+         {{"200",
+           {{"description", "{\"jobs\": [...], \"next_before\": ID|null}"}}},
           {"400", {{"description", "a bad filter"}}}}}},
        [&s](const ApiCall& c) { return ListJobs(s, c); }},
-      {"GET", "/api/v1/jobs/{id}", Access::kRole, Role::kAuditor,
+      {"GET",
+       "/api/v1/jobs/{id}",
+       Access::kRole,
+       Role::kAuditor,
        "one job with its items (per-VM outcome and bytes), result and last "
        "progress",
        {{"responses",
          {{"200", {{"description", "the job"}}},
           {"404", {{"description", "no such job"}}}}}},
        WithId(s, ShowJob)},
-      {"GET", "/api/v1/jobs/{id}/log", Access::kRole, Role::kAuditor,
+      {"GET",
+       "/api/v1/jobs/{id}/log",
+       Access::kRole,
+       Role::kAuditor,
        "a job's log lines after line `after` (at most 5000 at a time)",
        {{"parameters",
          {Param("after", "query", "integer",
                 "the last line number already read (default 0)")}},
         {"responses",
-         {{"200", {{"description", "{\"job\", \"lines\": [{\"line\", "
-                                   "\"text\"}], \"next_after\"}"}}},
+         {{"200",
+           {{"description",
+             "{\"job\", \"lines\": [{\"line\", "
+             "\"text\"}], \"next_after\"}"}}},
           {"404", {{"description", "no such job"}}}}}},
        WithId(s, JobLog)},
-      {"POST", "/api/v1/jobs/{id}/cancel", Access::kRole, Role::kOperator,
+      {"POST",
+       "/api/v1/jobs/{id}/cancel",
+       Access::kRole,
+       Role::kOperator,
        "cancel a job: a queued one never runs, a running one stops at its "
        "next check (a cancelled backup leaves no new point)",
        {{"responses",
@@ -218,7 +236,10 @@ std::vector<Route> JobRoutes(Services& s, int max_event_streams) {
           {"404", {{"description", "no such job"}}},
           {"409", {{"description", "the job has already ended"}}}}}},
        WithId(s, CancelJob)},
-      {"POST", "/api/v1/backups", Access::kRole, Role::kOperator,
+      {"POST",
+       "/api/v1/backups",
+       Access::kRole,
+       Role::kOperator,
        "back up VMs of the host now, as a job",
        {{"requestBody",
          JsonBody("all VMs ({\"all\": true}, optionally \"exclude\") or a "
@@ -233,33 +254,38 @@ std::vector<Route> JobRoutes(Services& s, int max_event_streams) {
                    {"full", boolean}})},
         {"responses", kAccepted}},
        [&s](const ApiCall& c) { return RunBackupNow(s, c); }},
-      {"POST", "/api/v1/repositories/{name}/forget", Access::kRole,
+      {"POST",
+       "/api/v1/repositories/{name}/forget",
+       Access::kRole,
        Role::kAdmin,
        "remove recovery points by a retention policy, as a job (gc then "
        "frees their space)",
-       {{"requestBody",
-         JsonBody("at least one keep_* rule",
-                  {{"keep_last", integer},
-                   {"keep_hourly", integer},
-                   {"keep_daily", integer},
-                   {"keep_weekly", integer},
-                   {"keep_monthly", integer},
-                   {"keep_yearly", integer},
-                   {"keep_within", {{"type", "string"}}},
-                   {"name", {{"type", "string"}}},
-                   {"dry_run", boolean}})},
+       {{"requestBody", JsonBody("at least one keep_* rule",
+                                 {{"keep_last", integer},
+                                  {"keep_hourly", integer},
+                                  {"keep_daily", integer},
+                                  {"keep_weekly", integer},
+                                  {"keep_monthly", integer},
+                                  {"keep_yearly", integer},
+                                  {"keep_within", {{"type", "string"}}},
+                                  {"name", {{"type", "string"}}},
+                                  {"dry_run", boolean}})},
         {"responses", kAccepted}},
        RepositoryJob(s, "forget")},
-      {"POST", "/api/v1/repositories/{name}/gc", Access::kRole, Role::kAdmin,
+      {"POST",
+       "/api/v1/repositories/{name}/gc",
+       Access::kRole,
+       Role::kAdmin,
        "delete the data no recovery point uses, as a job",
-       {{"requestBody",
-         JsonBody("percentages as haven gc takes them",
-                  {{"repack_below", num},
-                   {"max_unused", num},
-                   {"dry_run", boolean}})},
+       {{"requestBody", JsonBody("percentages as haven gc takes them",
+                                 {{"repack_below", num},
+                                  {"max_unused", num},
+                                  {"dry_run", boolean}})},
         {"responses", kAccepted}},
        RepositoryJob(s, "gc")},
-      {"POST", "/api/v1/repositories/{name}/check", Access::kRole,
+      {"POST",
+       "/api/v1/repositories/{name}/check",
+       Access::kRole,
        Role::kOperator,
        "verify that every recovery point can be restored, reading a sample "
        "of the data, as a job",

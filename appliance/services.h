@@ -12,6 +12,8 @@
 namespace haven::appliance {
 
 class Scheduler;  // appliance/scheduler.h
+class AuthService;  // appliance/auth.h
+class AuditLog;  // appliance/audit.h
 
 struct Services {
   const ApplianceConfig* config = nullptr;
@@ -19,6 +21,8 @@ struct Services {
   const RepositoryCatalog* repositories = nullptr;
   JobService* jobs = nullptr;
   Scheduler* scheduler = nullptr;
+  AuthService* auth = nullptr;
+  AuditLog* audit = nullptr;
   std::string version;
 };
 

@@ -175,6 +175,7 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
   if (!pass.ok()) return Fail(g, pass.status());
   repository::GcOptions opt = base;
   opt.open = OpenOpts(g, true);
+  opt.cancel = g.cancel;  // Ctrl-C stops it before the sweep
   bool chatty = !g.quiet && !g.json;
   opt.on_phase = [chatty](const std::string& p) {
     if (chatty) std::fprintf(stderr, "haven: %s\n", p.c_str());

@@ -367,6 +367,7 @@ Result<GcReport> CollectGarbage(const std::string& dir,
     HAVEN_ASSIGN_OR_RETURN(auto all, AllSnapshots(*repo));
     Marker marker(*repo, *live);
     for (const auto& m : all) {
+      HAVEN_RETURN_IF_ERROR(options.cancel.Check("gc"));
       HAVEN_RETURN_IF_ERROR(marker.MarkSnapshot(m));
       marked.insert(m.id);
     }
@@ -376,8 +377,11 @@ Result<GcReport> CollectGarbage(const std::string& dir,
   // Sweep, alone.
   Phase(options, "waiting for running backups and restores to finish");
   double wait_start = MonotonicSeconds();
+  HAVEN_RETURN_IF_ERROR(options.cancel.Check("gc"));
   HAVEN_RETURN_IF_ERROR(repo->BecomeExclusiveWriter(options.open));
   report.wait_seconds = MonotonicSeconds() - wait_start;
+  // The last point where stopping changes nothing.
+  HAVEN_RETURN_IF_ERROR(options.cancel.Check("gc"));
   double sweep_start = MonotonicSeconds();
   HAVEN_ASSIGN_OR_RETURN(auto all, AllSnapshots(*repo));
   report.snapshots = all.size();

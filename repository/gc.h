@@ -37,6 +37,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/progress.h"
 #include "repository/repository.h"
 
 namespace haven::repository {
@@ -51,6 +52,11 @@ struct GcOptions {
   bool dry_run = false;  // report what would be done, change nothing
   OpenOptions open;      // lock wait and its message
   std::function<void(const std::string&)> on_phase;
+  // Checked between recovery points while marking and once more when the
+  // exclusive lock is held, before anything is deleted: a cancelled gc
+  // returns Code::kCancelled having changed nothing. Once the sweep has
+  // begun it runs to its end.
+  CancelToken cancel;
 };
 
 struct GcReport {

@@ -1,12 +1,16 @@
 #include "snapshot/libvirt_host.h"
 
+#include <fcntl.h>
 #include <libvirt/virterror.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -55,6 +59,7 @@ std::string Version(unsigned long v) {
 // One folder per job for its NBD socket and scratch files (QEMU keeps the
 // old content of blocks the guest overwrites during the job there).
 constexpr char kJobRoot[] = "/var/lib/haven/jobs";
+constexpr char kOwnerLock[] = "owner.lock";
 
 // Removes a persistent bitmap from a qcow2 file that no QEMU has open. A
 // bitmap that is not there is fine.
@@ -509,6 +514,12 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
                        errno);
   job->dir_ = tmpl;
   job->socket_ = job->dir_ + "/nbd.sock";
+  // Held until the job ends: a job whose lock is free outlived its owner
+  // (AbortLeftover). Not inherited by hooks or qemu-nbd.
+  job->lock_fd_ = ::open((job->dir_ + "/" + kOwnerLock).c_str(),
+                         O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (job->lock_fd_ < 0 || ::flock(job->lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    return ErrnoStatus("locking the job folder " + job->dir_, errno);
   unsigned uid = 0, gid = 0;
   if (std::sscanf(owner.c_str(), "+%u:+%u", &uid, &gid) == 2 &&
       ::chown(job->dir_.c_str(), uid, gid) != 0)
@@ -570,6 +581,58 @@ Result<std::unique_ptr<PullBackup>> PullBackup::Begin(
   job->checkpoint_ = checkpoint;
   job->checkpoint_created_ = !checkpoint.empty();
   return job;
+}
+
+Result<std::string> PullBackup::AbortLeftover(const Vm& vm) {
+  virDomainJobInfo running;
+  if (virDomainGetJobInfo(vm.get(), &running) != 0) {
+    virResetLastError();
+    return std::string();
+  }
+  if (running.type == VIR_DOMAIN_JOB_NONE) return std::string();
+  char* raw = virDomainBackupGetXMLDesc(vm.get(), 0);
+  if (!raw) {  // not a backup job
+    virResetLastError();
+    return std::string();
+  }
+  std::string desc(raw);
+  std::free(raw);
+  // libvirt writes <server transport='unix' socket='/var/lib/haven/jobs/
+  // job-XXXXXX/nbd.sock'/>; anything else is not a Haven job.
+  const std::string key = "socket='";
+  size_t at = desc.find(key);
+  if (at == std::string::npos) return std::string();
+  at += key.size();
+  size_t end = desc.find('\'', at);
+  if (end == std::string::npos) return std::string();
+  std::string socket = desc.substr(at, end - at);
+  const std::string prefix = std::string(kJobRoot) + "/job-";
+  const std::string suffix = "/nbd.sock";
+  if (socket.size() != prefix.size() + 6 + suffix.size() ||
+      socket.compare(0, prefix.size(), prefix) != 0 ||
+      socket.compare(prefix.size() + 6, suffix.size(), suffix) != 0)
+    return std::string();
+  std::string dir = socket.substr(0, prefix.size() + 6);
+  for (char c : dir.substr(prefix.size()))
+    if (!std::isalnum(static_cast<unsigned char>(c))) return std::string();
+  int fd = ::open((dir + "/" + kOwnerLock).c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return std::string();  // no lock: not ours to judge
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);  // its owner lives
+    return std::string();
+  }
+  std::unique_ptr<PullBackup> old(new PullBackup(vm));
+  old->dir_ = dir;
+  old->socket_ = socket;
+  old->lock_fd_ = fd;
+  old->started_ = true;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".scratch")
+      old->scratch_.push_back(e.path().string());
+  HAVEN_RETURN_IF_ERROR(old->End());
+  return "aborted the backup job of " + vm.name() +
+         " that a Haven process began and died with (" + dir + ")";
 }
 
 NbdSpec PullBackup::SpecFor(const JobDisk& disk) const {
@@ -654,6 +717,11 @@ void PullBackup::Cleanup() {
 void PullBackup::RemoveFiles() {
   for (const auto& f : scratch_) ::unlink(f.c_str());
   if (!socket_.empty()) ::unlink(socket_.c_str());
+  if (lock_fd_ >= 0) {
+    ::unlink((dir_ + "/" + kOwnerLock).c_str());
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+  }
   if (!dir_.empty()) ::rmdir(dir_.c_str());
 }
 

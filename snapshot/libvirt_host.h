@@ -146,6 +146,17 @@ class PullBackup {
       const std::string& checkpoint, const std::string& owner);
   ~PullBackup();
 
+  // A pull backup that a Haven process began on `vm` and then died with
+  // (kill -9, a crash) is still running in QEMU, and libvirt refuses
+  // another job until it ends. Such a job is recognized by its NBD socket
+  // in a Haven job folder whose owner.lock no process holds any more (the
+  // owner holds it while its job lives): it is aborted, its folder removed,
+  // and the returned note says so. "" when the domain has no job, or a job
+  // that is not such a leftover (another Haven's running backup, a
+  // migration): Begin then refuses as before. An error only when aborting
+  // the leftover failed.
+  static Result<std::string> AbortLeftover(const Vm& vm);
+
   NbdSpec SpecFor(const JobDisk& disk) const;
   const std::string& socket() const { return socket_; }
   // Ends the job; the checkpoint stays (it is the next run's base).
@@ -164,6 +175,7 @@ class PullBackup {
   std::string dir_, socket_, checkpoint_;
   std::vector<std::string> scratch_;
   bool started_ = false, ended_ = false, checkpoint_created_ = false;
+  int lock_fd_ = -1;  // owner.lock in dir_, flock'ed while the job lives
 };
 
 // The libvirt error for a failed call, with context.

@@ -78,10 +78,21 @@ code=$("${CURL[@]}" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' "$URL/a
 [ "$(jget 'j["version"]' "$WORK/body")" = "$("$HAVEND" --version | cut -d' ' -f2)" ] ||
   fail "health version: $(cat "$WORK/body")"
 for h in "Cache-Control: no-store" "Content-Length: 33" "X-Content-Type-Options: nosniff" \
-  "Strict-Transport-Security: max-age=31536000" "Connection: close"; do
+  "Strict-Transport-Security: max-age=31536000" "Connection: keep-alive"; do
   contains "$WORK/headers" "$h" "health response header"
 done
 ok "GET /api/v1/health 200 $(cat "$WORK/body") with no-store and security headers (--cacert)"
+
+# Keep-alive: three requests over one connection, each answered whole; a
+# client asking to close gets Connection: close.
+"${CURL[@]}" -v "$URL/api/v1/health" "$URL/api/v1/health" "$URL/api/v1/health" >"$WORK/three" 2>"$WORK/verbose" ||
+  fail "three requests on one connection: $(tail -3 "$WORK/verbose")"
+[ "$(grep -o '"status":"ok"' "$WORK/three" | wc -l)" = 3 ] || fail "keep-alive bodies: $(cat "$WORK/three")"
+[ "$(grep -ci 'Re-using existing connection' "$WORK/verbose")" -ge 2 ] ||
+  fail "curl did not reuse the connection: $(grep -i connect "$WORK/verbose")"
+"${CURL[@]}" -o /dev/null -D "$WORK/headers" -H 'Connection: close' "$URL/api/v1/health"
+contains "$WORK/headers" "Connection: close" "a client asking to close"
+ok "keep-alive: 3 requests over one connection; Connection: close honoured"
 
 code=$("${CURL[@]}" -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' "$URL/api/v1/points")
 [ "$code" = 401 ] || fail "/api/v1/points: HTTP $code"

@@ -12,7 +12,7 @@
 #  - through havend: a check job that fails and one that succeeds are told
 #    by webhook and mail; GET /metrics serves the Prometheus text with the
 #    jobs, their durations and the repository's usage; without credentials
-#    /metrics is 401; the daily report is mailed at its calendar event; a
+#    /metrics is 401, with an auditor token 200; the daily report is mailed at its calendar event; a
 #    job left running by a dead havend is told interrupted at the next start
 #  - no secret, password or webhook URL token in any log
 . "$(dirname "$0")/lib.sh"
@@ -416,11 +416,16 @@ done
 start_havend d2 --repository main="$R" --password-file "$WORK/pw"
 code=$("${CURL[@]}" -o "$WORK/r" -w '%{http_code}' "$URL/metrics")
 [ "$code" = 401 ] || fail "/metrics without credentials: HTTP $code"
+# Prometheus scrapes with an auditor token.
+T=$("$HAVEND" token create --name prometheus --role auditor --state-dir "$STATE")
+code=$("${CURL[@]}" -H "Authorization: Bearer $T" -o "$WORK/metrics2" -w '%{http_code}' "$URL/metrics")
+[ "$code" = 200 ] || fail "/metrics with an auditor token: HTTP $code $(cat "$WORK/metrics2")"
+contains "$WORK/metrics2" 'haven_jobs_total{kind="check",state="failed"} 1' "/metrics with a token"
 "${CURL[@]}" -o "$WORK/openapi.json" "$URL/api/v1/openapi.json"
 [ "$(jget 'j["paths"]["/metrics"]["get"]["x-haven-role"]' "$WORK/openapi.json")" = auditor ] ||
   fail "openapi: /metrics role"
 stop_havend d2
-ok "/metrics without credentials 401; openapi.json lists it for auditor; no secret in havend's logs"
+ok "/metrics without credentials 401, with an auditor token 200; openapi.json lists it for auditor; no secret in havend's logs"
 
 # The daily report at its calendar event (every 2 s here), from the history
 # the first havend left: the two check jobs and the repository's usage.

@@ -733,6 +733,21 @@ TEST_F(GcTest, UnreadableManifestStopsGcBeforeAnyDeletion) {
   EXPECT_THAT(GcScratchDirs(repo_dir_), IsEmpty());
 }
 
+TEST_F(GcTest, CancelledBeforeTheSweepChangesNothing) {
+  Manifest ma, mb;
+  ASSERT_NO_FATAL_FAILURE(BackupData(RandomData(2 * kMiB, 5), "a", &ma));
+  ASSERT_NO_FATAL_FAILURE(BackupData(RandomData(2 * kMiB, 6), "b", &mb));
+  ASSERT_THAT(repo_->DeleteSnapshot(mb.id), IsOk());
+  const auto packs = PackSet(repo_dir_);
+  GcOptions o;
+  o.cancel.Cancel();
+  EXPECT_THAT(RunGc(o), StatusIs(Code::kCancelled, HasSubstr("gc")));
+  EXPECT_EQ(PackSet(repo_dir_), packs);  // b's packs are still there
+  auto report = RunGc();  // and the next gc frees them
+  ASSERT_THAT(report, IsOk());
+  EXPECT_GT(report->packs_deleted + report->packs_repacked, 0u);
+}
+
 TEST_F(GcTest, SecondRunFindsNothingToDo) {
   ASSERT_NO_FATAL_FAILURE(SetUpHalfLive());
   auto first = RunGc();
