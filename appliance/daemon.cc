@@ -12,6 +12,8 @@
 #include "appliance/certificate.h"
 #include "appliance/job_kinds.h"
 #include "appliance/job_service.h"
+#include "appliance/notifier.h"
+#include "appliance/notify_monitor.h"
 #include "appliance/repositories.h"
 #include "appliance/routes.h"
 #include "appliance/services.h"
@@ -59,6 +61,7 @@ Result<ApplianceConfig> ConfigOf(const ServeOptions& o) {
   c.libvirt_uri = o.libvirt_uri;
   c.max_jobs = o.max_jobs;
   c.max_jobs_per_repository = o.max_jobs_per_repository;
+  c.notify = o.notify;
   for (const RepositoryConfig& r : o.repositories) {
     if (r.name.empty() ||
         r.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
@@ -165,8 +168,35 @@ Status Serve(const ServeOptions& options) {
           Caller{"insecure-no-auth", Role::kAdmin, false});
     };
   }
+  // Notifications and figures (issue 16, points 7 and 8): job ends,
+  // overdue VMs and the daily report; repository usage for /metrics.
+  std::unique_ptr<Notifier> notifier;
+  const NotifyConfig& nc = config.notify;
+  if (!nc.webhook_url.empty() || !nc.smtp_url.empty()) {
+    HAVEN_ASSIGN_OR_RETURN(NotifierOptions no,
+                           NotifierOptionsFromConfig(nc, LocalHostName()));
+    no.log = [](const std::string& line) { Log(line); };
+    notifier = std::make_unique<Notifier>(std::move(no));
+  }
+  RepositoryUsageCache usage(catalog);
+  MonitorOptions monitor_options;
+  monitor_options.daily_report = nc.daily_report;
+  monitor_options.log = [](const std::string& line) { Log(line); };
+  HAVEN_ASSIGN_OR_RETURN(auto monitor,
+                         NotifyMonitor::Start(services, notifier.get(), &usage,
+                                              std::move(monitor_options)));
+  // Jobs Create() marked interrupted ended before the monitor listened.
+  if (notifier && jobs->interrupted_at_start() > 0) {
+    JobFilter f;
+    f.state = JobState::kInterrupted;
+    f.limit = static_cast<size_t>(jobs->interrupted_at_start());
+    if (auto ended = jobs->List(f); ended.ok())
+      for (const JobRecord& job : ended.value()) notifier->NotifyJobEnd(job);
+  }
   std::vector<Route> routes = CoreRoutes(api);
   for (Route& r : AuthRoutes(services)) routes.push_back(std::move(r));
+  for (Route& r : MetricsRoutes(services, &usage))
+    routes.push_back(std::move(r));
   // Event streams hold a handler thread each: at most half of them.
   for (Route& r : JobRoutes(services, options.threads / 2))
     routes.push_back(std::move(r));
@@ -211,6 +241,9 @@ Status Serve(const ServeOptions& options) {
   scheduler->Stop();
   jobs->Stop();
   server->Stop();
+  // Tell of the jobs just interrupted, if the receivers answer soon.
+  if (notifier && !notifier->WaitIdle(5))
+    Log("notifications still queued at stop are dropped");
   Log("stopped");
   return OkStatus();
 }

@@ -26,6 +26,7 @@ struct ServeOptions {
   std::string libvirt_uri = "qemu:///system";
   int max_jobs = 2;
   int max_jobs_per_repository = 1;
+  NotifyConfig notify;  // --notify-*
   // Tests only: every request is served as the admin "insecure-no-auth",
   // without credentials. Refused unless `listen` is a loopback address.
   bool insecure_no_auth = false;

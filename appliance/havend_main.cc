@@ -60,6 +60,28 @@ int main(int argc, char** argv) {
   serve->add_flag("--insecure-no-auth", o.insecure_no_auth,
                   "TESTS ONLY: serve every request as admin without "
                   "credentials (loopback --listen only)");
+  // Notifications (until the config file's [notify] section; the names
+  // are NotifyConfig's, docs/appliance.md "Notifications").
+  haven::appliance::NotifyConfig& n = o.notify;
+  serve->add_option("--notify-webhook", n.webhook_url,
+                    "POST a signed JSON body here when a job fails (http:// "
+                    "or https://)");
+  serve->add_option("--notify-webhook-secret-file", n.webhook_secret_file,
+                    "file whose first line is the webhook's HMAC key");
+  serve->add_option("--notify-smtp", n.smtp_url,
+                    "mail notifications through this smtp:// or smtps:// "
+                    "server");
+  serve->add_option("--notify-from", n.smtp_from, "the mails' sender address");
+  serve->add_option("--notify-to", n.smtp_to, "a recipient; repeatable");
+  serve->add_option("--notify-smtp-user", n.smtp_user,
+                    "log in to the SMTP server as this user (TLS required)");
+  serve->add_option("--notify-smtp-password-file", n.smtp_password_file,
+                    "file whose first line is the SMTP password");
+  serve->add_flag("--notify-on-success", n.on_success,
+                  "also notify jobs that succeeded");
+  serve->add_option("--notify-daily-report", n.daily_report,
+                    "calendar event of the daily report mail; \"\": none")
+      ->capture_default_str();
   // Accounts and tokens (appliance/auth_commands.h).
   std::string auth_state_dir = haven::appliance::kDefaultStateDir;
   std::string password_file, token_name, token_role;

@@ -23,6 +23,13 @@ std::vector<Route> AuthRoutes(Services& s);
 // Needs s.scheduler.
 std::vector<Route> ScheduleRoutes(Services& s);
 
+class RepositoryUsageCache;  // appliance/notify_monitor.h
+
+// GET /metrics (Prometheus, auditor). `usage` (may be null: no repository
+// figures) must outlive the routes.
+std::vector<Route> MetricsRoutes(Services& s,
+                                 const RepositoryUsageCache* usage);
+
 }  // namespace haven::appliance
 
 #endif  // HAVEN_APPLIANCE_ROUTES_H_
