@@ -75,7 +75,7 @@ truncate -s 512M "$WORK/etc.img"
 mke2fs -q -F -t ext4 -d "$SRC" "$WORK/etc.img" || fail "mke2fs -d $SRC"
 run hv --json backup image "$WORK/etc.img" --name etcdisk
 [ "$RC" = 0 ] || fail "backup image: exit code $RC: $(head -c 2000 "$WORK/err")"
-SNAP_ETC=$(jget "j['snapshot']" "$WORK/out")
+SNAP_ETC=$(jget "j['id']" "$WORK/out")
 ok "setup: $A backed up (${SNAP:0:8}), /etc as an ext4 image backed up (${SNAP_ETC:0:8})"
 
 # start_havend NAME: havend on 127.0.0.1, port 0, with the repository "main"
@@ -158,7 +158,7 @@ ok "(1) plan $PLAN: $A2 in $D2 on $NET, uuid $P_UUID, mac $P_MAC; nothing change
 
 run_plan vm "$PLAN"
 wait_job "$JOB" succeeded
-[ "$(jget 'j["spec"]["kind"]' "$WORK/job.json")" = restore-vm ] || fail "(1) job kind"
+[ "$(jget 'j["kind"]' "$WORK/job.json")" = restore-vm ] || fail "(1) job kind"
 [ "$(vsh domuuid "$A2")" = "$P_UUID" ] || fail "(1) $A2 has UUID $(vsh domuuid "$A2"), the plan $P_UUID"
 vsh dumpxml --inactive "$A2" >"$WORK/a2.xml"
 contains "$WORK/a2.xml" "<mac address='$P_MAC'/>" "(1) $A2 has the plan's MAC"
