@@ -253,9 +253,8 @@ class DirSink : public Sink {
     if (dry_run_) {
       // Made by the run when missing: the parent is new, or has no entry.
       struct stat st;
-      if (parent.fd.get() < 0 ||
-          fstatat(parent.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) !=
-              0) {
+      if (parent.fd.get() < 0 || fstatat(parent.fd.get(), name.c_str(), &st,
+                                         AT_SYMLINK_NOFOLLOW) != 0) {
         d.created = true;
         Plan(d.rel, e, "create");
         return d;
@@ -400,8 +399,7 @@ class DirSink : public Sink {
       return;
     }
     stats_.planned.push_back({PrintableName(rel), GuestTypeName(e.type),
-                              e.type == GuestType::kFile ? e.size : 0,
-                              action});
+                              e.type == GuestType::kFile ? e.size : 0, action});
   }
   Status Exists(const std::string& rel) const {
     return AlreadyExists(Where(rel) + " exists in the target; not replaced");

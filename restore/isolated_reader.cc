@@ -121,9 +121,9 @@ Result<std::string> RunIsolatedResult(
     const IsolatedOutputs& outputs, const CancelToken& cancel) {
   // The cancel flag, in memory both processes share: a watcher here copies
   // `cancel` into it, one in the child copies it into the child's token.
-  void* shared = ::mmap(nullptr, sizeof(std::atomic<bool>),
-                        PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-                        0);
+  void* shared =
+      ::mmap(nullptr, sizeof(std::atomic<bool>), PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) return ErrnoStatus("mmap", errno);
   auto* flag = new (shared) std::atomic<bool>(false);
   struct Unmap {
@@ -163,10 +163,10 @@ Result<std::string> RunIsolatedResult(
     Result<std::string> r = work(token);
     child_done.store(true);
     child_watcher.join();
-    const std::string out =
-        r.ok() ? "O" + *r
-               : std::string("E") + static_cast<char>(r.status().code()) +
-                     r.status().message();
+    const std::string out = r.ok() ? "O" + *r
+                                   : std::string("E") +
+                                         static_cast<char>(r.status().code()) +
+                                         r.status().message();
     size_t done = 0;
     while (done < out.size()) {
       ssize_t n = ::write(fd, out.data() + done, out.size() - done);
@@ -182,7 +182,8 @@ Result<std::string> RunIsolatedResult(
   for (off_t off = 0;;) {
     ssize_t n = ::pread(fd, buf, sizeof buf, off);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("reading the isolated reader's result", errno);
+    if (n < 0)
+      return ErrnoStatus("reading the isolated reader's result", errno);
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
     off += n;

@@ -552,9 +552,9 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
       while (folder->size() > 1 && folder->back() == '/') folder->pop_back();
     if (!folder.ok() || *folder != plan.dir)
       return changed("the storage pool " + options.pool + " " +
-                     (folder.ok() ? "moved to " + *folder
-                                  : "is gone (" + folder.status().message() +
-                                        ")"));
+                     (folder.ok()
+                          ? "moved to " + *folder
+                          : "is gone (" + folder.status().message() + ")"));
   }
   {
     HAVEN_ASSIGN_OR_RETURN(auto nets, host.NetworkXmls());

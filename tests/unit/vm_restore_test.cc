@@ -1499,9 +1499,10 @@ TEST_F(VmRestoreTest, ExecuteRefusesAPlanWhoseNetworksOrFolderChanged) {
   ASSERT_THAT(in_folder, IsOk());
   ASSERT_THAT(in_folder->create_dirs, IsEmpty());
   ASSERT_EQ(::rmdir(dir_.c_str()), 0);
-  EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *in_folder, options_),
-              StatusIs(Code::kFailedPrecondition,
-                       HasSubstr("the storage folder " + dir_ + " disappeared")));
+  EXPECT_THAT(
+      restore::ExecuteVmRestore(*repo_, *host_, *in_folder, options_),
+      StatusIs(Code::kFailedPrecondition,
+               HasSubstr("the storage folder " + dir_ + " disappeared")));
   EXPECT_FALSE(host_->Lookup("web1").ok());
 }
 
@@ -1513,9 +1514,8 @@ TEST_F(VmRestoreTest, NotCreatingNetworksMakesAMissingOneAConflict) {
   ASSERT_THAT(plan, IsOk());
   ASSERT_THAT(plan->networks, SizeIs(1));
   EXPECT_EQ(plan->networks[0].action, "missing");
-  EXPECT_THAT(plan->conflicts,
-              Contains(HasSubstr("network netx is not on " +
-                                 std::string(kHostUri))));
+  EXPECT_THAT(plan->conflicts, Contains(HasSubstr("network netx is not on " +
+                                                  std::string(kHostUri))));
   options_.network_map["netx"] = "default";
   plan = Plan(m, options_);
   ASSERT_THAT(plan, IsOk());
