@@ -15,6 +15,7 @@
 #include "appliance/notifier.h"
 #include "appliance/notify_monitor.h"
 #include "appliance/repositories.h"
+#include "appliance/restore_jobs.h"
 #include "appliance/routes.h"
 #include "appliance/services.h"
 #include "appliance/state_db.h"
@@ -139,6 +140,7 @@ Status Serve(const ServeOptions& options) {
   services.repositories = &catalog;
   services.jobs = jobs.get();
   services.version = options.version;
+  HAVEN_RETURN_IF_ERROR(RegisterRestoreKinds(services));
 
   // Who may do what (appliance/auth.h) and the audit log of what they did.
   HAVEN_ASSIGN_OR_RETURN(auto auth, AuthService::Open(*db));
@@ -200,6 +202,7 @@ Status Serve(const ServeOptions& options) {
   // Event streams hold a handler thread each: at most half of them.
   for (Route& r : JobRoutes(services, options.threads / 2))
     routes.push_back(std::move(r));
+  for (Route& r : RestoreRoutes(services)) routes.push_back(std::move(r));
 
   // The scheduler: made after the job service, started once the API
   // serves, stopped before the job service.

@@ -29,6 +29,10 @@ class RepositoryUsageCache;  // appliance/notify_monitor.h
 // figures) must outlive the routes.
 std::vector<Route> MetricsRoutes(Services& s,
                                  const RepositoryUsageCache* usage);
+// /api/v1/restores/...: plan a VM, host or file restore, show a plan, run
+// it as a job (routes_restores.cc). Needs RegisterRestoreKinds
+// (restore_jobs.h) on s.jobs.
+std::vector<Route> RestoreRoutes(Services& s);
 
 }  // namespace haven::appliance
 

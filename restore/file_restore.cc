@@ -211,6 +211,8 @@ class DirSink : public Sink {
         overwrite_(o.overwrite),
         sync_(o.sync),
         unix_metadata_(unix_metadata),
+        dry_run_(o.dry_run),
+        max_planned_(o.max_planned),
         stats_(stats) {}
 
   // A symlink as the target is refused, saying so: a symlink planted at a
@@ -230,7 +232,12 @@ class DirSink : public Sink {
     }
     if (lstat(path_.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
       return InvalidArgument(path_ + " exists and is not a directory");
-    HAVEN_RETURN_IF_ERROR(MakeDirs(path_, 0755));
+    if (dry_run_ && lstat(path_.c_str(), &st) != 0) {
+      Dir d;  // made by the run: nothing in it yet
+      d.created = true;
+      return d;
+    }
+    if (!dry_run_) HAVEN_RETURN_IF_ERROR(MakeDirs(path_, 0755));
     int fd = open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus("open " + path_, errno);
     root_fd_ = fd;
@@ -240,10 +247,19 @@ class DirSink : public Sink {
   }
 
   Result<Dir> MakeDir(Dir& parent, const std::string& name,
-                      const GuestEntry&) override {
+                      const GuestEntry& e) override {
     Dir d;
     d.rel = Join(parent.rel, name);
-    if (mkdirat(parent.fd.get(), name.c_str(), 0700) == 0) {
+    if (dry_run_) {
+      // Made by the run when missing: the parent is new, or has no entry.
+      struct stat st;
+      if (parent.fd.get() < 0 || fstatat(parent.fd.get(), name.c_str(), &st,
+                                         AT_SYMLINK_NOFOLLOW) != 0) {
+        d.created = true;
+        Plan(d.rel, e, "create");
+        return d;
+      }
+    } else if (mkdirat(parent.fd.get(), name.c_str(), 0700) == 0) {
       d.created = true;
     } else if (errno != EEXIST) {
       return ErrnoStatus("mkdir " + Where(d.rel), errno);
@@ -261,7 +277,8 @@ class DirSink : public Sink {
   }
 
   Status FinishDir(Dir& dir, const GuestEntry& e) override {
-    if (!dir.created) return OkStatus();  // a directory that was there
+    // A directory that was there; or a dry run.
+    if (!dir.created || dry_run_) return OkStatus();
     return Apply(dir.fd.get(), e, dir.rel);
   }
 
@@ -270,6 +287,7 @@ class DirSink : public Sink {
                       const std::function<void(uint64_t)>& progress) override {
     const std::string rel = Join(parent.rel, name);
     HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
+    if (dry_run_) return PlanEntry(parent, name, e, rel, go);
     if (!go) return Placed::kSkipped;
     if (!e.hardlink.empty()) {
       auto it = links_.find(e.hardlink);
@@ -345,7 +363,7 @@ class DirSink : public Sink {
       stats_.problems.push_back(
           {path_, "owners not restored: only root can give files to other "
                   "users (everything is owned by the user who restored)"});
-    if (sync_ && root_fd_ >= 0 && syncfs(root_fd_) != 0)
+    if (!dry_run_ && sync_ && root_fd_ >= 0 && syncfs(root_fd_) != 0)
       return ErrnoStatus("sync " + path_, errno);
     return OkStatus();
   }
@@ -355,6 +373,34 @@ class DirSink : public Sink {
   static constexpr size_t kMaxLinkFds = 256;
 
   std::string Where(const std::string& rel) const { return path_ + "/" + rel; }
+
+  // A dry run's decision for an entry MayPlace allowed (`go`) or kept.
+  Placed PlanEntry(Dir& parent, const std::string& name, const GuestEntry& e,
+                   const std::string& rel, bool go) {
+    if (!go) {
+      Plan(rel, e, "skip");
+      return Placed::kSkipped;
+    }
+    NoteOwner(e);
+    if (!e.hardlink.empty() && !planned_links_.insert(e.hardlink).second) {
+      Plan(rel, e, "link");
+      return Placed::kLinked;
+    }
+    struct stat st;
+    const bool exists =
+        parent.fd.get() >= 0 &&
+        fstatat(parent.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    Plan(rel, e, exists ? "replace" : "create");
+    return Placed::kWritten;
+  }
+  void Plan(const std::string& rel, const GuestEntry& e, const char* action) {
+    if (stats_.planned.size() >= max_planned_) {
+      ++stats_.planned_more;
+      return;
+    }
+    stats_.planned.push_back({PrintableName(rel), GuestTypeName(e.type),
+                              e.type == GuestType::kFile ? e.size : 0, action});
+  }
   Status Exists(const std::string& rel) const {
     return AlreadyExists(Where(rel) + " exists in the target; not replaced");
   }
@@ -430,6 +476,7 @@ class DirSink : public Sink {
                          const std::function<int(const std::string&)>& make) {
     const std::string rel = Join(parent.rel, name);
     HAVEN_ASSIGN_OR_RETURN(bool go, MayPlace(parent, name, e, rel));
+    if (dry_run_) return PlanEntry(parent, name, e, rel, go);
     if (!go) return Placed::kSkipped;
     std::string tmp;
     HAVEN_RETURN_IF_ERROR(Temp(what, rel, tmp, make).status());
@@ -504,6 +551,9 @@ class DirSink : public Sink {
   Overwrite overwrite_;
   bool sync_;
   bool unix_metadata_;
+  bool dry_run_;
+  size_t max_planned_;
+  std::set<std::string> planned_links_;  // dry run: hard-link keys seen
   FileRestoreStats& stats_;
   bool owner_skipped_ = false;
   int root_fd_ = -1;  // owned by the root Dir, open for the whole restore
@@ -1049,6 +1099,9 @@ Result<FileRestoreStats> RestoreGuestFiles(
   const double start = MonotonicSeconds();
   if (paths.empty()) return InvalidArgument("no path to restore");
   if (options.path.empty()) return InvalidArgument("no target given");
+  if (options.dry_run && options.target != FileTarget::kDirectory)
+    return InvalidArgument(
+        "a dry run plans a restore into a folder, not into an archive");
   // Every path is looked up before anything is written.
   std::vector<GuestEntry> entries;
   for (const std::string& p : paths) {

@@ -68,11 +68,31 @@ struct FileRestoreOptions {
   // Checked before each entry. A cancelled archive restore removes its
   // partial file; a folder keeps the entries completed before the cancel.
   CancelToken cancel;
+  // Directory targets only: plan, write nothing. The walk is the restore's
+  // own, and every decision — create, replace or keep per `overwrite`,
+  // conflicts with what the target holds — is made against the target as
+  // it is, stopped before the first write (the target folder is not even
+  // made). The stats count what the run would do; `planned` lists it.
+  bool dry_run = false;
+  // With dry_run: at most this many entries in FileRestoreStats::planned
+  // (the counts cover all of them).
+  size_t max_planned = 10000;
 };
 
 struct FileRestoreProblem {
   std::string path;  // guest path, printable (see PrintableName)
   std::string what;
+};
+
+// One entry a dry run would restore.
+struct PlannedFileEntry {
+  std::string path;  // in the target, printable ("etc/hosts")
+  std::string type;  // GuestTypeName: "file", "dir", "symlink", ...
+  uint64_t size = 0;
+  // create | replace (an existing file, as `overwrite` allows) | link (a
+  // hard link to a file restored before) | skip (if-newer: the target's
+  // is not older)
+  std::string action;
 };
 
 struct FileRestoreStats {
@@ -82,6 +102,9 @@ struct FileRestoreStats {
   uint64_t bytes = 0;                        // file content restored
   std::vector<FileRestoreProblem> problems;  // anything not restored
   double seconds = 0;
+  // Dry runs: the entries, in walk order, up to max_planned; how many more.
+  std::vector<PlannedFileEntry> planned;
+  uint64_t planned_more = 0;
   bool complete() const { return problems.empty(); }
 };
 

@@ -1,16 +1,23 @@
 #include "restore/isolated_reader.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <new>
+#include <thread>
+
+#include "base/file.h"
 
 namespace haven::restore {
 namespace {
@@ -107,6 +114,89 @@ Result<int> RunIsolated(const std::function<int()>& work,
                   "): the disk image may be damaged or crafted; " + after +
                   ". Restore the whole disk with `haven restore image` "
                   "instead");
+}
+
+Result<std::string> RunIsolatedResult(
+    const std::function<Result<std::string>(const CancelToken&)>& work,
+    const IsolatedOutputs& outputs, const CancelToken& cancel) {
+  // The cancel flag, in memory both processes share: a watcher here copies
+  // `cancel` into it, one in the child copies it into the child's token.
+  void* shared =
+      ::mmap(nullptr, sizeof(std::atomic<bool>), PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) return ErrnoStatus("mmap", errno);
+  auto* flag = new (shared) std::atomic<bool>(false);
+  struct Unmap {
+    void* p;
+    ~Unmap() { ::munmap(p, sizeof(std::atomic<bool>)); }
+  } unmap{shared};
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done.load()) {
+      if (cancel.cancelled()) flag->store(true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  struct Join {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Join() {
+      done.store(true);
+      t.join();
+    }
+  } join{done, watcher};
+  // The result file: 'O' and the value, or 'E', the code as one byte and
+  // the message.
+  const int fd = ::memfd_create("haven-isolated-result", MFD_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("memfd_create", errno);
+  UniqueFd result_fd(fd);
+  auto child = [&]() -> int {
+    // Only the forking thread lives on in the child: a fresh watcher.
+    CancelToken token;
+    std::atomic<bool> child_done{false};
+    std::thread child_watcher([&] {
+      while (!child_done.load()) {
+        if (flag->load()) token.Cancel();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    Result<std::string> r = work(token);
+    child_done.store(true);
+    child_watcher.join();
+    const std::string out = r.ok() ? "O" + *r
+                                   : std::string("E") +
+                                         static_cast<char>(r.status().code()) +
+                                         r.status().message();
+    size_t done = 0;
+    while (done < out.size()) {
+      ssize_t n = ::write(fd, out.data() + done, out.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return 1;
+      done += static_cast<size_t>(n);
+    }
+    return 0;
+  };
+  HAVEN_ASSIGN_OR_RETURN(int rc, RunIsolated(child, outputs));
+  std::string text;
+  char buf[65536];
+  for (off_t off = 0;;) {
+    ssize_t n = ::pread(fd, buf, sizeof buf, off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return ErrnoStatus("reading the isolated reader's result", errno);
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    off += n;
+  }
+  if (rc != 0 || text.empty())
+    return Internal("the isolated file-system reader ended (code " +
+                    std::to_string(rc) + ") without a result");
+  if (text[0] == 'O') return text.substr(1);
+  const auto code = static_cast<unsigned char>(text.size() >= 2 ? text[1] : 0);
+  if (text[0] == 'E' && code > 0 &&
+      code <= static_cast<unsigned char>(Code::kCancelled))
+    return Status(static_cast<Code>(code), text.substr(2));
+  return Internal("the isolated file-system reader's result is malformed");
 }
 
 }  // namespace haven::restore

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/progress.h"
 #include "base/status.h"
 
 namespace haven::restore {
@@ -36,6 +37,15 @@ struct IsolatedOutputs {
 // here for stdio and std::cout).
 Result<int> RunIsolated(const std::function<int()>& work,
                         const IsolatedOutputs& outputs);
+
+// As RunIsolated, for work with a result: what `work` returns (a string,
+// or an error with its code and message) comes back from the child in a
+// memory file. `cancel` reaches the child: `work` gets a token that is
+// cancelled (within 0.1 s) once `cancel` is. A crash is reported as
+// RunIsolated reports it; a child that ended without a result is Internal.
+Result<std::string> RunIsolatedResult(
+    const std::function<Result<std::string>(const CancelToken&)>& work,
+    const IsolatedOutputs& outputs, const CancelToken& cancel = {});
 
 }  // namespace haven::restore
 

@@ -266,6 +266,14 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
       plan.networks.push_back(pn);
       continue;
     }
+    if (!options.create_networks) {
+      plan.conflicts.push_back(
+          "network " + pn.from + " is not on " + host.uri() +
+          " and creating it from the recovery point was not asked for; map "
+          "it to an existing network, or let the restore create it");
+      plan.networks.push_back(pn);
+      continue;
+    }
     auto captured = ReadConfigFile(
         repo, snapshot, "networks/" + pn.from + ".xml", kMaxXmlBytes);
     if (!captured.ok()) {
@@ -536,6 +544,34 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
   for (const auto& d : plan.disks)
     if (d.resume.empty() && !d.exists && Exists(d.path))
       return changed("the disk file " + d.path + " appeared");
+  if (plan.create_dirs.empty() && !Exists(plan.dir))
+    return changed("the storage folder " + plan.dir + " disappeared");
+  if (!options.pool.empty()) {
+    auto folder = host.PoolFolder(options.pool);
+    if (folder.ok())
+      while (folder->size() > 1 && folder->back() == '/') folder->pop_back();
+    if (!folder.ok() || *folder != plan.dir)
+      return changed("the storage pool " + options.pool + " " +
+                     (folder.ok()
+                          ? "moved to " + *folder
+                          : "is gone (" + folder.status().message() + ")"));
+  }
+  {
+    HAVEN_ASSIGN_OR_RETURN(auto nets, host.NetworkXmls());
+    std::set<std::string> have;
+    for (const auto& [name, net_xml] : nets) have.insert(name);
+    for (const auto& n : plan.networks) {
+      const bool host_has = have.count(n.name) > 0;
+      if ((n.action == "exists" || n.action == "mapped" ||
+           n.action == "resume") &&
+          !host_has)
+        return changed("the network " + n.name + " disappeared from " +
+                       host.uri());
+      if (n.action == "create" && host_has)
+        return changed("a network named " + n.name + " appeared on " +
+                       host.uri());
+    }
+  }
   for (const auto& d : plan.create_dirs) log("creating folder " + d);
   HAVEN_RETURN_IF_ERROR(MakeDirs(plan.dir, 0755));
 

@@ -58,6 +58,9 @@ struct VmRestoreOptions {
   bool replace = false;  // replace a same-named domain and files
   bool start = false;
   bool verify_ids = false;
+  // Create a network the VM used and this host lacks from its definition
+  // in the recovery point. Off: such a network is a conflict (map it).
+  bool create_networks = true;
   // Progress of one disk: `label` names it ("vm1 vda").
   std::function<ProgressFn(const std::string& label)> progress;
   CancelToken cancel;  // checked between VMs, disks and chunks

@@ -51,6 +51,7 @@ using ::testing::ElementsAre;
 using ::testing::Field;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::SizeIs;
 using ::testing::UnorderedElementsAre;
 
 constexpr uint64_t kMiB = 1 << 20;
@@ -1460,6 +1461,91 @@ INSTANTIATE_TEST_SUITE_P(TarAndZip, ArchiveTest,
                          [](const ::testing::TestParamInfo<FileTarget>& i) {
                            return std::string(i.param == FileTarget::kTar ? "Tar" : "Zip");
                          });
+
+// ------------------------------------------------------------ dry run
+// A dry run is the restore's walk stopped before the first write: it makes
+// the same decisions against the target as it is and writes nothing.
+TEST_F(FileRestoreTest, DryRunPlansEveryEntryAndWritesNothing) {
+  const int top = tree_.Dir(FakeTree::kRoot, "top");
+  tree_.File(top, "new.txt", "new");
+  tree_.File(top, "kept.txt", "from the backup");
+  const int sub = tree_.Dir(top, "sub");
+  tree_.File(sub, "deep.txt", "deep");
+  tree_.Symlink(top, "link", "new.txt");
+  FileRestoreOptions o;
+  o.path = target_;
+  o.dry_run = true;
+
+  // The target does not exist: everything is created, nothing is made.
+  auto r = RestoreGuestFiles(tree_, {"/top"}, o);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_THAT(r->problems, IsEmpty());
+  EXPECT_EQ(r->files, 3u);
+  EXPECT_EQ(r->dirs, 2u);
+  EXPECT_EQ(r->symlinks, 1u);
+  EXPECT_EQ(r->bytes, 3u + 15u + 4u);
+  std::map<std::string, std::string> actions;
+  for (const auto& e : r->planned) actions[e.path] = e.action;
+  EXPECT_EQ(actions, (std::map<std::string, std::string>{
+                         {"top", "create"},
+                         {"top/new.txt", "create"},
+                         {"top/kept.txt", "create"},
+                         {"top/sub", "create"},
+                         {"top/sub/deep.txt", "create"},
+                         {"top/link", "create"}}));
+  EXPECT_FALSE(PathExists(target_));
+
+  // A file in the target is a conflict under kNever, replaced under
+  // kAlways; either way the dry run leaves it as it was.
+  ASSERT_EQ(::mkdir(target_.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(T("top").c_str(), 0755), 0);
+  WriteWholeFile(T("top/kept.txt"), Bytes{'o', 'l', 'd'});
+  r = RestoreGuestFiles(tree_, {"/top"}, o);
+  ASSERT_THAT(r, IsOk());
+  ASSERT_THAT(r->problems, SizeIs(1));
+  EXPECT_EQ(r->problems[0].path, "/top/kept.txt");
+  EXPECT_THAT(r->problems[0].what, HasSubstr("exists in the target"));
+  EXPECT_EQ(r->dirs, 1u);  // top is there: entered, not made
+  o.overwrite = Overwrite::kAlways;
+  r = RestoreGuestFiles(tree_, {"/top"}, o);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_THAT(r->problems, IsEmpty());
+  actions.clear();
+  for (const auto& e : r->planned) actions[e.path] = e.action;
+  EXPECT_EQ(actions["top/kept.txt"], "replace");
+  EXPECT_EQ(actions["top/new.txt"], "create");
+  EXPECT_EQ(actions.count("top"), 0u);  // exists: not planned
+  EXPECT_TRUE(ReadWholeFile(T("top/kept.txt")) == (Bytes{'o', 'l', 'd'}));
+  EXPECT_EQ(Listing(target_), (std::set<std::string>{"top", "top/kept.txt"}));
+
+  // The run with the same options does what the plan said.
+  o.dry_run = false;
+  r = RestoreGuestFiles(tree_, {"/top"}, o);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_THAT(r->problems, IsEmpty());
+  EXPECT_EQ(r->files, 3u);
+  EXPECT_TRUE(ReadWholeFile(T("top/kept.txt")) ==
+              Bytes(std::string_view("from the backup").begin(),
+                    std::string_view("from the backup").end()));
+}
+
+TEST_F(FileRestoreTest, DryRunCapsItsListButCountsEverything) {
+  const int top = tree_.Dir(FakeTree::kRoot, "top");
+  for (int i = 0; i < 20; ++i) tree_.File(top, "f" + std::to_string(i), "x");
+  FileRestoreOptions o;
+  o.path = target_;
+  o.dry_run = true;
+  o.max_planned = 5;
+  auto r = RestoreGuestFiles(tree_, {"/top"}, o);
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->files, 20u);
+  EXPECT_THAT(r->planned, SizeIs(5));
+  EXPECT_EQ(r->planned_more, 16u);  // top and 20 files, 5 listed
+  o.target = FileTarget::kTar;
+  o.path = tmp_.Sub("out.tar");
+  EXPECT_THAT(RestoreGuestFiles(tree_, {"/top"}, o),
+              StatusIs(Code::kInvalidArgument, HasSubstr("into a folder")));
+}
 
 }  // namespace
 }  // namespace haven::restore

@@ -4,11 +4,13 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -76,10 +78,10 @@ TEST(IsolatedReaderTest, ACrashRemovesPartialFilesAndKeepsFinishedOnes) {
         return 0;
       },
       {dir, {}});
-  EXPECT_THAT(rc, StatusIs(Code::kInternal,
-                           AllOf(HasSubstr("crashed (signal 11"),
-                                 HasSubstr("removed 1 partial file(s) under " +
-                                           dir))));
+  EXPECT_THAT(
+      rc, StatusIs(Code::kInternal,
+                   AllOf(HasSubstr("crashed (signal 11"),
+                         HasSubstr("removed 1 partial file(s) under " + dir))));
   EXPECT_TRUE(PathExists(dir + "/done.txt"));
   EXPECT_TRUE(PathExists(other));
   int left = 0;
@@ -99,12 +101,62 @@ TEST(IsolatedReaderTest, ACrashRemovesThePartialArchive) {
         return 0;
       },
       {"", {tar}});
-  EXPECT_THAT(rc, StatusIs(Code::kInternal,
-                           AllOf(HasSubstr("signal 6"),
-                                 HasSubstr("no archive was written"),
-                                 HasSubstr("removed " + tar))));
+  EXPECT_THAT(
+      rc, StatusIs(Code::kInternal, AllOf(HasSubstr("signal 6"),
+                                          HasSubstr("no archive was written"),
+                                          HasSubstr("removed " + tar))));
   EXPECT_FALSE(PathExists(tar + ".haven-partial"));
   EXPECT_FALSE(PathExists(tar));
+}
+
+// RunIsolatedResult: the child's value or error comes back; the caller's
+// cancel reaches the child; a crash is reported as RunIsolated reports it.
+TEST(IsolatedReaderTest, AResultComesBackFromTheChild) {
+  const std::string big(300000, 'r');  // more than a pipe would buffer
+  auto r = RunIsolatedResult(
+      [&](const CancelToken&) -> Result<std::string> { return big; }, {});
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(*r, big);
+  // The value is the child's: what it changes in its memory stays there.
+  int seen = 0;
+  r = RunIsolatedResult(
+      [&](const CancelToken&) -> Result<std::string> {
+        seen = 1;
+        return std::string();
+      },
+      {});
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(*r, "");
+  EXPECT_EQ(seen, 0);
+  EXPECT_THAT(RunIsolatedResult(
+                  [](const CancelToken&) -> Result<std::string> {
+                    return NotFound("no such path /etc/x");
+                  },
+                  {}),
+              StatusIs(Code::kNotFound, HasSubstr("no such path /etc/x")));
+  EXPECT_THAT(
+      RunIsolatedResult(
+          [](const CancelToken&) -> Result<std::string> { std::abort(); }, {}),
+      StatusIs(Code::kInternal, HasSubstr("signal 6")));
+}
+
+TEST(IsolatedReaderTest, TheCallersCancelReachesTheChild) {
+  CancelToken cancel;
+  std::thread canceller([cancel] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    cancel.Cancel();
+  });
+  auto r = RunIsolatedResult(
+      [](const CancelToken& token) -> Result<std::string> {
+        for (int i = 0; i < 600; ++i) {  // 60 s at most
+          HAVEN_RETURN_IF_ERROR(token.Check("the child's work"));
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        return std::string("never cancelled");
+      },
+      {}, cancel);
+  canceller.join();
+  EXPECT_THAT(r, StatusIs(Code::kCancelled, HasSubstr("the child's work")));
 }
 
 }  // namespace

@@ -41,6 +41,7 @@
 #include "repository/manifest.h"
 #include "repository/repository.h"
 #include "restore/host_restore.h"
+#include "restore/restore_plan_json.h"
 #include "snapshot/disk_source.h"
 #include "snapshot/domain_xml.h"
 #include "snapshot/image_source.h"
@@ -1127,14 +1128,15 @@ TEST_F(VmRestoreTest, ExecuteThatFailsBeforeMovingFilesRemovesThem) {
   ASSERT_EQ(plan->networks[0].action, "create");
   // Between plan and execute, someone defines another netx: it is left
   // alone (libvirt would take a define of the same name and UUID as an
-  // update).
+  // update). The run sees it before writing anything (had it appeared
+  // later, CreateNetwork's AlreadyExists would remove the staged files).
   ASSERT_THAT(host_->CreateNetwork(
                   "netx", NetworkXml("22222222-3333-4444-8555-666666666666",
                                      "hvother0")),
               IsOk());
   auto result = restore::ExecuteVmRestore(*repo_, *host_, *plan, options_);
-  EXPECT_THAT(result, StatusIs(Code::kAlreadyExists,
-                               HasSubstr("network netx appeared")));
+  EXPECT_THAT(result, StatusIs(Code::kFailedPrecondition,
+                               HasSubstr("network named netx appeared")));
   EXPECT_THAT(FilesWith(""), IsEmpty());  // disks, NVRAM, journal: gone
   EXPECT_THAT(host_->Lookup("web1"),
               StatusIs(Code::kNotFound, HasSubstr("web1")));
@@ -1381,6 +1383,143 @@ TEST_F(VmRestoreTest, RestoreHostDryRunCancelAndRunReportPerVm) {
   EXPECT_EQ(refused.vms[0].outcome, Outcome::kFailed);
   EXPECT_THAT(refused.vms[0].status,
               StatusIs(Code::kFailedPrecondition, HasSubstr("conflict")));
+}
+
+// ------------------------------------------------------------ stored plans
+// havend stores a plan as JSON and runs it later: what is read back is the
+// plan the caller saw, and its run defines exactly that VM.
+TEST_F(VmRestoreTest, AStoredPlanRunsAsItWasShown) {
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  ASSERT_NO_FATAL_FAILURE(Define("web1", kUuid, kMac));
+  options_.name = "web1-stored";
+  options_.new_identity = true;
+  options_.format = "raw";
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->conflicts, IsEmpty());
+  const std::string text = restore::VmPlanJson(*plan).dump();
+  const std::string options_text =
+      restore::VmRestoreOptionsJson(options_).dump();
+
+  auto back = restore::VmPlanFromJson(nlohmann::json::parse(text), *repo_);
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->snapshot.id, m.id);
+  EXPECT_EQ(back->name, "web1-stored");
+  EXPECT_EQ(back->uuid, plan->uuid);
+  EXPECT_EQ(back->macs, plan->macs);
+  EXPECT_EQ(back->xml, plan->xml);
+  EXPECT_EQ(back->journal, plan->journal);
+  EXPECT_EQ(back->nvram_path, plan->nvram_path);
+  EXPECT_EQ(back->nvram_config, plan->nvram_config);
+  ASSERT_EQ(back->disks.size(), 1u);
+  EXPECT_EQ(back->disks[0].path, plan->disks[0].path);
+  EXPECT_EQ(back->disks[0].format, "raw");
+  ASSERT_EQ(back->networks.size(), plan->networks.size());
+  EXPECT_EQ(back->networks[0].action, "create");
+  EXPECT_EQ(back->networks[0].xml, plan->networks[0].xml);
+  EXPECT_EQ(restore::VmPlanJson(*back).dump(), text);
+  auto opts =
+      restore::VmRestoreOptionsFromJson(nlohmann::json::parse(options_text));
+  ASSERT_THAT(opts, IsOk());
+  EXPECT_EQ(opts->name, "web1-stored");
+  EXPECT_TRUE(opts->new_identity);
+  EXPECT_EQ(opts->format, "raw");
+  EXPECT_EQ(opts->storage_dir, dir_);
+
+  auto result = restore::ExecuteVmRestore(*repo_, *host_, *back, *opts);
+  ASSERT_THAT(result, IsOk());
+  auto info =
+      snapshot::ParseDomainXml(*(*host_->Lookup("web1-stored"))->Xml(true));
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->uuid, plan->uuid);
+  EXPECT_EQ(info->interfaces[0].mac, plan->macs[0].second);
+  EXPECT_TRUE(ReadWholeFile(dir_ + "/web1-stored-vda.img") == disk_data_);
+}
+
+TEST_F(VmRestoreTest, AStoredPlanIsCheckedWhenReadBack) {
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  nlohmann::json j = restore::VmPlanJson(*plan);
+  j["disks"][0]["size"] = "big";
+  EXPECT_THAT(restore::VmPlanFromJson(j, *repo_),
+              StatusIs(Code::kInvalidArgument,
+                       HasSubstr("plan.disks[0].size must be")));
+  j = restore::VmPlanJson(*plan);
+  j["state"] = "whatever";
+  EXPECT_THAT(restore::VmPlanFromJson(j, *repo_),
+              StatusIs(Code::kInvalidArgument, HasSubstr("plan.state")));
+  // The point was forgotten after the plan was made.
+  j = restore::VmPlanJson(*plan);
+  ASSERT_THAT(repo_->DeleteSnapshot(m.id), IsOk());
+  EXPECT_THAT(restore::VmPlanFromJson(j, *repo_),
+              StatusIs(Code::kNotFound,
+                       AllOf(HasSubstr(m.id.substr(0, 8)),
+                             HasSubstr("no longer in the repository"))));
+  EXPECT_THAT(restore::VmRestoreOptionsFromJson({{"start", "yes"}}),
+              StatusIs(Code::kInvalidArgument, HasSubstr("options.")));
+}
+
+TEST_F(VmRestoreTest, ExecuteRefusesAPlanWhoseNetworksOrFolderChanged) {
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->conflicts, IsEmpty());
+  ASSERT_EQ(plan->networks[0].action, "create");
+  // The network the plan creates appeared meanwhile.
+  ASSERT_THAT(host_->CreateNetwork("netx", NetworkXml()), IsOk());
+  EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
+              StatusIs(Code::kFailedPrecondition,
+                       AllOf(HasSubstr("a network named netx appeared"),
+                             HasSubstr("plan it again"))));
+  EXPECT_FALSE(host_->Lookup("web1").ok());
+  // Planned onto the existing network, which then goes away.
+  auto on_existing = Plan(m, options_);
+  ASSERT_THAT(on_existing, IsOk());
+  ASSERT_EQ(on_existing->networks[0].action, "exists");
+  {
+    virConnectPtr conn = virConnectOpen(kHostUri);
+    ASSERT_NE(conn, nullptr);
+    virNetworkPtr net = virNetworkLookupByName(conn, "netx");
+    ASSERT_NE(net, nullptr);
+    virNetworkDestroy(net);
+    ASSERT_EQ(virNetworkUndefine(net), 0);
+    virNetworkFree(net);
+    virConnectClose(conn);
+  }
+  EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *on_existing, options_),
+              StatusIs(Code::kFailedPrecondition,
+                       HasSubstr("the network netx disappeared")));
+  // The storage folder the plan found is gone.
+  ASSERT_THAT(MakeDirs(dir_, 0755), IsOk());
+  auto in_folder = Plan(m, options_);
+  ASSERT_THAT(in_folder, IsOk());
+  ASSERT_THAT(in_folder->create_dirs, IsEmpty());
+  ASSERT_EQ(::rmdir(dir_.c_str()), 0);
+  EXPECT_THAT(
+      restore::ExecuteVmRestore(*repo_, *host_, *in_folder, options_),
+      StatusIs(Code::kFailedPrecondition,
+               HasSubstr("the storage folder " + dir_ + " disappeared")));
+  EXPECT_FALSE(host_->Lookup("web1").ok());
+}
+
+TEST_F(VmRestoreTest, NotCreatingNetworksMakesAMissingOneAConflict) {
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint({}, &m));
+  options_.create_networks = false;
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->networks, SizeIs(1));
+  EXPECT_EQ(plan->networks[0].action, "missing");
+  EXPECT_THAT(plan->conflicts, Contains(HasSubstr("network netx is not on " +
+                                                  std::string(kHostUri))));
+  options_.network_map["netx"] = "default";
+  plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->conflicts, IsEmpty());
 }
 
 }  // namespace
