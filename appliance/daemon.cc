@@ -7,6 +7,9 @@
 
 #include "appliance/api.h"
 #include "appliance/certificate.h"
+#include "appliance/repository_cache.h"
+#include "appliance/routes.h"
+#include "appliance/services.h"
 #include "base/time.h"
 
 namespace haven::appliance {
@@ -35,6 +38,30 @@ Result<ServerCertificate> Certificate(const ServeOptions& o) {
   return LoadOrCreateCertificate(o.state_dir, LocalHostName());
 }
 
+Result<ApplianceConfig> ConfigOf(const ServeOptions& o) {
+  ApplianceConfig c;
+  c.state_dir = o.state_dir;
+  c.libvirt_uri = o.libvirt_uri;
+  for (const RepositoryConfig& r : o.repositories) {
+    if (r.name.empty() ||
+        r.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                 "qrstuvwxyz0123456789._-") != std::string::npos)
+      return InvalidArgument(
+          "a repository name is letters, digits, '.', '_' and '-', not " +
+          QuoteUntrusted(r.name));
+    if (c.FindRepository(r.name))
+      return InvalidArgument("repository " + r.name + " is given twice");
+    if (r.path.empty())
+      return InvalidArgument("repository " + r.name + " has no path");
+    c.repositories.push_back(r);
+  }
+  return c;
+}
+
+bool IsLoopback(const std::string& host) {
+  return host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
 }  // namespace
 
 Status Serve(const ServeOptions& options) {
@@ -42,6 +69,12 @@ Status Serve(const ServeOptions& options) {
     return InvalidArgument("--state-dir is required");
   HAVEN_ASSIGN_OR_RETURN(ListenAddress listen,
                          ParseListenAddress(options.listen));
+  HAVEN_ASSIGN_OR_RETURN(ApplianceConfig config, ConfigOf(options));
+  if (options.insecure_no_auth && !IsLoopback(listen.host))
+    return InvalidArgument(
+        "--insecure-no-auth serves every request as admin without "
+        "credentials, so it needs a loopback --listen address (127.0.0.1 or "
+        "::1), not " + listen.host);
   HAVEN_ASSIGN_OR_RETURN(ServerCertificate cert, Certificate(options));
   if (cert.created)
     Log("made a self-signed certificate for " + cert.subject + " in " +
@@ -64,9 +97,27 @@ Status Serve(const ServeOptions& options) {
   server_options.threads = options.threads;
   server_options.limits.max_body_bytes = options.max_body_bytes;
   server_options.log = Log;
+  RepositoryCatalog catalog(config);
+  RepositoryCache open_repositories(catalog);
+  Services services;
+  services.config = &config;
+  services.repositories = &catalog;
+  services.open_repositories = &open_repositories;
+  services.version = options.version;
   ApiOptions api;
   api.version = options.version;
-  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(CoreRoutes(api), api));
+  if (options.insecure_no_auth) {
+    Log("WARNING: --insecure-no-auth: every request is served as admin "
+        "WITHOUT credentials; for tests on loopback only");
+    api.authenticate = [](const Request&, bool) {
+      return std::variant<Caller, Response>(
+          Caller{"insecure-no-auth", Role::kAdmin, false});
+    };
+  }
+  std::vector<Route> routes = CoreRoutes(api);
+  for (auto area : {RepositoryRoutes, HostRoutes, PointRoutes, FileRoutes})
+    for (Route& r : area(services)) routes.push_back(std::move(r));
+  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(routes, api));
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));
   std::string host = listen.host.find(':') == std::string::npos

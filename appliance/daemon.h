@@ -4,7 +4,9 @@
 #define HAVEN_APPLIANCE_DAEMON_H_
 
 #include <string>
+#include <vector>
 
+#include "appliance/config.h"
 #include "appliance/https_server.h"
 #include "base/status.h"
 
@@ -18,6 +20,12 @@ struct ServeOptions {
   uint64_t max_body_bytes = 1 << 20;
   int threads = 8;
   std::string version;  // reported by /api/v1/health
+  // `--repository NAME=PATH --password-file FILE`, in pairs.
+  std::vector<RepositoryConfig> repositories;
+  std::string libvirt_uri = "qemu:///system";
+  // Tests only: every request is served as admin without credentials;
+  // refused unless `listen` is a loopback address.
+  bool insecure_no_auth = false;
 };
 
 // Loads or makes the certificate, prints its fingerprint and the URL on

@@ -37,8 +37,33 @@ int main(int argc, char** argv) {
   serve->add_option("--threads", o.threads, "requests served at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  std::vector<std::string> repositories, password_files;
+  serve->add_option("--repository", repositories,
+                    "NAME=PATH of a repository; repeatable, each with its "
+                    "own --password-file in the same position");
+  serve->add_option("--password-file", password_files,
+                    "file whose first line is the passphrase of the "
+                    "--repository in the same position");
+  serve->add_option("--libvirt-uri", o.libvirt_uri, "libvirt URI of the host")
+      ->capture_default_str();
+  serve->add_flag("--insecure-no-auth", o.insecure_no_auth,
+                  "TESTS ONLY: serve every request as admin without "
+                  "credentials (loopback --listen only)");
   try {
     app.parse(argc, argv);
+    if (repositories.size() != password_files.size())
+      throw CLI::ValidationError(
+          "--repository",
+          "give one --password-file for each --repository, in the same order");
+    for (size_t i = 0; i < repositories.size(); ++i) {
+      size_t eq = repositories[i].find('=');
+      if (eq == std::string::npos || eq == 0)
+        throw CLI::ValidationError("--repository",
+                                   "expected NAME=PATH, got " + repositories[i]);
+      o.repositories.push_back({repositories[i].substr(0, eq),
+                                repositories[i].substr(eq + 1),
+                                password_files[i]});
+    }
   } catch (const CLI::ParseError& e) {
     // Usage errors exit 2, as haven's do; --help and --version exit 0.
     return app.exit(e) == 0 ? 0 : 2;
