@@ -3,9 +3,8 @@
 // listing) does not pay the opening each time.
 //
 // Why a cache: opening derives the master key from the passphrase with
-// scrypt (repository/key_slots.h) and opens the RocksDB index: about
-// 0.1-0.3 s per open on this project's test machines, more than the rest of
-// a listing. Why a short one: every open repository holds the shared
+// scrypt (repository/key_slots.h) and opens the RocksDB index: 0.2-0.3 s
+// per open on the test machine, against 6-27 ms for a cached listing. Why a short one: every open repository holds the shared
 // repository lock (repository/lock.h), and gc needs it exclusively; gc
 // waits at most `max_idle` (default 30 s) for an idle entry to close, or
 // the job calls Drop()/DropAll() first. An entry is also closed at
