@@ -97,10 +97,15 @@ Status Serve(const ServeOptions& options) {
   server_options.threads = options.threads;
   server_options.limits.max_body_bytes = options.max_body_bytes;
   server_options.log = Log;
+  // The state database: the job history the VM listing reads (its tables
+  // belong to the job service).
+  HAVEN_ASSIGN_OR_RETURN(auto db,
+                         StateDb::Open(options.state_dir + "/havend.db"));
   RepositoryCatalog catalog(config);
   RepositoryCache open_repositories(catalog);
   Services services;
   services.config = &config;
+  services.db = db.get();
   services.repositories = &catalog;
   services.open_repositories = &open_repositories;
   services.version = options.version;

@@ -5,8 +5,8 @@
 #include <map>
 #include <set>
 
-#include "appliance/certificate.h"
 #include "appliance/point_access.h"
+#include "agent/image_backup.h"
 #include "appliance/routes.h"
 #include "restore/image_restore.h"
 #include "snapshot/libvirt_host.h"
@@ -102,7 +102,7 @@ nlohmann::ordered_json Facts(const HostPoint& p) {
 Response ListHosts(Services& s) {
   nlohmann::ordered_json errors = nlohmann::ordered_json::array();
   auto by_host = PointsByHost(s, errors);
-  const std::string local = LocalHostName();
+  const std::string local = agent::HostName();
   nlohmann::ordered_json hosts = nlohmann::ordered_json::array();
   auto host_json = [&](const std::string& name, bool is_local) {
     nlohmann::ordered_json h;
@@ -151,7 +151,7 @@ Response ListVms(Services& s, const ApiCall& call) {
   const std::string host = *call.Param("host");
   nlohmann::ordered_json errors = nlohmann::ordered_json::array();
   auto by_host = PointsByHost(s, errors);
-  const std::string local = LocalHostName();
+  const std::string local = agent::HostName();
   const bool is_local = host == local;
   auto points = by_host.find(host);
   if (!is_local && points == by_host.end())
