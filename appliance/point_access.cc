@@ -15,11 +15,10 @@ Result<FoundPoint> FindPoint(RepositoryCache& cache, const std::string& repo,
   if (id.size() < 8 || id.size() > 32 || !IsHex(id))
     return InvalidArgument(
         "a point id is 8 to 32 lower-case hex digits (a prefix of the "
-        "32-digit id), not " + QuoteUntrusted(id));
-  HAVEN_ASSIGN_OR_RETURN(std::shared_ptr<OpenRepository> open,
-                         cache.Get(repo));
-  HAVEN_ASSIGN_OR_RETURN(std::shared_ptr<const PointList> list,
-                         open->Points());
+        "32-digit id), not " +
+        QuoteUntrusted(id));
+  HAVEN_ASSIGN_OR_RETURN(std::shared_ptr<OpenRepository> open, cache.Get(repo));
+  HAVEN_ASSIGN_OR_RETURN(std::shared_ptr<const PointList> list, open->Points());
   FoundPoint found;
   found.open = open;
   for (const auto& m : list->points) {
@@ -90,8 +89,7 @@ nlohmann::ordered_json PointDetailJson(const repository::Manifest& m,
     j["entries"] = m.file_entries;
   }
   if (!m.repaired_from.empty())
-    j["repaired_from"] = {{"id", m.repaired_from},
-                          {"time", m.repaired_time}};
+    j["repaired_from"] = {{"id", m.repaired_from}, {"time", m.repaired_time}};
   j["stats"] = {{"logical_bytes", m.stats.logical_bytes},
                 {"read_bytes", m.stats.read_bytes},
                 {"hole_bytes", m.stats.hole_bytes},

@@ -1,5 +1,9 @@
 #include "appliance/point_files.h"
 
+#include <algorithm>
+#include <unordered_set>
+
+#include "base/glob.h"
 #include "base/time.h"
 #include "restore/file_restore.h"
 
@@ -42,17 +46,20 @@ Result<int> ParsePartition(const std::string& text) {
   char* end = nullptr;
   long n = std::strtol(text.c_str(), &end, 10);
   if (*end != '\0' || n < 0 || n > 1024)
-    return InvalidArgument("partition must be a number (0 for a disk "
-                           "without a partition table), not " +
-                           QuoteUntrusted(text));
+    return InvalidArgument(
+        "partition must be a number (0 for a disk "
+        "without a partition table), not " +
+        QuoteUntrusted(text));
   return static_cast<int>(n);
 }
 
 }  // namespace
 
-Result<std::shared_ptr<PointTree>> OpenPointTree(
-    RepositoryCache& cache, const std::string& repo, const std::string& id,
-    const std::string& disk, const std::string& partition) {
+Result<std::shared_ptr<PointTree>> OpenPointTree(RepositoryCache& cache,
+                                                 const std::string& repo,
+                                                 const std::string& id,
+                                                 const std::string& disk,
+                                                 const std::string& partition) {
   HAVEN_ASSIGN_OR_RETURN(int part, ParsePartition(partition));
   auto t = std::make_shared<PointTree>();
   HAVEN_ASSIGN_OR_RETURN(t->found, FindPoint(cache, repo, id));
@@ -77,9 +84,9 @@ Result<std::shared_ptr<PointTree>> OpenPointTree(
       names += (names.empty() ? "" : ", ") + x->name;
     return InvalidArgument(
         "point " + m.id.substr(0, 8) +
-        (disk.empty() ? " has several disks: " + names + "; choose one with disk="
-                      : " has no disk " + QuoteUntrusted(disk) +
-                            "; it has: " + names));
+        (disk.empty()
+             ? " has several disks: " + names + "; choose one with disk="
+             : " has no disk " + QuoteUntrusted(disk) + "; it has: " + names));
   }
   t->disk = d->name;
   t->reader = std::make_unique<restore::DiskReader>(r, *d);
@@ -117,6 +124,63 @@ nlohmann::ordered_json GuestEntryJson(const restore::GuestEntry& e,
       j["link_problem"] = restore::PrintableName(e.link_problem);
   }
   return j;
+}
+
+SearchResult SearchTree(restore::GuestTree& tree,
+                        const restore::GuestEntry& start,
+                        const std::string& start_path, const std::string& glob,
+                        const SearchLimits& limits) {
+  using restore::GuestEntry;
+  using restore::GuestType;
+  struct Todo {
+    std::string path;
+    GuestEntry dir;
+    int depth;
+  };
+  std::vector<Todo> todo{{start_path == "/" ? "" : start_path, start, 0}};
+  std::unordered_set<uint64_t> entered;
+  SearchResult out;
+  const double began = MonotonicSeconds();
+  while (!todo.empty() && out.truncated.empty()) {
+    Todo d = std::move(todo.back());
+    todo.pop_back();
+    if (d.dir.type != GuestType::kDir) continue;
+    if (d.dir.inode != 0 && !entered.insert(d.dir.inode).second) continue;
+    auto list = tree.List(d.dir);
+    if (!list.ok()) continue;  // a damaged directory: search the rest
+    std::sort(list->begin(), list->end(),
+              [](const GuestEntry& a, const GuestEntry& b) {
+                return a.name < b.name;
+              });
+    std::vector<Todo> below;
+    for (GuestEntry& e : *list) {
+      if (out.visited >= limits.visited) {
+        out.truncated =
+            "looked at " + std::to_string(limits.visited) + " entries";
+        break;
+      }
+      ++out.visited;
+      std::string p = d.path + "/" + restore::PrintableName(e.name);
+      if (MatchesGlob(glob, e.name)) {
+        if (out.hits.size() >= limits.results) {
+          out.truncated =
+              "more than " + std::to_string(limits.results) + " results";
+          break;
+        }
+        out.hits.push_back({p, e});
+      }
+      if (e.type == GuestType::kDir && d.depth + 1 < limits.depth &&
+          restore::InvalidNameReason(e.name).empty())
+        below.push_back({p, std::move(e), d.depth + 1});
+    }
+    // Popped from the back: the first name is searched first.
+    todo.insert(todo.end(), std::make_move_iterator(below.rbegin()),
+                std::make_move_iterator(below.rend()));
+    if (out.truncated.empty() && MonotonicSeconds() - began > limits.seconds)
+      out.truncated =
+          "searched for " + std::to_string(int(limits.seconds)) + " s";
+  }
+  return out;
 }
 
 std::string SafeDownloadName(std::string_view name) {

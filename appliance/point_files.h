@@ -33,9 +33,9 @@ Result<std::string> CheckGuestPath(const std::string& path);
 struct PointTree {
   FoundPoint found;
   std::string repository;
-  std::string disk;        // image/vm points: the disk read
-  int partition = 0;       // image/vm points: the volume's number
-  std::string fs_type;     // "ext4", ...; "files" for a file point
+  std::string disk;     // image/vm points: the disk read
+  int partition = 0;    // image/vm points: the volume's number
+  std::string fs_type;  // "ext4", ...; "files" for a file point
   std::unique_ptr<restore::DiskReader> reader;
   std::unique_ptr<restore::GuestFs> guest_fs;
   std::unique_ptr<restore::FilePoint> file_point;
@@ -57,6 +57,36 @@ Result<std::shared_ptr<PointTree>> OpenPointTree(RepositoryCache& cache,
 // them, mtime (RFC 3339 UTC), link target for symlinks.
 nlohmann::ordered_json GuestEntryJson(const restore::GuestEntry& e,
                                       bool unix_metadata);
+
+// Bounds of a search: results, entries looked at, depth below the start,
+// and time. The first reached stops it.
+struct SearchLimits {
+  size_t results = 100;
+  size_t visited = 200000;
+  int depth = 64;
+  double seconds = 20;
+};
+struct SearchHit {
+  std::string path;  // the start's path + printable names ("/etc/passwd")
+  restore::GuestEntry entry;
+};
+struct SearchResult {
+  // A directory's matches (by name), then those below it, each
+  // subdirectory in name order.
+  std::vector<SearchHit> hits;
+  size_t visited = 0;
+  std::string truncated;  // which bound stopped it; "" when complete
+};
+
+// The entries under directory `start` (at `start_path`) whose name matches
+// `glob` (base/glob.h, a glob without '/'). Directories already entered
+// (same inode) are not entered again, so a looping guest file system
+// ends; a directory that cannot be read is skipped; names that could not
+// be restored (restore::InvalidNameReason) are not descended into.
+SearchResult SearchTree(restore::GuestTree& tree,
+                        const restore::GuestEntry& start,
+                        const std::string& start_path, const std::string& glob,
+                        const SearchLimits& limits);
 
 // A file name safe in a Content-Disposition header's quoted string: the
 // bytes [A-Za-z0-9._+-] kept, every other byte '_', at most 100 bytes;

@@ -61,8 +61,8 @@ Result<std::shared_ptr<const PointList>> OpenRepository::Points() {
     k.mtime_ns = o.mtime_ns;
     auto m = repo_->LoadSnapshot(id);
     if (m.ok())
-      k.manifest = std::make_shared<const repository::Manifest>(
-          std::move(m).value());
+      k.manifest =
+          std::make_shared<const repository::Manifest>(std::move(m).value());
     else
       k.error = id + ": " + m.status().message();
     now[id] = std::move(k);

@@ -4,13 +4,14 @@
 //
 // Why a cache: opening derives the master key from the passphrase with
 // scrypt (repository/key_slots.h) and opens the RocksDB index: 0.2-0.3 s
-// per open on the test machine, against 6-27 ms for a cached listing. Why a short one: every open repository holds the shared
-// repository lock (repository/lock.h), and gc needs it exclusively; gc
-// waits at most `max_idle` (default 30 s) for an idle entry to close, or
-// the job calls Drop()/DropAll() first. An entry is also closed at
-// `max_age` (default 5 min) after it was opened whatever its use, so a
-// changed passphrase file or a rebuilt index is seen again. A request that
-// still holds an entry keeps it alive (shared_ptr) until it ends.
+// per open on the test machine, against 6-27 ms for a cached listing. Why a
+// short one: every open repository holds the shared repository lock
+// (repository/lock.h), and gc needs it exclusively; gc waits at most `max_idle`
+// (default 30 s) for an idle entry to close, or the job calls Drop()/DropAll()
+// first. An entry is also closed at `max_age` (default 5 min) after it was
+// opened whatever its use, so a changed passphrase file or a rebuilt index is
+// seen again. A request that still holds an entry keeps it alive (shared_ptr)
+// until it ends.
 //
 // Thread-safe. Opens wait for the repository lock at most
 // `lock_wait_seconds` (a repository held exclusively by gc answers 503).

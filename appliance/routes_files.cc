@@ -3,12 +3,9 @@
 // Image/VM points and file points alike (point_files.h).
 #include <algorithm>
 #include <set>
-#include <unordered_set>
 
 #include "appliance/point_files.h"
 #include "appliance/routes.h"
-#include "base/glob.h"
-#include "base/time.h"
 #include "restore/file_restore.h"
 
 namespace haven::appliance {
@@ -21,9 +18,6 @@ constexpr size_t kDefaultPage = 1000;
 constexpr size_t kMaxPage = 10000;
 constexpr size_t kDefaultResults = 100;
 constexpr size_t kMaxResults = 1000;
-constexpr size_t kMaxVisited = 200000;  // entries one search may look at
-constexpr int kMaxDepth = 64;
-constexpr double kSearchSeconds = 20;
 constexpr size_t kMaxArchivePaths = 1000;
 
 // Refuses query parameters a route does not take, naming the first.
@@ -32,8 +26,8 @@ Status OnlyParams(const ApiCall& call, const std::set<std::string>& known) {
     if (!known.count(name)) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      return InvalidArgument("unknown query parameter " +
-                             QuoteUntrusted(name) + "; this takes " + list);
+      return InvalidArgument("unknown query parameter " + QuoteUntrusted(name) +
+                             "; this takes " + list);
     }
   return OkStatus();
 }
@@ -81,8 +75,8 @@ nlohmann::ordered_json Where(const PointTree& t, const std::string& path) {
 }
 
 Response ListFiles(Services& s, const ApiCall& call) {
-  if (Status st = OnlyParams(call, {"path", "disk", "partition", "offset",
-                                    "limit"});
+  if (Status st =
+          OnlyParams(call, {"path", "disk", "partition", "offset", "limit"});
       !st.ok())
     return StatusResponse(st);
   auto path = CheckGuestPath(QueryOr(call, "path", "/"));
@@ -123,13 +117,12 @@ Response ListFiles(Services& s, const ApiCall& call) {
 }
 
 Response SearchFiles(Services& s, const ApiCall& call) {
-  if (Status st = OnlyParams(call, {"name", "path", "disk", "partition",
-                                    "limit"});
+  if (Status st =
+          OnlyParams(call, {"name", "path", "disk", "partition", "limit"});
       !st.ok())
     return StatusResponse(st);
   const std::string glob = QueryOr(call, "name");
-  if (glob.empty() || glob.size() > 255 ||
-      glob.find('/') != std::string::npos)
+  if (glob.empty() || glob.size() > 255 || glob.find('/') != std::string::npos)
     return ErrorJson(400,
                      "name must be a glob of one file name ('*.conf', "
                      "'passwd'), 1-255 bytes without '/'");
@@ -142,60 +135,23 @@ Response SearchFiles(Services& s, const ApiCall& call) {
   restore::GuestTree& tree = *(*t)->tree;
   auto root = tree.Lookup(*path);
   if (!root.ok()) return StatusResponse(root.status());
-  // Depth first, bounded: results, entries looked at, depth and time.
-  // Directories already entered (by inode) are not entered again, so a
-  // looping guest file system ends.
-  struct Todo {
-    std::string path;
-    GuestEntry dir;
-    int depth;
-  };
-  std::vector<Todo> todo{{*path == "/" ? "" : *path, *root, 0}};
-  std::unordered_set<uint64_t> entered;
+  SearchLimits limits;
+  limits.results = *limit;
+  SearchResult found = SearchTree(tree, *root, *path, glob, limits);
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
-  size_t visited = 0;
-  std::string truncated;
-  const double start = MonotonicSeconds();
-  const bool unix_meta = tree.has_unix_metadata();
-  while (!todo.empty() && truncated.empty()) {
-    Todo d = std::move(todo.back());
-    todo.pop_back();
-    if (d.dir.type != GuestType::kDir) continue;
-    if (d.dir.inode != 0 && !entered.insert(d.dir.inode).second) continue;
-    auto list = tree.List(d.dir);
-    if (!list.ok()) continue;  // a damaged directory: search the rest
-    std::sort(list->begin(), list->end(),
-              [](const GuestEntry& a, const GuestEntry& b) {
-                return a.name > b.name;  // popped in name order
-              });
-    for (GuestEntry& e : *list) {
-      if (++visited > kMaxVisited) {
-        truncated = "looked at " + std::to_string(kMaxVisited) + " entries";
-        break;
-      }
-      std::string p = d.path + "/" + restore::PrintableName(e.name);
-      if (MatchesGlob(glob, e.name)) {
-        if (results.size() >= *limit) {
-          truncated = "more than " + std::to_string(*limit) + " results";
-          break;
-        }
-        nlohmann::ordered_json r = GuestEntryJson(e, unix_meta);
-        r["path"] = p;
-        results.push_back(std::move(r));
-      }
-      if (e.type == GuestType::kDir && d.depth + 1 < kMaxDepth &&
-          restore::InvalidNameReason(e.name).empty())
-        todo.push_back({p, std::move(e), d.depth + 1});
-    }
-    if (truncated.empty() && MonotonicSeconds() - start > kSearchSeconds)
-      truncated = "searched for " + std::to_string(int(kSearchSeconds)) + " s";
+  for (const SearchHit& hit : found.hits) {
+    nlohmann::ordered_json r =
+        GuestEntryJson(hit.entry, tree.has_unix_metadata());
+    r["path"] = hit.path;
+    results.push_back(std::move(r));
   }
   nlohmann::ordered_json j = Where(**t, *path);
   j["name"] = glob;
   j["results"] = results;
-  j["visited"] = visited;
-  j["truncated"] = truncated.empty() ? nlohmann::ordered_json(nullptr)
-                                     : nlohmann::ordered_json(truncated);
+  j["visited"] = found.visited;
+  j["truncated"] = found.truncated.empty()
+                       ? nlohmann::ordered_json(nullptr)
+                       : nlohmann::ordered_json(found.truncated);
   return OkOrdered(j);
 }
 
@@ -235,11 +191,10 @@ Response Download(Services& s, const ApiCall& call) {
   // Fewer bytes than the length (a damaged chunk) end the connection, so
   // the client never takes a short file as whole.
   r.stream = [keep, e](const BodyWriter& write) -> Status {
-    return keep->tree->ReadFile(
-        e, [&](uint64_t, const uint8_t* data, size_t len) {
-          return write(std::string_view(reinterpret_cast<const char*>(data),
-                                        len));
-        });
+    return keep->tree->ReadFile(e, [&](uint64_t, const uint8_t* data,
+                                       size_t len) {
+      return write(std::string_view(reinterpret_cast<const char*>(data), len));
+    });
   };
   return r;
 }
@@ -259,8 +214,7 @@ Result<ArchiveRequest> ParseArchive(const std::string& body) {
   ArchiveRequest a;
   for (const auto& [key, value] : j.items()) {
     if (key == "paths") {
-      if (!value.is_array() || value.empty() ||
-          value.size() > kMaxArchivePaths)
+      if (!value.is_array() || value.empty() || value.size() > kMaxArchivePaths)
         return InvalidArgument("paths must be a list of 1 to " +
                                std::to_string(kMaxArchivePaths) + " paths");
       for (const auto& p : value) {
@@ -302,8 +256,8 @@ Response Archive(Services& s, const ApiCall& call) {
   }
   const repository::Manifest& m = *(*t)->found.point;
   Response r;
-  r.headers.emplace_back("Content-Type", req->zip ? "application/zip"
-                                                  : "application/x-tar");
+  r.headers.emplace_back("Content-Type",
+                         req->zip ? "application/zip" : "application/x-tar");
   r.headers.emplace_back(
       "Content-Disposition",
       Disposition(SafeDownloadName(m.name) + "-" + m.id.substr(0, 8) +
@@ -372,8 +326,8 @@ std::vector<Route> FileRoutes(Services& s) {
   nlohmann::json list_params = VolumeParams();
   list_params.push_back(Q("path", "absolute path in the point (default /)"));
   list_params.push_back(Q("offset", "paging: entries to skip", "integer"));
-  list_params.push_back(Q("limit", "entries per page, 1-10000 (default 1000)",
-                          "integer"));
+  list_params.push_back(
+      Q("limit", "entries per page, 1-10000 (default 1000)", "integer"));
   routes.push_back(Make(
       "GET", base + "/files",
       "List a directory of a recovery point (image/VM points: inside a "
@@ -393,32 +347,32 @@ std::vector<Route> FileRoutes(Services& s) {
   search_params.push_back(Q("path", "directory to search under (default /)"));
   search_params.push_back(
       Q("limit", "most results, 1-1000 (default 100)", "integer"));
-  routes.push_back(Make(
-      "GET", base + "/files/search",
-      "Find files of a recovery point by name (bounded: results, 200,000 "
-      "entries looked at, depth 64, 20 s)",
-      {{"parameters", search_params},
-       {"responses",
-        Errors({{"200",
-                 {{"description",
-                   "{point, path, name, results: [entry + path], visited, "
-                   "truncated: null or why the search stopped}"}}}})}},
-      [&s](const ApiCall& c) { return SearchFiles(s, c); }));
+  routes.push_back(
+      Make("GET", base + "/files/search",
+           "Find files of a recovery point by name (bounded: results, 200,000 "
+           "entries looked at, depth 64, 20 s)",
+           {{"parameters", search_params},
+            {"responses",
+             Errors({{"200",
+                      {{"description",
+                        "{point, path, name, results: [entry + path], visited, "
+                        "truncated: null or why the search stopped}"}}}})}},
+           [&s](const ApiCall& c) { return SearchFiles(s, c); }));
 
   nlohmann::json download_params = VolumeParams();
   download_params.push_back(
       Q("path", "absolute path of a regular file", "string", true));
-  routes.push_back(Make(
-      "GET", base + "/download",
-      "Download one file of a recovery point, streamed with its length",
-      {{"parameters", download_params},
-       {"responses",
-        Errors({{"200",
-                 {{"description",
-                   "the file's bytes (application/octet-stream, "
-                   "Content-Disposition attachment); a damaged chunk ends "
-                   "the connection before Content-Length bytes"}}}})}},
-      [&s](const ApiCall& c) { return Download(s, c); }));
+  routes.push_back(
+      Make("GET", base + "/download",
+           "Download one file of a recovery point, streamed with its length",
+           {{"parameters", download_params},
+            {"responses",
+             Errors({{"200",
+                      {{"description",
+                        "the file's bytes (application/octet-stream, "
+                        "Content-Disposition attachment); a damaged chunk ends "
+                        "the connection before Content-Length bytes"}}}})}},
+           [&s](const ApiCall& c) { return Download(s, c); }));
 
   routes.push_back(Make(
       "POST", base + "/archive",

@@ -5,8 +5,8 @@
 #include <map>
 #include <set>
 
-#include "appliance/point_access.h"
 #include "agent/image_backup.h"
+#include "appliance/point_access.h"
 #include "appliance/routes.h"
 #include "restore/image_restore.h"
 #include "snapshot/libvirt_host.h"
@@ -39,7 +39,8 @@ PointsByHost(Services& s, nlohmann::ordered_json& errors) {
       continue;
     }
     for (const auto& m : (*list)->points)  // newest first
-      if (m->kind == "vm") out[m->hostname][m->name].push_back({rc.name, m, *open});
+      if (m->kind == "vm")
+        out[m->hostname][m->name].push_back({rc.name, m, *open});
   }
   for (auto& [host, vms] : out)
     for (auto& [vm, points] : vms)
@@ -92,8 +93,8 @@ nlohmann::ordered_json LastPoint(const HostPoint& p) {
 // URI): null when it has none or it cannot be read.
 nlohmann::ordered_json Facts(const HostPoint& p) {
   if (!p.m->FindConfig("host/facts.json")) return nullptr;
-  auto text = restore::ReadConfigFile(p.open->repo(), *p.m, "host/facts.json",
-                                      1 << 20);
+  auto text =
+      restore::ReadConfigFile(p.open->repo(), *p.m, "host/facts.json", 1 << 20);
   if (!text.ok()) return nullptr;
   auto j = nlohmann::ordered_json::parse(*text, nullptr, false);
   return j.is_object() ? j : nlohmann::ordered_json(nullptr);
@@ -202,7 +203,8 @@ Response ListVms(Services& s, const ApiCall& call) {
       if (it != points->second.end()) ps = &it->second;
     }
     v["points"] = ps ? ps->size() : 0;
-    v["last_point"] = ps ? LastPoint((*ps)[0]) : nlohmann::ordered_json(nullptr);
+    v["last_point"] =
+        ps ? LastPoint((*ps)[0]) : nlohmann::ordered_json(nullptr);
     auto attempt = is_local ? LastAttempt(s.db, name) : std::nullopt;
     v["last_attempt"] = attempt ? *attempt : nlohmann::ordered_json(nullptr);
     v["last_attempt_failed"] =

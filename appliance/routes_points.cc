@@ -31,8 +31,7 @@ Result<Filter> ParseFilter(const ApiCall& call, const ApplianceConfig& config) {
       "repository", "vm", "agent", "kind", "since", "until", "limit", "before"};
   for (const auto& [name, value] : call.query)
     if (!kKnown.count(name))
-      return InvalidArgument("unknown query parameter " +
-                             QuoteUntrusted(name) +
+      return InvalidArgument("unknown query parameter " + QuoteUntrusted(name) +
                              "; the filters are repository, vm, agent, "
                              "kind, since, until, limit, before");
   Filter f;
@@ -73,8 +72,10 @@ Result<Filter> ParseFilter(const ApiCall& call, const ApplianceConfig& config) {
   }
   if (const std::string* b = call.Query("before")) {
     if (!repository::IsSnapshotId(*b))
-      return InvalidArgument("before must be a point id (32 hex digits), "
-                             "not " + QuoteUntrusted(*b));
+      return InvalidArgument(
+          "before must be a point id (32 hex digits), "
+          "not " +
+          QuoteUntrusted(*b));
     f.before = *b;
   }
   return f;
@@ -123,11 +124,10 @@ Response ListPoints(Services& s, const ApiCall& call) {
       if (Matches(*filter, *m))
         found.push_back({name, m, (*list)->protected_ids.count(m->id) > 0});
   }
-  std::stable_sort(found.begin(), found.end(),
-                   [](const Found& a, const Found& b) {
-                     return repository::PointBefore(b.m->time, b.m->id,
-                                                    a.m->time, a.m->id);
-                   });
+  std::stable_sort(
+      found.begin(), found.end(), [](const Found& a, const Found& b) {
+        return repository::PointBefore(b.m->time, b.m->id, a.m->time, a.m->id);
+      });
   size_t start = 0;
   if (!filter->before.empty()) {
     auto it = std::find_if(found.begin(), found.end(), [&](const Found& f) {
@@ -236,11 +236,11 @@ std::vector<Route> PointRoutes(Services& s) {
         QueryParam("vm", "only points of this backup name (VM, image)"),
         QueryParam("agent", "only points taken on this host (hostname)"),
         QueryParam("kind", "image, vm or file"),
-        QueryParam("since", "only points at or after this UTC time "
-                            "(YYYY-MM-DDTHH:MM:SSZ)"),
+        QueryParam("since",
+                   "only points at or after this UTC time "
+                   "(YYYY-MM-DDTHH:MM:SSZ)"),
         QueryParam("until", "only points at or before this UTC time"),
-        QueryParam("limit", "points per page, 1-1000 (default 100)",
-                   "integer"),
+        QueryParam("limit", "points per page, 1-1000 (default 100)", "integer"),
         QueryParam("before",
                    "paging: the points after this id (next_before of the "
                    "previous page)")}},
@@ -256,7 +256,8 @@ std::vector<Route> PointRoutes(Services& s) {
                 {"properties",
                  {{"points", {{"type", "array"}, {"items", PointSchemaRef()}}},
                   {"total", {{"type", "integer"}}},
-                  {"next_before", {{"type", "string"}, {"nullable", true}}}}}}}}}}}}},
+                  {"next_before",
+                   {{"type", "string"}, {"nullable", true}}}}}}}}}}}}},
         {"400", {{"description", "a bad filter, named in the error"}}},
         {"404", {{"description", "repository not configured"}}}}}};
   list.handler = [&s](const ApiCall& c) { return ListPoints(s, c); };

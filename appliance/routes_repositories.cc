@@ -85,9 +85,10 @@ nlohmann::ordered_json RepositoryJson(Services& s, StoredBytesCache& stored,
   j["points"] = (*list)->points.size();
   j["points_by_kind"] = kinds;
   j["unreadable_points"] = (*list)->errors.size();
-  j["latest_point_time"] = (*list)->points.empty()
-                               ? nlohmann::ordered_json(nullptr)
-                               : nlohmann::ordered_json((*list)->points[0]->time);
+  j["latest_point_time"] =
+      (*list)->points.empty()
+          ? nlohmann::ordered_json(nullptr)
+          : nlohmann::ordered_json((*list)->points[0]->time);
   j["logical_bytes"] = logical;
   j["points_listed_at"] = (*list)->listed_at;
   auto figure = stored.Get(rc.name, repo);
@@ -97,8 +98,7 @@ nlohmann::ordered_json RepositoryJson(Services& s, StoredBytesCache& stored,
     j["stored_counted_at"] = figure->counted_at;
     // logical / stored: what deduplication and compression save.
     j["reduction_ratio"] =
-        figure->bytes == 0 ? 0.0
-                           : static_cast<double>(logical) / figure->bytes;
+        figure->bytes == 0 ? 0.0 : static_cast<double>(logical) / figure->bytes;
   } else {
     j["stored_bytes"] = nullptr;
     j["error"] = figure.status().message();
