@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <set>
 
+#include "appliance/daemon.h"
 #include "appliance/point_files.h"
 #include "appliance/routes.h"
 #include "restore/file_restore.h"
@@ -272,7 +273,15 @@ Response Archive(Services& s, const ApiCall& call) {
     // Entries that cannot be archived (invalid names, FIFOs in a zip) are
     // left out as `haven restore file --tar` leaves them out.
     auto st = restore::RestoreGuestFiles(*keep->tree, paths, o);
-    return st.ok() ? OkStatus() : st.status();
+    if (!st.ok()) return st.status();
+    // The answer has started: what was left out can only be logged (the
+    // count; guest names stay out of the log).
+    if (!st->problems.empty())
+      Log("archive of point " + keep->found.point->id + " in " +
+          keep->repository + ": " + std::to_string(st->problems.size()) +
+          " entries left out (invalid names, name clashes, FIFOs or devices "
+          "in a zip)");
+    return OkStatus();
   };
   return r;
 }
