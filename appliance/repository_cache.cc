@@ -20,13 +20,19 @@ std::string IdOf(const std::string& name, std::string_view prefix) {
 }  // namespace
 
 Result<std::shared_ptr<const PointList>> OpenRepository::Points() {
+  const auto asked = std::chrono::steady_clock::now();
+  std::lock_guard lock(mu_);
+  // Callers that waited for another's refresh take its result when that
+  // listing began after they asked: it is as fresh as their own would be,
+  // and 50 clients at once cost one listing, not 50 in a row.
+  if (last_ && last_started_ >= asked) return last_;
+  const auto started = std::chrono::steady_clock::now();
   const repository::Backend& backend = repo_->backend();
   HAVEN_ASSIGN_OR_RETURN(std::vector<repository::ObjectInfo> listed,
                          backend.List(kSnapshots));
   std::string listed_at = NowIso8601();
   HAVEN_ASSIGN_OR_RETURN(std::vector<repository::ObjectInfo> prot,
                          backend.List(kProtected));
-  std::lock_guard lock(mu_);
   if (!loaded_) {
     // The first time through the catalog: one scan, not a file per point.
     std::vector<std::string> errors;
@@ -85,7 +91,9 @@ Result<std::shared_ptr<const PointList>> OpenRepository::Points() {
             [](const auto& a, const auto& b) {
               return repository::PointBefore(b->time, b->id, a->time, a->id);
             });
-  return std::shared_ptr<const PointList>(std::move(out));
+  last_ = std::move(out);
+  last_started_ = started;
+  return last_;
 }
 
 RepositoryCache::RepositoryCache(const RepositoryCatalog& catalog,

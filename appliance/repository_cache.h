@@ -52,7 +52,9 @@ class OpenRepository {
 
   // The points now: lists snapshots/ once and reads only the manifests
   // added or replaced since the last call (all of them the first time,
-  // through the index's catalog). Thread-safe; callers share the result.
+  // through the index's catalog). Thread-safe: one refresh at a time, and
+  // callers that waited for it share its answer when its listing began
+  // after they called (so no answer is older than its request).
   Result<std::shared_ptr<const PointList>> Points();
 
  private:
@@ -66,6 +68,8 @@ class OpenRepository {
   std::mutex mu_;
   std::map<std::string, Known> known_;  // by id
   bool loaded_ = false;
+  std::shared_ptr<const PointList> last_;  // the latest refresh's answer
+  std::chrono::steady_clock::time_point last_started_;
 };
 
 struct RepositoryCacheOptions {

@@ -135,7 +135,18 @@ NEXT=$(jget 'j["next_before"]' "$WORK/body")
 expect_code 200 "page 2" "/points?limit=1&before=$NEXT"
 [ "$(jget 'j["points"][0]["id"]' "$WORK/body")" = "$IMG_ID" ] || fail "page 2: $(cat "$WORK/body")"
 [ "$(jget 'j["next_before"]' "$WORK/body")" = None ] || fail "last page: $(cat "$WORK/body")"
-ok "points: newest first, kind/vm/agent/since/until filters, paging with before"
+# 20 clients at once share the repository's refreshes; all get the list.
+PIDS=()
+for i in $(seq 20); do
+  "${CURL[@]}" -o "$WORK/c$i.json" -w '%{http_code}' "$URL/points" >"$WORK/c$i.code" &
+  PIDS+=($!)
+done
+wait "${PIDS[@]}"
+for i in $(seq 20); do
+  [ "$(cat "$WORK/c$i.code")" = 200 ] && [ "$(jget 'j["total"]' "$WORK/c$i.json")" = 2 ] ||
+    fail "concurrent listing $i: $(cat "$WORK/c$i.code") $(head -c 300 "$WORK/c$i.json")"
+done
+ok "points: newest first, kind/vm/agent/since/until filters, paging with before, 20 concurrent listings"
 expect_error 400 "kind" "bad kind" "/points?kind=disk"
 expect_error 400 "since" "bad since" "/points?since=yesterday"
 expect_error 400 "limit" "bad limit" "/points?limit=0"
