@@ -13,10 +13,9 @@ bool IsHex(const std::string& s) {
 Result<FoundPoint> FindPoint(RepositoryCache& cache, const std::string& repo,
                              const std::string& id) {
   if (id.size() < 8 || id.size() > 32 || !IsHex(id))
-    return InvalidArgument(
-        "a point id is 8 to 32 lower-case hex digits (a prefix of the "
-        "32-digit id), not " +
-        QuoteUntrusted(id));
+    return NotFound("no point " + QuoteUntrusted(id) +
+                    ": a point id is 8 to 32 lower-case hex digits (a "
+                    "prefix of the 32-digit id)");
   HAVEN_ASSIGN_OR_RETURN(std::shared_ptr<OpenRepository> open, cache.Get(repo));
   HAVEN_ASSIGN_OR_RETURN(std::shared_ptr<const PointList> list, open->Points());
   FoundPoint found;

@@ -26,8 +26,9 @@ struct FoundPoint {
 };
 
 // The point `id` (32 hex digits, or an unambiguous prefix of at least 8)
-// of repository `repo`. NotFound (404) for an unknown repository or
-// point, InvalidArgument (400) for an id that is not hex or too short.
+// of repository `repo`. NotFound (404) for an unknown repository or point
+// and for an id that cannot be one (not hex, too short: no point has it);
+// InvalidArgument (400) for a prefix that several points share.
 Result<FoundPoint> FindPoint(RepositoryCache& cache, const std::string& repo,
                              const std::string& id);
 

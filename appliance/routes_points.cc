@@ -278,8 +278,11 @@ std::vector<Route> PointRoutes(Services& s) {
            "the listing's fields plus disks [{name, source, capture, size, "
            "chunk_size, chunks, lost_bytes}], config_files, parent, tool, "
            "notes, stats, domain_xml, network_xml {name: xml}, host_facts"}}},
-        {"400", {{"description", "not a point id (8-32 hex digits)"}}},
-        {"404", {{"description", "no such repository or point"}}}}}};
+        {"400", {{"description", "an id prefix several points share"}}},
+        {"404",
+         {{"description",
+           "no such repository or point (also an id that is not 8-32 hex "
+           "digits)"}}}}}};
   show.handler = [&s](const ApiCall& c) { return ShowPoint(s, c); };
   routes.push_back(std::move(show));
   return routes;

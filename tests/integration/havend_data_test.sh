@@ -161,10 +161,11 @@ expect_code 200 "show" "/points/main/$IMG_ID"
   "('image', 'etcdisk', $((96 << 20)), True)" ] || fail "show: $(cat "$WORK/body")"
 expect_code 200 "show by prefix" "/points/main/${FILE_ID:0:8}"
 [ "$(jget 'j["id"], j["paths"]' "$WORK/body")" = "('$FILE_ID', ['/etc'])" ] || fail "show prefix: $(cat "$WORK/body")"
-expect_error 400 "hex" "bad id" "/points/main/xyz"
+expect_error 404 "hex digits" "not an id" "/points/main/xyz"
+expect_error 404 "hex digits" "too short an id" "/points/main/${IMG_ID:0:4}"
 expect_error 404 "0123456789abcdef" "unknown id" "/points/main/0123456789abcdef"
 expect_error 404 "nope" "unknown repository" "/points/nope/$IMG_ID"
-ok "show: a point with its disks; bad id 400, unknown point or repository 404"
+ok "show: a point with its disks; a malformed or unknown id, an unknown repository 404"
 
 # ---------------------------------------------------------------- files
 # names SRCDIR: the names in a directory, sorted, one per line
