@@ -124,10 +124,14 @@ Response ListPoints(Services& s, const ApiCall& call) {
       if (Matches(*filter, *m))
         found.push_back({name, m, (*list)->protected_ids.count(m->id) > 0});
   }
-  std::stable_sort(
-      found.begin(), found.end(), [](const Found& a, const Found& b) {
-        return repository::PointBefore(b.m->time, b.m->id, a.m->time, a.m->id);
-      });
+  // Each repository's list is newest first already; only points of
+  // several need merging.
+  if (filter->repositories.size() > 1)
+    std::stable_sort(found.begin(), found.end(),
+                     [](const Found& a, const Found& b) {
+                       return repository::PointBefore(b.m->time, b.m->id,
+                                                      a.m->time, a.m->id);
+                     });
   size_t start = 0;
   if (!filter->before.empty()) {
     auto it = std::find_if(found.begin(), found.end(), [&](const Found& f) {

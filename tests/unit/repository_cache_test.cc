@@ -80,6 +80,20 @@ TEST_F(RepositoryCacheTest, OneOpenServesRequestsAndSeesNewPoints) {
   EXPECT_EQ((*two)->points[0]->id, new_id);  // newest first
   EXPECT_EQ((*two)->points[1]->id, old_id);
 
+  // Unchanged: the same points in the same order, the same manifests.
+  auto again = (*a)->Points();
+  ASSERT_THAT(again, IsOk());
+  ASSERT_EQ((*again)->points.size(), 2u);
+  EXPECT_EQ((*again)->points[0].get(), (*two)->points[0].get());
+  EXPECT_EQ((*again)->points[1].get(), (*two)->points[1].get());
+  // A point added with an older time is placed by its time.
+  const std::string oldest = Commit("vm3", "2026-11-30T02:00:00Z");
+  auto three = (*a)->Points();
+  ASSERT_THAT(three, IsOk());
+  ASSERT_EQ((*three)->points.size(), 3u);
+  EXPECT_EQ((*three)->points[2]->id, oldest);
+  ASSERT_EQ(std::remove((dir_ + "/snapshots/" + oldest).c_str()), 0);
+
   // A forgotten point goes at the next listing.
   ASSERT_EQ(std::remove((dir_ + "/snapshots/" + old_id).c_str()), 0);
   auto one = (*a)->Points();
