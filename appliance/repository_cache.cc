@@ -1,6 +1,9 @@
 #include "appliance/repository_cache.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <optional>
 
 #include "base/time.h"
 #include "repository/catalog.h"
@@ -17,6 +20,38 @@ std::string IdOf(const std::string& name, std::string_view prefix) {
   std::string id = name.substr(prefix.size());
   return repository::IsSnapshotId(id) ? id : "";
 }
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t MtimeNs(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+         st.st_mtim.tv_nsec;
+}
+
+// The mtimes of snapshots/ and protected/ (-1 when protected/ is
+// missing); nullopt when snapshots/ is not a folder here (a repository
+// whose objects live elsewhere: then every use lists).
+std::optional<std::pair<int64_t, int64_t>> FolderTimes(const std::string& dir) {
+  int64_t snaps = MtimeNs(dir + "/" + kSnapshots);
+  if (snaps < 0) return std::nullopt;
+  return std::pair(snaps, MtimeNs(dir + "/" + kProtected));
+}
+
+// Whether a listing made at `listed_ns` saw the folders as they are: the
+// file system's clock is coarse, so a change in the same tick as an
+// earlier one keeps the mtime; mtimes less than 2 s before the listing
+// are not trusted (the catalog's rule, catalog.h).
+bool Settled(const std::pair<int64_t, int64_t>& folders, int64_t listed_ns) {
+  constexpr int64_t kRacy = 2'000'000'000;
+  return folders.first + kRacy < listed_ns &&
+         folders.second + kRacy < listed_ns;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const PointList>> OpenRepository::Points() {
@@ -27,6 +62,20 @@ Result<std::shared_ptr<const PointList>> OpenRepository::Points() {
   // and 50 clients at once cost one listing, not 50 in a row.
   if (last_ && last_started_ >= asked) return last_;
   const auto started = std::chrono::steady_clock::now();
+  // A local repository's folders tell whether a listing can change
+  // anything: adding or removing a manifest or a protected marker changes
+  // its folder's mtime (manifests are never rewritten in place).
+  std::optional<std::pair<int64_t, int64_t>> folders =
+      FolderTimes(repo_->dir());
+  if (last_ && folders && last_folders_ == folders &&
+      Settled(*folders, last_listed_ns_)) {
+    auto out = std::make_shared<PointList>(*last_);
+    out->listed_at = NowIso8601();
+    last_ = std::move(out);
+    last_started_ = started;
+    return last_;
+  }
+  const int64_t listed_ns = NowNs();
   const repository::Backend& backend = repo_->backend();
   HAVEN_ASSIGN_OR_RETURN(std::vector<repository::ObjectInfo> listed,
                          backend.List(kSnapshots));
@@ -103,6 +152,8 @@ Result<std::shared_ptr<const PointList>> OpenRepository::Points() {
   }
   last_ = std::move(out);
   last_started_ = started;
+  last_folders_ = folders;
+  last_listed_ns_ = listed_ns;
   return last_;
 }
 

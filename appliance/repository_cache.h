@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -52,8 +53,10 @@ class OpenRepository {
 
   // The points now: lists snapshots/ once and reads only the manifests
   // added or replaced since the last call (all of them the first time,
-  // through the index's catalog). Thread-safe: one refresh at a time, and
-  // callers that waited for it share its answer when its listing began
+  // through the index's catalog). A local repository whose snapshots/ and
+  // protected/ folders kept their mtimes since a listing at least 2 s
+  // younger than them is not listed again. Thread-safe: one refresh at a time,
+  // and callers that waited for it share its answer when its listing began
   // after they called (so no answer is older than its request).
   Result<std::shared_ptr<const PointList>> Points();
 
@@ -70,6 +73,10 @@ class OpenRepository {
   bool loaded_ = false;
   std::shared_ptr<const PointList> last_;  // the latest refresh's answer
   std::chrono::steady_clock::time_point last_started_;
+  // The mtimes of snapshots/ and protected/ the last listing saw, and when
+  // it began (ns since the epoch).
+  std::optional<std::pair<int64_t, int64_t>> last_folders_;
+  int64_t last_listed_ns_ = 0;
 };
 
 struct RepositoryCacheOptions {

@@ -105,6 +105,35 @@ TEST_F(RepositoryCacheTest, OneOpenServesRequestsAndSeesNewPoints) {
               StatusIs(Code::kNotFound, HasSubstr("no repository called")));
 }
 
+// Once the folders' mtimes are settled (2 s), an unchanged repository is
+// answered without listing; any manifest or protected marker added or
+// removed is still seen at once.
+TEST_F(RepositoryCacheTest, SettledFoldersSkipTheListingButNoChange) {
+  RepositoryCatalog catalog(config_);
+  RepositoryCache cache(catalog);
+  const std::string first = Commit("vm1", "2026-12-01T02:00:00Z");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2200));
+  auto open = cache.Get("r");
+  ASSERT_THAT(open, IsOk());
+  ASSERT_THAT((*open)->Points(), IsOk());  // lists: the folders are settled
+  auto same = (*open)->Points();           // not listed again
+  ASSERT_THAT(same, IsOk());
+  ASSERT_EQ((*same)->points.size(), 1u);
+  const std::string second = Commit("vm2", "2026-12-02T02:00:00Z");
+  auto two = (*open)->Points();
+  ASSERT_THAT(two, IsOk());
+  ASSERT_EQ((*two)->points.size(), 2u);
+  EXPECT_EQ((*two)->points[0]->id, second);
+  {
+    auto repo = Repository::Open(dir_, kTestPassphrase, WriteOptions());
+    ASSERT_THAT(repo, IsOk());
+    ASSERT_THAT((*repo)->SetProtected(first, true), IsOk());
+  }
+  auto prot = (*open)->Points();
+  ASSERT_THAT(prot, IsOk());
+  EXPECT_EQ((*prot)->protected_ids.count(first), 1u);
+}
+
 TEST_F(RepositoryCacheTest, IdleEntriesCloseSoGcGetsTheLock) {
   RepositoryCatalog catalog(config_);
   RepositoryCacheOptions o;
