@@ -15,6 +15,7 @@
 #include "appliance/notifier.h"
 #include "appliance/notify_monitor.h"
 #include "appliance/repositories.h"
+#include "appliance/repository_cache.h"
 #include "appliance/restore_jobs.h"
 #include "appliance/routes.h"
 #include "appliance/services.h"
@@ -122,6 +123,8 @@ Status Serve(const ServeOptions& options) {
   HAVEN_ASSIGN_OR_RETURN(auto db,
                          StateDb::Open(options.state_dir + "/havend.db"));
   RepositoryCatalog catalog(config);
+  // Repositories opened read-only for the API's reads, kept a short while.
+  RepositoryCache open_repositories(catalog);
   JobServiceOptions job_options;
   job_options.max_jobs = config.max_jobs;
   job_options.max_jobs_per_repository = config.max_jobs_per_repository;
@@ -139,6 +142,7 @@ Status Serve(const ServeOptions& options) {
   services.db = db.get();
   services.repositories = &catalog;
   services.jobs = jobs.get();
+  services.open_repositories = &open_repositories;
   services.version = options.version;
   HAVEN_RETURN_IF_ERROR(RegisterRestoreKinds(services));
 
@@ -203,6 +207,8 @@ Status Serve(const ServeOptions& options) {
   for (Route& r : JobRoutes(services, options.threads / 2))
     routes.push_back(std::move(r));
   for (Route& r : RestoreRoutes(services)) routes.push_back(std::move(r));
+  for (auto area : {RepositoryRoutes, HostRoutes, PointRoutes, FileRoutes})
+    for (Route& r : area(services)) routes.push_back(std::move(r));
 
   // The scheduler: made after the job service, started once the API
   // serves, stopped before the job service.

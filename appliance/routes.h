@@ -33,6 +33,12 @@ std::vector<Route> MetricsRoutes(Services& s,
 // it as a job (routes_restores.cc). Needs RegisterRestoreKinds
 // (restore_jobs.h) on s.jobs.
 std::vector<Route> RestoreRoutes(Services& s);
+// The read side (needs Services::open_repositories): repositories, hosts
+// and their VMs, recovery points, a point's files and their downloads.
+std::vector<Route> RepositoryRoutes(Services& s);
+std::vector<Route> HostRoutes(Services& s);
+std::vector<Route> PointRoutes(Services& s);
+std::vector<Route> FileRoutes(Services& s);
 
 }  // namespace haven::appliance
 

@@ -7,6 +7,7 @@
 #include "appliance/config.h"
 #include "appliance/jobs.h"
 #include "appliance/repositories.h"
+#include "appliance/repository_cache.h"
 #include "appliance/state_db.h"
 
 namespace haven::appliance {
@@ -19,6 +20,10 @@ struct Services {
   const ApplianceConfig* config = nullptr;
   StateDb* db = nullptr;
   const RepositoryCatalog* repositories = nullptr;
+  // The same repositories opened read-only for the API's reads, kept a
+  // short while (repository_cache.h). A job that needs a repository alone
+  // (gc) drops its entry first.
+  RepositoryCache* open_repositories = nullptr;
   JobService* jobs = nullptr;
   Scheduler* scheduler = nullptr;
   AuthService* auth = nullptr;

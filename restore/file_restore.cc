@@ -572,14 +572,17 @@ using EntryPtr = std::unique_ptr<struct archive_entry, EntryFree>;
 
 class ArchiveSink : public Sink {
  public:
-  ArchiveSink(std::string path, bool zip, bool unix_metadata)
+  ArchiveSink(std::string path, bool zip, bool unix_metadata,
+              std::function<Status(std::string_view)> writer = nullptr)
       : path_(std::move(path)),
         partial_(path_ + kPartial),
         zip_(zip),
-        unix_metadata_(unix_metadata) {}
+        unix_metadata_(unix_metadata),
+        writer_(std::move(writer)) {}
   ~ArchiveSink() override { Abort(); }
 
   Result<Dir> Root() override {
+    if (writer_) return OpenStream();
     struct stat st;
     if (lstat(path_.c_str(), &st) == 0)
       return InvalidArgument(path_ +
@@ -770,6 +773,10 @@ class ArchiveSink : public Sink {
   Status Finish() override {
     if (archive_write_close(a_.get()) != ARCHIVE_OK) return Error("finish");
     a_.reset();
+    if (writer_) {
+      done_ = true;
+      return OkStatus();
+    }
     HAVEN_RETURN_IF_ERROR(FsyncFd(fd_.get(), partial_));
     fd_.reset();
     if (renameat2(AT_FDCWD, partial_.c_str(), AT_FDCWD, path_.c_str(),
@@ -783,6 +790,10 @@ class ArchiveSink : public Sink {
   }
 
   void Abort() override {
+    if (writer_) {
+      a_.reset();
+      return;
+    }
     if (done_ || !fd_.valid()) return;
     a_.reset();
     fd_.reset();
@@ -790,6 +801,33 @@ class ArchiveSink : public Sink {
   }
 
  private:
+  // The archive into writer_ (no file, nothing to rename or remove).
+  Result<Dir> OpenStream() {
+    a_.reset(archive_write_new());
+    if (!a_) return Internal("archive_write_new failed");
+    int r = zip_ ? archive_write_set_format_zip(a_.get())
+                 : archive_write_set_format_pax(a_.get());
+    // The stream ends where the archive does: no padding to a 10 KiB block.
+    if (r == ARCHIVE_OK) r = archive_write_set_bytes_in_last_block(a_.get(), 1);
+    if (r == ARCHIVE_OK)
+      r = archive_write_open2(a_.get(), this, nullptr, &ArchiveSink::WriteCb,
+                              nullptr, nullptr);
+    if (r != ARCHIVE_OK) return Error("open");
+    return Dir{};
+  }
+  static la_ssize_t WriteCb(struct archive* a, void* self, const void* buf,
+                            size_t len) {
+    auto* sink = static_cast<ArchiveSink*>(self);
+    if (!sink->write_error_.ok()) return -1;
+    sink->write_error_ = sink->writer_(
+        std::string_view(static_cast<const char*>(buf), len));
+    if (!sink->write_error_.ok()) {
+      archive_set_error(a, EIO, "%s", sink->write_error_.message().c_str());
+      return -1;
+    }
+    return static_cast<la_ssize_t>(len);
+  }
+
   EntryPtr Entry(const std::string& rel, const GuestEntry& e,
                  mode_t type) const {
     EntryPtr entry(archive_entry_new());
@@ -862,9 +900,12 @@ class ArchiveSink : public Sink {
     return Error("entry " + rel);
   }
   Status Error(const std::string& what) const {
+    // The stream's own error (the client went away) as it is.
+    if (!write_error_.ok()) return write_error_;
     const char* e = a_ ? archive_error_string(a_.get()) : nullptr;
     return IoError(std::string(zip_ ? "zip " : "tar ") + what + " in " +
-                   partial_ + ": " + (e ? e : "unknown error"));
+                   (writer_ ? std::string("the stream") : partial_) + ": " +
+                   (e ? e : "unknown error"));
   }
 
   std::string path_, partial_;
@@ -873,6 +914,8 @@ class ArchiveSink : public Sink {
   UniqueFd fd_;
   std::unique_ptr<struct archive, ArchiveFree> a_;
   bool done_ = false;
+  std::function<Status(std::string_view)> writer_;
+  Status write_error_;
 };
 
 // ---------------------------------------------------------------- walk
@@ -1098,7 +1141,9 @@ Result<FileRestoreStats> RestoreGuestFiles(
     const FileRestoreOptions& options) {
   const double start = MonotonicSeconds();
   if (paths.empty()) return InvalidArgument("no path to restore");
-  if (options.path.empty()) return InvalidArgument("no target given");
+  if (options.path.empty() &&
+      !(options.archive_writer && options.target != FileTarget::kDirectory))
+    return InvalidArgument("no target given");
   if (options.dry_run && options.target != FileTarget::kDirectory)
     return InvalidArgument(
         "a dry run plans a restore into a folder, not into an archive");
@@ -1120,9 +1165,9 @@ Result<FileRestoreStats> RestoreGuestFiles(
   if (options.target == FileTarget::kDirectory)
     sink = std::make_unique<DirSink>(options, tree.has_unix_metadata(), stats);
   else
-    sink = std::make_unique<ArchiveSink>(options.path,
-                                         options.target == FileTarget::kZip,
-                                         tree.has_unix_metadata());
+    sink = std::make_unique<ArchiveSink>(
+        options.path, options.target == FileTarget::kZip,
+        tree.has_unix_metadata(), options.archive_writer);
   HAVEN_ASSIGN_OR_RETURN(Sink::Dir root, sink->Root());
   Walker walker(tree, *sink, stats, options.progress, options.devices,
                 options.cancel);

@@ -24,6 +24,7 @@
 #define HAVEN_RESTORE_FILE_RESTORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,12 @@ struct FileRestoreOptions {
   // The directory (made if missing) or the archive file (must not exist;
   // written as PATH.haven-partial and renamed when complete).
   std::string path;
+  // kTar/kZip: when set, the archive's bytes go through this, in order,
+  // instead of to `path` (then unused): an export streamed to a client
+  // (havend's downloads). A non-OK return stops the export with that
+  // error; what was written before stays written (the caller ends the
+  // stream so that the client does not take it as complete).
+  std::function<Status(std::string_view bytes)> archive_writer;
   // Directory targets: restore owners (only as root, and only where the
   // file system carries them). Modes and times are always restored.
   bool owners = true;

@@ -1547,5 +1547,60 @@ TEST_F(FileRestoreTest, DryRunCapsItsListButCountsEverything) {
               StatusIs(Code::kInvalidArgument, HasSubstr("into a folder")));
 }
 
+// havend's downloads: the archive goes to a callback instead of a file.
+// It holds the same entries as the file export, no file is created, and a
+// callback that fails (the client went away) stops the export with its
+// own error.
+TEST_F(FileRestoreTest, ArchiveIntoAWriterHoldsTheSameEntries) {
+  const int top = tree_.Dir(FakeTree::kRoot, "top");
+  tree_.File(top, "a.txt", std::string_view("alpha\n"));
+  tree_.File(top, "big.bin", RandomData(3 * kMiB, 31));
+  tree_.Symlink(top, "link", "a.txt");
+  for (FileTarget archive : {FileTarget::kTar, FileTarget::kZip}) {
+    const std::string ext = archive == FileTarget::kTar ? ".tar" : ".zip";
+    auto file = Restore({"/top"}, archive, tmp_.Sub("file" + ext));
+    ASSERT_THAT(file, IsOk());
+    std::string streamed;
+    FileRestoreOptions o;
+    o.target = archive;
+    o.archive_writer = [&](std::string_view bytes) {
+      streamed.append(bytes);
+      return OkStatus();
+    };
+    auto st = RestoreGuestFiles(tree_, {"/top"}, o);
+    ASSERT_THAT(st, IsOk());
+    EXPECT_EQ(st->files, 2u);
+    const std::string copy = tmp_.Sub("streamed" + ext);
+    {
+      std::FILE* f = std::fopen(copy.c_str(), "wb");
+      ASSERT_NE(f, nullptr);
+      std::fwrite(streamed.data(), 1, streamed.size(), f);
+      std::fclose(f);
+    }
+    std::vector<Archived> want = ReadArchive(tmp_.Sub("file" + ext));
+    std::vector<Archived> got = ReadArchive(copy);
+    ASSERT_EQ(got.size(), want.size()) << ext;
+    ASSERT_EQ(got.size(), 4u) << ext;  // top, a.txt, big.bin, link
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].path, want[i].path);
+      EXPECT_EQ(got[i].type, want[i].type);
+      EXPECT_TRUE(got[i].data == want[i].data) << got[i].path;
+      EXPECT_EQ(got[i].symlink, want[i].symlink);
+    }
+    // Nothing was written beside the target path (there is none).
+    EXPECT_FALSE(PathExists(tmp_.Sub(".haven-partial")));
+
+    size_t taken = 0;
+    o.archive_writer = [&](std::string_view bytes) -> Status {
+      if (taken > kMiB) return Unavailable("the client went away");
+      taken += bytes.size();
+      return OkStatus();
+    };
+    EXPECT_THAT(RestoreGuestFiles(tree_, {"/top"}, o),
+                StatusIs(Code::kUnavailable, HasSubstr("the client went away")))
+        << ext;
+  }
+}
+
 }  // namespace
 }  // namespace haven::restore
