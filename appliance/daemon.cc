@@ -7,6 +7,7 @@
 
 #include "appliance/api.h"
 #include "appliance/certificate.h"
+#include "appliance/systemd_notify.h"
 #include "base/time.h"
 
 namespace haven::appliance {
@@ -72,8 +73,12 @@ Status Serve(const ServeOptions& options) {
   std::string host = listen.host.find(':') == std::string::npos
                          ? listen.host
                          : "[" + listen.host + "]";
-  Say("listening on https://" + host + ":" + std::to_string(server->port()) +
-      "/");
+  std::string url =
+      "https://" + host + ":" + std::to_string(server->port()) + "/";
+  Say("listening on " + url);
+  // Type=notify: systemd counts havend started once it listens.
+  if (Status n = NotifySystemd("READY=1\nSTATUS=listening on " + url); !n.ok())
+    Log("cannot tell systemd havend is ready: " + n.message());
 
   int sig = 0;
   while (sigwait(&stop_signals, &sig) != 0) {
@@ -81,6 +86,7 @@ Status Serve(const ServeOptions& options) {
   Log(std::string("stopping on ") + (sig == SIGTERM  ? "SIGTERM"
                                      : sig == SIGINT ? "SIGINT"
                                                      : "SIGHUP"));
+  (void)NotifySystemd("STOPPING=1");
   server->Stop();
   Log("stopped");
   return OkStatus();

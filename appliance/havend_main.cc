@@ -1,27 +1,117 @@
 // havend: the Haven appliance daemon. This file only parses the command
-// line; the daemon lives in appliance/daemon.cc.
+// line; the daemon lives in appliance/daemon.cc, the set-up in setup.cc.
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 
+#include "appliance/config.h"
 #include "appliance/daemon.h"
+#include "appliance/setup.h"
 
 #ifndef HAVEN_VERSION
 #define HAVEN_VERSION "unknown"
 #endif
 
+namespace {
+
+using haven::Result;
+using haven::Status;
+using haven::appliance::ApplianceConfig;
+using haven::appliance::ServeOptions;
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "havend: error: %s\n", s.message().c_str());
+  return s.code() == haven::Code::kInvalidArgument ? 2 : 1;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// havend.conf: the one given, else the default one when it exists, else
+// none (the defaults).
+Result<ApplianceConfig> ReadConfig(const std::string& given) {
+  std::string path = given;
+  if (path.empty()) {
+    if (!Exists(haven::appliance::kDefaultConfigPath)) return ApplianceConfig();
+    path = haven::appliance::kDefaultConfigPath;
+  }
+  return haven::appliance::LoadConfig(path);
+}
+
+// The configuration under the command line: an option given on the command
+// line wins over the file.
+void ApplyConfig(const ApplianceConfig& c, const CLI::App& serve,
+                 ServeOptions& o) {
+  o.config = c;
+  if (!serve.get_option("--state-dir")->count()) o.state_dir = c.state_dir;
+  if (!serve.get_option("--listen")->count() && !c.listen.empty())
+    o.listen = c.listen;
+  if (!serve.get_option("--cert")->count() &&
+      !serve.get_option("--key")->count()) {
+    o.cert_file = c.cert_file;
+    o.key_file = c.key_file;
+  }
+  if (!serve.get_option("--max-body")->count())
+    o.max_body_bytes = c.max_body_bytes;
+  if (!serve.get_option("--threads")->count()) o.threads = c.threads;
+  o.config.state_dir = o.state_dir;
+  o.config.listen = o.listen;
+  o.config.cert_file = o.cert_file;
+  o.config.key_file = o.key_file;
+}
+
+int RunInit(const haven::appliance::SetupOptions& o) {
+  auto r = haven::appliance::SetUpAppliance(o, [](const std::string& line) {
+    std::printf("havend init: %s\n", line.c_str());
+    std::fflush(stdout);
+  });
+  if (!r.ok()) return Fail(r.status());
+  std::printf("\n");
+  std::printf("URL:                         %s\n", r->url.c_str());
+  std::printf("certificate fingerprint:     %s\n", r->fingerprint.c_str());
+  std::printf("certificate public key pin:  %s\n", r->public_key_pin.c_str());
+  if (!r->admin_password_file.empty())
+    std::printf("admin password:              in %s (user admin)\n",
+                r->admin_password_file.c_str());
+  std::printf("repository:                  %s\n", r->repository_path.c_str());
+  std::printf("repository passphrase:       in %s - copy it somewhere safe\n",
+              r->passphrase_file.c_str());
+  std::printf("configuration:               %s\n", r->config_path.c_str());
+  for (const std::string& w : r->warnings)
+    std::fprintf(stderr, "havend init: warning: %s\n", w.c_str());
+  if (r->changed)
+    std::printf(
+        "\nSet up. Start it with `systemctl enable --now havend`, or "
+        "`havend serve --config %s`.\n",
+        r->config_path.c_str());
+  else
+    std::printf("\nNothing changed: this appliance was set up already.\n");
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  using haven::appliance::ServeOptions;
   CLI::App app{"havend: the Haven backup appliance (HTTPS API).", "havend"};
   app.set_version_flag("--version", std::string("havend ") + HAVEN_VERSION);
   app.require_subcommand(1);
+
   ServeOptions o;
   o.version = HAVEN_VERSION;
+  std::string config_path;
   CLI::App* serve = app.add_subcommand(
       "serve",
       "serve the API over HTTPS until SIGTERM; makes a self-signed "
       "certificate in the state directory on first start");
-  serve->add_option("--state-dir", o.state_dir, "state directory (made 0700)")
-      ->required();
+  serve->add_option("--config", config_path,
+                    "configuration file (default: /etc/haven/havend.conf "
+                    "when it exists); options given here override it");
+  serve->add_option("--state-dir", o.state_dir,
+                    "state directory (made 0700; default /var/lib/haven)");
   serve
       ->add_option("--listen", o.listen,
                    "ADDR:PORT, [ADDR]:PORT or ADDR; port 0 picks a free one")
@@ -37,16 +127,43 @@ int main(int argc, char** argv) {
   serve->add_option("--threads", o.threads, "requests served at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+
+  haven::appliance::SetupOptions init_options;
+  std::string init_state, init_repo, init_listen;
+  CLI::App* init = app.add_subcommand(
+      "init",
+      "set this appliance up: state directory, certificate, state database, "
+      "default repository with a random passphrase, admin account, nightly "
+      "schedule, configuration file; keeps whatever exists already");
+  init->add_option("--config", init_options.config_path,
+                   "configuration file to write when missing, or to read")
+      ->capture_default_str();
+  CLI::Option* init_state_opt = init->add_option(
+      "--state-dir", init_state,
+      "state directory (default: the configuration's, else /var/lib/haven)");
+  CLI::Option* init_repo_opt = init->add_option(
+      "--repository", init_repo,
+      "path of the default repository (default: STATE/repository)");
+  CLI::Option* init_listen_opt =
+      init->add_option("--listen", init_listen,
+                       "ADDR:PORT havend will listen on (0.0.0.0:8421)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // Usage errors exit 2, as haven's do; --help and --version exit 0.
     return app.exit(e) == 0 ? 0 : 2;
   }
-  haven::Status s = haven::appliance::Serve(o);
-  if (!s.ok()) {
-    std::fprintf(stderr, "havend: error: %s\n", s.message().c_str());
-    return s.code() == haven::Code::kInvalidArgument ? 2 : 1;
+  if (init->parsed()) {
+    if (init_state_opt->count()) init_options.state_dir = init_state;
+    if (init_repo_opt->count()) init_options.repository_path = init_repo;
+    if (init_listen_opt->count()) init_options.listen = init_listen;
+    return RunInit(init_options);
   }
+  auto config = ReadConfig(config_path);
+  if (!config.ok()) return Fail(config.status());
+  ApplyConfig(*config, *serve, o);
+  Status s = haven::appliance::Serve(o);
+  if (!s.ok()) return Fail(s);
   return 0;
 }
