@@ -32,14 +32,16 @@ bool Exists(const std::string& path) {
 }
 
 // havend.conf: the one given, else the default one when it exists, else
-// none (the defaults).
-Result<ApplianceConfig> ReadConfig(const std::string& given) {
+// none (nullopt: the defaults, and --state-dir is required).
+Result<std::optional<ApplianceConfig>> ReadConfig(const std::string& given) {
   std::string path = given;
   if (path.empty()) {
-    if (!Exists(haven::appliance::kDefaultConfigPath)) return ApplianceConfig();
+    if (!Exists(haven::appliance::kDefaultConfigPath))
+      return std::optional<ApplianceConfig>();
     path = haven::appliance::kDefaultConfigPath;
   }
-  return haven::appliance::LoadConfig(path);
+  HAVEN_ASSIGN_OR_RETURN(ApplianceConfig c, haven::appliance::LoadConfig(path));
+  return std::optional<ApplianceConfig>(std::move(c));
 }
 
 // The configuration under the command line: an option given on the command
@@ -83,11 +85,11 @@ int RunInit(const haven::appliance::SetupOptions& o) {
   std::printf("configuration:               %s\n", r->config_path.c_str());
   for (const std::string& w : r->warnings)
     std::fprintf(stderr, "havend init: warning: %s\n", w.c_str());
-  if (r->changed)
-    std::printf(
-        "\nSet up. Start it with `systemctl enable --now havend`, or "
-        "`havend serve --config %s`.\n",
-        r->config_path.c_str());
+  if (r->changed && r->config_path == haven::appliance::kDefaultConfigPath)
+    std::printf("\nSet up. Start it with `systemctl enable --now havend`.\n");
+  else if (r->changed)
+    std::printf("\nSet up. Start it with `havend serve --config %s`.\n",
+                r->config_path.c_str());
   else
     std::printf("\nNothing changed: this appliance was set up already.\n");
   return 0;
@@ -111,7 +113,8 @@ int main(int argc, char** argv) {
                     "configuration file (default: /etc/haven/havend.conf "
                     "when it exists); options given here override it");
   serve->add_option("--state-dir", o.state_dir,
-                    "state directory (made 0700; default /var/lib/haven)");
+                    "state directory (made 0700); required without a "
+                    "configuration file, else its StateDirectory=");
   serve
       ->add_option("--listen", o.listen,
                    "ADDR:PORT, [ADDR]:PORT or ADDR; port 0 picks a free one")
@@ -162,7 +165,14 @@ int main(int argc, char** argv) {
   }
   auto config = ReadConfig(config_path);
   if (!config.ok()) return Fail(config.status());
-  ApplyConfig(*config, *serve, o);
+  // Without a configuration file the state directory must be named: a
+  // bare `havend serve` never settles in /var/lib/haven by accident.
+  if (!config->has_value() && !serve->get_option("--state-dir")->count())
+    return Fail(haven::InvalidArgument(
+        "--state-dir is required when there is no configuration file (--config "
+        "FILE, or " +
+        std::string(haven::appliance::kDefaultConfigPath) + ")"));
+  ApplyConfig(config->value_or(ApplianceConfig()), *serve, o);
   Status s = haven::appliance::Serve(o);
   if (!s.ok()) return Fail(s);
   return 0;

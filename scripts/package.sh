@@ -20,7 +20,7 @@ cmake --build "$BUILD_DIR" --target haven havend >&2
 rm -f "$BUILD_DIR"/haven_*.deb "$BUILD_DIR"/havend_*.deb
 (cd "$BUILD_DIR" && cpack -G DEB) >&2
 for name in haven havend; do
-  debs=("$BUILD_DIR"/${name}_*.deb)
+  debs=("$BUILD_DIR"/"${name}"_*.deb)
   [ "${#debs[@]}" = 1 ] && [ -f "${debs[0]}" ] ||
     { echo "package.sh: no ${name}_*.deb in $BUILD_DIR" >&2; exit 1; }
   echo "$(cd "$(dirname "${debs[0]}")" && pwd)/$(basename "${debs[0]}")"

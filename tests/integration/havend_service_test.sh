@@ -53,6 +53,14 @@ score=$(sed -n 's/.*Overall exposure level for havend.service: \([0-9.]*\).*/\1/
 awk -v s="$score" 'BEGIN { exit !(s <= 3.0) }' || fail "exposure $score, more than 3.0"
 ok "havend.service: systemd-analyze verify clean, hardening lines present, exposure $score"
 
+# docs/appliance.md shows the installed example whole.
+"$PYTHON" - "$SRC/appliance/havend.conf.example" "$SRC/docs/appliance.md" <<'PYEOF' ||
+import sys
+sys.exit(open(sys.argv[1]).read() not in open(sys.argv[2]).read())
+PYEOF
+  fail "docs/appliance.md does not hold appliance/havend.conf.example verbatim"
+ok "docs/appliance.md holds the example configuration verbatim"
+
 # ---------------------------------------------------------------- init
 STATE=$WORK/state
 CONF=$WORK/etc/havend.conf
