@@ -288,6 +288,14 @@ Result<SetupResult> SetUpAppliance(const SetupOptions& o, const Say& say) {
           kDefaultRepositoryName + "] Path=" + repo.path +
           " PasswordFile=" + repo.password_file);
   }
+  // The unit makes only the state directory writable (ProtectSystem=strict).
+  if (r.config_path == kDefaultConfigPath &&
+      repo.path.rfind(c.state_dir + "/", 0) != 0)
+    r.warnings.push_back(
+        "the systemd unit lets havend write only in " + c.state_dir +
+        ": for the repository " + repo.path +
+        " run `systemctl edit havend` and add [Service] ReadWritePaths=" +
+        repo.path);
   r.url = Url(c, o.host_name);
   return r;
 }
