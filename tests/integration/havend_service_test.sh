@@ -10,7 +10,9 @@
 #    state database, the repository with a random passphrase file (0600,
 #    never printed) and the configuration; run again it changes nothing and
 #    says so; an init stopped before the repository finishes it with the
-#    same passphrase; a repository without its passphrase file is refused
+#    same passphrase; a repository without its passphrase file is refused;
+#    an existing configuration is read (a typo stops init at its line),
+#    never rewritten
 #  - `haven` opens that repository with the passphrase file (backup, list)
 #  - `havend serve --config` takes the state directory and certificate from
 #    the file, command-line options win; a typo and an open secret file are
@@ -151,7 +153,20 @@ expect_rc 1 "init without the passphrase file" init
 contains "$WORK/err" "the repository $STATE/repository exists but its passphrase file $STATE/repository.pass does not" "init"
 [ ! -e "$STATE/repository.pass" ] || fail "init made a new passphrase for an existing repository"
 mv "$WORK/pass.kept" "$STATE/repository.pass"
-ok "init finishes an interrupted set-up with the same passphrase; refuses a repository without its passphrase"
+# An existing configuration is read, never rewritten: a typo in it stops
+# init at its line; asking for another repository than it names is a warning.
+cp "$CONF" "$WORK/conf.kept"
+sed -i 's/^MaxJobs=/MaxJob=/' "$CONF"
+expect_rc 2 "init with a typo in the configuration" init
+contains "$WORK/err" "$CONF:" "init names the file"
+contains "$WORK/err" "unknown key \"MaxJob\" in [Jobs]" "init names the key"
+cp "$WORK/conf.kept" "$CONF"
+expect_rc 0 "init asking for another repository" init --repository "$WORK/other-repo"
+contains "$WORK/err" "$CONF is not changed by init and does not say what the command line asked for" "init"
+contains "$WORK/err" "[Repository default] Path=$WORK/other-repo" "init"
+cmp -s "$CONF" "$WORK/conf.kept" || fail "init changed an existing $CONF"
+rm -rf "$WORK/other-repo"
+ok "init finishes an interrupted set-up with the same passphrase; refuses a repository without its passphrase; never rewrites an existing configuration"
 
 # ---------------------------------------------------------------- serve --config
 # NOTIFY_SOCKET: a datagram socket like systemd's, read by python.
