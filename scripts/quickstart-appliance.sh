@@ -8,7 +8,13 @@
 #
 #   scripts/quickstart-appliance.sh              # set up (or reuse), start, back up now
 #   scripts/quickstart-appliance.sh --no-backup  # set up and start only
+#   scripts/quickstart-appliance.sh --demo-vm    # also create the small demo VM
 #   scripts/quickstart-appliance.sh --stop       # stop the havend this script started
+#   scripts/quickstart-appliance.sh --remove-demo-vm
+#
+# A host with no VM gets the demo VM of scripts/quickstart.sh, haven-demo
+# (TCG, no OS, an isolated network), so the backup has something to read;
+# HAVEN_NO_DEMO_VM=1 skips that.
 #
 # Where things go: as root, the system's places, the same as the havend
 # Debian package's — /etc/haven/havend.conf and /var/lib/haven (its
@@ -32,11 +38,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=run
+DEMO=0
 case "${1:-}" in
   --no-backup) MODE=nobackup ;;
+  --demo-vm) DEMO=1 ;;
   --stop) MODE=stop ;;
+  --remove-demo-vm)
+    . scripts/libvirt-env.sh
+    haven_cleanup_vm haven-demo; haven_cleanup_network haven-demo-net
+    echo "removed the demo VM haven-demo and its network"; exit 0 ;;
   "") ;;
-  *) echo "usage: scripts/quickstart-appliance.sh [--no-backup | --stop]" >&2; exit 2 ;;
+  *) echo "usage: scripts/quickstart-appliance.sh [--no-backup | --demo-vm | --stop | --remove-demo-vm]" >&2
+     exit 2 ;;
 esac
 
 if [ "$(id -u)" = 0 ]; then
@@ -118,9 +131,10 @@ CURL=(curl -sS --max-time 30 --cacert "$STATE/cert.pem")
 # ---------------------------------------------------------------- first backup
 if [ -z "$(virsh -q -c qemu:///system list --all --name)" ] && [ "${HAVEN_NO_DEMO_VM:-0}" != 1 ]; then
   echo "This host has no VM. Creating a small demo VM, haven-demo, to back up"
-  echo "(remove it with: scripts/quickstart.sh --remove-demo-vm)."
-  haven_make_demo_vm
+  echo "(remove it with: scripts/quickstart-appliance.sh --remove-demo-vm)."
+  DEMO=1
 fi
+if [ "$DEMO" = 1 ]; then haven_make_demo_vm; fi
 
 # api_backup: logs in as admin and starts a backup of every VM; prints the
 # job's final state. Returns 3 with the reason in $WHY when the API cannot.
@@ -162,16 +176,20 @@ PYEOF
   [ "$state" = succeeded ]
 }
 
+BACKUP_OK=1
 if [ "$MODE" = run ]; then
   rc=0
   api_backup || rc=$?
   if [ "$rc" = 3 ]; then
     echo "havend cannot run the backup through its API yet ($WHY);"
     echo "backing up with the haven command into the same repository instead."
-    HAVEN_PASSWORD_FILE=$PASSFILE "$HAVEN" -r "$REPO" backup vm --all
-    HAVEN_PASSWORD_FILE=$PASSFILE "$HAVEN" -r "$REPO" snapshots
-  elif [ "$rc" != 0 ]; then
-    echo "the first backup did not succeed: see its job in the console or GET /api/v1/jobs" >&2
+    rc=0
+    HAVEN_PASSWORD_FILE=$PASSFILE "$HAVEN" -r "$REPO" backup vm --all || rc=$?
+    HAVEN_PASSWORD_FILE=$PASSFILE "$HAVEN" -r "$REPO" snapshots || true
+  fi
+  if [ "$rc" != 0 ]; then
+    BACKUP_OK=0
+    echo "the first backup did not succeed (see above, or its job: GET /api/v1/jobs)" >&2
   fi
 fi
 
@@ -189,3 +207,4 @@ echo "  repository:               $REPO"
 echo "  repository passphrase:    in $PASSFILE - copy it somewhere safe"
 echo "  configuration:            $CONF"
 echo "  stop it:                  scripts/quickstart-appliance.sh --stop"
+[ "$BACKUP_OK" = 1 ]
