@@ -21,6 +21,7 @@
 #include "appliance/services.h"
 #include "appliance/state_db.h"
 #include "base/file.h"
+#include "appliance/systemd_notify.h"
 #include "base/time.h"
 
 namespace haven::appliance {
@@ -235,8 +236,12 @@ Status Serve(const ServeOptions& options) {
   std::string host = listen.host.find(':') == std::string::npos
                          ? listen.host
                          : "[" + listen.host + "]";
-  Say("listening on https://" + host + ":" + std::to_string(server->port()) +
-      "/");
+  std::string url =
+      "https://" + host + ":" + std::to_string(server->port()) + "/";
+  Say("listening on " + url);
+  // Type=notify: systemd counts havend started once it listens.
+  if (Status n = NotifySystemd("READY=1\nSTATUS=listening on " + url); !n.ok())
+    Log("cannot tell systemd havend is ready: " + n.message());
   scheduler->Start();
 
   int sig = 0;
@@ -245,6 +250,7 @@ Status Serve(const ServeOptions& options) {
   Log(std::string("stopping on ") + (sig == SIGTERM  ? "SIGTERM"
                                      : sig == SIGINT ? "SIGINT"
                                                      : "SIGHUP"));
+  (void)NotifySystemd("STOPPING=1");
   // Running jobs are cancelled and recorded interrupted; event streams
   // end; then the server lets the requests in flight finish.
   scheduler->Stop();

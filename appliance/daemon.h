@@ -13,6 +13,9 @@
 namespace haven::appliance {
 
 struct ServeOptions {
+  // havend.conf as read (defaults when there is none), with the fields
+  // below taken from it and then from the command line over it.
+  ApplianceConfig config;
   std::string state_dir;  // key.pem, cert.pem (and later all state)
   std::string listen = "0.0.0.0:" + std::to_string(kDefaultPort);
   std::string cert_file;  // configured certificate; both or neither
@@ -33,9 +36,10 @@ struct ServeOptions {
 };
 
 // Loads or makes the certificate, prints its fingerprint and the URL on
-// stdout (and logs them on stderr), serves until SIGTERM, SIGINT or SIGHUP,
-// then stops gracefully. Returns OK after a signal-driven stop; an error
-// when it could not start (bad options, certificate, address in use).
+// stdout (and logs them on stderr), tells systemd it is ready when started
+// as a Type=notify service ($NOTIFY_SOCKET), serves until SIGTERM, SIGINT or
+// SIGHUP, then stops gracefully. Returns OK after a signal-driven stop; an
+// error when it could not start (bad options, certificate, address in use).
 Status Serve(const ServeOptions& options);
 
 // "2026-12-07T02:40:00Z havend: LINE" on stderr.

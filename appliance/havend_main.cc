@@ -1,29 +1,136 @@
 // havend: the Haven appliance daemon. This file only parses the command
-// line; the daemon lives in appliance/daemon.cc.
+// line; the daemon lives in appliance/daemon.cc, the set-up in setup.cc.
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 
 #include "appliance/auth_commands.h"
 #include "appliance/config.h"
 #include "appliance/daemon.h"
+#include "appliance/setup.h"
 
 #ifndef HAVEN_VERSION
 #define HAVEN_VERSION "unknown"
 #endif
 
+namespace {
+
+using haven::Result;
+using haven::Status;
+using haven::appliance::ApplianceConfig;
+using haven::appliance::ServeOptions;
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "havend: error: %s\n", s.message().c_str());
+  return s.code() == haven::Code::kInvalidArgument ? 2 : 1;
+}
+
+int FailOrZero(const Status& s) { return s.ok() ? 0 : Fail(s); }
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// havend.conf: the one given, else the default one when it exists, else
+// none (nullopt: the defaults, and --state-dir is required).
+Result<std::optional<ApplianceConfig>> ReadConfig(const std::string& given) {
+  std::string path = given;
+  if (path.empty()) {
+    if (!Exists(haven::appliance::kDefaultConfigPath))
+      return std::optional<ApplianceConfig>();
+    path = haven::appliance::kDefaultConfigPath;
+  }
+  HAVEN_ASSIGN_OR_RETURN(ApplianceConfig c, haven::appliance::LoadConfig(path));
+  return std::optional<ApplianceConfig>(std::move(c));
+}
+
+// The configuration under the command line: an option given on the command
+// line wins over the file.
+void ApplyConfig(const ApplianceConfig& c, const CLI::App& serve,
+                 ServeOptions& o) {
+  o.config = c;
+  if (!serve.get_option("--state-dir")->count()) o.state_dir = c.state_dir;
+  if (!serve.get_option("--listen")->count() && !c.listen.empty())
+    o.listen = c.listen;
+  if (!serve.get_option("--cert")->count() &&
+      !serve.get_option("--key")->count()) {
+    o.cert_file = c.cert_file;
+    o.key_file = c.key_file;
+  }
+  if (!serve.get_option("--max-body")->count())
+    o.max_body_bytes = c.max_body_bytes;
+  if (!serve.get_option("--threads")->count()) o.threads = c.threads;
+  // The job side's settings: the file's, unless the command line gives
+  // its own.
+  if (!serve.get_option("--repository")->count())
+    o.repositories = c.repositories;
+  if (!serve.get_option("--libvirt-uri")->count()) o.libvirt_uri = c.libvirt_uri;
+  if (!serve.get_option("--max-jobs")->count()) o.max_jobs = c.max_jobs;
+  if (!serve.get_option("--max-jobs-per-repository")->count())
+    o.max_jobs_per_repository = c.max_jobs_per_repository;
+  bool notify_flags = false;
+  for (const CLI::Option* opt : serve.get_options())
+    if (opt->get_name().rfind("--notify-", 0) == 0 && opt->count())
+      notify_flags = true;
+  if (!notify_flags) o.notify = c.notify;
+  o.config.state_dir = o.state_dir;
+  o.config.listen = o.listen;
+  o.config.cert_file = o.cert_file;
+  o.config.key_file = o.key_file;
+}
+
+int RunInit(const haven::appliance::SetupOptions& o) {
+  auto r = haven::appliance::SetUpAppliance(o, [](const std::string& line) {
+    std::printf("havend init: %s\n", line.c_str());
+    std::fflush(stdout);
+  });
+  if (!r.ok()) return Fail(r.status());
+  std::printf("\n");
+  std::printf("URL:                         %s\n", r->url.c_str());
+  std::printf("certificate fingerprint:     %s\n", r->fingerprint.c_str());
+  std::printf("certificate public key pin:  %s\n", r->public_key_pin.c_str());
+  if (!r->admin_password_file.empty())
+    std::printf("admin password:              in %s (user admin)\n",
+                r->admin_password_file.c_str());
+  std::printf("repository:                  %s\n", r->repository_path.c_str());
+  std::printf("repository passphrase:       in %s - copy it somewhere safe\n",
+              r->passphrase_file.c_str());
+  std::printf("configuration:               %s\n", r->config_path.c_str());
+  for (const std::string& w : r->warnings)
+    std::fprintf(stderr, "havend init: warning: %s\n", w.c_str());
+  if (r->changed && r->config_path == haven::appliance::kDefaultConfigPath)
+    std::printf("\nSet up. Start it with `systemctl enable --now havend`.\n");
+  else if (r->changed)
+    std::printf("\nSet up. Start it with `havend serve --config %s`.\n",
+                r->config_path.c_str());
+  else
+    std::printf("\nNothing changed: this appliance was set up already.\n");
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  using haven::appliance::ServeOptions;
   CLI::App app{"havend: the Haven backup appliance (HTTPS API).", "havend"};
   app.set_version_flag("--version", std::string("havend ") + HAVEN_VERSION);
   app.require_subcommand(1);
+
   ServeOptions o;
   o.version = HAVEN_VERSION;
+  std::string config_path;
   CLI::App* serve = app.add_subcommand(
       "serve",
       "serve the API over HTTPS until SIGTERM; makes a self-signed "
       "certificate in the state directory on first start");
-  serve->add_option("--state-dir", o.state_dir, "state directory (made 0700)")
-      ->required();
+  serve->add_option("--config", config_path,
+                    "configuration file (default: /etc/haven/havend.conf "
+                    "when it exists); options given here override it");
+  serve->add_option("--state-dir", o.state_dir,
+                    "state directory (made 0700); required without a "
+                    "configuration file, else its StateDirectory=");
   serve
       ->add_option("--listen", o.listen,
                    "ADDR:PORT, [ADDR]:PORT or ADDR; port 0 picks a free one")
@@ -117,6 +224,27 @@ int main(int argc, char** argv) {
   for (CLI::App* c : {admin_password, token_create, token_list, token_revoke})
     c->add_option("--state-dir", auth_state_dir, "havend's state directory")
         ->capture_default_str();
+
+  haven::appliance::SetupOptions init_options;
+  std::string init_state, init_repo, init_listen;
+  CLI::App* init = app.add_subcommand(
+      "init",
+      "set this appliance up: state directory, certificate, state database, "
+      "default repository with a random passphrase, admin account, nightly "
+      "schedule, configuration file; keeps whatever exists already");
+  init->add_option("--config", init_options.config_path,
+                   "configuration file to write when missing, or to read")
+      ->capture_default_str();
+  CLI::Option* init_state_opt = init->add_option(
+      "--state-dir", init_state,
+      "state directory (default: the configuration's, else /var/lib/haven)");
+  CLI::Option* init_repo_opt = init->add_option(
+      "--repository", init_repo,
+      "path of the default repository (default: STATE/repository)");
+  CLI::Option* init_listen_opt =
+      init->add_option("--listen", init_listen,
+                       "ADDR:PORT havend will listen on (0.0.0.0:8421)");
+
   try {
     app.parse(argc, argv);
     if (repositories.size() != password_files.size())
@@ -137,22 +265,32 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   namespace ha = haven::appliance;
-  haven::Status s;
-  if (admin_password->parsed()) {
-    s = ha::AdminPasswordCommand(auth_state_dir, password_file);
-  } else if (token_create->parsed()) {
-    s = ha::TokenCreateCommand(auth_state_dir, token_name, token_role,
-                               token_days, stdout);
-  } else if (token_list->parsed()) {
-    s = ha::TokenListCommand(auth_state_dir, stdout);
-  } else if (token_revoke->parsed()) {
-    s = ha::TokenRevokeCommand(auth_state_dir, token_id);
-  } else {
-    s = ha::Serve(o);
+  if (admin_password->parsed())
+    return FailOrZero(ha::AdminPasswordCommand(auth_state_dir, password_file));
+  if (token_create->parsed())
+    return FailOrZero(ha::TokenCreateCommand(auth_state_dir, token_name,
+                                             token_role, token_days, stdout));
+  if (token_list->parsed())
+    return FailOrZero(ha::TokenListCommand(auth_state_dir, stdout));
+  if (token_revoke->parsed())
+    return FailOrZero(ha::TokenRevokeCommand(auth_state_dir, token_id));
+  if (init->parsed()) {
+    if (init_state_opt->count()) init_options.state_dir = init_state;
+    if (init_repo_opt->count()) init_options.repository_path = init_repo;
+    if (init_listen_opt->count()) init_options.listen = init_listen;
+    return RunInit(init_options);
   }
-  if (!s.ok()) {
-    std::fprintf(stderr, "havend: error: %s\n", s.message().c_str());
-    return s.code() == haven::Code::kInvalidArgument ? 2 : 1;
-  }
+  auto config = ReadConfig(config_path);
+  if (!config.ok()) return Fail(config.status());
+  // Without a configuration file the state directory must be named: a
+  // bare `havend serve` never settles in /var/lib/haven by accident.
+  if (!config->has_value() && !serve->get_option("--state-dir")->count())
+    return Fail(haven::InvalidArgument(
+        "--state-dir is required when there is no configuration file (--config "
+        "FILE, or " +
+        std::string(haven::appliance::kDefaultConfigPath) + ")"));
+  ApplyConfig(config->value_or(ApplianceConfig()), *serve, o);
+  Status s = haven::appliance::Serve(o);
+  if (!s.ok()) return Fail(s);
   return 0;
 }

@@ -53,8 +53,11 @@ if [ -n "$CTEST_BUILD" ]; then
   (cd "$CTEST_BUILD" && cpack -G DEB -B "$WORK/cpack") >"$WORK/package.log" 2>&1 ||
     fail "cpack in $CTEST_BUILD failed: $(tail -c 3000 "$WORK/package.log")"
   DEB=$(ls "$WORK"/cpack/haven_*.deb 2>/dev/null | head -1)
-elif ! DEB=$(BUILD_DIR=$BUILD "$SRC/scripts/package.sh" 2>"$WORK/package.log"); then
+elif ! DEBS=$(BUILD_DIR=$BUILD "$SRC/scripts/package.sh" 2>"$WORK/package.log"); then
   fail "scripts/package.sh failed: $(tail -c 3000 "$WORK/package.log")"
+else
+  # One path a line: haven's, then havend's (havend_service_test checks it).
+  DEB=$(head -1 <<<"$DEBS")
 fi
 [ -f "$DEB" ] || fail "scripts/package.sh printed '$DEB', not a file"
 case $DEB in /*) ;; *) fail "scripts/package.sh printed a relative path: $DEB" ;; esac
