@@ -1,5 +1,6 @@
 #include "appliance/api.h"
 
+#include <memory>
 #include <set>
 #include <utility>
 
@@ -192,6 +193,18 @@ nlohmann::json OpenApiDocument(const std::vector<Route>& routes,
   };
 }
 
+Route OpenApiRoute(RouteHandler handler) {
+  return {"GET",
+          "/api/v1/openapi.json",
+          Access::kPublic,
+          Role::kNone,
+          "this document: the API's OpenAPI 3.0 description, made from "
+          "havend's route table",
+          {{"responses",
+            {{"200", {{"description", "the OpenAPI document (JSON)"}}}}}},
+          std::move(handler)};
+}
+
 Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
   std::set<std::string> seen;
   for (const Route& r : routes) {
@@ -204,11 +217,11 @@ Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
     if (!seen.insert(name).second)
       return InvalidArgument("route " + name + " is declared twice");
   }
-  std::string openapi = DumpJson(OpenApiDocument(routes, options.version), 1);
-  routes.push_back(
-      {"GET", "/api/v1/openapi.json", Access::kPublic, Role::kNone,
-       "this document", nlohmann::json::object(),
-       [openapi](const ApiCall&) { return Response::Json(200, openapi); }});
+  // The document describes every route, itself included.
+  auto openapi = std::make_shared<std::string>();
+  routes.push_back(OpenApiRoute(
+      [openapi](const ApiCall&) { return Response::Json(200, *openapi); }));
+  *openapi = DumpJson(OpenApiDocument(routes, options.version), 1);
   return Handler([routes = std::move(routes), options = std::move(options)](
                      const Request& req) -> Response {
     const Route* match = nullptr;

@@ -115,6 +115,9 @@ std::vector<Route> CoreRoutes(const ApiOptions& options);
 nlohmann::json OpenApiDocument(const std::vector<Route>& routes,
                                std::string_view version);
 
+// GET /api/v1/openapi.json, public; MakeApiHandler adds it to every table.
+Route OpenApiRoute(RouteHandler handler);
+
 // Dispatches over `routes`. A path no route matches answers 401 before
 // authentication would (an unauthenticated client learns nothing, not
 // even which paths exist), and 404 once authenticated. A matched route

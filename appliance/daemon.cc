@@ -200,17 +200,6 @@ Status Serve(const ServeOptions& options) {
     if (auto ended = jobs->List(f); ended.ok())
       for (const JobRecord& job : ended.value()) notifier->NotifyJobEnd(job);
   }
-  std::vector<Route> routes = CoreRoutes(api);
-  for (Route& r : AuthRoutes(services)) routes.push_back(std::move(r));
-  for (Route& r : MetricsRoutes(services, &usage))
-    routes.push_back(std::move(r));
-  // Event streams hold a handler thread each: at most half of them.
-  for (Route& r : JobRoutes(services, options.threads / 2))
-    routes.push_back(std::move(r));
-  for (Route& r : RestoreRoutes(services)) routes.push_back(std::move(r));
-  for (auto area : {RepositoryRoutes, HostRoutes, PointRoutes, FileRoutes})
-    for (Route& r : area(services)) routes.push_back(std::move(r));
-
   // The scheduler: made after the job service, started once the API
   // serves, stopped before the job service.
   SchedulerOptions so;
@@ -228,7 +217,9 @@ Status Serve(const ServeOptions& options) {
   HAVEN_ASSIGN_OR_RETURN(auto scheduler,
                          Scheduler::Create(*db, *jobs, std::move(so)));
   services.scheduler = scheduler.get();
-  for (Route& r : ScheduleRoutes(services)) routes.push_back(std::move(r));
+  // Event streams hold a handler thread each: at most half of them.
+  std::vector<Route> routes =
+      AllRoutes(services, api, options.threads / 2, &usage);
   HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(routes, api));
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));

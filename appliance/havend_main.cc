@@ -9,7 +9,9 @@
 #include "appliance/auth_commands.h"
 #include "appliance/config.h"
 #include "appliance/daemon.h"
+#include "appliance/routes.h"
 #include "appliance/setup.h"
+#include "base/json.h"
 
 #ifndef HAVEN_VERSION
 #define HAVEN_VERSION "unknown"
@@ -227,6 +229,11 @@ int main(int argc, char** argv) {
 
   haven::appliance::SetupOptions init_options;
   std::string init_state, init_repo, init_listen;
+  CLI::App* openapi = app.add_subcommand(
+      "openapi",
+      "print the API's OpenAPI document (what /api/v1/openapi.json serves; "
+      "docs/openapi.json is this output)");
+
   CLI::App* init = app.add_subcommand(
       "init",
       "set this appliance up: state directory, certificate, state database, "
@@ -274,6 +281,12 @@ int main(int argc, char** argv) {
     return FailOrZero(ha::TokenListCommand(auth_state_dir, stdout));
   if (token_revoke->parsed())
     return FailOrZero(ha::TokenRevokeCommand(auth_state_dir, token_id));
+  if (openapi->parsed()) {
+    std::printf("%s\n",
+                haven::DumpJson(haven::appliance::ApiDocument(HAVEN_VERSION), 1)
+                    .c_str());
+    return 0;
+  }
   if (init->parsed()) {
     if (init_state_opt->count()) init_options.state_dir = init_state;
     if (init_repo_opt->count()) init_options.repository_path = init_repo;

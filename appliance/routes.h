@@ -40,6 +40,18 @@ std::vector<Route> HostRoutes(Services& s);
 std::vector<Route> PointRoutes(Services& s);
 std::vector<Route> FileRoutes(Services& s);
 
+// Every route havend serves, in one table: CoreRoutes and each area's.
+// Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI
+// document made from it (docs/openapi.json). Building the table does not
+// touch `s`'s services, so a Services with none set describes the API.
+std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
+                             int max_event_streams,
+                             const RepositoryUsageCache* usage);
+
+// The OpenAPI document of AllRoutes, as havend serves it at
+// /api/v1/openapi.json, for `version`.
+nlohmann::json ApiDocument(std::string_view version);
+
 }  // namespace haven::appliance
 
 #endif  // HAVEN_APPLIANCE_ROUTES_H_
