@@ -1,6 +1,7 @@
 #include "appliance/point_access.h"
 
 #include "base/json.h"
+#include "repository/manifest_json.h"
 
 namespace haven::appliance {
 
@@ -66,36 +67,12 @@ nlohmann::ordered_json PointSummaryJson(const repository::Manifest& m,
 nlohmann::ordered_json PointDetailJson(const repository::Manifest& m,
                                        const std::string& repo,
                                        bool is_protected) {
-  nlohmann::ordered_json j = PointSummaryJson(m, repo, is_protected);
-  j["disks"] = nlohmann::ordered_json::array();
-  for (const auto* d : m.ImageDisks())
-    j["disks"].push_back({{"name", d->name},
-                          {"source", d->source},
-                          {"capture", d->capture},
-                          {"size", d->size},
-                          {"chunk_size", d->chunk_size},
-                          {"chunks", d->tree.count},
-                          {"lost_bytes", d->LostBytes()}});
-  j["config_files"] = nlohmann::ordered_json::array();
-  for (const auto* c : m.ConfigFiles())
-    j["config_files"].push_back({{"name", c->name}, {"size", c->size}});
-  j["parent"] = m.parent;
+  // The point as `haven show --json` prints it, and where it is.
+  nlohmann::ordered_json j;
+  j["repository"] = repo;
+  j["protected"] = is_protected;
   j["tool"] = m.tool;
-  if (!m.vm_uuid.empty()) j["checkpoint"] = m.checkpoint;
-  j["notes"] = m.notes;
-  if (m.kind == "files") {
-    j["paths"] = m.file_paths;
-    j["entries"] = m.file_entries;
-  }
-  if (!m.repaired_from.empty())
-    j["repaired_from"] = {{"id", m.repaired_from}, {"time", m.repaired_time}};
-  j["stats"] = {{"logical_bytes", m.stats.logical_bytes},
-                {"read_bytes", m.stats.read_bytes},
-                {"hole_bytes", m.stats.hole_bytes},
-                {"new_chunks", m.stats.new_chunks},
-                {"new_raw_bytes", m.stats.new_raw_bytes},
-                {"new_stored_bytes", m.stats.new_stored_bytes},
-                {"duration_seconds", m.stats.duration_seconds}};
+  j.update(repository::ManifestJson(m));
   return j;
 }
 

@@ -11,6 +11,7 @@
 #include "base/json.h"
 #include "cli/output.h"
 #include "cli/points_commands.h"
+#include "repository/manifest_json.h"
 
 namespace haven::cli {
 namespace {
@@ -44,7 +45,7 @@ int CmdBackupImage(const Globals& g, const std::string& path,
                                        "and earlier ones are unchanged"));
   bool partial = m->consistency == "inconsistent";
   if (g.json) {
-    std::cout << DumpJson(SnapshotJson(*m)) << "\n";
+    std::cout << DumpJson(repository::ManifestJson(*m)) << "\n";
   } else if (!g.quiet) {
     const auto& st = m->stats;
     std::printf("snapshot %s saved: %s '%s'\n", m->id.substr(0, 8).c_str(),

@@ -10,6 +10,7 @@
 #include "base/json.h"
 #include "base/time.h"
 #include "cli/output.h"
+#include "repository/manifest_json.h"
 
 namespace haven::cli {
 namespace {
@@ -28,7 +29,7 @@ int CmdSnapshots(const Globals& g, const std::string& name) {
     nlohmann::ordered_json j = nlohmann::ordered_json::array();
     for (const auto& m : *all)
       if (name.empty() || m.name == name) {
-        j.push_back(SnapshotJson(m));
+        j.push_back(repository::ManifestJson(m));
         j.back()["protected"] = (*repo)->IsProtected(m.id);
       }
     std::cout << DumpJson(j) << "\n";
@@ -70,7 +71,7 @@ int CmdShow(const Globals& g, const std::string& spec) {
   auto m = (*repo)->FindSnapshot(spec);
   if (!m.ok()) return Fail(g, m.status());
   if (g.json) {
-    std::cout << DumpJson(SnapshotJson(*m), 2) << "\n";
+    std::cout << DumpJson(repository::ManifestJson(*m), 2) << "\n";
     return kExitOk;
   }
   std::printf(
@@ -140,52 +141,6 @@ int CmdProtect(const Globals& g, const std::vector<std::string>& specs,
 }
 
 }  // namespace
-
-nlohmann::ordered_json SnapshotJson(const Manifest& m) {
-  nlohmann::ordered_json j;
-  j["id"] = m.id;
-  j["name"] = m.name;
-  j["kind"] = m.kind;
-  j["time"] = m.time;
-  j["hostname"] = m.hostname;
-  j["consistency"] = m.consistency;
-  j["consistency_reason"] = m.consistency_reason;
-  j["parent"] = m.parent;
-  if (!m.repaired_from.empty()) {
-    j["repaired_from"] = m.repaired_from;
-    j["repaired_time"] = m.repaired_time;
-  }
-  j["logical_bytes"] = m.stats.logical_bytes;
-  j["read_bytes"] = m.stats.read_bytes;
-  j["hole_bytes"] = m.stats.hole_bytes;
-  j["new_chunks"] = m.stats.new_chunks;
-  j["new_raw_bytes"] = m.stats.new_raw_bytes;
-  j["new_stored_bytes"] = m.stats.new_stored_bytes;
-  j["duration_seconds"] = m.stats.duration_seconds;
-  if (!m.vm_uuid.empty()) {
-    j["vm_uuid"] = m.vm_uuid;
-    j["checkpoint"] = m.checkpoint;
-  }
-  if (m.kind == "files") {
-    j["paths"] = m.file_paths;
-    j["entries"] = m.file_entries;
-    j["partial"] = m.partial;
-  }
-  j["disks"] = nlohmann::ordered_json::array();
-  for (const auto* d : m.ImageDisks())
-    j["disks"].push_back({{"name", d->name},
-                          {"source", d->source},
-                          {"capture", d->capture},
-                          {"size", d->size},
-                          {"chunk_size", d->chunk_size},
-                          {"chunks", d->tree.count},
-                          {"lost_bytes", d->LostBytes()}});
-  j["config"] = nlohmann::ordered_json::array();
-  for (const auto* c : m.ConfigFiles())
-    j["config"].push_back({{"name", c->name}, {"size", c->size}});
-  j["notes"] = m.notes;
-  return j;
-}
 
 PointsCommands::PointsCommands(CLI::App& app, const Globals& g, int& rc) {
   auto* snaps = app.add_subcommand(

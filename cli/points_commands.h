@@ -11,10 +11,6 @@
 
 namespace haven::cli {
 
-// A recovery point as `snapshots`, `show` and `backup image` print it
-// with --json.
-nlohmann::ordered_json SnapshotJson(const repository::Manifest& m);
-
 // Adds the commands to `app`; their callbacks set `rc`. The flags live
 // here, so the object must outlive app.parse().
 struct PointsCommands {
