@@ -3,6 +3,7 @@
 // found from the job history and the schedules table (its schema as
 // appliance/schedule_store.cc makes it) with the SQL of history_queries.
 #include "appliance/notify_monitor.h"
+#include "appliance/schedule_store.h"
 
 #include <chrono>
 #include <ctime>
@@ -18,29 +19,6 @@ namespace {
 using ::haven::testing_util::IsOk;
 using ::haven::testing_util::TempDir;
 using ::testing::HasSubstr;
-
-// The schedules table as the scheduler (appliance/schedule_store.cc) makes it.
-constexpr char kSchedules[] = R"sql(
-CREATE TABLE IF NOT EXISTS schedules (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  name TEXT NOT NULL UNIQUE,
-  calendar TEXT NOT NULL,
-  normalized TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  repository TEXT NOT NULL,
-  params TEXT NOT NULL,
-  retention TEXT NOT NULL DEFAULT '',
-  random_delay_seconds INTEGER NOT NULL DEFAULT 0,
-  persistent INTEGER NOT NULL DEFAULT 1,
-  enabled INTEGER NOT NULL DEFAULT 1,
-  anchor INTEGER NOT NULL,
-  last_triggered INTEGER NOT NULL DEFAULT 0,
-  last_elapse INTEGER NOT NULL DEFAULT 0,
-  last_job_id INTEGER NOT NULL DEFAULT 0,
-  last_error TEXT NOT NULL DEFAULT '',
-  created INTEGER NOT NULL,
-  changed INTEGER NOT NULL);
-)sql";
 
 void AddSchedule(StateDb& db, const std::string& name, const std::string& cal,
                  const std::string& kind, const std::string& params,
@@ -60,7 +38,8 @@ TEST(History, BackupSchedulesFromTheSchedulerTable) {
   auto none = LoadBackupSchedules(*db.value());
   ASSERT_THAT(none.status(), IsOk());
   EXPECT_TRUE(none->empty()) << "no table yet reads as empty";
-  ASSERT_THAT(db.value()->Exec(kSchedules), IsOk());
+  // The schedules table as the scheduler makes it.
+  ASSERT_THAT(ScheduleStore::Open(*db.value()).status(), IsOk());
   AddSchedule(*db.value(), "nightly", "*-*-* 02:00", "backup",
               R"({"all":true,"exclude":["test-*"]})", 1000, 1, 600);
   AddSchedule(*db.value(), "some", "hourly", "backup", R"({"vms":["a","b"]})",
@@ -97,7 +76,8 @@ TEST(NotifyMonitor, JobEndsReachTheNotifierAndOverdueVmsAreFound) {
         o.error = "1 of 2 VMs failed";
         return o;
       });
-  ASSERT_THAT(db.value()->Exec(kSchedules), IsOk());
+  // The schedules table as the scheduler makes it.
+  ASSERT_THAT(ScheduleStore::Open(*db.value()).status(), IsOk());
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   // Every 2 s, made 100 s ago, all VMs: db1 has never succeeded (its one
   // backup failed), so it is due 30 s after the first elapse.
