@@ -50,10 +50,6 @@ Result<ServerCertificate> Certificate(const ServeOptions& o) {
   return LoadOrCreateCertificate(o.state_dir, LocalHostName());
 }
 
-bool IsLoopback(const std::string& host) {
-  return host == "::1" || host.rfind("127.", 0) == 0;
-}
-
 // The configuration the command line gives (until the config file).
 Result<ApplianceConfig> ConfigOf(const ServeOptions& o) {
   ApplianceConfig c;
@@ -92,11 +88,6 @@ Status Serve(const ServeOptions& options) {
   HAVEN_ASSIGN_OR_RETURN(ListenAddress listen,
                          ParseListenAddress(options.listen));
   HAVEN_ASSIGN_OR_RETURN(ApplianceConfig config, ConfigOf(options));
-  if (options.insecure_no_auth && !IsLoopback(listen.host))
-    return InvalidArgument(
-        "--insecure-no-auth serves every request as admin without "
-        "credentials, so it needs a loopback --listen address (127.0.0.1 or "
-        "::1), not " + listen.host);
   HAVEN_ASSIGN_OR_RETURN(ServerCertificate cert, Certificate(options));
   if (cert.created)
     Log("made a self-signed certificate for " + cert.subject + " in " +
@@ -167,14 +158,6 @@ Status Serve(const ServeOptions& options) {
                                   req.path, status, "refused: " + why});
         if (!s.ok()) Log("audit log: " + s.message());
       });
-  if (options.insecure_no_auth) {
-    Log("WARNING: --insecure-no-auth: every request is served as admin "
-        "WITHOUT credentials; for tests on loopback only");
-    api.authenticate = [](const Request&, bool) {
-      return std::variant<Caller, Response>(
-          Caller{"insecure-no-auth", Role::kAdmin, false});
-    };
-  }
   // Notifications and figures (issue 16, points 7 and 8): job ends,
   // overdue VMs and the daily report; repository usage for /metrics.
   std::unique_ptr<Notifier> notifier;

@@ -30,9 +30,6 @@ struct ServeOptions {
   int max_jobs = 2;
   int max_jobs_per_repository = 1;
   NotifyConfig notify;  // --notify-*
-  // Tests only: every request is served as the admin "insecure-no-auth",
-  // without credentials. Refused unless `listen` is a loopback address.
-  bool insecure_no_auth = false;
 };
 
 // Loads or makes the certificate, prints its fingerprint and the URL on

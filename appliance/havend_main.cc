@@ -166,9 +166,6 @@ int main(int argc, char** argv) {
                    "jobs running at once into one repository")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  serve->add_flag("--insecure-no-auth", o.insecure_no_auth,
-                  "TESTS ONLY: serve every request as admin without "
-                  "credentials (loopback --listen only)");
   // Notifications (until the config file's [notify] section; the names
   // are NotifyConfig's, docs/appliance.md "Notifications").
   haven::appliance::NotifyConfig& n = o.notify;

@@ -3,8 +3,10 @@
 # repositories, hosts and VMs, recovery points, browsing and downloading a
 # point's files. Real data: an ext4 image holding a copy of this machine's
 # /etc (mke2fs -d) backed up with `haven backup image`, and /etc itself
-# backed up with `haven backup files`; havend runs with
-# --insecure-no-auth (tests only) and the libvirt test driver.
+# backed up with `haven backup files`; havend runs with the libvirt test
+# driver, and every request carries an auditor's token (the least role that
+# reads); without credentials it is 401, and there is no switch to serve
+# without them.
 #  - repositories: id, points, logical/stored bytes, free space
 #  - points: filters (kind, vm, agent, since/until), paging, bad filters
 #    400 naming the parameter, unknown repository/point 404, bad id 400
@@ -16,7 +18,7 @@
 #  - path traversal refused 400 in every form, a missing path 404
 #  - a client cut off mid-download does not hurt havend
 . "$(dirname "$0")/lib.sh"
-: "${HAVEND:?HAVEND must point at the havend binary}"
+. "$(dirname "$0")/havend_lib.sh"
 for c in curl bsdtar mke2fs unshare; do
   command -v "$c" >/dev/null || fail "$c is missing (scripts/install-deps.sh installs it)"
 done
@@ -58,20 +60,10 @@ ok "an image point ($IMG_ID) and a file point ($FILE_ID) of /etc"
 # ---------------------------------------------------------------- havend
 echo "$HAVEN_PASSWORD" >"$WORK/pw"
 chmod 600 "$WORK/pw"
-"$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 --insecure-no-auth \
-  --repository "main=$R" --password-file "$WORK/pw" --libvirt-uri test:///default \
-  >"$WORK/d.out" 2>"$WORK/d.log" &
-DPID=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$WORK/d.out" 2>/dev/null && break
-  kill -0 "$DPID" 2>/dev/null || fail "havend exited: $(cat "$WORK/d.log")"
-  sleep 0.1
-done
-PORT=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9]*\)/$#\1#p' "$WORK/d.out")
-[ -n "$PORT" ] || fail "no 'listening on' line: $(cat "$WORK/d.out")"
-URL=https://127.0.0.1:$PORT/api/v1
-contains "$WORK/d.log" "WARNING: --insecure-no-auth" "the insecure switch is logged loudly"
-CURL=(curl -sS --max-time 30 --cacert "$STATE/cert.pem")
+havend_token auditor data-auditor
+havend_start d --repository "main=$R" --password-file "$WORK/pw" --libvirt-uri test:///default
+URL=$URL/api/v1
+CURL=(curl -sS --max-time 30 --cacert "$STATE/cert.pem" -H "@$WORK/token.auditor")
 # get PATH [CURL ARGS]: GET into $WORK/body, headers $WORK/hdr; CODE is set.
 get() {
   local p=$1
@@ -94,11 +86,13 @@ expect_error() {
   contains "$WORK/errtext" "$text" "$what"
 }
 
-# insecure-no-auth is for loopback only
-expect_rc 2 "insecure on a public address" "$HAVEND" serve --state-dir "$WORK/s2" \
-  --listen 0.0.0.0:0 --insecure-no-auth
-contains "$WORK/err" "loopback" "the refusal says why"
-ok "--insecure-no-auth refused on 0.0.0.0"
+# no credentials: 401 on every route; no switch serves without them
+CODE=$(curl -sS --max-time 30 --cacert "$STATE/cert.pem" -o "$WORK/body" -w '%{http_code}' "$URL/repositories")
+[ "$CODE" = 401 ] || fail "GET /repositories without credentials: HTTP $CODE"
+expect_rc 2 "--insecure-no-auth is no option" "$HAVEND" serve --state-dir "$WORK/s2" \
+  --listen 127.0.0.1:0 --insecure-no-auth
+contains "$WORK/err" "insecure-no-auth" "the usage error names the switch"
+ok "401 without credentials; havend serve has no --insecure-no-auth"
 
 # ---------------------------------------------------------------- repositories
 expect_code 200 "repositories" /repositories

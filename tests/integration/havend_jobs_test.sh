@@ -17,11 +17,11 @@
 #     backup through the API aborts the libvirt job the killed process left
 #     on the VM and succeeds
 # (d) history survives restarts: every earlier job is listed with its state,
-#     items and log; --insecure-no-auth is refused off loopback
+#     items and log
 # Skips (exit 0) only when libvirtd cannot be started here; with CI or
 # HAVEN_REQUIRE_LIBVIRT=1 in the environment that is a failure instead.
 . "$(dirname "$0")/libvirt_lib.sh" curl
-: "${HAVEND:?HAVEND must point at the havend binary}"
+. "$(dirname "$0")/havend_lib.sh"
 
 T=hjob-$$
 NET=$T-net
@@ -53,45 +53,24 @@ for vm in "${VMS[@]}"; do
   haven_guest_write "$vm" 1 0x5a 2M 2M || fail "write on $vm vdb"
 done
 ok "2 VMs running on network $NET"
-declare -A TOKEN
-for role in admin operator auditor; do
-  TOKEN[$role]=$("$HAVEND" token create --state-dir "$STATE" --role $role --name "jobs-$role" 2>"$WORK/err") ||
-    fail "token create $role: $(cat "$WORK/err")"
-done
+havend_tokens jobs
 
-# start_havend NAME [VAR=VALUE...]: havend on 127.0.0.1, port 0, with the
-# repository "main"; sets PORT and URL; its stdout/stderr are
-# $WORK/NAME.out/.log.
+# start_havend NAME [VAR=VALUE...]: havend_start with the repository "main"
+# and the environment VAR=VALUE.
 start_havend() {
   local name=$1
   shift
-  env "$@" "$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 \
-    --repository "main=$R" --password-file "$PWF" \
-    >"$WORK/$name.out" 2>"$WORK/$name.log" &
-  DPID=$!
-  for _ in $(seq 100); do
-    grep -q "listening on" "$WORK/$name.out" 2>/dev/null && break
-    kill -0 "$DPID" 2>/dev/null || fail "havend exited: $(cat "$WORK/$name.log")"
-    sleep 0.1
-  done
-  PORT=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9]*\)/$#\1#p' "$WORK/$name.out")
-  [ -n "$PORT" ] || fail "no 'listening on' line: $(cat "$WORK/$name.out")"
-  URL=https://127.0.0.1:$PORT
+  HAVEND_ENV=("$@")
+  havend_start "$name" --repository "main=$R" --password-file "$PWF"
 }
-stop_havend() {
-  kill -TERM "$DPID"
-  local rc=0
-  wait "$DPID" || rc=$?
-  DPID=
-  [ "$rc" = 0 ] || fail "havend exited $rc after SIGTERM: $(tail -5 "$WORK/$1.log")"
-}
+stop_havend() { havend_stop "$@"; }
 CURL=(curl -sS --max-time 20 --cacert "$STATE/cert.pem")
 # api METHOD PATH [BODY]: as the role $AS (default operator); the response
 # body in $WORK/resp, the status in CODE.
 AS=operator
 api() {
   local body=()
-  [ "$AS" = none ] || body=(-H "authorization: Bearer ${TOKEN[$AS]}")
+  [ "$AS" = none ] || body=(-H "@$WORK/token.$AS")
   [ $# -ge 3 ] && body+=(-H 'content-type: application/json' --data-binary "$3")
   [ "$1" = POST ] && [ $# -lt 3 ] && body+=(--data-binary '{}')
   CODE=$("${CURL[@]}" -X "$1" -o "$WORK/resp" -w '%{http_code}' "${body[@]}" "$URL$2")
@@ -131,7 +110,7 @@ job_on_vm() {
 
 # ----------------------------------------------- (a) a backup through the API
 start_havend a
-"${CURL[@]}" --max-time 600 -N -H "authorization: Bearer ${TOKEN[auditor]}" \
+"${CURL[@]}" --max-time 600 -N -H "@$WORK/token.auditor" \
   "$URL/api/v1/events" >"$WORK/sse.txt" 2>"$WORK/sse.err" &
 SSE=$!
 sleep 0.5
@@ -301,13 +280,9 @@ contains "$WORK/resp" "ended: succeeded" "(d) job $A's log after restarts"
 stop_havend d
 ok "(d) history survives restarts: states, items, logs; filters and paging"
 
-# The test-only switch is refused off loopback; flags that do not pair up
-# are usage errors.
-run "$HAVEND" serve --state-dir "$STATE" --listen 0.0.0.0:0 --insecure-no-auth
-[ "$RC" = 2 ] || fail "--insecure-no-auth on 0.0.0.0: exit $RC"
-contains "$WORK/err" "needs a loopback --listen address" "the refusal says why"
+# Flags that do not pair up are usage errors.
 run "$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 --repository "x=$R"
 [ "$RC" = 2 ] || fail "--repository without --password-file: exit $RC"
 contains "$WORK/err" "one --password-file for each --repository" "the usage error says why"
-ok "--insecure-no-auth only on loopback; --repository needs its --password-file"
+ok "--repository needs its --password-file"
 echo "$PASS passed, 0 failed"

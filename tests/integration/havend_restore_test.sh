@@ -17,13 +17,13 @@
 #     the source (content, symlinks, modes)
 # (4) bad requests are 400 naming the field; the routes are in openapi.json
 #     with their roles
-# Needs the job service (branch h16-jobs: SqlJobService, `havend serve
-# --repository --password-file --insecure-no-auth`) and havend serve
-# registering RegisterRestoreKinds + RestoreRoutes.
+# Every request carries a real role token (`havend token create`): reads
+# as an auditor, plans and runs as an operator, the least roles they need;
+# an auditor may not plan (403).
 # Skips (exit 0) only when libvirtd cannot be started here; with CI or
 # HAVEN_REQUIRE_LIBVIRT=1 in the environment that is a failure instead.
 . "$(dirname "$0")/libvirt_lib.sh" curl mke2fs
-: "${HAVEND:?HAVEND must point at the havend binary}"
+. "$(dirname "$0")/havend_lib.sh"
 
 T=hrst-$$
 NET=$T-net
@@ -78,28 +78,20 @@ run hv --json backup image "$WORK/etc.img" --name etcdisk
 SNAP_ETC=$(jget "j['id']" "$WORK/out")
 ok "setup: $A backed up (${SNAP:0:8}), /etc as an ext4 image backed up (${SNAP_ETC:0:8})"
 
-# start_havend NAME: havend on 127.0.0.1, port 0, with the repository "main"
-# and no authentication (the test-only switch); sets URL.
-start_havend() {
-  "$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 \
-    --repository "main=$R" --password-file "$PWF" --insecure-no-auth \
-    >"$WORK/$1.out" 2>"$WORK/$1.log" &
-  DPID=$!
-  for _ in $(seq 100); do
-    grep -q "listening on" "$WORK/$1.out" 2>/dev/null && break
-    kill -0 "$DPID" 2>/dev/null || fail "havend exited: $(cat "$WORK/$1.log")"
-    sleep 0.1
-  done
-  local port
-  port=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9]*\)/$#\1#p' "$WORK/$1.out")
-  [ -n "$port" ] || fail "no 'listening on' line: $(cat "$WORK/$1.out")"
-  URL=https://127.0.0.1:$port
-}
+havend_token operator restore-operator
+havend_token auditor restore-auditor
+# start_havend NAME: havend on 127.0.0.1, port 0, with the repository
+# "main"; sets URL.
+start_havend() { havend_start "$1" --repository "main=$R" --password-file "$PWF"; }
 CURL=(curl -sS --max-time 120 --cacert "$STATE/cert.pem")
-# api METHOD PATH [BODY]: the response body in $WORK/resp, the status in CODE.
+# api METHOD PATH [BODY]: as the role $AS, or else as an auditor for GET and
+# an operator otherwise; the response body in $WORK/resp, the status in CODE.
+AS=
 api() {
-  local body=()
-  [ $# -ge 3 ] && body=(-H 'content-type: application/json' --data-binary "$3")
+  local as=$AS
+  [ -n "$as" ] || { [ "$1" = GET ] && as=auditor || as=operator; }
+  local body=(-H "@$WORK/token.$as")
+  [ $# -ge 3 ] && body+=(-H 'content-type: application/json' --data-binary "$3")
   CODE=$("${CURL[@]}" -X "$1" -o "$WORK/resp" -w '%{http_code}' "${body[@]}" "$URL$2")
 }
 # plan KIND BODY TAG: POST /restores/KIND/plan; 201 expected; the answer in
@@ -155,6 +147,9 @@ api GET "/api/v1/restores/plans/$PLAN"
 [ "$CODE" = 200 ] || fail "(1) GET plan: HTTP $CODE"
 [ "$(jget 'j["plan"]["vms"][0]["uuid"]' "$WORK/resp")" = "$P_UUID" ] || fail "(1) GET plan differs"
 ok "(1) plan $PLAN: $A2 in $D2 on $NET, uuid $P_UUID, mac $P_MAC; nothing changed"
+AS=auditor api POST "/api/v1/restores/vm/plan" '{"repository": "main", "point": "'"$SNAP"'"}'
+[ "$CODE" = 403 ] || fail "(1) a plan as an auditor: HTTP $CODE, expected 403"
+ok "(1) an auditor may read the plan but not make one (403)"
 
 run_plan vm "$PLAN"
 wait_job "$JOB" succeeded

@@ -12,12 +12,11 @@
 # `havend serve --repository` it skips (exit 0), unless CI or
 # HAVEN_REQUIRE_JOBS=1 is set, when that is a failure.
 . "$(dirname "$0")/lib.sh"
-: "${HAVEND:?HAVEND must point at the havend binary}"
+. "$(dirname "$0")/havend_lib.sh"
 command -v curl >/dev/null || fail "curl is missing (scripts/install-deps.sh installs it)"
-if ! "$HAVEND" serve --help 2>/dev/null | grep -q -- --repository ||
-   ! "$HAVEND" serve --help 2>/dev/null | grep -q -- --insecure-no-auth; then
+if ! "$HAVEND" serve --help 2>/dev/null | grep -q -- --repository; then
   if [ -n "${CI:-}" ] || [ "${HAVEN_REQUIRE_JOBS:-0}" = 1 ]; then
-    fail "havend serve has no --repository / --insecure-no-auth: the job service is not built in"
+    fail "havend serve has no --repository: the job service is not built in"
   fi
   echo "SKIP: havend has no job service yet (--repository); needs the h16-jobs branch"
   exit 0
@@ -37,37 +36,32 @@ haven -q -r "$R" init --chunk-size 64K
 random_file "$WORK/a.img" 2000000 1
 haven -q -r "$R" backup image "$WORK/a.img" --name a
 
-# start_havend NAME: havend on 127.0.0.1, port 0, repository "main", no
-# authentication (the test-only switch); sets PORT, URL and STARTED (epoch
-# seconds, fractional, when it said it listens).
+havend_tokens sched
+
+# start_havend NAME: havend on 127.0.0.1, port 0, repository "main"; sets
+# PORT, URL and STARTED (epoch seconds, fractional, when it said it listens).
 start_havend() {
-  "$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 \
-    --repository "main=$R" --password-file "$PWF" --insecure-no-auth \
-    >"$WORK/$1.out" 2>"$WORK/$1.log" &
-  DPID=$!
-  for _ in $(seq 100); do
-    grep -q "listening on" "$WORK/$1.out" 2>/dev/null && break
-    kill -0 "$DPID" 2>/dev/null || fail "havend exited: $(cat "$WORK/$1.log")"
-    sleep 0.05
-  done
+  havend_start "$1" --repository "main=$R" --password-file "$PWF"
   STARTED=$(date +%s.%N)
-  PORT=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9]*\)/$#\1#p' "$WORK/$1.out")
-  [ -n "$PORT" ] || fail "no 'listening on' line: $(cat "$WORK/$1.out")"
-  URL=https://127.0.0.1:$PORT
 }
-stop_havend() {
-  kill -TERM "$DPID"
-  local rc=0
-  wait "$DPID" || rc=$?
-  DPID=
-  [ "$rc" = 0 ] || fail "havend exited $rc after SIGTERM: $(tail -5 "$WORK/$1.log")"
-}
+stop_havend() { havend_stop "$@"; }
 CURL=(curl -sS --max-time 20 --cacert "$STATE/cert.pem")
-# api METHOD PATH [BODY]: the response body in $WORK/resp, the status in CODE.
+# api METHOD PATH [BODY]: as the role $AS, or else the least role the
+# route needs: auditor to read, admin to change schedules, operator to run
+# one. The response body in $WORK/resp, the status in CODE.
+AS=
 api() {
-  local body=()
-  [ $# -ge 3 ] && body=(-H 'content-type: application/json' --data-binary "$3")
-  [ "$1" = POST ] && [ $# -lt 3 ] && body=(--data-binary '{}')
+  local as=$AS
+  if [ -z "$as" ]; then
+    case $1:$2 in
+      GET:*) as=auditor ;;
+      POST:*/run) as=operator ;;
+      *) as=admin ;;
+    esac
+  fi
+  local body=(-H "@$WORK/token.$as")
+  [ $# -ge 3 ] && body+=(-H 'content-type: application/json' --data-binary "$3")
+  [ "$1" = POST ] && [ $# -lt 3 ] && body+=(--data-binary '{}')
   CODE=$("${CURL[@]}" -X "$1" -o "$WORK/resp" -w '%{http_code}' "${body[@]}" "$URL$2")
 }
 # expect_api CODE ERROR_PREFIX METHOD PATH [BODY]
@@ -123,6 +117,12 @@ expect_api 200 '' GET '/api/v1/calendar?expr=Mon..Fri%2002:00&count=3'
 api GET /api/v1/schedules
 [ "$(jget 'len(j["schedules"])' "$WORK/resp")" = 0 ] || fail "refused schedules were stored: $(cat "$WORK/resp")"
 ok "bad calendar, repository, kind, params, body and count are 400 naming them; nothing stored; preview Mon..Fri *-*-* 02:00:00"
+
+AS=operator expect_api 403 '' POST /api/v1/schedules "$GOOD"
+AS=auditor expect_api 200 '' GET /api/v1/schedules
+CODE=$("${CURL[@]}" -o "$WORK/resp" -w '%{http_code}' "$URL/api/v1/schedules")
+[ "$CODE" = 401 ] || fail "GET /api/v1/schedules without credentials: HTTP $CODE"
+ok "schedules: 401 without credentials, auditor reads, operator may not make one (403)"
 
 # ---------------------------------------------------------------- (b) every 10 s
 expect_api 201 '' POST /api/v1/schedules "$GOOD"

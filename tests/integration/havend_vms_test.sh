@@ -11,8 +11,9 @@
 #    job item of the VM failed
 #  - points?kind=vm, show with domain XML, network XML and host facts
 #  - the VM point's vda browsed and /etc/passwd downloaded byte-identical
+# All as an auditor's token (the least role that reads); 401 without one.
 . "$(dirname "$0")/libvirt_lib.sh" curl sqlite3 mke2fs unshare
-: "${HAVEND:?HAVEND must point at the havend binary}"
+. "$(dirname "$0")/havend_lib.sh"
 
 VM=hdata-$$
 NET=hdata-net-$$
@@ -55,20 +56,14 @@ ok "VM $VM backed up as $HOST ($P1) and as $LOST ($P2)"
 echo "$HAVEN_PASSWORD" >"$WORK/pw"
 chmod 600 "$WORK/pw"
 STATE=$WORK/state
-"$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 --insecure-no-auth \
-  --repository "main=$R" --password-file "$WORK/pw" --libvirt-uri qemu:///system \
-  >"$WORK/d.out" 2>"$WORK/d.log" &
-DPID=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$WORK/d.out" 2>/dev/null && break
-  kill -0 "$DPID" 2>/dev/null || fail "havend exited: $(cat "$WORK/d.log")"
-  sleep 0.1
-done
-PORT=$(sed -n 's#^listening on https://127\.0\.0\.1:\([0-9]*\)/$#\1#p' "$WORK/d.out")
-[ -n "$PORT" ] || fail "no 'listening on' line: $(cat "$WORK/d.out")"
-URL=https://127.0.0.1:$PORT/api/v1
+havend_token auditor vms-auditor
+havend_start d --repository "main=$R" --password-file "$WORK/pw" --libvirt-uri qemu:///system
+URL=$URL/api/v1
+CODE=$(curl -sS --max-time 30 --cacert "$STATE/cert.pem" -o "$WORK/body" -w '%{http_code}' "$URL/hosts")
+[ "$CODE" = 401 ] || fail "GET /hosts without credentials: HTTP $CODE"
 get() {
-  CODE=$(curl -sS --max-time 30 --cacert "$STATE/cert.pem" -o "$WORK/body" -w '%{http_code}' "$URL$1")
+  CODE=$(curl -sS --max-time 30 --cacert "$STATE/cert.pem" -H "@$WORK/token.auditor" \
+    -o "$WORK/body" -w '%{http_code}' "$URL$1")
   [ "$CODE" = "${2:-200}" ] || fail "GET $1: HTTP $CODE: $(head -c 2000 "$WORK/body")"
 }
 # hj EXPR: over the host entry named $H of $WORK/body

@@ -16,7 +16,7 @@
 #    job left running by a dead havend is told interrupted at the next start
 #  - no secret, password or webhook URL token in any log
 . "$(dirname "$0")/lib.sh"
-: "${HAVEND:?HAVEND must point at the havend binary}"
+. "$(dirname "$0")/havend_lib.sh"
 : "${NOTIFY_SEND:?NOTIFY_SEND must point at the notify_send test driver}"
 for c in curl openssl; do
   command -v "$c" >/dev/null || fail "$c is missing (scripts/install-deps.sh installs it)"
@@ -353,15 +353,18 @@ stop_havend() {
   wait "$DPID" || fail "havend exited $? after SIGTERM: $(tail -5 "$WORK/$1.log")"
 }
 CURL=(curl -sS --max-time 10 --cacert "$STATE/cert.pem")
+# An operator runs the check jobs; Prometheus scrapes with an auditor token.
+havend_token operator notify-operator
+havend_token auditor prometheus
 h0=$(hooks)
 m0=$(mails)
-start_havend d1 --insecure-no-auth \
+start_havend d1 \
   --repository main="$R" --password-file "$WORK/pw" \
   --repository broken="$R" --password-file "$WORK/badpw" \
   --notify-webhook "$HOOK/ok?token=URLTOKEN123" --notify-webhook-secret-file "$WORK/secret" \
   --notify-smtp "$SMTP" --notify-from haven@test.local --notify-to ops@test.local \
   --notify-on-success
-code=$("${CURL[@]}" -o "$WORK/r" -w '%{http_code}' -X POST -d '{}' "$URL/api/v1/repositories/broken/check")
+code=$("${CURL[@]}" -H "@$WORK/token.operator" -o "$WORK/r" -w '%{http_code}' -X POST -d '{}' "$URL/api/v1/repositories/broken/check")
 [ "$code" = 202 ] || fail "check broken: HTTP $code $(cat "$WORK/r")"
 wait_for $((h0 + 1)) hooks
 wait_for $((m0 + 1)) mails
@@ -372,7 +375,7 @@ verify_hook "$WORK/hooks/$(hooks).json"
 mail_text "$(mails)" >"$WORK/havend-mail.txt"
 job=$(jget 'j["job"]["id"]' "$WORK/body.json")
 contains "$WORK/havend-mail.txt" "Subject: [haven] check job $job failed (repository broken)" "havend's mail subject"
-code=$("${CURL[@]}" -o "$WORK/r" -w '%{http_code}' -X POST -d '{}' "$URL/api/v1/repositories/main/check")
+code=$("${CURL[@]}" -H "@$WORK/token.operator" -o "$WORK/r" -w '%{http_code}' -X POST -d '{}' "$URL/api/v1/repositories/main/check")
 [ "$code" = 202 ] || fail "check main: HTTP $code $(cat "$WORK/r")"
 wait_for $((h0 + 2)) hooks
 verify_hook "$WORK/hooks/$(hooks).json"
@@ -382,7 +385,7 @@ ok "havend: a failed check job told by signed webhook and mail ('check job $job 
 
 # /metrics: the repository is measured after the job on it ended.
 for _ in $(seq 100); do
-  "${CURL[@]}" -D "$WORK/mh" -o "$WORK/metrics" "$URL/metrics"
+  "${CURL[@]}" -H "@$WORK/token.auditor" -D "$WORK/mh" -o "$WORK/metrics" "$URL/metrics"
   grep -q '^haven_repository_points{repository="main"}' "$WORK/metrics" && break
   sleep 0.1
 done
@@ -416,9 +419,7 @@ done
 start_havend d2 --repository main="$R" --password-file "$WORK/pw"
 code=$("${CURL[@]}" -o "$WORK/r" -w '%{http_code}' "$URL/metrics")
 [ "$code" = 401 ] || fail "/metrics without credentials: HTTP $code"
-# Prometheus scrapes with an auditor token.
-T=$("$HAVEND" token create --name prometheus --role auditor --state-dir "$STATE")
-code=$("${CURL[@]}" -H "Authorization: Bearer $T" -o "$WORK/metrics2" -w '%{http_code}' "$URL/metrics")
+code=$("${CURL[@]}" -H "@$WORK/token.auditor" -o "$WORK/metrics2" -w '%{http_code}' "$URL/metrics")
 [ "$code" = 200 ] || fail "/metrics with an auditor token: HTTP $code $(cat "$WORK/metrics2")"
 contains "$WORK/metrics2" 'haven_jobs_total{kind="check",state="failed"} 1' "/metrics with a token"
 "${CURL[@]}" -o "$WORK/openapi.json" "$URL/api/v1/openapi.json"
