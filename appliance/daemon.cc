@@ -128,7 +128,10 @@ Status Serve(const ServeOptions& options) {
   if (jobs->interrupted_at_start() > 0)
     Log("marked " + std::to_string(jobs->interrupted_at_start()) +
         " job(s) interrupted: they were running when havend stopped");
-  RegisterRepositoryJobKinds(*jobs, catalog);
+  RegisterRepositoryJobKinds(*jobs, catalog,
+                             [&open_repositories](const std::string& name) {
+                               open_repositories.Drop(name);
+                             });
   Services services;
   services.config = &config;
   services.db = db.get();

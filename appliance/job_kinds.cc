@@ -228,8 +228,9 @@ JobOutcome RunForget(const RepositoryCatalog& catalog, const JobSpec& spec,
 
 // ------------------------------------------------------------- gc, check
 
-JobOutcome RunGc(const RepositoryCatalog& catalog, const JobSpec& spec,
-                 JobContext& ctx) {
+JobOutcome RunGc(const RepositoryCatalog& catalog,
+                 const std::function<void(const std::string&)>& release,
+                 const JobSpec& spec, JobContext& ctx) {
   const RepositoryConfig* cfg = catalog.Find(spec.repository);
   if (!cfg)
     return Failed(
@@ -243,6 +244,7 @@ JobOutcome RunGc(const RepositoryCatalog& catalog, const JobSpec& spec,
   opt.open = OpenFor(ctx, true);
   opt.on_phase = ctx.log;
   opt.cancel = ctx.cancel;  // honoured until the sweep begins
+  if (release) release(spec.repository);
   auto r = repository::CollectGarbage(cfg->path, *pass, opt);
   if (!r.ok()) return Failed(r.status());
   JobOutcome out;
@@ -339,8 +341,9 @@ Status ValidateCheckParams(const json& p) {
   return Number(p, "read_data_percent", 0, 100, false);
 }
 
-void RegisterRepositoryJobKinds(JobService& jobs,
-                                const RepositoryCatalog& repositories) {
+void RegisterRepositoryJobKinds(
+    JobService& jobs, const RepositoryCatalog& repositories,
+    std::function<void(const std::string&)> release) {
   const RepositoryCatalog* c = &repositories;
   auto params = [](Status (*v)(const json&)) {
     return [v](const JobSpec& s) { return v(s.params); };
@@ -351,9 +354,10 @@ void RegisterRepositoryJobKinds(JobService& jobs,
   jobs.RegisterKind(
       "forget", params(ValidateForgetParams),
       [c](const JobSpec& s, JobContext& ctx) { return RunForget(*c, s, ctx); });
-  jobs.RegisterKind(
-      "gc", params(ValidateGcParams),
-      [c](const JobSpec& s, JobContext& ctx) { return RunGc(*c, s, ctx); });
+  jobs.RegisterKind("gc", params(ValidateGcParams),
+                    [c, release](const JobSpec& s, JobContext& ctx) {
+                      return RunGc(*c, release, s, ctx);
+                    });
   jobs.RegisterKind(
       "check", params(ValidateCheckParams),
       [c](const JobSpec& s, JobContext& ctx) { return RunCheck(*c, s, ctx); });

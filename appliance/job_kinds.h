@@ -31,8 +31,12 @@ Status ValidateCheckParams(const nlohmann::json& params);
 
 // Registers the four kinds above on `jobs`; `repositories` (and the
 // configuration it holds) must outlive it.
-void RegisterRepositoryJobKinds(JobService& jobs,
-                                const RepositoryCatalog& repositories);
+// `release` (may be unset) is called with a repository's name before gc
+// takes it alone, so that readers holding it open (the API's repository
+// cache) let go at once instead of after their idle time.
+void RegisterRepositoryJobKinds(
+    JobService& jobs, const RepositoryCatalog& repositories,
+    std::function<void(const std::string&)> release = {});
 
 }  // namespace haven::appliance
 
