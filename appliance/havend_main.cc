@@ -1,9 +1,11 @@
 // havend: the Haven appliance daemon. This file only parses the command
 // line; the daemon lives in appliance/daemon.cc, the set-up in setup.cc.
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 
 #include "appliance/auth_commands.h"
@@ -300,6 +302,12 @@ int main(int argc, char** argv) {
         "FILE, or " +
         std::string(haven::appliance::kDefaultConfigPath) + ")"));
   ApplyConfig(config->value_or(ApplianceConfig()), *serve, o);
+  // Two malloc arenas, not glibc's 8 per core: each of the ~15 threads
+  // (TLS, handlers, jobs) otherwise keeps its own arena, and the freed
+  // memory scattered over them stays resident (idle after 50 clients'
+  // load: 51.6 MiB RSS with the default, 39.8 MiB with 2; see
+  // docs/benchmark-results.md, "Appliance"). MALLOC_ARENA_MAX still wins.
+  if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
   Status s = haven::appliance::Serve(o);
   if (!s.ok()) return Fail(s);
   return 0;

@@ -1,5 +1,7 @@
 #include "appliance/notify_monitor.h"
 
+#include <malloc.h>
+
 #include <ctime>
 
 #include "appliance/daily_report.h"
@@ -191,6 +193,11 @@ void NotifyMonitor::Run() {
   while (!stop_) {
     lock.unlock();
     CheckNow();
+    // Give back the heap that measuring (scrypt's 32 MiB, RocksDB's caches),
+    // jobs and requests freed: glibc keeps freed memory in each thread's
+    // arena, which left an idle havend at 53 MiB RSS instead of 36 MiB
+    // (bench/havend.sh, docs/benchmark-results.md). Cheap: once a check.
+    malloc_trim(0);
     int64_t now = Now();
     if (next_report_ && now >= *next_report_) {
       if (notifier_ && notifier_->has_mail()) {

@@ -1,5 +1,6 @@
 #include "appliance/repository_cache.h"
 
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -232,18 +233,26 @@ void RepositoryCache::DropAll() {
 }
 
 void RepositoryCache::Expire() {
-  std::vector<std::shared_ptr<OpenRepository>> closing;
-  std::lock_guard lock(mu_);
-  auto now = std::chrono::steady_clock::now();
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    if (now - it->second.used > options_.max_idle ||
-        now - it->second.opened > options_.max_age) {
-      closing.push_back(std::move(it->second.open));
-      it = entries_.erase(it);
-    } else {
-      ++it;
+  bool closed = false;
+  {
+    std::vector<std::shared_ptr<OpenRepository>> closing;
+    std::lock_guard lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (now - it->second.used > options_.max_idle ||
+          now - it->second.opened > options_.max_age) {
+        closing.push_back(std::move(it->second.open));
+        it = entries_.erase(it);
+      } else {
+        ++it;
+      }
     }
-  }
+    closed = !closing.empty();
+  }  // closed here, after the lock is released
+  // An entry holds its points' manifests and RocksDB's caches: once they
+  // are freed, give the heap back (glibc keeps it in the arenas otherwise;
+  // see notify_monitor.cc).
+  if (closed) malloc_trim(0);
 }
 
 }  // namespace haven::appliance
