@@ -70,9 +70,8 @@ Result<std::shared_ptr<const PointList>> OpenRepository::Points() {
       FolderTimes(repo_->dir());
   if (last_ && folders && last_folders_ == folders &&
       Settled(*folders, last_listed_ns_)) {
-    auto out = std::make_shared<PointList>(*last_);
-    out->listed_at = NowIso8601();
-    last_ = std::move(out);
+    // Unchanged: the same list, shared, not a copy of its 10,000 entries
+    // per request; its listed_at stays the time of the listing it came from.
     last_started_ = started;
     return last_;
   }

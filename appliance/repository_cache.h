@@ -42,7 +42,9 @@ struct PointList {
   std::vector<std::shared_ptr<const repository::Manifest>> points;
   std::set<std::string> protected_ids;
   std::vector<std::string> errors;  // unreadable manifests, one line each
-  std::string listed_at;            // ISO time of the snapshots/ listing
+  // ISO time of the snapshots/ listing this list came from; a later call
+  // that found the folders unchanged returns the same list and time.
+  std::string listed_at;
 };
 
 class OpenRepository {
