@@ -111,7 +111,8 @@ class SqlJobService : public JobService {
                       std::chrono::steady_clock::time_point now);
   Result<std::vector<JobRecord>> Records(const std::string& where,
                                          const std::vector<SqlValue>& params,
-                                         const std::string& tail);
+                                         const std::string& tail,
+                                         bool with_result);
 
   StateDb& db_;
   const JobServiceOptions options_;

@@ -116,6 +116,7 @@ class JobService {
   // NotFound for an unknown id; FailedPrecondition for an ended job.
   virtual Status Cancel(int64_t id, const std::string& by) = 0;
   virtual Result<JobRecord> Get(int64_t id) = 0;
+  // Newest first; each record without its items and result (Get has them).
   virtual Result<std::vector<JobRecord>> List(const JobFilter& filter) = 0;
   // Log lines after line number `after` (0: from the start), with numbers.
   virtual Result<std::vector<std::pair<int64_t, std::string>>> Log(
