@@ -149,65 +149,75 @@ Response Calendar(Scheduler& sched, const ApiCall& call) {
 }  // namespace
 
 std::vector<Route> ScheduleRoutes(Services& services) {
-  Scheduler& sched = *services.scheduler;
+  // The scheduler is looked up when a request comes, not when the table
+  // is built: `havend openapi` builds it with no services at all.
   const std::string base = "/api/v1/schedules";
   return {
       {"GET", base, Access::kRole, Role::kAuditor,
        "list the schedules, each with its next run", doc::ListSchedules(),
-       [&sched](const ApiCall&) { return ListSchedules(sched); }},
+       [&services](const ApiCall&) {
+         return ListSchedules((*services.scheduler));
+       }},
       {"POST", base, Access::kRole, Role::kAdmin,
        "create a schedule (a systemd calendar event and the job it runs)",
        doc::CreateSchedule(),
-       [&sched](const ApiCall& call) {
+       [&services](const ApiCall& call) {
          auto body = Body(call);
          if (!body.ok()) return StatusResponse(body.status());
-         return Created(sched, sched.Add(*body), 201);
+         return Created((*services.scheduler), (*services.scheduler).Add(*body),
+                        201);
        }},
       {"GET", base + "/{id}", Access::kRole, Role::kAuditor,
        "show one schedule with its next run", doc::GetSchedule(),
-       [&sched](const ApiCall& call) {
+       [&services](const ApiCall& call) {
          auto id = IdParam(call);
          if (!id.ok()) return StatusResponse(id.status());
-         return Created(sched, sched.Get(*id), 200);
+         return Created((*services.scheduler), (*services.scheduler).Get(*id),
+                        200);
        }},
       {"PUT", base + "/{id}", Access::kRole, Role::kAdmin,
        "change a schedule: the fields given replace the stored ones",
        doc::ChangeSchedule(),
-       [&sched](const ApiCall& call) {
+       [&services](const ApiCall& call) {
          auto id = IdParam(call);
          if (!id.ok()) return StatusResponse(id.status());
          auto body = Body(call);
          if (!body.ok()) return StatusResponse(body.status());
-         return Created(sched, sched.Change(*id, *body), 200);
+         return Created((*services.scheduler),
+                        (*services.scheduler).Change(*id, *body), 200);
        }},
       {"DELETE", base + "/{id}", Access::kRole, Role::kAdmin,
        "delete a schedule (its jobs stay in the history)",
        doc::DeleteSchedule(),
-       [&sched](const ApiCall& call) {
+       [&services](const ApiCall& call) {
          auto id = IdParam(call);
          if (!id.ok()) return StatusResponse(id.status());
-         Status s = sched.Remove(*id);
+         Status s = (*services.scheduler).Remove(*id);
          if (!s.ok()) return StatusResponse(s);
          return OkJson({{"deleted", *id}});
        }},
       {"GET", base + "/{id}/next", Access::kRole, Role::kAuditor,
        "the next N run times of a schedule (random delay included)",
        doc::NextRuns(),
-       [&sched](const ApiCall& call) { return NextOf(sched, call); }},
+       [&services](const ApiCall& call) {
+         return NextOf((*services.scheduler), call);
+       }},
       {"POST", base + "/{id}/run", Access::kRole, Role::kOperator,
        "run a schedule's job now; its timed runs stay as they are",
        doc::RunNow(),
-       [&sched](const ApiCall& call) {
+       [&services](const ApiCall& call) {
          auto id = IdParam(call);
          if (!id.ok()) return StatusResponse(id.status());
-         auto job = sched.RunNow(*id, call.caller.name);
+         auto job = (*services.scheduler).RunNow(*id, call.caller.name);
          if (!job.ok()) return StatusResponse(job.status());
          return OkJson({{"job", *job}}, 202);
        }},
       {"GET", "/api/v1/calendar", Access::kRole, Role::kAuditor,
        "check a calendar event: its normalized form and next N elapses",
        doc::CalendarPreview(),
-       [&sched](const ApiCall& call) { return Calendar(sched, call); }},
+       [&services](const ApiCall& call) {
+         return Calendar((*services.scheduler), call);
+       }},
   };
 }
 

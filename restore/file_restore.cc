@@ -641,7 +641,8 @@ class ArchiveSink : public Sink {
     archive_entry_set_size(entry.get(), static_cast<la_int64_t>(e.size));
     auto write = [&](const uint8_t* data, size_t len) -> Status {
       if (archive_write_data(a_.get(), data, len) !=
-          static_cast<la_ssize_t>(len))
+              static_cast<la_ssize_t>(len) ||
+          !write_error_.ok())
         return Error("write " + rel);
       progress(len);
       return OkStatus();
@@ -771,7 +772,8 @@ class ArchiveSink : public Sink {
   }
 
   Status Finish() override {
-    if (archive_write_close(a_.get()) != ARCHIVE_OK) return Error("finish");
+    if (archive_write_close(a_.get()) != ARCHIVE_OK || !write_error_.ok())
+      return Error("finish");
     a_.reset();
     if (writer_) {
       done_ = true;
@@ -817,14 +819,15 @@ class ArchiveSink : public Sink {
   }
   static la_ssize_t WriteCb(struct archive* a, void* self, const void* buf,
                             size_t len) {
+    // Once the stream failed (the client went away) the bytes are dropped
+    // but reported written: libarchive left in its fatal state leaks zip's
+    // deflate state on free. The export stops at its next write instead,
+    // which checks write_error_.
+    (void)a;
     auto* sink = static_cast<ArchiveSink*>(self);
-    if (!sink->write_error_.ok()) return -1;
-    sink->write_error_ = sink->writer_(
-        std::string_view(static_cast<const char*>(buf), len));
-    if (!sink->write_error_.ok()) {
-      archive_set_error(a, EIO, "%s", sink->write_error_.message().c_str());
-      return -1;
-    }
+    if (sink->write_error_.ok())
+      sink->write_error_ =
+          sink->writer_(std::string_view(static_cast<const char*>(buf), len));
     return static_cast<la_ssize_t>(len);
   }
 
@@ -893,6 +896,7 @@ class ArchiveSink : public Sink {
     return true;
   }
   Status Header(struct archive_entry* entry, const std::string& rel) {
+    if (!write_error_.ok()) return write_error_;
     int r = archive_write_header(a_.get(), entry);
     // WARN: e.g. a name that is not valid in the archive's character set,
     // written as raw bytes; the entry itself is complete.
