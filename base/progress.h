@@ -58,6 +58,13 @@ inline Progress ByteProgress(uint64_t done, uint64_t total, uint64_t new_bytes,
 class CancelToken {
  public:
   CancelToken() : flag_(std::make_shared<std::atomic<bool>>(false)) {}
+  // A token over a flag it does not own (e.g. one in memory shared with a
+  // parent process); `flag` must outlive every copy.
+  static CancelToken Over(std::atomic<bool>* flag) {
+    CancelToken t;
+    t.flag_ = std::shared_ptr<std::atomic<bool>>(std::shared_ptr<void>(), flag);
+    return t;
+  }
   void Cancel() const { flag_->store(true, std::memory_order_relaxed); }
   bool cancelled() const { return flag_->load(std::memory_order_relaxed); }
   // OK, or Cancelled("<what> was cancelled") once Cancel() was called.

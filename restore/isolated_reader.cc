@@ -82,7 +82,8 @@ void LimitChildMemory() {
 }  // namespace
 
 Result<int> RunIsolated(const std::function<int()>& work,
-                        const IsolatedOutputs& outputs) {
+                        const IsolatedOutputs& outputs,
+                        const std::function<void()>& while_waiting) {
   // Buffered output would otherwise be written twice, by both processes.
   std::cout.flush();
   std::fflush(nullptr);
@@ -97,8 +98,15 @@ Result<int> RunIsolated(const std::function<int()>& work,
     _exit(rc);
   }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return ErrnoStatus("waitpid", errno);
+  for (;;) {
+    const pid_t r = waitpid(pid, &status, while_waiting ? WNOHANG : 0);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return ErrnoStatus("waitpid", errno);
+    if (r == 0) {
+      while_waiting();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   const std::string removed = RemovePartial(pid, outputs);
@@ -130,39 +138,23 @@ Result<std::string> RunIsolatedResult(
     void* p;
     ~Unmap() { ::munmap(p, sizeof(std::atomic<bool>)); }
   } unmap{shared};
-  std::atomic<bool> done{false};
-  std::thread watcher([&] {
-    while (!done.load()) {
-      if (cancel.cancelled()) flag->store(true);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
-  struct Join {
-    std::atomic<bool>& done;
-    std::thread& t;
-    ~Join() {
-      done.store(true);
-      t.join();
-    }
-  } join{done, watcher};
+  // The caller's cancel is copied into the shared flag by this thread
+  // between its waits for the child, not by a thread of its own: a thread
+  // running while fork() copies the process can leave the child a lock it
+  // holds, and the child then hangs on it.
+  auto copy_cancel = [&] {
+    if (cancel.cancelled()) flag->store(true);
+  };
   // The result file: 'O' and the value, or 'E', the code as one byte and
   // the message.
   const int fd = ::memfd_create("haven-isolated-result", MFD_CLOEXEC);
   if (fd < 0) return ErrnoStatus("memfd_create", errno);
   UniqueFd result_fd(fd);
   auto child = [&]() -> int {
-    // Only the forking thread lives on in the child: a fresh watcher.
-    CancelToken token;
-    std::atomic<bool> child_done{false};
-    std::thread child_watcher([&] {
-      while (!child_done.load()) {
-        if (flag->load()) token.Cancel();
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    });
+    // The shared flag itself is the child's token: no thread is started
+    // in a child forked from a multi-threaded process.
+    CancelToken token = CancelToken::Over(flag);
     Result<std::string> r = work(token);
-    child_done.store(true);
-    child_watcher.join();
     const std::string out = r.ok() ? "O" + *r
                                    : std::string("E") +
                                          static_cast<char>(r.status().code()) +
@@ -176,7 +168,7 @@ Result<std::string> RunIsolatedResult(
     }
     return 0;
   };
-  HAVEN_ASSIGN_OR_RETURN(int rc, RunIsolated(child, outputs));
+  HAVEN_ASSIGN_OR_RETURN(int rc, RunIsolated(child, outputs, copy_cancel));
   std::string text;
   char buf[65536];
   for (off_t off = 0;;) {

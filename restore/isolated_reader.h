@@ -35,8 +35,11 @@ struct IsolatedOutputs {
 // cleaned up; waitpid failures return its errno. The child's stdout and
 // stderr are the caller's, so the caller flushes its buffers first (done
 // here for stdio and std::cout).
+// `while_waiting`, when set, is called about every 0.1 s until the child
+// ends (from this thread: no thread is started around the fork).
 Result<int> RunIsolated(const std::function<int()>& work,
-                        const IsolatedOutputs& outputs);
+                        const IsolatedOutputs& outputs,
+                        const std::function<void()>& while_waiting = {});
 
 // As RunIsolated, for work with a result: what `work` returns (a string,
 // or an error with its code and message) comes back from the child in a
