@@ -31,7 +31,8 @@ std::string Join(std::initializer_list<const char*> names) {
 // Refuses any key of `object` not in `known`.
 Status OnlyKeys(const json& object, std::string_view field,
                 std::initializer_list<const char*> known) {
-  for (const auto& [key, value] : object.items()) {
+  for (const auto& item : object.items()) {
+    const std::string& key = item.key();
     bool found = std::any_of(known.begin(), known.end(),
                              [&](const char* k) { return key == k; });
     if (!found)
