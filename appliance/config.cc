@@ -2,7 +2,7 @@
 //
 //   # comment            (also "; comment"); blank lines are skipped
 //   [Server]             Listen= StateDirectory= Certificate= Key= Threads=
-//                        MaxBodySize=
+//                        MaxBodySize= ConsoleDirectory=
 //   [Repository NAME]    Path= PasswordFile=        (one section per
 //   repository) [Libvirt]            URI= [Jobs]               MaxJobs=
 //   MaxJobsPerRepository= [Notify]             WebhookURL= WebhookSecretFile=
@@ -89,6 +89,8 @@ std::map<std::string, Setter> Parser::KeysOf(const std::string& section) {
         {"Key", [&c](const Line& l) { return SetPath(l, &c.key_file); }},
         {"Threads",
          [&c](const Line& l) { return SetNumber(l, &c.threads, 1, 256); }},
+        {"ConsoleDirectory",
+         [&c](const Line& l) { return SetPath(l, &c.console_dir); }},
         {"MaxBodySize",
          [&c](const Line& l) {
            return SetNumber<uint64_t>(l, &c.max_body_bytes, 1024, 1ull << 30);

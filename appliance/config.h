@@ -51,6 +51,7 @@ struct ApplianceConfig {
   uint64_t max_body_bytes = 1 << 20;  // larger request bodies: 413
   std::vector<RepositoryConfig> repositories;
   std::string libvirt_uri = "qemu:///system";
+  std::string console_dir;          // "" : kDefaultConsoleDir (console_files.h)
   int max_jobs = 2;                 // jobs running at once, in total
   int max_jobs_per_repository = 1;  // ... and into one repository
   NotifyConfig notify;

@@ -8,8 +8,8 @@
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
-#include "appliance/scheduler.h"
 #include "appliance/certificate.h"
+#include "appliance/console_files.h"
 #include "appliance/job_kinds.h"
 #include "appliance/job_service.h"
 #include "appliance/notifier.h"
@@ -18,10 +18,11 @@
 #include "appliance/repository_cache.h"
 #include "appliance/restore_jobs.h"
 #include "appliance/routes.h"
+#include "appliance/scheduler.h"
 #include "appliance/services.h"
 #include "appliance/state_db.h"
-#include "base/file.h"
 #include "appliance/systemd_notify.h"
+#include "base/file.h"
 #include "base/time.h"
 
 namespace haven::appliance {
@@ -206,7 +207,10 @@ Status Serve(const ServeOptions& options) {
   // Event streams hold a handler thread each: at most half of them.
   std::vector<Route> routes =
       AllRoutes(services, api, options.threads / 2, &usage);
-  HAVEN_ASSIGN_OR_RETURN(Handler handler, MakeApiHandler(routes, api));
+  HAVEN_ASSIGN_OR_RETURN(Handler api_handler, MakeApiHandler(routes, api));
+  Handler handler = MakeConsoleHandler(
+      options.console_dir.empty() ? kDefaultConsoleDir : options.console_dir,
+      std::move(api_handler));
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));
   jobs->Start();

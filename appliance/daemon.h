@@ -27,6 +27,7 @@ struct ServeOptions {
   // `havend serve --repository NAME=PATH --password-file FILE` gives.
   std::vector<RepositoryConfig> repositories;
   std::string libvirt_uri = "qemu:///system";
+  std::string console_dir;  // the web console's files; "" : the default
   int max_jobs = 2;
   int max_jobs_per_repository = 1;
   NotifyConfig notify;  // --notify-*

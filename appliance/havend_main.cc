@@ -72,6 +72,8 @@ void ApplyConfig(const ApplianceConfig& c, const CLI::App& serve,
   if (!serve.get_option("--repository")->count())
     o.repositories = c.repositories;
   if (!serve.get_option("--libvirt-uri")->count()) o.libvirt_uri = c.libvirt_uri;
+  if (!serve.get_option("--console-dir")->count())
+    o.console_dir = c.console_dir;
   if (!serve.get_option("--max-jobs")->count()) o.max_jobs = c.max_jobs;
   if (!serve.get_option("--max-jobs-per-repository")->count())
     o.max_jobs_per_repository = c.max_jobs_per_repository;
@@ -158,6 +160,9 @@ int main(int argc, char** argv) {
                     "file whose first line is the passphrase of the "
                     "--repository in the same position (read when a job "
                     "opens it)");
+  serve->add_option("--console-dir", o.console_dir,
+                    "folder of the web console's files (default "
+                    "/usr/share/haven/console)");
   serve->add_option("--libvirt-uri", o.libvirt_uri, "libvirt URI of the host")
       ->capture_default_str();
   serve->add_option("--max-jobs", o.max_jobs, "jobs running at once")

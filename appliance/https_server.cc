@@ -60,7 +60,8 @@ constexpr int kIoThreads = 2;
 constexpr std::string_view kServerOwnedHeaders[] = {
     "content-length", "connection", "transfer-encoding", "cache-control"};
 
-// Sent with every response: nothing is cached, nothing is framed or
+// Sent with every response (a handler's own Content-Security-Policy
+// replaces the default one): nothing is cached, nothing is framed or
 // sniffed, no referrer leaves, and browsers stay on HTTPS.
 constexpr std::pair<std::string_view, std::string_view> kSecurityHeaders[] = {
     {"Cache-Control", "no-store"},
@@ -117,9 +118,15 @@ http::response<http::empty_body> ResponseHead(const Response& r,
       continue;
     head.insert(name, value);
   }
-  for (const auto& [name, value] : kSecurityHeaders)
+  for (const auto& [name, value] : kSecurityHeaders) {
+    // A handler may narrow the Content-Security-Policy for what it serves
+    // (the console's pages load their own scripts); the others are fixed.
+    if (name == "Content-Security-Policy" &&
+        head.find("Content-Security-Policy") != head.end())
+      continue;
     head.insert(beast::string_view(name.data(), name.size()),
                 beast::string_view(value.data(), value.size()));
+  }
   if (length) {
     head.content_length(*length);
   } else {

@@ -1,0 +1,191 @@
+// Every request the console makes goes through this module, to havend's
+// public API under /api/v1: the console has no other way in, so all it does
+// can be scripted as well (docs/openapi.json).
+//
+// Errors come back as ApiError, whose message is a sentence for a person:
+// what failed and, from havend's {"error": "..."} answer, why. Never raw
+// JSON.
+
+let csrfToken = null;
+
+export class ApiError extends Error {
+  constructor(status, message, reason) {
+    super(message);
+    this.status = status;  // HTTP status, 0 when havend could not be reached
+    this.reason = reason;  // havend's own words, may be ""
+  }
+}
+
+const STATUS_WORDS = {
+  400: 'havend did not accept this request',
+  401: 'You are not logged in, or your session has ended. Log in again.',
+  403: 'Your role does not allow this',
+  404: 'This does not exist (any more)',
+  405: 'This action is not possible here',
+  408: 'The request took too long',
+  409: 'This conflicts with the current state',
+  410: 'This has expired',
+  413: 'The request is too large',
+  422: 'The values given are not valid',
+  429: 'Too many attempts; wait a little and try again',
+  500: 'havend failed while doing this',
+  502: 'A service havend depends on did not answer',
+  503: 'havend is busy or shutting down; try again shortly',
+};
+
+// Listeners for "the session has ended" (app.js sends the user to login).
+const unauthorizedListeners = new Set();
+export function onUnauthorized(fn) {
+  unauthorizedListeners.add(fn);
+}
+
+export function query(params) {
+  if (!params) return '';
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === '') continue;
+    q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? '?' + s : '';
+}
+
+async function errorFrom(res) {
+  let reason = '';
+  try {
+    const text = await res.text();
+    try {
+      const j = JSON.parse(text);
+      reason = typeof j.error === 'string' ? j.error :
+          typeof j.message === 'string'    ? j.message :
+                                             '';
+    } catch {
+      reason =
+          text.length < 300 && !text.trim().startsWith('<') ? text.trim() : '';
+    }
+  } catch { /* body unreadable */
+  }
+  const base = STATUS_WORDS[res.status] ||
+      `havend answered with an error (HTTP ${res.status})`;
+  let message = base;
+  if (reason) message = base.replace(/[.]$/, '') + ': ' + reason;
+  if (res.status === 429) {
+    const after = res.headers.get('Retry-After');
+    if (after) message += ` (try again in ${after} s)`;
+  }
+  return new ApiError(res.status, message, reason);
+}
+
+// request('GET', '/points', undefined, {vm: 'web'}) -> parsed JSON.
+// `opts.raw`: return the Response itself (downloads).
+export async function request(method, path, body, params, opts = {}) {
+  const headers = {Accept: 'application/json'};
+  const init = {method, headers, credentials: 'same-origin', cache: 'no-store'};
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  if (method !== 'GET' && method !== 'HEAD' && csrfToken)
+    headers['X-CSRF-Token'] = csrfToken;
+  let res;
+  try {
+    res = await fetch('/api/v1' + path + query(params), init);
+  } catch (e) {
+    throw new ApiError(
+        0,
+        'havend cannot be reached: check that it is running and that this computer can reach it.',
+        String(e));
+  }
+  if (!res.ok) {
+    const err = await errorFrom(res);
+    if (res.status === 401 && path !== '/login')
+      unauthorizedListeners.forEach(fn => fn(err));
+    throw err;
+  }
+  if (opts.raw) return res;
+  if (res.status === 204) return null;
+  const type = res.headers.get('Content-Type') || '';
+  if (!type.includes('json')) return res.text();
+  return res.json();
+}
+
+export const get = (path, params) => request('GET', path, undefined, params);
+export const post = (path, body, params) =>
+    request('POST', path, body ?? {}, params);
+export const put = (path, body) => request('PUT', path, body ?? {});
+export const del = (path) => request('DELETE', path);
+
+// Who is logged in: {name, role, session, csrf_token?} or null.
+export async function whoami() {
+  try {
+    const me = await get('/me');
+    csrfToken = me.csrf_token || null;
+    return me;
+  } catch (e) {
+    if (e.status === 401) return null;
+    throw e;
+  }
+}
+
+export async function login(user, password) {
+  const r = await request('POST', '/login', {user, password});
+  csrfToken = r.csrf_token || null;
+  return r;
+}
+
+export async function logout() {
+  try {
+    await request('POST', '/logout', {});
+  } finally {
+    csrfToken = null;
+  }
+}
+
+const ROLE_RANK = {
+  auditor: 1,
+  operator: 2,
+  admin: 3
+};
+// Whether `me` has at least `role` (so pages hide what would be a 403).
+export function hasRole(me, role) {
+  return !!me && (ROLE_RANK[me.role] || 0) >= (ROLE_RANK[role] || 99);
+}
+
+// Live job events (GET /events, Server-Sent Events). `handlers`:
+// {progress(obj), state(obj), dropped(), error()}. Returns {close()}.
+// The browser reconnects by itself after a network error.
+export function events(handlers, jobId) {
+  const src = new EventSource('/api/v1/events' + query({job: jobId}));
+  const parse = (fn) => (ev) => {
+    try {
+      fn && fn(JSON.parse(ev.data));
+    } catch { /* ignore a bad event */
+    }
+  };
+  src.addEventListener('progress', parse(handlers.progress));
+  src.addEventListener('state', parse(handlers.state));
+  src.addEventListener('dropped', () => handlers.dropped && handlers.dropped());
+  src.onerror = () => handlers.error && handlers.error();
+  return {close: () => src.close()};
+}
+
+// Saves a response body as a file the browser downloads. For GET downloads
+// prefer a plain link (downloadLink in ui.js): the browser streams it.
+export async function saveResponse(res, fallbackName) {
+  const cd = res.headers.get('Content-Disposition') || '';
+  const m = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(cd);
+  const name = m ? decodeURIComponent(m[1]) : fallbackName;
+  const blob = await res.blob();
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+export function csrf() {
+  return csrfToken;
+}
