@@ -6,7 +6,7 @@
 // repository's usage over time.
 import * as api from '../api.js';
 import {badge, clear, errorBox, fmtAgo, fmtBytes, fmtDuration, fmtTime, go, h, notice, pageTitle, setProgress, table, timeAgo, toDate} from '../ui.js';
-import {bar, debounce, FINAL_STATES, jobLink, jobTarget, kindWords, progressFraction, progressText, stateBadge} from './jobs.js';
+import {bar, debounce, FINAL_STATES, liveEvents, jobLink, jobTarget, kindWords, progressFraction, progressText, stateBadge} from './jobs.js';
 
 const HOUR = 3600e3, DAY = 86400e3;
 // The grace a schedule gets before its VMs count as overdue, as havend's
@@ -183,10 +183,9 @@ export async function render(view, ctx) {
       summary, lost,
       h('section', {class: 'card'}, h('h2', {}, 'Running jobs'), running),
       h('section', {class: 'card'}, h('h2', {}, 'Virtual machines'), vmHolder),
+      h('section', {class: 'card'}, h('h2', {}, 'Failed jobs, last 7 days'), failedHolder),
       h('section', {class: 'card', id: 'agents'}, h('h2', {}, 'File-level agents'), agentHolder),
-      h('div', {class: 'grid dash-bottom'},
-        h('section', {class: 'card'}, h('h2', {}, 'Failed jobs, last 7 days'), failedHolder),
-        h('section', {class: 'card'}, h('h2', {}, 'Repositories'), repoHolder)));
+      h('section', {class: 'card'}, h('h2', {}, 'Repositories'), repoHolder));
 
   if (allBtn) {
     allBtn.addEventListener('click', async () => {
@@ -394,7 +393,7 @@ export async function render(view, ctx) {
       for (const v of vms) rows.push(vmRow(v, host, now));
     const multi = hostsData.length > 1;
     const cols = [
-      {title: 'VM', cell: r => r.cells.vm},
+      {title: 'VM', class: 'lead', cell: r => r.cells.vm},
       {title: 'Last backup', cell: r => r.cells.state},
       {title: 'Size', class: 'num', cell: r => r.cells.size},
       {title: 'Consistency', cell: r => r.cells.cons},
@@ -427,6 +426,7 @@ export async function render(view, ctx) {
     const cols = [
       {
         title: 'Backup name',
+        class: 'lead',
         cell: r => h('div', {class: 'cell-stack'},
                      h('a', {href: `#/points?vm=${encodeURIComponent(r.latest.name)}`}, r.latest.name),
                      h('span', {class: 'muted small'}, `${r.count}${r.count >= 1000 ? '+' : ''} point${r.count === 1 ? '' : 's'}`))
@@ -473,9 +473,8 @@ export async function render(view, ctx) {
   function renderFailed(jobs) {
     if (!jobs.length) return notice('No failed jobs in the last 7 days.', 'ok');
     const cols = [
-      {title: 'Job', cell: j => jobLink(j)},
+      {title: 'Job', class: 'lead', cell: j => h('span', {}, jobLink(j), ' ', kindWords(j.kind), ' ', h('span', {class: 'muted'}, jobTarget(j)))},
       {title: 'State', cell: j => stateBadge(j.state)},
-      {title: 'What', cell: j => h('span', {}, kindWords(j.kind), ' ', h('span', {class: 'muted'}, jobTarget(j)))},
       {title: 'When', cell: j => timeAgo(j.ended_at || j.queued_at)},
       {title: 'Error', cell: j => h('span', {class: 'err-text'}, j.error || 'see the job')},
     ];
@@ -491,13 +490,16 @@ export async function render(view, ctx) {
       card.append(errorBox(r.error, 'This repository cannot be opened'));
       return card;
     }
-    const kinds = r.points_by_kind ?
-        Object.entries(r.points_by_kind).map(([k, n]) => `${n} ${k}`).join(', ') : '';
     const used = r.filesystem_bytes > 0 ? 1 - r.free_bytes / r.filesystem_bytes : null;
     const fsBar = used !== null ? bar(used, `${r.name} file system used`) : null;
     if (fsBar && used > 0.9) fsBar.classList.add('full');
-    card.append(h('dl', {class: 'props'},
-                  h('dt', {}, 'Points'), h('dd', {}, String(r.points ?? '–'), kinds ? h('span', {class: 'muted'}, ` (${kinds})`) : null,
+    const KIND = {files: 'file-level', vm: 'VM', image: 'image'};
+    const kindsText = r.points_by_kind ?
+        Object.entries(r.points_by_kind).map(([k, n]) => `${n} ${KIND[k] || k}`).join(', ') : '';
+    const body = h('div', {class: 'repo-body'});
+    card.append(body);
+    body.append(h('dl', {class: 'props'},
+                  h('dt', {}, 'Points'), h('dd', {}, String(r.points ?? '–'), kindsText ? h('span', {class: 'muted'}, ` (${kindsText})`) : null,
                                            r.unreadable_points ? h('span', {class: 'err-text'}, ` · ${r.unreadable_points} unreadable`) : null),
                   h('dt', {}, 'Latest'), h('dd', {}, timeAgo(r.latest_point_time)),
                   h('dt', {}, 'Logical'), h('dd', {}, fmtBytes(r.logical_bytes), h('span', {class: 'muted'}, ' (what the points hold)')),
@@ -505,7 +507,7 @@ export async function render(view, ctx) {
                                            r.reduction_ratio > 0 ? h('span', {class: 'muted'}, ` (${r.reduction_ratio >= 10 ? Math.round(r.reduction_ratio) : r.reduction_ratio.toFixed(1)}× smaller)`) : null),
                   h('dt', {}, 'Free'), h('dd', {}, r.free_bytes != null ? `${fmtBytes(r.free_bytes)} of ${fmtBytes(r.filesystem_bytes)}` : '–', fsBar)));
     const chartHolder = h('div', {class: 'chart-holder'}, h('p', {class: 'muted small'}, 'Loading the usage history…'));
-    card.append(chartHolder);
+    body.append(chartHolder);
     try {
       const u = await api.get(`/repositories/${encodeURIComponent(r.name)}/usage`, {days: 30});
       const samples = (u && u.samples) || [];
@@ -646,7 +648,7 @@ export async function render(view, ctx) {
         const repos = repoR.value.repositories || [];
         const cards = await Promise.all(repos.map(repoCard));
         if (left) return;
-        clear(repoHolder, cards.length ? cards : h('p', {class: 'muted'}, 'No repository is configured. Give havend one with --repository NAME=PATH (or Repository= in havend.conf).'));
+        clear(repoHolder, cards.length ? h('div', {class: 'repo-list'}, cards) : h('p', {class: 'muted'}, 'No repository is configured. Give havend one with --repository NAME=PATH (or Repository= in havend.conf).'));
       } else {
         clear(repoHolder, errorBox(repoR.reason, 'The repositories could not be read'));
       }
@@ -672,7 +674,11 @@ export async function render(view, ctx) {
   }
 
   const reload = debounce(load, 1500);
-  const stream = api.events({
+  const stream = liveEvents({
+    dropped: () => {
+      loadRunning().catch(() => {});
+      reload();
+    },
     progress: p => {
       const rr = runRows.get(String(p.id));
       if (rr) updateRun(rr, rr.state === 'queued' ? 'running' : rr.state, p);
@@ -691,12 +697,24 @@ export async function render(view, ctx) {
   });
   // The fallback when the stream is refused or a proxy buffers it, and the
   // ages ("3 min ago") kept current.
-  const pollRun = setInterval(() => loadRunning().catch(() => {}), 10000);
+  // Every 3 s while jobs run (their bars move without the stream too),
+  // else every 10 s.
+  let pollRun = null;
+  const pollLoop = () => {
+    pollRun = setTimeout(async () => {
+      try {
+        await loadRunning();
+      } catch { /* shown by the next load */
+      }
+      if (!left) pollLoop();
+    }, runRows.size ? 3000 : 10000);
+  };
+  pollLoop();
   const pollAll = setInterval(load, 60000);
   ctx.onLeave(() => {
     left = true;
     stream.close();
-    clearInterval(pollRun);
+    clearTimeout(pollRun);
     clearInterval(pollAll);
     reload.cancel();
   });

@@ -5,8 +5,8 @@
 // stream refused because four are open already). Both stop when the job
 // ends or the user leaves the page.
 import * as api from '../api.js';
-import {clear, errorBox, fmtBytes, fmtDuration, fmtTime, h, pageTitle, setProgress, table, timeAgo} from '../ui.js';
-import {bar, FINAL_STATES, jobTarget, kindWords, progressFraction, progressText, stateBadge} from './jobs.js';
+import {clear, errorBox, fmtBytes, fmtDuration, fmtTime, h, notice, pageTitle, setProgress, table, timeAgo} from '../ui.js';
+import {bar, FINAL_STATES, liveEvents, jobTarget, kindWords, progressFraction, progressText, stateBadge} from './jobs.js';
 
 const POLL_MS = 2500;
 
@@ -37,6 +37,7 @@ export async function render(view, ctx) {
 
   let stopped = false;
   let lastProgress = job.progress || null;
+  let workFraction = 0;  // the bar's last value while an item ran
   let logAfter = 0;
   let timer = null;
   let stream = null;
@@ -93,7 +94,7 @@ export async function render(view, ctx) {
                 '–'
       ],
     ];
-    if (job.kind === 'backup' || job.read_bytes || job.stored_bytes)
+    if (FINAL_STATES.includes(job.state) && (job.kind === 'backup' || job.read_bytes || job.stored_bytes))
       rows.push(['Data',
         `read ${fmtBytes(job.read_bytes)} · new ${fmtBytes(job.new_bytes)} · stored ${fmtBytes(job.stored_bytes)}`]);
     const params = job.params && Object.keys(job.params).length ?
@@ -105,7 +106,7 @@ export async function render(view, ctx) {
   function renderItems() {
     const items = job.items || [];
     const cols = [
-      {title: 'Item', cell: i => h('strong', {}, i.name || '–')},
+      {title: 'Item', class: 'lead', cell: i => h('strong', {}, i.name || '–')},
       {
         title: 'Outcome',
         cell: i => stateBadge(OUTCOME_STATE[i.outcome] || i.outcome || 'unknown')
@@ -170,29 +171,37 @@ export async function render(view, ctx) {
     b.setAttribute('aria-live', 'polite');
     clear(stateHolder, b);
     const fraction = progressFraction(job.state, lastProgress);
-    // A job that ended otherwise keeps the bar where it stopped.
-    if (job.state === 'succeeded' || !FINAL_STATES.includes(job.state))
+    // A job that ended otherwise keeps the bar where its work stopped (its
+    // last progress event may count the cancelled item as done).
+    if (job.state === 'succeeded' || !FINAL_STATES.includes(job.state)) {
       setProgress(progress, fraction);
-    else if (!progress.hasAttribute('aria-valuenow'))
-      setProgress(progress, fraction ?? 0);
+      if (job.state === 'running' && lastProgress && lastProgress.items_running > 0 &&
+          fraction !== null)
+        workFraction = fraction;
+    } else {
+      setProgress(progress, workFraction);
+    }
     progress.classList.toggle('failed', ['failed', 'interrupted'].includes(job.state));
     progress.classList.toggle('done', job.state === 'succeeded');
+    progress.classList.toggle('stopped', job.state === 'cancelled');
     let words;
     if (FINAL_STATES.includes(job.state)) {
+      const when = (job.started_at ? ` after ${fmtDuration(job.duration_seconds)}` : '') +
+          (job.ended_at ? ` (${fmtTime(job.ended_at)})` : '');
       words = {
-        succeeded: 'Finished successfully',
-        partial: 'Finished, but not everything succeeded — see the items below',
-        failed: 'Failed — see the error and the log below',
-        cancelled: 'Cancelled',
-        interrupted: 'Interrupted (havend stopped while it ran); run it again',
-      }[job.state];
-      if (job.duration_seconds > 0) words += ` in ${fmtDuration(job.duration_seconds)}`;
-      if (job.ended_at) words += `, ${fmtTime(job.ended_at)}`;
+        succeeded: `Finished successfully${when}.`,
+        partial: `Finished${when}, but not everything succeeded — see the items below.`,
+        failed: `Failed${when} — see the error and the log below.`,
+        cancelled: `Cancelled${when}.`,
+        interrupted: `Interrupted${when}: havend stopped while it ran. Start it again.`,
+      }[job.state] || job.state;
     } else {
       words = progressText(job.state, lastProgress, job.queue_reason);
     }
     progressWords.textContent = words || '';
-    clear(errorHolder, job.error ? errorBox(job.error, 'Error') : null);
+    clear(errorHolder, !job.error ? null :
+                           job.state === 'cancelled' ? notice(job.error) :
+                                                       errorBox(job.error, 'Error'));
 
     clear(cancelHolder);
     if (!FINAL_STATES.includes(job.state) && api.hasRole(ctx.me, 'operator')) {
@@ -220,7 +229,7 @@ export async function render(view, ctx) {
       cancelHolder.append(btn);
     }
     const links = [];
-    if (job.kind === 'backup' && FINAL_STATES.includes(job.state))
+    if (job.kind === 'backup' && ['succeeded', 'partial'].includes(job.state))
       links.push(h('a', {class: 'btn', href: '#/points'}, 'Recovery points'));
     links.push(h('a', {class: 'btn', href: '#/jobs'}, 'All jobs'));
     for (const l of links) cancelHolder.append(' ', l);
@@ -303,7 +312,7 @@ export async function render(view, ctx) {
   update(job);
   await fetchLog();
   if (!FINAL_STATES.includes(job.state)) {
-    stream = api.events({
+    stream = liveEvents({
       progress: p => {
         if (stopped || String(p.id) !== String(id)) return;
         lastProgress = p;
@@ -319,7 +328,7 @@ export async function render(view, ctx) {
           refresh();
         }
       },
-    }, id);
+    });
     timer = setInterval(() => {
       if (!stopped) refresh();
     }, POLL_MS);
