@@ -380,7 +380,7 @@ export async function render(view, ctx) {
                            .filter(Boolean).join(' · ')));
     const hostCell = host.local ? h('span', {}, host.name) :
         h('span', {class: 'cell-stack'}, h('span', {}, host.name, ' ', badge('lost', 'lost')),
-          h('a', {class: 'small', href: `#/restore/host?host=${encodeURIComponent(host.name)}`}, 'Restore this host…'));
+          canRun ? h('a', {class: 'small', href: `#/restore/host?host=${encodeURIComponent(host.name)}`}, 'Restore this host…') : null);
     return {
       v, host, state, overdue: !!(sv && sv.overdue),
       cells: {vm: vmCell, state: stateCell, size, cons, next, host: hostCell, actions}
@@ -567,7 +567,8 @@ export async function render(view, ctx) {
                  h('span', {}, h('strong', {}, `Host ${host.name} is lost or not connected`),
                    ` — known only from its backups: ${n} VM${n === 1 ? '' : 's'}, latest point `,
                    timeAgo(host.latest_point_time), '.'),
-                 h('a', {href: `#/restore/host?host=${encodeURIComponent(host.name)}`, class: 'btn'}, 'Restore this host…')));
+                 canRun ? h('a', {href: `#/restore/host?host=${encodeURIComponent(host.name)}`, class: 'btn primary'}, 'Restore this host…') :
+                          h('span', {class: 'muted small'}, 'An operator can restore its VMs.')));
     }
     return out;
   }

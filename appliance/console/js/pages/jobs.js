@@ -257,29 +257,13 @@ export async function render(view, ctx) {
   const holder = h('div', {id: 'job-list'}, h('p', {class: 'muted'}, 'Loading…'));
   view.append(holder);
 
-  const query = {
-    state: params.state,
-    kind: params.kind,
-    repository: params.repository,
-    since: sinceValue(params.since),
-    limit: PAGE,
-    before: params.before,
-  };
-  let data;
-  try {
-    data = await api.get('/jobs', query);
-  } catch (e) {
-    clear(holder, errorBox(e, 'The jobs could not be listed'));
-    return;
-  }
-  const jobs = data.jobs || [];
-  const bars = new Map();  // job id -> {bar, text}
-
   const filtered = params.state || params.kind || params.repository ||
       params.since;
   const empty = filtered ? 'No job matches these filters.' :
       params.before    ? 'No older jobs.' :
                          'No jobs yet — start a backup from the dashboard, or create a schedule.';
+  let bars = new Map();  // job id -> {bar, text}
+  let jobs = [];
   const cols = [
     {title: 'Job', class: 'lead', cell: j => jobLink(j)},
     {title: 'State', cell: j => stateBadge(j.state)},
@@ -322,41 +306,67 @@ export async function render(view, ctx) {
     },
     {
       title: 'Error',
-      cell: j => j.error ? h('span', {class: 'err-text'}, j.error) : ''
+      cell: j => j.error ?
+          h('span', {class: j.state === 'cancelled' ? 'muted' : 'err-text'}, j.error) :
+          ''
     },
   ];
-  const pager = h('div', {class: 'row pager'});
-  if (params.before)
-    pager.append(h('a', {href: '#/jobs?' + new URLSearchParams(Object.entries({...params, before: ''}).filter(([, v]) => v)).toString(), class: 'btn'}, '← Newest'));
-  if (data.next_before != null && jobs.length)
-    pager.append(h('a', {
-      class: 'btn',
-      id: 'jobs-older',
-      href: '#/jobs?' +
-          new URLSearchParams(Object.entries({...params, before: String(data.next_before)})
-                                  .filter(([, v]) => v))
-              .toString()
-    },
-                   'Older jobs →'));
-  clear(
-      holder,
-      table(cols, jobs, {
-        id: 'jobs-table',
-        class: 'stack',
-        empty,
-        rowData: j => ({job: String(j.id), state: j.state})
-      }),
-      pager);
 
-  // Live: progress of the running ones; a state change reloads the list
-  // (only on the first page, where new jobs appear).
-  const reload = debounce(() => {
-    if (location.hash.startsWith('#/jobs')) render2();
-  }, 800);
-  const render2 = () => {
-    // Re-render this route in place (same params).
-    window.dispatchEvent(new HashChangeEvent('hashchange'));
-  };
+  let left = false;
+  async function loadList() {
+    const query = {
+      state: params.state,
+      kind: params.kind,
+      repository: params.repository,
+      since: sinceValue(params.since),
+      limit: PAGE,
+      before: params.before,
+    };
+    let data;
+    try {
+      data = await api.get('/jobs', query);
+    } catch (e) {
+      if (!left) clear(holder, errorBox(e, 'The jobs could not be listed'));
+      return;
+    }
+    if (left) return;
+    jobs = data.jobs || [];
+    bars = new Map();
+    const pager = h('div', {class: 'row pager'});
+    if (params.before)
+      pager.append(h('a', {href: '#/jobs?' + new URLSearchParams(Object.entries({...params, before: ''}).filter(([, v]) => v)).toString(), class: 'btn'}, '← Newest'));
+    if (data.next_before != null && jobs.length)
+      pager.append(h('a', {
+        class: 'btn',
+        id: 'jobs-older',
+        href: '#/jobs?' +
+            new URLSearchParams(Object.entries({...params, before: String(data.next_before)})
+                                    .filter(([, v]) => v))
+                .toString()
+      },
+                     'Older jobs →'));
+    clear(
+        holder,
+        table(cols, jobs, {
+          id: 'jobs-table',
+          class: 'stack',
+          empty,
+          rowData: j => ({job: String(j.id), state: j.state})
+        }),
+        pager);
+
+    if (filtered || params.before)
+      holder.prepend(notice(
+          `Showing ${jobs.length} job${jobs.length === 1 ? '' : 's'}` +
+          (params.since ? ` queued in ${(SINCE_CHOICES.find(c => c[0] === params.since) || [0, params.since])[1]}` : '') +
+          '.'));
+  }
+
+  await loadList();
+  // Live: the bars of the running ones move with the event stream; a state
+  // change reloads the list in place (on later pages only when it concerns
+  // a job shown). A poll every 5 s while jobs run is the fallback.
+  const reload = debounce(loadList, 800);
   const stream = liveEvents({
     progress: p => {
       const b = bars.get(String(p.id));
@@ -365,18 +375,17 @@ export async function render(view, ctx) {
       b.text.textContent = progressText('running', p);
     },
     state: s => {
-      const known = bars.has(String(s.id)) ||
-          jobs.some(j => String(j.id) === String(s.id));
+      const known = jobs.some(j => String(j.id) === String(s.id));
       if (known || !params.before) reload();
     },
   });
+  const poll = setInterval(() => {
+    if (bars.size) loadList();
+  }, 5000);
   ctx.onLeave(() => {
+    left = true;
     stream.close();
     reload.cancel();
+    clearInterval(poll);
   });
-  if (filtered || params.before)
-    holder.prepend(notice(
-        `Showing ${jobs.length} job${jobs.length === 1 ? '' : 's'}` +
-        (params.since ? ` queued in ${(SINCE_CHOICES.find(c => c[0] === params.since) || [0, params.since])[1]}` : '') +
-        '.'));
 }
