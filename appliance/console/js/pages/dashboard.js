@@ -218,18 +218,15 @@ export async function render(view, ctx) {
                     h('strong', {}, kindWords(job.kind)), ' ',
                     h('span', {class: 'muted'}, jobTarget(job))),
                   b, text);
-    const r = {row, bar: b, text, st, state: job.state, queue_reason: job.queue_reason};
+    const r = {row, bar: b, text, st, job, state: job.state, queue_reason: job.queue_reason};
     runRows.set(String(job.id), r);
     return row;
   }
 
   function runEmpty() {
-    if (runRows.size) {
-      const e = running.querySelector('.run-empty');
-      if (e) e.remove();
-      return;
-    }
-    if (running.querySelector('.run-empty')) return;
+    const old = running.querySelector('.run-empty');
+    if (old) old.remove();
+    if (runRows.size) return;
     let next = null;
     for (const s of schedules)
       if (s.enabled !== false && s.next_run && (!next || ms(s.next_run) < ms(next.next_run))) next = s;
@@ -247,10 +244,12 @@ export async function render(view, ctx) {
     ]);
     const jobs = [...(r.jobs || []), ...(q.jobs || [])].sort((a, b) => a.id - b.id);
     const ids = new Set(jobs.map(j => String(j.id)));
+    let changed = false;
     for (const [id, rr] of runRows)
       if (!ids.has(id) && !rr.ending) {
         rr.row.remove();
         runRows.delete(id);
+        changed = true;
       }
     for (const j of jobs) {
       const rr = runRows.get(String(j.id));
@@ -258,9 +257,11 @@ export async function render(view, ctx) {
         updateRun(rr, j.state, j.progress, j.queue_reason);
       } else {
         running.append(runRow(j));
+        changed = true;
       }
     }
     runEmpty();
+    return changed;
   }
 
   function updateRun(rr, state, progress, queueReason) {
@@ -281,6 +282,7 @@ export async function render(view, ctx) {
       if (left || runRows.has(String(id)) || FINAL_STATES.includes(j.state)) return;
       running.append(runRow(j));
       runEmpty();
+      reload();
     } catch { /* the poll will catch up */
     }
   }
@@ -300,6 +302,16 @@ export async function render(view, ctx) {
 
   // ---- VMs, agents, failed jobs, repositories
 
+  // The running or queued backup job that covers the VM `name`, if any.
+  function runningFor(name) {
+    for (const rr of runRows.values()) {
+      const j = rr.job;
+      if (!j || j.kind !== 'backup' || rr.ending) continue;
+      if (covers({params: j.params}, name)) return {id: j.id, state: rr.state};
+    }
+    return null;
+  }
+
   function vmRow(v, host, now) {
     const state = lastState(v);
     const sv = host.local ? scheduleView(v, schedules, intervals, now) : null;
@@ -312,6 +324,10 @@ export async function render(view, ctx) {
                        state === 'never' ? null :
                        a && a.ended_at && state !== 'succeeded' ? timeAgo(a.ended_at) :
                                                                   timeAgo(lastOk)));
+    const busy = host.local ? runningFor(v.name) : null;
+    if (busy)
+      stateCell.append(h('div', {class: 'small'}, badge('running', busy.state === 'queued' ? 'queued' : 'backing up now'), ' ',
+                         h('a', {href: `#/job?id=${busy.id}`}, `job #${busy.id}`)));
     if (state !== 'succeeded' && state !== 'never' && lastOk)
       stateCell.append(h('div', {class: 'muted small'}, 'last success ', timeAgo(lastOk)));
     else if (state !== 'succeeded' && state !== 'never' && !lastOk)
@@ -459,6 +475,7 @@ export async function render(view, ctx) {
       {title: 'Next run', cell: () => h('span', {class: 'muted'}, 'set on that machine')},
       {
         title: '',
+        class: 'actions-col',
         cell: r => h('a', {class: 'btn', href: `#/point?repo=${encodeURIComponent(r.latest.repository)}&id=${encodeURIComponent(r.latest.id)}`}, 'Browse files…')
       },
     ];
@@ -667,14 +684,14 @@ export async function render(view, ctx) {
     }
   }
 
-  await load();
+  const reload = debounce(load, 1500);
   try {
     await loadRunning();
   } catch (e) {
     clear(running, errorBox(e, 'The running jobs could not be listed'));
   }
+  await load();
 
-  const reload = debounce(load, 1500);
   const stream = liveEvents({
     dropped: () => {
       loadRunning().catch(() => {});
@@ -704,7 +721,7 @@ export async function render(view, ctx) {
   const pollLoop = () => {
     pollRun = setTimeout(async () => {
       try {
-        await loadRunning();
+        if (await loadRunning()) reload();
       } catch { /* shown by the next load */
       }
       if (!left) pollLoop();
