@@ -57,8 +57,8 @@ export function progressFraction(state, progress) {
   if (!p) return state === 'running' ? null : 0;
   if (p.total_bytes > 0)
     return Math.min(1, Math.max(0, p.done_bytes / p.total_bytes));
-  const items = (p.items_done || 0) + (p.items_running || 0) +
-      (p.items_waiting || 0);
+  const items =
+      (p.items_done || 0) + (p.items_running || 0) + (p.items_waiting || 0);
   if (items > 0) return (p.items_done || 0) / items;
   return state === 'running' ? null : 0;
 }
@@ -76,8 +76,8 @@ export function progressText(state, progress, queueReason) {
     parts.push(`${fmtBytes(p.done_bytes)} of ${fmtBytes(p.total_bytes)}`);
   else if (p.done_bytes > 0)
     parts.push(fmtBytes(p.done_bytes));
-  const items = (p.items_done || 0) + (p.items_running || 0) +
-      (p.items_waiting || 0);
+  const items =
+      (p.items_done || 0) + (p.items_running || 0) + (p.items_waiting || 0);
   if (items > 1)
     parts.push(
         `${p.items_done || 0} of ${items} done` +
@@ -105,8 +105,7 @@ export function stateBadge(state, attrs = {}) {
 }
 
 export function jobLink(job) {
-  return h('a', {href: `#/job?id=${encodeURIComponent(job.id)}`},
-           `#${job.id}`);
+  return h('a', {href: `#/job?id=${encodeURIComponent(job.id)}`}, `#${job.id}`);
 }
 
 // One event stream (GET /events) shared by the pages that show jobs live.
@@ -116,7 +115,12 @@ export function jobLink(job) {
 // stays open for a while after its last subscriber leaves, so the next
 // page takes it over. When havend refuses it (503, which EventSource does
 // not retry) it is tried again after 15 s; the pages poll meanwhile.
-const shared = {src: null, subs: new Set(), closeTimer: null, retryTimer: null};
+const shared = {
+  src: null,
+  subs: new Set(),
+  closeTimer: null,
+  retryTimer: null
+};
 const LINGER_MS = 10000, RETRY_MS = 15000;
 
 function openShared() {
@@ -139,7 +143,8 @@ function openShared() {
   };
   src.addEventListener('progress', dispatch('progress'));
   src.addEventListener('state', dispatch('state'));
-  src.addEventListener('dropped', () => shared.subs.forEach(s => s.dropped && s.dropped()));
+  src.addEventListener(
+      'dropped', () => shared.subs.forEach(s => s.dropped && s.dropped()));
   src.onerror = () => {
     if (src.readyState !== EventSource.CLOSED) return;  // reconnecting
     clearTimeout(shared.retryTimer);
@@ -216,32 +221,33 @@ export async function render(view, ctx) {
   }
 
   const select = (name, label, choices) => {
-    const s = h(
-        'select', {id: `filter-${name}`, name},
-        choices.map(
-            ([v, t]) => h('option', {value: v, selected: params[name] === v},
-                          t)));
-    return h('div', {class: 'field'}, h('label', {for: s.id}, label), s);
+    const s =
+        h('select', {id: `filter-${name}`, name},
+          choices.map(
+              ([v, t]) =>
+                  h('option', {value: v, selected: params[name] === v}, t)));
+    return h('div', {class: 'field'}, h('label', {for: s.id
+             }, label), s);
   };
-  const form = h(
-      'form', {class: 'row card filters', id: 'job-filters'},
-      select(
-          'state', 'State',
-          [['', 'any'], ...JOB_STATES.map(s => [s, s])]),
-      select(
-          'kind', 'Kind',
-          [['', 'any'], ...JOB_KINDS.map(k => [k, kindWords(k)])]),
-      select(
-          'repository', 'Repository',
-          [['', 'any'], ...repos.map(r => [r.name, r.name])]),
-      select('since', 'Queued in', SINCE_CHOICES),
-      h('div', {class: 'field'},
-        h('button', {type: 'submit', class: 'primary'}, 'Show'),
-        ),
-      Object.keys(params).length ?
-          h('div', {class: 'field'},
-            h('a', {href: '#/jobs', class: 'btn'}, 'Clear filters')) :
-          null);
+  const form =
+      h('form', {class: 'row card filters', id: 'job-filters'},
+        select('state', 'State', [['', 'any'], ...JOB_STATES.map(s => [s, s])]),
+        select(
+            'kind', 'Kind',
+            [['', 'any'], ...JOB_KINDS.map(k => [k, kindWords(k)])]),
+        select(
+            'repository', 'Repository',
+            [['', 'any'], ...repos.map(r => [r.name, r.name])]),
+        select('since', 'Queued in', SINCE_CHOICES),
+        h(
+            'div',
+            {class: 'field'},
+            h('button', {type: 'submit', class: 'primary'}, 'Show'),
+            ),
+        Object.keys(params).length ?
+            h('div', {class: 'field'},
+              h('a', {href: '#/jobs', class: 'btn'}, 'Clear filters')) :
+            null);
   form.addEventListener('submit', ev => {
     ev.preventDefault();
     const f = new FormData(form);
@@ -254,14 +260,17 @@ export async function render(view, ctx) {
   });
   view.append(form);
 
-  const holder = h('div', {id: 'job-list'}, h('p', {class: 'muted'}, 'Loading…'));
+  const holder =
+      h('div', {id: 'job-list'}, h('p', {class: 'muted'}, 'Loading…'));
   view.append(holder);
 
-  const filtered = params.state || params.kind || params.repository ||
-      params.since;
-  const empty = filtered ? 'No job matches these filters.' :
-      params.before    ? 'No older jobs.' :
-                         'No jobs yet — start a backup from the dashboard, or create a schedule.';
+  const filtered =
+      params.state || params.kind || params.repository || params.since;
+  const empty = filtered ?
+      'No job matches these filters.' :
+      params.before ?
+      'No older jobs.' :
+      'No jobs yet — start a backup from the dashboard, or create a schedule.';
   let bars = new Map();  // job id -> {bar, text}
   let jobs = [];
   const cols = [
@@ -269,27 +278,30 @@ export async function render(view, ctx) {
     {title: 'State', cell: j => stateBadge(j.state)},
     {
       title: 'What',
-      cell: j => h('span', {}, h('strong', {}, kindWords(j.kind)),
-                   jobTarget(j) ? h('span', {class: 'muted'}, ' · ', jobTarget(j)) :
-                                  null)
+      cell: j =>
+          h('span', {}, h('strong', {}, kindWords(j.kind)),
+            jobTarget(j) ? h('span', {class: 'muted'}, ' · ', jobTarget(j)) :
+                           null)
     },
     {title: 'Repository', cell: j => j.repository || '–'},
     {
       title: 'Queued',
-      cell: j => h('span', {}, timeAgo(j.queued_at),
-                   h('span', {class: 'muted small'}, ' by ',
-                     j.schedule_id != null ?
-                         h('a', {href: `#/schedule?id=${j.schedule_id}`},
-                           `schedule ${j.schedule_id}`) :
-                         (j.requested_by || '?')))
+      cell: j =>
+          h('span', {}, timeAgo(j.queued_at),
+            h('span', {class: 'muted small'}, ' by ',
+              j.schedule_id != null ?
+                  h('a', {href: `#/schedule?id=${j.schedule_id}`},
+                    `schedule ${j.schedule_id}`) :
+                  (j.requested_by || '?')))
     },
     {
       title: 'Duration / progress',
       cell: j => {
         if (j.state === 'running' || j.state === 'queued') {
           const b = bar(progressFraction(j.state, j.progress), `job ${j.id}`);
-          const t = h('div', {class: 'muted small'},
-                      progressText(j.state, j.progress, j.queue_reason));
+          const t =
+              h('div', {class: 'muted small'},
+                progressText(j.state, j.progress, j.queue_reason));
           bars.set(String(j.id), {bar: b, text: t, state: j.state});
           return h('div', {class: 'job-progress-cell'}, b, t);
         }
@@ -300,14 +312,19 @@ export async function render(view, ctx) {
       title: 'Data',
       class: 'num',
       cell: j => j.kind === 'backup' && FINAL_STATES.includes(j.state) ?
-          h('span', {title: `read ${fmtBytes(j.read_bytes)}, new ${fmtBytes(j.new_bytes)}, stored ${fmtBytes(j.stored_bytes)}`},
+          h('span',
+            {
+              title: `read ${fmtBytes(j.read_bytes)}, new ${
+                  fmtBytes(j.new_bytes)}, stored ${fmtBytes(j.stored_bytes)}`
+            },
             `${fmtBytes(j.stored_bytes)} stored`) :
           '–'
     },
     {
       title: 'Error',
       cell: j => j.error ?
-          h('span', {class: j.state === 'cancelled' ? 'muted' : 'err-text'}, j.error) :
+          h('span', {class: j.state === 'cancelled' ? 'muted' : 'err-text'},
+            j.error) :
           ''
     },
   ];
@@ -334,20 +351,30 @@ export async function render(view, ctx) {
     bars = new Map();
     const pager = h('div', {class: 'row pager'});
     if (params.before)
-      pager.append(h('a', {href: '#/jobs?' + new URLSearchParams(Object.entries({...params, before: ''}).filter(([, v]) => v)).toString(), class: 'btn'}, '← Newest'));
+      pager.append(
+          h('a', {
+            href: '#/jobs?' +
+                new URLSearchParams(Object.entries({...params, before: ''})
+                                        .filter(([, v]) => v))
+                    .toString(),
+            class: 'btn'
+          },
+            '← Newest'));
     if (data.next_before != null && jobs.length)
-      pager.append(h('a', {
-        class: 'btn',
-        id: 'jobs-older',
-        href: '#/jobs?' +
-            new URLSearchParams(Object.entries({...params, before: String(data.next_before)})
-                                    .filter(([, v]) => v))
-                .toString()
-      },
-                     'Older jobs →'));
+      pager.append(
+          h('a', {
+            class: 'btn',
+            id: 'jobs-older',
+            href: '#/jobs?' +
+                new URLSearchParams(
+                    Object
+                        .entries({...params, before: String(data.next_before)})
+                        .filter(([, v]) => v))
+                    .toString()
+          },
+            'Older jobs →'));
     clear(
-        holder,
-        table(cols, jobs, {
+        holder, table(cols, jobs, {
           id: 'jobs-table',
           class: 'stack',
           empty,
@@ -358,7 +385,10 @@ export async function render(view, ctx) {
     if (filtered || params.before)
       holder.prepend(notice(
           `Showing ${jobs.length} job${jobs.length === 1 ? '' : 's'}` +
-          (params.since ? ` queued in ${(SINCE_CHOICES.find(c => c[0] === params.since) || [0, params.since])[1]}` : '') +
+          (params.since ? ` queued in ${
+                              (SINCE_CHOICES.find(c => c[0] === params.since) ||
+                               [0, params.since])[1]}` :
+                          '') +
           '.'));
   }
 
