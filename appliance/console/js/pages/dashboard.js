@@ -82,7 +82,11 @@ function lastState(vm) {
 // {schedule, next, overdue, expect} with the next run of all covering
 // schedules and, when overdue, the words why.
 function scheduleView(vm, schedules, intervals, now) {
-  const cov = schedules.filter(s => s.kind === 'backup' && covers(s, vm.name));
+  // A VM no longer defined here is backed up only by a schedule naming it
+  // (where it fails); "all VMs" means the defined ones.
+  const cov = schedules.filter(
+      s => s.kind === 'backup' && covers(s, vm.name) &&
+          (vm.defined !== false || !(s.params || {}).all));
   const enabled = cov.filter(s => s.enabled !== false);
   let next = null;
   for (const s of enabled) {
@@ -742,16 +746,22 @@ export async function render(view, ctx) {
           stat(never.length, 'never backed up', never.length ? 'warn' : ''),
           stat(agentCount, 'file-level agents', ''));
     const names = rs => rs.map(r => r.v.name).join(', ');
-    const problems = [];
-    if (failed.length) problems.push(`Last backup failed: ${names(failed)}.`);
-    if (overdue.length) problems.push(`Overdue: ${names(overdue)}.`);
     const lostHosts = hostsData.filter(d => !d.host.local);
     const out = [boxes];
-    if (problems.length)
-      out.push(h(
-          'div', {class: 'notice warn', role: 'status'}, problems.join(' '),
-          canRun ? ' Use “Back up now” in the row, or look at the job.' : ''));
-    else if (local.length && !never.length && !lostHosts.length)
+    if (failed.length)
+      out.push(
+          h('div', {class: 'error', role: 'status'},
+            h('strong', {}, 'Last backup failed: '), names(failed), '. ',
+            'Open its job (in the row) to see why' +
+                (canRun ? '; “Back up now” runs it again.' : '.')));
+    if (overdue.length)
+      out.push(
+          h('div', {class: 'notice warn', role: 'status'},
+            h('strong', {}, 'Overdue: '), names(overdue), '. ',
+            'Their schedule should have backed them up by now' +
+                (canRun ? '; “Back up now” in the row starts one.' : '.')));
+    if (!failed.length && !overdue.length && local.length && !never.length &&
+        !lostHosts.length)
       out.push(notice(
           `All ${local.length} VMs of this host have a recent backup.`, 'ok'));
     return out;
