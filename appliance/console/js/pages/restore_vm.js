@@ -182,6 +182,24 @@ const NET_ACTION = {
       n.name}" is missing on this host (a conflict: map it or recreate it).`,
 };
 
+// The restore core words some conflicts for its command line ("pass
+// --new-identity"); in the console they name the wizard's options.
+export function consoleWords(text) {
+  return String(text)
+      .replace(
+          /--name NEW --new-identity/g,
+          'another name with "New UUID and MAC addresses"')
+      .replace(
+          /(use |pass )?--new-identity/g,
+          (m, verb) => (verb ? verb.trim() + ' ' : '') +
+              '"New UUID and MAC addresses" (restore one VM)')
+      .replace(
+          /(pass )?--replace/g,
+          (m, verb) => (verb ? 'choose ' : '') + '"Replace"')
+      .replace(/--storage-dir/g, 'a storage folder')
+      .replace(/--network-map|--map-network/g, 'the network mapping');
+}
+
 // One VM of a plan (an entry of HostRestoreResultJson's vms) in words.
 export function vmPlanWords(v, opts = {}) {
   const items = [];
@@ -247,14 +265,14 @@ export function vmPlanWords(v, opts = {}) {
     box.append(
         h('div', {class: 'notice warn'},
           h('strong', {}, 'Warnings (it runs anyway): '),
-          h('ul', {}, v.warnings.map(w => h('li', {}, w)))));
+          h('ul', {}, v.warnings.map(w => h('li', {}, consoleWords(w))))));
   if (v.conflicts?.length)
     box.append(h(
         'div', {class: 'error', role: 'alert'},
         h('strong', {},
           `${v.conflicts.length} conflict${
               v.conflicts.length > 1 ? 's' : ''} — these block the restore: `),
-        h('ul', {}, v.conflicts.map(c => h('li', {}, c)))));
+        h('ul', {}, v.conflicts.map(c => h('li', {}, consoleWords(c))))));
   return box;
 }
 
@@ -329,7 +347,7 @@ export function watchJob(jobId, ctx, onProgress, onJob) {
 // A live progress panel for a restore job: bar (#job-progress-like, but
 // scoped), words, a cancel button for operators. Returns {el, progress(p),
 // job(j)}.
-export function runPanel(jobId, ctx) {
+export function runPanel(jobId, ctx, order) {
   const bar = progressBar(null, 'Restore progress');
   const state = h('span', {}, badge('queued'));
   const words =
@@ -365,6 +383,11 @@ export function runPanel(jobId, ctx) {
       const frac = p.total_bytes > 0 ? p.done_bytes / p.total_bytes : null;
       setProgress(bar, frac);
       const parts = [];
+      if (p.item && order && order.length > 1) {
+        const at =
+            order.findIndex(n => p.item === n || p.item.startsWith(n + ' '));
+        if (at >= 0) parts.push(`VM ${at + 1} of ${order.length}`);
+      }
       if (p.item) parts.push(`Writing ${p.item}`);
       if (p.total_bytes > 0)
         parts.push(`${fmtBytes(p.done_bytes)} of ${fmtBytes(p.total_bytes)}`);
@@ -431,7 +454,7 @@ export function resultList(job) {
             v.outcome === 'cancelled'   ? 'Cancelled: ' :
                 v.outcome === 'skipped' ? 'Not restored: ' :
                                           'Failed: '),
-          v.error || 'no reason was given');
+          consoleWords(v.error || 'no reason was given'));
     }
     list.append(
         h('li', {dataset: {vm: v.name, outcome: v.outcome}},
@@ -736,10 +759,10 @@ export async function render(view, ctx) {
             here ?
                 h('span', {}, h('strong', {}, 'Destroys the current VM: '),
                   `"${st.vm}" (now ${
-                      here.state}) is stopped and undefined, and its disk files at the restore's paths are overwritten with the point of ${
+                      here.state}) is stopped and undefined with its snapshot and checkpoint metadata, then defined again from the point of ${
                       fmtTime(
                           st.point
-                              ?.time)}. Everything written in it since then is lost. Its snapshot and checkpoint metadata go with it.`) :
+                              ?.time)}. Disk files at the paths the restore writes (the plan lists them) are overwritten: everything written in the VM since that point is lost.`) :
                 `No VM named "${
                     st.vm}" is defined on this host: there is nothing to replace.`,
             {disabled: !here}),
