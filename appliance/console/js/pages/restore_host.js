@@ -273,19 +273,21 @@ export async function render(view, ctx) {
       return h(
           'tr', {dataset: {vm: v.name}}, h('td', {'data-label': 'Restore'}, cb),
           h('td', {'data-label': 'VM'},
-            h('label',
-              {for: cb.id
-              },
-              h('strong', {}, v.name)),
-            localVms.has(v.name) ? h('div', {class: 'hint muted'},
-                                     'a VM of this name exists here') :
-                                   null),
-          h('td', {'data-label': 'Latest good point'}, fmtTime(p.time),
-            h('div', {class: 'muted mono'},
-              p.id.slice(0, 8) + ' · ' + p.repository),
-            v.skipped ? h('div', {class: 'muted'},
-                          `${v.skipped} newer repaired point(s) skipped`) :
-                        null),
+            h('div', {},
+              h('label',
+                {for: cb.id
+                },
+                h('strong', {}, v.name)),
+              localVms.has(v.name) ?
+                  h('div', {class: 'muted'}, 'a VM of this name exists here') :
+                  null)),
+          h('td', {'data-label': 'Latest good point'},
+            h('div', {}, fmtTime(p.time),
+              h('div', {class: 'muted mono'},
+                p.id.slice(0, 8) + ' · ' + p.repository),
+              v.skipped ? h('div', {class: 'muted'},
+                            `${v.skipped} newer repaired point(s) skipped`) :
+                          null)),
           h('td', {'data-label': 'Consistency'},
             badge(
                 p.consistency === 'crash-consistent' ? 'warning' : 'ok',

@@ -757,7 +757,9 @@ export async function render(view, ctx) {
             'target', 'replace', st.target === 'replace',
             `This host, replacing "${st.vm}"`,
             here ?
-                h('span', {}, h('strong', {}, 'Destroys the current VM: '),
+                h('span', {},
+                  h('strong', {class: 'danger-text'},
+                    'Destroys the current VM: '),
                   `"${st.vm}" (now ${
                       here.state}) is stopped and undefined with its snapshot and checkpoint metadata, then defined again from the point of ${
                       fmtTime(
