@@ -280,7 +280,7 @@ export function modeString(mode) {
 export function wizardSteps(steps, label = 'Steps') {
   const items =
       steps.map(([key, title]) => h('li', {dataset: {stepKey: key}}, title));
-  const el = h('ol', {class: 'steps', 'aria-label': label}, items);
+  const el = h('ol', {class: 'steps wizard-steps', 'aria-label': label}, items);
   const set = (key) => {
     const at = steps.findIndex(([k]) => k === key);
     items.forEach((li, i) => {

@@ -10,7 +10,7 @@
 import * as api from '../api.js';
 import {badge, clear, errorBox, field, fmtBytes, fmtTime, h, notice, pageTitle, wizardSteps} from '../ui.js';
 
-import {domainNetworks, failureAdvice, hostResources, netMapRow, networkRequest, planSummary, resultList, runPanel, vmPlanWords, watchJob} from './restore_vm.js';
+import {allPoints, domainNetworks, failureAdvice, hostResources, netMapRow, networkRequest, planSummary, resultList, runPanel, vmPlanWords, watchJob} from './restore_vm.js';
 
 const enc = encodeURIComponent;
 
@@ -224,8 +224,7 @@ export async function render(view, ctx) {
 
   // ---- step 2: its VMs and their latest good points
   const vmsStep = async () => {
-    const r =
-        await api.get('/points', {kind: 'vm', agent: st.host, limit: 1000});
+    const r = await allPoints({kind: 'vm', agent: st.host});
     const byVm = new Map();
     for (const p of r.points || []) {  // newest first
       if (!byVm.has(p.name))

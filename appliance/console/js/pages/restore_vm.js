@@ -46,6 +46,20 @@ export function domainNetworks(xml) {
   return [...out.values()];
 }
 
+// Every point GET /points lists for `params`, page by page (newest first),
+// at most `max`: {points, errors}.
+export async function allPoints(params, max = 20000) {
+  const points = [], errors = [];
+  let before;
+  do {
+    const r = await api.get('/points', {...params, limit: 1000, before});
+    points.push(...(r.points || []));
+    errors.push(...(r.errors || []));
+    before = r.next_before;
+  } while (before && points.length < max);
+  return {points, errors};
+}
+
 // This host's networks and usable storage pools (GET /hosts/{host}/networks
 // and /pools). An error is kept in `error` (an older havend, libvirt down):
 // the wizard then offers only what needs no list.
@@ -196,7 +210,9 @@ export function consoleWords(text) {
       .replace(
           /(pass )?--replace/g,
           (m, verb) => (verb ? 'choose ' : '') + '"Replace"')
-      .replace(/--storage-dir/g, 'a storage folder')
+      .replace(
+          /(another )?--storage-dir/g,
+          (m, a) => a ? 'another storage folder' : 'a storage folder')
       .replace(/--network-map|--map-network/g, 'the network mapping');
 }
 
@@ -450,11 +466,12 @@ export function resultList(job) {
                             `Took ${fmtDuration(v.seconds)}.`);
     } else {
       lines.push(
-          h('strong', {},
-            v.outcome === 'cancelled'   ? 'Cancelled: ' :
-                v.outcome === 'skipped' ? 'Not restored: ' :
-                                          'Failed: '),
-          consoleWords(v.error || 'no reason was given'));
+          h('span', {},
+            h('strong', {},
+              v.outcome === 'cancelled'   ? 'Cancelled: ' :
+                  v.outcome === 'skipped' ? 'Not restored: ' :
+                                            'Failed: '),
+            consoleWords(v.error || 'no reason was given')));
     }
     list.append(
         h('li', {dataset: {vm: v.name, outcome: v.outcome}},
@@ -483,9 +500,17 @@ export function failureAdvice(job) {
   if (/network/i.test(msg))
     tips.push(
         'Check the network mapping: map to an existing network, or recreate it from the backup.');
+  if (/directory|folder|No such file/i.test(msg))
+    tips.push(
+        'Check the storage folder: it must be a folder (or a path havend can create) that havend can write to.');
+  if (/cancel/i.test(job?.state || ''))
+    tips.push(
+        'The restore was cancelled: VMs not yet defined were not restored.');
   tips.push(
-      'Files this restore wrote are removed when libvirt refused the VM; networks it created stay. Running the same restore again finishes an interrupted one.');
-  tips.push('Open the job to read its log for details.');
+      'A VM that failed was not defined: the disk files its restore wrote are removed, networks it created stay.');
+  tips.push(
+      'Fix the cause, then make a new plan (change the options, or start over). A restore that was interrupted picks up its own finished work again.');
+  tips.push('The job\'s log has every step.');
   return h('ul', {}, tips.map(t => h('li', {}, t)));
 }
 
@@ -533,8 +558,8 @@ export async function render(view, ctx) {
         'warn'));
 
   // The data every step reads.
-  const [hosts, listing] = await Promise.all(
-      [api.get('/hosts'), api.get('/points', {kind: 'vm', limit: 1000})]);
+  const [hosts, listing] =
+      await Promise.all([api.get('/hosts'), allPoints({kind: 'vm'})]);
   const local = (hosts.hosts || []).find(x => x.local) || {name: 'this host'};
   let localVms = new Map();
   try {
@@ -636,6 +661,16 @@ export async function render(view, ctx) {
       run: () => null,
       result: () =>
           h('div', {class: 'actions'},
+            st.finished && st.finished.state !== 'succeeded' && canRestore ?
+                button(
+                    'wizard-retry', 'Change the options and plan again',
+                    'primary',
+                    async () => {
+                      st.plan = null;
+                      st.job = null;
+                      await show('options');
+                    }) :
+                null,
             button(
                 'wizard-again', 'Restore another VM', '',
                 async () => {
@@ -684,6 +719,17 @@ export async function render(view, ctx) {
     return section(
         'vm', 'Which VM?',
         h('p', {class: 'muted'}, 'Every VM with a backup in the repositories.'),
+        listing.errors.length ?
+            notice(
+                'Some backups could not be listed: ' +
+                    listing.errors
+                        .map(
+                            e => typeof e === 'string' ?
+                                e :
+                                (e.error || e.message || String(e)))
+                        .join('; '),
+                'warn') :
+            null,
         list);
   };
 
