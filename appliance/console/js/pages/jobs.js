@@ -330,6 +330,7 @@ export async function render(view, ctx) {
   ];
 
   let left = false;
+  let shownKey = null;
   async function loadList() {
     const query = {
       state: params.state,
@@ -347,6 +348,20 @@ export async function render(view, ctx) {
       return;
     }
     if (left) return;
+    // The same jobs in the same states: only the bars move (the table stays,
+    // and with it the keyboard focus).
+    const key = (data.jobs || []).map(j => `${j.id}:${j.state}`).join(',') +
+        `/${data.next_before}`;
+    if (key === shownKey) {
+      for (const j of data.jobs || []) {
+        const b = bars.get(String(j.id));
+        if (!b || !j.progress) continue;
+        setProgress(b.bar, progressFraction(j.state, j.progress));
+        b.text.textContent = progressText(j.state, j.progress, j.queue_reason);
+      }
+      return;
+    }
+    shownKey = key;
     jobs = data.jobs || [];
     bars = new Map();
     const pager = h('div', {class: 'row pager'});
@@ -395,7 +410,7 @@ export async function render(view, ctx) {
   await loadList();
   // Live: the bars of the running ones move with the event stream; a state
   // change reloads the list in place (on later pages only when it concerns
-  // a job shown). A poll every 5 s while jobs run is the fallback.
+  // a job shown). A poll is the fallback
   const reload = debounce(loadList, 800);
   const stream = liveEvents({
     progress: p => {
@@ -409,8 +424,11 @@ export async function render(view, ctx) {
       if (known || !params.before) reload();
     },
   });
+  // (every 5 s while one runs; on the first page every 15 s for new ones).
+  let ticks = 0;
   const poll = setInterval(() => {
-    if (bars.size) loadList();
+    ticks++;
+    if (bars.size || (!params.before && ticks % 3 === 0)) loadList();
   }, 5000);
   ctx.onLeave(() => {
     left = true;
