@@ -75,7 +75,7 @@ struct AccountInfo {
   std::string name;
   Role role = Role::kNone;
   int64_t changed = 0;   // password or role last set, seconds since the epoch
-  int64_t sessions = 0;  // console sessions open now (maybe idle-expired)
+  int64_t sessions = 0;  // console sessions within their lifetimes now
 };
 
 // A session as its holder sees it.
