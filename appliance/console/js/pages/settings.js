@@ -187,7 +187,7 @@ function resetForm(u, status, reload, done) {
   });
   const err = h('div', {'aria-live': 'polite'});
   const form = h(
-      'form', {class: 'inline-form'}, pw,
+      'form', {class: 'inline-form', novalidate: true}, pw,
       h('button', {type: 'submit', class: 'primary'}, 'Set password'),
       h('button', {
         type: 'button',
@@ -569,7 +569,10 @@ function notifyForm(s) {
         h('label', {class: 'check'}, onSuccess,
           ' Also tell of jobs that succeeded (failures, partial and interrupted jobs are always told)')),
       err, h('div', {class: 'actions'}, save, test), testOut);
-  form.addEventListener('input', () => { dirty = true; });
+  form.addEventListener('input', () => {
+    if (!dirty) clear(testOut);  // a result of the saved settings, not these
+    dirty = true;
+  });
   form.addEventListener('submit', async ev => {
     ev.preventDefault();
     clear(err);
@@ -613,7 +616,7 @@ function testResults(r) {
       x.sent ? badge('ok', 'arrived') : badge('failed', 'failed'), ' ',
       x.channel === 'mail' ? 'E-mail via ' : 'Webhook to ', h('code', {}, x.receiver),
       x.sent ? (x.channel === 'mail' ? ': the server took it; check the inbox.' :
-                                       ': the receiver answered 2xx.') :
+                                       ': the receiver took it.') :
                h('span', {}, ': ', x.error || 'no reason given')));
   return h(
       'div', {class: r.sent ? 'notice ok' : 'notice warn', role: 'status'},
