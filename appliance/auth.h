@@ -1,6 +1,7 @@
-// Who may call havend: the local accounts (today the one admin account made
-// at setup), console sessions and API tokens, all kept in the state
-// database, and the Authenticator that api.h's dispatcher asks.
+// Who may call havend: the local accounts (the admin account made at setup
+// and those an admin adds, auth_accounts.cc), console sessions and API
+// tokens, all kept in the state database, and the Authenticator that
+// api.h's dispatcher asks.
 //
 // Tables (made in auth.cc, CREATE TABLE IF NOT EXISTS):
 //   auth_accounts  name, role, password_hash (credentials.h), changed
