@@ -25,6 +25,9 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   add(PointRoutes(s));
   add(FileRoutes(s));
   add(ScheduleRoutes(s));
+  add(UsageRoutes(s));
+  add(UserRoutes(s));
+  add(NotifySettingsRoutes(s));
   return routes;
 }
 
