@@ -78,6 +78,9 @@ export async function render(view, ctx) {
       go('#/files', {repo, id, disk: disk.value, partition: part.value.trim(), path: '/'});
     });
     chooser = form;
+    if (point.disks.length === 1 && list && !q.partition)
+      chooser = h('details', {class: 'card disk-details'},
+                  h('summary', {}, `Disk ${list.disk}, partition ${list.partition}, ${list.fs} — choose another partition`), form);
   }
 
   // ---------------------------------------------------------- selection
