@@ -8,6 +8,7 @@ import * as api from '../api.js';
 import {clear, errorBox, fmtBytes, fmtTime, go, h, notice, pageTitle, section, table} from '../ui.js';
 
 const PAGE = 500;
+let kept = {key: '', selected: new Set()};
 
 function joinPath(dir, name) {
   return (dir === '/' ? '' : dir) + '/' + name;
@@ -84,7 +85,10 @@ export async function render(view, ctx) {
   }
 
   // ---------------------------------------------------------- selection
-  const selected = new Set();
+  // The selection stays while walking the folders of one point and disk.
+  const key = [repo, id, where.disk || '', where.partition || ''].join('\u0000');
+  if (kept.key !== key) kept = {key, selected: new Set()};
+  const selected = kept.selected;
   const selCount = h('span', {id: 'file-selected', class: 'muted'}, 'Nothing selected');
   const selStatus = h('div', {'aria-live': 'polite'});
   const zipBtn = h('button', {type: 'button', id: 'download-zip', disabled: true}, 'Download as zip');
@@ -92,7 +96,7 @@ export async function render(view, ctx) {
   const clearSel = h('button', {type: 'button', class: 'link', id: 'file-clear-selection', hidden: true}, 'Clear selection');
   function syncSelection() {
     const n = selected.size;
-    selCount.textContent = n ? `${n} selected` : 'Nothing selected';
+    selCount.textContent = n ? `${n} selected` + (n <= 3 ? `: ${[...selected].join(', ')}` : '') : 'Nothing selected';
     zipBtn.disabled = tarBtn.disabled = n === 0;
     clearSel.hidden = n === 0;
   }
@@ -186,7 +190,19 @@ export async function render(view, ctx) {
   });
 
   const up = path !== '/' ? h('a', {href: filesRoute(parentOf(path)), class: 'btn', id: 'file-up'}, '↑ Up') : null;
-  const selBar = h('div', {class: 'selection-bar'}, selCount, clearSel, h('div', {class: 'actions'}, zipBtn, tarBtn));
+  const pickAll = h('button', {type: 'button', class: 'link', id: 'file-select-all'}, 'Select all shown');
+  pickAll.addEventListener('click', () => {
+    for (const b of view.querySelectorAll('input.pick')) {
+      b.checked = true;
+      selected.add(b.value);
+    }
+    syncSelection();
+  });
+  const selBar = h('div', {class: 'selection-bar'}, selCount, pickAll, clearSel, h('div', {class: 'actions'}, zipBtn, tarBtn));
+  // A file backup keeps its paths from the root ('/var/www'): offer them.
+  const shortcuts = point.kind === 'files' && path === '/' && !q.find && Array.isArray(point.paths) && point.paths.length ?
+      h('p', {class: 'shortcuts'}, 'Backed up here: ',
+        point.paths.map((p, i) => [i ? ', ' : '', h('a', {href: filesRoute(p)}, p)])) : null;
 
   const content = h('div', {});
   if (q.find) {
@@ -245,6 +261,6 @@ export async function render(view, ctx) {
         chooser,
         h('div', {class: 'card file-browser'},
           h('div', {class: 'file-head'}, h('div', {class: 'crumb-row'}, up, crumbs), searchForm),
-          selBar, selStatus, content));
+          shortcuts, selBar, selStatus, content));
   syncSelection();
 }

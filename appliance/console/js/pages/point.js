@@ -60,6 +60,9 @@ export async function render(view, ctx) {
     ['Id', h('code', {id: 'point-id'}, p.id)],
     ['Previous point', p.parent ? h('a', {href: `#/point?repo=${encodeURIComponent(repo)}&id=${encodeURIComponent(p.parent)}`}, h('code', {}, p.parent.slice(0, 8))) : null],
     ['VM UUID', p.vm_uuid ? h('code', {}, p.vm_uuid) : null],
+    ['Backed-up paths', Array.isArray(p.paths) && p.paths.length ? h('ul', {class: 'plain-list'}, p.paths.map(x =>
+      h('li', {}, h('a', {href: `${filesHref}&path=${encodeURIComponent(x)}`}, h('code', {}, x))))) : null],
+    ['Entries', p.entries !== undefined ? String(p.entries) : null],
     ['Made by', p.tool],
   ]));
 
