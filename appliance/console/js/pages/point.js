@@ -14,6 +14,23 @@ function props(pairs) {
                .map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
+// The format of each disk (target dev -> driver type) from the domain XML:
+// the point's disk list does not carry it. Parsed as XML (never as HTML).
+function diskFormats(xml) {
+  const out = {};
+  if (!xml) return out;
+  try {
+    const doc = new DOMParser().parseFromString(xml, 'application/xml');
+    for (const d of doc.querySelectorAll('devices > disk')) {
+      const dev = d.querySelector('target')?.getAttribute('dev');
+      const type = d.querySelector('driver')?.getAttribute('type');
+      if (dev && type) out[dev] = type;
+    }
+  } catch { /* no formats then */
+  }
+  return out;
+}
+
 export async function render(view, ctx) {
   const repo = ctx.params.repo, id = ctx.params.id;
   if (!repo || !id) {
@@ -71,11 +88,12 @@ export async function render(view, ctx) {
   if (notes.length)
     parts.push(section('Notes', h('ul', {class: 'notes'}, notes.map(n => h('li', {}, typeof n === 'string' ? n : JSON.stringify(n))))));
 
+  const formats = diskFormats(p.domain_inactive_xml || p.domain_xml);
   if ((p.disks || []).length)
     parts.push(section('Disks', table([
       {title: 'Disk', cell: d => h('span', {}, h('strong', {}, d.name), d.source ? h('div', {class: 'muted small mono'}, d.source) : null)},
       {title: 'Size', class: 'num', cell: d => fmtBytes(d.size)},
-      {title: 'Format', cell: d => d.format || (d.source && /\.(qcow2|raw|img|vmdk)$/i.exec(d.source)?.[1]) || '–'},
+      {title: 'Format', cell: d => d.format || formats[d.name] || '–'},
       {title: 'Captured', cell: d => d.capture || '–'},
       {title: 'Lost', class: 'num', cell: d => d.lost_bytes ? h('span', {class: 'badge bad'}, fmtBytes(d.lost_bytes)) : 'none'},
       {title: '', cell: d => h('a', {href: `${filesHref}&disk=${encodeURIComponent(d.name)}`}, 'Browse')},
