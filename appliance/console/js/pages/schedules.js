@@ -24,7 +24,8 @@ export function whatItRuns(s) {
   }
   if (s.kind === 'forget')
     return 'Forget old points' + (p.name ? ` of ${p.name}` : '') +
-        (p.dry_run ? ' (dry run)' : '');
+        (retentionWords(p) ? ` (${retentionWords(p)})` : '') +
+        (p.dry_run ? ', dry run' : '');
   if (s.kind === 'check')
     return 'Check' +
         (p.read_data_percent ? `, reading ${p.read_data_percent}% of the data` :
