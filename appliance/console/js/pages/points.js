@@ -36,8 +36,9 @@ function timelines(points) {
   }
   const times = points.map(p => toDate(p.time)).filter(Boolean).map(d => d.getTime());
   if (!times.length) return null;
-  let lo = Math.min(...times), hi = Math.max(...times);
-  if (hi - lo < 3600e3) { lo -= 1800e3; hi += 1800e3; }
+  // The right end is now, so a VM whose newest point is old shows a gap.
+  const hi = Math.max(Date.now(), ...times);
+  const lo = Math.min(Math.min(...times), hi - 3600e3);
   const pos = t => 2 + 96 * (t - lo) / (hi - lo);
   const rows = [];
   for (const g of [...groups.values()].sort((a, b) => a.name.localeCompare(b.name))) {
@@ -60,7 +61,7 @@ function timelines(points) {
     const first = h('span', {class: 'label'}, fmtTime(new Date(lo).toISOString()));
     first.style.left = '2%';
     first.classList.add('first');
-    const last = h('span', {class: 'label'}, fmtTime(new Date(hi).toISOString()));
+    const last = h('span', {class: 'label'}, 'now');
     last.style.left = '98%';
     last.classList.add('last');
     line.append(first, last);
@@ -144,7 +145,7 @@ export async function render(view, ctx) {
   const shown = `${points.length} of ${r.total ?? points.length} point${(r.total ?? points.length) === 1 ? '' : 's'}` +
       (q.before ? ' (older page)' : '');
   clear(body, errs,
-    section('Timeline', h('p', {class: 'muted small'}, 'Each dot is a point, newest on the right. Select one to open it.'),
+    section('Timeline', h('p', {class: 'muted small'}, 'Each dot is a point, from the oldest shown (left) to now (right). Select one to open it.'),
             timelines(points)),
     section(shown, table(columns, points, {
       id: 'point-table', class: 'stack', rowData: p => ({point: p.id, repo: p.repository})
