@@ -218,13 +218,14 @@ export function pageTitle(title, ...actions) {
 // A button that shows it is working while `fn` runs, and shows fn's error
 // in `errorTarget` (or after itself) instead of throwing.
 export function actionButton(text, fn, attrs = {}) {
-  const btn = h('button', {type: 'button', ...attrs}, text);
+  const {errorTarget, ...rest} = attrs;
+  const btn = h('button', {type: 'button', ...rest}, text);
   btn.addEventListener('click', async () => {
     if (btn.disabled) return;
     btn.disabled = true;
     const old = btn.textContent;
     btn.textContent = old + '…';
-    const holder = attrs.errorTarget || null;
+    const holder = errorTarget || null;
     try {
       await fn(btn);
     } catch (e) {
