@@ -308,7 +308,7 @@ def dashboard():
     row = wait_visible(row_sel, f"the VM {VM} on the dashboard ({row_sel})")
     b = find(".badge", row)
     state = b.get_attribute("data-state") if b is not None else None
-    shot("dashboard", "console-dashboard.png")
+    shot("dashboard")
     ok(f"the dashboard lists {VM} (last backup badge: {state!r})")
     return row
 
@@ -608,6 +608,43 @@ def remove_restored():
     log(f"removed {NEW_VM} and its disks {disks}")
 
 
+def dashboard_after(repo, point):
+    step("dashboard after the backup")
+    driver.get(URL + "/#/dashboard")
+    row_sel = f'#vm-table tr[data-vm={css_str(VM)}]'
+    wait_for(f"the badge of {VM}'s last backup to say it succeeded ({row_sel} .badge[data-state])",
+             lambda: (find(f"{row_sel} .badge") is not None and
+                      find(f"{row_sel} .badge").get_attribute("data-state") in ("succeeded", "ok")))
+    shot("dashboard-after-backup", "console-dashboard.png")
+    ok(f"the dashboard shows {VM}'s last backup succeeded")
+    # Phone width and dark mode: pictures for a person to look at, and the
+    # scripts must not fail there either (the browser log is checked at the end).
+    step("phone width and dark mode")
+    views = [("dashboard", "#/dashboard", "#vm-table"),
+             ("files", f"#/files?repo={repo}&id={point}&path=/etc", "#file-table"),
+             ("restore", f"#/restore/vm?vm={urllib.parse.quote(VM)}", "[data-step]")]
+    for mode in ("phone", "dark"):
+        if mode == "phone":
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        else:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                                   {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        for name, route, sel in views:
+            driver.get(f"{URL}/{route}")
+            wait_visible(sel, f"{sel} on {route} ({mode})")
+            time.sleep(0.5)  # the rest of the page's requests
+            shot(f"{name}-{mode}")
+            if mode == "phone":
+                wide = driver.execute_script("return document.documentElement.scrollWidth")
+                if wide > 390 + 2:
+                    log(f"note: {route} is {wide} px wide at a 390 px phone width (scrolls sideways)")
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    ok("dashboard, file browser and restore wizard shown at 390 px and in dark mode")
+
+
 def logout():
     step("logout")
     driver.get(URL + "/#/dashboard")
@@ -641,6 +678,7 @@ def main():
             restore(point, orig_xml)
         finally:
             remove_restored()
+        dashboard_after(repo, point)
         logout()
         step("browser log")
         collect_browser_log()
@@ -652,7 +690,7 @@ def main():
                  "\n".join(f"  [{e['step']}] {e.get('source', '')}: {e['message']}" for e in bad))
         ok(f"no errors of the console's scripts in the browser log ({len(browser_entries)} entries, "
            f"{len(noted)} expected API refusals)")
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # SystemExit: the time limit's SIGTERM
         name = re.sub(r"[^a-z0-9]+", "-", step_name.lower()).strip("-")
         text = "(no browser)"
         try:
