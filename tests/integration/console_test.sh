@@ -65,7 +65,11 @@ hv() { "$HAVEN" -r "$R" "$@"; }
 ROOT=$WORK/root
 mkdir -p "$ROOT" "$WORK/vms" "$WORK/restored"
 cp -a /etc "$ROOT/etc"
-truncate -s 48M "$WORK/base.raw"
+# Incompressible data beside /etc, so that the backup takes long enough for
+# the job page to show it running (CONSOLE_FILLER_MIB=0: none).
+FILLER=${CONSOLE_FILLER_MIB:-160}
+[ "$FILLER" = 0 ] || head -c "${FILLER}M" /dev/urandom >"$ROOT/filler.bin"
+truncate -s "$((FILLER + 48))M" "$WORK/base.raw"
 mke2fs -q -F -t ext4 -d "$ROOT" "$WORK/base.raw"
 expect_rc 0 "init" hv init
 haven_make_network "$NET" "ct$$" || fail "could not create network $NET"
