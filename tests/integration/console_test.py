@@ -255,8 +255,8 @@ def start_browser():
         "safebrowsing.enabled": False,
     })
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = ChromeService(executable_path="/usr/bin/chromedriver",
-                            log_path=os.path.join(WORK, "chromedriver.log"))
+    # No chromedriver log: it would hold the typed password (sendKeys).
+    service = ChromeService(executable_path="/usr/bin/chromedriver")
     d = webdriver.Chrome(options=opts, service=service)
     d.set_page_load_timeout(120)
     d.set_script_timeout(60)
@@ -524,7 +524,7 @@ def restore(point, orig_xml):
                              lambda: (lambda s: s if s in FINAL else None)(
                                  find("#restore-result").get_attribute("data-state")),
                              timeout=JOB_WAIT)
-            shot("wizard-result", "console-restore-result.png")
+            shot("wizard-result")
             if state != "succeeded":
                 fail(f"the restore ended {state}: {res.text[:3000]!r}")
             ok(f"restore wizard steps {seen}: #restore-result succeeded")
