@@ -163,12 +163,25 @@ def own_script_errors():
 def wait_for(what, fn, timeout=UI_WAIT, poll=0.25):
     """Waits until fn() is truthy (WebDriverWait; stale elements are
     retried); fails with `what` when it is not within timeout seconds."""
+    broken = []
+
+    def check(d):
+        r = fn()
+        if not r:
+            # The router's own error pages: no use waiting for them to change.
+            h1 = find("#view h1")
+            if h1 is not None and h1.text in ("This page could not be shown", "Page not found"):
+                broken.append(find("#view").text)
+                return True
+        return r
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=poll,
-                             ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda d: fn())
+        r = WebDriverWait(driver, timeout, poll_frequency=poll,
+                          ignored_exceptions=(StaleElementReferenceException,)).until(check)
     except TimeoutException:
         fail(f"waited {timeout} s for {what}")
+    if broken:
+        fail(f"while waiting for {what}, the console showed: {broken[0]!r}")
+    return r
 
 
 def find(sel, root=None):
