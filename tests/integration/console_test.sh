@@ -98,6 +98,7 @@ export CONSOLE_URL=$URL CONSOLE_USER=admin CONSOLE_PASSWORD_FILE=$WORK/admin.pw 
   CONSOLE_VM=$VM CONSOLE_NEW_VM=$NEW CONSOLE_NET=$NET CONSOLE_NET2=$NET2 \
   CONSOLE_STORAGE=$WORK/restored CONSOLE_ORIGINAL=$ROOT/etc CONSOLE_WORK=$WORK \
   CONSOLE_SHOTS=$WORK/screenshots CONSOLE_LIBVIRT_URI=$HAVEN_LIBVIRT_URI
+[ -z "${CONSOLE_SCREENSHOT_DIR:-}" ] || export CONSOLE_SCREENSHOT_DIR=$(realpath -m "$CONSOLE_SCREENSHOT_DIR")
 rc=0
 timeout -k 20 1020 "$BROWSER_PY" "$(dirname "$0")/console_test.py" || rc=$?
 [ "$rc" = 0 ] || fail "console_test.py exited $rc (havend's log: $(tail -20 "$WORK/d.log"))"
