@@ -336,17 +336,25 @@ def backup(row):
                  lambda: re.search(r"#/job\?(?:.*&)?id=(\d+)", driver.current_url))
     job = int(m.group(1))
     log(f"backup job {job}")
-    bar = wait_visible("#job-progress", "#job-progress on the job page")
+    wait_visible("#job-progress", "#job-progress on the job page")
+    wait_for("#job-state with a data-state", lambda: find("#job-state[data-state]"))
     seen_states, seen_values, running_shot = [], [], False
     deadline = time.monotonic() + JOB_WAIT
-    state = None
+    state, last_seen = None, time.monotonic()
     while time.monotonic() < deadline:
         try:
-            state = find("#job-state").get_attribute("data-state") if find("#job-state") else None
+            el = find("#job-state")
+            state = el.get_attribute("data-state") if el is not None else None
             bar = find("#job-progress")
             now = bar.get_attribute("aria-valuenow") if bar is not None else None
         except StaleElementReferenceException:
+            time.sleep(0.1)
             continue
+        if el is not None and bar is not None:
+            last_seen = time.monotonic()
+        elif time.monotonic() - last_seen > UI_WAIT:
+            fail(f"#job-state or #job-progress gone from the job page for {UI_WAIT} s "
+                 f"(states seen: {seen_states})")
         if state and (not seen_states or seen_states[-1] != state):
             seen_states.append(state)
         if now not in (None, "") and (not seen_values or seen_values[-1] != float(now)):
@@ -364,9 +372,9 @@ def backup(row):
         logtext = find("#job-log").text if find("#job-log") else "(no #job-log)"
         fail(f"backup job {job} ended {state}; #job-log: {logtext[-3000:]}")
     wait_for("#job-progress aria-valuenow=100 once the job succeeded",
-             lambda: find("#job-progress").get_attribute("aria-valuenow") in ("100", "100.0"),
+             lambda: find("#job-progress[aria-valuenow]") is not None and
+             float(find("#job-progress").get_attribute("aria-valuenow")) == 100,
              timeout=30)
-    seen_values.append(100.0) if not seen_values or seen_values[-1] != 100.0 else None
     shot("job-succeeded")
     moving = [v for v in seen_values if 0 < v < 100]
     how = (f"progress seen moving through {moving}" if len(moving) >= 2 else
