@@ -109,13 +109,23 @@ def page_text():
         return f"(page text unavailable: {e.msg})"
 
 
-def shot(name, doc=None):
+def shot(name, doc=None, whole=False):
     """Saves a screenshot of the page as NN-name.png; doc: also as
-    CONSOLE_SCREENSHOT_DIR/doc (the pictures of docs/console.md)."""
+    CONSOLE_SCREENSHOT_DIR/doc (the pictures of docs/console.md); whole: the
+    whole page (up to 2400 px high), not only the 1280x900 window."""
     global shot_count
     shot_count += 1
     path = os.path.join(SHOTS, f"{shot_count:02d}-{name}.png")
+    if whole:
+        high = min(2400, max(900, driver.execute_script(
+            "return document.documentElement.scrollHeight")))
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 1280, "height": high, "deviceScaleFactor": 1, "mobile": False})
+        time.sleep(0.3)
     driver.save_screenshot(path)
+    if whole:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
     if doc and DOCS:
         os.makedirs(DOCS, exist_ok=True)
         shutil.copyfile(path, os.path.join(DOCS, doc))
@@ -636,7 +646,8 @@ def dashboard_after(repo, point):
     wait_for(f"the badge of {VM}'s last backup to say it succeeded ({row_sel} .badge[data-state])",
              lambda: (find(f"{row_sel} .badge") is not None and
                       find(f"{row_sel} .badge").get_attribute("data-state") in ("succeeded", "ok")))
-    shot("dashboard-after-backup", "console-dashboard.png")
+    time.sleep(1)  # the usage chart and the other panels load on their own
+    shot("dashboard-after-backup", "console-dashboard.png", whole=True)
     ok(f"the dashboard shows {VM}'s last backup succeeded")
     # Phone width and dark mode: pictures for a person to look at, and the
     # scripts must not fail there either (the browser log is checked at the end).
