@@ -1,6 +1,7 @@
-// Who may call havend: the local accounts (today the one admin account made
-// at setup), console sessions and API tokens, all kept in the state
-// database, and the Authenticator that api.h's dispatcher asks.
+// Who may call havend: the local accounts (the admin account made at setup
+// and those an admin adds, auth_accounts.cc), console sessions and API
+// tokens, all kept in the state database, and the Authenticator that
+// api.h's dispatcher asks.
 //
 // Tables (made in auth.cc, CREATE TABLE IF NOT EXISTS):
 //   auth_accounts  name, role, password_hash (credentials.h), changed
@@ -70,6 +71,14 @@ struct NewToken {
   std::string secret;  // "haven_...": shown once, never stored
 };
 
+// A local account as ListAccounts shows it.
+struct AccountInfo {
+  std::string name;
+  Role role = Role::kNone;
+  int64_t changed = 0;   // password or role last set, seconds since the epoch
+  int64_t sessions = 0;  // console sessions within their lifetimes now
+};
+
 // A session as its holder sees it.
 struct SessionInfo {
   std::string user;
@@ -106,6 +115,24 @@ class AuthService {
   Result<std::vector<TokenInfo>> ListTokens();
   // NotFound when there is no token `id`; revoking twice is OK.
   Status RevokeToken(int64_t id);
+
+  // --- Accounts beyond the first (appliance/auth_accounts.cc) ---
+  // Every account, by name. Never a password hash.
+  Result<std::vector<AccountInfo>> ListAccounts();
+  // Makes an account. InvalidArgument for a bad name, role or password;
+  // AlreadyExists when `user` has an account.
+  Status CreateAccount(std::string_view user, std::string_view password,
+                       Role role);
+  // Changes `user`'s role and/or password (each when set) and ends the
+  // user's sessions (a session carries the role it was started with).
+  // NotFound when there is no such account; FailedPrecondition when it
+  // would leave no admin account.
+  Status UpdateAccount(std::string_view user, std::optional<Role> role,
+                       std::optional<std::string> password);
+  // Deletes `user`'s account and ends its sessions. NotFound when there is
+  // none; FailedPrecondition when `user` is `acting_user` (nobody deletes
+  // the account they are logged in with) or the last admin account.
+  Status DeleteAccount(std::string_view user, std::string_view acting_user);
 
   // Checks `password` for `user` from `peer` (Request::peer), within the
   // LoginLimiter's limits; on success makes a session. A user that does

@@ -14,6 +14,7 @@
 #include "appliance/job_service.h"
 #include "appliance/notifier.h"
 #include "appliance/notify_monitor.h"
+#include "appliance/notify_settings.h"
 #include "appliance/repositories.h"
 #include "appliance/repository_cache.h"
 #include "appliance/restore_jobs.h"
@@ -22,6 +23,7 @@
 #include "appliance/services.h"
 #include "appliance/state_db.h"
 #include "appliance/systemd_notify.h"
+#include "appliance/usage_history.h"
 #include "base/file.h"
 #include "base/time.h"
 
@@ -164,23 +166,34 @@ Status Serve(const ServeOptions& options) {
       });
   // Notifications and figures (issue 16, points 7 and 8): job ends,
   // overdue VMs and the daily report; repository usage for /metrics.
-  std::unique_ptr<Notifier> notifier;
+  // The notifier comes from havend.conf's [Notify] until an admin saves
+  // settings through the API (notify_settings.h); then from those, swapped
+  // at each save.
   const NotifyConfig& nc = config.notify;
-  if (!nc.webhook_url.empty() || !nc.smtp_url.empty()) {
-    HAVEN_ASSIGN_OR_RETURN(NotifierOptions no,
-                           NotifierOptionsFromConfig(nc, LocalHostName()));
-    no.log = [](const std::string& line) { Log(line); };
-    notifier = std::make_unique<Notifier>(std::move(no));
-  }
+  HAVEN_ASSIGN_OR_RETURN(
+      auto notify_settings,
+      NotifySettings::Open(*db, nc, config.state_dir, LocalHostName(),
+                           [](const std::string& line) { Log(line); }));
+  services.notify_settings = notify_settings.get();
+  NotifierHolder& notifiers = notify_settings->holder();
+  // Repository usage: measured for /metrics and the daily report, and kept
+  // over time (usage_history.h).
+  HAVEN_ASSIGN_OR_RETURN(auto usage_history, UsageHistory::Open(*db));
+  services.usage_history = usage_history.get();
   RepositoryUsageCache usage(catalog);
+  usage.OnMeasured([&usage_history](const RepositoryMetric& m) {
+    if (auto kept = usage_history->Record(m); !kept.ok())
+      Log("repository " + m.name +
+          ": usage sample not kept: " + kept.status().message());
+  });
   MonitorOptions monitor_options;
-  monitor_options.daily_report = nc.daily_report;
   monitor_options.log = [](const std::string& line) { Log(line); };
   HAVEN_ASSIGN_OR_RETURN(auto monitor,
-                         NotifyMonitor::Start(services, notifier.get(), &usage,
+                         NotifyMonitor::Start(services, &notifiers, &usage,
                                               std::move(monitor_options)));
   // Jobs Create() marked interrupted ended before the monitor listened.
-  if (notifier && jobs->interrupted_at_start() > 0) {
+  if (auto notifier = notifiers.Get();
+      notifier && jobs->interrupted_at_start() > 0) {
     JobFilter f;
     f.state = JobState::kInterrupted;
     f.limit = static_cast<size_t>(jobs->interrupted_at_start());
@@ -238,7 +251,7 @@ Status Serve(const ServeOptions& options) {
   jobs->Stop();
   server->Stop();
   // Tell of the jobs just interrupted, if the receivers answer soon.
-  if (notifier && !notifier->WaitIdle(5))
+  if (auto notifier = notifiers.Get(); notifier && !notifier->WaitIdle(5))
     Log("notifications still queued at stop are dropped");
   Log("stopped");
   return OkStatus();

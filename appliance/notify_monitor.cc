@@ -6,6 +6,7 @@
 
 #include "appliance/daily_report.h"
 #include "appliance/history_queries.h"
+#include "appliance/notify_settings.h"
 #include "base/time.h"
 #include "repository/usage.h"
 
@@ -53,7 +54,7 @@ void RepositoryUsageCache::Refresh(
     Result<repository::RepositoryUsage> usage =
         repo.ok() ? repository::MeasureUsage(*repo.value())
                   : Result<repository::RepositoryUsage>(repo.status());
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (!usage.ok()) {
       // Logged when the reason changes, not every time.
       std::string& last = errors_[r.name];
@@ -64,42 +65,76 @@ void RepositoryUsageCache::Refresh(
       continue;
     }
     errors_.erase(r.name);
-    measured_[r.name] = RepositoryMetric{
+    RepositoryMetric m{
         r.name,        true, usage->stored_bytes, usage->logical_bytes,
         usage->points, Now()};
+    measured_[r.name] = m;
+    lock.unlock();
+    if (on_measured_) on_measured_(m);
   }
 }
 
 Result<std::unique_ptr<NotifyMonitor>> NotifyMonitor::Start(
     Services& services, Notifier* notifier, RepositoryUsageCache* usage,
     MonitorOptions options) {
-  std::optional<CalendarEvent> event;
   if (!options.daily_report.empty()) {
     auto parsed = ParseCalendar(options.daily_report);
     if (!parsed.ok()) return parsed.status().WithContext("notify daily_report");
-    event = std::move(parsed.value());
   }
+  auto own = std::make_unique<NotifierHolder>();
+  // Not owned: the caller keeps `notifier` alive longer than the monitor.
+  own->Set(std::shared_ptr<Notifier>(std::shared_ptr<Notifier>(), notifier),
+           options.daily_report);
   std::unique_ptr<NotifyMonitor> m(
-      new NotifyMonitor(services, notifier, usage, std::move(options)));
-  m->report_event_ = std::move(event);
-  if (m->report_event_) m->next_report_ = NextElapse(*m->report_event_, Now());
-  m->hook_ = std::make_shared<Hook>();
-  m->hook_->monitor = m.get();
-  if (services.jobs) {
-    services.jobs->OnJobEnd([hook = m->hook_](const JobRecord& job) {
+      new NotifyMonitor(services, own.get(), usage, std::move(options)));
+  m->own_notifiers_ = std::move(own);
+  m->Launch();
+  return m;
+}
+
+Result<std::unique_ptr<NotifyMonitor>> NotifyMonitor::Start(
+    Services& services, NotifierHolder* notifiers, RepositoryUsageCache* usage,
+    MonitorOptions options) {
+  std::unique_ptr<NotifyMonitor> m(
+      new NotifyMonitor(services, notifiers, usage, std::move(options)));
+  m->Launch();
+  return m;
+}
+
+void NotifyMonitor::Launch() {
+  FollowDailyReport(Now());
+  hook_ = std::make_shared<Hook>();
+  hook_->monitor = this;
+  if (services_.jobs) {
+    services_.jobs->OnJobEnd([hook = hook_](const JobRecord& job) {
       std::lock_guard lock(hook->mu);
       if (hook->monitor) hook->monitor->OnJobEnd(job);
     });
   }
-  m->thread_ = std::thread([raw = m.get()] { raw->Run(); });
-  return m;
+  thread_ = std::thread([this] { Run(); });
 }
 
-NotifyMonitor::NotifyMonitor(Services& services, Notifier* notifier,
+void NotifyMonitor::FollowDailyReport(int64_t now) {
+  std::string spec = notifiers_->daily_report();
+  if (report_spec_ && *report_spec_ == spec) return;
+  report_spec_ = spec;
+  report_event_.reset();
+  next_report_.reset();
+  if (spec.empty()) return;
+  auto parsed = ParseCalendar(spec);
+  if (!parsed.ok()) {
+    Log("no daily report: notify daily_report: " + parsed.status().message());
+    return;
+  }
+  report_event_ = std::move(parsed.value());
+  next_report_ = NextElapse(*report_event_, now);
+}
+
+NotifyMonitor::NotifyMonitor(Services& services, NotifierHolder* notifiers,
                              RepositoryUsageCache* usage,
                              MonitorOptions options)
     : services_(services),
-      notifier_(notifier),
+      notifiers_(notifiers),
       usage_(usage),
       options_(std::move(options)) {}
 
@@ -121,7 +156,7 @@ void NotifyMonitor::Log(const std::string& line) const {
 }
 
 void NotifyMonitor::OnJobEnd(const JobRecord& job) {
-  if (notifier_) notifier_->NotifyJobEnd(job);
+  if (auto notifier = notifiers_->Get()) notifier->NotifyJobEnd(job);
   if (usage_ && !job.spec.repository.empty())
     usage_->MarkStale(job.spec.repository);
   {
@@ -153,8 +188,8 @@ void NotifyMonitor::CheckOverdue(int64_t now) {
   for (const OverdueVm& vm : fresh) {
     Log("VM " + QuoteUntrusted(vm.vm) + " overdue in repository " +
         vm.repository + " (schedule " + QuoteUntrusted(vm.schedule) + ")");
-    if (notifier_)
-      notifier_->Notify(OverdueEvent(vm, now, notifier_->options().appliance));
+    if (auto notifier = notifiers_->Get())
+      notifier->Notify(OverdueEvent(vm, now, notifier->options().appliance));
   }
 }
 
@@ -171,7 +206,8 @@ void NotifyMonitor::CheckNow() {
 MailMessage NotifyMonitor::DailyReportNow() {
   DailyReport r;
   r.now = Now();
-  r.appliance = notifier_ ? notifier_->options().appliance : "";
+  auto notifier = notifiers_->Get();
+  r.appliance = notifier ? notifier->options().appliance : "";
   if (services_.jobs) {
     JobFilter filter;
     filter.since =
@@ -199,10 +235,12 @@ void NotifyMonitor::Run() {
     // (bench/havend.sh, docs/benchmark-results.md). Cheap: once a check.
     malloc_trim(0);
     int64_t now = Now();
+    FollowDailyReport(now);
     if (next_report_ && now >= *next_report_) {
-      if (notifier_ && notifier_->has_mail()) {
+      auto notifier = notifiers_->Get();
+      if (notifier && notifier->has_mail()) {
         Log("daily report mailed");
-        notifier_->SendMail(DailyReportNow());
+        notifier->SendMail(DailyReportNow());
       }
       next_report_ = NextElapse(*report_event_, now);
     }

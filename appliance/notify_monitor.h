@@ -12,6 +12,10 @@
 //                          report mailed (a report missed while havend was
 //                          down is not sent late)
 //
+// The notifier and the daily report's event are asked of a NotifierHolder
+// (notify_settings.h) at each use: settings saved through the API apply at
+// the next job end, overdue check or report (within check_interval).
+//
 // Overdue episodes are kept in memory: after a restart a VM still overdue
 // is told once more.
 #ifndef HAVEN_APPLIANCE_NOTIFY_MONITOR_H_
@@ -41,6 +45,12 @@ class RepositoryUsageCache {
   // Every configured repository, measured or not, in the config's order.
   std::vector<RepositoryMetric> Get() const;
   void MarkStale(const std::string& repository);
+  // `f` hears of each measurement that succeeded (outside the cache's lock,
+  // on the thread that measured): the usage history's samples
+  // (usage_history.h). Set before the first Refresh.
+  void OnMeasured(std::function<void(const RepositoryMetric&)> f) {
+    on_measured_ = std::move(f);
+  }
   // Measures each repository marked stale or tried longer ago than
   // `max_age_seconds` (opening it read-only, not waiting for its lock: a
   // repository busy with gc keeps its old figures until the next try). A
@@ -55,6 +65,7 @@ class RepositoryUsageCache {
   std::map<std::string, bool> stale_;
   std::map<std::string, int64_t> attempted_;   // Unix seconds
   std::map<std::string, std::string> errors_;  // the last failure's reason
+  std::function<void(const RepositoryMetric&)> on_measured_;
 };
 
 struct MonitorOptions {
@@ -65,6 +76,8 @@ struct MonitorOptions {
   std::function<void(const std::string&)> log;
 };
 
+class NotifierHolder;  // appliance/notify_settings.h
+
 class NotifyMonitor {
  public:
   // Hooks into services.jobs (OnJobEnd) and starts the thread. `notifier`
@@ -73,6 +86,13 @@ class NotifyMonitor {
   static Result<std::unique_ptr<NotifyMonitor>> Start(
       Services& services, Notifier* notifier, RepositoryUsageCache* usage,
       MonitorOptions options);
+  // The same, asking `notifiers` (notify_settings.h; must outlive the
+  // monitor) for the notifier and the daily report's calendar event at
+  // each use, so settings changed through the API apply without a restart
+  // (options.daily_report is not used).
+  static Result<std::unique_ptr<NotifyMonitor>> Start(
+      Services& services, NotifierHolder* notifiers,
+      RepositoryUsageCache* usage, MonitorOptions options);
   ~NotifyMonitor();
 
   // The VMs overdue at the last check.
@@ -83,15 +103,22 @@ class NotifyMonitor {
   MailMessage DailyReportNow();
 
  private:
-  NotifyMonitor(Services& services, Notifier* notifier,
+  NotifyMonitor(Services& services, NotifierHolder* notifiers,
                 RepositoryUsageCache* usage, MonitorOptions options);
+  // Hooks into the job service and starts the thread.
+  void Launch();
+  // Follows the holder's daily report event when it changed.
+  void FollowDailyReport(int64_t now);
   void Run();
   void OnJobEnd(const JobRecord& job);
   void CheckOverdue(int64_t now);
   void Log(const std::string& line) const;
 
   Services& services_;
-  Notifier* notifier_;
+  NotifierHolder* notifiers_;
+  std::unique_ptr<NotifierHolder> own_notifiers_;  // Start(Notifier*)
+  // The daily report's event that report_event_ was parsed from.
+  std::optional<std::string> report_spec_;
   RepositoryUsageCache* usage_;
   MonitorOptions options_;
   std::optional<CalendarEvent> report_event_;

@@ -6,6 +6,8 @@
 
 namespace haven::appliance {
 
+std::vector<Route> HostResourceRoutes(Services& s);  // routes_host_resources.cc
+
 std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
                              int max_event_streams,
                              const RepositoryUsageCache* usage) {
@@ -19,9 +21,13 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   add(RestoreRoutes(s));
   add(RepositoryRoutes(s));
   add(HostRoutes(s));
+  add(HostResourceRoutes(s));
   add(PointRoutes(s));
   add(FileRoutes(s));
   add(ScheduleRoutes(s));
+  add(UsageRoutes(s));
+  add(UserRoutes(s));
+  add(NotifySettingsRoutes(s));
   return routes;
 }
 

@@ -40,6 +40,16 @@ std::vector<Route> HostRoutes(Services& s);
 std::vector<Route> PointRoutes(Services& s);
 std::vector<Route> FileRoutes(Services& s);
 
+// --- settings (issue 17) ---
+// GET /api/v1/repositories/{name}/usage (routes_usage.cc). Needs
+// s.usage_history and s.repositories.
+std::vector<Route> UsageRoutes(Services& s);
+// /api/v1/users... (routes_users.cc). Needs s.auth.
+std::vector<Route> UserRoutes(Services& s);
+// /api/v1/settings/notifications... (routes_notify_settings.cc). Needs
+// s.notify_settings.
+std::vector<Route> NotifySettingsRoutes(Services& s);
+
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI
 // document made from it (docs/openapi.json). Building the table does not

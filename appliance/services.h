@@ -15,6 +15,8 @@ namespace haven::appliance {
 class Scheduler;  // appliance/scheduler.h
 class AuthService;  // appliance/auth.h
 class AuditLog;  // appliance/audit.h
+class UsageHistory;    // appliance/usage_history.h
+class NotifySettings;  // appliance/notify_settings.h
 
 struct Services {
   const ApplianceConfig* config = nullptr;
@@ -28,6 +30,9 @@ struct Services {
   Scheduler* scheduler = nullptr;
   AuthService* auth = nullptr;
   AuditLog* audit = nullptr;
+  // --- settings (issue 17): usage over time, notification settings ---
+  UsageHistory* usage_history = nullptr;
+  NotifySettings* notify_settings = nullptr;
   std::string version;
 };
 

@@ -109,7 +109,10 @@ elif pid=$(running_pid); then
 else
   # Its own session, so it outlives this shell; stdout says where it listens.
   : >"$STATE/havend.out"
-  setsid "$HAVEND" serve --config "$CONF" >"$STATE/havend.out" 2>>"$STATE/havend.log" </dev/null &
+  # The web console's files: the installed ones, else this checkout's.
+  CONSOLE_ARGS=()
+  [ -e /usr/share/haven/console/index.html ] || CONSOLE_ARGS=(--console-dir "$PWD/appliance/console")
+  setsid "$HAVEND" serve --config "$CONF" "${CONSOLE_ARGS[@]}" >"$STATE/havend.out" 2>>"$STATE/havend.log" </dev/null &
   echo $! >"$PIDFILE"
   for _ in $(seq 100); do
     grep -q "^listening on " "$STATE/havend.out" && break
@@ -197,7 +200,7 @@ fi
 # ---------------------------------------------------------------- summary
 echo
 echo "The Haven appliance is running."
-echo "  URL:                      $URL"
+echo "  web console and API:      $URL (open it in a browser; API under $URL/api/v1)"
 echo "  certificate fingerprint:  $FP"
 if [ -s "$ADMIN_FILE" ]; then
   echo "  admin password:           in $ADMIN_FILE (user admin)"

@@ -19,7 +19,9 @@
 #    refused naming the file and line
 #  - the Debian packages (cpack in the build dir): havend_*.deb holds
 #    /usr/sbin/havend, the unit and /etc/haven/havend.conf.example as a
-#    conffile, its postinst starts nothing; haven_*.deb is unchanged
+#    conffile, the web console in /usr/share/haven/console; its postinst
+#    starts nothing; haven_*.deb is unchanged
+#  - the web console's files are served from ConsoleDirectory=
 . "$(dirname "$0")/lib.sh"
 : "${HAVEND:?HAVEND must point at the havend binary}"
 SRC=${HAVEN_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -186,6 +188,9 @@ with open(sys.argv[2], "w") as out:
 PYEOF
 LPID=$!
 for _ in $(seq 50); do [ -S "$NOTIFY" ] && break; sleep 0.1; done
+# The web console from the file's ConsoleDirectory= (the checkout's).
+sed -i "s#^\\[Server\\]\$#[Server]\\nConsoleDirectory=$SRC/appliance/console#" "$CONF"
+contains "$CONF" "ConsoleDirectory=$SRC/appliance/console" "config with the console"
 NOTIFY_SOCKET=$NOTIFY "$HAVEND" serve --config "$CONF" --listen 127.0.0.1:0 \
   >"$WORK/serve.out" 2>"$WORK/serve.log" &
 DPID=$!
@@ -200,6 +205,19 @@ contains "$WORK/serve.out" "certificate SHA-256 fingerprint: $FP" "serve --confi
 code=$(curl -sS --max-time 10 --cacert "$STATE/cert.pem" -o "$WORK/body" -w '%{http_code}' \
   "https://127.0.0.1:$PORT/api/v1/health")
 [ "$code" = 200 ] || fail "health through the configured server: HTTP $code"
+# The console's first page and a module, with the console's policy.
+console_get() {
+  code=$(curl -sS --max-time 10 --cacert "$STATE/cert.pem" -D "$WORK/head" -o "$WORK/body" \
+    -w '%{http_code}' "https://127.0.0.1:$PORT$1")
+  [ "$code" = 200 ] || fail "GET $1 (console): HTTP $code"
+  cmp -s "$WORK/body" "$SRC/appliance/console$2" || fail "GET $1 is not appliance/console$2"
+  grep -qi "^content-type: $3" "$WORK/head" || fail "GET $1: $(grep -i content-type "$WORK/head")"
+  grep -qi "^content-security-policy: default-src 'none'; script-src 'self';" "$WORK/head" ||
+    fail "GET $1: no console policy in: $(cat "$WORK/head")"
+}
+console_get / /index.html text/html
+console_get /js/app.js /js/app.js text/javascript
+ok "the console is served from ConsoleDirectory= with its Content-Security-Policy"
 for _ in $(seq 50); do grep -q READY=1 "$WORK/notify.txt" 2>/dev/null && break; sleep 0.1; done
 contains "$WORK/notify.txt" "READY=1 STATUS=listening on https://127.0.0.1:$PORT/" "sd_notify"
 kill -TERM "$DPID"
@@ -260,6 +278,8 @@ else
   dpkg-deb -x "$DEB" "$WORK/root"
   cmp -s "$WORK/root/lib/systemd/system/havend.service" "$UNIT" || fail "packaged unit differs from $UNIT"
   "$WORK/root/usr/sbin/havend" --version >"$WORK/v" || fail "packaged havend --version"
+  diff -r "$SRC/appliance/console" "$WORK/root/usr/share/haven/console" >"$WORK/console.diff" ||
+    fail "the packaged console differs from appliance/console: $(head -20 "$WORK/console.diff")"
   dpkg-deb -c "$AGENT" >"$WORK/agent"
   grep -qE ' ./usr/bin/haven$' "$WORK/agent" || fail "haven package lacks /usr/bin/haven"
   lacks "$WORK/agent" "havend" "haven package"

@@ -128,7 +128,7 @@ TEST(ConfigTest, MistakesNameTheLineAndWhatIsWrong) {
   const BadCase kCases[] = {
       {"[Server]\nListn=1.2.3.4\n",
        "h.conf:2: unknown key \"Listn\" in [Server] (known keys: Certificate, "
-       "Key, Listen, MaxBodySize, StateDirectory, Threads)"},
+       "ConsoleDirectory, Key, Listen, MaxBodySize, StateDirectory, Threads)"},
       {"[Sever]\n", "h.conf:1: unknown section \"[Sever]\""},
       {"Listen=1.2.3.4\n", "h.conf:1: Listen= comes before any [Section]"},
       {"[Server]\nListen=1.2.3.4\n\nListen=5.6.7.8\n",

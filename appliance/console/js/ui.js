@@ -139,7 +139,10 @@ export function progressBar(fraction, label) {
         'aria-valuenow': known ? String(pct) : null,
         'aria-label': label || 'progress'
       },
-        h('div', {class: 'fill', style: known ? `width:${pct}%` : null}));
+        h('div', {class: 'fill'}));
+  // The width through the CSS object model: the console's policy refuses
+  // style="" attributes.
+  if (known) bar.firstChild.style.width = pct + '%';
   return bar;
 }
 
@@ -270,4 +273,36 @@ export function modeString(mode) {
   const bits = 'rwxrwxrwx';
   for (let i = 0; i < 9; i++) s += (mode & (1 << (8 - i))) ? bits[i] : '-';
   return s;
+}
+
+/* --- restore wizards --- */
+
+// A wizard's progress indicator: an ol.steps of `steps` ([[key, title]...]).
+// set(key) marks that step current (aria-current="step") and those before
+// it done.
+export function wizardSteps(steps, label = 'Steps') {
+  const items =
+      steps.map(([key, title]) => h('li', {dataset: {stepKey: key}}, title));
+  const el = h('ol', {class: 'steps wizard-steps', 'aria-label': label}, items);
+  const set = (key) => {
+    const at = steps.findIndex(([k]) => k === key);
+    items.forEach((li, i) => {
+      li.classList.toggle('done', i < at);
+      if (i === at)
+        li.setAttribute('aria-current', 'step');
+      else
+        li.removeAttribute('aria-current');
+    });
+  };
+  return {el, set};
+}
+
+// A radio choice: <label class="choice"><input type=radio> title,
+// detail</label>.
+export function radioChoice(name, value, checked, title, detail, attrs = {}) {
+  const input = h('input', {type: 'radio', name, value, checked, ...attrs});
+  return h(
+      'label', {class: 'choice' + (attrs.disabled ? ' disabled' : '')}, input,
+      h('span', {class: 'choice-text'}, h('strong', {}, title),
+        detail ? h('span', {class: 'choice-detail'}, detail) : null));
 }

@@ -1,0 +1,266 @@
+// #/files?repo=R&id=P&path=/etc[&disk=vda&partition=1&offset=N&find=GLOB]:
+// the files of a recovery point. File points show the backed-up tree; VM
+// and image points the file system inside one disk (the only one, or the
+// one chosen) and partition (the only readable one, or the one chosen).
+// Walk folders, find files by name, download one file (a GET link the
+// browser streams) or tick several and download them as one zip or tar.
+import * as api from '../api.js';
+import {clear, errorBox, fmtBytes, fmtTime, go, h, notice, pageTitle, section, table} from '../ui.js';
+
+const PAGE = 500;
+let kept = {key: '', selected: new Set()};
+
+function joinPath(dir, name) {
+  return (dir === '/' ? '' : dir) + '/' + name;
+}
+
+function parentOf(path) {
+  const i = path.lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
+}
+
+function baseName(path) {
+  return path.slice(path.lastIndexOf('/') + 1) || '/';
+}
+
+export async function render(view, ctx) {
+  const q = ctx.params;
+  const repo = q.repo, id = q.id;
+  if (!repo || !id) {
+    clear(view, pageTitle('Files'),
+          notice('No point is named here: open a recovery point and choose "Browse files".', 'warn'),
+          h('p', {}, h('a', {href: '#/points'}, 'Recovery points')));
+    return;
+  }
+  const path = q.path && q.path.startsWith('/') ? q.path : '/';
+  const offset = Math.max(0, parseInt(q.offset || '0', 10) || 0);
+  const base = `/points/${encodeURIComponent(repo)}/${encodeURIComponent(id)}`;
+  // Where in the point: the disk and partition given in the route, or, once
+  // havend has chosen the defaults, the ones it chose (so links stay on them).
+  const where = {disk: q.disk || undefined, partition: q.partition || undefined};
+  const routeOf = (extra) => ({repo, id, disk: where.disk, partition: where.partition, ...extra});
+  const filesRoute = (p, extra = {}) => '#/files?' + new URLSearchParams(
+      Object.entries(routeOf({path: p, ...extra})).filter(([, v]) => v !== undefined && v !== null && v !== '')).toString();
+
+  clear(view, pageTitle('Files'), h('p', {class: 'muted'}, 'Loading…'));
+  const [pointR, listR] = await Promise.allSettled([
+    api.get(base),
+    q.find ? Promise.resolve(null) : api.get(`${base}/files`, {path, disk: where.disk, partition: where.partition, offset, limit: PAGE}),
+  ]);
+  const point = pointR.status === 'fulfilled' ? pointR.value : null;
+  const title = point ? `Files of ${point.name} · ${fmtTime(point.time)}` : `Files of point ${id.slice(0, 8)}`;
+  const pointHref = `#/point?repo=${encodeURIComponent(repo)}&id=${encodeURIComponent(id)}`;
+  const back = h('p', {}, h('a', {href: pointHref}, '← The point'), ' · ', h('a', {href: '#/points'}, 'All points'));
+  if (!point && pointR.reason) {
+    clear(view, pageTitle(title), back, errorBox(pointR.reason, 'This point could not be opened'));
+    return;
+  }
+  const list = listR.status === 'fulfilled' ? listR.value : null;
+  if (list && list.disk) {
+    where.disk = list.disk;
+    where.partition = String(list.partition);
+  }
+
+  // -------------------------------------------------- disk / partition
+  let chooser = null;
+  if (point.kind !== 'files' && (point.disks || []).length) {
+    const disk = h('select', {id: 'file-disk'},
+                   point.disks.map(d => h('option', {value: d.name, selected: d.name === where.disk}, `${d.name} (${fmtBytes(d.size)})`)));
+    const part = h('input', {id: 'file-partition', type: 'number', min: '0', max: '1024', inputmode: 'numeric',
+                             value: where.partition ?? '', placeholder: 'auto', class: 'num-input'});
+    const form = h('form', {class: 'row disk-chooser'},
+      h('div', {class: 'field'}, h('label', {for: 'file-disk'}, 'Disk'), disk),
+      h('div', {class: 'field'}, h('label', {for: 'file-partition'}, 'Partition'), part,
+        h('div', {class: 'hint'}, '0: a disk without partition table; empty: the only readable one')),
+      h('div', {class: 'field'}, h('button', {type: 'submit'}, 'Open')),
+      list ? h('p', {class: 'muted fs-info'}, `File system: ${list.fs}`) : null);
+    form.addEventListener('submit', ev => {
+      ev.preventDefault();
+      go('#/files', {repo, id, disk: disk.value, partition: part.value.trim(), path: '/'});
+    });
+    chooser = form;
+    if (point.disks.length === 1 && list && !q.partition)
+      chooser = h('details', {class: 'card disk-details'},
+                  h('summary', {}, `Disk ${list.disk}, partition ${list.partition}, ${list.fs} — choose another partition`), form);
+  }
+
+  // ---------------------------------------------------------- selection
+  // The selection stays while walking the folders of one point and disk.
+  const key = [repo, id, where.disk || '', where.partition || ''].join('\u0000');
+  if (kept.key !== key) kept = {key, selected: new Set()};
+  const selected = kept.selected;
+  const selCount = h('span', {id: 'file-selected', class: 'muted'}, 'Nothing selected');
+  const selStatus = h('div', {'aria-live': 'polite'});
+  const zipBtn = h('button', {type: 'button', id: 'download-zip', disabled: true}, 'Download as zip');
+  const tarBtn = h('button', {type: 'button', id: 'download-tar', disabled: true}, 'Download as tar');
+  const clearSel = h('button', {type: 'button', class: 'link', id: 'file-clear-selection', hidden: true}, 'Clear selection');
+  function syncSelection() {
+    const n = selected.size;
+    selCount.textContent = n ? `${n} selected` + (n <= 3 ? `: ${[...selected].join(', ')}` : '') : 'Nothing selected';
+    zipBtn.disabled = tarBtn.disabled = n === 0;
+    clearSel.hidden = n === 0;
+  }
+  clearSel.addEventListener('click', () => {
+    selected.clear();
+    for (const b of view.querySelectorAll('input.pick')) b.checked = false;
+    syncSelection();
+  });
+  async function archive(format, btn) {
+    if (!selected.size) return;
+    const paths = [...selected];
+    const body = {paths, format};
+    if (where.disk) body.disk = where.disk;
+    if (where.partition !== undefined && where.partition !== '') body.partition = Number(where.partition);
+    btn.disabled = true;
+    const old = btn.textContent;
+    btn.textContent = 'Preparing…';
+    clear(selStatus, notice(`Making the ${format} of ${paths.length} item${paths.length > 1 ? 's' : ''}; the download starts when it is ready.`));
+    try {
+      const res = await api.request('POST', `${base}/archive`, body, undefined, {raw: true});
+      const name = `${(point.name || 'files').replace(/[^A-Za-z0-9._-]/g, '_')}-${id.slice(0, 8)}.${format}`;
+      await api.saveResponse(res, name);
+      clear(selStatus, notice(`Downloaded ${name}.`, 'ok'));
+    } catch (e) {
+      clear(selStatus, errorBox(e, 'The archive could not be made'));
+    } finally {
+      btn.textContent = old;
+      btn.disabled = selected.size === 0;
+    }
+  }
+  zipBtn.addEventListener('click', () => archive('zip', zipBtn));
+  tarBtn.addEventListener('click', () => archive('tar', tarBtn));
+
+  const downloadHref = (p) => `/api/v1${base}/download?` + new URLSearchParams(
+      Object.entries({path: p, disk: where.disk, partition: where.partition}).filter(([, v]) => v !== undefined && v !== '')).toString();
+
+  function pickBox(fullPath, name) {
+    const box = h('input', {type: 'checkbox', class: 'pick', value: fullPath, checked: selected.has(fullPath),
+                            'aria-label': `Select ${name}`});
+    box.addEventListener('change', () => {
+      if (box.checked) selected.add(fullPath); else selected.delete(fullPath);
+      syncSelection();
+    });
+    return box;
+  }
+
+  function nameCell(e, fullPath, label) {
+    if (e.type === 'dir')
+      return h('a', {href: filesRoute(fullPath), class: 'dir'}, h('span', {class: 'ficon dir', 'aria-hidden': 'true'}), label);
+    const bits = [h('span', {class: `ficon ${e.type === 'symlink' ? 'link' : 'file'}`, 'aria-hidden': 'true'}), label];
+    if (e.type === 'symlink')
+      bits.push(h('span', {class: 'muted'}, ' → ', e.link_target || '?'));
+    else if (e.type !== 'file')
+      bits.push(h('span', {class: 'muted'}, ` (${e.type})`));
+    return h('span', {}, bits);
+  }
+
+  const columns = (pathOf, labelOf) => [
+    {title: 'Select', class: 'pick-col', cell: e => pickBox(pathOf(e), e.name)},
+    {title: 'Name', class: 'name-col', cell: e => nameCell(e, pathOf(e), labelOf(e))},
+    {title: 'Size', class: 'num', cell: e => e.type === 'dir' ? '–' : fmtBytes(e.size)},
+    {title: 'Mode', class: 'wide-only', cell: e => h('code', {}, e.mode || '')},
+    {title: 'Owner', class: 'wide-only', cell: e => e.user || e.uid !== undefined ? `${e.user ?? e.uid}:${e.group ?? e.gid}` : '–'},
+    {title: 'Modified', class: 'wide-only', cell: e => h('time', {datetime: e.mtime}, fmtTime(e.mtime))},
+    {title: 'Download', class: 'dl-col', cell: e => e.type === 'file' ?
+      h('a', {class: 'download', href: downloadHref(pathOf(e)), download: e.name, 'aria-label': `Download ${e.name}`}, 'Download') : ''},
+  ];
+
+  // --------------------------------------------------------- breadcrumb
+  const crumbs = h('nav', {id: 'file-path', class: 'crumbs', 'aria-label': 'Folder'});
+  const segs = path.split('/').filter(Boolean);
+  crumbs.append(segs.length ? h('a', {href: filesRoute('/')}, '/') : h('span', {'aria-current': 'page'}, '/'));
+  segs.forEach((s, i) => {
+    const p = '/' + segs.slice(0, i + 1).join('/');
+    if (i) crumbs.append(h('span', {class: 'sep', 'aria-hidden': 'true'}, '/'));
+    crumbs.append(i === segs.length - 1 ? h('span', {'aria-current': 'page'}, s) : h('a', {href: filesRoute(p)}, s));
+  });
+  crumbs.dataset.path = path;
+
+  // ------------------------------------------------------------- search
+  const searchIn = h('input', {id: 'file-search', type: 'search', value: q.find || '', placeholder: '*.conf', autocomplete: 'off'});
+  const searchGo = h('button', {type: 'submit', id: 'file-search-go'}, 'Find');
+  const searchForm = h('form', {class: 'search-form', role: 'search'},
+    h('label', {for: 'file-search'}, path === '/' ? 'Find by name in this point' : `Find by name in ${path} and below`),
+    h('div', {class: 'row'}, searchIn, searchGo),
+    h('div', {class: 'hint'}, 'A name or part of one; * and ? are wildcards ("*.conf", "host?").'));
+  searchForm.addEventListener('submit', ev => {
+    ev.preventDefault();
+    const v = searchIn.value.trim();
+    location.hash = filesRoute(path, v ? {find: v} : {});
+  });
+
+  const up = path !== '/' ? h('a', {href: filesRoute(parentOf(path)), class: 'btn', id: 'file-up'}, '↑ Up') : null;
+  const pickAll = h('button', {type: 'button', class: 'link', id: 'file-select-all'}, 'Select all shown');
+  pickAll.addEventListener('click', () => {
+    for (const b of view.querySelectorAll('input.pick')) {
+      b.checked = true;
+      selected.add(b.value);
+    }
+    syncSelection();
+  });
+  const selBar = h('div', {class: 'selection-bar'}, selCount, pickAll, clearSel, h('div', {class: 'actions'}, zipBtn, tarBtn));
+  // A file backup keeps its paths from the root ('/var/www'): offer them.
+  const shortcuts = point.kind === 'files' && path === '/' && !q.find && Array.isArray(point.paths) && point.paths.length ?
+      h('p', {class: 'shortcuts'}, 'Backed up here: ',
+        point.paths.map((p, i) => [i ? ', ' : '', h('a', {href: filesRoute(p)}, p)])) : null;
+
+  const content = h('div', {});
+  if (q.find) {
+    const glob = /[*?[]/.test(q.find) ? q.find : `*${q.find}*`;
+    clear(content, h('p', {class: 'muted'}, 'Searching…'));
+    try {
+      const r = await api.get(`${base}/files/search`, {name: glob, path, disk: where.disk, partition: where.partition, limit: 500});
+      const res = r.results || [];
+      clear(content,
+        h('p', {}, h('a', {href: filesRoute(path), id: 'file-search-clear'}, `← Back to the folder ${path}`)),
+        r.truncated ? notice(`The search stopped early (${r.truncated}); narrow it down to see everything.`, 'warn') : null,
+        section(`${res.length} match${res.length === 1 ? '' : 'es'} for "${glob}"`,
+          table(columns(e => e.path, e => e.path), res, {
+            id: 'search-table', class: 'file-list',
+            empty: `Nothing named "${glob}" under ${path} (${r.visited ?? 0} entries looked at).`,
+            rowData: e => ({name: e.name, path: e.path})
+          })));
+      // a file's path opens the folder it is in
+      for (const row of content.querySelectorAll('#search-table tr[data-path]')) {
+        const e = res.find(x => x.path === row.dataset.path);
+        if (e && e.type !== 'dir') {
+          const cell = row.querySelector('td.name-col');
+          clear(cell, nameCell(e, e.path, e.path),
+                h('div', {class: 'small'}, h('a', {href: filesRoute(parentOf(e.path))}, 'Open its folder')));
+        }
+      }
+    } catch (e) {
+      clear(content, errorBox(e, 'The search failed'));
+    }
+  } else if (!list) {
+    clear(content, errorBox(listR.reason, `The folder ${path} could not be listed`),
+          path !== '/' ? h('p', {}, h('a', {href: filesRoute('/')}, 'Go to the top folder')) : null);
+  } else if (list.type !== 'dir') {
+    clear(content, section(baseName(path),
+      table(columns(() => path, x => x.name), list.entries, {id: 'file-table', class: 'file-list', rowData: x => ({name: x.name})})));
+  } else {
+    const entries = list.entries || [];
+    const total = list.total ?? entries.length;
+    const pager = total > PAGE ? h('div', {class: 'actions pager'},
+      offset > 0 ? h('a', {class: 'btn', href: filesRoute(path, {offset: String(Math.max(0, offset - PAGE)) || undefined})}, '← Previous') : null,
+      h('span', {class: 'muted'}, `${offset + 1}–${offset + entries.length} of ${total}`),
+      list.next_offset !== null && list.next_offset !== undefined ? h('a', {class: 'btn', id: 'file-next', href: filesRoute(path, {offset: String(list.next_offset)})}, 'Next →') : null) : null;
+    clear(content,
+      total > PAGE ? notice(`This folder holds ${total} entries; they are shown ${PAGE} at a time. Use "Find" to go straight to a name.`) : null,
+      table(columns(e => joinPath(path, e.name), e => e.name), entries, {
+        id: 'file-table', class: 'file-list',
+        empty: 'This folder is empty.',
+        rowData: e => ({name: e.name, type: e.type})
+      }),
+      pager);
+  }
+
+  clear(view,
+        pageTitle(title),
+        back,
+        chooser,
+        h('div', {class: 'card file-browser'},
+          h('div', {class: 'file-head'}, h('div', {class: 'crumb-row'}, up, crumbs), searchForm),
+          shortcuts, selBar, selStatus, content));
+  syncSelection();
+}
