@@ -92,8 +92,9 @@ contains "$WORK/index" "/js/app.js" "the console's index.html"
 ok "havend serves the console from $CONSOLE_DIR at $URL"
 
 # ---------------------------------------------------------------- browser
-# At most 17 minutes for the browser part: under CI load on two cores a
-# TCG VM's backup and restore are slow, and the trap must still clean up.
+# At most 17 minutes for the browser part (about 20 s on an idle machine,
+# a minute under heavy load): a hung browser or job still leaves time for
+# the trap to clean up before CTest's TIMEOUT.
 export CONSOLE_URL=$URL CONSOLE_USER=admin CONSOLE_PASSWORD_FILE=$WORK/admin.pw \
   CONSOLE_VM=$VM CONSOLE_NEW_VM=$NEW CONSOLE_NET=$NET CONSOLE_NET2=$NET2 \
   CONSOLE_STORAGE=$WORK/restored CONSOLE_ORIGINAL=$ROOT/etc CONSOLE_WORK=$WORK \
