@@ -2,11 +2,15 @@
 // host and every host known only from its points (a lost host: what the
 // restore wizard starts from), and each host's VMs with the state of
 // their last backup.
+#include <ctime>
 #include <map>
 #include <set>
 
 #include "agent/image_backup.h"
+#include "appliance/history_queries.h"
+#include "appliance/overdue.h"
 #include "appliance/point_access.h"
+#include "appliance/restore_plans.h"
 #include "appliance/routes.h"
 #include "restore/image_restore.h"
 #include "snapshot/libvirt_host.h"
@@ -77,6 +81,33 @@ std::optional<nlohmann::ordered_json> LastAttempt(StateDb* db,
   if (!r.IsNull(2)) j["error"] = r.Text(2);
   j["ended_at"] = r.IsNull(3) ? nlohmann::ordered_json(nullptr)
                               : nlohmann::ordered_json(r.Text(3));
+  return j;
+}
+
+// The VMs this host's schedules expect and that have no recent enough
+// success, by VM name: the rule the notify monitor alerts with
+// (appliance/overdue.h), so the console shows what the mails say.
+std::map<std::string, OverdueVm> OverdueByVm(StateDb* db) {
+  std::map<std::string, OverdueVm> out;
+  if (!db) return out;
+  auto known = LoadKnownVms(*db);
+  auto schedules = LoadBackupSchedules(*db);
+  if (!known.ok() || !schedules.ok()) return out;
+  for (OverdueVm& vm : FindOverdueVms(*known, *schedules,
+                                      static_cast<int64_t>(std::time(nullptr))))
+    out.emplace(vm.vm, std::move(vm));
+  return out;
+}
+
+nlohmann::ordered_json OverdueJson(const OverdueVm& vm) {
+  nlohmann::ordered_json j;
+  j["schedule"] = vm.schedule;
+  j["repository"] = vm.repository;
+  j["last_success"] = vm.last_success
+                          ? nlohmann::ordered_json(IsoUtc(*vm.last_success))
+                          : nlohmann::ordered_json(nullptr);
+  j["expected_interval_seconds"] = vm.expected_interval_seconds;
+  j["overdue_since"] = IsoUtc(vm.overdue_since);
   return j;
 }
 
@@ -187,6 +218,8 @@ Response ListVms(Services& s, const ApiCall& call) {
   if (points != by_host.end())
     for (const auto& [vm, list] : points->second)
       if (!vms.count(vm)) vms[vm] = std::nullopt;
+  std::map<std::string, OverdueVm> overdue;
+  if (is_local) overdue = OverdueByVm(s.db);
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const auto& [name, active] : vms) {
     nlohmann::ordered_json v;
@@ -210,6 +243,9 @@ Response ListVms(Services& s, const ApiCall& call) {
     v["last_attempt_failed"] =
         attempt ? nlohmann::ordered_json((*attempt)["failed"])
                 : nlohmann::ordered_json(nullptr);
+    auto late = overdue.find(name);
+    v["overdue"] = late != overdue.end() ? OverdueJson(late->second)
+                                         : nlohmann::ordered_json(nullptr);
     list.push_back(std::move(v));
   }
   out["vms"] = list;
@@ -252,7 +288,11 @@ std::vector<Route> HostRoutes(Services& s) {
            "{host, local, vms: [{name, defined, state, points, last_point: "
            "{repository, id, time, consistency, logical_bytes, "
            "new_stored_bytes}, last_attempt: {job, outcome, failed, error, "
-           "ended_at} or null without job history, last_attempt_failed}], "
+           "ended_at} or null without job history, last_attempt_failed, "
+           "overdue: {schedule, repository, last_success, "
+           "expected_interval_seconds, overdue_since} or null (this host: "
+           "a schedule expects it and its last success is older than the "
+           "schedule's interval plus grace, as in overdue notifications)}], "
            "libvirt_error, errors}"}}},
         {"404", {{"description", "host unknown"}}}}}};
   vms.handler = [&s](const ApiCall& c) { return ListVms(s, c); };

@@ -113,6 +113,23 @@ get "/hosts/$HOST/vms"
   "(True, 2, 'disk vda: NBD export went away')" ] || fail "last attempt: $(cat "$WORK/body")"
 ok "last_attempt_failed from the job history: the VM's latest backup job item failed"
 
+# Overdue, by the rule of overdue notifications (appliance/overdue.h): an
+# hourly schedule names the VM, whose last success (job 1) is hours old.
+# Not persistent, so the scheduler does not catch a run up while we look.
+[ "$(vj 'v["overdue"]')" = None ] || fail "overdue without a schedule: $(cat "$WORK/body")"
+sqlite3 "$STATE/havend.db" <<SQL
+INSERT INTO schedules (name, calendar, normalized, kind, repository, params, persistent,
+  anchor, created, changed)
+  VALUES ('hourly-$$', 'hourly', '*-*-* *:00:00', 'backup', 'main', '{"vms":["$VM"]}', 0,
+          0, 0, 0);
+SQL
+get "/hosts/$HOST/vms"
+[ "$(vj 'v["overdue"]["schedule"], v["overdue"]["repository"], v["overdue"]["expected_interval_seconds"], v["overdue"]["last_success"][:10]')" = \
+  "('hourly-$$', 'main', 3600, '2026-12-07')" ] || fail "overdue: $(cat "$WORK/body")"
+get "/hosts/$LOST/vms"
+[ "$(vj 'v["overdue"]')" = None ] || fail "overdue on the lost host: $(cat "$WORK/body")"
+ok "overdue: the VM an hourly schedule names, last success hours ago, is overdue here; not on the lost host"
+
 # ---------------------------------------------------------------- points
 get "/points?kind=vm&vm=$VM"
 [ "$(jget '[p["id"] for p in j["points"]]' "$WORK/body")" = "[\"$P2\", \"$P1\"]" ] ||

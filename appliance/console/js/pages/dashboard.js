@@ -10,10 +10,6 @@ import {badge, clear, errorBox, fmtBytes, fmtDuration, fmtTime, go, h, notice, p
 import {bar, debounce, FINAL_STATES, jobLink, jobTarget, kindWords, liveEvents, progressFraction, progressText, stateBadge} from './jobs.js';
 
 const HOUR = 3600e3, DAY = 86400e3;
-// The grace a schedule gets before its VMs count as overdue, as havend's
-// notify monitor gives it (appliance/overdue.h): max(1 h, a quarter of the
-// interval) plus the schedule's random delay.
-const MIN_GRACE_MS = HOUR, GRACE_FRACTION = 0.25;
 // A file-level agent runs on its own machine's timer; havend does not
 // know when it should have run. Older than this is marked.
 const AGENT_STALE_MS = 2 * DAY;
@@ -81,7 +77,7 @@ function lastState(vm) {
 // For each covering schedule: is the VM overdue? Returns
 // {schedule, next, overdue, expect} with the next run of all covering
 // schedules and, when overdue, the words why.
-function scheduleView(vm, schedules, intervals, now) {
+function scheduleView(vm, schedules) {
   // A VM no longer defined here is backed up only by a schedule naming it
   // (where it fails); "all VMs" means the defined ones.
   const cov = schedules.filter(
@@ -94,18 +90,17 @@ function scheduleView(vm, schedules, intervals, now) {
     if (t !== null && (next === null || t < next.time))
       next = {time: t, schedule: s};
   }
-  const last = vm.last_point ? ms(vm.last_point.time) : null;
+  // Overdue is havend's judgement (the rule of its overdue notifications,
+  // appliance/overdue.h), not the console's.
   let overdue = null;
-  for (const s of enabled) {
-    const iv = intervals.get(s.id);
-    if (!iv) continue;
-    const grace = Math.max(MIN_GRACE_MS, iv * GRACE_FRACTION) +
-        (s.random_delay_seconds || 0) * 1000;
-    const since = last ?? ms(s.created_at);
-    if (since === null) continue;
-    const late = now - since - iv - grace;
-    if (late > 0 && (!overdue || iv < overdue.interval))
-      overdue = {schedule: s, interval: iv, never: last === null};
+  if (vm.overdue) {
+    const o = vm.overdue;
+    overdue = {
+      schedule:
+          schedules.find(s => s.name === o.schedule) || {name: o.schedule},
+      interval: (o.expected_interval_seconds || 0) * 1000,
+      never: o.last_success === null
+    };
   }
   return {covering: cov, enabled, next, overdue};
 }
@@ -227,7 +222,6 @@ export async function render(view, ctx) {
   }
 
   let left = false;
-  const intervals = new Map();  // schedule id -> ms between runs
   let schedules = [];
 
   // ---- running jobs (live)
@@ -362,7 +356,7 @@ export async function render(view, ctx) {
 
   function vmRow(v, host, now) {
     const state = lastState(v);
-    const sv = host.local ? scheduleView(v, schedules, intervals, now) : null;
+    const sv = host.local ? scheduleView(v, schedules) : null;
     const lastOk = v.last_point ? v.last_point.time : null;
     const a = v.last_attempt;
 
@@ -799,22 +793,6 @@ export async function render(view, ctx) {
     return out;
   }
 
-  async function scheduleIntervals() {
-    const wanted = schedules.filter(
-        s =>
-            s.kind === 'backup' && s.enabled !== false && !intervals.has(s.id));
-    await Promise.all(wanted.map(async s => {
-      try {
-        const n = await api.get(`/schedules/${s.id}/next`, {count: 2});
-        const e = (n.next || [])
-                      .map(x => ms(x.elapse || x.run))
-                      .filter(t => t !== null);
-        if (e.length >= 2 && e[1] > e[0]) intervals.set(s.id, e[1] - e[0]);
-      } catch { /* no overdue mark for that schedule */
-      }
-    }));
-  }
-
   let loading = false;
   async function load() {
     if (loading || left) return;
@@ -841,7 +819,6 @@ export async function render(view, ctx) {
       const errs = [];
       if (schedR.status === 'fulfilled') {
         schedules = schedR.value.schedules || [];
-        await scheduleIntervals();
       } else {
         errs.push(errorBox(
             schedR.reason,
