@@ -151,23 +151,90 @@ export function hasRole(me, role) {
   return !!me && (ROLE_RANK[me.role] || 0) >= (ROLE_RANK[role] || 99);
 }
 
-// Live job events (GET /events, Server-Sent Events). `handlers`:
-// {progress(obj), state(obj), dropped(), error()}. Returns {close()}.
-// The browser reconnects by itself after a network error.
-export function events(handlers, jobId) {
-  const src = new EventSource('/api/v1/events' + query({job: jobId}));
-  const parse = (fn) => (ev) => {
+// Live job events (GET /events, Server-Sent Events), over ONE stream the
+// whole console shares: havend serves few streams at a time (each holds a
+// handler thread) and frees a closed one's slot only when its next write
+// fails, up to 15 s later, so a stream per page would run out when someone
+// goes dashboard -> job -> jobs quickly. The stream stays open a while
+// after its last subscriber leaves, so the next page takes it over. When
+// havend refuses it (503, which EventSource does not retry) it is tried
+// again after 15 s; pages poll meanwhile.
+//
+// events({progress(obj), state(obj), dropped()}, jobId?) -> {close()};
+// with jobId only that job's events reach the handlers.
+const shared = {
+  src: null,
+  subs: new Set(),
+  closeTimer: null,
+  retryTimer: null
+};
+const LINGER_MS = 10000, RETRY_MS = 15000;
+
+function openShared() {
+  if (shared.src && shared.src.readyState !== EventSource.CLOSED) return;
+  const src = new EventSource('/api/v1/events');
+  const dispatch = type => ev => {
+    let data;
     try {
-      fn && fn(JSON.parse(ev.data));
-    } catch { /* ignore a bad event */
+      data = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    for (const s of [...shared.subs]) {
+      if (s.job !== undefined && s.job !== null && data && data.id !== s.job)
+        continue;
+      try {
+        s.handlers[type] && s.handlers[type](data);
+      } catch (e) {
+        console.warn('event handler', e);
+      }
     }
   };
-  src.addEventListener('progress', parse(handlers.progress));
-  src.addEventListener('state', parse(handlers.state));
-  src.addEventListener('dropped', () => handlers.dropped && handlers.dropped());
-  src.onerror = () => handlers.error && handlers.error();
-  return {close: () => src.close()};
+  src.addEventListener('progress', dispatch('progress'));
+  src.addEventListener('state', dispatch('state'));
+  src.addEventListener(
+      'dropped',
+      () =>
+          shared.subs.forEach(s => s.handlers.dropped && s.handlers.dropped()));
+  src.onerror = () => {
+    if (src.readyState !== EventSource.CLOSED)
+      return;  // reconnecting by itself
+    clearTimeout(shared.retryTimer);
+    shared.retryTimer = setTimeout(() => {
+      if (shared.subs.size) openShared();
+    }, RETRY_MS);
+  };
+  shared.src = src;
 }
+
+function closeShared() {
+  clearTimeout(shared.retryTimer);
+  if (shared.src) shared.src.close();
+  shared.src = null;
+}
+
+export function events(handlers, jobId) {
+  const sub = {
+    handlers,
+    job: jobId === undefined || jobId === null ? null : Number(jobId)
+  };
+  clearTimeout(shared.closeTimer);
+  shared.subs.add(sub);
+  openShared();
+  return {
+    close() {
+      shared.subs.delete(sub);
+      if (!shared.subs.size) {
+        clearTimeout(shared.closeTimer);
+        shared.closeTimer = setTimeout(closeShared, LINGER_MS);
+      }
+    },
+  };
+}
+onUnauthorized(() => {
+  shared.subs.clear();
+  closeShared();
+});
 
 // Saves a response body as a file the browser downloads. For GET downloads
 // prefer a plain link (downloadLink in ui.js): the browser streams it.

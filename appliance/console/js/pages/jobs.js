@@ -108,79 +108,11 @@ export function jobLink(job) {
   return h('a', {href: `#/job?id=${encodeURIComponent(job.id)}`}, `#${job.id}`);
 }
 
-// One event stream (GET /events) shared by the pages that show jobs live.
-// havend allows four streams at a time and frees a closed one's slot only
-// when its next write fails (up to 15 s later), so a page of its own per
-// stream runs out when one goes dashboard -> job -> jobs quickly. This one
-// stays open for a while after its last subscriber leaves, so the next
-// page takes it over. When havend refuses it (503, which EventSource does
-// not retry) it is tried again after 15 s; the pages poll meanwhile.
-const shared = {
-  src: null,
-  subs: new Set(),
-  closeTimer: null,
-  retryTimer: null
-};
-const LINGER_MS = 10000, RETRY_MS = 15000;
-
-function openShared() {
-  if (shared.src && shared.src.readyState !== EventSource.CLOSED) return;
-  const src = new EventSource('/api/v1/events');
-  const dispatch = type => ev => {
-    let data;
-    try {
-      data = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    for (const s of [...shared.subs]) {
-      try {
-        s[type] && s[type](data);
-      } catch (e) {
-        console.warn('event handler', e);
-      }
-    }
-  };
-  src.addEventListener('progress', dispatch('progress'));
-  src.addEventListener('state', dispatch('state'));
-  src.addEventListener(
-      'dropped', () => shared.subs.forEach(s => s.dropped && s.dropped()));
-  src.onerror = () => {
-    if (src.readyState !== EventSource.CLOSED) return;  // reconnecting
-    clearTimeout(shared.retryTimer);
-    shared.retryTimer = setTimeout(() => {
-      if (shared.subs.size) openShared();
-    }, RETRY_MS);
-  };
-  shared.src = src;
-}
-
-function closeShared() {
-  clearTimeout(shared.retryTimer);
-  if (shared.src) shared.src.close();
-  shared.src = null;
-}
-
-// handlers: {progress(obj), state(obj), dropped()} for every job's events.
-// Returns {close()}.
+// handlers: {progress(obj), state(obj), dropped()} for every job's events,
+// over the one stream the console shares (api.events). Returns {close()}.
 export function liveEvents(handlers) {
-  clearTimeout(shared.closeTimer);
-  shared.subs.add(handlers);
-  openShared();
-  return {
-    close() {
-      shared.subs.delete(handlers);
-      if (!shared.subs.size) {
-        clearTimeout(shared.closeTimer);
-        shared.closeTimer = setTimeout(closeShared, LINGER_MS);
-      }
-    }
-  };
+  return api.events(handlers);
 }
-api.onUnauthorized(() => {
-  shared.subs.clear();
-  closeShared();
-});
 
 // Calls fn at most once per `ms` (the last call wins, run at the end).
 export function debounce(fn, ms) {
