@@ -22,16 +22,22 @@ struct StoredFigure {
   uint64_t bytes = 0, packs = 0;
   std::string counted_at;  // ISO time
   std::chrono::steady_clock::time_point at;
+  std::string points_key;  // the point listing it was counted beside
 };
 
 class StoredBytesCache {
  public:
+  // A figure is reused for kStoredFresh, and only while the points are
+  // those it was counted beside (`points_key`): a point added or removed
+  // (a backup, forget or gc) has the packs counted again, so the stored
+  // bytes never lag behind the points shown with them.
   Result<StoredFigure> Get(const std::string& name,
-                           const repository::Repository& repo) {
+                           const repository::Repository& repo,
+                           const std::string& points_key) {
     {
       std::lock_guard lock(mu_);
       auto it = figures_.find(name);
-      if (it != figures_.end() &&
+      if (it != figures_.end() && it->second.points_key == points_key &&
           std::chrono::steady_clock::now() - it->second.at < kStoredFresh)
         return it->second;
     }
@@ -42,6 +48,7 @@ class StoredBytesCache {
     f.packs = packs.size();
     f.counted_at = NowIso8601();
     f.at = std::chrono::steady_clock::now();
+    f.points_key = points_key;
     std::lock_guard lock(mu_);
     figures_[name] = f;
     return f;
@@ -91,7 +98,10 @@ nlohmann::ordered_json RepositoryJson(Services& s, StoredBytesCache& stored,
           : nlohmann::ordered_json((*list)->points[0]->time);
   j["logical_bytes"] = logical;
   j["points_listed_at"] = (*list)->listed_at;
-  auto figure = stored.Get(rc.name, repo);
+  auto figure =
+      stored.Get(rc.name, repo,
+                 std::to_string((*list)->points.size()) + "/" +
+                     ((*list)->points.empty() ? "" : (*list)->points[0]->id));
   if (figure.ok()) {
     j["stored_bytes"] = figure->bytes;
     j["packs"] = figure->packs;

@@ -276,6 +276,17 @@ for p in /api/v1/repositories /api/v1/hosts /api/v1/hosts/{host}/vms /api/v1/poi
 done
 ok "openapi.json documents every read route"
 
+# A new point at once shows in the stored bytes beside it (not a figure
+# counted before the backup and kept for a minute).
+expect_code 200 "repositories" /repositories
+STORED1=$(jget 'j["repositories"][0]["stored_bytes"]' "$WORK/body")
+head -c $((4 << 20)) /dev/urandom >"$WORK/fresh.bin"
+expect_rc 0 "backup files (fresh data)" hv backup files "$WORK/fresh.bin" --name fresh
+expect_code 200 "repositories" /repositories
+[ "$(jget "j['repositories'][0]['points'], j['repositories'][0]['stored_bytes'] >= $STORED1 + (4 << 20)" "$WORK/body")" = \
+  "(3, True)" ] || fail "stored bytes after a new point (before: $STORED1): $(cat "$WORK/body")"
+ok "repositories: a new point's 4 MiB show in stored_bytes at once"
+
 lacks "$WORK/d.log" "$HAVEN_PASSWORD" "the passphrase is never logged"
 kill -TERM "$DPID"
 wait "$DPID" || fail "havend exit code $?"
