@@ -733,7 +733,7 @@ export async function render(view, ctx) {
     const boxes =
         h('div', {class: 'stats'},
           stat(
-              ok.length, `of ${local.length} VMs backed up on time`,
+              ok.length, `of ${local.length} ${local.length === 1 ? 'VM' : 'VMs'} backed up on time`,
               ok.length === local.length && local.length ? 'good' : ''),
           stat(failed.length, 'last backup failed', failed.length ? 'bad' : ''),
           stat(overdue.length, 'overdue', overdue.length ? 'warn' : ''),
@@ -757,7 +757,7 @@ export async function render(view, ctx) {
     if (!failed.length && !overdue.length && local.length && !never.length &&
         !lostHosts.length)
       out.push(notice(
-          `All ${local.length} VMs of this host have a recent backup.`, 'ok'));
+          local.length === 1 ? 'The VM of this host has a recent backup.' : `All ${local.length} VMs of this host have a recent backup.`, 'ok'));
     return out;
   }
 
