@@ -174,7 +174,10 @@ ok "login: 401 for a wrong password or user, 200 with haven_session (HttpOnly; S
 BODY='{"name":"by-session","role":"auditor"}' call POST /api/v1/tokens "${SESSION[@]}"
 [ "$CODE" = 403 ] || fail "POST with the cookie, no CSRF token: HTTP $CODE"
 contains "$WORK/body" "X-CSRF-Token" "403 names the header"
-BODY='{"name":"by-session","role":"auditor"}' call POST /api/v1/tokens "${SESSION[@]}" -H "X-CSRF-Token: ${CSRF%?}0"
+# The token with its last character changed (to one it is not).
+WRONG=${CSRF%?}0
+[ "$WRONG" != "$CSRF" ] || WRONG=${CSRF%?}1
+BODY='{"name":"by-session","role":"auditor"}' call POST /api/v1/tokens "${SESSION[@]}" -H "X-CSRF-Token: $WRONG"
 [ "$CODE" = 403 ] || fail "POST with a wrong CSRF token: HTTP $CODE"
 BODY='{"name":"by-session","role":"auditor","expires_days":30}' call POST /api/v1/tokens "${SESSION[@]}" -H "X-CSRF-Token: $CSRF"
 [ "$CODE" = 201 ] || fail "POST with the CSRF token: HTTP $CODE $(cat "$WORK/body")"
