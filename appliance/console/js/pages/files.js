@@ -5,7 +5,7 @@
 // Walk folders, find files by name, download one file (a GET link the
 // browser streams) or tick several and download them as one zip or tar.
 import * as api from '../api.js';
-import {clear, errorBox, fmtBytes, fmtTime, go, h, notice, pageTitle, section, table} from '../ui.js';
+import {clear, errorBox, fmtBytes, fmtTime, go, h, notice, pageTitle, radioChoice, section, table} from '../ui.js';
 
 const PAGE = 500;
 let kept = {key: '', selected: new Set()};
@@ -21,6 +21,128 @@ function parentOf(path) {
 
 function baseName(path) {
   return path.slice(path.lastIndexOf('/') + 1) || '/';
+}
+
+const SCHEMES = {
+  gpt: 'GPT partition table',
+  dos: 'MBR partition table',
+  none: 'no partition table'
+};
+
+function volumeName(v) {
+  return v.number === 0 ? 'Whole disk' : `Partition ${v.number}`;
+}
+
+function volumeSummary(disk, v) {
+  return `disk ${disk}, ${volumeName(v).toLowerCase()}` +
+      (v.fs ? ` (${v.fs}${v.label ? ` "${v.label}"` : ''})` : '');
+}
+
+// The disks of an image/VM point and their volumes (GET .../volumes) as one
+// group of radio buttons, disk by disk: readable volumes can be chosen, the
+// others are shown disabled with havend's reason. `where` is the volume
+// listed now (preselected); `open(disk, number)` browses another. With one
+// readable volume in all there is nothing to choose: one line says what is
+// shown.
+function volumeChooser(disks, where, mustChoose, list, open) {
+  const all = disks.flatMap(d => (d.volumes || []).map(v => ({d, v})));
+  const readable = all.filter(x => x.v.fs);
+  const current = all.find(
+      x => x.d.name === where.disk &&
+          String(x.v.number) === String(where.partition));
+  if (!mustChoose && all.length === 1 && readable.length === 1 &&
+      !disks.some(d => d.error))
+    return h(
+        'p', {class: 'muted fs-info', id: 'volume-info'},
+        `Disk ${current ? current.d.name : where.disk} · ${
+            volumeName(all[0].v).toLowerCase()} · ${all[0].v.fs} · ${
+            fmtBytes(all[0].v.size)}`);
+  const openBtn =
+      h('button', {
+        type: 'submit',
+        id: 'volume-open',
+        class: 'primary',
+        disabled: !current || !current.v.fs
+      },
+        mustChoose ? 'Browse this volume' : 'Browse the chosen volume');
+  const groups = disks.map(d => {
+    const head = `Disk ${d.name} · ${fmtBytes(d.size)}` +
+        (d.scheme ? ` · ${SCHEMES[d.scheme] || d.scheme}` : '');
+    const vols = (d.volumes || []).map(v => {
+      const bits = [
+        v.label ? `label "${v.label}"` : null, fmtBytes(v.size),
+        v.number === 0    ? null :
+            v.description ? `type ${v.description}` :
+                            null,
+        v.number === 0 ? null : `starts at ${fmtBytes(v.start)}`
+      ].filter(Boolean);
+      const detail = v.fs ?
+          bits.join(' · ') + (v.default ? ' · opened by default' : '') :
+          `${bits.join(' · ')} — cannot be browsed: ${
+              v.note || 'no file system Haven can read'}`;
+      const title = v.fs ? `${volumeName(v)} · ${v.fs}` : volumeName(v);
+      return radioChoice(
+          'volume', `${d.name}#${v.number}`,
+          current && current.d === d && current.v === v, title, detail, {
+            disabled: !v.fs,
+            dataset: {disk: d.name, partition: String(v.number)}
+          });
+    });
+    return h(
+        'fieldset', {class: 'plain volume-disk'}, h('legend', {}, head),
+        d.error ? errorBox(d.error, 'Its partition table could not be read') :
+                  null,
+        !d.error && !vols.length ?
+            h('p', {class: 'muted'}, 'No volumes found on this disk.') :
+            null,
+        h('div', {class: 'choices'}, vols));
+  });
+  const form =
+      h('form', {id: 'volume-chooser', class: 'volume-chooser'},
+        h('div', {role: 'radiogroup', 'aria-label': 'Disk and volume'}, groups),
+        readable.length ? h('div', {class: 'form-actions'}, openBtn) : null);
+  form.addEventListener('change', () => {
+    const r = form.querySelector('input[name=volume]:checked');
+    openBtn.disabled = !r ||
+        (current && r.dataset.disk === current.d.name &&
+         r.dataset.partition === String(current.v.number));
+  });
+  form.addEventListener('submit', ev => {
+    ev.preventDefault();
+    const r = form.querySelector('input[name=volume]:checked');
+    if (r) open(r.dataset.disk, r.dataset.partition);
+  });
+  if (mustChoose) {
+    let why;
+    if (!readable.length)
+      why = notice(
+          'No disk of this point holds a file system Haven can read (ext2/3/4, NTFS, FAT, exFAT, HFS+). ' +
+              'Restore the whole VM or disk instead and mount it.',
+          'warn');
+    else if (!where.disk && disks.length > 1)
+      why = notice(`This point has ${
+          disks.length} disks: choose the disk and volume to browse.`);
+    else
+      why = notice(`Disk ${where.disk} holds ${
+          readable.filter(x => x.d.name === where.disk)
+              .length} file systems: choose the one to browse.`);
+    return h(
+        'section', {class: 'card volume-card'},
+        h('h2', {}, 'Choose what to browse'), why, form);
+  }
+  openBtn.disabled = true;  // the current volume is checked: nothing new yet
+  const now = current ?
+      volumeSummary(current.d.name, current.v) :
+      list && list.disk ?
+      `disk ${list.disk}, partition ${list.partition} (${list.fs})` :
+      `disk ${where.disk}`;
+  return h(
+      'details', {class: 'card disk-details volume-details'},
+      h('summary', {},
+        `Browsing ${now} — ${all.length} volume${
+            all.length === 1 ? '' : 's'} on ${disks.length} disk${
+            disks.length === 1 ? '' : 's'}: choose another`),
+      form);
 }
 
 export async function render(view, ctx) {
@@ -43,10 +165,10 @@ export async function render(view, ctx) {
       Object.entries(routeOf({path: p, ...extra})).filter(([, v]) => v !== undefined && v !== null && v !== '')).toString();
 
   clear(view, pageTitle('Files'), h('p', {class: 'muted'}, 'Loading…'));
-  const [pointR, listR] = await Promise.allSettled([
-    api.get(base),
-    q.find ? Promise.resolve(null) : api.get(`${base}/files`, {path, disk: where.disk, partition: where.partition, offset, limit: PAGE}),
-  ]);
+  // The point and, for image/VM points, its disks and volumes: they decide
+  // which volume is listed (the one in the route, else havend's default).
+  const [pointR, volsR] =
+      await Promise.allSettled([api.get(base), api.get(`${base}/volumes`)]);
   const point = pointR.status === 'fulfilled' ? pointR.value : null;
   const title = point ? `Files of ${point.name} · ${fmtTime(point.time)}` : `Files of point ${id.slice(0, 8)}`;
   const pointHref = `#/point?repo=${encodeURIComponent(repo)}&id=${encodeURIComponent(id)}`;
@@ -55,34 +177,46 @@ export async function render(view, ctx) {
     clear(view, pageTitle(title), back, errorBox(pointR.reason, 'This point could not be opened'));
     return;
   }
+  const vols = volsR.status === 'fulfilled' && point.kind !== 'files' ?
+      volsR.value :
+      null;
+  const disks = vols ? vols.disks || [] : [];
+  if (vols) {
+    if (!where.disk && vols.default_disk) where.disk = vols.default_disk;
+    const d = disks.find(x => x.name === where.disk);
+    if (where.partition === undefined && d && d.default_partition !== null &&
+        d.default_partition !== undefined)
+      where.partition = String(d.default_partition);
+  }
+  // Several disks or file systems and none chosen: ask before listing.
+  const mustChoose = !!vols && (!where.disk || where.partition === undefined);
+  const listR = mustChoose ?
+      {status: 'skipped'} :
+      await Promise
+          .allSettled([
+            q.find ? Promise.resolve(null) : api.get(`${base}/files`, {
+              path,
+              disk: where.disk,
+              partition: where.partition,
+              offset,
+              limit: PAGE
+            }),
+          ])
+          .then(([r]) => r);
   const list = listR.status === 'fulfilled' ? listR.value : null;
   if (list && list.disk) {
     where.disk = list.disk;
     where.partition = String(list.partition);
   }
-
-  // -------------------------------------------------- disk / partition
-  let chooser = null;
-  if (point.kind !== 'files' && (point.disks || []).length) {
-    const disk = h('select', {id: 'file-disk'},
-                   point.disks.map(d => h('option', {value: d.name, selected: d.name === where.disk}, `${d.name} (${fmtBytes(d.size)})`)));
-    const part = h('input', {id: 'file-partition', type: 'number', min: '0', max: '1024', inputmode: 'numeric',
-                             value: where.partition ?? '', placeholder: 'auto', class: 'num-input'});
-    const form = h('form', {class: 'row disk-chooser'},
-      h('div', {class: 'field'}, h('label', {for: 'file-disk'}, 'Disk'), disk),
-      h('div', {class: 'field'}, h('label', {for: 'file-partition'}, 'Partition'), part,
-        h('div', {class: 'hint'}, '0: a disk without partition table; empty: the only readable one')),
-      h('div', {class: 'field'}, h('button', {type: 'submit'}, 'Open')),
-      list ? h('p', {class: 'muted fs-info'}, `File system: ${list.fs}`) : null);
-    form.addEventListener('submit', ev => {
-      ev.preventDefault();
-      go('#/files', {repo, id, disk: disk.value, partition: part.value.trim(), path: '/'});
-    });
-    chooser = form;
-    if (point.disks.length === 1 && list && !q.partition)
-      chooser = h('details', {class: 'card disk-details'},
-                  h('summary', {}, `Disk ${list.disk}, partition ${list.partition}, ${list.fs} — choose another partition`), form);
-  }
+  const chooser = point.kind === 'files' ?
+      null :
+      vols ?
+      volumeChooser(
+          disks, where, mustChoose, list,
+          (disk, partition) =>
+              go('#/files',
+                 {repo, id, disk, partition: String(partition), path: '/'})) :
+      errorBox(volsR.reason, 'The disks of this point could not be read');
 
   // ---------------------------------------------------------- selection
   // The selection stays while walking the folders of one point and disk.
@@ -255,6 +389,10 @@ export async function render(view, ctx) {
       pager);
   }
 
+  if (mustChoose) {
+    clear(view, pageTitle(title), back, chooser);
+    return;
+  }
   clear(view,
         pageTitle(title),
         back,
