@@ -122,10 +122,20 @@ function volumeChooser(disks, where, mustChoose, list, open) {
     else if (!where.disk && disks.length > 1)
       why = notice(`This point has ${
           disks.length} disks: choose the disk and volume to browse.`);
-    else
-      why = notice(`Disk ${where.disk} holds ${
-          readable.filter(x => x.d.name === where.disk)
-              .length} file systems: choose the one to browse.`);
+    else {
+      const n = readable.filter(x => x.d.name === where.disk).length;
+      why = notice(
+          !disks.some(d => d.name === where.disk) ?
+              `This point has no disk ${
+                  where.disk}: choose a disk and volume to browse.` :
+              n > 1 ?
+              `Disk ${where.disk} holds ${
+                  n} file systems: choose the one to browse.` :
+              `Disk ${
+                  where
+                      .disk} holds no file system Haven can read: choose a volume of another disk.`,
+          n > 1 ? 'info' : 'warn');
+    }
     return h(
         'section', {class: 'card volume-card'},
         h('h2', {}, 'Choose what to browse'), why, form);
