@@ -23,6 +23,8 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+constexpr double kVolumesSeconds = 20;
+
 Json TextOrNull(const std::string& guest_text) {
   return guest_text.empty() ? Json(nullptr)
                             : Json(restore::PrintableName(guest_text));
@@ -138,7 +140,10 @@ Response ListVolumes(Services& s, const ApiCall& call) {
         list.push_back(DiskJson(repo, *d, only_disk));
     return DumpJson(list);
   };
-  auto text = restore::RunIsolatedResult(work, {});
+  // Reading a few partition tables and file-system headers takes well
+  // under a second; a child that takes longer is stuck (a lock inherited
+  // from another thread at the fork): it is killed, not waited for.
+  auto text = restore::RunIsolatedResult(work, {}, {}, kVolumesSeconds);
   if (!text.ok()) return StatusResponse(text.status());
   Json list = Json::parse(*text, nullptr, false);
   if (list.is_discarded())
@@ -189,7 +194,11 @@ std::vector<Route> VolumeRoutes(Services& s) {
         {"500",
          {{"description",
            "reading the layout crashed the isolated reader (a damaged or "
-           "crafted disk image)"}}}}}};
+           "crafted disk image)"}}},
+        {"503",
+         {{"description",
+           "the isolated reader did not answer within 20 s and was "
+           "stopped; try again"}}}}}};
   r.handler = [&s](const ApiCall& c) { return ListVolumes(s, c); };
   return {std::move(r)};
 }

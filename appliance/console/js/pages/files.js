@@ -175,10 +175,23 @@ export async function render(view, ctx) {
       Object.entries(routeOf({path: p, ...extra})).filter(([, v]) => v !== undefined && v !== null && v !== '')).toString();
 
   clear(view, pageTitle('Files'), h('p', {class: 'muted'}, 'Loading…'));
-  // The point and, for image/VM points, its disks and volumes: they decide
-  // which volume is listed (the one in the route, else havend's default).
-  const [pointR, volsR] =
-      await Promise.allSettled([api.get(base), api.get(`${base}/volumes`)]);
+  // The listing goes ahead with the disk and partition of the route (else
+  // havend's defaults); the point's disks and volumes come beside it (read
+  // in a child process by havend, so they may take a moment) and become the
+  // chooser. Only when the listing fails does the page wait for them: a
+  // point with several disks or file systems asks which one to browse.
+  const volsP = api.get(`${base}/volumes`);
+  volsP.catch(() => {});  // handled where it is used
+  const [pointR, listR] = await Promise.allSettled([
+    api.get(base),
+    q.find ? Promise.resolve(null) : api.get(`${base}/files`, {
+      path,
+      disk: where.disk,
+      partition: where.partition,
+      offset,
+      limit: PAGE
+    }),
+  ]);
   const point = pointR.status === 'fulfilled' ? pointR.value : null;
   const title = point ? `Files of ${point.name} · ${fmtTime(point.time)}` : `Files of point ${id.slice(0, 8)}`;
   const pointHref = `#/point?repo=${encodeURIComponent(repo)}&id=${encodeURIComponent(id)}`;
@@ -187,46 +200,42 @@ export async function render(view, ctx) {
     clear(view, pageTitle(title), back, errorBox(pointR.reason, 'This point could not be opened'));
     return;
   }
-  const vols = volsR.status === 'fulfilled' && point.kind !== 'files' ?
-      volsR.value :
-      null;
-  const disks = vols ? vols.disks || [] : [];
-  if (vols) {
-    if (!where.disk && vols.default_disk) where.disk = vols.default_disk;
-    const d = disks.find(x => x.name === where.disk);
-    if (where.partition === undefined && d && d.default_partition !== null &&
-        d.default_partition !== undefined)
-      where.partition = String(d.default_partition);
-  }
-  // Several disks or file systems and none chosen: ask before listing.
-  const mustChoose = !!vols && (!where.disk || where.partition === undefined);
-  const listR = mustChoose ?
-      {status: 'skipped'} :
-      await Promise
-          .allSettled([
-            q.find ? Promise.resolve(null) : api.get(`${base}/files`, {
-              path,
-              disk: where.disk,
-              partition: where.partition,
-              offset,
-              limit: PAGE
-            }),
-          ])
-          .then(([r]) => r);
   const list = listR.status === 'fulfilled' ? listR.value : null;
   if (list && list.disk) {
     where.disk = list.disk;
     where.partition = String(list.partition);
   }
-  const chooser = point.kind === 'files' ?
-      null :
-      vols ?
-      volumeChooser(
-          disks, where, mustChoose, list,
-          (disk, partition) =>
-              go('#/files',
-                 {repo, id, disk, partition: String(partition), path: '/'})) :
-      errorBox(volsR.reason, 'The disks of this point could not be read');
+  const openVolume = (disk, partition) =>
+      go('#/files', {repo, id, disk, partition: String(partition), path: '/'});
+  let chooser = null, mustChoose = false, fillChooser = null;
+  if (point.kind !== 'files') {
+    if (list || q.find) {
+      chooser = h('div', {id: 'volume-slot'});
+      fillChooser = () => volsP.then(
+          v => chooser.isConnected &&
+              chooser.replaceWith(
+                  volumeChooser(v.disks || [], where, false, list, openVolume)),
+          e => chooser.isConnected &&
+              chooser.replaceWith(
+                  errorBox(e, 'The disks of this point could not be read')));
+    } else {
+      const volsR = await volsP.then(value => ({value}), reason => ({reason}));
+      if (volsR.value) {
+        const disks = volsR.value.disks || [];
+        if (!where.disk && volsR.value.default_disk)
+          where.disk = volsR.value.default_disk;
+        const d = disks.find(x => x.name === where.disk);
+        if (where.partition === undefined && d &&
+            d.default_partition !== null && d.default_partition !== undefined)
+          where.partition = String(d.default_partition);
+        mustChoose = !d || where.partition === undefined;
+        chooser = volumeChooser(disks, where, mustChoose, null, openVolume);
+      } else {
+        chooser =
+            errorBox(volsR.reason, 'The disks of this point could not be read');
+      }
+    }
+  }
 
   // ---------------------------------------------------------- selection
   // The selection stays while walking the folders of one point and disk.
@@ -411,4 +420,5 @@ export async function render(view, ctx) {
           h('div', {class: 'file-head'}, h('div', {class: 'crumb-row'}, up, crumbs), searchForm),
           shortcuts, selBar, selStatus, content));
   syncSelection();
+  if (fillChooser) fillChooser();
 }
