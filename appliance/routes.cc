@@ -24,6 +24,7 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   add(HostResourceRoutes(s));
   add(PointRoutes(s));
   add(FileRoutes(s));
+  add(VolumeRoutes(s));
   add(ScheduleRoutes(s));
   add(UsageRoutes(s));
   add(UserRoutes(s));

@@ -39,6 +39,9 @@ std::vector<Route> RepositoryRoutes(Services& s);
 std::vector<Route> HostRoutes(Services& s);
 std::vector<Route> PointRoutes(Services& s);
 std::vector<Route> FileRoutes(Services& s);
+// GET /api/v1/points/{repo}/{id}/volumes: disks and volumes of a point
+// (routes_volumes.cc).
+std::vector<Route> VolumeRoutes(Services& s);
 
 // --- settings (issue 17) ---
 // GET /api/v1/repositories/{name}/usage (routes_usage.cc). Needs

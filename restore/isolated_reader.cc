@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -79,11 +80,18 @@ void LimitChildMemory() {
 #endif
 }
 
+std::string SecondsText(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", seconds);
+  return buf;
+}
+
 }  // namespace
 
 Result<int> RunIsolated(const std::function<int()>& work,
                         const IsolatedOutputs& outputs,
-                        const std::function<void()>& while_waiting) {
+                        const std::function<void()>& while_waiting,
+                        double kill_after_seconds) {
   // Buffered output would otherwise be written twice, by both processes.
   std::cout.flush();
   std::fflush(nullptr);
@@ -98,12 +106,28 @@ Result<int> RunIsolated(const std::function<int()>& work,
     _exit(rc);
   }
   int status = 0;
+  const bool poll = while_waiting || kill_after_seconds > 0;
+  const auto started = std::chrono::steady_clock::now();
   for (;;) {
-    const pid_t r = waitpid(pid, &status, while_waiting ? WNOHANG : 0);
+    const pid_t r = waitpid(pid, &status, poll ? WNOHANG : 0);
     if (r == pid) break;
     if (r < 0 && errno != EINTR) return ErrnoStatus("waitpid", errno);
     if (r == 0) {
-      while_waiting();
+      if (kill_after_seconds > 0 &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                        started)
+                  .count() > kill_after_seconds) {
+        ::kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        const std::string removed = RemovePartial(pid, outputs);
+        return Unavailable(
+            "the isolated file-system reader did not finish within " +
+            SecondsText(kill_after_seconds) + " s and was stopped" +
+            (removed.empty() ? std::string() : " (removed " + removed + ")") +
+            "; try again");
+      }
+      if (while_waiting) while_waiting();
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
@@ -126,7 +150,8 @@ Result<int> RunIsolated(const std::function<int()>& work,
 
 Result<std::string> RunIsolatedResult(
     const std::function<Result<std::string>(const CancelToken&)>& work,
-    const IsolatedOutputs& outputs, const CancelToken& cancel) {
+    const IsolatedOutputs& outputs, const CancelToken& cancel,
+    double kill_after_seconds) {
   // The cancel flag, in memory both processes share: a watcher here copies
   // `cancel` into it, one in the child copies it into the child's token.
   void* shared =
@@ -168,7 +193,8 @@ Result<std::string> RunIsolatedResult(
     }
     return 0;
   };
-  HAVEN_ASSIGN_OR_RETURN(int rc, RunIsolated(child, outputs, copy_cancel));
+  HAVEN_ASSIGN_OR_RETURN(
+      int rc, RunIsolated(child, outputs, copy_cancel, kill_after_seconds));
   std::string text;
   char buf[65536];
   for (off_t off = 0;;) {

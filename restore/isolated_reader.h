@@ -37,9 +37,14 @@ struct IsolatedOutputs {
 // here for stdio and std::cout).
 // `while_waiting`, when set, is called about every 0.1 s until the child
 // ends (from this thread: no thread is started around the fork).
+// `kill_after_seconds` > 0: a child still running after that long is
+// killed (SIGKILL) and Unavailable returned. A server sets it: a child
+// forked from a multi-threaded process can inherit a lock another thread
+// held at the fork and wait for it forever.
 Result<int> RunIsolated(const std::function<int()>& work,
                         const IsolatedOutputs& outputs,
-                        const std::function<void()>& while_waiting = {});
+                        const std::function<void()>& while_waiting = {},
+                        double kill_after_seconds = 0);
 
 // As RunIsolated, for work with a result: what `work` returns (a string,
 // or an error with its code and message) comes back from the child in a
@@ -48,7 +53,8 @@ Result<int> RunIsolated(const std::function<int()>& work,
 // RunIsolated reports it; a child that ended without a result is Internal.
 Result<std::string> RunIsolatedResult(
     const std::function<Result<std::string>(const CancelToken&)>& work,
-    const IsolatedOutputs& outputs, const CancelToken& cancel = {});
+    const IsolatedOutputs& outputs, const CancelToken& cancel = {},
+    double kill_after_seconds = 0);
 
 }  // namespace haven::restore
 

@@ -159,5 +159,23 @@ TEST(IsolatedReaderTest, TheCallersCancelReachesTheChild) {
   EXPECT_THAT(r, StatusIs(Code::kCancelled, HasSubstr("the child's work")));
 }
 
+// A child that never ends (a lock inherited at the fork, held by a thread
+// the child does not have) is killed after kill_after_seconds.
+TEST(IsolatedReaderTest, AStuckChildIsKilledAfterTheLimit) {
+  const auto began = std::chrono::steady_clock::now();
+  auto r = RunIsolatedResult(
+      [](const CancelToken&) -> Result<std::string> {
+        for (;;) ::pause();  // deaf to the cancel flag
+      },
+      {}, {}, 0.5);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
+          .count();
+  EXPECT_THAT(r, StatusIs(Code::kUnavailable,
+                          AllOf(HasSubstr("did not finish within 0.5 s"),
+                                HasSubstr("stopped"))));
+  EXPECT_LT(took, 5);
+}
+
 }  // namespace
 }  // namespace haven::restore

@@ -5,7 +5,7 @@
 // Walk folders, find files by name, download one file (a GET link the
 // browser streams) or tick several and download them as one zip or tar.
 import * as api from '../api.js';
-import {clear, errorBox, fmtBytes, fmtTime, go, h, notice, pageTitle, section, table} from '../ui.js';
+import {clear, errorBox, fmtBytes, fmtTime, go, h, notice, pageTitle, radioChoice, section, table} from '../ui.js';
 
 const PAGE = 500;
 let kept = {key: '', selected: new Set()};
@@ -21,6 +21,138 @@ function parentOf(path) {
 
 function baseName(path) {
   return path.slice(path.lastIndexOf('/') + 1) || '/';
+}
+
+const SCHEMES = {
+  gpt: 'GPT partition table',
+  dos: 'MBR partition table',
+  none: 'no partition table'
+};
+
+function volumeName(v) {
+  return v.number === 0 ? 'Whole disk' : `Partition ${v.number}`;
+}
+
+function volumeSummary(disk, v) {
+  return `disk ${disk}, ${volumeName(v).toLowerCase()}` +
+      (v.fs ? ` (${v.fs}${v.label ? ` "${v.label}"` : ''})` : '');
+}
+
+// The disks of an image/VM point and their volumes (GET .../volumes) as one
+// group of radio buttons, disk by disk: readable volumes can be chosen, the
+// others are shown disabled with havend's reason. `where` is the volume
+// listed now (preselected); `open(disk, number)` browses another. With one
+// readable volume in all there is nothing to choose: one line says what is
+// shown.
+function volumeChooser(disks, where, mustChoose, list, open) {
+  const all = disks.flatMap(d => (d.volumes || []).map(v => ({d, v})));
+  const readable = all.filter(x => x.v.fs);
+  const current = all.find(
+      x => x.d.name === where.disk &&
+          String(x.v.number) === String(where.partition));
+  if (!mustChoose && all.length === 1 && readable.length === 1 &&
+      !disks.some(d => d.error))
+    return h(
+        'p', {class: 'muted fs-info', id: 'volume-info'},
+        `Disk ${current ? current.d.name : where.disk} · ${
+            volumeName(all[0].v).toLowerCase()} · ${all[0].v.fs} · ${
+            fmtBytes(all[0].v.size)}`);
+  const openBtn =
+      h('button', {
+        type: 'submit',
+        id: 'volume-open',
+        class: 'primary',
+        disabled: !current || !current.v.fs
+      },
+        mustChoose ? 'Browse this volume' : 'Browse the chosen volume');
+  const groups = disks.map(d => {
+    const head = `Disk ${d.name} · ${fmtBytes(d.size)}` +
+        (d.scheme ? ` · ${SCHEMES[d.scheme] || d.scheme}` : '');
+    const vols = (d.volumes || []).map(v => {
+      const bits = [
+        v.label ? `label "${v.label}"` : null, fmtBytes(v.size),
+        v.number === 0    ? null :
+            v.description ? `type ${v.description}` :
+                            null,
+        v.number === 0 ? null : `starts at ${fmtBytes(v.start)}`
+      ].filter(Boolean);
+      const detail = v.fs ?
+          bits.join(' · ') + (v.default ? ' · opened by default' : '') :
+          `${bits.join(' · ')} — cannot be browsed: ${
+              v.note || 'no file system Haven can read'}`;
+      const title = v.fs ? `${volumeName(v)} · ${v.fs}` : volumeName(v);
+      return radioChoice(
+          'volume', `${d.name}#${v.number}`,
+          current && current.d === d && current.v === v, title, detail, {
+            disabled: !v.fs,
+            dataset: {disk: d.name, partition: String(v.number)}
+          });
+    });
+    return h(
+        'fieldset', {class: 'plain volume-disk'}, h('legend', {}, head),
+        d.error ? errorBox(d.error, 'Its partition table could not be read') :
+                  null,
+        !d.error && !vols.length ?
+            h('p', {class: 'muted'}, 'No volumes found on this disk.') :
+            null,
+        h('div', {class: 'choices'}, vols));
+  });
+  const form =
+      h('form', {id: 'volume-chooser', class: 'volume-chooser'},
+        h('div', {role: 'radiogroup', 'aria-label': 'Disk and volume'}, groups),
+        readable.length ? h('div', {class: 'form-actions'}, openBtn) : null);
+  form.addEventListener('change', () => {
+    const r = form.querySelector('input[name=volume]:checked');
+    openBtn.disabled = !r ||
+        (current && r.dataset.disk === current.d.name &&
+         r.dataset.partition === String(current.v.number));
+  });
+  form.addEventListener('submit', ev => {
+    ev.preventDefault();
+    const r = form.querySelector('input[name=volume]:checked');
+    if (r) open(r.dataset.disk, r.dataset.partition);
+  });
+  if (mustChoose) {
+    let why;
+    if (!readable.length)
+      why = notice(
+          'No disk of this point holds a file system Haven can read (ext2/3/4, NTFS, FAT, exFAT, HFS+). ' +
+              'Restore the whole VM or disk instead and mount it.',
+          'warn');
+    else if (!where.disk && disks.length > 1)
+      why = notice(`This point has ${
+          disks.length} disks: choose the disk and volume to browse.`);
+    else {
+      const n = readable.filter(x => x.d.name === where.disk).length;
+      why = notice(
+          !disks.some(d => d.name === where.disk) ?
+              `This point has no disk ${
+                  where.disk}: choose a disk and volume to browse.` :
+              n > 1 ?
+              `Disk ${where.disk} holds ${
+                  n} file systems: choose the one to browse.` :
+              `Disk ${
+                  where
+                      .disk} holds no file system Haven can read: choose a volume of another disk.`,
+          n > 1 ? 'info' : 'warn');
+    }
+    return h(
+        'section', {class: 'card volume-card'},
+        h('h2', {}, 'Choose what to browse'), why, form);
+  }
+  openBtn.disabled = true;  // the current volume is checked: nothing new yet
+  const now = current ?
+      volumeSummary(current.d.name, current.v) :
+      list && list.disk ?
+      `disk ${list.disk}, partition ${list.partition} (${list.fs})` :
+      `disk ${where.disk}`;
+  return h(
+      'details', {class: 'card disk-details volume-details'},
+      h('summary', {},
+        `Browsing ${now} — ${all.length} volume${
+            all.length === 1 ? '' : 's'} on ${disks.length} disk${
+            disks.length === 1 ? '' : 's'}: choose another`),
+      form);
 }
 
 export async function render(view, ctx) {
@@ -43,9 +175,22 @@ export async function render(view, ctx) {
       Object.entries(routeOf({path: p, ...extra})).filter(([, v]) => v !== undefined && v !== null && v !== '')).toString();
 
   clear(view, pageTitle('Files'), h('p', {class: 'muted'}, 'Loading…'));
+  // The listing goes ahead with the disk and partition of the route (else
+  // havend's defaults); the point's disks and volumes come beside it (read
+  // in a child process by havend, so they may take a moment) and become the
+  // chooser. Only when the listing fails does the page wait for them: a
+  // point with several disks or file systems asks which one to browse.
+  const volsP = api.get(`${base}/volumes`);
+  volsP.catch(() => {});  // handled where it is used
   const [pointR, listR] = await Promise.allSettled([
     api.get(base),
-    q.find ? Promise.resolve(null) : api.get(`${base}/files`, {path, disk: where.disk, partition: where.partition, offset, limit: PAGE}),
+    q.find ? Promise.resolve(null) : api.get(`${base}/files`, {
+      path,
+      disk: where.disk,
+      partition: where.partition,
+      offset,
+      limit: PAGE
+    }),
   ]);
   const point = pointR.status === 'fulfilled' ? pointR.value : null;
   const title = point ? `Files of ${point.name} · ${fmtTime(point.time)}` : `Files of point ${id.slice(0, 8)}`;
@@ -60,28 +205,36 @@ export async function render(view, ctx) {
     where.disk = list.disk;
     where.partition = String(list.partition);
   }
-
-  // -------------------------------------------------- disk / partition
-  let chooser = null;
-  if (point.kind !== 'files' && (point.disks || []).length) {
-    const disk = h('select', {id: 'file-disk'},
-                   point.disks.map(d => h('option', {value: d.name, selected: d.name === where.disk}, `${d.name} (${fmtBytes(d.size)})`)));
-    const part = h('input', {id: 'file-partition', type: 'number', min: '0', max: '1024', inputmode: 'numeric',
-                             value: where.partition ?? '', placeholder: 'auto', class: 'num-input'});
-    const form = h('form', {class: 'row disk-chooser'},
-      h('div', {class: 'field'}, h('label', {for: 'file-disk'}, 'Disk'), disk),
-      h('div', {class: 'field'}, h('label', {for: 'file-partition'}, 'Partition'), part,
-        h('div', {class: 'hint'}, '0: a disk without partition table; empty: the only readable one')),
-      h('div', {class: 'field'}, h('button', {type: 'submit'}, 'Open')),
-      list ? h('p', {class: 'muted fs-info'}, `File system: ${list.fs}`) : null);
-    form.addEventListener('submit', ev => {
-      ev.preventDefault();
-      go('#/files', {repo, id, disk: disk.value, partition: part.value.trim(), path: '/'});
-    });
-    chooser = form;
-    if (point.disks.length === 1 && list && !q.partition)
-      chooser = h('details', {class: 'card disk-details'},
-                  h('summary', {}, `Disk ${list.disk}, partition ${list.partition}, ${list.fs} — choose another partition`), form);
+  const openVolume = (disk, partition) =>
+      go('#/files', {repo, id, disk, partition: String(partition), path: '/'});
+  let chooser = null, mustChoose = false, fillChooser = null;
+  if (point.kind !== 'files') {
+    if (list || q.find) {
+      chooser = h('div', {id: 'volume-slot'});
+      fillChooser = () => volsP.then(
+          v => chooser.isConnected &&
+              chooser.replaceWith(
+                  volumeChooser(v.disks || [], where, false, list, openVolume)),
+          e => chooser.isConnected &&
+              chooser.replaceWith(
+                  errorBox(e, 'The disks of this point could not be read')));
+    } else {
+      const volsR = await volsP.then(value => ({value}), reason => ({reason}));
+      if (volsR.value) {
+        const disks = volsR.value.disks || [];
+        if (!where.disk && volsR.value.default_disk)
+          where.disk = volsR.value.default_disk;
+        const d = disks.find(x => x.name === where.disk);
+        if (where.partition === undefined && d &&
+            d.default_partition !== null && d.default_partition !== undefined)
+          where.partition = String(d.default_partition);
+        mustChoose = !d || where.partition === undefined;
+        chooser = volumeChooser(disks, where, mustChoose, null, openVolume);
+      } else {
+        chooser =
+            errorBox(volsR.reason, 'The disks of this point could not be read');
+      }
+    }
   }
 
   // ---------------------------------------------------------- selection
@@ -255,6 +408,10 @@ export async function render(view, ctx) {
       pager);
   }
 
+  if (mustChoose) {
+    clear(view, pageTitle(title), back, chooser);
+    return;
+  }
   clear(view,
         pageTitle(title),
         back,
@@ -263,4 +420,5 @@ export async function render(view, ctx) {
           h('div', {class: 'file-head'}, h('div', {class: 'crumb-row'}, up, crumbs), searchForm),
           shortcuts, selBar, selStatus, content));
   syncSelection();
+  if (fillChooser) fillChooser();
 }
