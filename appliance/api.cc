@@ -55,6 +55,38 @@ bool StateChanging(const std::string& method) {
   return method != "GET" && method != "HEAD";
 }
 
+// Whether the body is an HTML form's: application/x-www-form-urlencoded,
+// parameters (charset) ignored.
+bool FormBody(const Request& req) {
+  const std::string* type = req.Header("content-type");
+  if (type == nullptr) return false;
+  std::string media = type->substr(0, type->find(';'));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  for (char& c : media) c = static_cast<char>(std::tolower(c));
+  return media == "application/x-www-form-urlencoded";
+}
+
+constexpr char kFormCsrfField[] = "csrf_token";
+
+// A browser that posted a form shows the answer as a page in place of the
+// console: an error is a sentence in plain text, not JSON. Plain text (and
+// nosniff, which every answer carries) keeps untrusted names in the message
+// inert.
+Response AsFormError(Response r) {
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  std::string message =
+      j.is_object() && j.contains("error") && j["error"].is_string()
+          ? j["error"].get<std::string>()
+          : r.body;
+  r.body = "havend could not answer this download (HTTP " +
+           std::to_string(r.status) + " " +
+           std::string(ReasonPhrase(r.status)) + "):\n\n" + message +
+           "\n\nGo back to the console with the browser's Back button.\n";
+  for (auto& [name, value] : r.headers)
+    if (name == "content-type") value = "text/plain; charset=utf-8";
+  return r;
+}
+
 }  // namespace
 
 std::string_view RoleName(Role role) {
@@ -245,12 +277,32 @@ Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
       r.headers.emplace_back("allow", allow);
       return r;
     }
+    // Only a route that says so reads a form's fields, and with them the
+    // CSRF token a form carries in its body.
+    std::optional<std::map<std::string, std::string>> form;
+    bool bad_form = false;
+    std::optional<std::string> form_csrf;
+    const bool form_request = match && match->csrf_from_form && FormBody(req);
+    auto answer = [form_request](Response r) {
+      return form_request && r.status >= 400 ? AsFormError(std::move(r)) : r;
+    };
+    if (form_request) {
+      form = ParseQuery(req.body);
+      bad_form = !form;
+      if (form) {
+        if (auto it = form->find(kFormCsrfField); it != form->end()) {
+          form_csrf = std::move(it->second);
+          form->erase(it);
+        }
+      }
+    }
     Caller caller;
     bool public_route = match && match->access == Access::kPublic;
     if (!public_route) {
       if (!options.authenticate) return Unauthorized();
-      auto who = options.authenticate(req, StateChanging(req.method));
-      if (auto* refusal = std::get_if<Response>(&who)) return *refusal;
+      auto who = options.authenticate(req, StateChanging(req.method),
+                                      form_csrf ? &*form_csrf : nullptr);
+      if (auto* refusal = std::get_if<Response>(&who)) return answer(*refusal);
       caller = std::get<Caller>(who);
       if (!match) {
         if (allow.empty()) return ErrorJson(404, "no such API path");
@@ -263,18 +315,21 @@ Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
     Response resp;
     if (!query) {
       resp = ErrorJson(400, "bad percent-escape in the query string");
+    } else if (bad_form) {
+      resp = ErrorJson(400, "bad percent-escape in the form body");
     } else if (!public_route && caller.role < match->role) {
       resp = ErrorJson(403, "this needs the " +
                                 std::string(RoleName(match->role)) + " role; " +
                                 caller.name + " has " +
                                 std::string(RoleName(caller.role)));
     } else {
-      ApiCall call{req, caller, std::move(params), std::move(*query)};
+      ApiCall call{req, caller, std::move(params), std::move(*query),
+                   std::move(form)};
       resp = match->handler(call);
     }
     if (!public_route && StateChanging(req.method) && options.audit)
       options.audit(caller, req, *match, resp.status);
-    return resp;
+    return answer(std::move(resp));
   });
 }
 

@@ -56,6 +56,11 @@ struct ApiCall {
   std::map<std::string, std::string> params;
   // Query parameters, percent-decoded; a repeated name keeps the last.
   std::map<std::string, std::string> query;
+  // For a route with Route::csrf_from_form whose request has an
+  // application/x-www-form-urlencoded body: its fields, percent-decoded,
+  // without csrf_token (the dispatcher hands that to the Authenticator).
+  // nullopt for every other request, whose body is the handler's to read.
+  std::optional<std::map<std::string, std::string>> form;
 
   // The path or query parameter `name`, or nullptr.
   const std::string* Param(std::string_view name) const;
@@ -77,14 +82,26 @@ struct Route {
   // parameters, the 401/403 answers and the role.
   nlohmann::json openapi = nlohmann::json::object();
   RouteHandler handler;
+  // A browser's plain HTML form may call this route: a console session may
+  // send its CSRF token as the field csrf_token of an
+  // application/x-www-form-urlencoded body instead of the X-CSRF-Token
+  // header (the synchronizer-token pattern), and the handler gets the
+  // other fields in ApiCall::form. For downloads that must reach the
+  // browser's own download manager, which a fetch() cannot (it would hold
+  // the whole body in memory): POST .../archive. Every other route ignores
+  // such a field, so a form cannot call it.
+  bool csrf_from_form = false;
 };
 
 // Checks a request's credentials. Returns the caller; or a Response to send
 // instead (401 for missing or bad credentials, 403 for a console session's
 // state-changing request without its CSRF token, 429 when rate-limited).
 // `state_changing` is true for every method but GET and HEAD.
+// `form_csrf_token` is the csrf_token field of a form body, given (non-null)
+// only for a route with Route::csrf_from_form; a session may prove its
+// CSRF token with it when the request has no X-CSRF-Token header.
 using Authenticator = std::function<std::variant<Caller, Response>(
-    const Request&, bool state_changing)>;
+    const Request&, bool state_changing, const std::string* form_csrf_token)>;
 
 // Called after every state-changing request that passed authentication
 // (allowed or refused by role) with its final status: who, what, result.
@@ -122,7 +139,12 @@ Route OpenApiRoute(RouteHandler handler);
 // authentication would (an unauthenticated client learns nothing, not
 // even which paths exist), and 404 once authenticated. A matched route
 // needing a role: 401 without valid credentials, 403 when the caller's role
-// is below it, else the handler. A known path with another method: 405
+// is below it, else the handler. For a route with csrf_from_form and a
+// form body, the body's csrf_token field goes to the Authenticator and the
+// other fields to ApiCall::form (a bad percent-escape in it: 400); an
+// error answer to such a form is text/plain, a sentence for the browser's
+// window, instead of JSON. A known
+// path with another method: 405
 // with Allow. Fails (InvalidArgument naming the route) for a route with
 // Access::kUnset, kRole without a role, or a duplicate method+path.
 Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options);

@@ -211,9 +211,9 @@ Result<std::optional<Caller>> AuthService::ByToken(std::string_view token) {
   return std::optional<Caller>(caller);
 }
 
-std::variant<Caller, Response> AuthService::Authenticate(const Request& request,
-                                                         bool state_changing,
-                                                         std::string* refusal) {
+std::variant<Caller, Response> AuthService::Authenticate(
+    const Request& request, bool state_changing, const std::string* form_csrf,
+    std::string* refusal) {
   if (const std::string* auth = request.Header("authorization")) {
     if (!StartsWithNoCase(*auth, "bearer "))
       return Refuse401("only Authorization: Bearer <token> is accepted");
@@ -236,10 +236,17 @@ std::variant<Caller, Response> AuthService::Authenticate(const Request& request,
     return Refuse401("the session has expired or ended; log in again");
   const SessionRow& s = **session;
   if (state_changing) {
+    // The header when there is one; else a form's field, which the
+    // dispatcher passes only for the routes that take it.
     const std::string* csrf = request.Header(kCsrfHeader);
+    std::string_view carrier = "X-CSRF-Token header";
+    if (csrf == nullptr && form_csrf != nullptr) {
+      csrf = form_csrf;
+      carrier = "csrf_token form field";
+    }
     if (csrf == nullptr || !ConstantTimeEquals(*csrf, s.info.csrf_token)) {
-      *refusal = csrf == nullptr ? "no X-CSRF-Token header"
-                                 : "wrong X-CSRF-Token header";
+      *refusal = csrf == nullptr ? std::string("no X-CSRF-Token header")
+                                 : "wrong " + std::string(carrier);
       return s.caller;  // the caller is known: Authenticator audits and 403s
     }
   }
@@ -250,10 +257,10 @@ Authenticator AuthService::MakeAuthenticator(
     std::function<void(const Caller&, const Request&, int, const std::string&)>
         on_refusal) {
   return [this, on_refusal = std::move(on_refusal)](
-             const Request& request,
-             bool state_changing) -> std::variant<Caller, Response> {
+             const Request& request, bool state_changing,
+             const std::string* form_csrf) -> std::variant<Caller, Response> {
     std::string refusal;
-    auto who = Authenticate(request, state_changing, &refusal);
+    auto who = Authenticate(request, state_changing, form_csrf, &refusal);
     if (refusal.empty()) return who;
     if (on_refusal) on_refusal(std::get<Caller>(who), request, 403, refusal);
     return ErrorJson(403, refusal +

@@ -20,7 +20,10 @@
 //   Cookie: haven_session=...         a session within its idle and
 //                                     absolute lifetime; a state-changing
 //                                     request must also carry
-//                                     X-CSRF-Token (403 without it)
+//                                     X-CSRF-Token (403 without it), or,
+//                                     only for a route with
+//                                     Route::csrf_from_form, the same
+//                                     token as the form field csrf_token
 // and anything else is 401. Nothing is cached: a token revoked by
 // `havend token revoke` in another process is refused at once.
 //
@@ -160,6 +163,7 @@ class AuthService {
   int64_t Now() const { return options_.now(); }
   std::variant<Caller, Response> Authenticate(const Request& request,
                                               bool state_changing,
+                                              const std::string* form_csrf,
                                               std::string* refusal);
   Result<std::optional<Caller>> ByToken(std::string_view token);
   struct SessionRow {

@@ -243,9 +243,28 @@ Result<ArchiveRequest> ParseArchive(const std::string& body) {
   return a;
 }
 
+// The JSON of an archive request: the body, or a browser form's field
+// `request` (the dispatcher has taken csrf_token out of the form).
+Result<std::string> ArchiveJson(const ApiCall& call) {
+  if (!call.form) return call.request.body;
+  for (const auto& [name, value] : *call.form)
+    if (name != "request")
+      return InvalidArgument("unknown form field " + QuoteUntrusted(name) +
+                             "; a form has request (the JSON request) and "
+                             "csrf_token");
+  auto it = call.form->find("request");
+  if (it == call.form->end())
+    return InvalidArgument(
+        "the form has no field request: the JSON request {\"paths\": "
+        "[...], \"format\": \"tar\"|\"zip\"}");
+  return it->second;
+}
+
 Response Archive(Services& s, const ApiCall& call) {
   if (Status st = OnlyParams(call, {}); !st.ok()) return StatusResponse(st);
-  auto req = ParseArchive(call.request.body);
+  auto json = ArchiveJson(call);
+  if (!json.ok()) return StatusResponse(json.status());
+  auto req = ParseArchive(*json);
   if (!req.ok()) return StatusResponse(req.status());
   auto t = Open(s, call, req->disk, req->partition);
   if (!t.ok()) return StatusResponse(t.status());
@@ -383,33 +402,58 @@ std::vector<Route> FileRoutes(Services& s) {
                         "the connection before Content-Length bytes"}}}})}},
            [&s](const ApiCall& c) { return Download(s, c); }));
 
-  routes.push_back(Make(
+  nlohmann::json archive_schema = {
+      {"type", "object"},
+      {"required", {"paths"}},
+      {"properties",
+       {{"paths",
+         {{"type", "array"},
+          {"items", {{"type", "string"}}},
+          {"description",
+           "absolute paths; each goes in under its last component "
+           "('/etc' -> etc/...), '/' puts in everything"}}},
+        {"format", {{"type", "string"}, {"enum", {"tar", "zip"}}}},
+        {"disk", {{"type", "string"}}},
+        {"partition", {{"type", "integer"}}}}}};
+  Route archive = Make(
       "POST", base + "/archive",
       "Download files and directory trees of a recovery point as one tar "
       "(pax) or zip archive, made as it is sent (chunked)",
-      {{"requestBody",
+      {{"description",
+        "Takes a JSON body, or, so that a browser can save the archive "
+        "through its own download manager instead of holding it in memory, "
+        "an HTML form (application/x-www-form-urlencoded) whose field "
+        "request is that JSON and whose field csrf_token is the session's "
+        "CSRF token (the only route that takes the token from a form; a "
+        "missing or wrong one is 403). Answers with Content-Disposition: "
+        "attachment."},
+       {"requestBody",
         {{"required", true},
          {"content",
-          {{"application/json",
+          {{"application/json", {{"schema", archive_schema}}},
+           {"application/x-www-form-urlencoded",
             {{"schema",
               {{"type", "object"},
-               {"required", {"paths"}},
+               {"required", {"request"}},
                {"properties",
-                {{"paths",
-                  {{"type", "array"},
-                   {"items", {{"type", "string"}}},
+                {{"request",
+                  {{"type", "string"},
                    {"description",
-                    "absolute paths; each goes in under its last component "
-                    "('/etc' -> etc/...), '/' puts in everything"}}},
-                 {"format", {{"type", "string"}, {"enum", {"tar", "zip"}}}},
-                 {"disk", {{"type", "string"}}},
-                 {"partition", {{"type", "integer"}}}}}}}}}}}}},
+                    "the JSON request, as in application/json"}}},
+                 {"csrf_token",
+                  {{"type", "string"},
+                   {"description",
+                    "a console session's CSRF token (POST /api/v1/login, "
+                    "GET /api/v1/me); not needed with a bearer "
+                    "token"}}}}}}}}}}}}},
        {"responses",
         Errors({{"200",
                  {{"description",
                    "application/x-tar or application/zip, chunked; it ends "
                    "with its last chunk only when complete"}}}})}},
-      [&s](const ApiCall& c) { return Archive(s, c); }));
+      [&s](const ApiCall& c) { return Archive(s, c); });
+  archive.csrf_from_form = true;
+  routes.push_back(std::move(archive));
   return routes;
 }
 

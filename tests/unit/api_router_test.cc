@@ -26,7 +26,8 @@ Request Req(std::string method, std::string target) {
 
 // Bearer "a", "o", "u" are an admin, operator and auditor; anything else
 // is refused 401.
-std::variant<Caller, Response> TestAuth(const Request& req, bool) {
+std::variant<Caller, Response> TestAuth(const Request& req, bool,
+                                        const std::string*) {
   const std::string* h = req.Header("authorization");
   if (h && *h == "Bearer a") return Caller{"admin", Role::kAdmin, false};
   if (h && *h == "Bearer o") return Caller{"token:op", Role::kOperator, false};

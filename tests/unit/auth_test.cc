@@ -16,6 +16,7 @@ namespace {
 using ::haven::testing_util::IsOk;
 using ::haven::testing_util::StatusIs;
 using ::haven::testing_util::TempDir;
+using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -129,7 +130,7 @@ class AuthTest : public ::testing::Test {
   }
   // The caller, or the HTTP status of the refusal.
   std::variant<Caller, int> Check(const Request& r, bool state_changing) {
-    auto who = authenticate_(r, state_changing);
+    auto who = authenticate_(r, state_changing, nullptr);
     if (auto* resp = std::get_if<Response>(&who)) return resp->status;
     return std::get<Caller>(who);
   }
@@ -236,8 +237,11 @@ TEST_F(AuthTest, SessionNeedsCsrfTokenToChangeState) {
   Request post = WithCookie(login.session_id);
   post.method = "POST";
   EXPECT_EQ(StatusOf(post, true), 403);
+  // A wrong token: the right one with its first digit changed (a fixed
+  // "0" would be the right one for one session in 16).
+  const std::string& right = login.session.csrf_token;
   post.headers.emplace_back("x-csrf-token",
-                            "0" + login.session.csrf_token.substr(1));
+                            (right[0] == '0' ? "1" : "0") + right.substr(1));
   EXPECT_EQ(StatusOf(post, true), 403);
   ASSERT_EQ(refusals_.size(), 2u);
   EXPECT_EQ(refusals_[0], "admin 403 no X-CSRF-Token header");
@@ -365,6 +369,127 @@ TEST(AuditLogTest, FilterByTimeAndPage) {
   EXPECT_THAT(log->List(page),
               StatusIs(Code::kInvalidArgument, HasSubstr("limit")));
   EXPECT_EQ(AuditEntryJson(first.front()).at("time"), "1970-01-01T01:24:50Z");
+}
+
+// A download form (POST .../archive from a plain HTML form) carries the
+// session's CSRF token in its body: the dispatcher hands the field
+// csrf_token to the authenticator only for a route with csrf_from_form.
+TEST_F(AuthTest, FormCsrfTokenOnlyForRoutesThatTakeIt) {
+  ASSERT_THAT(auth_->SetPassword(kAdminUser, kPassword, Role::kAdmin), IsOk());
+  LoginResult login = LoginAs(kPassword);
+  ASSERT_EQ(login.outcome, LoginResult::Outcome::kOk);
+  const std::string& token = login.session.csrf_token;
+  ApiOptions options;
+  options.authenticate = authenticate_;
+  std::vector<std::string> seen;  // the form fields each handler got
+  auto record = [&seen](const ApiCall& c) {
+    std::string fields = c.form ? "form:" : "no form";
+    if (c.form)
+      for (const auto& [k, v] : *c.form) fields += " " + k + "=" + v;
+    seen.push_back(fields);
+    return OkJson({{"ok", true}});
+  };
+  Route archive{"POST",         "/api/v1/archive", Access::kRole,
+                Role::kAuditor, "a file",          {},
+                record};
+  archive.csrf_from_form = true;
+  std::vector<Route> routes = {
+      archive,
+      {"POST",
+       "/api/v1/things",
+       Access::kRole,
+       Role::kOperator,
+       "make",
+       {},
+       record},
+  };
+  Handler handler = MakeApiHandler(routes, options).value();
+  auto form = [&](const std::string& path, const std::string& body) {
+    Request r = WithCookie(login.session_id);
+    r.method = "POST";
+    r.path = path;
+    r.headers.emplace_back("content-type",
+                           "application/x-www-form-urlencoded; charset=UTF-8");
+    r.body = body;
+    return r;
+  };
+  const std::string wrong = (token[0] == '0' ? "1" : "0") + token.substr(1);
+
+  // Right token: the handler runs and gets the other fields, not the token.
+  Response ok = handler(
+      form("/api/v1/archive", "request=%7B%22a%22%3A1%7D&csrf_token=" + token));
+  EXPECT_EQ(ok.status, 200);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], "form: request={\"a\":1}");
+
+  // Wrong, empty or missing token: 403 in words, and the refusal is heard.
+  Response bad =
+      handler(form("/api/v1/archive", "request=x&csrf_token=" + wrong));
+  EXPECT_EQ(bad.status, 403);
+  EXPECT_THAT(bad.body, HasSubstr("wrong csrf_token form field"));
+  // The browser shows it in place of the console: a sentence, not JSON.
+  EXPECT_THAT(bad.body, HasSubstr("could not answer this download (HTTP 403"));
+  EXPECT_THAT(bad.headers, Contains(std::pair<std::string, std::string>(
+                               "content-type", "text/plain; charset=utf-8")));
+  EXPECT_EQ(handler(form("/api/v1/archive", "request=x&csrf_token=")).status,
+            403);
+  Response none = handler(form("/api/v1/archive", "request=x"));
+  EXPECT_EQ(none.status, 403);
+  EXPECT_THAT(none.body, HasSubstr("no X-CSRF-Token header"));
+  EXPECT_EQ(seen.size(), 1u);
+  ASSERT_EQ(refusals_.size(), 3u);
+  EXPECT_EQ(refusals_[0], "admin 403 wrong csrf_token form field");
+  EXPECT_EQ(refusals_[2], "admin 403 no X-CSRF-Token header");
+
+  // The token in the query string is not a form field: refused.
+  Request in_url = form("/api/v1/archive", "request=x");
+  in_url.query = "csrf_token=" + token;
+  EXPECT_EQ(handler(in_url).status, 403);
+
+  // A header, when sent, is what counts: a wrong one is not saved by a
+  // right field.
+  Request both = form("/api/v1/archive", "request=x&csrf_token=" + token);
+  both.headers.emplace_back("x-csrf-token", wrong);
+  EXPECT_EQ(handler(both).status, 403);
+
+  // The right token in the body of another content type is no form field.
+  Request json = form("/api/v1/archive", "csrf_token=" + token);
+  json.headers[1].second = "application/json";
+  EXPECT_EQ(handler(json).status, 403);
+
+  // Another route ignores the field: the right token in a form is refused.
+  Response other = handler(form("/api/v1/things", "csrf_token=" + token));
+  EXPECT_EQ(other.status, 403);
+  EXPECT_THAT(other.body, HasSubstr("{\"error\":"));
+  EXPECT_THAT(other.body, HasSubstr("no X-CSRF-Token header"));
+  EXPECT_EQ(seen.size(), 1u);
+
+  // The route still takes the header, with no form.
+  Request header = WithCookie(login.session_id);
+  header.method = "POST";
+  header.path = "/api/v1/archive";
+  header.headers.emplace_back("x-csrf-token", token);
+  EXPECT_EQ(handler(header).status, 200);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1], "no form");
+
+  // A form with a bad escape has no field to read the token from.
+  EXPECT_EQ(handler(form("/api/v1/archive", "request=%zz&csrf_token=" + token))
+                .status,
+            403);
+
+  // Bearer tokens need no CSRF token, form or not.
+  auto bearer = auth_->CreateToken("ci", Role::kAuditor, 0, "t").value();
+  Request tok = form("/api/v1/archive", "request=y");
+  tok.headers = {{"authorization", "Bearer " + bearer.secret},
+                 {"content-type", "application/x-www-form-urlencoded"}};
+  EXPECT_EQ(handler(tok).status, 200);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[2], "form: request=y");
+  tok.body = "request=%zz";
+  Response escape = handler(tok);
+  EXPECT_EQ(escape.status, 400);
+  EXPECT_THAT(escape.body, HasSubstr("form body"));
 }
 
 // The dispatcher with this authenticator and audit sink: state-changing

@@ -16,7 +16,8 @@ namespace {
 using ::testing::HasSubstr;
 using testing_util::TempDir;
 
-std::variant<Caller, Response> TestAuth(const Request& req, bool) {
+std::variant<Caller, Response> TestAuth(const Request& req, bool,
+                                        const std::string*) {
   const std::string* h = req.Header("authorization");
   if (h && *h == "Bearer a") return Caller{"admin", Role::kAdmin, false};
   if (h && *h == "Bearer o") return Caller{"token:op", Role::kOperator, false};

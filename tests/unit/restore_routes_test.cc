@@ -141,7 +141,7 @@ class RestoreRoutesTest : public ::testing::Test {
     services_.jobs = &jobs_;
     ASSERT_THAT(RegisterRestoreKinds(services_), IsOk());
     ApiOptions api;
-    api.authenticate = [](const Request& r, bool) {
+    api.authenticate = [](const Request& r, bool, const std::string*) {
       const std::string* role = r.Header("x-test-role");
       Caller c;
       c.name = "token:" + (role ? *role : std::string("operator"));

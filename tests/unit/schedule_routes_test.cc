@@ -35,8 +35,9 @@ class ScheduleRoutesTest : public ::testing::Test {
     services_.scheduler = scheduler_.get();
     ApiOptions api;
     api.version = "test";
-    api.authenticate = [](const Request& r,
-                          bool) -> std::variant<Caller, Response> {
+    api.authenticate =
+        [](const Request& r, bool,
+           const std::string*) -> std::variant<Caller, Response> {
       const std::string* auth = r.Header("authorization");
       if (auth == nullptr) return ErrorJson(401, "authentication required");
       auto role = ParseRole(auth->substr(7));

@@ -32,7 +32,8 @@ using testing_util::TempDir;
 
 // "Bearer a" is the admin "root" (a console session), "o" an operator
 // token, "u" an auditor token.
-std::variant<Caller, Response> TestAuth(const Request& req, bool) {
+std::variant<Caller, Response> TestAuth(const Request& req, bool,
+                                        const std::string*) {
   const std::string* h = req.Header("authorization");
   if (h && *h == "Bearer a") return Caller{"root", Role::kAdmin, true};
   if (h && *h == "Bearer o") return Caller{"token:op", Role::kOperator, false};
