@@ -56,8 +56,13 @@ bool StateChanging(const std::string& method) {
 }
 
 // Whether the body is an HTML form's: application/x-www-form-urlencoded,
-// parameters (charset) ignored.
+// parameters (charset) ignored, and not a JSON object. curl's --data, which
+// API scripts use for JSON, labels its body a form too; a form's body
+// ("request=...&csrf_token=...") never starts with '{', so such a body
+// stays the JSON it is.
 bool FormBody(const Request& req) {
+  size_t first = req.body.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && req.body[first] == '{') return false;
   const std::string* type = req.Header("content-type");
   if (type == nullptr) return false;
   std::string media = type->substr(0, type->find(';'));
