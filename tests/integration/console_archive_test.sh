@@ -15,20 +15,10 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/havend_lib.sh"
 : "${HAVEN_SOURCE_DIR:?HAVEN_SOURCE_DIR must point at the checkout}"
-SEL=/usr/bin/python3
-"$SEL" -c 'import selenium' 2>/dev/null || fail "python3-selenium is missing (scripts/install-deps.sh)"
-command -v chromedriver >/dev/null || fail "chromium-driver is missing (scripts/install-deps.sh)"
-for c in bsdtar unshare; do
-  command -v "$c" >/dev/null || fail "$c is missing (scripts/install-deps.sh installs it)"
-done
+havend_need_browser fail
+havend_need bsdtar unshare
 
-DPID=
-cleanup() {
-  set +e
-  [ -n "$DPID" ] && { kill -9 "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+havend_trap
 SHOTS=$WORK/shots
 [ -n "${HAVEN_BUILD_DIR:-}" ] && SHOTS=$HAVEN_BUILD_DIR/test-artifacts/console-archive
 mkdir -p "$SHOTS"
@@ -44,36 +34,23 @@ NS=(unshare -m)
 expect_rc 0 "backup files" "${NS[@]}" sh -c 'mount --bind "$1/etc" /etc && shift && exec "$@"' \
   - "$SRC" "$HAVEN" -r "$R" --json backup files /etc --name etcfiles
 ID=$(jget 'j["snapshot"]' "$WORK/out")
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
-chmod 600 "$WORK/pw"
-printf '%s\n' 'console admin password' >"$WORK/adminpw"
-"$HAVEND" admin password --state-dir "$STATE" --password-file "$WORK/adminpw" 2>"$WORK/err" ||
-  fail "admin password: $(cat "$WORK/err")"
+havend_repo_password
+havend_admin_password "$WORK/adminpw" 'console admin password'
 havend_start d --repository main="$R" --password-file "$WORK/pw" \
   --console-dir "$HAVEN_SOURCE_DIR/appliance/console"
 DL=$WORK/downloads
 mkdir -p "$DL"
 
-"$SEL" - "$URL" "$ID" "$DL" "$SHOTS" "$WORK/adminpw" "$WORK/chromium" <<'PYEOF' || fail "the archive download in the browser (above)"
+PYTHONPATH=$HAVEND_TESTS "$BROWSER_PY" - "$URL" "$ID" "$DL" "$SHOTS" "$WORK/adminpw" "$WORK/chromium" <<'PYEOF' || fail "the archive download in the browser (above)"
 import os, sys, time
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+import console_lib
 
 url, point, downloads, shots, pwfile, profile = sys.argv[1:7]
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-          "--ignore-certificate-errors", "--window-size=1280,900", "--no-first-run",
-          "--disable-extensions", "--disable-background-networking",
-          f"--user-data-dir={profile}"):
-    opts.add_argument(a)
-opts.add_experimental_option("prefs", {"download.default_directory": downloads,
-                                       "download.prompt_for_download": False})
-opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-d = webdriver.Chrome(options=opts, service=Service("/usr/bin/chromedriver"))
+# A page of 1280x900, downloads into the download folder (console_lib.py).
+d = console_lib.chrome(1280, 900, profile=profile, downloads=downloads)
 wait = WebDriverWait(d, 60)
 def fail(msg):
     print("FAIL:", msg, file=sys.stderr)
@@ -81,9 +58,7 @@ def fail(msg):
     sys.exit(1)
 def find(sel):
     return wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, sel)))
-def click(el):
-    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
-    el.click()
+click = lambda el: console_lib.click(d, el)
 def saved(suffix, before, timeout=120):
     end = time.time() + timeout
     while time.time() < end:
@@ -94,25 +69,14 @@ def saved(suffix, before, timeout=120):
         time.sleep(0.25)
     fail(f"no {suffix} in {downloads} after {timeout} s: {os.listdir(downloads)}")
 try:
-    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                      {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
-    d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
-    d.get(url + "/")
-    for sel, text in (("#login-user", "admin"),
-                      ("#login-password", open(pwfile).readline().rstrip("\n"))):
-        el = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, sel)))
-        el.clear()
-        el.send_keys(text)
-    find("#login-submit").click()
-    wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#logout")))
+    console_lib.login(d, url, "admin", console_lib.read_password(pwfile), timeout=60)
 
     files = f"{url}/#/files?repo=main&id={point}&path=/"
     d.get(files)
     row = find('#file-table tr[data-name="etc"]')
     # Before the file browser: the 401 of /me before the login, the
     # dashboard's requests cut off by leaving it. Only CSP errors count.
-    early = [e for e in d.get_log("browser")
-             if "Content Security Policy" in e["message"] or "Refused" in e["message"]]
+    early = [e for e in console_lib.browser_log(d) if console_lib.is_csp(e)]
     if early:
         fail(f"CSP errors in the browser's console: {early}")
     click(row.find_element(By.CSS_SELECTOR, "input.pick"))
@@ -147,15 +111,13 @@ try:
     # Dark, phone width: the notice and buttons still read.
     d.execute_cdp_cmd("Emulation.setEmulatedMedia",
                       {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
-    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                      {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    console_lib.set_page_size(d, 390, 844, mobile=True)
     d.save_screenshot(os.path.join(shots, "files-tar-started-390-dark.png"))
 
-    logs = d.get_log("browser")
+    logs = console_lib.browser_log(d)
     for e in logs:
         print("browser:", e["level"], e["message"][:300])
-    bad = [e for e in logs if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]
-           or "Refused" in e["message"]]
+    bad = console_lib.errors(logs)
     if bad:
         fail(f"errors in the browser's console: {bad}")
 except Exception:

@@ -15,36 +15,24 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/havend_lib.sh"
 : "${HAVEN_SOURCE_DIR:?HAVEN_SOURCE_DIR must point at the checkout}"
-SEL=/usr/bin/python3
-"$SEL" -c 'import selenium' 2>/dev/null || fail "python3-selenium is missing (scripts/install-deps.sh)"
-command -v chromedriver >/dev/null || fail "chromium-driver is missing (scripts/install-deps.sh)"
-
-DPID=
-cleanup() {
-  set +e
-  [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+havend_need_browser fail
+havend_trap
 
 STATE=$WORK/state
 R=$WORK/repo
 haven -q -r "$R" init
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
-chmod 600 "$WORK/pw"
-printf '%s\n' 'console admin password' >"$WORK/adminpw"
-"$HAVEND" admin password --state-dir "$STATE" --password-file "$WORK/adminpw" 2>"$WORK/err" ||
-  fail "admin password: $(cat "$WORK/err")"
+havend_repo_password
+havend_admin_password "$WORK/adminpw" 'console admin password'
 havend_start d --repository main="$R" --password-file "$WORK/pw" \
   --console-dir "$HAVEN_SOURCE_DIR/appliance/console"
 
-"$SEL" - "$URL" "$STATE/cert.pem" <<'PYEOF' || fail "the settings page in the browser (above)"
+PYTHONPATH=$HAVEND_TESTS "$BROWSER_PY" - "$URL" "$STATE/cert.pem" <<'PYEOF' || fail "the settings page in the browser (above)"
 import json, ssl, sys, threading, time, urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
+import console_lib
 
 url, cert = sys.argv[1], sys.argv[2]
 hooks = []
@@ -69,26 +57,14 @@ def api_status(token, path):
     except urllib.error.HTTPError as e:
         return e.code
 
-o = webdriver.ChromeOptions()
-for a in ["--headless=new", "--no-sandbox", "--ignore-certificate-errors", "--window-size=1280,1000"]:
-    o.add_argument(a)
-o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-d = webdriver.Chrome(options=o)
+d = console_lib.chrome(1280, 1000, page_size=False)
 wait = WebDriverWait(d, 30)
 find = lambda css, root=None: (root or d).find_element(By.CSS_SELECTOR, css)
-def click(el):
-    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
-    el.click()
+click = lambda el: console_lib.click(d, el)
 def text_in(css, text):
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
 def login(user, password):
-    d.get(url + "/")
-    u = wait.until(EC.presence_of_element_located((By.ID, "login-user")))
-    u.clear()
-    u.send_keys(user)
-    find("#login-password").send_keys(password)
-    click(find("#login-submit"))
-    wait.until(EC.presence_of_element_located((By.ID, "logout")))
+    console_lib.login(d, url, user, password)
     d.get(url + "/#/settings")
 def ok(what):
     print("ok: " + what, flush=True)
@@ -159,7 +135,7 @@ try:
     click(find("#notify-save"))
     text_in("#notify-form .error", "smtp_url must be an smtp:// or smtps:// URL")
     ok("notifications: saved, the test arrives, a bad SMTP URL refused in words")
-    log += d.get_log("browser")
+    log += console_lib.browser_log(d)
     # ---- an auditor
     click(find("#logout"))
     login("alice", "alice second password")
@@ -176,15 +152,15 @@ try:
     text_in("#settings-s0", "alice was deleted")
     assert not d.find_elements(By.CSS_SELECTOR, row_css)
     ok("users: deleted")
-    log += d.get_log("browser")
+    log += console_lib.browser_log(d)
 finally:
     d.quit()
 # Expected: /me before login (401), pages not written yet (404), the
 # refused settings (400).
-bad = [e["message"] for e in log if e["level"] == "SEVERE" and not (
+bad = [e["message"] for e in console_lib.errors(log, lambda e: (
     "/api/v1/me " in e["message"] and "401" in e["message"] or
     "/js/pages/" in e["message"] and "404" in e["message"] or
-    "/api/v1/settings/notifications " in e["message"] and "400" in e["message"])]
+    "/api/v1/settings/notifications " in e["message"] and "400" in e["message"]))]
 assert not bad, bad
 ok("no unexpected error in the browser's console")
 PYEOF

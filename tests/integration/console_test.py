@@ -38,12 +38,12 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
-from selenium import webdriver
 from selenium.common.exceptions import (StaleElementReferenceException, TimeoutException,
                                         WebDriverException)
-from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+import console_lib
 
 URL = os.environ["CONSOLE_URL"].rstrip("/")
 USER = os.environ.get("CONSOLE_USER", "admin")
@@ -135,10 +135,7 @@ def shot(name, doc=None, whole=False):
 def collect_browser_log():
     """Moves the browser's console log (it is emptied on every read) into
     browser_entries and BROWSER_LOG."""
-    try:
-        entries = driver.get_log("browser")
-    except WebDriverException:
-        return
+    entries = console_lib.browser_log(driver, quiet=True)
     with open(BROWSER_LOG, "a") as f:
         for e in entries:
             e["step"] = step_name
@@ -262,32 +259,11 @@ def virsh(*args, check=True):
 
 
 def start_browser():
-    os.makedirs(DOWNLOADS, exist_ok=True)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--ignore-certificate-errors", "--window-size=1280,900",
-              "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-              "--disable-background-networking", "--disable-component-update",
-              f"--user-data-dir={os.path.join(WORK, 'chromium-profile')}"):
-        opts.add_argument(a)
-    opts.add_experimental_option("prefs", {
-        "download.default_directory": DOWNLOADS,
-        "download.prompt_for_download": False,
-        "download.directory_upgrade": True,
-        "safebrowsing.enabled": False,
-    })
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # No chromedriver log: it would hold the typed password (sendKeys).
-    service = ChromeService(executable_path="/usr/bin/chromedriver")
-    d = webdriver.Chrome(options=opts, service=service)
+    # A page of 1280x900, downloads into DOWNLOADS (console_lib.py).
+    d = console_lib.chrome(1280, 900, profile=os.path.join(WORK, "chromium-profile"),
+                           downloads=DOWNLOADS)
     d.set_page_load_timeout(120)
     d.set_script_timeout(60)
-    # --window-size is the window, not the page: make the page itself 1280x900.
-    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                      {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
-    # Headless Chromium ignores the download preference without this.
-    d.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": DOWNLOADS})
     return d
 
 

@@ -25,11 +25,7 @@
 
 # The browser: Debian's chromium, chromium-driver and python3-selenium, for
 # the system python (scripts/install-deps.sh).
-BROWSER_PY=/usr/bin/python3
-[ -x "$BROWSER_PY" ] && "$BROWSER_PY" -c 'import selenium' 2>/dev/null ||
-  skip "python3-selenium is not installed for /usr/bin/python3 (scripts/install-deps.sh)"
-[ -x /usr/bin/chromium ] || skip "chromium is not installed (scripts/install-deps.sh)"
-[ -x /usr/bin/chromedriver ] || skip "chromium-driver is not installed (scripts/install-deps.sh)"
+havend_need_browser skip
 
 CONSOLE_SRC=${HAVEN_SOURCE_DIR:-$SRC}
 CONSOLE_DIR=${HAVEN_CONSOLE_DIR:-$CONSOLE_SRC/appliance/console}
@@ -45,7 +41,7 @@ chmod 711 "$WORK"
 mkdir -p "$WORK/screenshots"
 cleanup() {
   set +e
-  [ -n "$DPID" ] && { kill -9 "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
+  havend_kill
   haven_cleanup_vm "$NEW" "$VM"
   haven_cleanup_network "$NET" "$NET2"
   # The pictures and logs of this run (also of a failed one) outlive $WORK.
@@ -79,11 +75,9 @@ HAVEN_VM_VDB_SIZE=0 haven_make_vm "$VM" "$WORK/vms" "$NET" "$WORK/base.raw" ||
 ok "VM $VM (vda: ext4 with a copy of /etc) on $NET; a second network $NET2"
 
 # ---------------------------------------------------------------- havend
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
-( umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$WORK/admin.pw" )
+havend_repo_password
 STATE=$WORK/state
-expect_rc 0 "havend admin password" "$HAVEND" admin password --state-dir "$STATE" \
-  --password-file "$WORK/admin.pw"
+havend_admin_password "$WORK/admin.pw"
 havend_start d --repository "main=$R" --password-file "$WORK/pw" \
   --libvirt-uri qemu:///system --console-dir "$CONSOLE_DIR"
 CODE=$(curl -sS --max-time 30 --cacert "$STATE/cert.pem" -o "$WORK/index" -w '%{http_code}' "$URL/")

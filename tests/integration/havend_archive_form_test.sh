@@ -15,18 +15,10 @@
 #    works as before; a bad form is 400; a form over the body limit is 413
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/havend_lib.sh"
-for c in curl bsdtar unshare sha256sum; do
-  command -v "$c" >/dev/null || fail "$c is missing (scripts/install-deps.sh installs it)"
-done
+havend_need curl bsdtar unshare sha256sum
 R=$WORK/repo
 STATE=$WORK/state
-DPID=
-cleanup() {
-  set +e
-  [ -n "$DPID" ] && { kill -9 "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+havend_trap
 hv() { "$HAVEN" -r "$R" "$@"; }
 
 # ---------------------------------------------------------------- data
@@ -45,24 +37,15 @@ ID=$(jget 'j["snapshot"]' "$WORK/out")
 ok "a file point ($ID) of a copy of /etc"
 
 # ---------------------------------------------------------------- havend, login
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
-printf '%s\n' 'archive form admin password' >"$WORK/adminpw"
-chmod 600 "$WORK/pw" "$WORK/adminpw"
-"$HAVEND" admin password --state-dir "$STATE" --password-file "$WORK/adminpw" 2>"$WORK/err" ||
-  fail "admin password: $(cat "$WORK/err")"
+havend_repo_password
+havend_admin_password "$WORK/adminpw" 'archive form admin password'
 havend_token auditor form-auditor
 havend_start d --repository "main=$R" --password-file "$WORK/pw" --libvirt-uri test:///default
 CURL=(curl -sS --max-time 60 --cacert "$STATE/cert.pem")
 ARCHIVE=$URL/api/v1/points/main/$ID/archive
-# The login's body goes from a file, the cookie into a jar and the CSRF
-# token into a file: no secret in argv or in the test's output.
-py -c 'import json,sys; print(json.dumps({"user": "admin", "password": open(sys.argv[1]).read().strip()}))' \
-  "$WORK/adminpw" >"$WORK/login.json"
-code=$("${CURL[@]}" -c "$WORK/jar" -o "$WORK/body" -w '%{http_code}' \
-  -H 'Content-Type: application/json' --data "@$WORK/login.json" "$URL/api/v1/login")
-[ "$code" = 200 ] || fail "login: HTTP $code $(cat "$WORK/body")"
-jget 'j["csrf_token"]' "$WORK/body" | tr -d '\n' >"$WORK/csrf"
-[ "$(wc -c <"$WORK/csrf")" = 64 ] || fail "login gave no CSRF token"
+# The session cookie into the jar $WORK/jar, the CSRF token into $WORK/csrf:
+# no secret in argv or in the test's output.
+havend_login admin "$WORK/adminpw"
 # A wrong token: the right one with its first digit changed.
 first=0
 [ "$(head -c1 "$WORK/csrf")" = 0 ] && first=1

@@ -20,7 +20,7 @@ DPID=
 chmod 711 "$WORK"
 cleanup() {
   set +e
-  [ -n "$DPID" ] && { kill -9 "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
+  havend_kill
   haven_cleanup_network "$NET"
   haven_cleanup_network "$NAT"
   for p in "$POOL" "$OFF"; do
@@ -51,8 +51,7 @@ ok "networks $NET (running, isolated) and $NAT (defined, NAT); pools $POOL (runn
 
 R=$WORK/repo
 "$HAVEN" -r "$R" init >/dev/null 2>&1 || fail "init"
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
-chmod 600 "$WORK/pw"
+havend_repo_password
 STATE=$WORK/state
 havend_token auditor hres-auditor
 havend_start d --repository "main=$R" --password-file "$WORK/pw" --libvirt-uri qemu:///system

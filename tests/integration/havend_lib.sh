@@ -59,3 +59,80 @@ havend_stop() {
   DPID=
   [ "$rc" = 0 ] || fail "havend exited $rc after SIGTERM: $(tail -5 "$WORK/$1.log")"
 }
+
+# HAVEND_TESTS: this folder (absolute), for PYTHONPATH=$HAVEND_TESTS to
+# import console_lib.py from a python heredoc.
+HAVEND_TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# havend_need CMD...: fails unless every CMD is installed.
+havend_need() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null || fail "$c is missing (scripts/install-deps.sh installs it)"
+  done
+}
+
+# havend_need_browser fail|skip: Debian's chromium, chromium-driver and
+# python3-selenium for /usr/bin/python3 (scripts/install-deps.sh); fails or
+# skips the test without them. Sets BROWSER_PY=/usr/bin/python3.
+havend_need_browser() {
+  local how=$1
+  BROWSER_PY=/usr/bin/python3
+  [ -x "$BROWSER_PY" ] && "$BROWSER_PY" -c 'import selenium' 2>/dev/null ||
+    "$how" "python3-selenium is not installed for /usr/bin/python3 (scripts/install-deps.sh)"
+  [ -x /usr/bin/chromium ] || "$how" "chromium is not installed (scripts/install-deps.sh)"
+  [ -x /usr/bin/chromedriver ] || "$how" "chromium-driver is not installed (scripts/install-deps.sh)"
+}
+
+# havend_kill: kill -9 of a havend still running (DPID), for a trap.
+havend_kill() {
+  [ -n "${DPID:-}" ] && { kill -9 "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
+  return 0
+}
+
+# havend_trap: DPID empty and an EXIT trap that kills havend (havend_kill)
+# and removes $WORK. Tests with more to clean up write their own trap.
+havend_trap() {
+  DPID=
+  trap 'set +e; havend_kill; rm -rf "$WORK"' EXIT
+}
+
+# havend_repo_password: the repository password ($HAVEN_PASSWORD) in
+# $WORK/pw (mode 600), for `havend serve --password-file $WORK/pw`.
+havend_repo_password() {
+  echo "$HAVEN_PASSWORD" >"$WORK/pw"
+  chmod 600 "$WORK/pw"
+}
+
+# havend_admin_password FILE [PASSWORD]: writes PASSWORD (without it: a
+# random one) to FILE (mode 600) and sets it as the password of the user
+# admin in $STATE (`havend admin password --password-file FILE`).
+havend_admin_password() {
+  local file=$1
+  (
+    umask 077
+    if [ $# -ge 2 ]; then
+      printf '%s\n' "$2" >"$file"
+    else
+      head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$file"
+    fi
+  )
+  chmod 600 "$file"
+  "$HAVEND" admin password --state-dir "$STATE" --password-file "$file" 2>"$WORK/err" ||
+    fail "admin password: $(cat "$WORK/err")"
+}
+
+# havend_login USER PASSWORD_FILE: POST /api/v1/login to $URL as the
+# console does; the session cookie goes into the jar $WORK/jar, the CSRF
+# token (64 hex digits, no newline) into $WORK/csrf. The password goes from
+# its file into a request body file: never into argv or the test's output.
+havend_login() {
+  local user=$1 pwfile=$2 code
+  py -c 'import json,sys; print(json.dumps({"user": sys.argv[1], "password": open(sys.argv[2]).read().strip()}))' \
+    "$user" "$pwfile" >"$WORK/login.json"
+  code=$(curl -sS --max-time 60 --cacert "$STATE/cert.pem" -c "$WORK/jar" -o "$WORK/body" \
+    -w '%{http_code}' -H 'Content-Type: application/json' --data "@$WORK/login.json" "$URL/api/v1/login")
+  [ "$code" = 200 ] || fail "login: HTTP $code $(cat "$WORK/body")"
+  jget 'j["csrf_token"]' "$WORK/body" | tr -d '\n' >"$WORK/csrf"
+  [ "$(wc -c <"$WORK/csrf")" = 64 ] || fail "login gave no CSRF token"
+}

@@ -17,13 +17,7 @@
 HAVEND=${HAVEND:?HAVEND must point at the havend binary}
 . "$(dirname "$0")/havend_lib.sh"
 
-DPID=
-cleanup() {
-  set +e
-  [ -n "$DPID" ] && { kill -9 "$DPID" 2>/dev/null; wait "$DPID" 2>/dev/null; }
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+havend_trap
 R=$WORK/repo
 hv() { "$HAVEN" -r "$R" "$@"; }
 MiB=$((1024 * 1024))
@@ -63,8 +57,7 @@ PF=$(jget 'j.get("snapshot") or j["id"]' "$WORK/out")
 ok "a GPT disk (ext4, FAT, empty), a bare ext4 and a file tree backed up ($P, $PW, $PF)"
 
 # ---------------------------------------------------------------- havend
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
-chmod 600 "$WORK/pw"
+havend_repo_password
 STATE=$WORK/state
 havend_token auditor vol-auditor
 havend_start d --repository "main=$R" --password-file "$WORK/pw"

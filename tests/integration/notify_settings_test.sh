@@ -18,13 +18,8 @@
 for c in curl openssl; do
   command -v "$c" >/dev/null || fail "$c is missing (scripts/install-deps.sh installs it)"
 done
-SMTPPY=
-for p in "$PYTHON" /usr/bin/python3; do
-  "$p" -c 'import aiosmtpd' 2>/dev/null && { SMTPPY=$p; break; }
-done
-[ -n "$SMTPPY" ] || fail "python3-aiosmtpd is missing (scripts/install-deps.sh)"
+. "$(dirname "$0")/notify_lib.sh"
 
-PIDS=()
 DPID=
 cleanup() {
   set +e
@@ -35,89 +30,19 @@ cleanup() {
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- receivers
-# HTTP receiver: each POST saved as $WORK/hooks/N.json (path, headers,
-# body), answered 204.
-mkdir -p "$WORK/hooks" "$WORK/mail"
-"$PYTHON" - "$WORK/hooks" "$WORK/hook.port" <<'PYEOF' 2>"$WORK/hook.log" &
-import json, os, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-out, port_file = sys.argv[1], sys.argv[2]
-lock = threading.Lock()
-count = {"n": 0}
-class H(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with lock:
-            count["n"] += 1
-            n = count["n"]
-        rec = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-               "body": body.decode()}
-        with open(os.path.join(out, "%d.tmp" % n), "w") as f:
-            json.dump(rec, f)
-        os.rename(os.path.join(out, "%d.tmp" % n), os.path.join(out, "%d.json" % n))
-        self.send_response(204)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-s.daemon_threads = True
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(s.server_address[1]))
-os.rename(port_file + ".tmp", port_file)
-s.serve_forever()
-PYEOF
-PIDS+=($!)
-# SMTP sink: each message saved as $WORK/mail/N.eml.
-"$SMTPPY" - "$WORK/mail" "$WORK/smtp.port" <<'PYEOF' 2>"$WORK/smtp.log" &
-import os, socket, sys, time
-from aiosmtpd.controller import Controller
-out, port_file = sys.argv[1], sys.argv[2]
-sock = socket.socket()
-sock.bind(("127.0.0.1", 0))
-port = sock.getsockname()[1]
-sock.close()
-class Sink:
-    n = 0
-    async def handle_DATA(self, server, session, envelope):
-        Sink.n += 1
-        base = os.path.join(out, str(Sink.n))
-        with open(base + ".tmp", "wb") as f:
-            f.write(envelope.original_content)
-        os.rename(base + ".tmp", base + ".eml")
-        return "250 OK"
-c = Controller(Sink(), hostname="127.0.0.1", port=port)
-c.start()
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(port))
-os.rename(port_file + ".tmp", port_file)
-while True:
-    time.sleep(3600)
-PYEOF
-PIDS+=($!)
-for _ in $(seq 100); do
-  [ -s "$WORK/hook.port" ] && [ -s "$WORK/smtp.port" ] && break
-  sleep 0.1
-done
-[ -s "$WORK/hook.port" ] || fail "HTTP receiver did not start: $(cat "$WORK/hook.log")"
-[ -s "$WORK/smtp.port" ] || fail "SMTP sink did not start: $(cat "$WORK/smtp.log")"
+# HTTP receiver (notify_hook.py): each POST saved as $WORK/hooks/N.json
+# (path, headers, body). SMTP sink (notify_sink.py): each message saved as
+# $WORK/mail/N.eml.
+notify_hook
+notify_sink "$WORK/mail" smtp
+notify_wait "hook:HTTP receiver" "smtp:SMTP sink"
 HOOK=http://127.0.0.1:$(cat "$WORK/hook.port")
 SMTP=smtp://127.0.0.1:$(cat "$WORK/smtp.port")
 SECRET="hook-secret-$RANDOM-xyz"
 SMTPPASS="smtp-pass-$RANDOM-abc"
-hooks() { ls "$WORK/hooks" | grep -c '\.json$' || true; }
-mails() { ls "$WORK/mail" | grep -c '\.eml$' || true; }
-wait_for() {
-  for _ in $(seq 150); do [ "$($2)" -ge "$1" ] && return 0; sleep 0.1; done
-  fail "expected $1 $2, have $($2)"
-}
 
 # ---------------------------------------------------------------- havend
-R=$WORK/repo
-haven -q -r "$R" init
-random_file "$WORK/a.img" 1000000 1
-haven -q -r "$R" backup image "$WORK/a.img" --name a
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
-chmod 600 "$WORK/pw"
+notify_repo 1000000
 STATE=$WORK/state
 havend_tokens settings
 CURL=(curl -sS --max-time 40 --cacert "$STATE/cert.pem")
@@ -163,14 +88,9 @@ wait_for $((h0 + 1)) hooks
 wait_for $((m0 + 1)) mails
 H=$WORK/hooks/$((h0 + 1)).json
 [ "$(jget 'j["headers"]["x-haven-event"]' "$H")" = test ] || fail "X-Haven-Event: $(cat "$H")"
-ts=$(jget 'j["headers"]["x-haven-timestamp"]' "$H")
-sig=$(jget 'j["headers"]["x-haven-signature"]' "$H")
-jget 'j["body"]' "$H" | head -c -1 >"$WORK/hookbody"
-{ printf '%s.' "$ts"; cat "$WORK/hookbody"; } >"$WORK/signed"
-want=$(openssl dgst -sha256 -hmac "$SECRET" -r "$WORK/signed" | cut -d' ' -f1)
-[ "$sig" = "sha256=$want" ] || fail "signature $sig, openssl says sha256=$want"
-contains "$WORK/hookbody" "Test notification from havend" "the test webhook's summary"
-contains "$WORK/hookbody" "token:settings-admin" "who sent the test"
+verify_hook "$H"
+contains "$WORK/body.json" "Test notification from havend" "the test webhook's summary"
+contains "$WORK/body.json" "token:settings-admin" "who sent the test"
 M=$WORK/mail/$((m0 + 1)).eml
 contains "$M" "Subject: [haven] test notification from" "the test mail's subject"
 ok "PUT notification settings: the test arrives at once as a signed webhook and a mail; secrets in 0600 files, not in the answer"

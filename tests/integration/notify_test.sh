@@ -21,15 +21,8 @@
 for c in curl openssl; do
   command -v "$c" >/dev/null || fail "$c is missing (scripts/install-deps.sh installs it)"
 done
-# The SMTP sink needs Debian's python3-aiosmtpd: the system python has it
-# even when another python3 comes first in PATH.
-SMTPPY=
-for p in "$PYTHON" /usr/bin/python3; do
-  "$p" -c 'import aiosmtpd' 2>/dev/null && { SMTPPY=$p; break; }
-done
-[ -n "$SMTPPY" ] || fail "python3-aiosmtpd is missing (scripts/install-deps.sh)"
+. "$(dirname "$0")/notify_lib.sh"
 
-PIDS=()
 cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
@@ -38,111 +31,19 @@ cleanup() {
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- receivers
-# HTTP receiver: each request saved as $WORK/hooks/N.json (path, headers,
-# body); /ok answers 204, /flaky 500 twice then 200, /gone 410, /hang
-# never answers (sleeps 60 s).
-mkdir -p "$WORK/hooks" "$WORK/mail"
-# (python started directly, not through the py function: $! must be its
-# own pid for the cleanup to kill it)
-"$PYTHON" - "$WORK/hooks" "$WORK/hook.port" <<'PYEOF' 2>"$WORK/hook.log" &
-import json, os, sys, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-out, port_file = sys.argv[1], sys.argv[2]
-lock = threading.Lock()
-count = {"n": 0, "flaky": 0}
-class H(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        path = self.path.split("?")[0]
-        with lock:
-            count["n"] += 1
-            n = count["n"]
-            if path == "/flaky":
-                count["flaky"] += 1
-                flaky = count["flaky"]
-        rec = {"path": path, "headers": {k.lower(): v for k, v in self.headers.items()},
-               "body": body.decode()}
-        tmp = os.path.join(out, "%d.tmp" % n)
-        with open(tmp, "w") as f:
-            json.dump(rec, f)
-        os.rename(tmp, os.path.join(out, "%d.json" % n))
-        if path == "/hang":
-            time.sleep(60)
-            return
-        code = {"/ok": 204, "/gone": 410}.get(path, 200)
-        if path == "/flaky" and flaky <= 2:
-            code = 500
-        self.send_response(code)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-s.daemon_threads = True
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(s.server_address[1]))
-os.rename(port_file + ".tmp", port_file)
-s.serve_forever()
-PYEOF
-PIDS+=($!)
-# SMTP sink: each message saved as DIR/N.eml with N.env (envelope and
-# whether the session was TLS). With a certificate and key it offers
-# STARTTLS, requires it, and requires AUTH (the login written to DIR/auth).
-cat >"$WORK/sink.py" <<'PYEOF'
-import json, os, socket, ssl, sys, time
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
-out, port_file = sys.argv[1], sys.argv[2]
-sock = socket.socket()
-sock.bind(("127.0.0.1", 0))
-port = sock.getsockname()[1]
-sock.close()
-class Sink:
-    n = 0
-    async def handle_DATA(self, server, session, envelope):
-        Sink.n += 1
-        base = os.path.join(out, str(Sink.n))
-        with open(base + ".env", "w") as f:
-            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                       "tls": session.ssl is not None}, f)
-        with open(base + ".tmp", "wb") as f:
-            f.write(envelope.original_content)
-        os.rename(base + ".tmp", base + ".eml")
-        return "250 OK"
-def authenticator(server, session, envelope, mechanism, auth_data):
-    with open(os.path.join(out, "auth"), "a") as f:
-        f.write("%s %s:%s\n" % (mechanism, auth_data.login.decode(), auth_data.password.decode()))
-    return AuthResult(success=True)
-kw = {}
-if len(sys.argv) > 4:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
-    kw = dict(tls_context=ctx, require_starttls=True, auth_required=True,
-              authenticator=authenticator)
-c = Controller(Sink(), hostname="127.0.0.1", port=port, **kw)
-c.start()
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(port))
-os.rename(port_file + ".tmp", port_file)
-while True:
-    time.sleep(3600)
-PYEOF
-"$SMTPPY" "$WORK/sink.py" "$WORK/mail" "$WORK/smtp.port" 2>"$WORK/smtp.log" &
-PIDS+=($!)
-mkdir -p "$WORK/tlsmail"
+# HTTP receiver (notify_hook.py): each request saved as $WORK/hooks/N.json
+# (path, headers, body); /ok answers 204, /flaky 500 twice then 200, /gone
+# 410, /hang never answers (sleeps 60 s).
+notify_hook
+# SMTP sinks (notify_sink.py): each message saved as DIR/N.eml with N.env
+# (envelope and whether the session was TLS); the second offers STARTTLS,
+# requires it, and requires AUTH (the login written to DIR/auth).
+notify_sink "$WORK/mail" smtp
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
   -keyout "$WORK/smtp-key.pem" -out "$WORK/smtp-cert.pem" -subj /CN=localhost \
   -addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
-"$SMTPPY" "$WORK/sink.py" "$WORK/tlsmail" "$WORK/tlssmtp.port" \
-  "$WORK/smtp-cert.pem" "$WORK/smtp-key.pem" 2>"$WORK/tlssmtp.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-  [ -s "$WORK/hook.port" ] && [ -s "$WORK/smtp.port" ] && [ -s "$WORK/tlssmtp.port" ] && break
-  sleep 0.1
-done
-[ -s "$WORK/hook.port" ] || fail "HTTP receiver did not start: $(cat "$WORK/hook.log")"
-[ -s "$WORK/smtp.port" ] || fail "SMTP sink did not start: $(cat "$WORK/smtp.log")"
-[ -s "$WORK/tlssmtp.port" ] || fail "STARTTLS SMTP sink did not start: $(cat "$WORK/tlssmtp.log")"
+notify_sink "$WORK/tlsmail" tlssmtp "$WORK/smtp-cert.pem" "$WORK/smtp-key.pem"
+notify_wait "hook:HTTP receiver" "smtp:SMTP sink" "tlssmtp:STARTTLS SMTP sink"
 HOOK=http://127.0.0.1:$(cat "$WORK/hook.port")
 SMTP=smtp://127.0.0.1:$(cat "$WORK/smtp.port")
 TLSSMTP=smtp://127.0.0.1:$(cat "$WORK/tlssmtp.port")
@@ -150,26 +51,6 @@ SECRET="hook-secret-$RANDOM-xyz"
 echo "$SECRET" >"$WORK/secret"
 chmod 600 "$WORK/secret"
 
-hooks() { ls "$WORK/hooks" | grep -c '\.json$' || true; }
-mails() { ls "$WORK/mail" | grep -c '\.eml$' || true; }
-# wait_for N COUNTER: until COUNTER (hooks/mails) reaches N, up to 15 s.
-wait_for() {
-  for _ in $(seq 150); do [ "$($2)" -ge "$1" ] && return 0; sleep 0.1; done
-  fail "expected $1 $2, have $($2)"
-}
-# verify_hook FILE: the signature over "timestamp.body" is openssl's HMAC.
-verify_hook() {
-  local ts sig body want
-  ts=$(jget 'j["headers"]["x-haven-timestamp"]' "$1")
-  sig=$(jget 'j["headers"]["x-haven-signature"]' "$1")
-  jget 'j["body"]' "$1" | head -c -1 >"$WORK/body.json"
-  { printf '%s.' "$ts"; cat "$WORK/body.json"; } >"$WORK/signed"
-  want=$(openssl dgst -sha256 -hmac "$SECRET" -r "$WORK/signed" | cut -d' ' -f1)
-  [ "$sig" = "sha256=$want" ] || fail "signature $sig, openssl says sha256=$want"
-  local now
-  now=$(date +%s)
-  [ $((now - ts)) -lt 60 ] && [ $((ts - now)) -lt 5 ] || fail "timestamp $ts is not now ($now)"
-}
 # mail_text N: message N with its quoted-printable body decoded.
 mail_text() {
   py - "$WORK/mail/$1.eml" <<'PYEOF'
@@ -324,13 +205,9 @@ contains "$WORK/daily.txt" "web2 in main: last success" "report overdue"
 ok "overdue VM by webhook and mail; daily report mail with jobs, overdue VMs and usage"
 
 # ---------------------------------------------------------------- through havend
-R=$WORK/repo
-haven -q -r "$R" init
-random_file "$WORK/a.img" 3000000 1
-haven -q -r "$R" backup image "$WORK/a.img" --name a
-echo "$HAVEN_PASSWORD" >"$WORK/pw"
+notify_repo 3000000
 echo "wrong-password" >"$WORK/badpw"
-chmod 600 "$WORK/pw" "$WORK/badpw"
+chmod 600 "$WORK/badpw"
 STATE=$WORK/state
 # start_havend NAME ARGS...: havend on 127.0.0.1 port 0; sets URL.
 start_havend() {
