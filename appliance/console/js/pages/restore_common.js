@@ -578,6 +578,32 @@ export function restoreWizard(view, ctx, {title, link, steps, label}) {
     clear(nav, back, wiz.next[step]());
     el.querySelector('h2').focus();
   };
+  // The forward button: check() (throws what is missing) and show step.
+  wiz.nextButton = (text, step, check, disabled) =>
+      wiz.button('wizard-next', text, 'primary', async () => {
+        if (check) check();
+        await wiz.show(step);
+      }, disabled);
+  // The options step's forward button: reads and checks the options
+  // (check(), then the storage folder) and makes the plan.
+  wiz.planButton = (st, check) =>
+      wiz.nextButton('Next: make the plan', 'plan', () => {
+        wiz.collect();
+        if (check) check();
+        checkStorage(st);
+      }, !canRestore);
+  // The plan step's button that runs the plan (st.plan) when it can run.
+  wiz.runButton = (text, st, run) => wiz.button(
+      'wizard-run', text, 'primary', run,
+      !(st.plan && st.plan.runnable && canRestore));
+  // A button that forgets the plan and its job and shows step.
+  wiz.againButton = (id, text, cls, st, step) =>
+      wiz.button(id, text, cls, async () => {
+        st.plan = null;
+        st.job = null;
+        st.finished = null;
+        await wiz.show(step);
+      });
   wiz.start = async (step) => {
     try {
       await wiz.show(step);
@@ -617,10 +643,10 @@ export function storageOptions(st, res) {
     spellcheck: 'false'
   });
   const usable = (res.pools || []).filter(p => p.usable);
-  const pool = h(
-      'select', {id: 'opt-pool'},
-      h('option', {value: ''}, '— none: use the folder —'),
-      usable.map(p => h('option', {value: p.name}, `${p.name} (${p.path})`)));
+  const pool =
+      h('select', {id: 'opt-pool'},
+        h('option', {value: ''}, '— none: use the folder —'),
+        usable.map(p => h('option', {value: p.name}, `${p.name} (${p.path})`)));
   pool.value = st.pool;
   pool.addEventListener('change', () => storage.disabled = !!pool.value);
   storage.disabled = !!pool.value;
@@ -711,7 +737,7 @@ export function whatToDo(job) {
 
 // The link to the restore job's page (its log).
 export function jobLogLink(job) {
-  return h('p', {},
-           h('a', {href: `#/job?id=${job.id}`},
-             `Open job #${job.id} (its log)`));
+  return h(
+      'p', {},
+      h('a', {href: `#/job?id=${job.id}`}, `Open job #${job.id} (its log)`));
 }

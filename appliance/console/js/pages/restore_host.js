@@ -10,7 +10,7 @@
 import * as api from '../api.js';
 import {badge, clear, errorBox, field, fmtBytes, fmtTime, h, notice} from '../ui.js';
 
-import {allPoints, checkStorage, collectOptions, definedVms, domainNetworks, followRun, hostResources, jobLogLink, makePlan, netMapRow, placeRequest, planSection, planSummary, planWords, resourcesError, restoreWizard, resultList, runPanel, runPlan, storageOptions, whatToDo} from './restore_common.js';
+import {allPoints, collectOptions, definedVms, domainNetworks, followRun, hostResources, jobLogLink, makePlan, netMapRow, placeRequest, planSection, planSummary, planWords, resourcesError, restoreWizard, resultList, runPanel, runPlan, storageOptions, whatToDo} from './restore_common.js';
 
 const enc = encodeURIComponent;
 
@@ -43,7 +43,7 @@ export async function render(view, ctx) {
     steps: STEPS,
     label: 'Host restore steps'
   });
-  const {canRestore, section, button, show, navErr} = wiz;
+  const {section} = wiz;
 
   const hosts = (await api.get('/hosts')).hosts || [];
   const local = hosts.find(x => x.local) || {name: 'this host'};
@@ -51,45 +51,27 @@ export async function render(view, ctx) {
   let res = null;
 
   wiz.next = {
-    host: () => button(
-        'wizard-next', 'Next: its VMs', 'primary',
-        async () => {
+    host: () => wiz.nextButton(
+        'Next: its VMs', 'vms',
+        () => {
           if (!st.host) throw new Error('Choose the host that was lost.');
-          await show('vms');
         },
         !hosts.length),
-    vms: () => button(
-        'wizard-next', 'Next: boot order', 'primary',
-        async () => {
+    vms: () => wiz.nextButton(
+        'Next: boot order', 'order',
+        () => {
           wiz.collect();
           if (!st.picked.size)
             throw new Error('Choose at least one VM to bring back.');
-          await show('order');
         }),
-    order: () => button(
-        'wizard-next', 'Next: options', 'primary', () => show('options')),
-    options: () => button(
-        'wizard-next', 'Next: make the plan', 'primary',
-        async () => {
-          wiz.collect();
-          checkStorage(st);
-          await show('plan');
-        },
-        !canRestore),
-    plan: () => button(
-        'wizard-run',
+    order: () => wiz.nextButton('Next: options', 'options'),
+    options: () => wiz.planButton(st),
+    plan: () => wiz.runButton(
         `Restore ${st.order.length} VM${st.order.length > 1 ? 's' : ''} now`,
-        'primary', run, !(st.plan && st.plan.runnable && canRestore)),
+        st, run),
     run: () => null,
-    report: () => button(
-        'wizard-again', 'Start over', '',
-        async () => {
-          st.plan = null;
-          st.job = null;
-          st.finished = null;
-          await show('host');
-        }),
-};
+    report: () => wiz.againButton('wizard-again', 'Start over', '', st, 'host'),
+  };
 
   // ---- step 1: the lost host
   const hostStep = () => {
@@ -355,8 +337,7 @@ export async function render(view, ctx) {
       collectOptions(st, opts, rows);
     };
     return section(
-        'options', 'Options', h('h3', {}, 'Networks'),
-        resourcesError(res),
+        'options', 'Options', h('h3', {}, 'Networks'), resourcesError(res),
         rows.length ?
             h('div', {}, rows.map(r => r.row)) :
             h('p', {class: 'muted'},
@@ -414,7 +395,10 @@ export async function render(view, ctx) {
               `Bring back ${vms.length} VM${vms.length > 1 ? 's' : ''} of ${
                   st.host} on ${local.name}, in this order:`)),
           h('ol', {},
-            vms.map(v => h('li', {}, planWords(v, st, st.replace, local.name, localVms)))),
+            vms.map(
+                v =>
+                    h('li', {},
+                      planWords(v, st, st.replace, local.name, localVms)))),
           planSummary(st.plan));
     return planSection(wiz, text);
   };
@@ -454,9 +438,7 @@ export async function render(view, ctx) {
         h('div', {id: 'host-report', dataset: {state: job.state}}, headline,
           h('h3', {}, 'In restore order'),
           vms.length ? list : h('p', {}, 'No VM was restored.'),
-          lost.length || job.state !== 'succeeded' ?
-              whatToDo(job) :
-              null,
+          lost.length || job.state !== 'succeeded' ? whatToDo(job) : null,
           jobLogLink(job));
     return section('report', 'Report', box);
   };

@@ -12,7 +12,7 @@
 import * as api from '../api.js';
 import {badge, clear, field, fmtBytes, fmtTime, h, notice, radioChoice, timeAgo} from '../ui.js';
 
-import {allPoints, checkStorage, collectOptions, definedVms, domainNetworks, followRun, hostResources, jobLogLink, makePlan, netMapRow, placeRequest, planSection, planSummary, planWords, resourcesError, restoreWizard, resultList, runPanel, runPlan, storageOptions, whatToDo} from './restore_common.js';
+import {allPoints, collectOptions, definedVms, domainNetworks, followRun, hostResources, jobLogLink, makePlan, netMapRow, placeRequest, planSection, planSummary, planWords, resourcesError, restoreWizard, resultList, runPanel, runPlan, storageOptions, whatToDo} from './restore_common.js';
 
 const enc = encodeURIComponent;
 
@@ -49,7 +49,7 @@ export async function render(view, ctx) {
     steps: STEPS,
     label: 'Restore steps'
   });
-  const {canRestore, section, button, show, navErr} = wiz;
+  const {canRestore, section, navErr} = wiz;
 
   // The data every step reads.
   const [hosts, listing] =
@@ -73,52 +73,32 @@ export async function render(view, ctx) {
   let res = null;  // this host's networks and pools, loaded once
 
   wiz.next = {
-    vm: () => button(
-        'wizard-next', 'Next: recovery point', 'primary',
-        async () => {
+    vm: () => wiz.nextButton(
+        'Next: recovery point', 'point',
+        () => {
           if (!st.vm) throw new Error('Choose the VM to restore.');
-          await show('point');
         }),
-    point: () => button(
-        'wizard-next', 'Next: target', 'primary',
-        async () => {
+    point: () => wiz.nextButton(
+        'Next: target', 'target',
+        () => {
           if (!st.point) throw new Error('Choose a recovery point.');
-          await show('target');
         }),
-    target: () => button(
-        'wizard-next', 'Next: options', 'primary', () => show('options')),
-    options: () => button(
-        'wizard-next', 'Next: make the plan', 'primary',
-        async () => {
-          wiz.collect();
+    target: () => wiz.nextButton('Next: options', 'options'),
+    options: () => wiz.planButton(
+        st,
+        () => {
           if (!st.name.trim()) throw new Error('Give the VM a name.');
-          checkStorage(st);
-          await show('plan');
-        },
-        !canRestore),
-    plan: () => button(
-        'wizard-run', 'Restore now', 'primary', run,
-        !(st.plan && st.plan.runnable && canRestore)),
+        }),
+    plan: () => wiz.runButton('Restore now', st, run),
     run: () => null,
     result: () =>
         h('div', {class: 'actions'},
           st.finished && st.finished.state !== 'succeeded' && canRestore ?
-              button(
+              wiz.againButton(
                   'wizard-retry', 'Change the options and plan again',
-                  'primary',
-                  async () => {
-                    st.plan = null;
-                    st.job = null;
-                    await show('options');
-                  }) :
+                  'primary', st, 'options') :
               null,
-          button(
-              'wizard-again', 'Restore another VM', '',
-              async () => {
-                st.plan = null;
-                st.job = null;
-                await show('vm');
-              })),
+          wiz.againButton('wizard-again', 'Restore another VM', '', st, 'vm')),
   };
 
   // ---- step 1: VM
@@ -328,8 +308,7 @@ export async function render(view, ctx) {
               usable.length ?
                   'A folder-backed libvirt pool of this host; its folder is used.' :
                   'This host has no active folder pool (dir, fs, netfs).')),
-        h('h3', {}, 'Networks'),
-        resourcesError(res),
+        h('h3', {}, 'Networks'), resourcesError(res),
         nets.length ?
             h('div', {}, rows.map(r => r.row)) :
             h('p', {class: 'muted'},
@@ -380,18 +359,17 @@ export async function render(view, ctx) {
     const job = st.finished;
     const {list, vms} = resultList(job);
     const ok = job.state === 'succeeded';
-    const box = h(
-        'div', {id: 'restore-result', dataset: {state: job.state}},
-        ok ? notice(`The VM "${st.name}" is restored.`, 'ok') :
-             h('div', {class: 'error', role: 'alert'},
-               h('strong', {},
-                 `The restore ${
-                     job.state === 'cancelled'   ? 'was cancelled' :
-                         job.state === 'partial' ? 'only partly succeeded' :
-                                                   'failed'}: `),
-               job.error || 'no reason was given'),
-        vms.length ? list : null,
-        ok ? null : whatToDo(job), jobLogLink(job));
+    const box =
+        h('div', {id: 'restore-result', dataset: {state: job.state}},
+          ok ? notice(`The VM "${st.name}" is restored.`, 'ok') :
+               h('div', {class: 'error', role: 'alert'},
+                 h('strong', {},
+                   `The restore ${
+                       job.state === 'cancelled'   ? 'was cancelled' :
+                           job.state === 'partial' ? 'only partly succeeded' :
+                                                     'failed'}: `),
+                 job.error || 'no reason was given'),
+          vms.length ? list : null, ok ? null : whatToDo(job), jobLogLink(job));
     return section('result', 'Result', box);
   };
 
