@@ -7,20 +7,12 @@
 import * as api from '../api.js';
 import {badge, clear, errorBox, fmtBytes, fmtDuration, fmtTime, go, h, notice, pageTitle, setProgress, table, timeAgo, toDate} from '../ui.js';
 
-import {bar, debounce, FINAL_STATES, jobLink, jobTarget, kindWords, liveEvents, progressFraction, progressText, stateBadge} from './jobs.js';
+import {bar, debounce, FINAL_STATES, jobLink, jobTarget, kindWords, liveEvents, OUTCOME_STATE, progressFraction, progressText, stateBadge} from './jobs.js';
 
 const HOUR = 3600e3, DAY = 86400e3;
 // A file-level agent runs on its own machine's timer; havend does not
 // know when it should have run. Older than this is marked.
 const AGENT_STALE_MS = 2 * DAY;
-
-const OUTCOME_STATE = {
-  ok: 'succeeded',
-  partial: 'partial',
-  failed: 'failed',
-  cancelled: 'cancelled',
-  skipped: 'skipped'
-};
 
 // ---- small pure helpers
 

@@ -7,17 +7,9 @@
 import * as api from '../api.js';
 import {clear, errorBox, fmtBytes, fmtDuration, fmtTime, h, notice, pageTitle, setProgress, table, timeAgo} from '../ui.js';
 
-import {bar, FINAL_STATES, jobTarget, kindWords, liveEvents, progressFraction, progressText, stateBadge} from './jobs.js';
+import {bar, FINAL_STATES, jobTarget, kindWords, liveEvents, OUTCOME_STATE, progressFraction, progressText, stateBadge} from './jobs.js';
 
 const POLL_MS = 2500;
-
-const OUTCOME_STATE = {
-  ok: 'succeeded',
-  partial: 'partial',
-  failed: 'failed',
-  cancelled: 'cancelled',
-  skipped: 'skipped'
-};
 
 export async function render(view, ctx) {
   const id = ctx.params.id;

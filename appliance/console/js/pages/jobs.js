@@ -11,6 +11,14 @@ import {badge, clear, errorBox, fmtBytes, fmtDuration, go, h, notice, pageTitle,
 export const FINAL_STATES =
     ['succeeded', 'partial', 'failed', 'cancelled', 'interrupted'];
 export const JOB_STATES = ['queued', 'running', ...FINAL_STATES];
+// An item's outcome (job items, a VM's last backup) as a state for badges.
+export const OUTCOME_STATE = {
+  ok: 'succeeded',
+  partial: 'partial',
+  failed: 'failed',
+  cancelled: 'cancelled',
+  skipped: 'skipped'
+};
 export const JOB_KINDS = [
   'backup', 'forget', 'gc', 'check', 'restore-vm', 'restore-host',
   'restore-files'

@@ -8,9 +8,9 @@
 // POST /restores/host/plan takes the points in a list: the restore (and,
 // with start, each VM's start) follows that list, which is the boot order.
 import * as api from '../api.js';
-import {badge, clear, errorBox, field, fmtBytes, fmtTime, h, notice, pageTitle, wizardSteps} from '../ui.js';
+import {badge, clear, errorBox, field, fmtBytes, fmtTime, h, notice} from '../ui.js';
 
-import {allPoints, domainNetworks, failureAdvice, hostResources, netMapRow, networkRequest, planSummary, resultList, runPanel, vmPlanWords, watchJob} from './restore_vm.js';
+import {allPoints, collectOptions, definedVms, domainNetworks, followRun, hostResources, jobLogLink, makePlan, netMapRow, placeRequest, planSection, planSummary, planWords, resourcesError, restoreWizard, resultList, runPanel, runPlan, storageOptions, whatToDo} from './restore_common.js';
 
 const enc = encodeURIComponent;
 
@@ -21,7 +21,6 @@ const STEPS = [
 ];
 
 export async function render(view, ctx) {
-  const canRestore = api.hasRole(ctx.me, 'operator');
   const st = {
     host: ctx.params.host || '',
     vms: [],
@@ -38,114 +37,41 @@ export async function render(view, ctx) {
     job: null,
     finished: null,
   };
-  view.append(pageTitle(
-      'Restore a lost host', h('a', {href: '#/restore/vm'}, 'Restore one VM')));
-  const steps = wizardSteps(STEPS, 'Host restore steps');
-  const body = h('div');
-  const nav = h('div', {class: 'wizard-nav'});
-  const navErr = h('div', {'aria-live': 'assertive'});
-  view.append(steps.el, body, navErr, nav);
-  if (!canRestore)
-    body.before(notice(
-        `Your role (${
-            ctx.me
-                .role}) can look at backups but not restore. Ask an operator or admin to run the restore.`,
-        'warn'));
+  const wiz = restoreWizard(view, ctx, {
+    title: 'Restore a lost host',
+    link: h('a', {href: '#/restore/vm'}, 'Restore one VM'),
+    steps: STEPS,
+    label: 'Host restore steps'
+  });
+  const {section} = wiz;
 
   const hosts = (await api.get('/hosts')).hosts || [];
   const local = hosts.find(x => x.local) || {name: 'this host'};
-  let localVms = new Set();
-  try {
-    for (const v of (await api.get(`/hosts/${enc(local.name)}/vms`)).vms || [])
-      if (v.defined) localVms.add(v.name);
-  } catch { /* conflicts show in the plan */
-  }
+  const localVms = await definedVms(local.name);
   let res = null;
 
-  const section = (key, title, ...children) =>
-      h('section', {class: 'card wizard-step', dataset: {step: key}},
-        h('h2', {tabindex: '-1'}, title), ...children);
-  const button = (id, text, cls, fn, disabled) => {
-    const b = h('button', {type: 'button', id, class: cls, disabled}, text);
-    b.addEventListener('click', async () => {
-      if (b.disabled) return;
-      clear(navErr);
-      b.disabled = true;
-      try {
-        await fn();
-      } catch (e) {
-        clear(navErr, errorBox(e));
-      } finally {
-        if (b.isConnected) b.disabled = false;
-      }
-    });
-    return b;
+  wiz.next = {
+    host: () => wiz.nextButton(
+        'Next: its VMs', 'vms',
+        () => {
+          if (!st.host) throw new Error('Choose the host that was lost.');
+        },
+        !hosts.length),
+    vms: () => wiz.nextButton(
+        'Next: boot order', 'order',
+        () => {
+          wiz.collect();
+          if (!st.picked.size)
+            throw new Error('Choose at least one VM to bring back.');
+        }),
+    order: () => wiz.nextButton('Next: options', 'options'),
+    options: () => wiz.planButton(st),
+    plan: () => wiz.runButton(
+        `Restore ${st.order.length} VM${st.order.length > 1 ? 's' : ''} now`,
+        st, run),
+    run: () => null,
+    report: () => wiz.againButton('wizard-again', 'Start over', '', st, 'host'),
   };
-  let collect = () => {};
-
-  async function show(step) {
-    collect();
-    const was = collect;
-    collect = () => {};
-    let el;
-    try {
-      el = await VIEWS[step]();
-    } catch (e) {
-      collect = was;
-      throw e;
-    }
-    steps.set(step);
-    clear(navErr);
-    clear(body, el);
-    const i = STEPS.findIndex(([k]) => k === step);
-    const back = i > 0 && i <= 4 ?
-        button('wizard-back', 'Back', '', () => show(STEPS[i - 1][0])) :
-        h('span', {class: 'spacer'});
-    const next = {
-      host: () => button(
-          'wizard-next', 'Next: its VMs', 'primary',
-          async () => {
-            if (!st.host) throw new Error('Choose the host that was lost.');
-            await show('vms');
-          },
-          !hosts.length),
-      vms: () => button(
-          'wizard-next', 'Next: boot order', 'primary',
-          async () => {
-            collect();
-            if (!st.picked.size)
-              throw new Error('Choose at least one VM to bring back.');
-            await show('order');
-          }),
-      order: () => button(
-          'wizard-next', 'Next: options', 'primary', () => show('options')),
-      options: () => button(
-          'wizard-next', 'Next: make the plan', 'primary',
-          async () => {
-            collect();
-            if (st.storage && !st.storage.startsWith('/'))
-              throw new Error(
-                  'The storage folder must be an absolute path (starting with /).');
-            await show('plan');
-          },
-          !canRestore),
-      plan: () => button(
-          'wizard-run',
-          `Restore ${st.order.length} VM${st.order.length > 1 ? 's' : ''} now`,
-          'primary', run, !(st.plan && st.plan.runnable && canRestore)),
-      run: () => null,
-      report: () => button(
-          'wizard-again', 'Start over', '',
-          async () => {
-            st.plan = null;
-            st.job = null;
-            st.finished = null;
-            await show('host');
-          }),
-    }[step]();
-    clear(nav, back, next);
-    el.querySelector('h2').focus();
-  }
 
   // ---- step 1: the lost host
   const hostStep = () => {
@@ -312,7 +238,7 @@ export async function render(view, ctx) {
         tbl.querySelectorAll('input.vm-pick').forEach(c => c.checked = on);
     all.addEventListener('click', () => setAll(true));
     none.addEventListener('click', () => setAll(false));
-    collect = () => {
+    wiz.collect = () => {
       st.picked = new Set([
         ...tbl.querySelectorAll('input.vm-pick')
       ].filter(c => c.checked).map(c => c.value));
@@ -401,45 +327,17 @@ export async function render(view, ctx) {
           h('span', {class: 'muted'}, ` — used by ${n.vms.join(', ')}`));
       return r;
     });
-    const storage = h('input', {
-      id: 'opt-storage',
-      value: st.storage,
-      placeholder: '/var/lib/libvirt/images',
-      autocomplete: 'off',
-      spellcheck: 'false'
-    });
-    const usable = (res.pools || []).filter(p => p.usable);
-    const pool = h(
-        'select', {id: 'opt-pool'},
-        h('option', {value: ''}, '— none: use the folder —'),
-        usable.map(p => h('option', {value: p.name}, `${p.name} (${p.path})`)));
-    pool.value = st.pool;
-    pool.addEventListener('change', () => storage.disabled = !!pool.value);
-    storage.disabled = !!pool.value;
-    const format =
-        h('select', {id: 'opt-format'},
-          h('option', {value: 'qcow2'}, 'qcow2 (sparse, snapshots possible)'),
-          h('option', {value: 'raw'}, 'raw (plain image file)'));
-    format.value = st.format;
-    const start =
-        h('input', {type: 'checkbox', id: 'opt-start', checked: st.start});
+    const opts = storageOptions(st, res);
+    const {format, storage, pool, usable, start} = opts;
     const replace =
         h('input', {type: 'checkbox', id: 'opt-replace', checked: st.replace});
     const clash = chosen.filter(v => localVms.has(v.name)).map(v => v.name);
-    collect = () => {
-      st.storage = storage.value.trim();
-      st.pool = pool.value;
-      st.format = format.value;
-      st.start = start.checked;
+    wiz.collect = () => {
       st.replace = replace.checked;
-      for (const r of rows) st.netChoice[r.sel.dataset.network] = r.sel.value;
-      st.selects = rows.map(r => r.sel);
+      collectOptions(st, opts, rows);
     };
     return section(
-        'options', 'Options', h('h3', {}, 'Networks'),
-        res.error ?
-            errorBox(res.error, 'This host\'s networks could not be listed') :
-            null,
+        'options', 'Options', h('h3', {}, 'Networks'), resourcesError(res),
         rows.length ?
             h('div', {}, rows.map(r => r.row)) :
             h('p', {class: 'muted'},
@@ -487,48 +385,29 @@ export async function render(view, ctx) {
       format: st.format,
       start: st.start,
       replace: st.replace,
-      ...networkRequest(st.selects || []),
+      ...placeRequest(st),
     };
-    if (st.pool)
-      req.pool = st.pool;
-    else if (st.storage)
-      req.storage_dir = st.storage;
-    st.plan = null;
-    st.plan = await api.post('/restores/host/plan', req);
-    const vms = st.plan.plan?.vms || [];
+    const vms = await makePlan(st, '/restores/host/plan', req);
     const text =
         h('div', {id: 'plan-text', class: 'plan-text'},
           h('p', {},
             h('strong', {},
               `Bring back ${vms.length} VM${vms.length > 1 ? 's' : ''} of ${
                   st.host} on ${local.name}, in this order:`)),
-          h('ol', {}, vms.map(v => h('li', {}, vmPlanWords(v, {
-                                       host: local.name,
-                                       start: st.start,
-                                       replace: st.replace,
-                                       replaces: localVms.has(v.name)
-                                     })))),
+          h('ol', {},
+            vms.map(
+                v =>
+                    h('li', {},
+                      planWords(v, st, st.replace, local.name, localVms)))),
           planSummary(st.plan));
-    return section(
-        'plan', 'The plan',
-        h('p', {class: 'muted'},
-          'What the restore will do, checked against this host now.'),
-        text);
+    return planSection(wiz, text);
   };
 
   // ---- step 6: run
-  async function run() {
-    const r = await api.post('/restores/host', {plan: st.plan.id});
-    st.job = r.job;
-    await show('run');
-  }
+  const run = () => runPlan(wiz, st, '/restores/host');
   const runStep = () => {
     const panel = runPanel(st.job, ctx, st.order);
-    watchJob(st.job, ctx, panel.progress, panel.job).then(job => {
-      if (!job) return;
-      st.finished = job;
-      show('report').catch(e => clear(navErr, errorBox(e)));
-    });
+    followRun(wiz, st, ctx, panel, 'report');
     return section(
         'run',
         `Restoring ${st.order.length} VM${st.order.length > 1 ? 's' : ''} of ${
@@ -559,16 +438,12 @@ export async function render(view, ctx) {
         h('div', {id: 'host-report', dataset: {state: job.state}}, headline,
           h('h3', {}, 'In restore order'),
           vms.length ? list : h('p', {}, 'No VM was restored.'),
-          lost.length || job.state !== 'succeeded' ?
-              h('div', {}, h('h3', {}, 'What to do'), failureAdvice(job)) :
-              null,
-          h('p', {},
-            h('a', {href: `#/job?id=${job.id}`},
-              `Open job #${job.id} (its log)`)));
+          lost.length || job.state !== 'succeeded' ? whatToDo(job) : null,
+          jobLogLink(job));
     return section('report', 'Report', box);
   };
 
-  const VIEWS = {
+  wiz.views = {
     host: hostStep,
     vms: vmsStep,
     order: orderStep,
@@ -577,9 +452,5 @@ export async function render(view, ctx) {
     run: runStep,
     report: reportStep
   };
-  try {
-    await show('host');
-  } catch (e) {
-    clear(navErr, errorBox(e));
-  }
+  await wiz.start('host');
 }
