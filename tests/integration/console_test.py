@@ -197,6 +197,16 @@ def find(sel, root=None):
     return els[0] if els else None
 
 
+def text_of(sel):
+    """The text of the first element matching sel, "" when there is none
+    (also when the page replaced it between the lookup and the read)."""
+    try:
+        el = find(sel)
+        return el.text if el is not None else ""
+    except StaleElementReferenceException:
+        return ""
+
+
 def visible(sel, root=None):
     el = find(sel, root)
     return el if el is not None and el.is_displayed() else None
@@ -278,7 +288,7 @@ def login():
     set_input(find("#login-password"), "not-the-password-" + os.urandom(4).hex())
     click(find("#login-submit"))
     err = wait_for("#login-error to say why the login failed",
-                   lambda: (visible("#login-error") and find("#login-error").text.strip()) or None)
+                   lambda: text_of("#login-error").strip() or None)
     if err.lstrip().startswith(("{", "[")) or '"error"' in err or not re.search(r"[A-Za-z]{3}", err):
         fail(f"the login error is not in words: {err!r}")
     if find("#logout") is not None and find("#logout").is_displayed():
@@ -355,7 +365,7 @@ def backup(row):
         fail(f"job {job} did not end within {JOB_WAIT} s (states seen: {seen_states}, "
              f"progress seen: {seen_values})")
     if state != "succeeded":
-        logtext = find("#job-log").text if find("#job-log") else "(no #job-log)"
+        logtext = text_of("#job-log") or "(no #job-log)"
         fail(f"backup job {job} ended {state}; #job-log: {logtext[-3000:]}")
     wait_for("#job-progress aria-valuenow=100 once the job succeeded",
              lambda: find("#job-progress[aria-valuenow]") is not None and
@@ -400,7 +410,7 @@ def files(repo, point):
     if link is None:
         fail(f"the directory 'etc' is not a link: {row.text!r}")
     click(link)
-    wait_for("#file-path to show /etc", lambda: "etc" in (find("#file-path").text if find("#file-path") else ""))
+    wait_for("#file-path to show /etc", lambda: "etc" in text_of("#file-path"))
     frow = wait_visible(rows(FILE), f"the row '{FILE}' in /etc")
     shot("files-etc", "console-files.png")
     a = find("a.download", frow)
@@ -510,7 +520,7 @@ def restore(point, orig_xml):
             # The plan is a dry run by havend: it may take a moment, and
             # "Making the plan…" may stand there first.
             wait_for(f"the dry-run plan in #plan-text, naming {NEW_VM}",
-                     lambda: visible("#plan-text") and NEW_VM in find("#plan-text").text,
+                     lambda: visible("#plan-text") and NEW_VM in text_of("#plan-text"),
                      timeout=120)
             plan = find("#plan-text").text
             if NET2 not in plan:
