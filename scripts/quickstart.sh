@@ -200,7 +200,7 @@ fi
 # ---------------------------------------------------------------- summary
 echo
 echo "The Haven appliance is running."
-echo "  web console and API:      $URL (open it in a browser; API under $URL/api/v1)"
+echo "  web console and API:      $URL (open it in a browser; API under ${URL%/}/api/v1)"
 echo "  certificate fingerprint:  $FP"
 if [ -s "$ADMIN_FILE" ]; then
   echo "  admin password:           in $ADMIN_FILE (user admin)"
