@@ -751,6 +751,9 @@ Result<NetworkInfo> ReadNetwork(xmlDoc* doc) {
       return InvalidArgument(where + " has a malformed MAC address " +
                              Quote(info.mac));
   }
+  auto forward = Select(doc, "/network/forward");
+  info.forward = forward.empty() ? "isolated" : Attr(forward[0], "mode");
+  if (info.forward.empty()) info.forward = "nat";
   return info;
 }
 

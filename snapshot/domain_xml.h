@@ -130,6 +130,9 @@ struct NetworkInfo {
   std::string uuid;    // 36 characters, or "" if absent
   std::string bridge;  // <bridge name=>, a plausible interface name, or ""
   std::string mac;     // <mac address=>, a well-formed MAC, or ""
+  // <forward mode=>: "isolated" without <forward>, "nat" for a <forward>
+  // without a mode (libvirt's default), else the mode as written.
+  std::string forward;
 };
 
 // InvalidArgument if the root is not <network>, there is no single <name>,

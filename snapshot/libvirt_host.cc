@@ -222,26 +222,87 @@ Result<std::string> LibvirtHost::QemuDacLabel() const {
   return label;
 }
 
+Result<std::string> FolderOfPool(const std::string& name, bool active,
+                                 const Result<PoolInfo>& info) {
+  if (!active)
+    return FailedPrecondition("storage pool " + name +
+                              " is not active; start it with 'virsh "
+                              "pool-start " +
+                              name + "'");
+  if (!info.ok()) return info.status();
+  const PoolInfo& pool = info.value();
+  if (pool.type != "dir" && pool.type != "fs" && pool.type != "netfs")
+    return InvalidArgument("storage pool " + name + " is of type '" +
+                           pool.type +
+                           "'; Haven restores into folder pools (dir, fs, "
+                           "netfs) — use --storage-dir or such a pool");
+  if (pool.path.empty() || pool.path[0] != '/')
+    return InvalidArgument("storage pool " + name +
+                           " has no absolute target path");
+  return pool.path;
+}
+
 Result<std::string> LibvirtHost::PoolFolder(const std::string& pool) const {
   PoolPtr p(virStoragePoolLookupByName(conn_.get(), pool.c_str()));
   if (!p) return NotFound("no storage pool named '" + pool + "' on " + uri_);
-  if (virStoragePoolIsActive(p.get()) != 1)
-    return FailedPrecondition("storage pool " + pool +
-                              " is not active; start it with 'virsh "
-                              "pool-start " +
-                              pool + "'");
+  const bool active = virStoragePoolIsActive(p.get()) == 1;
+  if (!active) return FolderOfPool(pool, false, PoolInfo{});
   char* xml = virStoragePoolGetXMLDesc(p.get(), 0);
   if (!xml) return LibvirtError("XML of storage pool " + pool);
-  HAVEN_ASSIGN_OR_RETURN(PoolInfo info, ParsePoolXml(Take(xml)));
-  if (info.type != "dir" && info.type != "fs" && info.type != "netfs")
-    return InvalidArgument("storage pool " + pool + " is of type '" +
-                           info.type +
-                           "'; Haven restores into folder pools (dir, fs, "
-                           "netfs) — use --storage-dir or such a pool");
-  if (info.path.empty() || info.path[0] != '/')
-    return InvalidArgument("storage pool " + pool +
-                           " has no absolute target path");
-  return info.path;
+  return FolderOfPool(pool, true, ParsePoolXml(Take(xml)));
+}
+
+Result<std::vector<LibvirtHost::NetworkState>> LibvirtHost::Networks() const {
+  virNetworkPtr* nets = nullptr;
+  int n = virConnectListAllNetworks(conn_.get(), &nets, 0);
+  if (n < 0) return LibvirtError("listing networks on " + uri_);
+  std::vector<NetworkPtr> held;
+  for (int i = 0; i < n; ++i) held.emplace_back(nets[i]);
+  std::free(nets);
+  std::vector<NetworkState> out;
+  for (const auto& net : held) {
+    const char* name = virNetworkGetName(net.get());
+    if (!name) continue;
+    NetworkState st;
+    st.name = name;
+    int autostart = 0;
+    st.active = virNetworkIsActive(net.get()) == 1;
+    st.autostart =
+        virNetworkGetAutostart(net.get(), &autostart) == 0 && autostart == 1;
+    char* xml = virNetworkGetXMLDesc(net.get(), 0);
+    st.info = xml ? ParseNetworkXml(Take(xml))
+                  : Result<NetworkInfo>(LibvirtError("XML of network " +
+                                                     st.name + " on " + uri_));
+    out.push_back(std::move(st));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<std::vector<LibvirtHost::PoolState>> LibvirtHost::Pools() const {
+  virStoragePoolPtr* pools = nullptr;
+  int n = virConnectListAllStoragePools(conn_.get(), &pools, 0);
+  if (n < 0) return LibvirtError("listing storage pools on " + uri_);
+  std::vector<PoolPtr> held;
+  for (int i = 0; i < n; ++i) held.emplace_back(pools[i]);
+  std::free(pools);
+  std::vector<PoolState> out;
+  for (const auto& pool : held) {
+    const char* name = virStoragePoolGetName(pool.get());
+    if (!name) continue;
+    PoolState st;
+    st.name = name;
+    st.active = virStoragePoolIsActive(pool.get()) == 1;
+    char* xml = virStoragePoolGetXMLDesc(pool.get(), 0);
+    st.info = xml ? ParsePoolXml(Take(xml))
+                  : Result<PoolInfo>(LibvirtError("XML of storage pool " +
+                                                  st.name + " on " + uri_));
+    out.push_back(std::move(st));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
 }
 
 Status LibvirtHost::RefreshPool(const std::string& pool) const {

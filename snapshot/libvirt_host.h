@@ -86,6 +86,12 @@ class Vm {
   std::string name_;
 };
 
+// The folder a restore puts disks in for a pool in state `pool`: its target
+// path when it is an active pool backed by a folder (dir, fs, netfs) with
+// an absolute path; otherwise why not, in words.
+Result<std::string> FolderOfPool(const std::string& name, bool active,
+                                 const Result<PoolInfo>& info);
+
 class LibvirtHost {
  public:
   static Result<std::unique_ptr<LibvirtHost>> Connect(const std::string& uri);
@@ -110,6 +116,21 @@ class LibvirtHost {
   Status RemoveDomain(const std::string& name) const;
   // The defined XML of every network, keyed by network name.
   Result<std::vector<std::pair<std::string, std::string>>> NetworkXmls() const;
+  // Every network and storage pool of the host with its state, sorted by
+  // name, for choosing where a restore goes. `info` is the parsed XML of
+  // the running definition, or why it does not parse.
+  struct NetworkState {
+    std::string name;
+    bool active = false, autostart = false;
+    Result<NetworkInfo> info = NetworkInfo{};
+  };
+  Result<std::vector<NetworkState>> Networks() const;
+  struct PoolState {
+    std::string name;
+    bool active = false;
+    Result<PoolInfo> info = PoolInfo{};
+  };
+  Result<std::vector<PoolState>> Pools() const;
   // Defines a network, starts it and marks it autostart.
   Status CreateNetwork(const std::string& name, const std::string& xml) const;
   // Starts a defined network if it is not running and marks it autostart
@@ -119,7 +140,7 @@ class LibvirtHost {
   // domain type "kvm", else "qemu"); "" if the host does not say.
   Result<std::string> QemuDacLabel() const;
   // The target path of a storage pool backed by a folder (dir, fs, netfs);
-  // other pool types are refused.
+  // other pool types, and inactive pools, are refused (FolderOfPool).
   Result<std::string> PoolFolder(const std::string& pool) const;
   Status RefreshPool(const std::string& pool) const;
 

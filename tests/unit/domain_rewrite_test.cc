@@ -741,6 +741,7 @@ TEST(NetworkXmlTest, ParsesACapturedNetwork) {
   EXPECT_EQ(info->uuid, "9a05da11-e96b-47f3-8253-a3a482e445f5");
   EXPECT_EQ(info->bridge, "virbr0");
   EXPECT_EQ(info->mac, "52:54:00:0a:cd:21");
+  EXPECT_EQ(info->forward, "nat");
 
   auto bare = ParseNetworkXml("<network><name>isolated</name></network>");
   ASSERT_THAT(bare, IsOk());
@@ -748,6 +749,16 @@ TEST(NetworkXmlTest, ParsesACapturedNetwork) {
   EXPECT_EQ(bare->uuid, "");
   EXPECT_EQ(bare->bridge, "");
   EXPECT_EQ(bare->mac, "");
+  EXPECT_EQ(bare->forward, "isolated");
+  // <forward> without a mode is libvirt's NAT; a mode is taken as written.
+  auto plain =
+      ParseNetworkXml("<network><name>n</name><forward dev='eth0'/></network>");
+  ASSERT_THAT(plain, IsOk());
+  EXPECT_EQ(plain->forward, "nat");
+  auto routed = ParseNetworkXml(
+      "<network><name>r</name><forward mode=\"route\"/></network>");
+  ASSERT_THAT(routed, IsOk());
+  EXPECT_EQ(routed->forward, "route");
 }
 
 TEST(NetworkXmlTest, ImplausibleNetworksAreRefused) {
