@@ -76,13 +76,11 @@ struct Item {
 // Reads one file's data ranges into chunks (a worker's job).
 class FileReader {
  public:
-  FileReader(Repository& repo, repository::ChunkWriter& writer,
-             const FastCdc& cdc, CancelToken cancel)
-      : repo_(repo),
-        writer_(writer),
+  FileReader(PointSink& sink, const FastCdc& cdc, CancelToken cancel)
+      : sink_(sink),
         cdc_(cdc),
         cancel_(std::move(cancel)),
-        ctx_(repo.config().compression_level) {
+        ctx_(sink.compression_level()) {
     buf_.resize(2 * static_cast<size_t>(cdc.params().max_size));
   }
 
@@ -174,9 +172,9 @@ class FileReader {
         size_t n = cdc_.NextCut(buf_.data() + pos, have - pos, last);
         if (n == 0) break;
         ByteSpan chunk(buf_.data() + pos, n);
-        ChunkId id = repo_.IdFor(ChunkType::kData, chunk);
+        ChunkId id = sink_.IdFor(ChunkType::kData, chunk);
         HAVEN_RETURN_IF_ERROR(
-            writer_.Put(ChunkType::kData, id, chunk, ctx_).status());
+            sink_.Put(ChunkType::kData, id, chunk, ctx_).status());
         item.ids.push_back(id);
         pos += n;
       }
@@ -215,8 +213,7 @@ class FileReader {
     return OkStatus();
   }
 
-  Repository& repo_;
-  repository::ChunkWriter& writer_;
+  PointSink& sink_;
   const FastCdc& cdc_;
   CancelToken cancel_;
   repository::WriteContext ctx_;
@@ -304,15 +301,14 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
 
 class Backup {
  public:
-  Backup(Repository& repo, const FileBackupOptions& o, ExcludeRules rules,
+  Backup(PointSink& sink, const FileBackupOptions& o, ExcludeRules rules,
          FastCdc cdc, FastCdc catalog_cdc)
-      : repo_(repo),
+      : sink_(sink),
         o_(o),
         rules_(std::move(rules)),
         cdc_(cdc),
         catalog_cdc_(catalog_cdc),
-        writer_(repo.NewWriter()),
-        tree_ctx_(repo.config().compression_level),
+        tree_ctx_(sink.compression_level()),
         content_(StoreNode()),
         catalog_(StoreNode()) {}
 
@@ -327,9 +323,9 @@ class Backup {
  private:
   repository::StoreNodeFn StoreNode() {
     return [this](ByteSpan node) -> Result<ChunkId> {
-      ChunkId id = repo_.IdFor(ChunkType::kTree, node);
+      ChunkId id = sink_.IdFor(ChunkType::kTree, node);
       HAVEN_RETURN_IF_ERROR(
-          writer_->Put(ChunkType::kTree, id, node, tree_ctx_).status());
+          sink_.Put(ChunkType::kTree, id, node, tree_ctx_).status());
       return id;
     };
   }
@@ -351,11 +347,10 @@ class Backup {
   void Fail(const Status& s);
   void Progress(bool final);
 
-  Repository& repo_;
+  PointSink& sink_;
   const FileBackupOptions& o_;
   ExcludeRules rules_;
   FastCdc cdc_, catalog_cdc_;
-  std::unique_ptr<repository::ChunkWriter> writer_;
   repository::WriteContext tree_ctx_;
   repository::TreeWriter content_, catalog_;
   Names names_;
@@ -388,8 +383,8 @@ class Backup {
 };
 
 Status Backup::LoadParent(const Manifest& parent) {
-  HAVEN_RETURN_IF_ERROR(repository::ForEachRecord(
-      repo_, parent, [&](FileRecord&& r) -> Status {
+  HAVEN_RETURN_IF_ERROR(
+      sink_.ForEachRecord(parent, [&](FileRecord&& r) -> Status {
         known_.emplace(std::move(r.path),
                        Known{r.type, r.flags, r.size, r.inode, r.mtime_ns,
                              r.ctime_ns, r.content_first, r.content_count,
@@ -398,7 +393,7 @@ Status Backup::LoadParent(const Manifest& parent) {
       }));
   const repository::DiskManifest* content = parent.FindStream("content");
   parent_content_ = std::make_unique<repository::TreeReader>(
-      content->tree, repo_.TreeNodeLoader(parent_ctx_));
+      content->tree, sink_.NodeLoader(parent_ctx_));
   return OkStatus();
 }
 
@@ -407,8 +402,8 @@ Result<bool> Backup::Reuse(const Known& k, std::vector<ChunkId>& ids) {
   for (uint64_t i = 0; i < k.count; ++i) {
     HAVEN_ASSIGN_OR_RETURN(ChunkId id, parent_content_->Get(k.first + i));
     if (id.IsZero()) return false;
-    HAVEN_ASSIGN_OR_RETURN(auto where, repo_.index().Get(id));
-    if (!where) return false;
+    HAVEN_ASSIGN_OR_RETURN(bool stored, sink_.Has(id));
+    if (!stored) return false;
     ids.push_back(id);
   }
   return true;
@@ -429,7 +424,7 @@ void Backup::Fail(const Status& s) {
 }
 
 void Backup::WorkerLoop() {
-  FileReader reader(repo_, *writer_, cdc_, o_.cancel);
+  FileReader reader(sink_, cdc_, o_.cancel);
   while (true) {
     Item* item;
     {
@@ -519,9 +514,10 @@ Status Backup::CutCatalog(bool last) {
                                     catalog_buf_.size() - pos, last);
     if (n == 0) break;
     ByteSpan chunk(catalog_buf_.data() + pos, n);
-    ChunkId id = repo_.IdFor(ChunkType::kData, chunk);
+    ChunkId id = sink_.IdFor(ChunkType::kData, chunk);
     HAVEN_RETURN_IF_ERROR(
-        writer_->Put(ChunkType::kData, id, chunk, tree_ctx_).status());
+        sink_.Put(ChunkType::kData, id, chunk, tree_ctx_).status());
+    HAVEN_RETURN_IF_ERROR(sink_.OnCatalogChunk(chunk));
     HAVEN_RETURN_IF_ERROR(catalog_.Add(id));
     catalog_bytes_ += n;
     pos += n;
@@ -535,7 +531,7 @@ void Backup::Progress(bool final) {
   double now = MonotonicSeconds();
   if (!final && now - last_progress_ < o_.progress_interval) return;
   last_progress_ = now;
-  haven::Progress p = ByteProgress(done_bytes_, 0, writer_->new_stored_bytes(),
+  haven::Progress p = ByteProgress(done_bytes_, 0, sink_.new_stored_bytes(),
                                    now - start_, final);
   p.phase = "backup";
   p.item = o_.name;
@@ -722,7 +718,7 @@ Result<FileBackupResult> Backup::Run(const std::vector<std::string>& roots,
   }
   for (auto& t : threads_) t.join();
   threads_.clear();
-  if (!error_.ok()) return KeepStoredChunks(*writer_, error_);
+  if (!error_.ok()) return sink_.Abandon(error_);
   HAVEN_RETURN_IF_ERROR(CutCatalog(true));
   return result_;
 }
@@ -733,7 +729,7 @@ Status Backup::Commit(const FileBackupOptions& o, const std::string& time,
                       FileBackupResult& result) {
   HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot catalog, catalog_.Finish());
   HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot content, content_.Finish());
-  HAVEN_RETURN_IF_ERROR(writer_->Flush());
+  HAVEN_RETURN_IF_ERROR(sink_.Flush());
   // The last moment a cancel is honoured: after it, the point commits.
   HAVEN_RETURN_IF_ERROR(o.cancel.Check("the file backup"));
   Manifest& m = result.manifest;
@@ -777,12 +773,12 @@ Status Backup::Commit(const FileBackupOptions& o, const std::string& time,
   m.stats.logical_bytes = result.bytes;
   m.stats.read_bytes = bytes_read_;
   m.stats.hole_bytes = 0;
-  m.stats.new_chunks = writer_->new_chunks();
-  m.stats.new_raw_bytes = writer_->new_raw_bytes();
-  m.stats.new_stored_bytes = writer_->new_stored_bytes();
+  m.stats.new_chunks = sink_.new_chunks();
+  m.stats.new_raw_bytes = sink_.new_raw_bytes();
+  m.stats.new_stored_bytes = sink_.new_stored_bytes();
   m.stats.duration_seconds = MonotonicSeconds() - start;
   result.bytes_read = bytes_read_;
-  HAVEN_RETURN_IF_ERROR(repo_.CommitSnapshot(m));
+  HAVEN_RETURN_IF_ERROR(sink_.Commit(m));
   Progress(true);
   return OkStatus();
 }
@@ -870,6 +866,12 @@ Result<std::string> RootPath(const std::string& given) {
 
 Result<FileBackupResult> BackupFiles(Repository& repo,
                                      const FileBackupOptions& o) {
+  LocalPointSink sink(repo);
+  return BackupFiles(sink, o);
+}
+
+Result<FileBackupResult> BackupFiles(PointSink& sink,
+                                     const FileBackupOptions& o) {
   if (o.name.empty())
     return InvalidArgument("a backup name is required (--name)");
   if (o.paths.empty()) return InvalidArgument("no path to back up");
@@ -899,10 +901,10 @@ Result<FileBackupResult> BackupFiles(Repository& repo,
   HAVEN_ASSIGN_OR_RETURN(FastCdc cdc, FastCdc::Create(o.cdc));
   HAVEN_ASSIGN_OR_RETURN(FastCdc catalog_cdc, FastCdc::Create(kCatalogCdc));
   HAVEN_ASSIGN_OR_RETURN(std::optional<Manifest> parent,
-                         LatestFilePoint(repo, o.name));
+                         sink.LatestPoint(o.name));
 
   if (!o.pre.empty()) HAVEN_RETURN_IF_ERROR(RunHook("--pre", o.pre, o.hook_timeout));
-  Backup backup(repo, o, std::move(rules), cdc, catalog_cdc);
+  Backup backup(sink, o, std::move(rules), cdc, catalog_cdc);
   Result<FileBackupResult> walked = backup.Run(kept, parent);
   // The application is released as soon as the files are read, whatever
   // happened.

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "agent/fastcdc.h"
+#include "agent/point_sink.h"
 #include "base/progress.h"
 #include "repository/repository.h"
 
@@ -80,6 +81,9 @@ struct FileBackupResult {
 // the pre hook fails, or the repository cannot be written; packs already
 // finished stay and are reused by the next run.
 Result<FileBackupResult> BackupFiles(repository::Repository& repo,
+                                     const FileBackupOptions& options);
+// The same into any sink (an appliance the agent uploads to: upload_sink.h).
+Result<FileBackupResult> BackupFiles(PointSink& sink,
                                      const FileBackupOptions& options);
 
 // The latest point of kind "files" named `name`, if any.

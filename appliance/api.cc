@@ -102,6 +102,8 @@ std::string_view RoleName(Role role) {
       return "operator";
     case Role::kAdmin:
       return "admin";
+    case Role::kAgent:
+      return "agent";
     case Role::kNone:
       break;
   }
@@ -112,6 +114,12 @@ std::optional<Role> ParseRole(std::string_view name) {
   for (Role r : {Role::kAuditor, Role::kOperator, Role::kAdmin})
     if (RoleName(r) == name) return r;
   return std::nullopt;
+}
+
+bool RoleAllows(const Caller& caller, Role role) {
+  if (caller.role == Role::kAgent || role == Role::kAgent)
+    return caller.role == role && !caller.agent_id.empty();
+  return caller.role >= role;
 }
 
 const std::string* ApiCall::Param(std::string_view name) const {
@@ -322,7 +330,7 @@ Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
       resp = ErrorJson(400, "bad percent-escape in the query string");
     } else if (bad_form) {
       resp = ErrorJson(400, "bad percent-escape in the form body");
-    } else if (!public_route && caller.role < match->role) {
+    } else if (!public_route && !RoleAllows(caller, match->role)) {
       resp = ErrorJson(403, "this needs the " +
                                 std::string(RoleName(match->role)) + " role; " +
                                 caller.name + " has " +

@@ -31,7 +31,17 @@ namespace haven::appliance {
 // Roles, weakest first: a caller may use a route whose role is at or below
 // its own. auditor reads everything, operator also runs backups and
 // restores, admin also manages schedules, repositories, tokens, deletion.
-enum class Role { kNone = 0, kAuditor = 1, kOperator = 2, kAdmin = 3 };
+//
+// kAgent stands outside that order: an enrolled agent (docs/agents.md) may
+// call the routes of role kAgent and nothing else, and only an agent may
+// call them. ParseRole never yields it: no account or token has it.
+enum class Role {
+  kNone = 0,
+  kAuditor = 1,
+  kOperator = 2,
+  kAdmin = 3,
+  kAgent = 100
+};
 std::string_view RoleName(Role role);
 std::optional<Role> ParseRole(std::string_view name);
 
@@ -40,7 +50,13 @@ struct Caller {
   std::string name;  // "admin", "token:ci-runner", "agent:web1"
   Role role = Role::kNone;
   bool session = false;  // a console session (cookie), not a token
+  // With Role::kAgent: the agent's id (agents table), whose namespace of
+  // points is the only one this caller may touch.
+  std::string agent_id;
 };
+
+// Whether `caller` may call a route needing `role` (the rule above).
+bool RoleAllows(const Caller& caller, Role role);
 
 // What a route needs.
 enum class Access {

@@ -1,6 +1,12 @@
 #include "appliance/http_message.h"
 
 namespace haven::appliance {
+
+uint64_t RequestLimits::BodyLimitFor(std::string_view path) const {
+  for (const auto& [prefix, limit] : large_bodies)
+    if (path.starts_with(prefix)) return limit;
+  return max_body_bytes;
+}
 namespace {
 
 int HexValue(char c) {

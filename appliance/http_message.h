@@ -65,6 +65,12 @@ struct RequestLimits {
   size_t max_head_bytes = 16 * 1024;  // request line + headers + blank line
   size_t max_headers = 100;
   uint64_t max_body_bytes = 1 << 20;
+  // Paths that may carry more (agents' chunk uploads): a request whose
+  // decoded path starts with one of these prefixes may have a body of up to
+  // the paired size instead of max_body_bytes.
+  std::vector<std::pair<std::string, uint64_t>> large_bodies;
+  // The body limit of a request for `path`.
+  uint64_t BodyLimitFor(std::string_view path) const;
 };
 
 // The path of an origin-form request target ("/a%20b?q" -> "/a b"):

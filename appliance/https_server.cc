@@ -172,10 +172,11 @@ std::optional<std::pair<int, std::string>> RefusalFor(
     return std::pair(417,
                      std::string("only 'Expect: 100-continue' is understood"));
   auto length = parser.content_length();
-  if (length && *length > limits.max_body_bytes)
+  const uint64_t body_limit = limits.BodyLimitFor(*DecodeTargetPath(target));
+  if (length && *length > body_limit)
     return std::pair(413, "request body of " + std::to_string(*length) +
                               " bytes is over the limit of " +
-                              std::to_string(limits.max_body_bytes));
+                              std::to_string(body_limit));
   std::string method(req.method_string());
   if (!length && (method == "POST" || method == "PUT" || method == "PATCH"))
     return std::pair(
@@ -417,7 +418,11 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (auto refusal = RefusalFor(*parser_, options_.limits))
       return Refuse(refusal->first, refusal->second, true);
-    parser_->body_limit(options_.limits.max_body_bytes);
+    {
+      const auto& target = parser_->get().target();
+      parser_->body_limit(options_.limits.BodyLimitFor(
+          *DecodeTargetPath(std::string_view(target.data(), target.size()))));
+    }
     if (parser_->is_done()) return StartHandler();
     ArmTimer(options_.body_timeout);
     if (parser_->get().count(http::field::expect)) {

@@ -29,9 +29,13 @@ Request Req(std::string method, std::string target) {
 std::variant<Caller, Response> TestAuth(const Request& req, bool,
                                         const std::string*) {
   const std::string* h = req.Header("authorization");
-  if (h && *h == "Bearer a") return Caller{"admin", Role::kAdmin, false};
-  if (h && *h == "Bearer o") return Caller{"token:op", Role::kOperator, false};
-  if (h && *h == "Bearer u") return Caller{"token:aud", Role::kAuditor, false};
+  if (h && *h == "Bearer a") return Caller{"admin", Role::kAdmin, false, ""};
+  if (h && *h == "Bearer o")
+    return Caller{"token:op", Role::kOperator, false, ""};
+  if (h && *h == "Bearer u")
+    return Caller{"token:aud", Role::kAuditor, false, ""};
+  if (h && *h == "Bearer g")
+    return Caller{"agent:web1", Role::kAgent, false, "ag1"};
   return ErrorJson(401, "authentication required");
 }
 
@@ -72,6 +76,11 @@ class RouterTest : public ::testing::Test {
                       Role::kAdmin, "forget a repository",
                       nlohmann::json::object(),
                       [](const ApiCall&) { return ErrorJson(409, "in use"); }});
+    routes.push_back({"GET", "/api/v1/agent/points", Access::kRole,
+                      Role::kAgent, "an agent's own points",
+                      nlohmann::json::object(), [](const ApiCall& c) {
+                        return OkJson({{"agent", c.caller.agent_id}});
+                      }});
     auto h = MakeApiHandler(routes, o);
     ASSERT_TRUE(h.ok()) << h.status().ToString();
     handler_ = *h;
@@ -204,6 +213,20 @@ TEST(Query, DecodesPlusAndPercentRefusesNul) {
   EXPECT_EQ((*q)["d"], "");
   EXPECT_FALSE(ParseQuery("a=%00").has_value());
   EXPECT_FALSE(ParseQuery("a=%4").has_value());
+}
+
+TEST_F(RouterTest, AgentsCallOnlyAgentRoutesAndOnlyAgentsCallThem) {
+  Response r = handler_(As(Req("GET", "/api/v1/agent/points"), "g"));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["agent"], "ag1");
+  // An agent is below every human role, whatever the number says.
+  EXPECT_EQ(handler_(As(Req("GET", "/api/v1/jobs/1/log"), "g")).status, 403);
+  EXPECT_EQ(
+      handler_(As(Req("DELETE", "/api/v1/repositories/main"), "g")).status,
+      403);
+  // Not even an admin speaks as an agent.
+  EXPECT_EQ(handler_(As(Req("GET", "/api/v1/agent/points"), "a")).status, 403);
+  EXPECT_EQ(handler_(As(Req("GET", "/api/v1/agent/points"), "u")).status, 403);
 }
 
 }  // namespace

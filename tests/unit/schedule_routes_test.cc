@@ -42,7 +42,7 @@ class ScheduleRoutesTest : public ::testing::Test {
       if (auth == nullptr) return ErrorJson(401, "authentication required");
       auto role = ParseRole(auth->substr(7));
       return Caller{"token:" + auth->substr(7), role.value_or(Role::kNone),
-                    false};
+                    false, ""};
     };
     auto handler = MakeApiHandler(ScheduleRoutes(services_), api);
     ASSERT_THAT(handler.status(), IsOk());

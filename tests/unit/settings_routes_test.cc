@@ -35,9 +35,11 @@ using testing_util::TempDir;
 std::variant<Caller, Response> TestAuth(const Request& req, bool,
                                         const std::string*) {
   const std::string* h = req.Header("authorization");
-  if (h && *h == "Bearer a") return Caller{"root", Role::kAdmin, true};
-  if (h && *h == "Bearer o") return Caller{"token:op", Role::kOperator, false};
-  if (h && *h == "Bearer u") return Caller{"token:aud", Role::kAuditor, false};
+  if (h && *h == "Bearer a") return Caller{"root", Role::kAdmin, true, ""};
+  if (h && *h == "Bearer o")
+    return Caller{"token:op", Role::kOperator, false, ""};
+  if (h && *h == "Bearer u")
+    return Caller{"token:aud", Role::kAuditor, false, ""};
   return ErrorJson(401, "authentication required");
 }
 
