@@ -58,7 +58,11 @@ function lastContact(a) {
   if (a.revoked || !quiet) return timeAgo(a.last_contact);
   return h(
       'span', {}, timeAgo(a.last_contact), ' ',
-      badge('warning', d ? 'quiet' : 'never'));
+      h('span', {
+        title: d ? 'not heard of for more than 2 days' :
+                   'has not called the appliance yet'
+      },
+        badge('warning', d ? 'quiet' : 'never')));
 }
 
 function agentsTable(agents, admin, status, reload) {
@@ -188,7 +192,7 @@ function showOnce(box, made) {
         `It is shown once; expires at ${fmtTime(made.expires)} and works ` +
             'for one agent only. Run this as root on the agent:',
         command,
-        h('p', {class: 'muted'},
+        h('p', {class: 'muted enroll-note'},
           `Its points go to the repository ${made.repository}. The agent ` +
               `pins this appliance's certificate (${made.fingerprint}); if ` +
               `${made.url} is not how the agent reaches this appliance, ` +
