@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "appliance/agents.h"  // --- agents: registry ---
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
@@ -149,6 +150,15 @@ Status Serve(const ServeOptions& options) {
   HAVEN_ASSIGN_OR_RETURN(auto audit, AuditLog::Open(*db));
   services.auth = auth.get();
   services.audit = audit.get();
+  // --- agents: registry ---
+  // Enrolled agents: their credentials authenticate through `auth`, and
+  // enrollment commands pin this certificate. Listing them once makes a
+  // state database that cannot hold their tables fail the start.
+  AgentRegistry agents(*db);
+  HAVEN_RETURN_IF_ERROR(agents.List().status());
+  auth->SetAgentRegistry(&agents);
+  services.agents = &agents;
+  services.fingerprint = cert.fingerprint;
   HAVEN_ASSIGN_OR_RETURN(bool has_admin, auth->HasAccount(kAdminUser));
   if (!has_admin)
     Log("no admin account yet: `havend admin password --state-dir " +

@@ -53,6 +53,12 @@ std::vector<Route> UserRoutes(Services& s);
 // s.notify_settings.
 std::vector<Route> NotifySettingsRoutes(Services& s);
 
+// --- agents: registry ---
+// /api/v1/agents... (admin's view: enrollment tokens, list, revoke) and
+// /api/v1/agent/enroll (public) and /agent/hello (role agent)
+// (routes_agents.cc). Needs s.agents, s.repositories, s.fingerprint.
+std::vector<Route> AgentAdminRoutes(Services& s);
+
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI
 // document made from it (docs/openapi.json). Building the table does not
