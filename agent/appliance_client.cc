@@ -83,14 +83,14 @@ int VerifyPinned(X509_STORE_CTX* ctx, void* arg) {
 }
 
 CURLcode InstallPin(CURL*, void* ssl_ctx, void* arg) {
-  SSL_CTX_set_cert_verify_callback(static_cast<SSL_CTX*>(ssl_ctx),
-                                   VerifyPinned, arg);
+  SSL_CTX_set_cert_verify_callback(static_cast<SSL_CTX*>(ssl_ctx), VerifyPinned,
+                                   arg);
   return CURLE_OK;
 }
 
 struct Sink {
   CURL* curl = nullptr;
-  std::string* text = nullptr;  // replies
+  std::string* text = nullptr;                                  // replies
   const std::function<Status(std::string_view)>* fn = nullptr;  // downloads
   Status error;
   bool too_big = false;
@@ -183,7 +183,7 @@ Status BackoffSleep(const RetryPolicy& retry, int attempt) {
   return retry.cancel.Check("the request to the appliance");
 }
 
-// --- identity ---------------------------------------------------------------
+// --- identity ---
 
 Result<AgentIdentity> LoadIdentity(const std::string& state_dir) {
   const std::string path = state_dir + "/" + kIdentityFile;
@@ -265,7 +265,7 @@ Status SaveIdentity(const std::string& state_dir, const AgentIdentity& id) {
   return OkStatus();
 }
 
-// --- replies ----------------------------------------------------------------
+// --- replies ---
 
 std::string HttpReply::ErrorText() const {
   auto j = nlohmann::json::parse(body, nullptr, false);
@@ -283,7 +283,7 @@ std::string HttpReply::ErrorText() const {
               : ": " + Printable(body, 200));
 }
 
-// --- the client ---------------------------------------------------------------
+// --- the client ---
 
 struct ApplianceClient::Impl {
   std::string url;  // "https://host:port", no trailing '/'
@@ -346,7 +346,8 @@ Result<HttpReply> ApplianceClient::Impl::Once(
   };
   bool ok = add("User-Agent: haven-agent/0.1.0") &&
             add("Accept: application/json") && add("Expect:");
-  if (ok && !credential.empty()) ok = add("Authorization: Bearer " + credential);
+  if (ok && !credential.empty())
+    ok = add("Authorization: Bearer " + credential);
   if (ok && std::string_view(method) == "POST")
     ok = add("Content-Type: " + std::string(content_type));
   if (!ok) return Internal("out of memory for the request headers");
@@ -408,8 +409,8 @@ Result<HttpReply> ApplianceClient::Impl::Once(
                       std::to_string(kMaxReplyBytes >> 20) + " MiB");
     if (download != nullptr && !sink.error.ok()) return sink.error;
     std::string why = error[0] ? std::string(error) : curl_easy_strerror(rc);
-    return Unavailable("cannot reach the appliance at " + url + " (" +
-                       method + " " + std::string(path) + "): " + why);
+    return Unavailable("cannot reach the appliance at " + url + " (" + method +
+                       " " + std::string(path) + "): " + why);
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &reply.status);
   char* type = nullptr;
@@ -479,19 +480,15 @@ Result<HttpReply> ApplianceClient::Post(std::string_view path,
   return Post(path, content_type, body, timeout_seconds, retry, "POST");
 }
 
-Result<HttpReply> ApplianceClient::Post(std::string_view path,
-                                        std::string_view content_type,
-                                        std::string_view body,
-                                        double timeout_seconds,
-                                        const RetryPolicy& retry,
-                                        const char* method) {
+Result<HttpReply> ApplianceClient::Post(
+    std::string_view path, std::string_view content_type, std::string_view body,
+    double timeout_seconds, const RetryPolicy& retry, const char* method) {
   const int attempts = std::max(1, retry.attempts);
   for (int attempt = 0;; ++attempt) {
     Result<HttpReply> r = impl_->Once(method, path, content_type, body,
                                       timeout_seconds, retry.cancel, nullptr);
     const bool again =
-        r.ok() ? Retryable(r->status)
-               : r.status().code() == Code::kUnavailable;
+        r.ok() ? Retryable(r->status) : r.status().code() == Code::kUnavailable;
     if (!again || attempt + 1 >= attempts) {
       if (!r.ok() && attempts > 1 && r.status().code() == Code::kUnavailable)
         return Unavailable(r.status().message() + " (tried " +
@@ -528,8 +525,8 @@ std::string UrlEncode(std::string_view text, bool keep_slash) {
 }
 
 Status ReplyStatus(const HttpReply& reply, std::string_view what) {
-  std::string msg = std::string(what) + ": the appliance answered: " +
-                    reply.ErrorText();
+  std::string msg =
+      std::string(what) + ": the appliance answered: " + reply.ErrorText();
   if (reply.status == 401 || reply.status == 403)
     return PermissionDenied(std::move(msg));
   if (reply.status == 404) return NotFound(std::move(msg));
@@ -537,16 +534,17 @@ Status ReplyStatus(const HttpReply& reply, std::string_view what) {
   return FailedPrecondition(std::move(msg));
 }
 
-Result<HelloReply> SayHello(ApplianceClient& client, const CancelToken& cancel) {
+Result<HelloReply> SayHello(ApplianceClient& client,
+                            const CancelToken& cancel) {
   nlohmann::json req;
   req["hostname"] = HostName();
   req["version"] = "haven 0.1.0";
   RetryPolicy retry;
   retry.attempts = 3;
   retry.cancel = cancel;
-  HAVEN_ASSIGN_OR_RETURN(HttpReply r, client.Post("/api/v1/agent/hello",
-                                                  "application/json",
-                                                  req.dump(), 60, retry));
+  HAVEN_ASSIGN_OR_RETURN(HttpReply r,
+                         client.Post("/api/v1/agent/hello", "application/json",
+                                     req.dump(), 60, retry));
   if (r.status != 200) return ReplyStatus(r, "hello");
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (j.is_discarded() || !j.is_object())

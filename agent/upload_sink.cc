@@ -68,8 +68,7 @@ class UploadSink : public PointSink {
   UploadSink(ApplianceClient& client, std::string state_dir,
              const std::string& name, CancelToken cancel)
       : client_(client),
-        dir_(std::move(state_dir) + "/cache/" +
-             HexEncode(AsSpan(name))),
+        dir_(std::move(state_dir) + "/cache/" + HexEncode(AsSpan(name))),
         cancel_(std::move(cancel)) {
     uint8_t random[16];
     repository::RandomBytes(random, sizeof random);
@@ -106,7 +105,8 @@ class UploadSink : public PointSink {
       if (it == parent_nodes_.end())
         return DataLoss("node " + id.Hex() +
                         " of the last point's content list is not in the "
-                        "local cache " + dir_);
+                        "local cache " +
+                        dir_);
       return it->second;
     };
   }
@@ -155,8 +155,7 @@ class UploadSink : public PointSink {
   Status error_;
   std::mutex upload_mu_;  // one request of chunks at a time
 
-  std::atomic<uint64_t> new_chunks_{0}, new_raw_bytes_{0},
-      new_stored_bytes_{0};
+  std::atomic<uint64_t> new_chunks_{0}, new_raw_bytes_{0}, new_stored_bytes_{0};
   std::atomic<uint64_t> uploaded_chunks_{0}, uploaded_bytes_{0},
       skipped_chunks_{0};
 
@@ -247,9 +246,9 @@ Result<std::vector<uint8_t>> UploadSink::AskMissing(
     body.reserve(32 * n);
     for (size_t i = first; i < first + n; ++i)
       body.insert(body.end(), ids[i].bytes.begin(), ids[i].bytes.end());
-    HAVEN_ASSIGN_OR_RETURN(
-        HttpReply r, client_.Post("/api/v1/agent/chunks/missing", kOctets,
-                                  AsText(body), 120, Retry()));
+    HAVEN_ASSIGN_OR_RETURN(HttpReply r,
+                           client_.Post("/api/v1/agent/chunks/missing", kOctets,
+                                        AsText(body), 120, Retry()));
     if (r.status != 200)
       return ReplyStatus(r, "asking which chunks the appliance needs");
     if (r.body.size() != n)
@@ -258,8 +257,9 @@ Result<std::vector<uint8_t>> UploadSink::AskMissing(
                       std::to_string(n) + " chunk ids (/agent/chunks/missing)");
     for (char c : r.body) {
       if (c != 0 && c != 1)
-        return DataLoss("the appliance's answer to /agent/chunks/missing holds "
-                        "a byte other than 0 or 1");
+        return DataLoss(
+            "the appliance's answer to /agent/chunks/missing holds "
+            "a byte other than 0 or 1");
       need.push_back(static_cast<uint8_t>(c));
     }
   }
@@ -291,8 +291,8 @@ Status UploadSink::Send(const Batch& batch) {
     }
     RetryPolicy once;
     once.cancel = cancel_;
-    Result<HttpReply> r = client_.Post("/api/v1/agent/chunks", kOctets,
-                                       AsText(body), 600, once);
+    Result<HttpReply> r =
+        client_.Post("/api/v1/agent/chunks", kOctets, AsText(body), 600, once);
     if (!r.ok()) {
       if (r.status().code() != Code::kUnavailable) return r.status();
       last = r.status();
@@ -329,13 +329,11 @@ Status UploadSink::OnCatalogChunk(ByteSpan bytes) {
   if (!catalog_fd_.valid()) {
     HAVEN_RETURN_IF_ERROR(MakeDirs(dir_, 0700));
     HAVEN_ASSIGN_OR_RETURN(
-        catalog_fd_,
-        OpenFile(CatalogTemp(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                 0600));
+        catalog_fd_, OpenFile(CatalogTemp(),
+                              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   }
-  HAVEN_RETURN_IF_ERROR(PWriteAll(catalog_fd_.get(), bytes.data(),
-                                  bytes.size(), catalog_written_,
-                                  CatalogTemp()));
+  HAVEN_RETURN_IF_ERROR(PWriteAll(catalog_fd_.get(), bytes.data(), bytes.size(),
+                                  catalog_written_, CatalogTemp()));
   catalog_written_ += bytes.size();
   return OkStatus();
 }
@@ -358,8 +356,7 @@ Result<std::optional<Manifest>> UploadSink::LatestPoint(
   // Used only while the appliance still lists it for this agent.
   HAVEN_ASSIGN_OR_RETURN(HttpReply r,
                          client_.Get("/api/v1/agent/points", 120, Retry()));
-  if (r.status != 200)
-    return ReplyStatus(r, "listing this agent's points");
+  if (r.status != 200) return ReplyStatus(r, "listing this agent's points");
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   const nlohmann::json* list = nullptr;
   if (!j.is_discarded() && j.is_array()) list = &j;
@@ -367,8 +364,9 @@ Result<std::optional<Manifest>> UploadSink::LatestPoint(
       j["points"].is_array())
     list = &j["points"];
   if (list == nullptr)
-    return DataLoss("the appliance's list of this agent's points is not "
-                    "a JSON list");
+    return DataLoss(
+        "the appliance's list of this agent's points is not "
+        "a JSON list");
   bool listed = false;
   for (const auto& p : *list)
     if (p.is_object() && p.contains("id") && p["id"].is_string() &&
@@ -398,8 +396,7 @@ Result<std::optional<Manifest>> UploadSink::LatestPoint(
     HAVEN_RETURN_IF_ERROR(writer.Add(id));
   }
   HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot root, writer.Finish());
-  if (!(root.root == content->tree.root) ||
-      root.height != content->tree.height)
+  if (!(root.root == content->tree.root) || root.height != content->tree.height)
     return kNoParent;
   parent_nodes_ = std::move(nodes);
   parent_ids_ = std::move(leaves);

@@ -100,12 +100,12 @@ Result<nlohmann::json> FindPoint(ApplianceClient& c, const Globals& g,
         spec == "latest" ? "" : spec.substr(0, spec.size() - 7);
     for (const auto& p : points)
       if (name.empty() || Str(p, "name") == name) return p;
-    return NotFound(name.empty()
-                        ? std::string("this agent has no points yet")
-                        : "this agent has no point named " +
-                              QuoteUntrusted(name));
+    return NotFound(name.empty() ? std::string("this agent has no points yet")
+                                 : "this agent has no point named " +
+                                       QuoteUntrusted(name));
   }
-  if (spec.empty()) return InvalidArgument("POINT: an id, latest or NAME:latest");
+  if (spec.empty())
+    return InvalidArgument("POINT: an id, latest or NAME:latest");
   std::vector<nlohmann::json> found;
   for (const auto& p : points)
     if (p["id"].get<std::string>().starts_with(spec)) found.push_back(p);
@@ -113,13 +113,13 @@ Result<nlohmann::json> FindPoint(ApplianceClient& c, const Globals& g,
     return NotFound("this agent has no point " + QuoteUntrusted(spec) +
                     " (haven agent points lists them)");
   if (found.size() > 1)
-    return InvalidArgument("the id prefix " + QuoteUntrusted(spec) +
-                           " names " + std::to_string(found.size()) +
+    return InvalidArgument("the id prefix " + QuoteUntrusted(spec) + " names " +
+                           std::to_string(found.size()) +
                            " points; give more of it");
   return found[0];
 }
 
-// --- enroll -----------------------------------------------------------------
+// --- enroll ---
 
 int CmdEnroll(const Globals& g, const std::string& dir,
               const AgentCommands::Enroll& a) {
@@ -127,20 +127,20 @@ int CmdEnroll(const Globals& g, const std::string& dir,
   if (token.empty())
     if (const char* t = std::getenv("HAVEN_ENROLL_TOKEN"); t && *t) token = t;
   if (token.empty())
-    return Fail(g, InvalidArgument(
-                       "no enrollment token: give --token or set "
-                       "HAVEN_ENROLL_TOKEN (the admin makes one on the "
-                       "appliance: Agents -> Add agent)"));
+    return Fail(
+        g, InvalidArgument("no enrollment token: give --token or set "
+                           "HAVEN_ENROLL_TOKEN (the admin makes one on the "
+                           "appliance: Agents -> Add agent)"));
   if (a.kind != "guest" && a.kind != "host")
     return Fail(g, InvalidArgument("--kind: guest or host, not " +
                                    QuoteUntrusted(a.kind)));
   if (auto old = agent::LoadIdentity(dir); !a.force) {
     if (old.ok())
-      return Fail(g, AlreadyExists(
-                         "this machine is already enrolled as " + old->name +
-                         " with " + old->url + " (" + dir +
-                         "/agent.json); --force enrolls it again (then "
-                         "revoke the old agent on the appliance)"));
+      return Fail(
+          g, AlreadyExists("this machine is already enrolled as " + old->name +
+                           " with " + old->url + " (" + dir +
+                           "/agent.json); --force enrolls it again (then "
+                           "revoke the old agent on the appliance)"));
     if (old.status().code() != Code::kNotFound)
       return Fail(g, old.status().WithContext(
                          "an agent.json is there already; --force replaces "
@@ -176,8 +176,7 @@ int CmdEnroll(const Globals& g, const std::string& dir,
                             "has no agent id or credential; ask the admin "
                             "for a new token"));
   if (Status s = agent::SaveIdentity(dir, id); !s.ok())
-    return Fail(g, s.WithContext("enrolled as " + id.name + " (" +
-                                 id.agent_id +
+    return Fail(g, s.WithContext("enrolled as " + id.name + " (" + id.agent_id +
                                  ") but the credential could not be stored; "
                                  "revoke this agent and enroll again"));
   if (g.json) {
@@ -191,15 +190,15 @@ int CmdEnroll(const Globals& g, const std::string& dir,
     o["identity"] = dir + "/agent.json";
     std::cout << DumpJson(o) << "\n";
   } else if (!g.quiet) {
-    std::printf("enrolled as %s (%s) with %s; credential stored in "
-                "%s/agent.json\n",
-                id.name.c_str(), id.agent_id.c_str(), id.url.c_str(),
-                dir.c_str());
+    std::printf(
+        "enrolled as %s (%s) with %s; credential stored in "
+        "%s/agent.json\n",
+        id.name.c_str(), id.agent_id.c_str(), id.url.c_str(), dir.c_str());
   }
   return kExitOk;
 }
 
-// --- backup -----------------------------------------------------------------
+// --- backup ---
 
 int CmdBackup(const Globals& g, const std::string& dir,
               const AgentCommands::Backup& a) {
@@ -232,18 +231,18 @@ int CmdBackup(const Globals& g, const std::string& dir,
     std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
     PrintFileBackupSummary(r->files);
-    std::printf("  uploaded %llu chunks (%s on the wire); %llu the appliance "
-                "had already; took %s\n",
-                static_cast<unsigned long long>(r->uploaded_chunks),
-                HumanBytes(r->uploaded_bytes).c_str(),
-                static_cast<unsigned long long>(r->skipped_chunks),
-                FormatDuration(r->files.manifest.stats.duration_seconds)
-                    .c_str());
+    std::printf(
+        "  uploaded %llu chunks (%s on the wire); %llu the appliance "
+        "had already; took %s\n",
+        static_cast<unsigned long long>(r->uploaded_chunks),
+        HumanBytes(r->uploaded_bytes).c_str(),
+        static_cast<unsigned long long>(r->skipped_chunks),
+        FormatDuration(r->files.manifest.stats.duration_seconds).c_str());
   }
   return FileBackupExit(r->files);
 }
 
-// --- points, ls, status -----------------------------------------------------
+// --- points, ls, status ---
 
 int CmdPoints(const Globals& g, const std::string& dir) {
   auto client = Connect(dir, nullptr);
@@ -278,12 +277,12 @@ int CmdLs(const Globals& g, const std::string& dir, const std::string& spec,
   auto point = FindPoint(**client, g, spec);
   if (!point.ok()) return Fail(g, point.status());
   const std::string id = (*point)["id"];
-  auto j = GetJson(**client, g,
-                   "/api/v1/agent/points/" + agent::UrlEncode(id) +
-                       "/files?path=" +
-                       agent::UrlEncode(path.empty() ? "/" : path),
-                   "listing " + (path.empty() ? "/" : path) + " of point " +
-                       id.substr(0, 8));
+  auto j =
+      GetJson(**client, g,
+              "/api/v1/agent/points/" + agent::UrlEncode(id) +
+                  "/files?path=" + agent::UrlEncode(path.empty() ? "/" : path),
+              "listing " + (path.empty() ? "/" : path) + " of point " +
+                  id.substr(0, 8));
   if (!j.ok()) return Fail(g, j.status());
   if (g.json) {
     std::cout << DumpJson(*j) << "\n";
@@ -329,16 +328,16 @@ int CmdStatus(const Globals& g, const std::string& dir) {
   } else {
     std::printf("agent %s (%s, %s)\n", id.name.c_str(), id.agent_id.c_str(),
                 id.kind.c_str());
-    std::printf("  appliance  %s\n  pinned     %s\n  repository %s\n"
-                "  identity   %s/agent.json\n",
-                id.url.c_str(), id.fingerprint.c_str(),
-                id.repository.c_str(), dir.c_str());
+    std::printf(
+        "  appliance  %s\n  pinned     %s\n  repository %s\n"
+        "  identity   %s/agent.json\n",
+        id.url.c_str(), id.fingerprint.c_str(), id.repository.c_str(),
+        dir.c_str());
     if (hello.ok())
-      std::printf("  the appliance answers: agent %s, %s\n",
-                  hello->name.c_str(),
-                  hello->server_version.empty()
-                      ? "version unknown"
-                      : hello->server_version.c_str());
+      std::printf(
+          "  the appliance answers: agent %s, %s\n", hello->name.c_str(),
+          hello->server_version.empty() ? "version unknown"
+                                        : hello->server_version.c_str());
   }
   if (!hello.ok()) {
     std::fprintf(stderr, "haven: error: %s\n",
@@ -348,7 +347,7 @@ int CmdStatus(const Globals& g, const std::string& dir) {
   return kExitOk;
 }
 
-// --- restore ----------------------------------------------------------------
+// --- restore ---
 
 // Bytes from the download (this thread) to the extraction (its own).
 class ByteQueue {
@@ -441,11 +440,10 @@ void Extract(ByteQueue& q, ExtractStats& st) {
   std::unique_ptr<struct archive, ArchiveFree> in(archive_read_new());
   std::unique_ptr<struct archive, DiskFree> out(archive_write_disk_new());
   archive_read_support_format_tar(in.get());
-  int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
-              ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-              ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-              ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
-              ARCHIVE_EXTRACT_NO_OVERWRITE;
+  int flags =
+      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_XATTR |
+      ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+      ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_NO_OVERWRITE;
   if (geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
   archive_write_disk_set_options(out.get(), flags);
   archive_write_disk_set_standard_lookup(out.get());
@@ -498,10 +496,10 @@ void Extract(ByteQueue& q, ExtractStats& st) {
       st.bytes += size;
     }
     if (rc < ARCHIVE_WARN && rc != ARCHIVE_EOF) {
-      st.error = DataLoss(std::string("the archive from the appliance is "
-                                      "cut off in ") +
-                          PrintableName(name) + ": " +
-                          archive_error_string(in.get()));
+      st.error =
+          DataLoss(std::string("the archive from the appliance is "
+                               "cut off in ") +
+                   PrintableName(name) + ": " + archive_error_string(in.get()));
       return q.ReaderDone(true);
     }
     if (archive_write_finish_entry(out.get()) < ARCHIVE_WARN)
@@ -530,8 +528,7 @@ int CmdRestore(const Globals& g, const std::string& dir,
   // The extraction writes relative to the working directory, so that no
   // name can reach above it (the symlink checks start there).
   UniqueFd back(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (chdir(to.c_str()) != 0)
-    return Fail(g, ErrnoStatus("enter " + to, errno));
+  if (chdir(to.c_str()) != 0) return Fail(g, ErrnoStatus("enter " + to, errno));
   signal(SIGPIPE, SIG_IGN);
   ExtractStats st;
   Status failed;
@@ -555,13 +552,15 @@ int CmdRestore(const Globals& g, const std::string& dir,
     if (!failed.ok()) break;
   }
   if (back.valid() && fchdir(back.get()) != 0)
-    std::fprintf(stderr, "haven: warning: cannot return to the directory "
-                         "haven started in\n");
+    std::fprintf(stderr,
+                 "haven: warning: cannot return to the directory "
+                 "haven started in\n");
   for (const auto& p : st.problems)
     std::fprintf(stderr, "not restored: %s\n", p.c_str());
   if (!failed.ok())
     return Fail(g, failed.WithContext("restore from point " + id.substr(0, 8) +
-                                      " into " + to + " stopped; what was "
+                                      " into " + to +
+                                      " stopped; what was "
                                       "written is complete entries only"));
   if (g.json) {
     nlohmann::ordered_json j;
@@ -573,15 +572,14 @@ int CmdRestore(const Globals& g, const std::string& dir,
     j["complete"] = st.problems.empty();
     std::cout << DumpJson(j) << "\n";
   } else if (!g.quiet) {
-    std::printf("restored %llu entries (%s) from point %s to %s%s\n",
-                static_cast<unsigned long long>(st.entries),
-                HumanBytes(st.bytes).c_str(), id.substr(0, 8).c_str(),
-                to.c_str(),
-                st.problems.empty()
-                    ? ""
-                    : ("; " + std::to_string(st.problems.size()) +
-                       " not restored (listed above)")
-                          .c_str());
+    std::printf(
+        "restored %llu entries (%s) from point %s to %s%s\n",
+        static_cast<unsigned long long>(st.entries),
+        HumanBytes(st.bytes).c_str(), id.substr(0, 8).c_str(), to.c_str(),
+        st.problems.empty() ? ""
+                            : ("; " + std::to_string(st.problems.size()) +
+                               " not restored (listed above)")
+                                  .c_str());
   }
   return st.problems.empty() ? kExitOk : kExitPartial;
 }
@@ -597,9 +595,10 @@ AgentCommands::AgentCommands(CLI::App& app, const Globals& g, int& rc) {
       "pinned and holds no repository passphrase");
   agent->require_subcommand(1);
   agent->fallthrough();
-  agent->add_option("--state-dir", state_dir,
-                    "agent.json (the credential) and the upload cache; "
-                    "default $HAVEN_AGENT_DIR, else /var/lib/haven-agent")
+  agent
+      ->add_option("--state-dir", state_dir,
+                   "agent.json (the credential) and the upload cache; "
+                   "default $HAVEN_AGENT_DIR, else /var/lib/haven-agent")
       ->capture_default_str();
 
   auto* en = agent->add_subcommand(
@@ -661,14 +660,14 @@ AgentCommands::AgentCommands(CLI::App& app, const Globals& g, int& rc) {
   rs->add_option("POINT", point, "an id (prefix), latest or NAME:latest")
       ->required();
   rs->add_option("PATH", paths, "paths in the point (default: all)");
-  rs->add_option("--to", to, "target directory (made if missing)")
-      ->required();
+  rs->add_option("--to", to, "target directory (made if missing)")->required();
   rs->callback(
       [this, &g, &rc] { rc = CmdRestore(g, state_dir, point, paths, to); });
 
   auto* st = agent->add_subcommand(
-      "status", "this agent's identity (not its credential) and whether the "
-                "appliance answers");
+      "status",
+      "this agent's identity (not its credential) and whether the "
+      "appliance answers");
   st->callback([this, &g, &rc] { rc = CmdStatus(g, state_dir); });
 }
 

@@ -90,12 +90,12 @@ void PrintFileBackupSummary(const agent::FileBackupResult& r) {
       static_cast<unsigned long long>(r.dirs),
       static_cast<unsigned long long>(r.symlinks),
       static_cast<unsigned long long>(r.other));
-  std::printf("  read %llu files (%s), %llu unchanged since %s\n",
-              static_cast<unsigned long long>(r.files_read),
-              HumanBytes(r.bytes_read).c_str(),
-              static_cast<unsigned long long>(r.files_unchanged),
-              m.parent.empty() ? "(no earlier point)"
-                               : m.parent.substr(0, 8).c_str());
+  std::printf(
+      "  read %llu files (%s), %llu unchanged since %s\n",
+      static_cast<unsigned long long>(r.files_read),
+      HumanBytes(r.bytes_read).c_str(),
+      static_cast<unsigned long long>(r.files_unchanged),
+      m.parent.empty() ? "(no earlier point)" : m.parent.substr(0, 8).c_str());
 }
 
 int FileBackupExit(const agent::FileBackupResult& r) {

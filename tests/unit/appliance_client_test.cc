@@ -46,8 +46,8 @@ class ClientTest : public ::testing::Test {
             return appliance::Response::Json(
                 403, R"({"error":"this agent was revoked on 2026-12-01"})");
           return appliance::Response::Json(
-              200, "{\"path\":\"" + req.path + "\",\"body\":\"" + req.body +
-                       "\"}");
+              200,
+              "{\"path\":\"" + req.path + "\",\"body\":\"" + req.body + "\"}");
         });
     ASSERT_THAT(server, IsOk());
     server_ = std::move(server.value());
@@ -98,14 +98,15 @@ TEST_F(ClientTest, WrongFingerprintIsRefusedBeforeAnyRequest) {
   RetryPolicy retry;
   retry.attempts = 3;
   retry.first_delay = 0.01;
-  auto r = (*client)->Post("/api/v1/agent/hello", "application/json", "{}",
-                           10, retry);
+  auto r = (*client)->Post("/api/v1/agent/hello", "application/json", "{}", 10,
+                           retry);
   EXPECT_THAT(r, StatusIs(Code::kPermissionDenied,
                           AllOf(HasSubstr(cert_.fingerprint),
-                                HasSubstr(other->fingerprint),
-                                HasSubstr(url_), Not(HasSubstr(kSecret)))));
+                                HasSubstr(other->fingerprint), HasSubstr(url_),
+                                Not(HasSubstr(kSecret)))));
   EXPECT_EQ(calls_.load(), 0) << "the handler must never see the request";
-  auto d = (*client)->Download("/x", [](std::string_view) { return OkStatus(); });
+  auto d =
+      (*client)->Download("/x", [](std::string_view) { return OkStatus(); });
   EXPECT_THAT(d, StatusIs(Code::kPermissionDenied, HasSubstr("pinned")));
   EXPECT_EQ(calls_.load(), 0);
 }
@@ -211,8 +212,8 @@ TEST(Identity, SavedPrivateAndOthersReadableRefused) {
   id.kind = "guest";
   id.repository = "main";
   id.credential = kSecret;
-  EXPECT_THAT(LoadIdentity(dir), StatusIs(Code::kNotFound,
-                                          HasSubstr("haven agent enroll")));
+  EXPECT_THAT(LoadIdentity(dir),
+              StatusIs(Code::kNotFound, HasSubstr("haven agent enroll")));
   ASSERT_THAT(SaveIdentity(dir, id), IsOk());
   struct stat st;
   ASSERT_EQ(stat((dir + "/agent.json").c_str(), &st), 0);

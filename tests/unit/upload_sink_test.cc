@@ -72,9 +72,9 @@ class FakeAppliance {
   }
 
   std::mutex mu_;
-  std::map<std::string, std::string> store;  // upload id -> raw bytes
-  std::map<std::string, int> received;       // upload id -> frames received
-  std::set<std::string> last_run;            // ids uploaded since Reset
+  std::map<std::string, std::string> store;   // upload id -> raw bytes
+  std::map<std::string, int> received;        // upload id -> frames received
+  std::set<std::string> last_run;             // ids uploaded since Reset
   std::map<std::string, std::string> points;  // upload_id -> point id
   std::set<std::string> unlisted;
   int missing_calls = 0, chunk_posts = 0, point_posts = 0;
@@ -104,7 +104,8 @@ class FakeAppliance {
       if (codec == 1) {
         raw.resize(raw_len);
         Status s = dec.Decompress(
-            ByteSpan(reinterpret_cast<const uint8_t*>(data.data()), data.size()),
+            ByteSpan(reinterpret_cast<const uint8_t*>(data.data()),
+                     data.size()),
             raw_len, reinterpret_cast<uint8_t*>(raw.data()), "frame");
         if (!s.ok())
           return appliance::Response::Json(422, R"({"error":"bad zstd"})");
@@ -151,36 +152,37 @@ class FakeAppliance {
     }
     if (!missing.empty())
       return appliance::Response::Json(
-          409, nlohmann::json{{"error", "chunks are missing"},
-                              {"missing", missing}}
-                   .dump());
+          409,
+          nlohmann::json{{"error", "chunks are missing"}, {"missing", missing}}
+              .dump());
     if (catalog.size() != j["catalog"]["bytes"].get<uint64_t>())
       return appliance::Response::Json(400, R"({"error":"catalog bytes"})");
     repository::CatalogParser parser(k);
     uint64_t records = 0;
-    Status s = parser.Feed(
-        ByteSpan(reinterpret_cast<const uint8_t*>(catalog.data()),
-                 catalog.size()),
-        [&](repository::FileRecord&&) {
-          ++records;
-          return OkStatus();
-        });
+    Status s =
+        parser.Feed(ByteSpan(reinterpret_cast<const uint8_t*>(catalog.data()),
+                             catalog.size()),
+                    [&](repository::FileRecord&&) {
+                      ++records;
+                      return OkStatus();
+                    });
     if (!s.ok() || !parser.Finish().ok())
       return appliance::Response::Json(400, R"({"error":"catalog"})");
     last_catalog_records = records;
     last_point = j;
     std::string upload = j["upload_id"];
-    auto [it, fresh] = points.emplace(
-        upload, std::string(24, '0') + std::to_string(10000000 + points.size()));
+    auto [it, fresh] =
+        points.emplace(upload, std::string(24, '0') +
+                                   std::to_string(10000000 + points.size()));
     if (fail_points_after_store > 0) {
       --fail_points_after_store;
       return appliance::Response::Json(503, R"({"error":"answer lost"})");
     }
     return appliance::Response::Json(
-        fresh ? 201 : 200, nlohmann::json{{"id", it->second},
-                                          {"name", j["name"]},
-                                          {"time", j["time"]}}
-                               .dump());
+        fresh ? 201 : 200,
+        nlohmann::json{
+            {"id", it->second}, {"name", j["name"]}, {"time", j["time"]}}
+            .dump());
   }
 };
 
@@ -208,8 +210,10 @@ class UploadTest : public ::testing::Test {
     state_ = tmp_.Sub("state");
     // Real files: a slice of the system's documentation, and one larger
     // file that is several chunks.
-    ASSERT_EQ(Sh("mkdir -p " + src_ + " && cd /usr/share/doc && cp -rL $(ls "
-                 "| head -25) " + src_ + "/ 2>/dev/null; true"),
+    ASSERT_EQ(Sh("mkdir -p " + src_ +
+                 " && cd /usr/share/doc && cp -rL $(ls "
+                 "| head -25) " +
+                 src_ + "/ 2>/dev/null; true"),
               0);
     testing_util::WriteWholeFile(src_ + "/big.bin",
                                  testing_util::RandomData(3 << 20, 5));
@@ -339,8 +343,8 @@ TEST_F(UploadTest, RevokedAgentIsRefusedWithTheAppliancesSentence) {
   o.listen.host = "127.0.0.1";
   o.listen.port = 0;
   o.log = [](std::string_view) {};
-  auto server = appliance::HttpsServer::Start(
-      o, *cert, [](const appliance::Request&) {
+  auto server =
+      appliance::HttpsServer::Start(o, *cert, [](const appliance::Request&) {
         return appliance::Response::Json(
             401, R"({"error":"this agent was revoked on 2026-12-01; enroll )"
                  R"(it again with a new token"})");
