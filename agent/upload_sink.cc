@@ -126,7 +126,10 @@ class UploadSink : public PointSink {
   bool lost_chunks() const { return lost_chunks_; }
 
  private:
-  std::string CatalogTemp() const { return dir_ + "/catalog.tmp"; }
+  // Named for this run: two runs of one name at once do not share it.
+  std::string CatalogTemp() const {
+    return dir_ + "/catalog.tmp." + upload_id_;
+  }
   RetryPolicy Retry() const {
     RetryPolicy r;
     r.attempts = kAttempts;

@@ -416,7 +416,8 @@ struct DiskFree {
 // "" when it may.
 std::string BadEntryName(std::string_view name) {
   if (name.empty()) return "an empty name";
-  if (name.front() == '/') return "an absolute name";
+  if (name.front() == '/')
+    return "an absolute name; nothing outside the target is written";
   size_t start = 0;
   while (start <= name.size()) {
     size_t end = name.find('/', start);
@@ -425,7 +426,9 @@ std::string BadEntryName(std::string_view name) {
     // A trailing '/' (directories) leaves an empty last part.
     if (!(part.empty() && end == name.size())) {
       std::string why = restore::InvalidNameReason(part);
-      if (!why.empty()) return why;
+      if (!why.empty())
+        return "an invalid name (a component is " + why +
+               "); nothing outside the target is written";
     }
     start = end + 1;
   }
