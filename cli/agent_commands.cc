@@ -1,22 +1,15 @@
 #include "cli/agent_commands.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "agent/appliance_client.h"
 #include "agent/image_backup.h"  // HostName
@@ -27,6 +20,7 @@
 #include "cli/file_backup_commands.h"
 #include "cli/output.h"
 #include "restore/file_restore.h"
+#include "restore/tar_extract.h"
 
 namespace haven::cli {
 namespace {
@@ -349,174 +343,6 @@ int CmdStatus(const Globals& g, const std::string& dir) {
 
 // --- restore ---
 
-// Bytes from the download (this thread) to the extraction (its own).
-class ByteQueue {
- public:
-  // Blocks while much is queued. Fails once the reader gave up.
-  Status Push(std::string_view data) {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return queued_ < (16u << 20) || reader_done_; });
-    if (reader_done_) {
-      if (reader_failed_) return Cancelled("the extraction stopped");
-      return OkStatus();  // after the archive's end: padding
-    }
-    queued_ += data.size();
-    pieces_.emplace_back(data);
-    cv_.notify_all();
-    return OkStatus();
-  }
-  void Close() {
-    std::lock_guard<std::mutex> l(mu_);
-    closed_ = true;
-    cv_.notify_all();
-  }
-  void ReaderDone(bool failed) {
-    std::lock_guard<std::mutex> l(mu_);
-    reader_done_ = true;
-    reader_failed_ = failed;
-    cv_.notify_all();
-  }
-  // libarchive's read callback.
-  static la_ssize_t Read(struct archive*, void* self, const void** buf) {
-    auto* q = static_cast<ByteQueue*>(self);
-    std::unique_lock<std::mutex> l(q->mu_);
-    q->cv_.wait(l, [&] { return !q->pieces_.empty() || q->closed_; });
-    if (q->pieces_.empty()) return 0;
-    q->current_ = std::move(q->pieces_.front());
-    q->pieces_.pop_front();
-    q->queued_ -= q->current_.size();
-    q->cv_.notify_all();
-    *buf = q->current_.data();
-    return static_cast<la_ssize_t>(q->current_.size());
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> pieces_;
-  std::string current_;
-  size_t queued_ = 0;
-  bool closed_ = false, reader_done_ = false, reader_failed_ = false;
-};
-
-struct ExtractStats {
-  uint64_t entries = 0, bytes = 0;
-  std::vector<std::string> problems;  // "PATH: why"
-  Status error;
-};
-
-struct ArchiveFree {
-  void operator()(struct archive* a) const { archive_read_free(a); }
-};
-struct DiskFree {
-  void operator()(struct archive* a) const { archive_write_free(a); }
-};
-
-// Why a tar entry's name (relative, '/'-separated) may not be written;
-// "" when it may.
-std::string BadEntryName(std::string_view name) {
-  if (name.empty()) return "an empty name";
-  if (name.front() == '/')
-    return "an absolute name; nothing outside the target is written";
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t end = name.find('/', start);
-    if (end == std::string_view::npos) end = name.size();
-    std::string_view part = name.substr(start, end - start);
-    // A trailing '/' (directories) leaves an empty last part.
-    if (!(part.empty() && end == name.size())) {
-      std::string why = restore::InvalidNameReason(part);
-      if (!why.empty())
-        return "an invalid name (a component is " + why +
-               "); nothing outside the target is written";
-    }
-    start = end + 1;
-  }
-  return "";
-}
-
-// Extracts the tar arriving in `q` into the current directory. The names
-// are the appliance's (an agent's own files, but still read from the
-// network): libarchive's secure extraction refuses "..", absolute names
-// and writing through symlinks, and every name is checked here first.
-void Extract(ByteQueue& q, ExtractStats& st) {
-  std::unique_ptr<struct archive, ArchiveFree> in(archive_read_new());
-  std::unique_ptr<struct archive, DiskFree> out(archive_write_disk_new());
-  archive_read_support_format_tar(in.get());
-  int flags =
-      ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_XATTR |
-      ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-      ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_NO_OVERWRITE;
-  if (geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
-  archive_write_disk_set_options(out.get(), flags);
-  archive_write_disk_set_standard_lookup(out.get());
-  if (archive_read_open(in.get(), &q, nullptr, ByteQueue::Read, nullptr) !=
-      ARCHIVE_OK) {
-    st.error = DataLoss(std::string("the archive cannot be read: ") +
-                        archive_error_string(in.get()));
-    return q.ReaderDone(true);
-  }
-  struct archive_entry* e;
-  while (true) {
-    int rc = archive_read_next_header(in.get(), &e);
-    if (rc == ARCHIVE_EOF) break;
-    if (rc < ARCHIVE_WARN) {
-      st.error = DataLoss(std::string("the archive from the appliance is "
-                                      "damaged or cut off: ") +
-                          archive_error_string(in.get()));
-      return q.ReaderDone(true);
-    }
-    const char* raw = archive_entry_pathname(e);
-    std::string name = raw ? raw : "";
-    std::string why = BadEntryName(name);
-    if (why.empty() && archive_entry_hardlink(e) != nullptr)
-      why = BadEntryName(archive_entry_hardlink(e));
-    if (!why.empty()) {
-      st.problems.push_back(PrintableName(name) + ": " + why);
-      continue;  // its data is skipped by the next header read
-    }
-    rc = archive_write_header(out.get(), e);
-    if (rc < ARCHIVE_WARN) {
-      st.problems.push_back(PrintableName(name) + ": " +
-                            archive_error_string(out.get()));
-      if (rc == ARCHIVE_FATAL) {
-        st.error = IoError(st.problems.back());
-        return q.ReaderDone(true);
-      }
-      continue;
-    }
-    const void* buf;
-    size_t size;
-    la_int64_t offset;
-    while ((rc = archive_read_data_block(in.get(), &buf, &size, &offset)) ==
-           ARCHIVE_OK) {
-      if (archive_write_data_block(out.get(), buf, size, offset) <
-          ARCHIVE_WARN) {
-        st.problems.push_back(PrintableName(name) + ": " +
-                              archive_error_string(out.get()));
-        break;
-      }
-      st.bytes += size;
-    }
-    if (rc < ARCHIVE_WARN && rc != ARCHIVE_EOF) {
-      st.error =
-          DataLoss(std::string("the archive from the appliance is "
-                               "cut off in ") +
-                   PrintableName(name) + ": " + archive_error_string(in.get()));
-      return q.ReaderDone(true);
-    }
-    if (archive_write_finish_entry(out.get()) < ARCHIVE_WARN)
-      st.problems.push_back(PrintableName(name) + ": " +
-                            archive_error_string(out.get()));
-    ++st.entries;
-  }
-  // Directory times and modes are set at close.
-  if (archive_write_close(out.get()) < ARCHIVE_WARN)
-    st.problems.push_back(std::string("finishing: ") +
-                          archive_error_string(out.get()));
-  q.ReaderDone(false);
-}
-
 int CmdRestore(const Globals& g, const std::string& dir,
                const std::string& spec, std::vector<std::string> paths,
                const std::string& to) {
@@ -528,43 +354,38 @@ int CmdRestore(const Globals& g, const std::string& dir,
   const std::string id = (*point)["id"];
   if (paths.empty()) paths = {"/"};
   if (Status s = MakeDirs(to, 0755); !s.ok()) return Fail(g, s);
-  // The extraction writes relative to the working directory, so that no
-  // name can reach above it (the symlink checks start there).
-  UniqueFd back(open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (chdir(to.c_str()) != 0) return Fail(g, ErrnoStatus("enter " + to, errno));
-  signal(SIGPIPE, SIG_IGN);
-  ExtractStats st;
+  restore::TarExtractResult st;
   Status failed;
   for (const std::string& p : paths) {
-    ByteQueue q;
-    std::thread extractor([&] { Extract(q, st); });
+    auto x = restore::TarExtractor::Start(to);
+    if (!x.ok()) return Fail(g, x.status());
     auto r = (*client)->Download(
         "/api/v1/agent/points/" + agent::UrlEncode(id) +
             "/archive?format=tar&path=" + agent::UrlEncode(p),
-        [&q](std::string_view bytes) { return q.Push(bytes); }, 24 * 3600,
+        [&x](std::string_view bytes) { return (*x)->Write(bytes); }, 24 * 3600,
         g.cancel);
-    q.Close();
-    extractor.join();
-    if (!r.ok()) {
-      failed = st.error.ok() ? r.status() : st.error;
-    } else if (r->status != 200) {
-      failed = agent::ReplyStatus(*r, "restoring " + p);
-    } else if (!st.error.ok()) {
-      failed = st.error;
+    auto done = (*x)->Finish();
+    if (done.ok()) {
+      st.entries += done->entries;
+      st.bytes += done->bytes;
+      st.problems.insert(st.problems.end(), done->problems.begin(),
+                         done->problems.end());
     }
+    if (!r.ok())
+      failed = done.ok() ? r.status() : done.status();
+    else if (r->status != 200)
+      failed = agent::ReplyStatus(*r, "restoring " + p);
+    else if (!done.ok())
+      failed = done.status();
     if (!failed.ok()) break;
   }
-  if (back.valid() && fchdir(back.get()) != 0)
-    std::fprintf(stderr,
-                 "haven: warning: cannot return to the directory "
-                 "haven started in\n");
   for (const auto& p : st.problems)
     std::fprintf(stderr, "not restored: %s\n", p.c_str());
   if (!failed.ok())
     return Fail(g, failed.WithContext("restore from point " + id.substr(0, 8) +
                                       " into " + to +
-                                      " stopped; what was "
-                                      "written is complete entries only"));
+                                      " stopped; the entries written before "
+                                      "are complete"));
   if (g.json) {
     nlohmann::ordered_json j;
     j["snapshot"] = id;
