@@ -148,8 +148,10 @@ int CmdEnroll(const Globals& g, const std::string& dir,
   req["kind"] = a.kind;
   req["hostname"] = agent::HostName();
   req["version"] = "haven 0.1.0";
+  // Sent once: the token is good for one enrollment, and a retry after an
+  // answer that was lost would only be told that it is used.
   auto r = (*client)->Post("/api/v1/agent/enroll", "application/json",
-                           req.dump(), 60, Retries(g));
+                           req.dump(), 60);
   if (!r.ok()) return Fail(g, r.status());
   if (r->status != 200 && r->status != 201)
     return Fail(g, agent::ReplyStatus(*r, "enrollment refused"));
