@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "appliance/agent_store.h"  // --- agents: uploads ---
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
@@ -21,6 +22,7 @@
 #include "appliance/routes.h"
 #include "appliance/scheduler.h"
 #include "appliance/services.h"
+#include "appliance/setup.h"  // --- agents: uploads (kDefaultRepositoryName) ---
 #include "appliance/state_db.h"
 #include "appliance/systemd_notify.h"
 #include "appliance/usage_history.h"
@@ -120,6 +122,32 @@ Status Serve(const ServeOptions& options) {
   RepositoryCatalog catalog(config);
   // Repositories opened read-only for the API's reads, kept a short while.
   RepositoryCache open_repositories(catalog);
+  // --- agents: uploads (chunks, points) and agents' own points ---
+  // An agent writes into its enrollment's repository (agents table,
+  // appliance/agents.h); none recorded: the default one.
+  server_options.limits.large_bodies = {{"/api/v1/agent/chunks", 64 << 20},
+                                        {"/api/v1/agent/points", 64 << 20}};
+  AgentStore::Options agent_store_options;
+  agent_store_options.tool = "havend " + options.version;
+  HAVEN_ASSIGN_OR_RETURN(
+      auto agent_store,
+      AgentStore::Create(
+          *db, catalog,
+          [&db, &config](const std::string& agent_id) -> Result<std::string> {
+            HAVEN_ASSIGN_OR_RETURN(
+                auto row, db->QueryOne("SELECT repository FROM agents "
+                                       "WHERE id = ?1 AND revoked IS NULL",
+                                       {agent_id}));
+            if (!row) return PermissionDenied("no such agent");
+            if (!row->Text(0).empty()) return row->Text(0);
+            if (config.FindRepository(kDefaultRepositoryName))
+              return std::string(kDefaultRepositoryName);
+            if (config.repositories.empty())
+              return FailedPrecondition("no repository is configured");
+            return config.repositories.front().name;
+          },
+          agent_store_options));
+  // --- end agents: uploads ---
   JobServiceOptions job_options;
   job_options.max_jobs = config.max_jobs;
   job_options.max_jobs_per_repository = config.max_jobs_per_repository;
@@ -131,10 +159,12 @@ Status Serve(const ServeOptions& options) {
   if (jobs->interrupted_at_start() > 0)
     Log("marked " + std::to_string(jobs->interrupted_at_start()) +
         " job(s) interrupted: they were running when havend stopped");
-  RegisterRepositoryJobKinds(*jobs, catalog,
-                             [&open_repositories](const std::string& name) {
-                               open_repositories.Drop(name);
-                             });
+  RegisterRepositoryJobKinds(
+      *jobs, catalog,
+      [&open_repositories, &agent_store](const std::string& name) {
+        open_repositories.Drop(name);
+        agent_store->Release(name);  // --- agents: uploads ---
+      });
   Services services;
   services.config = &config;
   services.db = db.get();
@@ -142,6 +172,7 @@ Status Serve(const ServeOptions& options) {
   services.jobs = jobs.get();
   services.open_repositories = &open_repositories;
   services.version = options.version;
+  services.agent_store = agent_store.get();  // --- agents: uploads ---
   HAVEN_RETURN_IF_ERROR(RegisterRestoreKinds(services));
 
   // Who may do what (appliance/auth.h) and the audit log of what they did.

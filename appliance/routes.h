@@ -53,6 +53,12 @@ std::vector<Route> UserRoutes(Services& s);
 // s.notify_settings.
 std::vector<Route> NotifySettingsRoutes(Services& s);
 
+// --- agents: uploads ---
+// /api/v1/agent/chunks/missing, /agent/chunks, /agent/points (commit, list,
+// show, files, archive): role agent (routes_agent_points.cc). Needs
+// s.agent_store and s.open_repositories.
+std::vector<Route> AgentPointRoutes(Services& s);
+
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI
 // document made from it (docs/openapi.json). Building the table does not

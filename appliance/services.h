@@ -17,6 +17,8 @@ class AuthService;  // appliance/auth.h
 class AuditLog;  // appliance/audit.h
 class UsageHistory;    // appliance/usage_history.h
 class NotifySettings;  // appliance/notify_settings.h
+// --- agents: uploads ---
+class AgentStore;  // appliance/agent_store.h
 
 struct Services {
   const ApplianceConfig* config = nullptr;
@@ -33,6 +35,8 @@ struct Services {
   // --- settings (issue 17): usage over time, notification settings ---
   UsageHistory* usage_history = nullptr;
   NotifySettings* notify_settings = nullptr;
+  // --- agents: uploads (chunks, points) and agents' own points ---
+  AgentStore* agent_store = nullptr;
   std::string version;
 };
 
