@@ -244,7 +244,8 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
         return DataLoss(what + ": malformed 'repaired' field");
     }
     if (j.contains("agent_id")) {
-      m.agent_id = j.at("agent_id").get<std::string>();
+      const auto& aj = j.at("agent_id");
+      if (aj.is_string()) m.agent_id = aj.get<std::string>();
       if (!IsAgentId(m.agent_id))
         return DataLoss(what + ": malformed 'agent_id' field");
     }
