@@ -96,6 +96,8 @@ host, port = url.split("//")[1].split(":")
 ctx = ssl.create_default_context(cafile=cafile)
 doc = json.load(open(doc_path))
 rank = {"auditor": 1, "operator": 2, "admin": 3}
+# --- agents: routes of role agent refuse every human token (403) ---
+rank["agent"] = 100
 lower = {"auditor": auditor, "operator": operator}
 fake = "haven_" + "A" * 43
 def status(method, path, token):
