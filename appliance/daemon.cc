@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "appliance/agents.h"  // --- agents: registry ---
+#include "appliance/agent_store.h"  // --- agents: uploads ---
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
@@ -121,6 +122,30 @@ Status Serve(const ServeOptions& options) {
   RepositoryCatalog catalog(config);
   // Repositories opened read-only for the API's reads, kept a short while.
   RepositoryCache open_repositories(catalog);
+  // --- agents: uploads (chunks, points) and agents' own points ---
+  // An agent writes into its enrollment's repository (agents table,
+  // appliance/agents.h); none recorded: the default one.
+  server_options.limits.large_bodies = {{"/api/v1/agent/chunks", 64 << 20},
+                                        {"/api/v1/agent/points", 64 << 20}};
+  AgentStore::Options agent_store_options;
+  agent_store_options.tool = "havend " + options.version;
+  // Enrolled agents (appliance/agents.h): made before the store, which asks
+  // it for each agent's repository. Listing them once makes a state
+  // database that cannot hold their tables fail the start.
+  AgentRegistry agents(*db);
+  HAVEN_RETURN_IF_ERROR(agents.List().status());
+  HAVEN_ASSIGN_OR_RETURN(
+      auto agent_store,
+      AgentStore::Create(
+          *db, catalog,
+          [&agents, &config](const std::string& agent_id) -> Result<std::string> {
+            HAVEN_ASSIGN_OR_RETURN(auto agent, agents.Get(agent_id));
+            if (!agent || agent->revoked)
+              return PermissionDenied("no such agent");
+            return AgentRepository(config, agent->repository);
+          },
+          agent_store_options));
+  // --- end agents: uploads ---
   JobServiceOptions job_options;
   job_options.max_jobs = config.max_jobs;
   job_options.max_jobs_per_repository = config.max_jobs_per_repository;
@@ -132,10 +157,12 @@ Status Serve(const ServeOptions& options) {
   if (jobs->interrupted_at_start() > 0)
     Log("marked " + std::to_string(jobs->interrupted_at_start()) +
         " job(s) interrupted: they were running when havend stopped");
-  RegisterRepositoryJobKinds(*jobs, catalog,
-                             [&open_repositories](const std::string& name) {
-                               open_repositories.Drop(name);
-                             });
+  RegisterRepositoryJobKinds(
+      *jobs, catalog,
+      [&open_repositories, &agent_store](const std::string& name) {
+        open_repositories.Drop(name);
+        agent_store->Release(name);  // --- agents: uploads ---
+      });
   Services services;
   services.config = &config;
   services.db = db.get();
@@ -143,6 +170,7 @@ Status Serve(const ServeOptions& options) {
   services.jobs = jobs.get();
   services.open_repositories = &open_repositories;
   services.version = options.version;
+  services.agent_store = agent_store.get();  // --- agents: uploads ---
   HAVEN_RETURN_IF_ERROR(RegisterRestoreKinds(services));
 
   // Who may do what (appliance/auth.h) and the audit log of what they did.
@@ -154,8 +182,6 @@ Status Serve(const ServeOptions& options) {
   // Enrolled agents: their credentials authenticate through `auth`, and
   // enrollment commands pin this certificate. Listing them once makes a
   // state database that cannot hold their tables fail the start.
-  AgentRegistry agents(*db);
-  HAVEN_RETURN_IF_ERROR(agents.List().status());
   auth->SetAgentRegistry(&agents);
   services.agents = &agents;
   services.fingerprint = cert.fingerprint;

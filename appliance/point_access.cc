@@ -61,6 +61,8 @@ nlohmann::ordered_json PointSummaryJson(const repository::Manifest& m,
   j["repaired"] = !m.repaired_from.empty();
   if (m.kind == "files") j["partial"] = m.partial;
   if (!m.vm_uuid.empty()) j["vm_uuid"] = m.vm_uuid;
+  // The enrolled agent whose namespace holds the point (docs/agents.md).
+  if (!m.agent_id.empty()) j["agent_id"] = m.agent_id;
   return j;
 }
 

@@ -36,7 +36,8 @@ Result<FoundPoint> FindPoint(RepositoryCache& cache, const std::string& repo,
 // "files"); nullopt for anything else.
 std::optional<std::string> ParseKind(std::string_view kind);
 
-// A point for listings: id, name, kind, time, host, consistency, sizes.
+// A point for listings: id, name, kind, time, host, consistency, sizes,
+// and agent_id for a point an enrolled agent committed.
 nlohmann::ordered_json PointSummaryJson(const repository::Manifest& m,
                                         const std::string& repo,
                                         bool is_protected);

@@ -60,9 +60,17 @@ Result<std::shared_ptr<PointTree>> OpenPointTree(RepositoryCache& cache,
                                                  const std::string& id,
                                                  const std::string& disk,
                                                  const std::string& partition) {
+  HAVEN_ASSIGN_OR_RETURN(FoundPoint found, FindPoint(cache, repo, id));
+  return OpenPointTree(std::move(found), repo, disk, partition);
+}
+
+Result<std::shared_ptr<PointTree>> OpenPointTree(FoundPoint found,
+                                                 const std::string& repo,
+                                                 const std::string& disk,
+                                                 const std::string& partition) {
   HAVEN_ASSIGN_OR_RETURN(int part, ParsePartition(partition));
   auto t = std::make_shared<PointTree>();
-  HAVEN_ASSIGN_OR_RETURN(t->found, FindPoint(cache, repo, id));
+  t->found = std::move(found);
   t->repository = repo;
   const repository::Manifest& m = *t->found.point;
   const repository::Repository& r = t->found.open->repo();

@@ -11,9 +11,12 @@
 #ifndef HAVEN_APPLIANCE_POINT_FILES_H_
 #define HAVEN_APPLIANCE_POINT_FILES_H_
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "appliance/api.h"
 #include "appliance/point_access.h"
 #include "restore/disk_reader.h"
 #include "restore/file_point.h"
@@ -51,6 +54,29 @@ Result<std::shared_ptr<PointTree>> OpenPointTree(RepositoryCache& cache,
                                                  const std::string& id,
                                                  const std::string& disk,
                                                  const std::string& partition);
+
+// The same for a point already found (FindPoint) in repository `repo`:
+// for callers that check something of the point first (an agent may open
+// only its own points, routes_agent_points.cc).
+Result<std::shared_ptr<PointTree>> OpenPointTree(FoundPoint found,
+                                                 const std::string& repo,
+                                                 const std::string& disk,
+                                                 const std::string& partition);
+
+// What GET .../files and the archive routes do once they know how to open
+// the point a request names (defined in routes_files.cc; the admin's
+// routes under /api/v1/points/{repo}/{id} and an agent's under
+// /api/v1/agent/points/{id} share them). `open` gets the request's disk and
+// partition ("" when not given).
+using PointTreeOpener = std::function<Result<std::shared_ptr<PointTree>>(
+    const std::string& disk, const std::string& partition)>;
+// Lists a directory: query path (default "/"), disk, partition, offset,
+// limit; any other query parameter is 400.
+Response ListPointFiles(const ApiCall& call, const PointTreeOpener& open);
+// `paths` (checked with CheckGuestPath) of `tree` as a tar or zip archive
+// made as it is sent; every path is looked up first (a missing one: 404).
+Response PointArchive(std::shared_ptr<PointTree> tree,
+                      const std::vector<std::string>& paths, bool zip);
 
 // A guest entry as JSON: name (escaped where not printable UTF-8), type,
 // size, mode ("-rw-r--r--"), mode_bits, uid/gid where the file system has

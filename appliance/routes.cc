@@ -31,6 +31,8 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   add(NotifySettingsRoutes(s));
   // --- agents: registry ---
   add(AgentAdminRoutes(s));
+  // --- agents: uploads ---
+  add(AgentPointRoutes(s));
   return routes;
 }
 

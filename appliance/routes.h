@@ -58,6 +58,11 @@ std::vector<Route> NotifySettingsRoutes(Services& s);
 // /api/v1/agent/enroll (public) and /agent/hello (role agent)
 // (routes_agents.cc). Needs s.agents, s.repositories, s.fingerprint.
 std::vector<Route> AgentAdminRoutes(Services& s);
+// --- agents: uploads ---
+// /api/v1/agent/chunks/missing, /agent/chunks, /agent/points (commit, list,
+// show, files, archive): role agent (routes_agent_points.cc). Needs
+// s.agent_store and s.open_repositories.
+std::vector<Route> AgentPointRoutes(Services& s);
 
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI

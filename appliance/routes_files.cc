@@ -75,7 +75,9 @@ nlohmann::ordered_json Where(const PointTree& t, const std::string& path) {
   return j;
 }
 
-Response ListFiles(Services& s, const ApiCall& call) {
+}  // namespace
+
+Response ListPointFiles(const ApiCall& call, const PointTreeOpener& open) {
   if (Status st =
           OnlyParams(call, {"path", "disk", "partition", "offset", "limit"});
       !st.ok())
@@ -86,7 +88,7 @@ Response ListFiles(Services& s, const ApiCall& call) {
   auto limit = Count(call, "limit", kDefaultPage, 1, kMaxPage);
   if (!offset.ok()) return StatusResponse(offset.status());
   if (!limit.ok()) return StatusResponse(limit.status());
-  auto t = Open(s, call, QueryOr(call, "disk"), QueryOr(call, "partition"));
+  auto t = open(QueryOr(call, "disk"), QueryOr(call, "partition"));
   if (!t.ok()) return StatusResponse(t.status());
   restore::GuestTree& tree = *(*t)->tree;
   auto entry = tree.Lookup(*path);
@@ -115,6 +117,15 @@ Response ListFiles(Services& s, const ApiCall& call) {
   j["next_offset"] = end < entries.size() ? nlohmann::ordered_json(end)
                                           : nlohmann::ordered_json(nullptr);
   return OkOrdered(j);
+}
+
+namespace {
+
+Response ListFiles(Services& s, const ApiCall& call) {
+  return ListPointFiles(
+      call, [&](const std::string& disk, const std::string& partition) {
+        return Open(s, call, disk, partition);
+      });
 }
 
 Response SearchFiles(Services& s, const ApiCall& call) {
@@ -268,24 +279,30 @@ Response Archive(Services& s, const ApiCall& call) {
   if (!req.ok()) return StatusResponse(req.status());
   auto t = Open(s, call, req->disk, req->partition);
   if (!t.ok()) return StatusResponse(t.status());
+  return PointArchive(std::move(t).value(), req->paths, req->zip);
+}
+
+}  // namespace
+
+Response PointArchive(std::shared_ptr<PointTree> tree,
+                      const std::vector<std::string>& paths, bool zip) {
   // Every path is looked up before the answer starts: a missing one is a
   // 404, not a cut-off archive.
-  for (const std::string& p : req->paths) {
-    auto e = (*t)->tree->Lookup(p);
+  for (const std::string& p : paths) {
+    auto e = tree->tree->Lookup(p);
     if (!e.ok()) return StatusResponse(e.status().WithContext(p));
   }
-  const repository::Manifest& m = *(*t)->found.point;
+  const repository::Manifest& m = *tree->found.point;
   Response r;
   r.headers.emplace_back("Content-Type",
-                         req->zip ? "application/zip" : "application/x-tar");
+                         zip ? "application/zip" : "application/x-tar");
   r.headers.emplace_back(
       "Content-Disposition",
       Disposition(SafeDownloadName(m.name) + "-" + m.id.substr(0, 8) +
-                  (req->zip ? ".zip" : ".tar")));
+                  (zip ? ".zip" : ".tar")));
   r.chunked = true;
-  std::shared_ptr<PointTree> keep = *t;
-  r.stream = [keep, paths = req->paths,
-              zip = req->zip](const BodyWriter& write) -> Status {
+  std::shared_ptr<PointTree> keep = std::move(tree);
+  r.stream = [keep, paths, zip](const BodyWriter& write) -> Status {
     restore::FileRestoreOptions o;
     o.target = zip ? restore::FileTarget::kZip : restore::FileTarget::kTar;
     o.archive_writer = write;
@@ -304,6 +321,8 @@ Response Archive(Services& s, const ApiCall& call) {
   };
   return r;
 }
+
+namespace {
 
 nlohmann::json Q(const char* name, const char* description,
                  const char* type = "string", bool required = false) {

@@ -18,6 +18,8 @@ class AuditLog;  // appliance/audit.h
 class UsageHistory;    // appliance/usage_history.h
 class NotifySettings;  // appliance/notify_settings.h
 class AgentRegistry;   // appliance/agents.h  --- agents: registry ---
+// --- agents: uploads ---
+class AgentStore;  // appliance/agent_store.h
 
 struct Services {
   const ApplianceConfig* config = nullptr;
@@ -39,6 +41,8 @@ struct Services {
   // havend serves ("SHA256:AB:..."), which enrollment commands pin.
   AgentRegistry* agents = nullptr;
   std::string fingerprint;
+  // --- agents: uploads (chunks, points) and agents' own points ---
+  AgentStore* agent_store = nullptr;
   std::string version;
 };
 

@@ -70,6 +70,13 @@ const DiskManifest* Manifest::FindConfig(const std::string& name) const {
   return nullptr;
 }
 
+bool IsAgentId(const std::string& s) {
+  return !s.empty() && s.size() <= 64 &&
+         s.find_first_not_of(
+             "0123456789abcdefghijklmnopqrstuvwxyz"
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-") == std::string::npos;
+}
+
 bool IsSnapshotId(const std::string& s) {
   return s.size() == 32 &&
          s.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -114,6 +121,7 @@ std::string Manifest::ToJson() const {
                   {"partial", partial}};
   if (!repaired_from.empty())
     j["repaired"] = {{"from", repaired_from}, {"time", repaired_time}};
+  if (!agent_id.empty()) j["agent_id"] = agent_id;
   j["stats"] = {{"logical_bytes", stats.logical_bytes},
                 {"read_bytes", stats.read_bytes},
                 {"hole_bytes", stats.hole_bytes},
@@ -234,6 +242,12 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
       m.repaired_time = j.at("repaired").value("time", "");
       if (!IsSnapshotId(m.repaired_from))
         return DataLoss(what + ": malformed 'repaired' field");
+    }
+    if (j.contains("agent_id")) {
+      const auto& aj = j.at("agent_id");
+      if (aj.is_string()) m.agent_id = aj.get<std::string>();
+      if (!IsAgentId(m.agent_id))
+        return DataLoss(what + ": malformed 'agent_id' field");
     }
     const auto& s = j.at("stats");
     m.stats.logical_bytes = s.value("logical_bytes", 0ull);

@@ -22,6 +22,8 @@
 //    "files": {"paths": ["/srv"], "entries": N, "partial": false},
 //                                                   (kind "files" only)
 //    "repaired": {"from": "<id>", "time": ...},       (only after a repair)
+//    "agent_id": "<agent id>",  (only for a point an enrolled agent committed
+//                               through the appliance: its namespace)
 //    "stats": {"logical_bytes", "read_bytes", "hole_bytes", "new_chunks",
 //              "new_raw_bytes", "new_stored_bytes", "duration_seconds"}}
 #ifndef HAVEN_REPOSITORY_MANIFEST_H_
@@ -98,6 +100,10 @@ struct Manifest {
   std::vector<std::string> file_paths;
   uint64_t file_entries = 0;
   bool partial = false;
+  // The enrolled agent that committed this point through the appliance
+  // (docs/agents.md): the point is in that agent's namespace. "" for every
+  // other point (and every point written before agents existed).
+  std::string agent_id;
 
   // The disk named `name`, or the only disk when `name` is empty; config
   // files are not disks.
@@ -116,6 +122,8 @@ struct Manifest {
 };
 
 bool IsSnapshotId(const std::string& s);
+// An agent id as a manifest may hold it: 1-64 of [A-Za-z0-9_-].
+bool IsAgentId(const std::string& s);
 
 }  // namespace haven::repository
 

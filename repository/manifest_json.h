@@ -13,6 +13,7 @@
 namespace haven::repository {
 
 // id, name, kind, time, hostname, consistency (+ reason), parent,
+// agent_id (only for an agent's point),
 // repaired_from/time, the stats, vm_uuid/checkpoint, files' paths/entries/
 // partial, disks (name, source, capture, size, chunk_size, chunks,
 // lost_bytes), config files (name, size), notes.

@@ -524,5 +524,29 @@ TEST(SnapshotIdTest, AcceptsOnly32LowercaseHexDigits) {
   EXPECT_FALSE(IsSnapshotId(""));
 }
 
+// An agent's point carries its agent id; every other point has none, and
+// older manifests (without the field) still read.
+TEST(ManifestTest, AgentIdIsOptionalAndChecked) {
+  auto plain = Manifest::FromJson(GoodManifest().dump(), kWhat);
+  ASSERT_THAT(plain, IsOk());
+  EXPECT_EQ(plain->agent_id, "");
+  EXPECT_FALSE(Json::parse(plain->ToJson()).contains("agent_id"));
+
+  Manifest m = *plain;
+  m.agent_id = "0123456789abcdef";
+  auto back = Manifest::FromJson(m.ToJson(), kWhat);
+  ASSERT_THAT(back, IsOk());
+  EXPECT_EQ(back->agent_id, "0123456789abcdef");
+
+  for (Json bad :
+       {Json(""), Json(7), Json("a/b"), Json(std::string(65, 'a'))}) {
+    Json j = GoodManifest();
+    j["agent_id"] = bad;
+    EXPECT_THAT(Manifest::FromJson(j.dump(), kWhat),
+                StatusIs(Code::kDataLoss, HasSubstr("agent_id")))
+        << bad.dump();
+  }
+}
+
 }  // namespace
 }  // namespace haven::repository
