@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "appliance/agent_jobs.h"  // --- agents: jobs ---
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
@@ -143,6 +144,16 @@ Status Serve(const ServeOptions& options) {
   services.open_repositories = &open_repositories;
   services.version = options.version;
   HAVEN_RETURN_IF_ERROR(RegisterRestoreKinds(services));
+  // --- agents: jobs ---
+  // Tasks handed to agents' long polls (agent_jobs.h). Each waiting poll
+  // holds a handler thread: at most a quarter of them wait at once.
+  AgentDispatchOptions dispatch_options;
+  dispatch_options.max_waiting_polls = std::max(1, options.threads / 4);
+  // The lead: once the AgentRegistry is made here,
+  //   dispatch_options.lookup = LookupIn(*agent_registry);
+  AgentDispatch agent_dispatch(std::move(dispatch_options));
+  services.agent_dispatch = &agent_dispatch;
+  RegisterAgentJobKinds(*jobs, agent_dispatch);
 
   // Who may do what (appliance/auth.h) and the audit log of what they did.
   HAVEN_ASSIGN_OR_RETURN(auto auth, AuthService::Open(*db));
@@ -211,6 +222,9 @@ Status Serve(const ServeOptions& options) {
     if (spec.kind == "forget") return ValidateForgetParams(spec.params);
     if (spec.kind == "gc") return ValidateGcParams(spec.params);
     if (spec.kind == "check") return ValidateCheckParams(spec.params);
+    // --- agents: jobs ---
+    if (spec.kind == "agent-backup")
+      return ValidateAgentBackupParams(spec.params);
     return OkStatus();
   };
   so.log = Log;
@@ -249,6 +263,8 @@ Status Serve(const ServeOptions& options) {
   // end; then the server lets the requests in flight finish.
   scheduler->Stop();
   jobs->Stop();
+  // --- agents: jobs --- long polls return now, not after their wait
+  agent_dispatch.Shutdown();
   server->Stop();
   // Tell of the jobs just interrupted, if the receivers answer soon.
   if (auto notifier = notifiers.Get(); notifier && !notifier->WaitIdle(5))

@@ -53,6 +53,13 @@ std::vector<Route> UserRoutes(Services& s);
 // s.notify_settings.
 std::vector<Route> NotifySettingsRoutes(Services& s);
 
+// --- agents: jobs ---
+// The agent's long poll GET /api/v1/agent/jobs/next and its progress and
+// result reports, and POST /api/v1/agents/{id}/backup
+// (routes_agent_jobs.cc). Needs s.agent_dispatch (503 without it) and
+// s.jobs.
+std::vector<Route> AgentJobRoutes(Services& s);
+
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI
 // document made from it (docs/openapi.json). Building the table does not

@@ -17,6 +17,7 @@ class AuthService;  // appliance/auth.h
 class AuditLog;  // appliance/audit.h
 class UsageHistory;    // appliance/usage_history.h
 class NotifySettings;  // appliance/notify_settings.h
+class AgentDispatch;   // --- agents: jobs --- appliance/agent_jobs.h
 
 struct Services {
   const ApplianceConfig* config = nullptr;
@@ -33,6 +34,8 @@ struct Services {
   // --- settings (issue 17): usage over time, notification settings ---
   UsageHistory* usage_history = nullptr;
   NotifySettings* notify_settings = nullptr;
+  // --- agents: jobs --- tasks handed to agents' long polls
+  AgentDispatch* agent_dispatch = nullptr;
   std::string version;
 };
 
