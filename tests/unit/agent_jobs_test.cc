@@ -11,6 +11,7 @@
 
 #include "appliance/job_service.h"
 #include "appliance/routes.h"
+#include "appliance/schedule_spec.h"
 #include "base/time.h"
 #include "tests/unit/test_util.h"
 
@@ -228,6 +229,15 @@ TEST(AgentBackupParamsTest, RefusesWhatIsWrong) {
   bad({{"agent", "web1"}, {"paths", {"/etc"}}, {"exclude_caches", "yes"}},
       "exclude_caches must be true or false");
   bad({{"agent", ""}, {"paths", {"/etc"}}}, "agent must be a string");
+}
+
+TEST(AgentBackupParamsTest, AScheduleMayRunIt) {
+  EXPECT_TRUE(CheckScheduleParams("agent-backup",
+                                  {{"agent", "web1"}, {"paths", {"/etc"}}})
+                  .ok());
+  Status s = CheckScheduleParams("agent-backup", {{"agent", "web1"}});
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("params: paths is required"));
 }
 
 // ------------------------------------------------ job kind and routes
