@@ -26,24 +26,26 @@ void LogLine(const std::string& line) {
 
 }  // namespace
 
-void AddAgentRunCommand(CLI::App& agent, Globals& g, int& rc) {
+void AddAgentRunCommand(CLI::App& agent, Globals& g, int& rc,
+                        const std::string* group_state_dir) {
   auto state_dir = std::make_shared<std::string>();
   CLI::App* run = agent.add_subcommand(
       "run",
       "Serve the appliance this machine is enrolled with: keep a request "
       "open\nfor jobs and run them (haven-agent.service runs this). Stops "
       "on SIGTERM.");
-  run->add_option("--state-dir", *state_dir,
-                  "the agent's state directory (default $HAVEN_AGENT_DIR, "
-                  "else /var/lib/haven-agent)");
-  run->callback([state_dir, &g, &rc] {
+  if (!group_state_dir)
+    run->add_option("--state-dir", *state_dir,
+                    "the agent's state directory (default $HAVEN_AGENT_DIR, "
+                    "else /var/lib/haven-agent)");
+  run->callback([state_dir, group_state_dir, &g, &rc] {
     agent::AgentServiceOptions o;
     o.cancel = g.cancel;
     o.log = LogLine;
     o.hostname = HostName();
     o.version = "0.1.0";
-    std::string dir =
-        state_dir->empty() ? agent::DefaultAgentStateDir() : *state_dir;
+    std::string dir = group_state_dir ? *group_state_dir : *state_dir;
+    if (dir.empty()) dir = agent::DefaultAgentStateDir();
     Status s = agent::RunAgentService(dir, o);
     if (s.ok()) {
       rc = kExitOk;

@@ -13,8 +13,12 @@
 
 namespace haven::cli {
 
-// Adds `run [--state-dir DIR]` to the `agent` command group.
-void AddAgentRunCommand(CLI::App& agent, Globals& g, int& rc);
+// Adds `run` to the `agent` command group. With `state_dir` (the group's
+// own --state-dir variable, read when `run` runs) that is the state
+// directory; without, `run` takes --state-dir DIR itself (default
+// $HAVEN_AGENT_DIR, else /var/lib/haven-agent).
+void AddAgentRunCommand(CLI::App& agent, Globals& g, int& rc,
+                        const std::string* state_dir = nullptr);
 
 }  // namespace haven::cli
 
