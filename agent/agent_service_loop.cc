@@ -78,8 +78,9 @@ class Link {
     if (!up_ && !first_) return;
     up_ = first_ = false;
     Say(o_,
-        "cannot reach the appliance (" + why + "); retrying every " + "1 to " +
-            std::to_string(static_cast<int>(o_.max_backoff_seconds)) + " s");
+        "not connected: " + why + " (retrying every " +
+            std::to_string(static_cast<int>(o_.min_backoff_seconds)) + " to " +
+            std::to_string(static_cast<int>(o_.max_backoff_seconds)) + " s)");
   }
   bool up() const { return up_; }
 
