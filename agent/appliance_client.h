@@ -35,6 +35,10 @@ Result<AgentIdentity> LoadIdentity(const std::string& state_dir);
 // Writes agent.json atomically with mode 0600 (the directory 0700).
 Status SaveIdentity(const std::string& state_dir, const AgentIdentity& id);
 
+// "SHA256:AB:CD:..." from that form, lower case, or 64 hex digits without
+// colons; InvalidArgument for anything else.
+Result<std::string> NormalizeFingerprint(std::string_view text);
+
 struct HttpReply {
   long status = 0;
   std::string body;
@@ -49,6 +53,17 @@ struct RetryPolicy {
   double max_delay = 30;
   CancelToken cancel;
 };
+
+// A reply that is not 2xx as a Status: "WHAT: the appliance answered:
+// its error text". 401/403: PermissionDenied (a revoked agent's sentence
+// comes from the appliance); 404: NotFound; 5xx: Unavailable; other 4xx:
+// FailedPrecondition.
+Status ReplyStatus(const HttpReply& reply, std::string_view what);
+
+// Waits before retry number `attempt` + 1 (0-based): first_delay * 2^attempt,
+// at most max_delay, times a random factor in [0.5, 1). Cancelled when
+// `retry.cancel` fires meanwhile.
+Status BackoffSleep(const RetryPolicy& retry, int attempt);
 
 class ApplianceClient {
  public:
@@ -73,16 +88,37 @@ class ApplianceClient {
   Result<HttpReply> Post(std::string_view path, std::string_view content_type,
                          std::string_view body, double timeout_seconds = 300,
                          const RetryPolicy& retry = {});
-  // A GET whose body goes to `sink` as it arrives (archives).
-  Result<long> Download(std::string_view path,
-                        const std::function<Status(std::string_view)>& sink,
-                        double timeout_seconds = 3600);
+  // A GET whose body goes to `sink` as it arrives (archives) when the
+  // status is 2xx; any other status's body is kept in the reply instead
+  // (for ErrorText). A sink error ends the transfer and is returned.
+  Result<HttpReply> Download(
+      std::string_view path,
+      const std::function<Status(std::string_view)>& sink,
+      double timeout_seconds = 3600, const CancelToken& cancel = {});
+
+  // "https://host:port", as requests go to it.
+  const std::string& url() const;
 
  private:
   ApplianceClient() = default;
+  Result<HttpReply> Post(std::string_view path, std::string_view content_type,
+                         std::string_view body, double timeout_seconds,
+                         const RetryPolicy& retry, const char* method);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// `text` percent-encoded for a path segment or a query value (all but
+// A-Z a-z 0-9 - . _ ~ and, when `keep_slash`, '/').
+std::string UrlEncode(std::string_view text, bool keep_slash = false);
+
+// POST /api/v1/agent/hello: who the appliance says this agent is. Records
+// the agent's last contact there.
+struct HelloReply {
+  std::string agent_id, name, repository, server_version;
+};
+Result<HelloReply> SayHello(ApplianceClient& client,
+                            const CancelToken& cancel = {});
 
 }  // namespace haven::agent
 

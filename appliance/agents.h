@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "appliance/api.h"
+#include "appliance/config.h"
 #include "appliance/state_db.h"
 #include "base/status.h"
 
@@ -77,14 +78,30 @@ class AgentRegistry {
   Result<std::optional<AgentInfo>> FindByName(const std::string& name);
   Status Revoke(const std::string& id);
   // Records a contact (at most one write a minute per agent unless the
-  // version, hostname or address changed).
+  // version, hostname or address changed). An empty hostname, version or
+  // address leaves the recorded one as it is (the authenticator knows only
+  // the address). NotFound for an unknown id.
   Status Touch(const std::string& id, const std::string& hostname,
                const std::string& version, const std::string& address);
 
  private:
   StateDb& db_;
   std::function<int64_t()> now_;
+  Status schema_;  // making the tables; every call returns it when not OK
 };
+
+// --- agents: registry ---
+// The repository an enrollment names: `requested` when configured
+// (InvalidArgument naming it and the configured ones otherwise); when
+// empty the appliance's default one: "default" (havend init's) when
+// configured, else the first configured; FailedPrecondition when none is.
+Result<std::string> AgentRepository(const ApplianceConfig& config,
+                                    std::string_view requested);
+// What to run on the agent: "haven agent enroll URL --token TOKEN
+// --fingerprint FP" and " --name NAME" when the enrollment fixed a name.
+// The parts must be shell-safe (the token and a valid name are).
+std::string EnrollCommand(const std::string& url, const NewEnrollment& e,
+                          const std::string& fingerprint);
 
 }  // namespace haven::appliance
 

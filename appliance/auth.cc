@@ -3,6 +3,8 @@
 #include <chrono>
 #include <utility>
 
+#include "appliance/agents.h"  // --- agents: registry ---
+
 namespace haven::appliance {
 namespace {
 
@@ -219,6 +221,9 @@ std::variant<Caller, Response> AuthService::Authenticate(
       return Refuse401("only Authorization: Bearer <token> is accepted");
     std::string_view token = std::string_view(*auth).substr(7);
     while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    // --- agents: registry ---
+    if (token.starts_with(kAgentCredentialPrefix))
+      return ByAgentCredential(request, token);
     auto caller = ByToken(token);
     if (!caller.ok())
       return ErrorJson(
@@ -251,6 +256,24 @@ std::variant<Caller, Response> AuthService::Authenticate(
     }
   }
   return s.caller;
+}
+
+// --- agents: registry ---
+std::variant<Caller, Response> AuthService::ByAgentCredential(
+    const Request& request, std::string_view credential) {
+  if (agents_ == nullptr) return Refuse401("unknown agent credential");
+  auto caller = agents_->Authenticate(credential);
+  if (!caller.ok()) {
+    if (caller.status().code() == Code::kPermissionDenied)
+      return Refuse401(caller.status().message());  // revoked, saying when
+    return ErrorJson(503, "could not check the agent credential: " +
+                              caller.status().message());
+  }
+  if (!*caller) return Refuse401("unknown agent credential");
+  // The last contact is a record for the admin, not a condition of the
+  // request: a failed write of it refuses nothing.
+  (void)agents_->Touch((*caller)->agent_id, "", "", PeerAddress(request.peer));
+  return **caller;
 }
 
 Authenticator AuthService::MakeAuthenticator(

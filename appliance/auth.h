@@ -47,6 +47,8 @@
 
 namespace haven::appliance {
 
+class AgentRegistry;  // appliance/agents.h
+
 inline constexpr char kAdminUser[] = "admin";
 inline constexpr char kSessionCookie[] = "haven_session";
 inline constexpr char kCsrfHeader[] = "x-csrf-token";
@@ -158,6 +160,15 @@ class AuthService {
   // The value of the haven_session cookie in `request`, or "".
   static std::string SessionCookie(const Request& request);
 
+  // --- agents: registry ---
+  // Authorization: Bearer havenagent_... is an enrolled agent's credential
+  // (docs/agents.md), checked by `agents`: unknown 401, revoked 401 saying
+  // when, else Role::kAgent with the agent's id; every such request is
+  // recorded as the agent's last contact (from Request::peer). Without a
+  // registry (null, the default) such credentials are unknown. Set it
+  // before the authenticator serves; `agents` must outlive the service.
+  void SetAgentRegistry(AgentRegistry* agents) { agents_ = agents; }
+
  private:
   AuthService(StateDb& db, AuthOptions options);
   int64_t Now() const { return options_.now(); }
@@ -186,6 +197,10 @@ class AuthService {
   // slot rather than letting a burst of them take the host's memory.
   std::counting_semaphore<2> hashing_{2};
   std::string dummy_hash_;  // verified for unknown users
+  // --- agents: registry ---
+  std::variant<Caller, Response> ByAgentCredential(const Request& request,
+                                                   std::string_view credential);
+  AgentRegistry* agents_ = nullptr;
 };
 
 // Whether `name` may name an account or a token: 1 to 64 of A-Z a-z 0-9

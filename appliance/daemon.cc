@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "appliance/agent_jobs.h"  // --- agents: jobs ---
+#include "appliance/agents.h"      // --- agents: registry ---
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
@@ -144,22 +145,30 @@ Status Serve(const ServeOptions& options) {
   services.open_repositories = &open_repositories;
   services.version = options.version;
   HAVEN_RETURN_IF_ERROR(RegisterRestoreKinds(services));
-  // --- agents: jobs ---
-  // Tasks handed to agents' long polls (agent_jobs.h). Each waiting poll
-  // holds a handler thread: at most a quarter of them wait at once.
-  AgentDispatchOptions dispatch_options;
-  dispatch_options.max_waiting_polls = std::max(1, options.threads / 4);
-  // The lead: once the AgentRegistry is made here,
-  //   dispatch_options.lookup = LookupIn(*agent_registry);
-  AgentDispatch agent_dispatch(std::move(dispatch_options));
-  services.agent_dispatch = &agent_dispatch;
-  RegisterAgentJobKinds(*jobs, agent_dispatch);
 
   // Who may do what (appliance/auth.h) and the audit log of what they did.
   HAVEN_ASSIGN_OR_RETURN(auto auth, AuthService::Open(*db));
   HAVEN_ASSIGN_OR_RETURN(auto audit, AuditLog::Open(*db));
   services.auth = auth.get();
   services.audit = audit.get();
+  // --- agents: registry ---
+  // Enrolled agents: their credentials authenticate through `auth`, and
+  // enrollment commands pin this certificate. Listing them once makes a
+  // state database that cannot hold their tables fail the start.
+  AgentRegistry agents(*db);
+  HAVEN_RETURN_IF_ERROR(agents.List().status());
+  auth->SetAgentRegistry(&agents);
+  services.agents = &agents;
+  services.fingerprint = cert.fingerprint;
+  // --- agents: jobs ---
+  // Tasks handed to agents' long polls (agent_jobs.h). Each waiting poll
+  // holds a handler thread: at most a quarter of them wait at once.
+  AgentDispatchOptions dispatch_options;
+  dispatch_options.max_waiting_polls = std::max(1, options.threads / 4);
+  dispatch_options.lookup = LookupIn(agents);
+  AgentDispatch agent_dispatch(std::move(dispatch_options));
+  services.agent_dispatch = &agent_dispatch;
+  RegisterAgentJobKinds(*jobs, agent_dispatch);
   HAVEN_ASSIGN_OR_RETURN(bool has_admin, auth->HasAccount(kAdminUser));
   if (!has_admin)
     Log("no admin account yet: `havend admin password --state-dir " +

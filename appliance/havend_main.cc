@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "appliance/agent_commands.h"  // --- agents: registry ---
 #include "appliance/auth_commands.h"
 #include "appliance/config.h"
 #include "appliance/daemon.h"
@@ -231,6 +232,43 @@ int main(int argc, char** argv) {
     c->add_option("--state-dir", auth_state_dir, "havend's state directory")
         ->capture_default_str();
 
+  // --- agents: registry --- (appliance/agent_commands.h)
+  haven::appliance::EnrollTokenOptions enroll_options;
+  std::string agent_config_path;
+  CLI::App* agent = app.add_subcommand("agent", "enrolled agents");
+  agent->require_subcommand(1);
+  CLI::App* enroll_token = agent->add_subcommand(
+      "enroll-token",
+      "make a one-time enrollment token and print it (only this once) with "
+      "the command to run on the agent");
+  enroll_token->add_option("--name", enroll_options.name,
+                           "the agent's name (default: its host name)");
+  enroll_token->add_option("--kind", enroll_options.kind, "guest or host")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"guest", "host"}));
+  enroll_token->add_option(
+      "--repository", enroll_options.repository,
+      "repository of the agent's points (default: the configuration's "
+      "default one)");
+  enroll_token
+      ->add_option("--expires-minutes", enroll_options.expires_minutes,
+                   "minutes the token works")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10080));
+  enroll_token->add_option("--url", enroll_options.url,
+                           "the appliance's URL as agents reach it "
+                           "(default: https://THIS-HOST:PORT)");
+  enroll_token->add_flag("--json", enroll_options.json,
+                         "print the answer of POST /api/v1/agents/enrollments");
+  CLI::Option* enroll_state_opt = enroll_token->add_option(
+      "--state-dir", enroll_options.state_dir,
+      "havend's state directory (default: the configuration's, else "
+      "/var/lib/haven)");
+  enroll_token->add_option(
+      "--config", agent_config_path,
+      "configuration file (default: /etc/haven/havend.conf "
+      "when it exists)");
+
   haven::appliance::SetupOptions init_options;
   std::string init_state, init_repo, init_listen;
   CLI::App* openapi = app.add_subcommand(
@@ -285,6 +323,17 @@ int main(int argc, char** argv) {
     return FailOrZero(ha::TokenListCommand(auth_state_dir, stdout));
   if (token_revoke->parsed())
     return FailOrZero(ha::TokenRevokeCommand(auth_state_dir, token_id));
+  // --- agents: registry ---
+  if (enroll_token->parsed()) {
+    auto c = ReadConfig(agent_config_path);
+    if (!c.ok()) return Fail(c.status());
+    enroll_options.config = std::move(*c);
+    if (!enroll_state_opt->count())
+      enroll_options.state_dir = enroll_options.config
+                                     ? enroll_options.config->state_dir
+                                     : haven::appliance::kDefaultStateDir;
+    return FailOrZero(ha::EnrollTokenCommand(enroll_options, stdout));
+  }
   if (openapi->parsed()) {
     std::printf("%s\n",
                 haven::DumpJson(haven::appliance::ApiDocument(HAVEN_VERSION), 1)

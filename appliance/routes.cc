@@ -29,6 +29,8 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   add(UsageRoutes(s));
   add(UserRoutes(s));
   add(NotifySettingsRoutes(s));
+  // --- agents: registry ---
+  add(AgentAdminRoutes(s));
   // --- agents: jobs ---
   add(AgentJobRoutes(s));
   return routes;

@@ -53,6 +53,11 @@ std::vector<Route> UserRoutes(Services& s);
 // s.notify_settings.
 std::vector<Route> NotifySettingsRoutes(Services& s);
 
+// --- agents: registry ---
+// /api/v1/agents... (admin's view: enrollment tokens, list, revoke) and
+// /api/v1/agent/enroll (public) and /agent/hello (role agent)
+// (routes_agents.cc). Needs s.agents, s.repositories, s.fingerprint.
+std::vector<Route> AgentAdminRoutes(Services& s);
 // --- agents: jobs ---
 // The agent's long poll GET /api/v1/agent/jobs/next and its progress and
 // result reports, and POST /api/v1/agents/{id}/backup

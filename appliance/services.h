@@ -17,6 +17,7 @@ class AuthService;  // appliance/auth.h
 class AuditLog;  // appliance/audit.h
 class UsageHistory;    // appliance/usage_history.h
 class NotifySettings;  // appliance/notify_settings.h
+class AgentRegistry;   // appliance/agents.h  --- agents: registry ---
 class AgentDispatch;   // --- agents: jobs --- appliance/agent_jobs.h
 
 struct Services {
@@ -34,6 +35,11 @@ struct Services {
   // --- settings (issue 17): usage over time, notification settings ---
   UsageHistory* usage_history = nullptr;
   NotifySettings* notify_settings = nullptr;
+  // --- agents: registry ---
+  // Enrolled agents (agents.h) and the fingerprint of the certificate
+  // havend serves ("SHA256:AB:..."), which enrollment commands pin.
+  AgentRegistry* agents = nullptr;
+  std::string fingerprint;
   // --- agents: jobs --- tasks handed to agents' long polls
   AgentDispatch* agent_dispatch = nullptr;
   std::string version;

@@ -39,6 +39,76 @@ struct RestoreFilesArgs {
   bool no_sync = false;
 };
 
+}  // namespace
+
+std::function<void(const std::string&)> FileBackupWarnings(const Globals& g) {
+  const bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
+  const bool quiet = g.quiet;
+  return [quiet, tty](const std::string& w) {
+    if (quiet) return;
+    std::fprintf(stderr, "%swarning: %s\n", tty ? "\r\033[K" : "",
+                 PrintableName(w).c_str());
+  };
+}
+
+nlohmann::ordered_json FileBackupJson(const agent::FileBackupResult& r) {
+  const auto& m = r.manifest;
+  nlohmann::ordered_json j;
+  j["snapshot"] = m.id;
+  j["name"] = m.name;
+  j["kind"] = m.kind;
+  j["time"] = m.time;
+  j["parent"] = m.parent;
+  j["partial"] = !r.warnings.empty();
+  j["warnings"] = nlohmann::ordered_json::array();
+  for (const auto& w : r.warnings) j["warnings"].push_back(PrintableName(w));
+  j["entries"] = r.entries;
+  j["files"] = r.files;
+  j["dirs"] = r.dirs;
+  j["symlinks"] = r.symlinks;
+  j["other"] = r.other;
+  j["bytes"] = r.bytes;
+  j["files_read"] = r.files_read;
+  j["files_unchanged"] = r.files_unchanged;
+  j["bytes_read"] = r.bytes_read;
+  j["new_chunks"] = m.stats.new_chunks;
+  j["new_raw_bytes"] = m.stats.new_raw_bytes;
+  j["new_stored_bytes"] = m.stats.new_stored_bytes;
+  j["duration_seconds"] = m.stats.duration_seconds;
+  return j;
+}
+
+void PrintFileBackupSummary(const agent::FileBackupResult& r) {
+  const auto& m = r.manifest;
+  std::printf("snapshot %s saved: files '%s'%s\n", m.id.substr(0, 8).c_str(),
+              m.name.c_str(), r.warnings.empty() ? "" : " (PARTIAL)");
+  std::printf(
+      "  %llu entries: %llu files (%s), %llu directories, %llu symlinks, "
+      "%llu other\n",
+      static_cast<unsigned long long>(r.entries),
+      static_cast<unsigned long long>(r.files), HumanBytes(r.bytes).c_str(),
+      static_cast<unsigned long long>(r.dirs),
+      static_cast<unsigned long long>(r.symlinks),
+      static_cast<unsigned long long>(r.other));
+  std::printf(
+      "  read %llu files (%s), %llu unchanged since %s\n",
+      static_cast<unsigned long long>(r.files_read),
+      HumanBytes(r.bytes_read).c_str(),
+      static_cast<unsigned long long>(r.files_unchanged),
+      m.parent.empty() ? "(no earlier point)" : m.parent.substr(0, 8).c_str());
+}
+
+int FileBackupExit(const agent::FileBackupResult& r) {
+  if (r.warnings.empty()) return kExitOk;
+  std::fprintf(stderr,
+               "haven: warning: the recovery point is PARTIAL: %zu "
+               "entries could not be backed up whole (listed above)\n",
+               r.warnings.size());
+  return kExitPartial;
+}
+
+namespace {
+
 int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
   auto repo = OpenRepo(g, true);
   if (!repo.ok()) return Fail(g, repo.status());
@@ -67,75 +137,25 @@ int CmdBackupFiles(const Globals& g, const BackupFilesArgs& a) {
   }
   o.progress = TerminalProgress(!g.quiet && !g.json, "backup");
   o.cancel = g.cancel;
-  const bool tty = !g.quiet && !g.json && ::isatty(STDERR_FILENO);
-  o.on_warning = [&g, tty](const std::string& w) {
-    if (g.quiet) return;
-    std::fprintf(stderr, "%swarning: %s\n", tty ? "\r\033[K" : "",
-                 PrintableName(w).c_str());
-  };
+  o.on_warning = FileBackupWarnings(g);
   auto r = agent::BackupFiles(**repo, o);
   if (!r.ok())
     return Fail(g, r.status().WithContext(
                        "file backup '" + a.name +
                        "' failed; no recovery point was written and earlier "
                        "ones are unchanged"));
-  const auto& m = r->manifest;
-  const bool partial = !r->warnings.empty();
   if (g.json) {
-    nlohmann::ordered_json j;
-    j["snapshot"] = m.id;
-    j["name"] = m.name;
-    j["kind"] = m.kind;
-    j["time"] = m.time;
-    j["parent"] = m.parent;
-    j["partial"] = partial;
-    j["warnings"] = nlohmann::ordered_json::array();
-    for (const auto& w : r->warnings) j["warnings"].push_back(PrintableName(w));
-    j["entries"] = r->entries;
-    j["files"] = r->files;
-    j["dirs"] = r->dirs;
-    j["symlinks"] = r->symlinks;
-    j["other"] = r->other;
-    j["bytes"] = r->bytes;
-    j["files_read"] = r->files_read;
-    j["files_unchanged"] = r->files_unchanged;
-    j["bytes_read"] = r->bytes_read;
-    j["new_chunks"] = m.stats.new_chunks;
-    j["new_raw_bytes"] = m.stats.new_raw_bytes;
-    j["new_stored_bytes"] = m.stats.new_stored_bytes;
-    j["duration_seconds"] = m.stats.duration_seconds;
-    std::cout << DumpJson(j) << "\n";
+    std::cout << DumpJson(FileBackupJson(*r)) << "\n";
   } else if (!g.quiet) {
-    std::printf("snapshot %s saved: files '%s'%s\n", m.id.substr(0, 8).c_str(),
-                m.name.c_str(), partial ? " (PARTIAL)" : "");
-    std::printf(
-        "  %llu entries: %llu files (%s), %llu directories, %llu symlinks, "
-        "%llu other\n",
-        static_cast<unsigned long long>(r->entries),
-        static_cast<unsigned long long>(r->files), HumanBytes(r->bytes).c_str(),
-        static_cast<unsigned long long>(r->dirs),
-        static_cast<unsigned long long>(r->symlinks),
-        static_cast<unsigned long long>(r->other));
-    std::printf("  read %llu files (%s), %llu unchanged since %s\n",
-                static_cast<unsigned long long>(r->files_read),
-                HumanBytes(r->bytes_read).c_str(),
-                static_cast<unsigned long long>(r->files_unchanged),
-                m.parent.empty() ? "(no earlier point)"
-                                 : m.parent.substr(0, 8).c_str());
+    PrintFileBackupSummary(*r);
+    const auto& m = r->manifest;
     std::printf("  new data %s in %llu chunks, stored as %s; took %s\n",
                 HumanBytes(m.stats.new_raw_bytes).c_str(),
                 static_cast<unsigned long long>(m.stats.new_chunks),
                 HumanBytes(m.stats.new_stored_bytes).c_str(),
                 FormatDuration(m.stats.duration_seconds).c_str());
   }
-  if (partial) {
-    std::fprintf(stderr,
-                 "haven: warning: the recovery point is PARTIAL: %zu "
-                 "entries could not be backed up whole (listed above)\n",
-                 r->warnings.size());
-    return kExitPartial;
-  }
-  return kExitOk;
+  return FileBackupExit(*r);
 }
 
 // `spec`'s file point; `id`, when given, gets its id.

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "agent/file_backup.h"
 #include "cli/common.h"
 #include "restore/file_restore.h"
 
@@ -40,6 +41,15 @@ std::string RestoreCounts(const restore::FileRestoreStats& st);
 
 // Prints each entry not restored ("not restored: PATH: why") on stderr.
 void PrintProblems(const restore::FileRestoreStats& st);
+
+// --- agents: client ---
+// What `haven backup files` and `haven agent backup` print alike: warnings
+// as they happen (stderr), the JSON of a file backup, its first summary
+// lines, and the exit code (3 when partial, with a line on stderr).
+std::function<void(const std::string&)> FileBackupWarnings(const Globals& g);
+nlohmann::ordered_json FileBackupJson(const agent::FileBackupResult& r);
+void PrintFileBackupSummary(const agent::FileBackupResult& r);
+int FileBackupExit(const agent::FileBackupResult& r);
 
 }  // namespace haven::cli
 

@@ -7,8 +7,12 @@
 //   maintenance_commands init, key, check, forget, gc, repair, rebuild-index
 //   image_files_commands ls, restore file (file systems inside disk images)
 //   file_backup_commands backup files, restore files, diff (file backups)
+//   agent_commands       agent enroll | backup | points | ls | restore | status
+//   agent_run_command    agent run (the agent's service)
 #include <CLI/CLI.hpp>
 
+#include "cli/agent_commands.h"     // --- agents: client ---
+#include "cli/agent_run_command.h"  // --- agents: jobs ---
 #include "cli/backup_commands.h"
 #include "cli/common.h"
 #include "cli/file_backup_commands.h"
@@ -31,7 +35,11 @@ int Main(int argc, char** argv) {
       "restore's 'latest' is the latest point of the kind it reads (restore\n"
       "files: file backups; restore file, image, config: VM or image ones).\n"
       "Exit codes: 0 ok, 1 failure, 2 usage error, 3 finished but partial,\n"
-      "130 stopped by Ctrl-C or SIGTERM (nothing half-done is kept).",
+      "130 stopped by Ctrl-C or SIGTERM (nothing half-done is kept).\n"
+      // --- agents: client ---
+      "On a machine enrolled with an appliance, `haven agent ...` backs up\n"
+      "to it and restores from it with no repository or passphrase here\n"
+      "(haven agent --help; docs/agents.md).",
       "haven"};
   app.set_version_flag("--version", "haven 0.1.0");
   app.require_subcommand(1);
@@ -56,6 +64,9 @@ int Main(int argc, char** argv) {
   RestoreCommands restore(app, g, rc);
   AddFileCommands(app, *restore.rest, g, rc);
   AddFilesCommands(app, *backup.backup, *restore.rest, g, rc);
+  AgentCommands agent(app, g, rc);  // --- agents: client ---
+  // --- agents: jobs ---
+  AddAgentRunCommand(*agent.agent, g, rc, &agent.state_dir);
 
   try {
     app.parse(argc, argv);

@@ -650,6 +650,19 @@ Result<std::vector<GuestEntry>> GuestFs::List(const GuestEntry& dir) {
   TSK_FS_INFO* fs = h_->fs.get();
   const std::string what =
       "reading directory inode " + std::to_string(dir.inode);
+  // The Sleuth Kit maps a directory's blocks into a run list whose every
+  // append walks the list: a damaged inode claiming a huge directory costs
+  // time quadratic in its claim before one entry is read. No directory is
+  // larger than its volume, and none real is near kMaxDirectoryBytes.
+  if (dir.size > std::min<uint64_t>(volume_size_, kMaxDirectoryBytes))
+    return DataLoss(
+        what + ": it claims " + std::to_string(dir.size) +
+        " bytes, more than " +
+        (dir.size > volume_size_
+             ? "its volume (" + std::to_string(volume_size_) + " bytes)"
+             : "any real directory (" + std::to_string(kMaxDirectoryBytes) +
+                   " bytes)") +
+        ": the file system is damaged there");
   ReadCheck check;
   DirPtr d(tsk_fs_dir_open_meta(fs, static_cast<TSK_INUM_T>(dir.inode)));
   if (!d) return FailureOf(h_->img.get(), Code::kDataLoss, what);

@@ -70,6 +70,10 @@ enum class GuestType {
   kOther
 };
 
+// A directory claiming more bytes than this is refused as damaged (a real
+// one with ten million entries is under 1 GiB).
+inline constexpr uint64_t kMaxDirectoryBytes = 1ull << 30;
+
 struct GuestEntry {
   std::string name;  // raw bytes as stored (UTF-8 for NTFS/FAT/exFAT)
   uint64_t inode = 0;

@@ -95,7 +95,8 @@ url, cafile, doc_path, auditor, operator, revoked = sys.argv[1:]
 host, port = url.split("//")[1].split(":")
 ctx = ssl.create_default_context(cafile=cafile)
 doc = json.load(open(doc_path))
-rank = {"auditor": 1, "operator": 2, "admin": 3}
+# --- agents: registry --- "agent" routes refuse every person's token (403).
+rank = {"auditor": 1, "operator": 2, "admin": 3, "agent": 100}
 lower = {"auditor": auditor, "operator": operator}
 fake = "haven_" + "A" * 43
 def status(method, path, token):

@@ -6,18 +6,18 @@
 // the block or past PATH_MAX) each reported with a clear reason, the rest of
 // the directory still listed and restored; a sparse file restored with holes
 // at block granularity.
+#include <archive.h>
+#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <archive.h>
-#include <archive_entry.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -294,6 +294,29 @@ TEST_F(GuestFsSymlinkTest, TargetLongerThanItsBlockIsReported) {
   EXPECT_EQ(root["ok"].link_target, Target(1000, 'k'));
   EXPECT_EQ(root["long"].link_target, "");
   EXPECT_THAT(root["long"].link_problem, HasSubstr("its target"));
+}
+
+// A directory whose inode claims more bytes than the volume holds is
+// refused in words at once, not handed to The Sleuth Kit (which would map
+// the claim block by block, in time quadratic in it); its siblings list.
+TEST_F(GuestFsSymlinkTest, DirectoryClaimingMoreThanItsVolumeIsRefused) {
+  ASSERT_TRUE(std::filesystem::create_directories(src_ + "/big"));
+  ASSERT_TRUE(std::filesystem::create_directories(src_ + "/fine"));
+  { std::ofstream(src_ + "/fine/a") << "a"; }
+  const std::string img = MakeImage("dir.img", 1024, "8M");
+  ASSERT_EQ(Sh("debugfs -w -R 'sif /big size 0x40000000' '" + img + "'"), 0);
+  FileDisk disk(img);
+  auto fs = Open(disk);
+  ASSERT_NE(fs, nullptr);
+  auto root = Root(*fs);
+  ASSERT_TRUE(root.count("big") && root.count("fine"));
+  auto big = fs->List(root["big"]);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), Code::kDataLoss);
+  EXPECT_THAT(big.status().message(), HasSubstr("more than its volume"));
+  auto fine = fs->List(root["fine"]);
+  ASSERT_THAT(fine, IsOk());
+  EXPECT_EQ(fine->size(), 1u);
 }
 
 // A 200 MiB file with three 4 KiB writes comes back with about 12 KiB

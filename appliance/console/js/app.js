@@ -18,6 +18,8 @@ const ROUTES = {
   'restore/vm': 'restore_vm',
   'restore/host': 'restore_host',
   'settings': 'settings',
+  // --- agents ---
+  'agents': 'agents',
 };
 const NAV_OF = {
   job: 'jobs',

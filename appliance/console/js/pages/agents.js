@@ -1,0 +1,202 @@
+// Agents (#/agents): the agents enrolled with this appliance and when each
+// was last heard of; an admin adds one (a one-time enrollment token and
+// the command to run on the agent, shown once) or revokes one.
+//   GET  /agents                    the table (auditor)
+//   POST /agents/enrollments        a token and its command (admin)
+//   POST /agents/{id}/revoke        (admin)
+// Everything an agent reports (name, hostname, version) is set as text.
+import * as api from '../api.js';
+import {actionButton, badge, clear, errorBox, field, fmtTime, h, notice, pageTitle, section, table, timeAgo, toDate} from '../ui.js';
+
+// An agent not heard of for longer than this is flagged.
+const QUIET_SECONDS = 2 * 86400;
+
+export async function render(view, ctx) {
+  const admin = api.hasRole(ctx.me, 'admin');
+  const status = h('div', {'aria-live': 'polite'});
+  const once = h('div', {id: 'enroll-box'});
+  const list = h('div', {}, h('p', {class: 'muted'}, 'Loading agents…'));
+  const form = admin ? addForm(once, status, () => reload()) : null;
+  const add = admin ?
+      h('button', {type: 'button', id: 'add-agent', class: 'primary'},
+        'Add agent') :
+      null;
+  if (add) {
+    add.addEventListener('click', () => {
+      form.hidden = false;
+      form.querySelector('input').focus();
+    });
+  }
+  const reload = async () => {
+    let agents;
+    try {
+      agents = (await api.get('/agents')).agents;
+    } catch (e) {
+      clear(list, errorBox(e, 'The agents could not be listed'));
+      return;
+    }
+    clear(list, agentsTable(agents, admin, status, reload));
+  };
+  clear(
+      view, pageTitle('Agents', add),
+      h('p', {class: 'muted'},
+        'Agents are the haven program on guests (file backups) and on ' +
+            'other hypervisor hosts. Each one connects to this appliance ' +
+            'itself, pins its certificate and may only add and read its own ' +
+            'recovery points.'),
+      admin ? null :
+              notice('Agents are added and revoked by an admin.', 'info'),
+      status, once, form, section('Enrolled agents', list));
+  await reload();
+  const timer = setInterval(reload, 60000);
+  ctx.onLeave(() => clearInterval(timer));
+}
+
+function lastContact(a) {
+  const d = toDate(a.last_contact);
+  const quiet = !d || (Date.now() - d.getTime()) / 1000 > QUIET_SECONDS;
+  if (a.revoked || !quiet) return timeAgo(a.last_contact);
+  return h(
+      'span', {}, timeAgo(a.last_contact), ' ',
+      h('span', {
+        title: d ? 'not heard of for more than 2 days' :
+                   'has not called the appliance yet'
+      },
+        badge('warning', d ? 'quiet' : 'never')));
+}
+
+function agentsTable(agents, admin, status, reload) {
+  const columns = [
+    {title: 'Name', cell: a => h('strong', {}, a.name)},
+    {title: 'Kind', cell: a => a.kind},
+    {title: 'Host name', cell: a => a.hostname || '–'},
+    {title: 'Version', cell: a => a.version || '–'},
+    {title: 'Repository', cell: a => a.repository},
+    {title: 'Last contact', cell: lastContact},
+    {
+      title: 'State',
+      cell: a => a.revoked ?
+          h('span', {}, badge('cancelled', 'revoked'),
+            h('span', {class: 'muted'}, ' ' + fmtTime(a.revoked))) :
+          badge('ok', 'enrolled')
+    },
+  ];
+  if (admin)
+    columns.push({
+      title: 'Actions',
+      cell: a => a.revoked ?
+          '' :
+          actionButton(
+              'Revoke',
+              async () => {
+                if (!confirm(
+                        `Revoke the agent ${
+                            a.name}? Its credential is refused from ` +
+                        'now on; its recovery points stay. To use it again, enroll ' +
+                        'it with a new token.'))
+                  return;
+                await api.post(`/agents/${encodeURIComponent(a.id)}/revoke`);
+                clear(status, notice(`The agent ${a.name} was revoked.`, 'ok'));
+                await reload();
+              },
+              {class: 'danger revoke-agent', errorTarget: status})
+    });
+  return table(columns, agents, {
+    id: 'agent-table',
+    class: 'stack',
+    rowData: a => ({agent: a.name, id: a.id}),
+    empty: admin ? 'No agents yet — add one with “Add agent”.' :
+                   'No agents are enrolled yet.',
+  });
+}
+
+function addForm(onceBox, status, reload) {
+  const name = h('input', {
+    name: 'name',
+    autocomplete: 'off',
+    pattern: '[A-Za-z0-9._\\-]{1,64}',
+    maxlength: '64',
+    placeholder: 'e.g. web1'
+  });
+  const kind = h(
+      'select', {name: 'kind'}, h('option', {value: 'guest'}, 'guest (files)'),
+      h('option', {value: 'host'}, 'host (VMs)'));
+  const err = h('div', {'aria-live': 'polite'});
+  const submit =
+      h('button', {type: 'submit', class: 'primary'}, 'Make enrollment token');
+  const cancel = h('button', {type: 'button'}, 'Cancel');
+  const form =
+      h('form', {id: 'agent-create', class: 'card', hidden: true},
+        h('h2', {}, 'Add an agent'),
+        h('div', {class: 'row'},
+          field(
+              'Name', name,
+              'optional: letters, digits, . _ - (default: its host name)'),
+          field('Kind', kind, 'guest: files inside a VM; host: a hypervisor')),
+        err, h('div', {class: 'actions'}, submit, cancel));
+  cancel.addEventListener('click', () => {
+    form.reset();
+    clear(err);
+    form.hidden = true;
+  });
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    clear(err);
+    submit.disabled = true;
+    try {
+      const body = {kind: kind.value};
+      if (name.value.trim()) body.name = name.value.trim();
+      const made = await api.post('/agents/enrollments', body);
+      form.reset();
+      form.hidden = true;
+      clear(status);
+      showOnce(onceBox, made);
+      await reload();
+    } catch (e) {
+      clear(err, errorBox(e, 'No token was made'));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+// The token and the command, once: dismissing the box forgets them.
+function showOnce(box, made) {
+  const command = h('pre', {id: 'enroll-command', tabindex: '0'}, made.command);
+  const copied = h('span', {class: 'muted', 'aria-live': 'polite'});
+  const copy =
+      h('button', {type: 'button', id: 'enroll-copy', class: 'primary'},
+        'Copy command');
+  copy.addEventListener('click', async () => {
+    const range = document.createRange();
+    range.selectNodeContents(command);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    try {
+      await navigator.clipboard.writeText(made.command);
+      copied.textContent = 'Copied.';
+    } catch {
+      copied.textContent = 'Selected: press Ctrl+C (⌘C) to copy.';
+    }
+  });
+  const done = h('button', {type: 'button', id: 'enroll-done'}, 'Done');
+  done.addEventListener('click', () => clear(box));
+  const who = made.name ? `the ${made.kind} agent ${made.name}` :
+                          `a ${made.kind} agent (named after its host)`;
+  clear(
+      box,
+      h('div', {class: 'notice warn', role: 'alert'},
+        h('strong', {}, `Enrollment token for ${who}. `),
+        `It is shown once; expires at ${fmtTime(made.expires)} and works ` +
+            'for one agent only. Run this as root on the agent:',
+        command,
+        h('p', {class: 'muted enroll-note'},
+          `Its points go to the repository ${made.repository}. The agent ` +
+              `pins this appliance's certificate (${made.fingerprint}); if ` +
+              `${made.url} is not how the agent reaches this appliance, ` +
+              'change the address in the command.'),
+        h('div', {class: 'secret-row'}, copy, done), copied));
+  command.focus();
+}
