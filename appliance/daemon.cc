@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <mutex>
 
-#include "appliance/agent_jobs.h"  // --- agents: jobs ---
-#include "appliance/agents.h"      // --- agents: registry ---
+#include "appliance/agent_jobs.h"
+#include "appliance/agents.h"  // --- agents: registry ---
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"

@@ -11,8 +11,8 @@
 //   agent_run_command    agent run (the agent's service)
 #include <CLI/CLI.hpp>
 
-#include "cli/agent_commands.h"     // --- agents: client ---
-#include "cli/agent_run_command.h"  // --- agents: jobs ---
+#include "cli/agent_commands.h"  // --- agents: client ---
+#include "cli/agent_run_command.h"
 #include "cli/backup_commands.h"
 #include "cli/common.h"
 #include "cli/file_backup_commands.h"
