@@ -62,6 +62,7 @@ TEST(AgentWireTest, AJobGoesToTheAgentAndItsPointComesBack) {
   EnrollmentRequest er;
   er.name = "web1";
   er.created_by = "admin";
+  er.repository = "main";
   auto enrollment = registry.CreateEnrollment(er);
   ASSERT_TRUE(enrollment.ok()) << enrollment.status().ToString();
   auto enrolled = registry.Enroll(enrollment->token, "web1", "guest", "web1",
