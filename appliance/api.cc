@@ -340,7 +340,8 @@ Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
                    std::move(form)};
       resp = match->handler(call);
     }
-    if (!public_route && StateChanging(req.method) && options.audit)
+    if (!public_route && StateChanging(req.method) && options.audit &&
+        match->audited)
       options.audit(caller, req, *match, resp.status);
     return answer(std::move(resp));
   });

@@ -107,6 +107,11 @@ struct Route {
   // the whole body in memory): POST .../archive. Every other route ignores
   // such a field, so a form cannot call it.
   bool csrf_from_form = false;
+  // Whether a state-changing call goes to the audit log. Off only for the
+  // agents' high-volume calls (chunk uploads, "missing" queries, progress
+  // reports): what they lead to (a point committed, a job's result) is
+  // audited.
+  bool audited = true;
 };
 
 // Checks a request's credentials. Returns the caller; or a Response to send

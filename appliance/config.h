@@ -47,7 +47,7 @@ struct ApplianceConfig {
   std::string state_dir = kDefaultStateDir;
   std::string listen;  // "" : 0.0.0.0:kDefaultPort
   std::string cert_file, key_file;
-  int threads = 8;                    // request handlers at once, 1..256
+  int threads = 32;                   // request handlers at once, 1..256
   uint64_t max_body_bytes = 1 << 20;  // larger request bodies: 413
   std::vector<RepositoryConfig> repositories;
   std::string libvirt_uri = "qemu:///system";

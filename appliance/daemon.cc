@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "appliance/agent_jobs.h"
 #include "appliance/agents.h"  // --- agents: registry ---
 #include "appliance/agent_store.h"  // --- agents: uploads ---
 #include "appliance/api.h"
@@ -185,6 +186,15 @@ Status Serve(const ServeOptions& options) {
   auth->SetAgentRegistry(&agents);
   services.agents = &agents;
   services.fingerprint = cert.fingerprint;
+  // --- agents: jobs ---
+  // Tasks handed to agents' long polls (agent_jobs.h). Each waiting poll
+  // holds a handler thread: at most a quarter of them wait at once.
+  AgentDispatchOptions dispatch_options;
+  dispatch_options.max_waiting_polls = std::max(1, options.threads / 4);
+  dispatch_options.lookup = LookupIn(agents);
+  AgentDispatch agent_dispatch(std::move(dispatch_options));
+  services.agent_dispatch = &agent_dispatch;
+  RegisterAgentJobKinds(*jobs, agent_dispatch);
   HAVEN_ASSIGN_OR_RETURN(bool has_admin, auth->HasAccount(kAdminUser));
   if (!has_admin)
     Log("no admin account yet: `havend admin password --state-dir " +
@@ -247,6 +257,9 @@ Status Serve(const ServeOptions& options) {
     if (spec.kind == "forget") return ValidateForgetParams(spec.params);
     if (spec.kind == "gc") return ValidateGcParams(spec.params);
     if (spec.kind == "check") return ValidateCheckParams(spec.params);
+    // --- agents: jobs ---
+    if (spec.kind == "agent-backup")
+      return ValidateAgentBackupParams(spec.params);
     return OkStatus();
   };
   so.log = Log;
@@ -285,6 +298,8 @@ Status Serve(const ServeOptions& options) {
   // end; then the server lets the requests in flight finish.
   scheduler->Stop();
   jobs->Stop();
+  // --- agents: jobs --- long polls return now, not after their wait
+  agent_dispatch.Shutdown();
   server->Stop();
   // Tell of the jobs just interrupted, if the receivers answer soon.
   if (auto notifier = notifiers.Get(); notifier && !notifier->WaitIdle(5))

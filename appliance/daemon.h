@@ -21,7 +21,7 @@ struct ServeOptions {
   std::string cert_file;  // configured certificate; both or neither
   std::string key_file;
   uint64_t max_body_bytes = 1 << 20;
-  int threads = 8;
+  int threads = 32;
   std::string version;  // reported by /api/v1/health
   // Until the configuration file is read (appliance/config.cc): what
   // `havend serve --repository NAME=PATH --password-file FILE` gives.

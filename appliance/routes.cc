@@ -33,6 +33,8 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   add(AgentAdminRoutes(s));
   // --- agents: uploads ---
   add(AgentPointRoutes(s));
+  // --- agents: jobs ---
+  add(AgentJobRoutes(s));
   return routes;
 }
 

@@ -63,6 +63,12 @@ std::vector<Route> AgentAdminRoutes(Services& s);
 // show, files, archive): role agent (routes_agent_points.cc). Needs
 // s.agent_store and s.open_repositories.
 std::vector<Route> AgentPointRoutes(Services& s);
+// --- agents: jobs ---
+// The agent's long poll GET /api/v1/agent/jobs/next and its progress and
+// result reports, and POST /api/v1/agents/{id}/backup
+// (routes_agent_jobs.cc). Needs s.agent_dispatch (503 without it) and
+// s.jobs.
+std::vector<Route> AgentJobRoutes(Services& s);
 
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI

@@ -192,6 +192,7 @@ std::vector<Route> AgentPointRoutes(Services& s) {
          {"400", Described("a body that is not 1 to 32768 ids of 32 bytes")},
          {"503", Described("the repository is busy (gc); try again")}}}},
       [&s](const ApiCall& c) { return Missing(s, c); }));
+  routes.back().audited = false;  // many per backup; the commit is audited
   routes.push_back(Make(
       "POST", "/api/v1/agent/chunks",
       "Upload chunks: each is decoded and checked against its id before "
@@ -212,6 +213,7 @@ std::vector<Route> AgentPointRoutes(Services& s) {
                     "of the batch was stored")},
          {"503", Described("the repository is busy (gc); try again")}}}},
       [&s](const ApiCall& c) { return Chunks(s, c); }));
+  routes.back().audited = false;
   routes.push_back(Make(
       "POST", "/api/v1/agent/points",
       "Commit a file-backup point from chunks this agent uploaded; the "

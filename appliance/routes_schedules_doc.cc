@@ -45,7 +45,8 @@ json SpecSchema(bool create) {
              "\"Mon..Fri 02:00\", \"*-*-* 00/6:00:00\"; local time unless "
              "it ends in UTC")},
         {"kind",
-         {{"type", "string"}, {"enum", {"backup", "forget", "gc", "check"}}}},
+         {{"type", "string"},
+          {"enum", {"backup", "forget", "gc", "check", "agent-backup"}}}},
         {"repository", Str("a configured repository's name")},
         {"params",
          {{"type", "object"},
@@ -53,7 +54,9 @@ json SpecSchema(bool create) {
            "backup: {\"all\": true} or {\"vms\": [...]}, optional "
            "\"exclude\": [globs], \"parallel\" (1..32), \"limit_read\", "
            "\"adaptive\"; forget: a retention policy (keep_*); check: "
-           "{\"read_data_percent\": 0..100}; gc: {}"}}},
+           "{\"read_data_percent\": 0..100}; gc: {}; agent-backup: "
+           "{\"agent\": ID or NAME, \"paths\": [...]}, optional \"name\", "
+           "\"excludes\", \"exclude_caches\", \"one_file_system\""}}},
         {"retention",
          json{{"nullable", true},
               {"allOf", {RetentionSchema()}},

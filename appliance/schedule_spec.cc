@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include "agent/host_backup.h"
+#include "appliance/agent_jobs.h"  // --- agents: jobs ---
 #include "repository/retention.h"
 
 namespace haven::appliance {
@@ -186,9 +187,15 @@ Status CheckScheduleParams(std::string_view kind, const json& params) {
     return CheckNumber(params, "read_data_percent", 0, 100, "params");
   }
   if (kind == "gc") return CheckGcParams(params);
+  // --- agents: jobs ---
+  if (kind == "agent-backup") {
+    Status s = ValidateAgentBackupParams(params);
+    if (!s.ok()) return Bad("params", s.message());
+    return OkStatus();
+  }
   return Bad("kind", QuoteUntrusted(kind) +
                          " is not a job kind a schedule runs (backup, forget, "
-                         "gc, check)");
+                         "gc, check, agent-backup)");
 }
 
 Result<CalendarEvent> ParseScheduleCalendar(std::string_view text) {

@@ -21,8 +21,9 @@
 namespace haven::appliance {
 
 // The job kinds a schedule may run.
+// --- agents: jobs --- "agent-backup": a file backup an agent runs.
 inline constexpr const char* kScheduleKinds[] = {"backup", "forget", "gc",
-                                                 "check"};
+                                                 "check", "agent-backup"};
 // A schedule's random delay, at most a day (seconds).
 inline constexpr int64_t kMaxRandomDelaySeconds = 86400;
 
@@ -39,6 +40,9 @@ struct ScheduleSpec {
   //           ("7d", "1y6m"), at least one rule; optional "name", "dry_run"
   //   check:  optional "read_data_percent" (0..100)
   //   gc:     optional "repack_below", "max_unused" (percent), "dry_run"
+  //   agent-backup: {"agent": ID or NAME, "paths": [absolute paths]},
+  //           optional "name", "excludes", "exclude_caches",
+  //           "one_file_system" (appliance/agent_jobs.h)
   nlohmann::json params = nlohmann::json::object();
   // Backup schedules only: a retention policy (forget's keep_* rules)
   // applied after each run by one forget job per VM the run backed up

@@ -20,6 +20,7 @@ class NotifySettings;  // appliance/notify_settings.h
 class AgentRegistry;   // appliance/agents.h  --- agents: registry ---
 // --- agents: uploads ---
 class AgentStore;  // appliance/agent_store.h
+class AgentDispatch;   // --- agents: jobs --- appliance/agent_jobs.h
 
 struct Services {
   const ApplianceConfig* config = nullptr;
@@ -43,6 +44,8 @@ struct Services {
   std::string fingerprint;
   // --- agents: uploads (chunks, points) and agents' own points ---
   AgentStore* agent_store = nullptr;
+  // --- agents: jobs --- tasks handed to agents' long polls
+  AgentDispatch* agent_dispatch = nullptr;
   std::string version;
 };
 

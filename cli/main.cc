@@ -8,9 +8,11 @@
 //   image_files_commands ls, restore file (file systems inside disk images)
 //   file_backup_commands backup files, restore files, diff (file backups)
 //   agent_commands       agent enroll | backup | points | ls | restore | status
+//   agent_run_command    agent run (the agent's service)
 #include <CLI/CLI.hpp>
 
 #include "cli/agent_commands.h"  // --- agents: client ---
+#include "cli/agent_run_command.h"
 #include "cli/backup_commands.h"
 #include "cli/common.h"
 #include "cli/file_backup_commands.h"
@@ -63,6 +65,8 @@ int Main(int argc, char** argv) {
   AddFileCommands(app, *restore.rest, g, rc);
   AddFilesCommands(app, *backup.backup, *restore.rest, g, rc);
   AgentCommands agent(app, g, rc);  // --- agents: client ---
+  // --- agents: jobs ---
+  AddAgentRunCommand(*agent.agent, g, rc, &agent.state_dir);
 
   try {
     app.parse(argc, argv);

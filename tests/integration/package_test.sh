@@ -88,6 +88,19 @@ for f in ./usr/bin/haven ./usr/share/doc/haven/user-guide.md ./usr/share/doc/hav
   grep -qE " $f\$" "$WORK/contents" || fail "dpkg-deb -c: $f missing from: $(cat "$WORK/contents")"
 done
 ok "contents: ./usr/bin/haven and the docs in ./usr/share/doc/haven"
+# --- agents: jobs --- the agent's unit, installed but not enabled
+grep -qE " ./lib/systemd/system/haven-agent.service\$" "$WORK/contents" ||
+  fail "dpkg-deb -c: ./lib/systemd/system/haven-agent.service missing"
+dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./lib/systemd/system/haven-agent.service \
+  >"$WORK/haven-agent.service"
+contains "$WORK/haven-agent.service" "ExecStart=/usr/bin/haven agent run" "haven-agent.service"
+contains "$WORK/haven-agent.service" "RestartPreventExitStatus=1" "haven-agent.service"
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze verify "$WORK/haven-agent.service" >"$WORK/verify" 2>&1 || true
+  lacks "$WORK/verify" "Unknown key" "systemd-analyze verify haven-agent.service"
+  lacks "$WORK/verify" "Invalid" "systemd-analyze verify haven-agent.service"
+fi
+ok "contents: haven-agent.service (RestartPreventExitStatus=1: a revoked agent is not restarted)"
 
 # ---------------------------------------------------------------- install
 WE_INSTALLED=1

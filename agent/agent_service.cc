@@ -1,0 +1,45 @@
+// RunAgentService (agent_service.h): the real appliance behind the loop.
+#include "agent/agent_service.h"
+
+namespace haven::agent {
+namespace {
+
+class ClientTransport : public AgentTransport {
+ public:
+  explicit ClientTransport(std::unique_ptr<ApplianceClient> client)
+      : client_(std::move(client)) {}
+  Result<HttpReply> Get(std::string_view path,
+                        double timeout_seconds) override {
+    return client_->Get(path, timeout_seconds);
+  }
+  Result<HttpReply> PostJson(std::string_view path, std::string_view body,
+                             double timeout_seconds) override {
+    return client_->Post(path, "application/json", body, timeout_seconds);
+  }
+
+ private:
+  std::unique_ptr<ApplianceClient> client_;
+};
+
+}  // namespace
+
+Status RunAgentService(const std::string& state_dir,
+                       const AgentServiceOptions& options) {
+  HAVEN_ASSIGN_OR_RETURN(AgentIdentity identity, LoadIdentity(state_dir));
+  // One client for the backup's uploads and the loop's requests (they
+  // take turns), one for the progress reports sent while a backup runs.
+  HAVEN_ASSIGN_OR_RETURN(auto client, ApplianceClient::Create(identity));
+  HAVEN_ASSIGN_OR_RETURN(auto report_client, ApplianceClient::Create(identity));
+  ApplianceClient* uploads = client.get();
+  ClientTransport control(std::move(client));
+  ClientTransport reports(std::move(report_client));
+  if (options.log)
+    options.log("agent " + identity.name + " (" + identity.agent_id + ") of " +
+                identity.url + ", state in " + state_dir);
+  AgentBackupRunner backup = [uploads, &state_dir](const FileBackupOptions& o) {
+    return BackupFilesToAppliance(*uploads, state_dir, o);
+  };
+  return RunAgentLoop(control, reports, backup, options);
+}
+
+}  // namespace haven::agent
