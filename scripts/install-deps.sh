@@ -44,7 +44,7 @@ PACKAGES=(
 if ! dpkg-query -W -f='${Status}\n' initramfs-tools dracut 2>/dev/null | grep -q "install ok installed"; then
   PACKAGES+=(tiny-initramfs)
 fi
-if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup virtnbdbackup); fi
+if [ "${HAVEN_WITH_PEERS:-0}" = 1 ]; then PACKAGES+=(restic borgbackup virtnbdbackup openssh-server openssh-client); fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
