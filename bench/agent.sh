@@ -71,7 +71,7 @@ if [ "$(cat "$TREE.stamp" 2>/dev/null)" != "$DATA_MIB" ]; then
   python3 - "$TREE" $((DATA_MIB << 20)) <<'PY'
 import os, shutil, sys
 dst, limit, total = sys.argv[1], int(sys.argv[2]), 0
-for top in ("/usr/lib", "/usr/share", "/usr/bin"):
+for top in ("/usr/share", "/usr/lib", "/usr/bin"):
     for root, dirs, files in os.walk(top):
         dirs.sort()
         for f in sorted(files):
@@ -121,7 +121,7 @@ FP=$(sed -n 's/^certificate SHA-256 fingerprint: //p' "$W/havend.out")
 [ -n "$PORT" ] && [ -n "$FP" ] || die "havend did not start: $(cat "$W/havend.log")"
 URL=https://127.0.0.1:$PORT
 enroll() { # NAME
-  "$HAVEND" agent enroll-token --state-dir "$STATE" --name "$1" >"$W/enroll.out" 2>"$W/enroll.err" ||
+  "$HAVEND" agent enroll-token --state-dir "$STATE" --repository main --name "$1" >"$W/enroll.out" 2>"$W/enroll.err" ||
     die "enroll-token: $(cat "$W/enroll.err")"
   HAVEN_ENROLL_TOKEN=$(grep -o 'havenenroll_[A-Za-z0-9_-]*' "$W/enroll.out" | head -1) \
     "$HAVEN" agent enroll "$URL" --fingerprint "$FP" --name "$1" --state-dir "$W/agent.$1" >/dev/null 2>"$W/enroll.err" ||
