@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -156,7 +157,29 @@ class UploadSink : public PointSink {
   Batch batch_;
   std::unordered_map<ChunkId, Bytes, ChunkIdHash> nodes_;
   Status error_;
-  std::mutex upload_mu_;  // one request of chunks at a time
+  // At most kSendsInFlight requests of chunks at once (SendSlot).
+  static constexpr int kSendsInFlight = 2;
+  std::mutex send_mu_;
+  std::condition_variable send_cv_;
+  int sending_ = 0;
+  class SendSlot {
+   public:
+    explicit SendSlot(UploadSink& s) : s_(s) {
+      std::unique_lock<std::mutex> l(s_.send_mu_);
+      s_.send_cv_.wait(l, [&] { return s_.sending_ < kSendsInFlight; });
+      ++s_.sending_;
+    }
+    ~SendSlot() {
+      {
+        std::lock_guard<std::mutex> l(s_.send_mu_);
+        --s_.sending_;
+      }
+      s_.send_cv_.notify_all();
+    }
+
+   private:
+    UploadSink& s_;
+  };
 
   std::atomic<uint64_t> new_chunks_{0}, new_raw_bytes_{0}, new_stored_bytes_{0};
   std::atomic<uint64_t> uploaded_chunks_{0}, uploaded_bytes_{0},
@@ -210,7 +233,9 @@ Result<bool> UploadSink::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
     }
   }
   if (full) {
-    std::lock_guard<std::mutex> up(upload_mu_);
+    // Two batches may be on their way at once: one is sent while the
+    // appliance stores the other, and the workers go on meanwhile.
+    SendSlot slot(*this);
     Status s = Send(*full);
     if (!s.ok()) {
       std::lock_guard<std::mutex> l(mu_);
@@ -222,7 +247,8 @@ Result<bool> UploadSink::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
 }
 
 Status UploadSink::Flush() {
-  std::lock_guard<std::mutex> up(upload_mu_);
+  // After every batch in flight has its answer: all slots taken.
+  SendSlot a(*this), b(*this);
   Batch last;
   {
     std::lock_guard<std::mutex> l(mu_);

@@ -32,6 +32,9 @@ constexpr size_t kLookupBatch = 500;
 constexpr size_t kInsertBatch = 200;
 constexpr size_t kMaxNameBytes = 255;
 constexpr size_t kMaxPaths = 10000, kMaxNotes = 2000, kMaxTextBytes = 4096;
+// A commit's JSON (names, paths, notes, figures): parsed whole, so bounded
+// well below the body's 64 MiB.
+constexpr size_t kMaxCommitJsonBytes = 256 << 10;
 
 constexpr const char* kTables = R"sql(
 CREATE TABLE IF NOT EXISTS agent_chunks (
@@ -297,16 +300,23 @@ Status Strings(const json& j, const char* field, size_t max_count, bool paths,
                            std::to_string(max_count) + " strings");
   for (const json& e : v) {
     if (!e.is_string() ||
-        e.get_ref<const std::string&>().size() > kMaxTextBytes)
+        e.get_ref<const std::string&>().size() > kMaxTextBytes ||
+        (paths && !Printable(e.get_ref<const std::string&>())))
       return InvalidArgument(std::string(field) +
                              " must hold strings of at "
                              "most " +
-                             std::to_string(kMaxTextBytes) + " bytes");
+                             std::to_string(kMaxTextBytes) +
+                             " bytes without control characters");
     if (paths && !repository::IsCatalogPath(e.get_ref<const std::string&>()))
       return InvalidArgument(std::string(field) + ": " +
                              QuoteUntrusted(e.get<std::string>()) +
                              " is not an absolute path");
-    out.push_back(e.get<std::string>());
+    std::string text = e.get<std::string>();
+    // A note names guest files, whose names may hold anything: control
+    // characters become '?' so no log or terminal takes them as commands.
+    for (char& c : text)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    out.push_back(std::move(text));
   }
   return OkStatus();
 }
@@ -364,16 +374,27 @@ Result<CommitRequest> ParseCommit(const json& j) {
   return c;
 }
 
-// The latest point of `name` this agent committed, if any.
-std::string ParentOf(const Repository& repo, const std::string& agent_id,
-                     const std::string& name) {
+// The latest point of `name` this agent committed ("" if none), or
+// AlreadyExists when a point of that name belongs to another agent or to
+// no agent (the appliance's own backups): names are not shared, since
+// retention and NAME:latest go by name, and a point under another's name
+// would push that owner's points out (keep_last) or stand in for them.
+Result<std::string> ParentOf(const Repository& repo,
+                             const std::string& agent_id,
+                             const std::string& name) {
   std::vector<std::string> errors;  // an unreadable point is no parent
-  auto all = repo.ListSnapshots(&errors);
-  if (!all.ok()) return "";
-  for (auto it = all->rbegin(); it != all->rend(); ++it)  // newest first
-    if (it->agent_id == agent_id && it->name == name && it->kind == "files")
-      return it->id;
-  return "";
+  HAVEN_ASSIGN_OR_RETURN(auto all, repo.ListSnapshots(&errors));
+  std::string parent;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {  // newest first
+    if (it->name != name) continue;
+    if (it->agent_id != agent_id)
+      return AlreadyExists(
+          "the backup name " + QuoteUntrusted(name) +
+          " is taken by another agent's points or the appliance's own; "
+          "choose another name (haven agent backup --name)");
+    if (parent.empty() && it->kind == "files") parent = it->id;
+  }
+  return parent;
 }
 
 }  // namespace
@@ -535,9 +556,14 @@ Result<std::string> AgentStore::Missing(const std::string& agent_id,
 Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
     const std::string& agent_id, std::string_view body) {
   HAVEN_ASSIGN_OR_RETURN(std::vector<Frame> frames, ParseFrames(body));
+  HAVEN_ASSIGN_OR_RETURN(auto lease, Acquire(agent_id));
+  Repository& repo = lease->repo();
   repository::Decompressor decompressor;
   Bytes scratch;
-  // Every frame is checked before anything is stored.
+  // Every frame is checked before anything is stored; its keyed id is
+  // computed from the same decoded bytes, so each frame is decoded once
+  // and stored as the agent encoded it (not compressed again).
+  std::vector<ChunkId> keyed(frames.size());
   for (size_t k = 0; k < frames.size(); ++k) {
     const Frame& f = frames[k];
     auto raw = Decode(f, decompressor, scratch, FrameName(k, f));
@@ -555,9 +581,8 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
               ": its bytes do not match its id; nothing of this batch was "
               "stored",
           {}});
+    keyed[k] = repo.IdFor(ChunkType::kData, *raw);
   }
-  HAVEN_ASSIGN_OR_RETURN(auto lease, Acquire(agent_id));
-  Repository& repo = lease->repo();
   std::vector<std::string_view> ids;
   for (const Frame& f : frames) ids.push_back(f.upload_id);
   HAVEN_ASSIGN_OR_RETURN(Rows had, LookupRows(db_, agent_id, ids));
@@ -572,10 +597,14 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
   for (size_t k = 0; k < frames.size(); ++k) {
     const Frame& f = frames[k];
     if (!seen.insert(f.upload_id).second) continue;
-    HAVEN_ASSIGN_OR_RETURN(ByteSpan raw,
-                           Decode(f, decompressor, scratch, FrameName(k, f)));
-    const ChunkId id = repo.IdFor(ChunkType::kData, raw);
-    HAVEN_RETURN_IF_ERROR(writer->Put(ChunkType::kData, id, raw, ctx).status());
+    const ChunkId& id = keyed[k];
+    HAVEN_RETURN_IF_ERROR(
+        writer
+            ->PutEncoded(ChunkType::kData, id, f.raw_len,
+                         f.codec == kCodecZstd ? repository::kChunkCodecZstd
+                                               : repository::kChunkCodecStored,
+                         f.data, ctx)
+            .status());
     rows.push_back({std::string(f.upload_id), id, f.raw_len});
     auto it = had.find(std::string(f.upload_id));
     bool known = false;
@@ -608,6 +637,10 @@ Result<AgentAnswer<AgentCommit>> AgentStore::Commit(const std::string& agent_id,
   if (json_len > body.size() - 4)
     return InvalidArgument("json_len " + std::to_string(json_len) +
                            " runs past the end of the body");
+  if (json_len > kMaxCommitJsonBytes)
+    return InvalidArgument("the point's JSON is " + std::to_string(json_len) +
+                           " bytes, over the limit of " +
+                           std::to_string(kMaxCommitJsonBytes));
   auto j = json::parse(body.substr(4, json_len), nullptr, false);
   if (j.is_discarded())
     return InvalidArgument("the point's JSON does not parse");
@@ -699,7 +732,20 @@ Result<AgentAnswer<AgentCommit>> AgentStore::Commit(const std::string& agent_id,
   m.kind = "files";
   m.tool = options_.tool;
   m.agent_id = agent_id;
-  m.parent = ParentOf(repo, agent_id, m.name);
+  // The point's time is the appliance's clock at the commit: retention
+  // orders points by time, and an agent must not date one into the future
+  // to make the real ones look old.
+  m.time = NowIso8601();
+  // One commit at a time across agents: the name check and the commit go
+  // together.
+  std::lock_guard names_lock(names_mu_);
+  auto parent = ParentOf(repo, agent_id, m.name);
+  if (!parent.ok()) {
+    if (parent.status().code() == Code::kAlreadyExists)
+      return Answer(AgentRefusal{409, parent.status().message(), {}});
+    return parent.status();
+  }
+  m.parent = *parent;
   repository::DiskManifest cat;
   cat.name = cat.kind = "catalog";
   cat.size = req.catalog_bytes;

@@ -163,6 +163,7 @@ class AgentStore {
   std::map<std::string, Held> open_;
   std::map<std::string, std::shared_ptr<std::mutex>> opening_;
   std::map<std::string, std::unique_ptr<std::mutex>> commit_mu_;
+  std::mutex names_mu_;  // a name's owner check and its commit, together
   std::condition_variable stop_cv_;
   bool stop_ = false;
   std::thread reaper_;

@@ -273,6 +273,27 @@ Status Serve(const ServeOptions& options) {
   Handler handler = MakeConsoleHandler(
       options.console_dir.empty() ? kDefaultConsoleDir : options.console_dir,
       std::move(api_handler));
+  // --- agents: uploads --- a body over the normal limit (chunks, a
+  // point's commit) is read only for an agent's valid credential, checked
+  // before its first byte.
+  server_options.admit_large_body =
+      [&agents](std::string_view, const std::string* authorization)
+      -> std::optional<std::pair<int, std::string>> {
+    constexpr std::string_view kBearer = "Bearer ";
+    if (authorization == nullptr || !authorization->starts_with(kBearer))
+      return std::pair(401, std::string("a large body needs an agent's "
+                                        "credential"));
+    auto caller =
+        agents.Authenticate(std::string_view(*authorization).substr(7));
+    if (!caller.ok())
+      return std::pair(caller.status().code() == Code::kPermissionDenied
+                           ? 401
+                           : 503,
+                       caller.status().message());
+    if (!*caller)
+      return std::pair(401, std::string("unknown agent credential"));
+    return std::nullopt;
+  };
   HAVEN_ASSIGN_OR_RETURN(auto server,
                          HttpsServer::Start(server_options, cert, handler));
   jobs->Start();

@@ -298,6 +298,7 @@ class HttpsServer::Impl {
   std::unique_ptr<asio::thread_pool> handlers_;
   std::vector<std::thread> io_threads_;
   uint16_t port_ = 0;
+  std::atomic<int> large_bodies_{0};  // admitted large bodies in flight
 
   std::mutex mu_;
   std::condition_variable idle_cv_;
@@ -319,6 +320,9 @@ class Session : public std::enable_shared_from_this<Session> {
         stream_(std::move(socket), server.ctx_),
         timer_(stream_.get_executor()),
         peer_(std::move(peer)) {}
+  // A connection that ends while reading an admitted large body (timeout,
+  // client gone) gives its slot back here.
+  ~Session() { ReleaseLargeBody(); }
 
   void Start() {
     // Counted from the accept: there is no queue before it.
@@ -418,6 +422,8 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (auto refusal = RefusalFor(*parser_, options_.limits))
       return Refuse(refusal->first, refusal->second, true);
+    if (auto refusal = AdmitLargeBody())
+      return Refuse(refusal->first, refusal->second, true);
     {
       const auto& target = parser_->get().target();
       parser_->body_limit(options_.limits.BodyLimitFor(
@@ -443,6 +449,38 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     ReadBody();
+  }
+
+  // A body over the normal limit is read only for a caller the daemon
+  // admits (admit_large_body), and only max_large_bodies at once.
+  std::optional<std::pair<int, std::string>> AdmitLargeBody() {
+    auto length = parser_->content_length();
+    if (!length || *length <= options_.limits.max_body_bytes) return {};
+    const auto& msg = parser_->get();
+    std::string path =
+        DecodeTargetPath(std::string_view(msg.target().data(),
+                                          msg.target().size()))
+            .value_or("");
+    if (!options_.admit_large_body)
+      return std::pair(401, std::string("a large body needs credentials"));
+    std::optional<std::string> auth;
+    if (auto it = msg.find(http::field::authorization); it != msg.end())
+      auth = std::string(it->value());
+    if (auto refusal =
+            options_.admit_large_body(path, auth ? &*auth : nullptr))
+      return refusal;
+    if (server_.large_bodies_.fetch_add(1) >= options_.max_large_bodies) {
+      server_.large_bodies_.fetch_sub(1);
+      return std::pair(503, std::string("too many large uploads at once; "
+                                        "try again in a few seconds"));
+    }
+    holds_large_ = true;
+    return {};
+  }
+
+  void ReleaseLargeBody() {
+    if (holds_large_) server_.large_bodies_.fetch_sub(1);
+    holds_large_ = false;
   }
 
   void ReadBody() {
@@ -560,6 +598,7 @@ class Session : public std::enable_shared_from_this<Session> {
                  std::to_string(ms.count()) + " ms" +
                  (sent.ok() ? "" : " (" + sent.message() + ")"));
     ++served_;
+    ReleaseLargeBody();
     asio::post(stream_.get_executor(),
                [self = shared_from_this(), ok = sent.ok(), keep_alive] {
                  self->in_handler_ = false;
@@ -663,6 +702,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   std::atomic<bool> in_handler_{false};
   int served_ = 0;  // responses written on this connection
+  bool holds_large_ = false;  // counted in server_.large_bodies_
 };
 
 Status HttpsServer::Impl::InitTls(const ServerCertificate& certificate) {

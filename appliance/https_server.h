@@ -21,8 +21,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "appliance/certificate.h"
 #include "appliance/http_message.h"
@@ -64,6 +66,18 @@ struct HttpsServerOptions {
   int max_requests_per_connection = 1000;
   // Stop(): how long running requests may take to finish.
   std::chrono::milliseconds stop_grace{10000};
+  // A request that may carry more than limits.max_body_bytes (its path is
+  // in limits.large_bodies and its Content-Length is over the normal
+  // limit) is checked by this before one byte of its body is read: given
+  // the path and the Authorization header (nullptr when none), nullopt lets
+  // it in, else the status and reason to refuse it with. Unset: refused 401.
+  // So no one without credentials makes havend hold a large body.
+  std::function<std::optional<std::pair<int, std::string>>(
+      std::string_view path, const std::string* authorization)>
+      admit_large_body;
+  // Large bodies being read or handled at once, over all connections; one
+  // more is refused 503 with Retry-After.
+  int max_large_bodies = 8;
   // One line per request and per refused connection; default: stderr.
   std::function<void(std::string_view)> log;
 };

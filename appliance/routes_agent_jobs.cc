@@ -172,6 +172,19 @@ RouteHandler AgentReport(Services& s, Report report) {
     if (!id) return ErrorJson(400, "a job id is a number");
     auto body = BodyObject(call.request);
     if (!body.ok()) return StatusResponse(body.status());
+    // A result names a point: it must be one this agent committed (the
+    // store records every commit), not another agent's or one never made.
+    if (s.agent_store && s.db && body->contains("point") &&
+        (*body)["point"].is_string()) {
+      const std::string point = (*body)["point"].get<std::string>();
+      auto row = s.db->QueryOne(
+          "SELECT 1 FROM agent_commits WHERE agent_id = ?1 AND point_id = ?2",
+          {call.caller.agent_id, point});
+      if (!row.ok()) return StatusResponse(row.status());
+      if (!*row)
+        return ErrorJson(403, "point " + QuoteUntrusted(point) +
+                                  " was not committed by this agent");
+    }
     Status st = report(*s.agent_dispatch, call.caller.agent_id, *id, *body);
     if (!st.ok()) return ReportRefused(st);
     return OkJson({{"job", *id}});

@@ -5,8 +5,8 @@
 namespace haven::repository {
 namespace {
 
-constexpr uint8_t kCodecStored = 0;
-constexpr uint8_t kCodecZstd = 1;
+constexpr uint8_t kCodecStored = kChunkCodecStored;
+constexpr uint8_t kCodecZstd = kChunkCodecZstd;
 
 std::array<uint8_t, 33> Aad(ChunkType type, const ChunkId& id) {
   std::array<uint8_t, 33> aad;
@@ -30,6 +30,18 @@ Status SealChunk(const Key& data_key, ChunkType type, const ChunkId& id,
     scratch[0] = kCodecStored;
     if (!raw.empty()) std::memcpy(scratch.data() + 1, raw.data(), raw.size());
   }
+  auto aad = Aad(type, id);
+  return Seal(data_key, aad, scratch, sealed);
+}
+
+Status SealEncodedChunk(const Key& data_key, ChunkType type, const ChunkId& id,
+                        uint8_t codec, ByteSpan payload, Bytes& scratch,
+                        Bytes& sealed) {
+  if (codec > kCodecZstd)
+    return InvalidArgument("unknown chunk codec " + std::to_string(codec));
+  scratch.clear();
+  scratch.push_back(codec);
+  scratch.insert(scratch.end(), payload.begin(), payload.end());
   auto aad = Aad(type, id);
   return Seal(data_key, aad, scratch, sealed);
 }

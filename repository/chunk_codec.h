@@ -28,6 +28,15 @@ Status SealChunk(const Key& data_key, ChunkType type, const ChunkId& id,
                  ByteSpan raw, Compressor& compressor, Bytes& scratch,
                  Bytes& sealed);
 
+// The codec byte of a sealed chunk's plaintext.
+inline constexpr uint8_t kChunkCodecStored = 0;
+inline constexpr uint8_t kChunkCodecZstd = 1;
+// Encrypts a chunk whose encoding was made elsewhere: `codec` and `payload`
+// as the plaintext above (an agent's zstd frame, which the caller has
+// already decoded to exactly the chunk's raw bytes: nothing here checks it).
+Status SealEncodedChunk(const Key& data_key, ChunkType type, const ChunkId& id,
+                        uint8_t codec, ByteSpan payload, Bytes& scratch,
+                        Bytes& sealed);
 // Authenticates, decrypts and decompresses a blob that must hold exactly
 // `raw_len` bytes into `out` (resized). `what` names the chunk in errors.
 Status OpenChunk(const Key& data_key, ChunkType type, const ChunkId& id,

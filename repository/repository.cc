@@ -133,35 +133,55 @@ Status ChunkWriter::QueueForSealing(std::unique_ptr<PackWriter> pack) {
   return OkStatus();
 }
 
-Result<bool> ChunkWriter::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
-                              WriteContext& ctx) {
+Result<bool> ChunkWriter::Claim(const ChunkId& id) {
   {
     std::lock_guard<std::mutex> l(pending_mu_);
     if (pending_.count(id)) return false;
   }
   HAVEN_ASSIGN_OR_RETURN(auto loc, repo_->index().Get(id));
   if (loc) return false;
-  {
-    std::lock_guard<std::mutex> l(pending_mu_);
-    if (!pending_.insert(id).second) return false;  // another thread has it
-  }
-  HAVEN_RETURN_IF_ERROR(SealChunk(repo_->data_key(), type, id, raw,
-                                  ctx.compressor, ctx.scratch, ctx.sealed));
+  std::lock_guard<std::mutex> l(pending_mu_);
+  return pending_.insert(id).second;  // false: another thread has it
+}
+
+Status ChunkWriter::Append(ChunkType type, const ChunkId& id, uint32_t raw_len,
+                           WriteContext& ctx) {
   std::unique_ptr<PackWriter> full;
   {
     std::lock_guard<std::mutex> l(pack_mu_);
     if (!current_) {
       HAVEN_ASSIGN_OR_RETURN(current_, PackWriter::Create(repo_->backend()));
     }
-    HAVEN_RETURN_IF_ERROR(current_->Append(
-        type, id, static_cast<uint32_t>(raw.size()), ctx.sealed));
+    HAVEN_RETURN_IF_ERROR(current_->Append(type, id, raw_len, ctx.sealed));
     if (current_->size() >= repo_->config().pack_size)
       full = std::move(current_);
   }
   new_chunks_ += 1;
-  new_raw_bytes_ += raw.size();
+  new_raw_bytes_ += raw_len;
   new_stored_bytes_ += ctx.sealed.size() + kPackEntrySize;
   if (full) HAVEN_RETURN_IF_ERROR(QueueForSealing(std::move(full)));
+  return OkStatus();
+}
+
+Result<bool> ChunkWriter::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
+                              WriteContext& ctx) {
+  HAVEN_ASSIGN_OR_RETURN(bool claimed, Claim(id));
+  if (!claimed) return false;
+  HAVEN_RETURN_IF_ERROR(SealChunk(repo_->data_key(), type, id, raw,
+                                  ctx.compressor, ctx.scratch, ctx.sealed));
+  HAVEN_RETURN_IF_ERROR(
+      Append(type, id, static_cast<uint32_t>(raw.size()), ctx));
+  return true;
+}
+
+Result<bool> ChunkWriter::PutEncoded(ChunkType type, const ChunkId& id,
+                                     uint32_t raw_len, uint8_t codec,
+                                     ByteSpan payload, WriteContext& ctx) {
+  HAVEN_ASSIGN_OR_RETURN(bool claimed, Claim(id));
+  if (!claimed) return false;
+  HAVEN_RETURN_IF_ERROR(SealEncodedChunk(repo_->data_key(), type, id, codec,
+                                         payload, ctx.scratch, ctx.sealed));
+  HAVEN_RETURN_IF_ERROR(Append(type, id, raw_len, ctx));
   return true;
 }
 

@@ -118,6 +118,11 @@ class ChunkWriter {
   // Returns true if it was stored now.
   Result<bool> Put(ChunkType type, const ChunkId& id, ByteSpan raw,
                    WriteContext& ctx);
+  // The same for a chunk of `raw_len` bytes already encoded as `codec` +
+  // `payload` (chunk_codec.h; an agent's zstd frame the caller has decoded
+  // and checked against `id`): stored without compressing it again.
+  Result<bool> PutEncoded(ChunkType type, const ChunkId& id, uint32_t raw_len,
+                          uint8_t codec, ByteSpan payload, WriteContext& ctx);
   // Finishes the open pack and makes the index durable. After OK, every
   // chunk Put so far is safe to name in a manifest.
   Status Flush();
@@ -128,6 +133,11 @@ class ChunkWriter {
 
  private:
   Status FinishPack(std::unique_ptr<PackWriter> pack);
+  // Put's two halves: whether `id` is to be stored now (claiming it), and
+  // appending the sealed blob in ctx.sealed.
+  Result<bool> Claim(const ChunkId& id);
+  Status Append(ChunkType type, const ChunkId& id, uint32_t raw_len,
+                WriteContext& ctx);
   // Writes the pending index entries; `wait` false gives up (keeping them)
   // while another writer holds the index.
   Status IndexPending(bool wait);

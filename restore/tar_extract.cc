@@ -9,8 +9,11 @@
 
 #include <condition_variable>
 #include <deque>
+#include <set>
 #include <mutex>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "restore/file_restore.h"
 
@@ -53,6 +56,9 @@ std::string BadEntryName(std::string_view name) {
 
 struct TarExtractor::Impl {
   std::string root;  // the target's real path, no symlink in it
+  // Names this extraction wrote: a hard link may only point at one of them
+  // (never at a file that was in the target before).
+  std::set<std::string> written_names;
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::string> pieces;
@@ -100,6 +106,36 @@ Status TarExtractor::Impl::Entry(struct archive* in, struct archive* out,
     result.problems.push_back(PrintableName(name) + ": " + why);
     return OkStatus();  // its data is skipped by the next header read
   }
+  if (link != nullptr && !written_names.count(link)) {
+    result.problems.push_back(PrintableName(name) + ": a hard link to " +
+                              PrintableName(link) +
+                              ", which this restore did not write; skipped");
+    return OkStatus();
+  }
+  const auto type = archive_entry_filetype(e);
+  if (type == AE_IFCHR || type == AE_IFBLK) {
+    result.problems.push_back(PrintableName(name) +
+                              ": a device node; not made by an agent's "
+                              "restore");
+    return OkStatus();
+  }
+  // Set-id bits and file capabilities (security.* attributes) are not
+  // given back by an agent's restore: what it restores runs with the
+  // rights of whoever runs it. ACLs and user attributes are.
+  archive_entry_set_perm(e, archive_entry_perm(e) & 07777 & ~06000);
+  if (archive_entry_xattr_reset(e) > 0) {
+    std::vector<std::tuple<std::string, std::string>> keep;
+    const char* xname;
+    const void* value;
+    size_t size;
+    while (archive_entry_xattr_next(e, &xname, &value, &size) == ARCHIVE_OK)
+      if (xname && std::string_view(xname).rfind("security.", 0) != 0)
+        keep.emplace_back(xname, std::string(static_cast<const char*>(value),
+                                             size));
+    archive_entry_xattr_clear(e);
+    for (const auto& [n, v] : keep)
+      archive_entry_xattr_add_entry(e, n.c_str(), v.data(), v.size());
+  }
   const std::string path = root + "/" + name;
   // NO_OVERWRITE keeps what is there, silently: say so. (A directory that
   // exists is entered.)
@@ -141,6 +177,7 @@ Status TarExtractor::Impl::Entry(struct archive* in, struct archive* out,
     result.problems.push_back(PrintableName(name) + ": " +
                               archive_error_string(out));
   ++result.entries;
+  written_names.insert(name);
   return OkStatus();
 }
 

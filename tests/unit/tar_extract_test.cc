@@ -38,6 +38,17 @@ class TarMaker {
   void HardLink(const std::string& name, const std::string& target) {
     Add(name, AE_IFREG, "", "", target);
   }
+  void Entry(const std::string& name, int type, int perm,
+             const std::string& data) {
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, type);
+    archive_entry_set_perm(e, perm);
+    archive_entry_set_size(e, data.size());
+    archive_write_header(a_, e);
+    if (!data.empty()) archive_write_data(a_, data.data(), data.size());
+    archive_entry_free(e);
+  }
   std::string Finish() {
     archive_write_close(a_);
     return out_;
@@ -116,6 +127,40 @@ TEST(TarExtract, WritesOnlyInsideTheTarget) {
   EXPECT_THAT(all, HasSubstr("etc/out/through"));
   EXPECT_THAT(all, HasSubstr("etc/passwd-link"));
   EXPECT_THAT(all, HasSubstr("etc/bad\\x01name"));
+}
+
+// An agent's restore gives back no set-id bit and makes no device node,
+// and a hard link may only join names this restore wrote: one to a file
+// that was in the target before (with data, it would overwrite that file)
+// is skipped.
+TEST(TarExtract, NoSetIdNoDevicesNoLinksToFilesItDidNotWrite) {
+  testing_util::TempDir tmp;
+  const std::string to = tmp.path();
+  std::string mine = "mine\n";
+  testing_util::WriteWholeFile(
+      to + "/was-here",
+      ByteSpan(reinterpret_cast<const uint8_t*>(mine.data()), mine.size()));
+  TarMaker t;
+  t.Entry("suid", AE_IFREG, 04755, "#!/bin/sh\n");
+  t.Entry("tty0", AE_IFCHR, 0600, "");
+  t.File("a", "a\n");
+  t.HardLink("a-link", "a");
+  t.HardLink("grab", "was-here");
+  auto r = Extract(to, t.Finish());
+  ASSERT_THAT(r, IsOk());
+  struct stat st;
+  ASSERT_EQ(lstat((to + "/suid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  EXPECT_FALSE(PathExists(to + "/tty0"));
+  ASSERT_EQ(lstat((to + "/a-link").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+  EXPECT_FALSE(PathExists(to + "/grab"));
+  EXPECT_EQ(ReadText(to + "/was-here"), "mine\n");
+  std::string all;
+  for (const auto& p : r->problems) all += p + "\n";
+  EXPECT_THAT(all, HasSubstr("tty0: a device node"));
+  EXPECT_THAT(all, HasSubstr("grab: a hard link to was-here, which this "
+                             "restore did not write"));
 }
 
 TEST(TarExtract, ExistingFilesAreKept) {

@@ -200,6 +200,13 @@ class UploadTest : public ::testing::Test {
     o.listen.port = 0;
     o.log = [](std::string_view) {};
     o.limits.large_bodies = {{"/api/v1/agent/", 64u << 20}};
+    // havend admits a large body for an agent's valid credential only; this
+    // appliance admits the test's agent.
+    o.admit_large_body = [](std::string_view, const std::string* auth)
+        -> std::optional<std::pair<int, std::string>> {
+      if (auth == nullptr) return std::pair(401, std::string("no credential"));
+      return std::nullopt;
+    };
     auto server = appliance::HttpsServer::Start(
         o, *cert,
         [this](const appliance::Request& r) { return fake_.Handle(r); });
