@@ -115,6 +115,7 @@ try:
     click(find("button.backup-agent", row))
     form = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "form.agent-backup")))
     assert find("[name=name]", form).get_attribute("value") == "web1"
+    assert not form.find_elements(By.CSS_SELECTOR, ".notice.warn"), "a running agent called quiet"
     click(find("button[type=submit]", form))
     text_in("form.agent-backup .error", "at least one path")
     ok("Back up now: a form; no paths is refused in words")

@@ -10,7 +10,7 @@
 //                                   agent_id)
 // Everything an agent reports (name, hostname, version) is set as text.
 import * as api from '../api.js';
-import {actionButton, badge, clear, errorBox, field, fmtTime, go, h, notice, pageTitle, section, table, timeAgo, toDate} from '../ui.js';
+import {actionButton, badge, clear, errorBox, field, fmtAgo, fmtTime, go, h, notice, pageTitle, section, table, timeAgo, toDate} from '../ui.js';
 
 // An agent not heard of for longer than this is flagged.
 const QUIET_SECONDS = 2 * 86400;
@@ -184,6 +184,21 @@ function backupButton(a) {
   return btn;
 }
 
+// `haven agent run` asks for work at least every 55 s: an agent silent for
+// longer may not be running, and its job would wait (15 minutes, then fail).
+function quietWarning(a) {
+  const d = toDate(a.last_contact);
+  if (d && (Date.now() - d.getTime()) / 1000 < 180) return null;
+  return notice(
+      d ? `${a.name} last called ${fmtAgo(a.last_contact)}. The job waits ` +
+              'until `haven agent run` on it asks for work, and fails after ' +
+              '15 minutes if it does not.' :
+          `${a.name} has not called this appliance yet: start ` +
+              '`haven agent run` (systemctl enable --now haven-agent) on it, ' +
+              'or the job fails after 15 minutes.',
+      'warn');
+}
+
 function lines(text) {
   return text.split('\n').map(s => s.trim()).filter(Boolean);
 }
@@ -224,7 +239,7 @@ function backupForm(a, close) {
   nameField.classList.add('field-name');
   const form =
       h('form', {class: 'agent-backup card', novalidate: true},
-        h('h3', {}, `Back up files of ${a.name}`),
+        h('h3', {}, `Back up files of ${a.name}`), quietWarning(a),
         h('div', {class: 'row'},
           field('Paths on the agent', paths, 'absolute paths, one per line'),
           field('Exclude', excludes, 'optional: globs, one per line')),
