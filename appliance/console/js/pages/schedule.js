@@ -270,20 +270,24 @@ export async function render(view, ctx) {
 
   // agent-backup: an agent (by name), its paths, a backup name, excludes
   const ap = spec.kind === 'agent-backup' ? params : {};
-  const agentOptions = agents.map(
-      a => h(
-          'option',
-          {value: a.name, selected: ap.agent === a.name || ap.agent === a.id},
-          `${a.name}${
-              a.hostname && a.hostname !== a.name ? ` (${a.hostname})` : ''}`));
-  if(ap.agent && !agents.some(a => a.name === ap.agent || a.id === ap.agent))
-  agentOptions.unshift(
-      h('option', {value: ap.agent, selected: true},
-        `${ap.agent} (not enrolled now)`));
-  if(!agentOptions.length)
-      agentOptions.push(h('option', {value: ''}, 'no agent is enrolled'));
+  const agentLabel = a => a.hostname && a.hostname !== a.name ?
+      `${a.name} (${a.hostname})` :
+      a.name;
+  const known = agents.some(a => a.name === ap.agent || a.id === ap.agent);
+  const agentOptions = [
+    ...(ap.agent && !known ? [h('option', {value: ap.agent, selected: true},
+                                `${ap.agent} (not enrolled now)`)] :
+                             []),
+    ...agents.map(
+        a => h(
+            'option',
+            {value: a.name, selected: ap.agent === a.name || ap.agent === a.id},
+            agentLabel(a))),
+  ];
+  const noAgent = h('option', {value: ''}, 'no agent is enrolled');
   const agentSel =
-      h('select', {id: 'sched-agent', name: 'agent'}, agentOptions);
+      h('select', {id: 'sched-agent', name: 'agent'},
+        (agentOptions.length && agentOptions) || noAgent);
   const agentPaths =
       h('textarea', {
         id: 'sched-agent-paths',
@@ -324,12 +328,14 @@ export async function render(view, ctx) {
         '';
   };
   agentSel.addEventListener('change', () => syncAgent());
-  const agentBox = h(
-      'div', {'data-kind': 'agent-backup'},
-      agents.length? null: notice(
+  const noAgents = agents.length ?
+      null :
+      notice(
           h('span', {}, 'No agent is enrolled. Enroll one on the ',
             h('a', {href: '#/agents'}, 'Agents'), ' page first.'),
-          'warn'),
+          'warn');
+  const agentBox = h(
+      'div', {'data-kind': 'agent-backup'}, noAgents,
       h('div', {class: 'row agent-fields'}, field('Agent', agentSel, agentHint),
         field('Backup name', agentName, 'empty: the agent’s name')),
       h('div', {class: 'row agent-fields'},
