@@ -191,10 +191,10 @@ function quietWarning(a) {
   if (d && (Date.now() - d.getTime()) / 1000 < 180) return null;
   return notice(
       d ? `${a.name} last called ${fmtAgo(a.last_contact)}. The job waits ` +
-              'until `haven agent run` on it asks for work, and fails after ' +
+              'until “haven agent run” on it asks for work, and fails after ' +
               '15 minutes if it does not.' :
           `${a.name} has not called this appliance yet: start ` +
-              '`haven agent run` (systemctl enable --now haven-agent) on it, ' +
+              '“haven agent run” (systemctl enable --now haven-agent) on it, ' +
               'or the job fails after 15 minutes.',
       'warn');
 }
