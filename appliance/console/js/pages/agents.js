@@ -4,15 +4,20 @@
 //   GET  /agents                    the table (auditor)
 //   POST /agents/enrollments        a token and its command (admin)
 //   POST /agents/{id}/revoke        (admin)
+//   POST /agents/{id}/backup        "Back up now" (operator): a job, then #/job
+//   GET  /points?repository=R&agent=HOSTNAME&kind=file
+//                                   each agent's latest point (matched by
+//                                   agent_id)
 // Everything an agent reports (name, hostname, version) is set as text.
 import * as api from '../api.js';
-import {actionButton, badge, clear, errorBox, field, fmtTime, h, notice, pageTitle, section, table, timeAgo, toDate} from '../ui.js';
+import {actionButton, badge, clear, errorBox, field, fmtAgo, fmtTime, go, h, notice, pageTitle, section, table, timeAgo, toDate} from '../ui.js';
 
 // An agent not heard of for longer than this is flagged.
 const QUIET_SECONDS = 2 * 86400;
 
 export async function render(view, ctx) {
   const admin = api.hasRole(ctx.me, 'admin');
+  const operator = api.hasRole(ctx.me, 'operator');
   const status = h('div', {'aria-live': 'polite'});
   const once = h('div', {id: 'enroll-box'});
   const list = h('div', {}, h('p', {class: 'muted'}, 'Loading agents…'));
@@ -35,7 +40,8 @@ export async function render(view, ctx) {
       clear(list, errorBox(e, 'The agents could not be listed'));
       return;
     }
-    clear(list, agentsTable(agents, admin, status, reload));
+    clear(list, agentsTable(agents, admin, operator, status, reload));
+    latestPoints(list, agents);
   };
   clear(
       view, pageTitle('Agents', add),
@@ -48,7 +54,10 @@ export async function render(view, ctx) {
               notice('Agents are added and revoked by an admin.', 'info'),
       status, once, form, section('Enrolled agents', list));
   await reload();
-  const timer = setInterval(reload, 60000);
+  // A refresh would drop a "Back up now" form being filled in.
+  const timer = setInterval(() => {
+    if (!list.querySelector('.agent-backup-row')) reload();
+  }, 60000);
   ctx.onLeave(() => clearInterval(timer));
 }
 
@@ -65,7 +74,43 @@ function lastContact(a) {
         badge('warning', d ? 'quiet' : 'never')));
 }
 
-function agentsTable(agents, admin, status, reload) {
+// Each agent's latest point, filled in after the table is shown: the
+// points of its repository taken on its host name, the first one its own
+// (agent_id). A listing that fails leaves "–" (the points page says why).
+async function latestPoints(list, agents) {
+  await Promise.all(agents.map(async a => {
+    const cell =
+        list.querySelector(`tr[data-id="${CSS.escape(a.id)}"] .agent-latest`);
+    if (!cell) return;
+    if (!a.hostname || !a.repository) {
+      clear(cell, '–');
+      return;
+    }
+    try {
+      const r = await api.get('/points', {
+        repository: a.repository,
+        agent: a.hostname,
+        kind: 'file',
+        limit: 100
+      });
+      const p = (r.points || []).find(x => x.agent_id === a.id);
+      clear(
+          cell,
+          p ? h('a', {
+            href: `#/point?repo=${
+                encodeURIComponent(p.repository || a.repository)}&id=${
+                encodeURIComponent(p.id)}`,
+            title: `${p.name} — ${fmtTime(p.time)}`
+          },
+                timeAgo(p.time)) :
+              h('span', {class: 'muted'}, 'none yet'));
+    } catch {
+      clear(cell, '–');
+    }
+  }));
+}
+
+function agentsTable(agents, admin, operator, status, reload) {
   const columns = [
     {title: 'Name', cell: a => h('strong', {}, a.name)},
     {title: 'Kind', cell: a => a.kind},
@@ -74,6 +119,10 @@ function agentsTable(agents, admin, status, reload) {
     {title: 'Repository', cell: a => a.repository},
     {title: 'Last contact', cell: lastContact},
     {
+      title: 'Latest point',
+      cell: () => h('span', {class: 'agent-latest'}, '…')
+    },
+    {
       title: 'State',
       cell: a => a.revoked ?
           h('span', {}, badge('cancelled', 'revoked'),
@@ -81,25 +130,12 @@ function agentsTable(agents, admin, status, reload) {
           badge('ok', 'enrolled')
     },
   ];
-  if (admin)
+  if (operator)
     columns.push({
       title: 'Actions',
-      cell: a => a.revoked ?
-          '' :
-          actionButton(
-              'Revoke',
-              async () => {
-                if (!confirm(
-                        `Revoke the agent ${
-                            a.name}? Its credential is refused from ` +
-                        'now on; its recovery points stay. To use it again, enroll ' +
-                        'it with a new token.'))
-                  return;
-                await api.post(`/agents/${encodeURIComponent(a.id)}/revoke`);
-                clear(status, notice(`The agent ${a.name} was revoked.`, 'ok'));
-                await reload();
-              },
-              {class: 'danger revoke-agent', errorTarget: status})
+      cell: a => a.revoked ? '' :
+                             h('div', {class: 'agent-actions'}, backupButton(a),
+                               admin ? revokeButton(a, status, reload) : null)
     });
   return table(columns, agents, {
     id: 'agent-table',
@@ -108,6 +144,134 @@ function agentsTable(agents, admin, status, reload) {
     empty: admin ? 'No agents yet — add one with “Add agent”.' :
                    'No agents are enrolled yet.',
   });
+}
+
+function revokeButton(a, status, reload) {
+  return actionButton('Revoke', async () => {
+    if (!confirm(
+            `Revoke the agent ${a.name}? Its credential is refused from ` +
+            'now on; its recovery points stay. To use it again, enroll ' +
+            'it with a new token.'))
+      return;
+    await api.post(`/agents/${encodeURIComponent(a.id)}/revoke`);
+    clear(status, notice(`The agent ${a.name} was revoked.`, 'ok'));
+    await reload();
+  }, {class: 'danger revoke-agent', errorTarget: status});
+}
+
+// "Back up now": a small form under the agent's row (paths one per line,
+// the backup's name, exclude globs); on 202 the job page shows progress.
+function backupButton(a) {
+  const btn = h(
+      'button', {type: 'button', class: 'backup-agent primary'}, 'Back up now');
+  btn.addEventListener('click', () => {
+    const row = btn.closest('tr');
+    const open = row.nextElementSibling;
+    if (open && open.classList.contains('agent-backup-row')) {
+      open.querySelector('textarea').focus();
+      return;
+    }
+    const cols = row.children.length;
+    const formRow =
+        h('tr', {class: 'agent-backup-row', 'data-agent': a.name},
+          h('td', {colspan: String(cols)}, backupForm(a, () => {
+              formRow.remove();
+              btn.focus();
+            })));
+    row.after(formRow);
+    formRow.querySelector('textarea').focus();
+  });
+  return btn;
+}
+
+// `haven agent run` asks for work at least every 55 s: an agent silent for
+// longer may not be running, and its job would wait (15 minutes, then fail).
+function quietWarning(a) {
+  const d = toDate(a.last_contact);
+  if (d && (Date.now() - d.getTime()) / 1000 < 180) return null;
+  return notice(
+      d ? `${a.name} last called ${fmtAgo(a.last_contact)}. The job waits ` +
+              'until “haven agent run” on it asks for work, and fails after ' +
+              '15 minutes if it does not.' :
+          `${a.name} has not called this appliance yet: start ` +
+              '“haven agent run” (systemctl enable --now haven-agent) on it, ' +
+              'or the job fails after 15 minutes.',
+      'warn');
+}
+
+function lines(text) {
+  return text.split('\n').map(s => s.trim()).filter(Boolean);
+}
+
+function backupForm(a, close) {
+  const paths = h('textarea', {
+    name: 'paths',
+    rows: '3',
+    required: true,
+    spellcheck: 'false',
+    class: 'mono',
+    placeholder: '/etc\n/home'
+  });
+  const name = h('input', {
+    name: 'name',
+    value: a.name,
+    maxlength: '255',
+    autocomplete: 'off',
+    required: true
+  });
+  const excludes = h('textarea', {
+    name: 'excludes',
+    rows: '2',
+    spellcheck: 'false',
+    class: 'mono',
+    placeholder: '*.tmp'
+  });
+  const err = h('div', {'aria-live': 'polite'});
+  const submit =
+      h('button', {type: 'submit', class: 'primary backup-agent-start'},
+        'Start backup');
+  const cancel = h('button', {type: 'button'}, 'Cancel');
+  cancel.addEventListener('click', close);
+  paths.addEventListener('input', () => clear(err));
+  const nameField = field(
+      'Backup name', name,
+      'points of one name form one series (default: the agent’s name)');
+  nameField.classList.add('field-name');
+  const form =
+      h('form', {class: 'agent-backup card', novalidate: true},
+        h('h3', {}, `Back up files of ${a.name}`), quietWarning(a),
+        h('div', {class: 'row'},
+          field('Paths on the agent', paths, 'absolute paths, one per line'),
+          field('Exclude', excludes, 'optional: globs, one per line')),
+        nameField, err, h('div', {class: 'actions'}, submit, cancel));
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    clear(err);
+    const body = {
+      name: name.value.trim() || a.name,
+      paths: lines(paths.value),
+      excludes: lines(excludes.value)
+    };
+    if (!body.paths.length) {
+      clear(
+          err,
+          h('div', {class: 'error'},
+            'Give at least one path to back up, such as /etc.'));
+      paths.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const r =
+          await api.post(`/agents/${encodeURIComponent(a.id)}/backup`, body);
+      go('#/job', {id: r.job});
+    } catch (e) {
+      clear(err, errorBox(e, 'The backup was not started'));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
 }
 
 function addForm(onceBox, status, reload) {

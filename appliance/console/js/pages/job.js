@@ -150,7 +150,8 @@ export async function render(view, ctx) {
         {
           title: 'Recovery point',
           cell: i => {
-            const snap = i.detail && i.detail.snapshot;
+            // A VM backup names its point "snapshot", an agent backup "point".
+            const snap = i.detail && (i.detail.snapshot || i.detail.point);
             return snap && job.repository ? h('a', {
               href: `#/point?repo=${encodeURIComponent(job.repository)}&id=${
                   encodeURIComponent(snap)}`

@@ -93,22 +93,38 @@ async function loadVms() {
   }
 }
 
+// The agents a schedule may back up: enrolled, not revoked.
+async function loadAgents() {
+  try {
+    const r = await api.get('/agents');
+    return (r.agents || []).filter(a => !a.revoked);
+  } catch {
+    return [];  // the list only helps; the select then says so
+  }
+}
+
+function linesOf(text) {
+  return text.split('\n').map(s => s.trim()).filter(Boolean);
+}
+
 export async function render(view, ctx) {
   const id = ctx.params.id;
   const isAdmin = api.hasRole(ctx.me, 'admin');
   const isOperator = api.hasRole(ctx.me, 'operator');
   clear(view, pageTitle(id ? 'Schedule' : 'New schedule'), h('p', {class: 'muted'}, 'Loading…'));
 
-  let s = null, repos = [], vms = [];
+  let s = null, repos = [], vms = [], agents = [];
   try {
-    const [sched, rep, vmNames] = await Promise.all([
+    const [sched, rep, vmNames, agentList] = await Promise.all([
       id ? api.get(`/schedules/${encodeURIComponent(id)}`) : null,
       api.get('/repositories').catch(() => ({repositories: []})),
       loadVms(),
+      loadAgents(),
     ]);
     s = sched;
     repos = (rep.repositories || []).map(r => r.name);
     vms = vmNames;
+    agents = agentList;
   } catch (e) {
     clear(view, pageTitle('Schedule'), errorBox(e, 'The schedule could not be read'),
           h('p', {}, h('a', {href: '#/schedules'}, 'Back to the schedules')));
@@ -158,10 +174,11 @@ export async function render(view, ctx) {
                          {id: 'sched-delay', max: '86400'});
   const persistent = checkbox('persistent', spec.persistent !== false, {id: 'sched-persistent'});
   const enabled = checkbox('enabled', spec.enabled !== false, {id: 'sched-enabled'});
-  const kind = h('select', {id: 'sched-kind', name: 'kind'},
-                 [['backup', 'Back up VMs'], ['forget', 'Forget old points (retention)'],
-                  ['check', 'Check the repository'], ['gc', 'Free space (gc)']]
-                     .map(([v, t]) => h('option', {value: v, selected: spec.kind === v}, t)));
+  const kind = h('select', {id: 'sched-kind', name: 'kind'}, [
+    ['backup', 'Back up VMs'], ['forget', 'Forget old points (retention)'],
+    ['check', 'Check the repository'], ['gc', 'Free space (gc)'],
+    ['agent-backup', 'Back up an agent’s files']
+  ].map(([v, t]) => h('option', {value: v, selected: spec.kind === v}, t)));
   const repoNames = repos.includes(spec.repository) || !spec.repository ?
       repos : [spec.repository, ...repos];
   const repository = h('select', {id: 'sched-repository', name: 'repository'},
@@ -251,12 +268,90 @@ export async function render(view, ctx) {
       field('Most unused space to leave (%)', maxUnused)),
     checkField(gcDry, 'Dry run: only report what would be freed'));
 
-  const kindBoxes = [backupBox, forgetBox, checkBox, gcBox];
+  // agent-backup: an agent (by name), its paths, a backup name, excludes
+  const ap = spec.kind === 'agent-backup' ? params : {};
+  const agentLabel = a => a.hostname && a.hostname !== a.name ?
+      `${a.name} (${a.hostname})` :
+      a.name;
+  const known = agents.some(a => a.name === ap.agent || a.id === ap.agent);
+  const agentOptions = [
+    ...(ap.agent && !known ? [h('option', {value: ap.agent, selected: true},
+                                `${ap.agent} (not enrolled now)`)] :
+                             []),
+    ...agents.map(
+        a => h(
+            'option',
+            {value: a.name, selected: ap.agent === a.name || ap.agent === a.id},
+            agentLabel(a))),
+  ];
+  const noAgent = h('option', {value: ''}, 'no agent is enrolled');
+  const agentSel =
+      h('select', {id: 'sched-agent', name: 'agent'},
+        (agentOptions.length && agentOptions) || noAgent);
+  const agentPaths =
+      h('textarea', {
+        id: 'sched-agent-paths',
+        name: 'paths',
+        rows: '3',
+        spellcheck: 'false',
+        class: 'mono wide',
+        placeholder: '/etc\n/home'
+      },
+        (ap.paths || []).join('\n'));
+  const agentName = h('input', {
+    id: 'sched-agent-name',
+    name: 'backup-name',
+    value: ap.name || '',
+    maxlength: '255',
+    autocomplete: 'off',
+    placeholder: 'the agent’s name'
+  });
+  const agentExcludes =
+      h('textarea', {
+        id: 'sched-agent-excludes',
+        name: 'excludes',
+        rows: '2',
+        spellcheck: 'false',
+        class: 'mono wide',
+        placeholder: '*.tmp'
+      },
+        (ap.excludes || []).join('\n'));
+  const agentHint = h('span', {id: 'sched-agent-repo'});
+  // The job runs in the agent's repository: the select follows the agent.
+  const syncAgent = (moveRepo = true) => {
+    const a = agents.find(x => x.name === agentSel.value);
+    if (moveRepo && a && a.repository &&
+        [...repository.options].some(o => o.value === a.repository))
+      repository.value = a.repository;
+    agentHint.textContent = a ?
+        `its points go to the repository ${a.repository || '(default)'}` :
+        '';
+  };
+  agentSel.addEventListener('change', () => syncAgent());
+  const noAgents = agents.length ?
+      null :
+      notice(
+          h('span', {}, 'No agent is enrolled. Enroll one on the ',
+            h('a', {href: '#/agents'}, 'Agents'), ' page first.'),
+          'warn');
+  const agentBox = h(
+      'div', {'data-kind': 'agent-backup'}, noAgents,
+      h('div', {class: 'row agent-fields'}, field('Agent', agentSel, agentHint),
+        field('Backup name', agentName, 'empty: the agent’s name')),
+      h('div', {class: 'row agent-fields'},
+        field('Paths on the agent', agentPaths, 'absolute paths, one per line'),
+        field('Exclude', agentExcludes, 'optional: globs, one per line')));
+
+  const kindBoxes = [backupBox, forgetBox, checkBox, gcBox, agentBox];
   const syncKind = () => {
     for (const b of kindBoxes) b.hidden = b.dataset.kind !== kind.value;
   };
-  kind.addEventListener('change', syncKind);
+  kind.addEventListener('change', () => {
+    syncKind();
+    if (kind.value === 'agent-backup') syncAgent();
+  });
   syncKind();
+  syncAgent(false);
 
   function collectParams() {
     const k = kind.value;
@@ -282,6 +377,13 @@ export async function render(view, ctx) {
       const p = forgetPolicy.get() || {};
       if (forgetName.value.trim()) p.name = forgetName.value.trim();
       if (forgetDry.checked) p.dry_run = true;
+      return p;
+    }
+    if (k === 'agent-backup') {
+      const p = {agent: agentSel.value, paths: linesOf(agentPaths.value)};
+      if (agentName.value.trim()) p.name = agentName.value.trim();
+      const ex = linesOf(agentExcludes.value);
+      if (ex.length) p.excludes = ex;
       return p;
     }
     if (k === 'check') {
@@ -312,6 +414,12 @@ export async function render(view, ctx) {
       throw new Error('Retention is on but has no rule: give at least one "keep" number, or turn it off.');
     if (kind.value === 'backup' && body.params.vms && !body.params.vms.length)
       throw new Error('Choose at least one VM, or "All VMs of this host".');
+    if (kind.value === 'agent-backup' && !body.params.agent)
+      throw new Error(
+          'Choose the agent to back up (enroll one on the Agents page first).');
+    if (kind.value === 'agent-backup' && !body.params.paths.length)
+      throw new Error(
+          'Give at least one path on the agent to back up, such as /etc.');
     return body;
   }
 

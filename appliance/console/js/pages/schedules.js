@@ -8,7 +8,8 @@ const KIND_WORDS = {
   backup: 'Back up',
   forget: 'Forget old points',
   gc: 'Free space (gc)',
-  check: 'Check'
+  check: 'Check',
+  'agent-backup': 'Back up an agent'
 };
 
 // What a schedule's job does, in words: "Back up all VMs", "Back up web, db".
@@ -26,6 +27,14 @@ export function whatItRuns(s) {
     return 'Forget old points' + (p.name ? ` of ${p.name}` : '') +
         (retentionWords(p) ? ` (${retentionWords(p)})` : '') +
         (p.dry_run ? ', dry run' : '');
+  if (s.kind === 'agent-backup') {
+    const paths = Array.isArray(p.paths) ? p.paths.join(', ') : '';
+    const ex = Array.isArray(p.excludes) && p.excludes.length ?
+        ` except ${p.excludes.join(', ')}` :
+        '';
+    return `Back up ${paths} on agent ${p.agent || '?'}` +
+        (p.name ? ` as ${p.name}` : '') + ex;
+  }
   if (s.kind === 'check')
     return 'Check' +
         (p.read_data_percent ? `, reading ${p.read_data_percent}% of the data` :
