@@ -189,6 +189,18 @@ code=$(AS b -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/points/$A
 expect_rc 0 "agent b points" agent b points
 lacks "$WORK/out" "$A_ID" "b's list of points"
 ok "b gets 403 on a's point and does not see it"
+# A name is one agent's: b cannot add a point to a's series (it would push
+# a's points out of keep_last or stand in for a-etc:latest).
+run agent b --json backup "$MNT/etc/default" --name a-etc
+[ "$RC" != 0 ] || fail "b committed a point under a's name"
+contains "$WORK/err" "is taken by another agent" "the name's refusal"
+ok "b cannot commit a point under a's backup name"
+# No credential, no large body: havend refuses before reading it.
+head -c $((4 << 20)) /dev/urandom >"$WORK/big"
+code=$(ip netns exec "$AGT" curl -sS --max-time 60 -k -o "$WORK/body" -w '%{http_code}' \
+  -H 'Content-Type: application/octet-stream' --data-binary "@$WORK/big" "$APPLIANCE/api/v1/agent/chunks")
+[ "$code" = 401 ] || fail "a 4 MiB upload without credentials: HTTP $code"
+ok "a large upload without an agent's credential is refused before its body is read"
 # One small file of a's: a single chunk whose upload id is its SHA-256.
 SMALL=$MNT/etc/hostname
 [ -s "$SMALL" ] || SMALL=$MNT/etc/passwd
