@@ -154,7 +154,7 @@ for r in $(seq 1 "$ROUNDS"); do
   # A fresh agent namespace each round: its first backup sends everything.
   enroll "r$r"
   c0=$(cpu_of "$DPID")
-  timed "$W/remote" "$HAVEN" agent backup "$TREE" --name t --state-dir "$W/agent.r$r"
+  timed "$W/remote" "$HAVEN" agent backup "$TREE" --name "t-r$r" --state-dir "$W/agent.r$r"
   c1=$(cpu_of "$DPID")
   echo "$c0 $c1" | awk -v b="$BYTES" '{printf "%.3f\n", ($2 - $1) / (b / 1e9)}' >>"$W/appcpu"
   if [ "$RESTIC" = 1 ]; then
@@ -169,7 +169,7 @@ for r in $(seq 1 "$ROUNDS"); do
   start=$(date +%s.%N)
   for i in $(seq 1 "$AGENTS"); do
     enroll "m$r-$i"
-    "$HAVEN" agent backup "$TREE" --name t --state-dir "$W/agent.m$r-$i" >/dev/null 2>"$W/m$i.err" &
+    "$HAVEN" agent backup "$TREE" --name "t-m$r-$i" --state-dir "$W/agent.m$r-$i" >/dev/null 2>"$W/m$i.err" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || die "a concurrent agent failed: $(cat "$W"/m*.err | tail -3)"; done
