@@ -1,5 +1,6 @@
 #include "appliance/api.h"
 
+#include <charconv>
 #include <memory>
 #include <set>
 #include <utility>
@@ -114,6 +115,26 @@ std::optional<Role> ParseRole(std::string_view name) {
   for (Role r : {Role::kAuditor, Role::kOperator, Role::kAdmin})
     if (RoleName(r) == name) return r;
   return std::nullopt;
+}
+
+std::optional<int64_t> ParseRouteId(const std::string* text) {
+  if (!text || text->empty() || text->size() > 18) return std::nullopt;
+  int64_t v = 0;
+  auto [end, ec] =
+      std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc() || end != text->data() + text->size() || v < 0)
+    return std::nullopt;
+  return v;
+}
+
+Result<nlohmann::json> JsonBodyObject(const Request& req) {
+  if (req.body.empty()) return nlohmann::json::object();
+  auto j = nlohmann::json::parse(req.body, nullptr, false);
+  if (j.is_discarded())
+    return InvalidArgument("the request body is not valid JSON");
+  if (!j.is_object())
+    return InvalidArgument("the request body must be a JSON object");
+  return j;
 }
 
 bool RoleAllows(const Caller& caller, Role role) {

@@ -135,6 +135,13 @@ struct ApiOptions {
   AuditSink audit;             // may be unset
 };
 
+// A decimal id from a path or query parameter (0 to 18 digits, no sign);
+// nullopt for anything else, or for null.
+std::optional<int64_t> ParseRouteId(const std::string* text);
+// A request body as a JSON object; an empty body is {}. InvalidArgument for
+// a body that is not JSON or not an object.
+Result<nlohmann::json> JsonBodyObject(const Request& req);
+
 // JSON error body {"error": message} with `status`.
 Response ErrorJson(int status, std::string_view message);
 // Status -> HTTP: InvalidArgument 400, NotFound 404, AlreadyExists 409,

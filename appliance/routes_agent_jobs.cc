@@ -17,26 +17,6 @@ constexpr size_t kMaxTextBytes = 4096;
 constexpr size_t kMaxWarnings = 1000;
 constexpr size_t kMaxWarningBytes = 1000;
 
-std::optional<int64_t> ParseNumber(const std::string* text) {
-  if (!text || text->empty() || text->size() > 18) return std::nullopt;
-  int64_t v = 0;
-  auto [end, ec] =
-      std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc() || end != text->data() + text->size() || v < 0)
-    return std::nullopt;
-  return v;
-}
-
-Result<json> BodyObject(const Request& req) {
-  if (req.body.empty()) return json::object();
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded())
-    return InvalidArgument("the request body is not valid JSON");
-  if (!j.is_object())
-    return InvalidArgument("the request body must be a JSON object");
-  return j;
-}
-
 // An agent's text for the job's log: bounded, on one line.
 std::string OneLine(std::string text, size_t max) {
   if (text.size() > max) text.resize(max);
@@ -144,7 +124,7 @@ Response NextJob(Services& s, const ApiCall& call) {
   if (!s.agent_dispatch) return NotEnabled();
   int wait = kDefaultWaitSeconds;
   if (const std::string* w = call.Query("wait")) {
-    auto n = ParseNumber(w);
+    auto n = ParseRouteId(w);
     if (!n || *n < 1 || *n > kMaxWaitSeconds)
       return ErrorJson(400, "wait must be a number of seconds from 1 to 55");
     wait = static_cast<int>(*n);
@@ -168,9 +148,9 @@ using Report = Status (*)(AgentDispatch&, const std::string&, int64_t,
 RouteHandler AgentReport(Services& s, Report report) {
   return [&s, report](const ApiCall& call) {
     if (!s.agent_dispatch) return NotEnabled();
-    auto id = ParseNumber(call.Param("id"));
+    auto id = ParseRouteId(call.Param("id"));
     if (!id) return ErrorJson(400, "a job id is a number");
-    auto body = BodyObject(call.request);
+    auto body = JsonBodyObject(call.request);
     if (!body.ok()) return StatusResponse(body.status());
     // A result names a point: it must be one this agent committed (the
     // store records every commit), not another agent's or one never made.
@@ -205,7 +185,7 @@ Status ReportResult(AgentDispatch& d, const std::string& agent, int64_t id,
 
 Response BackUpAgent(Services& s, const ApiCall& call) {
   if (!s.agent_dispatch || !s.jobs) return NotEnabled();
-  auto body = BodyObject(call.request);
+  auto body = JsonBodyObject(call.request);
   if (!body.ok()) return StatusResponse(body.status());
   if (body->contains("agent"))
     return ErrorJson(400, "the agent is the one in the path, not \"agent\"");

@@ -11,28 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-// A decimal id from the path or query; nullopt for anything else.
-std::optional<int64_t> ParseId(const std::string* text) {
-  if (!text || text->empty() || text->size() > 18) return std::nullopt;
-  int64_t v = 0;
-  auto [end, ec] =
-      std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc() || end != text->data() + text->size() || v < 0)
-    return std::nullopt;
-  return v;
-}
-
-// The request body as a JSON object; an empty body is {}.
-Result<json> BodyObject(const Request& req) {
-  if (req.body.empty()) return json::object();
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded())
-    return InvalidArgument("the request body is not valid JSON");
-  if (!j.is_object())
-    return InvalidArgument("the request body must be a JSON object");
-  return j;
-}
-
 Response Accepted(int64_t id) {
   Response r = OkJson({{"job", id}}, 202);
   r.headers.emplace_back("location", "/api/v1/jobs/" + std::to_string(id));
@@ -64,13 +42,13 @@ Response ListJobs(Services& s, const ApiCall& call) {
   if (const std::string* r = call.Query("repository")) f.repository = *r;
   if (const std::string* since = call.Query("since")) f.since = *since;
   if (call.Query("limit")) {
-    auto n = ParseId(call.Query("limit"));
+    auto n = ParseRouteId(call.Query("limit"));
     if (!n || *n < 1 || *n > 1000)
       return ErrorJson(400, "limit must be a number from 1 to 1000");
     f.limit = static_cast<size_t>(*n);
   }
   if (call.Query("before")) {
-    auto b = ParseId(call.Query("before"));
+    auto b = ParseRouteId(call.Query("before"));
     if (!b) return ErrorJson(400, "before must be a job id");
     f.before_id = *b;
   }
@@ -85,7 +63,7 @@ Response ListJobs(Services& s, const ApiCall& call) {
 Response JobLog(Services& s, const ApiCall& call, int64_t id) {
   int64_t after = 0;
   if (call.Query("after")) {
-    auto a = ParseId(call.Query("after"));
+    auto a = ParseRouteId(call.Query("after"));
     if (!a) return ErrorJson(400, "after must be a line number");
     after = *a;
   }
@@ -102,7 +80,7 @@ Response JobLog(Services& s, const ApiCall& call, int64_t id) {
 RouteHandler WithId(Services& s,
                     Response (*f)(Services&, const ApiCall&, int64_t)) {
   return [&s, f](const ApiCall& call) {
-    auto id = ParseId(call.Param("id"));
+    auto id = ParseRouteId(call.Param("id"));
     if (!id) return ErrorJson(400, "a job id is a number");
     return f(s, call, *id);
   };
@@ -123,7 +101,7 @@ Response CancelJob(Services& s, const ApiCall& call, int64_t id) {
 }
 
 Response RunBackupNow(Services& s, const ApiCall& call) {
-  auto body = BodyObject(call.request);
+  auto body = JsonBodyObject(call.request);
   if (!body.ok()) return StatusResponse(body.status());
   std::string repository;
   if (body->contains("repository")) {
@@ -143,7 +121,7 @@ Response RunBackupNow(Services& s, const ApiCall& call) {
 
 RouteHandler RepositoryJob(Services& s, std::string kind) {
   return [&s, kind](const ApiCall& call) {
-    auto body = BodyObject(call.request);
+    auto body = JsonBodyObject(call.request);
     if (!body.ok()) return StatusResponse(body.status());
     return SubmitJob(s, call, kind, *call.Param("name"), std::move(*body));
   };
