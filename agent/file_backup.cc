@@ -901,7 +901,7 @@ Result<FileBackupResult> BackupFiles(PointSink& sink,
   HAVEN_ASSIGN_OR_RETURN(FastCdc cdc, FastCdc::Create(o.cdc));
   HAVEN_ASSIGN_OR_RETURN(FastCdc catalog_cdc, FastCdc::Create(kCatalogCdc));
   HAVEN_ASSIGN_OR_RETURN(std::optional<Manifest> parent,
-                         sink.LatestPoint(o.name));
+                         sink.LatestPoint(o.name, "files"));
 
   if (!o.pre.empty()) HAVEN_RETURN_IF_ERROR(RunHook("--pre", o.pre, o.hook_timeout));
   Backup backup(sink, o, std::move(rules), cdc, catalog_cdc);

@@ -20,6 +20,10 @@ int LocalPointSink::compression_level() const {
   return repo_.config().compression_level;
 }
 
+uint32_t LocalPointSink::chunk_size() const {
+  return repo_.config().chunk_size;
+}
+
 Result<bool> LocalPointSink::Put(ChunkType type, const ChunkId& id,
                                  ByteSpan raw, repository::WriteContext& ctx) {
   return writer_->Put(type, id, raw, ctx);
@@ -40,8 +44,8 @@ uint64_t LocalPointSink::new_stored_bytes() const {
 }
 
 Result<std::optional<Manifest>> LocalPointSink::LatestPoint(
-    const std::string& name) {
-  return repository::LatestPoint(repo_, name, "files",
+    const std::string& name, const std::string& kind) {
+  return repository::LatestPoint(repo_, name, kind,
                                  repository::Unreadable::kSkip);
 }
 

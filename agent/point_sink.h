@@ -37,6 +37,9 @@ class PointSink {
                                     ByteSpan raw) const = 0;
   // zstd level for the chunks (the WriteContexts callers make).
   virtual int compression_level() const = 0;
+  // Bytes per chunk of a disk image (CaptureDisk): the repository's
+  // chunk_size, or for an upload the appliance's default.
+  virtual uint32_t chunk_size() const = 0;
   // Stores a chunk unless it is stored already; true when it was new.
   // Thread-safe; `ctx` belongs to the calling thread.
   virtual Result<bool> Put(repository::ChunkType type,
@@ -52,10 +55,10 @@ class PointSink {
   virtual uint64_t new_raw_bytes() const = 0;
   virtual uint64_t new_stored_bytes() const = 0;
 
-  // The latest point of kind "files" named `name` that this sink can use
-  // as the parent, if any.
+  // The latest point of `kind` ("files", "vm", "image") named `name` that
+  // this sink can use as the parent, if any.
   virtual Result<std::optional<repository::Manifest>> LatestPoint(
-      const std::string& name) = 0;
+      const std::string& name, const std::string& kind) = 0;
   // The parent's catalog records in order.
   virtual Status ForEachRecord(
       const repository::Manifest& parent,
@@ -80,6 +83,7 @@ class LocalPointSink : public PointSink {
   repository::ChunkId IdFor(repository::ChunkType type,
                             ByteSpan raw) const override;
   int compression_level() const override;
+  uint32_t chunk_size() const override;
   Result<bool> Put(repository::ChunkType type, const repository::ChunkId& id,
                    ByteSpan raw, repository::WriteContext& ctx) override;
   Status Flush() override;
@@ -88,7 +92,7 @@ class LocalPointSink : public PointSink {
   uint64_t new_raw_bytes() const override;
   uint64_t new_stored_bytes() const override;
   Result<std::optional<repository::Manifest>> LatestPoint(
-      const std::string& name) override;
+      const std::string& name, const std::string& kind) override;
   Status ForEachRecord(
       const repository::Manifest& parent,
       const std::function<Status(repository::FileRecord&&)>& fn) override;

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -17,6 +17,7 @@
 
 #include "base/file.h"
 #include "repository/compression.h"
+#include "repository/config.h"
 #include "repository/file_tree.h"
 
 namespace haven::agent {
@@ -87,6 +88,7 @@ class UploadSink : public PointSink {
     return id;
   }
   int compression_level() const override { return 3; }
+  uint32_t chunk_size() const override { return repository::kDefaultChunkSize; }
 
   Result<bool> Put(ChunkType type, const ChunkId& id, ByteSpan raw,
                    repository::WriteContext& ctx) override;
@@ -96,7 +98,8 @@ class UploadSink : public PointSink {
   uint64_t new_raw_bytes() const override { return new_raw_bytes_; }
   uint64_t new_stored_bytes() const override { return new_stored_bytes_; }
 
-  Result<std::optional<Manifest>> LatestPoint(const std::string& name) override;
+  Result<std::optional<Manifest>> LatestPoint(const std::string& name,
+                                              const std::string& kind) override;
   Status ForEachRecord(
       const Manifest& parent,
       const std::function<Status(repository::FileRecord&&)>& fn) override;
@@ -368,9 +371,10 @@ Status UploadSink::OnCatalogChunk(ByteSpan bytes) {
 }
 
 Result<std::optional<Manifest>> UploadSink::LatestPoint(
-    const std::string& name) {
+    const std::string& name, const std::string& kind) {
   const std::optional<Manifest> kNoParent;
   (void)name;  // the cache directory is this name's already
+  if (kind != "files") return kNoParent;
   auto text = ReadFile(dir_ + "/manifest.json", 64 << 20);
   // No cache, or one that cannot be read: the files are all read again.
   if (!text.ok()) return kNoParent;
