@@ -150,6 +150,17 @@ Result<VmSelection> SelectVms(const HostBackupRequest& request,
 Result<HostBackupResult> BackupHost(repository::Repository& repo,
                                     const snapshot::LibvirtHost& host,
                                     const HostBackupRequest& request) {
+  return BackupHost(
+      [&repo](const std::string&) -> Result<std::unique_ptr<PointSink>> {
+        return std::unique_ptr<PointSink>(std::make_unique<LocalPointSink>(
+            repo, repository::Unreadable::kRefuse));
+      },
+      host, request);
+}
+
+Result<HostBackupResult> BackupHost(const PointSinkFactory& sinks,
+                                    const snapshot::LibvirtHost& host,
+                                    const HostBackupRequest& request) {
   if (request.parallel < 1 || request.parallel > kMaxParallel)
     return InvalidArgument("--parallel must be 1 to " +
                            std::to_string(kMaxParallel) + ", not " +
@@ -215,7 +226,13 @@ Result<HostBackupResult> BackupHost(repository::Repository& repo,
           progress.Update(i, p);
         };
       progress.Started(i);
-      report = BackupVm(repo, host, name, opt);
+      if (auto sink = sinks(name); sink.ok()) {
+        report = BackupVm(**sink, host, name, opt);
+      } else {
+        report.name = name;
+        report.outcome = OutcomeOf(sink.status());
+        report.status = sink.status();
+      }
       progress.Finished(i, report);
     }
   };

@@ -13,9 +13,9 @@
 //                 one VM's failure never stops the others
 //
 // Each VM's point is committed on its own (agent/vm_backup.h), by its own
-// ChunkWriter into the one repository (writers run at once: the
-// concurrent-writer rule of docs/repository-format.md), so a failed or
-// cancelled VM leaves the points of the others, and all earlier ones,
+// PointSink (locally: its own ChunkWriter) into the one repository (writers run
+// at once: the concurrent-writer rule of docs/repository-format.md), so a
+// failed or cancelled VM leaves the points of the others, and all earlier ones,
 // intact.
 //
 // Reads of all VMs draw from one budget: `limit_read_bytes_per_second`,
@@ -24,6 +24,8 @@
 #ifndef HAVEN_AGENT_HOST_BACKUP_H_
 #define HAVEN_AGENT_HOST_BACKUP_H_
 
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -103,6 +105,16 @@ struct HostBackupResult {
 // `parallel` out of range (InvalidArgument), or a host that cannot list its
 // domains; every per-VM failure is an outcome in the result.
 Result<HostBackupResult> BackupHost(repository::Repository& repo,
+                                    const snapshot::LibvirtHost& host,
+                                    const HostBackupRequest& request);
+
+// The sink one VM's backup writes through (called from the VMs' threads,
+// `parallel` at a time); an error fails that VM only.
+using PointSinkFactory =
+    std::function<Result<std::unique_ptr<PointSink>>(const std::string& vm)>;
+
+// The same, each VM through its own sink from `sinks`.
+Result<HostBackupResult> BackupHost(const PointSinkFactory& sinks,
                                     const snapshot::LibvirtHost& host,
                                     const HostBackupRequest& request);
 

@@ -54,13 +54,8 @@ struct BatchResult {
 // Shared state of one backup's threads, guarded by one mutex.
 class Pipeline {
  public:
-  Pipeline(Repository& repo, repository::ChunkWriter& writer, DiskSource& src,
-           uint32_t chunk_size, int workers)
-      : repo_(repo),
-        writer_(writer),
-        src_(src),
-        chunk_size_(chunk_size),
-        workers_(workers) {
+  Pipeline(PointSink& sink, DiskSource& src, uint32_t chunk_size, int workers)
+      : sink_(sink), src_(src), chunk_size_(chunk_size), workers_(workers) {
     batch_chunks_ =
         static_cast<uint32_t>(std::max<uint64_t>(1, kBatchBytes / chunk_size));
     size_t n = 2 + 2 * static_cast<size_t>(workers);
@@ -94,8 +89,7 @@ class Pipeline {
   void Reader();
   void Worker();
 
-  Repository& repo_;
-  repository::ChunkWriter& writer_;
+  PointSink& sink_;
   DiskSource& src_;
   uint32_t chunk_size_;
   int workers_;
@@ -185,7 +179,7 @@ void Pipeline::Reader() {
 }
 
 void Pipeline::Worker() {
-  repository::WriteContext ctx(repo_.config().compression_level);
+  repository::WriteContext ctx(sink_.compression_level());
   while (true) {
     Batch batch;
     {
@@ -204,8 +198,8 @@ void Pipeline::Worker() {
           buffers_[batch.buffer].data() + static_cast<size_t>(i) * chunk_size_;
       size_t len = ChunkLen(chunk);
       if (IsAllZero(data, len)) continue;  // zero id: a hole
-      ids[i] = repo_.IdFor(ChunkType::kData, ByteSpan(data, len));
-      auto r = writer_.Put(ChunkType::kData, ids[i], ByteSpan(data, len), ctx);
+      ids[i] = sink_.IdFor(ChunkType::kData, ByteSpan(data, len));
+      auto r = sink_.Put(ChunkType::kData, ids[i], ByteSpan(data, len), ctx);
       if (!r.ok())
         return Fail(
             r.status().WithContext(src_.description() + " offset " +
@@ -229,7 +223,7 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
     if (parent->count != count_)
       return Internal(src_.description() +
                       ": parent point has a different chunk count");
-    parent_tree.emplace(*parent, repo_.TreeNodeLoader(parent_ctx));
+    parent_tree.emplace(*parent, sink_.NodeLoader(parent_ctx));
     may_keep_ = true;
   }
   std::vector<std::thread> threads;
@@ -238,14 +232,14 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
   threads.emplace_back([this] { Reader(); });
   for (int i = 0; i < workers_; ++i) threads.emplace_back([this] { Worker(); });
 
-  repository::WriteContext tree_ctx(repo_.config().compression_level);
+  repository::WriteContext tree_ctx(sink_.compression_level());
   repository::TreeWriter tree([&](ByteSpan node) -> Result<ChunkId> {
-    ChunkId id = repo_.IdFor(ChunkType::kTree, node);
+    ChunkId id = sink_.IdFor(ChunkType::kTree, node);
     HAVEN_RETURN_IF_ERROR(
-        writer_.Put(ChunkType::kTree, id, node, tree_ctx).status());
+        sink_.Put(ChunkType::kTree, id, node, tree_ctx).status());
     return id;
   });
-  const uint64_t new_before = writer_.new_stored_bytes();
+  const uint64_t new_before = sink_.new_stored_bytes();
   for (uint64_t b = 0; b < batches_; ++b) {
     if (opt.cancel.cancelled()) {
       Fail(opt.cancel.Check("the backup of " + src_.description()));
@@ -288,7 +282,7 @@ Result<repository::TreeRoot> Pipeline::Run(const CaptureOptions& opt,
                                (b + 1) * batch_chunks_ * uint64_t{chunk_size_});
       Progress p =
           ByteProgress(opt.done_before + done, opt.total_bytes,
-                       opt.new_before + writer_.new_stored_bytes() - new_before,
+                       opt.new_before + sink_.new_stored_bytes() - new_before,
                        now - opt.started, false);
       p.phase = "backup";
       p.item = opt.item.empty() ? src_.description() : opt.item;
@@ -331,7 +325,7 @@ class MemorySource : public DiskSource {
 
 }  // namespace
 
-Status StoreConfigFiles(Repository& repo, repository::ChunkWriter& writer,
+Status StoreConfigFiles(PointSink& sink,
                         const std::vector<snapshot::ConfigFile>& files,
                         Manifest& m) {
   for (const auto& f : files) {
@@ -352,7 +346,7 @@ Status StoreConfigFiles(Repository& repo, repository::ChunkWriter& writer,
     co.threads = 1;
     DiskCapture cap;
     HAVEN_ASSIGN_OR_RETURN(repository::DiskManifest d,
-                           CaptureDisk(repo, writer, src, nullptr, co, cap));
+                           CaptureDisk(sink, src, nullptr, co, cap));
     d.name = f.name;
     d.kind = "config";
     m.disks.push_back(std::move(d));
@@ -404,13 +398,14 @@ Result<std::unique_ptr<DiskSource>> OpenImage(const std::string& path,
 }
 
 Result<repository::DiskManifest> CaptureDisk(
-    Repository& repo, repository::ChunkWriter& writer, DiskSource& src,
-    const repository::DiskManifest* parent, const CaptureOptions& options,
-    DiskCapture& capture) {
+    PointSink& sink, DiskSource& src, const repository::DiskManifest* parent,
+    const CaptureOptions& options, DiskCapture& capture) {
   int workers = options.threads > 0
                     ? options.threads
                     : std::max(1u, std::thread::hardware_concurrency());
-  const uint32_t chunk_size = repo.config().chunk_size;
+  const uint32_t chunk_size = sink.chunk_size();
+  if (chunk_size == 0)
+    return Internal(src.description() + ": the sink's chunk size is 0");
   const repository::TreeRoot* parent_tree = nullptr;
   if (parent) {
     if (parent->size != src.size() || parent->chunk_size != chunk_size ||
@@ -421,7 +416,7 @@ Result<repository::DiskManifest> CaptureDisk(
           "holes); a full read is needed");
     parent_tree = &parent->tree;
   }
-  Pipeline pipeline(repo, writer, src, chunk_size, workers);
+  Pipeline pipeline(sink, src, chunk_size, workers);
   HAVEN_ASSIGN_OR_RETURN(repository::TreeRoot root,
                          pipeline.Run(options, parent_tree, capture));
   repository::DiskManifest disk;
@@ -448,7 +443,7 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   }
   snapshot::ImageFormat format;
   HAVEN_ASSIGN_OR_RETURN(auto src, OpenImage(path, options.format, format));
-  auto writer = repo.NewWriter();
+  LocalPointSink sink(repo);
   CaptureOptions capture_options;
   capture_options.threads = options.threads;
   capture_options.progress = options.progress;
@@ -462,10 +457,9 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
                       options.adaptive_options, options.log);
   capture_options.limit_read = budget.limiter;
   DiskCapture capture;
-  auto captured =
-      CaptureDisk(repo, *writer, *src, nullptr, capture_options, capture);
+  auto captured = CaptureDisk(sink, *src, nullptr, capture_options, capture);
   budget.governor.reset();  // reading is over
-  if (!captured.ok()) return KeepStoredChunks(*writer, captured.status());
+  if (!captured.ok()) return sink.Abandon(captured.status());
   repository::DiskManifest disk = std::move(*captured);
   HAVEN_ASSIGN_OR_RETURN(bool changed, src->ChangedDuringRead());
 
@@ -484,8 +478,8 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
                           " not read: " + data.status().message());
     }
   }
-  HAVEN_RETURN_IF_ERROR(StoreConfigFiles(repo, *writer, config, m));
-  HAVEN_RETURN_IF_ERROR(writer->Flush());
+  HAVEN_RETURN_IF_ERROR(StoreConfigFiles(sink, config, m));
+  HAVEN_RETURN_IF_ERROR(sink.Flush());
   // The last moment a cancel is honoured: after it, the point commits.
   HAVEN_RETURN_IF_ERROR(options.cancel.Check("the backup of " + path));
   m.name = options.name;
@@ -511,11 +505,11 @@ Result<Manifest> BackupImage(Repository& repo, const std::string& path,
   m.stats.logical_bytes = src->size();
   m.stats.read_bytes = capture.read_bytes;
   m.stats.hole_bytes = capture.hole_bytes;
-  m.stats.new_chunks = writer->new_chunks();
-  m.stats.new_raw_bytes = writer->new_raw_bytes();
-  m.stats.new_stored_bytes = writer->new_stored_bytes();
+  m.stats.new_chunks = sink.new_chunks();
+  m.stats.new_raw_bytes = sink.new_raw_bytes();
+  m.stats.new_stored_bytes = sink.new_stored_bytes();
   m.stats.duration_seconds = MonotonicSeconds() - start;
-  HAVEN_RETURN_IF_ERROR(repo.CommitSnapshot(m));
+  HAVEN_RETURN_IF_ERROR(sink.Commit(m));
   if (options.progress) {
     Progress p =
         ByteProgress(src->size(), src->size(), m.stats.new_stored_bytes,

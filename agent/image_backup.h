@@ -7,8 +7,9 @@
 //   reader thread:  for each batch of chunks (~1 MiB): classify each chunk
 //                   (hole / read / unchanged since the parent); read the
 //                   runs to read into a free buffer -> work queue
-//   worker threads: all zeros? -> zero id; else id = HMAC(chunk);
-//                   writer.Put(id) (compress, encrypt, append to a pack)
+//   worker threads: all zeros? -> zero id; else id = sink.IdFor(chunk);
+//                   sink.Put(id) (local: compress, encrypt, append to a
+//                   pack; upload: queue for the appliance)
 //   this thread:    consume results in offset order, unchanged chunks'
 //                   ids from the parent's tree -> chunk-list tree
 //   end:            flush packs + index, write the manifest (commit point)
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/point_sink.h"
 #include "base/io_pressure.h"
 #include "base/progress.h"
 #include "base/rate_limiter.h"
@@ -51,22 +53,23 @@ struct DiskCapture {
   double seconds = 0;
 };
 
-// Reads `src` into `writer` (not flushed) and returns the disk's entry with
-// size, chunk size and tree set (name and source are the caller's). With a
-// `parent` (the same disk in the previous point, same size and chunk size),
-// ranges the source reports unchanged reuse the parent's chunk ids: the new
-// point is the parent's image with the changed ranges replaced. Once
-// options.cancel is cancelled it stops within a batch and returns
-// Code::kCancelled (the writer keeps what it stored; nothing is committed).
+// Reads `src` into `sink` (not flushed) in chunks of sink.chunk_size() and
+// returns the disk's entry with size, chunk size and tree set (name and
+// source are the caller's); the tree's nodes are Put as ChunkType::kTree.
+// With a `parent` (the same disk in the previous point, same size and chunk
+// size; its tree read through sink.NodeLoader), ranges the source reports
+// unchanged reuse the parent's chunk ids: the new point is the parent's
+// image with the changed ranges replaced. Once options.cancel is cancelled
+// it stops within a batch and returns Code::kCancelled (the sink keeps what
+// it stored; nothing is committed).
 Result<repository::DiskManifest> CaptureDisk(
-    repository::Repository& repo, repository::ChunkWriter& writer,
-    snapshot::DiskSource& src, const repository::DiskManifest* parent,
-    const CaptureOptions& options, DiskCapture& capture);
+    PointSink& sink, snapshot::DiskSource& src,
+    const repository::DiskManifest* parent, const CaptureOptions& options,
+    DiskCapture& capture);
 
 // Stores each file as a config entry of `m` (see manifest.h); a file with an
 // unsafe name is skipped and noted in m.notes.
-Status StoreConfigFiles(repository::Repository& repo,
-                        repository::ChunkWriter& writer,
+Status StoreConfigFiles(PointSink& sink,
                         const std::vector<snapshot::ConfigFile>& files,
                         repository::Manifest& m);
 

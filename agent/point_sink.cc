@@ -9,8 +9,9 @@ using repository::ChunkId;
 using repository::ChunkType;
 using repository::Manifest;
 
-LocalPointSink::LocalPointSink(repository::Repository& repo)
-    : repo_(repo), writer_(repo.NewWriter()) {}
+LocalPointSink::LocalPointSink(repository::Repository& repo,
+                               repository::Unreadable unreadable)
+    : repo_(repo), unreadable_(unreadable), writer_(repo.NewWriter()) {}
 
 ChunkId LocalPointSink::IdFor(ChunkType type, ByteSpan raw) const {
   return repo_.IdFor(type, raw);
@@ -45,8 +46,7 @@ uint64_t LocalPointSink::new_stored_bytes() const {
 
 Result<std::optional<Manifest>> LocalPointSink::LatestPoint(
     const std::string& name, const std::string& kind) {
-  return repository::LatestPoint(repo_, name, kind,
-                                 repository::Unreadable::kSkip);
+  return repository::LatestPoint(repo_, name, kind, unreadable_);
 }
 
 Status LocalPointSink::ForEachRecord(

@@ -1,8 +1,9 @@
-// Where a file backup puts its chunks and its point.
+// Where a backup puts its chunks and its point.
 //
-// The walker, the readers and the catalog of agent/file_backup.cc do not
+// The walker, the readers and the catalog of agent/file_backup.cc, and the
+// disk captures of agent/image_backup.cc and agent/vm_backup.cc, do not
 // know whether they write into a repository this process opened
-// (LocalPointSink, `haven backup files`) or upload to an appliance
+// (LocalPointSink, `haven backup files|vm|image`) or upload to an appliance
 // (agent/upload_sink.h, `haven agent backup`): both are a PointSink.
 //
 //   IdFor      a chunk's id. Local: the repository's keyed id. Upload: the
@@ -17,6 +18,7 @@
 #define HAVEN_AGENT_POINT_SINK_H_
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -24,6 +26,7 @@
 #include "base/status.h"
 #include "repository/chunk_tree.h"
 #include "repository/file_tree.h"
+#include "repository/latest_point.h"
 #include "repository/manifest.h"
 #include "repository/repository.h"
 
@@ -75,10 +78,15 @@ class PointSink {
   virtual Status Commit(repository::Manifest& m) = 0;
 };
 
-// A repository opened by this process.
+// A repository opened by this process. `unreadable` is how LatestPoint
+// treats a manifest it cannot read (repository/latest_point.h): kSkip for
+// file backups; a VM backup refuses (kRefuse), so it never diffs against
+// the wrong point.
 class LocalPointSink : public PointSink {
  public:
-  explicit LocalPointSink(repository::Repository& repo);
+  explicit LocalPointSink(
+      repository::Repository& repo,
+      repository::Unreadable unreadable = repository::Unreadable::kSkip);
 
   repository::ChunkId IdFor(repository::ChunkType type,
                             ByteSpan raw) const override;
@@ -102,6 +110,7 @@ class LocalPointSink : public PointSink {
 
  private:
   repository::Repository& repo_;
+  repository::Unreadable unreadable_;
   std::unique_ptr<repository::ChunkWriter> writer_;
 };
 

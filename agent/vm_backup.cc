@@ -9,7 +9,6 @@
 #include "agent/image_backup.h"
 #include "base/process.h"
 #include "base/time.h"
-#include "repository/latest_point.h"
 #include "snapshot/image_source.h"
 #include "snapshot/nbd_source.h"
 
@@ -136,11 +135,17 @@ GuestFreeze FreezeGuest(const snapshot::Vm& vm,
 // The whole job for one VM; the report is filled as it goes.
 class VmJob {
  public:
-  VmJob(repository::Repository& repo, const snapshot::LibvirtHost& host,
+  VmJob(PointSink& sink, const snapshot::LibvirtHost& host,
         const VmBackupOptions& options, VmBackupReport& report)
-      : repo_(repo), host_(host), opt_(options), report_(report) {}
+      : sink_(sink), host_(host), opt_(options), report_(report) {}
 
   Status Run(const std::string& name);
+  // The job failed with `why`: the sink keeps what it can (once).
+  Status Abandon(Status why) {
+    if (abandoned_) return why;
+    abandoned_ = true;
+    return sink_.Abandon(std::move(why));
+  }
 
  private:
   void Log(const std::string& msg) {
@@ -158,15 +163,15 @@ class VmJob {
   Status ReadDisks(std::vector<std::unique_ptr<snapshot::DiskSource>>& sources,
                    const std::vector<JobDisk>& plan, Manifest& m);
 
-  repository::Repository& repo_;
+  PointSink& sink_;
   const snapshot::LibvirtHost& host_;
   const VmBackupOptions& opt_;
   VmBackupReport& report_;
-  std::unique_ptr<repository::ChunkWriter> writer_;
   std::optional<Manifest> parent_;
   std::vector<std::string> full_reasons_;  // per planned disk
   std::vector<std::string> paths_;         // per planned disk
   double started_ = 0, last_mark_ = 0;
+  bool abandoned_ = false;
 };
 
 Result<std::vector<JobDisk>> VmJob::PlanLive(
@@ -216,7 +221,7 @@ Result<std::vector<JobDisk>> VmJob::PlanLive(
         why = capacity.status().message();
       else if (*capacity != prev->size)
         why = "disk resized since the latest point";
-      else if (prev->chunk_size != repo_.config().chunk_size)
+      else if (prev->chunk_size != sink_.chunk_size())
         why = "the latest point used another chunk size";
       else if (!prev->lost.empty())
         why = "the latest point has repaired holes";
@@ -243,13 +248,13 @@ Status VmJob::ReadDisks(
     co.progress = opt_.progress;
     co.done_before = done;
     co.total_bytes = total;
-    co.new_before = writer_->new_stored_bytes();
+    co.new_before = sink_.new_stored_bytes();
     co.started = started_;
     co.item = report_.name + "/" + j.target;
     co.cancel = opt_.cancel;
     co.limit_read = opt_.limit_read;
     DiskCapture cap;
-    auto disk = CaptureDisk(repo_, *writer_, src, prev, co, cap);
+    auto disk = CaptureDisk(sink_, src, prev, co, cap);
     if (!disk.ok()) return disk.status();
     disk->name = j.target;
     disk->source = paths_.size() > i ? paths_[i] : "";
@@ -294,11 +299,10 @@ Status VmJob::Run(const std::string& name) {
   m.hostname = HostName();
   m.tool = "haven 0.1.0";
   m.vm_uuid = info.uuid;
-  // No parent while a manifest is unreadable (it may be the newest): every
-  // disk is then read fully, never diffed against the wrong point.
-  if (auto p = repository::LatestPoint(repo_, name, "vm",
-                                       repository::Unreadable::kRefuse);
-      p.ok() && p->has_value()) {
+  // No parent while a manifest is unreadable (it may be the newest; a local
+  // sink for a VM refuses then): every disk is then read fully, never
+  // diffed against the wrong point.
+  if (auto p = sink_.LatestPoint(name, "vm"); p.ok() && p->has_value()) {
     m.parent = (*p)->id;
     if ((*p)->vm_uuid == info.uuid) parent_ = **p;
   }
@@ -326,7 +330,6 @@ Status VmJob::Run(const std::string& name) {
     Log(n);
     m.notes.push_back(n);
   }
-  writer_ = repo_.NewWriter();
   std::vector<std::unique_ptr<snapshot::DiskSource>> sources;
   std::vector<JobDisk> plan;
   std::unique_ptr<snapshot::PullBackup> job;
@@ -449,7 +452,7 @@ Status VmJob::Run(const std::string& name) {
   if (read.ok()) read = opt_.cancel.Check("the backup of VM " + name);
   if (read.ok()) read = ReadDisks(sources, plan, m);
   Mark(report_.phases.read);
-  if (!read.ok()) read = KeepStoredChunks(*writer_, read);
+  if (!read.ok()) read = Abandon(read);
   if (read.ok() && !active)
     for (auto& s : sources) {
       HAVEN_ASSIGN_OR_RETURN(bool changed, s->ChangedDuringRead());
@@ -473,17 +476,17 @@ Status VmJob::Run(const std::string& name) {
                                 " was started while its disks were read; no "
                                 "recovery point written");
   }
-  Status stored = StoreConfigFiles(repo_, *writer_, config, m);
-  if (stored.ok()) stored = writer_->Flush();
+  Status stored = StoreConfigFiles(sink_, config, m);
+  if (stored.ok()) stored = sink_.Flush();
   if (stored.ok()) stored = opt_.cancel.Check("the backup of VM " + name);
-  m.stats.new_chunks = writer_->new_chunks();
-  m.stats.new_raw_bytes = writer_->new_raw_bytes();
-  m.stats.new_stored_bytes = writer_->new_stored_bytes();
+  m.stats.new_chunks = sink_.new_chunks();
+  m.stats.new_raw_bytes = sink_.new_raw_bytes();
+  m.stats.new_stored_bytes = sink_.new_stored_bytes();
   m.stats.duration_seconds = MonotonicSeconds() - started_;
-  if (stored.ok()) stored = repo_.CommitSnapshot(m);
+  if (stored.ok()) stored = sink_.Commit(m);
   if (!stored.ok()) {
     if (job) job->Discard();
-    return stored;
+    return Abandon(stored);
   }
   // The new checkpoint is the next run's base; older ones only cost the
   // guest write tracking.
@@ -504,10 +507,18 @@ VmBackupReport BackupVm(repository::Repository& repo,
                         const snapshot::LibvirtHost& host,
                         const std::string& name,
                         const VmBackupOptions& options) {
+  LocalPointSink sink(repo, repository::Unreadable::kRefuse);
+  return BackupVm(sink, host, name, options);
+}
+
+VmBackupReport BackupVm(PointSink& sink, const snapshot::LibvirtHost& host,
+                        const std::string& name,
+                        const VmBackupOptions& options) {
   VmBackupReport report;
   double start = MonotonicSeconds();
-  VmJob job(repo, host, options, report);
+  VmJob job(sink, host, options, report);
   Status s = job.Run(name);
+  if (!s.ok()) s = job.Abandon(s);  // failed before or after the reading
   report.outcome = OutcomeOf(s);
   report.status = s;
   report.seconds = MonotonicSeconds() - start;

@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/point_sink.h"
 #include "base/outcome.h"
 #include "base/progress.h"
 #include "base/rate_limiter.h"
@@ -99,8 +100,16 @@ struct VmBackupReport {
   VmPhaseSeconds phases;  // of a backup that got that far
 };
 
-// Backs up one VM. Never throws away an error: report.outcome is kFailed
-// (or kCancelled) and report.status says what happened.
+// Backs up one VM into `sink`. Never throws away an error: report.outcome
+// is kFailed (or kCancelled) and report.status says what happened (after
+// sink.Abandon). The parent is sink.LatestPoint(name, "vm"); chunks are
+// sink.chunk_size(); the point is written by sink.Commit.
+VmBackupReport BackupVm(PointSink& sink, const snapshot::LibvirtHost& host,
+                        const std::string& name,
+                        const VmBackupOptions& options);
+
+// The same into a repository opened for writing (a LocalPointSink whose
+// LatestPoint refuses while a manifest of the VM is unreadable).
 VmBackupReport BackupVm(repository::Repository& repo,
                         const snapshot::LibvirtHost& host,
                         const std::string& name,

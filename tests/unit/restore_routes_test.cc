@@ -161,13 +161,12 @@ class RestoreRoutesTest : public ::testing::Test {
                         const std::string& name) {
     auto repo = catalog_->Open("main", WriteOptions());
     EXPECT_THAT(repo, IsOk());
-    auto writer = (*repo)->NewWriter();
+    agent::LocalPointSink sink(**repo);
     auto src = snapshot::ImageSource::Open(source);
     EXPECT_THAT(src, IsOk());
     agent::CaptureOptions co;
     agent::DiskCapture capture;
-    auto disk =
-        agent::CaptureDisk(**repo, *writer, **src, nullptr, co, capture);
+    auto disk = agent::CaptureDisk(sink, **src, nullptr, co, capture);
     EXPECT_THAT(disk, IsOk());
     disk->name = "vda";
     repository::Manifest m;
@@ -183,9 +182,9 @@ class RestoreRoutesTest : public ::testing::Test {
       std::vector<snapshot::ConfigFile> files = {
           {"domain-inactive.xml", DomainXml()},
           {"networks/netx.xml", NetworkXml()}};
-      EXPECT_THAT(agent::StoreConfigFiles(**repo, *writer, files, m), IsOk());
+      EXPECT_THAT(agent::StoreConfigFiles(sink, files, m), IsOk());
     }
-    EXPECT_THAT(writer->Flush(), IsOk());
+    EXPECT_THAT(sink.Flush(), IsOk());
     EXPECT_THAT((*repo)->CommitSnapshot(m), IsOk());
     return m.id;
   }

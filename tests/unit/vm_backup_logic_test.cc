@@ -124,12 +124,12 @@ class CaptureDiskTest : public ::testing::Test {
   Result<DiskManifest> Capture(snapshot::DiskSource& src,
                                const DiskManifest* parent,
                                agent::DiskCapture& capture, int threads = 2) {
-    auto writer = repo_->NewWriter();
+    agent::LocalPointSink sink(*repo_);
     agent::CaptureOptions o;
     o.threads = threads;
-    auto disk = agent::CaptureDisk(*repo_, *writer, src, parent, o, capture);
+    auto disk = agent::CaptureDisk(sink, src, parent, o, capture);
     if (!disk.ok()) return disk;
-    HAVEN_RETURN_IF_ERROR(writer->Flush());
+    HAVEN_RETURN_IF_ERROR(sink.Flush());
     disk->name = "disk0";
     disk->source = "fake";
     return disk;

@@ -202,14 +202,13 @@ class VmRestoreTest : public ::testing::Test {
 
   // Commits a recovery point of VM web1 and returns it as loaded back.
   void MakePoint(const PointSpec& spec, Manifest* out) {
-    auto writer = repo_->NewWriter();
+    agent::LocalPointSink sink(*repo_);
     auto src = snapshot::ImageSource::Open(source_disk_);
     ASSERT_THAT(src, IsOk());
     agent::CaptureOptions co;
     co.threads = 2;
     agent::DiskCapture capture;
-    auto disk =
-        agent::CaptureDisk(*repo_, *writer, **src, nullptr, co, capture);
+    auto disk = agent::CaptureDisk(sink, **src, nullptr, co, capture);
     ASSERT_THAT(disk, IsOk());
     disk->name = "vda";
     disk->source = "/var/lib/libvirt/images/web1.qcow2";
@@ -232,9 +231,9 @@ class VmRestoreTest : public ::testing::Test {
     if (spec.nvram)
       files.push_back({"nvram/web1_VARS.fd",
                        std::string(nvram_data_.begin(), nvram_data_.end())});
-    ASSERT_THAT(agent::StoreConfigFiles(*repo_, *writer, files, m), IsOk());
+    ASSERT_THAT(agent::StoreConfigFiles(sink, files, m), IsOk());
     ASSERT_THAT(m.notes, IsEmpty());
-    ASSERT_THAT(writer->Flush(), IsOk());
+    ASSERT_THAT(sink.Flush(), IsOk());
     ASSERT_THAT(repo_->CommitSnapshot(m), IsOk());
     auto loaded = repo_->LoadSnapshot(m.id);
     ASSERT_THAT(loaded, IsOk());
