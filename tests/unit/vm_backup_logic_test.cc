@@ -21,6 +21,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "agent/image_backup.h"
@@ -29,6 +30,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "repository/chunk_tree.h"
+#include "repository/crypto.h"
 #include "repository/manifest.h"
 #include "repository/repository.h"
 #include "restore/image_restore.h"
@@ -394,6 +396,147 @@ TEST_F(CaptureDiskTest, EmptyDisk) {
   auto child = Capture(child_src, &*disk, capture);
   ASSERT_THAT(child, IsOk());
   EXPECT_EQ(child->tree.count, 0u);
+}
+
+// A sink that is not a repository, as an upload is: ids from its own hash,
+// chunks kept in memory, its own chunk size. CaptureDisk must use only it.
+class MemorySink : public agent::PointSink {
+ public:
+  explicit MemorySink(uint32_t chunk_size)
+      : chunk_size_(chunk_size), hasher_(repository::Key{7, 7, 7}) {}
+
+  ChunkId IdFor(repository::ChunkType type, ByteSpan raw) const override {
+    ChunkId id = hasher_.Hash(raw);
+    id.bytes[0] ^= static_cast<uint8_t>(type);  // kinds never collide
+    return id;
+  }
+  int compression_level() const override { return 1; }
+  uint32_t chunk_size() const override { return chunk_size_; }
+  Result<bool> Put(repository::ChunkType type, const ChunkId& id, ByteSpan raw,
+                   repository::WriteContext&) override {
+    if (!(IdFor(type, raw) == id)) return Internal("id is not IdFor(bytes)");
+    std::lock_guard<std::mutex> l(mu_);
+    auto& store = type == repository::ChunkType::kTree ? nodes_ : data_;
+    bool added = store.emplace(id, Bytes(raw.begin(), raw.end())).second;
+    if (added) {
+      ++new_chunks_;
+      new_raw_ += raw.size();
+    }
+    return added;
+  }
+  Status Flush() override { return OkStatus(); }
+  Status Abandon(Status why) override {
+    ++abandoned_;
+    return why;
+  }
+  uint64_t new_chunks() const override { return new_chunks_; }
+  uint64_t new_raw_bytes() const override { return new_raw_; }
+  uint64_t new_stored_bytes() const override { return new_raw_; }
+  Result<std::optional<Manifest>> LatestPoint(const std::string&,
+                                              const std::string&) override {
+    return std::optional<Manifest>();
+  }
+  Status ForEachRecord(
+      const Manifest&,
+      const std::function<Status(repository::FileRecord&&)>&) override {
+    return OkStatus();
+  }
+  repository::LoadNodeFn NodeLoader(repository::ReadContext&) override {
+    return [this](const ChunkId& id) -> Result<Bytes> {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = nodes_.find(id);
+      if (it == nodes_.end()) return NotFound("node " + id.Hex());
+      return it->second;
+    };
+  }
+  Result<bool> Has(const ChunkId& id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return data_.count(id) > 0 || nodes_.count(id) > 0;
+  }
+  Status Commit(Manifest&) override { return OkStatus(); }
+
+  // The disk's bytes, from its tree and the stored data chunks.
+  Bytes Image(const DiskManifest& disk) {
+    Bytes out;
+    repository::ReadContext ctx;
+    repository::TreeReader reader(disk.tree, NodeLoader(ctx));
+    for (uint64_t i = 0; i < disk.tree.count; ++i) {
+      auto id = reader.Get(i);
+      EXPECT_THAT(id, IsOk()) << i;
+      if (!id.ok()) return {};
+      const uint64_t len =
+          std::min<uint64_t>(chunk_size_, disk.size - i * chunk_size_);
+      if (id->IsZero()) {
+        out.insert(out.end(), len, 0);
+        continue;
+      }
+      auto it = data_.find(*id);
+      EXPECT_TRUE(it != data_.end()) << "chunk " << i << " not stored";
+      if (it == data_.end()) return {};
+      EXPECT_EQ(it->second.size(), len) << i;
+      out.insert(out.end(), it->second.begin(), it->second.end());
+    }
+    return out;
+  }
+  size_t nodes() const { return nodes_.size(); }
+  int abandoned() const { return abandoned_; }
+
+ private:
+  uint32_t chunk_size_;
+  repository::KeyedHasher hasher_;
+  std::mutex mu_;
+  std::unordered_map<ChunkId, Bytes, repository::ChunkIdHash> data_, nodes_;
+  uint64_t new_chunks_ = 0, new_raw_ = 0;
+  int abandoned_ = 0;
+};
+
+TEST(CaptureDiskSinkTest, WritesOnlyThroughTheSinkAndReusesItsParentTree) {
+  const uint64_t size = 8 * 1024 * 1024 + 1000;
+  const uint64_t chunks = (size + kChunk - 1) / kChunk;
+  MemorySink sink(kChunk);
+  const Bytes parent_bytes = ParentImage(size);
+  FakeSource parent_src(parent_bytes, AllRead);
+  agent::CaptureOptions o;
+  o.threads = 2;
+  agent::DiskCapture pc;
+  auto parent = agent::CaptureDisk(sink, parent_src, nullptr, o, pc);
+  ASSERT_THAT(parent, IsOk());
+  EXPECT_EQ(parent->chunk_size, kChunk);
+  EXPECT_EQ(parent->tree.count, chunks);
+  EXPECT_GT(sink.nodes(), 2u);  // leaves and the root, stored as kTree
+  EXPECT_TRUE(sink.Image(*parent) == parent_bytes);
+
+  Bytes child_bytes = parent_bytes;
+  const Bytes fresh = RandomData(size, 7);
+  for (uint64_t c = 0; c < chunks; ++c) {
+    const uint64_t begin = c * kChunk, end = std::min(size, begin + kChunk);
+    if (ChildState(c) == RangeState::kRead)
+      std::copy(fresh.begin() + begin, fresh.begin() + end,
+                child_bytes.begin() + begin);
+    else if (ChildState(c) == RangeState::kHole)
+      std::fill(child_bytes.begin() + begin, child_bytes.begin() + end, 0);
+  }
+  FakeSource child_src(child_bytes, ChildState);
+  agent::DiskCapture cc;
+  auto child = agent::CaptureDisk(sink, child_src, &*parent, o, cc);
+  ASSERT_THAT(child, IsOk());
+  EXPECT_EQ(child_src.bad_reads(), 0);
+  EXPECT_TRUE(sink.Image(*child) == child_bytes);
+  EXPECT_TRUE(sink.Image(*parent) == parent_bytes);
+  EXPECT_EQ(sink.abandoned(), 0);
+}
+
+TEST(CaptureDiskSinkTest, ParentOfAnotherChunkSizeIsRefused) {
+  MemorySink sink(2 * kChunk);
+  const Bytes bytes = RandomData(64 * 1024, 4);
+  DiskManifest parent;
+  parent.size = bytes.size();
+  parent.chunk_size = kChunk;
+  FakeSource src(bytes, AllRead);
+  agent::CaptureOptions o;
+  agent::DiskCapture cap;
+  EXPECT_THAT(agent::CaptureDisk(sink, src, &parent, o, cap),
+              StatusIs(Code::kFailedPrecondition, HasSubstr("chunk size")));
 }
 
 // ---------------------------------------------------------------- manifest
