@@ -789,5 +789,56 @@ TEST_F(VmUploadTest, CommitRefusedForMissingRootsDropsTheCache) {
   EXPECT_FALSE(Exists(CacheDir() + "/nodes.bin"));
 }
 
+TEST_F(VmUploadTest, EightMiBOfNodesGoBeforeTheFlushAfterTheirData) {
+  // 300 nodes of 1024 random ids (32 KiB each, incompressible): over 8 MiB
+  // waits, so nodes go while Puts go on; the data they name sits in the
+  // open batch and must be answered first.
+  auto sink = Sink();
+  std::vector<ChunkId> ids;
+  std::vector<std::string> put_nodes;
+  repository::WriteContext tree_ctx(3);
+  uint32_t seed = 1;
+  auto put_data = [&](size_t n) {
+    std::vector<ChunkId> fresh(n);
+    std::vector<std::thread> workers;
+    for (size_t w = 0; w < 2; ++w)
+      workers.emplace_back([&, w, base = seed] {
+        repository::WriteContext ctx(3);
+        for (size_t i = w; i < n; i += 2) {
+          Bytes raw =
+              testing_util::RandomData(64, base + static_cast<uint32_t>(i));
+          fresh[i] = sink->IdFor(ChunkType::kData, raw);
+          ASSERT_THAT(sink->Put(ChunkType::kData, fresh[i], raw, ctx), IsOk());
+        }
+      });
+    for (auto& t : workers) t.join();
+    seed += static_cast<uint32_t>(n);
+    ids.insert(ids.end(), fresh.begin(), fresh.end());
+  };
+  put_data(repository::kTreeFanout);
+  for (int round = 0; round < 300; ++round) {
+    put_data(8);
+    Bytes node;
+    for (size_t i = ids.size() - repository::kTreeFanout; i < ids.size(); ++i)
+      node.insert(node.end(), ids[i].bytes.begin(), ids[i].bytes.end());
+    ChunkId id = sink->IdFor(ChunkType::kTree, node);
+    auto fresh = sink->Put(ChunkType::kTree, id, node, tree_ctx);
+    ASSERT_THAT(fresh, IsOk());
+    EXPECT_TRUE(*fresh);
+    put_nodes.push_back(Str(id));
+  }
+  size_t before_flush = 0;
+  {
+    std::lock_guard<std::mutex> l(fake_.mu_);
+    before_flush = fake_.tree_order.size();
+  }
+  EXPECT_GT(before_flush, 200u);
+  EXPECT_LT(before_flush, 300u);
+  ASSERT_THAT(sink->Flush(), IsOk());
+  EXPECT_EQ(fake_.refused_nodes, 0);
+  EXPECT_EQ(fake_.early_nodes, 0);
+  EXPECT_EQ(fake_.tree_order, put_nodes);
+}
+
 }  // namespace
 }  // namespace haven::agent
