@@ -36,7 +36,7 @@ constexpr int64_t kKindData = 0, kKindTree = 1;
 constexpr size_t kMaxVmCommitBytes = 1 << 20;
 // Rows per SQL statement (SQLite's older limit is 999 parameters).
 constexpr size_t kLookupBatch = 500;
-constexpr size_t kInsertBatch = 200;
+constexpr size_t kInsertBatch = 120;  // 7 parameters a row
 constexpr size_t kMaxNameBytes = 255;
 constexpr size_t kMaxPaths = 10000, kMaxNotes = 2000, kMaxTextBytes = 4096;
 // A commit's JSON (names, paths, notes, figures): parsed whole, so bounded
@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS agent_chunks (
   chunk_id BLOB NOT NULL,
   raw_size INTEGER NOT NULL,
   kind INTEGER NOT NULL DEFAULT 0,
+  tree_height INTEGER NOT NULL DEFAULT 0,
+  tree_min INTEGER NOT NULL DEFAULT 0,
+  tree_max INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (agent_id, upload_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS agent_commits (
   agent_id TEXT NOT NULL,
@@ -162,10 +165,22 @@ Result<ByteSpan> Decode(const Frame& f, repository::Decompressor& d,
   return ByteSpan(scratch.data(), scratch.size());
 }
 
+// What a chunk stands for in a chunk-list tree: a data chunk is one
+// level-0 entry; a tree node of `height` covers between `min` and `max`
+// level-0 entries (a hole as its last id may stand for 1 to a whole
+// subtree). Recorded for every tree node an agent uploads, so a commit can
+// tell, without reading the tree, that it is the shape WalkTree expects:
+// gc walks every point's trees and stops at a malformed one.
+struct Shape {
+  int64_t height = 0;
+  uint64_t min = 1, max = 1;
+};
+
 struct Row {
   ChunkId chunk;
   uint64_t raw_size = 0;
   int64_t kind = kKindData;
+  Shape shape;  // tree nodes
 };
 using Rows = std::unordered_map<std::string, Row>;  // by raw upload id
 
@@ -176,7 +191,8 @@ Result<Rows> LookupRows(StateDb& db, const std::string& agent_id,
   for (size_t start = 0; start < ids.size(); start += kLookupBatch) {
     const size_t end = std::min(ids.size(), start + kLookupBatch);
     std::string sql =
-        "SELECT upload_id, chunk_id, raw_size, kind FROM agent_chunks WHERE "
+        "SELECT upload_id, chunk_id, raw_size, kind, tree_height, tree_min, "
+        "tree_max FROM agent_chunks WHERE "
         "agent_id = ?1 AND upload_id IN (";
     std::vector<SqlValue> params{agent_id};
     for (size_t i = start; i < end; ++i) {
@@ -189,8 +205,11 @@ Result<Rows> LookupRows(StateDb& db, const std::string& agent_id,
     for (const SqlRow& r : found) {
       std::string upload = r.Text(0), chunk = r.Text(1);
       if (upload.size() != kIdBytes || chunk.size() != kIdBytes) continue;
-      rows[upload] = {ToChunkId(chunk), static_cast<uint64_t>(r.Int(2)),
-                      r.Int(3)};
+      Row row{ToChunkId(chunk), static_cast<uint64_t>(r.Int(2)), r.Int(3), {}};
+      if (row.kind == kKindTree)
+        row.shape = {r.Int(4), static_cast<uint64_t>(r.Int(5)),
+                     static_cast<uint64_t>(r.Int(6))};
+      rows[upload] = row;
     }
   }
   return rows;
@@ -212,6 +231,7 @@ struct NewRow {
   ChunkId chunk;
   uint64_t raw_size;
   int64_t kind = kKindData;
+  Shape shape;
 };
 
 Status InsertRows(StateDb& db, const std::string& agent_id,
@@ -222,18 +242,24 @@ Status InsertRows(StateDb& db, const std::string& agent_id,
     const size_t end = std::min(rows.size(), start + kInsertBatch);
     std::string sql =
         "INSERT OR REPLACE INTO agent_chunks (agent_id, upload_id, chunk_id, "
-        "raw_size, kind) VALUES ";
+        "raw_size, kind, tree_height, tree_min, tree_max) VALUES ";
     std::vector<SqlValue> params{agent_id};
     for (size_t i = start; i < end; ++i) {
       const size_t n = params.size();
       sql += (i == start ? "" : ", ");
       sql += "(?1, CAST(?" + std::to_string(n + 1) + " AS BLOB), CAST(?" +
              std::to_string(n + 2) + " AS BLOB), ?" + std::to_string(n + 3) +
-             ", ?" + std::to_string(n + 4) + ")";
+             ", ?" + std::to_string(n + 4) + ", ?" + std::to_string(n + 5) +
+             ", ?" + std::to_string(n + 6) + ", ?" + std::to_string(n + 7) +
+             ")";
       params.emplace_back(rows[i].upload_id);
       params.emplace_back(std::string(RawOf(rows[i].chunk)));
       params.emplace_back(static_cast<int64_t>(rows[i].raw_size));
       params.emplace_back(rows[i].kind);
+      const bool tree = rows[i].kind == kKindTree;
+      params.emplace_back(tree ? rows[i].shape.height : int64_t{0});
+      params.emplace_back(tree ? static_cast<int64_t>(rows[i].shape.min) : 0);
+      params.emplace_back(tree ? static_cast<int64_t>(rows[i].shape.max) : 0);
     }
     HAVEN_RETURN_IF_ERROR(db.Query(sql, params).status());
   }
@@ -543,10 +569,12 @@ Result<std::unique_ptr<AgentStore>> AgentStore::Create(
   // Databases from before tree nodes: every row there is data.
   HAVEN_ASSIGN_OR_RETURN(auto columns,
                          db.Query("PRAGMA table_info(agent_chunks)"));
-  if (std::none_of(columns.begin(), columns.end(),
-                   [](const SqlRow& c) { return c.Text(1) == "kind"; }))
-    HAVEN_RETURN_IF_ERROR(db.Exec(
-        "ALTER TABLE agent_chunks ADD COLUMN kind INTEGER NOT NULL DEFAULT 0"));
+  for (const char* column : {"kind", "tree_height", "tree_min", "tree_max"})
+    if (std::none_of(columns.begin(), columns.end(),
+                     [&](const SqlRow& c) { return c.Text(1) == column; }))
+      HAVEN_RETURN_IF_ERROR(db.Exec("ALTER TABLE agent_chunks ADD COLUMN " +
+                                    std::string(column) +
+                                    " INTEGER NOT NULL DEFAULT 0"));
   std::unique_ptr<AgentStore> store(new AgentStore(
       db, catalog, std::move(repository_of), std::move(options)));
   store->reaper_ = std::thread([s = store.get()] { s->ReaperLoop(); });
@@ -730,7 +758,9 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
   struct Known {
     ChunkId keyed;
     int64_t kind;
+    Shape shape;
   };
+  std::vector<Shape> shapes(frames.size());
   std::unordered_map<std::string, std::optional<Known>> known;  // by upload id
   auto resolve = [&](std::string_view child) -> Result<std::optional<Known>> {
     auto it = known.find(std::string(child));
@@ -739,7 +769,8 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
     auto row = had.find(std::string(child));
     if (row != had.end()) {
       HAVEN_ASSIGN_OR_RETURN(bool held, StillHeld(repo, row->second));
-      if (held) out = Known{row->second.chunk, row->second.kind};
+      if (held)
+        out = Known{row->second.chunk, row->second.kind, row->second.shape};
     }
     known.emplace(std::string(child), out);
     return out;
@@ -750,11 +781,17 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
     const Frame& f = frames[k];
     if (f.tree) {
       Bytes& node = translated[k];
-      int64_t node_kind = -1;
+      const size_t n = node.size() / kIdBytes;
+      int64_t child_height = -1;  // -1 until a non-zero id
+      Shape last{0, 0, 0};        // of the last id; 0..0: a hole
       for (size_t pos = 0; pos < node.size(); pos += kIdBytes) {
         std::string_view child(reinterpret_cast<const char*>(&node[pos]),
                                kIdBytes);
-        if (ToChunkId(child).IsZero()) continue;  // a hole stays a hole
+        const bool is_last = pos + kIdBytes == node.size();
+        if (ToChunkId(child).IsZero()) {  // a hole stays a hole
+          if (is_last) last = {0, 0, 0};
+          continue;
+        }
         HAVEN_ASSIGN_OR_RETURN(std::optional<Known> c, resolve(child));
         if (!c) {
           if (missing_seen.insert(child).second &&
@@ -762,13 +799,38 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
             missing.missing.push_back(Hex(child));
           continue;
         }
-        if (node_kind >= 0 && c->kind != node_kind)
-          return InvalidArgument(FrameName(k, f) +
-                                 ": it names both data chunks and tree nodes "
-                                 "(a node's ids are all of one kind)");
-        node_kind = c->kind;
         std::copy(c->keyed.bytes.begin(), c->keyed.bytes.end(),
                   node.begin() + pos);
+        if (!missing_seen.empty()) continue;  // refused anyway: 409
+        if (child_height >= 0 && c->shape.height != child_height)
+          return InvalidArgument(
+              FrameName(k, f) +
+              ": it names ids of different levels (a node's ids are all data "
+              "chunks or all tree nodes of one height)");
+        child_height = c->shape.height;
+        // All but the last child are whole subtrees, as TreeWriter makes
+        // them (and as a reader finds chunk i by division).
+        if (!is_last && c->shape.max != repository::TreeCapacity(
+                                            static_cast<int>(child_height)))
+          return InvalidArgument(FrameName(k, f) +
+                                 ": a child before its last is not a full "
+                                 "subtree");
+        if (is_last) last = c->shape;
+      }
+      if (missing_seen.empty()) {
+        if (child_height < 0)
+          return InvalidArgument(FrameName(k, f) +
+                                 ": a node of holes only is sent as the zero "
+                                 "id, not as a node");
+        if (child_height + 1 > repository::kMaxTreeHeight)
+          return InvalidArgument(FrameName(k, f) + ": a tree over " +
+                                 std::to_string(repository::kMaxTreeHeight) +
+                                 " levels");
+        const uint64_t cap =
+            repository::TreeCapacity(static_cast<int>(child_height));
+        if (last.max == 0) last = {child_height, 1, cap};  // a hole
+        shapes[k] = {child_height + 1, (n - 1) * cap + last.min,
+                     (n - 1) * cap + last.max};
       }
       keyed[k] = repo.IdFor(ChunkType::kTree, node);
     }
@@ -776,7 +838,8 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
     std::string id(f.upload_id);
     auto it = known.find(id);
     if (it == known.end() || !it->second)
-      known[id] = Known{keyed[k], f.tree ? kKindTree : kKindData};
+      known[id] = Known{keyed[k], f.tree ? kKindTree : kKindData,
+                        f.tree ? shapes[k] : Shape{}};
   }
   if (!missing_seen.empty()) {
     missing.error =
@@ -813,7 +876,7 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
               .status());
     }
     const int64_t kind = f.tree ? kKindTree : kKindData;
-    rows.push_back({std::string(f.upload_id), id, f.raw_len, kind});
+    rows.push_back({std::string(f.upload_id), id, f.raw_len, kind, shapes[k]});
     auto it = had.find(std::string(f.upload_id));
     bool is_known = false;
     if (it != had.end() && it->second.kind == kind && it->second.chunk == id) {
@@ -1057,17 +1120,17 @@ Result<AgentAnswer<AgentCommit>> AgentStore::CommitVm(
         missing.missing.push_back(Hex(raw));
       continue;
     }
-    // The root holds one id per child subtree: a root of another size is
-    // not the tree the manifest describes.
-    const uint64_t child_cap = repository::TreeCapacity(d.tree.height - 1);
-    const uint64_t want = (d.tree.count + child_cap - 1) / child_cap;
-    if (it->second.raw_size != want * kIdBytes)
-      return InvalidArgument("manifest.disks[" + std::to_string(i) +
-                             "].tree.root: the node holds " +
-                             std::to_string(it->second.raw_size / kIdBytes) +
-                             " ids; the root of a tree of " +
-                             std::to_string(d.tree.count) + " chunks holds " +
-                             std::to_string(want));
+    // The tree under the root must be the one the manifest describes.
+    const Shape& shape = it->second.shape;
+    if (shape.height != d.tree.height || d.tree.count < shape.min ||
+        d.tree.count > shape.max)
+      return InvalidArgument(
+          "manifest.disks[" + std::to_string(i) +
+          "].tree.root: a tree of height " + std::to_string(shape.height) +
+          " holding " + std::to_string(shape.min) + " to " +
+          std::to_string(shape.max) + " chunks, not " +
+          std::to_string(d.tree.count) + " chunks at height " +
+          std::to_string(d.tree.height));
     d.tree.root = it->second.chunk;
   }
   if (!missing_ids.empty()) {

@@ -10,7 +10,9 @@
 // in the state database:
 //
 //   agent_chunks   (agent_id, upload_id BLOB 32) -> chunk_id BLOB 32,
-//                  raw_size, kind (0 data, 1 tree node): the chunks this
+//                  raw_size, kind (0 data, 1 tree node), and for a tree
+//                  node the shape of its subtree (tree_height, tree_min,
+//                  tree_max: level-0 entries it covers): the chunks this
 //                  agent proved it has
 //   agent_commits  (agent_id, upload_id 32 hex of a commit) -> repository,
 //                  point id, name, time: a retried commit answers with the
@@ -126,7 +128,9 @@ class AgentStore {
   // data_len:u32 data (codec 0 plain, 1 zstd; | 0x10 for a tree node). A
   // tree node's plain bytes are 1..1024 upload ids (zero: a hole) of
   // chunks this agent holds or earlier frames of the body, all data or all
-  // tree nodes; it is stored with each id replaced by its keyed id. A
+  // tree nodes of one height, all but the last a full subtree (as
+  // TreeWriter makes them; gc and readers rely on it); it is stored with
+  // each id replaced by its keyed id. A
   // malformed body is InvalidArgument; a frame whose bytes do not hash to
   // its id refuses the whole batch (422), a node naming a chunk not held
   // refuses it with 409 and "missing"; either stores nothing. Returns after

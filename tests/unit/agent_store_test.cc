@@ -855,7 +855,29 @@ TEST_F(AgentVmTest, BadNodesAreRefused) {
   AppendNode(mixed_body, mixed, false);
   Response m = Call("POST", "/api/v1/agent/chunks", "A", mixed_body);
   EXPECT_EQ(m.status, 400) << m.body;
-  EXPECT_THAT(Error(m), HasSubstr("of one kind"));
+  EXPECT_THAT(Error(m), HasSubstr("different levels"));
+  // A node over a partial node that is not its last child: no reader (and
+  // not gc) could walk that tree.
+  Bytes two_partial;
+  for (int i = 0; i < 2; ++i)
+    two_partial.insert(two_partial.end(), t.begin(), t.end());
+  std::string partial_body;
+  AppendNode(partial_body, two_partial, false);
+  Response p = Call("POST", "/api/v1/agent/chunks", "A", partial_body);
+  EXPECT_EQ(p.status, 400) << p.body;
+  EXPECT_THAT(Error(p), HasSubstr("not a full subtree"));
+  // Holes only.
+  std::string holes;
+  AppendNode(holes, Bytes(64, 0), false);
+  Response h = Call("POST", "/api/v1/agent/chunks", "A", holes);
+  EXPECT_EQ(h.status, 400) << h.body;
+  EXPECT_THAT(Error(h), HasSubstr("holes only"));
+  // The node over the partial one as the last child is fine.
+  Bytes over_last(32, 0);
+  over_last.insert(over_last.end(), t.begin(), t.end());
+  std::string fine;
+  AppendNode(fine, over_last, false);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/chunks", "A", fine).status, 200);
 }
 
 TEST_F(AgentVmTest, CommitNeedsHeldTreeRoots) {
@@ -1022,7 +1044,8 @@ INSERT INTO agent_chunks VALUES ('A', x'01', x'02', 5);
                            {});
     ASSERT_THAT(store, IsOk());
   }
-  auto row = (*db)->QueryOne("SELECT kind FROM agent_chunks");
+  auto row = (*db)->QueryOne(
+      "SELECT kind + tree_height + tree_min + tree_max FROM agent_chunks");
   ASSERT_THAT(row, IsOk());
   ASSERT_TRUE(row->has_value());
   EXPECT_EQ((*row)->Int(0), 0);
