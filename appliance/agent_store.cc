@@ -352,13 +352,19 @@ Status CheckVmManifest(repository::Manifest& m) {
     for (char& c : note)
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
   }
-  if (m.ImageDisks().empty())
-    return InvalidArgument("manifest.disks must name at least one disk");
   for (size_t i = 0; i < m.disks.size(); ++i) {
     const repository::DiskManifest& d = m.disks[i];
     const std::string field = "manifest.disks[" + std::to_string(i) + "]";
-    HAVEN_RETURN_IF_ERROR(
-        CheckText(d.name, field + ".name", kMaxNameBytes, true));
+    // An image disk is named by its target dev (vda), which a restore
+    // puts in file names: no paths.
+    if (!d.is_config() &&
+        (d.name.empty() || d.name.size() > 64 || d.name[0] == '.' ||
+         d.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+             std::string::npos))
+      return InvalidArgument(field +
+                             ".name must be a target dev: 1 to 64 of "
+                             "[A-Za-z0-9._-], not starting with '.'");
     HAVEN_RETURN_IF_ERROR(
         CheckText(d.source, field + ".source", kMaxTextBytes, false));
     HAVEN_RETURN_IF_ERROR(

@@ -967,6 +967,8 @@ TEST_F(AgentVmTest, BadManifestFieldsAreNamed) {
             j["manifest"]["disks"][1]["name"] = "../etc/passwd";
           }),
           "config file name");
+  refused(with([](json& j) { j["manifest"]["disks"][0]["name"] = "../vda"; }),
+          "manifest.disks[0].name");
   refused(with([](json& j) { j["manifest"]["name"] = "a\nb"; }),
           "manifest.name");
   refused(with([](json& j) { j["manifest"]["consistency"] = "sure"; }),
