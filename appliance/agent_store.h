@@ -10,7 +10,10 @@
 // in the state database:
 //
 //   agent_chunks   (agent_id, upload_id BLOB 32) -> chunk_id BLOB 32,
-//                  raw_size: the chunks this agent proved it has
+//                  raw_size, kind (0 data, 1 tree node), and for a tree
+//                  node the shape of its subtree (tree_height, tree_min,
+//                  tree_max: level-0 entries it covers): the chunks this
+//                  agent proved it has
 //   agent_commits  (agent_id, upload_id 32 hex of a commit) -> repository,
 //                  point id, name, time: a retried commit answers with the
 //                  point the first one made
@@ -40,6 +43,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -121,10 +125,17 @@ class AgentStore {
                               std::string_view body);
 
   // POST /agent/chunks: frames upload_id[32] raw_len:u32 codec:u8
-  // data_len:u32 data (codec 0 plain, 1 zstd). A malformed body is
-  // InvalidArgument; a frame whose bytes do not hash to its id refuses the
-  // whole batch (422) and stores nothing. Returns after the chunks are
-  // durable (packs synced, index committed) and recorded for the agent.
+  // data_len:u32 data (codec 0 plain, 1 zstd; | 0x10 for a tree node). A
+  // tree node's plain bytes are 1..1024 upload ids (zero: a hole) of
+  // chunks this agent holds or earlier frames of the body, all data or all
+  // tree nodes of one height, all but the last a full subtree (as
+  // TreeWriter makes them; gc and readers rely on it); it is stored with
+  // each id replaced by its keyed id. A
+  // malformed body is InvalidArgument; a frame whose bytes do not hash to
+  // its id refuses the whole batch (422), a node naming a chunk not held
+  // refuses it with 409 and "missing"; either stores nothing. Returns after
+  // the chunks are durable (packs synced, index committed) and recorded for
+  // the agent.
   Result<AgentAnswer<ChunksReceived>> StoreChunks(const std::string& agent_id,
                                                   std::string_view body);
 
@@ -135,6 +146,17 @@ class AgentStore {
   // up, a bad name or time); 409 refusal for ids the agent did not upload.
   Result<AgentAnswer<AgentCommit>> Commit(const std::string& agent_id,
                                           std::string_view body);
+
+  // POST /agent/vm-points: {"upload_id": 32 hex, "manifest": {...}}, at
+  // most 1 MiB; the manifest as Manifest::ToJson writes a VM point (kind
+  // "vm") whose tree roots are upload ids of tree nodes this agent
+  // uploaded (zero for an empty or all-hole tree). The appliance sets id,
+  // tool, agent_id, time (its clock) and parent, replaces the roots by
+  // keyed ids and commits. InvalidArgument naming the field for a bad
+  // body or manifest; 409 refusal for roots not held (with "missing") or a
+  // name another agent owns. A retried upload_id answers the first point.
+  Result<AgentAnswer<AgentCommit>> CommitVm(const std::string& agent_id,
+                                            std::string_view body);
 
   // Closes the repository `name` now if no request uses it (gc is about to
   // need it alone); one in use closes when idle.
@@ -154,6 +176,15 @@ class AgentStore {
   void Return(const std::string& name);
   void ReaperLoop();
   std::mutex& CommitMutex(const std::string& agent_id);
+  // The point an earlier commit with `upload_id` made, if any.
+  Result<std::optional<AgentCommit>> EarlierCommit(
+      const std::string& agent_id, const std::string& upload_id);
+  // Sets what the appliance decides in `m` (tool, agent, time, parent by
+  // the name-ownership rule), commits it and records the commit.
+  Result<AgentAnswer<AgentCommit>> FinishCommit(Lease& lease,
+                                                const std::string& agent_id,
+                                                const std::string& upload_id,
+                                                repository::Manifest& m);
 
   StateDb& db_;
   const RepositoryCatalog& catalog_;

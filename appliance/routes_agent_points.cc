@@ -1,6 +1,7 @@
 // An enrolled agent's uploads and its own points (docs/agents.md,
 // "Protocol"): /api/v1/agent/chunks/missing, /agent/chunks, /agent/points
-// (commit and list), /agent/points/{id} and its files and archive. Every
+// (commit and list), /agent/vm-points (commit), /agent/points/{id} and its
+// files and archive (file backups only). Every
 // route needs role agent (the dispatcher lets only an agent's credential
 // call them) and touches only the caller's namespace: its own upload rows
 // (agent_store.h) and the points whose manifest carries its agent id.
@@ -69,6 +70,21 @@ Response CommitPoint(Services& s, const ApiCall& call) {
   return Response::Json(c.created ? 201 : 200, DumpJson(j));
 }
 
+Response CommitVmPoint(Services& s, const ApiCall& call) {
+  auto answer =
+      s.agent_store->CommitVm(call.caller.agent_id, call.request.body);
+  if (!answer.ok()) return StatusResponse(answer.status());
+  if (auto* refused = std::get_if<AgentRefusal>(&*answer))
+    return Refused(*refused);
+  const AgentCommit& c = std::get<AgentCommit>(*answer);
+  nlohmann::ordered_json j;
+  j["id"] = c.id;
+  j["name"] = c.name;
+  j["time"] = c.time;
+  j["created"] = c.created;
+  return Response::Json(c.created ? 201 : 200, DumpJson(j));
+}
+
 // The caller's point `id` of its repository: 404 when there is none, 403
 // when it is another agent's (or no agent's).
 Result<FoundPoint> OwnPoint(Services& s, const ApiCall& call,
@@ -87,7 +103,11 @@ Result<FoundPoint> OwnPoint(Services& s, const ApiCall& call,
 }
 
 Response ListOwn(Services& s, const ApiCall& call) {
-  if (Status st = OnlyParams(call, {}); !st.ok()) return StatusResponse(st);
+  if (Status st = OnlyParams(call, {"kind"}); !st.ok())
+    return StatusResponse(st);
+  const std::string* kind = call.Query("kind");
+  if (kind && *kind != "files" && *kind != "vm")
+    return ErrorJson(400, "kind must be files or vm");
   auto repo = s.agent_store->RepositoryFor(call.caller.agent_id);
   if (!repo.ok()) return StatusResponse(repo.status());
   auto open = s.open_repositories->Get(*repo);
@@ -97,7 +117,7 @@ Response ListOwn(Services& s, const ApiCall& call) {
   nlohmann::ordered_json out;
   out["points"] = nlohmann::ordered_json::array();
   for (const auto& m : (*list)->points)  // newest first
-    if (m->agent_id == call.caller.agent_id)
+    if (m->agent_id == call.caller.agent_id && (!kind || m->kind == *kind))
       out["points"].push_back(
           PointSummaryJson(*m, *repo, (*list)->protected_ids.count(m->id) > 0));
   return OkOrdered(out);
@@ -115,6 +135,10 @@ PointTreeOpener OwnTree(Services& s, const ApiCall& call) {
              -> Result<std::shared_ptr<PointTree>> {
     std::string repo;
     HAVEN_ASSIGN_OR_RETURN(FoundPoint found, OwnPoint(s, call, &repo));
+    if (found.point->kind != "files")
+      return FailedPrecondition(
+          "point " + found.point->id + " is a " + found.point->kind +
+          " point: files and archive serve file backups only");
     return OpenPointTree(std::move(found), repo, disk, partition);
   };
 }
@@ -200,13 +224,18 @@ std::vector<Route> AgentPointRoutes(Services& s) {
       {{"requestBody",
         Binary("at most 64 MiB of frames upload_id[32] raw_len:u32 "
                "codec:u8 data_len:u32 data[data_len] (little-endian; codec "
-               "0 plain, 1 zstd; raw_len 1..16 MiB; at most 256 MiB decoded "
-               "per upload)")},
+               "0 plain, 1 zstd, plus 0x10 for a tree node: 1..1024 upload "
+               "ids of chunks this agent holds or sent earlier in the body; "
+               "raw_len 1..16 MiB; at most 256 MiB decoded per upload)")},
        {"responses",
         {{"200",
           Described("{received: frames, new: chunks new for this agent, "
                     "new_stored_bytes: what they occupy in the repository}")},
          {"400", Described("a malformed frame, named")},
+         {"409",
+          Described("{error, missing: [upload id hex, ... (at most 100)]}: "
+                    "tree nodes name chunks this agent does not hold; "
+                    "nothing of the batch was stored")},
          {"422",
           Described("a chunk whose bytes do not match its id (or whose zstd "
                     "data does not decode to raw_len bytes), named; nothing "
@@ -237,11 +266,48 @@ std::vector<Route> AgentPointRoutes(Services& s) {
          {"503", Described("the repository is busy (gc); try again")}}}},
       [&s](const ApiCall& c) { return CommitPoint(s, c); }));
   routes.push_back(Make(
+      "POST", "/api/v1/agent/vm-points",
+      "Commit a VM point whose chunk-list trees this agent uploaded (tree "
+      "nodes); the point is written last (the commit point)",
+      {{"requestBody",
+        {{"required", true},
+         {"content",
+          {{"application/json",
+            {{"schema",
+              {{"type", "object"},
+               {"required", {"upload_id", "manifest"}},
+               {"properties",
+                {{"upload_id",
+                  {{"type", "string"},
+                   {"description", "32 hex digits: a retry sends the same"}}},
+                 {"manifest",
+                  {{"type", "object"},
+                   {"description",
+                    "the point's manifest (kind vm) with every tree root an "
+                    "upload id of a tree node this agent uploaded, or zero; "
+                    "id, time, tool, parent and agent_id are the "
+                    "appliance's"}}}}}}}}}}},
+         {"description", "at most 1 MiB"}}},
+       {"responses",
+        {{"201", Described("{id, name, time, created: true}: the new point")},
+         {"200", Described("{id, name, time, created: false}: a retry of a "
+                           "commit already made (same upload_id)")},
+         {"400", Described("a malformed body or manifest, the field named")},
+         {"409",
+          Described("{error, missing: [upload id hex, ... (at most 100)]}: "
+                    "tree roots this agent has not uploaded or the appliance "
+                    "no longer holds; or {error}: the name is another "
+                    "agent's. Nothing was committed")},
+         {"503", Described("the repository is busy (gc); try again")}}}},
+      [&s](const ApiCall& c) { return CommitVmPoint(s, c); }));
+  routes.push_back(Make(
       "GET", "/api/v1/agent/points", "This agent's points, newest first",
-      {{"responses",
+      {{"parameters", {QueryParam("kind", "files or vm: only points of it")}},
+       {"responses",
         {{"200",
           Described("{points: [{repository, id, name, kind, time, hostname, "
-                    "consistency, ..., agent_id}]}")}}}},
+                    "consistency, ..., agent_id}]}")},
+         {"400", Described("an unknown parameter or kind")}}}},
       [&s](const ApiCall& c) { return ListOwn(s, c); }));
   const nlohmann::json own_errors = {
       {"403", Described("the point belongs to another agent (or none)")},
@@ -258,6 +324,7 @@ std::vector<Route> AgentPointRoutes(Services& s) {
       "as GET /api/v1/points/{repo}/{id}/files: {point, path, type, total, "
       "offset, entries, next_offset}");
   files_responses["400"] = Described("a bad path or parameter");
+  files_responses["409"] = Described("a VM point: no files to list");
   routes.push_back(
       Make("GET", "/api/v1/agent/points/{id}/files",
            "List a directory of one of this agent's points",
@@ -272,6 +339,7 @@ std::vector<Route> AgentPointRoutes(Services& s) {
       "application/x-tar or application/zip, chunked; it ends with its last "
       "chunk only when complete");
   archive_responses["400"] = Described("a bad path or format");
+  archive_responses["409"] = Described("a VM point: no files to archive");
   routes.push_back(Make(
       "GET", "/api/v1/agent/points/{id}/archive",
       "Files of one of this agent's points as a tar or zip stream",

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "appliance/routes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "repository/chunk_tree.h"
 #include "repository/compression.h"
 #include "repository/file_tree.h"
 #include "repository/repository.h"
@@ -528,6 +530,527 @@ TEST_F(AgentStoreTest, AChunkGoneFromTheIndexIsAskedForAgain) {
   EXPECT_EQ(
       Call("POST", "/api/v1/agent/points", "A", CommitBody(p, kUpload1)).status,
       201);
+}
+
+// ------------------------------------------------------------ VM points
+
+// A VM point as a host agent uploads it: its data chunks, the tree nodes
+// TreeWriter made over their upload ids (children before parents), and
+// the manifest whose roots are upload ids.
+struct AgentVm {
+  std::vector<Bytes> data;   // distinct data chunks
+  std::vector<Bytes> nodes;  // tree nodes of upload ids, in TreeWriter order
+  Bytes disk;                // the disk's bytes
+  std::string xml;           // domain.xml
+  repository::Manifest m;
+};
+
+repository::ChunkId IdOf(const std::string& raw) {
+  repository::ChunkId id;
+  std::copy(raw.begin(), raw.end(), id.bytes.begin());
+  return id;
+}
+
+// A disk of `count` chunks of 512 bytes (the last one shorter; every tenth
+// a hole): above 1024 chunks its tree has two levels.
+AgentVm MakeVm(uint32_t seed, uint64_t count = 1100) {
+  AgentVm v;
+  constexpr uint32_t kChunk = 512;
+  const uint64_t size = count * kChunk - 100;
+  std::set<std::string> have;
+  auto store = [&](ByteSpan node) -> Result<repository::ChunkId> {
+    v.nodes.emplace_back(node.begin(), node.end());
+    return IdOf(Sha(node));
+  };
+  repository::TreeWriter tree(store);
+  for (uint64_t i = 0; i < count; ++i) {
+    const size_t len = std::min<uint64_t>(kChunk, size - i * kChunk);
+    if (i % 10 == 3) {
+      v.disk.resize(v.disk.size() + len, 0);
+      EXPECT_THAT(tree.Add(repository::ChunkId{}), IsOk());
+      continue;
+    }
+    Bytes chunk = RandomData(len, seed * 100 + (len == kChunk ? i % 7 : 99));
+    v.disk.insert(v.disk.end(), chunk.begin(), chunk.end());
+    if (have.insert(Sha(chunk)).second) v.data.push_back(chunk);
+    EXPECT_THAT(tree.Add(IdOf(Sha(chunk))), IsOk());
+  }
+  auto root = tree.Finish();
+  EXPECT_THAT(root, IsOk());
+  v.xml = "<domain><name>vm" + std::to_string(seed) + "</name></domain>";
+  Bytes xml(v.xml.begin(), v.xml.end());
+  v.data.push_back(xml);
+  repository::TreeWriter config(store);
+  EXPECT_THAT(config.Add(IdOf(Sha(xml))), IsOk());
+  auto config_root = config.Finish();
+  EXPECT_THAT(config_root, IsOk());
+
+  repository::Manifest& m = v.m;
+  m.id = std::string(32, 'f');  // the agent's values: all ignored
+  m.time = "2099-01-01T00:00:00Z";
+  m.tool = "evil";
+  m.parent = std::string(32, 'e');
+  m.agent_id = "B";
+  m.name = "vm1";
+  m.kind = "vm";
+  m.hostname = "host1";
+  m.consistency = "crash-consistent";
+  m.consistency_reason = "no guest agent";
+  m.vm_uuid = "8f1c6a57-3c1e-4b55-9d5a-1a2b3c4d5e6f";
+  m.checkpoint = "haven-1";
+  m.notes = {"vdb skipped: cdrom"};
+  repository::DiskManifest d;
+  d.name = "vda";
+  d.source = "/var/lib/libvirt/images/vm1.qcow2";
+  d.capture = "full: first run";
+  d.size = size;
+  d.chunk_size = kChunk;
+  d.tree = *root;
+  repository::DiskManifest c;
+  c.name = "domain.xml";
+  c.kind = "config";
+  c.size = xml.size();
+  c.chunk_size = 65536;
+  c.tree = *config_root;
+  m.disks = {d, c};
+  m.stats.logical_bytes = size;
+  return v;
+}
+
+std::string VmBody(const repository::Manifest& m,
+                   const std::string& upload_id) {
+  return json{{"upload_id", upload_id}, {"manifest", json::parse(m.ToJson())}}
+      .dump();
+}
+
+// One tree-node frame (codec byte | 0x10).
+void AppendNode(std::string& body, const Bytes& raw, bool zstd,
+                const std::string& id = "") {
+  const size_t at = body.size();
+  AppendFrame(body, raw, zstd, id);
+  body[at + 32 + 4] |= 0x10;
+}
+
+class AgentVmTest : public AgentStoreTest {
+ protected:
+  std::string DataBody(const AgentVm& v) {
+    std::string body;
+    for (const Bytes& c : v.data) AppendFrame(body, c, true);
+    return body;
+  }
+  std::string NodeBody(const AgentVm& v) {
+    std::string body;
+    for (size_t i = 0; i < v.nodes.size(); ++i)
+      AppendNode(body, v.nodes[i], i % 2 == 0);
+    return body;
+  }
+  void UploadVm(const AgentVm& v, const std::string& agent) {
+    Response data = Call("POST", "/api/v1/agent/chunks", agent, DataBody(v));
+    ASSERT_EQ(data.status, 200) << data.body;
+    Response nodes = Call("POST", "/api/v1/agent/chunks", agent, NodeBody(v));
+    ASSERT_EQ(nodes.status, 200) << nodes.body;
+    EXPECT_EQ(Body(nodes)["received"], v.nodes.size());
+  }
+  // The bytes of a point's disk or config file, read through its tree.
+  Bytes ReadBack(const repository::Repository& repo,
+                 const repository::DiskManifest& d) {
+    repository::ReadContext ctx;
+    repository::TreeReader reader(d.tree, repo.TreeNodeLoader(ctx));
+    Bytes out;
+    for (uint64_t i = 0; i < d.tree.count; ++i) {
+      const size_t len = std::min<uint64_t>(d.chunk_size, d.size - out.size());
+      auto id = reader.Get(i);
+      EXPECT_THAT(id, IsOk());
+      if (!id.ok()) return out;
+      if (id->IsZero()) {
+        out.resize(out.size() + len, 0);
+        continue;
+      }
+      Bytes chunk;
+      EXPECT_THAT(repo.ReadChunk(repository::ChunkType::kData, *id, chunk, ctx),
+                  IsOk());
+      EXPECT_EQ(chunk.size(), len);
+      out.insert(out.end(), chunk.begin(), chunk.end());
+    }
+    return out;
+  }
+  static std::string Error(const Response& r) {
+    return Body(r).value("error", "");
+  }
+};
+
+TEST_F(AgentVmTest, TreeNodesUploadedAfterTheirDataCommitAndReadBack) {
+  AgentVm v = MakeVm(1);
+  ASSERT_EQ(v.m.disks[0].tree.height, 2);
+  std::string node_ids = Ids(v.nodes);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/chunks/missing", "A", node_ids).body,
+            std::string(v.nodes.size(), '\1'));
+  UploadVm(v, "A");
+  EXPECT_EQ(Call("POST", "/api/v1/agent/chunks/missing", "A", node_ids).body,
+            std::string(v.nodes.size(), '\0'));
+
+  Response commit =
+      Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1));
+  ASSERT_EQ(commit.status, 201) << commit.body;
+  EXPECT_EQ(Body(commit)["created"], true);
+  EXPECT_EQ(Body(commit)["name"], "vm1");
+  const std::string id = Body(commit)["id"];
+  EXPECT_NE(id, std::string(32, 'f'));
+
+  auto repo =
+      repository::Repository::Open(repo_dir_, kTestPassphrase, ReadOptions());
+  ASSERT_THAT(repo, IsOk());
+  auto m = (*repo)->LoadSnapshot(id);
+  ASSERT_THAT(m, IsOk());
+  EXPECT_EQ(m->kind, "vm");
+  EXPECT_EQ(m->agent_id, "A");
+  EXPECT_EQ(m->tool, "havend test");
+  EXPECT_EQ(m->parent, "");
+  EXPECT_NE(m->time, "2099-01-01T00:00:00Z");
+  EXPECT_EQ(m->time, Body(commit)["time"]);
+  EXPECT_EQ(m->vm_uuid, v.m.vm_uuid);
+  EXPECT_EQ(m->checkpoint, "haven-1");
+  EXPECT_EQ(m->consistency, "crash-consistent");
+  EXPECT_EQ(m->notes, v.m.notes);
+  const repository::DiskManifest* disk = m->FindDisk("vda");
+  ASSERT_NE(disk, nullptr);
+  EXPECT_EQ(disk->source, v.m.disks[0].source);
+  EXPECT_EQ(disk->capture, "full: first run");
+  EXPECT_NE(disk->tree.root, v.m.disks[0].tree.root) << "a keyed id now";
+  EXPECT_TRUE(ReadBack(**repo, *disk) == v.disk) << "the disk reads back";
+  const repository::DiskManifest* xml = m->FindConfig("domain.xml");
+  ASSERT_NE(xml, nullptr);
+  EXPECT_EQ(Str(ReadBack(**repo, *xml)), v.xml);
+
+  // The agent's routes list and show it; files and archive refuse it.
+  Response list = Call("GET", "/api/v1/agent/points", "A");
+  ASSERT_EQ(list.status, 200) << list.body;
+  ASSERT_EQ(Body(list)["points"].size(), 1u);
+  EXPECT_EQ(Body(list)["points"][0]["kind"], "vm");
+  EXPECT_EQ(
+      Body(Call("GET", "/api/v1/agent/points?kind=vm", "A"))["points"].size(),
+      1u);
+  EXPECT_TRUE(
+      Body(Call("GET", "/api/v1/agent/points?kind=files", "A"))["points"]
+          .empty());
+  EXPECT_EQ(Call("GET", "/api/v1/agent/points?kind=x", "A").status, 400);
+  Response show = Call("GET", "/api/v1/agent/points/" + id, "A");
+  ASSERT_EQ(show.status, 200) << show.body;
+  EXPECT_EQ(Body(show)["kind"], "vm");
+  Response files =
+      Call("GET", "/api/v1/agent/points/" + id + "/files?path=/", "A");
+  EXPECT_EQ(files.status, 409) << files.body;
+  EXPECT_THAT(Error(files), HasSubstr("file backups only"));
+  EXPECT_EQ(
+      Call("GET", "/api/v1/agent/points/" + id + "/archive?path=/etc", "A")
+          .status,
+      409);
+  EXPECT_EQ(Call("GET", "/api/v1/agent/points/" + id, "B").status, 403);
+
+  // A retry answers the same point; the next commit of the name has it as
+  // its parent.
+  Response retry =
+      Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1));
+  ASSERT_EQ(retry.status, 200) << retry.body;
+  EXPECT_EQ(Body(retry)["id"], id);
+  EXPECT_EQ(Body(retry)["created"], false);
+  Response next = Call("POST", "/api/v1/agent/vm-points", "A",
+                       VmBody(v.m, std::string(32, 'b')));
+  ASSERT_EQ(next.status, 201) << next.body;
+  auto m2 = (*repo)->LoadSnapshot(Body(next)["id"].get<std::string>());
+  ASSERT_THAT(m2, IsOk());
+  EXPECT_EQ(m2->parent, id);
+  EXPECT_EQ(m2->FindDisk("vda")->tree.root, disk->tree.root);
+}
+
+TEST_F(AgentVmTest, NodesAndDataInOneBodyAndAnEmptyDisk) {
+  AgentVm v = MakeVm(2, 5);  // one level
+  ASSERT_EQ(v.m.disks[0].tree.height, 1);
+  repository::DiskManifest empty;
+  empty.name = "vdb";
+  empty.size = 0;
+  empty.chunk_size = 65536;
+  v.m.disks.insert(v.m.disks.begin() + 1, empty);
+  Response up =
+      Call("POST", "/api/v1/agent/chunks", "A", DataBody(v) + NodeBody(v));
+  ASSERT_EQ(up.status, 200) << up.body;
+  EXPECT_EQ(Body(up)["new"], v.data.size() + v.nodes.size());
+  Response commit =
+      Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1));
+  ASSERT_EQ(commit.status, 201) << commit.body;
+  auto repo =
+      repository::Repository::Open(repo_dir_, kTestPassphrase, ReadOptions());
+  ASSERT_THAT(repo, IsOk());
+  auto m = (*repo)->LoadSnapshot(Body(commit)["id"].get<std::string>());
+  ASSERT_THAT(m, IsOk());
+  EXPECT_TRUE(ReadBack(**repo, *m->FindDisk("vda")) == v.disk);
+  EXPECT_TRUE(m->FindDisk("vdb")->tree.root.IsZero());
+}
+
+TEST_F(AgentVmTest, ANodeNamingChunksNotHeldStoresNothing) {
+  AgentVm v = MakeVm(3);
+  // B holds the data; A does not.
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "B", DataBody(v)).status, 200);
+  const uint64_t chunks_before = IndexedChunks();
+  Response r = Call("POST", "/api/v1/agent/chunks", "A", NodeBody(v));
+  ASSERT_EQ(r.status, 409) << r.body;
+  EXPECT_THAT(Error(r), HasSubstr("nothing of this batch was stored"));
+  ASSERT_FALSE(Body(r)["missing"].empty());
+  EXPECT_LE(Body(r)["missing"].size(), 100u);
+  EXPECT_EQ(Body(r)["missing"][0], HexEncode(AsBytes(Sha(v.data[0]))));
+  EXPECT_EQ(IndexedChunks(), chunks_before);
+  EXPECT_EQ(
+      Call("POST", "/api/v1/agent/chunks/missing", "A", Ids(v.nodes)).body,
+      std::string(v.nodes.size(), '\1'));
+
+  // A chunk never uploaded by anyone.
+  Bytes node(32, 0);
+  const std::string ghost = Sha(RandomData(100, 77));
+  std::copy(ghost.begin(), ghost.end(), node.begin());
+  std::string body;
+  AppendNode(body, node, false);
+  Response never = Call("POST", "/api/v1/agent/chunks", "A", body);
+  ASSERT_EQ(never.status, 409) << never.body;
+  EXPECT_EQ(Body(never)["missing"], json::array({HexEncode(AsBytes(ghost))}));
+
+  // A node naming a frame after it in the same body.
+  Bytes later = RandomData(300, 78);
+  std::string ordered;
+  Bytes parent(32, 0);
+  const std::string later_id = Sha(later);
+  std::copy(later_id.begin(), later_id.end(), parent.begin());
+  AppendNode(ordered, parent, false);
+  AppendFrame(ordered, later, false);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/chunks", "A", ordered).status, 409);
+  EXPECT_EQ(IndexedChunks(), chunks_before);
+}
+
+TEST_F(AgentVmTest, BadNodesAreRefused) {
+  AgentVm v = MakeVm(4, 5);
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "A", DataBody(v)).status, 200);
+  // Bytes that do not hash to the id.
+  std::string body;
+  AppendNode(body, v.nodes[0], false, Sha(v.data[0]));
+  Response wrong = Call("POST", "/api/v1/agent/chunks", "A", body);
+  ASSERT_EQ(wrong.status, 422) << wrong.body;
+  EXPECT_THAT(Error(wrong), HasSubstr("tree node 0"));
+  // Not a whole number of ids.
+  std::string ragged;
+  AppendNode(ragged, Bytes(v.nodes[0].begin(), v.nodes[0].end() - 1), false);
+  Response r = Call("POST", "/api/v1/agent/chunks", "A", ragged);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_THAT(Error(r), HasSubstr("ids of 32 bytes"));
+  // Unknown bits in the codec byte.
+  std::string odd;
+  AppendFrame(odd, v.data[0], false);
+  odd[32 + 4] = 0x20;
+  EXPECT_EQ(Call("POST", "/api/v1/agent/chunks", "A", odd).status, 400);
+  // A node of a data chunk and a tree node.
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "A", NodeBody(v)).status, 200);
+  Bytes mixed;
+  const std::string d = Sha(v.data[0]), t = Sha(v.nodes[0]);
+  mixed.insert(mixed.end(), d.begin(), d.end());
+  mixed.insert(mixed.end(), t.begin(), t.end());
+  std::string mixed_body;
+  AppendNode(mixed_body, mixed, false);
+  Response m = Call("POST", "/api/v1/agent/chunks", "A", mixed_body);
+  EXPECT_EQ(m.status, 400) << m.body;
+  EXPECT_THAT(Error(m), HasSubstr("different levels"));
+  // A node over a partial node that is not its last child: no reader (and
+  // not gc) could walk that tree.
+  Bytes two_partial;
+  for (int i = 0; i < 2; ++i)
+    two_partial.insert(two_partial.end(), t.begin(), t.end());
+  std::string partial_body;
+  AppendNode(partial_body, two_partial, false);
+  Response p = Call("POST", "/api/v1/agent/chunks", "A", partial_body);
+  EXPECT_EQ(p.status, 400) << p.body;
+  EXPECT_THAT(Error(p), HasSubstr("not a full subtree"));
+  // Holes only.
+  std::string holes;
+  AppendNode(holes, Bytes(64, 0), false);
+  Response h = Call("POST", "/api/v1/agent/chunks", "A", holes);
+  EXPECT_EQ(h.status, 400) << h.body;
+  EXPECT_THAT(Error(h), HasSubstr("holes only"));
+  // The node over the partial one as the last child is fine.
+  Bytes over_last(32, 0);
+  over_last.insert(over_last.end(), t.begin(), t.end());
+  std::string fine;
+  AppendNode(fine, over_last, false);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/chunks", "A", fine).status, 200);
+}
+
+TEST_F(AgentVmTest, CommitNeedsHeldTreeRoots) {
+  AgentVm v = MakeVm(5, 5);
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "A", DataBody(v)).status, 200);
+  // The nodes were not uploaded.
+  Response r =
+      Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1));
+  ASSERT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(Body(r)["missing"].size(), 2u);
+  EXPECT_THAT(Error(r), HasSubstr("nothing was committed"));
+  // A data chunk's id as a root is no tree node.
+  AgentVm data_root = v;
+  data_root.m.disks[1].tree.root = IdOf(Sha(v.data.back()));
+  Response d = Call("POST", "/api/v1/agent/vm-points", "A",
+                    VmBody(data_root.m, kUpload1));
+  ASSERT_EQ(d.status, 409) << d.body;
+  // B's nodes are not A's.
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "B", DataBody(v)).status, 200);
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "B", NodeBody(v)).status, 200);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1))
+                .status,
+            409);
+  EXPECT_TRUE(Body(Call("GET", "/api/v1/agent/points", "A"))["points"].empty());
+
+  // A tree node removed from the index (gc) is missing again.
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "A", NodeBody(v)).status, 200);
+  const std::string root = Sha(v.nodes[0]);
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks/missing", "A", root).body,
+            std::string(1, '\0'));
+  store_->Release("main");
+  {
+    repository::OpenOptions o = ::haven::testing_util::WriteOptions();
+    o.hold_index = true;
+    auto repo = repository::Repository::Open(repo_dir_, kTestPassphrase, o);
+    ASSERT_THAT(repo, IsOk());
+    // As gc's sweep: every tree chunk goes (A's nodes, also B's).
+    std::vector<repository::ChunkId> trees;
+    ASSERT_THAT((*repo)->index().ForEach(
+                    [&](const repository::ChunkId& id,
+                        const repository::ChunkLocation& loc) {
+                      if (loc.type == repository::ChunkType::kTree)
+                        trees.push_back(id);
+                      return OkStatus();
+                    },
+                    [](const Status&) {}),
+                IsOk());
+    ASSERT_FALSE(trees.empty());
+    ASSERT_THAT((*repo)->index().Delete(trees, true), IsOk());
+  }
+  EXPECT_EQ(Call("POST", "/api/v1/agent/chunks/missing", "A", root).body,
+            std::string(1, '\1'));
+  EXPECT_EQ(Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1))
+                .status,
+            409);
+  // Sent again, the commit goes through.
+  ASSERT_EQ(Call("POST", "/api/v1/agent/chunks", "A", NodeBody(v)).status, 200);
+  EXPECT_EQ(Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1))
+                .status,
+            201);
+}
+
+TEST_F(AgentVmTest, BadManifestFieldsAreNamed) {
+  AgentVm v = MakeVm(6, 5);
+  UploadVm(v, "A");
+  auto refused = [&](const std::string& body, const std::string& field) {
+    auto r = store_->CommitVm("A", body);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << field;
+    EXPECT_THAT(r.status().message(), HasSubstr(field));
+  };
+  auto with = [&](auto change) {
+    json j = json::parse(VmBody(v.m, kUpload1));
+    change(j);
+    return j.dump();
+  };
+  refused(with([](json& j) { j["manifest"]["kind"] = "image"; }),
+          "manifest.kind");
+  refused(with([](json& j) {
+            j["manifest"]["disks"][0]["chunk_size"] = 32 << 20;
+            j["manifest"]["disks"][0]["chunks"] = 1;
+          }),
+          "manifest.disks[0].chunk_size");
+  refused(with([](json& j) { j["manifest"]["disks"][0]["chunks"] = 4; }),
+          "chunk count");
+  refused(with([](json& j) {
+            j["manifest"]["disks"][1]["name"] = "../etc/passwd";
+          }),
+          "config file name");
+  refused(with([](json& j) { j["manifest"]["disks"][0]["name"] = "../vda"; }),
+          "manifest.disks[0].name");
+  refused(with([](json& j) { j["manifest"]["name"] = "a\nb"; }),
+          "manifest.name");
+  refused(with([](json& j) { j["manifest"]["consistency"] = "sure"; }),
+          "manifest.consistency");
+  refused(
+      with([](json& j) { j["manifest"]["disks"][0]["tree"]["height"] = 2; }),
+      "tree.height");
+  refused(with([](json& j) {
+            j["manifest"]["disks"][0]["lost"] = json::array({{0, 10}});
+          }),
+          "lost");
+  refused(with([](json& j) { j["upload_id"] = "xyz"; }), "upload_id");
+  refused(with([](json& j) { j["extra"] = 1; }), "extra");
+  refused(with([](json& j) { j.erase("manifest"); }), "manifest");
+  refused(std::string(2 << 20, ' '), "limit");
+  refused("[1]", "JSON object");
+  // A root of another size than its tree's.
+  AgentVm other = MakeVm(7, 3);
+  UploadVm(other, "A");
+  refused(with([&](json& j) {
+            j["manifest"]["disks"][0]["tree"]["root"] =
+                other.m.disks[0].tree.root.Hex();
+          }),
+          "tree.root");
+  EXPECT_TRUE(Body(Call("GET", "/api/v1/agent/points", "A"))["points"].empty());
+  // Through the route: 400 with the sentence.
+  Response r = Call("POST", "/api/v1/agent/vm-points", "A",
+                    with([](json& j) { j["manifest"]["kind"] = "files"; }));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Error(r), "manifest.kind must be \"vm\"");
+}
+
+TEST_F(AgentVmTest, ANameBelongsToOneAgent) {
+  AgentVm v = MakeVm(8, 5);
+  UploadVm(v, "A");
+  ASSERT_EQ(Call("POST", "/api/v1/agent/vm-points", "A", VmBody(v.m, kUpload1))
+                .status,
+            201);
+  UploadVm(v, "B");
+  Response r =
+      Call("POST", "/api/v1/agent/vm-points", "B", VmBody(v.m, kUpload1));
+  ASSERT_EQ(r.status, 409) << r.body;
+  EXPECT_THAT(Error(r), HasSubstr("taken by another agent"));
+  // Under a name of its own, B's point goes through.
+  v.m.name = "vm-b";
+  EXPECT_EQ(Call("POST", "/api/v1/agent/vm-points", "B", VmBody(v.m, kUpload1))
+                .status,
+            201);
+}
+
+TEST_F(AgentVmTest, OldTablesGainTheKindColumn) {
+  const std::string path = tmp_.Sub("old.db");
+  {
+    auto db = StateDb::Open(path);
+    ASSERT_THAT(db, IsOk());
+    ASSERT_THAT((*db)->Exec(R"sql(
+CREATE TABLE agent_chunks (
+  agent_id TEXT NOT NULL,
+  upload_id BLOB NOT NULL,
+  chunk_id BLOB NOT NULL,
+  raw_size INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, upload_id)) WITHOUT ROWID;
+INSERT INTO agent_chunks VALUES ('A', x'01', x'02', 5);
+)sql"),
+                IsOk());
+  }
+  auto db = StateDb::Open(path);
+  ASSERT_THAT(db, IsOk());
+  for (int i = 0; i < 2; ++i) {  // the second time: nothing to do
+    auto store =
+        AgentStore::Create(**db, *catalog_,
+                           [](const std::string&) -> Result<std::string> {
+                             return std::string("main");
+                           },
+                           {});
+    ASSERT_THAT(store, IsOk());
+  }
+  auto row = (*db)->QueryOne(
+      "SELECT kind + tree_height + tree_min + tree_max FROM agent_chunks");
+  ASSERT_THAT(row, IsOk());
+  ASSERT_TRUE(row->has_value());
+  EXPECT_EQ((*row)->Int(0), 0);
 }
 
 }  // namespace
