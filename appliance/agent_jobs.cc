@@ -221,6 +221,17 @@ Status AgentDispatch::Reportable(const std::string& agent_id, int64_t job_id,
   return OkStatus();
 }
 
+std::optional<AgentTask> AgentDispatch::TaskOf(const std::string& agent_id,
+                                               int64_t job_id) const {
+  std::lock_guard lock(mu_);
+  if (cancelled_.count(job_id)) return std::nullopt;
+  auto it = entries_.find(job_id);
+  if (it == entries_.end() || it->second.agent_id != agent_id ||
+      it->second.state != State::kTaken)
+    return std::nullopt;
+  return it->second.task;
+}
+
 Status AgentDispatch::Progress(const std::string& agent_id, int64_t job_id,
                                AgentProgress progress) {
   std::lock_guard lock(mu_);

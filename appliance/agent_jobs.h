@@ -140,6 +140,12 @@ class AgentDispatch {
   Status Finish(const std::string& agent_id, int64_t job_id,
                 AgentResult result);
 
+  // The task of `job_id` if `agent_id` took it and it is in flight (not
+  // queued, finished, lost or cancelled); nullopt otherwise. What routes
+  // acting for a running job (a restore's reads) authorize by.
+  std::optional<AgentTask> TaskOf(const std::string& agent_id,
+                                  int64_t job_id) const;
+
   // Wakes every poll and waiter; later calls answer at once. Idempotent.
   void Shutdown();
 

@@ -35,6 +35,7 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   add(AgentPointRoutes(s));
   // --- agents: jobs ---
   add(AgentJobRoutes(s));
+  add(AgentRestoreRoutes(s));
   return routes;
 }
 

@@ -69,6 +69,10 @@ std::vector<Route> AgentPointRoutes(Services& s);
 // (routes_agent_jobs.cc). Needs s.agent_dispatch (503 without it) and
 // s.jobs.
 std::vector<Route> AgentJobRoutes(Services& s);
+// GET /api/v1/agent/jobs/{id}/point and POST /agent/jobs/{id}/chunks: a
+// host agent's restore reads the point its job names
+// (routes_agent_restore.cc). Needs s.agent_dispatch and s.open_repositories.
+std::vector<Route> AgentRestoreRoutes(Services& s);
 
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI

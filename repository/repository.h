@@ -53,6 +53,7 @@
 #include "repository/lock.h"
 #include "repository/manifest.h"
 #include "repository/pack_file.h"
+#include "repository/point_reader.h"
 
 namespace haven::repository {
 
@@ -177,7 +178,7 @@ struct RebuildReport {
   std::vector<std::string> damaged;  // one message per unreadable pack
 };
 
-class Repository {
+class Repository : public PointReader {
  public:
   // A repository in local directory `dir` (a LocalBackend on it; index,
   // locks and tmp inside it too).
@@ -211,14 +212,16 @@ class Repository {
 
   // Keyed id of a chunk; data and tree chunks use different keys so their
   // ids can never collide.
-  ChunkId IdFor(ChunkType type, ByteSpan raw) const {
+  ChunkId IdFor(ChunkType type, ByteSpan raw) const override {
     return type == ChunkType::kTree ? tree_hasher_->Hash(raw)
                                     : hasher_->Hash(raw);
   }
 
   // Reads a chunk into `out`, authenticated. Errors name the pack and chunk.
   Status ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
-                   ReadContext& ctx) const;
+                   ReadContext& ctx) const override;
+  // A Repository holds the key: true.
+  bool CanComputeIds() const override { return true; }
 
   std::unique_ptr<ChunkWriter> NewWriter() {
     return std::make_unique<ChunkWriter>(this);
@@ -228,7 +231,7 @@ class Repository {
   Status LoadTreeNode(const ChunkId& id, Bytes& out, ReadContext& ctx) const;
   // LoadTreeNode as the LoadNodeFn WalkTree and TreeReader take; `ctx`
   // must outlive the function.
-  LoadNodeFn TreeNodeLoader(ReadContext& ctx) const;
+  LoadNodeFn TreeNodeLoader(ReadContext& ctx) const override;
 
   // Assigns `m.id` and writes the manifest: the commit point of a backup.
   Status CommitSnapshot(Manifest& m);
@@ -255,9 +258,12 @@ class Repository {
   // one point whatever its kind (the caller checks it). NotFound names what
   // there is instead: the names of the points of those kinds, or that the
   // name's points are of another kind.
-  Result<Manifest> FindSnapshot(
-      const std::string& spec,
-      const std::vector<std::string>& kinds = {}) const;
+  Result<Manifest> FindSnapshot(const std::string& spec,
+                                const std::vector<std::string>& kinds) const;
+  // The same for points of any kind.
+  Result<Manifest> FindSnapshot(const std::string& spec) const override {
+    return FindSnapshot(spec, std::vector<std::string>{});
+  }
 
   // Protected recovery points are never removed (protected/<id> exists).
   Status SetProtected(const std::string& id, bool on);

@@ -13,7 +13,7 @@ namespace {
 constexpr size_t kCachedNodes = 64;  // 64 x 32 KiB: 2 MiB of chunk lists
 }  // namespace
 
-DiskReader::DiskReader(const repository::Repository& repo,
+DiskReader::DiskReader(const repository::PointReader& repo,
                        const repository::DiskManifest& disk,
                        size_t cache_chunks)
     : repo_(repo),
@@ -32,8 +32,7 @@ DiskReader::DiskReader(const repository::Repository& repo,
         return nodes_.front().second;
       }
     }
-    Bytes node;
-    HAVEN_RETURN_IF_ERROR(repo_.LoadTreeNode(id, node, ctx_));
+    HAVEN_ASSIGN_OR_RETURN(Bytes node, repo_.TreeNodeLoader(ctx_)(id));
     ++stats_.nodes_fetched;
     nodes_.emplace_front(id, node);
     if (nodes_.size() > kCachedNodes) nodes_.pop_back();

@@ -61,7 +61,7 @@ class DiskReader : public DiskBytes {
   // `disk` must outlive the reader, as must `repo`. `cache_chunks` is the
   // number of decompressed chunks kept (at least 1); kDefaultCache keeps
   // kDefaultCacheBytes worth.
-  DiskReader(const repository::Repository& repo,
+  DiskReader(const repository::PointReader& repo,
              const repository::DiskManifest& disk,
              size_t cache_chunks = kDefaultCache);
 
@@ -79,7 +79,7 @@ class DiskReader : public DiskBytes {
  private:
   Result<const Bytes*> Chunk(uint64_t index);  // nullptr: a hole
 
-  const repository::Repository& repo_;
+  const repository::PointReader& repo_;
   const repository::DiskManifest& disk_;
   const size_t cache_chunks_;
   mutable std::mutex mu_;

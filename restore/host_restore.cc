@@ -50,7 +50,7 @@ Result<HostRestorePlan> PlanHostRestore(const repository::Repository& repo,
   return plan;
 }
 
-HostRestoreResult RestoreHost(const repository::Repository& repo,
+HostRestoreResult RestoreHost(const repository::PointReader& repo,
                               const snapshot::LibvirtHost& host,
                               const HostRestorePlan& plan,
                               const HostRestoreRequest& request) {

@@ -72,7 +72,7 @@ struct HostRestoreResult {
 
 // Carries out `plan` unless it is a dry run or has conflicts (then every
 // VM is kSkipped and nothing changes; the result says which).
-HostRestoreResult RestoreHost(const repository::Repository& repo,
+HostRestoreResult RestoreHost(const repository::PointReader& repo,
                               const snapshot::LibvirtHost& host,
                               const HostRestorePlan& plan,
                               const HostRestoreRequest& request);

@@ -28,9 +28,16 @@ struct Job {
 
 }  // namespace
 
-Status ReadDataChunk(const repository::Repository& repo, const ChunkId& id,
+Status VerifyIdsRefused() {
+  return InvalidArgument(
+      "--verify-ids needs the repository's key; a restore through the "
+      "appliance is checked by the appliance as it reads");
+}
+
+Status ReadDataChunk(const repository::PointReader& repo, const ChunkId& id,
                      uint64_t len, bool verify_id, repository::ReadContext& ctx,
                      Bytes& data) {
+  if (verify_id && !repo.CanComputeIds()) return VerifyIdsRefused();
   HAVEN_RETURN_IF_ERROR(repo.ReadChunk(ChunkType::kData, id, data, ctx));
   if (data.size() != len)
     return DataLoss("chunk " + id.Hex() + " holds " +
@@ -41,8 +48,7 @@ Status ReadDataChunk(const repository::Repository& repo, const ChunkId& id,
   return OkStatus();
 }
 
-
-Result<std::string> ReadConfigFile(const repository::Repository& repo,
+Result<std::string> ReadConfigFile(const repository::PointReader& repo,
                                    const repository::Manifest& snapshot,
                                    const std::string& name, size_t max_bytes) {
   const repository::DiskManifest* file = snapshot.FindConfig(name);
@@ -74,7 +80,7 @@ Result<std::string> ReadConfigFile(const repository::Repository& repo,
   return out;
 }
 
-Result<uint64_t> DiskDataBytes(const repository::Repository& repo,
+Result<uint64_t> DiskDataBytes(const repository::PointReader& repo,
                                const repository::DiskManifest& disk) {
   repository::ReadContext ctx;
   uint64_t bytes = 0;
@@ -92,11 +98,12 @@ Result<uint64_t> DiskDataBytes(const repository::Repository& repo,
   return bytes;
 }
 
-Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
+Result<ImageRestoreStats> RestoreImage(const repository::PointReader& repo,
                                        const repository::Manifest& snapshot,
                                        const std::string& target,
                                        const ImageRestoreOptions& options) {
   double start = MonotonicSeconds();
+  if (options.verify_ids && !repo.CanComputeIds()) return VerifyIdsRefused();
   HAVEN_ASSIGN_OR_RETURN(ImageFormat format, ParseImageFormat(options.format));
   if (snapshot.kind == "files")
     return InvalidArgument("snapshot " + snapshot.id.substr(0, 8) +

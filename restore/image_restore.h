@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/progress.h"
+#include "repository/point_reader.h"
 #include "repository/repository.h"
 
 namespace haven::restore {
@@ -57,10 +58,10 @@ struct ImageRestoreStats {
 // The bytes a restore of `disk` writes from chunks, holes excluded: what
 // its image needs on a file system that keeps holes. Reads only the disk's
 // chunk-list tree (authenticated), not its data.
-Result<uint64_t> DiskDataBytes(const repository::Repository& repo,
+Result<uint64_t> DiskDataBytes(const repository::PointReader& repo,
                                const repository::DiskManifest& disk);
 
-Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
+Result<ImageRestoreStats> RestoreImage(const repository::PointReader& repo,
                                        const repository::Manifest& snapshot,
                                        const std::string& target,
                                        const ImageRestoreOptions& options);
@@ -68,14 +69,18 @@ Result<ImageRestoreStats> RestoreImage(const repository::Repository& repo,
 // A config file of a recovery point (domain XML, network XML, ...) read
 // into memory, each chunk authenticated as a restore does; NotFound if the
 // point has no such file, DataLoss if it claims more than `max_bytes`.
-Result<std::string> ReadConfigFile(const repository::Repository& repo,
+Result<std::string> ReadConfigFile(const repository::PointReader& repo,
                                    const repository::Manifest& snapshot,
                                    const std::string& name, size_t max_bytes);
+
+// InvalidArgument for verify_ids with a reader that cannot compute keyed
+// ids (a restore through the appliance), in words.
+Status VerifyIdsRefused();
 
 // Reads data chunk `id` into `data`, which must then hold `len` bytes.
 // DataLoss when the chunk is damaged, missing or of the wrong size;
 // `verify_id` also recomputes the keyed id. `data` is unspecified on error.
-Status ReadDataChunk(const repository::Repository& repo,
+Status ReadDataChunk(const repository::PointReader& repo,
                      const repository::ChunkId& id, uint64_t len,
                      bool verify_id, repository::ReadContext& ctx, Bytes& data);
 

@@ -116,7 +116,7 @@ nlohmann::json VmPlanJson(const VmPlan& p) {
 }
 
 Result<VmPlan> VmPlanFromJson(const nlohmann::json& j,
-                              const repository::Repository& repo) {
+                              const repository::PointReader& repo) {
   VmPlan p;
   Fields f(j, "plan");
   if (f.status().ok() && j.value("version", 0) != kPlanVersion)
@@ -187,7 +187,10 @@ Result<VmPlan> VmPlanFromJson(const nlohmann::json& j,
   HAVEN_RETURN_IF_ERROR(f.status());
   if (p.state != "restore" && p.state != "finish" && p.state != "done")
     return InvalidArgument("plan.state must be restore, finish or done");
-  auto m = repo.LoadSnapshot(id);
+  // A repository reads the point's own file (never a prefix match); another
+  // reader (through the appliance) answers for the id it was given.
+  const auto* local = dynamic_cast<const repository::Repository*>(&repo);
+  auto m = local ? local->LoadSnapshot(id) : repo.FindSnapshot(id);
   if (!m.ok()) {
     if (m.status().code() == Code::kNotFound)
       return NotFound("the recovery point " + id.substr(0, 8) +
@@ -243,7 +246,7 @@ nlohmann::json HostRestorePlanJson(const HostRestorePlan& plan) {
 }
 
 Result<HostRestorePlan> HostRestorePlanFromJson(
-    const nlohmann::json& j, const repository::Repository& repo) {
+    const nlohmann::json& j, const repository::PointReader& repo) {
   if (!j.is_object() || !j.contains("vms") || !j["vms"].is_array())
     return InvalidArgument("host plan: vms must be a list of VM plans");
   HostRestorePlan plan;

@@ -39,7 +39,7 @@ nlohmann::json VmPlanJson(const VmPlan& plan);
 // InvalidArgument naming the field for a malformed value; NotFound when
 // the point is no longer in the repository.
 Result<VmPlan> VmPlanFromJson(const nlohmann::json& j,
-                              const repository::Repository& repo);
+                              const repository::PointReader& repo);
 
 // The options a plan was made with and its run needs (name, storage_dir,
 // pool, format, network_map, new_identity, replace, start, verify_ids,
@@ -51,7 +51,7 @@ Result<VmRestoreOptions> VmRestoreOptionsFromJson(const nlohmann::json& j);
 // {"vms": [VmPlanJson...]}
 nlohmann::json HostRestorePlanJson(const HostRestorePlan& plan);
 Result<HostRestorePlan> HostRestorePlanFromJson(
-    const nlohmann::json& j, const repository::Repository& repo);
+    const nlohmann::json& j, const repository::PointReader& repo);
 
 // A file restore's (or its dry run's) counts, problems and planned
 // entries: {"files", "dirs", "symlinks", "fifos", "devices", "hardlinks",

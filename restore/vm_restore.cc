@@ -83,7 +83,7 @@ Status LoadHostMacs(const snapshot::LibvirtHost& host, PlanContext& context) {
 
 }  // namespace
 
-Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
+Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
                              const repository::Manifest& snapshot,
                              const snapshot::LibvirtHost& host,
                              const VmRestoreOptions& options,
@@ -93,6 +93,7 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
     return InvalidArgument("snapshot " + short_id + " (" + snapshot.name +
                            ") is not a VM backup; restore its disks with "
                            "'haven restore image'");
+  if (options.verify_ids && !repo.CanComputeIds()) return VerifyIdsRefused();
   VmPlan plan;
   plan.snapshot = snapshot;
   auto xml =
@@ -482,7 +483,7 @@ Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
   return plan;
 }
 
-Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
+Result<VmRestoreResult> ExecuteVmRestore(const repository::PointReader& repo,
                                          const snapshot::LibvirtHost& host,
                                          const VmPlan& plan,
                                          const VmRestoreOptions& options) {
@@ -490,6 +491,7 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
     return FailedPrecondition("the restore of " + plan.name + " has " +
                               std::to_string(plan.conflicts.size()) +
                               " problem(s): " + plan.conflicts.front());
+  if (options.verify_ids && !repo.CanComputeIds()) return VerifyIdsRefused();
   double start = MonotonicSeconds();
   auto log = [&](const std::string& line) {
     if (options.log) options.log(line);

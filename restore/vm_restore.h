@@ -150,14 +150,14 @@ struct VmRestoreResult {
 // Plans the restore of `snapshot` (a `haven backup vm` point) onto `host`.
 // Errors are for what makes a plan impossible (not a VM point, unreadable
 // XML); conflicts with the host are listed in the plan.
-Result<VmPlan> PlanVmRestore(const repository::Repository& repo,
+Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
                              const repository::Manifest& snapshot,
                              const snapshot::LibvirtHost& host,
                              const VmRestoreOptions& options,
                              PlanContext& context);
 
 // Carries out a plan without conflicts.
-Result<VmRestoreResult> ExecuteVmRestore(const repository::Repository& repo,
+Result<VmRestoreResult> ExecuteVmRestore(const repository::PointReader& repo,
                                          const snapshot::LibvirtHost& host,
                                          const VmPlan& plan,
                                          const VmRestoreOptions& options);

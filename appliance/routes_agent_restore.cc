@@ -1,0 +1,177 @@
+// Restores through the appliance (docs/agents.md): a host agent restoring a
+// VM reads the point its job names through these two routes, role agent,
+// only while that job's task ("vm-restore-plan" or "vm-restore") is in
+// flight for the caller:
+//
+//   GET  /api/v1/agent/jobs/{id}/point   the point's manifest JSON
+//   POST /api/v1/agent/jobs/{id}/chunks  body: N keyed chunk ids (32 bytes
+//        each, 1 <= N <= 256); answer: frames type:u8 id[32] len:u32 bytes
+//        (little-endian, plain bytes), in the order asked. An id not of
+//        that point refuses the whole request (403 naming it). The answer
+//        stops after the frame that takes it past 64 MiB: the agent asks
+//        again for the rest.
+//
+// Each chunk is read (and authenticated) from the repository here; the
+// agent cannot compute keyed ids, so the appliance is the one that checks.
+#include <cstring>
+#include <memory>
+#include <variant>
+
+#include "appliance/agent_jobs.h"
+#include "appliance/agent_restore_reads.h"
+#include "appliance/point_access.h"
+#include "appliance/routes.h"
+#include "base/bytes.h"
+
+namespace haven::appliance {
+namespace {
+
+using repository::ChunkId;
+using repository::ChunkType;
+
+constexpr size_t kMaxIds = 256;
+constexpr size_t kMaxAnswerBytes = 64u << 20;
+
+struct Allowed {
+  AgentTask task;
+  FoundPoint found;
+};
+
+// The job's point, if the caller may read it; else the response to send.
+std::variant<Allowed, Response> Authorize(Services& s, const ApiCall& call) {
+  if (!s.agent_dispatch || !s.open_repositories)
+    return ErrorJson(503, "this havend does not hand jobs to agents");
+  auto id = ParseRouteId(call.Param("id"));
+  if (!id) return ErrorJson(400, "a job id is a number");
+  const std::string job = "job " + std::to_string(*id);
+  std::optional<AgentTask> task =
+      s.agent_dispatch->TaskOf(call.caller.agent_id, *id);
+  if (!task) return ErrorJson(403, job + " is not running on this agent");
+  if (task->kind != "vm-restore-plan" && task->kind != "vm-restore")
+    return ErrorJson(403, job + " is not a restore (it is " +
+                              QuoteUntrusted(task->kind) + ")");
+  const nlohmann::json& p = task->params;
+  if (!p.is_object() || !p.contains("repository") ||
+      !p["repository"].is_string() || !p.contains("point") ||
+      !p["point"].is_string())
+    return ErrorJson(409, job + " names no repository and point to read");
+  auto found =
+      FindPoint(*s.open_repositories, p["repository"].get<std::string>(),
+                p["point"].get<std::string>());
+  if (!found.ok()) return StatusResponse(found.status());
+  return Allowed{std::move(*task), std::move(*found)};
+}
+
+Response Point(Services& s, const ApiCall& call) {
+  auto a = Authorize(s, call);
+  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
+  const Allowed& ok = std::get<Allowed>(a);
+  return Response::Json(200, ok.found.point->ToJson());
+}
+
+Response Chunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
+  auto a = Authorize(s, call);
+  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
+  const Allowed& ok = std::get<Allowed>(a);
+  const std::string& body = call.request.body;
+  if (body.empty() || body.size() % 32 != 0 || body.size() / 32 > kMaxIds)
+    return ErrorJson(400, "the body must be 1 to " + std::to_string(kMaxIds) +
+                              " chunk ids of 32 bytes, not " +
+                              std::to_string(body.size()) + " bytes");
+  // Sets of jobs that ended go first, so they do not outlive their jobs.
+  reads.Prune([&s](int64_t job, const std::string& agent) {
+    return s.agent_dispatch->TaskOf(agent, job).has_value();
+  });
+  const repository::Repository& repo = ok.found.open->repo();
+  auto set = reads.ChunksOf(ok.task.job_id, call.caller.agent_id, repo,
+                            *ok.found.point);
+  if (!set.ok()) return StatusResponse(set.status());
+  const size_t n = body.size() / 32;
+  std::vector<std::pair<ChunkId, ChunkType>> asked(n);
+  for (size_t i = 0; i < n; ++i) {
+    std::memcpy(asked[i].first.bytes.data(), body.data() + 32 * i, 32);
+    auto type = (*set)->Find(asked[i].first);
+    if (!type)
+      return ErrorJson(403, "chunk " + asked[i].first.Hex() +
+                                " is not part of point " +
+                                ok.found.point->id.substr(0, 8) + " that job " +
+                                std::to_string(ok.task.job_id) + " restores");
+    asked[i].second = *type;
+  }
+  repository::ReadContext ctx;
+  Bytes out, data;
+  for (const auto& [id, type] : asked) {
+    if (out.size() >= kMaxAnswerBytes) break;  // the agent asks again
+    Status st = repo.ReadChunk(type, id, data, ctx);
+    if (!st.ok()) return StatusResponse(st);
+    out.push_back(static_cast<uint8_t>(type));
+    out.insert(out.end(), id.bytes.begin(), id.bytes.end());
+    PutU32(out, static_cast<uint32_t>(data.size()));
+    out.insert(out.end(), data.begin(), data.end());
+  }
+  Response r;
+  r.status = 200;
+  r.headers.emplace_back("Content-Type", "application/octet-stream");
+  r.body.assign(reinterpret_cast<const char*>(out.data()), out.size());
+  return r;
+}
+
+Route Make(const char* method, std::string path, std::string summary,
+           nlohmann::json openapi, RouteHandler handler) {
+  Route r;
+  r.method = method;
+  r.path = std::move(path);
+  r.access = Access::kRole;
+  r.role = Role::kAgent;
+  r.summary = std::move(summary);
+  r.openapi = std::move(openapi);
+  r.handler = std::move(handler);
+  return r;
+}
+
+nlohmann::json Described(const char* description) {
+  return {{"description", description}};
+}
+
+}  // namespace
+
+std::vector<Route> AgentRestoreRoutes(Services& s) {
+  // The routes own the cache of chunk sets (one per router).
+  auto reads = std::make_shared<AgentRestoreReads>();
+  const nlohmann::json refused = Described(
+      "the job is not a restore running on this agent (or, for chunks, an "
+      "id not of its point, named)");
+  std::vector<Route> routes;
+  routes.push_back(
+      Make("GET", "/api/v1/agent/jobs/{id}/point",
+           "The recovery point this agent's restore job reads (its manifest)",
+           {{"responses",
+             {{"200", Described("the manifest JSON of the point")},
+              {"403", refused},
+              {"404", Described("the point or its repository is gone")},
+              {"503", Described("the repository is busy (gc); try again")}}}},
+           [&s](const ApiCall& c) { return Point(s, c); }));
+  routes.push_back(Make(
+      "POST", "/api/v1/agent/jobs/{id}/chunks",
+      "Read chunks of the point this agent's restore job reads",
+      {{"requestBody",
+        {{"required", true},
+         {"content",
+          {{"application/octet-stream",
+            {{"schema", {{"type", "string"}, {"format", "binary"}}}}}}},
+         {"description",
+          "N keyed chunk ids of the point, 32 bytes each, 1 <= N <= 256"}}},
+       {"responses",
+        {{"200", Described("application/octet-stream: frames type:u8 id[32] "
+                           "len:u32 bytes (little-endian, plain), in the order "
+                           "asked; it may stop after 64 MiB: ask again for the "
+                           "rest")},
+         {"400", Described("a body that is not 1 to 256 ids of 32 bytes")},
+         {"403", refused},
+         {"503", Described("the repository is busy (gc); try again")}}}},
+      [&s, reads](const ApiCall& c) { return Chunks(s, *reads, c); }));
+  routes.back().audited = false;  // many per restore; the job is audited
+  return routes;
+}
+
+}  // namespace haven::appliance
