@@ -20,6 +20,8 @@
 #include "appliance/routes.h"
 #include "appliance/services.h"
 #include "restore/image_restore.h"
+#include "restore/vm_restore.h"
+#include "snapshot/libvirt_host.h"
 #include "tests/unit/image_test_util.h"
 #include "tests/unit/test_util.h"
 
@@ -125,6 +127,28 @@ TEST_F(RemoteRestoreTest, RestoreImageReadsThroughAnyPointReader) {
   // A Repository computes ids: the same restore with verify_ids works.
   EXPECT_THAT(restore::RestoreImage(*repo_, *found, tmp_.Sub("v.raw"), o),
               IsOk());
+}
+
+TEST_F(RemoteRestoreTest, AVmRestoreWithVerifyIdsIsRefusedAtPlanTime) {
+  InitRepo();
+  ForwardingReader reader(*repo_);
+  auto host = snapshot::LibvirtHost::Connect("test:///default");
+  ASSERT_THAT(host, IsOk());
+  Manifest m;
+  m.id = std::string(32, 'a');
+  m.kind = "vm";
+  m.name = "vm1";
+  restore::VmRestoreOptions o;
+  o.verify_ids = true;
+  restore::PlanContext context;
+  auto plan = restore::PlanVmRestore(reader, m, **host, o, context);
+  EXPECT_THAT(plan, StatusIs(Code::kInvalidArgument,
+                             HasSubstr("a restore through the appliance is "
+                                       "checked by the appliance")));
+  EXPECT_EQ(reader.reads.load(), 0);
+  restore::VmPlan empty;
+  EXPECT_THAT(restore::ExecuteVmRestore(reader, **host, empty, o),
+              StatusIs(Code::kInvalidArgument, HasSubstr("--verify-ids")));
 }
 
 TEST_F(RemoteRestoreTest, ThePointsChunkSetHoldsExactlyItsChunks) {
