@@ -20,6 +20,8 @@
 #include "appliance/routes.h"
 #include "appliance/services.h"
 #include "restore/image_restore.h"
+#include "restore/vm_restore.h"
+#include "snapshot/libvirt_host.h"
 #include "tests/unit/image_test_util.h"
 #include "tests/unit/test_util.h"
 
@@ -125,6 +127,28 @@ TEST_F(RemoteRestoreTest, RestoreImageReadsThroughAnyPointReader) {
   // A Repository computes ids: the same restore with verify_ids works.
   EXPECT_THAT(restore::RestoreImage(*repo_, *found, tmp_.Sub("v.raw"), o),
               IsOk());
+}
+
+TEST_F(RemoteRestoreTest, AVmRestoreWithVerifyIdsIsRefusedAtPlanTime) {
+  InitRepo();
+  ForwardingReader reader(*repo_);
+  auto host = snapshot::LibvirtHost::Connect("test:///default");
+  ASSERT_THAT(host, IsOk());
+  Manifest m;
+  m.id = std::string(32, 'a');
+  m.kind = "vm";
+  m.name = "vm1";
+  restore::VmRestoreOptions o;
+  o.verify_ids = true;
+  restore::PlanContext context;
+  auto plan = restore::PlanVmRestore(reader, m, **host, o, context);
+  EXPECT_THAT(plan, StatusIs(Code::kInvalidArgument,
+                             HasSubstr("a restore through the appliance is "
+                                       "checked by the appliance")));
+  EXPECT_EQ(reader.reads.load(), 0);
+  restore::VmPlan empty;
+  EXPECT_THAT(restore::ExecuteVmRestore(reader, **host, empty, o),
+              StatusIs(Code::kInvalidArgument, HasSubstr("--verify-ids")));
 }
 
 TEST_F(RemoteRestoreTest, ThePointsChunkSetHoldsExactlyItsChunks) {
@@ -379,6 +403,86 @@ TEST_F(RemoteReadRoutesTest, WhatIsNotTheJobsPointIsRefused) {
   EXPECT_EQ(a->Get("/api/v1/agent/jobs/9/point")->status, 403);
   EXPECT_EQ(a->Post(chunks, "application/octet-stream", Ids({first}))->status,
             403);
+}
+
+// The agent's side against a made-up appliance: an answer of fewer frames
+// than asked is asked again for the rest; a frame of another chunk, of the
+// wrong type or running past the answer is refused.
+TEST(RemotePointReaderTest, ChecksEveryFrameAndAsksAgainForTheRest) {
+  auto cert = appliance::GenerateSelfSigned("localhost");
+  ASSERT_THAT(cert, IsOk());
+  ChunkId node_id, a, b, c, d;
+  node_id.bytes.fill(9);
+  a.bytes.fill(1);
+  b.bytes.fill(2);
+  c.bytes.fill(3);
+  d.bytes.fill(4);
+  // The node: a, a hole, b, c.
+  std::string node;
+  for (const ChunkId* id : {&a, &d, &b, &c})
+    node.append(reinterpret_cast<const char*>(id->bytes.data()), 32);
+  std::memset(node.data() + 32, 0, 32);
+  std::atomic<int> requests{0};
+  // 0: one frame per answer; 1: another chunk's id; 2: the wrong type;
+  // 3: a length past the end of the answer.
+  std::atomic<int> mode{0};
+  appliance::HttpsServerOptions so;
+  so.listen.host = "127.0.0.1";
+  so.listen.port = 0;
+  so.log = [](std::string_view) {};
+  auto server = appliance::HttpsServer::Start(
+      so, *cert, [&](const appliance::Request& req) {
+        ++requests;
+        appliance::Response r;
+        r.status = 200;
+        // Answers only the first id asked; a data chunk is 100 copies of
+        // its id's first byte.
+        std::string id = req.body.substr(0, 32);
+        const bool is_node = id[0] == 9;
+        std::string bytes = is_node ? node : std::string(100, id[0]);
+        if (mode == 1) id[5] ^= 1;
+        r.body.push_back((mode == 2) != is_node ? 1 : 0);
+        r.body += id;
+        const uint32_t len = mode == 3 ? 1000 : bytes.size();
+        for (int i = 0; i < 4; ++i)
+          r.body.push_back(static_cast<char>(len >> (8 * i)));
+        r.body += bytes;
+        return r;
+      });
+  ASSERT_THAT(server, IsOk());
+  auto client = agent::ApplianceClient::Create(
+      "https://127.0.0.1:" + std::to_string((*server)->port()),
+      cert->fingerprint, "agentA");
+  ASSERT_THAT(client, IsOk());
+  agent::RemotePointReader reader(**client, 1);
+  repository::ReadContext ctx;
+  Bytes out;
+  ASSERT_THAT(reader.ReadChunk(ChunkType::kTree, node_id, out, ctx), IsOk());
+  EXPECT_EQ(out.size(), 128u);
+  // a's read asks for a, b and c (read ahead in the node); each answer
+  // holds one frame, so it asks again for the rest: 3 requests.
+  ASSERT_THAT(reader.ReadChunk(ChunkType::kData, a, out, ctx), IsOk());
+  EXPECT_EQ(out, Bytes(100, 1));
+  EXPECT_EQ(requests.load(), 4);
+  ASSERT_THAT(reader.ReadChunk(ChunkType::kData, c, out, ctx), IsOk());
+  EXPECT_EQ(out, Bytes(100, 3));
+  ASSERT_THAT(reader.ReadChunk(ChunkType::kData, b, out, ctx), IsOk());
+  EXPECT_EQ(out, Bytes(100, 2));
+  EXPECT_EQ(requests.load(), 4);  // from what was read ahead
+  // The node again: from the cache.
+  ASSERT_THAT(reader.TreeNodeLoader(ctx)(node_id), IsOk());
+  EXPECT_EQ(requests.load(), 4);
+
+  mode = 1;
+  EXPECT_THAT(reader.ReadChunk(ChunkType::kData, d, out, ctx),
+              StatusIs(Code::kDataLoss, HasSubstr("another chunk")));
+  mode = 2;
+  EXPECT_THAT(reader.ReadChunk(ChunkType::kData, d, out, ctx),
+              StatusIs(Code::kDataLoss, HasSubstr("type 1")));
+  mode = 3;
+  EXPECT_THAT(reader.ReadChunk(ChunkType::kData, d, out, ctx),
+              StatusIs(Code::kDataLoss, HasSubstr("1000 bytes")));
+  EXPECT_TRUE(reader.IdFor(ChunkType::kData, out).IsZero());
 }
 
 }  // namespace
