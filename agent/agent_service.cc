@@ -1,6 +1,8 @@
 // RunAgentService (agent_service.h): the real appliance behind the loop.
 #include "agent/agent_service.h"
 
+#include "agent/agent_vm_tasks.h"
+
 namespace haven::agent {
 namespace {
 
@@ -39,7 +41,19 @@ Status RunAgentService(const std::string& state_dir,
   AgentBackupRunner backup = [uploads, &state_dir](const FileBackupOptions& o) {
     return BackupFilesToAppliance(*uploads, state_dir, o);
   };
-  return RunAgentLoop(control, reports, backup, options);
+  // Every agent can run the VM tasks; on a machine without libvirt they
+  // fail with the sentence of the connection's error.
+  AgentServiceOptions o = options;
+  if (!o.tasks.count("vm-backup"))
+    o.tasks["vm-backup"] =
+        VmBackupTask(*uploads, state_dir, options.libvirt_uri, options.log);
+  if (!o.tasks.count("vm-restore-plan"))
+    o.tasks["vm-restore-plan"] =
+        VmRestorePlanTask(*uploads, options.libvirt_uri);
+  if (!o.tasks.count("vm-restore"))
+    o.tasks["vm-restore"] =
+        VmRestoreTask(*uploads, options.libvirt_uri, options.log);
+  return RunAgentLoop(control, reports, backup, o);
 }
 
 }  // namespace haven::agent

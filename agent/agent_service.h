@@ -24,6 +24,8 @@
 #define HAVEN_AGENT_AGENT_SERVICE_H_
 
 #include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -51,6 +53,16 @@ struct AgentServiceOptions {
   // the next.
   double busy_pause_seconds = 5;
   int result_attempts = 10;  // tries to deliver a job's result
+  // The hypervisor a host agent backs up and restores onto.
+  std::string libvirt_uri = "qemu:///system";
+  // Task kinds beyond "file-backup" this agent runs (a host agent's
+  // "vm-backup", "vm-restore-plan", "vm-restore": agent_vm_tasks.h), by
+  // kind. A kind not here is answered "failed: this agent does not run it".
+  std::map<std::string,
+           std::function<Result<nlohmann::json>(
+               int64_t job, const nlohmann::json& params,
+               const ProgressFn& progress, const CancelToken& cancel)>>
+      tasks;
 };
 
 // What the loop needs of the appliance: ApplianceClient's GET and POST of

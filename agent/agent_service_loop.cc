@@ -300,32 +300,50 @@ class Loop {
     int64_t id = job["id"].get<int64_t>();
     std::string kind = job.value("kind", "");
     std::string tag = "job " + std::to_string(id);
-    if (kind != "file-backup") {
+    const json params = job.value("params", json::object());
+    using Runner =
+        std::function<Result<json>(const ProgressFn&, const CancelToken&)>;
+    Runner runner;
+    if (kind == "file-backup") {
+      auto opts = OptionsOf(params);
+      if (!opts.ok()) {
+        Say(o_, tag + ": " + opts.status().message());
+        return Deliver(
+            id, {{"outcome", "failed"}, {"error", opts.status().message()}});
+      }
+      std::string paths;
+      for (const std::string& p : opts->paths) paths += " " + p;
+      Say(o_, tag + ": file backup " + opts->name + " of" + paths);
+      runner = [this, o = std::move(*opts)](
+                   const ProgressFn& progress,
+                   const CancelToken& cancel) mutable -> Result<json> {
+        o.cancel = cancel;
+        o.progress = progress;
+        o.progress_interval = o_.progress_interval_seconds;
+        HAVEN_ASSIGN_OR_RETURN(AgentBackupResult r, backup_(o));
+        return ResultOf(r);
+      };
+    } else if (auto it = o_.tasks.find(kind); it != o_.tasks.end()) {
+      Say(o_, tag + ": " + kind);
+      runner = [fn = it->second, &params, id](const ProgressFn& progress,
+                                              const CancelToken& cancel) {
+        return fn(id, params, progress, cancel);
+      };
+    } else {
       Say(o_, tag + ": kind " + kind + " is not one this agent runs");
       return Deliver(id, {{"outcome", "failed"},
                           {"error", "this agent does not run jobs of kind " +
                                         kind + " (haven " + o_.version + ")"}});
     }
-    auto opts = OptionsOf(job.value("params", json::object()));
-    if (!opts.ok()) {
-      Say(o_, tag + ": " + opts.status().message());
-      return Deliver(
-          id, {{"outcome", "failed"}, {"error", opts.status().message()}});
-    }
-    std::string paths;
-    for (const std::string& p : opts->paths) paths += " " + p;
-    Say(o_, tag + ": file backup " + opts->name + " of" + paths);
 
     CancelToken job_cancel;
-    std::optional<Result<AgentBackupResult>> result;
+    std::optional<Result<json>> result;
     bool by_appliance = false;
     {
       Reporter reporter(reports_, id, o_, job_cancel);
-      opts->cancel = job_cancel;
-      opts->progress = [&reporter](const Progress& p) { reporter.Update(p); };
-      opts->progress_interval = o_.progress_interval_seconds;
       if (o_.cancel.cancelled()) job_cancel.Cancel();
-      result.emplace(backup_(*opts));
+      result.emplace(runner(
+          [&reporter](const Progress& p) { reporter.Update(p); }, job_cancel));
       by_appliance = reporter.cancelled_by_appliance();
     }
     if (by_appliance) {
@@ -335,19 +353,23 @@ class Loop {
     if (!result->ok()) {
       const Status& s = result->status();
       std::string why = s.code() == Code::kCancelled && o_.cancel.cancelled()
-                            ? "the agent was stopped during the backup; "
+                            ? "the agent was stopped during the job; "
                               "nothing was committed"
                             : s.message();
       Say(o_, tag + ": failed: " + why);
       return Deliver(id, {{"outcome", "failed"}, {"error", why}});
     }
-    json body = ResultOf(**result);
-    Say(o_, tag + ": " + body["outcome"].get<std::string>() + ", point " +
-                (*result)->files.manifest.id +
-                ((*result)->files.warnings.empty()
-                     ? ""
-                     : " (" + std::to_string((*result)->files.warnings.size()) +
-                           " warnings)"));
+    const json& body = **result;
+    std::string line = tag + ": " + body.value("outcome", "?");
+    if (body.contains("point") && body["point"].is_string() &&
+        !body["point"].get<std::string>().empty())
+      line += ", point " + body["point"].get<std::string>();
+    if (body.contains("error") && body["error"].is_string())
+      line += ": " + body["error"].get<std::string>();
+    if (body.contains("warnings") && body["warnings"].is_array() &&
+        !body["warnings"].empty())
+      line += " (" + std::to_string(body["warnings"].size()) + " warnings)";
+    Say(o_, line);
     return Deliver(id, body);
   }
 

@@ -335,52 +335,29 @@ uint64_t Figure(const json& stats, const char* name) {
 JobOutcome RunAgentBackup(AgentDispatch& dispatch, const JobSpec& spec,
                           JobContext& ctx) {
   const json& p = spec.params;
-  std::string key = p.value("agent", "");
-  auto found = dispatch.FindAgent(key);
+  auto found = AgentForJob(dispatch, p.value("agent", ""), spec.repository);
   if (!found.ok()) return FailedWith(found.status());
-  if (!*found)
-    return FailedWith(NotFound("no agent is called " + QuoteUntrusted(key)));
-  const AgentInfo& agent = **found;
-  if (agent.revoked)
-    return FailedWith(FailedPrecondition(
-        "agent " + agent.name + " was revoked on " + TimeText(*agent.revoked) +
-        "; enroll it again to back it up"));
-  if (!agent.repository.empty() && agent.repository != spec.repository)
-    return FailedWith(FailedPrecondition(
-        "agent " + agent.name + " stores its points in repository " +
-        agent.repository + ", not " + spec.repository));
+  const AgentInfo& agent = *found;
 
   AgentTask task;
   task.job_id = ctx.job_id;
-  task.kind = "file-backup";
-  task.params = {{"name", p.value("name", agent.name)},
-                 {"paths", p.at("paths")},
-                 {"excludes", p.value("excludes", json::array())},
-                 {"exclude_caches", p.value("exclude_caches", false)},
-                 {"one_file_system", p.value("one_file_system", false)}};
-  std::string backup_name = task.params["name"].get<std::string>();
-  if (Status s = dispatch.Offer(agent, std::move(task)); !s.ok())
-    return FailedWith(s);
-  ctx.log("waiting for agent " + agent.name + " (" + agent.id +
-          ") to ask for work");
-
-  bool started = false;
-  double t0 = MonotonicSeconds();
-  auto relay = [&](const AgentProgress& r) {
-    if (!started) {
-      started = true;
-      ctx.log("agent " + agent.name + " started the backup " + backup_name);
-    }
-    if (!r.message.empty()) ctx.log(agent.name + ": " + r.message);
-    if (ctx.progress) {
-      haven::Progress ev = ByteProgress(r.done_bytes, r.total_bytes, 0,
-                                        MonotonicSeconds() - t0, false);
-      ev.phase = "backup";
-      ev.item = r.item.empty() ? backup_name : r.item;
-      ctx.progress(ev);
-    }
-  };
-  auto r = dispatch.WaitForResult(ctx.job_id, ctx.cancel, relay);
+  std::string backup_name;
+  if (p.contains("vm")) {
+    // A host agent's VM backup: the VM's name is the backup's.
+    task.kind = "vm-backup";
+    backup_name = p.at("vm").get<std::string>();
+    task.params = {{"vm", backup_name}, {"full", p.value("full", false)}};
+  } else {
+    task.kind = "file-backup";
+    task.params = {{"name", p.value("name", agent.name)},
+                   {"paths", p.at("paths")},
+                   {"excludes", p.value("excludes", json::array())},
+                   {"exclude_caches", p.value("exclude_caches", false)},
+                   {"one_file_system", p.value("one_file_system", false)}};
+    backup_name = task.params["name"].get<std::string>();
+  }
+  auto r =
+      RunOnAgent(dispatch, agent, std::move(task), ctx, "backup", backup_name);
   if (!r.ok()) return FailedWith(r.status());
 
   JobOutcome out;
@@ -401,7 +378,7 @@ JobOutcome RunAgentBackup(AgentDispatch& dispatch, const JobSpec& spec,
     out.error = "agent " + agent.name + " committed point " +
                 r->point.substr(0, 8) + " with " +
                 std::to_string(r->warnings.size()) +
-                " entries it could not read";
+                (p.contains("vm") ? " warnings" : " entries it could not read");
     item.error = out.error;
   } else {
     out.state = JobState::kFailed;
@@ -429,11 +406,55 @@ JobOutcome RunAgentBackup(AgentDispatch& dispatch, const JobSpec& spec,
 
 }  // namespace
 
+Result<AgentInfo> AgentForJob(AgentDispatch& dispatch, const std::string& key,
+                              const std::string& repository) {
+  HAVEN_ASSIGN_OR_RETURN(std::optional<AgentInfo> found,
+                         dispatch.FindAgent(key));
+  if (!found) return NotFound("no agent is called " + QuoteUntrusted(key));
+  const AgentInfo& agent = *found;
+  if (agent.revoked)
+    return FailedPrecondition("agent " + agent.name + " was revoked on " +
+                              TimeText(*agent.revoked) +
+                              "; enroll it again to give it work");
+  if (!agent.repository.empty() && agent.repository != repository)
+    return FailedPrecondition("agent " + agent.name +
+                              " stores its points in repository " +
+                              agent.repository + ", not " + repository);
+  return agent;
+}
+
+Result<AgentResult> RunOnAgent(AgentDispatch& dispatch, const AgentInfo& agent,
+                               AgentTask task, JobContext& ctx,
+                               const std::string& phase,
+                               const std::string& label) {
+  const std::string what = task.kind;
+  HAVEN_RETURN_IF_ERROR(dispatch.Offer(agent, std::move(task)));
+  ctx.log("waiting for agent " + agent.name + " (" + agent.id +
+          ") to ask for work");
+  bool started = false;
+  double t0 = MonotonicSeconds();
+  auto relay = [&](const AgentProgress& r) {
+    if (!started) {
+      started = true;
+      ctx.log("agent " + agent.name + " started the " + what + " of " + label);
+    }
+    if (!r.message.empty()) ctx.log(agent.name + ": " + r.message);
+    if (ctx.progress) {
+      haven::Progress ev = ByteProgress(r.done_bytes, r.total_bytes, 0,
+                                        MonotonicSeconds() - t0, false);
+      ev.phase = phase;
+      ev.item = r.item.empty() ? label : r.item;
+      ctx.progress(ev);
+    }
+  };
+  return dispatch.WaitForResult(ctx.job_id, ctx.cancel, relay);
+}
+
 Status ValidateAgentBackupParams(const json& p) {
   if (!p.is_object()) return InvalidArgument("params must be a JSON object");
   static const std::set<std::string> kFields = {
-      "agent",    "name",           "paths",
-      "excludes", "exclude_caches", "one_file_system"};
+      "agent",           "name", "paths", "excludes", "exclude_caches",
+      "one_file_system", "vm",   "full"};
   for (const auto& [key, value] : p.items())
     if (!kFields.count(key))
       return InvalidArgument("unknown field " + QuoteUntrusted(key) +
@@ -441,6 +462,20 @@ Status ValidateAgentBackupParams(const json& p) {
   if (!p.contains("agent"))
     return InvalidArgument("agent is required: the agent's id or name");
   HAVEN_RETURN_IF_ERROR(Text(p, "agent", 255));
+  if (p.contains("vm")) {
+    // A host agent backs up one of its VMs: no file-backup fields.
+    for (const char* f :
+         {"name", "paths", "excludes", "exclude_caches", "one_file_system"})
+      if (p.contains(f))
+        return InvalidArgument(std::string(f) +
+                               " is for file backups; a VM backup (vm) "
+                               "takes only agent, vm and full");
+    HAVEN_RETURN_IF_ERROR(Text(p, "vm", 255));
+    if (p.contains("full") && !p["full"].is_boolean())
+      return InvalidArgument("full must be true or false");
+    return OkStatus();
+  }
+  if (p.contains("full")) return InvalidArgument("full is for VM backups (vm)");
   HAVEN_RETURN_IF_ERROR(Text(p, "name", 255));
   HAVEN_RETURN_IF_ERROR(Strings(p, "paths", true, true));
   HAVEN_RETURN_IF_ERROR(Strings(p, "excludes", false, false));

@@ -187,9 +187,27 @@ class AgentDispatch {
 //                 "excludes": [globs], "exclude_caches", "one_file_system"};
 //                 the agent runs a file backup into the appliance and the
 //                 job ends with its outcome and the point's id.
+//                 Or {"agent", "vm": a libvirt domain on the agent's host,
+//                 "full": read every disk whole}: a host agent backs the VM
+//                 up (bitmap-incremental, as `haven backup vm`) into the
+//                 appliance; the point is named after the VM.
 
 // OK or InvalidArgument naming the field.
 Status ValidateAgentBackupParams(const nlohmann::json& params);
+
+// The agent `key` (id or name) may be given work writing into or reading
+// from `repository`: it exists, is not revoked, and is enrolled there (or
+// into the default). Errors are sentences for a job's log.
+Result<AgentInfo> AgentForJob(AgentDispatch& dispatch, const std::string& key,
+                              const std::string& repository);
+
+// Offers `task` to `agent` and waits for its result; the agent's progress
+// becomes the job's (`phase`, items named `label` unless the agent names
+// them) and its messages the job's log. Errors as WaitForResult's.
+Result<AgentResult> RunOnAgent(AgentDispatch& dispatch, const AgentInfo& agent,
+                               AgentTask task, JobContext& ctx,
+                               const std::string& phase,
+                               const std::string& label);
 
 // Registers "agent-backup" on `jobs`; `dispatch` must outlive it.
 void RegisterAgentJobKinds(JobService& jobs, AgentDispatch& dispatch);

@@ -6,8 +6,9 @@
 #include <mutex>
 
 #include "appliance/agent_jobs.h"
-#include "appliance/agents.h"  // --- agents: registry ---
+#include "appliance/agent_restores.h"
 #include "appliance/agent_store.h"  // --- agents: uploads ---
+#include "appliance/agents.h"       // --- agents: registry ---
 #include "appliance/api.h"
 #include "appliance/audit.h"
 #include "appliance/auth.h"
@@ -195,6 +196,7 @@ Status Serve(const ServeOptions& options) {
   AgentDispatch agent_dispatch(std::move(dispatch_options));
   services.agent_dispatch = &agent_dispatch;
   RegisterAgentJobKinds(*jobs, agent_dispatch);
+  RegisterAgentRestoreKinds(services);
   HAVEN_ASSIGN_OR_RETURN(bool has_admin, auth->HasAccount(kAdminUser));
   if (!has_admin)
     Log("no admin account yet: `havend admin password --state-dir " +

@@ -1,5 +1,6 @@
 #include "appliance/restore_executors.h"
 
+#include "appliance/agent_restores.h"
 #include "appliance/restore_plans.h"
 #include "base/json.h"
 #include "base/outcome.h"
@@ -74,6 +75,9 @@ JobOutcome RunMachineRestore(const Services& s, const JobSpec& spec,
   const std::string kind = spec.kind == "restore-host" ? "host" : "vm";
   auto stored = LoadPlan(s, spec, kind);
   if (!stored.ok()) return Failed(stored.status());
+  // A plan a host agent made runs on that agent.
+  if (stored->request.contains("agent"))
+    return RunAgentMachineRestore(s, *stored, ctx);
   auto repo = s.repositories->Open(stored->repository);
   if (!repo.ok()) return Failed(repo.status());
   auto host = snapshot::LibvirtHost::Connect(s.config->libvirt_uri);

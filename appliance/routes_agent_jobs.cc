@@ -61,7 +61,11 @@ bool IsPointId(const std::string& s) {
   return true;
 }
 
-Result<AgentResult> ParseResult(const json& b) {
+// `kind`: the task's ("file-backup", "vm-backup", "vm-restore-plan",
+// "vm-restore"). A backup names its point and reports counts; a restore's
+// plan or result is kept whole (bounded by the route's body limit).
+Result<AgentResult> ParseResult(const json& b, const std::string& kind) {
+  const bool backup = kind == "file-backup" || kind == "vm-backup";
   AgentResult r;
   if (!b.contains("outcome") || !b["outcome"].is_string())
     return InvalidArgument(
@@ -78,7 +82,7 @@ Result<AgentResult> ParseResult(const json& b) {
       return InvalidArgument("point must be a point id (lower-case hex)");
     r.point = b["point"].get<std::string>();
   }
-  if (r.outcome != "failed" && r.point.empty())
+  if (backup && r.outcome != "failed" && r.point.empty())
     return InvalidArgument("a " + r.outcome +
                            " backup names the point it committed (point)");
   if (b.contains("warnings")) {
@@ -98,6 +102,19 @@ Result<AgentResult> ParseResult(const json& b) {
   if (b.contains("stats")) {
     if (!b["stats"].is_object())
       return InvalidArgument("stats must be an object of counts");
+    if (!backup) {
+      r.stats = b["stats"];
+      return r;
+    }
+    if (kind == "vm-backup") {
+      const json& st = b["stats"];
+      if (st.contains("consistency") && st["consistency"].is_string())
+        r.stats["consistency"] =
+            OneLine(st["consistency"].get<std::string>(), 64);
+      if (st.contains("disks") && st["disks"].is_array() &&
+          st["disks"].size() <= 64)
+        r.stats["disks"] = st["disks"];
+    }
     for (const char* k :
          {"entries", "files", "bytes", "files_read", "files_unchanged",
           "bytes_read", "uploaded_chunks", "uploaded_bytes", "skipped_chunks"})
@@ -179,7 +196,11 @@ Status ReportProgress(AgentDispatch& d, const std::string& agent, int64_t id,
 
 Status ReportResult(AgentDispatch& d, const std::string& agent, int64_t id,
                     const json& body) {
-  HAVEN_ASSIGN_OR_RETURN(AgentResult r, ParseResult(body));
+  // The task's kind says what its result holds; an unknown job is refused
+  // by Finish in words.
+  std::optional<AgentTask> task = d.TaskOf(agent, id);
+  HAVEN_ASSIGN_OR_RETURN(AgentResult r,
+                         ParseResult(body, task ? task->kind : "file-backup"));
   return d.Finish(agent, id, std::move(r));
 }
 

@@ -1,14 +1,22 @@
 // /api/v1/restores: plan a restore (a dry run that changes nothing, stored
 // with an id), show a plan, run a plan as a job. See restore_jobs.h.
+#include <chrono>
 #include <set>
+#include <thread>
 
+#include "appliance/agent_restores.h"
 #include "appliance/restore_jobs.h"
 #include "appliance/routes.h"
+#include "base/time.h"
 
 namespace haven::appliance {
 namespace {
 
 using nlohmann::json;
+
+// How long a plan request waits for a host agent's plan before answering
+// 202 with the job.
+constexpr double kAgentPlanWaitSeconds = 50;
 
 // A JSON request body read field by field; the first problem is kept and
 // answered as 400 naming the field.
@@ -116,16 +124,52 @@ Response PlanCreated(const Result<StoredPlan>& plan) {
   return OkJson(StoredPlanJson(plan.value()), 201);
 }
 
+// A host agent plans a restore onto its host as a job: wait for it a while,
+// so that an agent that answers promptly gives the plan in this answer.
+Response PlanOnAgent(Services& s, const std::string& repository,
+                     const std::string& point, const std::string& agent,
+                     const restore::VmRestoreOptions& vm, const ApiCall& c) {
+  auto job =
+      SubmitAgentRestorePlan(s, repository, point, agent, vm, c.caller.name);
+  if (!job.ok()) return StatusResponse(job.status());
+  const double until = MonotonicSeconds() + kAgentPlanWaitSeconds;
+  while (MonotonicSeconds() < until) {
+    auto rec = s.jobs->Get(*job);
+    if (!rec.ok()) return StatusResponse(rec.status());
+    if (rec->state == JobState::kSucceeded)
+      return OkJson(rec->outcome.result, 201);
+    if (rec->state == JobState::kFailed || rec->state == JobState::kCancelled ||
+        rec->state == JobState::kInterrupted)
+      return ErrorJson(409, rec->outcome.error.empty()
+                                ? "the agent's plan job " +
+                                      std::to_string(*job) + " did not finish"
+                                : rec->outcome.error);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  Response r = OkJson(
+      json{{"job", *job},
+           {"message", "agent " + agent +
+                           " has not answered yet; the plan is the job's "
+                           "result when it does"}},
+      202);
+  r.headers.emplace_back("location", "/api/v1/jobs/" + std::to_string(*job));
+  return r;
+}
+
 Response PlanVm(Services& s, const ApiCall& c) {
-  Body b(c.request, With(kVmOptionFields, {"point", "name", "new_identity"}));
-  std::string repository, point;
+  Body b(c.request,
+         With(kVmOptionFields, {"point", "name", "new_identity", "agent"}));
+  std::string repository, point, agent;
   restore::HostRestoreRequest req;
   b.Str("repository", repository, true);
   b.Str("point", point, true);
   b.Str("name", req.vm.name);
+  b.Str("agent", agent);
   b.Bool("new_identity", req.vm.new_identity);
   VmOptions(b, req.vm);
   if (!b.status().ok()) return StatusResponse(b.status());
+  if (!agent.empty())
+    return PlanOnAgent(s, repository, point, agent, req.vm, c);
   req.points = {point};
   return PlanCreated(
       PlanMachineRestore(s, "vm", repository, req, c.caller.name));
@@ -248,6 +292,10 @@ std::vector<Route> RestoreRoutes(Services& s) {
   json vm = VmOptionProperties();
   vm["point"] = Str("recovery point: id prefix, latest or NAME:latest");
   vm["name"] = Str("define the VM under this name (default: its own)");
+  vm["agent"] =
+      Str("restore onto this host agent (id or name) instead of the "
+          "appliance's host: the agent plans (201 with the plan, or 202 with "
+          "the planning job when the agent is slow to answer) and runs it");
   vm["new_identity"] = Flag(
       "new UUID and MAC addresses, to run beside the "
       "original");

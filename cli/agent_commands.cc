@@ -12,15 +12,19 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/appliance_client.h"
+#include "agent/host_backup.h"   // VmBackupReportJson
 #include "agent/image_backup.h"  // HostName
 #include "agent/upload_sink.h"
+#include "agent/vm_upload.h"
 #include "base/bytes.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "cli/backup_commands.h"  // PrintVmBackup
 #include "cli/file_backup_commands.h"
 #include "cli/output.h"
 #include "restore/file_restore.h"
 #include "restore/tar_extract.h"
+#include "snapshot/libvirt_host.h"
 
 namespace haven::cli {
 namespace {
@@ -236,6 +240,44 @@ int CmdBackup(const Globals& g, const std::string& dir,
         FormatDuration(r->files.manifest.stats.duration_seconds).c_str());
   }
   return FileBackupExit(r->files);
+}
+
+int CmdBackupVm(const Globals& g, const std::string& dir,
+                const AgentCommands::BackupVm& a) {
+  agent::AgentIdentity id;
+  auto client = Connect(dir, &id);
+  if (!client.ok()) return Fail(g, client.status());
+  auto host = snapshot::LibvirtHost::Connect(a.libvirt_uri);
+  if (!host.ok()) return Fail(g, host.status());
+  agent::VmBackupOptions o;
+  o.full = a.full;
+  o.progress = TerminalProgress(!g.quiet && !g.json, "backup");
+  o.cancel = g.cancel;
+  o.log = [&g](const std::string& msg) {
+    if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
+  agent::AgentVmBackupResult r =
+      agent::BackupVmToAppliance(**client, dir, **host, a.vm, o);
+  if (g.json) {
+    nlohmann::ordered_json j = agent::VmBackupReportJson(r.report);
+    j["appliance"] = id.url;
+    j["uploaded_chunks"] = r.uploaded_chunks;
+    j["uploaded_bytes"] = r.uploaded_bytes;
+    j["skipped_chunks"] = r.skipped_chunks;
+    std::cout << DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    PrintVmBackup(r.report);
+    if (r.report.ok())
+      std::printf(
+          "  uploaded %llu chunks (%s on the wire) to %s; %llu the "
+          "appliance had already\n",
+          static_cast<unsigned long long>(r.uploaded_chunks),
+          HumanBytes(r.uploaded_bytes).c_str(), id.url.c_str(),
+          static_cast<unsigned long long>(r.skipped_chunks));
+  }
+  if (r.report.ok()) return kExitOk;
+  if (g.json) return kExitFailure;
+  return Fail(g, r.report.status);
 }
 
 // --- points, ls, status ---
@@ -466,6 +508,18 @@ AgentCommands::AgentCommands(CLI::App& app, const Globals& g, int& rc) {
   bk->add_option("--threads", backup.threads,
                  "files read at once (default: one per core)");
   bk->callback([this, &g, &rc] { rc = CmdBackup(g, state_dir, backup); });
+
+  auto* bv = agent->add_subcommand(
+      "backup-vm",
+      "back up a libvirt VM of this host to the appliance (a host agent): "
+      "all disks at one instant, bitmap-incremental after the first point, "
+      "with its configuration; only chunks the appliance lacks are sent");
+  bv->add_option("VM", backup_vm.vm, "the domain's name")->required();
+  bv->add_flag("--full", backup_vm.full,
+               "read every disk whole (ignore the checkpoints)");
+  bv->add_option("--libvirt-uri", backup_vm.libvirt_uri, "the hypervisor")
+      ->capture_default_str();
+  bv->callback([this, &g, &rc] { rc = CmdBackupVm(g, state_dir, backup_vm); });
 
   auto* pts =
       agent->add_subcommand("points", "this agent's points, newest first");

@@ -34,6 +34,10 @@ struct AgentCommands {
     bool exclude_caches = false, one_file_system = false;
     int threads = 0;
   } backup;
+  struct BackupVm {
+    std::string vm, libvirt_uri = "qemu:///system";
+    bool full = false;
+  } backup_vm;
   std::string point, path;
   std::vector<std::string> paths;
   std::string to;

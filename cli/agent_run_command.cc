@@ -29,6 +29,7 @@ void LogLine(const std::string& line) {
 void AddAgentRunCommand(CLI::App& agent, Globals& g, int& rc,
                         const std::string* group_state_dir) {
   auto state_dir = std::make_shared<std::string>();
+  auto libvirt_uri = std::make_shared<std::string>("qemu:///system");
   CLI::App* run = agent.add_subcommand(
       "run",
       "Serve the appliance this machine is enrolled with: keep a request "
@@ -38,12 +39,16 @@ void AddAgentRunCommand(CLI::App& agent, Globals& g, int& rc,
     run->add_option("--state-dir", *state_dir,
                     "the agent's state directory (default $HAVEN_AGENT_DIR, "
                     "else /var/lib/haven-agent)");
-  run->callback([state_dir, group_state_dir, &g, &rc] {
+  run->add_option("--libvirt-uri", *libvirt_uri,
+                  "the hypervisor a host agent backs up and restores onto")
+      ->capture_default_str();
+  run->callback([state_dir, libvirt_uri, group_state_dir, &g, &rc] {
     agent::AgentServiceOptions o;
     o.cancel = g.cancel;
     o.log = LogLine;
     o.hostname = HostName();
     o.version = "0.1.0";
+    o.libvirt_uri = *libvirt_uri;
     std::string dir = group_state_dir ? *group_state_dir : *state_dir;
     if (dir.empty()) dir = agent::DefaultAgentStateDir();
     Status s = agent::RunAgentService(dir, o);

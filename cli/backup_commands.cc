@@ -72,7 +72,8 @@ int CmdBackupImage(const Globals& g, const std::string& path,
   return kExitOk;
 }
 
-// One VM's outcome of `haven backup vm`, for people.
+}  // namespace
+
 void PrintVmBackup(const agent::VmBackupReport& r) {
   const char* name = r.name.c_str();
   if (r.outcome == Outcome::kSkipped) {
@@ -106,6 +107,8 @@ void PrintVmBackup(const agent::VmBackupReport& r) {
   for (const auto& n : m.notes)
     if (n.rfind("disk ", 0) != 0) std::printf("  note: %s\n", n.c_str());
 }
+
+namespace {
 
 int CmdBackupVm(const Globals& g, const std::string& uri,
                 agent::HostBackupRequest& req) {

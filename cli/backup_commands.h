@@ -29,6 +29,10 @@ struct BackupCommands {
   std::string vm_uri = "qemu:///system";
 };
 
+// One VM's outcome of a VM backup, for people (`haven backup vm`, `haven
+// agent backup-vm`).
+void PrintVmBackup(const agent::VmBackupReport& r);
+
 }  // namespace haven::cli
 
 #endif  // HAVEN_CLI_BACKUP_COMMANDS_H_

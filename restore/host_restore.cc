@@ -38,10 +38,17 @@ Result<HostRestorePlan> PlanHostRestore(const repository::Repository& repo,
       points.push_back(std::move(m));
     }
   }
+  return PlanPoints(repo, points, host, request.vm);
+}
+
+Result<HostRestorePlan> PlanPoints(
+    const repository::PointReader& reader,
+    const std::vector<repository::Manifest>& points,
+    const snapshot::LibvirtHost& host, const VmRestoreOptions& options) {
   HostRestorePlan plan;
   PlanContext context;
   for (const auto& m : points) {
-    auto p = PlanVmRestore(repo, m, host, request.vm, context);
+    auto p = PlanVmRestore(reader, m, host, options, context);
     if (!p.ok())
       return p.status().WithContext("snapshot " + m.id.substr(0, 8) + " (" +
                                     m.name + ")");

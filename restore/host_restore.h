@@ -52,6 +52,14 @@ Result<HostRestorePlan> PlanHostRestore(const repository::Repository& repo,
                                         const snapshot::LibvirtHost& host,
                                         const HostRestoreRequest& request);
 
+// The planning of PlanHostRestore for points already chosen (a host agent
+// reads one point through the appliance, agent/agent_vm_tasks.h): each in
+// order, with one PlanContext.
+Result<HostRestorePlan> PlanPoints(
+    const repository::PointReader& reader,
+    const std::vector<repository::Manifest>& points,
+    const snapshot::LibvirtHost& host, const VmRestoreOptions& options);
+
 struct VmRestoreItem {
   VmPlan plan;
   // kOk: defined (and started if asked); kPartial: defined but --start

@@ -24,14 +24,7 @@ havend_need curl ip mkfs.ext4 openssl sha256sum
 
 R=$WORK/repo
 STATE=$WORK/state
-TAG=$$
-APP=havapp$TAG
-AGT=havagt$TAG
-VA=hva$TAG
-VB=hvb$TAG
-NET=10.231.$((TAG % 250)).
-APP_IP=${NET}1
-AGT_IP=${NET}2
+. "$(dirname "$0")/agent_lib.sh"
 MNT=$WORK/src
 PIDS=()
 cleanup() {
@@ -40,36 +33,14 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   havend_kill
   umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-  ip netns del "$AGT" 2>/dev/null
-  ip netns del "$APP" 2>/dev/null
-  ip link del "$VA" 2>/dev/null
+  agent_net_down
   rm -rf "$WORK"
 }
 DPID=
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- network
-ip netns add "$APP" || fail "ip netns add $APP"
-ip netns add "$AGT" || fail "ip netns add $AGT"
-ip link add "$VA" type veth peer name "$VB" || fail "ip link add veth"
-ip link set "$VA" netns "$APP"
-ip link set "$VB" netns "$AGT"
-ip -n "$APP" addr add "$APP_IP/30" dev "$VA"
-ip -n "$AGT" addr add "$AGT_IP/30" dev "$VB"
-for ns in "$APP" "$AGT"; do ip -n "$ns" link set lo up; done
-ip -n "$APP" link set "$VA" up
-ip -n "$AGT" link set "$VB" up
-# A refused connection to an unused port proves the pair carries traffic.
-reached=0
-for _ in $(seq 20); do
-  said=$(ip netns exec "$AGT" bash -c "exec 3<>/dev/tcp/$APP_IP/9" 2>&1 || true)
-  if [[ $said == *refused* ]]; then
-    reached=1
-    break
-  fi
-  sleep 0.25
-done
-[ $reached = 1 ] || fail "the veth pair does not carry traffic (no answer from $APP_IP)"
+agent_net_up
 ok "namespaces $APP ($APP_IP) and $AGT ($AGT_IP) joined by a veth pair"
 in_app() { ip netns exec "$APP" "$@"; }
 in_agt() { ip netns exec "$AGT" "$@"; }
@@ -91,53 +62,8 @@ ok "an ext4 file system made with mkfs holds a copy of /etc and $(du -sm "$MNT/u
 expect_rc 0 "init" haven -r "$R" init
 havend_repo_password
 havend_token admin agents-admin
-# serve NAME [ARGS]: havend inside $APP on every address of it (the agents
-# reach $APP_IP, the test's admin calls 127.0.0.1 inside $APP).
-serve() {
-  local name=$1
-  shift
-  ip netns exec "$APP" "$HAVEND" serve --state-dir "$STATE" --repository "main=$R" \
-    --password-file "$WORK/pw" --libvirt-uri test:///default "$@" \
-    >"$WORK/$name.out" 2>"$WORK/$name.log" &
-  DPID=$!
-  local _
-  for _ in $(seq 150); do
-    grep -q "listening on" "$WORK/$name.out" 2>/dev/null && break
-    kill -0 "$DPID" 2>/dev/null || fail "havend exited: $(cat "$WORK/$name.log")"
-    sleep 0.1
-  done
-  PORT=$(sed -n 's#^listening on https://[^ ]*:\([0-9]*\)/$#\1#p' "$WORK/$name.out")
-  [ -n "$PORT" ] || fail "no 'listening on' line: $(cat "$WORK/$name.out")"
-  FP=$(sed -n 's/^certificate SHA-256 fingerprint: //p' "$WORK/$name.out")
-  [[ $FP == SHA256:* ]] || fail "no fingerprint line: $(cat "$WORK/$name.out")"
-}
 serve d1 --listen 0.0.0.0:0
-APPLIANCE=https://$APP_IP:$PORT
-ADMIN=(ip netns exec "$APP" curl -sS --max-time 60 --cacert "$STATE/cert.pem"
-  -H "@$WORK/token.admin" -H 'Content-Type: application/json')
-LOCAL=https://127.0.0.1:$PORT
 ok "havend serves in $APP at $APPLIANCE ($FP)"
-
-# enroll_token NAME: a one-time enrollment token for NAME into $WORK/enroll.NAME
-# (mode 600; never in argv: agents read it from HAVEN_ENROLL_TOKEN).
-enroll_token() {
-  local code
-  code=$("${ADMIN[@]}" -o "$WORK/body" -w '%{http_code}' \
-    --data "{\"name\": \"$1\", \"kind\": \"guest\"}" "$LOCAL/api/v1/agents/enrollments")
-  [ "$code" = 201 ] || fail "enrollment token for $1: HTTP $code $(cat "$WORK/body")"
-  (umask 077 && jget 'j["token"]' "$WORK/body" >"$WORK/enroll.$1")
-}
-# agent NAME ARGS...: `haven agent ARGS --state-dir $WORK/agent.NAME` inside $AGT.
-agent() {
-  local name=$1
-  shift
-  ip netns exec "$AGT" "$HAVEN" agent "$@" --state-dir "$WORK/agent.$name"
-}
-enroll() {
-  local name=$1 fp=$2
-  HAVEN_ENROLL_TOKEN=$(cat "$WORK/enroll.$name") run agent "$name" enroll "$APPLIANCE" \
-    --fingerprint "$fp" --name "$name"
-}
 
 # ---------------------------------------------------------------- enrollment
 enroll_token a
@@ -175,13 +101,8 @@ diff -r --no-dereference "$MNT/etc" "$WORK/r2$MNT/etc" >/dev/null || fail "the a
 ok "a restores its own point through the appliance, byte-identical"
 
 # ---------------------------------------------------------------- isolation
-# cred NAME: an "Authorization: Bearer ..." header file of agent NAME's credential.
-cred() {
-  (umask 077 && jget '"Authorization: Bearer " + j["credential"]' "$WORK/agent.$1/agent.json" >"$WORK/cred.$1")
-}
 cred a
 cred b
-AS() { local who=$1; shift; ip netns exec "$AGT" curl -sS --max-time 60 -k -H "@$WORK/cred.$who" "$@"; }
 code=$(AS b -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/points/$A_ID")
 [ "$code" = 403 ] || fail "b reading a's point: HTTP $code $(cat "$WORK/body")"
 code=$(AS b -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/points/$A_ID/files?path=/")

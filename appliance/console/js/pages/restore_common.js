@@ -691,10 +691,29 @@ export function resourcesError(res) {
 
 // Makes the plan (a dry run havend stores) with POST path: st.plan; its
 // VMs are returned.
-export async function makePlan(st, path, req) {
+export async function makePlan(st, path, req, ctx) {
   st.plan = null;
-  st.plan = await api.post(path, req);
+  let r = await api.post(path, req);
+  // A host agent slow to answer: the plan is its planning job's result.
+  if (r.job && !r.id) {
+    const job = await waitForJob(r.job, ctx);
+    if (job.state !== 'succeeded')
+      throw new Error(`The host agent could not make the plan: ${
+          job.error || 'job ' + r.job + ' ' + job.state}`);
+    r = job.result;
+  }
+  st.plan = r;
   return st.plan.plan?.vms || [];
+}
+
+// The job `id` once it has ended (polled; stops when the page is left).
+async function waitForJob(id, ctx) {
+  for (;;) {
+    const job = await api.get(`/jobs/${id}`);
+    if (!['queued', 'running'].includes(job.state)) return job;
+    if (ctx?.gone?.()) return job;
+    await new Promise(r => setTimeout(r, 1000));
+  }
 }
 
 // One VM of the plan in words, restored to host (localVms: the VMs defined

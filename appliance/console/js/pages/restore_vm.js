@@ -4,7 +4,12 @@
 //   -> result (what was created, or what went wrong and what to do).
 // Over the public API only: POST /restores/vm/plan, POST /restores/vm,
 // GET /jobs/{id}, GET /events, and the read side (points, hosts, this
-// host's networks and storage pools).
+// host's networks and storage pools, the enrolled host agents).
+//
+// The target may be another hypervisor through its host agent
+// (docs/agents.md): the agent makes the plan against its own host (the
+// plan request waits for it, or answers with the planning job, which this
+// page then follows) and runs that stored plan.
 //
 // The helpers shared with the host-loss wizard (network mapping, plan and
 // result in words, watching a restore job, the wizard's frame) are in
@@ -31,6 +36,7 @@ export async function render(view, ctx) {
     point: null,
     detail: null,
     target: 'new',
+    agent: '',  // the host agent's id when target is 'agent'
     name: '',
     nameTouched: false,
     newIdentity: null,
@@ -52,8 +58,20 @@ export async function render(view, ctx) {
   const {canRestore, section, navErr} = wiz;
 
   // The data every step reads.
-  const [hosts, listing] =
-      await Promise.all([api.get('/hosts'), allPoints({kind: 'vm'})]);
+  const [hosts, listing, agentList] = await Promise.all([
+    api.get('/hosts'), allPoints({kind: 'vm'}),
+    // Host agents a VM can be restored onto; a role that cannot list
+    // agents sees this host only.
+    api.get('/agents').catch(() => ({agents: []}))
+  ]);
+  const hostAgents = (agentList.agents || [])
+                         .filter(a => a.kind === 'host' && !a.revoked)
+                         .sort((a, b) => a.name.localeCompare(b.name));
+  const agentOf = (id) => hostAgents.find(a => a.id === id);
+  // Where the restore goes, in words.
+  const targetHost = () => st.target === 'agent' ?
+      `${agentOf(st.agent)?.name || 'the host agent'} (host agent)` :
+      local.name;
   const local = (hosts.hosts || []).find(x => x.local) || {name: 'this host'};
   const localVms = await definedVms(local.name);
   const byVm = new Map();
@@ -233,17 +251,34 @@ export async function render(view, ctx) {
                     st.vm}" is defined on this host: there is nothing to replace.`,
             {disabled: !here}),
         radioChoice(
-            'target', 'agent', false, 'Another host, through its host agent',
-            'No host agents are enrolled yet: restores go to this host only.',
-            {disabled: true}));
+            'target', 'agent', st.target === 'agent',
+            'Another host, through its host agent',
+            hostAgents.length ?
+                'The host agent plans the restore against its own host and runs it; the disks come from this appliance over the agent\'s pinned connection.' :
+                'No host agents are enrolled: enroll one on the other hypervisor (Agents → Add agent, kind host) to restore there.',
+            {disabled: !hostAgents.length}));
+    if (st.target === 'agent' && !agentOf(st.agent))
+      st.agent = hostAgents[0]?.id || '';
+    const pick =
+        h('select', {id: 'target-agent', disabled: st.target !== 'agent'},
+          hostAgents.map(
+              a => h(
+                  'option', {value: a.id, selected: a.id === st.agent},
+                  `${a.name} — ${a.hostname || 'host unknown'}, last contact ${
+                      a.last_contact ? fmtTime(a.last_contact) : 'never'}`)));
+    pick.addEventListener('change', () => st.agent = pick.value);
     list.addEventListener('change', (e) => {
       if (e.target.name === 'target') {
         st.target = e.target.value;
         st.nameTouched = false;
         st.newIdentity = null;
+        pick.disabled = st.target !== 'agent';
+        if (st.target === 'agent' && !st.agent) st.agent = pick.value;
       }
     });
-    return section('target', 'Where to?', list);
+    return section(
+        'target', 'Where to?', list,
+        hostAgents.length ? field('Host agent', pick) : null);
   };
 
   // ---- step 4: options
@@ -252,7 +287,10 @@ export async function render(view, ctx) {
       st.detail = await api.get(
           `/points/${enc(st.point.repository)}/${enc(st.point.id)}`);
     if (!res) res = await hostResources(local.name);
-    const here = localVms.get(st.vm);
+    const remote = st.target === 'agent';
+    // On a host agent's host this page knows no VMs, networks or pools: the
+    // agent's plan checks them.
+    const here = remote ? null : localVms.get(st.vm);
     if (!st.nameTouched)
       st.name = st.target === 'replace' || !here ?
           st.vm :
@@ -270,9 +308,9 @@ export async function render(view, ctx) {
     const ident =
         h('input',
           {type: 'checkbox', id: 'opt-new-identity', checked: st.newIdentity});
-    const opts = storageOptions(st, res);
+    const opts = storageOptions(st, remote ? {networks: [], pools: []} : res);
     const {format, storage, pool, usable, start} = opts;
-    const nets = domainNetworks(st.detail.domain_xml);
+    const nets = remote ? [] : domainNetworks(st.detail.domain_xml);
     const xmls = st.detail.network_xml || {};
     const rows = nets.map(
         n => netMapRow(n, res.networks, !!xmls[n.name], st.netChoice[n.name]));
@@ -308,8 +346,11 @@ export async function render(view, ctx) {
               usable.length ?
                   'A folder-backed libvirt pool of this host; its folder is used.' :
                   'This host has no active folder pool (dir, fs, netfs).')),
-        h('h3', {}, 'Networks'), resourcesError(res),
-        nets.length ?
+        h('h3', {}, 'Networks'), remote ? null : resourcesError(res),
+        remote ?
+            h('p', {class: 'muted'},
+              'Networks the VM used and that host lacks are created there from the backup; the plan lists them.') :
+            nets.length ?
             h('div', {}, rows.map(r => r.row)) :
             h('p', {class: 'muted'},
               'The VM has no interfaces on libvirt networks or bridges.'),
@@ -324,7 +365,9 @@ export async function render(view, ctx) {
 
   // ---- step 5: plan
   const planStep = async () => {
+    const remote = st.target === 'agent';
     const req = {
+      ...(remote ? {agent: st.agent} : {}),
       repository: st.point.repository,
       point: st.point.id,
       name: st.name,
@@ -338,9 +381,19 @@ export async function render(view, ctx) {
         h('div', {id: 'plan-text', class: 'plan-text', 'aria-live': 'polite'},
           h('p', {class: 'muted'},
             'Making the plan (a dry run: nothing changes)…'));
-    const vms = await makePlan(st, '/restores/vm/plan', req);
+    if (remote)
+      clear(
+          text,
+          h('p', {class: 'muted'},
+            `Host agent ${
+                targetHost()} is making the plan against its host (a dry run: nothing changes)…`));
+    const vms = await makePlan(st, '/restores/vm/plan', req, ctx);
     clear(
-        text, vms.map(v => planWords(v, st, req.replace, local.name, localVms)),
+        text,
+        vms.map(
+            v => planWords(
+                v, st, req.replace, targetHost(),
+                remote ? new Map() : localVms)),
         planSummary(st.plan));
     return planSection(wiz, text);
   };

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Host agents on a remote hypervisor (docs/agents.md, "Host agents"): havend
+# in one network namespace, a host agent in another, joined by a veth pair
+# this test makes and removes, over real TLS with the certificate pinned; a
+# real libvirtd + QEMU VM whose disk holds an ext4 file system made with
+# mkfs from a copy of /etc and /usr.
+#  - the host agent backs the running VM up through the appliance (full),
+#    the point checks clean on the appliance and its disk restores there
+#    byte-identical to the VM's disk
+#  - the appliance hands the agent (`haven agent run`) a VM backup job: it
+#    is incremental (reads no more than the dirty blocks), uploads little,
+#    and restores byte-identical
+#  - an admin plans a restore onto the host agent (the agent plans against
+#    its host) and runs the plan: the VM is defined there under a new name
+#    and its disk is byte-identical to the point
+#  - a guest agent gets 403 on the host agent's point and cannot read it
+#    through the restore job's routes; the host agent cannot delete it
+. "$(dirname "$0")/libvirt_lib.sh" ip curl mkfs.ext4
+. "$(dirname "$0")/havend_lib.sh"
+havend_need curl ip mkfs.ext4 openssl
+
+R=$WORK/repo
+STATE=$WORK/state
+. "$(dirname "$0")/agent_lib.sh"
+T=haven-av-$$
+VNET=$T-net
+A=$T-a    # the VM the host agent backs up
+RN=$T-r   # its restore onto the host agent
+VMS=("$A" "$RN")
+RPID=
+chmod 711 "$WORK"
+cleanup() {
+  set +e
+  [ -n "$RPID" ] && { kill -9 "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; }
+  havend_kill
+  haven_cleanup_vm "${VMS[@]}"
+  haven_cleanup_network "$VNET"
+  agent_net_down
+  rm -rf "$WORK"
+}
+DPID=
+trap cleanup EXIT
+VMDIR=$WORK/vms REF=$WORK/ref OUT=$WORK/restored
+mkdir -p "$VMDIR" "$REF" "$OUT"
+vsh() { virsh -q -c qemu:///system "$@"; }
+GRAN=65536
+# job_wait ID: polls job ID until it ends; its JSON in $WORK/job.json.
+job_wait() {
+  local _ state
+  for _ in $(seq 600); do
+    "${ADMIN[@]}" -o "$WORK/job.json" "$LOCAL/api/v1/jobs/$1" || fail "GET job $1"
+    state=$(jget 'j["state"]' "$WORK/job.json")
+    case "$state" in queued|running) sleep 0.5 ;; *) return 0 ;; esac
+  done
+  fail "job $1 did not end in 300 s: $(cat "$WORK/job.json")"
+}
+# raw_of FILE OUT: the disk image FILE (any format) as raw bytes.
+raw_of() { qemu-img convert -O raw "$1" "$2" || fail "qemu-img convert $1"; }
+
+# ---------------------------------------------------------------- network, appliance
+agent_net_up
+expect_rc 0 "init" haven -r "$R" init
+havend_repo_password
+havend_token admin agents-admin
+serve d1 --listen 0.0.0.0:0
+ok "havend serves in $APP at $APPLIANCE; the host agent runs in $AGT"
+
+# ---------------------------------------------------------------- a VM with real data
+mkdir -p "$WORK/tree"
+cp -a /etc "$WORK/tree/etc"
+real_files "$WORK/tree/usr" $((48 << 20)) >/dev/null
+mkfs.ext4 -q -F -d "$WORK/tree" "$WORK/base.raw" 192M || fail "mkfs.ext4 -d"
+haven_make_network "$VNET" "hav$$" || fail "could not create network $VNET"
+HAVEN_VM_VDA_SIZE=192M HAVEN_VM_VDB_SIZE=16M haven_make_vm "$A" "$VMDIR" "$VNET" "$WORK/base.raw" ||
+  fail "could not create VM $A"
+ok "VM $A runs; its vda (qcow2 over an ext4 made with mkfs from /etc and $(du -sm "$WORK/tree/usr" | cut -f1) MB of /usr) and a raw vdb"
+
+# ---------------------------------------------------------------- enrollment
+enroll_token h host
+enroll h "$FP" host
+[ "$RC" = 0 ] || fail "enroll h: $(cat "$WORK/err")"
+enroll_token g guest
+enroll g "$FP"
+[ "$RC" = 0 ] || fail "enroll g: $(cat "$WORK/err")"
+cred h
+cred g
+ok "host agent h and guest agent g enrolled with the pinned certificate"
+
+# ---------------------------------------------------------------- full backup from the command line
+expect_rc 0 "agent h backup-vm" agent h --json backup-vm "$A"
+cp "$WORK/out" "$WORK/b1.json"
+P1=$(jget 'j["snapshot"]' "$WORK/b1.json")
+[[ $P1 =~ ^[0-9a-f]{32}$ ]] || fail "backup-vm printed no point id: $(cat "$WORK/b1.json")"
+[ "$(jget '[d["mode"] for d in j["disks"] if d["name"] == "vda"][0]' "$WORK/b1.json")" = full ] ||
+  fail "the first backup of vda is not full: $(cat "$WORK/b1.json")"
+[ "$(jget 'j["uploaded_bytes"] > 0' "$WORK/b1.json")" = true ] || fail "the first backup uploaded nothing"
+haven_disk_copy "$A" "$VMDIR/$A-vda.qcow2" qcow2 "$REF/p1-vda.raw" || fail "reference copy of vda"
+expect_rc 0 "check" haven -r "$R" check
+expect_rc 0 "restore image on the appliance" haven -r "$R" restore image "$P1" --disk vda --to "$OUT/p1-vda.raw"
+same_file "$REF/p1-vda.raw" "$OUT/p1-vda.raw" "P1's vda restored on the appliance"
+expect_rc 0 "points" haven -r "$R" --json snapshots
+[ "$(jget "[p['kind'] for p in j if p['id'] == '$P1'][0]" "$WORK/out")" = vm ] || fail "P1 is not a vm point"
+expect_rc 0 "config" haven -r "$R" restore config "$P1" --to "$WORK/p1-config"
+contains "$WORK/p1-config/domain.xml" "<name>$A</name>" "the domain XML of P1"
+[ -s "$WORK/p1-config/networks/$VNET.xml" ] || fail "P1 holds no definition of network $VNET: $(ls -R "$WORK/p1-config")"
+rm -f "$OUT/p1-vda.raw"
+ok "h backs up $A through the appliance (full, $(jget 'j["uploaded_bytes"]' "$WORK/b1.json") bytes uploaded): P1 checks clean, vda restores byte-identical, the domain and network XML are in it"
+
+# ---------------------------------------------------------------- an incremental job handed by the appliance
+haven_guest_write "$A" vda random:7 24M 1M || fail "guest write"
+haven_guest_write "$A" vda 0x5a 100M 256K || fail "guest write"
+agent h run >"$WORK/run.out" 2>"$WORK/run.log" &
+RPID=$!
+code=$("${ADMIN[@]}" -o "$WORK/body" -w '%{http_code}' --data "{\"vm\": \"$A\"}" "$LOCAL/api/v1/agents/h/backup")
+[ "$code" = 202 ] || fail "POST /agents/h/backup: HTTP $code $(cat "$WORK/body")"
+JOB=$(jget 'j["job"]' "$WORK/body")
+job_wait "$JOB"
+[ "$(jget 'j["state"]' "$WORK/job.json")" = succeeded ] || fail "the VM backup job: $(cat "$WORK/job.json"); agent log: $(tail -5 "$WORK/run.log")"
+P2=$(jget 'j["result"]["point"]' "$WORK/job.json")
+[[ $P2 =~ ^[0-9a-f]{32}$ ]] && [ "$P2" != "$P1" ] || fail "the job names no new point: $(cat "$WORK/job.json")"
+mode=$(jget '[d["mode"] for d in j["result"]["stats"]["disks"] if d["name"] == "vda"][0]' "$WORK/job.json")
+[ "$mode" = incremental ] || fail "the job's vda read was $mode: $(cat "$WORK/job.json")"
+read=$(jget '[d["read_bytes"] for d in j["result"]["stats"]["disks"] if d["name"] == "vda"][0]' "$WORK/job.json")
+bound=$(( (1 << 20) + (256 << 10) + 2 * GRAN ))
+[ "$read" -gt 0 ] && [ "$read" -le "$bound" ] || fail "the incremental job read $read bytes of vda (dirty: at most $bound)"
+up=$(jget 'j["result"]["stats"]["uploaded_bytes"]' "$WORK/job.json")
+[ "$up" -lt $((4 << 20)) ] || fail "the incremental job uploaded $up bytes for 1.25 MiB of changes"
+haven_disk_copy "$A" "$VMDIR/$A-vda.qcow2" qcow2 "$REF/p2-vda.raw" || fail "reference copy of vda"
+expect_rc 0 "check" haven -r "$R" check
+expect_rc 0 "restore image P2" haven -r "$R" restore image "$P2" --disk vda --to "$OUT/p2-vda.raw"
+same_file "$REF/p2-vda.raw" "$OUT/p2-vda.raw" "P2's vda restored on the appliance"
+rm -f "$OUT/p2-vda.raw"
+ok "the appliance hands h a backup job of $A: incremental ($read bytes read, $up uploaded), checks clean, restores byte-identical"
+
+# ---------------------------------------------------------------- isolation and immutability
+code=$(AS g -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/points/$P2")
+[ "$code" = 403 ] || fail "g reading h's VM point: HTTP $code $(cat "$WORK/body")"
+code=$(AS h -o "$WORK/body" -w '%{http_code}' -X DELETE "$APPLIANCE/api/v1/agent/points/$P2")
+case "$code" in 2*) fail "h deleted its point: HTTP $code" ;; esac
+expect_rc 0 "points" haven -r "$R" --json snapshots
+[ "$(jget "len([p for p in j if p['id'] == '$P2'])" "$WORK/out")" = 1 ] || fail "P2 is gone"
+ok "g gets 403 on h's VM point; h cannot delete it (HTTP $code) and it stays"
+
+# ---------------------------------------------------------------- restore onto the host agent
+code=$("${ADMIN[@]}" -o "$WORK/plan.json" -w '%{http_code}' --data "{\"repository\": \"main\", \"point\": \"$P2\", \"agent\": \"h\", \"name\": \"$RN\", \"new_identity\": true, \"storage_dir\": \"$OUT\"}" "$LOCAL/api/v1/restores/vm/plan")
+if [ "$code" = 202 ]; then
+  job_wait "$(jget 'j["job"]' "$WORK/plan.json")"
+  jget 'j["result"]' "$WORK/job.json" >/dev/null || fail "the planning job: $(cat "$WORK/job.json")"
+  python3 -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["result"], open(sys.argv[2], "w"))' "$WORK/job.json" "$WORK/plan.json"
+  code=201
+fi
+[ "$code" = 201 ] || fail "plan onto h: HTTP $code $(cat "$WORK/plan.json")"
+[ "$(jget 'j["conflicts"]' "$WORK/plan.json")" = 0 ] || fail "the agent's plan has conflicts: $(cat "$WORK/plan.json")"
+[ "$(jget 'j["plan"]["vms"][0]["name"]' "$WORK/plan.json")" = "$RN" ] || fail "the plan restores another name: $(cat "$WORK/plan.json")"
+! vsh dominfo "$RN" >/dev/null 2>&1 || fail "planning defined $RN"
+PLAN=$(jget 'j["id"]' "$WORK/plan.json")
+code=$("${ADMIN[@]}" -o "$WORK/body" -w '%{http_code}' --data "{\"plan\": \"$PLAN\"}" "$LOCAL/api/v1/restores/vm")
+[ "$code" = 202 ] || fail "run the plan: HTTP $code $(cat "$WORK/body")"
+RJOB=$(jget 'j["job"]' "$WORK/body")
+job_wait "$RJOB"
+[ "$(jget 'j["state"]' "$WORK/job.json")" = succeeded ] || fail "the restore job on h: $(cat "$WORK/job.json"); agent log: $(tail -5 "$WORK/run.log")"
+vsh dominfo "$RN" >/dev/null 2>&1 || fail "$RN is not defined after the restore"
+disk=$(vsh domblklist "$RN" --details | awk '$3 == "vda" {print $4}')
+[ -n "$disk" ] && [[ $disk == "$OUT"/* ]] || fail "$RN's vda is '$disk', not under $OUT"
+raw_of "$disk" "$WORK/r-vda.raw"
+same_file "$REF/p2-vda.raw" "$WORK/r-vda.raw" "vda of $RN restored by the host agent"
+[ "$(vsh domuuid "$RN")" != "$(vsh domuuid "$A")" ] || fail "the restored VM kept the original's UUID with new_identity"
+ok "an admin plans a restore onto h (the agent planned it: 0 conflicts) and runs it: $RN is defined there, vda byte-identical to P2"
+code=$(AS g -o "$WORK/body" -w '%{http_code}' -X POST --data-binary @/dev/null "$APPLIANCE/api/v1/agent/jobs/$RJOB/chunks")
+[ "$code" = 403 ] || [ "$code" = 404 ] || [ "$code" = 409 ] || fail "g reading through h's restore job: HTTP $code"
+code=$(AS h -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/jobs/$RJOB/point")
+[ "$code" = 403 ] || [ "$code" = 404 ] || [ "$code" = 409 ] || fail "h reading the point after its restore job ended: HTTP $code"
+ok "the restore job's reads are refused to g, and to h once the job ended"
+
+echo "PASS: $PASS checks"
