@@ -13,11 +13,17 @@
 #  - an admin plans a restore onto the host agent (the agent plans against
 #    its host) and runs the plan: the VM is defined there under a new name
 #    and its disk is byte-identical to the point
+#  - the same through the console's restore wizard in Debian's headless
+#    chromium (inside the appliance's namespace): target "Another host,
+#    through its host agent", the agent's plan shown, run, result
+#    succeeded; screenshots in $HAVEN_BUILD_DIR/test-artifacts/agent-vm
 #  - a guest agent gets 403 on the host agent's point and cannot read it
 #    through the restore job's routes; the host agent cannot delete it
 . "$(dirname "$0")/libvirt_lib.sh" ip curl mkfs.ext4
 . "$(dirname "$0")/havend_lib.sh"
 havend_need curl ip mkfs.ext4 openssl
+havend_need_browser fail
+SHOTS=${HAVEN_BUILD_DIR:+$HAVEN_BUILD_DIR/test-artifacts/agent-vm}
 
 R=$WORK/repo
 STATE=$WORK/state
@@ -25,8 +31,9 @@ STATE=$WORK/state
 T=haven-av-$$
 VNET=$T-net
 A=$T-a    # the VM the host agent backs up
-RN=$T-r   # its restore onto the host agent
-VMS=("$A" "$RN")
+RN=$T-r   # its restore onto the host agent (API)
+RW=$T-w   # and through the console's wizard
+VMS=("$A" "$RN" "$RW")
 RPID=
 chmod 711 "$WORK"
 cleanup() {
@@ -62,7 +69,8 @@ agent_net_up
 expect_rc 0 "init" haven -r "$R" init
 havend_repo_password
 havend_token admin agents-admin
-serve d1 --listen 0.0.0.0:0
+havend_admin_password "$WORK/adminpw" 'agent vm console password'
+serve d1 --listen 0.0.0.0:0 --console-dir "$SRC/appliance/console"
 ok "havend serves in $APP at $APPLIANCE; the host agent runs in $AGT"
 
 # ---------------------------------------------------------------- a VM with real data
@@ -171,5 +179,115 @@ code=$(AS g -o "$WORK/body" -w '%{http_code}' -X POST --data-binary @/dev/null "
 code=$(AS h -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/jobs/$RJOB/point")
 [ "$code" = 403 ] || [ "$code" = 404 ] || [ "$code" = 409 ] || fail "h reading the point after its restore job ended: HTTP $code"
 ok "the restore job's reads are refused to g, and to h once the job ended"
+
+# ---------------------------------------------------------------- the console's wizard
+mkdir -p "$OUT/wizard"
+ip netns exec "$APP" env PYTHONPATH="$SRC/tests/integration" "$BROWSER_PY" - \
+  "$LOCAL" "$A" "$P2" h "$RW" "$OUT/wizard" "${SHOTS:-}" >"$WORK/wizard.log" 2>&1 <<'PYEOF' ||
+import os, sys, time
+import console_lib
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+url, vm, point, agent, name, storage, shots = sys.argv[1:8]
+d = console_lib.chrome(1280, 900)
+
+def fail(msg):
+    print("FAIL:", msg, "| page:", d.find_element(By.TAG_NAME, "body").text[-1500:])
+    sys.exit(1)
+
+def wait(what, fn, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception:
+            pass
+        time.sleep(0.2)
+    fail("timed out waiting for " + what)
+
+def find(sel):
+    els = [e for e in d.find_elements(By.CSS_SELECTOR, sel) if e.is_displayed()]
+    return els[0] if els else None
+
+def step():
+    for el in d.find_elements(By.CSS_SELECTOR, "[data-step]"):
+        if el.tag_name != "li" and el.is_displayed():
+            return el.get_attribute("data-step")
+    return None
+
+def shot(n):
+    if shots:
+        os.makedirs(shots, exist_ok=True)
+        h = d.execute_script("return document.documentElement.scrollHeight")
+        console_lib.set_page_size(d, 1280, min(max(h, 600), 2400))
+        d.save_screenshot(os.path.join(shots, n + ".png"))
+        console_lib.set_page_size(d, 1280, 900)
+
+def next_from(s):
+    console_lib.click(d, wait("#wizard-next on " + s, lambda: find("#wizard-next")))
+    wait("the wizard to leave " + s, lambda: step() not in (s, None), 120)
+
+try:
+    console_lib.login(d, url, "admin", "agent vm console password")
+    d.get(f"{url}/#/restore/vm?vm={vm}&point={point}")
+    wait("the VM step", lambda: step() == "vm")
+    next_from("vm")
+    wait("the point step", lambda: step() == "point")
+    next_from("point")
+    wait("the target step", lambda: step() == "target")
+    radio = d.find_element(By.CSS_SELECTOR, "input[name=target][value=agent]")
+    if not radio.is_enabled():
+        fail("the host-agent target is disabled although agent h is enrolled")
+    console_lib.click(d, radio if radio.is_displayed() else radio.find_element(By.XPATH, "./ancestor::label[1]"))
+    wait("the agent target to be chosen", radio.is_selected, 10)
+    pick = Select(wait("#target-agent", lambda: find("#target-agent")))
+    if not any(o.text.startswith(agent + " ") for o in pick.options):
+        fail("#target-agent does not offer " + agent)
+    shot("wizard-target-agent")
+    next_from("target")
+    wait("the options step", lambda: step() == "options")
+    for sel, val in (("#opt-name", name), ("#opt-storage", storage)):
+        el = find(sel)
+        el.clear()
+        el.send_keys(val)
+    ident = find("#opt-new-identity")
+    if not ident.is_selected():
+        console_lib.click(d, ident)
+    next_from("options")
+    wait("the agent's plan naming " + name,
+         lambda: step() == "plan" and name in find("#plan-text").text, 180)
+    if agent + " (host agent)" not in find("#plan-text").text:
+        fail("the plan does not say it restores onto host agent " + agent)
+    shot("wizard-plan-agent")
+    run = wait("#wizard-run enabled",
+               lambda: (lambda b: b if b and b.is_enabled() else None)(find("#wizard-run")))
+    console_lib.click(d, run)
+    res = wait("#restore-result", lambda: find("#restore-result"), 300)
+    final = ("succeeded", "failed", "partial", "cancelled")
+    state = wait("a final state",
+                 lambda: (lambda s: s if s in final else None)(res.get_attribute("data-state")), 300)
+    shot("wizard-result-agent")
+    if state != "succeeded":
+        fail("the wizard's restore ended " + state + ": " + res.text[:2000])
+    # Expected: /me before the login (401).
+    errs = console_lib.errors(
+        console_lib.browser_log(d),
+        lambda e: "/api/v1/me " in e["message"] and "401" in e["message"])
+    if errs:
+        fail("errors in the browser's console: " + repr(errs[:5]))
+    print("wizard ok")
+finally:
+    d.quit()
+PYEOF
+  fail "the console's restore onto the host agent: $(grep -m1 -A3 -e FAIL -e Error "$WORK/wizard.log" | head -c 3000)"
+vsh dominfo "$RW" >/dev/null 2>&1 || fail "$RW is not defined after the wizard's restore"
+disk=$(vsh domblklist "$RW" --details | awk '$3 == "vda" {print $4}')
+[[ $disk == "$OUT/wizard"/* ]] || fail "$RW's vda is '$disk', not under $OUT/wizard"
+raw_of "$disk" "$WORK/w-vda.raw"
+same_file "$REF/p2-vda.raw" "$WORK/w-vda.raw" "vda of $RW restored through the wizard"
+ok "the console's wizard restores P2 onto host agent h (target, the agent's plan, run): $RW defined, vda byte-identical"
 
 echo "PASS: $PASS checks"

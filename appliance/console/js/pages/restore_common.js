@@ -183,12 +183,12 @@ const NET_ACTION = {
       n.by} creates first.`,
   resume: (n) => `Use network "${
       n.name}", created by an interrupted run of this restore (started if stopped).`,
-  exists: (n) => `Attach to network "${n.name}", which this host has.`,
-  mapped: (n) => `Attach the interfaces of "${
-      n.from}" to this host's network "${n.name}".`,
+  exists: (n, where) => `Attach to network "${n.name}", which ${where} has.`,
+  mapped: (n, where) =>
+      `Attach the interfaces of "${n.from}" to ${where}'s network "${n.name}".`,
   bridge: (n) => `Attach to the host bridge "${n.name}".`,
-  missing: (n) => `Network "${
-      n.name}" is missing on this host (a conflict: map it or recreate it).`,
+  missing: (n, where) => `Network "${n.name}" is missing on ${
+      where} (a conflict: map it or recreate it).`,
 };
 
 // The restore core words some conflicts for its command line ("pass
@@ -262,8 +262,8 @@ export function vmPlanWords(v, opts = {}) {
        `, where ${fmtBytes(v.space.free)} ${
            v.space.free === 1 ? 'is' : 'are'} free now.`);
   for (const n of v.networks || [])
-    li((NET_ACTION[n.action] ||
-        (() => `Network "${n.name}": ${n.action}.`))(n));
+    li((NET_ACTION[n.action] || (() => `Network "${n.name}": ${n.action}.`))(
+        n, opts.where || 'this host'));
   if (!v.networks?.length)
     li('It has no network interfaces on libvirt networks or bridges.');
   if (v.state !== 'done')
@@ -426,7 +426,7 @@ export function runPanel(jobId, ctx, order) {
 // What a finished restore job did, per VM, in order, as an <ol>: what came
 // back (defined, started, disks, networks created) and what did not, with
 // the reason.
-export function resultList(job) {
+export function resultList(job, where = 'this host') {
   const vms =
       job?.result?.vms || (job?.items || []).map(i => i.detail).filter(Boolean);
   const list = h('ol', {class: 'report-list'});
@@ -437,7 +437,7 @@ export function resultList(job) {
       lines.push(
           v.already ?
               `Already restored from this point before; left as it was.` :
-              `Defined on this host with UUID ${v.uuid}.`);
+              `Defined on ${where} with UUID ${v.uuid}.`);
       lines.push(
           v.started   ? 'Started.' :
               v.error ? `Not started: ${v.error}` :
@@ -718,17 +718,18 @@ async function waitForJob(id, ctx) {
 
 // One VM of the plan in words, restored to host (localVms: the VMs defined
 // there), started afterwards if st.start.
-export function planWords(v, st, replace, host, localVms) {
+export function planWords(v, st, replace, host, localVms, where) {
   return vmPlanWords(
-      v, {host, start: st.start, replace, replaces: localVms.has(v.name)});
+      v,
+      {host, where, start: st.start, replace, replaces: localVms.has(v.name)});
 }
 
 // The plan step's section around the plan in words (#plan-text).
-export function planSection(wiz, text) {
+export function planSection(wiz, text, where = 'this host') {
   return wiz.section(
       'plan', 'The plan',
       h('p', {class: 'muted'},
-        'What the restore will do, checked against this host now.'),
+        `What the restore will do, checked against ${where} now.`),
       text);
 }
 

@@ -381,21 +381,19 @@ export async function render(view, ctx) {
         h('div', {id: 'plan-text', class: 'plan-text', 'aria-live': 'polite'},
           h('p', {class: 'muted'},
             'Making the plan (a dry run: nothing changes)…'));
-    if (remote)
-      clear(
-          text,
-          h('p', {class: 'muted'},
-            `Host agent ${
-                targetHost()} is making the plan against its host (a dry run: nothing changes)…`));
     const vms = await makePlan(st, '/restores/vm/plan', req, ctx);
     clear(
         text,
         vms.map(
             v => planWords(
-                v, st, req.replace, targetHost(),
-                remote ? new Map() : localVms)),
+                v, st, req.replace, targetHost(), remote ? new Map() : localVms,
+                remote ? targetHost() : 'this host')),
         planSummary(st.plan));
-    return planSection(wiz, text);
+    return planSection(
+        wiz, text,
+        remote ?
+            `${agentOf(st.agent)?.name || 'the host'}'s host by its agent` :
+            'this host');
   };
 
   // ---- step 6: run
@@ -410,11 +408,15 @@ export async function render(view, ctx) {
   // ---- step 7: result
   const resultStep = () => {
     const job = st.finished;
-    const {list, vms} = resultList(job);
+    const {list, vms} =
+        resultList(job, st.target === 'agent' ? targetHost() : 'this host');
     const ok = job.state === 'succeeded';
     const box =
         h('div', {id: 'restore-result', dataset: {state: job.state}},
-          ok ? notice(`The VM "${st.name}" is restored.`, 'ok') :
+          ok ? notice(
+                   `The VM "${st.name}" is restored${
+                       st.target === 'agent' ? ' on ' + targetHost() : ''}.`,
+                   'ok') :
                h('div', {class: 'error', role: 'alert'},
                  h('strong', {},
                    `The restore ${
