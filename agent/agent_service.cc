@@ -41,18 +41,20 @@ Status RunAgentService(const std::string& state_dir,
   AgentBackupRunner backup = [uploads, &state_dir](const FileBackupOptions& o) {
     return BackupFilesToAppliance(*uploads, state_dir, o);
   };
-  // Every agent can run the VM tasks; on a machine without libvirt they
-  // fail with the sentence of the connection's error.
+  // Only a host agent (enrolled with --kind host) runs the VM tasks: a
+  // guest's agent answers them "this agent does not run jobs of kind ...".
   AgentServiceOptions o = options;
-  if (!o.tasks.count("vm-backup"))
-    o.tasks["vm-backup"] =
-        VmBackupTask(*uploads, state_dir, options.libvirt_uri, options.log);
-  if (!o.tasks.count("vm-restore-plan"))
-    o.tasks["vm-restore-plan"] =
-        VmRestorePlanTask(*uploads, options.libvirt_uri);
-  if (!o.tasks.count("vm-restore"))
-    o.tasks["vm-restore"] =
-        VmRestoreTask(*uploads, options.libvirt_uri, options.log);
+  if (identity.kind == "host") {
+    if (!o.tasks.count("vm-backup"))
+      o.tasks["vm-backup"] =
+          VmBackupTask(*uploads, state_dir, options.libvirt_uri, options.log);
+    if (!o.tasks.count("vm-restore-plan"))
+      o.tasks["vm-restore-plan"] =
+          VmRestorePlanTask(*uploads, state_dir, options.libvirt_uri);
+    if (!o.tasks.count("vm-restore"))
+      o.tasks["vm-restore"] =
+          VmRestoreTask(*uploads, state_dir, options.libvirt_uri, options.log);
+  }
   return RunAgentLoop(control, reports, backup, o);
 }
 

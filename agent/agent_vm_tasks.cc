@@ -1,8 +1,19 @@
 #include "agent/agent_vm_tasks.h"
 
+#include <dirent.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
 #include "agent/remote_point_reader.h"
 #include "agent/vm_backup.h"
 #include "agent/vm_upload.h"
+#include "base/bytes.h"
+#include "base/file.h"
 #include "base/json.h"
 #include "restore/host_restore.h"
 #include "restore/restore_plan_json.h"
@@ -46,6 +57,58 @@ Result<restore::HostRestoreRequest> RequestOf(const json& r) {
 }
 
 }  // namespace
+
+// Plans this agent made (vm-restore-plan) are remembered by the SHA-256 of
+// their JSON in state_dir/plans/; a vm-restore runs only such a plan, for
+// an hour, so even an appliance that is not what it should be cannot have
+// this host write a plan of its own making (paths, XML, a domain to
+// replace).
+namespace {
+constexpr int64_t kPlanLifetimeSeconds = 3600;
+
+std::string PlanDigest(const json& plan) {
+  const std::string text = DumpJson(plan);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr);
+  return HexEncode(ByteSpan(md, len));
+}
+}  // namespace
+
+Status RememberPlan(const std::string& state_dir, const json& plan) {
+  const std::string dir = state_dir + "/plans";
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return Internal("cannot create " + dir + ": " + std::strerror(errno));
+  // Old entries go: a plan runs within the hour or is planned again.
+  if (DIR* d = opendir(dir.c_str())) {
+    const int64_t now = static_cast<int64_t>(::time(nullptr));
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      struct stat st;
+      const std::string p = dir + "/" + e->d_name;
+      if (stat(p.c_str(), &st) == 0 && now - st.st_mtime > kPlanLifetimeSeconds)
+        unlink(p.c_str());
+    }
+    closedir(d);
+  }
+  const std::string mark = "planned by this agent\n";
+  return WriteFileAtomic(
+      dir + "/" + PlanDigest(plan),
+      ByteSpan(reinterpret_cast<const uint8_t*>(mark.data()), mark.size()),
+      0600);
+}
+
+Status CheckPlanIsOurs(const std::string& state_dir, const json& plan) {
+  const std::string path = state_dir + "/plans/" + PlanDigest(plan);
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 ||
+      static_cast<int64_t>(::time(nullptr)) - st.st_mtime >
+          kPlanLifetimeSeconds)
+    return PermissionDenied(
+        "the appliance sent a restore plan this agent did not make within "
+        "the last hour; plan the restore again");
+  return OkStatus();
+}
 
 AgentTask VmBackupTask(ApplianceClient& client, std::string state_dir,
                        std::string libvirt_uri,
@@ -100,10 +163,11 @@ AgentTask VmBackupTask(ApplianceClient& client, std::string state_dir,
   };
 }
 
-AgentTask VmRestorePlanTask(ApplianceClient& client, std::string libvirt_uri) {
-  return [&client, libvirt_uri](int64_t job, const json& params,
-                                const ProgressFn&,
-                                const CancelToken&) -> Result<json> {
+AgentTask VmRestorePlanTask(ApplianceClient& client, std::string state_dir,
+                            std::string libvirt_uri) {
+  return [&client, state_dir, libvirt_uri](int64_t job, const json& params,
+                                           const ProgressFn&,
+                                           const CancelToken&) -> Result<json> {
     auto req = RequestOf(params.value("request", json::object()));
     if (!req.ok()) return Failed(req.status().message());
     auto host = snapshot::LibvirtHost::Connect(libvirt_uri);
@@ -124,22 +188,28 @@ AgentTask VmRestorePlanTask(ApplianceClient& client, std::string libvirt_uri) {
     if (!plan.ok()) return Failed(plan.status().message());
     restore::HostRestoreResult dry =
         restore::RestoreHost(reader, **host, *plan, *req);
+    json plan_json = restore::HostRestorePlanJson(*plan);
+    if (Status s = RememberPlan(state_dir, plan_json); !s.ok())
+      return Failed(s.message());
     return json{{"outcome", "succeeded"},
                 {"stats",
-                 {{"plan", restore::HostRestorePlanJson(*plan)},
+                 {{"plan", plan_json},
                   {"view", FromOrdered(restore::HostRestoreResultJson(dry))},
                   {"conflicts", static_cast<uint64_t>(plan->conflicts())}}}};
   };
 }
 
-AgentTask VmRestoreTask(ApplianceClient& client, std::string libvirt_uri,
+AgentTask VmRestoreTask(ApplianceClient& client, std::string state_dir,
+                        std::string libvirt_uri,
                         std::function<void(const std::string&)> log) {
-  return [&client, libvirt_uri, log](
+  return [&client, state_dir, libvirt_uri, log](
              int64_t job, const json& params, const ProgressFn& progress,
              const CancelToken& cancel) -> Result<json> {
     if (!params.is_object() || !params.contains("plan") ||
         !params["plan"].is_object())
       return Failed("the job carries no plan");
+    if (Status ours = CheckPlanIsOurs(state_dir, params["plan"]); !ours.ok())
+      return Failed(ours.message());
     auto options = restore::VmRestoreOptionsFromJson(
         params.value("options", json::object()));
     if (!options.ok()) return Failed(options.status().message());

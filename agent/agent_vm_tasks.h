@@ -36,8 +36,20 @@ using AgentTask = decltype(AgentServiceOptions::tasks)::mapped_type;
 AgentTask VmBackupTask(ApplianceClient& client, std::string state_dir,
                        std::string libvirt_uri,
                        std::function<void(const std::string&)> log);
-AgentTask VmRestorePlanTask(ApplianceClient& client, std::string libvirt_uri);
-AgentTask VmRestoreTask(ApplianceClient& client, std::string libvirt_uri,
+// A plan this agent made, remembered in state_dir/plans/ (0600, by the
+// SHA-256 of its JSON); CheckPlanIsOurs: PermissionDenied in words unless
+// `plan` is one of them, made within the hour.
+Status RememberPlan(const std::string& state_dir, const nlohmann::json& plan);
+Status CheckPlanIsOurs(const std::string& state_dir,
+                       const nlohmann::json& plan);
+
+// The plan task remembers each plan it makes (state_dir/plans/, by the
+// SHA-256 of its JSON); the restore task runs only a plan it made within the
+// hour, so the appliance cannot hand this host a plan of its own.
+AgentTask VmRestorePlanTask(ApplianceClient& client, std::string state_dir,
+                            std::string libvirt_uri);
+AgentTask VmRestoreTask(ApplianceClient& client, std::string state_dir,
+                        std::string libvirt_uri,
                         std::function<void(const std::string&)> log);
 
 }  // namespace haven::agent

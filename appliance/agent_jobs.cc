@@ -343,6 +343,8 @@ JobOutcome RunAgentBackup(AgentDispatch& dispatch, const JobSpec& spec,
   task.job_id = ctx.job_id;
   std::string backup_name;
   if (p.contains("vm")) {
+    if (Status host = RequireHostAgent(agent); !host.ok())
+      return FailedWith(host);
     // A host agent's VM backup: the VM's name is the backup's.
     task.kind = "vm-backup";
     backup_name = p.at("vm").get<std::string>();
@@ -421,6 +423,14 @@ Result<AgentInfo> AgentForJob(AgentDispatch& dispatch, const std::string& key,
                               " stores its points in repository " +
                               agent.repository + ", not " + repository);
   return agent;
+}
+
+Status RequireHostAgent(const AgentInfo& agent) {
+  if (agent.kind == "host") return OkStatus();
+  return FailedPrecondition(
+      "agent " + agent.name + " is a " + agent.kind +
+      " agent: only a host agent (enrolled with --kind host) backs up VMs "
+      "or has VMs restored onto its host");
 }
 
 Result<AgentResult> RunOnAgent(AgentDispatch& dispatch, const AgentInfo& agent,

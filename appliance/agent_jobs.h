@@ -201,6 +201,10 @@ Status ValidateAgentBackupParams(const nlohmann::json& params);
 Result<AgentInfo> AgentForJob(AgentDispatch& dispatch, const std::string& key,
                               const std::string& repository);
 
+// FailedPrecondition in words unless `agent` is a host agent (VM backups
+// and restores onto its host).
+Status RequireHostAgent(const AgentInfo& agent);
+
 // Offers `task` to `agent` and waits for its result; the agent's progress
 // becomes the job's (`phase`, items named `label` unless the agent names
 // them) and its messages the job's log. Errors as WaitForResult's.

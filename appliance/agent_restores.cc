@@ -38,6 +38,8 @@ JobOutcome RunPlan(const Services& s, const JobSpec& spec, JobContext& ctx) {
   auto agent = AgentForJob(*s.agent_dispatch, p["agent"].get<std::string>(),
                            spec.repository);
   if (!agent.ok()) return FailedWith(agent.status());
+  if (Status host = RequireHostAgent(*agent); !host.ok())
+    return FailedWith(host);
   auto repo = s.repositories->Open(spec.repository);
   if (!repo.ok()) return FailedWith(repo.status());
   auto point = (*repo)->FindSnapshot(p["point"].get<std::string>());
@@ -126,6 +128,8 @@ JobOutcome RunAgentMachineRestore(const Services& s, const StoredPlan& stored,
   auto agent =
       AgentForJob(*s.agent_dispatch, req.value("agent", ""), stored.repository);
   if (!agent.ok()) return FailedWith(agent.status());
+  if (Status host = RequireHostAgent(*agent); !host.ok())
+    return FailedWith(host);
   const std::string point = req["points"][0].get<std::string>();
   AgentTask task;
   task.job_id = ctx.job_id;
@@ -158,8 +162,10 @@ JobOutcome RunAgentMachineRestore(const Services& s, const StoredPlan& stored,
     for (const json& v : r->stats["vms"]) {
       if (!v.is_object()) continue;
       JobItem item;
-      item.name = v.value("name", "");
-      item.outcome = v.value("outcome", "");
+      if (v.contains("name") && v["name"].is_string())
+        item.name = v["name"].get<std::string>();
+      if (v.contains("outcome") && v["outcome"].is_string())
+        item.outcome = v["outcome"].get<std::string>();
       if (v.contains("error") && v["error"].is_string())
         item.error = v["error"].get<std::string>();
       item.detail = v;

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "base/bytes.h"
+#include "base/json.h"
 #include "base/time.h"
 #include "repository/chunk_tree.h"
 #include "repository/compression.h"
@@ -756,6 +757,12 @@ Result<AgentAnswer<ChunksReceived>> AgentStore::StoreChunks(
       if (ToChunkId(child).IsZero()) continue;
       if (asked.insert(child).second) ids.push_back(child);
     }
+    // Bounds the lookups one body can ask for.
+    if (ids.size() > kMaxIdsPerUpload)
+      return InvalidArgument(
+          "this upload names more than " + std::to_string(kMaxIdsPerUpload) +
+          " distinct chunks (frames and the children of its tree nodes); "
+          "send fewer tree nodes per request");
   }
   HAVEN_ASSIGN_OR_RETURN(Rows had, LookupRows(db_, agent_id, ids));
 
@@ -918,6 +925,9 @@ Result<AgentAnswer<AgentCommit>> AgentStore::Commit(const std::string& agent_id,
     return InvalidArgument("the point's JSON is " + std::to_string(json_len) +
                            " bytes, over the limit of " +
                            std::to_string(kMaxCommitJsonBytes));
+  if (!JsonNestingWithin(body.substr(4, json_len)))
+    return InvalidArgument("the point's JSON nests deeper than " +
+                           std::to_string(kMaxJsonDepth) + " levels");
   auto j = json::parse(body.substr(4, json_len), nullptr, false);
   if (j.is_discarded())
     return InvalidArgument("the point's JSON does not parse");
@@ -1068,6 +1078,9 @@ Result<AgentAnswer<AgentCommit>> AgentStore::CommitVm(
     return InvalidArgument("the body is " + std::to_string(body.size()) +
                            " bytes, over the limit of " +
                            std::to_string(kMaxVmCommitBytes));
+  if (!JsonNestingWithin(body))
+    return InvalidArgument("the point's JSON nests deeper than " +
+                           std::to_string(kMaxJsonDepth) + " levels");
   auto j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return InvalidArgument(

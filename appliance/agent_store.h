@@ -64,6 +64,10 @@ inline constexpr uint32_t kMaxChunkRawBytes = 16u << 20;  // one chunk
 // well-compressed frames can ask for.
 inline constexpr uint64_t kMaxBatchRawBytes = 256ull << 20;
 inline constexpr size_t kMaxMissingListed = 100;  // ids named in a 409
+// Distinct ids one /agent/chunks request may name: its frames and the
+// children of its tree nodes (an agent's 8 MiB batch of full nodes names
+// about 2^18).
+inline constexpr size_t kMaxIdsPerUpload = 1u << 19;
 
 // A refusal the protocol answers with its own status and body:
 // 422 {"error"} for a chunk whose bytes do not hash to its id, 409

@@ -347,8 +347,17 @@ Result<Handler> MakeApiHandler(std::vector<Route> routes, ApiOptions options) {
     }
     auto query = ParseQuery(req.query);
     Response resp;
+    // Every body but an agent's binary upload may be read as JSON by the
+    // route: refuse nesting that would overflow the stack when copied.
+    const std::string* type = req.Header("content-type");
+    const bool binary = type && type->rfind("application/octet-stream", 0) == 0;
     if (!query) {
       resp = ErrorJson(400, "bad percent-escape in the query string");
+    } else if (!binary && !JsonNestingWithin(req.body)) {
+      resp = ErrorJson(400,
+                       "the request body nests arrays or objects deeper "
+                       "than " +
+                           std::to_string(kMaxJsonDepth) + " levels");
     } else if (bad_form) {
       resp = ErrorJson(400, "bad percent-escape in the form body");
     } else if (!public_route && !RoleAllows(caller, match->role)) {

@@ -200,7 +200,7 @@ Status ReportResult(AgentDispatch& d, const std::string& agent, int64_t id,
   // by Finish in words.
   std::optional<AgentTask> task = d.TaskOf(agent, id);
   HAVEN_ASSIGN_OR_RETURN(AgentResult r,
-                         ParseResult(body, task ? task->kind : "file-backup"));
+                         ParseResult(body, task ? task->kind : ""));
   return d.Finish(agent, id, std::move(r));
 }
 

@@ -12,6 +12,7 @@
 #include "appliance/point_access.h"
 #include "appliance/restore_plans.h"
 #include "appliance/routes.h"
+#include "base/json.h"
 #include "restore/image_restore.h"
 #include "snapshot/libvirt_host.h"
 
@@ -127,6 +128,7 @@ nlohmann::ordered_json Facts(const HostPoint& p) {
   auto text =
       restore::ReadConfigFile(p.open->repo(), *p.m, "host/facts.json", 1 << 20);
   if (!text.ok()) return nullptr;
+  if (!JsonNestingWithin(*text)) return nullptr;  // an agent wrote it
   auto j = nlohmann::ordered_json::parse(*text, nullptr, false);
   return j.is_object() ? j : nlohmann::ordered_json(nullptr);
 }

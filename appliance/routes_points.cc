@@ -6,6 +6,7 @@
 
 #include "appliance/point_access.h"
 #include "appliance/routes.h"
+#include "base/json.h"
 #include "base/time.h"
 #include "restore/image_restore.h"
 
@@ -191,7 +192,10 @@ Response ShowPoint(Services& s, const ApiCall& call) {
         net.resize(net.size() - 4);
       networks[net] = *text;
     } else if (c->name == "host/facts.json") {
-      auto facts = nlohmann::ordered_json::parse(*text, nullptr, false);
+      // An agent wrote this file: parsed only when it nests sanely.
+      auto facts = JsonNestingWithin(*text)
+                       ? nlohmann::ordered_json::parse(*text, nullptr, false)
+                       : nlohmann::ordered_json();
       if (facts.is_object())
         j["host_facts"] = facts;
       else

@@ -229,6 +229,17 @@ TEST(AgentBackupParamsTest, RefusesWhatIsWrong) {
   bad({{"agent", "web1"}, {"paths", {"/etc"}}, {"exclude_caches", "yes"}},
       "exclude_caches must be true or false");
   bad({{"agent", ""}, {"paths", {"/etc"}}}, "agent must be a string");
+  // A VM backup names the VM and takes no file-backup fields.
+  EXPECT_TRUE(ValidateAgentBackupParams({{"agent", "h1"}, {"vm", "db1"}}).ok());
+  EXPECT_TRUE(ValidateAgentBackupParams(
+                  {{"agent", "h1"}, {"vm", "db1"}, {"full", true}})
+                  .ok());
+  bad({{"agent", "h1"}, {"vm", "db1"}, {"paths", {"/etc"}}},
+      "paths is for file backups");
+  bad({{"agent", "h1"}, {"vm", "db1"}, {"full", "yes"}},
+      "full must be true or false");
+  bad({{"agent", "h1"}, {"paths", {"/etc"}}, {"full", true}},
+      "full is for VM backups");
 }
 
 TEST(AgentBackupParamsTest, AScheduleMayRunIt) {
@@ -409,6 +420,17 @@ TEST_F(AgentJobRoutesTest, AnAgentRunsItsBackupAndTheJobEndsWithThePoint) {
   EXPECT_THAT(log, HasSubstr("web1: reading /etc"));  // one line
   // The job has ended: later reports are refused.
   EXPECT_EQ(Call("POST", jobs + "/progress", "agentA", "{}").status, 404);
+}
+
+TEST_F(AgentJobRoutesTest, OnlyAHostAgentBacksUpAVm) {
+  // web1 is a guest agent: the job fails in words, nothing is offered.
+  int64_t id = Queue("web1", R"({"vm":"db1"})");
+  ASSERT_GT(id, 0);
+  JobRecord r = Ended(id);
+  EXPECT_EQ(r.state, JobState::kFailed);
+  EXPECT_THAT(r.outcome.error, HasSubstr("only a host agent"));
+  EXPECT_EQ(Call("GET", "/api/v1/agent/jobs/next?wait=1", "agentA").status,
+            204);
 }
 
 TEST_F(AgentJobRoutesTest, PartialAndFailedOutcomes) {

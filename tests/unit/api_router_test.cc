@@ -148,6 +148,26 @@ TEST_F(RouterTest, BadQueryEscapeIs400) {
       400);
 }
 
+TEST_F(RouterTest, DeeplyNestedJsonBodiesAreRefusedBeforeTheRoute) {
+  // Copying or dumping such a value would recurse once per level.
+  Request deep = Req("POST", "/api/v1/jobs/3/cancel");
+  deep.body = std::string(100000, '[') + std::string(100000, ']');
+  Response r = handler_(As(deep, "a"));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.body, HasSubstr("deeper than 64 levels"));
+  // Brackets inside strings do not count; 64 levels are fine.
+  Request ok = Req("POST", "/api/v1/jobs/3/cancel");
+  ok.body = "{\"a\": \"" + std::string(1000, '[') + "\"}";
+  EXPECT_EQ(handler_(As(ok, "a")).status, 200);
+  ok.body = std::string(64, '[') + std::string(64, ']');
+  EXPECT_EQ(handler_(As(ok, "a")).status, 200);
+  // A binary upload is not JSON.
+  Request bin = Req("POST", "/api/v1/jobs/3/cancel");
+  bin.body = std::string(1000, '[');
+  bin.headers.emplace_back("content-type", "application/octet-stream");
+  EXPECT_EQ(handler_(As(bin, "a")).status, 200);
+}
+
 TEST(RouteTable, RefusesRoutesWithoutAccessRuleOrRoleOrTwice) {
   auto h = [](const ApiCall&) { return OkJson({}); };
   ApiOptions o;
