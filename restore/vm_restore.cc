@@ -100,8 +100,8 @@ Result<std::vector<std::string>> AgentXmlConflicts(const VmPlan& plan) {
     if (n.action != "create") continue;
     HAVEN_ASSIGN_OR_RETURN(auto net, snapshot::UntrustedNetworkProblems(n.xml));
     for (const std::string& p : net)
-      out.push_back("network " + n.from +
-                    " in the point, committed by agent " + agent + ", " + p +
+      out.push_back("network " + n.from + " in the point, committed by agent " +
+                    agent + ", " + p +
                     "; map it to a network of this host with --network-map " +
                     n.from + "=NETWORK instead");
   }

@@ -997,7 +997,8 @@ void NamespacedElements(xmlNode* n, const char* ns_prefix, Problems& out) {
   for (xmlNode* c = n->children; c; c = c->next) {
     if (c->type != XML_ELEMENT_NODE) continue;
     if (c->parent && c->parent->parent &&
-        c->parent->parent->type == XML_DOCUMENT_NODE && IsElement(c, "metadata"))
+        c->parent->parent->type == XML_DOCUMENT_NODE &&
+        IsElement(c, "metadata"))
       continue;
     if (c->ns && c->ns->href &&
         xmlStrncmp(c->ns->href, ToXml(ns_prefix),
@@ -1020,8 +1021,8 @@ void NamespacedElements(xmlNode* n, const char* ns_prefix, Problems& out) {
 // of libvirt's or QEMU's own, or a socket libvirt names itself.
 void CharDevice(xmlNode* dev, const std::string& element, Problems& out) {
   static const std::set<std::string> kSafe = {
-      "pty", "vc", "null", "stdio", "spicevmc", "spiceport", "qemu-vdagent",
-      "dbus"};
+      "pty",      "vc",        "null",         "stdio",
+      "spicevmc", "spiceport", "qemu-vdagent", "dbus"};
   const std::string type = Attr(dev, "type");
   for (xmlNode* c = dev->children; c; c = c->next)
     if (IsElement(c, "log") && !Attr(c, "file").empty())
@@ -1038,11 +1039,11 @@ void CharDevice(xmlNode* dev, const std::string& element, Problems& out) {
   std::string path;
   for (xmlNode* c = dev->children; c; c = c->next)
     if (IsElement(c, "source")) path = Attr(c, "path");
-  out.Add(Tag(element, "type", type) + (path.empty() ? "" : " on " + Quote(path)),
-          type == "tcp" || type == "udp"
-              ? "a network socket of the host"
-              : "a host file, device, pipe or socket",
-          type == "tcp" || type == "udp" ? kReachHost : kReachFiles);
+  out.Add(
+      Tag(element, "type", type) + (path.empty() ? "" : " on " + Quote(path)),
+      type == "tcp" || type == "udp" ? "a network socket of the host"
+                                     : "a host file, device, pipe or socket",
+      type == "tcp" || type == "udp" ? kReachHost : kReachFiles);
 }
 
 // A <disk>: the only host paths it may name are files the restore writes.
@@ -1074,14 +1075,14 @@ void Disk(xmlNode* d, const std::set<std::string>& restored_files,
   for (xmlNode* c = d->children; c; c = c->next)
     if ((IsElement(c, "backingStore") || IsElement(c, "mirror")) &&
         (Child(c, "source") || !Attr(c, "file").empty()))
-      out.Add(where + " " + Tag(Name(c)),
-              "an image the restore does not write", kReachFiles);
+      out.Add(where + " " + Tag(Name(c)), "an image the restore does not write",
+              kReachFiles);
 }
 
 void Interface(xmlNode* i, Problems& out) {
   static const std::set<std::string> kHostSide = {
-      "hostdev", "vdpa", "vhostuser", "ethernet", "server", "client",
-      "mcast", "udp"};
+      "hostdev", "vdpa",   "vhostuser", "ethernet",
+      "server",  "client", "mcast",     "udp"};
   const std::string type = Attr(i, "type");
   if (kHostSide.count(type))
     out.Add(Tag("interface", "type", type),
@@ -1260,7 +1261,8 @@ Result<std::vector<std::string>> UntrustedNetworkProblems(
       if (IsElement(c, "interface") || IsElement(c, "pf") ||
           IsElement(c, "address"))
         out.Add("<forward><" + Name(c) +
-                    (Attr(c, "dev").empty() ? "" : " dev=" + Quote(Attr(c, "dev"))) +
+                    (Attr(c, "dev").empty() ? ""
+                                            : " dev=" + Quote(Attr(c, "dev"))) +
                     ">",
                 "a host network interface or device", kReachHost);
   }

@@ -116,7 +116,7 @@ struct DomainRewrite {
 };
 
 struct RewrittenDomain {
-  std::string xml;  // UTF-8, no XML declaration
+  std::string xml;   // UTF-8, no XML declaration
   std::string uuid;  // new_identity: the new <uuid>; "" otherwise
   // new_identity: (old MAC, new MAC) per interface in document order; the
   // old one is "" where the interface had none. Empty otherwise.

@@ -920,11 +920,12 @@ TEST(UntrustedDomainTest, MetadataIsNotReadButFirmwareAndFilesAre) {
   ASSERT_THAT(problems, IsOk());
   EXPECT_THAT(*problems, Not(Contains(HasSubstr("qemu:commandline"))));
   EXPECT_THAT(*problems, Contains(StartsWith("asks for <emulator> '/tmp/x'")));
-  EXPECT_THAT(*problems,
-              Contains(StartsWith(
-                  "asks for <loader> '/usr/share/../../etc/shadow'")));
-  EXPECT_THAT(*problems,
-              Contains(StartsWith("asks for <nvram template='/root/vars.fd'>")));
+  EXPECT_THAT(
+      *problems,
+      Contains(StartsWith("asks for <loader> '/usr/share/../../etc/shadow'")));
+  EXPECT_THAT(
+      *problems,
+      Contains(StartsWith("asks for <nvram template='/root/vars.fd'>")));
   EXPECT_THAT(*problems, Contains(StartsWith("asks for <initrd> '/boot/x'")));
   EXPECT_THAT(*problems, Contains(StartsWith("asks for <sysinfo><entry "
                                              "file='/etc/ssh/")));

@@ -1614,11 +1614,11 @@ TEST_F(VmRestoreTest, AnAgentsXmlThatReachesTheHostConflicts) {
     ASSERT_THAT(plan, IsOk());
     EXPECT_THAT(
         plan->conflicts,
-        Contains(AllOf(
-            HasSubstr(std::string("the VM's XML, committed by agent ") +
-                      kAgentId + ", asks for " + c.conflict),
-            HasSubstr("a point from an agent may not"),
-            HasSubstr("restore its disks with `haven restore image`"))));
+        Contains(
+            AllOf(HasSubstr(std::string("the VM's XML, committed by agent ") +
+                            kAgentId + ", asks for " + c.conflict),
+                  HasSubstr("a point from an agent may not"),
+                  HasSubstr("restore its disks with `haven restore image`"))));
     // What the plan shows is what a run refuses.
     EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
                 StatusIs(Code::kFailedPrecondition, HasSubstr("problem(s)")));
@@ -1660,9 +1660,8 @@ TEST_F(VmRestoreTest, AnAgentsTypicalVmIsRestoredWithoutItsEmulator) {
               Contains(HasSubstr("<emulator> /usr/bin/qemu-system-x86_64 is "
                                  "left out")));
   // The CD-ROM with a host source: an empty drive, not a conflict.
-  EXPECT_THAT(plan->warnings,
-              Contains(AllOf(HasSubstr("drive hdc"),
-                             HasSubstr("restored empty"))));
+  EXPECT_THAT(plan->warnings, Contains(AllOf(HasSubstr("drive hdc"),
+                                             HasSubstr("restored empty"))));
   EXPECT_THAT(plan->xml, Not(HasSubstr("emulator")));
   EXPECT_THAT(plan->xml, Not(HasSubstr("haven-no-such-installer.iso")));
   auto info = snapshot::ParseDomainXml(plan->xml);
@@ -1705,9 +1704,8 @@ TEST_F(VmRestoreTest, AnAgentsDiskThatIsNotRestoredIsLeftOut) {
   EXPECT_THAT(plan->conflicts, IsEmpty());
   EXPECT_THAT(plan->warnings,
               Contains(AllOf(HasSubstr("disk vdb"), HasSubstr("left out"))));
-  EXPECT_THAT(plan->warnings,
-              Contains(AllOf(HasSubstr("drive fda"),
-                             HasSubstr("restored empty"))));
+  EXPECT_THAT(plan->warnings, Contains(AllOf(HasSubstr("drive fda"),
+                                             HasSubstr("restored empty"))));
   EXPECT_THAT(plan->xml, Not(HasSubstr("/dev/sd")));
   auto info = snapshot::ParseDomainXml(plan->xml);
   ASSERT_THAT(info, IsOk());
