@@ -81,6 +81,33 @@ Status LoadHostMacs(const snapshot::LibvirtHost& host, PlanContext& context) {
   return OkStatus();
 }
 
+// A point a host agent committed (manifest agent_id): the agent wrote its
+// XML, and defining it here must not hand the VM this host's devices, files
+// or programs. One conflict per problem found in the XML the plan defines
+// and in the networks it creates, checked as they will be defined.
+Result<std::vector<std::string>> AgentXmlConflicts(const VmPlan& plan) {
+  std::vector<std::string> out;
+  const std::string& agent = plan.snapshot.agent_id;
+  if (agent.empty()) return out;
+  std::set<std::string> restored;
+  for (const PlannedDisk& d : plan.disks) restored.insert(d.path);
+  HAVEN_ASSIGN_OR_RETURN(auto domain,
+                         snapshot::UntrustedDomainProblems(plan.xml, restored));
+  for (const std::string& p : domain)
+    out.push_back("the VM's XML, committed by agent " + agent + ", " + p +
+                  "; restore its disks with `haven restore image` instead");
+  for (const PlannedNetwork& n : plan.networks) {
+    if (n.action != "create") continue;
+    HAVEN_ASSIGN_OR_RETURN(auto net, snapshot::UntrustedNetworkProblems(n.xml));
+    for (const std::string& p : net)
+      out.push_back("network " + n.from + " in the point, committed by agent " +
+                    agent + ", " + p +
+                    "; map it to a network of this host with --network-map " +
+                    n.from + "=NETWORK instead");
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
@@ -106,6 +133,8 @@ Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
     return parsed.status().WithContext("the domain XML in snapshot " +
                                        short_id);
   const snapshot::DomainInfo& info = *parsed;
+  // A host agent's point: its XML may name this host's files and devices.
+  const bool from_agent = !snapshot.agent_id.empty();
   plan.source_name = info.name;
   plan.name = options.name.empty() ? info.name : options.name;
 
@@ -134,6 +163,7 @@ Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
   rewrite.name = options.name;
   rewrite.new_identity = options.new_identity;
   rewrite.restored_from = snapshot.id;
+  rewrite.untrusted = from_agent;
   if (options.new_identity) {
     rewrite.identity_seed = "haven new identity\n" + snapshot.id + "\n" +
                             plan.name + "\n" + HostName() + "\n" + host.uri();
@@ -163,6 +193,8 @@ Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
   std::vector<Claim> claims;
   for (const auto& d : info.disks) {
     if (!d.skip_reason.empty()) {
+      // An agent's skipped disks lose their sources in the rewrite (below).
+      if (from_agent) continue;
       if ((d.type == "file" || d.type == "block") && !d.path.empty() &&
           !Exists(d.path))
         plan.warnings.push_back("disk " + d.target + " (" + d.skip_reason +
@@ -319,16 +351,37 @@ Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
       plan.warnings.push_back(std::string(what) + " " + xpath_path +
                               " is not on this host");
   };
-  check_host_file(info.emulator, "emulator");
+  if (!from_agent) check_host_file(info.emulator, "emulator");
   check_host_file(info.loader, "firmware");
 
   auto rewritten = snapshot::RewriteDomainXml(*xml, rewrite);
   if (!rewritten.ok())
     return rewritten.status().WithContext("rewriting the domain XML");
   plan.xml = rewritten->xml;
+  if (from_agent) {
+    const std::string why =
+        ": a point from an agent may not name this host's files";
+    if (!info.emulator.empty())
+      plan.warnings.push_back("the VM's <emulator> " + info.emulator +
+                              " is left out: libvirt runs the host's own");
+    for (const std::string& t : rewritten->emptied_disks)
+      plan.warnings.push_back("drive " + t +
+                              " (removable media) was not backed up and is "
+                              "restored empty" +
+                              why);
+    for (const std::string& t : rewritten->removed_disks)
+      plan.warnings.push_back("disk " + t +
+                              " was not backed up and is left out of the "
+                              "restored VM" +
+                              why);
+  }
   plan.macs = rewritten->macs;
   plan.new_uuid = options.new_identity;
   plan.uuid = options.new_identity ? rewritten->uuid : info.uuid;
+
+  HAVEN_ASSIGN_OR_RETURN(auto agent_conflicts, AgentXmlConflicts(plan));
+  plan.conflicts.insert(plan.conflicts.end(), agent_conflicts.begin(),
+                        agent_conflicts.end());
 
   // Is the domain of that name one this restore made?
   const bool ours = same_name.ok() && existing_uuid == plan.uuid &&
@@ -533,6 +586,12 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::PointReader& repo,
     result.seconds = MonotonicSeconds() - start;
     return result;
   }
+  // A stored plan is read back: what it defines is checked again.
+  HAVEN_ASSIGN_OR_RETURN(auto agent_conflicts, AgentXmlConflicts(plan));
+  if (!agent_conflicts.empty())
+    return FailedPrecondition("the restore of " + plan.name + " has " +
+                              std::to_string(agent_conflicts.size()) +
+                              " problem(s): " + agent_conflicts.front());
   // The host may have changed since the plan was made (an API plan is
   // executed later): what the plan counted on must still hold.
   auto changed = [&](const std::string& what) {

@@ -149,7 +149,11 @@ struct VmRestoreResult {
 
 // Plans the restore of `snapshot` (a `haven backup vm` point) onto `host`.
 // Errors are for what makes a plan impossible (not a VM point, unreadable
-// XML); conflicts with the host are listed in the plan.
+// XML); conflicts with the host are listed in the plan. A point a host agent
+// committed (snapshot.agent_id) is rewritten with DomainRewrite::untrusted,
+// and what its XML and the networks created from it would reach on `host`
+// (snapshot::UntrustedDomainProblems, UntrustedNetworkProblems, on the XML
+// as defined) are conflicts too; ExecuteVmRestore checks them again.
 Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
                              const repository::Manifest& snapshot,
                              const snapshot::LibvirtHost& host,

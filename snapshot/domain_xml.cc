@@ -551,6 +551,34 @@ Status RewriteDisks(xmlDoc* doc, const std::vector<DiskRewrite>& disks,
   return OkStatus();
 }
 
+// For an agent's XML (DomainRewrite::untrusted): no <emulator>, and no
+// disk the restore does not write names a host path. Fills out's
+// emptied_disks and removed_disks.
+Status DropUnwritten(xmlDoc* doc, const DomainRewrite& rw,
+                     RewrittenDomain& out) {
+  for (xmlNode* e : Select(doc, "/domain/devices/emulator")) RemoveNode(e);
+  std::set<std::string> written;
+  for (const DiskRewrite& r : rw.disks) written.insert(r.target);
+  for (xmlNode* d : Select(doc, "/domain/devices/disk")) {
+    const std::string target = Attr(Child(d, "target"), "dev");
+    if (written.count(target)) continue;
+    const std::string device = Attr(d, "device");
+    if (device != "cdrom" && device != "floppy") {
+      RemoveNode(d);
+      out.removed_disks.push_back(target);
+      continue;
+    }
+    HAVEN_RETURN_IF_ERROR(SetAttr(d, "type", "file"));
+    RemoveChildren(d, [](xmlNode* c) {
+      return IsElement(c, "source") || IsElement(c, "backingStore") ||
+             IsElement(c, "mirror") || IsElement(c, "auth") ||
+             IsElement(c, "encryption");
+    });
+    out.emptied_disks.push_back(target);
+  }
+  return OkStatus();
+}
+
 // What an interface's source becomes under `map` (its type is network or
 // bridge); `source` if the map does not name it.
 const std::string& Mapped(const std::map<std::string, std::string>& map,
@@ -719,6 +747,16 @@ Status VerifyDomainRewrite(const RewrittenDomain& out, const DomainInfo& before,
   }
   if (!rw.nvram_path.empty() && after.nvram != rw.nvram_path)
     return wrong("another NVRAM path");
+  if (rw.untrusted) {
+    if (!after.emulator.empty()) return wrong("an <emulator>");
+    if (after.disks.size() != before.disks.size() - out.removed_disks.size())
+      return wrong("another number of disks");
+    for (const std::string& t : out.emptied_disks) {
+      auto it = disks.find(t);
+      if (it == disks.end() || !it->second->path.empty())
+        return wrong("drive " + Quote(t) + " not empty");
+    }
+  }
   return OkStatus();
 }
 
@@ -845,6 +883,8 @@ Result<RewrittenDomain> RewriteDomainXml(const std::string& xml,
   if (!rewrite.nvram_path.empty())
     HAVEN_RETURN_IF_ERROR(SetNvram(doc.get(), rewrite.nvram_path, where));
   RewrittenDomain out;
+  if (rewrite.untrusted)
+    HAVEN_RETURN_IF_ERROR(DropUnwritten(doc.get(), rewrite, out));
   if (rewrite.new_identity)
     HAVEN_RETURN_IF_ERROR(NewIdentity(doc.get(), rewrite, out));
   if (!rewrite.restored_from.empty())
@@ -898,6 +938,342 @@ Result<PoolInfo> ParsePoolXml(const std::string& xml) {
   if (auto p = Select(doc.get(), "/pool/target/path"); !p.empty())
     info.path = Text(p[0]);
   return info;
+}
+
+// ------------------------------------------------------------- untrusted
+// What a host agent's XML may not ask of the host that defines it. Each
+// problem is a phrase naming the element, what it is, and what a point from
+// an agent may therefore not do; untrusted values in it are Quote()d.
+namespace {
+
+constexpr char kReachDevices[] = "reach the target host's devices";
+constexpr char kReachFiles[] = "reach the target host's files";
+constexpr char kRunPrograms[] = "run programs on the target host";
+constexpr char kUnconfined[] =
+    "run QEMU outside the confinement libvirt gives every VM";
+constexpr char kReachHost[] =
+    "reach the target host's sockets, ports or network interfaces";
+
+class Problems {
+ public:
+  void Add(const std::string& element, const std::string& what,
+           const char* why) {
+    std::string p = "asks for " + element + " (" + what +
+                    "): a point from an agent may not " + why;
+    if (seen_.insert(p).second) list_.push_back(std::move(p));
+  }
+  std::vector<std::string> Take() { return std::move(list_); }
+
+ private:
+  std::set<std::string> seen_;
+  std::vector<std::string> list_;
+};
+
+std::string Name(const xmlNode* n) {
+  return reinterpret_cast<const char*>(n->name);
+}
+
+// <name type='value'> with the value quoted (it is the XML's).
+std::string Tag(const std::string& name, const char* attr = nullptr,
+                const std::string& value = "") {
+  if (!attr) return "<" + name + ">";
+  return "<" + name + " " + attr + "=" + Quote(value) + ">";
+}
+
+// An absolute path without a ".." component under one of `dirs`.
+bool Under(const std::string& path, std::initializer_list<const char*> dirs) {
+  if (path.find("/../") != std::string::npos ||
+      (path.size() >= 3 && path.compare(path.size() - 3, 3, "/..") == 0))
+    return false;
+  for (const char* d : dirs)
+    if (path.rfind(d, 0) == 0) return true;
+  return false;
+}
+
+// Elements of libvirt's driver-specific namespaces (qemu:commandline,
+// qemu:capabilities, qemu:override, lxc:namespace, xen:commandline, ...)
+// anywhere but in <metadata>, which libvirt keeps without reading.
+void NamespacedElements(xmlNode* n, const char* ns_prefix, Problems& out) {
+  for (xmlNode* c = n->children; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE) continue;
+    if (c->parent && c->parent->parent &&
+        c->parent->parent->type == XML_DOCUMENT_NODE &&
+        IsElement(c, "metadata"))
+      continue;
+    if (c->ns && c->ns->href &&
+        xmlStrncmp(c->ns->href, ToXml(ns_prefix),
+                   xmlStrlen(ToXml(ns_prefix))) == 0) {
+      const std::string prefix =
+          c->ns->prefix ? reinterpret_cast<const char*>(c->ns->prefix) : "";
+      out.Add("<" + (prefix.empty() ? "" : prefix + ":") + Name(c) + ">",
+              "options handed to the hypervisor or its helpers as they are, "
+              "namespace " +
+                  Quote(reinterpret_cast<const char*>(c->ns->href)),
+              kRunPrograms);
+      continue;
+    }
+    NamespacedElements(c, ns_prefix, out);
+  }
+}
+
+// A character device's backend (<serial>, <console>, <channel>,
+// <parallel>, and the passthrough of <smartcard>, <rng>): a pty, a console
+// of libvirt's or QEMU's own, or a socket libvirt names itself.
+void CharDevice(xmlNode* dev, const std::string& element, Problems& out) {
+  static const std::set<std::string> kSafe = {
+      "pty",      "vc",        "null",         "stdio",
+      "spicevmc", "spiceport", "qemu-vdagent", "dbus"};
+  const std::string type = Attr(dev, "type");
+  for (xmlNode* c = dev->children; c; c = c->next)
+    if (IsElement(c, "log") && !Attr(c, "file").empty())
+      out.Add(Tag(element) + "<log file=" + Quote(Attr(c, "file")) + ">",
+              "the device's output written to a host file", kReachFiles);
+  if (kSafe.count(type)) return;
+  if (type == "unix") {  // without a path libvirt names the socket itself
+    for (xmlNode* c = dev->children; c; c = c->next)
+      if (IsElement(c, "source") && !Attr(c, "path").empty())
+        out.Add(Tag(element, "type", type) + " on " + Quote(Attr(c, "path")),
+                "a host socket path", kReachHost);
+    return;
+  }
+  std::string path;
+  for (xmlNode* c = dev->children; c; c = c->next)
+    if (IsElement(c, "source")) path = Attr(c, "path");
+  out.Add(
+      Tag(element, "type", type) + (path.empty() ? "" : " on " + Quote(path)),
+      type == "tcp" || type == "udp" ? "a network socket of the host"
+                                     : "a host file, device, pipe or socket",
+      type == "tcp" || type == "udp" ? kReachHost : kReachFiles);
+}
+
+// A <disk>: the only host paths it may name are files the restore writes.
+void Disk(xmlNode* d, const std::set<std::string>& restored_files,
+          Problems& out) {
+  const std::string target = Attr(Child(d, "target"), "dev");
+  const std::string where = "<disk> " + Quote(target);
+  xmlNode* src = Child(d, "source");
+  if (src) {
+    const std::string file = Attr(src, "file");
+    const bool restored = Attr(d, "type") == "file" && !file.empty() &&
+                          restored_files.count(file) > 0;
+    bool names_something = false;
+    for (xmlAttr* a = src->properties; a; a = a->next)
+      if (!xmlStrEqual(a->name, ToXml("startupPolicy")) &&
+          !xmlStrEqual(a->name, ToXml("index")))
+        names_something = true;
+    for (xmlNode* c = src->children; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE && !IsElement(c, "seclabel"))
+        names_something = true;
+    if (names_something && !restored) {
+      std::string named = Attr(src, "file");
+      for (const char* a : {"dev", "dir", "volume", "name", "path"})
+        if (named.empty()) named = Attr(src, a);
+      out.Add(where + (named.empty() ? "" : " on " + Quote(named)),
+              "a source the restore does not write", kReachFiles);
+    }
+  }
+  for (xmlNode* c = d->children; c; c = c->next)
+    if ((IsElement(c, "backingStore") || IsElement(c, "mirror")) &&
+        (Child(c, "source") || !Attr(c, "file").empty()))
+      out.Add(where + " " + Tag(Name(c)), "an image the restore does not write",
+              kReachFiles);
+}
+
+void Interface(xmlNode* i, Problems& out) {
+  static const std::set<std::string> kHostSide = {
+      "hostdev", "vdpa",   "vhostuser", "ethernet",
+      "server",  "client", "mcast",     "udp"};
+  const std::string type = Attr(i, "type");
+  if (kHostSide.count(type))
+    out.Add(Tag("interface", "type", type),
+            type == "hostdev" || type == "vdpa"
+                ? "a host network device passed to the guest"
+                : "a host tap device, socket or port",
+            type == "hostdev" || type == "vdpa" ? kReachDevices : kReachHost);
+  for (xmlNode* c = i->children; c; c = c->next) {
+    if (IsElement(c, "script") || IsElement(c, "downscript"))
+      out.Add("<interface>" + Tag(Name(c)) + " " + Quote(Attr(c, "path")),
+              "a host program run for the interface", kRunPrograms);
+    if (IsElement(c, "backend") &&
+        (!Attr(c, "tap").empty() || !Attr(c, "vhost").empty()))
+      out.Add("<interface><backend>", "host device paths for the network",
+              kReachDevices);
+  }
+}
+
+void Devices(xmlNode* devices, const std::set<std::string>& restored_files,
+             Problems& out) {
+  for (xmlNode* c = devices ? devices->children : nullptr; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE || c->ns) continue;
+    const std::string name = Name(c);
+    const std::string type = Attr(c, "type");
+    if (name == "emulator") {
+      out.Add("<emulator> " + Quote(Text(c)),
+              "the program libvirt runs as the VM", kRunPrograms);
+    } else if (name == "hostdev") {
+      out.Add("<hostdev>", "a host PCI, USB, SCSI or mediated device",
+              kReachDevices);
+    } else if (name == "filesystem") {
+      out.Add("<filesystem>", "a host folder shared with the guest",
+              kReachFiles);
+    } else if (name == "redirdev") {
+      out.Add("<redirdev>", "a USB device redirected into the guest",
+              kReachDevices);
+    } else if (name == "shmem") {
+      out.Add("<shmem>", "memory shared with the host's processes",
+              kReachDevices);
+    } else if (name == "lease") {
+      out.Add("<lease>", "a lock file on the host", kReachFiles);
+    } else if (name == "serial" || name == "parallel" || name == "console" ||
+               name == "channel") {
+      CharDevice(c, name, out);
+    } else if (name == "disk") {
+      Disk(c, restored_files, out);
+    } else if (name == "interface") {
+      Interface(c, out);
+    } else if (name == "input" && (type == "passthrough" || type == "evdev")) {
+      out.Add(Tag(name, "type", type), "a host input device", kReachDevices);
+    } else if (name == "tpm") {
+      xmlNode* b = Child(c, "backend");
+      const std::string bt = Attr(b, "type");
+      if (b && (bt != "emulator" || Child(b, "source") || Child(b, "device")))
+        out.Add("<tpm><backend type=" + Quote(bt) + ">",
+                "the host's TPM or a host file", kReachDevices);
+    } else if (name == "smartcard") {
+      const std::string mode = Attr(c, "mode");
+      if (mode == "passthrough")
+        CharDevice(c, name, out);
+      else
+        out.Add(Tag(name, "mode", mode),
+                "the host's smartcard reader or certificate folder",
+                kReachDevices);
+    } else if (name == "rng") {
+      xmlNode* b = Child(c, "backend");
+      const std::string model = Attr(b, "model");
+      if (model == "egd") {
+        CharDevice(b, "rng", out);
+      } else if (model == "random") {
+        const std::string dev = Text(b);
+        if (!dev.empty() && dev != "/dev/random" && dev != "/dev/urandom" &&
+            dev != "/dev/hwrng")
+          out.Add("<rng><backend model='random'> " + Quote(dev),
+                  "a host file or device read by the guest", kReachFiles);
+      }
+    } else if (name == "memory") {
+      xmlNode* s = Child(c, "source");
+      if (s && Child(s, "path"))
+        out.Add(Tag(name, "model", Attr(c, "model")) + " on " +
+                    Quote(Text(Child(s, "path"))),
+                "a host file or device as guest memory", kReachFiles);
+    } else if (name == "audio") {
+      if (type != "none" && type != "spice" && type != "dbus")
+        out.Add(Tag(name, "type", type), "the host's sound or a host file",
+                kReachDevices);
+    } else if (name == "graphics") {
+      bool host_side = type == "sdl" || type == "desktop" ||
+                       !Attr(c, "socket").empty() || !Attr(c, "xauth").empty();
+      for (xmlNode* g = c->children; g; g = g->next)
+        if ((IsElement(g, "listen") && !Attr(g, "socket").empty()) ||
+            (IsElement(g, "gl") && !Attr(g, "rendernode").empty()))
+          host_side = true;
+      if (host_side)
+        out.Add(Tag(name, "type", type),
+                "a host display, socket path or GPU render node",
+                kReachDevices);
+    }
+  }
+}
+
+// <os>: files read into the guest, and firmware from the host's firmware
+// folders only.
+void Os(xmlDoc* doc, Problems& out) {
+  for (const char* what : {"kernel", "initrd", "dtb", "shim"})
+    for (xmlNode* n : Select(doc, (std::string("/domain/os/") + what).c_str()))
+      out.Add(Tag(what) + " " + Quote(Text(n)),
+              "a host file loaded into the guest", kReachFiles);
+  for (xmlNode* n : Select(doc, "/domain/os/acpi/table"))
+    out.Add("<acpi><table> " + Quote(Text(n)),
+            "a host file loaded into the guest", kReachFiles);
+  for (xmlNode* n : Select(doc, "/domain/sysinfo//entry[@file]"))
+    out.Add("<sysinfo><entry file=" + Quote(Attr(n, "file")) + ">",
+            "a host file loaded into the guest", kReachFiles);
+  const std::initializer_list<const char*> firmware = {"/usr/share/"};
+  for (xmlNode* n : Select(doc, "/domain/os/loader"))
+    if (const std::string p = Text(n); !p.empty() && !Under(p, firmware))
+      out.Add("<loader> " + Quote(p), "firmware from outside /usr/share",
+              kReachFiles);
+  for (xmlNode* n : Select(doc, "/domain/os/nvram"))
+    if (const std::string t = Attr(n, "template");
+        !t.empty() && !Under(t, firmware))
+      out.Add("<nvram template=" + Quote(t) + ">",
+              "firmware variables from outside /usr/share", kReachFiles);
+}
+
+void SecLabels(xmlDoc* doc, Problems& out) {
+  for (xmlNode* s : Select(doc, "/domain/seclabel")) {
+    const std::string type = Attr(s, "type");
+    const std::string model = Attr(s, "model");
+    const std::string which =
+        model.empty() ? std::string() : " model=" + Quote(model);
+    if (type == "none" || type == "static")
+      out.Add("<seclabel type=" + Quote(type) + which + ">",
+              type == "none" ? "no confinement of QEMU"
+                             : "a label of its own choosing for QEMU",
+              kUnconfined);
+    if (Attr(s, "relabel") == "no")
+      out.Add("<seclabel relabel='no'" + which + ">",
+              "files not labelled for this VM alone", kUnconfined);
+  }
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> UntrustedDomainProblems(
+    const std::string& xml, const std::set<std::string>& restored_files) {
+  HAVEN_ASSIGN_OR_RETURN(Doc doc, Parse(xml, "domain"));
+  HAVEN_RETURN_IF_ERROR(CheckDocument(doc.get(), "domain"));
+  Problems out;
+  NamespacedElements(reinterpret_cast<xmlNode*>(doc.get()),
+                     "http://libvirt.org/schemas/domain/", out);
+  SecLabels(doc.get(), out);
+  Os(doc.get(), out);
+  for (xmlNode* d : Select(doc.get(), "/domain/devices"))
+    Devices(d, restored_files, out);
+  return out.Take();
+}
+
+Result<std::vector<std::string>> UntrustedNetworkProblems(
+    const std::string& xml) {
+  HAVEN_ASSIGN_OR_RETURN(Doc doc, Parse(xml, "network"));
+  HAVEN_RETURN_IF_ERROR(CheckDocument(doc.get(), "network"));
+  Problems out;
+  NamespacedElements(reinterpret_cast<xmlNode*>(doc.get()),
+                     "http://libvirt.org/schemas/network/", out);
+  for (xmlNode* f : Select(doc.get(), "/network/forward")) {
+    const std::string mode = Attr(f, "mode");
+    if (!mode.empty() && mode != "nat" && mode != "route" && mode != "open")
+      out.Add("<forward mode=" + Quote(mode) + ">",
+              "guests put on a host network interface", kReachHost);
+    if (!Attr(f, "dev").empty())
+      out.Add("<forward dev=" + Quote(Attr(f, "dev")) + ">",
+              "a host network interface", kReachHost);
+    for (xmlNode* c = f->children; c; c = c->next)
+      if (IsElement(c, "interface") || IsElement(c, "pf") ||
+          IsElement(c, "address"))
+        out.Add("<forward><" + Name(c) +
+                    (Attr(c, "dev").empty() ? ""
+                                            : " dev=" + Quote(Attr(c, "dev"))) +
+                    ">",
+                "a host network interface or device", kReachHost);
+  }
+  for (xmlNode* t : Select(doc.get(), "/network/ip/tftp"))
+    out.Add("<tftp root=" + Quote(Attr(t, "root")) + ">",
+            "a host folder served to the guests", kReachFiles);
+  for (xmlNode* b : Select(doc.get(), "/network/bridge"))
+    if (!Attr(b, "zone").empty())
+      out.Add("<bridge zone=" + Quote(Attr(b, "zone")) + ">",
+              "a firewall zone of the host", kReachHost);
+  return out.Take();
 }
 
 }  // namespace haven::snapshot

@@ -106,20 +106,50 @@ struct DomainRewrite {
   // Non-empty: the path /domain/os/nvram names (absolute, no control
   // characters). A domain without <os><nvram> is InvalidArgument.
   std::string nvram_path;
+  // The XML is a host agent's (the point's manifest has an agent_id): it
+  // may name the target host's files, so what the restore does not write
+  // is taken out. <devices><emulator> is removed (libvirt picks the host's
+  // default), and of every disk not in `disks`, a CD-ROM or floppy becomes
+  // an empty drive (type='file', no <source>, <backingStore>, <mirror>,
+  // <auth> or <encryption>) and any other disk is removed whole.
+  bool untrusted = false;
 };
 
 struct RewrittenDomain {
-  std::string xml;  // UTF-8, no XML declaration
+  std::string xml;   // UTF-8, no XML declaration
   std::string uuid;  // new_identity: the new <uuid>; "" otherwise
   // new_identity: (old MAC, new MAC) per interface in document order; the
   // old one is "" where the interface had none. Empty otherwise.
   std::vector<std::pair<std::string, std::string>> macs;
+  // untrusted: targets of the drives emptied and of the disks removed.
+  std::vector<std::string> emptied_disks, removed_disks;
 };
 
 // Returns the rewritten XML. On error nothing is returned and the status
 // names the offending value (InvalidArgument, NotFound for a disk target).
 Result<RewrittenDomain> RewriteDomainXml(const std::string& xml,
                                          const DomainRewrite& rewrite);
+
+// What in a domain XML from a host agent would reach the host that defines
+// it: one phrase per problem, naming the element and what it reaches, e.g.
+// "asks for <hostdev> (a host PCI, USB or SCSI device): a point from an
+// agent may not reach the target host's devices". Empty: nothing found.
+// `xml` is the XML as it will be defined (after RewriteDomainXml with
+// `untrusted`); `restored_files` are the files the restore writes, the only
+// host paths a <disk> may name. Looked for: elements of libvirt's driver
+// namespaces (<qemu:commandline>, <qemu:capabilities>, ...), <emulator>,
+// <hostdev>, <filesystem>, <redirdev>, <shmem>, <lease>, host device
+// <interface>s and their scripts, passthrough <input>, <tpm>, <smartcard>,
+// <rng> sources, nvdimm <memory>, <audio> and <graphics> on host
+// files/sockets, a domain <seclabel> of type none or static or with
+// relabel='no', character devices (serial, parallel, console, channel)
+// on anything but a pty, a console of libvirt's or a socket libvirt names
+// itself, their <log file>, disks naming a host path the restore does not
+// write, host files loaded into the guest (kernel, initrd, dtb, ACPI
+// tables, fw_cfg files) and firmware from outside /usr/share.
+// InvalidArgument if the XML does not parse.
+Result<std::vector<std::string>> UntrustedDomainProblems(
+    const std::string& xml, const std::set<std::string>& restored_files);
 
 // ----------------------------------------------------------------- network
 // Virtual network XML (virNetworkGetXMLDesc), captured with the VM that
@@ -148,6 +178,14 @@ struct NetworkRewrite {
 // The XML (which must pass ParseNetworkXml) with the parts named dropped.
 Result<std::string> RewriteNetworkXml(const std::string& xml,
                                       const NetworkRewrite& rewrite);
+
+// As UntrustedDomainProblems, for a network XML from a host agent that a
+// restore would create: only <forward> modes nat, route and open (without
+// a dev, <interface>, <pf> or <address>) or no <forward> (isolated) are
+// allowed; <tftp> (a host folder served), a firewall zone on <bridge> and
+// elements of libvirt's network namespaces (dnsmasq options) are problems.
+Result<std::vector<std::string>> UntrustedNetworkProblems(
+    const std::string& xml);
 
 // ------------------------------------------------------------------- pool
 

@@ -19,6 +19,7 @@ using ::haven::testing_util::IsOk;
 using ::haven::testing_util::StatusIs;
 using ::testing::AllOf;
 using ::testing::AnyOf;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -866,6 +867,91 @@ TEST(PoolXmlTest, ParsesAFolderPool) {
               StatusIs(Code::kInvalidArgument, HasSubstr("not <pool>")));
   EXPECT_THAT(ParsePoolXml("<pool type='dir'></pool>"),
               StatusIs(Code::kInvalidArgument, HasSubstr("<name>")));
+}
+
+// ------------------------------------------------------------- untrusted
+
+TEST(UntrustedDomainTest, ARewrittenTypicalVmAsksOnlyForItsQemuArguments) {
+  DomainRewrite rw = Disks({{"vda", "/images/web-01-vda.qcow2", "qcow2"},
+                            {"vdb", "/images/web-01-vdb.img", "raw"},
+                            {"vdc", "/images/web-01-vdc.qcow2", "qcow2"}});
+  rw.untrusted = true;
+  auto out = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(out, IsOk());
+  EXPECT_THAT(out->emptied_disks, ElementsAre("sda"));
+  EXPECT_THAT(out->removed_disks, IsEmpty());
+  EXPECT_THAT(out->xml, Not(HasSubstr("<emulator>")));
+  EXPECT_THAT(out->xml, Not(HasSubstr("debian-12.iso")));
+  auto problems = UntrustedDomainProblems(
+      out->xml, {"/images/web-01-vda.qcow2", "/images/web-01-vdb.img",
+                 "/images/web-01-vdc.qcow2"});
+  ASSERT_THAT(problems, IsOk());
+  ASSERT_THAT(*problems,
+              ElementsAre(AllOf(
+                  StartsWith("asks for <qemu:commandline> (options handed to "
+                             "the hypervisor"),
+                  HasSubstr("a point from an agent may not run programs on "
+                            "the target host"))));
+  // A disk on a file the restore does not write.
+  auto other = UntrustedDomainProblems(out->xml, {"/images/web-01-vda.qcow2"});
+  ASSERT_THAT(other, IsOk());
+  EXPECT_THAT(*other, Contains(StartsWith(
+                          "asks for <disk> 'vdb' on '/images/web-01-vdb.img' "
+                          "(a source the restore does not write)")));
+  // Without `untrusted` the rewrite keeps what it kept before.
+  rw.untrusted = false;
+  auto kept = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(kept, IsOk());
+  EXPECT_THAT(kept->xml, HasSubstr("/usr/bin/qemu-system-x86_64"));
+  EXPECT_THAT(kept->xml, HasSubstr("debian-12.iso"));
+  EXPECT_THAT(kept->emptied_disks, IsEmpty());
+}
+
+TEST(UntrustedDomainTest, MetadataIsNotReadButFirmwareAndFilesAre) {
+  auto problems = UntrustedDomainProblems(
+      Minimal("<emulator>/tmp/x</emulator>",
+              "<metadata><qemu:commandline xmlns:qemu='http://libvirt.org/"
+              "schemas/domain/qemu/1.0'/></metadata><os><type>hvm</type>"
+              "<loader>/usr/share/../../etc/shadow</loader><nvram "
+              "template='/root/vars.fd'>/x</nvram><initrd>/boot/x</initrd>"
+              "</os><sysinfo type='fwcfg'><entry name='opt/x' "
+              "file='/etc/ssh/ssh_host_ed25519_key'/></sysinfo>"),
+      {});
+  ASSERT_THAT(problems, IsOk());
+  EXPECT_THAT(*problems, Not(Contains(HasSubstr("qemu:commandline"))));
+  EXPECT_THAT(*problems, Contains(StartsWith("asks for <emulator> '/tmp/x'")));
+  EXPECT_THAT(
+      *problems,
+      Contains(StartsWith("asks for <loader> '/usr/share/../../etc/shadow'")));
+  EXPECT_THAT(
+      *problems,
+      Contains(StartsWith("asks for <nvram template='/root/vars.fd'>")));
+  EXPECT_THAT(*problems, Contains(StartsWith("asks for <initrd> '/boot/x'")));
+  EXPECT_THAT(*problems, Contains(StartsWith("asks for <sysinfo><entry "
+                                             "file='/etc/ssh/")));
+  EXPECT_THAT(UntrustedDomainProblems("<domain", {}),
+              StatusIs(Code::kInvalidArgument, HasSubstr("does not parse")));
+}
+
+TEST(UntrustedNetworkTest, NatIsFineTftpAndDnsmasqOptionsAreNot) {
+  auto fine = UntrustedNetworkProblems(
+      "<network><name>n</name><forward mode='nat'><nat><port start='1024' "
+      "end='65535'/></nat></forward><bridge name='virbr9' stp='on'/><ip "
+      "address='192.168.9.1' netmask='255.255.255.0'/></network>");
+  ASSERT_THAT(fine, IsOk());
+  EXPECT_THAT(*fine, IsEmpty());
+  auto isolated = UntrustedNetworkProblems(
+      "<network><name>n</name><bridge name='virbr9'/></network>");
+  ASSERT_THAT(isolated, IsOk());
+  EXPECT_THAT(*isolated, IsEmpty());
+  auto bad = UntrustedNetworkProblems(
+      "<network xmlns:dnsmasq='http://libvirt.org/schemas/network/dnsmasq/"
+      "1.0'><name>n</name><forward mode='route'/><ip address='10.0.0.1'><tftp "
+      "root='/'/></ip><dnsmasq:options><dnsmasq:option "
+      "value='dhcp-script=/tmp/x'/></dnsmasq:options></network>");
+  ASSERT_THAT(bad, IsOk());
+  EXPECT_THAT(*bad, ElementsAre(StartsWith("asks for <dnsmasq:options>"),
+                                StartsWith("asks for <tftp root='/'>")));
 }
 
 }  // namespace

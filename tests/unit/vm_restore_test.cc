@@ -167,6 +167,7 @@ struct PointSpec {
   std::string network_xml = NetworkXml();  // "": not captured
   bool nvram = true;
   std::string time = "2026-11-22T20:00:00Z";
+  std::string agent_id;  // non-empty: committed by that host agent
 };
 
 class VmRestoreTest : public ::testing::Test {
@@ -223,6 +224,7 @@ class VmRestoreTest : public ::testing::Test {
     m.consistency = "crash-consistent";
     m.consistency_reason = "the guest agent did not answer";
     if (spec.kind == "vm") m.vm_uuid = kUuid;
+    m.agent_id = spec.agent_id;
     m.disks.push_back(*disk);
     std::vector<snapshot::ConfigFile> files;
     files.push_back({spec.domain_file, spec.domain_xml});
@@ -1519,6 +1521,257 @@ TEST_F(VmRestoreTest, NotCreatingNetworksMakesAMissingOneAConflict) {
   plan = Plan(m, options_);
   ASSERT_THAT(plan, IsOk());
   EXPECT_THAT(plan->conflicts, IsEmpty());
+}
+
+// ------------------------------------------------------ a host agent's point
+// A hostile host agent writes the XML of the points it commits. What would
+// reach the target host is a conflict naming it for an agent's point, and
+// restored as before for a point of the appliance's own host.
+
+constexpr char kAgentId[] = "3fa1c0de-agent";
+
+// DomainXml() with `text` inserted before `anchor` (its first occurrence).
+std::string DomainXmlWith(const std::string& anchor, const std::string& text) {
+  std::string xml = DomainXml();
+  auto at = xml.find(anchor);
+  EXPECT_NE(at, std::string::npos) << anchor;
+  if (at == std::string::npos) return xml;
+  xml.insert(at, text);
+  return xml;
+}
+
+struct HostileCase {
+  const char* anchor;  // where in DomainXml() the element goes
+  const char* element;
+  const char* conflict;  // what the conflict names
+};
+
+TEST_F(VmRestoreTest, AnAgentsXmlThatReachesTheHostConflicts) {
+  const std::vector<HostileCase> cases = {
+      {"</domain>",
+       "<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/"
+       "1.0'><qemu:arg value='-device'/></qemu:commandline>",
+       "<qemu:commandline>"},
+      {"</domain>",
+       "<qemu:capabilities xmlns:qemu='http://libvirt.org/schemas/domain/"
+       "qemu/1.0'><qemu:add capability='blockdev'/></qemu:capabilities>",
+       "<qemu:capabilities>"},
+      {"</devices>",
+       "<hostdev mode='subsystem' type='pci' managed='yes'><source><address "
+       "domain='0x0000' bus='0x00' slot='0x1f' function='0x2'/></source>"
+       "</hostdev>",
+       "<hostdev>"},
+      {"</devices>",
+       "<filesystem type='mount' accessmode='passthrough'><source dir='/'/>"
+       "<target dir='host'/></filesystem>",
+       "<filesystem>"},
+      {"</devices>", "<redirdev bus='usb' type='spicevmc'/>", "<redirdev>"},
+      {"</devices>",
+       "<shmem name='shared'><model type='ivshmem-plain'/><size "
+       "unit='M'>4</size></shmem>",
+       "<shmem>"},
+      {"</domain>", "<seclabel type='none'/>", "<seclabel type='none'>"},
+      {"</domain>", "<seclabel type='dynamic' model='dac' relabel='no'/>",
+       "<seclabel relabel='no' model='dac'>"},
+      {"</domain>",
+       "<seclabel type='static' model='dac' relabel='yes'><label>+0:+0</label>"
+       "</seclabel>",
+       "<seclabel type='static' model='dac'>"},
+      {"</devices>",
+       "<serial type='file'><source path='/var/lib/haven/keys'/><target "
+       "port='0'/></serial>",
+       "<serial type='file'> on '/var/lib/haven/keys'"},
+      {"</devices>",
+       "<console type='dev'><source path='/dev/sda'/><target type='serial' "
+       "port='0'/></console>",
+       "<console type='dev'> on '/dev/sda'"},
+      {"</devices>",
+       "<channel type='unix'><source mode='connect' path='/run/havend.sock'/>"
+       "<target type='virtio' name='x.0'/></channel>",
+       "<channel type='unix'> on '/run/havend.sock'"},
+      {"</devices>",
+       "<parallel type='pipe'><source path='/tmp/p'/><target port='0'/>"
+       "</parallel>",
+       "<parallel type='pipe'>"},
+      {"</devices>",
+       "<serial type='pty'><log file='/etc/cron.d/x' append='on'/><target "
+       "port='1'/></serial>",
+       "<serial><log file='/etc/cron.d/x'>"},
+      {"<boot dev='hd'/>", "<kernel>/etc/shadow</kernel>",
+       "<kernel> '/etc/shadow'"},
+      {"</devices>",
+       "<interface type='ethernet'><script path='/tmp/x.sh'/></interface>",
+       "<interface><script> '/tmp/x.sh'"},
+  };
+  for (const HostileCase& c : cases) {
+    SCOPED_TRACE(c.element);
+    PointSpec spec;
+    spec.domain_xml = DomainXmlWith(c.anchor, c.element);
+    spec.agent_id = kAgentId;
+    Manifest agents;
+    ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &agents));
+    auto plan = Plan(agents, options_);
+    ASSERT_THAT(plan, IsOk());
+    EXPECT_THAT(
+        plan->conflicts,
+        Contains(
+            AllOf(HasSubstr(std::string("the VM's XML, committed by agent ") +
+                            kAgentId + ", asks for " + c.conflict),
+                  HasSubstr("a point from an agent may not"),
+                  HasSubstr("restore its disks with `haven restore image`"))));
+    // What the plan shows is what a run refuses.
+    EXPECT_THAT(restore::ExecuteVmRestore(*repo_, *host_, *plan, options_),
+                StatusIs(Code::kFailedPrecondition, HasSubstr("problem(s)")));
+
+    // The appliance's own host: restored as before, the element kept.
+    spec.agent_id.clear();
+    Manifest own;
+    ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &own));
+    auto own_plan = Plan(own, options_);
+    ASSERT_THAT(own_plan, IsOk());
+    EXPECT_THAT(own_plan->conflicts, IsEmpty());
+  }
+}
+
+TEST_F(VmRestoreTest, AnAgentsTypicalVmIsRestoredWithoutItsEmulator) {
+  PointSpec spec;
+  spec.domain_xml = DomainXmlWith("</devices>", R"(
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <channel type='unix'>
+      <source mode='bind'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'/>
+    </channel>
+    <serial type='pty'>
+      <target type='isa-serial' port='0'/>
+    </serial>
+    <console type='pty'>
+      <target type='serial' port='0'/>
+    </console>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+  )");
+  spec.agent_id = kAgentId;
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &m));
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->conflicts, IsEmpty());
+  EXPECT_THAT(plan->warnings,
+              Contains(HasSubstr("<emulator> /usr/bin/qemu-system-x86_64 is "
+                                 "left out")));
+  // The CD-ROM with a host source: an empty drive, not a conflict.
+  EXPECT_THAT(plan->warnings, Contains(AllOf(HasSubstr("drive hdc"),
+                                             HasSubstr("restored empty"))));
+  EXPECT_THAT(plan->xml, Not(HasSubstr("emulator")));
+  EXPECT_THAT(plan->xml, Not(HasSubstr("haven-no-such-installer.iso")));
+  auto info = snapshot::ParseDomainXml(plan->xml);
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(info->emulator, "");
+  const snapshot::DomainDisk* hdc = FindDisk(*info, "hdc");
+  ASSERT_NE(hdc, nullptr);
+  EXPECT_EQ(hdc->device, "cdrom");
+  EXPECT_EQ(hdc->path, "");
+  const snapshot::DomainDisk* vda = FindDisk(*info, "vda");
+  ASSERT_NE(vda, nullptr);
+  EXPECT_EQ(vda->path, dir_ + "/web1-vda.qcow2");
+
+  auto result = restore::ExecuteVmRestore(*repo_, *host_, *plan, options_);
+  ASSERT_THAT(result, IsOk());
+  EXPECT_TRUE(result->defined);
+  auto vm = host_->Lookup("web1");
+  ASSERT_THAT(vm, IsOk());
+}
+
+TEST_F(VmRestoreTest, AnAgentsDiskThatIsNotRestoredIsLeftOut) {
+  const std::string hostile_disk = R"(
+    <disk type='block' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source dev='/dev/sda'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
+    <disk type='block' device='floppy'>
+      <source dev='/dev/sdb'/>
+      <target dev='fda' bus='fdc'/>
+    </disk>)";
+  PointSpec spec;
+  spec.domain_xml = DomainXml(hostile_disk);
+  spec.agent_id = kAgentId;
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &m));
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->conflicts, IsEmpty());
+  EXPECT_THAT(plan->warnings,
+              Contains(AllOf(HasSubstr("disk vdb"), HasSubstr("left out"))));
+  EXPECT_THAT(plan->warnings, Contains(AllOf(HasSubstr("drive fda"),
+                                             HasSubstr("restored empty"))));
+  EXPECT_THAT(plan->xml, Not(HasSubstr("/dev/sd")));
+  auto info = snapshot::ParseDomainXml(plan->xml);
+  ASSERT_THAT(info, IsOk());
+  EXPECT_EQ(FindDisk(*info, "vdb"), nullptr);
+  ASSERT_NE(FindDisk(*info, "fda"), nullptr);
+  EXPECT_EQ(FindDisk(*info, "fda")->type, "file");
+
+  // The appliance's own host: today's behaviour, the disks kept as they were.
+  spec.agent_id.clear();
+  Manifest own;
+  ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &own));
+  auto own_plan = Plan(own, options_);
+  ASSERT_THAT(own_plan, IsOk());
+  EXPECT_THAT(own_plan->conflicts, IsEmpty());
+  auto own_info = snapshot::ParseDomainXml(own_plan->xml);
+  ASSERT_THAT(own_info, IsOk());
+  ASSERT_NE(FindDisk(*own_info, "vdb"), nullptr);
+  EXPECT_EQ(FindDisk(*own_info, "vdb")->path, "/dev/sda");
+  EXPECT_EQ(FindDisk(*own_info, "fda")->path, "/dev/sdb");
+}
+
+TEST_F(VmRestoreTest, AnAgentsNetworkOnAHostInterfaceConflicts) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"<forward mode='bridge'/>", "<forward mode='bridge'>"},
+      {"<forward mode='passthrough'><interface dev='eth0'/></forward>",
+       "<forward><interface dev='eth0'>"},
+      {"<forward mode='hostdev' managed='yes'><pf dev='eth1'/></forward>",
+       "<forward mode='hostdev'>"},
+      {"<forward mode='nat' dev='eth0'/>", "<forward dev='eth0'>"},
+  };
+  for (const auto& [forward, named] : cases) {
+    SCOPED_TRACE(forward);
+    PointSpec spec;
+    spec.network_xml = NetworkXml();
+    auto at = spec.network_xml.find("<forward mode='nat'/>");
+    ASSERT_NE(at, std::string::npos);
+    spec.network_xml.replace(at, 21, forward);
+    spec.agent_id = kAgentId;
+    Manifest agents;
+    ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &agents));
+    auto plan = Plan(agents, options_);
+    ASSERT_THAT(plan, IsOk());
+    EXPECT_THAT(plan->conflicts,
+                Contains(AllOf(HasSubstr(std::string("network netx in the "
+                                                     "point, committed by "
+                                                     "agent ") +
+                                         kAgentId + ", asks for " + named),
+                               HasSubstr("--network-map netx=NETWORK"))));
+
+    spec.agent_id.clear();
+    Manifest own;
+    ASSERT_NO_FATAL_FAILURE(MakePoint(spec, &own));
+    auto own_plan = Plan(own, options_);
+    ASSERT_THAT(own_plan, IsOk());
+    EXPECT_THAT(own_plan->conflicts, IsEmpty());
+  }
+  // A NAT network from an agent (NetworkXml()) is created as before.
+  PointSpec nat;
+  nat.agent_id = kAgentId;
+  Manifest m;
+  ASSERT_NO_FATAL_FAILURE(MakePoint(nat, &m));
+  auto plan = Plan(m, options_);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->conflicts, IsEmpty());
+  ASSERT_THAT(plan->networks, SizeIs(1));
+  EXPECT_EQ(plan->networks[0].action, "create");
 }
 
 }  // namespace
