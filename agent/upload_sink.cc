@@ -252,7 +252,7 @@ class UploadSink : public UploadPointSink {
       cached_nodes_;
   UniqueFd cached_fd_;
   // At most kSendsInFlight requests of chunks at once (SendSlot).
-  static constexpr int kSendsInFlight = 2;
+  static constexpr int kSendsInFlight = 4;
   std::mutex send_mu_;
   std::condition_variable send_cv_;
   int sending_ = 0;
