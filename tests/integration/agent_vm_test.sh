@@ -13,7 +13,8 @@
 #  - an admin plans a restore onto the host agent (the agent plans against
 #    its host) and runs the plan: the VM is defined there under a new name
 #    and its disk is byte-identical to the point
-#  - the same through the console's restore wizard in Debian's headless
+#  - the console's Agents page backs the VM up on the host agent ("Back up
+#    now" asks for a VM), and its restore wizard restores in Debian's headless
 #    chromium (inside the appliance's namespace): target "Another host,
 #    through its host agent", the agent's plan shown, run, result
 #    succeeded; screenshots in $HAVEN_BUILD_DIR/test-artifacts/agent-vm
@@ -232,6 +233,21 @@ def next_from(s):
 
 try:
     console_lib.login(d, url, "admin", "agent vm console password")
+    # The Agents page: "Back up now" on the host agent asks for a VM.
+    d.get(f"{url}/#/agents")
+    row = f'table#agent-table tr[data-agent="{agent}"]'
+    btn = wait("Back up now on " + agent, lambda: find(row + " button.backup-agent"))
+    console_lib.click(d, btn)
+    field = wait("the VM field of the form", lambda: find('input[name="vm"]'))
+    field.send_keys(vm)
+    shot("agents-backup-vm")
+    console_lib.click(d, find("button.backup-agent-start"))
+    wait("the job page", lambda: "#/job?id=" in d.current_url, 30)
+    wait("the VM backup job to succeed",
+         lambda: find('#job-state[data-state="succeeded"]') or
+         (find('#job-state[data-state="failed"]') and fail("the VM backup job failed")),
+         300)
+    print("vm backup from the agents page ok")
     d.get(f"{url}/#/restore/vm?vm={vm}&point={point}")
     wait("the VM step", lambda: step() == "vm")
     next_from("vm")
@@ -288,6 +304,6 @@ disk=$(vsh domblklist "$RW" --details | awk '$3 == "vda" {print $4}')
 [[ $disk == "$OUT/wizard"/* ]] || fail "$RW's vda is '$disk', not under $OUT/wizard"
 raw_of "$disk" "$WORK/w-vda.raw"
 same_file "$REF/p2-vda.raw" "$WORK/w-vda.raw" "vda of $RW restored through the wizard"
-ok "the console's wizard restores P2 onto host agent h (target, the agent's plan, run): $RW defined, vda byte-identical"
+ok "the console backs $A up on h (Agents page) and its wizard restores P2 onto host agent h (target, the agent's plan, run): $RW defined, vda byte-identical"
 
 echo "PASS: $PASS checks"

@@ -90,7 +90,7 @@ async function latestPoints(list, agents) {
       const r = await api.get('/points', {
         repository: a.repository,
         agent: a.hostname,
-        kind: 'file',
+        kind: a.kind === 'host' ? 'vm' : 'file',
         limit: 100
       });
       const p = (r.points || []).find(x => x.agent_id === a.id);
@@ -168,18 +168,19 @@ function backupButton(a) {
     const row = btn.closest('tr');
     const open = row.nextElementSibling;
     if (open && open.classList.contains('agent-backup-row')) {
-      open.querySelector('textarea').focus();
+      open.querySelector('textarea, input').focus();
       return;
     }
     const cols = row.children.length;
     const formRow =
         h('tr', {class: 'agent-backup-row', 'data-agent': a.name},
-          h('td', {colspan: String(cols)}, backupForm(a, () => {
+          h('td', {colspan: String(cols)},
+            (a.kind === 'host' ? vmBackupForm : backupForm)(a, () => {
               formRow.remove();
               btn.focus();
             })));
     row.after(formRow);
-    formRow.querySelector('textarea').focus();
+    formRow.querySelector('textarea, input').focus();
   });
   return btn;
 }
@@ -264,6 +265,62 @@ function backupForm(a, close) {
     try {
       const r =
           await api.post(`/agents/${encodeURIComponent(a.id)}/backup`, body);
+      go('#/job', {id: r.job});
+    } catch (e) {
+      clear(err, errorBox(e, 'The backup was not started'));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+// A host agent backs up one of its libvirt VMs (bitmap-incremental after the
+// first point; docs/agents.md "Host agents").
+function vmBackupForm(a, close) {
+  const vm = h('input', {
+    name: 'vm',
+    maxlength: '255',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    required: true,
+    placeholder: 'web1'
+  });
+  const full = h('input', {type: 'checkbox', name: 'full'});
+  const err = h('div', {'aria-live': 'polite'});
+  const submit =
+      h('button', {type: 'submit', class: 'primary backup-agent-start'},
+        'Start backup');
+  const cancel = h('button', {type: 'button'}, 'Cancel');
+  cancel.addEventListener('click', close);
+  vm.addEventListener('input', () => clear(err));
+  const form = h(
+      'form', {class: 'agent-backup card', novalidate: true},
+      h('h3', {}, `Back up a VM on ${a.name}`), quietWarning(a),
+      field(
+          'VM', vm,
+          'the libvirt domain’s name on that host; the point is named after it'),
+      h('label', {class: 'checkline'}, full,
+        h('span', {}, h('strong', {}, 'Read every disk whole'),
+          h('span', {class: 'muted'},
+            ' — otherwise only what changed since its last point (dirty bitmaps).'))),
+      err, h('div', {class: 'actions'}, submit, cancel));
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    clear(err);
+    const name = vm.value.trim();
+    if (!name) {
+      clear(
+          err,
+          h('div', {class: 'error'}, 'Give the name of the VM to back up.'));
+      vm.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const r = await api.post(
+          `/agents/${encodeURIComponent(a.id)}/backup`,
+          {vm: name, full: full.checked});
       go('#/job', {id: r.job});
     } catch (e) {
       clear(err, errorBox(e, 'The backup was not started'));
