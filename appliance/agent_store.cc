@@ -472,7 +472,7 @@ Result<CommitRequest> ParseCommit(const json& j) {
       "hostname",  "consistency", "consistency_reason",
       "paths",     "entries",     "partial",
       "notes",     "stats",       "catalog",
-      "content"};
+      "content",   "agent_key"};  // agent-key
   static const std::set<std::string> kConsistency = {
       "file-level", "application-consistent", "crash-consistent",
       "inconsistent", "offline"};
@@ -506,6 +506,13 @@ Result<CommitRequest> ParseCommit(const json& j) {
     if (!j.at("partial").is_boolean())
       return InvalidArgument("partial must be true or false");
     m.partial = j.at("partial").get<bool>();
+  }
+  // agent-key: the agent sealed the data with its own key (manifest.h).
+  if (j.contains("agent_key")) {
+    if (!j.at("agent_key").is_string() ||
+        !repository::IsAgentKeyId(j.at("agent_key").get<std::string>()))
+      return InvalidArgument("agent_key must be 16 lower-case hex digits");
+    m.agent_key = j.at("agent_key").get<std::string>();
   }
   HAVEN_RETURN_IF_ERROR(Stats(j, m.stats));
   HAVEN_RETURN_IF_ERROR(Stream(j, "catalog", c.catalog_count, c.catalog_bytes));
