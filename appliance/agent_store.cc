@@ -982,6 +982,13 @@ Result<AgentAnswer<AgentCommit>> AgentStore::Commit(const std::string& agent_id,
   for (size_t i = 0; i < ids.size(); ++i)
     (i < req.catalog_count ? catalog_bytes : content_bytes) +=
         rows.at(std::string(ids[i])).raw_size;
+  // agent-key: the agent counts its plain bytes, the appliance holds sealed
+  // ones (of unchanged files sealed by earlier runs): the streams' sizes
+  // are those of the chunks stored (docs/repository-format.md).
+  if (!req.m.agent_key.empty()) {
+    req.catalog_bytes = catalog_bytes;
+    req.content_bytes = content_bytes;
+  }
   if (catalog_bytes != req.catalog_bytes || content_bytes != req.content_bytes)
     return InvalidArgument("catalog.bytes and content.bytes (" +
                            std::to_string(req.catalog_bytes) + ", " +

@@ -640,12 +640,14 @@ AgentCommands::AgentCommands(CLI::App& app, const Globals& g, int& rc) {
       "this agent's own encryption key (docs/agents.md, \"An agent's own "
       "key\")");
   key->require_subcommand(1);
+  key->fallthrough();  // --state-dir after `key create`
   auto* key_create = key->add_subcommand(
       "create",
       "make STATE_DIR/agent-key (64 random bytes, mode 0600; never "
       "replaced): file backups are then encrypted with it before they "
       "leave this machine, and the appliance cannot read or restore them. "
       "It is the only copy: copy it somewhere safe");
+  key_create->fallthrough();
   key_create->callback([this, &g, &rc] { rc = CmdKeyCreate(g, state_dir); });
 
   auto* st = agent->add_subcommand(
