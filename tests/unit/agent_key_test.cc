@@ -9,6 +9,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "restore/file_point.h"
 #include "tests/unit/test_util.h"
 
 namespace haven::agent {
@@ -299,6 +300,27 @@ TEST(KeyedPointReaderTest, OpensDataPassesNodesRefusesOtherKeys) {
   stored.point.agent_key.clear();
   EXPECT_THAT(reader.FindSnapshot(stored.point.id),
               StatusIs(Code::kFailedPrecondition, HasSubstr("not sealed")));
+}
+
+// What the appliance (and `haven restore files`) does with a sealed point:
+// refuse it by name before reading a chunk.
+TEST(AgentKeyManifestTest, FilePointRefusesASealedPointWithoutTheKey) {
+  StoredReader stored;  // holds no chunk: nothing may be read
+  repository::Manifest m;
+  m.id = std::string(32, 'c');
+  m.kind = "files";
+  repository::DiskManifest cat, con;
+  cat.name = cat.kind = "catalog";
+  con.name = con.kind = "content";
+  m.disks = {cat, con};
+  m.agent_key = "0123456789abcdef";
+  EXPECT_THAT(
+      restore::FilePoint::Open(stored, m),
+      StatusIs(Code::kFailedPrecondition,
+               HasSubstr("point " + m.id +
+                         " is encrypted with agent key 0123456789abcdef, "
+                         "which the appliance does not hold: restore it "
+                         "with `haven agent restore` on the agent")));
 }
 
 TEST(AgentKeyManifestTest, AgentKeyRoundTripsAndIsValidated) {
