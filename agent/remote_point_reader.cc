@@ -33,7 +33,19 @@ const char* TypeName(ChunkType t) {
 
 RemotePointReader::RemotePointReader(ApplianceClient& client, int64_t job_id,
                                      RemotePointReaderOptions options)
-    : client_(client), job_id_(job_id), options_(std::move(options)) {}
+    : client_(client),
+      base_("/api/v1/agent/jobs/" + std::to_string(job_id)),
+      manifest_path_(base_ + "/point"),
+      what_("job " + std::to_string(job_id)),
+      options_(std::move(options)) {}
+
+RemotePointReader::RemotePointReader(ApplianceClient& client, OwnPoint point,
+                                     RemotePointReaderOptions options)
+    : client_(client),
+      base_("/api/v1/agent/points/" + UrlEncode(point.id)),
+      manifest_path_(base_ + "/manifest"),
+      what_("point " + point.id.substr(0, 8)),
+      options_(std::move(options)) {}
 
 Result<repository::Manifest> RemotePointReader::Point() const {
   {
@@ -43,17 +55,13 @@ Result<repository::Manifest> RemotePointReader::Point() const {
   RetryPolicy retry;
   retry.attempts = options_.attempts;
   retry.cancel = options_.cancel;
-  const std::string job = "job " + std::to_string(job_id_);
-  HAVEN_ASSIGN_OR_RETURN(
-      HttpReply r,
-      client_.Get("/api/v1/agent/jobs/" + std::to_string(job_id_) + "/point",
-                  120, retry));
+  HAVEN_ASSIGN_OR_RETURN(HttpReply r, client_.Get(manifest_path_, 120, retry));
   ++requests_;
   if (r.status != 200)
-    return ReplyStatus(r, "reading the recovery point of " + job);
+    return ReplyStatus(r, "reading the recovery point of " + what_);
   HAVEN_ASSIGN_OR_RETURN(
       repository::Manifest m,
-      repository::Manifest::FromJson(r.body, "the recovery point of " + job));
+      repository::Manifest::FromJson(r.body, "the recovery point of " + what_));
   std::lock_guard lock(mu_);
   if (!point_) point_ = std::move(m);
   return *point_;
@@ -63,8 +71,8 @@ Result<repository::Manifest> RemotePointReader::FindSnapshot(
     const std::string& ref) const {
   HAVEN_ASSIGN_OR_RETURN(repository::Manifest m, Point());
   if (ref != m.id)
-    return NotFound("job " + std::to_string(job_id_) + " restores point " +
-                    m.id + ", not " + QuoteUntrusted(ref));
+    return NotFound(what_ + " reads point " + m.id + ", not " +
+                    QuoteUntrusted(ref));
   return m;
 }
 
@@ -79,8 +87,7 @@ Result<RemotePointReader::Frames> RemotePointReader::Fetch(
   RetryPolicy retry;
   retry.attempts = options_.attempts;
   retry.cancel = options_.cancel;
-  const std::string path =
-      "/api/v1/agent/jobs/" + std::to_string(job_id_) + "/chunks";
+  const std::string path = base_ + "/chunks";
   size_t next = 0;
   while (next < ids.size()) {
     const size_t n = std::min(kMaxIdsPerRequest, ids.size() - next);

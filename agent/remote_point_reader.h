@@ -6,6 +6,12 @@
 //        N <= 256) -> frames type:u8 id[32] len:u32 bytes (plain), in the
 //        order asked; possibly fewer than asked (the rest is asked again)
 //
+// or one of the agent's own points (OwnPoint: a file point sealed with the
+// agent's key, restored on the agent, agent/agent_key.h):
+//
+//   GET  /api/v1/agent/points/{id}/manifest
+//   POST /api/v1/agent/points/{id}/chunks  as above
+//
 // The appliance authenticates every chunk as it reads it from the
 // repository and answers only ids of the job's point; this side checks that
 // each frame is the chunk it asked for (type, id) and that its length is
@@ -49,16 +55,23 @@ struct RemotePointReaderOptions {
   size_t cached_nodes = 64;
 };
 
+// One of the calling agent's own points, by its full id.
+struct OwnPoint {
+  std::string id;
+};
+
 class RemotePointReader : public repository::PointReader {
  public:
   RemotePointReader(ApplianceClient& client, int64_t job_id,
+                    RemotePointReaderOptions options = {});
+  RemotePointReader(ApplianceClient& client, OwnPoint point,
                     RemotePointReaderOptions options = {});
 
   Status ReadChunk(repository::ChunkType type, const repository::ChunkId& id,
                    Bytes& out, repository::ReadContext& ctx) const override;
   repository::LoadNodeFn TreeNodeLoader(
       repository::ReadContext& ctx) const override;
-  // The job's point; `ref` must be its id (NotFound otherwise).
+  // The job's (or own) point; `ref` must be its id (NotFound otherwise).
   Result<repository::Manifest> FindSnapshot(
       const std::string& ref) const override;
   bool CanComputeIds() const override { return false; }
@@ -85,7 +98,9 @@ class RemotePointReader : public repository::PointReader {
   void KeepData(const ChunkId& id, Bytes data) const;         // mu_ held
 
   ApplianceClient& client_;
-  const int64_t job_id_;
+  // "/api/v1/agent/jobs/{job}" or "/api/v1/agent/points/{id}"; the
+  // manifest's route under it; "job N" or "point ID" for messages.
+  const std::string base_, manifest_path_, what_;
   const RemotePointReaderOptions options_;
 
   mutable std::mutex mu_;

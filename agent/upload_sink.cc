@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "agent/agent_key.h"  // agent-key
 #include "base/file.h"
 #include "repository/compression.h"
 #include "repository/config.h"
@@ -176,6 +177,9 @@ class UploadSink : public UploadPointSink {
   bool had_parent() const { return had_parent_; }
   // The appliance refused the point because chunks it named are gone.
   bool lost_chunks() const override { return lost_chunks_; }
+  // agent-key: the key (its id) this run seals with, "" for none; a parent
+  // sealed otherwise is not used.
+  void set_agent_key(std::string id) { agent_key_ = std::move(id); }
 
  private:
   // Named for this run: two runs of one name at once do not share it.
@@ -288,6 +292,7 @@ class UploadSink : public UploadPointSink {
 
   UniqueFd catalog_fd_;
   uint64_t catalog_written_ = 0;
+  std::string agent_key_;  // agent-key
 };
 
 Result<bool> UploadSink::Put(ChunkType type, const ChunkId& id, ByteSpan raw,
@@ -567,6 +572,7 @@ Result<std::optional<Manifest>> UploadSink::LatestPoint(
   const repository::DiskManifest* catalog = m.FindStream("catalog");
   if (content == nullptr || catalog == nullptr || m.kind != "files")
     return kNoParent;
+  if (m.agent_key != agent_key_) return kNoParent;  // agent-key
 
   // Used only while the appliance still lists it for this agent.
   HAVEN_ASSIGN_OR_RETURN(bool listed, Listed(m.id));
@@ -838,6 +844,7 @@ Status UploadSink::Commit(Manifest& m) {
   j["entries"] = m.file_entries;
   j["partial"] = m.partial;
   j["notes"] = m.notes;
+  if (!m.agent_key.empty()) j["agent_key"] = m.agent_key;  // agent-key
   j["stats"] = {{"logical_bytes", m.stats.logical_bytes},
                 {"read_bytes", m.stats.read_bytes},
                 {"hole_bytes", m.stats.hole_bytes},
@@ -952,9 +959,19 @@ Result<AgentBackupResult> BackupFilesToAppliance(
     ApplianceClient& client, const std::string& state_dir,
     const FileBackupOptions& options) {
   HAVEN_RETURN_IF_ERROR(SayHello(client, options.cancel).status());
+  // agent-key: with STATE_DIR/agent-key, data chunks are sealed with it.
+  HAVEN_ASSIGN_OR_RETURN(std::optional<AgentKey> key,
+                         AgentKey::LoadIfPresent(AgentKeyPath(state_dir)));
   for (int run = 0;; ++run) {
     UploadSink sink(client, state_dir, options.name, options.cancel);
-    Result<FileBackupResult> files = BackupFiles(sink, options);
+    // agent-key: the sealing decorator around the upload sink.
+    std::optional<KeyedSink> keyed;
+    if (key) {
+      sink.set_agent_key(key->id());
+      keyed.emplace(*key, sink);
+    }
+    Result<FileBackupResult> files =
+        keyed ? BackupFiles(*keyed, options) : BackupFiles(sink, options);
     if (!files.ok()) {
       // The parent's chunks are gone from the appliance (repaired, or its
       // points pruned): once more without a parent reads and sends all.

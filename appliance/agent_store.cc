@@ -471,7 +471,7 @@ Result<CommitRequest> ParseCommit(const json& j) {
       "hostname",  "consistency", "consistency_reason",
       "paths",     "entries",     "partial",
       "notes",     "stats",       "catalog",
-      "content"};
+      "content",   "agent_key"};  // agent-key
   static const std::set<std::string> kConsistency = {
       "file-level", "application-consistent", "crash-consistent",
       "inconsistent", "offline"};
@@ -505,6 +505,13 @@ Result<CommitRequest> ParseCommit(const json& j) {
     if (!j.at("partial").is_boolean())
       return InvalidArgument("partial must be true or false");
     m.partial = j.at("partial").get<bool>();
+  }
+  // agent-key: the agent sealed the data with its own key (manifest.h).
+  if (j.contains("agent_key")) {
+    if (!j.at("agent_key").is_string() ||
+        !repository::IsAgentKeyId(j.at("agent_key").get<std::string>()))
+      return InvalidArgument("agent_key must be 16 lower-case hex digits");
+    m.agent_key = j.at("agent_key").get<std::string>();
   }
   HAVEN_RETURN_IF_ERROR(Stats(j, m.stats));
   HAVEN_RETURN_IF_ERROR(Stream(j, "catalog", c.catalog_count, c.catalog_bytes));
@@ -983,6 +990,13 @@ Result<AgentAnswer<AgentCommit>> AgentStore::Commit(const std::string& agent_id,
   for (size_t i = 0; i < ids.size(); ++i)
     (i < req.catalog_count ? catalog_bytes : content_bytes) +=
         rows.at(std::string(ids[i])).raw_size;
+  // agent-key: the agent counts its plain bytes, the appliance holds sealed
+  // ones (of unchanged files sealed by earlier runs): the streams' sizes
+  // are those of the chunks stored (docs/repository-format.md).
+  if (!req.m.agent_key.empty()) {
+    req.catalog_bytes = catalog_bytes;
+    req.content_bytes = content_bytes;
+  }
   if (catalog_bytes != req.catalog_bytes || content_bytes != req.content_bytes)
     return InvalidArgument("catalog.bytes and content.bytes (" +
                            std::to_string(req.catalog_bytes) + ", " +

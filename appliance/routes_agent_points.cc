@@ -251,8 +251,10 @@ std::vector<Route> AgentPointRoutes(Services& s) {
         Binary("json_len:u32, the JSON {upload_id (32 hex), name, time, "
                "hostname, consistency, consistency_reason, paths, entries, "
                "partial, notes, stats, catalog: {count, bytes}, content: "
-               "{count, bytes}}, then catalog.count and content.count "
-               "upload ids of 32 bytes")},
+               "{count, bytes}, agent_key (optional: 16 hex digits naming "
+               "the agent's own key its data chunks are sealed with; the "
+               "stream sizes are then those of the sealed chunks)}, then "
+               "catalog.count and content.count upload ids of 32 bytes")},
        {"responses",
         {{"201", Described("{id, name, time}: the new point")},
          {"200", Described("{id, name, time}: a retry of a commit already made "

@@ -13,12 +13,20 @@
 //
 // Each chunk is read (and authenticated) from the repository here; the
 // agent cannot compute keyed ids, so the appliance is the one that checks.
+//
+// An agent restoring a file point it sealed with its own key (docs/agents.md,
+// "An agent's own key"; the appliance cannot open its data) reads it the
+// same way, from any of its own file points, without a job:
+//
+//   GET  /api/v1/agent/points/{id}/manifest  the point's manifest JSON
+//   POST /api/v1/agent/points/{id}/chunks    as the job's chunks route
 #include <cstring>
 #include <memory>
 #include <variant>
 
 #include "appliance/agent_jobs.h"
 #include "appliance/agent_restore_reads.h"
+#include "appliance/agent_store.h"
 #include "appliance/point_access.h"
 #include "appliance/routes.h"
 #include "base/bytes.h"
@@ -62,40 +70,45 @@ std::variant<Allowed, Response> Authorize(Services& s, const ApiCall& call) {
   return Allowed{std::move(*task), std::move(*found)};
 }
 
-Response Point(Services& s, const ApiCall& call) {
-  auto a = Authorize(s, call);
-  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
-  const Allowed& ok = std::get<Allowed>(a);
-  return Response::Json(200, ok.found.point->ToJson());
+// The caller's own file point `id`; else the response to send (404 when
+// there is none, 403 when it is another agent's or no agent's).
+std::variant<FoundPoint, Response> AuthorizeOwn(Services& s,
+                                                const ApiCall& call) {
+  if (!s.agent_store || !s.open_repositories)
+    return ErrorJson(503, "this havend takes no agents");
+  const std::string& id = *call.Param("id");
+  if (!repository::IsSnapshotId(id))
+    return ErrorJson(404, "no point " + QuoteUntrusted(id) +
+                              ": a point id is 32 lower-case hex digits");
+  auto repo = s.agent_store->RepositoryFor(call.caller.agent_id);
+  if (!repo.ok()) return StatusResponse(repo.status());
+  auto found = FindPoint(*s.open_repositories, *repo, id);
+  if (!found.ok()) return StatusResponse(found.status());
+  if (found->point->agent_id != call.caller.agent_id)
+    return ErrorJson(403, "point " + id + " belongs to another agent");
+  if (found->point->kind != "files")
+    return ErrorJson(409, "point " + id + " is a " + found->point->kind +
+                              " point: only file points are read this way");
+  return std::move(*found);
 }
 
-Response Chunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
-  auto a = Authorize(s, call);
-  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
-  const Allowed& ok = std::get<Allowed>(a);
-  const std::string& body = call.request.body;
+// Frames of the chunks `body` asks for, each of which must be in `set`
+// (else 403 naming it and `whose`).
+Response ServeChunks(const repository::Repository& repo,
+                     const PointChunkSet& set, const std::string& body,
+                     const std::string& whose) {
   if (body.empty() || body.size() % 32 != 0 || body.size() / 32 > kMaxIds)
     return ErrorJson(400, "the body must be 1 to " + std::to_string(kMaxIds) +
                               " chunk ids of 32 bytes, not " +
                               std::to_string(body.size()) + " bytes");
-  // Sets of jobs that ended go first, so they do not outlive their jobs.
-  reads.Prune([&s](int64_t job, const std::string& agent) {
-    return s.agent_dispatch->TaskOf(agent, job).has_value();
-  });
-  const repository::Repository& repo = ok.found.open->repo();
-  auto set = reads.ChunksOf(ok.task.job_id, call.caller.agent_id, repo,
-                            *ok.found.point);
-  if (!set.ok()) return StatusResponse(set.status());
   const size_t n = body.size() / 32;
   std::vector<std::pair<ChunkId, ChunkType>> asked(n);
   for (size_t i = 0; i < n; ++i) {
     std::memcpy(asked[i].first.bytes.data(), body.data() + 32 * i, 32);
-    auto type = (*set)->Find(asked[i].first);
+    auto type = set.Find(asked[i].first);
     if (!type)
-      return ErrorJson(403, "chunk " + asked[i].first.Hex() +
-                                " is not part of point " +
-                                ok.found.point->id.substr(0, 8) + " that job " +
-                                std::to_string(ok.task.job_id) + " restores");
+      return ErrorJson(
+          403, "chunk " + asked[i].first.Hex() + " is not part of " + whose);
     asked[i].second = *type;
   }
   repository::ReadContext ctx;
@@ -114,6 +127,55 @@ Response Chunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
   r.headers.emplace_back("Content-Type", "application/octet-stream");
   r.body.assign(reinterpret_cast<const char*>(out.data()), out.size());
   return r;
+}
+
+Response OwnManifest(Services& s, const ApiCall& call) {
+  auto a = AuthorizeOwn(s, call);
+  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
+  return Response::Json(200, std::get<FoundPoint>(a).point->ToJson());
+}
+
+// Own points' sets are kept per agent (job id 0): one point at a time.
+Response OwnChunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
+  auto a = AuthorizeOwn(s, call);
+  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
+  const FoundPoint& found = std::get<FoundPoint>(a);
+  if (call.request.body.empty() || call.request.body.size() % 32 != 0 ||
+      call.request.body.size() / 32 > kMaxIds)
+    return ServeChunks(found.open->repo(), PointChunkSet(), call.request.body,
+                       "");
+  const repository::Repository& repo = found.open->repo();
+  auto set = reads.ChunksOf(0, call.caller.agent_id, repo, *found.point);
+  if (!set.ok()) return StatusResponse(set.status());
+  return ServeChunks(repo, **set, call.request.body,
+                     "point " + found.point->id.substr(0, 8));
+}
+
+Response Point(Services& s, const ApiCall& call) {
+  auto a = Authorize(s, call);
+  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
+  const Allowed& ok = std::get<Allowed>(a);
+  return Response::Json(200, ok.found.point->ToJson());
+}
+
+Response Chunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
+  auto a = Authorize(s, call);
+  if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
+  const Allowed& ok = std::get<Allowed>(a);
+  const std::string& body = call.request.body;
+  if (body.empty() || body.size() % 32 != 0 || body.size() / 32 > kMaxIds)
+    return ServeChunks(ok.found.open->repo(), PointChunkSet(), body, "");
+  // Sets of jobs that ended go first, so they do not outlive their jobs.
+  reads.Prune([&s](int64_t job, const std::string& agent) {
+    return s.agent_dispatch->TaskOf(agent, job).has_value();
+  });
+  const repository::Repository& repo = ok.found.open->repo();
+  auto set = reads.ChunksOf(ok.task.job_id, call.caller.agent_id, repo,
+                            *ok.found.point);
+  if (!set.ok()) return StatusResponse(set.status());
+  return ServeChunks(repo, **set, body,
+                     "point " + ok.found.point->id.substr(0, 8) + " that job " +
+                         std::to_string(ok.task.job_id) + " restores");
 }
 
 Route Make(const char* method, std::string path, std::string summary,
@@ -171,6 +233,48 @@ std::vector<Route> AgentRestoreRoutes(Services& s) {
          {"503", Described("the repository is busy (gc); try again")}}}},
       [&s, reads](const ApiCall& c) { return Chunks(s, *reads, c); }));
   routes.back().audited = false;  // many per restore; the job is audited
+
+  // An agent's own file points (sealed with its key): without a job.
+  auto own_reads = std::make_shared<AgentRestoreReads>(8);
+  const nlohmann::json own_refused = Described(
+      "the point belongs to another agent (or none), or (chunks) "
+      "an id not of the point, named");
+  routes.push_back(Make(
+      "GET", "/api/v1/agent/points/{id}/manifest",
+      "The manifest of one of this agent's file points (to restore a point "
+      "sealed with the agent's own key on the agent)",
+      {{"responses",
+        {{"200", Described("the manifest JSON of the point")},
+         {"403", own_refused},
+         {"404", Described("no such point (the id is 32 hex digits)")},
+         {"409", Described("not a file point")},
+         {"503", Described("the repository is busy (gc); try again")}}}},
+      [&s](const ApiCall& c) { return OwnManifest(s, c); }));
+  routes.push_back(Make(
+      "POST", "/api/v1/agent/points/{id}/chunks",
+      "Read chunks of one of this agent's file points (as stored: a point "
+      "sealed with the agent's own key answers sealed bytes)",
+      {{"requestBody",
+        {{"required", true},
+         {"content",
+          {{"application/octet-stream",
+            {{"schema", {{"type", "string"}, {"format", "binary"}}}}}}},
+         {"description",
+          "N keyed chunk ids of the point, 32 bytes each, 1 <= N <= 256"}}},
+       {"responses",
+        {{"200", Described("application/octet-stream: frames type:u8 id[32] "
+                           "len:u32 bytes (little-endian), in the order "
+                           "asked; it may stop after 64 MiB: ask again for the "
+                           "rest")},
+         {"400", Described("a body that is not 1 to 256 ids of 32 bytes")},
+         {"403", own_refused},
+         {"404", Described("no such point (the id is 32 hex digits)")},
+         {"409", Described("not a file point")},
+         {"503", Described("the repository is busy (gc); try again")}}}},
+      [&s, own_reads](const ApiCall& c) {
+        return OwnChunks(s, *own_reads, c);
+      }));
+  routes.back().audited = false;  // many per restore
   return routes;
 }
 

@@ -11,9 +11,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "agent/agent_key.h"
 #include "agent/appliance_client.h"
 #include "agent/host_backup.h"   // VmBackupReportJson
 #include "agent/image_backup.h"  // HostName
+#include "agent/remote_point_reader.h"
 #include "agent/upload_sink.h"
 #include "agent/vm_upload.h"
 #include "base/bytes.h"
@@ -22,6 +24,7 @@
 #include "cli/backup_commands.h"  // PrintVmBackup
 #include "cli/file_backup_commands.h"
 #include "cli/output.h"
+#include "restore/file_point.h"
 #include "restore/file_restore.h"
 #include "restore/tar_extract.h"
 #include "snapshot/libvirt_host.h"
@@ -385,7 +388,81 @@ int CmdStatus(const Globals& g, const std::string& dir) {
   return kExitOk;
 }
 
+// --- key ---
+
+int CmdKeyCreate(const Globals& g, const std::string& dir) {
+  if (Status s = MakeDirs(dir, 0700); !s.ok()) return Fail(g, s);
+  const std::string path = agent::AgentKeyPath(dir);
+  auto key = agent::AgentKey::Create(path);
+  if (!key.ok()) return Fail(g, key.status());
+  const std::string warning =
+      "WARNING: " + path +
+      " is the ONLY copy of this key. From now on this agent's file backups "
+      "are encrypted with it before they leave this machine: the appliance "
+      "can neither read nor restore them, and without this file nobody can. "
+      "Copy it now to a safe place off this machine (e.g. `install -m 600 " +
+      path +
+      " /safe/place/agent-key`); `haven agent restore` needs it back at " +
+      path + " (mode 0600). Those backups deduplicate only with each other.";
+  if (g.json) {
+    nlohmann::ordered_json j;
+    j["key"] = key->id();
+    j["path"] = path;
+    j["warning"] = warning;
+    std::cout << DumpJson(j) << "\n";
+  } else {
+    std::printf("created agent key %s in %s\n", key->id().c_str(),
+                path.c_str());
+  }
+  std::fprintf(stderr, "%s\n", warning.c_str());
+  return kExitOk;
+}
+
 // --- restore ---
+
+// Restores `paths` of a point sealed with this agent's key: its chunks
+// come from the appliance as stored (sealed), are opened here, and go as a
+// tar stream into the same extractor as an unsealed point's archive.
+Status RestoreSealed(const Globals& g, const std::string& dir,
+                     const agent::RemotePointReader& remote,
+                     const repository::Manifest& m,
+                     const std::vector<std::string>& paths,
+                     const std::string& to, restore::TarExtractResult& st) {
+  const std::string key_path = agent::AgentKeyPath(dir);
+  auto key = agent::AgentKey::LoadIfPresent(key_path);
+  if (!key.ok()) return key.status();
+  if (!*key)
+    return FailedPrecondition(
+        "point " + m.id.substr(0, 8) + " is encrypted with agent key " +
+        m.agent_key + " and this agent has no key file " + key_path +
+        ": put the copy of that key there (mode 0600) and restore again");
+  agent::KeyedPointReader reader(**key, remote);
+  HAVEN_ASSIGN_OR_RETURN(repository::Manifest point, reader.FindSnapshot(m.id));
+  HAVEN_ASSIGN_OR_RETURN(
+      auto files, restore::FilePoint::Open(
+                      reader, point, restore::AgentKeyed::kOpenedByReader));
+  for (const std::string& p : paths) {
+    if ((*files).Select({p}).ok()) {
+      HAVEN_RETURN_IF_ERROR(files->Prefetch(4));
+    }
+    HAVEN_ASSIGN_OR_RETURN(auto x, restore::TarExtractor::Start(to));
+    restore::FileRestoreOptions o;
+    o.target = restore::FileTarget::kTar;
+    o.archive_writer = [&x](std::string_view bytes) { return x->Write(bytes); };
+    o.cancel = g.cancel;
+    auto r = restore::RestoreGuestFiles(*files, {p}, o);
+    auto done = x->Finish();
+    HAVEN_RETURN_IF_ERROR(r.status());
+    HAVEN_RETURN_IF_ERROR(done.status());
+    for (const auto& problem : r->problems)
+      st.problems.push_back(problem.path + ": " + problem.what);
+    st.entries += done->entries;
+    st.bytes += done->bytes;
+    st.problems.insert(st.problems.end(), done->problems.begin(),
+                       done->problems.end());
+  }
+  return OkStatus();
+}
 
 int CmdRestore(const Globals& g, const std::string& dir,
                const std::string& spec, std::vector<std::string> paths,
@@ -397,10 +474,24 @@ int CmdRestore(const Globals& g, const std::string& dir,
   if (!point.ok()) return Fail(g, point.status());
   const std::string id = (*point)["id"];
   if (paths.empty()) paths = {"/"};
+  // A point sealed with this agent's key is opened here; any other comes
+  // as the appliance's archive.
+  agent::RemotePointReaderOptions ro;
+  ro.cancel = g.cancel;
+  agent::RemotePointReader remote(**client, agent::OwnPoint{id}, ro);
+  std::optional<repository::Manifest> manifest;
+  if ((*point)["kind"] == "files") {
+    auto m = remote.Point();
+    if (!m.ok()) return Fail(g, m.status());
+    manifest = std::move(m).value();
+  }
   if (Status s = MakeDirs(to, 0755); !s.ok()) return Fail(g, s);
   restore::TarExtractResult st;
   Status failed;
+  if (manifest && !manifest->agent_key.empty())
+    failed = RestoreSealed(g, dir, remote, *manifest, paths, to, st);
   for (const std::string& p : paths) {
+    if (manifest && !manifest->agent_key.empty()) break;
     auto x = restore::TarExtractor::Start(to);
     if (!x.ok()) return Fail(g, x.status());
     auto r = (*client)->Download(
@@ -543,6 +634,21 @@ AgentCommands::AgentCommands(CLI::App& app, const Globals& g, int& rc) {
   rs->add_option("--to", to, "target directory (made if missing)")->required();
   rs->callback(
       [this, &g, &rc] { rc = CmdRestore(g, state_dir, point, paths, to); });
+
+  auto* key = agent->add_subcommand(
+      "key",
+      "this agent's own encryption key (docs/agents.md, \"An agent's own "
+      "key\")");
+  key->require_subcommand(1);
+  key->fallthrough();  // --state-dir after `key create`
+  auto* key_create = key->add_subcommand(
+      "create",
+      "make STATE_DIR/agent-key (64 random bytes, mode 0600; never "
+      "replaced): file backups are then encrypted with it before they "
+      "leave this machine, and the appliance cannot read or restore them. "
+      "It is the only copy: copy it somewhere safe");
+  key_create->fallthrough();
+  key_create->callback([this, &g, &rc] { rc = CmdKeyCreate(g, state_dir); });
 
   auto* st = agent->add_subcommand(
       "status",

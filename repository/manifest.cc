@@ -77,6 +77,11 @@ bool IsAgentId(const std::string& s) {
              "ABCDEFGHIJKLMNOPQRSTUVWXYZ_-") == std::string::npos;
 }
 
+bool IsAgentKeyId(const std::string& s) {
+  return s.size() == 16 &&
+         s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
 bool IsSnapshotId(const std::string& s) {
   return s.size() == 32 &&
          s.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -122,6 +127,7 @@ std::string Manifest::ToJson() const {
   if (!repaired_from.empty())
     j["repaired"] = {{"from", repaired_from}, {"time", repaired_time}};
   if (!agent_id.empty()) j["agent_id"] = agent_id;
+  if (!agent_key.empty()) j["agent_key"] = agent_key;
   j["stats"] = {{"logical_bytes", stats.logical_bytes},
                 {"read_bytes", stats.read_bytes},
                 {"hole_bytes", stats.hole_bytes},
@@ -248,6 +254,14 @@ Result<Manifest> Manifest::FromJson(std::string_view text,
       if (aj.is_string()) m.agent_id = aj.get<std::string>();
       if (!IsAgentId(m.agent_id))
         return DataLoss(what + ": malformed 'agent_id' field");
+    }
+    if (j.contains("agent_key")) {
+      const auto& kj = j.at("agent_key");
+      if (kj.is_string()) m.agent_key = kj.get<std::string>();
+      if (!IsAgentKeyId(m.agent_key))
+        return DataLoss(what +
+                        ": malformed 'agent_key' field (16 lower-case hex "
+                        "digits)");
     }
     const auto& s = j.at("stats");
     m.stats.logical_bytes = s.value("logical_bytes", 0ull);

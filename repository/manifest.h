@@ -24,6 +24,9 @@
 //    "repaired": {"from": "<id>", "time": ...},       (only after a repair)
 //    "agent_id": "<agent id>",  (only for a point an enrolled agent committed
 //                               through the appliance: its namespace)
+//    "agent_key": "<16 hex>",   (only for a point whose data chunks that agent
+//                               encrypted with its own key: the first 8
+//                               bytes of SHA-256(mac key), agent/agent_key.h)
 //    "stats": {"logical_bytes", "read_bytes", "hole_bytes", "new_chunks",
 //              "new_raw_bytes", "new_stored_bytes", "duration_seconds"}}
 #ifndef HAVEN_REPOSITORY_MANIFEST_H_
@@ -104,6 +107,11 @@ struct Manifest {
   // (docs/agents.md): the point is in that agent's namespace. "" for every
   // other point (and every point written before agents existed).
   std::string agent_id;
+  // Set when the agent encrypted the point's data chunks (catalog and
+  // content) with its own key, which the appliance never holds
+  // (agent/agent_key.h): 16 lower-case hex digits naming that key. The
+  // appliance can then neither list nor restore the point's files.
+  std::string agent_key;
 
   // The disk named `name`, or the only disk when `name` is empty; config
   // files are not disks.
@@ -124,6 +132,8 @@ struct Manifest {
 bool IsSnapshotId(const std::string& s);
 // An agent id as a manifest may hold it: 1-64 of [A-Za-z0-9_-].
 bool IsAgentId(const std::string& s);
+// An agent key's name as a manifest holds it: 16 lower-case hex digits.
+bool IsAgentKeyId(const std::string& s);
 
 }  // namespace haven::repository
 

@@ -13,6 +13,7 @@ nlohmann::ordered_json ManifestJson(const Manifest& m) {
   j["consistency_reason"] = m.consistency_reason;
   j["parent"] = m.parent;
   if (!m.agent_id.empty()) j["agent_id"] = m.agent_id;
+  if (!m.agent_key.empty()) j["agent_key"] = m.agent_key;
   if (!m.repaired_from.empty()) {
     j["repaired_from"] = m.repaired_from;
     j["repaired_time"] = m.repaired_time;

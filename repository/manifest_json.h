@@ -13,7 +13,8 @@
 namespace haven::repository {
 
 // id, name, kind, time, hostname, consistency (+ reason), parent,
-// agent_id (only for an agent's point),
+// agent_id (only for an agent's point), agent_key (only for a point an
+// agent encrypted with its own key),
 // repaired_from/time, the stats, vm_uuid/checkpoint, files' paths/entries/
 // partial, disks (name, source, capture, size, chunk_size, chunks,
 // lost_bytes), config files (name, size), notes.

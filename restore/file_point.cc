@@ -43,13 +43,51 @@ bool IsGlob(const std::string& s) {
   return s.find_first_of("*?[") != std::string::npos;
 }
 
-repository::LoadNodeFn NodeLoader(const repository::Repository& repo,
-                                  std::shared_ptr<repository::ReadContext> ctx) {
-  return [&repo, ctx](const ChunkId& id) -> Result<Bytes> {
-    Bytes node;
-    HAVEN_RETURN_IF_ERROR(repo.LoadTreeNode(id, node, *ctx));
-    return node;
+// The reader's loader (a Repository checks each node against its id),
+// keeping `ctx` alive as long as the loader.
+repository::LoadNodeFn NodeLoader(
+    const repository::PointReader& repo,
+    std::shared_ptr<repository::ReadContext> ctx) {
+  return [load = repo.TreeNodeLoader(*ctx), ctx](const ChunkId& id) {
+    return load(id);
   };
+}
+
+// A catalog's records through `reader`, in order (repository::
+// ForEachRecord for any PointReader). Each chunk is authenticated by the
+// reader; a hole (a chunk a repair cleared) is DataLoss naming it. The
+// catalog's byte count is checked against the manifest only when its
+// chunks are stored plain: a sealed point's size counts sealed bytes.
+Status ReadCatalog(const repository::PointReader& reader,
+                   const repository::Manifest& m,
+                   const std::function<Status(FileRecord&&)>& fn) {
+  const repository::DiskManifest& stream = *m.FindStream("catalog");
+  repository::CatalogParser parser(m.FindStream("content")->tree.count);
+  repository::ReadContext ctx;
+  Bytes chunk;
+  uint64_t total = 0, next = 0;
+  const bool sized = m.agent_key.empty();
+  auto lost = [&](uint64_t index) {
+    return DataLoss("catalog chunk " + std::to_string(index) +
+                    " was lost (cleared by a repair)");
+  };
+  HAVEN_RETURN_IF_ERROR(repository::WalkTree(
+      stream.tree, reader.TreeNodeLoader(ctx),
+      [&](uint64_t index, const ChunkId& id) -> Status {
+        if (index != next || id.IsZero()) return lost(next);
+        ++next;
+        HAVEN_RETURN_IF_ERROR(
+            reader.ReadChunk(repository::ChunkType::kData, id, chunk, ctx));
+        total += chunk.size();
+        if (sized && total > stream.size)
+          return DataLoss("catalog: longer than its manifest says");
+        return parser.Feed(chunk, fn);
+      }));
+  if (next != stream.tree.count) return lost(next);
+  if (sized && total != stream.size)
+    return DataLoss("catalog: " + std::to_string(total) +
+                    " bytes, its manifest says " + std::to_string(stream.size));
+  return parser.Finish();
 }
 
 }  // namespace
@@ -58,7 +96,7 @@ repository::LoadNodeFn NodeLoader(const repository::Repository& repo,
 // reads them) on worker threads, at most `window` ahead of the reader.
 class FilePoint::Prefetcher {
  public:
-  Prefetcher(const repository::Repository& repo, std::vector<ChunkId> plan,
+  Prefetcher(const repository::PointReader& repo, std::vector<ChunkId> plan,
              int threads, size_t window)
       : repo_(repo), plan_(std::move(plan)), window_(window) {
     for (int i = 0; i < threads; ++i)
@@ -118,7 +156,7 @@ class FilePoint::Prefetcher {
     }
   }
 
-  const repository::Repository& repo_;
+  const repository::PointReader& repo_;
   std::vector<ChunkId> plan_;
   size_t window_;
   std::mutex mu_;
@@ -165,14 +203,15 @@ Status FilePoint::Prefetch(int threads, size_t window) {
   return OkStatus();
 }
 
-FilePoint::FilePoint(const repository::Repository& repo,
+FilePoint::FilePoint(const repository::PointReader& repo,
                      const repository::Manifest& m)
     : repo_(repo),
       content_(*m.FindStream("content")),
       ctx_(std::make_shared<repository::ReadContext>()) {}
 
 Result<std::unique_ptr<FilePoint>> FilePoint::Open(
-    const repository::Repository& repo, const repository::Manifest& m) {
+    const repository::PointReader& repo, const repository::Manifest& m,
+    AgentKeyed keyed) {
   if (m.kind != "files")
     return InvalidArgument("snapshot " + m.id.substr(0, 8) + " (" + m.name +
                            ") is a " + m.kind +
@@ -181,12 +220,16 @@ Result<std::unique_ptr<FilePoint>> FilePoint::Open(
   if (!m.FindStream("content") || !m.FindStream("catalog"))
     return DataLoss("snapshot " + m.id.substr(0, 8) +
                     ": a file backup without its catalog or content list");
+  if (!m.agent_key.empty() && keyed == AgentKeyed::kRefuse)
+    return FailedPrecondition(
+        "point " + m.id + " is encrypted with agent key " + m.agent_key +
+        ", which the appliance does not hold: restore it with `haven agent "
+        "restore` on the agent");
   std::unique_ptr<FilePoint> p(new FilePoint(repo, m));
-  HAVEN_RETURN_IF_ERROR(
-      repository::ForEachRecord(repo, m, [&](FileRecord&& r) -> Status {
-        p->records_.push_back(std::move(r));
-        return OkStatus();
-      }));
+  HAVEN_RETURN_IF_ERROR(ReadCatalog(repo, m, [&](FileRecord&& r) -> Status {
+    p->records_.push_back(std::move(r));
+    return OkStatus();
+  }));
   // The first record of a path wins; a second one is listed as a clash by
   // the restore (both are children of the same directory).
   for (size_t i = 0; i < p->records_.size(); ++i) {

@@ -12,16 +12,28 @@
 
 #include "repository/chunk_tree.h"
 #include "repository/file_tree.h"
+#include "repository/point_reader.h"
 #include "repository/repository.h"
 #include "restore/guest_fs.h"
 
 namespace haven::restore {
 
+// A point an agent sealed with its own key (manifest "agent_key") holds
+// sealed data chunks: only a reader that opens them (the agent's
+// KeyedPointReader, agent/agent_key.h) can read it.
+enum class AgentKeyed {
+  kRefuse,  // FailedPrecondition naming the key (what the appliance does)
+  kOpenedByReader,
+};
+
 class FilePoint : public GuestTree {
  public:
-  // Reads the whole catalog (memory: about 150 bytes per entry).
+  // Reads the whole catalog (memory: about 150 bytes per entry) through
+  // `reader` (a Repository, or a point read through the appliance), which
+  // must outlive the result.
   static Result<std::unique_ptr<FilePoint>> Open(
-      const repository::Repository& repo, const repository::Manifest& m);
+      const repository::PointReader& reader, const repository::Manifest& m,
+      AgentKeyed keyed = AgentKeyed::kRefuse);
 
   // Restricts List() to the subtrees `patterns` name and their parent
   // directories. A pattern with '*', '?' or '[' is a glob (matched like
@@ -66,11 +78,10 @@ class FilePoint : public GuestTree {
       const repository::FileRecord& r);
 
  private:
-  FilePoint(const repository::Repository& repo,
-            const repository::Manifest& m);
+  FilePoint(const repository::PointReader& repo, const repository::Manifest& m);
   GuestEntry Entry(size_t index) const;
 
-  const repository::Repository& repo_;
+  const repository::PointReader& repo_;
   repository::DiskManifest content_;
   std::vector<repository::FileRecord> records_;
   std::unordered_map<std::string, size_t> by_path_;

@@ -289,4 +289,55 @@ expect_rc 0 "snapshots" haven -r "$R" --json snapshots
 for i in 1 2 3 4 5 6 7 8; do contains "$WORK/out" "g$i-etc" "the point of g$i"; done
 expect_rc 0 "check after eight agents" haven -r "$R" check
 ok "eight agents backing up at once all landed and the repository checks clean"
+# ---------------------------------------------------------------- an agent's own key
+enroll_token c
+enroll c "$FP"
+[ "$RC" = 0 ] || fail "enroll c: $(cat "$WORK/err")"
+expect_rc 0 "agent c key create" agent c key create
+contains "$WORK/err" "ONLY copy" "the warning of key create"
+[ "$(stat -c %a "$WORK/agent.c/agent-key")" = 600 ] || fail "the agent key's mode is not 0600"
+[ "$(stat -c %s "$WORK/agent.c/agent-key")" = 64 ] || fail "the agent key is not 64 bytes"
+run agent c key create
+[ "$RC" != 0 ] || fail "a second key create succeeded"
+contains "$WORK/err" "never replaced" "the second key create's refusal"
+ok "agent c made its own key (0600, 64 bytes) and key create refuses to replace it"
+mkdir -p "$WORK/keyed"
+cp -a "$MNT/etc" "$WORK/keyed/etc"
+SECRET="haven-agent-key-probe-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
+for i in $(seq 1 200); do echo "$SECRET line $i"; done >"$WORK/keyed/etc/haven-secret.txt"
+# Read once (access times then stay put), as for $MNT above.
+find "$WORK/keyed" -type f -exec cat {} + >/dev/null
+ls -laR "$WORK/keyed" >/dev/null
+expect_rc 0 "agent c backup (keyed)" agent c --json backup "$WORK/keyed/etc" --name c-etc
+C_ID=$(jget 'j["snapshot"]' "$WORK/out")
+[ ${#C_ID} = 32 ] || fail "the keyed backup printed no point id: $(cat "$WORK/out")"
+expect_rc 0 "show c's point" haven -r "$R" --json show "$C_ID"
+contains "$WORK/out" '"agent_key"' "the manifest of c's point"
+expect_rc 0 "agent c second backup (keyed)" agent c --json backup "$WORK/keyed/etc" --name c-etc
+[ "$(jget 'j["uploaded_chunks"]' "$WORK/out")" = 0 ] || fail "an unchanged keyed tree uploaded chunks: $(cat "$WORK/out")"
+ok "c's keyed point $C_ID names its key; a second run of the unchanged tree uploads nothing"
+run haven -r "$R" restore files "$C_ID" --to "$WORK/r-c-app"
+[ "$RC" != 0 ] || fail "the appliance's repository restored a point sealed with c's key"
+contains "$WORK/err" "encrypted with agent key" "the repository's refusal of c's point"
+! grep -rqs "$SECRET" "$WORK/r-c-app" || fail "the appliance's restore holds the plain text of c's file"
+cred c
+code=$(AS c -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/points/$C_ID/files?path=/")
+[ "$code" = 409 ] || fail "/files of c's keyed point: HTTP $code $(cat "$WORK/body")"
+contains "$WORK/body" "which the appliance does not hold" "the 409 of /files"
+code=$(AS c -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/points/$C_ID/archive?path=/")
+[ "$code" = 409 ] || fail "/archive of c's keyed point: HTTP $code"
+code=$(AS a -o "$WORK/body" -w '%{http_code}' "$APPLIANCE/api/v1/agent/points/$C_ID/manifest")
+[ "$code" = 403 ] || fail "a reading c's manifest: HTTP $code"
+ok "the appliance cannot list or restore c's keyed point (409), nor another agent read it (403)"
+expect_rc 0 "agent c restore (keyed)" agent c restore "$C_ID" --to "$WORK/r-c"
+diff -r --no-dereference "$WORK/keyed/etc" "$WORK/r-c$WORK/keyed/etc" >/dev/null ||
+  fail "the keyed restore differs from the source"
+ok "c restores its keyed point on the agent, byte-identical"
+mv "$WORK/agent.c/agent-key" "$WORK/agent-key.c.saved"
+run agent c restore "$C_ID" --to "$WORK/r-c2"
+[ "$RC" != 0 ] || fail "a keyed point restored without the key"
+contains "$WORK/err" "no key file" "the restore without the key"
+mv "$WORK/agent-key.c.saved" "$WORK/agent.c/agent-key"
+expect_rc 0 "check after the keyed points" haven -r "$R" check
+ok "without its key file c's restore is refused in words; the repository checks clean"
 echo "PASS ($PASS checks)"
