@@ -49,6 +49,7 @@ Result<PointChunkSet> PointChunkSet::Build(
         d.tree, load,
         [&](uint64_t, const ChunkId& id) -> Status {
           set.data_.push_back(id);
+          if (d.is_config()) set.config_data_.push_back(id);
           return OkStatus();
         },
         d.chunk_size, hooks);
@@ -60,12 +61,14 @@ Result<PointChunkSet> PointChunkSet::Build(
   }
   SortUnique(set.trees_);
   SortUnique(set.data_);
+  SortUnique(set.config_data_);
   return set;
 }
 
-std::optional<ChunkType> PointChunkSet::Find(const ChunkId& id) const {
+std::optional<ChunkType> PointChunkSet::Find(const ChunkId& id,
+                                             bool plan_only) const {
   if (Contains(trees_, id)) return ChunkType::kTree;
-  if (Contains(data_, id)) return ChunkType::kData;
+  if (Contains(plan_only ? config_data_ : data_, id)) return ChunkType::kData;
   return std::nullopt;
 }
 

@@ -38,14 +38,17 @@ class PointChunkSet {
                                      const repository::Manifest& point);
 
   const std::string& point_id() const { return point_id_; }
-  // The chunk's type if it belongs to the point; nullopt otherwise.
-  std::optional<repository::ChunkType> Find(
-      const repository::ChunkId& id) const;
+  // The chunk's type if it belongs to the point; nullopt otherwise. With
+  // `plan_only`, only what planning a restore reads: every tree node and
+  // the data of config files (the disks' data is for the run).
+  std::optional<repository::ChunkType> Find(const repository::ChunkId& id,
+                                            bool plan_only = false) const;
   size_t size() const { return trees_.size() + data_.size(); }
 
  private:
   std::string point_id_;
   std::vector<repository::ChunkId> trees_, data_;  // sorted, unique
+  std::vector<repository::ChunkId> config_data_;   // of config files too
 };
 
 class AgentRestoreReads {

@@ -21,7 +21,10 @@
 //   GET  /api/v1/agent/points/{id}/manifest  the point's manifest JSON
 //   POST /api/v1/agent/points/{id}/chunks    as the job's chunks route
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <unordered_set>
 #include <variant>
 
 #include "appliance/agent_jobs.h"
@@ -92,11 +95,42 @@ std::variant<FoundPoint, Response> AuthorizeOwn(Services& s,
   return std::move(*found);
 }
 
+// Reads of chunks an agent has in progress: each holds a handler thread
+// and up to 64 MiB, so one agent gets at most kMaxReadsPerAgent at once.
+constexpr int kMaxReadsPerAgent = 4;
+class ReadSlots {
+ public:
+  bool Take(const std::string& agent) {
+    std::lock_guard l(mu_);
+    int& n = busy_[agent];
+    if (n >= kMaxReadsPerAgent) return false;
+    ++n;
+    return true;
+  }
+  void Give(const std::string& agent) {
+    std::lock_guard l(mu_);
+    if (--busy_[agent] <= 0) busy_.erase(agent);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> busy_;
+};
+
+Response TooManyReads() {
+  Response r = ErrorJson(503, "this agent already has " +
+                                  std::to_string(kMaxReadsPerAgent) +
+                                  " chunk reads in progress; try again");
+  r.headers.emplace_back("retry-after", "1");
+  return r;
+}
+
 // Frames of the chunks `body` asks for, each of which must be in `set`
-// (else 403 naming it and `whose`).
+// (else 403 naming it and `whose`); with `plan_only`, only what planning
+// reads (PointChunkSet::Find).
 Response ServeChunks(const repository::Repository& repo,
                      const PointChunkSet& set, const std::string& body,
-                     const std::string& whose) {
+                     const std::string& whose, bool plan_only = false) {
   if (body.empty() || body.size() % 32 != 0 || body.size() / 32 > kMaxIds)
     return ErrorJson(400, "the body must be 1 to " + std::to_string(kMaxIds) +
                               " chunk ids of 32 bytes, not " +
@@ -105,27 +139,43 @@ Response ServeChunks(const repository::Repository& repo,
   std::vector<std::pair<ChunkId, ChunkType>> asked(n);
   for (size_t i = 0; i < n; ++i) {
     std::memcpy(asked[i].first.bytes.data(), body.data() + 32 * i, 32);
-    auto type = set.Find(asked[i].first);
+    auto type = set.Find(asked[i].first, plan_only);
     if (!type)
       return ErrorJson(
-          403, "chunk " + asked[i].first.Hex() + " is not part of " + whose);
+          403, "chunk " + asked[i].first.Hex() + " is not part of " + whose +
+                   (plan_only && set.Find(asked[i].first)
+                        ? " that planning reads (a disk's data is read by "
+                          "the restore itself)"
+                        : ""));
     asked[i].second = *type;
   }
+  // Each id once: a repeat would only make this appliance read and decrypt
+  // the same chunk again.
+  std::unordered_set<ChunkId, repository::ChunkIdHash> distinct;
+  for (const auto& [id, type] : asked)
+    if (!distinct.insert(id).second)
+      return ErrorJson(
+          400, "chunk " + id.Hex() + " is asked for twice in one request");
   repository::ReadContext ctx;
-  Bytes out, data;
-  for (const auto& [id, type] : asked) {
-    if (out.size() >= kMaxAnswerBytes) break;  // the agent asks again
-    Status st = repo.ReadChunk(type, id, data, ctx);
-    if (!st.ok()) return StatusResponse(st);
-    out.push_back(static_cast<uint8_t>(type));
-    out.insert(out.end(), id.bytes.begin(), id.bytes.end());
-    PutU32(out, static_cast<uint32_t>(data.size()));
-    out.insert(out.end(), data.begin(), data.end());
-  }
+  Bytes data;
   Response r;
   r.status = 200;
   r.headers.emplace_back("Content-Type", "application/octet-stream");
-  r.body.assign(reinterpret_cast<const char*>(out.data()), out.size());
+  for (const auto& [id, type] : asked) {
+    Status st = repo.ReadChunk(type, id, data, ctx);
+    if (!st.ok()) return StatusResponse(st);
+    const size_t frame = 1 + 32 + 4 + data.size();
+    // Never past the cap (the agent's client refuses larger answers): the
+    // agent asks again for the rest. The first frame always fits.
+    if (!r.body.empty() && r.body.size() + frame > kMaxAnswerBytes) break;
+    uint8_t head[1 + 32 + 4];
+    head[0] = static_cast<uint8_t>(type);
+    std::memcpy(head + 1, id.bytes.data(), 32);
+    for (int b = 0; b < 4; ++b)
+      head[33 + b] = static_cast<uint8_t>(data.size() >> (8 * b));
+    r.body.append(reinterpret_cast<const char*>(head), sizeof head);
+    r.body.append(reinterpret_cast<const char*>(data.data()), data.size());
+  }
   return r;
 }
 
@@ -136,7 +186,8 @@ Response OwnManifest(Services& s, const ApiCall& call) {
 }
 
 // Own points' sets are kept per agent (job id 0): one point at a time.
-Response OwnChunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
+Response OwnChunks(Services& s, AgentRestoreReads& reads, ReadSlots& slots,
+                   const ApiCall& call) {
   auto a = AuthorizeOwn(s, call);
   if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
   const FoundPoint& found = std::get<FoundPoint>(a);
@@ -147,8 +198,11 @@ Response OwnChunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
   const repository::Repository& repo = found.open->repo();
   auto set = reads.ChunksOf(0, call.caller.agent_id, repo, *found.point);
   if (!set.ok()) return StatusResponse(set.status());
-  return ServeChunks(repo, **set, call.request.body,
-                     "point " + found.point->id.substr(0, 8));
+  if (!slots.Take(call.caller.agent_id)) return TooManyReads();
+  Response r = ServeChunks(repo, **set, call.request.body,
+                           "point " + found.point->id.substr(0, 8));
+  slots.Give(call.caller.agent_id);
+  return r;
 }
 
 Response Point(Services& s, const ApiCall& call) {
@@ -158,7 +212,8 @@ Response Point(Services& s, const ApiCall& call) {
   return Response::Json(200, ok.found.point->ToJson());
 }
 
-Response Chunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
+Response Chunks(Services& s, AgentRestoreReads& reads, ReadSlots& slots,
+                const ApiCall& call) {
   auto a = Authorize(s, call);
   if (auto* r = std::get_if<Response>(&a)) return std::move(*r);
   const Allowed& ok = std::get<Allowed>(a);
@@ -173,9 +228,14 @@ Response Chunks(Services& s, AgentRestoreReads& reads, const ApiCall& call) {
   auto set = reads.ChunksOf(ok.task.job_id, call.caller.agent_id, repo,
                             *ok.found.point);
   if (!set.ok()) return StatusResponse(set.status());
-  return ServeChunks(repo, **set, body,
-                     "point " + ok.found.point->id.substr(0, 8) + " that job " +
-                         std::to_string(ok.task.job_id) + " restores");
+  if (!slots.Take(call.caller.agent_id)) return TooManyReads();
+  Response r =
+      ServeChunks(repo, **set, body,
+                  "point " + ok.found.point->id.substr(0, 8) + " that job " +
+                      std::to_string(ok.task.job_id) + " restores",
+                  ok.task.kind == "vm-restore-plan");
+  slots.Give(call.caller.agent_id);
+  return r;
 }
 
 Route Make(const char* method, std::string path, std::string summary,
@@ -200,6 +260,7 @@ nlohmann::json Described(const char* description) {
 std::vector<Route> AgentRestoreRoutes(Services& s) {
   // The routes own the cache of chunk sets (one per router).
   auto reads = std::make_shared<AgentRestoreReads>();
+  auto slots = std::make_shared<ReadSlots>();
   const nlohmann::json refused = Described(
       "the job is not a restore running on this agent (or, for chunks, an "
       "id not of its point, named)");
@@ -230,8 +291,11 @@ std::vector<Route> AgentRestoreRoutes(Services& s) {
                            "rest")},
          {"400", Described("a body that is not 1 to 256 ids of 32 bytes")},
          {"403", refused},
-         {"503", Described("the repository is busy (gc); try again")}}}},
-      [&s, reads](const ApiCall& c) { return Chunks(s, *reads, c); }));
+         {"503", Described("the repository is busy (gc), or this agent has 4 "
+                           "reads in progress; try again")}}}},
+      [&s, reads, slots](const ApiCall& c) {
+        return Chunks(s, *reads, *slots, c);
+      }));
   routes.back().audited = false;  // many per restore; the job is audited
 
   // An agent's own file points (sealed with its key): without a job.
@@ -271,8 +335,8 @@ std::vector<Route> AgentRestoreRoutes(Services& s) {
          {"404", Described("no such point (the id is 32 hex digits)")},
          {"409", Described("not a file point")},
          {"503", Described("the repository is busy (gc); try again")}}}},
-      [&s, own_reads](const ApiCall& c) {
-        return OwnChunks(s, *own_reads, c);
+      [&s, own_reads, slots](const ApiCall& c) {
+        return OwnChunks(s, *own_reads, *slots, c);
       }));
   routes.back().audited = false;  // many per restore
   return routes;

@@ -162,6 +162,9 @@ TEST_F(RemoteRestoreTest, ThePointsChunkSetHoldsExactlyItsChunks) {
   std::vector<ChunkId> mine = DataIds(m);
   ASSERT_FALSE(mine.empty());
   for (const ChunkId& id : mine) EXPECT_EQ(set->Find(id), ChunkType::kData);
+  // Planning reads the trees and config files, never a disk's data.
+  EXPECT_EQ(set->Find(m.disks[0].tree.root, true), ChunkType::kTree);
+  for (const ChunkId& id : mine) EXPECT_FALSE(set->Find(id, true)) << id.Hex();
   // Another point's chunks and made-up ids are not in it.
   EXPECT_FALSE(set->Find(other.disks[0].tree.root));
   int foreign = 0;
@@ -329,12 +332,36 @@ TEST_F(RemoteReadRoutesTest, AnAgentRestoresItsJobsPointThroughTheAppliance) {
               StatusIs(Code::kInvalidArgument, HasSubstr("--verify-ids")));
 }
 
+TEST_F(RemoteReadRoutesTest, PlanningReadsTreesNotTheDisksData) {
+  InitRepo();
+  Manifest m = BackedUp("img", 8, nullptr);
+  ASSERT_NO_FATAL_FAILURE(Serve());
+  Running(10, "vm-restore-plan", m.id);
+  auto a = Client("agentA");
+  ASSERT_TRUE(a);
+  auto Ids = [](const std::vector<ChunkId>& ids) {
+    std::string body;
+    for (const ChunkId& id : ids)
+      body.append(reinterpret_cast<const char*>(id.bytes.data()), 32);
+    return body;
+  };
+  auto tree = a->Post("/api/v1/agent/jobs/10/chunks",
+                      "application/octet-stream", Ids({m.disks[0].tree.root}));
+  ASSERT_THAT(tree, IsOk());
+  EXPECT_EQ(tree->status, 200) << tree->body;
+  auto data = a->Post("/api/v1/agent/jobs/10/chunks",
+                      "application/octet-stream", Ids({DataIds(m).front()}));
+  ASSERT_THAT(data, IsOk());
+  EXPECT_EQ(data->status, 403);
+  EXPECT_THAT(data->body, HasSubstr("that planning reads"));
+}
+
 TEST_F(RemoteReadRoutesTest, WhatIsNotTheJobsPointIsRefused) {
   InitRepo();
   Manifest m = BackedUp("img", 7, nullptr);
   Manifest other = BackedUp("other", 70, nullptr);
   ASSERT_NO_FATAL_FAILURE(Serve());
-  Running(9, "vm-restore-plan", m.id);
+  Running(9, "vm-restore", m.id);
   auto a = Client("agentA");
   auto b = Client("agentB");
   ASSERT_TRUE(a && b);
@@ -355,6 +382,10 @@ TEST_F(RemoteReadRoutesTest, WhatIsNotTheJobsPointIsRefused) {
   ASSERT_GT(ok->body.size(), 2 * 37u);
   EXPECT_EQ(ok->body[0], 1);  // tree
   EXPECT_EQ(ok->body.compare(1, 32, Ids({root})), 0);
+  // An id asked for twice: 400.
+  auto twice = a->Post(chunks, "application/octet-stream", Ids({first, first}));
+  ASSERT_THAT(twice, IsOk());
+  EXPECT_EQ(twice->status, 400);
 
   // A chunk of another point, anywhere in the request: 403 naming it.
   ChunkId foreign;
