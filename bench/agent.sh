@@ -14,6 +14,10 @@ Usage: bench/agent.sh [options]
   --data-mib N   MiB of real files (this machine's /usr) to back up (default 1024)
   --agents N     agents of the concurrent step (default 8)
   --skip-restic  no restic-over-sftp step
+  --pin          clients (haven, the agent, restic) on CPU 0, servers (havend,
+                 sshd) on CPU 1: each side has a core of its own, as an agent
+                 and its appliance on two machines have; without it they
+                 share both cores
   --keep         keep the work directory
   -h, --help     this help
 
@@ -26,13 +30,14 @@ USAGE
 }
 die() { echo "bench/agent.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%T)] $*" >&2; }
-ROUNDS=5 DATA_MIB=1024 AGENTS=8 RESTIC=1 KEEP=0
+ROUNDS=5 DATA_MIB=1024 AGENTS=8 RESTIC=1 KEEP=0 PIN=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --data-mib) DATA_MIB=$2; shift 2 ;;
     --agents) AGENTS=$2; shift 2 ;;
     --skip-restic) RESTIC=0; shift ;;
+    --pin) PIN=1; shift ;;
     --keep) KEEP=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -98,11 +103,17 @@ find "$TREE" -type f -exec cat {} + >/dev/null  # page cache, for every tool ali
 
 # cpu_of PID: utime + stime in seconds.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-# timed OUT CMD...: runs CMD; appends "wall cpu maxrss_kb" to OUT.
+# With --pin, clients run on CPU 0 and servers on CPU 1.
+CLIENT=() SERVER=()
+if [ "$PIN" = 1 ]; then
+  need_pkg taskset util-linux
+  CLIENT=(taskset -c 0) SERVER=(taskset -c 1)
+fi
+# timed OUT CMD...: runs CMD (a client); appends "wall cpu maxrss_kb" to OUT.
 timed() {
   local out=$1
   shift
-  /usr/bin/time -f '%e %U %S %M' -o "$W/time" "$@" >"$W/cmd.out" 2>"$W/cmd.err" ||
+  "${CLIENT[@]}" /usr/bin/time -f '%e %U %S %M' -o "$W/time" "$@" >"$W/cmd.out" 2>"$W/cmd.err" ||
     die "$* failed: $(tail -3 "$W/cmd.err")"
   awk '{printf "%s %.2f %s\n", $1, $2 + $3, $4}' "$W/time" >>"$out"
 }
@@ -112,7 +123,7 @@ STATE=$W/state
 "$HAVEN" -r "$W/appliance-repo" init >/dev/null
 echo "$HAVEN_PASSWORD" >"$W/pw"
 chmod 600 "$W/pw"
-"$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 --repository "main=$W/appliance-repo" \
+"${SERVER[@]}" "$HAVEND" serve --state-dir "$STATE" --listen 127.0.0.1:0 --repository "main=$W/appliance-repo" \
   --password-file "$W/pw" --libvirt-uri test:///default >"$W/havend.out" 2>"$W/havend.log" &
 DPID=$!
 for _ in $(seq 100); do grep -q "listening on" "$W/havend.out" 2>/dev/null && break; sleep 0.1; done
@@ -137,7 +148,7 @@ if [ "$RESTIC" = 1 ]; then
   cp "$W/ssh/client.pub" "$AK"
   chmod 600 "$AK"
   mkdir -p /run/sshd
-  /usr/sbin/sshd -D -p 22022 -o ListenAddress=127.0.0.1 -h "$W/ssh/host" -o AuthorizedKeysFile="$AK" \
+  "${SERVER[@]}" /usr/sbin/sshd -D -p 22022 -o ListenAddress=127.0.0.1 -h "$W/ssh/host" -o AuthorizedKeysFile="$AK" \
     -o PasswordAuthentication=no -o StrictModes=no -o PidFile="$W/ssh/pid" 2>"$W/ssh/log" &
   SSHD=$!
   sleep 1
@@ -169,7 +180,7 @@ for r in $(seq 1 "$ROUNDS"); do
   start=$(date +%s.%N)
   for i in $(seq 1 "$AGENTS"); do
     enroll "m$r-$i"
-    "$HAVEN" agent backup "$TREE" --name "t-m$r-$i" --state-dir "$W/agent.m$r-$i" >/dev/null 2>"$W/m$i.err" &
+    "${CLIENT[@]}" "$HAVEN" agent backup "$TREE" --name "t-m$r-$i" --state-dir "$W/agent.m$r-$i" >/dev/null 2>"$W/m$i.err" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || die "a concurrent agent failed: $(cat "$W"/m*.err | tail -3)"; done
@@ -178,9 +189,10 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 # ---------------------------------------------------------------- report
-python3 - "$W" "$BYTES" "$FILES" "$AGENTS" "$RESTIC" <<'PY'
+python3 - "$W" "$BYTES" "$FILES" "$AGENTS" "$RESTIC" "$PIN" <<'PY'
 import statistics, sys
 w, size, files, agents, restic = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+pinned = sys.argv[6] == "1"
 def rows(name):
     return [list(map(float, l.split())) for l in open(f"{w}/{name}") if l.strip()]
 def med(xs): return statistics.median(xs)
@@ -188,7 +200,8 @@ def spread(xs): return f"{min(xs):.2f}-{max(xs):.2f}"
 local, remote = rows("local"), rows("remote")
 mb = size / 1e6
 out = []
-out.append(f"Tree: {size/2**20:.0f} MiB in {files} files; {len(local)} rounds; medians (spread).\n")
+out.append(f"Tree: {size/2**20:.0f} MiB in {files} files; {len(local)} rounds; medians (spread)" +
+           ("; clients on CPU 0, servers on CPU 1 (--pin)" if pinned else "") + ".\n")
 out.append("| step | wall s | MB/s | CPU s (client) | peak RSS MiB |")
 out.append("|---|---|---|---|---|")
 def line(label, rs):
