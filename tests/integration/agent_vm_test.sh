@@ -118,7 +118,9 @@ ok "h backs up $A through the appliance (full, $(jget 'j["uploaded_bytes"]' "$WO
 # ---------------------------------------------------------------- an incremental job handed by the appliance
 haven_guest_write "$A" vda random:7 24M 1M || fail "guest write"
 haven_guest_write "$A" vda 0x5a 100M 256K || fail "guest write"
-agent h run >"$WORK/run.out" 2>"$WORK/run.log" &
+# Started directly (not through the agent function), so $! is the agent's
+# own pid and the cleanup's kill reaches it.
+ip netns exec "$AGT" "$HAVEN" agent run --state-dir "$WORK/agent.h" >"$WORK/run.out" 2>"$WORK/run.log" &
 RPID=$!
 code=$("${ADMIN[@]}" -o "$WORK/body" -w '%{http_code}' --data "{\"vm\": \"$A\"}" "$LOCAL/api/v1/agents/h/backup")
 [ "$code" = 202 ] || fail "POST /agents/h/backup: HTTP $code $(cat "$WORK/body")"
