@@ -872,21 +872,10 @@ Status UploadSink::Commit(Manifest& m) {
   HAVEN_ASSIGN_OR_RETURN(
       HttpReply r, client_.Post("/api/v1/agent/points", kOctets, AsText(body),
                                 600, Retry()));
-  if (r.status == 409) {
-    lost_chunks_ = true;
-    DropCache();
-    size_t missing = 0;
-    auto e = nlohmann::json::parse(r.body, nullptr, false);
-    if (!e.is_discarded() && e.is_object() && e.contains("missing") &&
-        e["missing"].is_array())
-      missing = e["missing"].size();
-    return FailedPrecondition(
-        "the appliance no longer holds " +
-        (missing ? std::to_string(missing) : std::string("some")) +
-        " of the chunks this point names (" + r.ErrorText() +
-        "); no point was written and the local cache was dropped: run the "
-        "backup again");
-  }
+  // Chunks gone since: the same handling as a VM point's commit. Another
+  // 409 (the name is another agent's) is an error as it is.
+  if (r.status == 409 && IsMissingReply(r))
+    return LostChunks(r, "committing the point");
   if (!IsOk2xx(r.status)) return ReplyStatus(r, "committing the point");
   auto a = nlohmann::json::parse(r.body, nullptr, false);
   if (a.is_discarded() || !a.is_object() || !a.contains("id") ||

@@ -57,32 +57,30 @@ Response Chunks(Services& s, const ApiCall& call) {
   return OkOrdered(j);
 }
 
-Response CommitPoint(Services& s, const ApiCall& call) {
-  auto answer = s.agent_store->Commit(call.caller.agent_id, call.request.body);
+// The answer to a commit (files or VM): 201 with the new point, 200 with
+// the one a retried upload id made; `with_created` adds "created".
+Response Committed(const Result<AgentAnswer<AgentCommit>>& answer,
+                   bool with_created) {
   if (!answer.ok()) return StatusResponse(answer.status());
-  if (auto* refused = std::get_if<AgentRefusal>(&*answer))
+  if (auto* refused = std::get_if<AgentRefusal>(&answer.value()))
     return Refused(*refused);
-  const AgentCommit& c = std::get<AgentCommit>(*answer);
+  const AgentCommit& c = std::get<AgentCommit>(answer.value());
   nlohmann::ordered_json j;
   j["id"] = c.id;
   j["name"] = c.name;
   j["time"] = c.time;
+  if (with_created) j["created"] = c.created;
   return Response::Json(c.created ? 201 : 200, DumpJson(j));
 }
 
+Response CommitPoint(Services& s, const ApiCall& call) {
+  return Committed(
+      s.agent_store->Commit(call.caller.agent_id, call.request.body), false);
+}
+
 Response CommitVmPoint(Services& s, const ApiCall& call) {
-  auto answer =
-      s.agent_store->CommitVm(call.caller.agent_id, call.request.body);
-  if (!answer.ok()) return StatusResponse(answer.status());
-  if (auto* refused = std::get_if<AgentRefusal>(&*answer))
-    return Refused(*refused);
-  const AgentCommit& c = std::get<AgentCommit>(*answer);
-  nlohmann::ordered_json j;
-  j["id"] = c.id;
-  j["name"] = c.name;
-  j["time"] = c.time;
-  j["created"] = c.created;
-  return Response::Json(c.created ? 201 : 200, DumpJson(j));
+  return Committed(
+      s.agent_store->CommitVm(call.caller.agent_id, call.request.body), true);
 }
 
 // The caller's point `id` of its repository: 404 when there is none, 403
