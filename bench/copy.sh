@@ -414,6 +414,18 @@ for r in $(seq 1 "$ROUNDS"); do
     restic -r "$RDST" init --repository-version 2 --from-repo "$RSRC" --copy-chunker-params \
       >"$LOGS/restic-dst-init.log" 2>&1 || { cat "$LOGS/restic-dst-init.log" >&2; die "restic init --from-repo failed"; }
   fi
+  if [ "$r" = 1 ]; then
+    # What a dry run promises (docs/copies.md: "the figure to plan a link
+    # with"), against what the copy then writes. Untimed.
+    "$HAVEN" --json copy --dry-run --from "$SRC" --to "$DST" "${HIDS[@]:0:NIGHTS}" >"$LOGS/haven-dry-run.json" ||
+      die "haven copy --dry-run failed"
+    python3 - "$LOGS/haven-dry-run.json" <<'PY' | while IFS=$'\t' read -r k v; do record haven first 1 "$k" "$v"; done
+import json, sys
+j = json.load(open(sys.argv[1]))
+print("dry_run_bytes\t%d" % j["bytes_sent"])
+print("dry_run_chunks\t%d" % j["chunks_sent"])
+PY
+  fi
   for step in first night; do
     for t in "${order[@]}"; do
       copy_cmd "$t" "$step"
@@ -574,6 +586,12 @@ for st, label in (("first", f"{N} nights"), ("night", f"night {N + 1}")):
     print(f"| {label} | {one('haven', st, 'bytes_sent') / MB:.1f} | {one('haven', st, 'chunks_sent'):.0f} "
           f"| {one('haven', st, 'chunks_checked'):.0f} | {one('haven', st, 'duration_seconds'):.2f} |")
 print()
+dry = med("haven", "first", "dry_run_bytes")
+if dry:
+    grow = med("haven", "first", "target_growth")
+    print(f"`haven copy --dry-run` of the first copy (round 1): {dry / MB:.1f} MB in "
+          f"{med('haven', 'first', 'dry_run_chunks'):.0f} chunks; the copy then grew the target by "
+          f"{grow / MB:.1f} MB: the dry run said {dry / grow:.2f}x what the copy stored.\n")
 print("Sources and targets (after all copies):\n")
 print("| | haven | restic |")
 print("|---|---:|---:|")
