@@ -113,7 +113,9 @@ int PrintReport(const Globals& g, const CopyReport& r, const char* verb) {
           HumanBytes(r.bytes_sent).c_str(),
           FormatDuration(r.duration_seconds).c_str());
   }
-  return r.failed() > 0 || !r.damaged.empty() ? kExitPartial : kExitOk;
+  return r.failed() > 0 || !r.damaged.empty() || !r.source_errors.empty()
+             ? kExitPartial
+             : kExitOk;
 }
 
 Result<CopyReport> RunCopy(const Globals& g, Repository& from, Repository& to,

@@ -11,6 +11,7 @@
 
 #include "base/rate_limiter.h"
 #include "base/time.h"
+#include "repository/chunk_tree.h"
 #include "repository/repository.h"
 
 namespace haven::repository {
@@ -79,13 +80,16 @@ Status LocalCopySource::ReadChunks(ChunkType type,
   for (size_t i = 0; i < ids.size(); ++i) {
     CopyChunk& c = out[i];
     c.id = ids[i];
-    c.status = repo_.ReadChunk(type, ids[i], c.raw, *ctx_);
+    c.status = repo_.ReadChunkEncoded(type, ids[i], c.raw, c.encoded, *ctx_);
     // Authenticated by its seal; its bytes must also give its id, or the
     // target would store a chunk under a name that lies.
     if (c.status.ok() && repo_.IdFor(type, c.raw) != ids[i])
       c.status =
           DataLoss("chunk " + ids[i].Hex() + ": its bytes do not give its id");
-    if (!c.status.ok()) c.raw.clear();
+    if (!c.status.ok()) {
+      c.raw.clear();
+      c.encoded.clear();
+    }
   }
   return OkStatus();
 }
@@ -154,19 +158,63 @@ Status LocalCopyTarget::PutChunks(ChunkType type,
           repo_.backend().Describe() +
           " (the two repositories do not share chunk-id keys, or the chunk "
           "was damaged on the way)");
+    // The source's encoding, when it came along, is stored as is: the two
+    // repositories share the format, and `raw` was just checked against
+    // the id (the encoding came from the same authenticated plaintext).
+    if (c.encoded.size() > 1 && (c.encoded[0] == kChunkCodecStored ||
+                                 c.encoded[0] == kChunkCodecZstd)) {
+      HAVEN_RETURN_IF_ERROR(
+          writer_
+              ->PutEncoded(
+                  type, c.id, static_cast<uint32_t>(c.raw.size()), c.encoded[0],
+                  ByteSpan(c.encoded.data() + 1, c.encoded.size() - 1), *wctx_)
+              .status());
+      continue;
+    }
     HAVEN_RETURN_IF_ERROR(writer_->Put(type, c.id, c.raw, *wctx_).status());
   }
   return writer_->Flush();
 }
 
-Status LocalCopyTarget::CommitPoint(const Manifest& m) {
+Status LocalCopyTarget::CommitPoint(const Manifest& copied) {
+  // A copied point belongs to no agent of this repository: an agent id is
+  // another appliance's namespace (and a hostile source's claim).
+  Manifest m = copied;
+  m.agent_id.clear();
+  // Every chunk the point names must be here, not only its roots: a node
+  // can outlive its children (gc keeps a pack for its other chunks), and a
+  // point committed over a hole would be reported copied and fail to
+  // restore. Nodes verified whole in this run are not walked again.
+  ReadContext ctx;
   for (const auto& d : m.disks) {
     if (d.tree.root.IsZero()) continue;
-    HAVEN_ASSIGN_OR_RETURN(auto loc, repo_.index().Get(d.tree.root));
-    if (!loc)
-      return FailedPrecondition("recovery point " + m.id + ": " +
-                                repo_.backend().Describe() +
-                                " lacks the chunk list of " + d.name);
+    WalkHooks hooks;
+    hooks.enter = [&](const ChunkId& node) -> Result<bool> {
+      return !verified_.count(node);
+    };
+    hooks.leave = [&](const ChunkId& node) {
+      verified_.insert(node);
+      return OkStatus();
+    };
+    std::string lacks;
+    Status walked = WalkTree(
+        d.tree, repo_.TreeNodeLoader(ctx),
+        [&](uint64_t, const ChunkId& id) -> Status {
+          if (id.IsZero()) return OkStatus();
+          HAVEN_ASSIGN_OR_RETURN(auto loc, repo_.index().Get(id));
+          if (!loc) {
+            lacks = id.Hex();
+            return FailedPrecondition("lacks chunk " + id.Hex());
+          }
+          return OkStatus();
+        },
+        d.chunk_size, hooks);
+    if (!walked.ok())
+      return FailedPrecondition(
+          "recovery point " + m.id +
+          " was not committed: " + repo_.backend().Describe() + " lacks " +
+          (lacks.empty() ? "a chunk-list node" : "chunk " + lacks) + " of " +
+          d.name + " (" + walked.message() + ")");
   }
   return repo_.CommitCopiedSnapshot(m);
 }
@@ -271,7 +319,12 @@ class Copier {
     for (const auto& d : m.disks) {
       if (d.tree.root.IsZero()) continue;
       HAVEN_ASSIGN_OR_RETURN(auto have, Has(ChunkType::kTree, {d.tree.root}));
-      if (have[0]) continue;
+      if (have[0] && trust_nodes) continue;
+      // Reads of data chunks stay within a few batches' bytes: image chunks
+      // have the disk's size; file content chunks up to 1 MiB by default.
+      uint64_t estimate = d.chunk_size > 0 ? d.chunk_size : (1u << 20);
+      read_group_ =
+          std::clamp<size_t>(kBatchBytes / estimate, 1, options_.batch_chunks);
       bool ok = true;
       Status s = CopyNode(d.tree.root, d.tree.height, ok);
       if (!s.ok())
@@ -283,6 +336,12 @@ class Copier {
     HAVEN_RETURN_IF_ERROR(FlushNodes());
     return Settle();
   }
+
+  // Whether a tree node the target holds stands for its whole subtree.
+  // True on the first walk of a point; false when the target refused to
+  // commit it for a missing chunk (its gc can leave a node whose children
+  // are gone): the point is then walked again down to every data chunk.
+  bool trust_nodes = true;
 
   std::vector<DamagedChunk> DamagedList() const {
     std::vector<DamagedChunk> out;
@@ -385,9 +444,12 @@ class Copier {
     HAVEN_ASSIGN_OR_RETURN(auto have, Has(child_type, children));
     bool all_ok = true;
     if (level == 1) {
+      // Each missing chunk once, however often the node names it.
       std::vector<ChunkId> missing;
+      std::unordered_set<ChunkId, ChunkIdHash> seen;
       for (size_t i = 0; i < children.size(); ++i)
-        if (!have[i]) missing.push_back(children[i]);
+        if (!have[i] && seen.insert(children[i]).second)
+          missing.push_back(children[i]);
       for (const auto& c : missing) {
         auto bad = damaged_.find(c.Hex());
         if (bad != damaged_.end()) {
@@ -397,18 +459,20 @@ class Copier {
       }
       std::erase_if(missing,
                     [&](const ChunkId& c) { return damaged_.count(c.Hex()); });
-      for (size_t at = 0; at < missing.size(); at += options_.batch_chunks) {
+      for (size_t at = 0; at < missing.size(); at += read_group_) {
         std::vector<ChunkId> part(
             missing.begin() + at,
-            missing.begin() +
-                std::min(missing.size(), at + options_.batch_chunks));
+            missing.begin() + std::min(missing.size(), at + read_group_));
         bool part_ok = true;
         HAVEN_RETURN_IF_ERROR(QueueData(part, part_ok));
         if (!part_ok) all_ok = false;
       }
     } else {
+      std::unordered_set<ChunkId, ChunkIdHash> seen;
       for (size_t i = 0; i < children.size(); ++i) {
-        if (have[i]) continue;
+        if ((have[i] && trust_nodes) || !seen.insert(children[i]).second ||
+            queued_.count(children[i]) || children[i].IsZero())
+          continue;
         bool child_ok = true;
         HAVEN_RETURN_IF_ERROR(CopyNode(children[i], level - 1, child_ok));
         if (!child_ok) all_ok = false;
@@ -547,6 +611,7 @@ class Copier {
   RateLimiter limiter_;
   std::chrono::steady_clock::time_point start_;
   CopyPointResult* point_ = nullptr;
+  size_t read_group_ = 1;
   std::unordered_set<ChunkId, ChunkIdHash> queued_;
   std::map<std::string, Damage> damaged_;
   std::map<std::string, ChunkId> ids_by_hex_;
@@ -645,6 +710,20 @@ Result<CopyReport> CopyPoints(CopySource& from, CopyTarget& to,
       r.outcome = "would copy";
     } else {
       Status c = to.CommitPoint(*m);
+      if (c.code() == Code::kFailedPrecondition && complete) {
+        // The target lacks something a node it holds claimed to cover:
+        // walk the point again down to every chunk, then commit again.
+        copier.trust_nodes = false;
+        s = copier.CopyChunksOf(*m, r, complete);
+        copier.trust_nodes = true;
+        if (!s.ok()) {
+          if (s.code() == Code::kCancelled) return s;
+          return s.WithContext("copying " + PointWords(p) + " to " + report.to);
+        }
+        c = complete ? to.CommitPoint(*m)
+                     : DataLoss("recovery point " + p.id +
+                                " needs damaged chunks of the source");
+      }
       if (c.ok()) {
         r.outcome = "copied";
       } else if (c.code() == Code::kAlreadyExists) {

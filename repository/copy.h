@@ -25,10 +25,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <string>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "base/bytes.h"
 #include "base/progress.h"
@@ -52,6 +52,10 @@ struct CopyChunk {
   ChunkId id{};
   Status status;  // not OK: `raw` is empty and the chunk is damaged
   Bytes raw;
+  // Optional: the chunk as the source stored it (codec byte | payload,
+  // chunk_codec.h), which a local target stores as is instead of
+  // compressing `raw` again. Empty from a remote source.
+  Bytes encoded;
 };
 
 // What the two sides compare before copying: the chunk-id keys' fingerprint
@@ -107,7 +111,10 @@ class CopyTarget {
   virtual Status PutChunks(ChunkType type,
                            const std::vector<CopyChunk>& chunks) = 0;
   // Writes the manifest under its own id, after checking that the target
-  // holds every tree root it names. AlreadyExists if that point is there.
+  // holds every chunk it names (FailedPrecondition naming one it lacks; the
+  // copy then walks the point again without trusting the target's nodes).
+  // A copied point belongs to no agent of the target (agent_id cleared).
+  // AlreadyExists if that point is there.
   virtual Status CommitPoint(const Manifest& m) = 0;
 };
 
@@ -146,6 +153,8 @@ class LocalCopyTarget : public CopyTarget {
 
  private:
   Repository& repo_;
+  // Tree nodes CommitPoint found whole (every chunk under them indexed).
+  std::unordered_set<ChunkId, ChunkIdHash> verified_;
   std::unique_ptr<ChunkWriter> writer_;
   std::unique_ptr<WriteContext> wctx_;
 };

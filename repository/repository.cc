@@ -87,6 +87,15 @@ Status Repository::ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
                    ctx.decompressor, ctx.scratch, out, what);
 }
 
+Status Repository::ReadChunkEncoded(ChunkType type, const ChunkId& id,
+                                    Bytes& raw, Bytes& encoded,
+                                    ReadContext& ctx) const {
+  HAVEN_RETURN_IF_ERROR(ReadChunk(type, id, raw, ctx));
+  // OpenChunk left the authenticated plaintext (codec | payload) there.
+  encoded.assign(ctx.scratch.begin(), ctx.scratch.end());
+  return OkStatus();
+}
+
 // ---------------------------------------------------------------- writing
 
 ChunkWriter::ChunkWriter(Repository* repo) : repo_(repo) {

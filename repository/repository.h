@@ -224,6 +224,11 @@ class Repository : public PointReader {
   // Reads a chunk into `out`, authenticated. Errors name the pack and chunk.
   Status ReadChunk(ChunkType type, const ChunkId& id, Bytes& out,
                    ReadContext& ctx) const override;
+  // ReadChunk that also gives the chunk's encoding as stored (codec byte,
+  // then payload: chunk_codec.h), so a copy can store it again without
+  // compressing it again.
+  Status ReadChunkEncoded(ChunkType type, const ChunkId& id, Bytes& raw,
+                          Bytes& encoded, ReadContext& ctx) const;
   // A Repository holds the key: true.
   bool CanComputeIds() const override { return true; }
 

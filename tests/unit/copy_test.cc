@@ -222,6 +222,57 @@ TEST_F(CopyTest, ACancelledCopyResumesWithoutSendingAgainWhatArrived) {
   EXPECT_EQ(RestoreFrom(*dst, p1->id), ReadImage());
 }
 
+// The target's gc can keep a list node whose data chunks it deleted: the
+// commit finds the hole, and the point is walked again and completed.
+TEST_F(CopyTest, ANodeWhoseChunksTheTargetLostIsWalkedAgain) {
+  auto p1 = Backup(image_, "vm1");
+  ASSERT_THAT(p1, IsOk());
+  auto dst = MakeTarget("dst");
+  LocalCopySource src(*repo_);
+  {
+    LocalCopyTarget to(*dst);
+    ASSERT_THAT(CopyPoints(src, to, {}), IsOk());
+  }
+  ASSERT_THAT(dst->DeleteSnapshot(p1->id), IsOk());
+  auto id0 =
+      repo_->IdFor(ChunkType::kData, ByteSpan(ReadImage().data(), kChunk));
+  ASSERT_THAT(dst->index().Delete({id0}, /*sync=*/true), IsOk());
+  ASSERT_TRUE(dst->index().Get(p1->disks[0].tree.root)->has_value());
+  LocalCopyTarget to(*dst);
+  auto again = CopyPoints(src, to, {});
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->copied(), 1);
+  EXPECT_GE(again->chunks_sent, 1u);
+  EXPECT_EQ(RestoreFrom(*dst, p1->id), ReadImage());
+}
+
+// A chunk a node names many times is read and sent once; an agent's point
+// lands in no agent's namespace at the target.
+TEST_F(CopyTest, RepeatsAreSentOnceAndAgentIdsAreNotCopied) {
+  std::string same = tmp_.Sub("same.img");
+  {
+    ImageBuilder b(same, 8 * kMiB);
+    Bytes block(kChunk, 0x5a);
+    for (uint64_t off = 0; off < 8 * kMiB; off += kChunk) b.Write(off, block);
+  }
+  auto p = Backup(same, "vm1");
+  ASSERT_THAT(p, IsOk());
+  Manifest m = *p;
+  m.id = "0123456789abcdef0123456789abcdef";
+  m.agent_id = "agent-7";
+  ASSERT_THAT(repo_->CommitCopiedSnapshot(m), IsOk());
+  auto dst = MakeTarget("dst");
+  LocalCopySource src(*repo_);
+  LocalCopyTarget to(*dst);
+  auto r = CopyPoints(src, to, {});
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->copied(), 2);
+  EXPECT_EQ(r->chunks_sent, 2u);  // one data chunk, one leaf
+  auto copied = dst->LoadSnapshot(m.id);
+  ASSERT_THAT(copied, IsOk());
+  EXPECT_EQ(copied->agent_id, "");
+}
+
 TEST(SelectPointsTest, RefsNamesTimesAndPolicies) {
   std::vector<PointSummary> pts = {
       {"aa01", "web", "image", "2026-12-01T01:00:00Z"},
