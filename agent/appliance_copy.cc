@@ -1,5 +1,6 @@
 #include "agent/appliance_copy.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
@@ -101,12 +102,13 @@ bool IsLowerHex(std::string_view s, size_t len) {
 }
 
 Result<std::unique_ptr<ApplianceCopyRemote>> Connect(
-    const RemoteAppliance& remote, const CancelToken& cancel) {
+    const RemoteAppliance& remote, const CancelToken& cancel, int attempts) {
   HAVEN_RETURN_IF_ERROR(CheckToken(remote.token, "the remote's token"));
   HAVEN_ASSIGN_OR_RETURN(
       auto client,
       ApplianceClient::Create(remote.url, remote.fingerprint, remote.token));
-  return std::make_unique<ApplianceCopyRemote>(std::move(client), cancel);
+  return std::make_unique<ApplianceCopyRemote>(std::move(client), cancel,
+                                               attempts);
 }
 
 }  // namespace
@@ -156,15 +158,15 @@ Result<RemoteAppliance> RemoteFromEnvironment(std::string url,
 }
 
 Result<std::unique_ptr<repository::CopySource>> OpenApplianceSource(
-    const RemoteAppliance& remote, const CancelToken& cancel) {
-  HAVEN_ASSIGN_OR_RETURN(auto r, Connect(remote, cancel));
+    const RemoteAppliance& remote, const CancelToken& cancel, int attempts) {
+  HAVEN_ASSIGN_OR_RETURN(auto r, Connect(remote, cancel, attempts));
   return std::unique_ptr<repository::CopySource>(
       std::make_unique<ApplianceCopySource>(std::move(r)));
 }
 
 Result<std::unique_ptr<repository::CopyTarget>> OpenApplianceTarget(
-    const RemoteAppliance& remote, const CancelToken& cancel) {
-  HAVEN_ASSIGN_OR_RETURN(auto r, Connect(remote, cancel));
+    const RemoteAppliance& remote, const CancelToken& cancel, int attempts) {
+  HAVEN_ASSIGN_OR_RETURN(auto r, Connect(remote, cancel, attempts));
   return std::unique_ptr<repository::CopyTarget>(
       std::make_unique<ApplianceCopyTarget>(std::move(r)));
 }
@@ -172,9 +174,9 @@ Result<std::unique_ptr<repository::CopyTarget>> OpenApplianceTarget(
 // ---------------------------------------------------------------- both sides
 
 ApplianceCopyRemote::ApplianceCopyRemote(
-    std::unique_ptr<ApplianceClient> client, CancelToken cancel)
+    std::unique_ptr<ApplianceClient> client, CancelToken cancel, int attempts)
     : client_(std::move(client)) {
-  retry_.attempts = kCopyAttempts;
+  retry_.attempts = std::max(1, attempts);
   retry_.first_delay = 1;
   retry_.max_delay = 20;
   retry_.cancel = std::move(cancel);

@@ -45,21 +45,25 @@ struct RemoteAppliance {
 Result<RemoteAppliance> RemoteFromEnvironment(std::string url,
                                               std::string_view which);
 
-// InvalidArgument for a bad URL, fingerprint or token (the token is not
-// quoted). Nothing is sent until the first call.
-Result<std::unique_ptr<repository::CopySource>> OpenApplianceSource(
-    const RemoteAppliance& remote, const CancelToken& cancel = {});
-Result<std::unique_ptr<repository::CopyTarget>> OpenApplianceTarget(
-    const RemoteAppliance& remote, const CancelToken& cancel = {});
-
 // How many attempts each request gets (transport errors, 502-504).
 inline constexpr int kCopyAttempts = 6;
+
+// InvalidArgument for a bad URL, fingerprint or token (the token is not
+// quoted). Nothing is sent until the first call. `cancel` ends a wait
+// between attempts; `attempts` (at least 1) per request: a caller that
+// answers a person (a listing) tries fewer times than a copy.
+Result<std::unique_ptr<repository::CopySource>> OpenApplianceSource(
+    const RemoteAppliance& remote, const CancelToken& cancel = {},
+    int attempts = kCopyAttempts);
+Result<std::unique_ptr<repository::CopyTarget>> OpenApplianceTarget(
+    const RemoteAppliance& remote, const CancelToken& cancel = {},
+    int attempts = kCopyAttempts);
 
 // The calls both sides make: /copy/info and /copy/points.
 class ApplianceCopyRemote {
  public:
   ApplianceCopyRemote(std::unique_ptr<ApplianceClient> client,
-                      CancelToken cancel);
+                      CancelToken cancel, int attempts = kCopyAttempts);
   std::string Describe() const;
   Result<repository::CopyParams> Params();
   Result<std::vector<repository::PointSummary>> Points(

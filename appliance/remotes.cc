@@ -134,6 +134,10 @@ Result<std::vector<RemoteInfo>> RemoteStore::List() {
 }
 
 Result<RemoteInfo> RemoteStore::Get(std::string_view name) {
+  // Names come from request paths: one that could not have been stored is
+  // not looked up (and never reaches a file name).
+  if (!ValidRemoteName(name))
+    return NotFound("there is no remote called " + QuoteUntrusted(name));
   HAVEN_ASSIGN_OR_RETURN(
       auto row, db_.QueryOne(std::string(kColumns) + " WHERE name = ?1",
                              {std::string(name)}));
