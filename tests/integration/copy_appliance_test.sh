@@ -231,11 +231,28 @@ rm -rf "$WORK/rb" "$WORK/rb.img"
 ok "B checks clean (all data read); /etc, $F and the file system image restored at B equal the source"
 
 # ---------------------------------------------------------------- (b) again: nothing to send
-sync_job a '{"remote": "siteb", "direction": "push"}'
-[ "$STATE_OF_JOB" = succeeded ] || fail "second push: $STATE_OF_JOB $(head -c 3000 "$WORK/job.json")"
+# The second push is a schedule's, run now.
+printf '%s' '{"name": "offsite", "calendar": "daily", "kind": "sync", "repository": "main",
+  "params": {"remote": "nosuch", "direction": "push"}}' >"$WORK/sched.json"
+api a admin POST /api/v1/schedules "$WORK/sched.json"
+[ "$CODE" = 400 ] || fail "a sync schedule naming no remote: HTTP $CODE $(cat "$WORK/resp")"
+sed -i 's/"nosuch"/"siteb"/' "$WORK/sched.json"
+api a admin POST /api/v1/schedules "$WORK/sched.json"
+[ "$CODE" = 201 ] || fail "a sync schedule: HTTP $CODE $(cat "$WORK/resp")"
+SCHED=$(jget 'j["id"]' "$WORK/resp")
+printf '{}' >"$WORK/empty.json"
+api a admin POST "/api/v1/schedules/$SCHED/run" "$WORK/empty.json"
+[ "$CODE" = 202 ] || fail "run the sync schedule: HTTP $CODE $(cat "$WORK/resp")"
+JOB_ID=$(jget 'j["job"]' "$WORK/resp")
+for _ in $(seq 600); do
+  api a admin GET "/api/v1/jobs/$JOB_ID"
+  case $(jget 'j["state"]' "$WORK/resp") in queued | running) sleep 0.2 ;; *) break ;; esac
+done
+cp "$WORK/resp" "$WORK/job.json"
+[ "$(job 'j["state"]')" = succeeded ] || fail "second push: $(head -c 3000 "$WORK/job.json")"
 [ "$(job 'j["result"]["chunks_sent"]')" = 0 ] || fail "a second push sent chunks: $(job 'j["result"]')"
 [ "$(job 'j["result"]["copied"]')" = 0 ] || fail "a second push copied points: $(job 'j["result"]')"
-ok "a second push sends 0 chunks (both points present at B)"
+ok "a second push (schedule $SCHED of kind sync, run now: job $JOB_ID) sends 0 chunks; both points are present at B"
 
 # ---------------------------------------------------------------- (c) one changed file, pulled by B
 mount -o loop "$WORK/src.fs" "$MNT"
