@@ -15,6 +15,7 @@
 #include "cli/agent_run_command.h"
 #include "cli/backup_commands.h"
 #include "cli/common.h"
+#include "cli/copy_commands.h"
 #include "cli/file_backup_commands.h"
 #include "cli/image_files_commands.h"
 #include "cli/maintenance_commands.h"
@@ -59,6 +60,7 @@ int Main(int argc, char** argv) {
   int rc = kExitOk;
   StopOnSignals(g.cancel);
   MaintenanceCommands maintenance(app, g, rc);
+  CopyCommands copy(app, g, rc);
   BackupCommands backup(app, g, rc);
   PointsCommands points(app, g, rc);
   RestoreCommands restore(app, g, rc);

@@ -10,6 +10,7 @@
 #include "base/bytes.h"
 #include "base/json.h"
 #include "base/time.h"
+#include "cli/copy_commands.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
 #include "repository/check.h"
@@ -300,7 +301,7 @@ int CmdKeyAdd(const Globals& g, const std::string& new_password_file) {
   src.confirm = true;
   auto pass = GetPassphrase(src);
   if (!pass.ok()) return Fail(g, pass.status());
-  auto slot = (*repo)->key_slots().Add((*repo)->master_key(), *pass);
+  auto slot = (*repo)->key_slots().Add((*repo)->secret(), *pass);
   if (!slot.ok()) return Fail(g, slot.status());
   if (g.json)
     std::cout << DumpJson(nlohmann::json({{"slot", *slot}}))
@@ -347,7 +348,44 @@ MaintenanceCommands::MaintenanceCommands(CLI::App& app, const Globals& g, int& r
   init->add_option("--pack-size", pack_size_text,
                    "target pack file size, 1M to 1G")
       ->capture_default_str();
-  init->callback([&] {
+  init->add_option("--copy-params-from", copy_params_from,
+                   "make a repository that receives copies of SOURCE: its "
+                   "chunk size, pack size, compression and chunk-id keys "
+                   "(its own master key and passphrase)");
+  init->add_option("--from-password-file", copy_params_password_file,
+                   "SOURCE's passphrase file (else HAVEN_FROM_PASSWORD, "
+                   "HAVEN_FROM_PASSWORD_FILE, then the usual sources)");
+  init->callback([&, init] {
+    if (!copy_params_from.empty()) {
+      for (const char* own :
+           {"--chunk-size", "--pack-size", "--compression-level"})
+        if (init->count(own) > 0) {
+          rc = Fail(g, InvalidArgument(std::string(own) +
+                                       " cannot be given with "
+                                       "--copy-params-from: the source's "
+                                       "value is taken"));
+          return;
+        }
+      Status s =
+          InitCopyingParams(g, copy_params_from, copy_params_password_file);
+      if (!s.ok()) {
+        rc = Fail(g, s);
+        return;
+      }
+      if (g.json)
+        std::cout << DumpJson(
+                         nlohmann::json({{"repository", g.repo},
+                                         {"created", true},
+                                         {"params_from", copy_params_from}}))
+                  << "\n";
+      else if (!g.quiet)
+        std::printf(
+            "created repository at %s with the parameters and "
+            "chunk-id keys of %s\n",
+            g.repo.c_str(), copy_params_from.c_str());
+      rc = kExitOk;
+      return;
+    }
     init_opts.chunk_size = ParseSize(chunk_size_text);
     init_opts.pack_size = ParseSize(pack_size_text);
     rc = CmdInit(g, init_opts);

@@ -42,6 +42,9 @@
 namespace haven::repository {
 
 class Repository;
+class ReadContext;
+class ChunkWriter;
+struct WriteContext;
 
 // One chunk crossing between the two sides: its raw (plain, decompressed)
 // bytes, or why it could not be read.
@@ -81,6 +84,10 @@ class CopySource {
   // returned is for the whole request (the source cannot be reached).
   virtual Status ReadChunks(ChunkType type, const std::vector<ChunkId>& ids,
                             std::vector<CopyChunk>& out) = 0;
+  // The raw sizes of data chunks, for a dry run (-1 where a chunk cannot be
+  // read). By default reads them; a source with an index answers from it.
+  virtual Status ChunkSizes(ChunkType type, const std::vector<ChunkId>& ids,
+                            std::vector<int64_t>& sizes);
 };
 
 // Where points are copied to. Implementations: LocalCopyTarget and
@@ -106,7 +113,8 @@ class CopyTarget {
 
 class LocalCopySource : public CopySource {
  public:
-  explicit LocalCopySource(const Repository& repo) : repo_(repo) {}
+  explicit LocalCopySource(const Repository& repo);
+  ~LocalCopySource() override;
   std::string Describe() const override;
   Result<CopyParams> Params() override;
   Result<std::vector<PointSummary>> Points(
@@ -114,15 +122,19 @@ class LocalCopySource : public CopySource {
   Result<Manifest> LoadPoint(const std::string& id) override;
   Status ReadChunks(ChunkType type, const std::vector<ChunkId>& ids,
                     std::vector<CopyChunk>& out) override;
+  Status ChunkSizes(ChunkType type, const std::vector<ChunkId>& ids,
+                    std::vector<int64_t>& sizes) override;
 
  private:
   const Repository& repo_;
+  std::unique_ptr<ReadContext> ctx_;
 };
 
 // The repository must be opened with OpenOptions::write.
 class LocalCopyTarget : public CopyTarget {
  public:
-  explicit LocalCopyTarget(Repository& repo) : repo_(repo) {}
+  explicit LocalCopyTarget(Repository& repo);
+  ~LocalCopyTarget() override;
   std::string Describe() const override;
   Result<CopyParams> Params() override;
   Result<std::vector<std::string>> PointIds() override;
@@ -134,6 +146,8 @@ class LocalCopyTarget : public CopyTarget {
 
  private:
   Repository& repo_;
+  std::unique_ptr<ChunkWriter> writer_;
+  std::unique_ptr<WriteContext> wctx_;
 };
 
 // Which points to copy. Empty everything: every point of the source.
@@ -142,8 +156,6 @@ struct CopySelection {
   std::vector<std::string> refs;
   // Only points of these backup names (VM or backup name).
   std::vector<std::string> names;
-  // Only points an enrolled agent committed (its id).
-  std::string agent;
   // ISO 8601 UTC bounds on the point's time; "" = open.
   std::string since, until;
   // Only the points this policy keeps ("last 7 daily": daily = 7), applied

@@ -51,7 +51,8 @@ Result<ParsedSlot> ParseSlot(const Backend& backend, const std::string& key,
     auto salt = HexDecode(kdf.at("salt").get<std::string>());
     auto wrapped = HexDecode(j.at("wrapped").get<std::string>());
     if (!salt || !wrapped || salt->size() < 16 ||
-        wrapped->size() != kKeySize + kSealOverhead)
+        (wrapped->size() != kKeySize + kSealOverhead &&
+         wrapped->size() != 3 * kKeySize + kSealOverhead))
       return DataLoss("key slot " + name + ": malformed salt or wrapped key");
     p.salt = *salt;
     p.wrapped = *wrapped;
@@ -70,7 +71,15 @@ KeySlots::KeySlots(std::string keys_dir, std::string repo_id)
       backend_(owned_.get()),
       repo_id_(std::move(repo_id)) {}
 
-Result<std::string> KeySlots::Add(const Key& master,
+Key RepositorySecret::ChunkIdKey() const {
+  return shared_ids ? chunk_id_key : DeriveKey(master, "haven/v1/chunk-id");
+}
+
+Key RepositorySecret::TreeIdKey() const {
+  return shared_ids ? tree_id_key : DeriveKey(master, "haven/v1/tree-id");
+}
+
+Result<std::string> KeySlots::Add(const RepositorySecret& secret,
                                   std::string_view passphrase,
                                   const ScryptParams& params) {
   if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
@@ -80,9 +89,16 @@ Result<std::string> KeySlots::Add(const Key& master,
   Bytes salt(32);
   RandomBytes(salt.data(), salt.size());
   HAVEN_ASSIGN_OR_RETURN(Key wrap, Scrypt(passphrase, salt, params));
+  Bytes plain(secret.master.begin(), secret.master.end());
+  if (secret.shared_ids) {
+    plain.insert(plain.end(), secret.chunk_id_key.begin(),
+                 secret.chunk_id_key.end());
+    plain.insert(plain.end(), secret.tree_id_key.begin(),
+                 secret.tree_id_key.end());
+  }
   Bytes sealed;
   HAVEN_RETURN_IF_ERROR(
-      Seal(wrap, AsBytes(Aad(repo_id_, slot)), master, sealed));
+      Seal(wrap, AsBytes(Aad(repo_id_, slot)), plain, sealed));
   nlohmann::ordered_json j;
   j["version"] = 1;
   j["slot"] = slot;
@@ -99,8 +115,8 @@ Result<std::string> KeySlots::Add(const Key& master,
   return slot;
 }
 
-Result<Key> KeySlots::Unlock(std::string_view passphrase,
-                             std::string* slot) const {
+Result<RepositorySecret> KeySlots::Unlock(std::string_view passphrase,
+                                          std::string* slot) const {
   HAVEN_ASSIGN_OR_RETURN(auto slots, List());
   if (slots.empty())
     return DataLoss("the repository has no key slots (keys/ is empty)");
@@ -117,15 +133,22 @@ Result<Key> KeySlots::Unlock(std::string_view passphrase,
                         wrap.status().message());
       continue;
     }
-    Bytes master;
-    if (Unseal(*wrap, AsBytes(Aad(repo_id_, info.slot)), parsed->wrapped,
-               master, "key slot " + info.slot)
+    Bytes plain;
+    if (Unseal(*wrap, AsBytes(Aad(repo_id_, info.slot)), parsed->wrapped, plain,
+               "key slot " + info.slot)
             .ok() &&
-        master.size() == kKeySize) {
-      Key k;
-      std::copy(master.begin(), master.end(), k.begin());
+        (plain.size() == kKeySize || plain.size() == 3 * kKeySize)) {
+      RepositorySecret secret;
+      std::copy_n(plain.begin(), kKeySize, secret.master.begin());
+      if (plain.size() == 3 * kKeySize) {
+        secret.shared_ids = true;
+        std::copy_n(plain.begin() + kKeySize, kKeySize,
+                    secret.chunk_id_key.begin());
+        std::copy_n(plain.begin() + 2 * kKeySize, kKeySize,
+                    secret.tree_id_key.begin());
+      }
       if (slot) *slot = info.slot;
-      return k;
+      return secret;
     }
   }
   std::string msg =

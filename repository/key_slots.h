@@ -6,8 +6,11 @@
 //   {"version": 1, "slot": "<16 hex>", "created": "...",
 //    "kdf": {"name": "scrypt", "n": 32768, "r": 8, "p": 1, "salt": "<hex>"},
 //    "wrapped": "<hex of sealed master secret>"}
-// The master secret (32 bytes) is sealed with AES-256-GCM under
-// scrypt(passphrase, salt); associated data is
+// The sealed secret is the master secret (32 bytes), or, in a repository
+// made with `haven init --copy-params-from`, the master secret followed by
+// the source's chunk-id and tree-id keys (96 bytes), so the same data has
+// the same chunk ids in both (repository/copy.h). It is sealed with
+// AES-256-GCM under scrypt(passphrase, salt); associated data is
 // "haven-key-slot:<repository id>:<slot id>".
 #ifndef HAVEN_REPOSITORY_KEY_SLOTS_H_
 #define HAVEN_REPOSITORY_KEY_SLOTS_H_
@@ -21,6 +24,20 @@
 #include "repository/crypto.h"
 
 namespace haven::repository {
+
+// What a key slot wraps.
+struct RepositorySecret {
+  Key master{};
+  // Set when the chunk-id keys are not derived from `master` but shared
+  // with the repository this one was made to receive copies from.
+  bool shared_ids = false;
+  Key chunk_id_key{}, tree_id_key{};
+
+  // The chunk-id and tree-id keys in use.
+  Key ChunkIdKey() const;
+  Key TreeIdKey() const;
+  bool operator==(const RepositorySecret&) const = default;
+};
 
 struct KeySlotInfo {
   std::string slot;
@@ -40,12 +57,14 @@ class KeySlots {
   // Slots as files in a local directory (tests, tools).
   KeySlots(std::string keys_dir, std::string repo_id);
 
-  // Writes a new slot wrapping `master` under `passphrase`; returns its id.
-  Result<std::string> Add(const Key& master, std::string_view passphrase,
+  // Writes a new slot wrapping `secret` under `passphrase`; returns its id.
+  Result<std::string> Add(const RepositorySecret& secret,
+                          std::string_view passphrase,
                           const ScryptParams& params = {});
   // Tries every slot; PermissionDenied if none opens with `passphrase`.
   // On success `*slot` names the slot that opened.
-  Result<Key> Unlock(std::string_view passphrase, std::string* slot) const;
+  Result<RepositorySecret> Unlock(std::string_view passphrase,
+                                  std::string* slot) const;
   Result<std::vector<KeySlotInfo>> List() const;
   // Removes a slot; refuses to remove the last one.
   Status Remove(std::string_view slot);

@@ -283,11 +283,14 @@ Status Repository::Init(std::unique_ptr<Backend> backend,
   if (existing.status().code() != Code::kNotFound) return existing.status();
   for (const char* sub : {"locks", "tmp"})
     HAVEN_RETURN_IF_ERROR(MakeDirs(local_dir + "/" + sub));
-  Key master;
-  RandomBytes(master.data(), master.size());
+  RepositorySecret secret;
+  RandomBytes(secret.master.data(), secret.master.size());
+  secret.shared_ids = options.shared_ids;
+  secret.chunk_id_key = options.chunk_id_key;
+  secret.tree_id_key = options.tree_id_key;
   KeySlots slots(backend.get(), "keys/", config.id);
   HAVEN_ASSIGN_OR_RETURN(std::string slot,
-                         slots.Add(master, passphrase, options.scrypt));
+                         slots.Add(secret, passphrase, options.scrypt));
   (void)slot;
   {
     HAVEN_ASSIGN_OR_RETURN(auto index,
@@ -343,12 +346,10 @@ Result<std::unique_ptr<Repository>> Repository::Open(
       r->config_, Config::FromJson(std::string(raw->begin(), raw->end())));
   r->slots_ =
       std::make_unique<KeySlots>(r->backend_.get(), "keys/", r->config_.id);
-  HAVEN_ASSIGN_OR_RETURN(r->master_, r->slots_->Unlock(passphrase, &r->slot_));
-  r->data_key_ = DeriveKey(r->master_, "haven/v1/data-encryption");
-  r->hasher_ =
-      std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/chunk-id"));
-  r->tree_hasher_ =
-      std::make_unique<KeyedHasher>(DeriveKey(r->master_, "haven/v1/tree-id"));
+  HAVEN_ASSIGN_OR_RETURN(r->secret_, r->slots_->Unlock(passphrase, &r->slot_));
+  r->data_key_ = DeriveKey(r->secret_.master, "haven/v1/data-encryption");
+  r->hasher_ = std::make_unique<KeyedHasher>(r->secret_.ChunkIdKey());
+  r->tree_hasher_ = std::make_unique<KeyedHasher>(r->secret_.TreeIdKey());
   HAVEN_ASSIGN_OR_RETURN(
       r->lock_, RepositoryLock::Acquire(
                     dir,
@@ -454,6 +455,22 @@ Status Repository::CommitSnapshot(Manifest& m) {
       backend_->WriteAtomic("snapshots/" + m.id, file, WriteMode::kCreate));
   // The point is committed; the catalog is a cache, and a point it lacks is
   // read from its file (and added by the next writer).
+  auto info = backend_->Info("snapshots/" + m.id);
+  if (info.ok())
+    (void)PointCatalog().Add(m, file, {m.id, info->size, info->mtime_ns});
+  return OkStatus();
+}
+
+Status Repository::CommitCopiedSnapshot(const Manifest& m) {
+  if (!IsSnapshotId(m.id))
+    return InvalidArgument("'" + m.id + "' is not a snapshot id");
+  HAVEN_ASSIGN_OR_RETURN(Bytes file, SealManifest(data_key_, m));
+  Status written =
+      backend_->WriteAtomic("snapshots/" + m.id, file, WriteMode::kCreate);
+  if (written.code() == Code::kAlreadyExists)
+    return AlreadyExists("recovery point " + m.id + " is already in " +
+                         backend_->Describe());
+  HAVEN_RETURN_IF_ERROR(written);
   auto info = backend_->Info("snapshots/" + m.id);
   if (info.ok())
     (void)PointCatalog().Add(m, file, {m.id, info->size, info->mtime_ns});

@@ -62,6 +62,10 @@ struct InitOptions {
   uint64_t pack_size = kDefaultPackSize;
   int compression_level = kDefaultCompressionLevel;
   ScryptParams scrypt;
+  // `haven init --copy-params-from`: the chunk-id and tree-id keys of the
+  // repository this one receives copies from (RepositorySecret).
+  bool shared_ids = false;
+  Key chunk_id_key{}, tree_id_key{};
 };
 
 struct OpenOptions {
@@ -205,7 +209,7 @@ class Repository : public PointReader {
   const Config& config() const { return config_; }
   const std::string& unlocked_slot() const { return slot_; }
   KeySlots& key_slots() { return *slots_; }
-  const Key& master_key() const { return master_; }
+  const RepositorySecret& secret() const { return secret_; }
   const Key& data_key() const { return data_key_; }
   ChunkIndex& index() { return *index_; }
   const ChunkIndex& index() const { return *index_; }
@@ -235,6 +239,9 @@ class Repository : public PointReader {
 
   // Assigns `m.id` and writes the manifest: the commit point of a backup.
   Status CommitSnapshot(Manifest& m);
+  // Writes a manifest under the id it has (a point copied from another
+  // repository, repository/copy.h). AlreadyExists if that point is here.
+  Status CommitCopiedSnapshot(const Manifest& m);
   // All readable snapshots, oldest first; unreadable ones go to `errors`.
   // From the catalog by default: one listing of snapshots/, and a file read
   // only for points the catalog lacks (a writer then adds them).
@@ -296,7 +303,8 @@ class Repository : public PointReader {
   std::unique_ptr<Backend> backend_;
   Config config_;
   std::string slot_;
-  Key master_{}, data_key_{};
+  RepositorySecret secret_;
+  Key data_key_{};
   std::unique_ptr<KeySlots> slots_;
   std::unique_ptr<KeyedHasher> hasher_, tree_hasher_;
   std::unique_ptr<ChunkIndex> index_;

@@ -38,9 +38,10 @@ ScryptParams Fast() {
   return p;
 }
 
-Key MasterKey(uint8_t seed) {
-  Key k;
-  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<uint8_t>(seed + 5 * i);
+RepositorySecret MasterKey(uint8_t seed) {
+  RepositorySecret k;
+  for (size_t i = 0; i < k.master.size(); ++i)
+    k.master[i] = static_cast<uint8_t>(seed + 5 * i);
   return k;
 }
 
@@ -67,7 +68,7 @@ class KeySlotsTest : public ::testing::Test {
 
 TEST_F(KeySlotsTest, UnlocksWithTheRightPassphrase) {
   KeySlots slots(keys_, kRepoId);
-  const Key master = MasterKey(1);
+  const RepositorySecret master = MasterKey(1);
   auto slot = slots.Add(master, "correct horse", Fast());
   ASSERT_THAT(slot, IsOk());
   EXPECT_THAT(*slot, MatchesRegex("[0-9a-f]{16}"));
@@ -76,7 +77,8 @@ TEST_F(KeySlotsTest, UnlocksWithTheRightPassphrase) {
   ASSERT_EQ(::stat(SlotPath(*slot).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u) << "slot files hold key material";
   // The master secret is not stored in the clear.
-  EXPECT_EQ(ReadText(SlotPath(*slot)).find(HexEncode(master)), std::string::npos);
+  EXPECT_EQ(ReadText(SlotPath(*slot)).find(HexEncode(master.master)),
+            std::string::npos);
 
   std::string opened_slot;
   auto key = slots.Unlock("correct horse", &opened_slot);
@@ -117,7 +119,7 @@ TEST_F(KeySlotsTest, NoSlotsIsDataLoss) {
 
 TEST_F(KeySlotsTest, SecondSlotUnlocksTheSameMaster) {
   KeySlots slots(keys_, kRepoId);
-  const Key master = MasterKey(7);
+  const RepositorySecret master = MasterKey(7);
   auto first = slots.Add(master, "alpha", Fast());
   auto second = slots.Add(master, "beta", Fast());
   ASSERT_THAT(first, IsOk());
@@ -169,7 +171,7 @@ TEST_F(KeySlotsTest, RemoveRefusesTheLastSlot) {
 
 TEST_F(KeySlotsTest, RemoveOneOfTwoSlots) {
   KeySlots slots(keys_, kRepoId);
-  const Key master = MasterKey(3);
+  const RepositorySecret master = MasterKey(3);
   auto keep = slots.Add(master, "keep", Fast());
   auto drop = slots.Add(master, "drop", Fast());
   ASSERT_THAT(keep, IsOk());
@@ -192,7 +194,7 @@ TEST_F(KeySlotsTest, RemoveOneOfTwoSlots) {
 
 TEST_F(KeySlotsTest, CorruptedSlotDoesNotBlockAGoodSlot) {
   KeySlots slots(keys_, kRepoId);
-  const Key master = MasterKey(9);
+  const RepositorySecret master = MasterKey(9);
   auto good = slots.Add(master, "pw", Fast());
   ASSERT_THAT(good, IsOk());
   // Damaged slot files named so they sort (and are tried) before and after
@@ -225,7 +227,7 @@ TEST_F(KeySlotsTest, CorruptedSlotDoesNotBlockAGoodSlot) {
 
 TEST_F(KeySlotsTest, TamperedSlotFieldsAreSkipped) {
   KeySlots slots(keys_, kRepoId);
-  const Key master = MasterKey(11);
+  const RepositorySecret master = MasterKey(11);
   auto victim = slots.Add(master, "pw", Fast());
   ASSERT_THAT(victim, IsOk());
   const std::string original = ReadText(SlotPath(*victim));
@@ -307,6 +309,38 @@ TEST_F(KeySlotsTest, MissingKeysDirectoryIsAnError) {
   KeySlots slots(dir_.Sub("no-such-dir"), kRepoId);
   EXPECT_THAT(slots.List(), StatusIs(Code::kIoError, HasSubstr("no-such-dir")));
   EXPECT_THAT(slots.Unlock("pw", nullptr), StatusIs(Code::kIoError, HasSubstr("no-such-dir")));
+}
+
+}  // namespace
+}  // namespace haven::repository
+
+namespace haven::repository {
+namespace {
+
+// A repository made to receive copies wraps its source's chunk-id keys with
+// its own master secret; every slot gives them back.
+TEST_F(KeySlotsTest, SharedIdKeysRoundTripThroughEverySlot) {
+  KeySlots slots(keys_, kRepoId);
+  RepositorySecret secret = MasterKey(21);
+  secret.shared_ids = true;
+  for (size_t i = 0; i < kKeySize; ++i) {
+    secret.chunk_id_key[i] = static_cast<uint8_t>(100 + i);
+    secret.tree_id_key[i] = static_cast<uint8_t>(200 + i);
+  }
+  ASSERT_THAT(slots.Add(secret, "one", Fast()), IsOk());
+  ASSERT_THAT(slots.Add(secret, "two", Fast()), IsOk());
+  for (const char* pw : {"one", "two"}) {
+    auto got = slots.Unlock(pw, nullptr);
+    ASSERT_THAT(got, IsOk());
+    EXPECT_EQ(*got, secret);
+    EXPECT_EQ(got->ChunkIdKey(), secret.chunk_id_key);
+    EXPECT_EQ(got->TreeIdKey(), secret.tree_id_key);
+  }
+  // Without shared keys they are derived from the master secret, and
+  // differ from the shared ones.
+  RepositorySecret plain = MasterKey(21);
+  EXPECT_NE(plain.ChunkIdKey(), secret.chunk_id_key);
+  EXPECT_NE(plain.ChunkIdKey(), plain.TreeIdKey());
 }
 
 }  // namespace
