@@ -211,7 +211,7 @@ api a admin GET /api/v1/remotes/siteb/points
 T0=$(date +%s)
 sync_job a '{"remote": "siteb", "direction": "push"}'
 [ "$STATE_OF_JOB" = succeeded ] || fail "push A -> B: $STATE_OF_JOB $(head -c 3000 "$WORK/job.json")"
-[ "$(job 'j["result"]["copied"]')" = 2 ] || fail "push A -> B copied $(job 'j["result"]["copied"]') points, not 2"
+[ "$(job 'j["result"]["points_copied"]')" = 2 ] || fail "push A -> B copied $(job 'j["result"]["points_copied"]') points, not 2"
 SENT1=$(job 'j["result"]["bytes_sent"]')
 ok "push sync job $JOB_ID from A to B: 2 points, $(job 'j["result"]["chunks_sent"]') chunks, $SENT1 bytes in $(($(date +%s) - T0)) s"
 
@@ -251,7 +251,7 @@ done
 cp "$WORK/resp" "$WORK/job.json"
 [ "$(job 'j["state"]')" = succeeded ] || fail "second push: $(head -c 3000 "$WORK/job.json")"
 [ "$(job 'j["result"]["chunks_sent"]')" = 0 ] || fail "a second push sent chunks: $(job 'j["result"]')"
-[ "$(job 'j["result"]["copied"]')" = 0 ] || fail "a second push copied points: $(job 'j["result"]')"
+[ "$(job 'j["result"]["points_copied"]')" = 0 ] || fail "a second push copied points: $(job 'j["result"]')"
 ok "a second push (schedule $SCHED of kind sync, run now: job $JOB_ID) sends 0 chunks; both points are present at B"
 
 # ---------------------------------------------------------------- (c) one changed file, pulled by B
