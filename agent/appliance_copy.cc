@@ -313,6 +313,39 @@ Status ApplianceCopySource::ReadChunks(ChunkType type,
   return OkStatus();
 }
 
+Status ApplianceCopySource::ChunkSizes(ChunkType type,
+                                       const std::vector<ChunkId>& ids,
+                                       std::vector<int64_t>& sizes) {
+  sizes.clear();
+  sizes.reserve(ids.size());
+  const std::string what = "POST /api/v1/copy/chunks/sizes";
+  for (size_t start = 0; start < ids.size(); start += kMaxCopyHasIds) {
+    const size_t end = std::min(ids.size(), start + kMaxCopyHasIds);
+    json body;
+    body["type"] = TypeName(type);
+    body["ids"] = json::array();
+    for (size_t i = start; i < end; ++i) body["ids"].push_back(ids[i].Hex());
+    HAVEN_ASSIGN_OR_RETURN(HttpReply reply,
+                           remote_->Post("/api/v1/copy/chunks/sizes",
+                                         "application/json", body.dump()));
+    if (reply.status != 200)
+      return ReplyStatus(reply, Describe() + ": " + what);
+    HAVEN_ASSIGN_OR_RETURN(json j, JsonObject(reply, what, Describe()));
+    auto list = j.find("sizes");
+    if (list == j.end() || !list->is_array() || list->size() != end - start)
+      return DataLoss(Describe() + " answered " + std::to_string(end - start) +
+                      " chunk ids with a \"sizes\" list of another length");
+    for (const json& n : *list) {
+      if (!n.is_number_integer() || n.get<int64_t>() < -1 ||
+          n.get<int64_t>() > kMaxCopyChunkBytes)
+        return DataLoss(Describe() +
+                        "'s \"sizes\" list holds something not a chunk size");
+      sizes.push_back(n.get<int64_t>());
+    }
+  }
+  return OkStatus();
+}
+
 // ---------------------------------------------------------------- target
 
 Result<std::vector<std::string>> ApplianceCopyTarget::PointIds() {

@@ -93,6 +93,11 @@ class ApplianceCopySource : public repository::CopySource {
   Status ReadChunks(repository::ChunkType type,
                     const std::vector<repository::ChunkId>& ids,
                     std::vector<repository::CopyChunk>& out) override;
+  // From the remote's index (POST /api/v1/copy/chunks/sizes): a dry run
+  // reads no chunk.
+  Status ChunkSizes(repository::ChunkType type,
+                    const std::vector<repository::ChunkId>& ids,
+                    std::vector<int64_t>& sizes) override;
 
  private:
   std::unique_ptr<ApplianceCopyRemote> remote_;

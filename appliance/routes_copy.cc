@@ -190,6 +190,24 @@ Response ReadChunks(Services& s, const ApiCall& call) {
   return Octets(std::move(answer));
 }
 
+// A dry run's question: how large the chunks it would send are, from the
+// index (no chunk is read).
+Response ChunkSizes(Services& s, const ApiCall& call) {
+  auto req = ParseIds(call.request, agent::kMaxCopyHasIds, false);
+  if (!req.ok()) return StatusResponse(req.status());
+  auto open = Readable(s, call);
+  if (!open.ok()) return StatusResponse(open.status());
+  repository::LocalCopySource source((*open)->repo());
+  std::vector<int64_t> sizes;
+  Status st = source.ChunkSizes(req->type, req->ids, sizes);
+  if (!st.ok()) return StatusResponse(st);
+  if (sizes.size() != req->ids.size())
+    return ErrorJson(500, "the repository answered for " +
+                              std::to_string(sizes.size()) + " of " +
+                              std::to_string(req->ids.size()) + " chunks");
+  return OkJson({{"sizes", sizes}});
+}
+
 Response HasChunks(Services& s, const ApiCall& call) {
   auto req = ParseIds(call.request, agent::kMaxCopyHasIds, false);
   if (!req.ok()) return StatusResponse(req.status());
@@ -333,6 +351,17 @@ std::vector<Route> CopyRoutes(Services& s) {
             "error in words"}}},
          {"400", Described("a malformed request, named")}}}},
       [&s](const ApiCall& c) { return ReadChunks(s, c); }));
+  routes.push_back(Make(
+      "POST", base + "/chunks/sizes",
+      "the raw sizes of up to 65536 chunks, from the index (a dry run's "
+      "question: nothing is read)",
+      {{"requestBody",
+        JsonBody("chunk ids of one type", IdsSchema(agent::kMaxCopyHasIds))},
+       {"responses",
+        {{"200", Described("{sizes: [bytes per id, or -1 where the repository "
+                           "does not hold it]}")},
+         {"400", Described("a malformed request, named")}}}},
+      [&s](const ApiCall& c) { return ChunkSizes(s, c); }));
   routes.push_back(Make(
       "POST", base + "/chunks/has",
       "which of up to 65536 chunks the repository holds",

@@ -2,9 +2,10 @@
 // (agent/appliance_copy.h) against the real copy routes
 // (appliance/routes_copy.cc) behind the real HTTPS server, dispatcher and
 // role check, on loopback, with two repositories that share their chunk-id
-// keys. A point pushed through the routes lands and a second push sends
-// nothing; reads come back whole across shortened answers; a chunk under
-// a wrong id is refused naming it; an operator's token gets 403.
+// keys (B made as `haven init --copy-params-from A` makes it). A point pushed
+// through the routes lands and a second push sends nothing; reads come back
+// whole across shortened answers; a chunk under a wrong id is refused naming
+// it; an operator's token gets 403.
 #include "agent/appliance_copy.h"
 
 #include <gmock/gmock.h>
@@ -50,7 +51,19 @@ class ApplianceCopyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_THAT(testing_util::CloneFreshRepository(dir_.Sub("a")), IsOk());
-    ASSERT_THAT(testing_util::CloneFreshRepository(dir_.Sub("b")), IsOk());
+    {
+      // B shares A's chunk-id keys, as `haven init --copy-params-from`
+      // makes it.
+      auto a = OpenA(false);
+      ASSERT_NE(a, nullptr);
+      repository::InitOptions o = testing_util::FastInitOptions();
+      o.shared_ids = true;
+      o.chunk_id_key = a->secret().ChunkIdKey();
+      o.tree_id_key = a->secret().TreeIdKey();
+      ASSERT_THAT(repository::Repository::Init(
+                      dir_.Sub("b"), testing_util::kTestPassphrase, o),
+                  IsOk());
+    }
     ASSERT_THAT(
         WriteFileAtomic(
             dir_.Sub("pw"),
@@ -211,6 +224,10 @@ TEST_F(ApplianceCopyTest, ChunksRoundTripAcrossShortenedAnswers) {
   EXPECT_THAT(got[0].status, IsOk());
   EXPECT_THAT(got[1].status,
               StatusIs(Code::kDataLoss, HasSubstr(unknown[1].Hex())));
+  // Their sizes, from the remote's index.
+  std::vector<int64_t> sizes;
+  ASSERT_THAT(Source()->ChunkSizes(ChunkType::kData, unknown, sizes), IsOk());
+  EXPECT_EQ(sizes, (std::vector<int64_t>{1 << 20, -1}));
 }
 
 TEST_F(ApplianceCopyTest, AChunkUnderAWrongIdIsRefusedNamingIt) {
