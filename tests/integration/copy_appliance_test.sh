@@ -265,6 +265,16 @@ FILES_2=$(jget 'j["snapshot"]' "$WORK/out")
 umount "$MNT"
 remote b sitea "$URL_A" "$FP_A" "$WORK/secret.a.admin"
 [ "$CODE" = 201 ] || fail "POST remote sitea at B: HTTP $CODE $(cat "$WORK/resp")"
+# A dry run first: it says what it would send (sizes from A's index) and
+# sends nothing.
+sync_job b '{"remote": "sitea", "direction": "pull", "dry_run": true}'
+[ "$STATE_OF_JOB" = succeeded ] || fail "dry-run pull: $STATE_OF_JOB $(head -c 3000 "$WORK/job.json")"
+[ "$(job 'j["result"]["points_to_copy"]')" = 1 ] || fail "the dry run would not copy one point: $(job 'j["result"]')"
+DRY=$(job 'j["result"]["bytes_sent"]')
+[ "$DRY" -ge "$CHANGED_BYTES" ] || fail "the dry run would send $DRY bytes, fewer than the $CHANGED_BYTES changed"
+expect_rc 0 "B: points after the dry run" haven -r "$RB" --json snapshots
+lacks "$WORK/out" "$FILES_2" "B's points after a dry run"
+ok "a dry-run pull says it would copy 1 point, $DRY bytes, and copies nothing"
 sync_job b '{"remote": "sitea", "direction": "pull"}'
 [ "$STATE_OF_JOB" = succeeded ] || fail "pull A -> B: $STATE_OF_JOB $(head -c 3000 "$WORK/job.json")"
 [ "$(job '[p["id"] for p in j["result"]["points"] if p["outcome"] == "copied"]')" = "[\"$FILES_2\"]" ] ||
