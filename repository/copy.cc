@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
+#include <mutex>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -279,7 +281,7 @@ class Copier {
     }
     HAVEN_RETURN_IF_ERROR(FlushData());
     HAVEN_RETURN_IF_ERROR(FlushNodes());
-    return OkStatus();
+    return Settle();
   }
 
   std::vector<DamagedChunk> DamagedList() const {
@@ -313,7 +315,10 @@ class Copier {
       where.push_back(i);
     }
     if (!ask.empty()) {
-      HAVEN_ASSIGN_OR_RETURN(auto got, to_.HasChunks(type, ask));
+      std::unique_lock<std::mutex> lock(target_mu_);
+      auto asked = to_.HasChunks(type, ask);
+      lock.unlock();
+      HAVEN_ASSIGN_OR_RETURN(auto got, std::move(asked));
       if (got.size() != ask.size())
         return DataLoss(to_.Describe() + " answered " +
                         std::to_string(got.size()) + " flags for " +
@@ -461,7 +466,6 @@ class Copier {
     node_bytes_ += node.raw.size();
     nodes_.push_back(std::move(node));
     if (nodes_.size() >= options_.batch_chunks || node_bytes_ >= kBatchBytes) {
-      // A node goes only after the chunks it names are durable.
       HAVEN_RETURN_IF_ERROR(FlushData());
       HAVEN_RETURN_IF_ERROR(FlushNodes());
     }
@@ -475,23 +479,42 @@ class Copier {
     report_.bytes_sent += bytes;
   }
 
+  // Hands a batch to the target on a thread of its own, so the next batch
+  // is read from the source meanwhile; one batch is in flight at a time,
+  // and batches reach the target in order.
   Status Send(ChunkType type, std::vector<CopyChunk>& chunks, uint64_t& bytes) {
     if (chunks.empty()) return OkStatus();
+    HAVEN_RETURN_IF_ERROR(Settle());
     if (!limiter_.Acquire(bytes, options_.cancel))
       return Cancelled("the copy was cancelled");
     HAVEN_RETURN_IF_ERROR(options_.cancel.Check("the copy"));
-    HAVEN_RETURN_IF_ERROR(to_.PutChunks(type, chunks));
+    inflight_chunks_ = std::move(chunks);
+    inflight_ = std::async(std::launch::async, [this, type] {
+      std::lock_guard<std::mutex> lock(target_mu_);
+      return to_.PutChunks(type, inflight_chunks_);
+    });
+    chunks.clear();
+    bytes = 0;
+    return OkStatus();
+  }
+  // Waits for the batch in flight: after OK it is durable at the target.
+  Status Settle() {
+    if (!inflight_.valid()) return OkStatus();
+    HAVEN_RETURN_IF_ERROR(inflight_.get());
     // The target has them now and answers for them itself.
-    for (const auto& c : chunks) {
+    for (const auto& c : inflight_chunks_) {
       Count(c.raw.size());
       queued_.erase(c.id);
     }
-    chunks.clear();
-    bytes = 0;
+    inflight_chunks_.clear();
     return Progress(false);
   }
   Status FlushData() { return Send(ChunkType::kData, data_, data_bytes_); }
-  Status FlushNodes() { return Send(ChunkType::kTree, nodes_, node_bytes_); }
+  // A node goes only after the chunks it names are durable.
+  Status FlushNodes() {
+    HAVEN_RETURN_IF_ERROR(Settle());
+    return Send(ChunkType::kTree, nodes_, node_bytes_);
+  }
 
  public:
   Status Progress(bool final) {
@@ -515,7 +538,7 @@ class Copier {
  private:
   // A batch is durable at the target before the next is sent: a killed copy
   // loses at most this much (raw) in flight.
-  static constexpr uint64_t kBatchBytes = 8 << 20;
+  static constexpr uint64_t kBatchBytes = 4 << 20;
 
   CopySource& from_;
   CopyTarget& to_;
@@ -529,6 +552,11 @@ class Copier {
   std::map<std::string, ChunkId> ids_by_hex_;
   std::vector<CopyChunk> data_, nodes_;
   uint64_t data_bytes_ = 0, node_bytes_ = 0;
+  // The batch the target is storing (Send) and the calls to the target,
+  // one at a time.
+  std::mutex target_mu_;
+  std::vector<CopyChunk> inflight_chunks_;
+  std::future<Status> inflight_;
 };
 
 }  // namespace
