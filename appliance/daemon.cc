@@ -19,6 +19,7 @@
 #include "appliance/notifier.h"
 #include "appliance/notify_monitor.h"
 #include "appliance/notify_settings.h"
+#include "appliance/remotes.h"
 #include "appliance/repositories.h"
 #include "appliance/repository_cache.h"
 #include "appliance/restore_jobs.h"
@@ -26,8 +27,10 @@
 #include "appliance/scheduler.h"
 #include "appliance/services.h"
 #include "appliance/state_db.h"
+#include "appliance/sync_jobs.h"
 #include "appliance/systemd_notify.h"
 #include "appliance/usage_history.h"
+#include "appliance/writable_repositories.h"
 #include "base/file.h"
 #include "base/time.h"
 
@@ -87,6 +90,27 @@ Result<ApplianceConfig> ConfigOf(const ServeOptions& o) {
   return c;
 }
 
+// --- copies --- Whether a large body for the copy routes may be read: only
+// for a bearer token of role admin (the routes' own role), checked as the
+// API checks it, before one byte of the body is read.
+std::optional<std::pair<int, std::string>> AdmitCopyBody(
+    const ApiOptions& api, std::string_view path,
+    const std::string* authorization) {
+  if (authorization == nullptr || !api.authenticate)
+    return std::pair(401, std::string("a large body needs an admin's token"));
+  Request probe;
+  probe.method = "POST";
+  probe.path = std::string(path);
+  probe.headers.emplace_back("authorization", *authorization);
+  auto who = api.authenticate(probe, true, nullptr);
+  if (auto* refusal = std::get_if<Response>(&who))
+    return std::pair(refusal->status,
+                     std::string("a large body needs an admin's token"));
+  if (!RoleAllows(std::get<Caller>(who), Role::kAdmin))
+    return std::pair(403, std::string("the copy routes need the admin role"));
+  return std::nullopt;
+}
+
 }  // namespace
 
 Status Serve(const ServeOptions& options) {
@@ -128,7 +152,10 @@ Status Serve(const ServeOptions& options) {
   // An agent writes into its enrollment's repository (agents table,
   // appliance/agents.h); none recorded: the default one.
   server_options.limits.large_bodies = {{"/api/v1/agent/chunks", 64 << 20},
-                                        {"/api/v1/agent/points", 64 << 20}};
+                                        {"/api/v1/agent/points", 64 << 20},
+                                        // --- copies --- chunks/put bodies
+                                        // (64 MiB) and long id lists
+                                        {"/api/v1/copy/", 64 << 20}};
   AgentStore::Options agent_store_options;
   agent_store_options.tool = "havend " + options.version;
   // Enrolled agents (appliance/agents.h): made before the store, which asks
@@ -159,12 +186,20 @@ Status Serve(const ServeOptions& options) {
   if (jobs->interrupted_at_start() > 0)
     Log("marked " + std::to_string(jobs->interrupted_at_start()) +
         " job(s) interrupted: they were running when havend stopped");
+  // --- copies --- the copy routes' uploads write through these; remote
+  // appliances and their tokens for sync jobs.
+  WritableRepositories writable_repositories(catalog);
+  HAVEN_ASSIGN_OR_RETURN(auto remotes,
+                         RemoteStore::Open(*db, options.state_dir));
   RegisterRepositoryJobKinds(
       *jobs, catalog,
-      [&open_repositories, &agent_store](const std::string& name) {
+      [&open_repositories, &agent_store,
+       &writable_repositories](const std::string& name) {
         open_repositories.Drop(name);
         agent_store->Release(name);  // --- agents: uploads ---
+        writable_repositories.Release(name);  // --- copies ---
       });
+  RegisterSyncJobKind(*jobs, catalog, *remotes);
   Services services;
   services.config = &config;
   services.db = db.get();
@@ -173,6 +208,8 @@ Status Serve(const ServeOptions& options) {
   services.open_repositories = &open_repositories;
   services.version = options.version;
   services.agent_store = agent_store.get();  // --- agents: uploads ---
+  services.writable_repositories = &writable_repositories;  // --- copies ---
+  services.remotes = remotes.get();
   HAVEN_RETURN_IF_ERROR(RegisterRestoreKinds(services));
 
   // Who may do what (appliance/auth.h) and the audit log of what they did.
@@ -254,7 +291,7 @@ Status Serve(const ServeOptions& options) {
   so.repository_known = [&catalog](std::string_view name) {
     return catalog.Find(name) != nullptr;
   };
-  so.validate_job = [](const JobSpec& spec) -> Status {
+  so.validate_job = [&remotes](const JobSpec& spec) -> Status {
     if (spec.kind == "backup") return ValidateBackupParams(spec.params);
     if (spec.kind == "forget") return ValidateForgetParams(spec.params);
     if (spec.kind == "gc") return ValidateGcParams(spec.params);
@@ -262,6 +299,11 @@ Status Serve(const ServeOptions& options) {
     // --- agents: jobs ---
     if (spec.kind == "agent-backup")
       return ValidateAgentBackupParams(spec.params);
+    // --- copies ---
+    if (spec.kind == "sync") {
+      HAVEN_RETURN_IF_ERROR(ValidateSyncParams(spec.params));
+      return remotes->Get(spec.params["remote"].get<std::string>()).status();
+    }
     return OkStatus();
   };
   so.log = Log;
@@ -279,9 +321,12 @@ Status Serve(const ServeOptions& options) {
   // point's commit) is read only for an agent's valid credential, checked
   // before its first byte.
   server_options.admit_large_body =
-      [&agents](std::string_view, const std::string* authorization)
+      [&agents, &api](std::string_view path, const std::string* authorization)
       -> std::optional<std::pair<int, std::string>> {
     constexpr std::string_view kBearer = "Bearer ";
+    // --- copies --- a copy's upload needs an admin's token.
+    if (path.starts_with("/api/v1/copy/"))
+      return AdmitCopyBody(api, path, authorization);
     if (authorization == nullptr || !authorization->starts_with(kBearer))
       return std::pair(401, std::string("a large body needs an agent's "
                                         "credential"));

@@ -36,6 +36,9 @@ std::vector<Route> AllRoutes(Services& s, const ApiOptions& api,
   // --- agents: jobs ---
   add(AgentJobRoutes(s));
   add(AgentRestoreRoutes(s));
+  // --- copies ---
+  add(CopyRoutes(s));
+  add(RemoteRoutes(s));
   return routes;
 }
 

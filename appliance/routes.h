@@ -74,6 +74,15 @@ std::vector<Route> AgentJobRoutes(Services& s);
 // (routes_agent_restore.cc). Needs s.agent_dispatch and s.open_repositories.
 std::vector<Route> AgentRestoreRoutes(Services& s);
 
+// --- copies (issue 19) ---
+// /api/v1/copy/...: this appliance as either side of another's copy
+// (routes_copy.cc, admin). Needs s.open_repositories and
+// s.writable_repositories.
+std::vector<Route> CopyRoutes(Services& s);
+// /api/v1/remotes... and POST /api/v1/sync (routes_remotes.cc, admin).
+// Needs s.remotes and s.jobs (with RegisterSyncJobKind).
+std::vector<Route> RemoteRoutes(Services& s);
+
 // Every route havend serves, in one table: CoreRoutes and each area's.
 // Serve() hands it to MakeApiHandler; `havend openapi` prints the OpenAPI
 // document made from it (docs/openapi.json). Building the table does not

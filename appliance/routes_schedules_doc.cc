@@ -46,7 +46,8 @@ json SpecSchema(bool create) {
              "it ends in UTC")},
         {"kind",
          {{"type", "string"},
-          {"enum", {"backup", "forget", "gc", "check", "agent-backup"}}}},
+          {"enum",
+           {"backup", "forget", "gc", "check", "agent-backup", "sync"}}}},
         {"repository", Str("a configured repository's name")},
         {"params",
          {{"type", "object"},
@@ -56,7 +57,10 @@ json SpecSchema(bool create) {
            "\"adaptive\"; forget: a retention policy (keep_*); check: "
            "{\"read_data_percent\": 0..100}; gc: {}; agent-backup: "
            "{\"agent\": ID or NAME, \"paths\": [...]}, optional \"name\", "
-           "\"excludes\", \"exclude_caches\", \"one_file_system\""}}},
+           "\"excludes\", \"exclude_caches\", \"one_file_system\"; sync: "
+           "{\"remote\": NAME, \"direction\": \"pull\" or \"push\"}, "
+           "optional \"names\", \"refs\", keep_* counts, "
+           "\"bytes_per_second\", \"dry_run\""}}},
         {"retention",
          json{{"nullable", true},
               {"allOf", {RetentionSchema()}},

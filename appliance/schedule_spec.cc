@@ -7,6 +7,7 @@
 
 #include "agent/host_backup.h"
 #include "appliance/agent_jobs.h"  // --- agents: jobs ---
+#include "appliance/sync_jobs.h"   // --- copies ---
 #include "repository/retention.h"
 
 namespace haven::appliance {
@@ -193,9 +194,15 @@ Status CheckScheduleParams(std::string_view kind, const json& params) {
     if (!s.ok()) return Bad("params", s.message());
     return OkStatus();
   }
+  // --- copies ---
+  if (kind == "sync") {
+    Status s = ValidateSyncParams(params);
+    if (!s.ok()) return Bad("params", s.message());
+    return OkStatus();
+  }
   return Bad("kind", QuoteUntrusted(kind) +
                          " is not a job kind a schedule runs (backup, forget, "
-                         "gc, check, agent-backup)");
+                         "gc, check, agent-backup, sync)");
 }
 
 Result<CalendarEvent> ParseScheduleCalendar(std::string_view text) {

@@ -22,8 +22,9 @@ namespace haven::appliance {
 
 // The job kinds a schedule may run.
 // --- agents: jobs --- "agent-backup": a file backup an agent runs.
-inline constexpr const char* kScheduleKinds[] = {"backup", "forget", "gc",
-                                                 "check", "agent-backup"};
+// --- copies --- "sync": points copied to or from a remote appliance.
+inline constexpr const char* kScheduleKinds[] = {
+    "backup", "forget", "gc", "check", "agent-backup", "sync"};
 // A schedule's random delay, at most a day (seconds).
 inline constexpr int64_t kMaxRandomDelaySeconds = 86400;
 
@@ -43,6 +44,9 @@ struct ScheduleSpec {
   //   agent-backup: {"agent": ID or NAME, "paths": [absolute paths]},
   //           optional "name", "excludes", "exclude_caches",
   //           "one_file_system" (appliance/agent_jobs.h)
+  //   sync:   {"remote": NAME, "direction": "pull" | "push"}, optional
+  //           "names", "refs", keep_* counts, "bytes_per_second",
+  //           "dry_run" (appliance/sync_jobs.h)
   nlohmann::json params = nlohmann::json::object();
   // Backup schedules only: a retention policy (forget's keep_* rules)
   // applied after each run by one forget job per VM the run backed up

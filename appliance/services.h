@@ -21,6 +21,8 @@ class AgentRegistry;   // appliance/agents.h  --- agents: registry ---
 // --- agents: uploads ---
 class AgentStore;  // appliance/agent_store.h
 class AgentDispatch;   // --- agents: jobs --- appliance/agent_jobs.h
+class WritableRepositories;  // --- copies --- appliance/writable_repositories.h
+class RemoteStore;           // --- copies --- appliance/remotes.h
 
 struct Services {
   const ApplianceConfig* config = nullptr;
@@ -46,6 +48,10 @@ struct Services {
   AgentStore* agent_store = nullptr;
   // --- agents: jobs --- tasks handed to agents' long polls
   AgentDispatch* agent_dispatch = nullptr;
+  // --- copies --- repositories opened for writing for the copy routes'
+  // uploads, and the remote appliances sync jobs copy to and from
+  WritableRepositories* writable_repositories = nullptr;
+  RemoteStore* remotes = nullptr;
   std::string version;
 };
 

@@ -20,6 +20,8 @@ const ROUTES = {
   'settings': 'settings',
   // --- agents ---
   'agents': 'agents',
+  // --- copies ---
+  'remotes': 'remotes',
 };
 const NAV_OF = {
   job: 'jobs',

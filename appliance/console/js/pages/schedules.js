@@ -9,7 +9,8 @@ const KIND_WORDS = {
   forget: 'Forget old points',
   gc: 'Free space (gc)',
   check: 'Check',
-  'agent-backup': 'Back up an agent'
+  'agent-backup': 'Back up an agent',
+  sync: 'Sync with a remote appliance'
 };
 
 // What a schedule's job does, in words: "Back up all VMs", "Back up web, db".
@@ -35,6 +36,11 @@ export function whatItRuns(s) {
     return `Back up ${paths} on agent ${p.agent || '?'}` +
         (p.name ? ` as ${p.name}` : '') + ex;
   }
+  if (s.kind === 'sync')
+    return (p.direction === 'push' ? `Push points to remote ${p.remote || '?'}` :
+                                     `Pull points from remote ${p.remote || '?'}`) +
+        (Array.isArray(p.names) && p.names.length ? ` (${p.names.join(', ')})` : '') +
+        (p.dry_run ? ', dry run' : '');
   if (s.kind === 'check')
     return 'Check' +
         (p.read_data_percent ? `, reading ${p.read_data_percent}% of the data` :
