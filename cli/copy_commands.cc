@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "agent/appliance_copy.h"
 #include "base/json.h"
 #include "cli/output.h"
 #include "cli/passphrase.h"
@@ -118,16 +119,21 @@ int PrintReport(const Globals& g, const CopyReport& r, const char* verb) {
              : kExitOk;
 }
 
-Result<CopyReport> RunCopy(const Globals& g, Repository& from, Repository& to,
-                           const CopyArgs& args) {
+Result<CopyReport> RunCopy(const Globals& g, repository::CopySource& from,
+                           repository::CopyTarget& to, const CopyArgs& args) {
   CopyOptions opt = args.options;
   HAVEN_RETURN_IF_ERROR(args.ResolvePolicy(opt));
   opt.cancel = g.cancel;
   opt.progress = TerminalProgress(!g.quiet && !g.json && isatty(2),
                                   opt.dry_run ? "checking" : "copying");
+  return repository::CopyPoints(from, to, opt);
+}
+
+Result<CopyReport> RunCopy(const Globals& g, Repository& from, Repository& to,
+                           const CopyArgs& args) {
   repository::LocalCopySource src(from);
   repository::LocalCopyTarget dst(to);
-  return repository::CopyPoints(src, dst, opt);
+  return RunCopy(g, src, dst, args);
 }
 
 // `from`'s chunk size, pack size, compression level and chunk-id keys.
@@ -208,9 +214,13 @@ CopyCommands::CopyCommands(CLI::App& app, const Globals& g, int& rc) {
       "copy recovery points to another repository, sending only the chunks "
       "it lacks (the target must be made with init --copy-params-from)");
   copy->add_option("--from", from,
-                   "source repository (default: -r / HAVEN_REPOSITORY)");
+                   "source: a repository path (default: -r / "
+                   "HAVEN_REPOSITORY), or https://HOST:PORT of an appliance "
+                   "(HAVEN_FROM_FINGERPRINT, HAVEN_FROM_TOKEN[_FILE])");
   copy->add_option("--to", to,
-                   "target repository (default: -r / HAVEN_REPOSITORY)");
+                   "target: a repository path (default: -r / "
+                   "HAVEN_REPOSITORY), or https://HOST:PORT of an appliance "
+                   "(HAVEN_TO_FINGERPRINT, HAVEN_TO_TOKEN[_FILE])");
   copy->add_option("--from-password-file", from_password_file,
                    "source passphrase file (else HAVEN_FROM_PASSWORD, "
                    "HAVEN_FROM_PASSWORD_FILE, then the usual sources)");
@@ -254,15 +264,37 @@ int CopyCommands::Copy(const Globals& g) {
   if (from.empty() && to.empty())
     return Fail(g, InvalidArgument("give --from or --to (the other side is "
                                    "-r / HAVEN_REPOSITORY)"));
-  if (IsRemote(src) || IsRemote(dst))
-    return Fail(g, InvalidArgument("copies to or from an appliance are made "
-                                   "by havend's sync jobs"));
-  auto source = OpenSide(g, src, "from", from_password_file, false);
-  if (!source.ok()) return Fail(g, source.status());
-  auto target =
-      OpenSide(g, dst, "to", to_password_file, !copy_args.options.dry_run);
-  if (!target.ok()) return Fail(g, target.status());
-  auto r = RunCopy(g, **source, **target, copy_args);
+  // A side is a local repository, or a remote appliance (https://HOST:PORT,
+  // its fingerprint and admin token from HAVEN_FROM_* / HAVEN_TO_*).
+  std::unique_ptr<Repository> src_repo, dst_repo;
+  std::unique_ptr<repository::CopySource> source;
+  std::unique_ptr<repository::CopyTarget> target;
+  if (IsRemote(src)) {
+    auto remote = agent::RemoteFromEnvironment(src, "FROM");
+    if (!remote.ok()) return Fail(g, remote.status());
+    auto opened = agent::OpenApplianceSource(*remote, g.cancel);
+    if (!opened.ok()) return Fail(g, opened.status());
+    source = std::move(opened).value();
+  } else {
+    auto repo = OpenSide(g, src, "from", from_password_file, false);
+    if (!repo.ok()) return Fail(g, repo.status());
+    src_repo = std::move(repo).value();
+    source = std::make_unique<repository::LocalCopySource>(*src_repo);
+  }
+  if (IsRemote(dst)) {
+    auto remote = agent::RemoteFromEnvironment(dst, "TO");
+    if (!remote.ok()) return Fail(g, remote.status());
+    auto opened = agent::OpenApplianceTarget(*remote, g.cancel);
+    if (!opened.ok()) return Fail(g, opened.status());
+    target = std::move(opened).value();
+  } else {
+    auto repo =
+        OpenSide(g, dst, "to", to_password_file, !copy_args.options.dry_run);
+    if (!repo.ok()) return Fail(g, repo.status());
+    dst_repo = std::move(repo).value();
+    target = std::make_unique<repository::LocalCopyTarget>(*dst_repo);
+  }
+  auto r = RunCopy(g, *source, *target, copy_args);
   if (!r.ok()) return Fail(g, r.status());
   return PrintReport(g, *r, "copied");
 }

@@ -275,8 +275,16 @@ DRY=$(job 'j["result"]["bytes_sent"]')
 expect_rc 0 "B: points after the dry run" haven -r "$RB" --json snapshots
 lacks "$WORK/out" "$FILES_2" "B's points after a dry run"
 ok "a dry-run pull says it would copy 1 point, $DRY bytes, and copies nothing"
+# Bytes on the wire: what B's end of the veth pair received during the
+# pull (TLS, HTTP and the questions' answers included; the test's own API
+# calls go over each namespace's loopback).
+rx() { ip netns exec "$NS_B" cat "/sys/class/net/$VB/statistics/rx_bytes"; }
+RX0=$(rx)
 sync_job b '{"remote": "sitea", "direction": "pull"}'
+WIRE=$(($(rx) - RX0))
 [ "$STATE_OF_JOB" = succeeded ] || fail "pull A -> B: $STATE_OF_JOB $(head -c 3000 "$WORK/job.json")"
+[ "$(py -c "print($WIRE <= 1.1 * $CHANGED_BYTES)")" = True ] ||
+  fail "the pull received $WIRE bytes on the wire for $CHANGED_BYTES changed bytes (more than 1.1x)"
 [ "$(job '[p["id"] for p in j["result"]["points"] if p["outcome"] == "copied"]')" = "[\"$FILES_2\"]" ] ||
   fail "the pull did not copy exactly the new point $FILES_2: $(job 'j["result"]["points"]')"
 SENT=$(job 'j["result"]["bytes_sent"]')
@@ -287,7 +295,24 @@ expect_rc 0 "B: restore the changed file" haven -r "$RB" restore files "$FILES_2
 mount -o loop,ro "$WORK/src.fs" "$MNT"
 same_file "$MNT/$CHANGED" "$WORK/rc$MNT/$CHANGED" "the changed file restored at B"
 umount "$MNT"
-ok "B's pull job $JOB_ID copies only the new point: $SENT bytes sent for $CHANGED_BYTES changed ($(job 'j["result"]["chunks_sent"]') chunks)"
+ok "B's pull job $JOB_ID copies only the new point: $SENT bytes of chunks, $WIRE bytes on the wire, for $CHANGED_BYTES changed ($(job 'j["result"]["chunks_sent"]') chunks)"
+
+# The command line reaches an appliance too: haven copy pushes A's newest
+# image point into B over the veth pair (fingerprint and token from the
+# environment, never argv).
+mount -o loop "$WORK/src.fs" "$MNT"
+random_file "$MNT/cli-copy.bin" $((4 << 20))
+umount "$MNT"
+expect_rc 0 "A: third image backup" haven -r "$RA" --json backup image "$WORK/src.fs" --name fsimage
+IMAGE_3=$(jget 'j["id"]' "$WORK/out")
+expect_rc 0 "haven copy --to B" ip netns exec "$NS_A" env HAVEN_TO_FINGERPRINT="$FP_B" \
+  HAVEN_TO_TOKEN_FILE="$WORK/secret.b.admin" "$HAVEN" --json -r "$RA" copy --to "$URL_B" fsimage:latest
+[ "$(jget 'j["points_copied"]' "$WORK/out")" = 1 ] || fail "haven copy --to B: $(cat "$WORK/out")"
+SENT_CLI=$(jget 'j["bytes_sent"]' "$WORK/out")
+lacks "$WORK/err" "$(cat "$WORK/secret.b.admin")" "haven copy's messages"
+expect_rc 0 "B: restore the CLI-copied image" haven -r "$RB" restore image "$IMAGE_3" --to "$WORK/img3.back"
+same_file "$WORK/src.fs" "$WORK/img3.back" "the image haven copy sent to B"
+ok "haven copy --to https://B (from A's namespace) sent $SENT_CLI bytes; the image restores at B byte for byte"
 
 # ---------------------------------------------------------------- (f) tokens stay secret
 ip netns exec "$NS_A" curl -sS --cacert "$WORK/state-a/cert.pem" -H "@$WORK/token.a.admin" \
