@@ -258,6 +258,35 @@ Result<std::vector<PointSummary>> ApplianceCopyRemote::Points(
 
 // ---------------------------------------------------------------- source
 
+Status ApplianceCopyRemote::PostIds(
+    const char* path, const char* key, const char* entry, ChunkType type,
+    const std::vector<ChunkId>& ids,
+    const std::function<bool(const json&)>& take) {
+  const std::string what = std::string("POST ") + path;
+  for (size_t start = 0; start < ids.size(); start += kMaxCopyHasIds) {
+    const size_t end = std::min(ids.size(), start + kMaxCopyHasIds);
+    json body;
+    body["type"] = TypeName(type);
+    body["ids"] = json::array();
+    for (size_t i = start; i < end; ++i) body["ids"].push_back(ids[i].Hex());
+    HAVEN_ASSIGN_OR_RETURN(HttpReply reply,
+                           Post(path, "application/json", body.dump()));
+    if (reply.status != 200)
+      return ReplyStatus(reply, Describe() + ": " + what);
+    HAVEN_ASSIGN_OR_RETURN(json j, JsonObject(reply, what, Describe()));
+    auto list = j.find(key);
+    if (list == j.end() || !list->is_array() || list->size() != end - start)
+      return DataLoss(Describe() + " answered " + std::to_string(end - start) +
+                      " chunk ids with a \"" + key +
+                      "\" list of another length");
+    for (const json& v : *list)
+      if (!take(v))
+        return DataLoss(Describe() + "'s \"" + key +
+                        "\" list holds something not " + entry);
+  }
+  return OkStatus();
+}
+
 Result<Manifest> ApplianceCopySource::LoadPoint(const std::string& id) {
   if (!repository::IsSnapshotId(id))
     return InvalidArgument(QuoteUntrusted(id) + " is not a point id");
@@ -318,32 +347,15 @@ Status ApplianceCopySource::ChunkSizes(ChunkType type,
                                        std::vector<int64_t>& sizes) {
   sizes.clear();
   sizes.reserve(ids.size());
-  const std::string what = "POST /api/v1/copy/chunks/sizes";
-  for (size_t start = 0; start < ids.size(); start += kMaxCopyHasIds) {
-    const size_t end = std::min(ids.size(), start + kMaxCopyHasIds);
-    json body;
-    body["type"] = TypeName(type);
-    body["ids"] = json::array();
-    for (size_t i = start; i < end; ++i) body["ids"].push_back(ids[i].Hex());
-    HAVEN_ASSIGN_OR_RETURN(HttpReply reply,
-                           remote_->Post("/api/v1/copy/chunks/sizes",
-                                         "application/json", body.dump()));
-    if (reply.status != 200)
-      return ReplyStatus(reply, Describe() + ": " + what);
-    HAVEN_ASSIGN_OR_RETURN(json j, JsonObject(reply, what, Describe()));
-    auto list = j.find("sizes");
-    if (list == j.end() || !list->is_array() || list->size() != end - start)
-      return DataLoss(Describe() + " answered " + std::to_string(end - start) +
-                      " chunk ids with a \"sizes\" list of another length");
-    for (const json& n : *list) {
-      if (!n.is_number_integer() || n.get<int64_t>() < -1 ||
-          n.get<int64_t>() > kMaxCopyChunkBytes)
-        return DataLoss(Describe() +
-                        "'s \"sizes\" list holds something not a chunk size");
-      sizes.push_back(n.get<int64_t>());
-    }
-  }
-  return OkStatus();
+  return remote_->PostIds("/api/v1/copy/chunks/sizes", "sizes", "a chunk size",
+                          type, ids, [&](const json& n) {
+                            if (!n.is_number_integer() ||
+                                n.get<int64_t>() < -1 ||
+                                n.get<int64_t>() > kMaxCopyChunkBytes)
+                              return false;
+                            sizes.push_back(n.get<int64_t>());
+                            return true;
+                          });
 }
 
 // ---------------------------------------------------------------- target
@@ -360,30 +372,13 @@ Result<std::vector<bool>> ApplianceCopyTarget::HasChunks(
     ChunkType type, const std::vector<ChunkId>& ids) {
   std::vector<bool> out;
   out.reserve(ids.size());
-  for (size_t start = 0; start < ids.size(); start += kMaxCopyHasIds) {
-    const size_t end = std::min(ids.size(), start + kMaxCopyHasIds);
-    json body;
-    body["type"] = TypeName(type);
-    body["ids"] = json::array();
-    for (size_t i = start; i < end; ++i) body["ids"].push_back(ids[i].Hex());
-    const std::string what = "POST /api/v1/copy/chunks/has";
-    HAVEN_ASSIGN_OR_RETURN(HttpReply reply,
-                           remote_->Post("/api/v1/copy/chunks/has",
-                                         "application/json", body.dump()));
-    if (reply.status != 200)
-      return ReplyStatus(reply, Describe() + ": " + what);
-    HAVEN_ASSIGN_OR_RETURN(json j, JsonObject(reply, what, Describe()));
-    auto have = j.find("have");
-    if (have == j.end() || !have->is_array() || have->size() != end - start)
-      return DataLoss(Describe() + " answered " + std::to_string(end - start) +
-                      " chunk ids with a \"have\" list of another length");
-    for (const json& b : *have) {
-      if (!b.is_boolean())
-        return DataLoss(Describe() +
-                        "'s \"have\" list holds something not true or false");
-      out.push_back(b.get<bool>());
-    }
-  }
+  HAVEN_RETURN_IF_ERROR(remote_->PostIds("/api/v1/copy/chunks/has", "have",
+                                         "true or false", type, ids,
+                                         [&](const json& b) {
+                                           if (!b.is_boolean()) return false;
+                                           out.push_back(b.get<bool>());
+                                           return true;
+                                         }));
   return out;
 }
 

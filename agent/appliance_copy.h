@@ -18,7 +18,9 @@
 #ifndef HAVEN_AGENT_APPLIANCE_COPY_H_
 #define HAVEN_AGENT_APPLIANCE_COPY_H_
 
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -71,6 +73,13 @@ class ApplianceCopyRemote {
   Result<HttpReply> Get(std::string_view path, double timeout = 120);
   Result<HttpReply> Post(std::string_view path, std::string_view type,
                          std::string_view body, double timeout = 600);
+  // POSTs {"type", "ids"} to `path` in requests of at most kMaxCopyHasIds
+  // ids; each answer's list `key` must have one entry per id, and `take`
+  // accepts each in order (false: not `entry`, DataLoss).
+  Status PostIds(const char* path, const char* key, const char* entry,
+                 repository::ChunkType type,
+                 const std::vector<repository::ChunkId>& ids,
+                 const std::function<bool(const nlohmann::json&)>& take);
 
  private:
   std::unique_ptr<ApplianceClient> client_;
