@@ -25,6 +25,41 @@ namespace {
 using repository::Manifest;
 using repository::Repository;
 
+// "--object-lock 30" (days), "30d", "12h", "120s"; mode governance or
+// compliance.
+Result<repository::ObjectLockPolicy> ParseObjectLock(const std::string& text,
+                                                     const std::string& mode) {
+  if (text.empty())
+    return InvalidArgument("--object-lock-mode needs --object-lock DAYS");
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (...) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  int64_t scale = unit.empty() || unit == "d" ? 86400
+                  : unit == "h"               ? 3600
+                  : unit == "m"               ? 60
+                  : unit == "s"               ? 1
+                                              : 0;
+  if (used == 0 || scale == 0 || n <= 0 || n > 36500)
+    return InvalidArgument("--object-lock '" + text +
+                           "' is not a period: give days (30), or a number "
+                           "with d, h, m or s (90d, 120s)");
+  repository::ObjectLockPolicy p;
+  p.seconds = n * scale;
+  if (mode == "governance" || mode == "GOVERNANCE")
+    p.mode = "GOVERNANCE";
+  else if (mode == "compliance" || mode == "COMPLIANCE")
+    p.mode = "COMPLIANCE";
+  else
+    return InvalidArgument("--object-lock-mode '" + mode +
+                           "': choose governance or compliance");
+  return p;
+}
+
 int CmdInit(const Globals& g, const repository::InitOptions& opts) {
   auto pass = Passphrase(g, true);
   if (!pass.ok()) return Fail(g, pass.status());
@@ -208,6 +243,17 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
         opt.dry_run ? "would free" : "freed", HumanBytes(freed).c_str(),
         static_cast<unsigned long long>(r->chunks_removed),
         HumanBytes(r->unused_bytes_after).c_str());
+    if (r->packs_retained > 0) {
+      time_t until = static_cast<time_t>(r->retained_until);
+      char when[32];
+      struct tm tm;
+      gmtime_r(&until, &tm);
+      strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+      std::printf(
+          "%llu packs kept for now: object lock retains them (the "
+          "last until %s); a gc after that removes them\n",
+          static_cast<unsigned long long>(r->packs_retained), when);
+    }
     std::printf("mark %s, waited %s for the exclusive lock, sweep %s\n",
                 FormatDuration(r->mark_seconds).c_str(),
                 FormatDuration(r->wait_seconds).c_str(),
@@ -247,10 +293,20 @@ int CmdForget(const Globals& g, ForgetArgs a) {
       std::string reasons;
       for (const auto& why : d.reasons)
         reasons += (reasons.empty() ? "" : ", ") + why;
-      std::printf("  %-6s %s  %s  %s\n", d.keep ? "keep" : "remove",
+      bool later = p.outcome == Outcome::kSkipped && !p.status.ok();
+      std::printf("  %-6s %s  %s  %s%s\n",
+                  d.keep  ? "keep"
+                  : later ? "later"
+                          : "remove",
                   d.item.id.substr(0, 8).c_str(),
-                  PointTimeForPeople(d.item.time).c_str(), reasons.c_str());
+                  PointTimeForPeople(d.item.time).c_str(), reasons.c_str(),
+                  later ? ("; " + p.status.message()).c_str() : "");
     }
+    if (r->deferred)
+      std::printf(
+          "%llu recovery points stay until their object lock ends; "
+          "a forget after that removes them\n",
+          static_cast<unsigned long long>(r->deferred));
     if (r->dry_run)
       std::printf("dry run: would keep %llu and remove %llu recovery points\n",
                   static_cast<unsigned long long>(r->kept),
@@ -352,6 +408,16 @@ MaintenanceCommands::MaintenanceCommands(CLI::App& app, const Globals& g, int& r
                    "make a repository that receives copies of SOURCE: its "
                    "chunk size, pack size, compression and chunk-id keys "
                    "(its own master key and passphrase)");
+  init->add_option("--object-lock", object_lock_text,
+                   "object store only: keep every pack, point and key "
+                   "undeletable for DAYS (a number of days, or with a unit: "
+                   "90d, 12h, 120s); the bucket must have object lock "
+                   "enabled");
+  init->add_option("--object-lock-mode", object_lock_mode,
+                   "governance (an account allowed to bypass retention can "
+                   "still delete) or compliance (nobody can, not even the "
+                   "bucket's owner, until it expires)")
+      ->capture_default_str();
   init->add_option("--from-password-file", copy_params_password_file,
                    "SOURCE's passphrase file (else HAVEN_FROM_PASSWORD, "
                    "HAVEN_FROM_PASSWORD_FILE, then the usual sources)");
@@ -388,6 +454,14 @@ MaintenanceCommands::MaintenanceCommands(CLI::App& app, const Globals& g, int& r
     }
     init_opts.chunk_size = ParseSize(chunk_size_text);
     init_opts.pack_size = ParseSize(pack_size_text);
+    if (!object_lock_text.empty() || init->count("--object-lock-mode") > 0) {
+      auto lock = ParseObjectLock(object_lock_text, object_lock_mode);
+      if (!lock.ok()) {
+        rc = Fail(g, lock.status());
+        return;
+      }
+      init_opts.object_lock = *lock;
+    }
     rc = CmdInit(g, init_opts);
   });
 

@@ -33,6 +33,7 @@ struct MaintenanceCommands {
   std::string chunk_size_text = "64K";
   std::string pack_size_text = "16M";
   std::string copy_params_from, copy_params_password_file;
+  std::string object_lock_text, object_lock_mode = "governance";
   std::string new_password_file;
   std::string slot;
   double read_data = 0;

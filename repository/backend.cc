@@ -50,4 +50,30 @@ Result<ObjectInfo> Backend::Info(const std::string& name) const {
   return ObjectInfo{name, size, 0};
 }
 
+bool RetainedKind(const std::string& name) {
+  return name == "config" || name.rfind("keys/", 0) == 0 ||
+         name.rfind("packs/", 0) == 0 || name.rfind("snapshots/", 0) == 0;
+}
+
+Status Backend::SetObjectLock(const ObjectLockPolicy& policy) {
+  if (policy.seconds <= 0) return OkStatus();
+  return FailedPrecondition(
+      "object lock needs an object store with object lock enabled; " +
+      Describe() + " has none");
+}
+
+Result<int64_t> Backend::RetainedUntil(const std::string& name) const {
+  HAVEN_RETURN_IF_ERROR(Stat(name).status());
+  return int64_t{0};
+}
+
+Status Backend::ExtendRetention(const std::string& name, int64_t) {
+  return FailedPrecondition("object lock: " + Describe() + " cannot retain " +
+                            name);
+}
+
+Result<uint64_t> Backend::RemoveAbandonedUploads(int64_t) {
+  return uint64_t{0};
+}
+
 }  // namespace haven::repository

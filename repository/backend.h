@@ -76,6 +76,19 @@ class ObjectWriter {
   virtual Status Commit() = 0;
 };
 
+// Object lock (immutability on an object store): objects written while a
+// policy is set carry a retention period, during which nobody holding the
+// store's ordinary credentials can delete or overwrite them.
+struct ObjectLockPolicy {
+  int64_t seconds = 0;  // 0: no object lock
+  std::string mode;     // "GOVERNANCE" or "COMPLIANCE"
+};
+
+// Objects that carry retention when a policy is set: what a recovery point
+// needs to be read (config, keys, packs, manifests). Lock objects, protection
+// markers and caches stay deletable.
+bool RetainedKind(const std::string& name);
+
 enum class WriteMode {
   kCreate,   // fail with AlreadyExists if the object exists
   kReplace,  // replace an existing object atomically
@@ -122,7 +135,28 @@ class Backend {
       const std::string& name) = 0;
 
   // Removes an object durably; NotFound if there is no such object.
+  // FailedPrecondition if object lock retains it (RetainedUntil).
   virtual Status Delete(const std::string& name) = 0;
+
+  // True if processes on other machines may share this store, so that a
+  // local flock cannot order them: the repository then also takes lock
+  // objects in the store (store_lock.h). False for a local directory.
+  virtual bool Shared() const { return false; }
+
+  // Sets the retention that later writes of RetainedKind objects carry.
+  // The default (a store without object lock) refuses any policy with
+  // seconds > 0 with FailedPrecondition.
+  virtual Status SetObjectLock(const ObjectLockPolicy& policy);
+  // Until when (seconds since the epoch) the object is retained; 0 if it is
+  // not. NotFound if there is no such object.
+  virtual Result<int64_t> RetainedUntil(const std::string& name) const;
+  // Makes the object retained until at least `until` (retention can only
+  // grow). Unimplemented where there is no object lock.
+  virtual Status ExtendRetention(const std::string& name, int64_t until);
+  // Removes what writers killed mid-object left behind (an object store's
+  // unfinished multipart uploads) if older than `age_seconds`. Returns how
+  // many; the default has nothing to remove.
+  virtual Result<uint64_t> RemoveAbandonedUploads(int64_t age_seconds);
 };
 
 // OK if `name` is a well-formed key (see above); InvalidArgument otherwise.

@@ -16,6 +16,9 @@ std::string Config::ToJson() const {
   j["compression"] = "zstd";
   j["compression_level"] = compression_level;
   j["created"] = created;
+  if (object_lock_seconds > 0)
+    j["object_lock"] = {{"mode", object_lock_mode},
+                        {"seconds", object_lock_seconds}};
   return DumpJson(j, 2) + "\n";
 }
 
@@ -31,6 +34,11 @@ Status Config::Validate() const {
     return InvalidArgument("pack size must be between 1 MiB and 1 GiB");
   if (compression_level < -7 || compression_level > 19)
     return InvalidArgument("zstd level must be between -7 and 19");
+  if (object_lock_seconds < 0 || object_lock_seconds > 100ll * 366 * 86400)
+    return InvalidArgument("object lock must be between 0 and 100 years");
+  if (object_lock_seconds > 0 && object_lock_mode != "GOVERNANCE" &&
+      object_lock_mode != "COMPLIANCE")
+    return InvalidArgument("object lock mode must be governance or compliance");
   return OkStatus();
 }
 
@@ -67,6 +75,13 @@ Result<Config> Config::FromJson(std::string_view text) {
     if (!GetInt(j, "compression_level", c.compression_level))
       return malformed("compression_level");
     c.created = j.value("created", "");
+    if (j.contains("object_lock")) {
+      const auto& ol = j.at("object_lock");
+      if (!ol.is_object() || !GetInt(ol, "seconds", c.object_lock_seconds) ||
+          !ol.contains("mode") || !ol.at("mode").is_string())
+        return DataLoss("config: malformed field 'object_lock'");
+      c.object_lock_mode = ol.at("mode").get<std::string>();
+    }
   } catch (const nlohmann::json::exception& e) {
     return DataLoss(std::string("config: missing or malformed field (") +
                     e.what() + ")");

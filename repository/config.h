@@ -2,7 +2,11 @@
 //
 //   {"format": "haven-repository", "version": 1, "id": "<32 hex>",
 //    "chunk_size": 65536, "pack_size": 16777216,
-//    "compression": "zstd", "compression_level": 1, "created": "<ISO 8601>"}
+//    "compression": "zstd", "compression_level": 1, "created": "<ISO 8601>",
+//    "object_lock": {"mode": "GOVERNANCE", "seconds": 2592000}}
+//
+// "object_lock" is present only for a repository made with --object-lock on
+// an object store (docs/repository-format.md, "Object lock").
 //
 // It is untrusted input: every field is range-checked. Values that change how
 // stored data is interpreted (the chunk size of an image) are also recorded in
@@ -30,6 +34,10 @@ struct Config {
   uint64_t pack_size = kDefaultPackSize;
   int compression_level = kDefaultCompressionLevel;
   std::string created;
+  // 0: no object lock. Else every config, key, pack and manifest is written
+  // retained for this long, in this mode ("GOVERNANCE" or "COMPLIANCE").
+  int64_t object_lock_seconds = 0;
+  std::string object_lock_mode;
 
   std::string ToJson() const;
   static Result<Config> FromJson(std::string_view json);

@@ -1,5 +1,7 @@
 #include "repository/forget.h"
 
+#include <time.h>
+
 #include "base/time.h"
 
 namespace haven::repository {
@@ -73,6 +75,25 @@ Result<std::vector<RetentionDecision>> DecideByName(const Repository& repo,
 
 }  // namespace
 
+// Until when object lock retains the point's manifest, if that is still
+// ahead; 0 if it is not retained (or the store cannot tell: then the
+// delete itself is refused and reported).
+static int64_t RetainedUntil(const Repository& repo, const std::string& id) {
+  if (repo.config().object_lock_seconds <= 0) return 0;
+  auto until = repo.backend().RetainedUntil("snapshots/" + id);
+  if (!until.ok() || *until <= static_cast<int64_t>(::time(nullptr))) return 0;
+  return *until;
+}
+
+static std::string IsoTime(int64_t t) {
+  time_t tt = static_cast<time_t>(t);
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 Result<ForgetResult> Forget(Repository& repo, const ForgetRequest& request) {
   HAVEN_RETURN_IF_ERROR(CheckRequest(request));
   const double start = MonotonicSeconds();
@@ -93,6 +114,13 @@ Result<ForgetResult> Forget(Repository& repo, const ForgetRequest& request) {
       p.outcome = Outcome::kCancelled;
       p.status = c;
       ++result.cancelled;
+    } else if (int64_t until = RetainedUntil(repo, id); until > 0) {
+      // Object lock: planned around, removed by a forget after `until`.
+      p.outcome = Outcome::kSkipped;
+      p.status =
+          FailedPrecondition("retained by object lock until " + IsoTime(until) +
+                             "; a forget after that removes it");
+      ++result.deferred;
     } else if (request.dry_run) {
       ++result.removed;
     } else if (Status s = repo.DeleteSnapshot(id);
@@ -138,6 +166,7 @@ nlohmann::ordered_json ForgetResultJson(const ForgetResult& r) {
                                 {"snapshots", std::move(points)},
                                 {"failed", r.failed},
                                 {"cancelled", r.cancelled},
+                                {"deferred", r.deferred},
                                 {"duration_seconds", r.duration_seconds}};
 }
 

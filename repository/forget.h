@@ -51,6 +51,9 @@ struct ForgetResult {
   bool dry_run = false;
   std::string policy;  // RetentionPolicy::Describe(), "" for explicit points
   uint64_t kept = 0, removed = 0, failed = 0, cancelled = 0;
+  // Chosen for removal but retained by object lock (outcome kSkipped): a
+  // forget after the retention ends removes them.
+  uint64_t deferred = 0;
   std::vector<ForgottenPoint> points;  // by name, then newest first
   double duration_seconds = 0;
 };

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -165,6 +166,26 @@ class Sweeper {
       return OkStatus();
     }
     uint64_t unused = use.count - use.live_here.size();
+    bool wanted_gone =
+        use.live_here.empty() ||
+        static_cast<double>(use.live_bytes) <
+            options_.repack_below * static_cast<double>(use.blob_bytes) ||
+        UnusedPercent(use) >= cutoff_;
+    if (wanted_gone && repo_.config().object_lock_seconds > 0) {
+      // Object lock: a retained pack is planned around, not deleted (the
+      // store would refuse); a gc after its retention ends removes it.
+      HAVEN_ASSIGN_OR_RETURN(int64_t until,
+                             repo_.backend().RetainedUntil(PackKey(name)));
+      if (until > static_cast<int64_t>(::time(nullptr))) {
+        ++report_.packs_retained;
+        report_.retained_until = std::max(report_.retained_until, until);
+        report_.bytes_after += use.size;
+        report_.unused_bytes_after += use.blob_bytes - use.live_bytes;
+        if (!use.reindex.empty() && !options_.dry_run)
+          HAVEN_RETURN_IF_ERROR(repo_.index().Put(use.reindex, false));
+        return OkStatus();
+      }
+    }
     if (use.live_here.empty()) {
       report_.chunks_removed += unused;
       ++report_.packs_deleted;
@@ -214,6 +235,8 @@ class Sweeper {
     }
     HAVEN_RETURN_IF_ERROR(repo_.index().Sync());
     for (const std::string& name : dead_) {
+      // In a shared store, only while this gc still holds the lock.
+      HAVEN_RETURN_IF_ERROR(repo_.StoreLockValid());
       Status s = repo_.backend().Delete(PackKey(name));
       if (!s.ok() && s.code() != Code::kNotFound) return s;
     }
@@ -360,7 +383,7 @@ Result<GcReport> CollectGarbage(const std::string& dir,
   shared.write = false;
   shared.exclusive = false;
   HAVEN_ASSIGN_OR_RETURN(auto repo, Repository::Open(dir, passphrase, shared));
-  HAVEN_ASSIGN_OR_RETURN(Scratch scratch, Scratch::Create(dir));
+  HAVEN_ASSIGN_OR_RETURN(Scratch scratch, Scratch::Create(repo->dir()));
   HAVEN_ASSIGN_OR_RETURN(auto live, ChunkSet::Create(scratch.set_dir()));
   {
     Phase(options, "marking chunks in use");
@@ -422,6 +445,11 @@ Result<GcReport> CollectGarbage(const std::string& dir,
         (void)repo->backend().Delete(o.name);
     }
   }
+  if (!options.dry_run) {
+    // Uploads a killed writer left unfinished a day ago hold space unseen.
+    auto removed = repo->backend().RemoveAbandonedUploads(24 * 3600);
+    if (removed.ok()) report.abandoned_uploads = *removed;
+  }
   report.sweep_seconds = MonotonicSeconds() - sweep_start;
   return report;
 }
@@ -447,6 +475,9 @@ nlohmann::ordered_json GcReportJson(const GcReport& r, bool dry_run) {
   j["wait_seconds"] = r.wait_seconds;
   j["sweep_seconds"] = r.sweep_seconds;
   j["skipped"] = r.skipped;
+  j["packs_retained"] = r.packs_retained;
+  if (r.retained_until > 0) j["retained_until"] = r.retained_until;
+  j["abandoned_uploads"] = r.abandoned_uploads;
   return j;
 }
 

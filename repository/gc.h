@@ -73,6 +73,11 @@ struct GcReport {
   uint64_t bytes_after = 0;
   uint64_t unused_bytes_after = 0;  // unused chunks left in kept packs
   std::vector<std::string> skipped;  // packs left alone, with the reason
+  // Object lock: packs gc would have removed or rewritten but the store
+  // retains; the latest retention among them (seconds since the epoch).
+  uint64_t packs_retained = 0;
+  int64_t retained_until = 0;
+  uint64_t abandoned_uploads = 0;  // unfinished multipart uploads removed
   double mark_seconds = 0;
   double wait_seconds = 0;  // for the exclusive lock
   double sweep_seconds = 0;

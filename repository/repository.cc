@@ -9,10 +9,13 @@
 #include <filesystem>
 #include <set>
 
+#include "base/file.h"
 #include "base/time.h"
+#include "repository/chunk_tree.h"
 #include "repository/local_backend.h"
 #include "repository/manifest_file.h"
 #include "repository/retention.h"
+#include "repository/s3/s3_backend.h"
 
 namespace haven::repository {
 namespace fs = std::filesystem;
@@ -257,11 +260,45 @@ Result<Config> NewConfig(const InitOptions& options) {
 
 }  // namespace
 
+Result<std::unique_ptr<Backend>> Repository::OpenStore(const std::string& spec,
+                                                       std::string* local_dir) {
+  if (!s3::IsS3Spec(spec)) {
+    *local_dir = spec;
+    return std::unique_ptr<Backend>(std::make_unique<LocalBackend>(spec));
+  }
+  HAVEN_ASSIGN_OR_RETURN(s3::S3Location loc, s3::ParseS3Spec(spec));
+  HAVEN_ASSIGN_OR_RETURN(s3::S3Credentials creds,
+                         s3::S3CredentialsFromEnvironment());
+  s3::S3ClientOptions client;
+  HAVEN_ASSIGN_OR_RETURN(s3::S3BackendOptions options,
+                         s3::S3BackendOptionsFromEnvironment(&client));
+  *local_dir = s3::S3CacheDir(loc);
+  HAVEN_RETURN_IF_ERROR(MakeDirs(*local_dir));
+  HAVEN_ASSIGN_OR_RETURN(auto backend,
+                         s3::S3Backend::Open(std::move(loc), std::move(creds),
+                                             std::move(client), options));
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
 Status Repository::Init(const std::string& dir, std::string_view passphrase,
                         const InitOptions& options) {
   if (passphrase.empty()) return InvalidArgument("the passphrase is empty");
   // Invalid options are refused before anything is created.
   HAVEN_RETURN_IF_ERROR(NewConfig(options).status());
+  if (s3::IsS3Spec(dir)) {
+    std::string local;
+    HAVEN_ASSIGN_OR_RETURN(auto backend, OpenStore(dir, &local));
+    if (backend->Stat("config").ok())
+      return AlreadyExists("a repository already exists in " +
+                           backend->Describe());
+    // The cache of an earlier repository at this location would name packs
+    // this one does not have.
+    std::error_code ec;
+    for (const char* stale :
+         {"index", "packs.known", "retention", "object-lock"})
+      fs::remove_all(local + "/" + stale, ec);
+    return Init(std::move(backend), local, passphrase, options);
+  }
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     return AlreadyExists(dir +
@@ -290,6 +327,11 @@ Status Repository::Init(std::unique_ptr<Backend> backend,
     return AlreadyExists("a repository already exists in " +
                          backend->Describe());
   if (existing.status().code() != Code::kNotFound) return existing.status();
+  if (options.object_lock.seconds > 0) {
+    HAVEN_RETURN_IF_ERROR(backend->SetObjectLock(options.object_lock));
+    config.object_lock_seconds = options.object_lock.seconds;
+    config.object_lock_mode = options.object_lock.mode;
+  }
   for (const char* sub : {"locks", "tmp"})
     HAVEN_RETURN_IF_ERROR(MakeDirs(local_dir + "/" + sub));
   RepositorySecret secret;
@@ -314,6 +356,11 @@ Status Repository::Init(std::unique_ptr<Backend> backend,
 Result<std::unique_ptr<Repository>> Repository::Open(
     const std::string& dir, std::string_view passphrase,
     const OpenOptions& options) {
+  if (s3::IsS3Spec(dir)) {
+    std::string local;
+    HAVEN_ASSIGN_OR_RETURN(auto backend, OpenStore(dir, &local));
+    return Open(std::move(backend), local, passphrase, options);
+  }
   // The usual mistakes with a path, named before anything is opened: a
   // path that is wrong or not mounted must not read as "create one".
   struct stat st;
@@ -359,12 +406,38 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   r->data_key_ = DeriveKey(r->secret_.master, "haven/v1/data-encryption");
   r->hasher_ = std::make_unique<KeyedHasher>(r->secret_.ChunkIdKey());
   r->tree_hasher_ = std::make_unique<KeyedHasher>(r->secret_.TreeIdKey());
+  if (r->config_.object_lock_seconds > 0) {
+    // The config is in the store, where anyone holding its credentials can
+    // put a new version: a period shorter than this machine saw is refused.
+    std::string pin = dir + "/object-lock";
+    auto seen = ReadFile(pin, 64);
+    int64_t pinned =
+        seen.ok() ? std::atoll(std::string(seen->begin(), seen->end()).c_str())
+                  : 0;
+    if (r->config_.object_lock_seconds < pinned)
+      return FailedPrecondition(
+          "the repository's object lock period in " + r->backend_->Describe() +
+          " is now " + std::to_string(r->config_.object_lock_seconds) +
+          " s, shorter than the " + std::to_string(pinned) +
+          " s this machine saw before: its config was replaced. Nothing was "
+          "written; restore the config's earlier version in the bucket");
+    if (r->config_.object_lock_seconds > pinned)
+      HAVEN_RETURN_IF_ERROR(WriteFileAtomic(
+          pin, AsBytes(std::to_string(r->config_.object_lock_seconds)), 0600));
+    HAVEN_RETURN_IF_ERROR(r->backend_->SetObjectLock(
+        {r->config_.object_lock_seconds, r->config_.object_lock_mode}));
+    r->retention_ = std::make_unique<PackRetention>(dir + "/retention");
+  }
+  HAVEN_RETURN_IF_ERROR(MakeDirs(dir + "/locks"));
+  HAVEN_RETURN_IF_ERROR(MakeDirs(dir + "/tmp"));
   HAVEN_ASSIGN_OR_RETURN(
       r->lock_, RepositoryLock::Acquire(
                     dir,
                     options.exclusive ? RepositoryLock::Mode::kExclusive
                                       : RepositoryLock::Mode::kShared,
                     options.lock_wait_seconds, options.on_wait));
+  if (r->backend_->Shared())
+    HAVEN_RETURN_IF_ERROR(r->TakeStoreLock(options.exclusive, options));
   std::error_code ec;
   bool have_index = fs::exists(dir + "/index/CURRENT", ec);
   ChunkIndex::OpenOptions io;
@@ -374,6 +447,7 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   if (!have_index || hold) {
     HAVEN_RETURN_IF_ERROR(r->OpenIndexForRepair(io, have_index, options));
   } else {
+    if (r->backend_->Shared()) HAVEN_RETURN_IF_ERROR(r->IndexNewPacks(io));
     io.read_only = true;
     io.write_sessions = options.write;
     HAVEN_ASSIGN_OR_RETURN(r->index_, ChunkIndex::Open(dir + "/index", io));
@@ -416,6 +490,10 @@ Status Repository::BecomeExclusiveWriter(const OpenOptions& options) {
   index_.reset();
   HAVEN_RETURN_IF_ERROR(
       lock_->Upgrade(options.lock_wait_seconds, options.on_wait));
+  if (store_lock_) {
+    store_lock_.reset();
+    HAVEN_RETURN_IF_ERROR(TakeStoreLock(true, options));
+  }
   ChunkIndex::OpenOptions io;
   io.lock_wait_seconds = options.lock_wait_seconds;
   io.on_wait = options.on_wait;
@@ -457,7 +535,60 @@ Catalog Repository::PointCatalog() const {
   });
 }
 
+Status Repository::TakeStoreLock(bool exclusive, const OpenOptions& options) {
+  StoreLockOptions so = StoreLockOptionsFromEnvironment();
+  so.wait_seconds = options.lock_wait_seconds;
+  so.on_wait = options.on_wait;
+  HAVEN_ASSIGN_OR_RETURN(
+      store_lock_, StoreLock::Acquire(*backend_,
+                                      exclusive ? StoreLock::Mode::kExclusive
+                                                : StoreLock::Mode::kShared,
+                                      std::move(so)));
+  return OkStatus();
+}
+
+Status Repository::StoreLockValid() const {
+  return store_lock_ ? store_lock_->Valid() : OkStatus();
+}
+
+Status Repository::BeforeCommit(const Manifest& m) {
+  HAVEN_RETURN_IF_ERROR(StoreLockValid());
+  if (!retention_) return OkStatus();
+  // The packs this point's chunks are in; a chunk not yet in the index was
+  // written by this job, into a pack retained from its upload (object_lock.h).
+  std::set<std::string> packs;
+  ReadContext ctx;
+  for (const auto& d : m.disks) {
+    auto note = [&](const ChunkId& id) -> Status {
+      HAVEN_ASSIGN_OR_RETURN(auto loc, index_->Get(id));
+      if (loc) packs.insert(loc->pack);
+      return OkStatus();
+    };
+    WalkHooks hooks;
+    hooks.enter = [&](const ChunkId& node) -> Result<bool> {
+      HAVEN_RETURN_IF_ERROR(note(node));
+      return true;
+    };
+    HAVEN_RETURN_IF_ERROR(
+        WalkTree(
+            d.tree, TreeNodeLoader(ctx),
+            [&](uint64_t, const ChunkId& id) { return note(id); }, d.chunk_size,
+            hooks)
+            .WithContext("retain the packs of disk " + d.name));
+  }
+  int64_t now = static_cast<int64_t>(::time(nullptr));
+  int64_t period = config_.object_lock_seconds;
+  auto kept = retention_->Ensure(*backend_, packs, now + period,
+                                 now + period + period / 4);
+  if (!kept.ok())
+    return kept.status().WithContext(
+        "object lock: extend the retention of the point's packs (nothing was "
+        "committed)");
+  return OkStatus();
+}
+
 Status Repository::CommitSnapshot(Manifest& m) {
+  HAVEN_RETURN_IF_ERROR(BeforeCommit(m));
   m.id = NewId();
   HAVEN_ASSIGN_OR_RETURN(Bytes file, SealManifest(data_key_, m));
   HAVEN_RETURN_IF_ERROR(
@@ -473,6 +604,7 @@ Status Repository::CommitSnapshot(Manifest& m) {
 Status Repository::CommitCopiedSnapshot(const Manifest& m) {
   if (!IsSnapshotId(m.id))
     return InvalidArgument("'" + m.id + "' is not a snapshot id");
+  HAVEN_RETURN_IF_ERROR(BeforeCommit(m));
   HAVEN_ASSIGN_OR_RETURN(Bytes file, SealManifest(data_key_, m));
   Status written =
       backend_->WriteAtomic("snapshots/" + m.id, file, WriteMode::kCreate);
@@ -719,7 +851,53 @@ Result<RebuildReport> Repository::RebuildIndexLocked() {
   HAVEN_RETURN_IF_ERROR(index_->Put(batch, false));
   HAVEN_RETURN_IF_ERROR(index_->SetRepositoryId(config_.id));
   HAVEN_RETURN_IF_ERROR(index_->Sync());
+  if (backend_->Shared()) HAVEN_RETURN_IF_ERROR(SaveKnownPacks(packs));
   return report;
+}
+
+Status Repository::SaveKnownPacks(const std::vector<std::string>& packs) const {
+  std::string text;
+  for (const auto& p : packs) text += p + "\n";
+  return WriteFileAtomic(dir_ + "/packs.known", AsBytes(text), 0600);
+}
+
+Status Repository::IndexNewPacks(const ChunkIndex::OpenOptions& io) {
+  HAVEN_ASSIGN_OR_RETURN(auto packs, ListPackNames(*backend_));
+  std::set<std::string> known;
+  auto raw = ReadFile(dir_ + "/packs.known", 1u << 30);
+  if (raw.ok()) {
+    std::string_view text(reinterpret_cast<const char*>(raw->data()),
+                          raw->size());
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t nl = text.find('\n', pos);
+      if (nl == std::string_view::npos) nl = text.size();
+      known.emplace(text.substr(pos, nl - pos));
+      pos = nl + 1;
+    }
+  }
+  std::vector<std::string> fresh;
+  for (const auto& p : packs)
+    if (!known.count(p)) fresh.push_back(p);
+  if (fresh.empty()) return OkStatus();
+  ChunkIndex::OpenOptions wio = io;
+  wio.read_only = false;
+  wio.write_sessions = false;
+  HAVEN_ASSIGN_OR_RETURN(auto index, ChunkIndex::Open(dir_ + "/index", wio));
+  std::vector<std::pair<ChunkId, ChunkLocation>> batch;
+  for (const std::string& name : fresh) {
+    auto entries = ReadPackHeader(*backend_, name, data_key_);
+    if (!entries.ok()) continue;  // damaged: check reports it
+    for (const auto& pe : *entries) {
+      HAVEN_ASSIGN_OR_RETURN(auto have, index->Get(pe.id));
+      if (have) continue;  // this machine's own, or a duplicate
+      batch.push_back(
+          {pe.id, {name, pe.offset, pe.stored_len, pe.raw_len, pe.type}});
+    }
+  }
+  HAVEN_RETURN_IF_ERROR(index->Put(batch, true));
+  index.reset();
+  return SaveKnownPacks(packs);
 }
 
 Result<RebuildReport> Repository::RebuildIndex(const std::string& dir,
@@ -739,8 +917,14 @@ Result<RebuildReport> Repository::RebuildIndex(const std::string& dir,
       repo.status().message().find("index") != std::string::npos) {
     // RocksDB itself is unreadable: set it aside and start from nothing.
     std::error_code ec;
-    std::string aside = dir + "/index.damaged-" + NewId().substr(0, 8);
-    fs::rename(dir + "/index", aside, ec);
+    std::string local = dir;
+    if (s3::IsS3Spec(dir)) {
+      auto loc = s3::ParseS3Spec(dir);
+      if (!loc.ok()) return loc.status();
+      local = s3::S3CacheDir(*loc);
+    }
+    std::string aside = local + "/index.damaged-" + NewId().substr(0, 8);
+    fs::rename(local + "/index", aside, ec);
     if (ec) return IoError("move damaged index aside: " + ec.message());
     repo = Open(dir, passphrase, o);
   }

@@ -52,8 +52,10 @@
 #include "repository/key_slots.h"
 #include "repository/lock.h"
 #include "repository/manifest.h"
+#include "repository/object_lock.h"
 #include "repository/pack_file.h"
 #include "repository/point_reader.h"
+#include "repository/store_lock.h"
 
 namespace haven::repository {
 
@@ -66,6 +68,8 @@ struct InitOptions {
   // repository this one receives copies from (RepositorySecret).
   bool shared_ids = false;
   Key chunk_id_key{}, tree_id_key{};
+  // `haven init --object-lock`: an object store only (object_lock.h).
+  ObjectLockPolicy object_lock;
 };
 
 struct OpenOptions {
@@ -185,7 +189,9 @@ struct RebuildReport {
 class Repository : public PointReader {
  public:
   // A repository in local directory `dir` (a LocalBackend on it; index,
-  // locks and tmp inside it too).
+  // locks and tmp inside it too), or in an object store when `dir` is an
+  // s3: location (s3/s3_client.h), with its index, locks and tmp in the
+  // location's cache directory (s3/s3_backend.h, S3CacheDir).
   static Status Init(const std::string& dir, std::string_view passphrase,
                      const InitOptions& options);
   static Result<std::unique_ptr<Repository>> Open(const std::string& dir,
@@ -284,10 +290,19 @@ class Repository : public PointReader {
   // Refuses a protected one.
   Status DeleteSnapshot(const std::string& id);
 
+  // OK unless the repository lock in a shared store was lost (store_lock.h);
+  // jobs that delete check it before each deletion.
+  Status StoreLockValid() const;
+
   // For jobs that read first beside others and then need the repository to
   // themselves (gc): takes the exclusive lock, waiting for other jobs, and
   // reopens the index for writing.
   Status BecomeExclusiveWriter(const OpenOptions& options);
+
+  // The backend a repository location names, and the local directory its
+  // index, locks and tmp go in: `spec` itself for a directory.
+  static Result<std::unique_ptr<Backend>> OpenStore(const std::string& spec,
+                                                    std::string* local_dir);
 
   // Rebuilds index/ from the pack headers.
   static Result<RebuildReport> RebuildIndex(const std::string& dir,
@@ -303,6 +318,14 @@ class Repository : public PointReader {
                             const OpenOptions& options);
   // The catalog of points over the current index (reopened by gc).
   Catalog PointCatalog() const;
+  // A store shared between machines: indexes the packs other machines
+  // wrote since this one last looked (LOCAL/packs.known).
+  Status IndexNewPacks(const ChunkIndex::OpenOptions& io);
+  Status SaveKnownPacks(const std::vector<std::string>& packs) const;
+  // Before a manifest is written: the store lock still holds, and (object
+  // lock) every pack the point references is retained as long as it.
+  Status BeforeCommit(const Manifest& m);
+  Status TakeStoreLock(bool exclusive, const OpenOptions& options);
 
   std::string dir_;
   std::unique_ptr<Backend> backend_;
@@ -314,6 +337,8 @@ class Repository : public PointReader {
   std::unique_ptr<KeyedHasher> hasher_, tree_hasher_;
   std::unique_ptr<ChunkIndex> index_;
   std::optional<RepositoryLock> lock_;
+  std::unique_ptr<StoreLock> store_lock_;
+  std::unique_ptr<PackRetention> retention_;
 };
 
 }  // namespace haven::repository

@@ -31,6 +31,7 @@ PACKAGES=(
   python3-aiosmtpd                           # havend tests: a local SMTP sink for notification mail
   curl openssl                               # havend tests: HTTPS client (pinning, TLS versions) and the fingerprint/key reference
   chromium chromium-driver python3-selenium  # console tests: a real headless browser against a real havend
+  ceph-mon ceph-mgr ceph-osd radosgw ceph-common   # object-store tests: a single-node Ceph cluster with radosgw (tests/ceph)
   # The test guest with a real QEMU guest agent (scripts/make-qga-guest.sh,
   # consistency_test): a Debian kernel and its modules, busybox as the
   # guest's init and tools, qemu-ga (policy-rc.d / its systemd condition keep
