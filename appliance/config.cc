@@ -29,6 +29,7 @@
 #include "appliance/https_server.h"
 #include "base/calendar.h"
 #include "base/file.h"
+#include "repository/s3/s3_client.h"
 
 namespace haven::appliance {
 namespace {
@@ -99,7 +100,18 @@ std::map<std::string, Setter> Parser::KeysOf(const std::string& section) {
   if (section == "Repository") {
     RepositoryConfig* r = repo_;
     return {
-        {"Path", [r](const Line& l) { return SetPath(l, &r->path); }},
+        {"Path",
+         [r](const Line& l) {
+           // A directory, or a bucket (docs/object-storage.md): havend
+           // then takes the store's credentials from its environment.
+           if (repository::s3::IsS3Spec(l.value)) {
+             auto loc = repository::s3::ParseS3Spec(l.value);
+             if (!loc.ok()) return loc.status().WithContext(l.where);
+             r->path = std::string(l.value);
+             return OkStatus();
+           }
+           return SetPath(l, &r->path);
+         }},
         {"PasswordFile",
          [r, &c](const Line& l) {
            return SetSecretPath(l, &r->password_file, c);

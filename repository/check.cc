@@ -133,18 +133,27 @@ Status CheckStructure(const Repository& repo, const std::vector<Manifest>& all,
 
 // Reads and verifies every blob of `packs`; damaged chunk ids and unreadable
 // pack names are collected.
-void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
-               int threads, const CancelToken& cancel, CheckReport& report,
-               std::unordered_set<ChunkId, ChunkIdHash>& damaged,
-               std::unordered_set<std::string>& damaged_packs) {
+// A read that failed for a reason other than what the bytes say (the store
+// unreachable, access refused) stops the check: it is not damage, and repair
+// must not act on it.
+bool IsDamage(const Status& s) {
+  return s.code() == Code::kDataLoss || s.code() == Code::kNotFound;
+}
+
+Status ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
+                 int threads, const CancelToken& cancel, CheckReport& report,
+                 std::unordered_set<ChunkId, ChunkIdHash>& damaged,
+                 std::unordered_set<std::string>& damaged_packs) {
   std::mutex mu;
   std::atomic<size_t> next{0};
+  Status fatal;
+  std::atomic<bool> stop{false};
   auto worker = [&] {
     Decompressor dec;
     Bytes sealed, scratch, out;
     while (true) {
       size_t i = next++;
-      if (i >= packs.size() || cancel.cancelled()) return;
+      if (i >= packs.size() || cancel.cancelled() || stop) return;
       const std::string& name = packs[i];
       auto pack = repo.backend().OpenReader(PackKey(name));
       Result<std::vector<PackEntry>> entries =
@@ -152,6 +161,11 @@ void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
                     : Result<std::vector<PackEntry>>(pack.status());
       if (!entries.ok()) {
         std::lock_guard<std::mutex> l(mu);
+        if (!IsDamage(entries.status())) {
+          fatal = entries.status().WithContext("check pack " + name);
+          stop = true;
+          return;
+        }
         report.findings.push_back(entries.status().message());
         damaged_packs.insert(name);
         continue;
@@ -168,6 +182,12 @@ void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
           s = DataLoss(what + ": content does not match its id");
         bytes += e.stored_len;
         ++chunks;
+        if (!s.ok() && !IsDamage(s)) {
+          std::lock_guard<std::mutex> l(mu);
+          fatal = s.WithContext("check");
+          stop = true;
+          return;
+        }
         if (!s.ok()) {
           // Two writers may both have stored a chunk; the index names one
           // copy. A damaged copy the index does not name loses nothing (gc
@@ -197,6 +217,7 @@ void ReadPacks(const Repository& repo, const std::vector<std::string>& packs,
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
   for (auto& t : pool) t.join();
+  return fatal;
 }
 
 }  // namespace
@@ -244,8 +265,8 @@ Result<CheckReport> CheckRepository(const Repository& repo,
       options.threads > 0
           ? options.threads
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  ReadPacks(repo, chosen, threads, options.cancel, report, damaged,
-            damaged_packs);
+  HAVEN_RETURN_IF_ERROR(ReadPacks(repo, chosen, threads, options.cancel, report,
+                                  damaged, damaged_packs));
   report.read_seconds = MonotonicSeconds() - start;
   HAVEN_RETURN_IF_ERROR(options.cancel.Check("the check"));
 

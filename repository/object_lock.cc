@@ -3,7 +3,6 @@
 #include <cstdlib>
 
 #include "base/file.h"
-#include "repository/pack_file.h"
 
 namespace haven::repository {
 
@@ -46,24 +45,25 @@ void PackRetention::Note(const std::string& pack, int64_t until) {
   if (until > u) u = until;
 }
 
-Result<RetentionReport> PackRetention::Ensure(
-    Backend& backend, const std::set<std::string>& packs, int64_t required,
-    int64_t target) {
+Result<RetentionReport> PackRetention::Ensure(Backend& backend,
+                                              const std::set<std::string>& keys,
+                                              int64_t required,
+                                              int64_t target) {
   std::lock_guard lock(mu_);
   Load();
   RetentionReport report;
-  report.packs = packs.size();
-  for (const std::string& pack : packs) {
-    auto it = until_.find(pack);
+  report.packs = keys.size();
+  for (const std::string& key : keys) {
+    auto it = until_.find(key);
     if (it != until_.end() && it->second >= required) continue;
     ++report.asked;
-    HAVEN_ASSIGN_OR_RETURN(int64_t until, backend.RetainedUntil(PackKey(pack)));
+    HAVEN_ASSIGN_OR_RETURN(int64_t until, backend.RetainedUntil(key));
     if (until < required) {
-      HAVEN_RETURN_IF_ERROR(backend.ExtendRetention(PackKey(pack), target));
+      HAVEN_RETURN_IF_ERROR(backend.ExtendRetention(key, target));
       until = target;
       ++report.extended;
     }
-    until_[pack] = until;
+    until_[key] = until;
   }
   HAVEN_RETURN_IF_ERROR(Save());
   return report;

@@ -11,9 +11,10 @@
 // written retained until their upload time + L + R.
 //
 // What each pack is known to be retained until is cached on this machine
-// (LOCAL/retention: "<pack> <until>" lines); a pack not in the cache is
-// asked for with one HEAD. Retention can only grow, so a cached date is
-// never later than the truth.
+// (LOCAL/retention: "<object key> <until>" lines); a pack not in the cache
+// is asked for with one HEAD. The config and the key slots are kept
+// retained the same way: without them no point can be read. Retention can only
+// grow, so a cached date is never later than the truth.
 #ifndef HAVEN_REPOSITORY_OBJECT_LOCK_H_
 #define HAVEN_REPOSITORY_OBJECT_LOCK_H_
 
@@ -36,10 +37,11 @@ struct RetentionReport {
 class PackRetention {
  public:
   explicit PackRetention(std::string cache_file);
-  // Makes every pack in `packs` retained until at least `required`,
-  // extending those short of it to `target`. Saves the cache.
+  // Makes every object in `keys` (packs/.., config, keys/..) retained until
+  // at least `required`, extending those short of it to `target`. Saves
+  // the cache.
   Result<RetentionReport> Ensure(Backend& backend,
-                                 const std::set<std::string>& packs,
+                                 const std::set<std::string>& keys,
                                  int64_t required, int64_t target);
   // A pack just written with retention until `until`.
   void Note(const std::string& pack, int64_t until);

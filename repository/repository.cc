@@ -406,27 +406,41 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   r->data_key_ = DeriveKey(r->secret_.master, "haven/v1/data-encryption");
   r->hasher_ = std::make_unique<KeyedHasher>(r->secret_.ChunkIdKey());
   r->tree_hasher_ = std::make_unique<KeyedHasher>(r->secret_.TreeIdKey());
-  if (r->config_.object_lock_seconds > 0) {
+  {
     // The config is in the store, where anyone holding its credentials can
-    // put a new version: a period shorter than this machine saw is refused.
+    // put a new version: a period shorter than this machine saw, no period,
+    // or governance where it saw compliance, is refused.
     std::string pin = dir + "/object-lock";
     auto seen = ReadFile(pin, 64);
-    int64_t pinned =
-        seen.ok() ? std::atoll(std::string(seen->begin(), seen->end()).c_str())
-                  : 0;
-    if (r->config_.object_lock_seconds < pinned)
+    std::string text = seen.ok() ? std::string(seen->begin(), seen->end()) : "";
+    int64_t pinned = std::atoll(text.c_str());
+    bool pinned_compliance = text.find("COMPLIANCE") != std::string::npos;
+    const Config& c = r->config_;
+    if (c.object_lock_seconds < pinned ||
+        (pinned_compliance && c.object_lock_mode != "COMPLIANCE"))
       return FailedPrecondition(
-          "the repository's object lock period in " + r->backend_->Describe() +
-          " is now " + std::to_string(r->config_.object_lock_seconds) +
-          " s, shorter than the " + std::to_string(pinned) +
-          " s this machine saw before: its config was replaced. Nothing was "
-          "written; restore the config's earlier version in the bucket");
-    if (r->config_.object_lock_seconds > pinned)
-      HAVEN_RETURN_IF_ERROR(WriteFileAtomic(
-          pin, AsBytes(std::to_string(r->config_.object_lock_seconds)), 0600));
-    HAVEN_RETURN_IF_ERROR(r->backend_->SetObjectLock(
-        {r->config_.object_lock_seconds, r->config_.object_lock_mode}));
-    r->retention_ = std::make_unique<PackRetention>(dir + "/retention");
+          "the object lock of the repository in " + r->backend_->Describe() +
+          " is now " +
+          (c.object_lock_seconds > 0 ? std::to_string(c.object_lock_seconds) +
+                                           " s " + c.object_lock_mode
+                                     : std::string("off")) +
+          ", less than the " + std::to_string(pinned) + " s " +
+          (pinned_compliance ? "COMPLIANCE" : "GOVERNANCE") +
+          " this machine saw before: its config was replaced. Nothing was "
+          "read or written; restore the config's earlier version in the "
+          "bucket");
+    if (c.object_lock_seconds > 0 &&
+        (c.object_lock_seconds > pinned ||
+         (c.object_lock_mode == "COMPLIANCE") != pinned_compliance))
+      HAVEN_RETURN_IF_ERROR(
+          WriteFileAtomic(pin,
+                          AsBytes(std::to_string(c.object_lock_seconds) + " " +
+                                  c.object_lock_mode),
+                          0600));
+    // A reader writes nothing, so it needs no retention (nor the right to
+    // read the bucket's lock configuration).
+    if (options.write || options.exclusive)
+      HAVEN_RETURN_IF_ERROR(r->EnableObjectLock());
   }
   HAVEN_RETURN_IF_ERROR(MakeDirs(dir + "/locks"));
   HAVEN_RETURN_IF_ERROR(MakeDirs(dir + "/tmp"));
@@ -446,6 +460,9 @@ Result<std::unique_ptr<Repository>> Repository::Open(
   bool hold = options.write && options.hold_index;
   if (!have_index || hold) {
     HAVEN_RETURN_IF_ERROR(r->OpenIndexForRepair(io, have_index, options));
+    // Repair must not call chunks another machine wrote missing.
+    if (r->backend_->Shared() && have_index)
+      HAVEN_RETURN_IF_ERROR(r->IndexNewPacks(io, r->index_.get()));
   } else {
     if (r->backend_->Shared()) HAVEN_RETURN_IF_ERROR(r->IndexNewPacks(io));
     io.read_only = true;
@@ -503,6 +520,10 @@ Status Repository::BecomeExclusiveWriter(const OpenOptions& options) {
     return FailedPrecondition("the index in " + dir_ +
                               "/index belongs to another repository; run "
                               "'haven rebuild-index'");
+  HAVEN_RETURN_IF_ERROR(EnableObjectLock());  // gc's rewritten packs
+  // What other machines committed before this one held the store alone.
+  if (backend_->Shared())
+    HAVEN_RETURN_IF_ERROR(IndexNewPacks(io, index_.get()));
   RemoveAbandonedTempFiles(dir_);
   return OkStatus();
 }
@@ -547,6 +568,14 @@ Status Repository::TakeStoreLock(bool exclusive, const OpenOptions& options) {
   return OkStatus();
 }
 
+Status Repository::EnableObjectLock() {
+  if (config_.object_lock_seconds <= 0 || retention_) return OkStatus();
+  HAVEN_RETURN_IF_ERROR(backend_->SetObjectLock(
+      {config_.object_lock_seconds, config_.object_lock_mode}));
+  retention_ = std::make_unique<PackRetention>(dir_ + "/retention");
+  return OkStatus();
+}
+
 Status Repository::StoreLockValid() const {
   return store_lock_ ? store_lock_->Valid() : OkStatus();
 }
@@ -556,12 +585,12 @@ Status Repository::BeforeCommit(const Manifest& m) {
   if (!retention_) return OkStatus();
   // The packs this point's chunks are in; a chunk not yet in the index was
   // written by this job, into a pack retained from its upload (object_lock.h).
-  std::set<std::string> packs;
+  std::set<std::string> keys;
   ReadContext ctx;
   for (const auto& d : m.disks) {
     auto note = [&](const ChunkId& id) -> Status {
       HAVEN_ASSIGN_OR_RETURN(auto loc, index_->Get(id));
-      if (loc) packs.insert(loc->pack);
+      if (loc) keys.insert(PackKey(loc->pack));
       return OkStatus();
     };
     WalkHooks hooks;
@@ -576,9 +605,17 @@ Status Repository::BeforeCommit(const Manifest& m) {
             hooks)
             .WithContext("retain the packs of disk " + d.name));
   }
+  // Without its key slots and config no point can be read: they are kept
+  // retained as long as the newest point too.
+  keys.insert("config");
+  HAVEN_ASSIGN_OR_RETURN(auto slots, backend_->List("keys/"));
+  for (const auto& o : slots) keys.insert(o.name);
+  // A margin over the manifest's own retention, which starts a moment
+  // later, when it is written.
   int64_t now = static_cast<int64_t>(::time(nullptr));
   int64_t period = config_.object_lock_seconds;
-  auto kept = retention_->Ensure(*backend_, packs, now + period,
+  int64_t margin = std::min<int64_t>(3600, period / 10);
+  auto kept = retention_->Ensure(*backend_, keys, now + period + margin,
                                  now + period + period / 4);
   if (!kept.ok())
     return kept.status().WithContext(
@@ -861,9 +898,10 @@ Status Repository::SaveKnownPacks(const std::vector<std::string>& packs) const {
   return WriteFileAtomic(dir_ + "/packs.known", AsBytes(text), 0600);
 }
 
-Status Repository::IndexNewPacks(const ChunkIndex::OpenOptions& io) {
-  HAVEN_ASSIGN_OR_RETURN(auto packs, ListPackNames(*backend_));
-  std::set<std::string> known;
+Status Repository::IndexNewPacks(const ChunkIndex::OpenOptions& io,
+                                 ChunkIndex* open_index) {
+  HAVEN_ASSIGN_OR_RETURN(auto listed, ListPackNames(*backend_));
+  std::set<std::string> packs(listed.begin(), listed.end()), known;
   auto raw = ReadFile(dir_ + "/packs.known", 1u << 30);
   if (raw.ok()) {
     std::string_view text(reinterpret_cast<const char*>(raw->data()),
@@ -872,32 +910,63 @@ Status Repository::IndexNewPacks(const ChunkIndex::OpenOptions& io) {
     while (pos < text.size()) {
       size_t nl = text.find('\n', pos);
       if (nl == std::string_view::npos) nl = text.size();
-      known.emplace(text.substr(pos, nl - pos));
+      if (nl > pos) known.emplace(text.substr(pos, nl - pos));
       pos = nl + 1;
     }
   }
+  // A pack another machine's gc removed: entries here may name it, and a
+  // backup would deduplicate against chunks that are gone. The index is
+  // then filled again from the packs there are.
+  bool vanished = false;
+  for (const auto& k : known)
+    if (!packs.count(k)) vanished = true;
   std::vector<std::string> fresh;
   for (const auto& p : packs)
-    if (!known.count(p)) fresh.push_back(p);
-  if (fresh.empty()) return OkStatus();
-  ChunkIndex::OpenOptions wio = io;
-  wio.read_only = false;
-  wio.write_sessions = false;
-  HAVEN_ASSIGN_OR_RETURN(auto index, ChunkIndex::Open(dir_ + "/index", wio));
+    if (vanished || !known.count(p)) fresh.push_back(p);
+  if (fresh.empty() && !vanished) return OkStatus();
+  std::unique_ptr<ChunkIndex> owned;
+  ChunkIndex* index = open_index;
+  if (!index) {
+    ChunkIndex::OpenOptions wio = io;
+    wio.read_only = false;
+    wio.write_sessions = false;
+    HAVEN_ASSIGN_OR_RETURN(owned, ChunkIndex::Open(dir_ + "/index", wio));
+    index = owned.get();
+  }
+  if (vanished) HAVEN_RETURN_IF_ERROR(index->DeleteAllChunks());
+  std::set<std::string> unread;  // looked at again at the next open
   std::vector<std::pair<ChunkId, ChunkLocation>> batch;
   for (const std::string& name : fresh) {
     auto entries = ReadPackHeader(*backend_, name, data_key_);
-    if (!entries.ok()) continue;  // damaged: check reports it
+    if (!entries.ok()) {
+      // A damaged pack is check's to report; anything else (the store
+      // unreachable) must not make its chunks look missing.
+      if (entries.status().code() != Code::kDataLoss)
+        return entries.status().WithContext("index the packs of " +
+                                            backend_->Describe());
+      unread.insert(name);
+      continue;
+    }
     for (const auto& pe : *entries) {
       HAVEN_ASSIGN_OR_RETURN(auto have, index->Get(pe.id));
-      if (have) continue;  // this machine's own, or a duplicate
+      // Kept: an entry naming a pack that exists (this machine's own
+      // copy, or a duplicate).
+      if (have && packs.count(have->pack)) continue;
       batch.push_back(
           {pe.id, {name, pe.offset, pe.stored_len, pe.raw_len, pe.type}});
     }
+    if (batch.size() > 10000) {
+      HAVEN_RETURN_IF_ERROR(index->Put(batch, false));
+      batch.clear();
+    }
   }
   HAVEN_RETURN_IF_ERROR(index->Put(batch, true));
-  index.reset();
-  return SaveKnownPacks(packs);
+  HAVEN_RETURN_IF_ERROR(index->Sync());
+  owned.reset();
+  std::vector<std::string> now_known;
+  for (const auto& p : packs)
+    if (!unread.count(p)) now_known.push_back(p);
+  return SaveKnownPacks(now_known);
 }
 
 Result<RebuildReport> Repository::RebuildIndex(const std::string& dir,

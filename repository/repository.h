@@ -319,13 +319,19 @@ class Repository : public PointReader {
   // The catalog of points over the current index (reopened by gc).
   Catalog PointCatalog() const;
   // A store shared between machines: indexes the packs other machines
-  // wrote since this one last looked (LOCAL/packs.known).
-  Status IndexNewPacks(const ChunkIndex::OpenOptions& io);
+  // wrote since this one last looked (LOCAL/packs.known), and fills the
+  // index again from the packs there are when one it knew is gone (another
+  // machine's gc). Uses `open_index` if given (held for writing), else opens
+  // the index for writing for the while.
+  Status IndexNewPacks(const ChunkIndex::OpenOptions& io,
+                       ChunkIndex* open_index = nullptr);
   Status SaveKnownPacks(const std::vector<std::string>& packs) const;
   // Before a manifest is written: the store lock still holds, and (object
   // lock) every pack the point references is retained as long as it.
   Status BeforeCommit(const Manifest& m);
   Status TakeStoreLock(bool exclusive, const OpenOptions& options);
+  // Writers (and gc) write with the config's object lock (object_lock.h).
+  Status EnableObjectLock();
 
   std::string dir_;
   std::unique_ptr<Backend> backend_;

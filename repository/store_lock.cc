@@ -4,11 +4,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "base/file.h"
 #include "repository/crypto.h"
 
 namespace haven::repository {
@@ -29,8 +31,18 @@ std::string HostName() {
   return host;
 }
 
+// This machine, as /etc/machine-id says (hosts cloned from one image share
+// a host name, not a machine id); empty where there is none.
+std::string MachineId() {
+  auto raw = ReadFile("/etc/machine-id", 256);
+  if (!raw.ok()) return "";
+  std::string id(raw->begin(), raw->end());
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
 struct Holder {
-  std::string name, mode, host;
+  std::string name, mode, host, machine;
   int64_t pid = 0;
   double expires = 0;
 };
@@ -45,7 +57,10 @@ Holder Parse(const std::string& name, const Bytes& raw, int64_t mtime_ns) {
   if (j.is_object() && j["mode"].is_string() && j["expires"].is_number()) {
     h.mode = j["mode"];
     h.expires = j["expires"];
+    // No lock outlives a day past its last write, whatever it claims.
+    if (mtime_ns > 0) h.expires = std::min(h.expires, mtime_ns / 1e9 + 86400);
     if (j["host"].is_string()) h.host = j["host"];
+    if (j["machine"].is_string()) h.machine = j["machine"];
     if (j["pid"].is_number_integer()) h.pid = j["pid"];
     return h;
   }
@@ -54,9 +69,13 @@ Holder Parse(const std::string& name, const Bytes& raw, int64_t mtime_ns) {
   return h;
 }
 
-// A holder on this host whose process is gone is stale at once.
-bool Dead(const Holder& h, const std::string& host) {
-  if (h.host != host || h.pid <= 0 || h.pid == ::getpid()) return false;
+// A holder on this machine whose process is gone is stale at once. Only
+// with a machine id on both sides: a host name alone may be shared.
+bool Dead(const Holder& h, const std::string& host,
+          const std::string& machine) {
+  if (machine.empty() || h.machine != machine || h.host != host || h.pid <= 0 ||
+      h.pid == ::getpid())
+    return false;
   return ::kill(static_cast<pid_t>(h.pid), 0) != 0 && errno == ESRCH;
 }
 
@@ -77,6 +96,7 @@ StoreLockOptions StoreLockOptionsFromEnvironment() {
 Status StoreLock::Write(double now) {
   nlohmann::json j = {{"mode", mode_ == Mode::kShared ? "shared" : "exclusive"},
                       {"host", HostName()},
+                      {"machine", MachineId()},
                       {"pid", static_cast<int64_t>(::getpid())},
                       {"created", static_cast<int64_t>(now)},
                       {"expires", now + options_.expiry_seconds}};
@@ -93,7 +113,7 @@ Result<std::unique_ptr<StoreLock>> StoreLock::Acquire(
   uint8_t id[16];
   RandomBytes(id, sizeof id);
   lock->name_ = "locks/" + HexEncode(ByteSpan(id, sizeof id));
-  std::string host = HostName();
+  std::string host = HostName(), machine = MachineId();
   std::mt19937_64 rng{std::random_device{}()};
   double start = WallSeconds();
   std::string last_said;
@@ -110,9 +130,13 @@ Result<std::unique_ptr<StoreLock>> StoreLock::Acquire(
     for (const ObjectInfo& o : *listed) {
       if (o.name == lock->name_) continue;
       auto raw = backend.Read(o.name, kMaxLockObject);
-      if (!raw.ok()) continue;  // removed meanwhile
-      Holder h = Parse(o.name, *raw, o.mtime_ns);
-      if (h.expires < now || Dead(h, host)) {
+      if (!raw.ok() && raw.status().code() == Code::kNotFound)
+        continue;  // released meanwhile
+      // Unreadable (the store failing, or an object too large to be a
+      // lock): taken as a live exclusive lock, never as none.
+      Holder h = raw.ok() ? Parse(o.name, *raw, o.mtime_ns)
+                          : Holder{o.name, "exclusive", "", "", 0, now + 1};
+      if (h.expires < now || Dead(h, host, machine)) {
         (void)backend.Delete(o.name);  // stale: best effort
         continue;
       }
@@ -148,13 +172,24 @@ void StoreLock::RefreshLoop() {
                  [&] { return stop_; });
     if (stop_) break;
     lk.unlock();
-    Status s = Write(WallSeconds());
-    if (!s.ok() && WallSeconds() > expires_.load() - 1) lost_ = true;
+    // Gone means another machine judged it stale and removed it: the lock
+    // is lost even if it could be written again.
+    auto still = backend_.Stat(name_);
+    if (!still.ok() && still.status().code() == Code::kNotFound) {
+      lost_ = true;
+    } else {
+      Status s = Write(WallSeconds());
+      if (!s.ok() && WallSeconds() > expires_.load() - 1) lost_ = true;
+    }
     lk.lock();
   }
 }
 
 Status StoreLock::Valid() const {
+  // Asked before a commit or a deletion: one HEAD tells whether another
+  // machine removed the lock object as stale.
+  auto still = backend_.Stat(name_);
+  if (!still.ok() && still.status().code() == Code::kNotFound) lost_ = true;
   if (lost_ || WallSeconds() > expires_.load())
     return FailedPrecondition(
         "lost the repository lock in " + backend_.Describe() +

@@ -73,7 +73,7 @@ class StoreLock {
   StoreLockOptions options_;
   std::string name_;
   std::atomic<double> expires_{0};
-  std::atomic<bool> lost_{false};
+  mutable std::atomic<bool> lost_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -141,9 +141,17 @@ class S3Reader : public ObjectReader {
         ++b;
         continue;
       }
-      // One request for the run of missing blocks from here.
+      // One request for the run of missing blocks from here; a reader
+      // going through the object in order (a restore, a check) gets the
+      // next blocks in the same request.
       uint64_t e = b;
       while (e < last && !cache_->Get(BlockKey(e + 1))) ++e;
+      if (e == last && offset == next_) {
+        uint64_t blocks = (size_ + block_ - 1) / block_;
+        while (e < last + kReadAheadBlocks && e + 1 < blocks &&
+               !cache_->Get(BlockKey(e + 1)))
+          ++e;
+      }
       uint64_t start = b * block_;
       uint64_t end = std::min<uint64_t>(size_, (e + 1) * block_);
       Bytes run(end - start);
@@ -158,6 +166,7 @@ class S3Reader : public ObjectReader {
       }
       b = e + 1;
     }
+    next_ = offset + len;
     return OkStatus();
   }
 
@@ -198,6 +207,8 @@ class S3Reader : public ObjectReader {
   std::string name_;
   uint64_t size_;
   bool cached_;
+  uint64_t next_ = 0;  // where a read in order would start
+  static constexpr uint64_t kReadAheadBlocks = 7;
 };
 
 // ------------------------------------------------------------- writer
@@ -253,6 +264,12 @@ class S3Writer : public ObjectWriter {
     r.body = AsBytes(xml);
     r.headers = {"Content-MD5: " + Md5Base64(r.body)};
     auto done = backend_->client().Send(r);
+    if (!done.ok() && done.status().code() == Code::kNotFound) {
+      // A completion retried after the first one was applied finds no
+      // upload: the object is there, whole, if its size is ours.
+      auto there = backend_->Stat(name_);
+      if (there.ok() && *there == size_) done = S3Response{};
+    }
     if (!done.ok())
       return error_ = done.status().WithContext("upload " + name_);
     // A completion can answer 200 with an error in its body.
@@ -537,16 +554,48 @@ Result<std::unique_ptr<ObjectWriter>> S3Backend::NewObjectWriter(
       std::make_unique<S3Writer>(this, name, options_.part_size));
 }
 
+Status S3Backend::DeleteAllVersions(const std::string& name) {
+  // Objects rewritten in place (lock objects, protection markers) have a
+  // version per write; deleting only the newest would bring back the one
+  // before.
+  S3Request l;
+  l.query = {{"prefix", Key(name)}, {"versions", ""}};
+  auto listed = client_->Send(l);
+  if (!listed.ok()) return listed.status().WithContext("delete " + name);
+  std::string_view body(reinterpret_cast<const char*>(listed->body.data()),
+                        listed->body.size());
+  std::vector<std::string> entries = XmlAll(body, "Version");
+  for (auto& m : XmlAll(body, "DeleteMarker")) entries.push_back(std::move(m));
+  bool any = false;
+  for (const std::string& v : entries) {
+    if (XmlFirst(v, "Key") != Key(name)) continue;
+    S3Request d;
+    d.method = "DELETE";
+    d.key = Key(name);
+    d.query = {{"versionId", XmlFirst(v, "VersionId")}};
+    auto del = client_->Send(d);
+    if (!del.ok()) return del.status().WithContext("delete " + name);
+    any = true;
+  }
+  if (!any) return NotFound(name + " is not in " + Describe());
+  return OkStatus();
+}
+
 Status S3Backend::Delete(const std::string& name) {
   HAVEN_ASSIGN_OR_RETURN(S3Response h, Head(name));
+  if (versioned_ && !RetainedKind(name)) return DeleteAllVersions(name);
   S3Request r;
   r.method = "DELETE";
   r.key = Key(name);
   // On a versioned bucket a plain DELETE only hides the object behind a
   // delete marker; removing the version itself frees the space.
   std::string version = h.Header("x-amz-version-id");
-  if (versioned_ && !version.empty() && version != "null")
-    r.query = {{"versionId", version}};
+  if (versioned_ && (version.empty() || version == "null"))
+    return FailedPrecondition(
+        "delete " + name +
+        ": the versioned bucket gave no version id, and a plain delete "
+        "would only hide the object; nothing was deleted");
+  if (versioned_) r.query = {{"versionId", version}};
   auto del = client_->Send(r);
   if (!del.ok()) {
     if (del.status().code() == Code::kPermissionDenied) {

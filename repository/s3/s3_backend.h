@@ -94,6 +94,7 @@ class S3Backend : public Backend {
  private:
   S3Backend() = default;
   Result<S3Response> Head(const std::string& name) const;
+  Status DeleteAllVersions(const std::string& name);
 
   std::unique_ptr<S3Client> client_;
   S3BackendOptions options_;

@@ -73,13 +73,21 @@ size_t WriteHeader(char* data, size_t size, size_t n, void* user);
 struct Transfer {
   S3Response* response;
   size_t max_body;
+  CURL* curl;
   bool too_large = false;
 };
+
+// An error reply's body (XML naming the error) is bounded on its own: a
+// small ranged read must still see a 503's or 404's reason.
+constexpr size_t kMaxErrorBody = 64 << 10;
 
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   size_t len = size * n;
-  if (t->response->body.size() + len > t->max_body) {
+  long status = 0;
+  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  size_t limit = status >= 200 && status < 300 ? t->max_body : kMaxErrorBody;
+  if (t->response->body.size() + len > limit) {
     t->too_large = true;
     return 0;  // aborts the transfer
   }
@@ -237,7 +245,12 @@ Result<S3Location> ParseS3Spec(std::string_view spec) {
     } else if (k == "style" && (v == "path" || v == "virtual")) {
       loc.virtual_host = v == "virtual";
     } else {
-      return InvalidArgument("unknown object-store option '" + kv +
+      // Only the name: a value may be something secret put there by mistake.
+      std::string name = k.substr(0, 40);
+      for (char& ch : name)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_')
+          ch = '?';
+      return InvalidArgument("unknown object-store option '" + name +
                              "' (known: region=NAME, style=path|virtual)");
     }
   }
@@ -450,7 +463,7 @@ Result<S3Response> S3Client::SendOnce(const S3Request& r, Handle& h,
   CURL* c = h.curl;
   curl_easy_reset(c);
   S3Response response;
-  Transfer t{&response, r.max_body};
+  Transfer t{&response, r.max_body, c};
   std::string url = UrlFor(r);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -506,9 +519,17 @@ Result<S3Response> S3Client::SendOnce(const S3Request& r, Handle& h,
   stats_.bytes_received += response.body.size();
   long s = response.status;
   if (s >= 200 && s < 300) {
-    if (r.range && s == 206 && response.body.size() != r.range->second)
-      return DataLoss(what + ": asked for " + std::to_string(r.range->second) +
-                      " bytes, got " + std::to_string(response.body.size()));
+    if (r.range) {
+      // A store that ignored the range answers 200 with the whole object:
+      // right only if the range was the whole object from byte 0.
+      bool whole = s == 200 && r.range->first == 0;
+      if ((s != 206 && !whole) || response.body.size() != r.range->second)
+        return DataLoss(what + ": asked for " +
+                        std::to_string(r.range->second) + " bytes at " +
+                        std::to_string(r.range->first) + ", got " +
+                        std::to_string(response.body.size()) + " (HTTP " +
+                        std::to_string(s) + ")");
+    }
     return response;
   }
   if (std::find(r.accept.begin(), r.accept.end(), s) != r.accept.end())
@@ -560,6 +581,7 @@ Result<S3Response> S3Client::Send(const S3Request& request) const {
     if (!retry) break;
     // A connection that failed is not reused.
     h = std::make_unique<Handle>();
+    if (!h->curl) return Internal("curl_easy_init failed");
   }
   ReturnHandle(std::move(h));
   if (last.code() == Code::kUnavailable && options_.max_attempts > 1)

@@ -60,7 +60,7 @@ struct S3ClientOptions {
   double backoff_cap_seconds = 20;
   long connect_timeout_seconds = 10;
   // A transfer slower than 1 byte/s for this long is a timeout (retried).
-  long stall_seconds = 60;
+  long stall_seconds = 30;
   std::string ca_file;  // extra CA bundle for https (HAVEN_S3_CA_FILE)
 };
 

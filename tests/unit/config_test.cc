@@ -183,6 +183,20 @@ TEST(ConfigTest, MistakesNameTheLineAndWhatIsWrong) {
   }
 }
 
+TEST(ConfigTest, ARepositoryPathMayBeABucket) {
+  HAVEN_ASSERT_OK_AND_ASSIGN(
+      ApplianceConfig c,
+      ParseConfig("[Repository main]\nPath=s3:https://rgw.example.net/b-1/x\n"
+                  "PasswordFile=/etc/haven/main.password\n",
+                  "h.conf"));
+  ASSERT_EQ(c.repositories.size(), 1u);
+  EXPECT_EQ(c.repositories[0].path, "s3:https://rgw.example.net/b-1/x");
+  auto bad =
+      ParseConfig("[Repository main]\nPath=s3:https://rgw/B_1\n", "h.conf");
+  EXPECT_THAT(bad.status(), StatusIs(Code::kInvalidArgument,
+                                     HasSubstr("not a valid bucket name")));
+}
+
 TEST(ConfigTest, ErrorsNeverRepeatACredentialFromAUrl) {
   Status s =
       ParseConfig("[Notify]\nSMTPURL=smtp://me:hunter2@mail/\n", "h.conf")
