@@ -146,7 +146,11 @@ class S3Reader : public ObjectReader {
       // next blocks in the same request.
       uint64_t e = b;
       while (e < last && !cache_->Get(BlockKey(e + 1))) ++e;
-      if (e == last && offset == next_) {
+      // In order: this read starts where the last ended, or a little
+      // further on (chunks of the pack that other threads read, or that
+      // this reader skips).
+      bool forward = offset >= next_ && offset - next_ <= 4 * block_;
+      if (e == last && forward) {
         uint64_t blocks = (size_ + block_ - 1) / block_;
         while (e < last + kReadAheadBlocks && e + 1 < blocks &&
                !cache_->Get(BlockKey(e + 1)))
