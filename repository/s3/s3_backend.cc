@@ -148,11 +148,15 @@ class S3Reader : public ObjectReader {
       while (e < last && !cache_->Get(BlockKey(e + 1))) ++e;
       // In order: this read starts where the last ended, or a little
       // further on (chunks of the pack that other threads read, or that
-      // this reader skips).
-      bool forward = offset >= next_ && offset - next_ <= 4 * block_;
-      if (e == last && forward) {
+      // this reader skips). The read-ahead doubles with each such read, so
+      // a file restore that reads two neighbouring chunks fetches a block
+      // more, and a restore going through the whole pack 7 more.
+      bool forward = has_read_ && offset >= next_ && offset - next_ <= block_;
+      streak_ = forward ? std::min(streak_ + 1, 3) : 0;
+      uint64_t ahead = (uint64_t{1} << streak_) - 1;
+      if (e == last && ahead > 0) {
         uint64_t blocks = (size_ + block_ - 1) / block_;
-        while (e < last + kReadAheadBlocks && e + 1 < blocks &&
+        while (e < last + ahead && e + 1 < blocks &&
                !cache_->Get(BlockKey(e + 1)))
           ++e;
       }
@@ -171,6 +175,7 @@ class S3Reader : public ObjectReader {
       b = e + 1;
     }
     next_ = offset + len;
+    has_read_ = true;
     return OkStatus();
   }
 
@@ -212,7 +217,8 @@ class S3Reader : public ObjectReader {
   uint64_t size_;
   bool cached_;
   uint64_t next_ = 0;  // where a read in order would start
-  static constexpr uint64_t kReadAheadBlocks = 7;
+  bool has_read_ = false;
+  int streak_ = 0;  // reads in order in a row that missed the cache
 };
 
 // ------------------------------------------------------------- writer

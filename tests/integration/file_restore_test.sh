@@ -545,9 +545,10 @@ start=34816, size=32768
 start=67584, size=16384
 start=83968, size=32768
 EOT
-if command -v mkfs.xfs >/dev/null; then
-  truncate -s 16M "$WORK/xfs.fs" && mkfs.xfs -q -f "$WORK/xfs.fs" && place "$WORK/xfs.fs" "$U" 2048
-else
+# xfsprogs 5.19 and later refuse a file system under 300 MB: then the magic.
+if ! { command -v mkfs.xfs >/dev/null && truncate -s 16M "$WORK/xfs.fs" &&
+       mkfs.xfs -q -f "$WORK/xfs.fs" >/dev/null 2>&1 &&
+       place "$WORK/xfs.fs" "$U" 2048; }; then
   printf 'XFSB\0\0\x10\0' | dd of="$U" bs=1 seek=$((2048 * 512)) conv=notrunc status=none
 fi
 printf '_BHRfS_M' | dd of="$U" bs=1 seek=$((34816 * 512 + 0x10040)) conv=notrunc status=none
