@@ -244,15 +244,12 @@ int CmdGc(const Globals& g, const repository::GcOptions& base) {
         static_cast<unsigned long long>(r->chunks_removed),
         HumanBytes(r->unused_bytes_after).c_str());
     if (r->packs_retained > 0) {
-      time_t until = static_cast<time_t>(r->retained_until);
-      char when[32];
-      struct tm tm;
-      gmtime_r(&until, &tm);
-      strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
+      std::string when =
+          FormatTime(r->retained_until * 1000000000, TimeStyle::kLocalMinutes);
       std::printf(
           "%llu packs kept for now: object lock retains them (the "
           "last until %s); a gc after that removes them\n",
-          static_cast<unsigned long long>(r->packs_retained), when);
+          static_cast<unsigned long long>(r->packs_retained), when.c_str());
     }
     std::printf("mark %s, waited %s for the exclusive lock, sweep %s\n",
                 FormatDuration(r->mark_seconds).c_str(),

@@ -1,7 +1,5 @@
 #include "repository/forget.h"
 
-#include <time.h>
-
 #include "base/time.h"
 
 namespace haven::repository {
@@ -85,15 +83,6 @@ static int64_t RetainedUntil(const Repository& repo, const std::string& id) {
   return *until;
 }
 
-static std::string IsoTime(int64_t t) {
-  time_t tt = static_cast<time_t>(t);
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 Result<ForgetResult> Forget(Repository& repo, const ForgetRequest& request) {
   HAVEN_RETURN_IF_ERROR(CheckRequest(request));
   const double start = MonotonicSeconds();
@@ -117,9 +106,10 @@ Result<ForgetResult> Forget(Repository& repo, const ForgetRequest& request) {
     } else if (int64_t until = RetainedUntil(repo, id); until > 0) {
       // Object lock: planned around, removed by a forget after `until`.
       p.outcome = Outcome::kSkipped;
-      p.status =
-          FailedPrecondition("retained by object lock until " + IsoTime(until) +
-                             "; a forget after that removes it");
+      p.status = FailedPrecondition(
+          "retained by object lock until " +
+          FormatTime(until * 1000000000, TimeStyle::kRfc3339Utc) +
+          "; a forget after that removes it");
       ++result.deferred;
     } else if (request.dry_run) {
       ++result.removed;

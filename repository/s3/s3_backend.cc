@@ -11,11 +11,17 @@
 #include <future>
 #include <thread>
 
+#include "base/time.h"
+
 namespace haven::repository::s3 {
 
 namespace {
 
 int64_t NowSeconds() { return static_cast<int64_t>(::time(nullptr)); }
+
+std::string UtcTime(int64_t seconds) {
+  return FormatTime(seconds * 1000000000, TimeStyle::kRfc3339Utc);
+}
 
 bool ParseSizeEnv(const char* name, long lo, long hi, long* out,
                   Status* error) {
@@ -250,14 +256,14 @@ class S3Writer : public ObjectWriter {
 
   Status Commit() override {
     if (!error_.ok()) return error_;
-    auto exists = backend_->Stat(name_);
-    if (exists.ok()) return AlreadyExists(name_ + " already exists");
-    if (exists.status().code() != Code::kNotFound) return exists.status();
-    if (upload_id_.empty()) {
+    if (upload_id_.empty()) {  // one PUT; WriteAtomic checks it is new
       Status s = backend_->WriteAtomic(name_, buffer_, WriteMode::kCreate);
       if (s.ok()) committed_ = true;
       return s;
     }
+    auto exists = backend_->Stat(name_);
+    if (exists.ok()) return AlreadyExists(name_ + " already exists");
+    if (exists.status().code() != Code::kNotFound) return exists.status();
     if (!buffer_.empty()) HAVEN_RETURN_IF_ERROR(StartPart());
     std::string xml = "<CompleteMultipartUpload>";
     for (size_t i = 0; i < parts_.size(); ++i) {
@@ -417,7 +423,7 @@ std::vector<std::string> S3Backend::LockHeaders(const std::string& name) const {
   int64_t until = RetainUntilFor(name);
   if (until == 0) return {};
   return {"x-amz-object-lock-mode: " + lock_.mode,
-          "x-amz-object-lock-retain-until-date: " + Iso8601(until)};
+          "x-amz-object-lock-retain-until-date: " + UtcTime(until)};
 }
 
 void S3Backend::AcquireSlot() {
@@ -474,8 +480,8 @@ Result<std::vector<ObjectInfo>> S3Backend::List(
       char* end = nullptr;
       std::string size = XmlFirst(c, "Size");
       info.size = std::strtoull(size.c_str(), &end, 10);
-      auto t = ParseIso8601(XmlFirst(c, "LastModified"));
-      info.mtime_ns = t ? *t * 1000000000 + 1 : 0;
+      auto t = ParseIsoTime(XmlFirst(c, "LastModified"));
+      info.mtime_ns = t.ok() ? *t * 1000000000 + 1 : 0;
       out.push_back(std::move(info));
     }
     if (XmlFirst(body, "IsTruncated") != "true") break;
@@ -568,6 +574,7 @@ Status S3Backend::DeleteAllVersions(const std::string& name) {
   // Objects rewritten in place (lock objects, protection markers) have a
   // version per write; deleting only the newest would bring back the one
   // before.
+  HAVEN_RETURN_IF_ERROR(ValidateObjectName(name));
   S3Request l;
   l.query = {{"prefix", Key(name)}, {"versions", ""}};
   auto listed = client_->Send(l);
@@ -592,8 +599,9 @@ Status S3Backend::DeleteAllVersions(const std::string& name) {
 }
 
 Status S3Backend::Delete(const std::string& name) {
-  HAVEN_ASSIGN_OR_RETURN(S3Response h, Head(name));
+  // The version listing tells NotFound itself.
   if (versioned_ && !RetainedKind(name)) return DeleteAllVersions(name);
+  HAVEN_ASSIGN_OR_RETURN(S3Response h, Head(name));
   S3Request r;
   r.method = "DELETE";
   r.key = Key(name);
@@ -644,8 +652,8 @@ Result<int64_t> S3Backend::RetainedUntil(const std::string& name) const {
   HAVEN_ASSIGN_OR_RETURN(S3Response h, Head(name));
   std::string until = h.Header("x-amz-object-lock-retain-until-date");
   if (until.empty()) return int64_t{0};
-  auto t = ParseIso8601(until);
-  if (!t)
+  auto t = ParseIsoTime(until);
+  if (!t.ok())
     return IoError(name +
                    ": the store gave a retention date that does not "
                    "parse: " +
@@ -657,7 +665,7 @@ Status S3Backend::ExtendRetention(const std::string& name, int64_t until) {
   if (lock_.seconds <= 0)
     return FailedPrecondition("object lock is not set for " + Describe());
   std::string xml = "<Retention><Mode>" + lock_.mode +
-                    "</Mode><RetainUntilDate>" + Iso8601(until) +
+                    "</Mode><RetainUntilDate>" + UtcTime(until) +
                     "</RetainUntilDate></Retention>";
   S3Request r;
   r.method = "PUT";
@@ -679,8 +687,8 @@ Result<uint64_t> S3Backend::RemoveAbandonedUploads(int64_t age_seconds) {
                         got->body.size());
   uint64_t removed = 0;
   for (const std::string& u : XmlAll(body, "Upload")) {
-    auto started = ParseIso8601(XmlFirst(u, "Initiated"));
-    if (!started || *started > NowSeconds() - age_seconds) continue;
+    auto started = ParseIsoTime(XmlFirst(u, "Initiated"));
+    if (!started.ok() || *started > NowSeconds() - age_seconds) continue;
     S3Request d;
     d.method = "DELETE";
     d.key = XmlFirst(u, "Key");

@@ -338,24 +338,6 @@ std::string Sha256Hex(ByteSpan data) {
   return HexEncode(ByteSpan(md, len));
 }
 
-std::string Iso8601(int64_t t) {
-  time_t tt = static_cast<time_t>(t);
-  struct tm tm;
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::optional<int64_t> ParseIso8601(std::string_view text) {
-  // 2026-12-07T20:00:00[.000]Z
-  if (text.size() < 19) return std::nullopt;
-  struct tm tm = {};
-  std::string s(text.substr(0, 19));
-  if (!strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return std::nullopt;
-  return static_cast<int64_t>(timegm(&tm));
-}
-
 std::vector<std::string> XmlAll(std::string_view xml, std::string_view tag) {
   std::vector<std::string> out;
   std::string open = "<" + std::string(tag) + ">",

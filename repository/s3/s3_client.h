@@ -133,9 +133,6 @@ class S3Client {
 std::string Base64(ByteSpan data);
 std::string Md5Base64(ByteSpan data);
 std::string Sha256Hex(ByteSpan data);
-// "2026-12-07T20:00:00Z" <-> seconds since the epoch.
-std::string Iso8601(int64_t unix_seconds);
-std::optional<int64_t> ParseIso8601(std::string_view text);
 // The text of every <tag>...</tag> in `xml`, in order (no nesting of the
 // same tag; entities &amp; &lt; &gt; &quot; &apos; decoded).
 std::vector<std::string> XmlAll(std::string_view xml, std::string_view tag);
