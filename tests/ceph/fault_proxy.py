@@ -43,17 +43,20 @@ def expect_continue(f):
         w.flush()
 
 
-def read_request(f):
-    """Reads one HTTP/1.1 request; returns its bytes, or None at EOF."""
+def read_head(f):
+    """The header block of a request or a response, or None at EOF."""
     head = b""
     while not head.endswith(b"\r\n\r\n"):
         line = f.readline(65537)
         if not line:
             return None
         head += line
-    length = 0
-    chunked = False
-    kept = []
+    return head
+
+
+def framing(head):
+    """(Content-Length or None, whether the body is chunked)."""
+    length, chunked = None, False
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
@@ -61,52 +64,11 @@ def read_request(f):
         if name.strip().lower() == b"transfer-encoding" and \
                 b"chunked" in value.lower():
             chunked = True
-        if name.strip().lower() == b"expect":
-            # Answered here (curl sends it with bodies over 1 MiB and waits
-            # for it), and not passed on: the upstream's 100 would otherwise
-            # be taken for its answer. Expect is not a signed header.
-            expect_continue(f)
-            continue
-        kept.append(line)
-    head = head.split(b"\r\n")[0] + b"\r\n" + b"\r\n".join(
-        k for k in kept if k) + b"\r\n\r\n"
-    body = b""
-    if chunked:
-        while True:
-            size_line = f.readline()
-            body += size_line
-            size = int(size_line.split(b";")[0].strip(), 16)
-            chunk = f.read(size + 2)
-            body += chunk
-            if size == 0:
-                break
-    elif length:
-        body = f.read(length)
-    return head + body
+    return length, chunked
 
 
-def read_response(f, method):
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        line = f.readline(65537)
-        if not line:
-            return None
-        head += line
-    status = int(head.split(b" ", 2)[1])
-    if 100 <= status < 200:  # an interim answer: the real one follows
-        return read_response(f, method)
-    length = None
-    chunked = False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-        if name.strip().lower() == b"transfer-encoding" and \
-                b"chunked" in value.lower():
-            chunked = True
+def read_body(f, length, chunked):
     body = b""
-    if method == b"HEAD" or status in (204, 304) or 100 <= status < 200:
-        return head
     if chunked:
         while True:
             size_line = f.readline()
@@ -115,9 +77,40 @@ def read_response(f, method):
             body += f.read(size + 2)
             if size == 0:
                 break
-    elif length is not None:
+    elif length:
         body = f.read(length)
-    return head + body
+    return body
+
+
+def read_request(f):
+    """Reads one HTTP/1.1 request; returns its bytes, or None at EOF."""
+    head = read_head(f)
+    if head is None:
+        return None
+    length, chunked = framing(head)
+    lines = head.split(b"\r\n")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        if line.partition(b":")[0].strip().lower() == b"expect":
+            # Answered here (curl sends it with bodies over 1 MiB and waits
+            # for it), and not passed on: the upstream's 100 would otherwise
+            # be taken for its answer. Expect is not a signed header.
+            expect_continue(f)
+        elif line:
+            kept.append(line)
+    return b"\r\n".join(kept) + b"\r\n\r\n" + read_body(f, length, chunked)
+
+
+def read_response(f, method):
+    head = read_head(f)
+    if head is None:
+        return None
+    status = int(head.split(b" ", 2)[1])
+    if 100 <= status < 200:  # an interim answer: the real one follows
+        return read_response(f, method)
+    if method == b"HEAD" or status in (204, 304):
+        return head
+    return head + read_body(f, *framing(head))
 
 
 class Handler(socketserver.StreamRequestHandler):
