@@ -133,24 +133,36 @@ class Sweeper {
       : repo_(repo), live_(live), options_(options), report_(report) {}
 
   // Pass 1: how much of each pack is unused, as a histogram by percent.
+  // Packs rewritten whatever the plan (live share under `repack_below`) are
+  // counted apart: their unused bytes go in any case.
   Status Measure(const std::string& name) {
     HAVEN_ASSIGN_OR_RETURN(PackUse use, Examine(name));
     if (!use.readable || use.live_here.empty()) return OkStatus();
     uint64_t unused = use.blob_bytes - use.live_bytes;
     kept_bytes_ += use.size;
+    if (Forced(use)) {
+      forced_unused_ += unused;
+      return OkStatus();
+    }
     unused_bytes_ += unused;
     hist_[UnusedPercent(use)] += unused;
     return OkStatus();
   }
 
   // Between the passes: the smallest unused percentage that gets a pack
-  // rewritten so that at most `max_unused` of the bytes stay unused.
+  // rewritten. Nothing more is rewritten while the unused bytes left are at
+  // most `max_unused` of the bytes the packs will hold after the sweep; when
+  // they are over, packs are rewritten until the unused bytes are at most
+  // 0.9 of that share, so the next gc (which sees the smaller total) does
+  // not find them over again and rewrite more of the same packs.
   void Plan() {
-    double allowed = options_.max_unused * static_cast<double>(kept_bytes_);
-    uint64_t left = unused_bytes_;
+    double kept = static_cast<double>(kept_bytes_ - forced_unused_);
+    double left = static_cast<double>(unused_bytes_);
     cutoff_ = 101;  // none
-    for (int p = 100; p >= 1 && static_cast<double>(left) > allowed; --p) {
-      left -= hist_[p];
+    if (left <= options_.max_unused * kept) return;
+    for (int p = 100; p >= 1 && left > 0.9 * options_.max_unused * kept; --p) {
+      left -= static_cast<double>(hist_[p]);
+      kept -= static_cast<double>(hist_[p]);
       cutoff_ = p;
     }
   }
@@ -167,10 +179,7 @@ class Sweeper {
     }
     uint64_t unused = use.count - use.live_here.size();
     bool wanted_gone =
-        use.live_here.empty() ||
-        static_cast<double>(use.live_bytes) <
-            options_.repack_below * static_cast<double>(use.blob_bytes) ||
-        UnusedPercent(use) >= cutoff_;
+        use.live_here.empty() || Forced(use) || UnusedPercent(use) >= cutoff_;
     if (wanted_gone && repo_.config().object_lock_seconds > 0) {
       // Object lock: a retained pack is planned around, not deleted (the
       // store would refuse); a gc after its retention ends removes it.
@@ -192,9 +201,7 @@ class Sweeper {
       dead_.push_back(name);
       return OkStatus();
     }
-    if (static_cast<double>(use.live_bytes) <
-            options_.repack_below * static_cast<double>(use.blob_bytes) ||
-        UnusedPercent(use) >= cutoff_) {
+    if (Forced(use) || UnusedPercent(use) >= cutoff_) {
       Status s = Repack(name, use.live_here);
       if (s.ok()) {
         report_.chunks_removed += unused;
@@ -344,6 +351,12 @@ class Sweeper {
     return use;
   }
 
+  // Rewritten whatever the plan: too little of it is live.
+  bool Forced(const PackUse& use) const {
+    return static_cast<double>(use.live_bytes) <
+           options_.repack_below * static_cast<double>(use.blob_bytes);
+  }
+
   static int UnusedPercent(const PackUse& use) {
     if (use.blob_bytes == 0) return 0;
     // Rounded up, so any unused byte puts a pack at 1% or more.
@@ -360,7 +373,7 @@ class Sweeper {
   std::vector<std::string> dead_;
   uint64_t dry_pack_size_ = 0, dry_pack_count_ = 0;  // dry run's open pack
   uint64_t hist_[101] = {};  // unused bytes of kept packs by unused percent
-  uint64_t kept_bytes_ = 0, unused_bytes_ = 0;
+  uint64_t kept_bytes_ = 0, unused_bytes_ = 0, forced_unused_ = 0;
   int cutoff_ = 101;
   Bytes scratch_;
 };

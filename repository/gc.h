@@ -10,9 +10,9 @@
 // deletes packs with no live chunk, and rewrites a pack when its live share
 // is under `repack_below`, or when its unused share is among the largest
 // that must go for the unused bytes left to be at most `max_unused` of all
-// pack bytes. A rewrite copies the live chunks (still sealed, after
-// authenticating each) into new packs; the old pack is then deleted. Other
-// packs are kept whole.
+// pack bytes (when over, down to 0.9 of it, so the next gc is stable). A
+// rewrite copies the live chunks (still sealed, after authenticating each) into
+// new packs; the old pack is then deleted. Other packs are kept whole.
 //
 // Safety beside backups (docs/repository-format.md, "Garbage collection"):
 //   - the mark runs under the shared repository lock, beside backups;
