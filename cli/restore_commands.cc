@@ -1,6 +1,7 @@
 #include "cli/restore_commands.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -10,6 +11,7 @@
 #include "cli/output.h"
 #include "restore/host_restore.h"
 #include "restore/image_restore.h"
+#include "restore/instant_restore.h"
 
 namespace haven::cli {
 namespace {
@@ -41,6 +43,11 @@ void PrintVmPlan(const restore::VmPlan& p) {
     std::printf("  disk    %-6s %s  %s  %s, needs %s%s\n", d.target.c_str(),
                 HumanBytes(d.size).c_str(), d.format.c_str(), d.path.c_str(),
                 HumanBytes(d.data_bytes).c_str(), note.c_str());
+    if (!d.overlay.empty())
+      std::printf(
+          "          instant: runs on %s over the point; --finish "
+          "copies it to the path above\n",
+          d.overlay.c_str());
   }
   if (!p.nvram_path.empty())
     std::printf("  nvram   %s\n", p.nvram_path.c_str());
@@ -72,10 +79,82 @@ void PrintVmPlan(const restore::VmPlan& p) {
   for (const auto& c : p.conflicts) std::printf("  problem: %s\n", c.c_str());
 }
 
+// restore vm --instant --finish|--discard NAME: no repository is opened.
+int CmdInstantFinish(const Globals& g, RestoreVmArgs& a) {
+  if (!a.instant)
+    return Fail(
+        g, InvalidArgument(std::string(a.finish ? "--finish" : "--discard") +
+                           " goes with --instant"));
+  if (a.finish && a.discard)
+    return Fail(g, InvalidArgument("--finish and --discard are alternatives"));
+  const std::string& name = a.req.points.front();
+  auto host = snapshot::LibvirtHost::Connect(a.uri);
+  if (!host.ok()) return Fail(g, host.status());
+  auto log = [&](const std::string& msg) {
+    if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
+  if (a.discard) {
+    Status s = restore::DiscardInstant(**host, name, log);
+    if (!s.ok()) return Fail(g, s);
+    if (g.json)
+      std::cout << DumpJson(nlohmann::json{{"name", name}, {"discarded", true}})
+                << "\n";
+    else if (!g.quiet)
+      std::printf(
+          "%s: discarded (the VM, its overlays and the guest's "
+          "writes are gone)\n",
+          name.c_str());
+    return kExitOk;
+  }
+  const bool human = !g.quiet && !g.json;
+  restore::InstantFinishOptions o;
+  o.log = log;
+  o.cancel = g.cancel;
+  o.progress = [human](const std::string& label) {
+    return TerminalProgress(human, "copy " + label);
+  };
+  auto r = restore::FinishInstant(**host, name, o);
+  if (!r.ok()) return Fail(g, r.status());
+  if (g.json) {
+    nlohmann::json j;
+    j["name"] = name;
+    j["seconds"] = r->seconds;
+    j["disks"] = nlohmann::json::array();
+    for (const auto& d : r->disks)
+      j["disks"].push_back({{"target", d.target},
+                            {"path", d.path},
+                            {"bytes", d.bytes},
+                            {"seconds", d.seconds}});
+    std::cout << DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    std::printf(
+        "%s: runs from local storage now, without having stopped "
+        "(%s)\n",
+        name.c_str(), FormatDuration(r->seconds).c_str());
+    for (const auto& d : r->disks)
+      std::printf("  disk %s: %s\n", d.target.c_str(), d.path.c_str());
+  }
+  return kExitOk;
+}
+
 int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
   restore::HostRestoreRequest& req = a.req;
   if (!a.host && req.points.size() != 1)
     return Fail(g, InvalidArgument("restore vm takes one recovery point"));
+  if (a.finish || a.discard) return CmdInstantFinish(g, a);
+  if (a.instant) {
+    std::string used;
+    auto pass = Passphrase(g, false, &used);
+    if (!pass.ok()) return Fail(g, pass.status());
+    restore::InstantSource src;
+    src.repository = g.repo;
+    if (src.repository.rfind("s3:", 0) != 0)
+      src.repository = std::filesystem::absolute(g.repo).lexically_normal();
+    src.passphrase = *pass;
+    src.cache_mb = a.cache_mb;
+    req.vm.instant = src;
+    req.vm.start = true;
+  }
   for (const auto& m : a.network_map) {
     size_t eq = m.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
@@ -341,6 +420,25 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
                 "exactly what it shows");
     c->add_flag("--verify-ids", rvm.req.vm.verify_ids,
                 "also recompute every chunk's keyed hash");
+    if (one) {
+      c->add_flag("--instant", rvm.instant,
+                  "instant recovery: start the VM at once from the point "
+                  "(each disk served read-only from the repository under a "
+                  "qcow2 overlay that takes the guest's writes); nothing "
+                  "is copied until --finish");
+      c->add_flag("--finish", rvm.finish,
+                  "with --instant and the VM's NAME instead of a point: copy "
+                  "the disks onto local storage while the VM runs, then "
+                  "switch it over (no downtime)");
+      c->add_flag("--discard", rvm.discard,
+                  "with --instant and the VM's NAME: stop and undefine the "
+                  "instant VM and remove its overlays");
+      c->add_option("--cache-mb", rvm.cache_mb,
+                    "with --instant: decompressed chunks kept in memory per "
+                    "disk, in MiB")
+          ->capture_default_str()
+          ->check(CLI::Range(1, 65536));
+    }
   };
   auto* rest_vm = rest->add_subcommand(
       "vm",

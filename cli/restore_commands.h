@@ -15,6 +15,10 @@ struct RestoreVmArgs {
   bool host = false;  // `restore host`: several VMs, one summary
   std::string uri = "qemu:///system";
   std::vector<std::string> network_map;
+  // Instant recovery: run the VM from the point (restore/instant_restore.h);
+  // with finish or discard the positional names the instant VM.
+  bool instant = false, finish = false, discard = false;
+  size_t cache_mb = 256;
   restore::HostRestoreRequest req;
 };
 

@@ -12,6 +12,7 @@
 #include "base/file.h"
 #include "base/time.h"
 #include "restore/image_restore.h"
+#include "restore/instant_restore.h"
 #include "restore/restore_journal.h"
 #include "restore/storage_preflight.h"
 
@@ -528,6 +529,8 @@ Result<VmPlan> PlanVmRestore(const repository::PointReader& repo,
     }
   }
 
+  if (options.instant) HAVEN_RETURN_IF_ERROR(PlanInstant(plan));
+
   context.names.insert(plan.name);
   for (const Claim& c : claims) context.paths.insert(c.path);
   for (const auto& [was, now] : plan.macs) context.new_macs.insert(Lower(now));
@@ -636,6 +639,70 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::PointReader& repo,
   for (const auto& d : plan.create_dirs) log("creating folder " + d);
   HAVEN_RETURN_IF_ERROR(MakeDirs(plan.dir, 0755));
 
+  // Networks the host lacks (and those an interrupted run made).
+  auto make_networks = [&](const std::function<void()>& undo) -> Status {
+    for (const auto& n : plan.networks) {
+      if (n.action == "resume") {
+        HAVEN_RETURN_IF_ERROR(host.StartNetwork(n.name));
+        continue;
+      }
+      if (n.action != "create") continue;
+      log("creating network " + n.name + " from its captured definition");
+      Status s = host.CreateNetwork(n.name, n.xml);
+      if (!s.ok()) {
+        undo();
+        return s;
+      }
+      result.networks_created.push_back(n.name);
+      MaybeKill("network");
+    }
+    return OkStatus();
+  };
+
+  if (!plan.instant_dir.empty()) {
+    // Instant recovery: nothing is written; the VM runs on overlays over
+    // the point's disks, served from the repository.
+    if (!options.instant)
+      return FailedPrecondition("the plan of " + plan.name +
+                                " is an instant restore; say where the "
+                                "point is served from");
+    if (plan.instant_xml.empty())
+      return FailedPrecondition("the instant plan of " + plan.name +
+                                " has no domain XML");
+    HAVEN_ASSIGN_OR_RETURN(std::string label, host.QemuDacLabel());
+    HAVEN_RETURN_IF_ERROR(
+        StartInstantExport(plan, *options.instant, label, options.log));
+    auto undo = [&] { StopInstantExport(plan.instant_dir); };
+    HAVEN_RETURN_IF_ERROR(make_networks(undo));
+    if (!plan.replace_domain.empty()) {
+      log("removing the existing domain " + plan.replace_domain);
+      Status s = host.RemoveDomain(plan.replace_domain);
+      if (!s.ok()) {
+        undo();
+        return s;
+      }
+    }
+    log("defining domain " + plan.name + " on the overlays");
+    auto uuid = host.DefineDomain(plan.instant_xml);
+    if (!uuid.ok()) {
+      undo();
+      return uuid.status();
+    }
+    result.uuid = *uuid;
+    result.defined = true;
+    log("starting " + plan.name);
+    Status s = host.StartDomain(plan.name);
+    if (!s.ok()) {
+      // A VM that does not start is no instant recovery: nothing stays.
+      (void)host.RemoveDomain(plan.name);
+      undo();
+      return s.WithContext("the instant VM was removed again");
+    }
+    result.started = true;
+    result.seconds = MonotonicSeconds() - start;
+    return result;
+  }
+
   // 1. The journal: every file and network this restore may leave behind.
   RestoreJournal journal;
   journal.snapshot = plan.snapshot.id;
@@ -713,21 +780,7 @@ Result<VmRestoreResult> ExecuteVmRestore(const repository::PointReader& repo,
   }
 
   // 3. Networks the host lacks (and those an interrupted run made).
-  for (const auto& n : plan.networks) {
-    if (n.action == "resume") {
-      HAVEN_RETURN_IF_ERROR(host.StartNetwork(n.name));
-      continue;
-    }
-    if (n.action != "create") continue;
-    log("creating network " + n.name + " from its captured definition");
-    Status s = host.CreateNetwork(n.name, n.xml);
-    if (!s.ok()) {
-      discard();
-      return s;
-    }
-    result.networks_created.push_back(n.name);
-    MaybeKill("network");
-  }
+  HAVEN_RETURN_IF_ERROR(make_networks(discard));
 
   // 4. Into place; the old domain out; the new one defined.
   // From here on the journal stays until the end: a re-run recognises the

@@ -48,6 +48,17 @@ namespace haven::restore {
 
 inline constexpr char kDefaultStorageDir[] = "/var/lib/libvirt/images";
 
+// Instant recovery (restore/instant_restore.h): where the disks are served
+// from. The passphrase goes to the server on a pipe, never in argv.
+struct InstantSource {
+  std::string repository;  // location haven-nbd opens (absolute or s3:)
+  std::string passphrase;
+  // The haven-nbd program; "": $HAVEN_NBD, else haven-nbd beside the
+  // running program, else /usr/lib/haven/haven-nbd.
+  std::string server;
+  size_t cache_mb = 256;  // decompressed chunks kept, per disk
+};
+
 struct VmRestoreOptions {
   std::string name;         // new domain name; empty: the captured one
   std::string storage_dir;  // empty: the pool's folder or kDefaultStorageDir
@@ -61,6 +72,9 @@ struct VmRestoreOptions {
   // Create a network the VM used and this host lacks from its definition
   // in the recovery point. Off: such a network is a conflict (map it).
   bool create_networks = true;
+  // Set: instant recovery. Nothing is written; each disk is served from
+  // the point under a qcow2 overlay and the VM is started at once.
+  std::optional<InstantSource> instant;
   // Progress of one disk: `label` names it ("vm1 vda").
   std::function<ProgressFn(const std::string& label)> progress;
   CancelToken cancel;  // checked between VMs, disks and chunks
@@ -78,6 +92,9 @@ struct PlannedDisk {
   // "": written by this run; "staged": a complete PATH.haven-restore from
   // an interrupted run of this restore is used; "placed": already in place.
   std::string resume;
+  // Instant recovery: the qcow2 overlay the VM runs on; `path` is where
+  // `restore vm --instant --finish` copies the disk to.
+  std::string overlay;
 };
 
 struct PlannedNetwork {
@@ -114,6 +131,10 @@ struct VmPlan {
   std::string nvram_path, nvram_config;  // config: the file in the snapshot
   std::string replace_domain;            // an existing domain to replace
   std::string xml;                       // the domain XML to define
+  // Instant recovery: the folder of the overlays, the server's socket and
+  // state (<dir>/.haven-instant-<name>), and the XML defined now (disks on
+  // the overlays); `xml` is what the VM is once finished.
+  std::string instant_dir, instant_xml;
   std::vector<std::pair<std::string, std::string>> macs;  // old -> new
   // conflicts: every problem that would make the run fail or harm
   // something (any one refuses the restore); warnings: what it does anyway.

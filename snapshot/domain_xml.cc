@@ -488,6 +488,15 @@ Status CheckDomainRewrite(const DomainRewrite& rw) {
       return InvalidArgument(what + " is rewritten twice");
     HAVEN_RETURN_IF_ERROR(CheckPath(d.path, what + " path"));
     HAVEN_RETURN_IF_ERROR(CheckFormat(d.format, what));
+    if (!d.nbd_socket.empty()) {
+      HAVEN_RETURN_IF_ERROR(CheckPath(d.nbd_socket, what + " NBD socket"));
+      if (d.format != "qcow2")
+        return InvalidArgument(what + ": an NBD-backed overlay is qcow2");
+      if (d.nbd_export.empty() || d.nbd_export.size() > 255 ||
+          std::any_of(d.nbd_export.begin(), d.nbd_export.end(),
+                      [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+        return InvalidArgument(what + ": implausible NBD export name");
+    }
   }
   for (const auto& [from, to] : rw.network_map) {
     if (from.empty())
@@ -533,6 +542,20 @@ Status RewriteDisk(xmlNode* disk, const DiskRewrite& r,
     return IsElement(c, "backingStore") || IsElement(c, "mirror") ||
            IsElement(c, "encryption") || IsElement(c, "auth");
   });
+  if (!r.nbd_socket.empty()) {
+    HAVEN_ASSIGN_OR_RETURN(xmlNode * bs, AddElement(disk, "backingStore"));
+    HAVEN_RETURN_IF_ERROR(SetAttr(bs, "type", "network"));
+    xmlNode* fmt = xmlNewChild(bs, nullptr, ToXml("format"), nullptr);
+    xmlNode* bsrc = xmlNewChild(bs, nullptr, ToXml("source"), nullptr);
+    xmlNode* h =
+        bsrc ? xmlNewChild(bsrc, nullptr, ToXml("host"), nullptr) : nullptr;
+    if (!fmt || !h) return Internal("creating the NBD <backingStore>");
+    HAVEN_RETURN_IF_ERROR(SetAttr(fmt, "type", "raw"));
+    HAVEN_RETURN_IF_ERROR(SetAttr(bsrc, "protocol", "nbd"));
+    HAVEN_RETURN_IF_ERROR(SetAttr(bsrc, "name", r.nbd_export));
+    HAVEN_RETURN_IF_ERROR(SetAttr(h, "transport", "unix"));
+    HAVEN_RETURN_IF_ERROR(SetAttr(h, "socket", r.nbd_socket));
+  }
   return OkStatus();
 }
 
@@ -732,7 +755,7 @@ Status VerifyDomainRewrite(const RewrittenDomain& out, const DomainInfo& before,
     auto it = disks.find(r.target);
     if (it == disks.end() || it->second->type != "file" ||
         it->second->path != r.path || it->second->format != r.format ||
-        !it->second->backing_format.empty())
+        it->second->backing_format != (r.nbd_socket.empty() ? "" : "raw"))
       return wrong("disk " + Quote(r.target) + " not as asked");
   }
   if (after.interfaces.size() != before.interfaces.size())

@@ -68,6 +68,10 @@ struct DiskRewrite {
   std::string path;    // new image: absolute, no control characters
   std::string format;  // raw | qcow2 (vhdx is refused: libvirt has no
                        // driver type 'vhdx' and would not define the VM)
+  // Non-empty (instant recovery): `path` is a qcow2 overlay whose backing
+  // image is the raw export `nbd_export` of an NBD server on the unix socket
+  // `nbd_socket`; the disk gets that <backingStore type='network'>.
+  std::string nbd_socket{}, nbd_export{};
 };
 
 struct DomainRewrite {

@@ -93,6 +93,52 @@ Status LibvirtError(const std::string& what) {
   return Unavailable(what + ": " + (msg ? msg : "unknown libvirt error"));
 }
 
+Status Vm::StartBlockCopy(const std::string& target, const std::string& path,
+                          const std::string& format) const {
+  const std::string xml = "<disk type='file'><source file='" + XmlEscape(path) +
+                          "'/><driver type='" + XmlEscape(format) +
+                          "'/></disk>";
+  if (virDomainBlockCopy(dom_.get(), target.c_str(), xml.c_str(), nullptr, 0,
+                         VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB) < 0)
+    return LibvirtError("copying disk " + target + " of " + name_ + " to " +
+                        path);
+  return OkStatus();
+}
+
+Result<Vm::BlockJob> Vm::BlockJobInfo(const std::string& target) const {
+  virDomainBlockJobInfo info{};
+  int rc = virDomainGetBlockJobInfo(dom_.get(), target.c_str(), &info, 0);
+  if (rc < 0)
+    return LibvirtError("reading the block job of disk " + target + " of " +
+                        name_);
+  BlockJob j;
+  j.active = rc == 1;
+  j.cur = info.cur;
+  j.end = info.end;
+  return j;
+}
+
+Status Vm::PivotBlockCopy(const std::string& target) const {
+  if (virDomainBlockJobAbort(dom_.get(), target.c_str(),
+                             VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT) < 0)
+    return LibvirtError("switching disk " + target + " of " + name_ +
+                        " to its copy");
+  return OkStatus();
+}
+
+Status Vm::AbortBlockJob(const std::string& target) const {
+  if (virDomainBlockJobAbort(dom_.get(), target.c_str(), 0) < 0)
+    return LibvirtError("stopping the block job of disk " + target + " of " +
+                        name_);
+  return OkStatus();
+}
+
+Status Vm::Destroy() const {
+  if (virDomainIsActive(dom_.get()) == 1 && virDomainDestroy(dom_.get()) < 0)
+    return LibvirtError("stopping " + name_);
+  return OkStatus();
+}
+
 Result<std::unique_ptr<LibvirtHost>> LibvirtHost::Connect(
     const std::string& uri) {
   // Errors are returned and reported by Haven, not printed by libvirt.

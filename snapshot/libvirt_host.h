@@ -80,6 +80,22 @@ class Vm {
   // Thaws every frozen guest file system.
   Status Thaw() const;
 
+  // Live block copy (instant recovery's finish): copies the whole chain of
+  // the running disk `target` into a new file `path` of `format` (libvirt
+  // creates it), as a transient job, so a persistent domain may run it.
+  Status StartBlockCopy(const std::string& target, const std::string& path,
+                        const std::string& format) const;
+  struct BlockJob {
+    bool active = false;
+    uint64_t cur = 0, end = 0;
+  };
+  Result<BlockJob> BlockJobInfo(const std::string& target) const;
+  // Switches the disk over to the finished copy; an error while the copy
+  // is not yet in step with the source (try again).
+  Status PivotBlockCopy(const std::string& target) const;
+  Status AbortBlockJob(const std::string& target) const;
+  Status Destroy() const;
+
  private:
   virConnectPtr conn_;
   DomainPtr dom_;
