@@ -96,6 +96,12 @@ nlohmann::json VmPlanJson(const VmPlan& p) {
                           {"data_bytes", d.data_bytes},
                           {"exists", d.exists},
                           {"resume", d.resume}});
+  if (!p.instant_dir.empty()) {  // instant recovery only
+    j["instant_dir"] = p.instant_dir;
+    j["instant_xml"] = p.instant_xml;
+    for (size_t i = 0; i < p.disks.size(); ++i)
+      j["disks"][i]["overlay"] = p.disks[i].overlay;
+  }
   j["networks"] = nlohmann::json::array();
   for (const PlannedNetwork& n : p.networks)
     j["networks"].push_back({{"name", n.name},
@@ -140,6 +146,10 @@ Result<VmPlan> VmPlanFromJson(const nlohmann::json& j,
     f.Take(s.status());
   }
   f.Str("journal", p.journal);
+  if (j.contains("instant_dir")) {
+    f.Str("instant_dir", p.instant_dir);
+    f.Str("instant_xml", p.instant_xml);
+  }
   if (const auto* disks = f.Array("disks")) {
     for (const auto& dj : *disks) {
       Fields d(dj, "plan.disks[" + std::to_string(p.disks.size()) + "]");
@@ -151,6 +161,7 @@ Result<VmPlan> VmPlanFromJson(const nlohmann::json& j,
       d.U64("data_bytes", pd.data_bytes);
       d.Bool("exists", pd.exists);
       d.Str("resume", pd.resume);
+      if (dj.contains("overlay")) d.Str("overlay", pd.overlay);
       f.Take(d.status());
       p.disks.push_back(std::move(pd));
     }

@@ -16,7 +16,7 @@ if ! command -v dpkg-shlibdeps >/dev/null || ! command -v file >/dev/null; then
 fi
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
   -DHAVEN_WERROR=ON "$@" >&2
-cmake --build "$BUILD_DIR" --target haven havend >&2
+cmake --build "$BUILD_DIR" --target haven haven-nbd havend >&2
 rm -f "$BUILD_DIR"/haven_*.deb "$BUILD_DIR"/havend_*.deb
 (cd "$BUILD_DIR" && cpack -G DEB) >&2
 for name in haven havend; do

@@ -84,10 +84,10 @@ done
 ok "control: Package haven, Version $VERSION, $ARCH, Section admin; Depends: $DEPENDS"
 
 dpkg-deb -c "$DEB" >"$WORK/contents"
-for f in ./usr/bin/haven ./usr/share/doc/haven/user-guide.md ./usr/share/doc/haven/repository-format.md; do
+for f in ./usr/bin/haven ./usr/lib/haven/haven-nbd ./usr/share/doc/haven/user-guide.md ./usr/share/doc/haven/repository-format.md; do
   grep -qE " $f\$" "$WORK/contents" || fail "dpkg-deb -c: $f missing from: $(cat "$WORK/contents")"
 done
-ok "contents: ./usr/bin/haven and the docs in ./usr/share/doc/haven"
+ok "contents: ./usr/bin/haven, ./usr/lib/haven/haven-nbd and the docs in ./usr/share/doc/haven"
 # --- agents: jobs --- the agent's unit, installed but not enabled
 grep -qE " ./lib/systemd/system/haven-agent.service\$" "$WORK/contents" ||
   fail "dpkg-deb -c: ./lib/systemd/system/haven-agent.service missing"
