@@ -296,6 +296,7 @@ Status Serve(const ServeOptions& options) {
     if (spec.kind == "forget") return ValidateForgetParams(spec.params);
     if (spec.kind == "gc") return ValidateGcParams(spec.params);
     if (spec.kind == "check") return ValidateCheckParams(spec.params);
+    if (spec.kind == "verify") return ValidateVerifyParams(spec.params);
     // --- agents: jobs ---
     if (spec.kind == "agent-backup")
       return ValidateAgentBackupParams(spec.params);

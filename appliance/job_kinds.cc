@@ -1,6 +1,9 @@
 #include "appliance/job_kinds.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <regex>
 #include <set>
 
 #include "agent/host_backup.h"
@@ -9,6 +12,8 @@
 #include "repository/forget.h"
 #include "repository/gc.h"
 #include "repository/retention.h"
+#include "restore/host_restore.h"
+#include "restore/verify_restore.h"
 
 namespace haven::appliance {
 namespace {
@@ -283,7 +288,117 @@ JobOutcome RunCheck(const RepositoryCatalog& catalog, const JobSpec& spec,
   return out;
 }
 
+// ------------------------------------------------------------- verify
+
+JobOutcome RunVerify(const RepositoryCatalog& catalog, const JobSpec& spec,
+                     JobContext& ctx) {
+  const json& p = spec.params;
+  const RepositoryConfig* rc = catalog.Find(spec.repository);
+  if (!rc) return Failed(NotFound("no repository called " + spec.repository));
+  auto pass = ReadSecretFile(rc->password_file);
+  if (!pass.ok()) return Failed(pass.status());
+  auto host = snapshot::LibvirtHost::Connect(catalog.config().libvirt_uri);
+  if (!host.ok()) return Failed(host.status());
+  auto repo = catalog.Open(spec.repository, OpenFor(ctx, true));
+  if (!repo.ok()) return Failed(repo.status());
+  auto latest = restore::LatestVmPoints(**repo);
+  if (!latest.ok()) return Failed(latest.status());
+  const std::vector<std::string> names = Strings(p, "vms");
+  std::vector<repository::Manifest> points;
+  for (const auto& m : *latest)
+    if (p.value("all", false) ||
+        std::find(names.begin(), names.end(), m.name) != names.end())
+      points.push_back(m);
+  JobOutcome out;
+  for (const std::string& n : names)
+    if (std::none_of(points.begin(), points.end(),
+                     [&](const auto& m) { return m.name == n; })) {
+      JobItem item;
+      item.name = n;
+      item.outcome = "failed";
+      item.error = "no recovery point of " + n + " in " + spec.repository;
+      out.items.push_back(item);
+    }
+  int passed = 0, failed = static_cast<int>(out.items.size());
+  // One at a time: each boots a VM on this host.
+  for (const auto& m : points) {
+    if (ctx.cancel.cancelled()) return Failed(Cancelled("verify cancelled"));
+    restore::VerifyRequest req;
+    req.point = m;
+    req.source.repository =
+        std::filesystem::absolute(rc->path).lexically_normal();
+    req.source.passphrase = *pass;
+    req.console_pattern = p.value("console", "");
+    req.agent = p.value("agent", false) || req.console_pattern.empty();
+    req.timeout_seconds = p.value("timeout", 300.0);
+    req.log = ctx.log;
+    req.cancel = ctx.cancel;
+    ctx.log("verifying " + m.name + " point " + m.id.substr(0, 8));
+    auto r = restore::VerifyRestore(**repo, **host, req);
+    JobItem item;
+    item.name = m.name;
+    if (!r.ok()) {
+      item.outcome = "failed";
+      item.error = r.status().message();
+      ++failed;
+    } else {
+      Status stored = (*repo)->WriteVerification(
+          m.id, restore::VerifyResultJson(*r, true).dump());
+      item.detail = restore::VerifyResultJson(*r, false);
+      item.outcome = r->passed && stored.ok() ? "ok" : "failed";
+      item.error = !r->passed ? r->reason
+                   : stored.ok()
+                       ? ""
+                       : "the result could not be stored: " + stored.message();
+      (item.outcome == "ok" ? passed : failed) += 1;
+    }
+    ctx.log(m.name + ": " +
+            (item.outcome == "ok" ? "passed" : "FAILED: " + item.error));
+    out.items.push_back(std::move(item));
+  }
+  out.result = {{"passed", passed}, {"failed", failed}};
+  if (failed == 0) {
+    out.state = JobState::kSucceeded;
+    if (points.empty()) ctx.log("no VM point matched: nothing to verify");
+  } else {
+    out.state = passed > 0 ? JobState::kPartial : JobState::kFailed;
+    out.error = std::to_string(failed) + " of " +
+                std::to_string(passed + failed) +
+                " VM point(s) failed verification";
+    for (const auto& i : out.items)
+      if (i.outcome != "ok") {
+        out.error += " (" + i.name + ": " + i.error + ")";
+        break;
+      }
+  }
+  return out;
+}
+
 }  // namespace
+
+Status ValidateVerifyParams(const json& p) {
+  HAVEN_RETURN_IF_ERROR(
+      OnlyFields(p, {"all", "vms", "console", "agent", "timeout"}));
+  HAVEN_RETURN_IF_ERROR(Bool(p, "all"));
+  HAVEN_RETURN_IF_ERROR(Bool(p, "agent"));
+  HAVEN_RETURN_IF_ERROR(Names(p, "vms", 1000));
+  HAVEN_RETURN_IF_ERROR(Number(p, "timeout", 1, 86400, false));
+  if (p.contains("console")) {
+    if (!p["console"].is_string())
+      return InvalidArgument("console must be a regular expression (a string)");
+    try {
+      std::regex re(p["console"].get<std::string>());
+    } catch (const std::regex_error&) {
+      return InvalidArgument("console is not a regular expression");
+    }
+  }
+  bool all = p.value("all", false);
+  bool vms = p.contains("vms") && !p["vms"].empty();
+  if (all == vms)
+    return InvalidArgument(
+        "give either \"all\": true or a non-empty \"vms\" list, not both");
+  return OkStatus();
+}
 
 Status ValidateBackupParams(const json& p) {
   HAVEN_RETURN_IF_ERROR(OnlyFields(p, {"all", "vms", "exclude", "parallel",
@@ -361,6 +476,9 @@ void RegisterRepositoryJobKinds(
   jobs.RegisterKind(
       "check", params(ValidateCheckParams),
       [c](const JobSpec& s, JobContext& ctx) { return RunCheck(*c, s, ctx); });
+  jobs.RegisterKind(
+      "verify", params(ValidateVerifyParams),
+      [c](const JobSpec& s, JobContext& ctx) { return RunVerify(*c, s, ctx); });
 }
 
 }  // namespace haven::appliance

@@ -13,6 +13,12 @@
 //   gc      repository::CollectGarbage: "repack_below", "max_unused"
 //           (percent), "dry_run"
 //   check   repository::CheckRepository: "read_data_percent" (0..100)
+//   verify  restore::VerifyRestore of the latest point of each VM, one at a
+//           time: {"all": true} | {"vms": [NAME, ...]}, "console" (a
+//           regular expression a serial console line must match), "agent"
+//           (the guest agent must answer; the default without "console"),
+//           "timeout" (seconds); one item per VM, the result stored with
+//           the point; failed/partial when a VM did not come up
 //
 // Unknown params are refused, so a typo is not silently ignored.
 #ifndef HAVEN_APPLIANCE_JOB_KINDS_H_
@@ -28,8 +34,9 @@ Status ValidateBackupParams(const nlohmann::json& params);
 Status ValidateForgetParams(const nlohmann::json& params);
 Status ValidateGcParams(const nlohmann::json& params);
 Status ValidateCheckParams(const nlohmann::json& params);
+Status ValidateVerifyParams(const nlohmann::json& params);
 
-// Registers the four kinds above on `jobs`; `repositories` (and the
+// Registers the five kinds above on `jobs`; `repositories` (and the
 // configuration it holds) must outlive it.
 // `release` (may be unset) is called with a repository's name before gc
 // takes it alone, so that readers holding it open (the API's repository

@@ -273,6 +273,25 @@ std::vector<Route> JobRoutes(Services& s, int max_event_streams) {
                   {{"read_data_percent", num}})},
         {"responses", kAccepted}},
        RepositoryJob(s, "check")},
+      {"POST",
+       "/api/v1/repositories/{name}/verify",
+       Access::kRole,
+       Role::kOperator,
+       "prove the latest point of VMs by booting each as a throw-away VM on "
+       "an isolated network (haven verify-restore), one at a time, as a job",
+       {{"requestBody",
+         JsonBody(
+             "{\"all\": true} or {\"vms\": [NAME, ...]}; console: a "
+             "regular expression a serial console line must match; "
+             "agent: the guest agent must answer (the default); "
+             "timeout: seconds",
+             {{"all", boolean},
+              {"vms", {{"type", "array"}, {"items", {{"type", "string"}}}}},
+              {"console", {{"type", "string"}}},
+              {"agent", boolean},
+              {"timeout", num}})},
+        {"responses", kAccepted}},
+       RepositoryJob(s, "verify")},
   };
   routes.push_back(EventsRoute(s, max_event_streams));
   return routes;

@@ -7,6 +7,7 @@
 
 #include "agent/host_backup.h"
 #include "appliance/agent_jobs.h"  // --- agents: jobs ---
+#include "appliance/job_kinds.h"
 #include "appliance/sync_jobs.h"   // --- copies ---
 #include "repository/retention.h"
 
@@ -188,6 +189,11 @@ Status CheckScheduleParams(std::string_view kind, const json& params) {
     return CheckNumber(params, "read_data_percent", 0, 100, "params");
   }
   if (kind == "gc") return CheckGcParams(params);
+  if (kind == "verify") {  // one verified restore per VM, one at a time
+    Status s = ValidateVerifyParams(params);
+    if (!s.ok()) return Bad("params", s.message());
+    return OkStatus();
+  }
   // --- agents: jobs ---
   if (kind == "agent-backup") {
     Status s = ValidateAgentBackupParams(params);
@@ -202,7 +208,7 @@ Status CheckScheduleParams(std::string_view kind, const json& params) {
   }
   return Bad("kind", QuoteUntrusted(kind) +
                          " is not a job kind a schedule runs (backup, forget, "
-                         "gc, check, agent-backup, sync)");
+                         "gc, check, verify, agent-backup, sync)");
 }
 
 Result<CalendarEvent> ParseScheduleCalendar(std::string_view text) {

@@ -70,8 +70,18 @@ int CmdShow(const Globals& g, const std::string& spec) {
   if (!repo.ok()) return Fail(g, repo.status());
   auto m = (*repo)->FindSnapshot(spec);
   if (!m.ok()) return Fail(g, m.status());
+  // The last verified restore (haven verify-restore), without its image.
+  nlohmann::json verified;
+  if (auto v = (*repo)->ReadVerification(m->id); !v.ok()) {
+    verified = {{"error", v.status().message()}};
+  } else if (v->has_value()) {
+    verified = nlohmann::json::parse(**v, nullptr, false);
+    if (verified.is_object()) verified.erase("screenshot_png_base64");
+  }
   if (g.json) {
-    std::cout << DumpJson(repository::ManifestJson(*m), 2) << "\n";
+    nlohmann::json j = repository::ManifestJson(*m);
+    if (!verified.is_null()) j["verification"] = verified;
+    std::cout << DumpJson(j, 2) << "\n";
     return kExitOk;
   }
   std::printf(
@@ -84,6 +94,20 @@ int CmdShow(const Globals& g, const std::string& spec) {
   if (!m->vm_uuid.empty())
     std::printf("vm uuid      %s\ncheckpoint   %s\n", m->vm_uuid.c_str(),
                 m->checkpoint.empty() ? "-" : m->checkpoint.c_str());
+  if (verified.is_object() && verified.contains("error"))
+    std::printf("verified     UNREADABLE: %s\n",
+                verified.value("error", "").c_str());
+  else if (verified.is_object())
+    std::printf("verified     %s %s: %s in %.1f s%s%s\n",
+                verified.value("passed", false) ? "PASSED" : "FAILED",
+                verified.value("time", "").c_str(),
+                verified.value("check", "").c_str(),
+                verified.value("boot_seconds", 0.0),
+                verified.value("passed", false) ? "" : "; why: ",
+                verified.value("reason", "").c_str());
+  else if (m->kind == "vm")
+    std::printf("verified     never ('haven verify-restore %s')\n",
+                m->name.c_str());
   for (const auto* d : m->ImageDisks()) {
     std::printf("disk         %s: %s (%llu bytes), chunk size %s, from %s\n",
                 d->name.c_str(), HumanBytes(d->size).c_str(),

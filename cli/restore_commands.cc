@@ -12,6 +12,7 @@
 #include "restore/host_restore.h"
 #include "restore/image_restore.h"
 #include "restore/instant_restore.h"
+#include "restore/verify_restore.h"
 
 namespace haven::cli {
 namespace {
@@ -135,6 +136,67 @@ int CmdInstantFinish(const Globals& g, RestoreVmArgs& a) {
       std::printf("  disk %s: %s\n", d.target.c_str(), d.path.c_str());
   }
   return kExitOk;
+}
+
+int CmdVerifyRestore(const Globals& g, const RestoreCommands::VerifyArgs& a) {
+  std::string used;
+  auto pass = Passphrase(g, false, &used);
+  if (!pass.ok()) return Fail(g, pass.status());
+  auto repo = OpenRepo(g, true);
+  if (!repo.ok()) return Fail(g, repo.status());
+  auto point = (*repo)->FindSnapshot(
+      a.point.empty() ? a.vm + ":latest" : a.point, {"vm"});
+  if (!point.ok()) return Fail(g, point.status());
+  if (point->name != a.vm)
+    return Fail(g, InvalidArgument("point " + point->id + " is of " +
+                                   point->name + ", not of " + a.vm));
+  auto host = snapshot::LibvirtHost::Connect(a.uri);
+  if (!host.ok()) return Fail(g, host.status());
+  restore::VerifyRequest req;
+  req.point = *point;
+  req.source.repository = g.repo;
+  if (req.source.repository.rfind("s3:", 0) != 0)
+    req.source.repository =
+        std::filesystem::absolute(g.repo).lexically_normal();
+  req.source.passphrase = *pass;
+  req.source.cache_mb = a.cache_mb;
+  req.storage_dir = a.storage_dir;
+  req.console_pattern = a.console;
+  req.agent = a.agent || a.console.empty();
+  req.timeout_seconds = a.timeout;
+  req.cancel = g.cancel;
+  req.log = [&](const std::string& msg) {
+    if (!g.quiet) std::fprintf(stderr, "haven: %s\n", msg.c_str());
+  };
+  auto r = restore::VerifyRestore(**repo, **host, req);
+  if (!r.ok()) return Fail(g, r.status());
+  Status stored = (*repo)->WriteVerification(
+      point->id, restore::VerifyResultJson(*r, true).dump());
+  if (!a.screenshot.empty() && !r->screenshot_png.empty()) {
+    Status s = WriteFileAtomic(a.screenshot, AsBytes(r->screenshot_png));
+    if (!s.ok()) return Fail(g, s);
+  }
+  if (g.json) {
+    nlohmann::json j = restore::VerifyResultJson(*r, false);
+    j["stored"] = stored.ok();
+    std::cout << DumpJson(j) << "\n";
+  } else if (!g.quiet) {
+    std::printf("%s point %s: verify-restore %s in %s (%s)\n", r->vm.c_str(),
+                r->point.substr(0, 8).c_str(), r->passed ? "PASSED" : "FAILED",
+                FormatDuration(r->boot_seconds).c_str(), r->check.c_str());
+    if (!r->passed) std::printf("  why: %s\n", r->reason.c_str());
+    std::printf("  screenshot: %s\n",
+                r->screenshot_png.empty()
+                    ? ("none (" + r->screenshot_error + ")").c_str()
+                    : (a.screenshot.empty() ? "stored with the point"
+                                            : a.screenshot.c_str()));
+    for (const auto& l : r->left_behind)
+      std::printf("  LEFT BEHIND: %s\n", l.c_str());
+  }
+  if (!stored.ok())
+    return Fail(g, stored.WithContext("the result could not be stored with "
+                                      "the point"));
+  return r->passed && r->left_behind.empty() ? kExitOk : kExitFailure;
 }
 
 int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
@@ -466,6 +528,39 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
     rvm.host = true;
     rc = CmdRestoreVm(g, rvm);
   });
+
+  auto* ver = app.add_subcommand(
+      "verify-restore",
+      "prove a VM's recovery point by booting it: it is restored as a "
+      "throw-away VM (instant recovery, on an isolated network made for the "
+      "test), checked, screenshotted and removed; the result is stored with "
+      "the point ('haven show'). Exit 0 passed, 1 failed");
+  ver->add_option("VM", verify.vm, "the VM (backup name)")->required();
+  ver->add_option("POINT", verify.point,
+                  "id prefix of one of its points (default: its latest)");
+  ver->add_option("--check-console", verify.console,
+                  "passes when a line of the serial console matches this "
+                  "regular expression (ECMAScript)");
+  ver->add_flag("--check-agent", verify.agent,
+                "passes when the QEMU guest agent answers (the default when "
+                "no check is given)");
+  ver->add_option("--timeout", verify.timeout,
+                  "seconds the checks may take from the VM's start")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
+  ver->add_option("--storage-dir", verify.storage_dir,
+                  std::string("folder for the throw-away VM's overlays and "
+                              "console (default: ") +
+                      restore::kDefaultStorageDir + ")");
+  ver->add_option("--screenshot", verify.screenshot,
+                  "also write the screenshot (PNG) to this file");
+  ver->add_option("--connect", verify.uri, "libvirt URI")
+      ->capture_default_str();
+  ver->add_option("--cache-mb", verify.cache_mb,
+                  "decompressed chunks kept in memory per disk, in MiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
+  ver->callback([&] { rc = CmdVerifyRestore(g, verify); });
 }
 
 }  // namespace haven::cli

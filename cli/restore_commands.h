@@ -35,6 +35,13 @@ struct RestoreCommands {
   bool overwrite = false, verify_ids = false;
   std::string restore_format = "raw";
   RestoreVmArgs rvm;
+  struct VerifyArgs {
+    std::string vm, point, console, storage_dir, screenshot,
+        uri = "qemu:///system";
+    bool agent = false;
+    double timeout = 300;
+    size_t cache_mb = 256;
+  } verify;
 };
 
 }  // namespace haven::cli

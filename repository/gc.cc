@@ -451,11 +451,14 @@ Result<GcReport> CollectGarbage(const std::string& dir,
     std::set<std::string> ids;
     for (const auto& m : all) ids.insert(m.id);
     // Best effort, as before: a marker left behind protects nothing.
-    auto marks = repo->backend().List("protected/");
-    for (const auto& o : marks.ok() ? *marks : std::vector<ObjectInfo>{}) {
-      std::string id = o.name.substr(sizeof "protected/" - 1);
-      if (IsSnapshotId(id) && !ids.count(id))
-        (void)repo->backend().Delete(o.name);
+    // Verification records (verified/<id>) of points now gone likewise.
+    for (const std::string dir : {"protected/", "verified/"}) {
+      auto marks = repo->backend().List(dir);
+      for (const auto& o : marks.ok() ? *marks : std::vector<ObjectInfo>{}) {
+        std::string id = o.name.substr(dir.size());
+        if (IsSnapshotId(id) && !ids.count(id))
+          (void)repo->backend().Delete(o.name);
+      }
     }
   }
   if (!options.dry_run) {

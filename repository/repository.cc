@@ -847,6 +847,42 @@ bool Repository::IsProtected(const std::string& id) const {
   return IsSnapshotId(id) && backend_->Stat("protected/" + id).ok();
 }
 
+namespace {
+constexpr size_t kMaxVerification = 16u << 20;
+std::string VerificationAad(const std::string& id) {
+  return "haven-verified:" + id;
+}
+}  // namespace
+
+Status Repository::WriteVerification(const std::string& id,
+                                     const std::string& json) {
+  if (!IsSnapshotId(id))
+    return InvalidArgument("'" + id + "' is not a snapshot id");
+  if (json.size() + kSealOverhead > kMaxVerification)
+    return InvalidArgument("the verification record of " + id +
+                           " is over 16 MiB");
+  Bytes sealed;
+  HAVEN_RETURN_IF_ERROR(
+      Seal(data_key_, AsBytes(VerificationAad(id)), AsBytes(json), sealed));
+  return backend_->WriteAtomic("verified/" + id, sealed, WriteMode::kReplace);
+}
+
+Result<std::optional<std::string>> Repository::ReadVerification(
+    const std::string& id) const {
+  if (!IsSnapshotId(id))
+    return InvalidArgument("'" + id + "' is not a snapshot id");
+  auto file = backend_->Read("verified/" + id, kMaxVerification);
+  if (!file.ok()) {
+    if (file.status().code() == Code::kNotFound)
+      return std::optional<std::string>();
+    return file.status();
+  }
+  Bytes plain;
+  HAVEN_RETURN_IF_ERROR(Unseal(data_key_, AsBytes(VerificationAad(id)), *file,
+                               plain, "verification record of " + id));
+  return std::optional<std::string>(std::string(plain.begin(), plain.end()));
+}
+
 Status Repository::DeleteSnapshot(const std::string& id) {
   if (!IsSnapshotId(id))
     return InvalidArgument("'" + id + "' is not a snapshot id");

@@ -290,6 +290,15 @@ class Repository : public PointReader {
   // Refuses a protected one.
   Status DeleteSnapshot(const std::string& id);
 
+  // The last verified restore of a point (restore/verify_restore.h), kept
+  // sealed in verified/<id> (AAD "haven-verified:<id>"): a JSON text the
+  // caller made, at most 16 MiB. Writing replaces the earlier one.
+  Status WriteVerification(const std::string& id, const std::string& json);
+  // nullopt when the point was never verified; DataLoss when the object
+  // does not authenticate.
+  Result<std::optional<std::string>> ReadVerification(
+      const std::string& id) const;
+
   // OK unless the repository lock in a shared store was lost (store_lock.h);
   // jobs that delete check it before each deletion.
   Status StoreLockValid() const;

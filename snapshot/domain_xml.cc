@@ -506,6 +506,33 @@ Status CheckDomainRewrite(const DomainRewrite& rw) {
   }
   if (!rw.nvram_path.empty())
     HAVEN_RETURN_IF_ERROR(CheckPath(rw.nvram_path, "NVRAM path"));
+  if (!rw.serial_file.empty())
+    HAVEN_RETURN_IF_ERROR(CheckPath(rw.serial_file, "serial console file"));
+  return OkStatus();
+}
+
+// One serial port into a file; a VGA screen when there is none.
+Status SerialToFile(xmlDoc* doc, const std::string& file) {
+  for (xmlNode* n : Select(doc, "/domain/devices/serial")) RemoveNode(n);
+  for (xmlNode* n : Select(doc, "/domain/devices/console")) RemoveNode(n);
+  auto devices = Select(doc, "/domain/devices");
+  if (devices.empty()) return InvalidArgument("the domain has no <devices>");
+  xmlNode* serial = xmlNewChild(devices[0], nullptr, ToXml("serial"), nullptr);
+  xmlNode* src =
+      serial ? xmlNewChild(serial, nullptr, ToXml("source"), nullptr) : nullptr;
+  xmlNode* target =
+      src ? xmlNewChild(serial, nullptr, ToXml("target"), nullptr) : nullptr;
+  if (!target) return Internal("creating the <serial> element");
+  HAVEN_RETURN_IF_ERROR(SetAttr(serial, "type", "file"));
+  HAVEN_RETURN_IF_ERROR(SetAttr(src, "path", file));
+  HAVEN_RETURN_IF_ERROR(SetAttr(target, "port", "0"));
+  if (Select(doc, "/domain/devices/video").empty()) {
+    xmlNode* video = xmlNewChild(devices[0], nullptr, ToXml("video"), nullptr);
+    xmlNode* model =
+        video ? xmlNewChild(video, nullptr, ToXml("model"), nullptr) : nullptr;
+    if (!model) return Internal("creating the <video> element");
+    HAVEN_RETURN_IF_ERROR(SetAttr(model, "type", "vga"));
+  }
   return OkStatus();
 }
 
@@ -912,6 +939,8 @@ Result<RewrittenDomain> RewriteDomainXml(const std::string& xml,
     HAVEN_RETURN_IF_ERROR(NewIdentity(doc.get(), rewrite, out));
   if (!rewrite.restored_from.empty())
     HAVEN_RETURN_IF_ERROR(SetRestoreMetadata(doc.get(), rewrite.restored_from));
+  if (!rewrite.serial_file.empty())
+    HAVEN_RETURN_IF_ERROR(SerialToFile(doc.get(), rewrite.serial_file));
   HAVEN_ASSIGN_OR_RETURN(out.xml, Serialize(doc.get(), "rewritten domain"));
   HAVEN_RETURN_IF_ERROR(VerifyDomainRewrite(out, before, rewrite));
   return out;

@@ -117,6 +117,11 @@ struct DomainRewrite {
   // an empty drive (type='file', no <source>, <backingStore>, <mirror>,
   // <auth> or <encryption>) and any other disk is removed whole.
   bool untrusted = false;
+  // Non-empty (a verified restore, restore/verify_restore.h): every
+  // <serial> and <console> goes, and one serial port writes to this file
+  // (absolute, no control characters); a domain without a <video> device
+  // gets a VGA one, so its screen can be captured.
+  std::string serial_file{};
 };
 
 struct RewrittenDomain {

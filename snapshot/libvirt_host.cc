@@ -133,6 +133,45 @@ Status Vm::AbortBlockJob(const std::string& target) const {
   return OkStatus();
 }
 
+bool Vm::AgentAnswers() const {
+  long long seconds = 0;
+  unsigned int nseconds = 0;
+  return virDomainGetTime(dom_.get(), &seconds, &nseconds, 0) == 0;
+}
+
+Result<std::pair<std::string, std::string>> Vm::Screenshot() const {
+  virStreamPtr st = virStreamNew(conn_, 0);
+  if (!st) return LibvirtError("a stream for the screenshot of " + name_);
+  char* mime = virDomainScreenshot(dom_.get(), st, 0, 0);
+  if (!mime) {
+    Status s = LibvirtError("the screenshot of " + name_);
+    virStreamFree(st);
+    return s;
+  }
+  std::pair<std::string, std::string> out{mime, {}};
+  std::free(mime);
+  char buf[65536];
+  for (;;) {
+    int n = virStreamRecv(st, buf, sizeof buf);
+    if (n < 0) {
+      Status s = LibvirtError("reading the screenshot of " + name_);
+      virStreamAbort(st);
+      virStreamFree(st);
+      return s;
+    }
+    if (n == 0) break;
+    out.second.append(buf, static_cast<size_t>(n));
+    if (out.second.size() > (64u << 20)) {
+      virStreamAbort(st);
+      virStreamFree(st);
+      return DataLoss("the screenshot of " + name_ + " is over 64 MiB");
+    }
+  }
+  virStreamFinish(st);
+  virStreamFree(st);
+  return out;
+}
+
 Status Vm::Destroy() const {
   if (virDomainIsActive(dom_.get()) == 1 && virDomainDestroy(dom_.get()) < 0)
     return LibvirtError("stopping " + name_);
@@ -256,6 +295,16 @@ Status LibvirtHost::StartNetwork(const std::string& name) const {
     return LibvirtError("starting network " + name);
   if (virNetworkSetAutostart(net.get(), 1) < 0)
     return LibvirtError("marking network " + name + " autostart");
+  return OkStatus();
+}
+
+Status LibvirtHost::RemoveNetwork(const std::string& name) const {
+  NetworkPtr net(virNetworkLookupByName(conn_.get(), name.c_str()));
+  if (!net) return OkStatus();
+  if (virNetworkIsActive(net.get()) == 1 && virNetworkDestroy(net.get()) < 0)
+    return LibvirtError("stopping network " + name);
+  if (virNetworkUndefine(net.get()) < 0)
+    return LibvirtError("undefining network " + name);
   return OkStatus();
 }
 

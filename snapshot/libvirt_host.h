@@ -95,6 +95,11 @@ class Vm {
   Status PivotBlockCopy(const std::string& target) const;
   Status AbortBlockJob(const std::string& target) const;
   Status Destroy() const;
+  // Whether the QEMU guest agent answers (it is asked the guest's time).
+  bool AgentAnswers() const;
+  // The first screen as QEMU captures it: (MIME type, bytes), e.g.
+  // image/x-portable-pixmap. An error when the VM has no display.
+  Result<std::pair<std::string, std::string>> Screenshot() const;
 
  private:
   virConnectPtr conn_;
@@ -152,6 +157,8 @@ class LibvirtHost {
   // Starts a defined network if it is not running and marks it autostart
   // (a network an interrupted restore defined). NotFound if there is none.
   Status StartNetwork(const std::string& name) const;
+  // Stops and undefines a network; a missing one is fine.
+  Status RemoveNetwork(const std::string& name) const;
   // "+UID:+GID" the host's QEMU processes run as (capabilities, DAC model;
   // domain type "kvm", else "qemu"); "" if the host does not say.
   Result<std::string> QemuDacLabel() const;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instant recovery (issue 21, part 1) on a real guest: the tiny guest of
+# Instant recovery and verified restores (issue 21) on a real guest: the tiny guest of
 # scripts/make-qga-guest.sh (Debian kernel, busybox, qemu-ga, booted
 # directly) whose vda is ext4 made from a copy of this host's /etc, grown to
 # 2 GiB; its init mounts vda on /data and prints "haven-guest: ready ...
@@ -67,6 +67,12 @@ POINT=$(hv --json snapshots | jget 'j[0]["id"]') || fail "no point listed"
 expect_rc 0 "restore image" hv restore image "$POINT" --disk vda --to "$WORK/point.raw"
 DISK_BYTES=$(stat -c %s "$WORK/point.raw")
 [ "$DISK_BYTES" = $((2 << 30)) ] || fail "the point's vda is $DISK_BYTES bytes, not 2 GiB"
+# A second point of the same VM whose disk does not mount: the ext4
+# superblock zeroed while the VM is shut off (backed up offline).
+vsh destroy "$VM" >/dev/null
+qemu-io -f qcow2 -c "write -z 1024 1024" "$VMDIR/$VM-vda.qcow2" >/dev/null || fail "qemu-io"
+expect_rc 0 "backup vm (unbootable)" hv backup vm "$VM"
+BAD=$(hv --json snapshots | jget "[p['id'] for p in j if p['id'] != '$POINT'][0]") || fail "no second point"
 # The host is lost: the VM and its console log go.
 haven_cleanup_vm "$VM"
 rm -f "$CONSOLE"
@@ -192,5 +198,81 @@ vsh dominfo "$I2" >/dev/null 2>&1 && fail "$I2 is still defined"
 nbd_running "$ID2" && fail "haven-nbd of $I2 still runs"
 [ ! -e "$STORE/$I2-vda.qcow2" ] || fail "discard made a disk file"
 ok "(d) --discard leaves no domain, folder or server; --finish of a normal VM and --finish alone are refused"
+
+# ------------------------------------------------------------ (e) verify-restore
+left_behind() {
+  vsh list --all --name | grep -q '^haven-verify-' && fail "a haven-verify domain is left: $(vsh list --all --name)"
+  vsh net-list --all --name | grep -q '^haven-verify-' && fail "a haven-verify network is left"
+  ls -A "$STORE" | grep -q '^\.haven-\(verify\|instant\)-' && fail "left in $STORE: $(ls -A "$STORE")"
+  pgrep -f "haven-nbd .*$STORE/" >/dev/null && fail "a haven-nbd still serves from $STORE"
+  return 0
+}
+expect_rc 0 "verify-restore (good point)" hv verify-restore "$VM" "$POINT" \
+  --check-console "/data mounted" --timeout 90 --storage-dir "$STORE" --screenshot "$WORK/shot.png"
+contains "$WORK/out" "verify-restore PASSED" "verify-restore output"
+[ "$(head -c 8 "$WORK/shot.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "the screenshot is not a PNG"
+left_behind
+expect_rc 0 "show the good point" hv show "$POINT"
+contains "$WORK/out" "verified     PASSED" "show"
+expect_rc 0 "show --json" hv --json show "$POINT"
+[ "$(jget 'j["verification"]["passed"], j["verification"]["screenshot"]' "$WORK/out")" = "(True, 'image/png')" ] ||
+  fail "show --json verification: $(head -c 600 "$WORK/out")"
+ok "(e) verify-restore passes on the good point (console line after $(jget 'round(j["verification"]["boot_seconds"], 1)' "$WORK/out") s, PNG screenshot), stored with the point and shown; nothing left behind"
+
+expect_rc 1 "verify-restore (unbootable point)" hv verify-restore "$VM" "$BAD" \
+  --check-console "/data mounted" --timeout 30 --storage-dir "$STORE"
+contains "$WORK/out" "verify-restore FAILED" "verify-restore output"
+contains "$WORK/out" "no serial console line matched '/data mounted' within 30.0 s" "the reason"
+contains "$WORK/out" "/data not mounted" "the console's last line in the reason"
+left_behind
+expect_rc 0 "show the bad point" hv show "$BAD"
+contains "$WORK/out" "verified     FAILED" "show of the bad point"
+expect_rc 2 "verify-restore of a point of another VM" hv verify-restore other-vm "$POINT" --storage-dir "$STORE"
+contains "$WORK/err" "not of other-vm" "another VM's point"
+expect_rc 2 "bad --check-console" hv verify-restore "$VM" "$POINT" --check-console "(" --storage-dir "$STORE"
+contains "$WORK/err" "is not a regular expression" "bad regex"
+left_behind
+ok "(e) verify-restore fails on the point whose disk does not mount, with the reason (the console's last line); refusals for another VM's point and a bad pattern"
+
+# ------------------------------------------------------------ (f) as a havend job
+STATE=$WORK/state
+. "$(dirname "$0")/havend_lib.sh"
+havend_tokens inst
+havend_start havend --repository "main=$R" --password-file "$PWF"
+trap 'havend_stop havend >/dev/null 2>&1; cleanup' EXIT
+CURL=(curl -sS --max-time 20 --cacert "$STATE/cert.pem" -H "@$WORK/token.operator")
+# verify_job BODY: queues a verify job on repository main, waits for its end,
+# and leaves the job's JSON in $WORK/job.json.
+verify_job() {
+  "${CURL[@]}" -o "$WORK/resp" -H 'content-type: application/json' \
+    --data-binary "$1" "$URL/api/v1/repositories/main/verify" >/dev/null
+  local id
+  id=$(jget 'j["job"]' "$WORK/resp") || fail "verify job not queued: $(cat "$WORK/resp")"
+  for _ in $(seq 1 600); do
+    "${CURL[@]}" -o "$WORK/job.json" "$URL/api/v1/jobs/$id"
+    case $(jget 'j["state"]' "$WORK/job.json") in queued | running) sleep 0.5 ;; *) return 0 ;; esac
+  done
+  fail "verify job $id did not end: $(cat "$WORK/job.json")"
+}
+"${CURL[@]}" -o "$WORK/resp" -w '%{http_code}' -H 'content-type: application/json' \
+  --data-binary '{"all": true, "vms": ["x"]}' "$URL/api/v1/repositories/main/verify" >"$WORK/code"
+[ "$(cat "$WORK/code")" = 400 ] || fail "verify job with all and vms: HTTP $(cat "$WORK/code")"
+# The VM's latest point is the one that does not mount: the job fails, and
+# says why.
+verify_job '{"vms": ["'"$VM"'"], "console": "/data mounted", "timeout": 30}'
+[ "$(jget 'j["state"]' "$WORK/job.json")" = failed ] || fail "verify job: $(cat "$WORK/job.json")"
+contains "$WORK/job.json" "no serial console line matched" "the failed job's error"
+left_behind
+# Without it, the latest point is the good one: the job succeeds.
+expect_rc 0 "forget the unbootable point" hv forget "$BAD"
+verify_job '{"vms": ["'"$VM"'"], "console": "/data mounted", "timeout": 90}'
+[ "$(jget 'j["state"], j["items"][0]["outcome"]' "$WORK/job.json")" = "('succeeded', 'ok')" ] ||
+  fail "verify job: $(cat "$WORK/job.json")"
+left_behind
+expect_rc 0 "show after the job" hv --json show "$POINT"
+[ "$(jget 'j["verification"]["passed"]' "$WORK/out")" = true ] || fail "the job's result is not stored: $(grep -A3 verification "$WORK/out")"
+havend_stop havend
+trap cleanup EXIT
+ok "(f) havend's verify job: fails naming why on the unbootable latest point, succeeds on the good one and stores the result; a bad request is 400"
 
 echo "PASS: $PASS checks"

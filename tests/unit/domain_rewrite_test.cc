@@ -267,6 +267,58 @@ TEST(DomainRewriteTest, DisksBecomeFlatFiles) {
   EXPECT_THAT(out->xml, HasSubstr("<entry name=\"uuid\">"));
 }
 
+// Instant recovery: the disk is a qcow2 overlay over an NBD export.
+TEST(DomainRewriteTest, NbdBackedOverlay) {
+  DomainRewrite rw;
+  rw.disks = {{"vda", "/r/.haven-instant-w/vda.qcow2", "qcow2",
+               "/r/.haven-instant-w/nbd.sock", "vda"}};
+  auto out = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(out, IsOk());
+  auto info = ParseDomainXml(out->xml);
+  ASSERT_THAT(info, IsOk());
+  const DomainDisk* d = Find(*info, "vda");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->path, "/r/.haven-instant-w/vda.qcow2");
+  EXPECT_EQ(d->format, "qcow2");
+  EXPECT_EQ(d->backing_format, "raw");
+  EXPECT_THAT(out->xml, HasSubstr("<backingStore type=\"network\">"));
+  EXPECT_THAT(out->xml, HasSubstr("protocol=\"nbd\" name=\"vda\""));
+  EXPECT_THAT(out->xml, HasSubstr("transport=\"unix\" "
+                                  "socket=\"/r/.haven-instant-w/nbd.sock\""));
+  // Only a qcow2 overlay, a plausible export name and an absolute socket.
+  rw.disks[0].format = "raw";
+  EXPECT_THAT(RewriteDomainXml(kInactive, rw),
+              StatusIs(Code::kInvalidArgument, ::testing::_));
+  rw.disks[0].format = "qcow2";
+  rw.disks[0].nbd_export = "vd\na";
+  EXPECT_THAT(RewriteDomainXml(kInactive, rw),
+              StatusIs(Code::kInvalidArgument, ::testing::_));
+  rw.disks[0].nbd_export = "vda";
+  rw.disks[0].nbd_socket = "relative.sock";
+  EXPECT_THAT(RewriteDomainXml(kInactive, rw),
+              StatusIs(Code::kInvalidArgument, ::testing::_));
+}
+
+// Verified restores: one serial port into a file, a screen to capture.
+TEST(DomainRewriteTest, SerialToFileReplacesEveryConsole) {
+  DomainRewrite rw;
+  rw.serial_file = "/v/console.log";
+  auto out = RewriteDomainXml(kInactive, rw);
+  ASSERT_THAT(out, IsOk());
+  size_t serials = 0;
+  for (size_t at = 0; (at = out->xml.find("<serial", at)) != std::string::npos;
+       ++at)
+    ++serials;
+  EXPECT_EQ(serials, 1u);
+  EXPECT_THAT(out->xml, Not(HasSubstr("<console")));
+  EXPECT_THAT(out->xml, HasSubstr("<serial type=\"file\">"));
+  EXPECT_THAT(out->xml, HasSubstr("<source path=\"/v/console.log\"/>"));
+  EXPECT_THAT(out->xml, HasSubstr("<video"));
+  rw.serial_file = "console.log";
+  EXPECT_THAT(RewriteDomainXml(kInactive, rw),
+              StatusIs(Code::kInvalidArgument, ::testing::_));
+}
+
 TEST(DomainRewriteTest, MissingDriverAndSourceAreCreated) {
   auto out = RewriteDomainXml(
       Minimal("<disk type='block' device='disk'><target dev='vda'/></disk>"),
