@@ -14,8 +14,8 @@
 //           (percent), "dry_run"
 //   check   repository::CheckRepository: "read_data_percent" (0..100)
 //   verify  restore::VerifyRestore of the latest point of each VM, one at a
-//           time: {"all": true} | {"vms": [NAME, ...]}, "console" (a
-//           regular expression a serial console line must match), "agent"
+//           time: {"all": true} | {"vms": [NAME, ...]}, "console" (text
+//           the serial console must show), "agent"
 //           (the guest agent must answer; the default without "console"),
 //           "timeout" (seconds); one item per VM, the result stored with
 //           the point; failed/partial when a VM did not come up

@@ -281,8 +281,8 @@ std::vector<Route> JobRoutes(Services& s, int max_event_streams) {
        "an isolated network (haven verify-restore), one at a time, as a job",
        {{"requestBody",
          JsonBody(
-             "{\"all\": true} or {\"vms\": [NAME, ...]}; console: a "
-             "regular expression a serial console line must match; "
+             "{\"all\": true} or {\"vms\": [NAME, ...]}; console: text "
+             "the serial console must show; "
              "agent: the guest agent must answer (the default); "
              "timeout: seconds",
              {{"all", boolean},

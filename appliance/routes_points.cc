@@ -1,7 +1,10 @@
 // GET /api/v1/points and GET /api/v1/points/{repo}/{id}: recovery points,
 // listed newest first with filters and paging, and one point in full.
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <set>
 
 #include "appliance/point_access.h"
@@ -95,6 +98,54 @@ bool Matches(const Filter& f, const Manifest& m) {
   return true;
 }
 
+// A point's last verified restore: null when never verified; without the
+// screenshot (GET .../screenshot serves it); {"error"} when unreadable.
+nlohmann::ordered_json VerificationSummary(const repository::Repository& repo,
+                                           const std::string& id) {
+  auto v = repo.ReadVerification(id);
+  if (!v.ok()) return {{"error", v.status().message()}};
+  if (!v->has_value()) return nullptr;
+  auto j = nlohmann::ordered_json::parse(**v, nullptr, false);
+  if (!j.is_object()) return {{"error", "the verification record is not JSON"}};
+  j.erase("screenshot_png_base64");
+  return j;
+}
+
+Response ShowScreenshot(Services& s, const ApiCall& call) {
+  auto found =
+      FindPoint(*s.open_repositories, *call.Param("repo"), *call.Param("id"));
+  if (!found.ok()) return StatusResponse(found.status());
+  auto v = found->open->repo().ReadVerification(found->point->id);
+  if (!v.ok()) return StatusResponse(v.status());
+  std::string png;
+  if (v->has_value()) {
+    auto j = nlohmann::json::parse(**v, nullptr, false);
+    std::string b64 =
+        j.is_object() ? j.value("screenshot_png_base64", "") : std::string();
+    if (!b64.empty()) {
+      png.resize(3 * (b64.size() / 4) + 3);
+      int n =
+          EVP_DecodeBlock(reinterpret_cast<unsigned char*>(png.data()),
+                          reinterpret_cast<const unsigned char*>(b64.data()),
+                          static_cast<int>(b64.size()));
+      if (n < 0) return ErrorJson(500, "the stored screenshot does not decode");
+      while (!b64.empty() && b64.back() == '=') {  // padding decoded as 0s
+        b64.pop_back();
+        --n;
+      }
+      png.resize(static_cast<size_t>(n));
+    }
+  }
+  if (png.rfind("\x89PNG\r\n\x1a\n", 0) != 0)
+    return ErrorJson(404, "point " + found->point->id +
+                              " has no screenshot of a verified restore");
+  Response r;
+  r.status = 200;
+  r.headers.push_back({"Content-Type", "image/png"});
+  r.body = std::move(png);
+  return r;
+}
+
 Response ListPoints(Services& s, const ApiCall& call) {
   auto filter = ParseFilter(call, *s.config);
   if (!filter.ok()) return StatusResponse(filter.status());
@@ -106,6 +157,7 @@ Response ListPoints(Services& s, const ApiCall& call) {
     const PointList* list;
   };
   std::vector<std::shared_ptr<const PointList>> lists;
+  std::map<std::string, std::shared_ptr<OpenRepository>> opened;
   std::vector<Found> found;
   nlohmann::ordered_json errors = nlohmann::ordered_json::array();
   nlohmann::ordered_json listed = nlohmann::ordered_json::object();
@@ -119,6 +171,7 @@ Response ListPoints(Services& s, const ApiCall& call) {
       }
       return StatusResponse(open.status());
     }
+    opened[name] = *open;
     auto list = (*open)->Points();
     if (!list.ok()) return StatusResponse(list.status());
     const PointList* l = list->get();
@@ -150,10 +203,16 @@ Response ListPoints(Services& s, const ApiCall& call) {
   nlohmann::ordered_json out;
   out["points"] = nlohmann::ordered_json::array();
   size_t end = std::min(found.size(), start + filter->limit);
-  for (size_t i = start; i < end; ++i)
+  for (size_t i = start; i < end; ++i) {
     out["points"].push_back(PointSummaryJson(
         *found[i].m, *found[i].repo,
         found[i].list->protected_ids.count(found[i].m->id) > 0));
+    // The last verified restore of a VM point (haven verify-restore), for
+    // the page's column: read for the points of this page only.
+    if (found[i].m->kind == "vm")
+      out["points"].back()["verified"] =
+          VerificationSummary(opened[*found[i].repo]->repo(), found[i].m->id);
+  }
   out["total"] = found.size();
   out["next_before"] = end < found.size() && end > start
                            ? nlohmann::ordered_json(found[end - 1].m->id)
@@ -170,6 +229,8 @@ Response ShowPoint(Services& s, const ApiCall& call) {
   const Manifest& m = *found->point;
   nlohmann::ordered_json j =
       PointDetailJson(m, *call.Param("repo"), found->is_protected);
+  if (m.kind == "vm")
+    j["verified"] = VerificationSummary(found->open->repo(), m.id);
   // The configuration a rebuild needs, read from the point (each file's
   // chunks authenticated as a restore reads them).
   nlohmann::ordered_json configs = nlohmann::ordered_json::object();
@@ -298,6 +359,22 @@ std::vector<Route> PointRoutes(Services& s) {
            "digits)"}}}}}};
   show.handler = [&s](const ApiCall& c) { return ShowPoint(s, c); };
   routes.push_back(std::move(show));
+  Route shot;
+  shot.method = "GET";
+  shot.path = "/api/v1/points/{repo}/{id}/screenshot";
+  shot.access = Access::kRole;
+  shot.role = Role::kAuditor;
+  shot.summary =
+      "The screen of the point's last verified restore (haven "
+      "verify-restore), as a PNG";
+  shot.openapi = {
+      {"responses",
+       {{"200", {{"description", "image/png"}}},
+        {"404",
+         {{"description",
+           "no such repository or point, or it has no screenshot"}}}}}};
+  shot.handler = [&s](const ApiCall& c) { return ShowScreenshot(s, c); };
+  routes.push_back(std::move(shot));
   return routes;
 }
 

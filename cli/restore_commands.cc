@@ -539,8 +539,8 @@ RestoreCommands::RestoreCommands(CLI::App& app, const Globals& g, int& rc) {
   ver->add_option("POINT", verify.point,
                   "id prefix of one of its points (default: its latest)");
   ver->add_option("--check-console", verify.console,
-                  "passes when a line of the serial console matches this "
-                  "regular expression (ECMAScript)");
+                  "passes when the serial console shows this text (plain "
+                  "text, at most 256 bytes)");
   ver->add_flag("--check-agent", verify.agent,
                 "passes when the QEMU guest agent answers (the default when "
                 "no check is given)");

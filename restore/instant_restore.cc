@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -16,12 +17,15 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "base/bytes.h"
 #include "base/file.h"
 #include "base/process.h"
 #include "base/time.h"
 #include "snapshot/domain_xml.h"
+
+extern char** environ;
 
 namespace haven::restore {
 namespace {
@@ -60,15 +64,23 @@ pid_t ServerPid(const std::string& dir) {
   if (!text.ok()) return 0;
   pid_t pid = std::atoi(std::string(text->begin(), text->end()).c_str());
   if (pid <= 1) return 0;
-  // /proc files have no size: read to the end.
+  // /proc files have no size: read to the end. The arguments, NUL
+  // separated: argv[0] is haven-nbd and --socket is exactly this one.
   std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline",
                    std::ios::binary);
   std::string c((std::istreambuf_iterator<char>(in)),
                 std::istreambuf_iterator<char>());
-  if (c.find("haven-nbd") == std::string::npos ||
-      c.find(dir + "/nbd.sock") == std::string::npos)
-    return 0;
-  return pid;
+  std::vector<std::string> argv;
+  for (size_t at = 0; at < c.size();) {
+    size_t end = c.find('\0', at);
+    if (end == std::string::npos) end = c.size();
+    argv.push_back(c.substr(at, end - at));
+    at = end + 1;
+  }
+  if (argv.empty() || fs::path(argv[0]).filename() != "haven-nbd") return 0;
+  for (size_t i = 1; i + 1 < argv.size(); ++i)
+    if (argv[i] == "--socket" && argv[i + 1] == dir + "/nbd.sock") return pid;
+  return 0;
 }
 
 // Alive and not a zombie (a container's init may not reap it).
@@ -132,8 +144,21 @@ Status StartServer(const std::string& program, const VmPlan& plan,
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The environment, without the passphrase variables: the server gets it
+  // on stdin only, and lives long.
+  std::vector<std::string> env_keep;
+  for (char** e = environ; e && *e; ++e)
+    if (std::strncmp(*e, "HAVEN_PASSWORD", 14) != 0) env_keep.push_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_keep) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const long max_fd = ::sysconf(_SC_OPEN_MAX);
   pid_t child = ::fork();
-  if (child < 0) return ErrnoStatus("fork", errno);
+  if (child < 0) {
+    int e = errno;
+    for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
+    return ErrnoStatus("fork", e);
+  }
   if (child == 0) {
     // Double fork: the server is not this process's child.
     ::setsid();
@@ -143,8 +168,11 @@ Status StartServer(const std::string& program, const VmPlan& plan,
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     if (logfd >= 0) ::dup2(logfd, 2);
-    ::close_range(3, ~0U, 0);
-    ::execv(argv[0], argv.data());
+    if (::close_range(3, ~0U, 0) != 0)
+      for (long fd = 3; fd < (max_fd > 0 ? max_fd : 65536); ++fd)
+        ::close(static_cast<int>(fd));
+    ::umask(077);
+    ::execve(argv[0], argv.data(), envp.data());
     const char msg[] = "error: cannot run the NBD server program\n";
     ssize_t n = ::write(1, msg, sizeof msg - 1);
     (void)n;
@@ -154,8 +182,13 @@ Status StartServer(const std::string& program, const VmPlan& plan,
   ::close(out[1]);
   int status = 0;
   ::waitpid(child, &status, 0);
-  Status wrote = OkStatus();
   {
+    // A server that died before reading must not take this process down
+    // with SIGPIPE: blocked here, and a pending one taken back.
+    sigset_t pipe_set, old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
     const std::string& p = source.passphrase;
     size_t done = 0;
     while (done < p.size()) {
@@ -165,6 +198,10 @@ Status StartServer(const std::string& program, const VmPlan& plan,
       done += static_cast<size_t>(n);
     }
     ::close(in[1]);
+    timespec zero{0, 0};
+    while (sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+    }
+    pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
   }
   std::string line;
   const double deadline = MonotonicSeconds() + 120;
@@ -204,6 +241,15 @@ Status PlanInstant(VmPlan& plan) {
         plan.instant_dir +
         "): finish it ('haven restore vm --instant --finish " + plan.name +
         "') or discard it ('--instant --discard')");
+  // Root makes files in there: a folder others can write would let them
+  // swap what root then chowns, appends to or removes.
+  if (::stat(plan.dir.c_str(), &st) == 0 &&
+      (st.st_uid != 0 || (st.st_mode & 022) != 0))
+    plan.conflicts.push_back(
+        "the storage folder " + plan.dir +
+        " is not root's alone (owner or group/other may write); instant "
+        "recovery keeps its server's files there: choose a folder only root "
+        "writes (--storage-dir)");
   if (socket.size() >= 108)
     plan.conflicts.push_back("the instant server's socket path " + socket +
                              " is longer than a unix socket allows; choose "
@@ -262,6 +308,9 @@ Status StartInstantExport(const VmPlan& plan, const InstantSource& source,
     if (!r->exited || r->exit_code != 0)
       return fail(Unavailable("qemu-img create " + d.overlay +
                               " failed: " + r->output));
+    // The guest's writes: for root (libvirt gives QEMU's user the file).
+    if (::chmod(d.overlay.c_str(), 0600) != 0)
+      return fail(ErrnoStatus("chmod " + d.overlay, errno));
   }
   const std::string state = StateJson(plan, source).dump(2) + "\n";
   s = WriteFileAtomic(dir + "/state.json", AsBytes(state), 0600);
@@ -335,6 +384,10 @@ Result<InstantFinishResult> FinishInstant(const snapshot::LibvirtHost& host,
   auto dir = InstantDirOf(*vm);
   if (!dir.ok()) return FailedPrecondition(dir.status().message());
   HAVEN_ASSIGN_OR_RETURN(InstantState state, LoadInstantState(*dir));
+  if (state.name != name)
+    return FailedPrecondition(*dir + " is the instant restore of " +
+                              state.name + ", not of " + name +
+                              "; nothing was changed");
   HAVEN_ASSIGN_OR_RETURN(bool active, vm->Active());
   if (!active)
     return FailedPrecondition(
@@ -430,6 +483,12 @@ Result<InstantFinishResult> FinishInstant(const snapshot::LibvirtHost& host,
                            snapshot::RewriteDomainXml(inactive, rw));
     HAVEN_RETURN_IF_ERROR(host.DefineDomain(rewritten.xml).status());
   }
+  // Nothing the VM runs on may still be in the instant folder.
+  HAVEN_ASSIGN_OR_RETURN(std::string live, vm->Xml(false));
+  if (live.find(state.dir + "/") != std::string::npos)
+    return FailedPrecondition(
+        name + " still names " + state.dir +
+        " (a disk not switched over); the folder and its server are kept");
   log("stopping the NBD server and removing " + state.dir);
   StopInstantExport(state.dir);
   result.seconds = MonotonicSeconds() - start;

@@ -186,7 +186,8 @@ NbdServer::Negotiated NbdServer::Negotiate(int fd, DiskBytes** chosen) {
       auto it = exports_.find(name);
       if (it == exports_.end()) {
         if (log_)
-          log_("client asked for unknown export '" + name + "'; closed");
+          log_("client asked for an unknown export (" +
+               std::to_string(name.size()) + " bytes); closed");
         return Negotiated::kClose;  // the protocol's only answer
       }
       Out o;
@@ -213,7 +214,7 @@ NbdServer::Negotiated NbdServer::Negotiate(int fd, DiskBytes** chosen) {
       auto it = exports_.find(name);
       if (it == exports_.end()) {
         if (!OptionReply(fd, option, kRepErrUnknown,
-                         "no disk '" + name + "' in this recovery point"))
+                         "no such disk in this recovery point"))
           return Negotiated::kClose;
         continue;
       }

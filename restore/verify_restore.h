@@ -3,15 +3,18 @@
 // VerifyRestore restores the point as a throw-away VM and checks that it
 // comes up, then removes everything it made:
 //   1. an isolated libvirt network haven-verify-<tag> (no <forward>, no
-//      address: no route anywhere) to which every interface of the VM is
-//      mapped;
+//      address: no route anywhere) to which every network interface of the
+//      VM is mapped, and every bridge interface to its bridge; a VM with
+//      other interfaces, disks not in the point, host devices (<hostdev>,
+//      <filesystem>, ...) or UEFI variables is refused, named;
 //   2. the VM haven-verify-<tag> (new UUID and MACs) by instant recovery
 //      (restore/instant_restore.h): its disks are overlays over the point,
 //      so nothing is copied and the guest's writes go with the overlays;
 //      its serial port writes into <storage>/.haven-verify-<tag>/console.log
 //      and it gets a VGA screen if it has none;
-//   3. the checks, until all pass or the time is up: a line of the serial
-//      console matches a pattern, and/or the QEMU guest agent answers;
+//   3. the checks, until all pass or the time is up: the serial console
+//      shows a text, and/or the QEMU guest agent answers; a disk read the
+//      repository could not serve fails the test;
 //   4. a screenshot of the screen (PNG), the console's last lines;
 //   5. the VM, its overlays and server, the network and the folder go.
 // A point that does not come up is a result (passed = false, with the
@@ -36,7 +39,9 @@ struct VerifyRequest {
   repository::Manifest point;  // a `backup vm` point
   InstantSource source;        // where it is served from
   std::string storage_dir;     // overlays and console; "": kDefaultStorageDir
-  // ECMAScript regular expression; "" checks no console line.
+  // Text the serial console must show (plain, at most 256 printable
+  // bytes: no regular expression a guest's output could make slow); ""
+  // checks no console line.
   std::string console_pattern;
   bool agent = false;  // the QEMU guest agent must answer
   double timeout_seconds = 300;

@@ -222,15 +222,15 @@ ok "(e) verify-restore passes on the good point (console line after $(jget 'roun
 expect_rc 1 "verify-restore (unbootable point)" hv verify-restore "$VM" "$BAD" \
   --check-console "/data mounted" --timeout 30 --storage-dir "$STORE"
 contains "$WORK/out" "verify-restore FAILED" "verify-restore output"
-contains "$WORK/out" "no serial console line matched '/data mounted' within 30.0 s" "the reason"
+contains "$WORK/out" "no serial console line contained '/data mounted' within 30.0 s" "the reason"
 contains "$WORK/out" "/data not mounted" "the console's last line in the reason"
 left_behind
 expect_rc 0 "show the bad point" hv show "$BAD"
 contains "$WORK/out" "verified     FAILED" "show of the bad point"
 expect_rc 2 "verify-restore of a point of another VM" hv verify-restore other-vm "$POINT" --storage-dir "$STORE"
 contains "$WORK/err" "not of other-vm" "another VM's point"
-expect_rc 2 "bad --check-console" hv verify-restore "$VM" "$POINT" --check-console "(" --storage-dir "$STORE"
-contains "$WORK/err" "is not a regular expression" "bad regex"
+expect_rc 2 "bad --check-console" hv verify-restore "$VM" "$POINT" --check-console "$(printf 'a\tb')" --storage-dir "$STORE"
+contains "$WORK/err" "printable text of at most 256 bytes" "bad console text"
 left_behind
 ok "(e) verify-restore fails on the point whose disk does not mount, with the reason (the console's last line); refusals for another VM's point and a bad pattern"
 
@@ -238,7 +238,9 @@ ok "(e) verify-restore fails on the point whose disk does not mount, with the re
 STATE=$WORK/state
 . "$(dirname "$0")/havend_lib.sh"
 havend_tokens inst
-havend_start havend --repository "main=$R" --password-file "$PWF"
+havend_admin_password "$WORK/admin.pw"
+havend_start havend --repository "main=$R" --password-file "$PWF" \
+  --console-dir "$SRC/appliance/console"
 trap 'havend_stop havend >/dev/null 2>&1; cleanup' EXIT
 CURL=(curl -sS --max-time 20 --cacert "$STATE/cert.pem" -H "@$WORK/token.operator")
 # verify_job BODY: queues a verify job on repository main, waits for its end,
@@ -261,7 +263,7 @@ verify_job() {
 # says why.
 verify_job '{"vms": ["'"$VM"'"], "console": "/data mounted", "timeout": 30}'
 [ "$(jget 'j["state"]' "$WORK/job.json")" = failed ] || fail "verify job: $(cat "$WORK/job.json")"
-contains "$WORK/job.json" "no serial console line matched" "the failed job's error"
+contains "$WORK/job.json" "no serial console line contained" "the failed job's error"
 left_behind
 # Without it, the latest point is the good one: the job succeeds.
 expect_rc 0 "forget the unbootable point" hv forget "$BAD"
@@ -271,8 +273,58 @@ verify_job '{"vms": ["'"$VM"'"], "console": "/data mounted", "timeout": 90}'
 left_behind
 expect_rc 0 "show after the job" hv --json show "$POINT"
 [ "$(jget 'j["verification"]["passed"]' "$WORK/out")" = true ] || fail "the job's result is not stored: $(grep -A3 verification "$WORK/out")"
+# The API and the console read it: the points list, the point, its screen.
+"${CURL[@]}" -o "$WORK/points.json" "$URL/api/v1/points?vm=$VM"
+[ "$(jget "[p['verified']['passed'] for p in j['points'] if p['id'] == '$POINT']" "$WORK/points.json")" = "[true]" ] ||
+  fail "the points list does not say the point was verified: $(head -c 800 "$WORK/points.json")"
+"${CURL[@]}" -o "$WORK/point.json" "$URL/api/v1/points/main/$POINT"
+[ "$(jget 'j["verified"]["passed"], "screenshot_png_base64" in j["verified"]' "$WORK/point.json")" = "(True, False)" ] ||
+  fail "the point's verification: $(head -c 800 "$WORK/point.json")"
+code=$("${CURL[@]}" -o "$WORK/api-shot.png" -w '%{http_code} %{content_type}' "$URL/api/v1/points/main/$POINT/screenshot")
+[ "$code" = "200 image/png" ] || fail "screenshot route: $code"
+[ "$(head -c 8 "$WORK/api-shot.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "the API's screenshot is not a PNG"
+# What the admin sees: the point's page in a real headless chromium says
+# it booted and shows the screen (the image loads); the page is kept.
+havend_need_browser fail
+SHOTS=${HAVEN_BUILD_DIR:-$WORK}/test-artifacts/instant
+mkdir -p "$SHOTS"
+"$BROWSER_PY" - "$(dirname "$0")" "$URL" "$WORK/admin.pw" "$POINT" "$SHOTS" <<'EOF2' || fail "the console's point page"
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import console_lib
+from selenium.webdriver.common.by import By
+url, pw, point, shots = sys.argv[2], console_lib.read_password(sys.argv[3]), sys.argv[4], sys.argv[5]
+d = console_lib.chrome()
+try:
+    console_lib.login(d, url, "admin", pw)
+    d.get(url + "/#/point?repo=main&id=" + point)
+    for _ in range(100):
+        v = d.find_elements(By.CSS_SELECTOR, "#point-verified")
+        img = d.find_elements(By.CSS_SELECTOR, "#point-verification img")
+        if v and img and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img[0]):
+            break
+        time.sleep(0.1)
+    else:
+        d.save_screenshot(shots + "/point-failed.png")
+        sys.exit("no verified badge or no screenshot image on the point page")
+    text = v[0].text
+    assert "booted" in text, text
+    width = d.execute_script("return arguments[0].naturalWidth", img[0])
+    assert width == 720, width
+    d.save_screenshot(shots + "/point.png")
+    d.get(url + "/#/points")
+    time.sleep(1.5)
+    d.save_screenshot(shots + "/points.png")
+    # Before the login the console asks /api/v1/me and gets 401: expected.
+    bad = console_lib.errors(console_lib.browser_log(d, quiet=True),
+                             lambda e: "/api/v1/me" in e["message"] and "401" in e["message"])
+    assert not bad, bad
+    print("console: " + text.replace("\n", " / "))
+finally:
+    d.quit()
+EOF2
 havend_stop havend
 trap cleanup EXIT
-ok "(f) havend's verify job: fails naming why on the unbootable latest point, succeeds on the good one and stores the result; a bad request is 400"
+ok "(f) havend's verify job: fails naming why on the unbootable latest point, succeeds on the good one and stores the result, which the points list, the point and its screenshot route serve, and the console's point page shows (badge, screen); a bad request is 400"
 
 echo "PASS: $PASS checks"

@@ -116,7 +116,8 @@ TEST_F(NbdServerTest, ServesEachDiskReadOnlyWithItsSizeAndBytes) {
 
 TEST_F(NbdServerTest, UnknownExportIsRefused) {
   EXPECT_EQ(Client("sda"), nullptr);
-  EXPECT_NE(last_error_.find("sda"), std::string::npos) << last_error_;
+  EXPECT_NE(last_error_.find("no export named 'sda'"), std::string::npos)
+      << last_error_;
 }
 
 TEST_F(NbdServerTest, AFailedReadIsAnErrorNotOtherBytesAndTheConnectionLives) {

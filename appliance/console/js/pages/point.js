@@ -4,7 +4,8 @@
 // are browsed or the VM restored.
 import * as api from '../api.js';
 import {badge, clear, errorBox, fmtBytes, fmtDuration, fmtTime, h, notice, pageTitle, section, table, timeAgo} from '../ui.js';
-import {consistencyBadge} from './points.js';
+
+import {consistencyBadge, verifiedBadge} from './points.js';
 
 const KIND_WORDS = {vm: 'VM', image: 'disk image', files: 'files'};
 
@@ -62,28 +63,97 @@ export async function render(view, ctx) {
   const lost = (p.disks || []).filter(d => d.lost_bytes > 0);
   if (lost.length) problems.push(notice(`Data lost in: ${lost.map(d => `${d.name} (${fmtBytes(d.lost_bytes)})`).join(', ')}.`, 'warn'));
 
-  const summary = section('Summary', props([
-    ['Name', p.name],
-    ['Kind', KIND_WORDS[p.kind] || p.kind],
-    ['Taken', h('span', {}, fmtTime(p.time), ' (', timeAgo(p.time), ')')],
-    ['On host', p.hostname],
-    ['Consistency', h('span', {}, consistencyBadge(p), p.consistency_reason ? h('div', {class: 'muted small', id: 'point-reason'}, p.consistency_reason) : null)],
-    ['Size', fmtBytes(p.logical_bytes)],
-    ['Read', p.read_bytes !== undefined ? fmtBytes(p.read_bytes) : null],
-    ['New data stored', fmtBytes(p.new_stored_bytes)],
-    ['Took', p.duration_seconds !== undefined ? fmtDuration(p.duration_seconds) : null],
-    ['Protected', p.protected ? badge('ok', 'yes: retention never forgets it') : null],
-    ['Repository', p.repository],
-    ['Id', h('code', {id: 'point-id'}, p.id)],
-    ['Previous point', p.parent ? h('a', {href: `#/point?repo=${encodeURIComponent(repo)}&id=${encodeURIComponent(p.parent)}`}, h('code', {}, p.parent.slice(0, 8))) : null],
-    ['VM UUID', p.vm_uuid ? h('code', {}, p.vm_uuid) : null],
-    ['Backed-up paths', Array.isArray(p.paths) && p.paths.length ? h('ul', {class: 'plain-list'}, p.paths.map(x =>
-      h('li', {}, h('a', {href: `${filesHref}&path=${encodeURIComponent(x)}`}, h('code', {}, x))))) : null],
-    ['Entries', p.entries !== undefined ? String(p.entries) : null],
-    ['Made by', p.tool],
-  ]));
+  const summary = section(
+      'Summary', props([
+        ['Name', p.name],
+        ['Kind', KIND_WORDS[p.kind] || p.kind],
+        ['Taken', h('span', {}, fmtTime(p.time), ' (', timeAgo(p.time), ')')],
+        ['On host', p.hostname],
+        [
+          'Consistency',
+          h('span', {}, consistencyBadge(p),
+            p.consistency_reason ?
+                h('div', {class: 'muted small', id: 'point-reason'},
+                  p.consistency_reason) :
+                null)
+        ],
+        ['Size', fmtBytes(p.logical_bytes)],
+        ['Read', p.read_bytes !== undefined ? fmtBytes(p.read_bytes) : null],
+        ['New data stored', fmtBytes(p.new_stored_bytes)],
+        [
+          'Took',
+          p.duration_seconds !== undefined ? fmtDuration(p.duration_seconds) :
+                                             null
+        ],
+        [
+          'Protected',
+          p.protected ? badge('ok', 'yes: retention never forgets it') : null
+        ],
+        [
+          'Verified restore',
+          p.kind === 'vm' ?
+              h('span', {id: 'point-verified'}, verifiedBadge(p.verified),
+                p.verified && !p.verified.error ?
+                    h('div', {class: 'muted small'}, fmtTime(p.verified.time),
+                      ' · ',
+                      p.verified.passed ?
+                          `${p.verified.check} after ${
+                              fmtDuration(p.verified.boot_seconds)}` :
+                          p.verified.reason) :
+                    null) :
+              null
+        ],
+        ['Repository', p.repository],
+        ['Id', h('code', {id: 'point-id'}, p.id)],
+        [
+          'Previous point',
+          p.parent ? h('a',
+                       {
+                         href: `#/point?repo=${encodeURIComponent(repo)}&id=${
+                             encodeURIComponent(p.parent)}`
+                       },
+                       h('code', {}, p.parent.slice(0, 8))) :
+                     null
+        ],
+        ['VM UUID', p.vm_uuid ? h('code', {}, p.vm_uuid) : null],
+        [
+          'Backed-up paths',
+          Array.isArray(p.paths) && p.paths.length ?
+              h('ul', {class: 'plain-list'},
+                p.paths.map(
+                    x => h(
+                        'li', {},
+                        h('a',
+                          {href: `${filesHref}&path=${encodeURIComponent(x)}`},
+                          h('code', {}, x))))) :
+              null
+        ],
+        ['Entries', p.entries !== undefined ? String(p.entries) : null],
+        ['Made by', p.tool],
+      ]));
 
   const parts = [summary];
+  const v = p.verified;
+  if (v && !v.error)
+    parts.push(section(
+        'Last verified restore',
+        h('div', {id: 'point-verification'},
+          h('p', {},
+            v.passed ? `Booted as a throw-away VM on ${fmtTime(v.time)}: ${
+                           v.check} after ${fmtDuration(v.boot_seconds)}.` :
+                       `Did NOT come up when booted on ${fmtTime(v.time)}: ${
+                           v.reason}.`),
+          v.screenshot ? h('img', {
+            src: `/api/v1/points/${encodeURIComponent(repo)}/${
+                encodeURIComponent(p.id)}/screenshot`,
+            alt: `The screen of ${p.name} at the end of the test`,
+            class: 'screenshot'
+          }) :
+                         null,
+          v.console_tail ?
+              h('details', {}, h('summary', {}, 'Serial console (last lines)'),
+                h('pre', {class: 'mono small'}, v.console_tail)) :
+              null)));
   const notes = Array.isArray(p.notes) ? p.notes : (p.notes ? [p.notes] : []);
   if (notes.length)
     parts.push(section('Notes', h('ul', {class: 'notes'}, notes.map(n => h('li', {}, typeof n === 'string' ? n : JSON.stringify(n))))));

@@ -9,6 +9,24 @@ const PAGE = 100;
 
 const KIND_WORDS = {vm: 'VM', image: 'disk image', files: 'files'};
 
+// The last verified restore of a VM point (haven verify-restore, or a
+// scheduled "verify" job): passed, failed, or never.
+export function verifiedBadge(v) {
+  if (!v)
+    return h(
+        'span', {
+          class: 'muted',
+          title:
+              'never booted as a test (haven verify-restore, or a verify schedule)'
+        },
+        'never');
+  if (v.error) return badge('failed', 'unreadable');
+  const el =
+      badge(v.passed ? 'ok' : 'failed', v.passed ? 'booted' : 'did not boot');
+  el.title = `${fmtTime(v.time)}: ${v.passed ? v.check : v.reason}`;
+  return el;
+}
+
 export function consistencyBadge(p) {
   const c = String(p.consistency || 'unknown');
   const cls = /application|filesystem-consistent|fs-consistent/.test(c) ? 'ok' :
@@ -128,16 +146,39 @@ export async function render(view, ctx) {
     return;
   }
   const columns = [
-    {title: 'Time', cell: p => h('span', {}, pointLink(p, fmtTime(p.time)), h('div', {class: 'muted small'}, timeAgo(p.time)))},
-    {title: 'Name', cell: p => h('span', {}, p.name, h('div', {class: 'muted small'}, KIND_WORDS[p.kind] || p.kind))},
+    {
+      title: 'Time',
+      cell: p =>
+          h('span', {}, pointLink(p, fmtTime(p.time)),
+            h('div', {class: 'muted small'}, timeAgo(p.time)))
+    },
+    {
+      title: 'Name',
+      cell: p =>
+          h('span', {}, p.name,
+            h('div', {class: 'muted small'}, KIND_WORDS[p.kind] || p.kind))
+    },
     {title: 'Host', cell: p => p.hostname || '–'},
-    {title: 'Consistency', cell: p => h('span', {}, consistencyBadge(p),
-      p.repaired ? [' ', badge('failed', 'repaired')] : null,
-      p.partial ? [' ', badge('partial', 'partial')] : null,
-      p.protected ? [' ', badge('ok', 'protected')] : null)},
+    {
+      title: 'Consistency',
+      cell: p =>
+          h('span', {}, consistencyBadge(p),
+            p.repaired ? [' ', badge('failed', 'repaired')] : null,
+            p.partial ? [' ', badge('partial', 'partial')] : null,
+            p.protected ? [' ', badge('ok', 'protected')] : null)
+    },
+    {
+      title: 'Verified',
+      cell: p => p.kind === 'vm' ? verifiedBadge(p.verified) : '–'
+    },
     {title: 'Size', class: 'num', cell: p => fmtBytes(p.logical_bytes)},
     {title: 'New data', class: 'num', cell: p => fmtBytes(p.new_stored_bytes)},
-    {title: 'Id', cell: p => h('code', {title: `${p.repository}/${p.id}`}, `${p.repository}/${p.id.slice(0, 8)}`)},
+    {
+      title: 'Id',
+      cell: p =>
+          h('code', {title: `${p.repository}/${p.id}`},
+            `${p.repository}/${p.id.slice(0, 8)}`)
+    },
   ];
   const paging = h('div', {class: 'actions pager'},
     q.before ? h('a', {href: '#/points?' + new URLSearchParams(Object.entries({...q, before: ''}).filter(([, v]) => v)).toString(), class: 'btn'}, '← Newest') : null,
