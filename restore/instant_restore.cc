@@ -413,6 +413,7 @@ Result<InstantFinishResult> FinishInstant(const snapshot::LibvirtHost& host,
                                 d.overlay + "; nothing was changed");
     const double disk_start = MonotonicSeconds();
     HAVEN_ASSIGN_OR_RETURN(auto job, vm->BlockJobInfo(d.target));
+    bool copy_started_here = false;
     if (!job.active) {
       struct stat st;
       if (::lstat(d.path.c_str(), &st) == 0)
@@ -422,6 +423,7 @@ Result<InstantFinishResult> FinishInstant(const snapshot::LibvirtHost& host,
       log("copying disk " + d.target + " to " + d.path + " (" + d.format +
           ") while " + name + " runs");
       HAVEN_RETURN_IF_ERROR(vm->StartBlockCopy(d.target, d.path, d.format));
+      copy_started_here = true;
     } else {
       log("disk " + d.target + ": the copy of an earlier finish is running");
     }
@@ -431,7 +433,7 @@ Result<InstantFinishResult> FinishInstant(const snapshot::LibvirtHost& host,
     for (;;) {
       if (options.cancel.cancelled()) {
         (void)vm->AbortBlockJob(d.target);
-        ::unlink(d.path.c_str());
+        if (copy_started_here) ::unlink(d.path.c_str());  // only our own copy
         return Cancelled("finish cancelled; " + name +
                          " still runs from the point");
       }

@@ -391,6 +391,13 @@ Result<VerifyResult> VerifyRestore(const repository::PointReader& repo,
     else
       r.screenshot_error = png.status().message();
   }
+  // The record holds it as base64 and is at most 16 MiB.
+  if (r.screenshot_png.size() > (8u << 20)) {
+    r.screenshot_error = "the screenshot (" +
+                         std::to_string(r.screenshot_png.size()) +
+                         " bytes as PNG) is over 8 MiB and was not kept";
+    r.screenshot_png.clear();
+  }
   r.console_tail = Tail(ConsoleTail(console), 4096);
   log("removing " + name + ", its overlays and network " + net);
   teardown();

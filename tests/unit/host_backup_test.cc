@@ -48,6 +48,20 @@ TEST(SelectVmsTest, AllMinusExclusionsByNameAndGlob) {
   EXPECT_THAT(s->excluded, ElementsAre("test-a", "test-b", "web1"));
 }
 
+TEST(SelectVmsTest, AllLeavesOutVerifyRestoreTestVms) {
+  HostBackupRequest r;
+  r.all = true;
+  auto s = SelectVms(r, {"db1", "haven-verify-1760af65-0a1b2c3d"});
+  ASSERT_THAT(s, IsOk());
+  EXPECT_THAT(s->chosen, ElementsAre("db1"));
+  EXPECT_THAT(s->excluded, ElementsAre("haven-verify-1760af65-0a1b2c3d"));
+  HostBackupRequest named;  // named on purpose: backed up
+  named.names = {"haven-verify-1760af65-0a1b2c3d"};
+  auto n = SelectVms(named, std::vector<std::string>{});
+  ASSERT_THAT(n, IsOk());
+  EXPECT_THAT(n->chosen, SizeIs(1));
+}
+
 TEST(SelectVmsTest, NamesKeepTheirOrderAndNeedNotBeDefined) {
   HostBackupRequest r;
   r.names = {"web1", "gone", "db1", "test-a"};
