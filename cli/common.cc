@@ -96,10 +96,16 @@ repository::OpenOptions OpenOpts(const Globals& g, bool write) {
 
 Result<std::unique_ptr<repository::Repository>> OpenRepo(const Globals& g,
                                                          bool write) {
+  return OpenRepo(g, write, nullptr);
+}
+
+Result<std::unique_ptr<repository::Repository>> OpenRepo(
+    const Globals& g, bool write, std::string* passphrase) {
   std::string used;
   HAVEN_ASSIGN_OR_RETURN(std::string pass, Passphrase(g, false, &used));
   auto repo = repository::Repository::Open(g.repo, pass, OpenOpts(g, write));
   if (!repo.ok()) return NamePassphraseSource(g, repo.status(), used);
+  if (passphrase) *passphrase = std::move(pass);
   return repo;
 }
 

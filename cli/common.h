@@ -50,6 +50,10 @@ Status NamePassphraseSource(const Globals& g, const Status& s,
 repository::OpenOptions OpenOpts(const Globals& g, bool write);
 Result<std::unique_ptr<repository::Repository>> OpenRepo(const Globals& g,
                                                          bool write);
+// The same, and the passphrase it was opened with in `*passphrase` (for a
+// helper process that opens the repository too: asked for once).
+Result<std::unique_ptr<repository::Repository>> OpenRepo(
+    const Globals& g, bool write, std::string* passphrase);
 
 }  // namespace haven::cli
 

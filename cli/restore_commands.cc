@@ -139,10 +139,8 @@ int CmdInstantFinish(const Globals& g, RestoreVmArgs& a) {
 }
 
 int CmdVerifyRestore(const Globals& g, const RestoreCommands::VerifyArgs& a) {
-  std::string used;
-  auto pass = Passphrase(g, false, &used);
-  if (!pass.ok()) return Fail(g, pass.status());
-  auto repo = OpenRepo(g, true);
+  std::string pass;
+  auto repo = OpenRepo(g, true, &pass);
   if (!repo.ok()) return Fail(g, repo.status());
   auto point = (*repo)->FindSnapshot(
       a.point.empty() ? a.vm + ":latest" : a.point, {"vm"});
@@ -158,7 +156,7 @@ int CmdVerifyRestore(const Globals& g, const RestoreCommands::VerifyArgs& a) {
   if (req.source.repository.rfind("s3:", 0) != 0)
     req.source.repository =
         std::filesystem::absolute(g.repo).lexically_normal();
-  req.source.passphrase = *pass;
+  req.source.passphrase = pass;
   req.source.cache_mb = a.cache_mb;
   req.storage_dir = a.storage_dir;
   req.console_pattern = a.console;
@@ -204,19 +202,6 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
   if (!a.host && req.points.size() != 1)
     return Fail(g, InvalidArgument("restore vm takes one recovery point"));
   if (a.finish || a.discard) return CmdInstantFinish(g, a);
-  if (a.instant) {
-    std::string used;
-    auto pass = Passphrase(g, false, &used);
-    if (!pass.ok()) return Fail(g, pass.status());
-    restore::InstantSource src;
-    src.repository = g.repo;
-    if (src.repository.rfind("s3:", 0) != 0)
-      src.repository = std::filesystem::absolute(g.repo).lexically_normal();
-    src.passphrase = *pass;
-    src.cache_mb = a.cache_mb;
-    req.vm.instant = src;
-    req.vm.start = true;
-  }
   for (const auto& m : a.network_map) {
     size_t eq = m.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == m.size())
@@ -234,8 +219,19 @@ int CmdRestoreVm(const Globals& g, RestoreVmArgs& a) {
     return Fail(
         g, InvalidArgument("name the recovery points to restore, or give --all "
                            "for the latest point of every VM"));
-  auto repo = OpenRepo(g, false);
+  std::string pass;  // instant: the server opens the repository too
+  auto repo = OpenRepo(g, false, a.instant ? &pass : nullptr);
   if (!repo.ok()) return Fail(g, repo.status());
+  if (a.instant) {
+    restore::InstantSource src;
+    src.repository = g.repo;
+    if (src.repository.rfind("s3:", 0) != 0)
+      src.repository = std::filesystem::absolute(g.repo).lexically_normal();
+    src.passphrase = std::move(pass);
+    src.cache_mb = a.cache_mb;
+    req.vm.instant = src;
+    req.vm.start = true;
+  }
   auto host = snapshot::LibvirtHost::Connect(a.uri);
   if (!host.ok()) return Fail(g, host.status());
   const bool human = !g.quiet && !g.json;
