@@ -76,6 +76,16 @@ std::vector<std::string> Strings(const json& p, const char* name) {
 }
 
 // An executor's failure before any work: the job failed with that reason.
+// Backup and verify jobs name their VMs: all of them, or a list.
+Status AllOrVms(const json& p) {
+  bool all = p.value("all", false);
+  bool vms = p.contains("vms") && !p["vms"].empty();
+  if (all == vms)
+    return InvalidArgument(
+        "give either \"all\": true or a non-empty \"vms\" list, not both");
+  return OkStatus();
+}
+
 JobOutcome Failed(const Status& s) {
   JobOutcome o;
   o.state =
@@ -391,12 +401,7 @@ Status ValidateVerifyParams(const json& p) {
           "console must be the text a console line shows (at most 256 "
           "bytes)");
   }
-  bool all = p.value("all", false);
-  bool vms = p.contains("vms") && !p["vms"].empty();
-  if (all == vms)
-    return InvalidArgument(
-        "give either \"all\": true or a non-empty \"vms\" list, not both");
-  return OkStatus();
+  return AllOrVms(p);
 }
 
 Status ValidateBackupParams(const json& p) {
@@ -409,12 +414,7 @@ Status ValidateBackupParams(const json& p) {
   HAVEN_RETURN_IF_ERROR(Names(p, "exclude", 1000));
   HAVEN_RETURN_IF_ERROR(Number(p, "parallel", 1, agent::kMaxParallel, true));
   HAVEN_RETURN_IF_ERROR(Number(p, "limit_read", 0, 1e6, false));
-  bool all = p.value("all", false);
-  bool vms = p.contains("vms") && !p["vms"].empty();
-  if (all == vms)
-    return InvalidArgument(
-        "give either \"all\": true or a non-empty \"vms\" list, not both");
-  return OkStatus();
+  return AllOrVms(p);
 }
 
 Status ValidateForgetParams(const json& p) {

@@ -1,7 +1,5 @@
 // GET /api/v1/points and GET /api/v1/points/{repo}/{id}: recovery points,
 // listed newest first with filters and paging, and one point in full.
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <map>
@@ -12,6 +10,7 @@
 #include "base/json.h"
 #include "base/time.h"
 #include "restore/image_restore.h"
+#include "restore/verify_restore.h"
 
 namespace haven::appliance {
 namespace {
@@ -98,51 +97,17 @@ bool Matches(const Filter& f, const Manifest& m) {
   return true;
 }
 
-// A point's last verified restore: null when never verified; without the
-// screenshot (GET .../screenshot serves it); {"error"} when unreadable.
-nlohmann::ordered_json VerificationSummary(const repository::Repository& repo,
-                                           const std::string& id) {
-  auto v = repo.ReadVerification(id);
-  if (!v.ok()) return {{"error", v.status().message()}};
-  if (!v->has_value()) return nullptr;
-  auto j = nlohmann::ordered_json::parse(**v, nullptr, false);
-  if (!j.is_object()) return {{"error", "the verification record is not JSON"}};
-  j.erase("screenshot_png_base64");
-  return j;
-}
-
 Response ShowScreenshot(Services& s, const ApiCall& call) {
   auto found =
       FindPoint(*s.open_repositories, *call.Param("repo"), *call.Param("id"));
   if (!found.ok()) return StatusResponse(found.status());
-  auto v = found->open->repo().ReadVerification(found->point->id);
-  if (!v.ok()) return StatusResponse(v.status());
-  std::string png;
-  if (v->has_value()) {
-    auto j = nlohmann::json::parse(**v, nullptr, false);
-    std::string b64 =
-        j.is_object() ? j.value("screenshot_png_base64", "") : std::string();
-    if (!b64.empty()) {
-      png.resize(3 * (b64.size() / 4) + 3);
-      int n =
-          EVP_DecodeBlock(reinterpret_cast<unsigned char*>(png.data()),
-                          reinterpret_cast<const unsigned char*>(b64.data()),
-                          static_cast<int>(b64.size()));
-      if (n < 0) return ErrorJson(500, "the stored screenshot does not decode");
-      while (!b64.empty() && b64.back() == '=') {  // padding decoded as 0s
-        b64.pop_back();
-        --n;
-      }
-      png.resize(static_cast<size_t>(n));
-    }
-  }
-  if (png.rfind("\x89PNG\r\n\x1a\n", 0) != 0)
-    return ErrorJson(404, "point " + found->point->id +
-                              " has no screenshot of a verified restore");
+  auto png =
+      restore::VerificationScreenshot(found->open->repo(), found->point->id);
+  if (!png.ok()) return StatusResponse(png.status());
   Response r;
   r.status = 200;
   r.headers.push_back({"Content-Type", "image/png"});
-  r.body = std::move(png);
+  r.body = std::move(*png);
   return r;
 }
 
@@ -203,15 +168,25 @@ Response ListPoints(Services& s, const ApiCall& call) {
   nlohmann::ordered_json out;
   out["points"] = nlohmann::ordered_json::array();
   size_t end = std::min(found.size(), start + filter->limit);
+  // The last verified restore of each VM point of this page (haven
+  // verify-restore), for the console's column: one listing of verified/
+  // per repository, and a read only for the points that have a record.
+  std::map<std::string, std::set<std::string>> verified;
   for (size_t i = start; i < end; ++i) {
     out["points"].push_back(PointSummaryJson(
         *found[i].m, *found[i].repo,
         found[i].list->protected_ids.count(found[i].m->id) > 0));
-    // The last verified restore of a VM point (haven verify-restore), for
-    // the page's column: read for the points of this page only.
-    if (found[i].m->kind == "vm")
-      out["points"].back()["verified"] =
-          VerificationSummary(opened[*found[i].repo]->repo(), found[i].m->id);
+    if (found[i].m->kind != "vm") continue;
+    const repository::Repository& repo = opened[*found[i].repo]->repo();
+    if (!verified.count(*found[i].repo)) {
+      auto ids = repo.VerifiedIds();
+      verified[*found[i].repo] = ids.ok() ? *ids : std::set<std::string>();
+    }
+    out["points"].back()["verified"] =
+        verified[*found[i].repo].count(found[i].m->id)
+            ? nlohmann::ordered_json(
+                  restore::VerificationSummary(repo, found[i].m->id))
+            : nlohmann::ordered_json(nullptr);
   }
   out["total"] = found.size();
   out["next_before"] = end < found.size() && end > start
@@ -230,7 +205,7 @@ Response ShowPoint(Services& s, const ApiCall& call) {
   nlohmann::ordered_json j =
       PointDetailJson(m, *call.Param("repo"), found->is_protected);
   if (m.kind == "vm")
-    j["verified"] = VerificationSummary(found->open->repo(), m.id);
+    j["verified"] = restore::VerificationSummary(found->open->repo(), m.id);
   // The configuration a rebuild needs, read from the point (each file's
   // chunks authenticated as a restore reads them).
   nlohmann::ordered_json configs = nlohmann::ordered_json::object();

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "restore/verify_restore.h"
 #include "base/bytes.h"
 #include "base/json.h"
 #include "base/time.h"
@@ -71,13 +72,7 @@ int CmdShow(const Globals& g, const std::string& spec) {
   auto m = (*repo)->FindSnapshot(spec);
   if (!m.ok()) return Fail(g, m.status());
   // The last verified restore (haven verify-restore), without its image.
-  nlohmann::json verified;
-  if (auto v = (*repo)->ReadVerification(m->id); !v.ok()) {
-    verified = {{"error", v.status().message()}};
-  } else if (v->has_value()) {
-    verified = nlohmann::json::parse(**v, nullptr, false);
-    if (verified.is_object()) verified.erase("screenshot_png_base64");
-  }
+  const nlohmann::json verified = restore::VerificationSummary(**repo, m->id);
   if (g.json) {
     nlohmann::json j = repository::ManifestJson(*m);
     if (!verified.is_null()) j["verification"] = verified;

@@ -883,6 +883,16 @@ Result<std::optional<std::string>> Repository::ReadVerification(
   return std::optional<std::string>(std::string(plain.begin(), plain.end()));
 }
 
+Result<std::set<std::string>> Repository::VerifiedIds() const {
+  HAVEN_ASSIGN_OR_RETURN(auto objects, backend_->List("verified/"));
+  std::set<std::string> ids;
+  for (const auto& o : objects) {
+    std::string id = o.name.substr(sizeof "verified/" - 1);
+    if (IsSnapshotId(id)) ids.insert(std::move(id));
+  }
+  return ids;
+}
+
 Status Repository::DeleteSnapshot(const std::string& id) {
   if (!IsSnapshotId(id))
     return InvalidArgument("'" + id + "' is not a snapshot id");

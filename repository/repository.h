@@ -37,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -298,6 +299,8 @@ class Repository : public PointReader {
   // does not authenticate.
   Result<std::optional<std::string>> ReadVerification(
       const std::string& id) const;
+  // The points that have a verification record (one listing of verified/).
+  Result<std::set<std::string>> VerifiedIds() const;
 
   // OK unless the repository lock in a shared store was lost (store_lock.h);
   // jobs that delete check it before each deletion.

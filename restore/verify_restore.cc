@@ -1,7 +1,6 @@
 #include "restore/verify_restore.h"
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -13,8 +12,10 @@
 #include <sstream>
 #include <thread>
 
+#include "base/bytes.h"
 #include "base/file.h"
 #include "base/time.h"
+#include "repository/crypto.h"
 #include "restore/instant_restore.h"
 #include "restore/screenshot.h"
 #include "snapshot/domain_xml.h"
@@ -34,15 +35,9 @@ std::string Base64(const std::string& in) {
 }
 
 std::string RandomTag() {
-  unsigned char b[4];
-  if (RAND_bytes(b, sizeof b) != 1) return "00000000";
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : b) {
-    s.push_back(hex[c >> 4]);
-    s.push_back(hex[c & 15]);
-  }
-  return s;
+  uint8_t b[4];
+  repository::RandomBytes(b, sizeof b);
+  return HexEncode(ByteSpan(b, sizeof b));
 }
 
 // The last 8 KiB of the console file.
@@ -120,6 +115,41 @@ Result<std::vector<std::string>> IsolationProblems(const std::string& xml,
 }
 
 }  // namespace
+
+nlohmann::json VerificationSummary(const repository::Repository& repo,
+                                   const std::string& id) {
+  auto v = repo.ReadVerification(id);
+  if (!v.ok()) return {{"error", v.status().message()}};
+  if (!v->has_value()) return nullptr;
+  auto j = nlohmann::json::parse(**v, nullptr, false);
+  if (!j.is_object()) return {{"error", "the verification record is not JSON"}};
+  j.erase("screenshot_png_base64");
+  return j;
+}
+
+Result<std::string> VerificationScreenshot(const repository::Repository& repo,
+                                           const std::string& id) {
+  HAVEN_ASSIGN_OR_RETURN(auto v, repo.ReadVerification(id));
+  std::string b64;
+  if (v) {
+    auto j = nlohmann::json::parse(*v, nullptr, false);
+    if (j.is_object()) b64 = j.value("screenshot_png_base64", "");
+  }
+  std::string png(3 * (b64.size() / 4) + 3, '\0');
+  int n = b64.empty() ? 0
+                      : EVP_DecodeBlock(
+                            reinterpret_cast<unsigned char*>(png.data()),
+                            reinterpret_cast<const unsigned char*>(b64.data()),
+                            static_cast<int>(b64.size()));
+  if (n < 0) return DataLoss("the screenshot stored for " + id +
+                             " does not decode");
+  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i)
+    --n;  // padding decodes as zero bytes
+  png.resize(static_cast<size_t>(std::max(n, 0)));
+  if (png.rfind("\x89PNG\r\n\x1a\n", 0) != 0)
+    return NotFound("point " + id + " has no screenshot of a verified restore");
+  return png;
+}
 
 nlohmann::json VerifyResultJson(const VerifyResult& r, bool screenshot) {
   nlohmann::json j;

@@ -67,6 +67,16 @@ struct VerifyResult {
 // printed by --json; the PNG as base64 only when asked.
 nlohmann::json VerifyResultJson(const VerifyResult& r, bool screenshot);
 
+// A point's stored verification record for people and the API: null when
+// it was never verified, {"error": ...} when the record cannot be read, else
+// the record without its screenshot. `haven show` and havend both use it.
+nlohmann::json VerificationSummary(const repository::Repository& repo,
+                                   const std::string& id);
+
+// The PNG of the point's last verification; NotFound when it has none.
+Result<std::string> VerificationScreenshot(const repository::Repository& repo,
+                                           const std::string& id);
+
 Result<VerifyResult> VerifyRestore(const repository::PointReader& repo,
                                    const snapshot::LibvirtHost& host,
                                    const VerifyRequest& request);

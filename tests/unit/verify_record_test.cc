@@ -5,12 +5,14 @@
 #include <zlib.h>
 
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "repository/gc.h"
 #include "restore/screenshot.h"
+#include "restore/verify_restore.h"
 #include "tests/unit/repository_test_util.h"
 #include "tests/unit/test_util.h"
 
@@ -92,6 +94,28 @@ TEST_F(VerificationRecordTest, StoredSealedReadBackAndTamperingIsDataLoss) {
   ASSERT_THAT(back, IsOk());
   ASSERT_TRUE(back->has_value());
   EXPECT_EQ(**back, record);
+  auto ids = repo->VerifiedIds();
+  ASSERT_THAT(ids, IsOk());
+  EXPECT_EQ(*ids, std::set<std::string>{id});
+  // What `haven show` and the API read: no screenshot in the summary, and
+  // the PNG only when one was stored.
+  EXPECT_EQ(restore::VerificationSummary(*repo, id)["reason"], "secret console");
+  EXPECT_TRUE(restore::VerificationSummary(*repo, std::string(32, 'c')).is_null());
+  EXPECT_THAT(restore::VerificationScreenshot(*repo, id),
+              StatusIs(Code::kNotFound, ::testing::_));
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + "pixels";
+  restore::VerifyResult r;
+  r.point = id;
+  r.screenshot_png = png;
+  ASSERT_THAT(repo->WriteVerification(
+                  id, restore::VerifyResultJson(r, true).dump()),
+              IsOk());
+  EXPECT_FALSE(restore::VerificationSummary(*repo, id).contains(
+      "screenshot_png_base64"));
+  auto shot = restore::VerificationScreenshot(*repo, id);
+  ASSERT_THAT(shot, IsOk());
+  EXPECT_EQ(*shot, png);
+  ASSERT_THAT(repo->WriteVerification(id, record), IsOk());
   // Sealed: the text is not in the file, and it is bound to its id.
   const std::string file = repo_dir_ + "/verified/" + id;
   Bytes raw = testing_util::ReadWholeFile(file);
